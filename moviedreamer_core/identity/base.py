@@ -1,0 +1,90 @@
+"""The face-identity embedder interface.
+
+MovieDreamer conditions both the planner and the renderer on a face identity embedding per character
+(paper section 3.2, "multimodal script"; section 3.4, identity-preserving rendering). Users bring different
+face models, so every embedder sits behind this one small interface and declares the *identity space* it
+produces: later stages (planner, renderer) refuse an embedding from a different space by name and size.
+
+Images are ``uint8`` numpy arrays ``[H, W, 3]`` in RGB order. Embeddings are ``float32`` numpy vectors,
+L2-normalised, so cosine similarity is a dot product whatever the embedder.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """A named vector space: which encoder produced the vectors and their size.
+
+    Two spaces are compatible only when both fields are equal; ``describe`` gives the text used in
+    mismatch errors, e.g. ``dlib_resnet_v1 (128-D)``.
+    """
+
+    encoder: str
+    dim: int
+
+    def describe(self) -> str:
+        return f"{self.encoder} ({self.dim}-D)"
+
+    def to_dict(self) -> dict:
+        return {"encoder": self.encoder, "dim": int(self.dim)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EmbeddingSpace":
+        return cls(encoder=str(d["encoder"]), dim=int(d["dim"]))
+
+
+class NoFaceFoundError(ValueError):
+    """Raised when an embedder that needs a face finds none in an image."""
+
+
+class FaceEmbedder(ABC):
+    """Turns one RGB image into one identity embedding.
+
+    Subclasses set ``space`` and implement ``_embed``; ``embed`` checks the input and normalises the output
+    so every embedder behaves the same at the boundary.
+    """
+
+    #: The identity space this embedder produces. Part of the on-disk cache key.
+    space: EmbeddingSpace
+
+    #: Bumped when an embedder's preprocessing changes, so stale cache entries are not reused.
+    version: str = "1"
+
+    @abstractmethod
+    def _embed(self, image: np.ndarray) -> np.ndarray:
+        """Embed one checked ``uint8 [H, W, 3]`` image; raise ``NoFaceFoundError`` when there is no face."""
+
+    def embed(self, image: np.ndarray) -> np.ndarray:
+        image = check_rgb_uint8(image)
+        vec = np.asarray(self._embed(image), dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self.space.dim:
+            raise RuntimeError(f"{self.space.encoder} returned {vec.shape[0]} values, expected {self.space.dim}")
+        return l2_normalise(vec)
+
+    @property
+    def cache_tag(self) -> str:
+        """The part of the cache key that names this embedder and its preprocessing."""
+        return f"{self.space.encoder}-{self.space.dim}-v{self.version}"
+
+
+def check_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Return a C-contiguous ``uint8 [H, W, 3]`` array or raise a ``ValueError`` saying what is wrong."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape [H, W, 3], got shape {tuple(image.shape)}")
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        raise ValueError(f"image is too small ({image.shape[1]}x{image.shape[0]} pixels)")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+def l2_normalise(vec: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    vec = np.asarray(vec, dtype=np.float32)
+    return vec / max(float(np.linalg.norm(vec)), eps)

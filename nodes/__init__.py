@@ -1,0 +1,25 @@
+"""ComfyUI adapters for MovieDreamer: node schemas, host calls, type conversion and progress.
+
+Everything here is thin: the method is in ``moviedreamer_core``. ``host.py`` owns every call into the
+host's model management, folders, progress and interruption.
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import host
+
+
+class MovieDreamerExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        from .script_encode import ScriptEncode, MovieDreamerScriptLoad
+
+        return [ScriptEncode, MovieDreamerScriptLoad]
+
+
+async def comfy_entrypoint() -> MovieDreamerExtension:
+    # This host version never calls ComfyExtension.on_load, so the models folder is registered here,
+    # once, when the host loads the pack (after it has read extra_model_paths.yaml).
+    host.register_model_folder()
+    return MovieDreamerExtension()

@@ -1,0 +1,100 @@
+"""The one module that talks to the host's folders, model management, progress and interruption.
+
+Every other module in ``nodes/`` asks this one for a folder, a progress bar or an interrupt check, so a
+change in the host's API is mended here and nowhere else. Nothing in ``moviedreamer_core`` imports it:
+core code receives plain callables (``progress``, ``check_interrupt``) and plain paths.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import folder_paths
+import comfy.model_management as mm
+import comfy.utils
+
+#: The models folder name our loaders list files from (``models/moviedreamer``).
+MODEL_FOLDER = "moviedreamer"
+#: Weights load from safetensors only: no pickle anywhere in the pack.
+MODEL_EXTENSIONS = {".safetensors", ".sft"}
+#: Where the identity-embedding cache lives, under the host's temp folder.
+CACHE_SUBDIR = os.path.join("moviedreamer", "cache")
+
+
+def register_model_folder() -> None:
+    """Register ``models/moviedreamer`` with the host, keeping any paths a user's extra_model_paths.yaml set.
+
+    ``extra_model_paths.yaml`` is read before custom nodes load, so a user entry may already exist (with
+    an empty extension set, which would match every file). We merge: user paths first, then the default
+    folder, and set the extensions explicitly to safetensors.
+    """
+    default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
+    paths: list[str] = []
+    if MODEL_FOLDER in folder_paths.folder_names_and_paths:
+        paths = list(folder_paths.folder_names_and_paths[MODEL_FOLDER][0])
+    if default not in paths:
+        paths.append(default)
+    folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(MODEL_EXTENSIONS))
+
+
+def model_files() -> list[str]:
+    """The planner/renderer files a loader can offer (relative names, as the host lists them)."""
+    return folder_paths.get_filename_list(MODEL_FOLDER)
+
+
+def input_directory() -> str:
+    return folder_paths.get_input_directory()
+
+
+def output_directory() -> str:
+    return folder_paths.get_output_directory()
+
+
+def cache_directory() -> str:
+    """Folder for small caches (identity embeddings), under the host's temp directory."""
+    path = os.path.join(folder_paths.get_temp_directory(), CACHE_SUBDIR)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def models_subfolder(name: str) -> list[str]:
+    """All folders the host knows for a model family (e.g. ``insightface``), default location included."""
+    paths = []
+    if name in folder_paths.folder_names_and_paths:
+        paths.extend(folder_paths.folder_names_and_paths[name][0])
+    default = os.path.join(folder_paths.models_dir, name)
+    if default not in paths:
+        paths.append(default)
+    return paths
+
+
+def check_interrupt() -> None:
+    """Raise the host's interrupt exception if the user pressed Cancel.
+
+    The websocket progress hook checks this too, but only when ``main.py`` installed it; long loops call
+    this themselves so they stop in-process as well.
+    """
+    mm.throw_exception_if_processing_interrupted()
+
+
+def progress_bar(total: int) -> Callable[[int, Optional[object]], None]:
+    """A callable ``update(done, preview_pil=None)`` that reports to the host and honours its interrupt."""
+    bar = comfy.utils.ProgressBar(max(int(total), 1))
+
+    def update(done: int, preview=None) -> None:
+        check_interrupt()
+        if preview is not None:
+            bar.update_absolute(done, total, ("JPEG", preview, 512))
+        else:
+            bar.update_absolute(done, total)
+
+    return update
+
+
+def torch_device():
+    return mm.get_torch_device()
+
+
+def intermediate_device():
+    return mm.intermediate_device()
