@@ -1,0 +1,55 @@
+"""Declared vector spaces: which encoder made a vector, and its shape.
+
+Every numeric thing that crosses a stage boundary carries the space it lives in, so a planner trained on
+one text encoder, or a renderer trained on one token space, refuses inputs from another with a message
+naming both sides instead of producing silent garbage (DESIGN.md section 3, "Token space").
+
+* ``EmbeddingSpace`` (text and identity vectors): encoder name + dimension.
+* ``TokenSpace`` (keyframe visual tokens): source + K tokens of D values, e.g.
+  ``{"source": "clip_vision.image_embeds", "K": 1, "D": 1024}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .identity.base import EmbeddingSpace
+
+
+class SpaceMismatchError(ValueError):
+    """Two stages disagree on a space; the message names what each side has."""
+
+
+@dataclass(frozen=True)
+class TokenSpace:
+    """The space of a keyframe's visual tokens: ``K`` tokens of ``D`` values from ``source``."""
+
+    source: str
+    K: int
+    D: int
+
+    def describe(self) -> str:
+        return f"{self.source} (K={self.K}, D={self.D})"
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "K": int(self.K), "D": int(self.D)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenSpace":
+        return cls(source=str(d["source"]), K=int(d["K"]), D=int(d["D"]))
+
+
+def require_same_space(kind: str, expected, got, expected_from: str, got_from: str) -> None:
+    """Raise ``SpaceMismatchError`` unless two declared spaces are equal.
+
+    ``kind`` names the space ("text", "identity", "token"); the ``*_from`` texts say where each side comes
+    from, e.g. ``"the planner file story_v2.safetensors"`` and ``"ScriptEncode"``.
+    """
+    if expected != got:
+        raise SpaceMismatchError(
+            f"{kind} space mismatch: {expected_from} expects {expected.describe()}, "
+            f"but {got_from} provides {got.describe()}"
+        )
+
+
+__all__ = ["EmbeddingSpace", "TokenSpace", "SpaceMismatchError", "require_same_space"]
