@@ -1,0 +1,98 @@
+"""``MD_SCRIPT_EMBEDS``: a script made numeric, ready for the planner and the renderer.
+
+MovieDreamer feeds its planner *sentence-level* text embeddings (one vector per sentence, not word tokens)
+and one face-identity embedding per character (paper section 3.2). This dataclass holds them together with
+everything a later stage must check or reuse:
+
+* per keyframe, one embedding per text segment (``SEGMENTS``: action, scene, style), ``[n_kf, 3, Dt]``;
+* per character, an identity *bank* (one embedding per reference image) and its normalised mean; the bank
+  is what training-time face-embedding randomisation draws from, the mean is the default at inference;
+* optional *reference tokens* per character (its reference images encoded into the visual token space),
+  used by the zero-shot prior and by few-shot planning;
+* the texts themselves, kept for the renderer's text condition;
+* the declared text, identity and token spaces, so the planner and renderer can refuse a mismatch;
+* ``script_hash`` (the script alone) and ``content_hash`` (script + spaces + every number in here).
+
+Instances are immutable by convention: the host shares cached outputs by reference between nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from .script.schema import KeyframeSpec
+from .spaces import EmbeddingSpace, TokenSpace
+
+#: Order of the per-keyframe text segments in ``keyframe_text``.
+SEGMENTS = ("action", "scene", "style")
+
+
+@dataclass(frozen=True)
+class CharacterEmbeds:
+    """One character's identity: a bank of per-reference embeddings and their normalised mean."""
+
+    name: str
+    description: str
+    bank: torch.Tensor  # [n_refs, Di], each row L2-normalised; [0, Di] when the character has no reference
+    mean: torch.Tensor  # [Di], L2-normalised mean of the bank; zeros when there is no reference
+    reference_names: tuple[str, ...]  # "file:ava.png" or "batch:0", one per bank row
+    reference_tokens: Optional[torch.Tensor] = None  # [n_refs, K, D] in ``ScriptEmbeds.token_space``
+
+    @property
+    def has_identity(self) -> bool:
+        return self.bank.shape[0] > 0
+
+
+@dataclass(frozen=True)
+class ScriptEmbeds:
+    title: str
+    style: str
+    script_hash: str
+    content_hash: str
+    text_space: EmbeddingSpace
+    identity_space: EmbeddingSpace
+    keyframes: tuple[KeyframeSpec, ...]
+    keyframe_text: torch.Tensor  # [n_kf, len(SEGMENTS), Dt]
+    style_embed: torch.Tensor  # [Dt]
+    description_embeds: torch.Tensor  # [n_chars, Dt]
+    characters: tuple[CharacterEmbeds, ...]
+    token_space: Optional[TokenSpace] = None
+    segments: tuple[str, ...] = field(default=SEGMENTS)
+
+    @property
+    def n_keyframes(self) -> int:
+        return len(self.keyframes)
+
+    @property
+    def keyframe_shot(self) -> torch.Tensor:
+        """``[n_kf]`` index of the shot each keyframe belongs to."""
+        return torch.tensor([k.shot_index for k in self.keyframes], dtype=torch.long)
+
+    def identity_means(self) -> torch.Tensor:
+        """``[n_chars, Di]``: each character's mean identity (zeros for characters without references)."""
+        if not self.characters:
+            return torch.zeros(0, self.identity_space.dim)
+        return torch.stack([c.mean for c in self.characters])
+
+    def prompt(self, k: int) -> str:
+        """The renderer's text for keyframe ``k``: action, scene, who is on screen (described), style."""
+        spec = self.keyframes[k]
+        parts = [spec.action.rstrip(".") + ".", spec.scene.rstrip(".") + "."]
+        for c in spec.characters:
+            ch = self.characters[c]
+            parts.append(f"{ch.name}: {ch.description.rstrip('.')}.")
+        if self.style:
+            parts.append(self.style.rstrip(".") + ".")
+        return " ".join(parts)
+
+    def summary(self) -> str:
+        """One line for logs and the UI."""
+        refs = sum(c.bank.shape[0] for c in self.characters)
+        tokens = f", tokens {self.token_space.describe()}" if self.token_space else ""
+        return (
+            f'"{self.title}": {self.n_keyframes} keyframes, {len(self.characters)} characters ({refs} references); '
+            f"text {self.text_space.describe()}, identity {self.identity_space.describe()}{tokens}"
+        )

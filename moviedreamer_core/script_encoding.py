@@ -1,0 +1,212 @@
+"""Turn a validated ``Script`` into ``ScriptEmbeds`` (what the ScriptEncode node does, minus the host).
+
+The encoders arrive as plain callables, so this module never touches the host: ``nodes/`` wraps the host's
+CLIP text encoder and CLIP-Vision model into them, tests pass tiny real encoders.
+
+Text: every distinct sentence of the script (each keyframe's action, each scene, the style, each
+character description) is encoded once, in one batched call, and indexed back (MovieDreamer uses one
+embedding per sentence, paper section 3.2). Identity: every reference photo goes through the chosen face
+embedder, through an on-disk cache keyed by the image's pixels, so re-queuing the same references costs
+nothing. A reference without a detectable face is an error naming the character and the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .embeds import SEGMENTS, CharacterEmbeds, ScriptEmbeds
+from .identity.base import FaceEmbedder, NoFaceFoundError, l2_normalise
+from .paths import resolve_inside
+from .script.hashing import script_hash
+from .script.references import image_tensor_to_uint8, load_image_file
+from .script.schema import Script
+from .spaces import EmbeddingSpace, TokenSpace
+
+#: ``progress(done, total)``; may raise to interrupt (the host's cancel).
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TextEncoder:
+    """Sentences to vectors: ``encode(list_of_texts) -> Tensor[N, dim]`` in ``space``."""
+
+    encode: Callable[[list[str]], torch.Tensor]
+    space: EmbeddingSpace
+
+
+@dataclass(frozen=True)
+class TokenEncoder:
+    """Images to visual tokens: ``encode(list_of_uint8_images) -> Tensor[N, K, D]`` in ``space``."""
+
+    encode: Callable[[list[np.ndarray]], torch.Tensor]
+    space: TokenSpace
+
+
+class ReferenceImageError(ValueError):
+    """Reference photos that could not be used; the message lists each by character and image."""
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    character: int
+    position: int  # index in the character's ``references`` list
+    label: str  # "file:ava.png" or "batch:0"
+    image: np.ndarray  # uint8 [H, W, 3]
+
+
+def gather_references(script: Script, input_dir: Optional[str], batch: Optional[Sequence] = None) -> list[ReferenceImage]:
+    """Load every character's reference photos: files from ``input_dir``, indices from ``batch``.
+
+    ``batch`` is the IMAGE input (a tensor ``[B, H, W, C]`` or a sequence of images). The script was
+    validated against the same folder and batch size, so problems here are races (a file deleted since),
+    reported the same way.
+    """
+    out: list[ReferenceImage] = []
+    for c, ch in enumerate(script.characters):
+        for j, ref in enumerate(ch.references):
+            if isinstance(ref, int):
+                if batch is None or ref >= len(batch):
+                    raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] is image {ref}, but the IMAGE batch has {0 if batch is None else len(batch)}')
+                out.append(ReferenceImage(c, j, f"batch:{ref}", image_tensor_to_uint8(batch[ref])))
+            else:
+                if input_dir is None:
+                    raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] names a file but no input folder was given')
+                path = resolve_inside(input_dir, ref)
+                try:
+                    image = load_image_file(path)
+                except (OSError, ValueError) as e:
+                    raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] ({ref}) cannot be read: {e}') from e
+                out.append(ReferenceImage(c, j, f"file:{ref}", image))
+    return out
+
+
+def _embed_identities(script: Script, refs: list[ReferenceImage], embedder: FaceEmbedder, cache, progress) -> np.ndarray:
+    """Embed every reference; collect *all* faceless references into one error before giving up."""
+    images = [r.image for r in refs]
+    if not images:
+        return np.zeros((0, embedder.space.dim), dtype=np.float32)
+    embed_one = (lambda im: cache.get_or_compute(embedder, im)) if cache is not None else embedder.embed
+    vectors, failures = [], []
+    for i, ref in enumerate(refs):
+        try:
+            vectors.append(np.asarray(embed_one(ref.image), dtype=np.float32))
+        except NoFaceFoundError:
+            name = script.characters[ref.character].name
+            failures.append(f'character "{name}" (characters[{ref.character}]), reference {ref.position} ({ref.label}): no face found')
+        if progress is not None:
+            progress(i + 1, len(refs))
+    if failures:
+        raise ReferenceImageError(
+            "no face could be found in " + ("this reference image" if len(failures) == 1 else f"{len(failures)} reference images")
+            + ":\n  " + "\n  ".join(failures)
+            + "\nUse a clearer, front-facing photo, or choose the clip_vision_crop face embedder (it needs no face detector)."
+        )
+    return np.stack(vectors)
+
+
+def _content_hash(parts: list) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, torch.Tensor):
+            t = p.detach().to("cpu", torch.float32).contiguous()
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.numpy().tobytes())
+        else:
+            h.update(repr(p).encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def encode_script(
+    script: Script,
+    text_encoder: TextEncoder,
+    face_embedder: FaceEmbedder,
+    *,
+    input_dir: Optional[str] = None,
+    batch: Optional[Sequence] = None,
+    identity_cache=None,
+    token_encoder: Optional[TokenEncoder] = None,
+    progress: Optional[ProgressFn] = None,
+) -> ScriptEmbeds:
+    """Encode a validated script. ``identity_cache`` is an ``IdentityCache`` (or ``None`` for no cache).
+
+    Progress counts one step per reference image plus one for the text pass (and one per character's
+    reference tokens when a token encoder is given).
+    """
+    refs = gather_references(script, input_dir, batch)
+    n_token_steps = len(script.characters) if token_encoder is not None else 0
+    total = len(refs) + 1 + n_token_steps
+    report = (lambda done: progress(done, total)) if progress is not None else (lambda done: None)
+
+    # --- identity (first: it is where user errors show up, before the batched text pass)
+    bank_all = _embed_identities(script, refs, face_embedder, identity_cache, lambda d, _t: report(d))
+    banks: list[list[np.ndarray]] = [[] for _ in script.characters]
+    labels: list[list[str]] = [[] for _ in script.characters]
+    for ref, vec in zip(refs, bank_all):
+        banks[ref.character].append(vec)
+        labels[ref.character].append(ref.label)
+
+    # --- text: every distinct sentence once, one batched call
+    keyframes = script.keyframes()
+    sentences = [k.action for k in keyframes] + [k.scene for k in keyframes] + [script.style]
+    sentences += [c.description for c in script.characters]
+    unique = list(dict.fromkeys(sentences))
+    vectors = text_encoder.encode(unique).detach().to("cpu", torch.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != len(unique) or vectors.shape[1] != text_encoder.space.dim:
+        raise RuntimeError(
+            f"text encoder returned shape {tuple(vectors.shape)}, expected [{len(unique)}, {text_encoder.space.dim}]"
+        )
+    row = {text: i for i, text in enumerate(unique)}
+    embed = lambda texts: vectors[[row[t] for t in texts]]  # noqa: E731
+    style_embed = embed([script.style])[0]
+    keyframe_text = torch.stack(
+        [embed([k.action for k in keyframes]), embed([k.scene for k in keyframes]),
+         style_embed.expand(len(keyframes), -1)],
+        dim=1,
+    ) if keyframes else torch.zeros(0, len(SEGMENTS), text_encoder.space.dim)
+    description_embeds = embed([c.description for c in script.characters]) if script.characters else torch.zeros(0, text_encoder.space.dim)
+    done = len(refs) + 1
+    report(done)
+
+    # --- optional reference tokens (the character's photos in the keyframe token space)
+    characters = []
+    dim = face_embedder.space.dim
+    for c, ch in enumerate(script.characters):
+        bank = torch.from_numpy(np.stack(banks[c])) if banks[c] else torch.zeros(0, dim)
+        mean = torch.from_numpy(l2_normalise(bank.mean(0).numpy())) if banks[c] else torch.zeros(dim)
+        tokens = None
+        if token_encoder is not None:
+            images = [r.image for r in refs if r.character == c]
+            if images:
+                tokens = token_encoder.encode(images).detach().to("cpu", torch.float32)
+                expected = (len(images), token_encoder.space.K, token_encoder.space.D)
+                if tuple(tokens.shape) != expected:
+                    raise RuntimeError(f"token encoder returned shape {tuple(tokens.shape)}, expected {list(expected)}")
+            done += 1
+            report(done)
+        characters.append(CharacterEmbeds(ch.name, ch.description, bank, mean, tuple(labels[c]), tokens))
+
+    s_hash = script_hash(script)
+    token_space = token_encoder.space if token_encoder is not None else None
+    parts = [s_hash, text_encoder.space, face_embedder.space, token_space, keyframe_text, description_embeds]
+    for ch in characters:
+        parts += [ch.bank, ch.reference_names] + ([ch.reference_tokens] if ch.reference_tokens is not None else [])
+    return ScriptEmbeds(
+        title=script.title,
+        style=script.style,
+        script_hash=s_hash,
+        content_hash=_content_hash(parts),
+        text_space=text_encoder.space,
+        identity_space=face_embedder.space,
+        keyframes=tuple(keyframes),
+        keyframe_text=keyframe_text,
+        style_embed=style_embed,
+        description_embeds=description_embeds,
+        characters=tuple(characters),
+        token_space=token_space,
+    )

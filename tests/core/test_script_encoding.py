@@ -1,0 +1,194 @@
+"""Script -> ScriptEmbeds without a host: tiny real encoders, real files, real failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from moviedreamer_core.embeds import SEGMENTS
+from moviedreamer_core.identity.base import FaceEmbedder, NoFaceFoundError
+from moviedreamer_core.script import load_script
+from moviedreamer_core.script_encoding import (
+    ReferenceImageError,
+    TextEncoder,
+    TokenEncoder,
+    encode_script,
+)
+from moviedreamer_core.spaces import EmbeddingSpace, TokenSpace
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class ByteBagText(torch.nn.Module):
+    """A tiny real sentence encoder: byte histogram through a fixed random projection. Counts its calls."""
+
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = torch.nn.Parameter(torch.randn(256, dim, generator=g), requires_grad=False)
+        self.calls: list[list[str]] = []
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        self.calls.append(list(texts))
+        hist = torch.zeros(len(texts), 256)
+        for i, t in enumerate(texts):
+            for b in t.encode():
+                hist[i, b] += 1
+        return hist @ self.proj
+
+
+class MeanColourFace(FaceEmbedder):
+    """A real FaceEmbedder: mean colour per image quadrant; an almost black image has 'no face'."""
+
+    space = EmbeddingSpace("test_mean_colour", 12)
+
+    def __init__(self):
+        self.calls = 0
+
+    def _embed(self, image: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if image.mean() < 5:
+            raise NoFaceFoundError("no face")
+        h, w = image.shape[0] // 2, image.shape[1] // 2
+        quads = [image[:h, :w], image[:h, w:], image[h:, :w], image[h:, w:]]
+        return np.concatenate([q.reshape(-1, 3).mean(0) for q in quads]) + 1.0
+
+
+@pytest.fixture
+def input_dir(tmp_path) -> Path:
+    root = tmp_path / "input"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(40, 255, (64, 48, 3), dtype=np.uint8)).save(root / "ava.png")
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "dark.png")
+    return root
+
+
+@pytest.fixture
+def batch() -> torch.Tensor:
+    return torch.rand(2, 40, 40, 3, generator=torch.Generator().manual_seed(2)) * 0.8 + 0.1
+
+
+def lighthouse(input_dir, images=1, text=None):
+    return load_script(text or (FIXTURES / "lighthouse.yaml").read_text(), input_dir=str(input_dir), image_count=images)
+
+
+def test_encodes_every_keyframe_segment_once_in_one_batch(input_dir, batch):
+    script = lighthouse(input_dir, images=2)
+    text = ByteBagText()
+    embeds = encode_script(script, TextEncoder(text, EmbeddingSpace("bytes", 16)), MeanColourFace(),
+                           input_dir=str(input_dir), batch=batch)
+    assert len(text.calls) == 1, "all sentences go through the text encoder in one call"
+    sent = text.calls[0]
+    assert len(sent) == len(set(sent)), "each distinct sentence is encoded once"
+    assert embeds.segments == SEGMENTS == ("action", "scene", "style")
+    assert embeds.keyframe_text.shape == (3, 3, 16)
+    # rows are the encoder's own vectors for the right sentences
+    expected_action = text([script.keyframes()[2].action])[0]
+    assert torch.allclose(embeds.keyframe_text[2, 0], expected_action)
+    assert torch.allclose(embeds.keyframe_text[1, 1], embeds.keyframe_text[2, 1])  # same shot, same scene
+    assert torch.allclose(embeds.keyframe_text[:, 2], embeds.style_embed.expand(3, -1))
+    assert embeds.description_embeds.shape == (2, 16)
+    assert embeds.keyframe_shot.tolist() == [0, 1, 1]
+
+
+def test_identity_bank_and_mean(input_dir, batch):
+    data = (FIXTURES / "lighthouse.yaml").read_text().replace("references: [0]", "references: [0, 1, ava.png]")
+    script = lighthouse(input_dir, images=2, text=data)
+    face = MeanColourFace()
+    embeds = encode_script(script, TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)), face,
+                           input_dir=str(input_dir), batch=batch)
+    ava, bo = embeds.characters
+    assert ava.bank.shape == (1, 12) and bo.bank.shape == (3, 12)
+    assert bo.reference_names == ("batch:0", "batch:1", "file:ava.png")
+    assert torch.allclose(bo.bank.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert abs(float(bo.mean.norm()) - 1.0) < 1e-5
+    expected = torch.nn.functional.normalize(bo.bank.mean(0), dim=0)
+    assert torch.allclose(bo.mean, expected, atol=1e-6)
+    # Ava's file and Bo's third reference are the same photo: same embedding
+    assert torch.allclose(ava.bank[0], bo.bank[2])
+    assert embeds.identity_means().shape == (2, 12)
+    assert embeds.identity_space == face.space
+
+
+def test_character_without_references_has_no_identity(input_dir):
+    data = (FIXTURES / "lighthouse.yaml").read_text().replace("references: [0]", "references: []")
+    embeds = encode_script(lighthouse(input_dir, images=0, text=data), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
+                           MeanColourFace(), input_dir=str(input_dir))
+    assert embeds.characters[0].has_identity and not embeds.characters[1].has_identity
+    assert embeds.characters[1].bank.shape == (0, 12)
+    assert torch.count_nonzero(embeds.characters[1].mean) == 0
+
+
+def test_faceless_references_are_all_named(input_dir, batch):
+    data = (FIXTURES / "lighthouse.yaml").read_text()
+    data = data.replace("references: [ava.png]", "references: [ava.png, dark.png]").replace("references: [0]", "references: [0, 1]")
+    batch = batch.clone()
+    batch[1] = 0.0
+    with pytest.raises(ReferenceImageError) as err:
+        encode_script(lighthouse(input_dir, images=2, text=data), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
+                      MeanColourFace(), input_dir=str(input_dir), batch=batch)
+    msg = str(err.value)
+    assert "2 reference images" in msg
+    assert 'character "Ava" (characters[0]), reference 1 (file:dark.png): no face found' in msg
+    assert 'character "Bo" (characters[1]), reference 1 (batch:1): no face found' in msg
+    assert "clip_vision_crop" in msg
+
+
+def test_reference_tokens_and_spaces(input_dir, batch):
+    proj = torch.randn(3, 8, generator=torch.Generator().manual_seed(3))
+
+    def tokens(images):
+        return torch.stack([torch.from_numpy(im.reshape(-1, 3).mean(0).astype(np.float32)) @ proj for im in images]).reshape(-1, 2, 4)
+
+    embeds = encode_script(lighthouse(input_dir, images=2), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
+                           MeanColourFace(), input_dir=str(input_dir), batch=batch,
+                           token_encoder=TokenEncoder(tokens, TokenSpace("test.mean", 2, 4)))
+    assert embeds.token_space == TokenSpace("test.mean", 2, 4)
+    assert embeds.characters[0].reference_tokens.shape == (1, 2, 4)
+    assert embeds.characters[1].reference_tokens.shape == (1, 2, 4)
+    assert "tokens test.mean (K=2, D=4)" in embeds.summary()
+
+
+def test_wrong_token_shape_is_an_error(input_dir, batch):
+    with pytest.raises(RuntimeError, match=r"token encoder returned shape \(1, 8\), expected \[1, 2, 4\]"):
+        encode_script(lighthouse(input_dir, images=2), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
+                      MeanColourFace(), input_dir=str(input_dir), batch=batch,
+                      token_encoder=TokenEncoder(lambda ims: torch.zeros(len(ims), 8), TokenSpace("t", 2, 4)))
+
+
+def test_content_hash_follows_inputs(input_dir, batch):
+    def run(b):
+        return encode_script(lighthouse(input_dir, images=2), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
+                             MeanColourFace(), input_dir=str(input_dir), batch=b)
+
+    a, b = run(batch), run(batch.clone())
+    assert a.content_hash == b.content_hash
+    assert a.script_hash == b.script_hash
+    changed = batch.clone()
+    changed[0] = changed[0].flip(0)
+    c = run(changed)
+    assert c.content_hash != a.content_hash and c.script_hash == a.script_hash
+
+
+def test_progress_reports_every_step(input_dir, batch):
+    seen = []
+    encode_script(lighthouse(input_dir, images=2), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
+                  MeanColourFace(), input_dir=str(input_dir), batch=batch, progress=lambda d, t: seen.append((d, t)))
+    # two references + one text pass
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_renderer_prompt_names_who_is_on_screen(input_dir, batch):
+    embeds = encode_script(lighthouse(input_dir, images=2), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
+                           MeanColourFace(), input_dir=str(input_dir), batch=batch)
+    p = embeds.prompt(2)
+    assert p.startswith("Ava hands Bo a lantern. the lamp room at the top of the lighthouse.")
+    assert "Ava: a young woman with short red hair and a green raincoat." in p
+    assert "Bo: an old fisherman with a white beard." in p
+    assert p.endswith("hand-painted watercolour, soft morning light.")
+    assert "Bo:" not in embeds.prompt(0)
