@@ -192,3 +192,19 @@ def test_renderer_prompt_names_who_is_on_screen(input_dir, batch):
     assert "Bo: an old fisherman with a white beard." in p
     assert p.endswith("hand-painted watercolour, soft morning light.")
     assert "Bo:" not in embeds.prompt(0)
+
+
+def test_report_flags_confusable_characters(input_dir, batch):
+    from moviedreamer_core.script_report import identity_similarity, script_report
+
+    # Bo's two photos: one is Ava's file, one a different image -> Bo is as close to Ava as to himself.
+    data = (FIXTURES / "lighthouse.yaml").read_text().replace("references: [0]", "references: [ava.png, 0]")
+    embeds = encode_script(lighthouse(input_dir, images=2, text=data), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
+                           MeanColourFace(), input_dir=str(input_dir), batch=batch)
+    sims = identity_similarity(embeds)
+    assert sims["Ava"]["self_min"] == 1.0 and sims["Ava"]["closest"] == "Bo"
+    assert sims["Bo"]["self_min"] < 0.9999
+    report = script_report(embeds, max_keyframes=2)
+    assert "Bo: 2 photo(s)" in report and "WARNING" in report
+    assert "#1 shot s2.0 [close_up] Ava, Bo: Bo turns to the door." in report
+    assert "... 1 more keyframes" in report
