@@ -13,9 +13,10 @@ from . import host
 
 class MovieDreamerExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        from .script_encode import ScriptEncode, MovieDreamerScriptLoad
+        from .script_encode import ScriptEncode
+        from .script_info import MovieDreamerScriptInfo
 
-        return [ScriptEncode, MovieDreamerScriptLoad]
+        return [ScriptEncode, MovieDreamerScriptInfo]
 
 
 async def comfy_entrypoint() -> MovieDreamerExtension:

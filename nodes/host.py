@@ -8,7 +8,7 @@ core code receives plain callables (``progress``, ``check_interrupt``) and plain
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Optional
 
 import folder_paths
 import comfy.model_management as mm
@@ -78,18 +78,24 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
-def progress_bar(total: int) -> Callable[[int, Optional[object]], None]:
-    """A callable ``update(done, preview_pil=None)`` that reports to the host and honours its interrupt."""
-    bar = comfy.utils.ProgressBar(max(int(total), 1))
+class Progress:
+    """Progress reported to the host (websocket bar and previews) that also honours its interrupt.
 
-    def update(done: int, preview=None) -> None:
+    ``progress(done, total=None, preview=None)``: ``total`` may change as work is discovered; ``preview``
+    is a PIL image, sent as a small JPEG.
+    """
+
+    def __init__(self, total: int = 1, preview_size: int = 512):
+        self.total = max(int(total), 1)
+        self.preview_size = preview_size
+        self._bar = comfy.utils.ProgressBar(self.total)
+
+    def __call__(self, done: int, total: Optional[int] = None, preview=None) -> None:
         check_interrupt()
-        if preview is not None:
-            bar.update_absolute(done, total, ("JPEG", preview, 512))
-        else:
-            bar.update_absolute(done, total)
-
-    return update
+        if total is not None:
+            self.total = max(int(total), 1)
+        payload = ("JPEG", preview, self.preview_size) if preview is not None else None
+        self._bar.update_absolute(min(int(done), self.total), self.total, payload)
 
 
 def torch_device():

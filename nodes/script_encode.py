@@ -1,0 +1,195 @@
+"""ScriptEncode: the multimodal script in, ``MD_SCRIPT`` and ``MD_SCRIPT_EMBEDS`` out.
+
+The node is thin: parsing and validation are ``moviedreamer_core.script``, the numeric encoding is
+``moviedreamer_core.script_encoding``; this module reads the host inputs, builds the encoders from host
+models and reports progress. The script is validated at prompt time (``validate_inputs``), so a broken
+script is a node error naming the field before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from comfy_api.latest import io, ui
+
+from ..moviedreamer_core.identity.base import NoFaceFoundError
+from ..moviedreamer_core.paths import UnsafePathError, resolve_inside
+from ..moviedreamer_core.script import ScriptError, ScriptIssue, load_script, parse_script_text
+from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_script
+from . import host, types
+from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder, clip_vision_token_encoder
+from .text_encoding import host_text_encoder
+
+NO_FILE = "(none: use the text above)"
+SCRIPT_EXTENSIONS = (".yaml", ".yml", ".json")
+
+EXAMPLE_SCRIPT = """\
+# A MovieDreamer script (YAML or JSON). Reference photos: file names in ComfyUI's input folder,
+# e.g. references: [ava_front.png, ava_side.png], or indices into the IMAGE batch: references: [0, 1].
+title: The Lighthouse Keepers
+style: hand-painted watercolour, soft morning light
+characters:
+  - name: Ava
+    description: a young woman with short red hair and a green raincoat
+  - name: Bo
+    description: an old fisherman with a white beard and a blue cap
+shots:
+  - id: s1
+    scene: a white lighthouse on a cliff at dawn, stormy sea
+    action: Ava climbs the steep path towards the lighthouse.
+    characters: [Ava]
+    camera: wide
+    duration: 4
+  - id: s2
+    scene: the lamp room at the top of the lighthouse
+    action: [Bo turns from the window., Ava hands Bo a brass lantern.]
+    characters: [Ava, Bo]
+    camera: medium
+    duration: 6
+    transition: dissolve
+"""
+
+
+def script_files() -> list[str]:
+    """Script files the user can pick: ``.yaml``/``.yml``/``.json`` anywhere under the input folder."""
+    root = host.input_directory()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for f in filenames:
+            if f.lower().endswith(SCRIPT_EXTENSIONS):
+                found.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
+    return [NO_FILE] + sorted(found)
+
+
+class ScriptEncode(io.ComfyNode):
+    """Parse, validate and encode a movie script (paper section 3.2)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ScriptEncode",
+            display_name="Script Encode (MovieDreamer)",
+            category=types.CATEGORY,
+            description=(
+                "Reads a movie script (JSON or YAML), checks it completely, and turns it into numbers: one "
+                "sentence embedding per keyframe text from the text encoder, a face-identity bank per "
+                "character from its reference photos, and (with CLIP Vision) the characters' reference tokens."
+            ),
+            inputs=[
+                io.String.Input(
+                    "script", multiline=True, default=EXAMPLE_SCRIPT,
+                    tooltip="The movie script: title, style, characters (name, description, reference photos) and "
+                    "shots (id, scene, action, characters, camera, duration, keyframes, transition). JSON or YAML. "
+                    "Ignored when a script file is chosen below.",
+                ),
+                io.Combo.Input(
+                    "script_file", options=script_files(), default=NO_FILE,
+                    tooltip="Optional: a .yaml/.yml/.json script file from ComfyUI's input folder. When chosen it is "
+                    "used instead of the text above.",
+                ),
+                io.Clip.Input(
+                    "clip",
+                    tooltip="The text encoder (from your checkpoint loader). Its pooled output gives one embedding per "
+                    "sentence of the script: each keyframe's action, each scene, the style, each character description.",
+                ),
+                io.Combo.Input(
+                    "face_embedder", options=FACE_EMBEDDER_CHOICES, default=FACE_EMBEDDER_CHOICES[0],
+                    tooltip=FACE_EMBEDDER_TOOLTIP,
+                ),
+                io.Image.Input(
+                    "images", optional=True,
+                    tooltip="Optional batch of character reference photos. A character lists them by index in its "
+                    "references (0 is the first image of this batch).",
+                ),
+                io.ClipVision.Input(
+                    "clip_vision", optional=True,
+                    tooltip="Optional CLIP Vision model. When connected, each character's reference photos are also "
+                    "encoded into the keyframe token space (its reference tokens, used for zero-shot and few-shot "
+                    "planning); it is required by the clip_vision_crop face embedder.",
+                ),
+            ],
+            outputs=[
+                types.Script.Output("script_out", display_name="script", tooltip="The parsed, validated script."),
+                types.ScriptEmbeds.Output(
+                    "script_embeds", display_name="script_embeds",
+                    tooltip="Sentence embeddings per keyframe, identity bank per character, reference tokens, the "
+                    "texts for the renderer, and the declared text/identity/token spaces.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, script=None, script_file=None, **kwargs):
+        """Prompt-time check: a broken script is a node error naming every bad field before anything runs.
+
+        Index references cannot be checked here (the IMAGE batch does not exist yet); ``execute`` does it.
+        """
+        if script is None and script_file in (None, NO_FILE):
+            return True  # the script arrives through a link; checked when the node runs
+        try:
+            text, _ = _script_text(script or "", script_file or NO_FILE)
+            load_script(text, input_dir=host.input_directory())
+        except ScriptError as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, script=None, script_file=None, **kwargs):
+        """Re-run when the script file or a reference file changes on disk, not only when the text does."""
+        h = hashlib.sha256(repr((script, script_file)).encode())
+        try:
+            text, _ = _script_text(script or "", script_file or NO_FILE)
+            h.update(text.encode())
+            raw = parse_script_text(text)
+            root = host.input_directory()
+            for ch in raw.get("characters", []) if isinstance(raw, dict) else []:
+                for ref in ch.get("references", []) if isinstance(ch, dict) else []:
+                    if isinstance(ref, str):
+                        path = os.path.join(root, ref)
+                        if os.path.isfile(path):
+                            st = os.stat(path)
+                            h.update(f"{ref}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except (ScriptError, OSError, ValueError):
+            pass
+        return h.hexdigest()
+
+    @classmethod
+    def execute(cls, script, script_file, clip, face_embedder, images=None, clip_vision=None) -> io.NodeOutput:
+        text, source = _script_text(script, script_file)
+        input_dir = host.input_directory()
+        parsed = load_script(text, input_dir=input_dir, image_count=0 if images is None else int(images.shape[0]))
+        from ..moviedreamer_core.identity.cache import IdentityCache
+
+        embedder = make_face_embedder(face_embedder, clip_vision)
+        token_encoder = clip_vision_token_encoder(clip_vision) if clip_vision is not None else None
+        progress = host.Progress()
+        try:
+            embeds = encode_script(
+                parsed,
+                host_text_encoder(clip),
+                embedder,
+                input_dir=input_dir,
+                batch=images,
+                identity_cache=IdentityCache(host.cache_directory()),
+                token_encoder=token_encoder,
+                progress=progress,
+            )
+        except (ReferenceImageError, NoFaceFoundError) as e:
+            raise ValueError(f"ScriptEncode ({source}): {e}") from e
+        return io.NodeOutput(parsed, embeds, ui=ui.PreviewText(embeds.summary()))
+
+
+def _script_text(script: str, script_file: str) -> tuple[str, str]:
+    """The script text and its source; a chosen file must be inside the input folder and exist."""
+    if script_file and script_file != NO_FILE:
+        try:
+            path = resolve_inside(host.input_directory(), script_file)
+        except UnsafePathError as e:
+            raise ScriptError([ScriptIssue("script_file", str(e))])
+        if not os.path.isfile(path):
+            raise ScriptError([ScriptIssue("script_file", f'"{script_file}" not found in the input folder')])
+        with open(path, encoding="utf-8") as f:
+            return f.read(), f"input/{script_file}"
+    return script, "script text"
