@@ -67,6 +67,12 @@ class FaceEmbedder(ABC):
             raise RuntimeError(f"{self.space.encoder} returned {vec.shape[0]} values, expected {self.space.dim}")
         return l2_normalise(vec)
 
+    def embed_many(self, images) -> np.ndarray:
+        """``[N, dim]`` embeddings of several images. Subclasses that can batch override this."""
+        if len(images) == 0:
+            return np.zeros((0, self.space.dim), dtype=np.float32)
+        return np.stack([self.embed(im) for im in images])
+
     @property
     def cache_tag(self) -> str:
         """The part of the cache key that names this embedder and its preprocessing."""

@@ -1,0 +1,79 @@
+"""InsightFace (ArcFace, 512-D): the identity embedder of the ComfyUI ecosystem, for users who have it.
+
+IP-Adapter FaceID, InstantID and PuLID workflows all use InsightFace with its models under
+``models/insightface/models/<pack>/`` (``antelopev2`` or ``buffalo_l``). If a user has that, their
+identities match what those adapters expect. InsightFace is not a dependency of this pack: it is imported
+only when chosen, and because its ``FaceAnalysis`` silently *downloads* a missing model pack, we check that
+the pack's ``.onnx`` files are on disk first and refuse otherwise (no network at run time, ever).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from .base import EmbeddingSpace, FaceEmbedder, NoFaceFoundError
+
+#: Detection sizes tried in turn: a large face in a small photo is missed at 640 (as IP-Adapter FaceID
+#: loaders do, we retry smaller).
+DET_SIZES = (640, 320, 160)
+
+
+def find_model_pack(roots: Sequence[str], name: str) -> str:
+    """The first ``<root>/models/<name>`` folder holding ``.onnx`` files; a clear error naming every folder
+    searched otherwise."""
+    searched = []
+    for root in roots:
+        folder = os.path.join(root, "models", name)
+        searched.append(folder)
+        if os.path.isdir(folder) and any(f.endswith(".onnx") for f in os.listdir(folder)):
+            return folder
+    raise FileNotFoundError(
+        f"InsightFace model pack '{name}' not found (nothing is downloaded). Put its .onnx files in one of: "
+        + ", ".join(searched)
+    )
+
+
+class InsightFaceEmbedder(FaceEmbedder):
+    """ArcFace ``normed_embedding`` of the largest face, from a local InsightFace model pack."""
+
+    def __init__(self, roots: Sequence[str], name: str = "antelopev2"):
+        try:
+            import insightface  # noqa: F401
+            from insightface.app import FaceAnalysis
+        except ImportError as e:
+            raise ImportError(
+                "the insightface face embedder needs the insightface package (pip install insightface "
+                "onnxruntime); or choose the dlib face embedder, which is installed with this pack"
+            ) from e
+        pack = find_model_pack(roots, name)
+        root = os.path.dirname(os.path.dirname(pack))  # FaceAnalysis wants <root> with models/<name> inside
+        try:
+            import onnxruntime
+
+            available = onnxruntime.get_available_providers()
+        except ImportError:
+            available = []
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or ["CPUExecutionProvider"]
+        self._app = FaceAnalysis(name=name, root=root, providers=providers)
+        self._prepared = None
+        self.space = EmbeddingSpace(f"insightface_{name}", 512)
+
+    def _faces(self, bgr: np.ndarray):
+        for size in DET_SIZES:
+            if self._prepared != size:
+                self._app.prepare(ctx_id=0, det_size=(size, size))
+                self._prepared = size
+            faces = self._app.get(bgr)
+            if faces:
+                return faces
+        return []
+
+    def _embed(self, image: np.ndarray) -> np.ndarray:
+        faces = self._faces(np.ascontiguousarray(image[:, :, ::-1]))  # InsightFace expects BGR
+        if not faces:
+            raise NoFaceFoundError("no face found")
+        face = max(faces, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))
+        return np.asarray(face.normed_embedding, dtype=np.float32)
