@@ -6,6 +6,8 @@ host's model management, folders, progress and interruption.
 
 from __future__ import annotations
 
+import os
+
 from comfy_api.latest import ComfyExtension, io
 
 from . import host
@@ -16,7 +18,12 @@ class MovieDreamerExtension(ComfyExtension):
         from .script_encode import ScriptEncode
         from .script_info import MovieDreamerScriptInfo
 
-        return [ScriptEncode, MovieDreamerScriptInfo]
+        node_list = [ScriptEncode, MovieDreamerScriptInfo]
+        if os.environ.get("MOVIEDREAMER_TEST_NODES") == "1":  # tiny host models for tests, never for users
+            from .testing import TEST_NODES
+
+            node_list += TEST_NODES
+        return node_list
 
 
 async def comfy_entrypoint() -> MovieDreamerExtension:

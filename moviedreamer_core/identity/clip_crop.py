@@ -44,7 +44,7 @@ def crop_square(image: np.ndarray, box, size: int = CROP_SIZE) -> np.ndarray:
     from PIL import Image
 
     l, t, r, b = box
-    return np.asarray(Image.fromarray(image[t:b, l:r]).resize((size, size), Image.BICUBIC))
+    return np.array(Image.fromarray(image[t:b, l:r]).resize((size, size), Image.BICUBIC))
 
 
 class CropEncoderEmbedder(FaceEmbedder):

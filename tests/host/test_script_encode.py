@@ -1,0 +1,160 @@
+"""ScriptEncode through the real host: executor, validation, tiny host text/vision encoders, real faces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+NO_FILE = "(none: use the text above)"
+
+SCRIPT = """
+title: Two Scientists
+style: black and white photograph
+characters:
+  - name: Eileen
+    description: an astronaut in an orange suit
+    references: [astronaut.png]
+  - name: Grace
+    description: a naval officer in uniform
+    references: [0]
+shots:
+  - id: 1
+    scene: a launch pad at dawn
+    action: Eileen waves at the camera.
+    characters: [Eileen]
+    duration: 3
+  - id: 2
+    scene: a computer room
+    action: [Grace explains the program., Eileen listens.]
+    characters: [Grace, Eileen]
+    camera: close-up
+    duration: 4
+"""
+
+
+@pytest.fixture(scope="module")
+def photos(host):
+    """Real face photos in the host's input folder: astronaut.png, hopper.png, coffee.png (no face)."""
+    skdata = pytest.importorskip("skimage.data")
+    matplotlib = pytest.importorskip("matplotlib")
+    inp = Path(host.folder_paths.get_input_directory())
+    Image.fromarray(skdata.astronaut()).save(inp / "astronaut.png")
+    Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB").save(inp / "hopper.png")
+    Image.fromarray(skdata.coffee()).save(inp / "coffee.png")
+    return inp
+
+
+def graph(script=SCRIPT, face_embedder="dlib", image="hopper.png", script_file=NO_FILE, clip_vision=False):
+    g = {
+        "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "ScriptEncode", "inputs": {
+            "script": script, "script_file": script_file, "clip": ["1", 0], "face_embedder": face_embedder,
+            "images": ["3", 0]}},
+        "4": {"class_type": "MovieDreamerScriptInfo", "inputs": {"script_embeds": ["2", 1], "max_keyframes": 50}},
+    }
+    if clip_vision:
+        g["5"] = {"class_type": "MovieDreamerTestTinyCLIPVision", "inputs": {"seed": 0}}
+        g["2"]["inputs"]["clip_vision"] = ["5", 0]
+    return g
+
+
+def test_script_encode_runs_in_the_real_executor(host, photos):
+    result = host.run(graph())
+    assert result.valid, result.error_text()
+    assert result.success, result.error_text()
+    report = "\n".join(result.outputs["4"]["text"])
+    assert '"Two Scientists": 3 keyframes, 2 characters (2 references)' in report
+    assert "text comfy.SD1ClipModel.pooled (64-D), identity dlib_resnet_v1 (128-D)" in report
+    assert "#2 shot 2.1 [close_up] Grace, Eileen: Eileen listens." in report
+    # two different real people: each is closest to the other only weakly, no confusion warning
+    assert "WARNING" not in report
+    # ScriptEncode reported progress through the host's progress hook
+    progress = [d for d in result.events("progress") if d["node"] == "2"]
+    assert progress and progress[-1]["value"] == progress[-1]["max"]
+    assert result.outputs["2"]["text"][0].startswith('"Two Scientists"')
+
+
+def test_broken_script_is_a_node_error_naming_the_field(host, photos):
+    broken = SCRIPT.replace("characters: [Grace, Eileen]", "characters: [Grace, Mira]").replace("duration: 3", "duration: 0")
+    result = host.run(graph(script=broken))
+    assert not result.valid
+    text = result.error_text()
+    assert "2" in result.node_errors, text
+    assert 'shots[1].characters[1]: unknown character "Mira" (known: Eileen, Grace)' in text
+    assert "shots[0].duration: must be a positive number of seconds" in text
+
+
+def test_reference_outside_the_input_folder_is_refused(host, photos):
+    result = host.run(graph(script=SCRIPT.replace("[astronaut.png]", "[../../etc/passwd]")))
+    assert not result.valid
+    assert 'characters[0].references[0]: "../../etc/passwd" contains ".."' in result.error_text()
+
+
+def test_index_out_of_the_image_batch_fails_before_any_model_work(host, photos):
+    result = host.run(graph(script=SCRIPT.replace("references: [0]", "references: [4]")))
+    assert result.valid and not result.success
+    assert "characters[1].references[0]: index 4 is out of range: the IMAGE batch has 1 image(s)" in result.error_text()
+
+
+def test_a_photo_without_a_face_names_the_character_and_the_image(host, photos):
+    result = host.run(graph(image="coffee.png"))
+    assert result.valid and not result.success
+    text = result.error_text()
+    assert 'character "Grace" (characters[1]), reference 0 (batch:0): no face found' in text
+    assert "clip_vision_crop" in text
+
+
+def test_clip_vision_crop_accepts_any_photo_and_gives_reference_tokens(host, photos):
+    result = host.run(graph(image="coffee.png", face_embedder="clip_vision_crop", clip_vision=True))
+    assert result.success, result.error_text()
+    report = "\n".join(result.outputs["4"]["text"])
+    assert "identity clip_vision_crop:comfy.clip_vision (32-D), tokens clip_vision.image_embeds (K=1, D=32)" in report
+
+
+def test_clip_vision_crop_without_clip_vision_is_a_clear_error(host, photos):
+    result = host.run(graph(face_embedder="clip_vision_crop"))
+    assert not result.success
+    assert "clip_vision_crop needs a CLIP Vision model" in result.error_text()
+
+
+def test_script_file_from_the_input_folder(host, photos):
+    (photos / "scripts").mkdir(exist_ok=True)
+    (photos / "scripts" / "two.yaml").write_text(SCRIPT)
+    (photos / "scripts" / "bad.yaml").write_text(SCRIPT.replace("title: Two Scientists", "title: ''"))
+    result = host.run(graph(script="ignored when a file is chosen", script_file="scripts/two.yaml"))
+    assert result.success, result.error_text()
+    bad = host.run(graph(script_file="scripts/bad.yaml"))
+    assert not bad.valid and "title: must not be empty" in bad.error_text()
+    options = host.nodes.NODE_CLASS_MAPPINGS["ScriptEncode"].INPUT_TYPES()["required"]["script_file"][1]["options"]
+    assert options[0] == NO_FILE and "scripts/two.yaml" in options
+
+
+def test_identity_embeddings_are_cached_on_disk(host, photos):
+    cache_root = Path(host.folder_paths.get_temp_directory()) / "moviedreamer" / "cache"
+    first = host.run(graph(script=SCRIPT.replace("Eileen waves", "Eileen smiles")))
+    assert first.success, first.error_text()
+    files = sorted(cache_root.rglob("*.safetensors"))
+    assert len(files) >= 2
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    again = host.run(graph(script=SCRIPT.replace("Eileen waves", "Eileen laughs")))
+    assert again.success
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps, "cached identities were recomputed"
+
+
+def test_batched_sentence_embeddings_equal_the_hosts_own_pooled_output(host):
+    testing = host.pack_submodule("nodes.testing")
+    text_encoding = host.pack_submodule("nodes.text_encoding")
+    clip = testing.tiny_clip(seed=3)
+    encoder = text_encoding.host_text_encoder(clip)
+    sentences = ["Ava climbs the stairs.", "", "a (very:1.3) stormy sea", "x " * 100]
+    batched = encoder.encode(sentences)
+    assert batched.shape == (4, 64)
+    for i, s in enumerate(sentences):
+        _, pooled = clip.encode_from_tokens(clip.tokenize(s), return_pooled=True)
+        assert torch.equal(batched[i], pooled[0].float()), s
