@@ -1,0 +1,42 @@
+"""UI-format workflow -> API-format prompt, the way the front-end's ``graphToPrompt`` does it, for tests.
+
+Widget values are matched to inputs in the node's ``input_order`` (required, then optional), skipping
+inputs fed by a link; a seed widget with ``control_after_generate`` and an upload combo each carry one
+extra value in ``widgets_values`` that is not an input.
+"""
+
+from __future__ import annotations
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute"}
+
+
+def _is_widget(spec) -> bool:
+    kind = spec[0]
+    return isinstance(kind, list) or kind in WIDGET_TYPES
+
+
+def ui_to_api(workflow: dict, input_types) -> dict:
+    """``input_types(class_type) -> {"required": {...}, "optional": {...}}`` (the host's INPUT_TYPES)."""
+    links = {l[0]: (str(l[1]), l[2]) for l in workflow["links"]}
+    prompt = {}
+    for node in workflow["nodes"]:
+        if node["type"] in VIRTUAL_NODES or node.get("mode", 0) in (2, 4):
+            continue
+        types = input_types(node["type"])
+        linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
+        values = list(node.get("widgets_values") or [])
+        inputs = {}
+        for section in ("required", "optional"):
+            for name, spec in types.get(section, {}).items():
+                if name in linked:
+                    inputs[name] = list(linked[name])
+                    continue
+                if not _is_widget(spec) or not values:
+                    continue
+                inputs[name] = values.pop(0)
+                opts = spec[1] if len(spec) > 1 else {}
+                if opts.get("control_after_generate") or opts.get("image_upload"):
+                    values.pop(0)
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
