@@ -1,0 +1,68 @@
+"""Planner files: safetensors weights with the whole configuration in the metadata.
+
+A planner file is self-describing (``PlannerConfig`` as JSON under ``moviedreamer_planner``), so the loader
+rebuilds the exact model and can check its spaces *before* reading any weights. Only safetensors is read:
+no pickle, ever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..spaces import EmbeddingSpace, TokenSpace, require_same_space
+from .config import PlannerConfig
+from .model import KeyframePlanner
+
+METADATA_KEY = "moviedreamer_planner"
+
+
+def save_planner(model: KeyframePlanner, path: str, extra: Optional[dict] = None) -> None:
+    """Write weights + config atomically (a temporary file renamed into place)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {METADATA_KEY: model.cfg.to_json(), "format": "moviedreamer-planner"}
+    if extra:
+        meta["extra"] = json.dumps(extra, sort_keys=True)
+    tmp = path + ".tmp"
+    save_file(state, tmp, metadata=meta)
+    os.replace(tmp, path)
+
+
+def read_planner_config(path: str) -> PlannerConfig:
+    """The configuration of a planner file, without loading its weights."""
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if METADATA_KEY not in meta:
+        raise ValueError(f"{os.path.basename(path)} is not a MovieDreamer planner file (no '{METADATA_KEY}' metadata)")
+    return PlannerConfig.from_dict(json.loads(meta[METADATA_KEY]))
+
+
+def load_planner(path: str, *, expect_text_space: Optional[EmbeddingSpace] = None,
+                 expect_identity_space: Optional[EmbeddingSpace] = None,
+                 expect_token_space: Optional[TokenSpace] = None, device: str | torch.device = "cpu") -> KeyframePlanner:
+    """Load a planner; refuse it (before reading weights) when its spaces differ from the expected ones."""
+    cfg = read_planner_config(path)
+    name = os.path.basename(path)
+    if expect_text_space is not None:
+        require_same_space("text", EmbeddingSpace.from_dict(cfg.text_space), expect_text_space, f"the planner {name}", "the script")
+    if expect_identity_space is not None:
+        require_same_space("identity", EmbeddingSpace.from_dict(cfg.identity_space), expect_identity_space,
+                           f"the planner {name}", "the script")
+    if expect_token_space is not None:
+        require_same_space("token", TokenSpace.from_dict(cfg.token_space), expect_token_space, f"the planner {name}",
+                           "the renderer")
+    model = KeyframePlanner(cfg)
+    state = {}
+    with safe_open(path, framework="pt") as f:
+        for key in f.keys():
+            state[key] = f.get_tensor(key)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{name} does not match its own configuration: missing {sorted(missing)[:5]}, "
+                         f"unexpected {sorted(unexpected)[:5]}")
+    return model.to(device).eval()

@@ -1,0 +1,104 @@
+"""The planner's configuration: every size and switch, serialisable with the weights.
+
+Following the transformers library's habit, a checkpoint carries its whole configuration (as JSON in the
+safetensors metadata), so a planner file is self-describing: the loader rebuilds the exact model and checks
+the text, identity and token spaces it was trained on against what the script provides.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+PLANNER_FORMAT_VERSION = 1
+
+
+@dataclass
+class PlannerConfig:
+    # --- spaces (what the planner reads and predicts); dicts as in spaces.EmbeddingSpace/TokenSpace.to_dict
+    text_space: dict = field(default_factory=lambda: {"encoder": "unknown", "dim": 768})
+    identity_space: dict = field(default_factory=lambda: {"encoder": "unknown", "dim": 128})
+    token_space: dict = field(default_factory=lambda: {"source": "unknown", "K": 2, "D": 1024})
+
+    # --- transformer backbone (a LLaMA decoder fed with inputs_embeds; paper: 7B LLaMA)
+    hidden_size: int = 512
+    num_layers: int = 8
+    num_heads: int = 8
+    num_kv_heads: int = 8
+    intermediate_size: int = 1376
+    max_positions: int = 8192
+    rope_theta: float = 10000.0
+
+    # --- sequence
+    max_characters: int = 16  # slot embeddings binding identities to keyframes
+    text_segments: int = 3  # action, scene, style per keyframe
+
+    # --- output head: Gaussian mixture per visual token (GIVT-style, diagonal covariance)
+    mixture_components: int = 8
+    min_sigma: float = 1e-3
+
+    # --- losses (our reading of the paper: mixture NLL plus auxiliary L2-type terms on the mixture mean)
+    nll_weight: float = 1.0
+    l2_weight: float = 1.0
+    cosine_weight: float = 0.1
+
+    # --- training-only regularisers (paper section 3.3, "anti-overfitting")
+    dropout: float = 0.5  # on input embeddings and before the head
+    attention_dropout: float = 0.0
+    history_mask_ratio: float = 0.15  # visual-token inputs replaced by a learned mask embedding
+    identity_randomisation: bool = True  # identity drawn from another photo of the character, plus noise
+    identity_noise: float = 0.05
+    condition_dropout: float = 0.1  # whole script replaced by learned null embeddings (for CFG)
+    slot_permutation: bool = True  # random character->slot binding per story, so slots carry no names
+
+    # --- bookkeeping
+    version: int = PLANNER_FORMAT_VERSION
+    name: str = "moviedreamer-planner"
+
+    @property
+    def K(self) -> int:
+        return int(self.token_space["K"])
+
+    @property
+    def D(self) -> int:
+        return int(self.token_space["D"])
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.text_space["dim"])
+
+    @property
+    def identity_dim(self) -> int:
+        return int(self.identity_space["dim"])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PlannerConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown planner config fields: {sorted(unknown)}")
+        if int(d.get("version", PLANNER_FORMAT_VERSION)) > PLANNER_FORMAT_VERSION:
+            raise ValueError(f"planner format version {d['version']} is newer than this pack understands "
+                             f"({PLANNER_FORMAT_VERSION}); update ComfyUI-MovieDreamer")
+        return cls(**d)
+
+
+def preset(name: str, **overrides) -> PlannerConfig:
+    """Named sizes. ``tiny``: CPU tests and toy worlds; ``small``: about 100 M parameters on one GPU;
+    ``paper``: the 7B LLaMA layout of the paper (initialise from a local LLaMA checkpoint)."""
+    presets = {
+        "tiny": dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=4, intermediate_size=128,
+                     mixture_components=4, max_positions=4096),
+        "small": dict(hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=12, intermediate_size=2048),
+        "paper": dict(hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=32, intermediate_size=11008,
+                      max_positions=4096),
+    }
+    if name not in presets:
+        raise ValueError(f"unknown planner preset {name!r} (choices: {', '.join(presets)})")
+    return PlannerConfig(**{**presets[name], **overrides})

@@ -1,0 +1,153 @@
+"""Planning a storyboard: KV-cached autoregressive decoding with a bounded context (paper section 3.3).
+
+For each keyframe the planner reads the keyframe's conditions (its sentences and who is on screen), then
+samples its K visual tokens one by one from the mixture head, each fed back as input for the next.
+
+**KV cache.** Keys and values of everything already read are kept (transformers' ``DynamicCache``), so each
+step only runs the new elements through the transformer.
+
+**Bounded context (sliding window).** The script header always stays; of the keyframes only the most
+recent ones are kept. The cache holds the header plus keyframes ``start .. i-1``; when that reaches
+``2W`` keyframes, it is rebuilt from scratch as header + the last ``W`` keyframes, with positions
+renumbered from 0 (the planner was trained on such windows: a header followed by any run of keyframes).
+Each rebuild costs about W keyframes of work and happens once every W keyframes, so the work and memory
+per keyframe stay flat however long the movie is; attention never spans more than header + 2W keyframes.
+
+**Guidance.** With ``guidance != 1`` a second, unconditional stream (script replaced by the learned
+nulls, visual history kept) runs in the same batch, and the mixtures are combined as in
+``Mixture.guided``.
+
+**Determinism.** Keyframe i samples from its own ``torch.Generator`` seeded with
+``derive_seed(seed, i)`` on the CPU, so the same seed and inputs give bit-identical tokens.
+
+**Interruption.** ``progress(done, total)`` is called after every keyframe; if it raises (the host's
+cancel), generation stops there, within one keyframe.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from ..embeds import ScriptEmbeds
+from ..spaces import EmbeddingSpace, TokenSpace, require_same_space
+from ..storyboard import Storyboard, derive_seed
+from .inputs import Story, story_from_embeds
+from .model import KeyframePlanner, new_cache
+
+
+def check_spaces(planner_cfg, embeds: ScriptEmbeds, planner_name: str) -> None:
+    """Refuse script embeddings from encoders the planner was not trained on."""
+    where = f"the planner {planner_name}"
+    require_same_space("text", EmbeddingSpace.from_dict(planner_cfg.text_space), embeds.text_space, where, "ScriptEncode")
+    require_same_space("identity", EmbeddingSpace.from_dict(planner_cfg.identity_space), embeds.identity_space, where,
+                       "ScriptEncode")
+
+
+class _Streams:
+    """The conditional (and optionally unconditional) streams decoded side by side as one batch."""
+
+    def __init__(self, model: KeyframePlanner, story: Story, guidance: float, use_cache: bool):
+        self.model, self.story, self.use_cache = model, story, use_cache
+        self.ctxs = [model.make_conditioning(story, train=False, cond=True)]
+        if guidance != 1.0:
+            self.ctxs.append(model.make_conditioning(story, train=False, cond=False))
+        self.header = [model.embed_header(story, c) for c in self.ctxs]
+        self.reset([])
+
+    def reset(self, history: list) -> None:
+        """Start over from the header plus the given keyframes ``[(i, normalised tokens [K, D])...]``."""
+        self.cache = new_cache(self.model) if self.use_cache else None
+        self.length = 0
+        self.fed = [[] for _ in self.ctxs]  # without a cache: everything fed so far
+        self.pending = [h for h in self.header]
+        for i, tokens in history:
+            self.push_condition(i)
+            self.push_tokens(tokens, first=0)
+
+    def push_condition(self, i: int) -> None:
+        for s, ctx in enumerate(self.ctxs):
+            self.pending[s] = torch.cat([self.pending[s], self.model.embed_condition(self.story, i, ctx)])
+
+    def push_tokens(self, tokens: torch.Tensor, first: int) -> None:
+        emb = self.model.embed_tokens(tokens, first=first)
+        self.pending = [torch.cat([p, emb]) for p in self.pending]
+
+    def step(self) -> list:
+        """Run the pending elements; return the last hidden state of each stream."""
+        x = torch.stack(self.pending)  # streams have identical lengths
+        n = x.shape[1]
+        if self.use_cache:
+            pos = torch.arange(self.length, self.length + n, device=x.device)[None].expand(x.shape[0], -1)
+            h = self.model.run_backbone(x, position_ids=pos, cache=self.cache)
+        else:
+            self.fed = [torch.cat([f, p]) if len(f) else p for f, p in zip(self.fed, self.pending)]
+            full = torch.stack(self.fed)
+            pos = torch.arange(full.shape[1], device=x.device)[None].expand(full.shape[0], -1)
+            h = self.model.run_backbone(full, position_ids=pos)
+        self.length += n
+        self.pending = [p[:0] for p in self.pending]
+        return [h[s, -1] for s in range(h.shape[0])]
+
+
+@torch.no_grad()
+def plan_tokens(model: KeyframePlanner, story: Story, *, seed: int, temperature: float = 1.0, guidance: float = 1.0,
+                window: Optional[int] = 16, use_cache: bool = True,
+                progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    """Tokens ``[N, K, D]`` (de-normalised) for every keyframe of ``story``. ``window=None``: full history."""
+    was_training = model.training
+    model.eval()
+    try:
+        N, K = story.n_keyframes, model.cfg.K
+        out = torch.zeros(N, K, model.cfg.D)
+        streams = _Streams(model, story, guidance, use_cache)
+        start = 0
+        for i in range(N):
+            if window and i - start >= 2 * window:
+                start = i - window
+                streams.reset([(j, out[j]) for j in range(start, i)])
+            gen = torch.Generator().manual_seed(derive_seed(seed, i))
+            streams.push_condition(i)
+            for j in range(K):
+                h = streams.step()
+                mix = model.predict(torch.stack(h))
+                cond = type(mix)(mix.logits[:1], mix.mu[:1], mix.sigma[:1])
+                if len(h) > 1:
+                    cond = cond.guided(type(mix)(mix.logits[1:], mix.mu[1:], mix.sigma[1:]), guidance)
+                token = cond.sample(temperature, gen)[0].float().cpu()
+                out[i, j] = token
+                streams.push_tokens(token[None], first=j)
+            if progress is not None:
+                progress(i + 1, N)
+        return model.denormalise(out.to(model.device)).cpu()
+    finally:
+        model.train(was_training)
+
+
+def generate_storyboard(planner, embeds: ScriptEmbeds, *, seed: int, temperature: float = 1.0, guidance: float = 1.0,
+                        window: Optional[int] = 16, reference_tokens: Optional[list] = None,
+                        progress: Optional[Callable[[int, int], None]] = None, planner_name: Optional[str] = None) -> Storyboard:
+    """Plan every keyframe of a script; works for a learned ``KeyframePlanner`` and for ``ZeroShotPrior``."""
+    from .zero_shot import ZeroShotPrior
+
+    if isinstance(planner, ZeroShotPrior):
+        tokens = planner.plan(embeds, seed=seed, temperature=temperature, reference_tokens=reference_tokens, progress=progress)
+        space, name = planner.token_space_for(embeds, reference_tokens), planner.name
+    else:
+        name = planner_name or planner.cfg.name
+        check_spaces(planner.cfg, embeds, name)
+        story = story_from_embeds(embeds, reference_tokens)
+        if story.reference_tokens is not None and embeds.token_space is not None:
+            require_same_space("token", TokenSpace.from_dict(planner.cfg.token_space), embeds.token_space,
+                               f"the planner {name}", "the reference tokens")
+        tokens = plan_tokens(planner, story, seed=seed, temperature=temperature, guidance=guidance, window=window,
+                             progress=progress)
+        space = TokenSpace.from_dict(planner.cfg.token_space)
+    return Storyboard(
+        tokens=tokens.float().contiguous(), token_space=space,
+        keyframe_shot=tuple(k.shot_index for k in embeds.keyframes), shot_ids=tuple(k.shot_id for k in embeds.keyframes),
+        planner_name=name, seed=int(seed), keyframe_seeds=tuple(derive_seed(seed, i) for i in range(embeds.n_keyframes)),
+        script_hash=embeds.script_hash, content_hash=embeds.content_hash,
+        params={"temperature": temperature, "guidance": guidance, "window": window},
+    )

@@ -1,0 +1,73 @@
+"""A story as the planner reads it: the numeric script plus (for training) its keyframes' true tokens.
+
+``Story`` is the planner-side view of ``ScriptEmbeds`` (one movie), stripped of texts and names; a training
+dataset yields the same ``Story`` with ``tokens`` filled in. ``Story.window(a, b)`` cuts keyframes
+``a..b-1`` out with the whole header kept, the operation both training (random windows) and generation
+(the sliding context) rely on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import torch
+
+from ..embeds import ScriptEmbeds
+
+
+@dataclass
+class Story:
+    style: torch.Tensor  # [Dt]
+    descriptions: torch.Tensor  # [C, Dt]
+    identity_banks: list  # C tensors [n_c, Di] (n_c may be 0)
+    keyframe_text: torch.Tensor  # [N, S, Dt]
+    keyframe_characters: list  # N tuples of character indices on screen
+    tokens: Optional[torch.Tensor] = None  # [N, K, D] true tokens (training / teacher forcing)
+    reference_tokens: Optional[list] = None  # C entries of [r_c, K, D] or None (few-shot references)
+
+    @property
+    def n_keyframes(self) -> int:
+        return int(self.keyframe_text.shape[0])
+
+    @property
+    def n_characters(self) -> int:
+        return int(self.descriptions.shape[0])
+
+    def identity_means(self, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[C, Di]`` normalised mean identity per character and ``[C]`` has-identity flags."""
+        means, has = [], []
+        for bank in self.identity_banks:
+            if bank.shape[0]:
+                means.append(torch.nn.functional.normalize(bank.float().mean(0), dim=0))
+                has.append(True)
+            else:
+                means.append(torch.zeros(dim))
+                has.append(False)
+        if not means:
+            return torch.zeros(0, dim), torch.zeros(0, dtype=torch.bool)
+        return torch.stack(means), torch.tensor(has)
+
+    def window(self, start: int, stop: int) -> "Story":
+        """Keyframes ``start..stop-1`` with the full script header."""
+        return replace(
+            self,
+            keyframe_text=self.keyframe_text[start:stop],
+            keyframe_characters=list(self.keyframe_characters[start:stop]),
+            tokens=None if self.tokens is None else self.tokens[start:stop],
+        )
+
+
+def story_from_embeds(embeds: ScriptEmbeds, reference_tokens: Optional[list] = None) -> Story:
+    """The planner's view of ``MD_SCRIPT_EMBEDS``. ``reference_tokens`` (per character, or ``None``) overrides
+    the characters' own reference tokens for few-shot planning."""
+    if reference_tokens is None and any(c.reference_tokens is not None for c in embeds.characters):
+        reference_tokens = [c.reference_tokens for c in embeds.characters]
+    return Story(
+        style=embeds.style_embed.float(),
+        descriptions=embeds.description_embeds.float(),
+        identity_banks=[c.bank.float() for c in embeds.characters],
+        keyframe_text=embeds.keyframe_text.float(),
+        keyframe_characters=[tuple(k.characters) for k in embeds.keyframes],
+        reference_tokens=reference_tokens,
+    )

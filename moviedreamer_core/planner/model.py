@@ -1,0 +1,271 @@
+"""The autoregressive keyframe planner (MovieDreamer paper section 3.3).
+
+A decoder-only transformer (the transformers library's LLaMA, fed with ``inputs_embeds``) reads the
+multimodal script and every earlier keyframe's visual tokens, and predicts the next keyframe's tokens with
+a Gaussian-mixture head. It never sees words: text arrives as sentence embeddings, faces as identity
+embeddings, keyframes as continuous visual tokens, each through its own input projection.
+
+Sequence layout (one story)::
+
+    header    STYLE(style)
+              for each character c:  DESC(description_c) + slot_c,  IDENT(identity_c) + slot_c,
+                                     [REF(reference token r) + slot_c  for few-shot references]
+    keyframe  ACTION(text) SCENE(text) KSTYLE(text)            <- the keyframe's text segments
+    (each)    KIDENT(identity_c) + slot_c  for c on screen      <- who is in the shot
+              BOI                                               <- "begin of image": predicts token 0
+              TOKEN_0 + tpos_0 ... TOKEN_{K-1} + tpos_{K-1}     <- token j predicts token j+1
+
+Every element is ``type_embedding + value``; the value is a projected sentence, identity or token (or a
+learned null when the script is dropped for classifier-free guidance). A *slot* embedding binds an
+identity to the keyframes its character appears in; slots are permuted at random per training story, so
+they carry "same character as in the header" and nothing else (names never enter the model).
+
+The hidden state at BOI predicts token 0, the hidden state at TOKEN_j predicts token j+1 (teacher forcing
+during training, sampling at generation, see ``generate.py``). Tokens are modelled in a normalised space
+(per-dimension mean and std of the training data, kept as buffers and saved with the weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import PlannerConfig
+from .inputs import Story
+from .mixture import Mixture, MixtureHead, mixture_loss
+
+# Element types of the sequence. The keyframe text segments (action, scene, style) follow as types
+# N_TYPES .. N_TYPES+S-1, one embedding each.
+STYLE, DESC, IDENT, REF, KIDENT, BOI, TOKEN = range(7)
+N_TYPES = 7
+TEXT_TYPE_OFFSET = N_TYPES
+
+
+def _llama_config(cfg: PlannerConfig):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=1, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_positions, rope_theta=cfg.rope_theta, attention_dropout=cfg.attention_dropout,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None, tie_word_embeddings=False,
+    )
+
+
+@dataclass
+class Conditioning:
+    """How one pass reads the script. ``identity(c)`` gives the vector for one appearance of character c."""
+
+    cond: bool  # False: the script is replaced by learned nulls (the unconditional stream of CFG)
+    slots: torch.Tensor  # [C] slot index per character
+    identity: Callable[[int], Optional[torch.Tensor]]  # [Di] or None when the character has no identity
+    mask_history: float = 0.0  # probability that a token *input* is replaced by the mask embedding
+    # (set from the config in training; an evaluation can set 1.0 to hide all visual history)
+    use_references: bool = True
+
+
+class KeyframePlanner(nn.Module):
+    def __init__(self, cfg: PlannerConfig):
+        super().__init__()
+        from transformers import LlamaModel
+
+        self.cfg = cfg
+        H, S = cfg.hidden_size, cfg.text_segments
+        self.text_in = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, H))
+        self.identity_in = nn.Sequential(nn.LayerNorm(cfg.identity_dim), nn.Linear(cfg.identity_dim, H))
+        self.token_in = nn.Linear(cfg.D, H)
+        self.type_emb = nn.Embedding(N_TYPES + S, H)
+        self.slot_emb = nn.Embedding(cfg.max_characters, H)
+        self.token_pos = nn.Embedding(cfg.K, H)
+        self.null = nn.Parameter(torch.zeros(N_TYPES + S, H))
+        self.no_identity = nn.Parameter(torch.zeros(H))
+        self.mask_embedding = nn.Parameter(torch.zeros(H))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.backbone = LlamaModel(_llama_config(cfg))
+        self.head = MixtureHead(H, cfg.D, cfg.mixture_components, cfg.min_sigma)
+        self.register_buffer("token_mean", torch.zeros(cfg.D))
+        self.register_buffer("token_std", torch.ones(cfg.D))
+        nn.init.normal_(self.null, std=0.02)
+        nn.init.normal_(self.no_identity, std=0.02)
+        nn.init.normal_(self.mask_embedding, std=0.02)
+
+    # ------------------------------------------------------------------------------------ token space
+
+    def set_token_stats(self, tokens: torch.Tensor) -> None:
+        """Fix the normalisation from training tokens ``[..., D]`` (per-dimension mean and std)."""
+        flat = tokens.reshape(-1, tokens.shape[-1]).float()
+        self.token_mean.copy_(flat.mean(0))
+        self.token_std.copy_(flat.std(0).clamp_min(1e-4) if flat.shape[0] > 1 else torch.ones_like(flat[0]))
+
+    def normalise(self, tokens: torch.Tensor) -> torch.Tensor:
+        return (tokens - self.token_mean) / self.token_std
+
+    def denormalise(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens * self.token_std + self.token_mean
+
+    @property
+    def device(self) -> torch.device:
+        return self.token_mean.device
+
+    # ---------------------------------------------------------------------------- sequence elements
+
+    def _typed(self, kind: int, value: Optional[torch.Tensor], cond: bool) -> torch.Tensor:
+        """``type + value`` for conditioning elements; the learned null replaces the value when dropped."""
+        t = self.type_emb.weight[kind]
+        return t + (value if (cond and value is not None) else self.null[kind])
+
+    def _identity_value(self, ctx: Conditioning, c: int) -> torch.Tensor:
+        vec = ctx.identity(c)
+        if vec is None:
+            return self.no_identity
+        return self.identity_in(vec.to(self.device, torch.float32))
+
+    def embed_header(self, story: Story, ctx: Conditioning) -> torch.Tensor:
+        """``[L_header, H]``: style, then each character's description, identity and few-shot references."""
+        dev = self.device
+        rows = [self._typed(STYLE, self.text_in(story.style.to(dev)), ctx.cond)]
+        desc = self.text_in(story.descriptions.to(dev)) if story.n_characters else None
+        for c in range(story.n_characters):
+            slot = self.slot_emb.weight[ctx.slots[c]]
+            rows.append(self._typed(DESC, desc[c], ctx.cond) + slot)
+            rows.append(self._typed(IDENT, self._identity_value(ctx, c), ctx.cond) + slot)
+            refs = story.reference_tokens[c] if (ctx.use_references and story.reference_tokens) else None
+            if refs is not None and refs.shape[0]:
+                r = self.token_in(self.normalise(refs.to(dev).float())) + self.token_pos.weight  # [r, K, H]
+                for row in r.reshape(-1, r.shape[-1]):
+                    rows.append(self._typed(REF, row, ctx.cond) + slot)
+        return torch.stack(rows)
+
+    def embed_condition(self, story: Story, i: int, ctx: Conditioning) -> torch.Tensor:
+        """``[n_i, H]``: keyframe i's text segments, on-screen identities, then BOI."""
+        dev = self.device
+        text = self.text_in(story.keyframe_text[i].to(dev))
+        rows = [self._typed(TEXT_TYPE_OFFSET + s, text[s], ctx.cond) for s in range(text.shape[0])]
+        for c in story.keyframe_characters[i]:
+            rows.append(self._typed(KIDENT, self._identity_value(ctx, c), ctx.cond) + self.slot_emb.weight[ctx.slots[c]])
+        rows.append(self.type_emb.weight[BOI])
+        return torch.stack(rows)
+
+    def embed_tokens(self, tokens: torch.Tensor, ctx: Optional[Conditioning] = None, first: int = 0) -> torch.Tensor:
+        """``[k, H]`` inputs for normalised tokens ``[k, D]`` at token positions ``first..first+k-1``."""
+        pos = self.token_pos.weight[first:first + tokens.shape[0]]
+        x = self.type_emb.weight[TOKEN] + self.token_in(tokens.to(self.device)) + pos
+        if ctx is not None and ctx.mask_history > 0:
+            masked = torch.rand(tokens.shape[0], device=x.device) < ctx.mask_history
+            x = torch.where(masked[:, None], self.type_emb.weight[TOKEN] + self.mask_embedding + pos, x)
+        return x
+
+    # --------------------------------------------------------------------------------- conditioning
+
+    def make_conditioning(self, story: Story, *, train: bool, cond: bool = True,
+                          generator: Optional[torch.Generator] = None) -> Conditioning:
+        """The identity/slot binding for one pass. In training mode the regularisers apply (each switchable
+        in the config): random slot permutation, identity randomisation, condition dropout, history masking."""
+        cfg = self.cfg
+        C = story.n_characters
+        if C > cfg.max_characters:
+            raise ValueError(f"the story has {C} characters; this planner has {cfg.max_characters} character slots")
+        means, has = story.identity_means(cfg.identity_dim)
+        if train and cfg.slot_permutation:
+            slots = torch.randperm(cfg.max_characters, generator=generator)[:C]
+        else:
+            slots = torch.arange(C)
+        if train and cfg.condition_dropout > 0 and torch.rand((), generator=generator) < cfg.condition_dropout:
+            cond = False
+
+        if train and cfg.identity_randomisation:
+            def identity(c: int):
+                bank = story.identity_banks[c]
+                if bank.shape[0] == 0:
+                    return None
+                row = bank[torch.randint(bank.shape[0], (), generator=generator)].float()
+                row = row + cfg.identity_noise * torch.randn(row.shape, generator=generator)
+                return F.normalize(row, dim=0)
+        else:
+            def identity(c: int):
+                return means[c] if bool(has[c]) else None
+
+        return Conditioning(cond=cond, slots=slots, identity=identity,
+                            mask_history=cfg.history_mask_ratio if train else 0.0)
+
+    # ------------------------------------------------------------------------------------- training
+
+    def build_sequence(self, story: Story, ctx: Conditioning) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced sequence of a story with tokens: embeddings ``[L, H]``, the positions whose hidden
+        states predict a token ``[N*K]``, and the normalised targets ``[N*K, D]``."""
+        assert story.tokens is not None, "training stories need their keyframes' tokens"
+        K = self.cfg.K
+        parts = [self.embed_header(story, ctx)]
+        length = parts[0].shape[0]
+        predict = []
+        targets = self.normalise(story.tokens.to(self.device).float())
+        for i in range(story.n_keyframes):
+            cond = self.embed_condition(story, i, ctx)
+            tok = self.embed_tokens(targets[i], ctx)
+            boi = length + cond.shape[0] - 1
+            predict.extend([boi] + [boi + 1 + j for j in range(K - 1)])
+            parts += [cond, tok]
+            length += cond.shape[0] + tok.shape[0]
+        return torch.cat(parts), torch.tensor(predict, device=self.device), targets.reshape(-1, targets.shape[-1])
+
+    def run_backbone(self, x: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                     position_ids: Optional[torch.Tensor] = None, cache=None) -> torch.Tensor:
+        kwargs = {"inputs_embeds": x, "attention_mask": attention_mask, "position_ids": position_ids}
+        if cache is not None:
+            kwargs[_CACHE_KWARG] = cache
+            kwargs["use_cache"] = True
+        else:
+            kwargs["use_cache"] = False
+        return self.backbone(**kwargs).last_hidden_state
+
+    def loss(self, stories: list[Story], generator: Optional[torch.Generator] = None) -> dict:
+        """Mixture NLL + auxiliary terms over a batch of stories (padded to the longest)."""
+        train = self.training
+        seqs, preds, targets = [], [], []
+        for story in stories:
+            ctx = self.make_conditioning(story, train=train, generator=generator)
+            seq, pred, tgt = self.build_sequence(story, ctx)
+            seqs.append(seq)
+            preds.append(pred)
+            targets.append(tgt)
+        L = max(s.shape[0] for s in seqs)
+        H = self.cfg.hidden_size
+        x = torch.zeros(len(seqs), L, H, device=self.device)
+        mask = torch.zeros(len(seqs), L, dtype=torch.long, device=self.device)
+        for b, s in enumerate(seqs):
+            x[b, :s.shape[0]] = s
+            mask[b, :s.shape[0]] = 1
+        h = self.run_backbone(self.drop(x), attention_mask=mask)
+        h = self.drop(h)
+        gathered = torch.cat([h[b, p] for b, p in enumerate(preds)])
+        mix = self.head(gathered)
+        cfg = self.cfg
+        return mixture_loss(mix, torch.cat(targets), cfg.nll_weight, cfg.l2_weight, cfg.cosine_weight)
+
+    def predict(self, h: torch.Tensor) -> Mixture:
+        return self.head(h)
+
+
+def _cache_kwarg() -> str:
+    import inspect
+
+    from transformers import LlamaModel
+
+    return "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+
+
+_CACHE_KWARG = _cache_kwarg()
+
+
+def new_cache(model: KeyframePlanner):
+    """An empty KV cache for ``model.backbone`` (transformers 4.x and 5.x)."""
+    from transformers.cache_utils import DynamicCache
+
+    try:
+        return DynamicCache(config=model.backbone.config)
+    except TypeError:  # transformers 4.x
+        return DynamicCache()

@@ -1,0 +1,215 @@
+"""Training the planner: the step, the on-disk dataset format, and a small command line.
+
+Dataset format (a folder)::
+
+    index.json                  {"format": 1, "movies": ["movies/0001.safetensors", ...],
+                                 "text_space": {...}, "identity_space": {...}, "token_space": {...}}
+    movies/<name>.safetensors   one movie, tensors:
+        tokens               [N, K, D]   true visual tokens of its keyframes
+        keyframe_text        [N, S, Dt]  sentence embeddings (action, scene, style) per keyframe
+        style                [Dt]
+        descriptions         [C, Dt]     character descriptions
+        identity_bank        [R, Di]     every character's identity embeddings, concatenated
+        identity_offsets     [C+1]       character c owns rows offsets[c]:offsets[c+1]
+        keyframe_characters  [N, M]      on-screen character indices, padded with -1
+        (optional) reference_tokens [Q, K, D] + reference_offsets [C+1]   few-shot references
+      metadata "moviedreamer_movie": JSON with the three spaces and the character names
+
+Training sees random windows of each movie (header + a run of at most ``max_keyframes`` keyframes), the same
+shape of context that the sliding window gives at generation.
+
+Command line::
+
+    python -m moviedreamer_core.planner.train --data DIR --out planner.safetensors --config tiny --steps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from typing import Optional
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .checkpoint import save_planner
+from .config import PlannerConfig, preset
+from .inputs import Story
+from .model import KeyframePlanner
+
+DATASET_FORMAT_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------------ dataset I/O
+
+
+def save_movie(path: str, story: Story, spaces: dict, character_names: Optional[list] = None) -> None:
+    """Write one movie in the dataset format (``spaces``: text_space, identity_space, token_space dicts)."""
+    if story.tokens is None:
+        raise ValueError("a training movie needs its keyframes' tokens")
+    offsets = [0]
+    for bank in story.identity_banks:
+        offsets.append(offsets[-1] + bank.shape[0])
+    width = max([len(c) for c in story.keyframe_characters] + [1])
+    chars = torch.full((story.n_keyframes, width), -1, dtype=torch.long)
+    for i, cast in enumerate(story.keyframe_characters):
+        chars[i, :len(cast)] = torch.tensor(cast, dtype=torch.long)
+    di = spaces["identity_space"]["dim"]
+    tensors = {
+        "tokens": story.tokens.float(), "keyframe_text": story.keyframe_text.float(), "style": story.style.float(),
+        "descriptions": story.descriptions.float(),
+        "identity_bank": torch.cat(story.identity_banks).float() if story.identity_banks else torch.zeros(0, di),
+        "identity_offsets": torch.tensor(offsets, dtype=torch.long), "keyframe_characters": chars,
+    }
+    if story.reference_tokens is not None:
+        refs = [r if r is not None else torch.zeros(0, *story.tokens.shape[1:]) for r in story.reference_tokens]
+        roff = [0]
+        for r in refs:
+            roff.append(roff[-1] + r.shape[0])
+        tensors["reference_tokens"] = torch.cat(refs).float()
+        tensors["reference_offsets"] = torch.tensor(roff, dtype=torch.long)
+    meta = {**spaces, "character_names": character_names or [f"char_{c:02d}" for c in range(story.n_characters)]}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata={"moviedreamer_movie": json.dumps(meta)})
+
+
+def load_movie(path: str) -> tuple[Story, dict]:
+    with safe_open(path, framework="pt") as f:
+        meta = json.loads((f.metadata() or {})["moviedreamer_movie"])
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    off = t["identity_offsets"].tolist()
+    banks = [t["identity_bank"][off[c]:off[c + 1]] for c in range(len(off) - 1)]
+    casts = [tuple(int(x) for x in row if x >= 0) for row in t["keyframe_characters"]]
+    refs = None
+    if "reference_tokens" in t:
+        ro = t["reference_offsets"].tolist()
+        refs = [t["reference_tokens"][ro[c]:ro[c + 1]] for c in range(len(ro) - 1)]
+    story = Story(style=t["style"], descriptions=t["descriptions"], identity_banks=banks, keyframe_text=t["keyframe_text"],
+                  keyframe_characters=casts, tokens=t["tokens"], reference_tokens=refs)
+    return story, meta
+
+
+def write_index(folder: str, movies: list[str], spaces: dict) -> None:
+    index = {"format": DATASET_FORMAT_VERSION, "movies": movies, **spaces}
+    tmp = os.path.join(folder, "index.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(index, f, indent=1)
+    os.replace(tmp, os.path.join(folder, "index.json"))
+
+
+def load_dataset(folder: str) -> tuple[list[Story], dict]:
+    with open(os.path.join(folder, "index.json")) as f:
+        index = json.load(f)
+    stories = [load_movie(os.path.join(folder, m))[0] for m in index["movies"]]
+    spaces = {k: index[k] for k in ("text_space", "identity_space", "token_space")}
+    return stories, spaces
+
+
+# -------------------------------------------------------------------------------------------- training
+
+
+def random_window(story: Story, max_keyframes: int, rng: random.Random) -> Story:
+    """A random run of at most ``max_keyframes`` keyframes (the header is always kept)."""
+    n = story.n_keyframes
+    if n <= max_keyframes:
+        return story
+    start = rng.randrange(0, n - max_keyframes + 1)
+    return story.window(start, start + max_keyframes)
+
+
+def train_step(model: KeyframePlanner, stories: list[Story], optimizer: torch.optim.Optimizer,
+               generator: Optional[torch.Generator] = None, grad_clip: float = 1.0) -> dict:
+    """One optimisation step on a batch of stories (regularisers active); returns the loss terms as floats."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    losses = model.loss(stories, generator=generator)
+    losses["loss"].backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def train(model: KeyframePlanner, stories: list[Story], *, steps: int, batch_size: int = 16, lr: float = 3e-3,
+          max_keyframes: int = 32, seed: int = 0, log_every: int = 0, warmup: int = 20) -> list[dict]:
+    """A plain training loop (AdamW, linear warm-up then cosine decay). Returns the per-step losses."""
+    rng = random.Random(seed)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model.set_token_stats(torch.cat([s.tokens.reshape(-1, s.tokens.shape[-1]) for s in stories]))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + torch.cos(torch.tensor(min(s, steps) / steps * 3.14159)).item()))
+    history = []
+    t0 = time.time()
+    for step in range(steps):
+        batch = [random_window(rng.choice(stories), max_keyframes, rng) for _ in range(batch_size)]
+        history.append(train_step(model, batch, opt, generator=gen))
+        sched.step()
+        if log_every and (step + 1) % log_every == 0:
+            h = history[-1]
+            print(f"step {step + 1}/{steps} loss {h['loss']:.4f} nll {h['nll']:.4f} l2 {h['l2']:.4f} ({time.time() - t0:.0f} s)")
+    return history
+
+
+@torch.no_grad()
+def teacher_forced_means(model: KeyframePlanner, story: Story, *, history: bool = True, script: bool = True) -> torch.Tensor:
+    """``[N, K, D]``: the planner's expected tokens for every keyframe given the *true* earlier tokens, with
+    the visual history hidden (``history=False``) or the script replaced by the nulls (``script=False``)."""
+    model.eval()
+    ctx = model.make_conditioning(story, train=False, cond=script)
+    if not history:
+        ctx.mask_history = 1.0
+    seq, pred, _ = model.build_sequence(story, ctx)
+    h = model.run_backbone(seq[None], position_ids=torch.arange(seq.shape[0], device=seq.device)[None])[0]
+    return model.denormalise(model.predict(h[pred]).mean()).reshape(story.tokens.shape).cpu()
+
+
+def evaluate(model: KeyframePlanner, stories: list[Story], *, history: bool = True, script: bool = True) -> float:
+    """Teacher-forced mean squared error of the expected tokens, in token units (the learning tests' measure;
+    ``history``/``script`` switch off one input to give the baselines)."""
+    total, count = 0.0, 0
+    for story in stories:
+        mean = teacher_forced_means(model, story, history=history, script=script)
+        total += float(((mean - story.tokens.float()) ** 2).sum())
+        count += story.tokens.numel()
+    return total / count
+
+
+# ---------------------------------------------------------------------------------------- command line
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m moviedreamer_core.planner.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="dataset folder (index.json + movies/)")
+    parser.add_argument("--out", required=True, help="planner file to write (.safetensors)")
+    parser.add_argument("--config", default="tiny", help="preset name (tiny, small, paper) or a JSON file of PlannerConfig fields")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--max-keyframes", type=int, default=32, help="longest training window, in keyframes")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    stories, spaces = load_dataset(args.data)
+    if os.path.isfile(args.config):
+        with open(args.config) as f:
+            cfg = PlannerConfig.from_dict({**json.load(f), **spaces})
+    else:
+        cfg = preset(args.config, **spaces)
+    model = KeyframePlanner(cfg)
+    print(f"{len(stories)} movies, {sum(s.n_keyframes for s in stories)} keyframes; "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    train(model, stories, steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_keyframes=args.max_keyframes,
+          seed=args.seed, log_every=max(1, args.steps // 20))
+    save_planner(model, args.out, extra={"steps": args.steps, "movies": len(stories)})
+    print(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
