@@ -1,0 +1,308 @@
+"""The planner's machinery: generation, cache and window, determinism, interruption, regularisers,
+checkpoints, the zero-shot prior, storyboards and the training command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from moviedreamer_core.planner import (
+    KeyframePlanner,
+    ZeroShotPrior,
+    generate_storyboard,
+    load_planner,
+    plan_tokens,
+    preset,
+    read_planner_config,
+    save_planner,
+)
+from moviedreamer_core.planner.generate import _Streams
+from moviedreamer_core.planner.inputs import Story
+from moviedreamer_core.planner.synthetic import SyntheticWorld, WorldConfig
+from moviedreamer_core.planner.train import load_dataset, main as train_main, save_movie, write_index
+from moviedreamer_core.script import load_script
+from moviedreamer_core.script_encoding import TextEncoder, TokenEncoder, encode_script
+from moviedreamer_core.spaces import EmbeddingSpace, SpaceMismatchError, TokenSpace
+from moviedreamer_core.storyboard import Storyboard
+
+from .test_script_encoding import ByteBagText, MeanColourFace
+
+SPACES = dict(text_space={"encoder": "synthetic", "dim": 16}, identity_space={"encoder": "synthetic", "dim": 8},
+              token_space={"source": "synthetic", "K": 2, "D": 8})
+
+
+def random_model(seed=0, **overrides) -> KeyframePlanner:
+    """An untrained tiny planner with large random weights (so outputs differ visibly between inputs)."""
+    torch.manual_seed(seed)
+    model = KeyframePlanner(preset("tiny", **{**SPACES, **overrides}))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def story() -> Story:
+    return SyntheticWorld(WorldConfig(), seed=0).stories(1, seed=5)[0][0]
+
+
+def long_story(n: int, seed: int = 0) -> Story:
+    g = torch.Generator().manual_seed(seed)
+    return Story(style=torch.randn(16, generator=g), descriptions=torch.randn(2, 16, generator=g),
+                 identity_banks=[torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=1) for _ in range(2)],
+                 keyframe_text=torch.randn(n, 3, 16, generator=g), keyframe_characters=[(i % 2,) for i in range(n)])
+
+
+# ------------------------------------------------------------------------------------------- generation
+
+
+def test_cached_decoding_equals_full_recomputation(story):
+    model = random_model()
+    cached = plan_tokens(model, story, seed=3, temperature=1.0, guidance=2.0, window=None, use_cache=True)
+    full = plan_tokens(model, story, seed=3, temperature=1.0, guidance=2.0, window=None, use_cache=False)
+    assert cached.shape == (story.n_keyframes, 2, 8)
+    assert torch.allclose(cached, full, atol=1e-4), (cached - full).abs().max()
+
+
+def test_window_rebuild_equals_recomputing_the_same_context():
+    """After a slide the cache is rebuilt as header + last W keyframes: identical to decoding without a cache
+    over the same windowed contexts."""
+    model, s = random_model(1), long_story(13)
+    cached = plan_tokens(model, s, seed=0, temperature=0.7, window=3, use_cache=True)
+    full = plan_tokens(model, s, seed=0, temperature=0.7, window=3, use_cache=False)
+    assert torch.allclose(cached, full, atol=1e-4)
+    unwindowed = plan_tokens(model, s, seed=0, temperature=0.7, window=None)
+    assert torch.allclose(cached[:6], unwindowed[:6], atol=1e-4)  # identical until the first slide
+    assert not torch.allclose(cached[6:], unwindowed[6:], atol=1e-3)
+
+
+def test_same_seed_is_bit_identical_other_seed_differs(story):
+    model = random_model()
+    a = plan_tokens(model, story, seed=11, temperature=1.0, guidance=1.5)
+    b = plan_tokens(model, story, seed=11, temperature=1.0, guidance=1.5)
+    c = plan_tokens(model, story, seed=12, temperature=1.0, guidance=1.5)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    z1 = plan_tokens(model, story, seed=1, temperature=0.0)
+    z2 = plan_tokens(model, story, seed=2, temperature=0.0)
+    assert torch.equal(z1, z2), "temperature 0 is deterministic whatever the seed"
+
+
+def test_window_keeps_the_context_bounded():
+    """With window W the cache never holds more than header + 2W keyframes, for any story length."""
+    model, s = random_model(), long_story(60)
+    lengths = []
+    original_step = _Streams.step
+
+    def spy(self):
+        out = original_step(self)
+        lengths.append(self.length)
+        return out
+
+    _Streams.step = spy
+    try:
+        plan_tokens(model, s, seed=0, temperature=0.5, window=4)
+    finally:
+        _Streams.step = original_step
+    header = 1 + 2 * 2
+    per_keyframe = 3 + 1 + 1 + 2  # text segments, one identity, BOI, K tokens
+    assert max(lengths) <= header + (2 * 4 + 1) * per_keyframe
+    assert len(lengths) == 60 * 2
+
+
+def test_progress_is_reported_and_an_exception_stops_within_one_keyframe(story):
+    model = random_model()
+    calls = []
+
+    class Cancelled(Exception):
+        pass
+
+    def progress(done, total):
+        calls.append((done, total))
+        if done == 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        plan_tokens(model, story, seed=0, progress=progress)
+    assert calls == [(1, story.n_keyframes), (2, story.n_keyframes)]
+
+
+# ------------------------------------------------------------------------------------------ regularisers
+
+
+def test_regularisers_act_in_training_only(story):
+    model = random_model(dropout=0.5, history_mask_ratio=0.5, condition_dropout=0.0)
+    s = dataclasses.replace(story, tokens=torch.randn(story.n_keyframes, 2, 8))
+    model.eval()
+    e1, e2 = model.loss([s]), model.loss([s])
+    assert torch.equal(e1["loss"], e2["loss"]), "evaluation is deterministic"
+    model.train()
+    torch.manual_seed(0)
+    t1 = model.loss([s])
+    t2 = model.loss([s])
+    assert not torch.equal(t1["loss"], t2["loss"]), "dropout and masking make training passes differ"
+
+
+def test_each_regulariser_is_switchable(story):
+    base = dict(dropout=0.0, history_mask_ratio=0.0, condition_dropout=0.0, identity_randomisation=False,
+                slot_permutation=False)
+    s = dataclasses.replace(story, tokens=torch.randn(story.n_keyframes, 2, 8))
+    model = random_model(**base).train()
+    assert torch.equal(model.loss([s])["loss"], model.loss([s])["loss"]), "all off: training pass is deterministic"
+    for name, value in [("dropout", 0.5), ("history_mask_ratio", 0.5), ("condition_dropout", 0.5),
+                        ("identity_randomisation", True), ("slot_permutation", True)]:
+        model = random_model(**{**base, name: value}).train()
+        losses = {float(model.loss([s])["loss"].detach()) for _ in range(6)}
+        assert len(losses) > 1, f"{name} has no effect in training"
+        model.eval()
+        assert len({float(model.loss([s])["loss"].detach()) for _ in range(3)}) == 1, f"{name} acts in evaluation"
+
+
+def test_identity_randomisation_draws_other_photos(story):
+    model = random_model(identity_randomisation=True, identity_noise=0.05)
+    ctx = model.make_conditioning(story, train=True, generator=torch.Generator().manual_seed(0))
+    bank = story.identity_banks[0]
+    draws = torch.stack([ctx.identity(0) for _ in range(20)])
+    nearest = (draws @ bank.T).argmax(1)
+    assert len(set(nearest.tolist())) > 1, "draws come from different photos of the character"
+    assert torch.allclose(draws.norm(dim=1), torch.ones(20), atol=1e-5)
+    mean = model.make_conditioning(story, train=False).identity(0)
+    assert torch.allclose(mean, torch.nn.functional.normalize(bank.mean(0), dim=0))
+
+
+# ---------------------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path, story):
+    model = random_model()
+    model.set_token_stats(torch.randn(50, 8) * 3 + 1)
+    path = tmp_path / "p.safetensors"
+    save_planner(model, str(path), extra={"steps": 1})
+    loaded = load_planner(str(path))
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    assert loaded.cfg == model.cfg
+    assert torch.equal(plan_tokens(model, story, seed=4), plan_tokens(loaded, story, seed=4))
+    assert read_planner_config(str(path)).token_space == SPACES["token_space"]
+
+
+def test_checkpoint_refuses_a_space_mismatch_naming_both_sides(tmp_path):
+    path = tmp_path / "story_v2.safetensors"
+    save_planner(random_model(), str(path))
+    with pytest.raises(SpaceMismatchError) as err:
+        load_planner(str(path), expect_text_space=EmbeddingSpace("comfy.SD1ClipModel.pooled", 768))
+    msg = str(err.value)
+    assert "story_v2.safetensors expects synthetic (16-D)" in msg and "comfy.SD1ClipModel.pooled (768-D)" in msg
+    with pytest.raises(SpaceMismatchError, match=r"token space mismatch.*synthetic \(K=2, D=8\).*clip_vision.image_embeds \(K=1, D=1024\)"):
+        load_planner(str(path), expect_token_space=TokenSpace("clip_vision.image_embeds", 1, 1024))
+
+
+def test_a_file_that_is_not_a_planner_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "lora.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="not a MovieDreamer planner file"):
+        load_planner(str(path))
+
+
+# ------------------------------------------------------------------------------ script embeds -> storyboard
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def embeds(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "input"
+    root.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(40, 255, (40, 40, 3), dtype=np.uint8)).save(root / "ava.png")
+    script = load_script((FIXTURES / "lighthouse.yaml").read_text(), input_dir=str(root), image_count=1)
+    batch = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(1)) * 0.8 + 0.1
+
+    def tokens(images):  # a real deterministic "CLIP": channel means through a fixed projection, K=1, D=6
+        proj = torch.randn(3, 6, generator=torch.Generator().manual_seed(2))
+        return torch.stack([torch.from_numpy(im.reshape(-1, 3).mean(0).astype("float32")) / 255 @ proj for im in images])[:, None]
+
+    return encode_script(script, TextEncoder(ByteBagText(16), EmbeddingSpace("bytes", 16)), MeanColourFace(),
+                         input_dir=str(root), batch=batch,
+                         token_encoder=TokenEncoder(tokens, TokenSpace("clip_vision.image_embeds", 1, 6)))
+
+
+def test_generate_storyboard_checks_spaces_and_records_lineage(embeds):
+    wrong = random_model()
+    with pytest.raises(SpaceMismatchError, match="text space mismatch"):
+        generate_storyboard(wrong, embeds, seed=0)
+    model = random_model(text_space={"encoder": "bytes", "dim": 16}, identity_space={"encoder": "test_mean_colour", "dim": 12},
+                         token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 6})
+    board = generate_storyboard(model, embeds, seed=7, temperature=0.5, guidance=2.0, window=8)
+    assert board.tokens.shape == (3, 1, 6)
+    assert board.shot_ids == ("s1", "s2", "s2") and board.keyframe_shot == (0, 1, 1)
+    assert board.script_hash == embeds.script_hash and board.content_hash == embeds.content_hash
+    assert board.seed == 7 and len(set(board.keyframe_seeds)) == 3
+    assert board.params == {"temperature": 0.5, "guidance": 2.0, "window": 8}
+    assert board.planner_name == "moviedreamer-planner"
+
+
+def test_zero_shot_prior_follows_its_rules(embeds):
+    board = generate_storyboard(ZeroShotPrior(), embeds, seed=0, temperature=0.0)
+    assert board.planner_name == "zero_shot_prior"
+    assert board.token_space == TokenSpace("clip_vision.image_embeds", 1, 6)
+    ava = embeds.characters[0].reference_tokens.mean(0)
+    bo = embeds.characters[1].reference_tokens.mean(0)
+    t = board.tokens
+    assert torch.allclose(t[0], ava, atol=1e-5), "first keyframe: the cast (Ava alone)"
+    cast = ZeroShotPrior._blend([(1.0, ava), (1.0, bo)])
+    expected = ZeroShotPrior._blend([(0.35, t[0]), (0.65, cast)])  # new shot, shared cast (Ava)
+    assert torch.allclose(t[1], expected, atol=1e-5)
+    expected = ZeroShotPrior._blend([(0.7, t[1]), (0.3, cast)])  # same shot
+    assert torch.allclose(t[2], expected, atol=1e-5)
+    noisy = generate_storyboard(ZeroShotPrior(), embeds, seed=0, temperature=1.0)
+    again = generate_storyboard(ZeroShotPrior(), embeds, seed=0, temperature=1.0)
+    assert torch.equal(noisy.tokens, again.tokens) and not torch.equal(noisy.tokens, board.tokens)
+
+
+def test_zero_shot_prior_names_characters_without_reference_tokens(embeds):
+    refs = [embeds.characters[0].reference_tokens, None]
+    with pytest.raises(ValueError, match="missing for: Bo"):
+        generate_storyboard(ZeroShotPrior(), embeds, seed=0, reference_tokens=refs)
+
+
+def test_storyboard_save_and_load(tmp_path, embeds):
+    board = generate_storyboard(ZeroShotPrior(), embeds, seed=3, temperature=0.3)
+    path = tmp_path / "board.safetensors"
+    board.save(str(path))
+    again = Storyboard.load(str(path))
+    assert torch.equal(again.tokens, board.tokens)
+    assert dataclasses.replace(again, tokens=board.tokens) == board
+
+
+# ---------------------------------------------------------------------------------------- training CLI
+
+
+def test_training_cli_writes_a_loadable_planner(tmp_path):
+    world = SyntheticWorld(WorldConfig(), seed=0)
+    movies = []
+    for i, (s, _) in enumerate(world.stories(6, seed=9)):
+        name = f"movies/{i:04d}.safetensors"
+        save_movie(str(tmp_path / "data" / name), s, SPACES)
+        movies.append(name)
+    write_index(str(tmp_path / "data"), movies, SPACES)
+    stories, spaces = load_dataset(str(tmp_path / "data"))
+    assert len(stories) == 6 and spaces == SPACES
+    original = world.stories(6, seed=9)[2][0]
+    assert torch.equal(stories[2].tokens, original.tokens)
+    assert stories[2].keyframe_characters == [tuple(c) for c in original.keyframe_characters]
+    out = tmp_path / "planner.safetensors"
+    assert train_main(["--data", str(tmp_path / "data"), "--out", str(out), "--steps", "3", "--batch-size", "2"]) == 0
+    model = load_planner(str(out), expect_text_space=EmbeddingSpace("synthetic", 16))
+    assert plan_tokens(model, stories[0], seed=0).shape == stories[0].tokens.shape
+    meta = json.loads(json.dumps(read_planner_config(str(out)).to_dict()))
+    assert meta["token_space"] == SPACES["token_space"]
