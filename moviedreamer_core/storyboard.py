@@ -68,3 +68,17 @@ class Storyboard:
             keyframe_seeds=tuple(int(s) for s in meta["keyframe_seeds"]), script_hash=meta["script_hash"],
             content_hash=meta["content_hash"], params=meta.get("params", {}),
         )
+
+
+def storyboard_report(board: Storyboard, max_keyframes: int = 200) -> str:
+    """Readable summary: lineage, then per keyframe its shot, token norm and cosine similarity to the keyframe
+    before (high inside a shot, lower at a cut: a quick check of the planner's continuity)."""
+    flat = board.tokens.reshape(board.n_keyframes, -1).float()
+    lines = [f"{board.n_keyframes} keyframes by {board.planner_name}, {board.token_space.describe()}, seed {board.seed}, "
+             f"params {board.params}", f"script {board.script_hash[:12]}, embeds {board.content_hash[:12]}", ""]
+    for i in range(min(board.n_keyframes, max_keyframes)):
+        sim = "" if i == 0 else f", similarity to previous {float(torch.nn.functional.cosine_similarity(flat[i], flat[i - 1], dim=0)):.3f}"
+        lines.append(f"#{i} shot {board.shot_ids[i]}: norm {float(flat[i].norm()):.3f}{sim}")
+    if board.n_keyframes > max_keyframes:
+        lines.append(f"... {board.n_keyframes - max_keyframes} more keyframes")
+    return "\n".join(lines)

@@ -98,6 +98,23 @@ class Progress:
         self._bar.update_absolute(min(int(done), self.total), self.total, payload)
 
 
+def managed(module):
+    """Put a custom ``nn.Module`` (planner, renderer adapter) under the host's memory management.
+
+    The host may offload it between uses like any of its own models; call ``load_managed`` before each use.
+    """
+    import comfy.model_patcher
+
+    module = module.to(mm.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def load_managed(patcher):
+    """Load a managed module onto the compute device (freeing others if needed) and return the module."""
+    mm.load_models_gpu([patcher])
+    return patcher.model
+
+
 def torch_device():
     return mm.get_torch_device()
 

@@ -120,7 +120,7 @@ def plan_tokens(model: KeyframePlanner, story: Story, *, seed: int, temperature:
                 streams.push_tokens(token[None], first=j)
             if progress is not None:
                 progress(i + 1, N)
-        return model.denormalise(out.to(model.device)).cpu()
+        return model.denormalise(out.to(model.param_device)).cpu()
     finally:
         model.train(was_training)
 

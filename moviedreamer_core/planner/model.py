@@ -108,7 +108,8 @@ class KeyframePlanner(nn.Module):
         return tokens * self.token_std + self.token_mean
 
     @property
-    def device(self) -> torch.device:
+    def param_device(self) -> torch.device:
+        """Where the weights are (not named ``device``: the host's ModelPatcher sets that attribute)."""
         return self.token_mean.device
 
     # ---------------------------------------------------------------------------- sequence elements
@@ -122,11 +123,11 @@ class KeyframePlanner(nn.Module):
         vec = ctx.identity(c)
         if vec is None:
             return self.no_identity
-        return self.identity_in(vec.to(self.device, torch.float32))
+        return self.identity_in(vec.to(self.param_device, torch.float32))
 
     def embed_header(self, story: Story, ctx: Conditioning) -> torch.Tensor:
         """``[L_header, H]``: style, then each character's description, identity and few-shot references."""
-        dev = self.device
+        dev = self.param_device
         rows = [self._typed(STYLE, self.text_in(story.style.to(dev)), ctx.cond)]
         desc = self.text_in(story.descriptions.to(dev)) if story.n_characters else None
         for c in range(story.n_characters):
@@ -142,7 +143,7 @@ class KeyframePlanner(nn.Module):
 
     def embed_condition(self, story: Story, i: int, ctx: Conditioning) -> torch.Tensor:
         """``[n_i, H]``: keyframe i's text segments, on-screen identities, then BOI."""
-        dev = self.device
+        dev = self.param_device
         text = self.text_in(story.keyframe_text[i].to(dev))
         rows = [self._typed(TEXT_TYPE_OFFSET + s, text[s], ctx.cond) for s in range(text.shape[0])]
         for c in story.keyframe_characters[i]:
@@ -153,7 +154,7 @@ class KeyframePlanner(nn.Module):
     def embed_tokens(self, tokens: torch.Tensor, ctx: Optional[Conditioning] = None, first: int = 0) -> torch.Tensor:
         """``[k, H]`` inputs for normalised tokens ``[k, D]`` at token positions ``first..first+k-1``."""
         pos = self.token_pos.weight[first:first + tokens.shape[0]]
-        x = self.type_emb.weight[TOKEN] + self.token_in(tokens.to(self.device)) + pos
+        x = self.type_emb.weight[TOKEN] + self.token_in(tokens.to(self.param_device)) + pos
         if ctx is not None and ctx.mask_history > 0:
             masked = torch.rand(tokens.shape[0], device=x.device) < ctx.mask_history
             x = torch.where(masked[:, None], self.type_emb.weight[TOKEN] + self.mask_embedding + pos, x)
@@ -202,7 +203,7 @@ class KeyframePlanner(nn.Module):
         parts = [self.embed_header(story, ctx)]
         length = parts[0].shape[0]
         predict = []
-        targets = self.normalise(story.tokens.to(self.device).float())
+        targets = self.normalise(story.tokens.to(self.param_device).float())
         for i in range(story.n_keyframes):
             cond = self.embed_condition(story, i, ctx)
             tok = self.embed_tokens(targets[i], ctx)
@@ -210,7 +211,7 @@ class KeyframePlanner(nn.Module):
             predict.extend([boi] + [boi + 1 + j for j in range(K - 1)])
             parts += [cond, tok]
             length += cond.shape[0] + tok.shape[0]
-        return torch.cat(parts), torch.tensor(predict, device=self.device), targets.reshape(-1, targets.shape[-1])
+        return torch.cat(parts), torch.tensor(predict, device=self.param_device), targets.reshape(-1, targets.shape[-1])
 
     def run_backbone(self, x: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
                      position_ids: Optional[torch.Tensor] = None, cache=None) -> torch.Tensor:
@@ -234,8 +235,8 @@ class KeyframePlanner(nn.Module):
             targets.append(tgt)
         L = max(s.shape[0] for s in seqs)
         H = self.cfg.hidden_size
-        x = torch.zeros(len(seqs), L, H, device=self.device)
-        mask = torch.zeros(len(seqs), L, dtype=torch.long, device=self.device)
+        x = torch.zeros(len(seqs), L, H, device=self.param_device)
+        mask = torch.zeros(len(seqs), L, dtype=torch.long, device=self.param_device)
         for b, s in enumerate(seqs):
             x[b, :s.shape[0]] = s
             mask[b, :s.shape[0]] = 1

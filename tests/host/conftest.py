@@ -3,7 +3,10 @@ with the reason printed in the summary."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from PIL import Image
 
 from .harness import InProcessHost, ServerHost, find_host
 
@@ -30,3 +33,15 @@ def server(tmp_path_factory):
     srv = ServerHost(HOST_ROOT, tmp_path_factory.mktemp("comfy_server"))
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def photos(host):
+    """Real face photos in the host's input folder: astronaut.png, hopper.png, coffee.png (no face)."""
+    skdata = pytest.importorskip("skimage.data")
+    matplotlib = pytest.importorskip("matplotlib")
+    inp = Path(host.folder_paths.get_input_directory())
+    Image.fromarray(skdata.astronaut()).save(inp / "astronaut.png")
+    Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB").save(inp / "hopper.png")
+    Image.fromarray(skdata.coffee()).save(inp / "coffee.png")
+    return inp

@@ -54,6 +54,7 @@ class RecordingServer:
         self.last_prompt_id = None
         self.sockets_metadata: dict = {}
         self.messages: list[tuple[str, Any]] = []
+        self.on_progress = None  # optional callable(progress_message), e.g. to press "cancel" mid-run
 
     def send_sync(self, event, data, sid=None):
         self.messages.append((event, data))
@@ -146,8 +147,11 @@ class InProcessHost:
                 prompt_id = ctx.prompt_id
             comfy.model_management.throw_exception_if_processing_interrupted()
             get_progress_state().update_progress(node_id, value, total, preview_image)
-            server.send_sync("progress", {"value": value, "max": total, "prompt_id": prompt_id, "node": node_id,
-                                          "has_preview": preview_image is not None})
+            message = {"value": value, "max": total, "prompt_id": prompt_id, "node": node_id,
+                       "has_preview": preview_image is not None}
+            server.send_sync("progress", message)
+            if server.on_progress is not None:
+                server.on_progress(message)
 
         comfy_utils.set_progress_bar_global_hook(hook)
 

@@ -37,18 +37,6 @@ shots:
 """
 
 
-@pytest.fixture(scope="module")
-def photos(host):
-    """Real face photos in the host's input folder: astronaut.png, hopper.png, coffee.png (no face)."""
-    skdata = pytest.importorskip("skimage.data")
-    matplotlib = pytest.importorskip("matplotlib")
-    inp = Path(host.folder_paths.get_input_directory())
-    Image.fromarray(skdata.astronaut()).save(inp / "astronaut.png")
-    Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB").save(inp / "hopper.png")
-    Image.fromarray(skdata.coffee()).save(inp / "coffee.png")
-    return inp
-
-
 def graph(script=SCRIPT, face_embedder="dlib", image="hopper.png", script_file=NO_FILE, clip_vision=False):
     g = {
         "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},

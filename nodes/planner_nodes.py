@@ -1,0 +1,140 @@
+"""MovieDreamerPlannerLoader and ARKeyframePlanner: the autoregressive keyframe planner in the graph.
+
+The planner itself is ``moviedreamer_core.planner``; this module finds files, puts the learned planner under
+the host's model management (so the host can offload it), and turns progress and cancel into host calls.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import folder_paths
+from comfy_api.latest import io, ui
+
+from ..moviedreamer_core.planner import ZeroShotPrior, generate_storyboard, load_planner
+from ..moviedreamer_core.spaces import SpaceMismatchError
+from ..moviedreamer_core.storyboard import storyboard_report
+from . import host, types
+
+ZERO_SHOT = "(zero-shot prior: no planner file)"
+
+
+@dataclass
+class PlannerHandle:
+    """``MD_PLANNER``: a learned planner under a ModelPatcher, or the training-free zero-shot prior."""
+
+    name: str
+    patcher: Any = None  # comfy ModelPatcher around a KeyframePlanner
+    prior: Optional[ZeroShotPrior] = None
+
+    def module(self):
+        return self.prior if self.prior is not None else host.load_managed(self.patcher)
+
+
+class MovieDreamerPlannerLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerPlannerLoader",
+            display_name="Load Keyframe Planner (MovieDreamer)",
+            category=types.CATEGORY,
+            description="Loads a MovieDreamer keyframe planner from models/moviedreamer (safetensors), or selects the "
+            "training-free zero-shot prior, which plans from the characters' reference photos and works with "
+            "public IP-Adapter-family decoders today.",
+            inputs=[
+                io.Combo.Input(
+                    "planner_name", options=[ZERO_SHOT] + host.model_files(), default=ZERO_SHOT,
+                    tooltip="A planner file in models/moviedreamer, or the zero-shot prior (needs a CLIP Vision model "
+                    "and reference photos in ScriptEncode).",
+                ),
+            ],
+            outputs=[types.Planner.Output("planner", display_name="planner", tooltip="The keyframe planner.")],
+        )
+
+    @classmethod
+    def execute(cls, planner_name) -> io.NodeOutput:
+        if planner_name == ZERO_SHOT:
+            return io.NodeOutput(PlannerHandle(name=ZeroShotPrior.name, prior=ZeroShotPrior()))
+        path = folder_paths.get_full_path_or_raise(host.MODEL_FOLDER, planner_name)
+        model = load_planner(path)
+        return io.NodeOutput(PlannerHandle(name=os.path.basename(planner_name), patcher=host.managed(model)))
+
+
+class ARKeyframePlanner(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ARKeyframePlanner",
+            display_name="AR Keyframe Planner (MovieDreamer)",
+            category=types.CATEGORY,
+            description="Plans the whole movie: predicts every keyframe's visual tokens from the script and all "
+            "earlier keyframes (MovieDreamer section 3.3), with a bounded context so any story length costs the "
+            "same per keyframe.",
+            inputs=[
+                types.Planner.Input("planner", tooltip="From Load Keyframe Planner."),
+                types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Base seed; each keyframe derives its own seed from it, so the same seed "
+                             "plans the same storyboard."),
+                io.Float.Input("temperature", default=0.7, min=0.0, max=2.0, step=0.05,
+                               tooltip="Sampling temperature of the token mixture. 0 = the most likely tokens "
+                               "(deterministic); higher = more varied keyframes."),
+                io.Float.Input("guidance", default=1.5, min=1.0, max=10.0, step=0.1,
+                               tooltip="Classifier-free guidance on the script: above 1 keyframes follow the script "
+                               "more closely (costs a second pass). Ignored by the zero-shot prior."),
+                io.Int.Input("context_window", default=16, min=1, max=4096,
+                             tooltip="Earlier keyframes the planner keeps in view (the script header always stays). "
+                             "Between this and twice this many are visible; larger = longer memory, slower."),
+                io.Boolean.Input("few_shot_references", default=True,
+                                 tooltip="Give the planner each character's reference tokens (their photos encoded by "
+                                 "CLIP Vision in ScriptEncode) as in-context examples. Needs the planner's token "
+                                 "space to match the CLIP Vision model."),
+            ],
+            outputs=[types.Storyboard.Output("storyboard", display_name="storyboard",
+                                             tooltip="Planned visual tokens of every keyframe, with seeds and lineage.")],
+        )
+
+    @classmethod
+    def execute(cls, planner, script_embeds, seed, temperature, guidance, context_window, few_shot_references=True) -> io.NodeOutput:
+        progress = host.Progress(script_embeds.n_keyframes)
+        model = planner.module()
+        refs = None
+        if not few_shot_references and planner.prior is None:  # the prior always plans from reference tokens
+            refs = [None] * len(script_embeds.characters)
+        try:
+            board = generate_storyboard(
+                model, script_embeds, seed=seed, temperature=temperature, guidance=guidance, window=context_window,
+                reference_tokens=refs, progress=progress, planner_name=planner.name,
+            )
+        except SpaceMismatchError as e:
+            hint = (" Turn off few_shot_references, or connect the CLIP Vision model the planner was trained with."
+                    if "reference tokens" in str(e) else "")
+            raise SpaceMismatchError(f"{e}.{hint}") from e
+        text = (f"{board.n_keyframes} keyframes planned by {board.planner_name} in {board.token_space.describe()} "
+                f"(seed {seed}, temperature {temperature}, guidance {guidance})")
+        return io.NodeOutput(board, ui=ui.PreviewText(text))
+
+
+class MovieDreamerStoryboardInfo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerStoryboardInfo",
+            display_name="Storyboard Info (MovieDreamer)",
+            category=types.CATEGORY,
+            description="Shows a planned storyboard: who planned it, its token space and seeds, and per keyframe how "
+            "similar it is to the keyframe before (continuity within shots, change at cuts).",
+            is_output_node=True,
+            inputs=[
+                types.Storyboard.Input("storyboard", tooltip="From AR Keyframe Planner."),
+                io.Int.Input("max_keyframes", default=200, min=1, max=100000, tooltip="How many keyframes to list."),
+            ],
+            outputs=[io.String.Output("report", display_name="report", tooltip="The same report as text.")],
+        )
+
+    @classmethod
+    def execute(cls, storyboard, max_keyframes=200) -> io.NodeOutput:
+        text = storyboard_report(storyboard, max_keyframes=max_keyframes)
+        return io.NodeOutput(text, ui=ui.PreviewText(text))
