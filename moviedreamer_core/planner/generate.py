@@ -46,48 +46,57 @@ def check_spaces(planner_cfg, embeds: ScriptEmbeds, planner_name: str) -> None:
 
 
 class _Streams:
-    """The conditional (and optionally unconditional) streams decoded side by side as one batch."""
+    """The conditional (and optionally unconditional) streams decoded side by side as one batch.
+
+    Every keyframe's input embeddings are kept (for the last 2W keyframes), so a window rebuild is one
+    forward pass over stored embeddings, with no re-embedding."""
 
     def __init__(self, model: KeyframePlanner, story: Story, guidance: float, use_cache: bool):
         self.model, self.story, self.use_cache = model, story, use_cache
         self.ctxs = [model.make_conditioning(story, train=False, cond=True)]
         if guidance != 1.0:
             self.ctxs.append(model.make_conditioning(story, train=False, cond=False))
-        self.header = [model.embed_header(story, c) for c in self.ctxs]
+        self.header = torch.stack([model.embed_header(story, c) for c in self.ctxs])
+        self.kept: dict[int, torch.Tensor] = {}  # keyframe index -> its input embeddings [streams, n, H]
+        self.current: list = []
         self.reset([])
 
-    def reset(self, history: list) -> None:
-        """Start over from the header plus the given keyframes ``[(i, normalised tokens [K, D])...]``."""
+    def reset(self, keyframes: list) -> None:
+        """Start over from the header plus the kept embeddings of ``keyframes`` (positions from 0)."""
         self.cache = new_cache(self.model) if self.use_cache else None
         self.length = 0
-        self.fed = [[] for _ in self.ctxs]  # without a cache: everything fed so far
-        self.pending = [h for h in self.header]
-        for i, tokens in history:
-            self.push_condition(i)
-            self.push_tokens(tokens, first=0)
+        self.fed = None  # without a cache: everything fed so far
+        self.pending = torch.cat([self.header] + [self.kept[i] for i in keyframes], dim=1)
+        self.kept = {i: self.kept[i] for i in keyframes}
+
+    def _push(self, emb: torch.Tensor) -> None:
+        self.current.append(emb)
+        self.pending = torch.cat([self.pending, emb], dim=1)
 
     def push_condition(self, i: int) -> None:
-        for s, ctx in enumerate(self.ctxs):
-            self.pending[s] = torch.cat([self.pending[s], self.model.embed_condition(self.story, i, ctx)])
+        self._push(torch.stack([self.model.embed_condition(self.story, i, c) for c in self.ctxs]))
 
     def push_tokens(self, tokens: torch.Tensor, first: int) -> None:
-        emb = self.model.embed_tokens(tokens, first=first)
-        self.pending = [torch.cat([p, emb]) for p in self.pending]
+        self._push(self.model.embed_tokens(tokens, first=first).expand(len(self.ctxs), -1, -1))
+
+    def commit(self, i: int) -> None:
+        """Keyframe i is complete: keep its embeddings for later window rebuilds."""
+        self.kept[i] = torch.cat(self.current, dim=1)
+        self.current = []
 
     def step(self) -> list:
         """Run the pending elements; return the last hidden state of each stream."""
-        x = torch.stack(self.pending)  # streams have identical lengths
+        x = self.pending
         n = x.shape[1]
         if self.use_cache:
             pos = torch.arange(self.length, self.length + n, device=x.device)[None].expand(x.shape[0], -1)
             h = self.model.run_backbone(x, position_ids=pos, cache=self.cache)
         else:
-            self.fed = [torch.cat([f, p]) if len(f) else p for f, p in zip(self.fed, self.pending)]
-            full = torch.stack(self.fed)
-            pos = torch.arange(full.shape[1], device=x.device)[None].expand(full.shape[0], -1)
-            h = self.model.run_backbone(full, position_ids=pos)
+            self.fed = x if self.fed is None else torch.cat([self.fed, x], dim=1)
+            pos = torch.arange(self.fed.shape[1], device=x.device)[None].expand(x.shape[0], -1)
+            h = self.model.run_backbone(self.fed, position_ids=pos)
         self.length += n
-        self.pending = [p[:0] for p in self.pending]
+        self.pending = x[:, :0]
         return [h[s, -1] for s in range(h.shape[0])]
 
 
@@ -106,7 +115,7 @@ def plan_tokens(model: KeyframePlanner, story: Story, *, seed: int, temperature:
         for i in range(N):
             if window and i - start >= 2 * window:
                 start = i - window
-                streams.reset([(j, out[j]) for j in range(start, i)])
+                streams.reset(list(range(start, i)))
             gen = torch.Generator().manual_seed(derive_seed(seed, i))
             streams.push_condition(i)
             for j in range(K):
@@ -118,6 +127,7 @@ def plan_tokens(model: KeyframePlanner, story: Story, *, seed: int, temperature:
                 token = cond.sample(temperature, gen)[0].float().cpu()
                 out[i, j] = token
                 streams.push_tokens(token[None], first=j)
+            streams.commit(i)
             if progress is not None:
                 progress(i + 1, N)
         return model.denormalise(out.to(model.param_device)).cpu()
