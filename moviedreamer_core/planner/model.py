@@ -250,6 +250,38 @@ class KeyframePlanner(nn.Module):
     def predict(self, h: torch.Tensor) -> Mixture:
         return self.head(h)
 
+    @classmethod
+    def from_pretrained_llama(cls, folder: str, **config_overrides) -> "KeyframePlanner":
+        """A planner whose transformer starts from a local LLaMA checkpoint (the paper's 7B setting).
+
+        ``folder`` is a transformers model folder (``config.json`` + ``*.safetensors``); nothing is downloaded
+        and only safetensors weights are read. The backbone's sizes come from the checkpoint; the input
+        projections, type/slot embeddings and the mixture head start fresh (``config_overrides`` sets the
+        spaces and everything else).
+        """
+        from transformers import LlamaConfig, LlamaModel
+
+        llama_cfg = LlamaConfig.from_pretrained(folder, local_files_only=True)
+        cfg = PlannerConfig(**{
+            **config_overrides,
+            "hidden_size": llama_cfg.hidden_size, "num_layers": llama_cfg.num_hidden_layers,
+            "num_heads": llama_cfg.num_attention_heads,
+            "num_kv_heads": getattr(llama_cfg, "num_key_value_heads", None) or llama_cfg.num_attention_heads,
+            "intermediate_size": llama_cfg.intermediate_size,
+            "max_positions": llama_cfg.max_position_embeddings,
+        })
+        rope = getattr(llama_cfg, "rope_theta", None) or (getattr(llama_cfg, "rope_parameters", None) or {}).get("rope_theta")
+        if rope:
+            cfg.rope_theta = float(rope)
+        model = cls(cfg)
+        pretrained = LlamaModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+        state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("embed_tokens")}
+        missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("embed_tokens")]
+        if missing or unexpected:
+            raise ValueError(f"{folder} does not fit a LLaMA backbone: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return model
+
 
 def _cache_kwarg() -> str:
     import inspect

@@ -306,3 +306,19 @@ def test_training_cli_writes_a_loadable_planner(tmp_path):
     assert plan_tokens(model, stories[0], seed=0).shape == stories[0].tokens.shape
     meta = json.loads(json.dumps(read_planner_config(str(out)).to_dict()))
     assert meta["token_space"] == SPACES["token_space"]
+
+
+def test_backbone_starts_from_a_local_llama_checkpoint(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+    llama.save_pretrained(str(tmp_path / "llama"), safe_serialization=True)
+    model = KeyframePlanner.from_pretrained_llama(str(tmp_path / "llama"), **SPACES)
+    assert model.cfg.hidden_size == 32 and model.cfg.num_kv_heads == 2
+    ours = model.backbone.state_dict()
+    for key, value in llama.model.state_dict().items():
+        if not key.startswith("embed_tokens"):
+            assert torch.equal(ours[key], value), key
+    story = long_story(3)
+    assert plan_tokens(model.eval(), story, seed=0).shape == (3, 2, 8)
