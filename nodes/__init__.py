@@ -16,11 +16,13 @@ from . import host
 class MovieDreamerExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         from .planner_nodes import ARKeyframePlanner, MovieDreamerPlannerLoader, MovieDreamerStoryboardInfo
+        from .render_nodes import IdentityDiffusionRender, MovieDreamerKeyframeEncode, MovieDreamerRendererLoader
         from .script_encode import ScriptEncode
         from .script_info import MovieDreamerScriptInfo
 
         node_list = [ScriptEncode, MovieDreamerScriptInfo, MovieDreamerPlannerLoader, ARKeyframePlanner,
-                     MovieDreamerStoryboardInfo]
+                     MovieDreamerStoryboardInfo, MovieDreamerRendererLoader, IdentityDiffusionRender,
+                     MovieDreamerKeyframeEncode]
         if os.environ.get("MOVIEDREAMER_TEST_NODES") == "1":  # tiny host models for tests, never for users
             from .testing import TEST_NODES
 

@@ -22,6 +22,23 @@ MODEL_EXTENSIONS = {".safetensors", ".sft"}
 CACHE_SUBDIR = os.path.join("moviedreamer", "cache")
 
 
+def register_ipadapter_folder() -> None:
+    """Make sure ``models/ipadapter`` is known (ComfyUI_IPAdapter_plus registers it too; we merge)."""
+    default = os.path.join(folder_paths.models_dir, "ipadapter")
+    paths, exts = folder_paths.folder_names_and_paths.get("ipadapter", ([], set()))
+    paths = list(paths)
+    if default not in paths:
+        paths.append(default)
+    folder_paths.folder_names_and_paths["ipadapter"] = (paths, set(exts) or set(MODEL_EXTENSIONS))
+
+
+def safetensors_files(folder: str) -> list[str]:
+    """Files of a models folder that we may load (safetensors only, whatever the folder allows)."""
+    if folder not in folder_paths.folder_names_and_paths:
+        return []
+    return [f for f in folder_paths.get_filename_list(folder) if f.lower().endswith(tuple(MODEL_EXTENSIONS))]
+
+
 def register_model_folder() -> None:
     """Register ``models/moviedreamer`` with the host, keeping any paths a user's extra_model_paths.yaml set.
 
@@ -36,6 +53,7 @@ def register_model_folder() -> None:
     if default not in paths:
         paths.append(default)
     folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(MODEL_EXTENSIONS))
+    register_ipadapter_folder()
 
 
 def model_files() -> list[str]:
@@ -113,6 +131,38 @@ def load_managed(patcher):
     """Load a managed module onto the compute device (freeing others if needed) and return the module."""
     mm.load_models_gpu([patcher])
     return patcher.model
+
+
+def sample_latent(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
+                  latent, denoise: float = 1.0):
+    """The host's own sampling (``comfy.sample``), with the host's noise for ``seed`` and an interrupt check
+    after every step (so Cancel stops a render between steps even without the websocket hook)."""
+    import comfy.sample
+
+    latent = comfy.sample.fix_empty_latent_channels(model, latent)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    return comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
+                               denoise=denoise, callback=lambda *args: check_interrupt(), disable_pbar=True, seed=seed)
+
+
+def empty_latent(model, width: int, height: int, batch: int = 1):
+    """Zeros in the model's latent layout (as the host's EmptyLatentImage, channels from the model)."""
+    import torch
+
+    channels = model.get_model_object("latent_format").latent_channels
+    return torch.zeros([batch, channels, height // 8, width // 8], device=intermediate_device())
+
+
+def sampler_names() -> list[str]:
+    import comfy.samplers
+
+    return list(comfy.samplers.KSampler.SAMPLERS)
+
+
+def scheduler_names() -> list[str]:
+    import comfy.samplers
+
+    return list(comfy.samplers.KSampler.SCHEDULERS)
 
 
 def torch_device():

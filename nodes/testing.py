@@ -21,9 +21,14 @@ import tempfile
 import torch
 
 import comfy.clip_vision
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
 import comfy.sd
 import comfy.sd1_clip
 import comfy.supported_models_base
+import comfy.taesd.taesd
 from comfy_api.latest import io
 
 from . import types
@@ -39,13 +44,13 @@ TINY_CLIP_VISION = {
 }
 
 
-def reinit_(module: torch.nn.Module, seed: int) -> None:
+def reinit_(module: torch.nn.Module, seed: int, std: float = 0.02) -> None:
     """Deterministic re-initialisation of every parameter; raises if anything is not finite."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
             if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype) * 0.02)
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype) * std)
             elif name.endswith("bias"):
                 p.zero_()
             elif "norm" in name:
@@ -74,8 +79,83 @@ def tiny_clip_vision(seed: int = 0) -> comfy.clip_vision.ClipVisionModel:
         model = comfy.clip_vision.ClipVisionModel(path)
     finally:
         os.remove(path)
-    reinit_(model.model, seed)
+    # Large weights: with 0.02 every image embeds to almost the same vector (cosine 0.9999), so identities and
+    # tokens of different photos could not be told apart; at 0.3 different photos land far apart (0.6-0.8).
+    reinit_(model.model, seed, std=0.3)
     return model
+
+
+class _TinyUNetConfig(comfy.supported_models_base.BASE):
+    unet_config = {}
+    unet_extra_config = {"num_heads": -1, "num_head_channels": 16}
+    latent_format = comfy.latent_formats.SD15
+
+
+def tiny_unet_config(layout: str = "sd15") -> dict:
+    """A small UNet in the SD1.5 block layout (2 levels, one transformer per level) or the SDXL one (3 levels,
+    no transformer at the first level, deeper transformers below, a middle block of depth 2, ADM input)."""
+    if layout == "sd15":
+        return dict(image_size=32, in_channels=4, out_channels=4, model_channels=32, num_res_blocks=[1, 1],
+                    channel_mult=[1, 2], transformer_depth=[1, 1], transformer_depth_output=[1, 1, 1, 1],
+                    transformer_depth_middle=1, use_spatial_transformer=True, use_linear_in_transformer=True,
+                    context_dim=64, legacy=False, use_checkpoint=False, adm_in_channels=None, num_classes=None,
+                    dtype=torch.float32)
+    if layout == "sdxl":
+        return dict(image_size=32, in_channels=4, out_channels=4, model_channels=32, num_res_blocks=[1, 1, 1],
+                    channel_mult=[1, 2, 2], transformer_depth=[0, 2, 1], transformer_depth_output=[0, 0, 2, 2, 1, 1],
+                    transformer_depth_middle=2, use_spatial_transformer=True, use_linear_in_transformer=True,
+                    context_dim=64, legacy=False, use_checkpoint=False, adm_in_channels=32, num_classes="sequential",
+                    dtype=torch.float32)
+    raise ValueError(layout)
+
+
+def tiny_sd(seed: int = 0, layout: str = "sd15"):
+    """A ``ModelPatcher`` around a real ``comfy.model_base.BaseModel`` with a tiny UNet (about 1 M parameters)."""
+    model = comfy.model_base.BaseModel(_TinyUNetConfig(tiny_unet_config(layout)), device="cpu")
+    reinit_(model, seed)
+    # Cross-attention outputs get larger weights so that conditioning (text, tokens, identities) visibly
+    # steers this untrained model; with 0.02 everywhere its output barely depends on the context.
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".attn2.to_out" in name and name.endswith("weight") or name.endswith("proj_out.weight"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    mm = comfy.model_management
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def tiny_vae(seed: int = 0) -> comfy.sd.VAE:
+    """The host's ``VAE`` around a TAESD (tiny autoencoder), randomly initialised."""
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
+    reinit_(taesd, seed, std=0.08)
+    # Calibrate the decoder's last layer so decoded pixels spread over the visible range instead of all
+    # clipping to black or white (random deep conv stacks either kill or explode the signal), which would
+    # hide differences between latents.
+    last = [m for m in taesd.taesd_decoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        probe = taesd.taesd_decoder(torch.randn(2, 4, 16, 16, generator=g) * 3)
+        last.weight.mul_(0.35 / probe.std().clamp_min(1e-6))
+        last.bias.zero_()
+    return comfy.sd.VAE(sd={k: v for k, v in taesd.state_dict().items()})
+
+
+class MovieDreamerTestTinySD(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerTestTinySD",
+            display_name="Tiny SD model (MovieDreamer tests)",
+            category=types.CATEGORY + "/testing",
+            description="Test only: a tiny randomly initialised SD1.5-layout UNet and TAESD VAE in the host's own classes.",
+            inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
+            outputs=[io.Model.Output("model", display_name="MODEL", tooltip="The tiny diffusion model."),
+                     io.Vae.Output("vae", display_name="VAE", tooltip="The tiny VAE.")],
+        )
+
+    @classmethod
+    def execute(cls, seed=0) -> io.NodeOutput:
+        return io.NodeOutput(tiny_sd(seed), tiny_vae(seed))
 
 
 class MovieDreamerTestTinyCLIP(io.ComfyNode):
@@ -112,7 +192,7 @@ class MovieDreamerTestTinyCLIPVision(io.ComfyNode):
         return io.NodeOutput(tiny_clip_vision(seed))
 
 
-TEST_NODES = [MovieDreamerTestTinyCLIP, MovieDreamerTestTinyCLIPVision]
+TEST_NODES = [MovieDreamerTestTinyCLIP, MovieDreamerTestTinyCLIPVision, MovieDreamerTestTinySD]
 
 
 def enabled() -> bool:

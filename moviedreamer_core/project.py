@@ -1,0 +1,110 @@
+"""The movie project folder: where every stage writes its results as soon as they exist.
+
+DESIGN.md section 3: ``<output>/moviedreamer/<project>/`` holds ``manifest.json`` (script hash, per-keyframe
+and per-shot status, seeds, parameters, file names), ``keyframes/`` (one image per keyframe, written the
+moment it is rendered), ``shots/`` (one video per shot) and the assembled movie. A rerun with the same inputs
+finds finished work here and skips it; nothing already rendered is lost when a later step fails.
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a crash or
+a cancel leaves either the old file or the new one, never half of one. A keyframe counts as done only when
+its manifest entry carries the same *signature* (a hash of everything that determines its pixels) and its
+image file still reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from .paths import resolve_inside, safe_folder_name
+
+PROJECT_FORMAT_VERSION = 1
+PROJECTS_DIR = "moviedreamer"
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class MovieProject:
+    """One movie's folder under the host's output directory."""
+
+    def __init__(self, output_dir: str, name: str):
+        self.name = safe_folder_name(name, fallback="movie")
+        self.root = resolve_inside(output_dir, f"{PROJECTS_DIR}/{self.name}")
+        os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
+        self.manifest_path = os.path.join(self.root, "manifest.json")
+        self.manifest = self._read_manifest()
+
+    # ------------------------------------------------------------------------------------ manifest
+
+    def _read_manifest(self) -> dict:
+        try:
+            with open(self.manifest_path, encoding="utf-8") as f:
+                data = json.load(f)
+            if isinstance(data, dict) and data.get("format") == PROJECT_FORMAT_VERSION:
+                data.setdefault("keyframes", {})
+                data.setdefault("shots", {})
+                return data
+        except (OSError, ValueError):
+            pass
+        return {"format": PROJECT_FORMAT_VERSION, "project": self.name, "keyframes": {}, "shots": {}}
+
+    def save_manifest(self) -> None:
+        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode("utf-8"))
+
+    def set_script(self, script_hash: str, title: str) -> None:
+        """Record which script this project renders; a different script starts the keyframe record afresh."""
+        if self.manifest.get("script_hash") not in (None, script_hash):
+            self.manifest["keyframes"] = {}
+            self.manifest["shots"] = {}
+        self.manifest["script_hash"] = script_hash
+        self.manifest["title"] = title
+
+    # ----------------------------------------------------------------------------------- keyframes
+
+    def keyframe_file(self, index: int) -> str:
+        return f"keyframes/keyframe_{index:05d}.png"
+
+    def keyframe_done(self, index: int, signature: str) -> bool:
+        entry = self.manifest["keyframes"].get(str(index))
+        if not entry or entry.get("signature") != signature or entry.get("status") != "done":
+            return False
+        return self.load_keyframe(index) is not None
+
+    def load_keyframe(self, index: int) -> Optional[np.ndarray]:
+        path = os.path.join(self.root, self.keyframe_file(index))
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGB")).copy()
+        except (OSError, ValueError):
+            return None
+
+    def save_keyframe(self, index: int, image: np.ndarray, signature: str, info: dict) -> str:
+        """Write keyframe ``index`` (``uint8 [H, W, 3]``) and its manifest entry; returns the file name."""
+        import io
+
+        rel = self.keyframe_file(index)
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        atomic_write_bytes(os.path.join(self.root, rel), buf.getvalue())
+        self.manifest["keyframes"][str(index)] = {"status": "done", "file": rel, "signature": signature, **info}
+        self.save_manifest()
+        return rel

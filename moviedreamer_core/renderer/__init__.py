@@ -1,0 +1,10 @@
+"""The identity-preserving renderer's adapter (MovieDreamer sections 3.2 and 3.4), pure torch.
+
+The host side (patching a ComfyUI MODEL's cross-attention, sampling) lives in ``nodes/``.
+"""
+
+from .adapter import RendererAdapter, RendererConfig, load_renderer, read_renderer_config, save_renderer
+from .ipadapter import adapter_from_ipadapter, ipadapter_state_from_adapter
+
+__all__ = ["RendererAdapter", "RendererConfig", "load_renderer", "read_renderer_config", "save_renderer",
+           "adapter_from_ipadapter", "ipadapter_state_from_adapter"]

@@ -1,0 +1,158 @@
+"""The identity decoder adapter: visual tokens and face identity into a diffusion UNet's cross-attention.
+
+MovieDreamer decodes keyframe tokens with a text-to-image diffusion model that reads them through extra
+cross-attention (paper section 3.2, the diffusion autoencoder's decoder), and fine-tunes it to also take the
+characters' face embeddings so faces stay stable (section 3.4). We implement that as an adapter in the
+IP-Adapter manner ("decoupled cross-attention"), so it sits on any SD1.5/SDXL model a user already has:
+
+* ``TokenProjector``: the keyframe's K tokens (``[K, D]``) -> ``N`` context tokens of the UNet's context width;
+* ``IdentityProjector``: a face identity (``[Di]``) -> ``M`` identity tokens (as FaceID-style adapters do);
+* per cross-attention layer a decoupled key/value pair (``to_k``, ``to_v``) applied to those context tokens.
+
+Each patched layer computes ``attn(q, K_text, V_text) + w_tok * attn(q, K_tok, V_tok) + w_id * attn(q, K_id, V_id)``;
+the text path is the UNet's own. The adapter declares the token and identity spaces it decodes; the render
+node refuses a storyboard or script from another space before sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from ..spaces import EmbeddingSpace, TokenSpace
+
+RENDERER_FORMAT_VERSION = 1
+METADATA_KEY = "moviedreamer_renderer"
+
+
+@dataclass
+class RendererConfig:
+    token_space: dict  # TokenSpace.to_dict()
+    context_dim: int  # width of the UNet's cross-attention context (768 for SD1.5, 2048 for SDXL)
+    layer_dims: list  # inner width of each patched cross-attention layer, in adapter layer order
+    context_tokens: int = 4  # N: context tokens made from a keyframe's K visual tokens
+    identity_space: Optional[dict] = None  # EmbeddingSpace.to_dict(); None: no identity path
+    identity_tokens: int = 4  # M: context tokens per face identity
+    token_norm: bool = True  # LayerNorm on projected tokens (as IP-Adapter's image_proj)
+    source: str = "moviedreamer"  # or "ipadapter" for converted public files
+    version: int = RENDERER_FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> TokenSpace:
+        return TokenSpace.from_dict(self.token_space)
+
+    @property
+    def identity(self) -> Optional[EmbeddingSpace]:
+        return EmbeddingSpace.from_dict(self.identity_space) if self.identity_space else None
+
+
+class TokenProjector(nn.Module):
+    """``[B, K, D]`` visual tokens -> ``[B, N, C]`` context tokens."""
+
+    def __init__(self, K: int, D: int, N: int, C: int, norm: bool = True):
+        super().__init__()
+        self.N, self.C = N, C
+        self.proj = nn.Linear(K * D, N * C)
+        self.norm = nn.LayerNorm(C) if norm else nn.Identity()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(tokens.flatten(1)).reshape(tokens.shape[0], self.N, self.C))
+
+
+class IdentityProjector(nn.Module):
+    """``[B, Di]`` face identity -> ``[B, M, C]`` identity tokens (two-layer MLP, as FaceID adapters)."""
+
+    def __init__(self, Di: int, M: int, C: int):
+        super().__init__()
+        self.M, self.C = M, C
+        self.mlp = nn.Sequential(nn.Linear(Di, C * 2), nn.GELU(), nn.Linear(C * 2, M * C))
+        self.norm = nn.LayerNorm(C)
+
+    def forward(self, identity: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.mlp(identity).reshape(identity.shape[0], self.M, self.C))
+
+
+class KVPair(nn.Module):
+    def __init__(self, C: int, inner: int):
+        super().__init__()
+        self.to_k = nn.Linear(C, inner, bias=False)
+        self.to_v = nn.Linear(C, inner, bias=False)
+
+
+class RendererAdapter(nn.Module):
+    def __init__(self, cfg: RendererConfig):
+        super().__init__()
+        self.cfg = cfg
+        ts = cfg.tokens
+        self.token_proj = TokenProjector(ts.K, ts.D, cfg.context_tokens, cfg.context_dim, cfg.token_norm)
+        self.token_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims])
+        if cfg.identity is not None:
+            self.identity_proj = IdentityProjector(cfg.identity.dim, cfg.identity_tokens, cfg.context_dim)
+            self.identity_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims])
+        else:
+            self.identity_proj = None
+            self.identity_kv = None
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.cfg.layer_dims)
+
+    def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        p = next(self.parameters())
+        return self.token_proj(tokens.to(p.device, p.dtype))
+
+    def project_identity(self, identity: torch.Tensor) -> torch.Tensor:
+        p = next(self.parameters())
+        return self.identity_proj(identity.to(p.device, p.dtype))
+
+    def layer_kv(self, layer: int, context: torch.Tensor, identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        pair = (self.identity_kv if identity else self.token_kv)[layer]
+        return pair.to_k(context), pair.to_v(context)
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def save_renderer(adapter: RendererAdapter, path: str) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
+    tmp = path + ".tmp"
+    save_file(state, tmp, metadata={METADATA_KEY: json.dumps(asdict(adapter.cfg), sort_keys=True)})
+    os.replace(tmp, path)
+
+
+def read_renderer_config(path: str) -> Optional[RendererConfig]:
+    """The config of a MovieDreamer renderer file, or ``None`` when the file is not one (e.g. an IP-Adapter)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if METADATA_KEY not in meta:
+        return None
+    d = json.loads(meta[METADATA_KEY])
+    if int(d.get("version", 1)) > RENDERER_FORMAT_VERSION:
+        raise ValueError(f"{os.path.basename(path)}: renderer format {d['version']} is newer than this pack understands")
+    return RendererConfig(**d)
+
+
+def load_renderer(path: str) -> RendererAdapter:
+    """A MovieDreamer renderer file, or a public IP-Adapter file converted on the fly (see ``ipadapter.py``)."""
+    from safetensors import safe_open
+
+    cfg = read_renderer_config(path)
+    with safe_open(path, framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if cfg is None:
+        from .ipadapter import adapter_from_ipadapter
+
+        return adapter_from_ipadapter(state, name=os.path.basename(path))
+    adapter = RendererAdapter(cfg)
+    adapter.load_state_dict(state, strict=True)
+    return adapter.eval()

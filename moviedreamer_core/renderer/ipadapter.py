@@ -1,0 +1,64 @@
+"""Public IP-Adapter files as renderer adapters, so users can render today.
+
+An IP-Adapter (Ye et al., 2023) is exactly a token projector plus decoupled key/value pairs per
+cross-attention layer, for a single "token": the CLIP Vision pooled image embedding. Its files map onto
+``RendererAdapter`` with token space ``clip_vision.image_embeds`` (K=1):
+
+* ``image_proj.proj`` [N*C, D], ``image_proj.norm``  ->  ``token_proj.proj``, ``token_proj.norm``
+* ``ip_adapter.<2i+1>.to_k_ip`` / ``to_v_ip``          ->  ``token_kv.<i>.to_k`` / ``to_v``
+
+Layer i is the i-th cross-attention layer in diffusers order (down blocks, up blocks, then the middle
+block), the order ``nodes/attention_patch.py`` gives its discovered layers. Supported: the plain
+IP-Adapter family (``ip-adapter_sd15``, ``ip-adapter_sdxl_vit-h``, ``ip-adapter-light``...). The "plus" and
+FaceID files use a perceiver resampler on penultimate CLIP states or on face embeddings and are refused
+with a clear message (not yet supported).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .adapter import RendererAdapter, RendererConfig
+
+
+def _split(state: dict) -> tuple[dict, dict]:
+    """Both layouts: flat ``image_proj.x``/``ip_adapter.x`` keys, or nested (as some converters write)."""
+    proj = {k[len("image_proj."):]: v for k, v in state.items() if k.startswith("image_proj.")}
+    ip = {k[len("ip_adapter."):]: v for k, v in state.items() if k.startswith("ip_adapter.")}
+    return proj, ip
+
+
+def adapter_from_ipadapter(state: dict, name: str = "ip-adapter") -> RendererAdapter:
+    proj, ip = _split(state)
+    if not proj or not ip:
+        raise ValueError(f"{name} is neither a MovieDreamer renderer nor an IP-Adapter file (no image_proj/ip_adapter weights)")
+    if "proj.weight" not in proj or "norm.weight" not in proj:
+        kind = "FaceID" if any("perceiver" in k or k.startswith("proj.0") for k in proj) else "plus (resampler)"
+        raise ValueError(f"{name} is an IP-Adapter {kind} file; only plain IP-Adapter files are supported so far")
+    w = proj["proj.weight"]  # [N*C, D]
+    C = int(proj["norm.weight"].shape[0])
+    N, D = w.shape[0] // C, int(w.shape[1])
+    indices = sorted({int(k.split(".")[0]) for k in ip if k.endswith("to_k_ip.weight")})
+    layer_dims = [int(ip[f"{i}.to_k_ip.weight"].shape[0]) for i in indices]
+    cfg = RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": D}, context_dim=C,
+                         layer_dims=layer_dims, context_tokens=N, identity_space=None, source="ipadapter",
+                         extra={"file": name})
+    adapter = RendererAdapter(cfg)
+    mapped = {"token_proj.proj.weight": w, "token_proj.proj.bias": proj["proj.bias"],
+              "token_proj.norm.weight": proj["norm.weight"], "token_proj.norm.bias": proj["norm.bias"]}
+    for layer, i in enumerate(indices):
+        mapped[f"token_kv.{layer}.to_k.weight"] = ip[f"{i}.to_k_ip.weight"]
+        mapped[f"token_kv.{layer}.to_v.weight"] = ip[f"{i}.to_v_ip.weight"]
+    adapter.load_state_dict({k: v.float() for k, v in mapped.items()}, strict=True)
+    return adapter.eval()
+
+
+def ipadapter_state_from_adapter(adapter: RendererAdapter) -> dict:
+    """The inverse mapping (plain IP-Adapter layout), used by tests to write IP-Adapter-format files."""
+    sd = adapter.state_dict()
+    out = {"image_proj.proj.weight": sd["token_proj.proj.weight"], "image_proj.proj.bias": sd["token_proj.proj.bias"],
+           "image_proj.norm.weight": sd["token_proj.norm.weight"], "image_proj.norm.bias": sd["token_proj.norm.bias"]}
+    for layer in range(adapter.n_layers):
+        out[f"ip_adapter.{2 * layer + 1}.to_k_ip.weight"] = sd[f"token_kv.{layer}.to_k.weight"]
+        out[f"ip_adapter.{2 * layer + 1}.to_v_ip.weight"] = sd[f"token_kv.{layer}.to_v.weight"]
+    return {k: v.contiguous() for k, v in out.items()}

@@ -1,0 +1,250 @@
+"""IdentityDiffusionRender, MovieDreamerRendererLoader and MovieDreamerKeyframeEncode.
+
+The decoder side of MovieDreamer's diffusion autoencoder with identity-preserving rendering (paper sections
+3.2 and 3.4), on the user's own SD1.5/SDXL model and the host's own samplers. Each keyframe is sampled on its
+own seed (derived from the base seed, so re-rendering one keyframe reproduces it), written to the movie
+project folder the moment it is decoded, and skipped on a rerun when nothing that determines it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+import folder_paths
+from comfy_api.latest import io, ui
+
+from ..moviedreamer_core.project import MovieProject
+from ..moviedreamer_core.renderer import RendererAdapter, load_renderer
+from ..moviedreamer_core.spaces import SpaceMismatchError, TokenSpace, require_same_space
+from ..moviedreamer_core.storyboard import Storyboard, derive_seed
+from . import host, types
+from .attention_patch import AdapterState, discover_cross_attention, patch_model
+
+IPADAPTER_PREFIX = "ipadapter/"
+
+
+@dataclass
+class RendererHandle:
+    """``MD_RENDERER``: the adapter under a ModelPatcher, with its file name."""
+
+    name: str
+    patcher: Any
+
+    @property
+    def adapter(self) -> RendererAdapter:
+        return self.patcher.model
+
+    @property
+    def cfg(self):
+        return self.patcher.model.cfg
+
+
+def renderer_files() -> list[str]:
+    return host.safetensors_files(host.MODEL_FOLDER) + [IPADAPTER_PREFIX + f for f in host.safetensors_files("ipadapter")]
+
+
+class MovieDreamerRendererLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerRendererLoader",
+            display_name="Load Identity Renderer (MovieDreamer)",
+            category=types.CATEGORY,
+            description="Loads the renderer adapter that feeds keyframe tokens (and face identities) into your "
+            "diffusion model: a MovieDreamer renderer file from models/moviedreamer, or a plain IP-Adapter file "
+            "from models/ipadapter (tokens in the clip_vision.image_embeds space).",
+            inputs=[io.Combo.Input("renderer_name", options=renderer_files(),
+                                   tooltip="models/moviedreamer/*.safetensors, or ipadapter/<file> for a plain "
+                                   "IP-Adapter (e.g. ip-adapter_sd15.safetensors with a ViT-H CLIP Vision).")],
+            outputs=[types.Renderer.Output("renderer", display_name="renderer", tooltip="The renderer adapter.")],
+        )
+
+    @classmethod
+    def execute(cls, renderer_name) -> io.NodeOutput:
+        if renderer_name.startswith(IPADAPTER_PREFIX):
+            path = folder_paths.get_full_path_or_raise("ipadapter", renderer_name[len(IPADAPTER_PREFIX):])
+        else:
+            path = folder_paths.get_full_path_or_raise(host.MODEL_FOLDER, renderer_name)
+        adapter = load_renderer(path)
+        return io.NodeOutput(RendererHandle(os.path.basename(renderer_name), host.managed(adapter)))
+
+
+class MovieDreamerKeyframeEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerKeyframeEncode",
+            display_name="Keyframe Encode (MovieDreamer)",
+            category=types.CATEGORY,
+            description="Images to visual tokens (the keyframe tokenizer's encoder side): CLIP Vision's pooled "
+            "image embedding, one token per image (token space clip_vision.image_embeds). Use it to render "
+            "existing images through the renderer, or to build datasets.",
+            inputs=[
+                io.Image.Input("images", tooltip="The keyframe images, one token set per image."),
+                io.ClipVision.Input("clip_vision", tooltip="The CLIP Vision model whose embeddings are the tokens."),
+            ],
+            outputs=[types.Storyboard.Output("storyboard", display_name="storyboard",
+                                             tooltip="The images' tokens as a storyboard (one keyframe per image).")],
+        )
+
+    @classmethod
+    def execute(cls, images, clip_vision) -> io.NodeOutput:
+        tokens = torch.cat([clip_vision.encode_image(images[i:i + 1]).image_embeds.float().cpu() for i in range(images.shape[0])])
+        n, d = tokens.shape
+        board = Storyboard(tokens=tokens[:, None].contiguous(), token_space=TokenSpace("clip_vision.image_embeds", 1, d),
+                           keyframe_shot=tuple(range(n)), shot_ids=tuple(f"image_{i}" for i in range(n)),
+                           planner_name="keyframe_encode", seed=0, keyframe_seeds=tuple(0 for _ in range(n)),
+                           script_hash="", content_hash=hashlib.sha256(tokens.numpy().tobytes()).hexdigest())
+        return io.NodeOutput(board)
+
+
+def _signature(parts: dict, tokens: torch.Tensor, identity: torch.Tensor | None) -> str:
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    h.update(tokens.float().contiguous().numpy().tobytes())
+    if identity is not None:
+        h.update(identity.float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+class IdentityDiffusionRender(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="IdentityDiffusionRender",
+            display_name="Identity Diffusion Render (MovieDreamer)",
+            category=types.CATEGORY,
+            description="Renders every keyframe of the storyboard on your diffusion model: the keyframe's tokens and "
+            "the on-screen characters' identities enter through decoupled cross-attention, its sentences through "
+            "the text encoder (MovieDreamer sections 3.2, 3.4). Keyframes are saved to the movie project folder as "
+            "they finish, and a rerun skips the ones already rendered.",
+            inputs=[
+                io.Model.Input("model", tooltip="Your SD1.5 or SDXL model (from the checkpoint loader)."),
+                io.Vae.Input("vae", tooltip="The VAE that decodes the keyframes."),
+                types.Renderer.Input("renderer", tooltip="From Load Identity Renderer."),
+                types.Storyboard.Input("storyboard", tooltip="From AR Keyframe Planner (or Keyframe Encode)."),
+                types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode: each keyframe's texts and the characters' identities."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Base seed; keyframe i renders with a seed derived from it and i."),
+                io.Int.Input("steps", default=25, min=1, max=10000, tooltip="Sampling steps per keyframe."),
+                io.Float.Input("cfg", default=6.0, min=0.0, max=100.0, step=0.1, tooltip="Classifier-free guidance scale."),
+                io.Combo.Input("sampler_name", options=host.sampler_names(), default="euler", tooltip="The host's sampler."),
+                io.Combo.Input("scheduler", options=host.scheduler_names(), default="normal", tooltip="The host's noise schedule."),
+                io.Int.Input("width", default=768, min=64, max=8192, step=8, tooltip="Keyframe width in pixels."),
+                io.Int.Input("height", default=512, min=64, max=8192, step=8, tooltip="Keyframe height in pixels."),
+                io.Float.Input("token_weight", default=0.8, min=0.0, max=3.0, step=0.05,
+                               tooltip="Strength of the planned visual tokens (0 = ignore the storyboard)."),
+                io.Float.Input("identity_weight", default=0.8, min=0.0, max=3.0, step=0.05,
+                               tooltip="Strength of the on-screen characters' face identities (renderers with an identity path)."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Where in the denoising the adapter starts acting (0 = from the first step)."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Where it stops (1 = until the last step)."),
+                io.String.Input("project_name", default="",
+                                tooltip="Movie project folder under output/moviedreamer/ (empty = the script's title). "
+                                "Finished keyframes there are reused on a rerun."),
+                io.String.Input("negative_prompt", default="blurry, deformed, watermark, text", multiline=True,
+                                tooltip="Negative text for every keyframe (ignored when a negative conditioning is connected)."),
+                io.Clip.Input("clip", optional=True,
+                              tooltip="Text encoder for each keyframe's description (action, scene, characters, style). "
+                              "Needed unless positive is connected."),
+                io.Conditioning.Input("positive", optional=True,
+                                      tooltip="Optional: one positive conditioning for all keyframes instead of their own texts."),
+                io.Conditioning.Input("negative", optional=True, tooltip="Optional: the negative conditioning."),
+            ],
+            outputs=[
+                io.Image.Output("images", display_name="keyframes", tooltip="The rendered keyframes, in order."),
+                io.Latent.Output("latent", display_name="latent", tooltip="Their latents."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name, scheduler, width,
+                height, token_weight, identity_weight, start_percent, end_percent, project_name="", negative_prompt="",
+                clip=None, positive=None, negative=None) -> io.NodeOutput:
+        n = storyboard.n_keyframes
+        negative_connected = negative is not None
+        # ---- every check a user can trip, before any sampling
+        require_same_space("token", renderer.cfg.tokens, storyboard.token_space, f"the renderer {renderer.name}", "the storyboard")
+        if n != script_embeds.n_keyframes:
+            raise ValueError(f"the storyboard has {n} keyframes but the script has {script_embeds.n_keyframes}")
+        if storyboard.script_hash and storyboard.script_hash != script_embeds.script_hash:
+            raise ValueError("the storyboard was planned for a different script than script_embeds (script hashes differ)")
+        use_identity = identity_weight != 0 and renderer.cfg.identity is not None
+        if use_identity:
+            require_same_space("identity", renderer.cfg.identity, script_embeds.identity_space,
+                               f"the renderer {renderer.name}", "ScriptEncode")
+        if positive is None and clip is None:
+            raise ValueError("connect a CLIP text encoder (each keyframe's own text) or a positive conditioning")
+        if end_percent < start_percent:
+            raise ValueError(f"end_percent ({end_percent}) is before start_percent ({start_percent})")
+        layers = discover_cross_attention(model)
+        dims = [l.inner_dim for l in layers]
+        if dims != list(renderer.cfg.layer_dims) or layers[0].context_dim != renderer.cfg.context_dim:
+            raise ValueError(f"the renderer {renderer.name} was made for a UNet with {len(renderer.cfg.layer_dims)} "
+                             f"cross-attention layers (context {renderer.cfg.context_dim}); this MODEL has {len(dims)} "
+                             f"(context {layers[0].context_dim}). Use a renderer for this model family (SD1.5 / SDXL).")
+
+        project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)
+        project.set_script(script_embeds.script_hash, script_embeds.title)
+        sampling = model.get_model_object("model_sampling")
+        sigma_start, sigma_end = sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)
+        if negative is None:
+            negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_prompt or ""))
+        adapter = host.load_managed(renderer.patcher)
+        with torch.no_grad():
+            uncond_tokens = adapter.project_tokens(torch.zeros(1, *storyboard.tokens.shape[1:]))
+        means = script_embeds.identity_means()
+        progress = host.Progress(n)
+        images, latents = [], []
+        for k in range(n):
+            spec = script_embeds.keyframes[k]
+            on_screen = [c for c in spec.characters if script_embeds.characters[c].has_identity]
+            identity = means[on_screen] if (use_identity and on_screen) else None
+            prompt = script_embeds.prompt(k) if positive is None else None
+            kseed = derive_seed(seed, k, "render")
+            signature = _signature({"prompt": prompt, "seed": kseed, "steps": steps, "cfg": cfg, "sampler": sampler_name,
+                                    "scheduler": scheduler, "size": [width, height], "weights": [token_weight, identity_weight],
+                                    "range": [start_percent, end_percent], "renderer": renderer.name,
+                                    "negative": "connected" if negative_connected else negative_prompt,
+                                    "positive": "connected" if positive is not None else ""},
+                                   storyboard.tokens[k], identity)
+            if project.keyframe_done(k, signature) and positive is None:
+                image = torch.from_numpy(project.load_keyframe(k)).float().div(255)[None]
+                latent = vae.encode(image)
+            else:
+                with torch.no_grad():
+                    adapter = host.load_managed(renderer.patcher)
+                    cond_tokens = adapter.project_tokens(storyboard.tokens[k:k + 1])
+                    id_tokens = None
+                    if identity is not None:
+                        id_tokens = adapter.project_identity(identity).reshape(1, -1, renderer.cfg.context_dim)
+                state = AdapterState(renderer.patcher, layers, cond_tokens, uncond_tokens, id_tokens, token_weight,
+                                     identity_weight if id_tokens is not None else 0.0, sigma_start, sigma_end)
+                patched = patch_model(model, state)
+                pos = positive if positive is not None else clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
+                latent = host.sample_latent(patched, kseed, steps, cfg, sampler_name, scheduler, pos, negative,
+                                            host.empty_latent(model, width, height))
+                image = vae.decode(latent)
+                if image.ndim == 5:  # video VAEs return [B, T, H, W, C]
+                    image = image.reshape(-1, *image.shape[-3:])
+                image = image[:1].float().cpu()
+                project.save_keyframe(k, _to_uint8(image[0]), signature,
+                                      {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt})
+            images.append(image.float().cpu())
+            latents.append(latent.float().cpu())
+            preview = Image.fromarray(_to_uint8(images[-1][0]))
+            progress(k + 1, n, preview=preview)
+        return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)},
+                             ui=ui.PreviewText(f"{n} keyframes in {project.root}"))

@@ -1,0 +1,233 @@
+"""IdentityDiffusionRender on the real host: tiny UNets of the host's own classes, real samplers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from moviedreamer_core.renderer import RendererAdapter, RendererConfig, ipadapter_state_from_adapter, save_renderer
+
+SCRIPT = """
+title: Render Test {n}
+style: pencil drawing
+characters:
+  - name: Eileen
+    description: an astronaut in an orange suit
+    references: [astronaut.png]
+  - name: Grace
+    description: a naval officer in uniform
+    references: [0]
+shots:
+{shots}
+"""
+
+
+def script(n_keyframes: int, title_suffix: str = "") -> str:
+    shots = []
+    for i in range(n_keyframes):
+        who = ["[Eileen]", "[Grace]", "[Eileen, Grace]", "[]"][i % 4]
+        shots.append(f"  - id: s{i}\n    scene: room number {i}\n    action: something happens {i}.\n"
+                     f"    characters: {who}\n    duration: 2\n")
+    return SCRIPT.format(n=f"{n_keyframes}{title_suffix}", shots="".join(shots))
+
+
+@pytest.fixture(scope="module")
+def testing(host):
+    return host.pack_submodule("nodes.testing")
+
+
+@pytest.fixture(scope="module")
+def patching(host):
+    return host.pack_submodule("nodes.attention_patch")
+
+
+@pytest.fixture(scope="module")
+def model_dirs(host, testing, patching, tmp_path_factory):
+    """models/moviedreamer and models/ipadapter folders holding renderers made for the tiny SD1.5 UNet."""
+    fp = host.folder_paths
+    md, ip = tmp_path_factory.mktemp("md_models"), tmp_path_factory.mktemp("ip_models")
+    layers = patching.discover_cross_attention(testing.tiny_sd(0))
+    dims = [l.inner_dim for l in layers]
+    torch.manual_seed(0)
+    good = RendererAdapter(RendererConfig(
+        token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32}, context_dim=64, layer_dims=dims,
+        context_tokens=4, identity_space={"encoder": "clip_vision_crop:comfy.clip_vision", "dim": 32}, identity_tokens=2))
+    with torch.no_grad():
+        for p in good.parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.3)
+    save_renderer(good, str(md / "tiny_renderer.safetensors"))
+    other = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 16},
+                                           context_dim=64, layer_dims=dims))
+    save_renderer(other, str(md / "d16_renderer.safetensors"))
+    from safetensors.torch import save_file
+
+    plain = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32},
+                                           context_dim=64, layer_dims=dims, context_tokens=4))
+    save_file(ipadapter_state_from_adapter(plain), str(ip / "tiny_ipadapter.safetensors"))
+    fp.folder_names_and_paths["moviedreamer"][0].append(str(md))
+    fp.folder_names_and_paths["ipadapter"][0].append(str(ip))
+    fp.filename_list_cache.clear()
+    yield md, ip
+    fp.folder_names_and_paths["moviedreamer"][0].remove(str(md))
+    fp.folder_names_and_paths["ipadapter"][0].remove(str(ip))
+    fp.filename_list_cache.clear()
+
+
+def graph(text, renderer="tiny_renderer.safetensors", plan_seed=0, render_seed=0, project="", token_weight=1.0,
+          identity_weight=1.0, temperature=1.0):
+    return {
+        "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},
+        "5": {"class_type": "MovieDreamerTestTinyCLIPVision", "inputs": {"seed": 0}},
+        "9": {"class_type": "MovieDreamerTestTinySD", "inputs": {"seed": 0}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "hopper.png"}},
+        "2": {"class_type": "ScriptEncode", "inputs": {
+            "script": text, "script_file": "(none: use the text above)", "clip": ["1", 0],
+            "face_embedder": "clip_vision_crop", "images": ["3", 0], "clip_vision": ["5", 0]}},
+        "6": {"class_type": "MovieDreamerPlannerLoader", "inputs": {"planner_name": "(zero-shot prior: no planner file)"}},
+        "7": {"class_type": "ARKeyframePlanner", "inputs": {
+            "planner": ["6", 0], "script_embeds": ["2", 1], "seed": plan_seed, "temperature": temperature,
+            "guidance": 1.0, "context_window": 4, "few_shot_references": True}},
+        "10": {"class_type": "MovieDreamerRendererLoader", "inputs": {"renderer_name": renderer}},
+        "11": {"class_type": "IdentityDiffusionRender", "inputs": {
+            "model": ["9", 0], "vae": ["9", 1], "renderer": ["10", 0], "storyboard": ["7", 0], "script_embeds": ["2", 1],
+            "seed": render_seed, "steps": 2, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal", "width": 64,
+            "height": 64, "token_weight": token_weight, "identity_weight": identity_weight, "start_percent": 0.0,
+            "end_percent": 1.0, "project_name": project, "negative_prompt": "blurry", "clip": ["1", 0]}},
+        "12": {"class_type": "PreviewImage", "inputs": {"images": ["11", 0]}},
+    }
+
+
+def previews(host, result) -> list[np.ndarray]:
+    assert result.valid, result.error_text()
+    assert result.success, result.error_text()
+    temp = Path(host.folder_paths.get_temp_directory())
+    return [np.asarray(Image.open(temp / im["subfolder"] / im["filename"])).astype(np.int16) for im in result.outputs["12"]["images"]]
+
+
+# ------------------------------------------------------------------------------------------ the patch
+
+
+def _count_attn2_blocks(model) -> int:
+    return sum(1 for m in model.model.diffusion_model.modules() if type(m).__name__ == "BasicTransformerBlock" and m.attn2 is not None)
+
+
+@pytest.mark.parametrize("layout", ["sd15", "sdxl"])
+def test_every_cross_attention_layer_is_patched_exactly_once(host, testing, patching, layout):
+    model = testing.tiny_sd(0, layout=layout)
+    layers = patching.discover_cross_attention(model)
+    assert len(layers) == _count_attn2_blocks(model) == (7 if layout == "sd15" else 11)
+    assert len({l.key for l in layers}) == len(layers)
+    if layout == "sdxl":
+        assert ("middle", 0, 1) in {l.key for l in layers}
+    adapter = RendererAdapter(RendererConfig(token_space={"source": "t", "K": 1, "D": 8}, context_dim=64,
+                                             layer_dims=[l.inner_dim for l in layers]))
+    state = patching.AdapterState(host.pack_submodule("nodes.host").managed(adapter), layers,
+                                  torch.zeros(1, 4, 64), torch.zeros(1, 4, 64), None, 1.0, 0.0, 1e9, 0.0)
+    patched = patching.patch_model(model, state)
+    replace = patched.model_options["transformer_options"]["patches_replace"]["attn2"]
+    assert set(replace) == {l.key for l in layers}
+    calls = {}
+    for key, fn in list(replace.items()):
+        def counting(q, k, v, extra, fn=fn, key=key):
+            calls[key] = calls.get(key, 0) + 1
+            return fn(q, k, v, extra)
+        replace[key] = counting
+    base = patched.model
+    kwargs = {"y": torch.zeros(1, base.adm_channels)} if base.adm_channels else {}
+    with torch.no_grad():
+        base.apply_model(torch.zeros(1, 4, 16, 16), torch.ones(1), c_crossattn=torch.zeros(1, 7, 64),
+                         transformer_options=patched.model_options["transformer_options"], **kwargs)
+    assert calls == {l.key: 1 for l in layers}
+    assert model.model_options["transformer_options"].get("patches_replace") is None, "the input MODEL is not modified"
+
+
+def test_zero_weights_reproduce_the_plain_sampler_exactly(host, testing, patching):
+    hostmod = host.pack_submodule("nodes.host")
+    model = testing.tiny_sd(1)
+    layers = patching.discover_cross_attention(model)
+    adapter = RendererAdapter(RendererConfig(token_space={"source": "t", "K": 1, "D": 8}, context_dim=64,
+                                             layer_dims=[l.inner_dim for l in layers],
+                                             identity_space={"encoder": "i", "dim": 8}))
+    managed = hostmod.managed(adapter)
+    tokens = adapter.project_tokens(torch.randn(1, 1, 8)).detach()
+    ids = adapter.project_identity(torch.randn(1, 8)).detach()
+    cond = [[torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(0)), {}]]
+    uncond = [[torch.zeros(1, 12, 64), {}]]
+
+    def run(m):
+        return hostmod.sample_latent(m, 42, 3, 5.0, "euler", "normal", cond, uncond, torch.zeros(1, 4, 8, 8))
+
+    plain = run(model)
+    off = patching.patch_model(model, patching.AdapterState(managed, layers, tokens, tokens * 0, ids, 0.0, 0.0, 1e9, 0.0))
+    assert torch.equal(run(off), plain)
+    on = patching.patch_model(model, patching.AdapterState(managed, layers, tokens, tokens * 0, ids, 1.0, 0.0, 1e9, 0.0))
+    assert not torch.allclose(run(on), plain)
+    ident = patching.patch_model(model, patching.AdapterState(managed, layers, tokens, tokens * 0, ids, 0.0, 1.0, 1e9, 0.0))
+    assert not torch.allclose(run(ident), plain)
+    outside = patching.patch_model(model, patching.AdapterState(managed, layers, tokens, tokens * 0, ids, 1.0, 1.0, -1.0, -2.0))
+    assert torch.equal(run(outside), plain), "outside its sigma range the adapter does nothing"
+
+
+# ------------------------------------------------------------------------------------------- the node
+
+
+def test_twelve_keyframes_render_through_the_executor_with_progress(host, photos, model_dirs):
+    result = host.run(graph(script(12), project="twelve"))
+    images = previews(host, result)
+    assert len(images) == 12 and images[0].shape == (64, 64, 3)
+    progress = [d for d in result.events("progress") if d["node"] == "11"]
+    assert [d["value"] for d in progress][-1] == 12 and all(d["has_preview"] for d in progress)
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "twelve"
+    assert len(list((folder / "keyframes").glob("*.png"))) == 12
+    assert (folder / "manifest.json").is_file()
+
+
+def encoded_graph(image: str, **kw) -> dict:
+    """One keyframe whose tokens are a real photo's CLIP Vision embedding (MovieDreamerKeyframeEncode)."""
+    g = graph(script(1), **kw)
+    g["20"] = {"class_type": "LoadImage", "inputs": {"image": image}}
+    g["21"] = {"class_type": "MovieDreamerKeyframeEncode", "inputs": {"images": ["20", 0], "clip_vision": ["5", 0]}}
+    g["11"]["inputs"]["storyboard"] = ["21", 0]
+    return g
+
+
+def test_same_seed_same_image_other_tokens_other_image(host, photos, model_dirs):
+    a = previews(host, host.run(encoded_graph("hopper.png", project="seed_a")))[0]
+    b = previews(host, host.run(encoded_graph("hopper.png", project="seed_b")))[0]
+    c = previews(host, host.run(encoded_graph("coffee.png", project="seed_c")))[0]
+    off = previews(host, host.run(encoded_graph("hopper.png", project="seed_off", token_weight=0.0, identity_weight=0.0)))[0]
+    assert np.array_equal(a, b), "same seed and tokens: the same image"
+    assert np.abs(a - c).mean() > 0.1, "other tokens: another image"
+    assert np.abs(a - off).mean() > 0.1, "the tokens reach the image"
+
+
+def test_rerun_reuses_finished_keyframes(host, photos, model_dirs):
+    first = host.run(graph(script(3), project="resume"))
+    previews(host, first)
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "resume" / "keyframes"
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")}
+    again = host.run(graph(script(3), project="resume"))
+    previews(host, again)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")} == stamps
+    changed = host.run(graph(script(3), project="resume", render_seed=5))
+    previews(host, changed)
+    assert all(p.stat().st_mtime_ns != stamps[p.name] for p in folder.glob("*.png"))
+
+
+def test_plain_ipadapter_file_renders(host, photos, model_dirs):
+    images = previews(host, host.run(graph(script(2), renderer="ipadapter/tiny_ipadapter.safetensors", project="ip")))
+    assert len(images) == 2
+
+
+def test_token_space_mismatch_is_refused_before_sampling(host, photos, model_dirs):
+    result = host.run(graph(script(2), renderer="d16_renderer.safetensors", project="mismatch"))
+    assert result.valid and not result.success
+    text = result.error_text()
+    assert "token space mismatch: the renderer d16_renderer.safetensors expects clip_vision.image_embeds (K=1, D=16)" in text
+    assert "the storyboard provides clip_vision.image_embeds (K=1, D=32)" in text
+    assert not (Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "mismatch").exists()
