@@ -120,6 +120,15 @@ def tiny_sd(seed: int = 0, layout: str = "sd15"):
         for name, p in model.named_parameters():
             if ".attn2.to_out" in name and name.endswith("weight") or name.endswith("proj_out.weight"):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        # Calibrate the output layer so the predicted noise has about unit scale, as in a trained model (at
+        # 0.02 the prediction is ~0 and nothing upstream, conditioning included, can change the result).
+        unet = model.diffusion_model
+        out_conv = unet.out[-1]
+        x = torch.randn(2, 4, 16, 16, generator=g)
+        ctx = torch.randn(2, 6, 64, generator=g)
+        kwargs = {"y": torch.zeros(2, model.adm_channels)} if model.adm_channels else {}
+        eps = unet(x, timesteps=torch.full((2,), 500.0), context=ctx, **kwargs)
+        out_conv.weight.mul_(1.0 / eps.std().clamp_min(1e-6))
     mm = comfy.model_management
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
 

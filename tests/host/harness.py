@@ -159,7 +159,9 @@ class InProcessHost:
         """A module of the pack as the host imported it, e.g. ``pack_submodule("nodes.host")``.
 
         The host names a folder pack's module after its path (dots escaped as ``_x_``)."""
-        return sys.modules[f"{str(PACK_DIR).replace('.', '_x_')}.{name}"]
+        import importlib
+
+        return importlib.import_module(f"{str(PACK_DIR).replace('.', '_x_')}.{name}")
 
     def run(self, prompt: dict, extra_data: Optional[dict] = None) -> RunResult:
         """Validate then execute an API-format prompt with the host's own validator and executor."""

@@ -1,0 +1,101 @@
+"""Training the renderer adapter on a frozen diffusion UNet (MovieDreamer sections 3.2 and 3.4).
+
+The decoder learns to reconstruct a keyframe from its visual tokens (the diffusion autoencoder's decoder)
+and, with the characters' face identities, to keep faces right where the tokens are vague. Only the adapter
+trains; the UNet, its noise schedule and the VAE are the user's (the host's) and stay frozen, so this module
+receives the UNet as a callable:
+
+    ``denoise(noisy_latents, sigma, token_context, identity_context, text_context) -> predicted clean latents``
+
+(``nodes/renderer_training.py`` builds it from a host MODEL with the adapter patched in). The step follows the
+paper's anti-overfitting recipe: image augmentation (kornia: flips, small crops, colour jitter, applied to the
+images *before* they are encoded into tokens and latents) and face-embedding randomisation (a different photo
+of the character, or the embedding plus noise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .adapter import RendererAdapter
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class RendererBatch:
+    latents: torch.Tensor  # [B, C, h, w] clean latents (the model's latent space)
+    tokens: torch.Tensor  # [B, K, D] the keyframes' visual tokens
+    text_context: torch.Tensor  # [B, L, C_ctx] the keyframes' text conditioning
+    identities: Optional[torch.Tensor] = None  # [B, Di] face identity of the character on screen (or None)
+
+
+def augment_images(images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Kornia augmentations on ComfyUI images ``[B, H, W, 3]`` in 0..1: horizontal flip, a mild random resized
+    crop and colour jitter. Applied before encoding, so tokens and latents see the same augmented image."""
+    import kornia.augmentation as K
+
+    if generator is not None:
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
+    x = images.movedim(-1, 1)
+    aug = torch.nn.Sequential(
+        K.RandomHorizontalFlip(p=0.5),
+        K.RandomResizedCrop(size=tuple(x.shape[-2:]), scale=(0.85, 1.0), ratio=(0.9, 1.1), p=0.5),
+        K.ColorJitter(0.1, 0.1, 0.1, 0.02, p=0.5),
+    )
+    return aug(x).clamp(0, 1).movedim(1, -1)
+
+
+def randomise_identity(identities: torch.Tensor, noise: float, generator: Optional[torch.Generator] = None,
+                       banks: Optional[list] = None) -> torch.Tensor:
+    """Face-embedding randomisation: per row, another photo of the same character when ``banks`` (one
+    ``[n, Di]`` tensor per row) is given, then Gaussian noise, re-normalised."""
+    out = identities.clone().float()
+    if banks is not None:
+        for i, bank in enumerate(banks):
+            if bank is not None and bank.shape[0]:
+                out[i] = bank[torch.randint(bank.shape[0], (), generator=generator)]
+    out = out + noise * torch.randn(out.shape, generator=generator)
+    return F.normalize(out, dim=-1)
+
+
+def sample_sigmas(batch: int, sigma_min: float, sigma_max: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Log-uniform noise levels between the model's smallest and largest sigma."""
+    u = torch.rand(batch, generator=generator)
+    return torch.exp(math.log(sigma_min) + u * (math.log(sigma_max) - math.log(sigma_min)))
+
+
+def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser, sigmas: torch.Tensor,
+                  noise: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the clean latents and the UNet's prediction from ``latents + sigma*noise``."""
+    token_ctx = adapter.project_tokens(batch.tokens)
+    id_ctx = None
+    if batch.identities is not None and adapter.identity_proj is not None:
+        id_ctx = adapter.project_identity(batch.identities)
+    noisy = batch.latents + sigmas.view(-1, 1, 1, 1) * noise
+    predicted = denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context)
+    return F.mse_loss(predicted.float(), batch.latents.float())
+
+
+def train_step(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser, optimizer: torch.optim.Optimizer, *,
+               sigma_range: tuple[float, float], identity_noise: float = 0.05, identity_banks: Optional[list] = None,
+               generator: Optional[torch.Generator] = None, grad_clip: float = 1.0) -> dict:
+    """One optimisation step of the adapter (the UNet stays frozen). Returns ``{"loss": float}``."""
+    adapter.train()
+    if batch.identities is not None and (identity_noise > 0 or identity_banks is not None):
+        batch = RendererBatch(batch.latents, batch.tokens, batch.text_context,
+                              randomise_identity(batch.identities, identity_noise, generator, identity_banks))
+    sigmas = sample_sigmas(batch.latents.shape[0], *sigma_range, generator=generator).to(batch.latents.device)
+    noise = torch.randn(batch.latents.shape, generator=generator).to(batch.latents.device)
+    optimizer.zero_grad(set_to_none=True)
+    loss = renderer_loss(adapter, batch, denoise, sigmas, noise)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(adapter.parameters(), grad_clip)
+    optimizer.step()
+    return {"loss": float(loss.detach())}

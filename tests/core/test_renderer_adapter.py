@@ -1,0 +1,83 @@
+"""The renderer adapter's files and the movie project folder, without a host."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from moviedreamer_core.project import MovieProject
+from moviedreamer_core.renderer import (
+    RendererAdapter,
+    RendererConfig,
+    adapter_from_ipadapter,
+    ipadapter_state_from_adapter,
+    load_renderer,
+    read_renderer_config,
+    save_renderer,
+)
+from moviedreamer_core.spaces import TokenSpace
+
+
+def make(identity=True) -> RendererAdapter:
+    torch.manual_seed(0)
+    return RendererAdapter(RendererConfig(
+        token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 16}, context_dim=32, layer_dims=[24, 48, 24],
+        context_tokens=4, identity_space={"encoder": "dlib_resnet_v1", "dim": 128} if identity else None, identity_tokens=2))
+
+
+def test_renderer_file_round_trip(tmp_path):
+    a = make()
+    save_renderer(a, str(tmp_path / "r.safetensors"))
+    b = load_renderer(str(tmp_path / "r.safetensors"))
+    assert b.cfg == a.cfg and b.cfg.tokens == TokenSpace("clip_vision.image_embeds", 1, 16)
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), k
+    tokens = torch.randn(2, 1, 16)
+    assert b.project_tokens(tokens).shape == (2, 4, 32)
+    assert b.project_identity(torch.randn(3, 128)).shape == (3, 2, 32)
+    k, v = b.layer_kv(1, torch.randn(2, 4, 32))
+    assert k.shape == v.shape == (2, 4, 48)
+
+
+def test_plain_ipadapter_file_maps_onto_the_adapter(tmp_path):
+    a = make(identity=False)
+    save_file(ipadapter_state_from_adapter(a), str(tmp_path / "ip-adapter_sd15.safetensors"))
+    assert read_renderer_config(str(tmp_path / "ip-adapter_sd15.safetensors")) is None
+    b = load_renderer(str(tmp_path / "ip-adapter_sd15.safetensors"))
+    assert b.cfg.source == "ipadapter" and b.cfg.layer_dims == [24, 48, 24] and b.cfg.context_tokens == 4
+    x = torch.randn(1, 1, 16)
+    assert torch.allclose(a.project_tokens(x), b.project_tokens(x))
+    assert torch.equal(a.layer_kv(2, a.project_tokens(x))[1], b.layer_kv(2, b.project_tokens(x))[1])
+
+
+def test_unsupported_ipadapter_variants_are_named(tmp_path):
+    with pytest.raises(ValueError, match="plus \\(resampler\\)"):
+        adapter_from_ipadapter({"image_proj.latents": torch.zeros(1, 16, 8), "ip_adapter.1.to_k_ip.weight": torch.zeros(8, 8)}, "plus.safetensors")
+    with pytest.raises(ValueError, match="neither a MovieDreamer renderer nor an IP-Adapter"):
+        adapter_from_ipadapter({"w": torch.zeros(1)}, "lora.safetensors")
+
+
+def test_project_folder_records_keyframes_and_detects_changes(tmp_path):
+    project = MovieProject(str(tmp_path), "My Movie: Part 1/2")
+    assert project.root.startswith(str(tmp_path)) and "/moviedreamer/" in project.root
+    project.set_script("abc", "My Movie")
+    image = np.random.default_rng(0).integers(0, 255, (16, 24, 3), dtype=np.uint8)
+    project.save_keyframe(0, image, "sig0", {"shot": "s1"})
+    again = MovieProject(str(tmp_path), "My Movie: Part 1/2")
+    assert again.keyframe_done(0, "sig0") and not again.keyframe_done(0, "other") and not again.keyframe_done(1, "sig0")
+    assert np.array_equal(again.load_keyframe(0), image)
+    manifest = json.loads((tmp_path / "moviedreamer" / again.name / "manifest.json").read_text())
+    assert manifest["keyframes"]["0"]["shot"] == "s1" and manifest["script_hash"] == "abc"
+    # a truncated image is not "done"
+    path = tmp_path / "moviedreamer" / again.name / again.keyframe_file(0)
+    path.write_bytes(path.read_bytes()[:40])
+    assert not MovieProject(str(tmp_path), "My Movie: Part 1/2").keyframe_done(0, "sig0")
+    # another script starts the record afresh
+    other = MovieProject(str(tmp_path), "My Movie: Part 1/2")
+    other.set_script("different", "Other")
+    assert other.manifest["keyframes"] == {}
+    assert not list((tmp_path / "moviedreamer" / again.name).glob(".tmp_*"))
