@@ -231,3 +231,40 @@ def test_token_space_mismatch_is_refused_before_sampling(host, photos, model_dir
     assert "token space mismatch: the renderer d16_renderer.safetensors expects clip_vision.image_embeds (K=1, D=16)" in text
     assert "the storyboard provides clip_vision.image_embeds (K=1, D=32)" in text
     assert not (Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "mismatch").exists()
+
+
+def test_patch_objects_survive_model_clones_without_copying_weights(host, testing, patching):
+    import copy
+
+    model = testing.tiny_sd(0)
+    layers = patching.discover_cross_attention(model)
+    adapter = RendererAdapter(RendererConfig(token_space={"source": "t", "K": 1, "D": 8}, context_dim=64,
+                                             layer_dims=[l.inner_dim for l in layers]))
+    managed = host.pack_submodule("nodes.host").managed(adapter)
+    state = patching.AdapterState(managed, layers, torch.zeros(1, 4, 64), torch.zeros(1, 4, 64), None, 1.0, 0.0, 1e9, 0.0)
+    patched = patching.patch_model(model, state)
+    clone = patched.clone()
+    a = patched.model_options["transformer_options"]["patches_replace"]["attn2"]
+    b = clone.model_options["transformer_options"]["patches_replace"]["attn2"]
+    assert all(a[k] is b[k] for k in a) and copy.deepcopy(a[layers[0].key]) is a[layers[0].key]
+    assert managed in patched.model_patches_models(), "the adapter loads with the UNet"
+
+
+def test_cancel_stops_rendering_and_keeps_finished_keyframes(host, photos, model_dirs):
+    import comfy.model_management as mm
+
+    def press_cancel(message):
+        if message["node"] == "11" and message["value"] == 2:
+            mm.interrupt_current_processing(True)
+
+    host.server.on_progress = press_cancel
+    try:
+        result = host.run(graph(script(6), project="cancelled"))
+    finally:
+        host.server.on_progress = None
+        mm.interrupt_current_processing(False)
+    assert result.events("execution_interrupted")
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "cancelled" / "keyframes"
+    assert len(list(folder.glob("keyframe_*.png"))) == 2, "finished keyframes stay, the one in progress is not written"
+    resumed = host.run(graph(script(6), project="cancelled"))
+    assert len(previews(host, resumed)) == 6
