@@ -29,7 +29,12 @@ class TokenSpace:
     D: int
 
     def describe(self) -> str:
-        return f"{self.source} (K={self.K}, D={self.D})"
+        return f"{self.source} (K={self.K if self.K else 'any'}, D={self.D})"
+
+    def accepts(self, other: "TokenSpace") -> bool:
+        """Whether a decoder declared in this space can read tokens from ``other``. ``K=0`` means any number
+        of tokens (a resampler reads however many features it is given)."""
+        return self.source == other.source and self.D == other.D and (self.K == 0 or self.K == other.K)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "K": int(self.K), "D": int(self.D)}
@@ -37,6 +42,13 @@ class TokenSpace:
     @classmethod
     def from_dict(cls, d: dict) -> "TokenSpace":
         return cls(source=str(d["source"]), K=int(d["K"]), D=int(d["D"]))
+
+
+def require_token_space(decoder: "TokenSpace", tokens: "TokenSpace", decoder_from: str, tokens_from: str) -> None:
+    """Raise ``SpaceMismatchError`` unless the decoder accepts the tokens (see ``TokenSpace.accepts``)."""
+    if not decoder.accepts(tokens):
+        raise SpaceMismatchError(f"token space mismatch: {decoder_from} expects {decoder.describe()}, "
+                                 f"but {tokens_from} provides {tokens.describe()}")
 
 
 def require_same_space(kind: str, expected, got, expected_from: str, got_from: str) -> None:
@@ -52,4 +64,4 @@ def require_same_space(kind: str, expected, got, expected_from: str, got_from: s
         )
 
 
-__all__ = ["EmbeddingSpace", "TokenSpace", "SpaceMismatchError", "require_same_space"]
+__all__ = ["EmbeddingSpace", "TokenSpace", "SpaceMismatchError", "require_same_space", "require_token_space"]

@@ -23,12 +23,13 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.project import MovieProject
 from ..moviedreamer_core.renderer import RendererAdapter, load_renderer
-from ..moviedreamer_core.spaces import SpaceMismatchError, TokenSpace, require_same_space
+from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, types
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
 
 IPADAPTER_PREFIX = "ipadapter/"
+TOKEN_SOURCES = ["image_embeds", "penultimate_hidden_states"]
 
 
 @dataclass
@@ -90,16 +91,25 @@ class MovieDreamerKeyframeEncode(io.ComfyNode):
             inputs=[
                 io.Image.Input("images", tooltip="The keyframe images, one token set per image."),
                 io.ClipVision.Input("clip_vision", tooltip="The CLIP Vision model whose embeddings are the tokens."),
+                io.Combo.Input("token_source", options=TOKEN_SOURCES, default=TOKEN_SOURCES[0], optional=True,
+                               tooltip="image_embeds: one pooled embedding per image (plain IP-Adapters, the zero-shot "
+                               "prior). penultimate_hidden_states: every patch feature (IP-Adapter plus and other "
+                               "resampler renderers)."),
             ],
             outputs=[types.Storyboard.Output("storyboard", display_name="storyboard",
                                              tooltip="The images' tokens as a storyboard (one keyframe per image).")],
         )
 
     @classmethod
-    def execute(cls, images, clip_vision) -> io.NodeOutput:
-        tokens = torch.cat([clip_vision.encode_image(images[i:i + 1]).image_embeds.float().cpu() for i in range(images.shape[0])])
-        n, d = tokens.shape
-        board = Storyboard(tokens=tokens[:, None].contiguous(), token_space=TokenSpace("clip_vision.image_embeds", 1, d),
+    def execute(cls, images, clip_vision, token_source=None) -> io.NodeOutput:
+        source = token_source or TOKEN_SOURCES[0]
+        rows = []
+        for i in range(images.shape[0]):
+            out = clip_vision.encode_image(images[i:i + 1])
+            rows.append((out.image_embeds[:, None] if source == "image_embeds" else out.penultimate_hidden_states).float().cpu())
+        tokens = torch.cat(rows)
+        n, k, d = tokens.shape
+        board = Storyboard(tokens=tokens.contiguous(), token_space=TokenSpace(f"clip_vision.{source}", k, d),
                            keyframe_shot=tuple(range(n)), shot_ids=tuple(f"image_{i}" for i in range(n)),
                            planner_name="keyframe_encode", seed=0, keyframe_seeds=tuple(0 for _ in range(n)),
                            script_hash="", content_hash=hashlib.sha256(tokens.numpy().tobytes()).hexdigest())
@@ -176,7 +186,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         n = storyboard.n_keyframes
         negative_connected = negative is not None
         # ---- every check a user can trip, before any sampling
-        require_same_space("token", renderer.cfg.tokens, storyboard.token_space, f"the renderer {renderer.name}", "the storyboard")
+        require_token_space(renderer.cfg.tokens, storyboard.token_space, f"the renderer {renderer.name}", "the storyboard")
         if n != script_embeds.n_keyframes:
             raise ValueError(f"the storyboard has {n} keyframes but the script has {script_embeds.n_keyframes}")
         if storyboard.script_hash and storyboard.script_hash != script_embeds.script_hash:

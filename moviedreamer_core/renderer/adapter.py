@@ -39,6 +39,7 @@ class RendererConfig:
     identity_space: Optional[dict] = None  # EmbeddingSpace.to_dict(); None: no identity path
     identity_tokens: int = 4  # M: context tokens per face identity
     token_norm: bool = True  # LayerNorm on projected tokens (as IP-Adapter's image_proj)
+    resampler: Optional[dict] = None  # Resampler arguments: a perceiver replaces the linear token projector
     source: str = "moviedreamer"  # or "ipadapter" for converted public files
     version: int = RENDERER_FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -90,7 +91,12 @@ class RendererAdapter(nn.Module):
         super().__init__()
         self.cfg = cfg
         ts = cfg.tokens
-        self.token_proj = TokenProjector(ts.K, ts.D, cfg.context_tokens, cfg.context_dim, cfg.token_norm)
+        if cfg.resampler:
+            from .resampler import Resampler
+
+            self.token_proj = Resampler(**cfg.resampler)
+        else:
+            self.token_proj = TokenProjector(ts.K, ts.D, cfg.context_tokens, cfg.context_dim, cfg.token_norm)
         self.token_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims])
         if cfg.identity is not None:
             self.identity_proj = IdentityProjector(cfg.identity.dim, cfg.identity_tokens, cfg.context_dim)

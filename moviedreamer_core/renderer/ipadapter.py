@@ -9,9 +9,11 @@ cross-attention layer, for a single "token": the CLIP Vision pooled image embedd
 
 Layer i is the i-th cross-attention layer in diffusers order (down blocks, up blocks, then the middle
 block), the order ``nodes/attention_patch.py`` gives its discovered layers. Supported: the plain
-IP-Adapter family (``ip-adapter_sd15``, ``ip-adapter_sdxl_vit-h``, ``ip-adapter-light``...). The "plus" and
-FaceID files use a perceiver resampler on penultimate CLIP states or on face embeddings and are refused
-with a clear message (not yet supported).
+IP-Adapter family (``ip-adapter_sd15``, ``ip-adapter_sdxl_vit-h``, ``ip-adapter-light``...) and the "plus"
+family (``ip-adapter-plus_sd15``, ``ip-adapter-plus-face_sd15``, ``ip-adapter-plus_sdxl_vit-h``...), whose
+``image_proj`` is a perceiver resampler over CLIP Vision's penultimate hidden states (token space
+``clip_vision.penultimate_hidden_states``, K=257). FaceID files also need LoRA weights on the UNet and are
+refused with a clear message (not yet supported).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from __future__ import annotations
 import torch
 
 from .adapter import RendererAdapter, RendererConfig
+
+#: A resampler reads any number of penultimate states (257 for a 224 px ViT with 14 px patches): K=0, "any".
+PENULTIMATE_TOKENS = 0
 
 
 def _split(state: dict) -> tuple[dict, dict]:
@@ -32,14 +37,14 @@ def adapter_from_ipadapter(state: dict, name: str = "ip-adapter") -> RendererAda
     proj, ip = _split(state)
     if not proj or not ip:
         raise ValueError(f"{name} is neither a MovieDreamer renderer nor an IP-Adapter file (no image_proj/ip_adapter weights)")
+    if "latents" in proj and "proj_in.weight" in proj:
+        return _plus_adapter(proj, ip, name)
     if "proj.weight" not in proj or "norm.weight" not in proj:
-        kind = "FaceID" if any("perceiver" in k or k.startswith("proj.0") for k in proj) else "plus (resampler)"
-        raise ValueError(f"{name} is an IP-Adapter {kind} file; only plain IP-Adapter files are supported so far")
+        raise ValueError(f"{name} is an IP-Adapter FaceID file; only plain and plus IP-Adapter files are supported so far")
     w = proj["proj.weight"]  # [N*C, D]
     C = int(proj["norm.weight"].shape[0])
     N, D = w.shape[0] // C, int(w.shape[1])
-    indices = sorted({int(k.split(".")[0]) for k in ip if k.endswith("to_k_ip.weight")})
-    layer_dims = [int(ip[f"{i}.to_k_ip.weight"].shape[0]) for i in indices]
+    indices, layer_dims = _kv_layers(ip)
     cfg = RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": D}, context_dim=C,
                          layer_dims=layer_dims, context_tokens=N, identity_space=None, source="ipadapter",
                          extra={"file": name})
@@ -53,11 +58,38 @@ def adapter_from_ipadapter(state: dict, name: str = "ip-adapter") -> RendererAda
     return adapter.eval()
 
 
+def _kv_layers(ip: dict) -> tuple[list[int], list[int]]:
+    indices = sorted({int(k.split(".")[0]) for k in ip if k.endswith("to_k_ip.weight")})
+    return indices, [int(ip[f"{i}.to_k_ip.weight"].shape[0]) for i in indices]
+
+
+def _plus_adapter(proj: dict, ip: dict, name: str) -> RendererAdapter:
+    """IP-Adapter plus: a perceiver resampler over CLIP Vision's penultimate hidden states."""
+    from .resampler import Resampler
+
+    shape = Resampler.shape_from_state(proj)
+    indices, layer_dims = _kv_layers(ip)
+    cfg = RendererConfig(token_space={"source": "clip_vision.penultimate_hidden_states", "K": PENULTIMATE_TOKENS,
+                                      "D": shape["embedding_dim"]},
+                         context_dim=shape["output_dim"], layer_dims=layer_dims, context_tokens=shape["num_queries"],
+                         identity_space=None, source="ipadapter-plus", resampler=shape, extra={"file": name})
+    adapter = RendererAdapter(cfg)
+    mapped = {f"token_proj.{k}": v for k, v in proj.items()}
+    for layer, i in enumerate(indices):
+        mapped[f"token_kv.{layer}.to_k.weight"] = ip[f"{i}.to_k_ip.weight"]
+        mapped[f"token_kv.{layer}.to_v.weight"] = ip[f"{i}.to_v_ip.weight"]
+    adapter.load_state_dict({k: v.float() for k, v in mapped.items()}, strict=True)
+    return adapter.eval()
+
+
 def ipadapter_state_from_adapter(adapter: RendererAdapter) -> dict:
     """The inverse mapping (plain IP-Adapter layout), used by tests to write IP-Adapter-format files."""
     sd = adapter.state_dict()
-    out = {"image_proj.proj.weight": sd["token_proj.proj.weight"], "image_proj.proj.bias": sd["token_proj.proj.bias"],
-           "image_proj.norm.weight": sd["token_proj.norm.weight"], "image_proj.norm.bias": sd["token_proj.norm.bias"]}
+    if adapter.cfg.resampler:
+        out = {"image_proj." + k[len("token_proj."):]: v for k, v in sd.items() if k.startswith("token_proj.")}
+    else:
+        out = {"image_proj.proj.weight": sd["token_proj.proj.weight"], "image_proj.proj.bias": sd["token_proj.proj.bias"],
+               "image_proj.norm.weight": sd["token_proj.norm.weight"], "image_proj.norm.bias": sd["token_proj.norm.bias"]}
     for layer in range(adapter.n_layers):
         out[f"ip_adapter.{2 * layer + 1}.to_k_ip.weight"] = sd[f"token_kv.{layer}.to_k.weight"]
         out[f"ip_adapter.{2 * layer + 1}.to_v_ip.weight"] = sd[f"token_kv.{layer}.to_v.weight"]

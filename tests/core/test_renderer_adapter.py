@@ -55,8 +55,9 @@ def test_plain_ipadapter_file_maps_onto_the_adapter(tmp_path):
 
 
 def test_unsupported_ipadapter_variants_are_named(tmp_path):
-    with pytest.raises(ValueError, match="plus \\(resampler\\)"):
-        adapter_from_ipadapter({"image_proj.latents": torch.zeros(1, 16, 8), "ip_adapter.1.to_k_ip.weight": torch.zeros(8, 8)}, "plus.safetensors")
+    with pytest.raises(ValueError, match="FaceID file; only plain and plus"):
+        adapter_from_ipadapter({"image_proj.proj.0.weight": torch.zeros(16, 8), "image_proj.norm.weight": torch.zeros(8),
+                                "ip_adapter.1.to_k_ip.weight": torch.zeros(8, 8)}, "faceid.safetensors")
     with pytest.raises(ValueError, match="neither a MovieDreamer renderer nor an IP-Adapter"):
         adapter_from_ipadapter({"w": torch.zeros(1)}, "lora.safetensors")
 
@@ -81,3 +82,31 @@ def test_project_folder_records_keyframes_and_detects_changes(tmp_path):
     other.set_script("different", "Other")
     assert other.manifest["keyframes"] == {}
     assert not list((tmp_path / "moviedreamer" / again.name).glob(".tmp_*"))
+
+
+def test_plus_ipadapter_file_maps_onto_a_resampler_adapter(tmp_path):
+    from moviedreamer_core.renderer.resampler import Resampler
+
+    torch.manual_seed(0)
+    shape = dict(dim=32, depth=2, dim_head=64, heads=2, num_queries=4, embedding_dim=24, output_dim=32, ff_mult=4)
+    a = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.penultimate_hidden_states", "K": 0, "D": 24},
+                                       context_dim=32, layer_dims=[24, 48], context_tokens=4, resampler=shape))
+    assert isinstance(a.token_proj, Resampler)
+    state = ipadapter_state_from_adapter(a)
+    assert "image_proj.latents" in state and "image_proj.layers.1.1.3.weight" in state
+    save_file(state, str(tmp_path / "ip-adapter-plus_sd15.safetensors"))
+    b = load_renderer(str(tmp_path / "ip-adapter-plus_sd15.safetensors"))
+    assert b.cfg.source == "ipadapter-plus"
+    assert b.cfg.resampler == shape and b.cfg.tokens.K == 0
+    x = torch.randn(1, 9, 24)
+    assert torch.allclose(a.project_tokens(x), b.project_tokens(x), atol=1e-6)
+    features = torch.randn(2, 17, 24)  # any number of patch features
+    assert b.project_tokens(features).shape == (2, 4, 32)
+
+
+def test_token_space_acceptance():
+    any_k = TokenSpace("clip_vision.penultimate_hidden_states", 0, 1280)
+    assert any_k.accepts(TokenSpace("clip_vision.penultimate_hidden_states", 257, 1280))
+    assert not any_k.accepts(TokenSpace("clip_vision.penultimate_hidden_states", 257, 1024))
+    assert not TokenSpace("clip_vision.image_embeds", 1, 1024).accepts(TokenSpace("clip_vision.image_embeds", 2, 1024))
+    assert "K=any" in any_k.describe()

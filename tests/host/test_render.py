@@ -69,6 +69,11 @@ def model_dirs(host, testing, patching, tmp_path_factory):
     plain = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32},
                                            context_dim=64, layer_dims=dims, context_tokens=4))
     save_file(ipadapter_state_from_adapter(plain), str(ip / "tiny_ipadapter.safetensors"))
+    plus = RendererAdapter(RendererConfig(
+        token_space={"source": "clip_vision.penultimate_hidden_states", "K": 0, "D": 64}, context_dim=64, layer_dims=dims,
+        context_tokens=4, resampler=dict(dim=64, depth=1, dim_head=64, heads=1, num_queries=4, embedding_dim=64,
+                                         output_dim=64, ff_mult=2)))
+    save_file(ipadapter_state_from_adapter(plus), str(ip / "tiny_ipadapter_plus.safetensors"))
     fp.folder_names_and_paths["moviedreamer"][0].append(str(md))
     fp.folder_names_and_paths["ipadapter"][0].append(str(ip))
     fp.filename_list_cache.clear()
@@ -187,11 +192,12 @@ def test_twelve_keyframes_render_through_the_executor_with_progress(host, photos
     assert (folder / "manifest.json").is_file()
 
 
-def encoded_graph(image: str, **kw) -> dict:
+def encoded_graph(image: str, token_source: str = "image_embeds", **kw) -> dict:
     """One keyframe whose tokens are a real photo's CLIP Vision embedding (MovieDreamerKeyframeEncode)."""
     g = graph(script(1), **kw)
     g["20"] = {"class_type": "LoadImage", "inputs": {"image": image}}
-    g["21"] = {"class_type": "MovieDreamerKeyframeEncode", "inputs": {"images": ["20", 0], "clip_vision": ["5", 0]}}
+    g["21"] = {"class_type": "MovieDreamerKeyframeEncode", "inputs": {"images": ["20", 0], "clip_vision": ["5", 0],
+                                                                    "token_source": token_source}}
     g["11"]["inputs"]["storyboard"] = ["21", 0]
     return g
 
@@ -222,6 +228,16 @@ def test_rerun_reuses_finished_keyframes(host, photos, model_dirs):
 def test_plain_ipadapter_file_renders(host, photos, model_dirs):
     images = previews(host, host.run(graph(script(2), renderer="ipadapter/tiny_ipadapter.safetensors", project="ip")))
     assert len(images) == 2
+
+
+def test_plus_ipadapter_renders_penultimate_tokens_and_plain_refuses_them(host, photos, model_dirs):
+    images = previews(host, host.run(encoded_graph("hopper.png", token_source="penultimate_hidden_states",
+                                                   renderer="ipadapter/tiny_ipadapter_plus.safetensors", project="plus")))
+    assert len(images) == 1
+    refused = host.run(encoded_graph("hopper.png", token_source="penultimate_hidden_states",
+                                     renderer="ipadapter/tiny_ipadapter.safetensors", project="plus_refused"))
+    assert not refused.success
+    assert "expects clip_vision.image_embeds (K=1, D=32), but the storyboard provides clip_vision.penultimate_hidden_states (K=17, D=64)" in refused.error_text()
 
 
 def test_token_space_mismatch_is_refused_before_sampling(host, photos, model_dirs):
