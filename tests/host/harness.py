@@ -163,6 +163,21 @@ class InProcessHost:
 
         return importlib.import_module(f"{str(PACK_DIR).replace('.', '_x_')}.{name}")
 
+    def run_and_cancel(self, prompt: dict, node: str, at_progress: int) -> RunResult:
+        """Run a prompt and press Cancel (the host's interrupt) when ``node`` reports progress ``at_progress``."""
+        import comfy.model_management as mm
+
+        def press_cancel(message):
+            if message["node"] == node and message["value"] == at_progress:
+                mm.interrupt_current_processing(True)
+
+        self.server.on_progress = press_cancel
+        try:
+            return self.run(prompt)
+        finally:
+            self.server.on_progress = None
+            mm.interrupt_current_processing(False)
+
     def run(self, prompt: dict, extra_data: Optional[dict] = None) -> RunResult:
         """Validate then execute an API-format prompt with the host's own validator and executor."""
         prompt = json.loads(json.dumps(prompt))  # the host mutates prompts while validating

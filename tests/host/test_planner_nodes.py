@@ -120,18 +120,7 @@ def test_planner_for_another_text_encoder_is_refused_by_name(host, photos, plann
 
 
 def test_cancel_stops_the_planner_within_one_keyframe(host, photos, planner_files):
-    import comfy.model_management as mm
-
-    def press_cancel(message):
-        if message["node"] == "7" and message["value"] == 2:
-            mm.interrupt_current_processing(True)
-
-    host.server.on_progress = press_cancel
-    try:
-        result = host.run(graph("tiny_planner.safetensors", seed=9))
-    finally:
-        host.server.on_progress = None
-        mm.interrupt_current_processing(False)
+    result = host.run_and_cancel(graph("tiny_planner.safetensors", seed=9), node="7", at_progress=2)
     assert result.events("execution_interrupted")
     done = [d["value"] for d in result.events("progress") if d["node"] == "7"]
     assert max(done) <= 3, done

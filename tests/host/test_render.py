@@ -267,18 +267,7 @@ def test_patch_objects_survive_model_clones_without_copying_weights(host, testin
 
 
 def test_cancel_stops_rendering_and_keeps_finished_keyframes(host, photos, model_dirs):
-    import comfy.model_management as mm
-
-    def press_cancel(message):
-        if message["node"] == "11" and message["value"] == 2:
-            mm.interrupt_current_processing(True)
-
-    host.server.on_progress = press_cancel
-    try:
-        result = host.run(graph(script(6), project="cancelled"))
-    finally:
-        host.server.on_progress = None
-        mm.interrupt_current_processing(False)
+    result = host.run_and_cancel(graph(script(6), project="cancelled"), node="11", at_progress=2)
     assert result.events("execution_interrupted")
     folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "cancelled" / "keyframes"
     assert len(list(folder.glob("keyframe_*.png"))) == 2, "finished keyframes stay, the one in progress is not written"
