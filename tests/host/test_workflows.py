@@ -14,21 +14,26 @@ from .harness import PACK_DIR
 from .workflow_convert import ui_to_api
 
 WORKFLOWS = PACK_DIR / "workflows"
-PAIRS = [("moviedreamer_script.json", "moviedreamer_script_api.json")]
+PAIRS = [("moviedreamer_script.json", "moviedreamer_script_api.json"),
+         ("moviedreamer_storyboard.json", "moviedreamer_storyboard_api.json")]
 
 
 @pytest.fixture
 def model_files(host, tmp_path):
     """Empty stand-ins for the model files the workflows name (validation checks names, not contents)."""
     fp = host.folder_paths
-    ckpt = tmp_path / "checkpoints"
-    ckpt.mkdir()
-    (ckpt / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
-    fp.add_model_folder_path("checkpoints", str(ckpt))
+    files = {"checkpoints": "v1-5-pruned-emaonly.safetensors", "clip_vision": "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
+             "ipadapter": "ip-adapter_sd15.safetensors"}
+    for folder, name in files.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes(b"")
+        fp.add_model_folder_path(folder, str(tmp_path / folder))
     fp.filename_list_cache.clear()
-    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(Path(fp.get_input_directory()) / "bo_reference.png")
+    for image in ("bo_reference.png", "ava_reference.png"):
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(Path(fp.get_input_directory()) / image)
     yield
-    fp.folder_names_and_paths["checkpoints"][0].remove(str(ckpt))
+    for folder in files:
+        fp.folder_names_and_paths[folder][0].remove(str(tmp_path / folder))
     fp.filename_list_cache.clear()
 
 
