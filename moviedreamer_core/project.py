@@ -71,14 +71,34 @@ class MovieProject:
         atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode("utf-8"))
 
     def set_script(self, script_hash: str, title: str) -> None:
-        """Record which script this project renders; a different script starts the keyframe record afresh."""
-        if self.manifest.get("script_hash") not in (None, script_hash):
-            self.manifest["keyframes"] = {}
-            self.manifest["shots"] = {}
+        """Record which script this project renders. Entries of an earlier version of the script stay: each one's
+        signature says whether it still fits, so an edit re-renders only what it changed."""
         self.manifest["script_hash"] = script_hash
         self.manifest["title"] = title
 
     # ----------------------------------------------------------------------------------- keyframes
+
+    # --------------------------------------------------------------------------------------- shots
+
+    def shot_file(self, index: int, shot_id: str) -> str:
+        return f"shots/shot_{index:05d}_{safe_folder_name(shot_id, fallback='shot', max_length=40)}.mp4"
+
+    def shot_done(self, index: int, signature: str, frames: int) -> bool:
+        """Finished, unchanged and whole: same signature, and the file decodes to the expected frame count."""
+        from .video_io import video_info
+
+        entry = self.manifest["shots"].get(str(index))
+        if not entry or entry.get("signature") != signature or entry.get("status") != "done":
+            return False
+        info = video_info(os.path.join(self.root, entry["file"]))
+        return info is not None and info["frames"] == frames
+
+    def record_shot(self, index: int, rel: str, signature: str, info: dict) -> None:
+        self.manifest["shots"][str(index)] = {"status": "done", "file": rel, "signature": signature, **info}
+        self.save_manifest()
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
 
     def keyframe_file(self, index: int) -> str:
         return f"keyframes/keyframe_{index:05d}.png"

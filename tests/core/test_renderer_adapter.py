@@ -77,10 +77,11 @@ def test_project_folder_records_keyframes_and_detects_changes(tmp_path):
     path = tmp_path / "moviedreamer" / again.name / again.keyframe_file(0)
     path.write_bytes(path.read_bytes()[:40])
     assert not MovieProject(str(tmp_path), "My Movie: Part 1/2").keyframe_done(0, "sig0")
-    # another script starts the record afresh
+    # an edited script keeps the record: signatures decide what still fits
+    project.save_keyframe(0, image, "sig0", {"shot": "s1"})
     other = MovieProject(str(tmp_path), "My Movie: Part 1/2")
     other.set_script("different", "Other")
-    assert other.manifest["keyframes"] == {}
+    assert other.keyframe_done(0, "sig0") and other.manifest["script_hash"] == "different"
     assert not list((tmp_path / "moviedreamer" / again.name).glob(".tmp_*"))
 
 

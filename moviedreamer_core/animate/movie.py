@@ -1,0 +1,117 @@
+"""Making the movie: every shot to its own video file as soon as it is done, then the assembled movie.
+
+Memory is bounded by design (DESIGN.md section 5): frames stream from the backend into the encoder and only
+a small preview (one downsized frame per second) is kept, so a ten-minute movie needs no more memory than
+a ten-second one. Each finished shot is recorded in the project manifest with a signature of everything
+that determines it; a rerun skips shots whose file is whole and whose signature matches, so an interrupted
+run loses at most the shot in progress, and a truncated file is made again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+from PIL import Image
+
+from ..project import MovieProject
+from ..script.hashing import script_hash
+from ..script.schema import Script
+from ..video_io import concat_videos, iter_frames, video_info, write_video
+from .timing import plan_shots
+
+#: ``backend(shot_timing, shot, keyframe_images, previous_last_frame) -> iterator of uint8 frames``
+Backend = Callable[..., Iterator[np.ndarray]]
+PREVIEW_SIDE = 256
+
+
+@dataclass
+class MovieResult:
+    """``MD_MOVIE``: where the movie is and what was made this time."""
+
+    root: str
+    movie_file: str
+    shot_files: list
+    rendered: list  # shot indices made in this run (the others were reused)
+    frames: int
+    fps: float
+    preview: list = field(default_factory=list)  # small uint8 frames, about one per second
+
+
+def _small(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    scale = PREVIEW_SIDE / max(h, w)
+    if scale >= 1:
+        return frame.copy()
+    return np.asarray(Image.fromarray(frame).resize((max(2, int(w * scale)), max(2, int(h * scale))), Image.BILINEAR))
+
+
+def _signature(parts: dict, keyframes: list) -> str:
+    """Everything that determines a shot's frames; a shot that blends from the previous one includes the
+    previous shot's signature (which determines that shot's frames)."""
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    for k in keyframes:
+        h.update(str(k.shape).encode())
+        h.update(np.ascontiguousarray(k).tobytes())
+    return h.hexdigest()
+
+
+def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], np.ndarray], *, fps: float,
+               frames_per_clip: int, size: tuple[int, int], backend: Backend, backend_name: str,
+               backend_params: Optional[dict] = None, progress: Optional[Callable[[int, int], None]] = None,
+               check_interrupt: Optional[Callable[[], None]] = None) -> MovieResult:
+    """Make (or resume) every shot, then assemble the movie. ``keyframe(i)`` returns keyframe i as
+    ``uint8 [H, W, 3]`` (loaded on demand, so keyframes need not all be in memory either)."""
+    fps = float(fps)
+    project.set_script(script_hash(script), script.title)
+    timings = plan_shots(script, fps, frames_per_clip)
+    every = max(1, int(round(fps)))
+    preview, files, rendered = [], [], []
+    previous_last: Optional[np.ndarray] = None  # the previous shot's last frame *as decoded from its file*
+    previous_sig = ""
+    for timing in timings:
+        shot = script.shots[timing.shot_index]
+        images = [keyframe(k) for k in timing.keyframes]
+        transition = shot.transition.value if timing.shot_index else "cut"
+        needs_previous = transition in ("dissolve", "wipe")
+        sig = _signature({"backend": backend_name, "params": backend_params or {}, "fps": fps, "size": list(size),
+                          "frames": timing.frames, "camera": shot.camera.value, "transition": transition,
+                          "clips": frames_per_clip, "previous": previous_sig if needs_previous else ""}, images)
+        rel = project.shot_file(timing.shot_index, timing.shot_id)
+        if project.shot_done(timing.shot_index, sig, timing.frames):
+            rel = project.manifest["shots"][str(timing.shot_index)]["file"]
+            for i, frame in enumerate(iter_frames(project.path(rel))):  # stream: keep the preview and the last frame
+                if i % every == 0:
+                    preview.append(_small(frame))
+                previous_last = frame
+        else:
+            def frames() -> Iterator[np.ndarray]:
+                for i, frame in enumerate(backend(timing, shot, images, previous_last)):
+                    if check_interrupt is not None:
+                        check_interrupt()
+                    if i % every == 0:
+                        preview.append(_small(frame))
+                    yield frame
+
+            n = write_video(project.path(rel), frames(), fps)
+            if n != timing.frames:
+                raise RuntimeError(f"shot {timing.shot_id}: the {backend_name} backend made {n} frames, expected {timing.frames}")
+            project.record_shot(timing.shot_index, rel, sig, {"shot": timing.shot_id, "frames": n, "backend": backend_name})
+            for previous_last in iter_frames(project.path(rel)):  # the decoded last frame, as a resumed run sees it
+                pass
+            rendered.append(timing.shot_index)
+        previous_sig = sig
+        files.append(rel)
+        if progress is not None:
+            progress(timing.shot_index + 1, len(timings))
+    movie_rel = f"{project.name}.mp4"
+    concat_videos([project.path(f) for f in files], project.path(movie_rel))
+    info = video_info(project.path(movie_rel))
+    project.manifest["movie"] = {"file": movie_rel, "frames": info["frames"] if info else 0, "fps": fps,
+                                 "shots": files, "backend": backend_name}
+    project.save_manifest()
+    return MovieResult(project.root, project.path(movie_rel), [project.path(f) for f in files], rendered,
+                       info["frames"] if info else 0, fps, preview)

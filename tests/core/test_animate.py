@@ -1,0 +1,168 @@
+"""Shot animation without a host: timing and clip chaining, the animatic, streaming video files, resume,
+truncated files, and flat memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moviedreamer_core.animate import animatic_backend, animatic_frames, make_movie, plan_shots, split_into_clips
+from moviedreamer_core.project import MovieProject
+from moviedreamer_core.script import load_script
+from moviedreamer_core.video_io import concat_videos, read_frames, video_info, write_video
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script_text(n_shots: int) -> str:
+    shots = "".join(
+        f"  - id: s{i}\n    scene: place {i}\n    action: [a {i}, b {i}]\n    duration: {1 + (i % 3) * 0.5}\n"
+        f"    camera: {['wide', 'medium', 'close_up'][i % 3]}\n    transition: {['cut', 'dissolve', 'fade'][i % 3]}\n"
+        for i in range(n_shots))
+    return f"title: Animatic Test\nshots:\n{shots}"
+
+
+def keyframe_images(n: int, h: int = 48, w: int = 64) -> list:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------------------------- timing
+
+
+def test_clips_chain_from_the_last_frame():
+    clips = split_into_clips(60, 25)
+    assert [(c.first_frame, c.new_frames, c.length) for c in clips] == [(0, 25, 25), (25, 24, 25), (49, 11, 12)]
+    assert sum(c.new_frames for c in clips) == 60
+    assert [(c.new_frames, c.length) for c in split_into_clips(10, 25)] == [(10, 10)]
+    with pytest.raises(ValueError):
+        split_into_clips(10, 1)
+
+
+def test_frames_per_shot_follow_durations():
+    script = load_script(script_text(4))
+    timings = plan_shots(script, fps=12, frames_per_clip=14)
+    assert [t.frames for t in timings] == [12, 18, 24, 12]
+    assert [t.keyframes for t in timings] == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    assert timings[2].clips[1].first_frame == 14
+
+
+# -------------------------------------------------------------------------------------------- animatic
+
+
+def test_animatic_moves_the_camera_and_fades():
+    kf = keyframe_images(2)
+    frames = list(animatic_frames(kf, 12, 12, "wide", "fade", (64, 48)))
+    assert len(frames) == 12 and frames[0].shape == (48, 64, 3) and frames[0].dtype == np.uint8
+    assert frames[0].mean() < frames[-1].mean() * 0.8, "fades in from black"
+    assert not np.array_equal(frames[-2], frames[-1]), "the camera keeps moving"
+    cut = list(animatic_frames(kf[:1], 6, 12, "medium", "cut", (64, 48)))
+    assert abs(float(cut[0].mean()) - float(kf[0].mean())) < 10, "a cut starts on the keyframe itself"
+    again = list(animatic_frames(kf, 12, 12, "wide", "fade", (64, 48)))
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again)), "deterministic"
+
+
+# ------------------------------------------------------------------------------------------- video I/O
+
+
+def test_video_files_are_written_whole_and_joined_without_reencoding(tmp_path):
+    kf = keyframe_images(1)
+    assert write_video(str(tmp_path / "a.mp4"), animatic_frames(kf, 10, 12, "wide", "cut", (64, 48)), 12) == 10
+    assert write_video(str(tmp_path / "b.mp4"), animatic_frames(kf, 7, 12, "close_up", "cut", (64, 48)), 12) == 7
+    assert video_info(str(tmp_path / "a.mp4")) == {"frames": 10, "width": 64, "height": 48, "fps": 12.0}
+    concat_videos([str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")], str(tmp_path / "movie.mp4"))
+    assert video_info(str(tmp_path / "movie.mp4"))["frames"] == 17
+    data = (tmp_path / "b.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
+    assert video_info(str(tmp_path / "cut.mp4")) is None
+    assert video_info(str(tmp_path / "missing.mp4")) is None
+    assert not list(tmp_path.glob(".tmp_*"))
+
+
+# ------------------------------------------------------------------------------------ movie and resume
+
+
+def run(tmp_path, n_shots=3, fps=12.0, interrupt_after=None):
+    script = load_script(script_text(n_shots))
+    kf = keyframe_images(script.n_keyframes)
+    project = MovieProject(str(tmp_path), "animatic test")
+    done = []
+
+    def progress(i, total):
+        done.append(i)
+        if interrupt_after is not None and i == interrupt_after:
+            raise KeyboardInterrupt("cancel")
+
+    result = make_movie(project, script, lambda i: kf[i], fps=fps, frames_per_clip=25, size=(64, 48),
+                        backend=animatic_backend(fps, (64, 48)), backend_name="animatic", progress=progress)
+    return result, project
+
+
+def test_movie_has_every_frame_and_a_small_preview(tmp_path):
+    result, project = run(tmp_path)
+    assert result.frames == 12 + 18 + 24
+    info = video_info(result.movie_file)
+    assert info == {"frames": 54, "width": 64, "height": 48, "fps": 12.0}
+    assert len(result.shot_files) == 3 and result.rendered == [0, 1, 2]
+    assert len(result.preview) == 5 and result.preview[0].shape == (48, 64, 3)
+    manifest = json.loads(Path(project.manifest_path).read_text())
+    assert manifest["movie"]["frames"] == 54 and manifest["shots"]["1"]["frames"] == 18
+
+
+def test_interrupted_movie_resumes_with_only_the_missing_shot(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, interrupt_after=2)
+    result, _ = run(tmp_path)
+    assert result.rendered == [2], "shots 1 and 2 were kept"
+    again, _ = run(tmp_path)
+    assert again.rendered == []
+
+
+def test_a_truncated_shot_file_is_made_again(tmp_path):
+    first, project = run(tmp_path)
+    path = Path(first.shot_files[1])
+    path.write_bytes(path.read_bytes()[:500])
+    result, _ = run(tmp_path)
+    assert result.rendered == [1]
+    assert video_info(str(path))["frames"] == 18
+
+
+def test_a_changed_shot_is_made_again_with_the_shots_it_dissolves_into(tmp_path):
+    run(tmp_path)
+    changed = script_text(3).replace("duration: 1.0", "duration: 1.25")
+    script = load_script(changed)
+    kf = keyframe_images(script.n_keyframes)
+    result = make_movie(MovieProject(str(tmp_path), "animatic test"), script, lambda i: kf[i], fps=12, frames_per_clip=25,
+                        size=(64, 48), backend=animatic_backend(12, (64, 48)), backend_name="animatic")
+    # shot 0 changed; shot 1 dissolves from it so it changes too; shot 2 fades in from black and is kept
+    assert result.rendered == [0, 1]
+    assert video_info(result.movie_file)["frames"] == 15 + 18 + 24
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_number_of_shots(tmp_path):
+    """Peak RSS for 24 shots at most 1.2 times that for 3 shots (each run in its own process)."""
+    code = textwrap.dedent(f"""
+        import json, resource, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.core.test_animate import run
+        from pathlib import Path
+        result, _ = run(Path(sys.argv[2]), n_shots=int(sys.argv[1]), fps=24.0)
+        print(json.dumps({{"frames": result.frames, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+    """)
+    out = {}
+    for n in (3, 24):
+        folder = tmp_path / f"n{n}"
+        folder.mkdir()
+        proc = subprocess.run([sys.executable, "-c", code, str(n), str(folder)], capture_output=True, text=True,
+                              check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        out[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out[24]["frames"] > 7 * out[3]["frames"]
+    assert out[24]["rss"] <= 1.2 * out[3]["rss"], out
