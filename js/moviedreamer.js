@@ -2,7 +2,7 @@
 // result) under the node, e.g. ScriptEncode's "3 keyframes, 2 characters (3 references); text ... ".
 import { app } from "../../scripts/app.js";
 
-const SUMMARY_NODES = new Set(["ScriptEncode", "MovieDreamerScriptInfo", "ARKeyframePlanner", "MovieDreamerStoryboardInfo"]);
+const SUMMARY_NODES = new Set(["ScriptEncode", "MovieDreamerScriptInfo", "ARKeyframePlanner", "MovieDreamerStoryboardInfo", "IdentityDiffusionRender", "ShotAnimate"]);
 
 app.registerExtension({
   name: "MovieDreamer.Summary",

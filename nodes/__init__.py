@@ -15,6 +15,7 @@ from . import host
 
 class MovieDreamerExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        from .animate_nodes import ShotAnimate
         from .planner_nodes import ARKeyframePlanner, MovieDreamerPlannerLoader, MovieDreamerStoryboardInfo
         from .render_nodes import IdentityDiffusionRender, MovieDreamerKeyframeEncode, MovieDreamerRendererLoader
         from .script_encode import ScriptEncode
@@ -22,7 +23,7 @@ class MovieDreamerExtension(ComfyExtension):
 
         node_list = [ScriptEncode, MovieDreamerScriptInfo, MovieDreamerPlannerLoader, ARKeyframePlanner,
                      MovieDreamerStoryboardInfo, MovieDreamerRendererLoader, IdentityDiffusionRender,
-                     MovieDreamerKeyframeEncode]
+                     MovieDreamerKeyframeEncode, ShotAnimate]
         if os.environ.get("MOVIEDREAMER_TEST_NODES") == "1":  # tiny host models for tests, never for users
             from .testing import TEST_NODES
 
