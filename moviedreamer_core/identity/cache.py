@@ -10,13 +10,17 @@ a corrupt entry is simply recomputed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import tempfile
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from .base import FaceEmbedder, check_rgb_uint8
+
+log = logging.getLogger(__name__)
 
 
 def image_sha256(image: np.ndarray) -> str:
@@ -27,8 +31,22 @@ def image_sha256(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def tag_folder(tag: str) -> str:
+    """The folder name for a ``cache_tag``: the tag itself when it is a safe file name everywhere, else the
+    tag with unsafe characters replaced plus a short hash of the original (``clip_vision_crop:<name>`` has a
+    colon, which Windows forbids in file names)."""
+    if re.fullmatch(r"[A-Za-z0-9._-]{1,100}", tag):
+        return tag
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", tag)[:80]
+    return f"{safe}-{hashlib.sha256(tag.encode()).hexdigest()[:10]}"
+
+
 class IdentityCache:
-    """``get_or_compute(embedder, image)``; counters ``hits`` and ``misses`` say what happened."""
+    """Embeddings on disk under ``<root>/<tag folder>/<hash[:2]>/<hash>.safetensors``, with an in-memory layer.
+
+    ``get_or_compute(embedder, image)`` and ``get_or_compute_many(embedder, images)``. The counters say what
+    happened: ``hits`` counts images answered without running the embedder, ``misses`` the images embedded.
+    """
 
     def __init__(self, root: str):
         self.root = root
@@ -37,7 +55,7 @@ class IdentityCache:
         self._memory: dict[tuple[str, str], np.ndarray] = {}
 
     def _path(self, tag: str, digest: str) -> str:
-        return os.path.join(self.root, tag, digest[:2], digest + ".safetensors")
+        return os.path.join(self.root, tag_folder(tag), digest[:2], digest + ".safetensors")
 
     def _read(self, tag: str, digest: str, dim: int):
         key = (tag, digest)
@@ -56,35 +74,46 @@ class IdentityCache:
         return vec
 
     def _write(self, tag: str, digest: str, vec: np.ndarray) -> None:
+        """Store one entry (memory always; disk when possible). A failed disk write (read-only or full
+        folder) costs a warning, not the embedding that was just computed."""
+        self._memory[(tag, digest)] = vec
         path = self._path(tag, digest)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        os.close(fd)
+        tmp = None
         try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            os.close(fd)
             save_file({"embedding": np.ascontiguousarray(vec, dtype=np.float32)}, tmp)
             os.replace(tmp, path)
+        except OSError as e:
+            log.warning("identity cache: could not write %s (%s); the embedding is kept in memory only", path, e)
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.remove(tmp)
-        self._memory[(tag, digest)] = vec
 
     def get_or_compute_many(self, embedder: FaceEmbedder, images) -> np.ndarray:
-        """``[N, dim]``: cached rows are read, the misses go through ``embedder.embed_many`` in one batch.
+        """``[N, dim]``: cached rows are read, the misses go through ``embedder.embed_many`` in one batch
+        (an image repeated within the batch is embedded once).
 
         Errors (e.g. ``NoFaceFoundError``) propagate and nothing is cached for the failing batch.
         """
         tag, dim = embedder.cache_tag, embedder.space.dim
         digests = [image_sha256(im) for im in images]
         out: list = [self._read(tag, d, dim) for d in digests]
-        missing = [i for i, v in enumerate(out) if v is None]
-        self.hits += len(images) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            fresh = embedder.embed_many([images[i] for i in missing])
-            for i, vec in zip(missing, fresh):
-                vec = np.asarray(vec, dtype=np.float32)
-                self._write(tag, digests[i], vec)
-                out[i] = vec
+        first_missing: dict[str, int] = {}
+        for i, v in enumerate(out):
+            if v is None:
+                first_missing.setdefault(digests[i], i)
+        self.hits += len(images) - len(first_missing)
+        self.misses += len(first_missing)
+        if first_missing:
+            order = list(first_missing.values())
+            fresh = np.asarray(embedder.embed_many([images[i] for i in order]), dtype=np.float32)
+            if fresh.shape != (len(order), dim):
+                raise RuntimeError(f"{embedder.space.encoder} returned shape {fresh.shape}, expected {(len(order), dim)}")
+            for i, vec in zip(order, fresh):
+                self._write(tag, digests[i], vec.copy())
+            out = [v if v is not None else self._memory[(tag, d)] for v, d in zip(out, digests)]
         if not out:
             return np.zeros((0, dim), dtype=np.float32)
         return np.stack(out)

@@ -50,18 +50,24 @@ def crop_square(image: np.ndarray, box, size: int = CROP_SIZE) -> np.ndarray:
 class CropEncoderEmbedder(FaceEmbedder):
     """Identity from an image encoder on a face crop (or a centre crop when no face is found)."""
 
-    def __init__(self, encode_fn: EncodeFn, name: str, dim: int, detect: bool = True):
+    def __init__(self, encode_fn: EncodeFn, name: str, dim: int, detect: bool = True, margin: float = FACE_MARGIN):
+        """``name`` identifies the encoder (it names the identity space and the cache folder); ``detect=False``
+        always takes the centre crop (then dlib is not needed)."""
         self.encode_fn = encode_fn
-        self.detect = detect
+        self.detect = bool(detect)
+        self.margin = float(margin)
         self.space = EmbeddingSpace(f"clip_vision_crop:{name}", int(dim))
+        # The crop rule is part of the cache key: face crops and centre crops of one photo differ.
+        self.version = f"1-face{self.margin:g}" if self.detect else "1-centre"
 
     def crop(self, image: np.ndarray) -> np.ndarray:
+        """The square crop that is encoded: around dlib's main face, or the centre when there is none."""
         face = None
         if self.detect:
             from .dlib_embedder import detect_largest_face
 
             face = detect_largest_face(image)
-        return crop_square(image, square_crop_box(image.shape[:2], face))
+        return crop_square(image, square_crop_box(image.shape[:2], face, self.margin))
 
     def _encode(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         batch = torch.from_numpy(np.stack(crops)).float().div_(255.0)

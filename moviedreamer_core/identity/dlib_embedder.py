@@ -17,6 +17,8 @@ from .base import EmbeddingSpace, FaceEmbedder, NoFaceFoundError
 
 _LOCK = threading.Lock()
 _MODELS: dict = {}
+#: dlib's DNN keeps each layer's output inside the network object, so two threads must not run it at once.
+_RUN_LOCK = threading.Lock()
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
 
@@ -40,18 +42,28 @@ def _models():
         return _MODELS
 
 
-def _best_detection(image: np.ndarray):
-    """The most face-like detection: area weighted by the detector's confidence, or ``None``.
+def choose_face(rects, scores):
+    """Index of the most face-like detection: box area weighted by the detector's confidence (floored at
+    0.05 so a weak but much larger face still wins), or ``None`` when there are no detections.
 
-    Tries the image as is, then upsampled once (faces smaller than about 80 px). Area alone is not enough:
-    HOG fires on textured patches of similar size (the astronaut's mission patch scores 0.1 against her
-    face's 1.2), so a confident face beats a slightly larger doubtful one.
+    Area alone is not enough: HOG also fires on face-sized textured patches. On the astronaut photo scaled
+    to 384 px, her mission patch gets a box exactly as large as her face's, scored 0.16 against 1.49.
     """
+    if len(rects) == 0:
+        return None
+    weights = [r.width() * r.height() * max(float(s), 0.05) for r, s in zip(rects, scores)]
+    return int(np.argmax(weights))
+
+
+def _best_detection(image: np.ndarray):
+    """The chosen detection (see ``choose_face``), trying the image as is, then upsampled once (the HOG
+    detector misses faces smaller than about 80 px)."""
     detector = _models()["detector"]
     for upsample in (0, 1):
         rects, scores, _ = detector.run(image, upsample, 0.0)
-        if len(rects):
-            return max(zip(rects, scores), key=lambda rs: rs[0].width() * rs[0].height() * max(rs[1], 0.05))[0]
+        best = choose_face(rects, scores)
+        if best is not None:
+            return rects[best]
     return None
 
 
@@ -79,4 +91,6 @@ class DlibFaceEmbedder(FaceEmbedder):
         if rect is None:
             raise NoFaceFoundError("no face found")
         shape = models["shape"](image, rect)
-        return np.asarray(models["recogniser"].compute_face_descriptor(image, shape, self.num_jitters), dtype=np.float32)
+        with _RUN_LOCK:
+            vec = models["recogniser"].compute_face_descriptor(image, shape, self.num_jitters)
+        return np.asarray(vec, dtype=np.float32)

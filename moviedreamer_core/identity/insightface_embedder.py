@@ -30,9 +30,17 @@ def find_model_pack(roots: Sequence[str], name: str) -> str:
         searched.append(folder)
         if os.path.isdir(folder) and any(f.endswith(".onnx") for f in os.listdir(folder)):
             return folder
+    hint = ""
+    for folder in searched:  # the antelopev2 zip unpacks into antelopev2/antelopev2/: a frequent mistake
+        nested = os.path.join(folder, name)
+        if os.path.isdir(nested) and any(f.endswith(".onnx") for f in os.listdir(nested)):
+            hint = f" The .onnx files are in {nested}: move them up one folder, into {folder}."
+            break
     raise FileNotFoundError(
         f"InsightFace model pack '{name}' not found (nothing is downloaded). Put its .onnx files in one of: "
         + ", ".join(searched)
+        + f" (expected layout: <insightface folder>/models/{name}/*.onnx)."
+        + hint
     )
 
 

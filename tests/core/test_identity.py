@@ -14,9 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from moviedreamer_core.identity import EmbeddingSpace, FaceEmbedder, IdentityCache, NoFaceFoundError, image_sha256
+from moviedreamer_core.identity import (EMBEDDER_CHOICES, EMBEDDER_DOCS, EmbeddingSpace, FaceEmbedder, IdentityCache,
+                                       NoFaceFoundError, image_sha256)
+from moviedreamer_core.identity.cache import tag_folder
 from moviedreamer_core.identity.clip_crop import CropEncoderEmbedder, crop_square, square_crop_box
-from moviedreamer_core.identity.dlib_embedder import DlibFaceEmbedder, detect_largest_face
+from moviedreamer_core.identity.dlib_embedder import DlibFaceEmbedder, choose_face, detect_largest_face
 from moviedreamer_core.identity.insightface_embedder import InsightFaceEmbedder, find_model_pack
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the astronaut photo (tests/requirements.txt)")
@@ -63,9 +65,27 @@ def test_dlib_same_person_is_closer_than_another_person(dlib_embedder, astronaut
 
 
 def test_dlib_picks_the_face_not_the_patch(astronaut):
-    # The astronaut photo also fires the detector on her mission patch (lower right); the face is upper centre.
-    left, top, right, bottom = detect_largest_face(astronaut)
-    assert 150 < (left + right) / 2 < 300 and (top + bottom) / 2 < 200
+    # Scaled to 384 px, the detector fires on her face (upper centre) and on her mission patch (lower left),
+    # with boxes of the same size: the choice must come from the confidence.
+    import dlib
+
+    small = np.asarray(Image.fromarray(astronaut).resize((384, 384), Image.BICUBIC))
+    rects, scores, _ = dlib.get_frontal_face_detector().run(small, 0, 0.0)
+    assert len(rects) == 2  # the situation this test is about
+    left, top, right, bottom = detect_largest_face(small)
+    assert 100 < (left + right) / 2 < 220 and (top + bottom) / 2 < 150
+
+
+def test_face_choice_weighs_area_by_confidence():
+    import dlib
+
+    r = dlib.rectangle
+    patch, face = r(0, 0, 100, 100), r(200, 0, 290, 90)  # the doubtful box is slightly larger
+    assert choose_face([patch, face], [0.1, 1.2]) == 1
+    assert choose_face([face, patch], [1.2, 0.1]) == 0
+    big_weak = r(0, 0, 400, 400)  # a weak but far larger face still wins over a small confident one
+    assert choose_face([r(0, 0, 40, 40), big_weak], [1.5, 0.02]) == 1
+    assert choose_face([], []) is None
 
 
 def test_dlib_refuses_an_image_without_a_face(dlib_embedder):
@@ -129,6 +149,17 @@ def test_crop_box_is_square_and_inside_the_image():
         assert 0 <= l and 0 <= t and r <= shape[1] and b <= shape[0]
 
 
+def test_crop_rule_is_part_of_the_cache_tag(astronaut):
+    enc = PatchMeans()
+    face, centre = CropEncoderEmbedder(enc, "patch", 8), CropEncoderEmbedder(enc, "patch", 8, detect=False)
+    wide = CropEncoderEmbedder(enc, "patch", 8, margin=2.0)
+    assert face.space == centre.space == wide.space
+    assert len({face.cache_tag, centre.cache_tag, wide.cache_tag}) == 3
+    c = crop_square(astronaut, square_crop_box(astronaut.shape[:2], None))
+    e = enc(torch.from_numpy(c[None]).float() / 255).detach().numpy()[0]
+    assert np.allclose(centre.embed(astronaut), e / np.linalg.norm(e), atol=1e-5)
+
+
 def test_crop_embedder_batches(astronaut, hopper):
     enc = PatchMeans()
     emb = CropEncoderEmbedder(enc, name="patch", dim=8)
@@ -160,6 +191,21 @@ def test_insightface_model_pack_lookup(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         find_model_pack([str(a)], "buffalo_l")
     assert str(a / "models" / "buffalo_l") in str(err.value)
+
+
+def test_insightface_nested_model_pack_gets_a_hint(tmp_path):
+    # The antelopev2 zip unpacks to models/antelopev2/antelopev2/*.onnx, which FaceAnalysis cannot use.
+    nested = tmp_path / "models" / "antelopev2" / "antelopev2"
+    nested.mkdir(parents=True)
+    (nested / "scrfd_10g_bnkps.onnx").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="move them up one folder") as err:
+        find_model_pack([str(tmp_path)], "antelopev2")
+    assert str(nested) in str(err.value)
+
+
+def test_embedder_choices():
+    assert EMBEDDER_CHOICES == ["dlib", "insightface", "clip_vision_crop"]
+    assert set(EMBEDDER_DOCS) == set(EMBEDDER_CHOICES)
 
 
 # ----------------------------------------------------------------------------------------------- cache
@@ -247,3 +293,37 @@ def test_dlib_through_the_cache_is_free_the_second_time(tmp_path, dlib_embedder,
     second = IdentityCache(str(tmp_path)).get_or_compute(dlib_embedder, astronaut)
     assert np.array_equal(first, second)
     assert os.path.isdir(tmp_path / dlib_embedder.cache_tag)
+
+
+def test_cache_embeds_a_repeated_image_once(tmp_path):
+    emb = CountingEmbedder()
+    cache = IdentityCache(str(tmp_path))
+    img, other = images(2)
+    out = cache.get_or_compute_many(emb, [img, other, img.copy()])
+    assert emb.calls == 2 and emb.batches == 1 and (cache.misses, cache.hits) == (2, 1)
+    assert np.array_equal(out[0], out[2]) and not np.array_equal(out[0], out[1])
+
+
+def test_cache_that_cannot_write_still_answers(tmp_path, caplog):
+    root = tmp_path / "not_a_folder"
+    root.write_text("a file where the cache folder should be")
+    emb, (img,) = CountingEmbedder(), images(1)
+    cache = IdentityCache(str(root))
+    with caplog.at_level("WARNING"):
+        vec = cache.get_or_compute(emb, img)
+    assert np.allclose(vec, emb.embed(img)) and "could not write" in caplog.text
+    assert np.array_equal(cache.get_or_compute(emb, img), vec) and cache.hits == 1  # memory layer
+
+
+def test_cache_folders_are_safe_file_names(tmp_path, astronaut):
+    tags = ["clip_vision_crop:comfy.clip_vision-768-v1-face1.6", "clip_vision_crop/comfy.clip_vision-768-v1-face1.6"]
+    folders = [tag_folder(t) for t in tags]
+    assert all(":" not in f and "/" not in f for f in folders) and folders[0] != folders[1]
+    assert tag_folder("dlib_resnet_v1-128-v1-j1") == "dlib_resnet_v1-128-v1-j1"
+    enc = PatchMeans()
+    emb = CropEncoderEmbedder(enc, "comfy.clip_vision", 8)
+    first = IdentityCache(str(tmp_path)).get_or_compute(emb, astronaut)
+    second = IdentityCache(str(tmp_path)).get_or_compute(emb, astronaut)
+    assert enc.calls == 1 and np.array_equal(first, second)
+    (path,) = Path(tmp_path).rglob("*.safetensors")
+    assert ":" not in str(path.relative_to(tmp_path))
