@@ -54,7 +54,7 @@ def discover_cross_attention(model) -> list[CrossAttentionLayer]:
 
     base = model.model
     host.load_managed(model)
-    device, dtype = mm.get_torch_device(), base.get_dtype()
+    device = mm.get_torch_device()
     unet_cfg = base.model_config.unet_config
     channels = getattr(diffusion, "in_channels", 4)
     context_dim = unet_cfg.get("context_dim") or 768

@@ -18,7 +18,6 @@ refused with a clear message (not yet supported).
 
 from __future__ import annotations
 
-import torch
 
 from .adapter import RendererAdapter, RendererConfig
 

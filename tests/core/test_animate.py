@@ -16,7 +16,7 @@ import pytest
 from moviedreamer_core.animate import animatic_backend, animatic_frames, make_movie, plan_shots, split_into_clips
 from moviedreamer_core.project import MovieProject
 from moviedreamer_core.script import load_script
-from moviedreamer_core.video_io import concat_videos, read_frames, video_info, write_video
+from moviedreamer_core.video_io import concat_videos, video_info, write_video
 
 ROOT = Path(__file__).resolve().parents[2]
 

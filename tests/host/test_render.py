@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from moviedreamer_core.renderer import RendererAdapter, RendererConfig, ipadapter_state_from_adapter, save_renderer
+from moviedreamer_core.renderer import RendererAdapter, RendererConfig
 
 SCRIPT = """
 title: Render Test {n}
@@ -33,54 +33,6 @@ def script(n_keyframes: int, title_suffix: str = "") -> str:
         shots.append(f"  - id: s{i}\n    scene: room number {i}\n    action: something happens {i}.\n"
                      f"    characters: {who}\n    duration: 2\n")
     return SCRIPT.format(n=f"{n_keyframes}{title_suffix}", shots="".join(shots))
-
-
-@pytest.fixture(scope="module")
-def testing(host):
-    return host.pack_submodule("nodes.testing")
-
-
-@pytest.fixture(scope="module")
-def patching(host):
-    return host.pack_submodule("nodes.attention_patch")
-
-
-@pytest.fixture(scope="module")
-def model_dirs(host, testing, patching, tmp_path_factory):
-    """models/moviedreamer and models/ipadapter folders holding renderers made for the tiny SD1.5 UNet."""
-    fp = host.folder_paths
-    md, ip = tmp_path_factory.mktemp("md_models"), tmp_path_factory.mktemp("ip_models")
-    layers = patching.discover_cross_attention(testing.tiny_sd(0))
-    dims = [l.inner_dim for l in layers]
-    torch.manual_seed(0)
-    good = RendererAdapter(RendererConfig(
-        token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32}, context_dim=64, layer_dims=dims,
-        context_tokens=4, identity_space={"encoder": "clip_vision_crop:comfy.clip_vision", "dim": 32}, identity_tokens=2))
-    with torch.no_grad():
-        for p in good.parameters():
-            if p.ndim > 1:
-                p.normal_(0, 0.3)
-    save_renderer(good, str(md / "tiny_renderer.safetensors"))
-    other = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 16},
-                                           context_dim=64, layer_dims=dims))
-    save_renderer(other, str(md / "d16_renderer.safetensors"))
-    from safetensors.torch import save_file
-
-    plain = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32},
-                                           context_dim=64, layer_dims=dims, context_tokens=4))
-    save_file(ipadapter_state_from_adapter(plain), str(ip / "tiny_ipadapter.safetensors"))
-    plus = RendererAdapter(RendererConfig(
-        token_space={"source": "clip_vision.penultimate_hidden_states", "K": 0, "D": 64}, context_dim=64, layer_dims=dims,
-        context_tokens=4, resampler=dict(dim=64, depth=1, dim_head=64, heads=1, num_queries=4, embedding_dim=64,
-                                         output_dim=64, ff_mult=2)))
-    save_file(ipadapter_state_from_adapter(plus), str(ip / "tiny_ipadapter_plus.safetensors"))
-    fp.folder_names_and_paths["moviedreamer"][0].append(str(md))
-    fp.folder_names_and_paths["ipadapter"][0].append(str(ip))
-    fp.filename_list_cache.clear()
-    yield md, ip
-    fp.folder_names_and_paths["moviedreamer"][0].remove(str(md))
-    fp.folder_names_and_paths["ipadapter"][0].remove(str(ip))
-    fp.filename_list_cache.clear()
 
 
 def graph(text, renderer="tiny_renderer.safetensors", plan_seed=0, render_seed=0, project="", token_weight=1.0,

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
-import pytest
 import torch
-from PIL import Image
 
 NO_FILE = "(none: use the text above)"
 

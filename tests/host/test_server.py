@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
-from .harness import PACK_DIR
 
 
 def test_object_info_lists_our_nodes_with_tooltips(server):

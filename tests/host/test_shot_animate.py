@@ -6,7 +6,7 @@ from pathlib import Path
 
 from moviedreamer_core.video_io import video_info
 
-from .test_render import graph, model_dirs, patching, previews, script, testing  # noqa: F401  (fixtures)
+from .test_render import graph, previews, script
 
 
 def movie_graph(n: int, project: str) -> dict:
