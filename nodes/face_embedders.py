@@ -42,6 +42,18 @@ def clip_vision_encode_fn(clip_vision):
     return encode
 
 
+def clip_vision_fingerprint(clip_vision) -> str:
+    """A short name for *which* CLIP Vision model this is (a hash of its output projection), so identities
+    made with different CLIP Vision models never share an identity space or a cache folder."""
+    import hashlib
+
+    proj = getattr(clip_vision.model, "visual_projection", None)
+    weight = getattr(proj, "weight", None)
+    if weight is None:
+        weight = next(clip_vision.model.parameters())
+    return hashlib.sha256(weight.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:10]
+
+
 def _clip_vision_dim(clip_vision) -> int:
     probe = torch.full((1, 32, 32, 3), 0.5)
     return int(clip_vision.encode_image(probe).image_embeds.shape[-1])
@@ -73,7 +85,8 @@ def make_face_embedder(choice: str, clip_vision=None) -> FaceEmbedder:
 
         if clip_vision is None:
             raise ValueError("face_embedder clip_vision_crop needs a CLIP Vision model: connect one to clip_vision")
-        return CropEncoderEmbedder(clip_vision_encode_fn(clip_vision), name="comfy.clip_vision", dim=_clip_vision_dim(clip_vision))
+        return CropEncoderEmbedder(clip_vision_encode_fn(clip_vision), name=f"comfy.clip_vision.{clip_vision_fingerprint(clip_vision)}",
+                                   dim=_clip_vision_dim(clip_vision))
     raise ValueError(f"unknown face_embedder {choice!r} (choices: {', '.join(FACE_EMBEDDER_CHOICES)})")
 
 

@@ -24,6 +24,12 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+def tiny_crop_identity(host, testing) -> str:
+    """The identity space name ScriptEncode's clip_vision_crop embedder gives the tiny CLIP Vision (seed 0)."""
+    fingerprint = host.pack_submodule("nodes.face_embedders").clip_vision_fingerprint(testing.tiny_clip_vision(0))
+    return f"clip_vision_crop:comfy.clip_vision.{fingerprint}"
+
+
 @pytest.fixture(scope="session")
 def host(tmp_path_factory) -> InProcessHost:
     """The host in this process with the pack loaded (about 5 s, once per session)."""
@@ -70,7 +76,7 @@ def model_dirs(host, testing, patching, tmp_path_factory):
     torch.manual_seed(0)
     good = RendererAdapter(RendererConfig(
         token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32}, context_dim=64, layer_dims=dims,
-        context_tokens=4, identity_space={"encoder": "clip_vision_crop:comfy.clip_vision", "dim": 32}, identity_tokens=2))
+        context_tokens=4, identity_space={"encoder": tiny_crop_identity(host, testing), "dim": 32}, identity_tokens=2))
     with torch.no_grad():
         for p in good.parameters():
             if p.ndim > 1:

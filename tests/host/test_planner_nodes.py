@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from .conftest import tiny_crop_identity
+
 SCRIPT = """
 title: Two Scientists
 characters:
@@ -33,10 +35,13 @@ shots:
 N_KEYFRAMES = 6
 ZERO_SHOT = "(zero-shot prior: no planner file)"
 
-# What the tiny test encoders declare (nodes/testing.py): the planner file must match these.
-TINY_SPACES = dict(text_space={"encoder": "comfy.SD1ClipModel.pooled", "dim": 64},
-                   identity_space={"encoder": "clip_vision_crop:comfy.clip_vision", "dim": 32},
-                   token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32})
+
+
+def tiny_spaces(host, testing) -> dict:
+    """What the tiny test encoders declare (nodes/testing.py): the planner file must match these."""
+    return dict(text_space={"encoder": "comfy.SD1ClipModel.pooled", "dim": 64},
+                identity_space={"encoder": tiny_crop_identity(host, testing), "dim": 32},
+                token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32})
 
 
 def graph(planner_name=ZERO_SHOT, seed=0, few_shot=True, guidance=1.5):
@@ -56,15 +61,16 @@ def graph(planner_name=ZERO_SHOT, seed=0, few_shot=True, guidance=1.5):
 
 
 @pytest.fixture(scope="module")
-def planner_files(host, tmp_path_factory):
+def planner_files(host, testing, tmp_path_factory):
     """A matching and a mismatching tiny planner file in a models/moviedreamer folder of the host."""
     from moviedreamer_core.planner import KeyframePlanner, preset, save_planner
 
     folder = tmp_path_factory.mktemp("moviedreamer_models")
     torch.manual_seed(0)
-    good = KeyframePlanner(preset("tiny", **TINY_SPACES))
+    spaces = tiny_spaces(host, testing)
+    good = KeyframePlanner(preset("tiny", **spaces))
     save_planner(good, str(folder / "tiny_planner.safetensors"))
-    wrong = KeyframePlanner(preset("tiny", **{**TINY_SPACES, "text_space": {"encoder": "comfy.SDXLClipModel.pooled", "dim": 1280}}))
+    wrong = KeyframePlanner(preset("tiny", **{**spaces, "text_space": {"encoder": "comfy.SDXLClipModel.pooled", "dim": 1280}}))
     save_planner(wrong, str(folder / "sdxl_planner.safetensors"))
     fp = host.folder_paths
     fp.folder_names_and_paths["moviedreamer"][0].append(str(folder))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -98,7 +99,7 @@ def test_clip_vision_crop_accepts_any_photo_and_gives_reference_tokens(host, pho
     result = host.run(graph(image="coffee.png", face_embedder="clip_vision_crop", clip_vision=True))
     assert result.success, result.error_text()
     report = "\n".join(result.outputs["4"]["text"])
-    assert "identity clip_vision_crop:comfy.clip_vision (32-D), tokens clip_vision.image_embeds (K=1, D=32)" in report
+    assert re.search(r"identity clip_vision_crop:comfy\.clip_vision\.[0-9a-f]{10} \(32-D\), tokens clip_vision\.image_embeds \(K=1, D=32\)", report), report
 
 
 def test_clip_vision_crop_without_clip_vision_is_a_clear_error(host, photos):
@@ -142,3 +143,12 @@ def test_batched_sentence_embeddings_equal_the_hosts_own_pooled_output(host):
     for i, s in enumerate(sentences):
         _, pooled = clip.encode_from_tokens(clip.tokenize(s), return_pooled=True)
         assert torch.equal(batched[i], pooled[0].float()), s
+
+
+def test_clip_vision_crop_identities_name_their_clip_vision_model(host, testing):
+    faces = host.pack_submodule("nodes.face_embedders")
+    a = faces.make_face_embedder("clip_vision_crop", testing.tiny_clip_vision(0))
+    b = faces.make_face_embedder("clip_vision_crop", testing.tiny_clip_vision(1))
+    again = faces.make_face_embedder("clip_vision_crop", testing.tiny_clip_vision(0))
+    assert a.space != b.space and a.space == again.space
+    assert a.cache_tag != b.cache_tag
