@@ -1,9 +1,9 @@
 """ShotAnimate: keyframes to a movie on disk, shot by shot, with resume (MovieDreamer section 3.5).
 
-This release animates with the *animatic* backend (each keyframe held for its shot's duration with a slow
-camera move and the script's transitions): the cheap whole-movie preview that needs no video model. The
-image-to-video backends (SVD, Wan, LTX-Video through the host's own conditioning nodes) plug into the same
-``make_movie`` loop; their inputs will be added as optional inputs, so saved workflows keep loading.
+Backends: ``animatic`` (each keyframe held for its shot's duration with a slow camera move and the script's
+transitions: the cheap whole-movie preview that needs no video model) and the image-to-video models of
+``i2v_backends`` (Wan so far), chosen by ``auto`` from the connected MODEL. All run in the same ``make_movie``
+loop: streamed to disk shot by shot, resumable.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from comfy_api.latest import io, ui
 from ..moviedreamer_core.animate import animatic_backend, make_movie
 from ..moviedreamer_core.project import MovieProject
 from . import host, types
+from .i2v_backends import make_backend
 
-BACKENDS = ["animatic"]
+BACKENDS = ["auto", "animatic"]
 
 
 class ShotAnimate(io.ComfyNode):
@@ -36,7 +37,8 @@ class ShotAnimate(io.ComfyNode):
                 io.Image.Input("keyframes", tooltip="All keyframes in order (from IdentityDiffusionRender)."),
                 types.Script.Input("script", tooltip="The script from ScriptEncode: shot durations, cameras, transitions."),
                 io.Combo.Input("backend", options=BACKENDS, default=BACKENDS[0],
-                               tooltip="animatic: keyframes held with camera moves and transitions (fast, no video model)."),
+                               tooltip="auto: the connected image-to-video MODEL (Wan), or the animatic when no model is "
+                               "connected. animatic: keyframes held with camera moves and transitions (fast, no video model)."),
                 io.Float.Input("fps", default=12.0, min=1.0, max=60.0, step=1.0, tooltip="Frames per second of the movie."),
                 io.Int.Input("frames_per_clip", default=25, min=2, max=1024,
                              tooltip="Native clip length of the video model; longer shots are chained clip by clip "
@@ -44,6 +46,22 @@ class ShotAnimate(io.ComfyNode):
                 io.String.Input("project_name", default="",
                                 tooltip="Movie project folder under output/moviedreamer/ (empty = the script's title). "
                                 "Finished shots there are reused on a rerun."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Base seed of the video model; every clip derives its own (ignored by the animatic)."),
+                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps per clip (video models)."),
+                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, tooltip="Guidance scale (video models)."),
+                io.Combo.Input("sampler_name", options=host.sampler_names(), default="euler",
+                               tooltip="The host's sampler (video models)."),
+                io.Combo.Input("scheduler", options=host.scheduler_names(), default="simple",
+                               tooltip="The host's noise schedule (video models)."),
+                io.Model.Input("model", optional=True,
+                               tooltip="An image-to-video model (Wan 2.1/2.2 i2v). Not connected: the animatic."),
+                io.Vae.Input("vae", optional=True, tooltip="The video model's VAE."),
+                io.ClipVision.Input("clip_vision", optional=True,
+                                    tooltip="CLIP Vision for the keyframe's identity anchor, kept fixed across a long "
+                                    "shot's chained clips (Wan 2.1 i2v uses it)."),
+                io.Conditioning.Input("positive", optional=True, tooltip="The video model's text conditioning."),
+                io.Conditioning.Input("negative", optional=True, tooltip="The video model's negative conditioning."),
             ],
             outputs=[
                 types.Movie.Output("movie", display_name="movie", tooltip="The movie project (folder, files)."),
@@ -53,13 +71,22 @@ class ShotAnimate(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, keyframes, script, backend, fps, frames_per_clip, project_name="") -> io.NodeOutput:
+    def execute(cls, keyframes, script, backend, fps, frames_per_clip, project_name="", seed=0, steps=20, cfg=5.0,
+                sampler_name="euler", scheduler="simple", model=None, vae=None, clip_vision=None, positive=None,
+                negative=None) -> io.NodeOutput:
         if keyframes.shape[0] != script.n_keyframes:
             raise ValueError(f"got {keyframes.shape[0]} keyframe images, but the script has {script.n_keyframes} keyframes")
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r} (choices: {', '.join(BACKENDS)})")
         height, width = int(keyframes.shape[1]), int(keyframes.shape[2])
         size = (width - width % 2, height - height % 2)
+        params = {}
+        if backend == "auto" and model is not None:
+            settings = dict(steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler, seed=seed, size=size)
+            backend, frames_fn = make_backend(model, vae, positive, negative, clip_vision, **settings)
+            params = {k: v for k, v in settings.items() if k != "size"}
+        else:
+            backend, frames_fn = "animatic", animatic_backend(fps, size)
         project = MovieProject(host.output_directory(), project_name.strip() or script.title)
         progress = host.Progress(len(script.shots))
 
@@ -67,7 +94,7 @@ class ShotAnimate(io.ComfyNode):
             return (keyframes[i, :, :, :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
         result = make_movie(project, script, keyframe, fps=fps, frames_per_clip=frames_per_clip, size=size,
-                            backend=animatic_backend(fps, size), backend_name=backend, progress=progress,
+                            backend=frames_fn, backend_name=backend, backend_params=params, progress=progress,
                             check_interrupt=host.check_interrupt)
         preview = torch.from_numpy(np.stack(result.preview)).float().div(255) if result.preview else torch.zeros(1, 8, 8, 3)
         text = (f"{result.frames} frames ({result.frames / fps:.1f} s) in {len(result.shot_files)} shots, "

@@ -167,6 +167,53 @@ class MovieDreamerTestTinySD(io.ComfyNode):
         return io.NodeOutput(tiny_sd(seed), tiny_vae(seed))
 
 
+def tiny_wan_i2v_state_dict(seed: int = 0) -> dict:
+    """Weights of a tiny Wan 2.1 image-to-video model (about 2.8 M parameters) in the layout the host's loader
+    detects (``head.modulation``; ``img_emb`` for i2v; width a multiple of 128)."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+
+    model = comfy.ldm.wan.model.WanModel(model_type="i2v", in_dim=36, dim=128, ffn_dim=256, num_heads=1, num_layers=1,
+                                         text_dim=4096, out_dim=16, operations=comfy.ops.disable_weight_init)
+    reinit_(model, seed)
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def tiny_wan_vae(seed: int = 0) -> comfy.sd.VAE:
+    """The host's Wan 2.1 VAE (its size is fixed: 127 M parameters) with random weights."""
+    import comfy.ldm.wan.vae
+
+    vae = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                   temperal_downsample=[False, True, True])
+    reinit_(vae, seed, std=0.05)
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(1.0)
+    return comfy.sd.VAE(sd=vae.state_dict())
+
+
+class MovieDreamerTestTinyWanExtras(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerTestTinyWanExtras",
+            display_name="Tiny Wan VAE and conditioning (MovieDreamer tests)",
+            category=types.CATEGORY + "/testing",
+            description="Test only: the host's Wan 2.1 VAE with random weights, and random Wan text conditioning.",
+            inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
+            outputs=[io.Vae.Output("vae", display_name="VAE", tooltip="The Wan VAE."),
+                     io.Conditioning.Output("positive", display_name="positive", tooltip="Random text conditioning."),
+                     io.Conditioning.Output("negative", display_name="negative", tooltip="Zero text conditioning.")],
+        )
+
+    @classmethod
+    def execute(cls, seed=0) -> io.NodeOutput:
+        g = torch.Generator().manual_seed(seed)
+        return io.NodeOutput(tiny_wan_vae(seed), [[torch.randn(1, 8, 4096, generator=g) * 0.1, {}]],
+                             [[torch.zeros(1, 8, 4096), {}]])
+
+
 class MovieDreamerTestTinyCLIP(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -201,7 +248,7 @@ class MovieDreamerTestTinyCLIPVision(io.ComfyNode):
         return io.NodeOutput(tiny_clip_vision(seed))
 
 
-TEST_NODES = [MovieDreamerTestTinyCLIP, MovieDreamerTestTinyCLIPVision, MovieDreamerTestTinySD]
+TEST_NODES = [MovieDreamerTestTinyCLIP, MovieDreamerTestTinyCLIPVision, MovieDreamerTestTinySD, MovieDreamerTestTinyWanExtras]
 
 
 def enabled() -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from moviedreamer_core.video_io import video_info
 
@@ -12,7 +15,9 @@ from .test_render import graph, previews, script
 def movie_graph(n: int, project: str) -> dict:
     g = graph(script(n), project=project)
     g["13"] = {"class_type": "ShotAnimate", "inputs": {"keyframes": ["11", 0], "script": ["2", 0], "backend": "animatic",
-                                                       "fps": 8.0, "frames_per_clip": 25, "project_name": project}}
+                                                       "fps": 8.0, "frames_per_clip": 25, "project_name": project,
+                                                       "seed": 0, "steps": 2, "cfg": 3.0, "sampler_name": "euler",
+                                                       "scheduler": "simple"}}
     return g
 
 
@@ -35,3 +40,69 @@ def test_cancel_then_rerun_makes_only_the_missing_shots(host, photos, model_dirs
     again = host.run(movie_graph(4, "resume_movie"))
     previews(host, again)
     assert "4 shots, 2 made this run" in again.outputs["13"]["text"][0]
+
+
+WAN_SCRIPT = """
+title: Wan Test
+shots:
+  - id: a
+    scene: a field
+    action: wind moves the grass.
+    duration: 1
+  - id: b
+    scene: a field at dusk
+    action: the light fades.
+    duration: 2
+    camera: wide
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_wan_file(host, tmp_path_factory):
+    """A tiny Wan 2.1 i2v checkpoint in a diffusion_models folder, loaded by the host's own UNETLoader."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("diffusion_models")
+    save_file(host.pack_submodule("nodes.testing").tiny_wan_i2v_state_dict(0), str(folder / "tiny_wan_i2v.safetensors"))
+    fp = host.folder_paths
+    fp.add_model_folder_path("diffusion_models", str(folder))
+    fp.filename_list_cache.clear()
+    yield "tiny_wan_i2v.safetensors"
+    fp.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
+    fp.filename_list_cache.clear()
+
+
+def wan_graph(project: str, with_model: bool = True) -> dict:
+    g = {
+        "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},
+        "2": {"class_type": "ScriptEncode", "inputs": {"script": WAN_SCRIPT, "script_file": "(none: use the text above)",
+                                                        "clip": ["1", 0], "face_embedder": "dlib"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+        "4": {"class_type": "ImageScale", "inputs": {"image": ["3", 0], "upscale_method": "bilinear", "width": 64,
+                                                      "height": 40, "crop": "center"}},
+        "5": {"class_type": "RepeatImageBatch", "inputs": {"image": ["4", 0], "amount": 2}},
+        "6": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_i2v.safetensors", "weight_dtype": "default"}},
+        "7": {"class_type": "MovieDreamerTestTinyWanExtras", "inputs": {"seed": 0}},
+        "8": {"class_type": "ShotAnimate", "inputs": {
+            "keyframes": ["5", 0], "script": ["2", 0], "backend": "auto", "fps": 8.0, "frames_per_clip": 9,
+            "project_name": project, "seed": 0, "steps": 2, "cfg": 3.0, "sampler_name": "euler", "scheduler": "simple",
+            "vae": ["7", 0], "positive": ["7", 1], "negative": ["7", 2]}},
+    }
+    if with_model:
+        g["8"]["inputs"]["model"] = ["6", 0]
+    return g
+
+
+@pytest.mark.slow
+def test_wan_image_to_video_backend_chains_long_shots(host, photos, tiny_wan_file):
+    bad = host.run(wan_graph("wan_bad_size"))
+    assert not bad.success and "multiples of 16; got 64x40" in bad.error_text()
+    g = wan_graph("wan")
+    g["4"]["inputs"]["height"] = 64
+    result = host.run(g)
+    assert result.success, result.error_text()
+    assert "24 frames (3.0 s) in 2 shots, 2 made this run" in result.outputs["8"]["text"][0]
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "wan"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["shots"]["1"]["backend"] == "wan" and manifest["shots"]["1"]["frames"] == 16
+    assert video_info(str(folder / "wan.mp4")) == {"frames": 24, "width": 64, "height": 64, "fps": 8.0}
