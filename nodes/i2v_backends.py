@@ -13,7 +13,7 @@ until their backends land.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 import torch
