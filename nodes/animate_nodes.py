@@ -2,7 +2,7 @@
 
 Backends: ``animatic`` (each keyframe held for its shot's duration with a slow camera move and the script's
 transitions: the cheap whole-movie preview that needs no video model) and the image-to-video models of
-``i2v_backends`` (Wan so far), chosen by ``auto`` from the connected MODEL. All run in the same ``make_movie``
+``i2v_backends`` (Wan, SVD), chosen by ``auto`` from the connected MODEL. All run in the same ``make_movie``
 loop: streamed to disk shot by shot, resumable.
 """
 
@@ -37,7 +37,7 @@ class ShotAnimate(io.ComfyNode):
                 io.Image.Input("keyframes", tooltip="All keyframes in order (from IdentityDiffusionRender)."),
                 types.Script.Input("script", tooltip="The script from ScriptEncode: shot durations, cameras, transitions."),
                 io.Combo.Input("backend", options=BACKENDS, default=BACKENDS[0],
-                               tooltip="auto: the connected image-to-video MODEL (Wan), or the animatic when no model is "
+                               tooltip="auto: the connected image-to-video MODEL (Wan, SVD), or the animatic when no model is "
                                "connected. animatic: keyframes held with camera moves and transitions (fast, no video model)."),
                 io.Float.Input("fps", default=12.0, min=1.0, max=60.0, step=1.0, tooltip="Frames per second of the movie."),
                 io.Int.Input("frames_per_clip", default=25, min=2, max=1024,
@@ -55,13 +55,13 @@ class ShotAnimate(io.ComfyNode):
                 io.Combo.Input("scheduler", options=host.scheduler_names(), default="simple",
                                tooltip="The host's noise schedule (video models)."),
                 io.Model.Input("model", optional=True,
-                               tooltip="An image-to-video model (Wan 2.1/2.2 i2v). Not connected: the animatic."),
+                               tooltip="An image-to-video model (Wan 2.1/2.2 i2v, or SVD). Not connected: the animatic."),
                 io.Vae.Input("vae", optional=True, tooltip="The video model's VAE."),
                 io.ClipVision.Input("clip_vision", optional=True,
                                     tooltip="CLIP Vision for the keyframe's identity anchor, kept fixed across a long "
-                                    "shot's chained clips (Wan 2.1 i2v uses it)."),
-                io.Conditioning.Input("positive", optional=True, tooltip="The video model's text conditioning."),
-                io.Conditioning.Input("negative", optional=True, tooltip="The video model's negative conditioning."),
+                                    "shot's chained clips (required by SVD; used by Wan 2.1 i2v)."),
+                io.Conditioning.Input("positive", optional=True, tooltip="The video model's text conditioning (Wan)."),
+                io.Conditioning.Input("negative", optional=True, tooltip="The video model's negative conditioning (Wan)."),
             ],
             outputs=[
                 types.Movie.Output("movie", display_name="movie", tooltip="The movie project (folder, files)."),
@@ -83,7 +83,7 @@ class ShotAnimate(io.ComfyNode):
         params = {}
         if backend == "auto" and model is not None:
             settings = dict(steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler, seed=seed, size=size)
-            backend, frames_fn = make_backend(model, vae, positive, negative, clip_vision, **settings)
+            backend, frames_fn = make_backend(model, vae, positive, negative, clip_vision, fps=fps, **settings)
             params = {k: v for k, v in settings.items() if k != "size"}
         else:
             backend, frames_fn = "animatic", animatic_backend(fps, size)

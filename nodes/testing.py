@@ -167,6 +167,44 @@ class MovieDreamerTestTinySD(io.ComfyNode):
         return io.NodeOutput(tiny_sd(seed), tiny_vae(seed))
 
 
+def tiny_svd(seed: int = 0, context_dim: int = 32):
+    """A ``ModelPatcher`` around a real ``comfy.model_base.SVD_img2vid`` with a tiny video UNet (about 2 M
+    parameters), built in-process (the loader's SVD detection needs a full-size model). ``context_dim`` matches
+    the tiny CLIP Vision's projected embedding."""
+    import comfy.supported_models
+
+    cfg = dict(image_size=32, in_channels=8, out_channels=4, model_channels=32, num_res_blocks=[1, 1], channel_mult=[1, 2],
+               transformer_depth=[1, 1], transformer_depth_output=[1, 1, 1, 1], transformer_depth_middle=1,
+               use_spatial_transformer=True, use_linear_in_transformer=True, context_dim=context_dim, legacy=False,
+               use_checkpoint=False, adm_in_channels=768, num_classes="sequential", use_temporal_attention=True,
+               use_temporal_resblock=True, extra_ff_mix_layer=True, use_spatial_context=True,
+               merge_strategy="learned_with_images", merge_factor=0.0, video_kernel_size=[3, 1, 1],
+               disable_temporal_crossattention=False, max_ddpm_temb_period=10000, dtype=torch.float32)
+    config = comfy.supported_models.SVD_img2vid(cfg)
+    config.unet_config["num_head_channels"] = 16
+    model = config.get_model({})
+    reinit_(model, seed)
+    mm = comfy.model_management
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+class MovieDreamerTestTinySVD(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerTestTinySVD",
+            display_name="Tiny SVD model (MovieDreamer tests)",
+            category=types.CATEGORY + "/testing",
+            description="Test only: a tiny randomly initialised Stable Video Diffusion model in the host's own classes.",
+            inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
+            outputs=[io.Model.Output("model", display_name="MODEL", tooltip="The tiny SVD model.")],
+        )
+
+    @classmethod
+    def execute(cls, seed=0) -> io.NodeOutput:
+        return io.NodeOutput(tiny_svd(seed))
+
+
 def tiny_wan_i2v_state_dict(seed: int = 0) -> dict:
     """Weights of a tiny Wan 2.1 image-to-video model (about 2.8 M parameters) in the layout the host's loader
     detects (``head.modulation``; ``img_emb`` for i2v; width a multiple of 128)."""
@@ -248,7 +286,8 @@ class MovieDreamerTestTinyCLIPVision(io.ComfyNode):
         return io.NodeOutput(tiny_clip_vision(seed))
 
 
-TEST_NODES = [MovieDreamerTestTinyCLIP, MovieDreamerTestTinyCLIPVision, MovieDreamerTestTinySD, MovieDreamerTestTinyWanExtras]
+TEST_NODES = [MovieDreamerTestTinyCLIP, MovieDreamerTestTinyCLIPVision, MovieDreamerTestTinySD, MovieDreamerTestTinyWanExtras,
+              MovieDreamerTestTinySVD]
 
 
 def enabled() -> bool:

@@ -106,3 +106,38 @@ def test_wan_image_to_video_backend_chains_long_shots(host, photos, tiny_wan_fil
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["shots"]["1"]["backend"] == "wan" and manifest["shots"]["1"]["frames"] == 16
     assert video_info(str(folder / "wan.mp4")) == {"frames": 24, "width": 64, "height": 64, "fps": 8.0}
+
+
+def svd_graph(project: str, clip_vision: bool = True) -> dict:
+    g = {
+        "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},
+        "2": {"class_type": "ScriptEncode", "inputs": {"script": WAN_SCRIPT, "script_file": "(none: use the text above)",
+                                                        "clip": ["1", 0], "face_embedder": "dlib"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "hopper.png"}},
+        "4": {"class_type": "ImageScale", "inputs": {"image": ["3", 0], "upscale_method": "bilinear", "width": 64,
+                                                      "height": 48, "crop": "center"}},
+        "5": {"class_type": "RepeatImageBatch", "inputs": {"image": ["4", 0], "amount": 2}},
+        "6": {"class_type": "MovieDreamerTestTinySVD", "inputs": {"seed": 0}},
+        "7": {"class_type": "MovieDreamerTestTinySD", "inputs": {"seed": 0}},
+        "9": {"class_type": "MovieDreamerTestTinyCLIPVision", "inputs": {"seed": 0}},
+        "8": {"class_type": "ShotAnimate", "inputs": {
+            "keyframes": ["5", 0], "script": ["2", 0], "backend": "auto", "fps": 6.0, "frames_per_clip": 5,
+            "project_name": project, "seed": 0, "steps": 2, "cfg": 2.0, "sampler_name": "euler", "scheduler": "karras",
+            "model": ["6", 0], "vae": ["7", 1]}},
+    }
+    if clip_vision:
+        g["8"]["inputs"]["clip_vision"] = ["9", 0]
+    return g
+
+
+@pytest.mark.slow
+def test_svd_backend_in_process_chains_clips(host, photos):
+    refused = host.run(svd_graph("svd_no_cv", clip_vision=False))
+    assert not refused.success and "the svd image-to-video backend needs clip_vision connected" in refused.error_text()
+    result = host.run(svd_graph("svd"))
+    assert result.success, result.error_text()
+    assert "18 frames (3.0 s) in 2 shots, 2 made this run" in result.outputs["8"]["text"][0]
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "svd"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["shots"]["1"]["backend"] == "svd" and manifest["shots"]["1"]["frames"] == 12  # 5 + 4 + 3 new frames
+    assert video_info(str(folder / "svd.mp4")) == {"frames": 18, "width": 64, "height": 48, "fps": 6.0}
