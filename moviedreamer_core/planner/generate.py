@@ -3,8 +3,10 @@
 For each keyframe the planner reads the keyframe's conditions (its sentences and who is on screen), then
 samples its K visual tokens one by one from the mixture head, each fed back as input for the next.
 
-**KV cache.** Keys and values of everything already read are kept (transformers' ``DynamicCache``), so each
-step only runs the new elements through the transformer.
+**KV cache.** Keys and values of everything already read are kept (transformers' ``DynamicCache`` with the
+append-in-place layers of ``kv_cache.py``), so each step only runs the new elements through the transformer.
+A keyframe takes K steps: its conditions with BOI (whose output predicts token 0), then each sampled token
+(whose output predicts the next); the last token is fed with the next keyframe's conditions.
 
 **Bounded context (sliding window).** The script header always stays; of the keyframes only the most
 recent ones are kept. The cache holds the header plus keyframes ``start .. i-1``; when that reaches
@@ -34,7 +36,8 @@ from ..embeds import ScriptEmbeds
 from ..spaces import EmbeddingSpace, TokenSpace, require_same_space
 from ..storyboard import Storyboard, derive_seed
 from .inputs import Story, story_from_embeds
-from .model import KeyframePlanner, new_cache
+from .kv_cache import new_cache
+from .model import KeyframePlanner
 
 
 def check_spaces(planner_cfg, embeds: ScriptEmbeds, planner_name: str) -> None:
@@ -48,17 +51,18 @@ def check_spaces(planner_cfg, embeds: ScriptEmbeds, planner_name: str) -> None:
 class _Streams:
     """The conditional (and optionally unconditional) streams decoded side by side as one batch.
 
-    Every keyframe's input embeddings are kept (for the last 2W keyframes), so a window rebuild is one
-    forward pass over stored embeddings, with no re-embedding."""
+    With a window, every keyframe's input embeddings are kept (for at most the last 2W keyframes), so a
+    window rebuild is one forward pass over stored embeddings, with no re-embedding."""
 
-    def __init__(self, model: KeyframePlanner, story: Story, guidance: float, use_cache: bool):
-        self.model, self.story, self.use_cache = model, story, use_cache
+    def __init__(self, model: KeyframePlanner, story: Story, guidance: float, use_cache: bool, keep: bool = True):
+        self.model, self.story, self.use_cache, self.keep = model, story, use_cache, keep
         self.ctxs = [model.make_conditioning(story, train=False, cond=True)]
         if guidance != 1.0:
             self.ctxs.append(model.make_conditioning(story, train=False, cond=False))
         self.header = torch.stack([model.embed_header(story, c) for c in self.ctxs])
         self.kept: dict[int, torch.Tensor] = {}  # keyframe index -> its input embeddings [streams, n, H]
         self.current: list = []
+        self.processed = 0  # sequence elements run through the backbone (per stream), rebuilds included
         self.reset([])
 
     def reset(self, keyframes: list) -> None:
@@ -81,7 +85,8 @@ class _Streams:
 
     def commit(self, i: int) -> None:
         """Keyframe i is complete: keep its embeddings for later window rebuilds."""
-        self.kept[i] = torch.cat(self.current, dim=1)
+        if self.keep:
+            self.kept[i] = torch.cat(self.current, dim=1)
         self.current = []
 
     def step(self) -> list:
@@ -96,6 +101,7 @@ class _Streams:
             pos = torch.arange(self.fed.shape[1], device=x.device)[None].expand(x.shape[0], -1)
             h = self.model.run_backbone(self.fed, position_ids=pos)
         self.length += n
+        self.processed += n if self.use_cache else self.fed.shape[1]
         self.pending = x[:, :0]
         return [h[s, -1] for s in range(h.shape[0])]
 
@@ -103,14 +109,18 @@ class _Streams:
 @torch.no_grad()
 def plan_tokens(model: KeyframePlanner, story: Story, *, seed: int, temperature: float = 1.0, guidance: float = 1.0,
                 window: Optional[int] = 16, use_cache: bool = True,
-                progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
-    """Tokens ``[N, K, D]`` (de-normalised) for every keyframe of ``story``. ``window=None``: full history."""
+                progress: Optional[Callable[[int, int], None]] = None, stats: Optional[dict] = None) -> torch.Tensor:
+    """Tokens ``[N, K, D]`` (de-normalised) for every keyframe of ``story``. ``window=None``: full history.
+
+    ``stats`` (a dict, optional) receives the work done per keyframe: ``processed`` (sequence elements run
+    through the backbone, window rebuilds included) and ``context`` (elements in context after the keyframe),
+    which the tests and the benchmark read to show that the work stays flat."""
     was_training = model.training
     model.eval()
     try:
         N, K = story.n_keyframes, model.cfg.K
         out = torch.zeros(N, K, model.cfg.D)
-        streams = _Streams(model, story, guidance, use_cache)
+        streams = _Streams(model, story, guidance, use_cache, keep=bool(window))
         start = 0
         for i in range(N):
             if window and i - start >= 2 * window:
@@ -128,6 +138,10 @@ def plan_tokens(model: KeyframePlanner, story: Story, *, seed: int, temperature:
                 out[i, j] = token
                 streams.push_tokens(token[None], first=j)
             streams.commit(i)
+            if stats is not None:
+                stats.setdefault("processed", []).append(streams.processed)
+                stats.setdefault("context", []).append(streams.length)
+                streams.processed = 0
             if progress is not None:
                 progress(i + 1, N)
         return model.denormalise(out.to(model.param_device)).cpu()

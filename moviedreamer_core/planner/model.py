@@ -293,12 +293,3 @@ def _cache_kwarg() -> str:
 
 _CACHE_KWARG = _cache_kwarg()
 
-
-def new_cache(model: KeyframePlanner):
-    """An empty KV cache for ``model.backbone`` (transformers 4.x and 5.x)."""
-    from transformers.cache_utils import DynamicCache
-
-    try:
-        return DynamicCache(config=model.backbone.config)
-    except TypeError:  # transformers 4.x
-        return DynamicCache()
