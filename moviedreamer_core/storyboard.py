@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +18,7 @@ import torch
 from .spaces import TokenSpace
 
 STORYBOARD_FORMAT_VERSION = 1
+METADATA_KEY = "moviedreamer_storyboard"
 
 
 def derive_seed(base: int, index: int, purpose: str = "plan") -> int:
@@ -38,9 +40,24 @@ class Storyboard:
     content_hash: str
     params: dict = field(default_factory=dict)  # temperature, guidance, window, ...
 
+    def __post_init__(self):
+        if self.tokens.ndim != 3:
+            raise ValueError(f"storyboard tokens must be [n_keyframes, K, D], got shape {tuple(self.tokens.shape)}")
+        n = int(self.tokens.shape[0])
+        for name in ("keyframe_shot", "shot_ids", "keyframe_seeds"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"storyboard {name} has {len(getattr(self, name))} entries for {n} keyframes")
+        if (self.tokens.shape[1], self.tokens.shape[2]) != (self.token_space.K or self.tokens.shape[1], self.token_space.D):
+            raise ValueError(f"storyboard tokens {tuple(self.tokens.shape)} do not fit {self.token_space.describe()}")
+
     @property
     def n_keyframes(self) -> int:
         return int(self.tokens.shape[0])
+
+    @property
+    def seeds(self) -> dict:
+        """The seed lineage: the base seed and the seed derived from it for each keyframe."""
+        return {"base": self.seed, "keyframes": list(self.keyframe_seeds)}
 
     def metadata(self) -> dict:
         return {
@@ -50,17 +67,27 @@ class Storyboard:
             "script_hash": self.script_hash, "content_hash": self.content_hash, "params": self.params,
         }
 
-    def save(self, path: str) -> None:
+    def to_safetensors(self, path: str) -> None:
+        """Write the tokens, with everything else as JSON metadata (atomically: temporary file, then rename)."""
         from safetensors.torch import save_file
 
-        save_file({"tokens": self.tokens.contiguous().float()}, path, metadata={"moviedreamer_storyboard": json.dumps(self.metadata())})
+        tmp = f"{path}.tmp"
+        save_file({"tokens": self.tokens.detach().float().cpu().contiguous()}, tmp,
+                  metadata={METADATA_KEY: json.dumps(self.metadata())})
+        os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str) -> "Storyboard":
+    def from_safetensors(cls, path: str) -> "Storyboard":
         from safetensors import safe_open
 
         with safe_open(path, framework="pt") as f:
-            meta = json.loads(f.metadata()["moviedreamer_storyboard"])
+            meta = f.metadata() or {}
+            if METADATA_KEY not in meta:
+                raise ValueError(f"{os.path.basename(path)} is not a MovieDreamer storyboard file (no '{METADATA_KEY}' metadata)")
+            meta = json.loads(meta[METADATA_KEY])
+            if int(meta.get("format", 1)) > STORYBOARD_FORMAT_VERSION:
+                raise ValueError(f"{os.path.basename(path)}: storyboard format {meta['format']} is newer than this pack "
+                                 f"understands ({STORYBOARD_FORMAT_VERSION}); update ComfyUI-MovieDreamer")
             tokens = f.get_tensor("tokens")
         return cls(
             tokens=tokens, token_space=TokenSpace.from_dict(meta["token_space"]), keyframe_shot=tuple(meta["keyframe_shot"]),
@@ -68,6 +95,9 @@ class Storyboard:
             keyframe_seeds=tuple(int(s) for s in meta["keyframe_seeds"]), script_hash=meta["script_hash"],
             content_hash=meta["content_hash"], params=meta.get("params", {}),
         )
+
+    save = to_safetensors  # short names
+    load = from_safetensors
 
 
 def storyboard_report(board: Storyboard, max_keyframes: int = 200) -> str:

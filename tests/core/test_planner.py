@@ -276,12 +276,27 @@ def test_zero_shot_prior_names_characters_without_reference_tokens(embeds):
 
 
 def test_storyboard_save_and_load(tmp_path, embeds):
-    board = generate_storyboard(ZeroShotPrior(), embeds, seed=3, temperature=0.3)
+    board = generate_storyboard(ZeroShotPrior(), embeds, seed=2**64 - 1, temperature=0.3)
     path = tmp_path / "board.safetensors"
-    board.save(str(path))
-    again = Storyboard.load(str(path))
-    assert torch.equal(again.tokens, board.tokens)
+    board.to_safetensors(str(path))
+    again = Storyboard.from_safetensors(str(path))
+    assert torch.equal(again.tokens, board.tokens) and again.tokens.dtype == torch.float32
     assert dataclasses.replace(again, tokens=board.tokens) == board
+    assert again.seeds == {"base": 2**64 - 1, "keyframes": list(board.keyframe_seeds)}
+    assert not (tmp_path / "board.safetensors.tmp").exists()
+
+
+def test_storyboard_refuses_inconsistent_fields_and_foreign_files(tmp_path, embeds):
+    from safetensors.torch import save_file
+
+    board = generate_storyboard(ZeroShotPrior(), embeds, seed=0)
+    with pytest.raises(ValueError, match="shot_ids has 2 entries for 3 keyframes"):
+        dataclasses.replace(board, shot_ids=board.shot_ids[:2])
+    with pytest.raises(ValueError, match=r"do not fit clip_vision.image_embeds \(K=1, D=6\)"):
+        dataclasses.replace(board, tokens=torch.zeros(3, 1, 5))
+    save_file({"tokens": torch.zeros(3, 1, 6)}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(ValueError, match="x.safetensors is not a MovieDreamer storyboard"):
+        Storyboard.from_safetensors(str(tmp_path / "x.safetensors"))
 
 
 # ---------------------------------------------------------------------------------------- training CLI
