@@ -3,7 +3,7 @@
 ``Story`` is the planner-side view of ``ScriptEmbeds`` (one movie), stripped of texts and names; a training
 dataset yields the same ``Story`` with ``tokens`` filled in. ``Story.window(a, b)`` cuts keyframes
 ``a..b-1`` out with the whole header kept, the operation both training (random windows) and generation
-(the sliding context) rely on.
+(the sliding context) rely on. ``collate`` pads the embedded sequences of several stories into one batch.
 """
 
 from __future__ import annotations
@@ -58,16 +58,36 @@ class Story:
         )
 
 
-def story_from_embeds(embeds: ScriptEmbeds, reference_tokens: Optional[list] = None) -> Story:
+def story_from_embeds(embeds: ScriptEmbeds, reference_tokens: Optional[list] = None,
+                      tokens: Optional[torch.Tensor] = None) -> Story:
     """The planner's view of ``MD_SCRIPT_EMBEDS``. ``reference_tokens`` (per character, or ``None``) overrides
-    the characters' own reference tokens for few-shot planning."""
+    the characters' own reference tokens for few-shot planning; ``tokens [N, K, D]`` are the keyframes' true
+    tokens when the story is for training (e.g. its rendered frames encoded by the keyframe tokenizer)."""
     if reference_tokens is None and any(c.reference_tokens is not None for c in embeds.characters):
         reference_tokens = [c.reference_tokens for c in embeds.characters]
+    if reference_tokens is not None and len(reference_tokens) != len(embeds.characters):
+        raise ValueError(f"reference_tokens has {len(reference_tokens)} entries for {len(embeds.characters)} characters")
+    if tokens is not None and (tokens.ndim != 3 or tokens.shape[0] != embeds.n_keyframes):
+        raise ValueError(f"tokens must be [{embeds.n_keyframes}, K, D] (one row per keyframe), got {tuple(tokens.shape)}")
     return Story(
         style=embeds.style_embed.float(),
         descriptions=embeds.description_embeds.float(),
         identity_banks=[c.bank.float() for c in embeds.characters],
         keyframe_text=embeds.keyframe_text.float(),
         keyframe_characters=[tuple(k.characters) for k in embeds.keyframes],
+        tokens=None if tokens is None else tokens.float(),
         reference_tokens=reference_tokens,
     )
+
+
+def collate(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stories of different lengths as one batch: embedded sequences ``[L_b, H]`` right-padded with zeros to
+    ``[B, L, H]``, and the attention mask ``[B, L]`` (1 = real element). Causal attention plus right padding
+    means padding never changes a real element's output (tested), so any mix of lengths trains together."""
+    L = max(s.shape[0] for s in sequences)
+    x = sequences[0].new_zeros(len(sequences), L, sequences[0].shape[-1])
+    mask = torch.zeros(len(sequences), L, dtype=torch.long, device=x.device)
+    for b, s in enumerate(sequences):
+        x[b, :s.shape[0]] = s
+        mask[b, :s.shape[0]] = 1
+    return x, mask

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import PlannerConfig
-from .inputs import Story
+from .inputs import Story, collate
 from .mixture import Mixture, MixtureHead, mixture_loss
 
 # Element types of the sequence. The keyframe text segments (action, scene, style) follow as types
@@ -233,13 +233,7 @@ class KeyframePlanner(nn.Module):
             seqs.append(seq)
             preds.append(pred)
             targets.append(tgt)
-        L = max(s.shape[0] for s in seqs)
-        H = self.cfg.hidden_size
-        x = torch.zeros(len(seqs), L, H, device=self.param_device)
-        mask = torch.zeros(len(seqs), L, dtype=torch.long, device=self.param_device)
-        for b, s in enumerate(seqs):
-            x[b, :s.shape[0]] = s
-            mask[b, :s.shape[0]] = 1
+        x, mask = collate(seqs)
         h = self.run_backbone(self.drop(x), attention_mask=mask)
         h = self.drop(h)
         gathered = torch.cat([h[b, p] for b, p in enumerate(preds)])

@@ -132,6 +132,34 @@ def test_progress_is_reported_and_an_exception_stops_within_one_keyframe(story):
     assert calls == [(1, story.n_keyframes), (2, story.n_keyframes)]
 
 
+# ------------------------------------------------------------------------------------------------ batching
+
+
+def test_batching_stories_of_different_lengths_changes_nothing():
+    """Padding and the attention mask make a batch the token-weighted mean of its stories' own losses."""
+    model = random_model(2)
+    world = SyntheticWorld(WorldConfig(), seed=0)
+    a, b = [s for s, _ in world.stories(2, seed=3)]
+    b = b.window(0, b.n_keyframes - 2) if b.n_keyframes == a.n_keyframes else b
+    assert a.n_keyframes != b.n_keyframes
+    together, alone = model.loss([a, b]), [model.loss([a]), model.loss([b])]
+    n = torch.tensor([float(a.tokens[..., 0].numel()), float(b.tokens[..., 0].numel())])
+    for term in ("loss", "nll", "l2", "cosine"):
+        expected = (n[0] * alone[0][term] + n[1] * alone[1][term]) / n.sum()
+        assert torch.allclose(together[term], expected, rtol=1e-4, atol=1e-5), term
+
+
+def test_training_story_from_script_embeds(embeds):
+    from moviedreamer_core.planner import story_from_embeds
+
+    tokens = torch.randn(3, 1, 6)
+    s = story_from_embeds(embeds, tokens=tokens)
+    assert torch.equal(s.tokens, tokens) and s.keyframe_characters == [tuple(k.characters) for k in embeds.keyframes]
+    assert len(s.reference_tokens) == 2 and s.identity_banks[0].shape[1] == 12
+    with pytest.raises(ValueError, match=r"tokens must be \[3, K, D\]"):
+        story_from_embeds(embeds, tokens=torch.randn(2, 1, 6))
+
+
 # ------------------------------------------------------------------------------------------ regularisers
 
 
