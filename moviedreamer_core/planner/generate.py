@@ -33,7 +33,7 @@ from typing import Callable, Optional
 import torch
 
 from ..embeds import ScriptEmbeds
-from ..spaces import EmbeddingSpace, TokenSpace, require_same_space
+from ..spaces import EmbeddingSpace, SpaceMismatchError, TokenSpace, require_same_space
 from ..storyboard import Storyboard, derive_seed
 from .inputs import Story, story_from_embeds
 from .kv_cache import new_cache
@@ -46,6 +46,19 @@ def check_spaces(planner_cfg, embeds: ScriptEmbeds, planner_name: str) -> None:
     require_same_space("text", EmbeddingSpace.from_dict(planner_cfg.text_space), embeds.text_space, where, "ScriptEncode")
     require_same_space("identity", EmbeddingSpace.from_dict(planner_cfg.identity_space), embeds.identity_space, where,
                        "ScriptEncode")
+
+
+def check_references(planner_cfg, embeds: ScriptEmbeds, references: list, *, from_embeds: bool, planner_name: str) -> None:
+    """Few-shot reference tokens must live in the planner's token space: ScriptEncode's by declared space,
+    explicitly given ones by shape ``[r, K, D]`` (naming the character whose tokens do not fit)."""
+    space = TokenSpace.from_dict(planner_cfg.token_space)
+    if from_embeds and embeds.token_space is not None:
+        require_same_space("token", space, embeds.token_space, f"the planner {planner_name}", "the reference tokens")
+    for c, refs in enumerate(references):
+        if refs is not None and (refs.ndim != 3 or tuple(refs.shape[1:]) != (space.K, space.D)):
+            raise SpaceMismatchError(
+                f"token space mismatch: the planner {planner_name} expects {space.describe()}, but the reference tokens "
+                f"of {embeds.characters[c].name} have shape {tuple(refs.shape)} (want [n, {space.K}, {space.D}])")
 
 
 class _Streams:
@@ -162,9 +175,9 @@ def generate_storyboard(planner, embeds: ScriptEmbeds, *, seed: int, temperature
         name = planner_name or planner.cfg.name
         check_spaces(planner.cfg, embeds, name)
         story = story_from_embeds(embeds, reference_tokens)
-        if story.reference_tokens is not None and embeds.token_space is not None:
-            require_same_space("token", TokenSpace.from_dict(planner.cfg.token_space), embeds.token_space,
-                               f"the planner {name}", "the reference tokens")
+        if story.reference_tokens is not None:
+            check_references(planner.cfg, embeds, story.reference_tokens, from_embeds=reference_tokens is None,
+                             planner_name=name)
         tokens = plan_tokens(planner, story, seed=seed, temperature=temperature, guidance=guidance, window=window,
                              progress=progress)
         space = TokenSpace.from_dict(planner.cfg.token_space)

@@ -279,6 +279,29 @@ def test_generate_storyboard_checks_spaces_and_records_lineage(embeds):
     assert board.planner_name == "moviedreamer-planner"
 
 
+def test_few_shot_references_enter_the_header(embeds):
+    """Each character's reference tokens are in-context examples in the header (r * K elements with its slot)."""
+    from moviedreamer_core.planner import story_from_embeds
+
+    model = random_model(text_space={"encoder": "bytes", "dim": 16}, identity_space={"encoder": "test_mean_colour", "dim": 12},
+                         token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 6})
+    with_refs = story_from_embeds(embeds)
+    without = story_from_embeds(embeds, [None, None])
+    ctx = model.make_conditioning(with_refs, train=False)
+    n_refs = sum(r.shape[0] for r in with_refs.reference_tokens)
+    assert n_refs >= 2
+    assert model.embed_header(with_refs, ctx).shape[0] == 1 + 2 * 2 + n_refs
+    assert model.embed_header(without, ctx).shape[0] == 1 + 2 * 2
+    a = generate_storyboard(model, embeds, seed=1, temperature=0)
+    b = generate_storyboard(model, embeds, seed=1, temperature=0, reference_tokens=[None, None])
+    assert not torch.allclose(a.tokens, b.tokens, atol=1e-4), "the references are read"
+    shifted = [r + 1.0 for r in with_refs.reference_tokens]
+    c = generate_storyboard(model, embeds, seed=1, temperature=0, reference_tokens=shifted)
+    assert not torch.allclose(a.tokens, c.tokens, atol=1e-4), "explicit references replace ScriptEncode's"
+    with pytest.raises(SpaceMismatchError, match=r"reference tokens of Bo have shape \(1, 2, 6\)"):
+        generate_storyboard(model, embeds, seed=1, reference_tokens=[with_refs.reference_tokens[0], torch.zeros(1, 2, 6)])
+
+
 def test_zero_shot_prior_follows_its_rules(embeds):
     board = generate_storyboard(ZeroShotPrior(), embeds, seed=0, temperature=0.0)
     assert board.planner_name == "zero_shot_prior"
