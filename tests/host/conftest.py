@@ -1,5 +1,12 @@
 """Fixtures for tests that run the real ComfyUI host (see harness.py). Without a host they are skipped
-with the reason printed in the summary."""
+with the reason printed in the summary (tests/conftest.py).
+
+- ``host``: the in-process host with the pack loaded (``InProcessHost``: ``nodes``, ``execution``,
+  ``folder_paths``, ``run(prompt) -> RunResult``, ``run_graph(prompt) -> (RunResult, messages)``).
+- ``server``: ``main.py`` on a loopback port with only this pack (``ServerHost``: ``get``, ``post_prompt``,
+  ``wait_history``, ``websocket()``, ``run(prompt) -> (history entry, websocket messages)``, ``interrupt``).
+- ``testing``: the pack's ``nodes/testing.py`` (tiny host models; also ``tests/host/tiny_models.py``).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +20,7 @@ from moviedreamer_core.renderer import RendererAdapter, RendererConfig, ipadapte
 
 from .harness import InProcessHost, ServerHost, find_host
 
-HOST_ROOT, NO_HOST_REASON = find_host()
-
-
-def pytest_collection_modifyitems(config, items):
-    if HOST_ROOT is None:
-        skip = pytest.mark.skip(reason=NO_HOST_REASON)
-        for item in items:
-            if "tests/host/" in str(item.fspath).replace("\\", "/"):
-                item.add_marker(skip)
+HOST_ROOT, NO_HOST_REASON = find_host()  # tests/conftest.py marks every test here `host` and skips them without one
 
 
 def tiny_crop_identity(host, testing) -> str:
@@ -33,12 +32,16 @@ def tiny_crop_identity(host, testing) -> str:
 @pytest.fixture(scope="session")
 def host(tmp_path_factory) -> InProcessHost:
     """The host in this process with the pack loaded (about 5 s, once per session)."""
+    if HOST_ROOT is None:
+        pytest.skip(NO_HOST_REASON)
     return InProcessHost(HOST_ROOT, tmp_path_factory.mktemp("comfy_inprocess"))
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """``main.py`` on a free loopback port with only this pack loaded; stopped at the end of the session."""
+    if HOST_ROOT is None:
+        pytest.skip(NO_HOST_REASON)
     srv = ServerHost(HOST_ROOT, tmp_path_factory.mktemp("comfy_server"))
     yield srv
     srv.stop()
@@ -58,6 +61,7 @@ def photos(host):
 
 @pytest.fixture(scope="session")
 def testing(host):
+    """The pack's ``nodes/testing.py`` as the host loaded it: tiny host models (tiny_clip, tiny_sd, ...)."""
     return host.pack_submodule("nodes.testing")
 
 

@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
+import pytest
+
+from .harness import TEST_NODES_ENV, require_nodes
+
 MAIN_NODES = {"ScriptEncode", "ARKeyframePlanner", "IdentityDiffusionRender", "ShotAnimate"}
+TEST_NODE_PREFIX = "MovieDreamerTest"
 
 
-def test_pack_registers_its_nodes(host):
-    ids = set(host.pack_node_ids)
-    assert "ScriptEncode" in ids and "MovieDreamerScriptInfo" in ids
-    for node_id in ids:
+def _extension_node_ids(host) -> list[str]:
+    extension = asyncio.run(host.pack_module.comfy_entrypoint())
+    return [cls.GET_SCHEMA().node_id for cls in asyncio.run(extension.get_node_list())]
+
+
+def test_pack_registers_as_a_v3_extension(host):
+    from comfy_api.latest import ComfyExtension
+
+    pack = host.pack_module
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS")  # it would make the host ignore comfy_entrypoint
+    assert pack.WEB_DIRECTORY == "js"
+    assert isinstance(asyncio.run(pack.comfy_entrypoint()), ComfyExtension)
+    assert host.pack_node_ids, "the pack registered no nodes"
+    # every node of the extension is registered: none was dropped for clashing with a built-in id
+    assert sorted(_extension_node_ids(host)) == host.pack_node_ids
+
+
+def test_node_ids_follow_the_naming_rule(host):
+    for node_id in host.pack_node_ids:
         assert node_id in MAIN_NODES or node_id.startswith("MovieDreamer"), node_id
+
+
+def test_main_nodes_are_registered(host):
+    require_nodes(host.nodes.NODE_CLASS_MAPPINGS, "ScriptEncode")
+    assert "MovieDreamerScriptInfo" in host.pack_node_ids
 
 
 def test_every_input_has_a_tooltip_and_every_output_a_name(host):
@@ -22,6 +50,24 @@ def test_every_input_has_a_tooltip_and_every_output_a_name(host):
             assert inp.tooltip and inp.tooltip.strip(), f"{node_id}.{inp.id} has no tooltip"
         for out in schema.outputs:
             assert out.display_name, f"{node_id} output {out.id} has no display name"
+
+
+def test_test_nodes_only_with_the_environment_flag(host, monkeypatch):
+    assert os.environ.get(TEST_NODES_ENV) == "1"  # the harness sets it
+    assert {"MovieDreamerTestTinyCLIP", "MovieDreamerTestTinyCLIPVision"} <= set(host.pack_node_ids)
+    monkeypatch.delenv(TEST_NODES_ENV)
+    user_ids = _extension_node_ids(host)
+    assert user_ids and not [n for n in user_ids if n.startswith(TEST_NODE_PREFIX)]
+    assert set(user_ids) == {n for n in host.pack_node_ids if not n.startswith(TEST_NODE_PREFIX)}
+
+
+def test_test_loader_nodes_hand_out_tiny_models(host):
+    import comfy.clip_vision
+    import comfy.sd
+
+    clip = host.nodes.NODE_CLASS_MAPPINGS["MovieDreamerTestTinyCLIP"].execute(seed=0).result[0]
+    vision = host.nodes.NODE_CLASS_MAPPINGS["MovieDreamerTestTinyCLIPVision"].execute(seed=0).result[0]
+    assert isinstance(clip, comfy.sd.CLIP) and isinstance(vision, comfy.clip_vision.ClipVisionModel)
 
 
 def test_models_folder_is_registered_safetensors_only(host):
@@ -44,8 +90,40 @@ def test_models_folder_keeps_a_user_entry(host, tmp_path):
         paths, exts = fp.folder_names_and_paths["moviedreamer"]
         assert paths[0] == str(tmp_path) and len(paths) == 2
         assert set(exts) == {".safetensors", ".sft"}
+        fp.filename_list_cache.clear()
         files = fp.get_filename_list("moviedreamer")
         assert "story.safetensors" in files and "evil.ckpt" not in files
+        hostmod.register_model_folder()  # idempotent: registering again adds nothing
+        assert fp.folder_names_and_paths["moviedreamer"][0] == paths
     finally:
         fp.folder_names_and_paths["moviedreamer"] = saved
         fp.filename_list_cache.clear()
+
+
+def test_run_reports_validation_and_execution_errors(host):
+    """The harness itself: a refused input is named, an exception's message comes back, success is success."""
+    refused = host.run({"1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": -5}},
+                        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": "x"}},
+                        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}})
+    assert not refused.valid and "seed" in refused.input_errors("1")
+    with pytest.raises(AssertionError, match="seed"):
+        refused.raise_for_error()
+
+    # 16-channel latents into the tiny 4-channel VAE: valid types, torch raises while executing
+    failed = host.run({"1": {"class_type": "EmptySD3LatentImage",
+                             "inputs": {"width": 16, "height": 16, "batch_size": 1}},
+                       "2": {"class_type": "MovieDreamerTestTinySD", "inputs": {"seed": 0}},
+                       "3": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["2", 1]}},
+                       "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}})
+    assert failed.valid and not failed.success and not failed.ok
+    err = failed.execution_error
+    assert err["node_id"] == "3" and err["exception_message"] and err["exception_type"]
+    with pytest.raises(AssertionError, match="channels"):
+        failed.raise_for_error()
+
+    result, messages = host.run_graph({"1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},
+                                       "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": "x"}},
+                                       "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}})
+    result.raise_for_error()
+    assert "3" in result.outputs and messages[0][0] == "execution_start"
+    assert messages[-1][0] == "execution_success"

@@ -4,33 +4,70 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from .harness import PACK_DIR, require_nodes
 
 
+@pytest.fixture(scope="module")
+def object_info(server) -> dict:
+    r = server.get("/object_info")
+    assert r.status_code == 200
+    return r.json()
 
-def test_object_info_lists_our_nodes_with_tooltips(server):
-    info = server.get("/object_info").json()
-    ours = {k: v for k, v in info.items() if v.get("category", "").startswith("MovieDreamer")}
-    assert "ScriptEncode" in ours and "MovieDreamerScriptInfo" in ours
+
+def test_object_info_lists_our_nodes_with_tooltips(object_info):
+    ours = {k: v for k, v in object_info.items() if v.get("category", "").startswith("MovieDreamer")}
+    assert ours, "no MovieDreamer node in /object_info"
+    assert {"MovieDreamerTestTinyCLIP", "MovieDreamerTestTinyCLIPVision"} <= set(ours)  # MOVIEDREAMER_TEST_NODES=1
     for node_id, node in ours.items():
+        assert node["python_module"].endswith(PACK_DIR.name), node_id
         for section in ("required", "optional"):
             for name, spec in node["input"].get(section, {}).items():
                 assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip in /object_info"
         assert all(node["output_name"]), node_id
-    enc = ours["ScriptEncode"]
+
+
+def test_script_encode_schema(object_info):
+    require_nodes(object_info, "ScriptEncode", "MovieDreamerScriptInfo")
+    enc = object_info["ScriptEncode"]
     assert enc["output"] == ["MD_SCRIPT", "MD_SCRIPT_EMBEDS"]
     assert enc["input"]["required"]["face_embedder"][1]["options"] == ["dlib", "insightface", "clip_vision_crop"]
     assert set(enc["input"]["optional"]) == {"images", "clip_vision"}
 
 
 def test_front_end_extension_is_served(server):
-    exts = server.get("/extensions").json()
-    ours = [e for e in exts if e.endswith("moviedreamer.js")]
-    assert ours, exts
-    js = server.get(ours[0])
+    js_files = sorted(p.relative_to(PACK_DIR / "js").as_posix() for p in (PACK_DIR / "js").rglob("*.js"))
+    if not js_files:
+        pytest.skip("js/ holds no front-end extension")
+    listed = server.get("/extensions").json()
+    prefix = f"/extensions/{server.pack_name}/"
+    ours = sorted(e[len(prefix):] for e in listed if e.startswith(prefix))
+    assert ours == js_files, listed
+    js = server.get(prefix + js_files[0])
     assert js.status_code == 200 and "registerExtension" in js.text
 
 
-def test_broken_script_is_refused_at_queue_time_with_the_field(server):
+def test_a_prompt_reports_over_the_websocket(server):
+    """Tiny CLIP from the test-only node into the host's own text encoder: the messages the UI shows."""
+    prompt = {
+        "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": int(time.time() * 1000) % 100000}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": "a lighthouse at night"}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+    }
+    entry, messages = server.run(prompt, timeout=120)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert entry["outputs"]["3"]["text"][0]
+    types = [m["type"] for m in messages]
+    assert types[0] == "status"  # the queue state, sent on connecting
+    assert types.index("execution_start") < types.index("execution_success")
+    executed = [m["data"]["node"] for m in messages if m["type"] == "executing" and m["data"].get("node")]
+    assert executed == ["1", "2", "3"]
+    assert [m["data"]["node"] for m in messages if m["type"] == "executed"] == ["3"]
+
+
+def test_broken_script_is_refused_at_queue_time_with_the_field(server, object_info):
+    require_nodes(object_info, "ScriptEncode", "MovieDreamerScriptInfo")
     prompt = {
         "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 1}},
         "2": {"class_type": "ScriptEncode", "inputs": {
@@ -38,14 +75,15 @@ def test_broken_script_is_refused_at_queue_time_with_the_field(server):
             "script_file": "(none: use the text above)", "clip": ["1", 0], "face_embedder": "dlib"}},
         "3": {"class_type": "MovieDreamerScriptInfo", "inputs": {"script_embeds": ["2", 1], "max_keyframes": 5}},
     }
-    r = server.queue(prompt)
+    r = server.post_prompt(prompt)
     assert r.status_code == 400
     body = r.json()
     details = " ".join(e["details"] for e in body["node_errors"]["2"]["errors"])
     assert "shots[0].duration: must be a positive number of seconds, got -1" in details
 
 
-def test_a_script_runs_through_the_server(server):
+def test_a_script_runs_through_the_server(server, object_info):
+    require_nodes(object_info, "ScriptEncode", "MovieDreamerScriptInfo")
     prompt = {
         "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": int(time.time()) % 1000}},
         "2": {"class_type": "ScriptEncode", "inputs": {
@@ -54,8 +92,6 @@ def test_a_script_runs_through_the_server(server):
             "script_file": "(none: use the text above)", "clip": ["1", 0], "face_embedder": "dlib"}},
         "3": {"class_type": "MovieDreamerScriptInfo", "inputs": {"script_embeds": ["2", 1], "max_keyframes": 5}},
     }
-    r = server.queue(prompt)
-    assert r.status_code == 200, r.text
-    entry = server.wait_history(r.json()["prompt_id"], timeout=120)
+    entry, _ = server.run(prompt, timeout=120)
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert '"Empty Room": 2 keyframes, 0 characters' in entry["outputs"]["3"]["text"][0]
