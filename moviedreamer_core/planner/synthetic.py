@@ -32,13 +32,15 @@ class WorldConfig:
     noise: float = 0.02
     photos_per_character: int = 3
     photo_noise: float = 0.1
+    state_persistence: float = 1.0  # correlation of the state between consecutive shots (1: one state per story)
+    identity_scale: float = 1.5
 
 
 class SyntheticWorld:
     def __init__(self, cfg: WorldConfig = WorldConfig(), seed: int = 0):
         self.cfg = cfg
         g = torch.Generator().manual_seed(seed)
-        self.W_id = torch.randn(cfg.D, cfg.identity_dim, generator=g) / cfg.identity_dim ** 0.5 * 1.5
+        self.W_id = torch.randn(cfg.D, cfg.identity_dim, generator=g) / cfg.identity_dim ** 0.5 * cfg.identity_scale
         self.W_scene = torch.randn(cfg.D, cfg.text_dim, generator=g) / cfg.text_dim ** 0.5
         self.W_style = torch.randn(cfg.D, cfg.text_dim, generator=g) / cfg.text_dim ** 0.5 * 0.5
 
@@ -60,8 +62,8 @@ class SyntheticWorld:
         banks = [torch.nn.functional.normalize(identities[c] + cfg.photo_noise * torch.randn(cfg.photos_per_character, cfg.identity_dim, generator=g), dim=1)
                  for c in range(C)]
         style = torch.randn(cfg.text_dim, generator=g)
-        texts, casts = [], []
-        for _ in range(int(torch.randint(3, 7, (), generator=g))):
+        texts, casts, shots = [], [], []
+        for shot in range(int(torch.randint(3, 7, (), generator=g))):
             scene = torch.randn(cfg.text_dim, generator=g)
             n_on = int(torch.randint(0, min(C, 2) + 1, (), generator=g))
             cast = tuple(sorted(torch.randperm(C, generator=g)[:n_on].tolist()))
@@ -69,12 +71,18 @@ class SyntheticWorld:
                 action = torch.randn(cfg.text_dim, generator=g)  # a distractor: tokens do not depend on it
                 texts.append(torch.stack([action, scene, style]))
                 casts.append(cast)
+                shots.append(shot)
         story = Story(style=style, descriptions=torch.randn(C, cfg.text_dim, generator=g), identity_banks=banks,
                       keyframe_text=torch.stack(texts), keyframe_characters=casts)
-        state = cfg.state_scale * torch.randn(cfg.D, generator=g)
+        shot_states = [cfg.state_scale * torch.randn(cfg.D, generator=g)]
+        rho = cfg.state_persistence
+        for _ in range(shots[-1]):
+            fresh = cfg.state_scale * torch.randn(cfg.D, generator=g) if rho < 1 else 0.0
+            shot_states.append(rho * shot_states[-1] + (1 - rho ** 2) ** 0.5 * fresh)
+        state = torch.stack([shot_states[k] for k in shots])[:, None]  # [N, 1, D]
         script = self.script_part(story, identities)
         story.tokens = script + state + cfg.noise * torch.randn(script.shape, generator=g)
-        return story, {"identities": identities, "state": state, "script_part": script}
+        return story, {"identities": identities, "state": state, "script_part": script, "shots": shots}
 
     def stories(self, n: int, seed: int) -> list[tuple[Story, dict]]:
         g = torch.Generator().manual_seed(seed)
