@@ -9,6 +9,8 @@ everything a later stage must check or reuse:
   is what training-time face-embedding randomisation draws from, the mean is the default at inference;
 * optional *reference tokens* per character (its reference images encoded into the visual token space),
   used by the zero-shot prior and by few-shot planning;
+* optional *face states* per character (CLIP Vision hidden states of each reference's face crop), which
+  FaceID-plus identity renderers read next to the identity embedding;
 * the texts themselves, kept for the renderer's text condition;
 * the declared text, identity and token spaces, so the planner and renderer can refuse a mismatch;
 * ``script_hash`` (the script alone) and ``content_hash`` (script + spaces + every number in here).
@@ -40,6 +42,14 @@ class CharacterEmbeds:
     mean: torch.Tensor  # [Di], L2-normalised mean of the bank; zeros when there is no reference
     reference_names: tuple[str, ...]  # "file:ava.png" or "batch:0", one per bank row
     reference_tokens: Optional[torch.Tensor] = None  # [n_refs, K, D] in ``ScriptEmbeds.token_space``
+    face_states: Optional[torch.Tensor] = None  # [n_refs, L, E] face crops in ``ScriptEmbeds.face_state_space``
+
+    def mean_face_states(self) -> Optional[torch.Tensor]:
+        """``[L, E]``: the face crops' features averaged over the references (as FaceID loaders combine
+        several photos), or ``None`` when they were not computed or there is no reference."""
+        if self.face_states is None or self.face_states.shape[0] == 0:
+            return None
+        return self.face_states.mean(0)
 
     @property
     def has_identity(self) -> bool:
@@ -61,6 +71,7 @@ class ScriptEmbeds:
     characters: tuple[CharacterEmbeds, ...]
     token_space: Optional[TokenSpace] = None
     segments: tuple[str, ...] = field(default=SEGMENTS)
+    face_state_space: Optional[TokenSpace] = None  # of ``CharacterEmbeds.face_states`` (CLIP Vision hidden states)
 
     @property
     def n_keyframes(self) -> int:

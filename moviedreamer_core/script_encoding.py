@@ -131,15 +131,19 @@ def encode_script(
     batch: Optional[Sequence] = None,
     identity_cache=None,
     token_encoder: Optional[TokenEncoder] = None,
+    face_encoder: Optional[TokenEncoder] = None,
     progress: Optional[ProgressFn] = None,
 ) -> ScriptEmbeds:
     """Encode a validated script. ``identity_cache`` is an ``IdentityCache`` (or ``None`` for no cache).
+
+    ``face_encoder`` (optional) encodes each reference's face crop (``face_embedder.face_crop``) into
+    ``CharacterEmbeds.face_states``, for FaceID-plus renderers.
 
     Progress counts one step per reference image plus one for the text pass (and one per character's
     reference tokens when a token encoder is given).
     """
     refs = gather_references(script, input_dir, batch)
-    n_token_steps = len(script.characters) if token_encoder is not None else 0
+    n_token_steps = len(script.characters) * ((token_encoder is not None) + (face_encoder is not None))
     total = len(refs) + 1 + n_token_steps
     report = (lambda done: progress(done, total)) if progress is not None else (lambda done: None)
 
@@ -189,13 +193,25 @@ def encode_script(
                     raise RuntimeError(f"token encoder returned shape {tuple(tokens.shape)}, expected {list(expected)}")
             done += 1
             report(done)
-        characters.append(CharacterEmbeds(ch.name, ch.description, bank, mean, tuple(labels[c]), tokens))
+        face_states = None
+        if face_encoder is not None:
+            crops = [face_embedder.face_crop(r.image) for r in refs if r.character == c]
+            face_states = face_encoder.encode(crops).detach().to("cpu", torch.float32) if crops else \
+                torch.zeros(0, face_encoder.space.K, face_encoder.space.D)
+            if face_states.ndim != 3 or face_states.shape[0] != len(crops) or face_states.shape[2] != face_encoder.space.D:
+                raise RuntimeError(f"face encoder returned shape {tuple(face_states.shape)}, expected [{len(crops)}, L, {face_encoder.space.D}]")
+            done += 1
+            report(done)
+        characters.append(CharacterEmbeds(ch.name, ch.description, bank, mean, tuple(labels[c]), tokens, face_states))
 
     s_hash = script_hash(script)
     token_space = token_encoder.space if token_encoder is not None else None
     parts = [s_hash, text_encoder.space, face_embedder.space, token_space, keyframe_text, description_embeds]
     for ch in characters:
         parts += [ch.bank, ch.reference_names] + ([ch.reference_tokens] if ch.reference_tokens is not None else [])
+        parts += [ch.face_states] if ch.face_states is not None else []
+    if face_encoder is not None:
+        parts.append(face_encoder.space)
     return ScriptEmbeds(
         title=script.title,
         style=script.style,
@@ -209,4 +225,5 @@ def encode_script(
         description_embeds=description_embeds,
         characters=tuple(characters),
         token_space=token_space,
+        face_state_space=face_encoder.space if face_encoder is not None else None,
     )

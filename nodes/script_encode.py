@@ -18,7 +18,8 @@ from ..moviedreamer_core.paths import UnsafePathError, resolve_inside
 from ..moviedreamer_core.script import ScriptError, ScriptIssue, load_script, parse_script_text
 from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_script
 from . import host, types
-from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder, clip_vision_token_encoder
+from .face_embedders import (FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, clip_vision_face_encoder,
+                             clip_vision_token_encoder, make_face_embedder)
 from .text_encoding import host_text_encoder
 
 NO_FILE = "(none: use the text above)"
@@ -107,7 +108,8 @@ class ScriptEncode(io.ComfyNode):
                     "clip_vision", optional=True,
                     tooltip="Optional CLIP Vision model. When connected, each character's reference photos are also "
                     "encoded into the keyframe token space (its reference tokens, used for zero-shot and few-shot "
-                    "planning); it is required by the clip_vision_crop face embedder.",
+                    "planning), and each reference's face crop into CLIP Vision hidden states (read by IP-Adapter "
+                    "FaceID plus renderers); it is required by the clip_vision_crop face embedder.",
                 ),
             ],
             outputs=[
@@ -164,6 +166,7 @@ class ScriptEncode(io.ComfyNode):
 
         embedder = make_face_embedder(face_embedder, clip_vision)
         token_encoder = clip_vision_token_encoder(clip_vision) if clip_vision is not None else None
+        face_encoder = clip_vision_face_encoder(clip_vision) if clip_vision is not None else None
         progress = host.Progress()
         try:
             embeds = encode_script(
@@ -174,6 +177,7 @@ class ScriptEncode(io.ComfyNode):
                 batch=images,
                 identity_cache=IdentityCache(host.cache_directory()),
                 token_encoder=token_encoder,
+                face_encoder=face_encoder,
                 progress=progress,
             )
         except (ReferenceImageError, NoFaceFoundError) as e:

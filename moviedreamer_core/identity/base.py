@@ -73,6 +73,15 @@ class FaceEmbedder(ABC):
             return np.zeros((0, self.space.dim), dtype=np.float32)
         return np.stack([self.embed(im) for im in images])
 
+    def face_crop(self, image: np.ndarray) -> np.ndarray:
+        """The square ``uint8`` crop of the main face that FaceID-plus renderers read through CLIP Vision
+        (paper section 3.4 feeds the decoder face information). Default: dlib's face box enlarged to take
+        in hair and outline, or the centre square when no face is found; embedders with their own face
+        alignment override it."""
+        from .clip_crop import face_crop
+
+        return face_crop(check_rgb_uint8(image))
+
     @property
     def cache_tag(self) -> str:
         """The part of the cache key that names this embedder and its preprocessing."""

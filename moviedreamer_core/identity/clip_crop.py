@@ -47,6 +47,16 @@ def crop_square(image: np.ndarray, box, size: int = CROP_SIZE) -> np.ndarray:
     return np.array(Image.fromarray(image[t:b, l:r]).resize((size, size), Image.BICUBIC))
 
 
+def face_crop(image: np.ndarray, detect: bool = True, margin: float = FACE_MARGIN) -> np.ndarray:
+    """The square crop around dlib's main face (enlarged by ``margin``), or the centre when there is none."""
+    face = None
+    if detect:
+        from .dlib_embedder import detect_largest_face
+
+        face = detect_largest_face(image)
+    return crop_square(image, square_crop_box(image.shape[:2], face, margin))
+
+
 class CropEncoderEmbedder(FaceEmbedder):
     """Identity from an image encoder on a face crop (or a centre crop when no face is found)."""
 
@@ -62,12 +72,10 @@ class CropEncoderEmbedder(FaceEmbedder):
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         """The square crop that is encoded: around dlib's main face, or the centre when there is none."""
-        face = None
-        if self.detect:
-            from .dlib_embedder import detect_largest_face
+        return face_crop(image, self.detect, self.margin)
 
-            face = detect_largest_face(image)
-        return crop_square(image, square_crop_box(image.shape[:2], face, self.margin))
+    def face_crop(self, image: np.ndarray) -> np.ndarray:
+        return self.crop(check_rgb_uint8(image))
 
     def _encode(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         batch = torch.from_numpy(np.stack(crops)).float().div_(255.0)

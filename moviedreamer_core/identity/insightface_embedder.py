@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import EmbeddingSpace, FaceEmbedder, NoFaceFoundError
+from .base import EmbeddingSpace, FaceEmbedder, NoFaceFoundError, check_rgb_uint8
 
 #: Detection sizes tried in turn: a large face in a small photo is missed at 640 (as IP-Adapter FaceID
 #: loaders do, we retry smaller).
@@ -79,9 +79,18 @@ class InsightFaceEmbedder(FaceEmbedder):
                 return faces
         return []
 
-    def _embed(self, image: np.ndarray) -> np.ndarray:
+    def _main_face(self, image: np.ndarray):
         faces = self._faces(np.ascontiguousarray(image[:, :, ::-1]))  # InsightFace expects BGR
         if not faces:
             raise NoFaceFoundError("no face found")
-        face = max(faces, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))
-        return np.asarray(face.normed_embedding, dtype=np.float32)
+        return max(faces, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))
+
+    def _embed(self, image: np.ndarray) -> np.ndarray:
+        return np.asarray(self._main_face(image).normed_embedding, dtype=np.float32)
+
+    def face_crop(self, image: np.ndarray) -> np.ndarray:
+        """The ArcFace-aligned crop from the face's five landmarks, as IP-Adapter FaceID plus was trained on."""
+        from insightface.utils import face_align
+
+        image = check_rgb_uint8(image)
+        return face_align.norm_crop(image, landmark=self._main_face(image).kps, image_size=224)

@@ -6,7 +6,8 @@ characters' face embeddings so faces stay stable (section 3.4). We implement tha
 IP-Adapter manner ("decoupled cross-attention"), so it sits on any SD1.5/SDXL model a user already has:
 
 * ``TokenProjector``: the keyframe's K tokens (``[K, D]``) -> ``N`` context tokens of the UNet's context width;
-* ``IdentityProjector``: a face identity (``[Di]``) -> ``M`` identity tokens (as FaceID-style adapters do);
+* ``IdentityProjector``: a face identity (``[Di]``) -> ``M`` identity tokens (as FaceID-style adapters do,
+  optionally reading the face crop's CLIP Vision features as FaceID plus does; see ``faceid.py``);
 * per cross-attention layer a decoupled key/value pair (``to_k``, ``to_v``) applied to those context tokens.
 
 Each patched layer computes ``attn(q, K_text, V_text) + w_tok * attn(q, K_tok, V_tok) + w_id * attn(q, K_id, V_id)``;
@@ -25,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from ..spaces import EmbeddingSpace, TokenSpace
+from .faceid import IdentityProjector
 
 RENDERER_FORMAT_VERSION = 1
 METADATA_KEY = "moviedreamer_renderer"
@@ -40,6 +42,8 @@ class RendererConfig:
     identity_tokens: int = 4  # M: context tokens per face identity
     token_norm: bool = True  # LayerNorm on projected tokens (as IP-Adapter's image_proj)
     resampler: Optional[dict] = None  # Resampler arguments: a perceiver replaces the linear token projector
+    token_path: bool = True  # False: identity only (IP-Adapter FaceID files); the storyboard's tokens are not read
+    identity_projector: Optional[dict] = None  # faceid.IdentityProjector options (hidden, perceiver, shortcut...)
     source: str = "moviedreamer"  # or "ipadapter" for converted public files
     version: int = RENDERER_FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -66,19 +70,6 @@ class TokenProjector(nn.Module):
         return self.norm(self.proj(tokens.flatten(1)).reshape(tokens.shape[0], self.N, self.C))
 
 
-class IdentityProjector(nn.Module):
-    """``[B, Di]`` face identity -> ``[B, M, C]`` identity tokens (two-layer MLP, as FaceID adapters)."""
-
-    def __init__(self, Di: int, M: int, C: int):
-        super().__init__()
-        self.M, self.C = M, C
-        self.mlp = nn.Sequential(nn.Linear(Di, C * 2), nn.GELU(), nn.Linear(C * 2, M * C))
-        self.norm = nn.LayerNorm(C)
-
-    def forward(self, identity: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.mlp(identity).reshape(identity.shape[0], self.M, self.C))
-
-
 class KVPair(nn.Module):
     def __init__(self, C: int, inner: int):
         super().__init__()
@@ -91,15 +82,18 @@ class RendererAdapter(nn.Module):
         super().__init__()
         self.cfg = cfg
         ts = cfg.tokens
-        if cfg.resampler:
+        if not cfg.token_path:
+            self.token_proj = None
+        elif cfg.resampler:
             from .resampler import Resampler
 
             self.token_proj = Resampler(**cfg.resampler)
         else:
             self.token_proj = TokenProjector(ts.K, ts.D, cfg.context_tokens, cfg.context_dim, cfg.token_norm)
-        self.token_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims])
+        self.token_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims]) if cfg.token_path else None
         if cfg.identity is not None:
-            self.identity_proj = IdentityProjector(cfg.identity.dim, cfg.identity_tokens, cfg.context_dim)
+            self.identity_proj = IdentityProjector(cfg.identity.dim, cfg.identity_tokens, cfg.context_dim,
+                                                   **(cfg.identity_projector or {}))
             self.identity_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims])
         else:
             self.identity_proj = None
@@ -113,9 +107,20 @@ class RendererAdapter(nn.Module):
         p = next(self.parameters())
         return self.token_proj(tokens.to(p.device, p.dtype))
 
-    def project_identity(self, identity: torch.Tensor) -> torch.Tensor:
+    @property
+    def has_token_path(self) -> bool:
+        return self.token_kv is not None
+
+    @property
+    def needs_face_states(self) -> bool:
+        """Whether identities come with their face crops' CLIP Vision hidden states (FaceID plus)."""
+        return self.identity_proj is not None and self.identity_proj.needs_face_states
+
+    def project_identity(self, identity: torch.Tensor, face_states: Optional[torch.Tensor] = None) -> torch.Tensor:
         p = next(self.parameters())
-        return self.identity_proj(identity.to(p.device, p.dtype))
+        if face_states is not None:
+            face_states = face_states.to(p.device, p.dtype)
+        return self.identity_proj(identity.to(p.device, p.dtype), face_states)
 
     def layer_kv(self, layer: int, context: torch.Tensor, identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         pair = (self.identity_kv if identity else self.token_kv)[layer]

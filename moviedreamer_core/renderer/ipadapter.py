@@ -12,8 +12,8 @@ block), the order ``nodes/attention_patch.py`` gives its discovered layers. Supp
 IP-Adapter family (``ip-adapter_sd15``, ``ip-adapter_sdxl_vit-h``, ``ip-adapter-light``...) and the "plus"
 family (``ip-adapter-plus_sd15``, ``ip-adapter-plus-face_sd15``, ``ip-adapter-plus_sdxl_vit-h``...), whose
 ``image_proj`` is a perceiver resampler over CLIP Vision's penultimate hidden states (token space
-``clip_vision.penultimate_hidden_states``, K=257). FaceID files also need LoRA weights on the UNet and are
-refused with a clear message (not yet supported).
+``clip_vision.penultimate_hidden_states``, K=257). FaceID files (plain, plus, plus v2) map onto the
+identity path instead; see ``faceid.py``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,12 @@ def adapter_from_ipadapter(state: dict, name: str = "ip-adapter") -> RendererAda
         raise ValueError(f"{name} is neither a MovieDreamer renderer nor an IP-Adapter file (no image_proj/ip_adapter weights)")
     if "latents" in proj and "proj_in.weight" in proj:
         return _plus_adapter(proj, ip, name)
+    from .faceid import faceid_adapter, is_faceid
+
+    if is_faceid(proj):
+        return faceid_adapter(proj, ip, name)
     if "proj.weight" not in proj or "norm.weight" not in proj:
-        raise ValueError(f"{name} is an IP-Adapter FaceID file; only plain and plus IP-Adapter files are supported so far")
+        raise ValueError(f"{name}: an IP-Adapter layout this pack does not know (image_proj keys: {', '.join(sorted(proj)[:6])})")
     w = proj["proj.weight"]  # [N*C, D]
     C = int(proj["norm.weight"].shape[0])
     N, D = w.shape[0] // C, int(w.shape[1])

@@ -73,6 +73,9 @@ def sample_sigmas(batch: int, sigma_min: float, sigma_max: float, generator: Opt
 def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser, sigmas: torch.Tensor,
                   noise: torch.Tensor) -> torch.Tensor:
     """Mean squared error between the clean latents and the UNet's prediction from ``latents + sigma*noise``."""
+    if not adapter.has_token_path or adapter.needs_face_states:
+        raise ValueError(f"training is for MovieDreamer renderers; {adapter.cfg.source} adapters (identity only, or "
+                         "reading face crops) are loaded, not trained here")
     token_ctx = adapter.project_tokens(batch.tokens)
     id_ctx = None
     if batch.identities is not None and adapter.identity_proj is not None:

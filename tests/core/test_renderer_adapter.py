@@ -55,9 +55,9 @@ def test_plain_ipadapter_file_maps_onto_the_adapter(tmp_path):
 
 
 def test_unsupported_ipadapter_variants_are_named(tmp_path):
-    with pytest.raises(ValueError, match="FaceID file; only plain and plus"):
-        adapter_from_ipadapter({"image_proj.proj.0.weight": torch.zeros(16, 8), "image_proj.norm.weight": torch.zeros(8),
-                                "ip_adapter.1.to_k_ip.weight": torch.zeros(8, 8)}, "faceid.safetensors")
+    with pytest.raises(ValueError, match="an IP-Adapter layout this pack does not know"):
+        adapter_from_ipadapter({"image_proj.mlp.weight": torch.zeros(16, 8), "ip_adapter.1.to_k_ip.weight": torch.zeros(8, 8)},
+                               "odd.safetensors")
     with pytest.raises(ValueError, match="neither a MovieDreamer renderer nor an IP-Adapter"):
         adapter_from_ipadapter({"w": torch.zeros(1)}, "lora.safetensors")
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from moviedreamer_core.renderer import RendererAdapter, RendererConfig, ipadapter_state_from_adapter, save_renderer
+from moviedreamer_core.renderer import (RendererAdapter, RendererConfig, faceid_state_from_adapter,
+                                       ipadapter_state_from_adapter, save_renderer)
 
 from .harness import InProcessHost, ServerHost, find_host
 
@@ -99,6 +100,24 @@ def model_dirs(host, testing, patching, tmp_path_factory):
         context_tokens=4, resampler=dict(dim=64, depth=1, dim_head=64, heads=1, num_queries=4, embedding_dim=64,
                                          output_dim=64, ff_mult=2)))
     save_file(ipadapter_state_from_adapter(plus), str(ip / "tiny_ipadapter_plus.safetensors"))
+    # FaceID plus v2 adapters: identity only, reading the face crops' CLIP Vision states (17 x 64 for the tiny one)
+    for name, space in (("tiny_faceid_plus.safetensors", {"encoder": tiny_crop_identity(host, testing), "dim": 32}),
+                        ("dlib_faceid_plus.safetensors", {"encoder": "dlib_resnet_v1", "dim": 128}),
+                        ("public", {"encoder": "insightface_buffalo_l", "dim": 512})):
+        torch.manual_seed(1)
+        faceid = RendererAdapter(RendererConfig(
+            token_space={"source": "none", "K": 0, "D": 0}, context_dim=64, layer_dims=dims, token_path=False,
+            identity_space=space, identity_tokens=4, source="ipadapter-faceid-plusv2",
+            identity_projector={"hidden": 48, "shortcut": True, "perceiver": dict(
+                dim=64, depth=1, dim_head=64, heads=1, embedding_dim=64, output_dim=64, ff_mult=2)}))
+        with torch.no_grad():
+            for p in faceid.parameters():
+                if p.ndim > 1:
+                    p.normal_(0, 0.3)
+        if name == "public":
+            save_file(faceid_state_from_adapter(faceid), str(ip / "tiny_faceid-plusv2.safetensors"))
+        else:
+            save_renderer(faceid, str(md / name))
     fp.folder_names_and_paths["moviedreamer"][0].append(str(md))
     fp.folder_names_and_paths["ipadapter"][0].append(str(ip))
     fp.filename_list_cache.clear()

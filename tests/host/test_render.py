@@ -225,3 +225,38 @@ def test_cancel_stops_rendering_and_keeps_finished_keyframes(host, photos, model
     assert len(list(folder.glob("keyframe_*.png"))) == 2, "finished keyframes stay, the one in progress is not written"
     resumed = host.run(graph(script(6), project="cancelled"))
     assert len(previews(host, resumed)) == 6
+
+
+# ------------------------------------------------------------------------------- IP-Adapter FaceID plus
+
+
+def faceid_graph(n: int, project: str, identity_weight: float = 1.0, plan_seed: int = 0,
+                 renderer: str = "tiny_faceid_plus.safetensors") -> dict:
+    return graph(script(n, title_suffix=" faceid"), renderer=renderer, project=project, identity_weight=identity_weight,
+                 plan_seed=plan_seed)
+
+
+def test_faceid_plus_renders_identities_with_face_crops_and_ignores_tokens(host, photos, model_dirs):
+    """Keyframes 0-2 have characters on screen (their identity and face-crop states steer the image), keyframe
+    3 has none; the FaceID file has no token path, so another plan changes nothing."""
+    a = previews(host, host.run(faceid_graph(4, "faceid_a")))
+    stronger = previews(host, host.run(faceid_graph(4, "faceid_b", identity_weight=2.0)))
+    replanned = previews(host, host.run(faceid_graph(4, "faceid_c", plan_seed=7)))
+    assert all(np.abs(a[k] - stronger[k]).mean() > 0.1 for k in range(3)), "identities reach the image"
+    assert np.array_equal(a[3], stronger[3]), "no character on screen: no identity"
+    assert all(np.array_equal(x, y) for x, y in zip(a, replanned)), "tokens are not read by a FaceID adapter"
+
+
+def test_faceid_plus_needs_clip_vision_face_crops_and_its_identity_space(host, photos, model_dirs):
+    g = encoded_graph("hopper.png", renderer="dlib_faceid_plus.safetensors", project="faceid_no_cv")
+    g["2"]["inputs"]["face_embedder"] = "dlib"
+    del g["2"]["inputs"]["clip_vision"]  # the storyboard still comes from Keyframe Encode's CLIP Vision
+    result = host.run(g)
+    assert result.valid and not result.success
+    assert "connect a CLIP Vision model (ViT-H for FaceID plus) to ScriptEncode's clip_vision" in result.error_text()
+    public = host.run(faceid_graph(2, "faceid_public", renderer="ipadapter/tiny_faceid-plusv2.safetensors"))
+    assert public.valid and not public.success
+    text = public.error_text()
+    assert "identity space mismatch: the renderer tiny_faceid-plusv2.safetensors (IP-Adapter FaceID files read InsightFace buffalo_l" in text
+    assert "expects insightface_buffalo_l" in text
+    assert not (Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "faceid_public").exists()
