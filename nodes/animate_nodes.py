@@ -2,7 +2,7 @@
 
 Backends: ``animatic`` (each keyframe held for its shot's duration with a slow camera move and the script's
 transitions: the cheap whole-movie preview that needs no video model) and the image-to-video models of
-``i2v_backends`` (Wan, SVD), chosen by ``auto`` from the connected MODEL. All run in the same ``make_movie``
+``i2v_backends`` (Wan, SVD, LTX-Video), chosen by ``auto`` from the connected MODEL. All run in the same ``make_movie``
 loop: streamed to disk shot by shot, resumable.
 """
 
@@ -16,7 +16,7 @@ from comfy_api.latest import io, ui
 from ..moviedreamer_core.animate import animatic_backend, make_movie
 from ..moviedreamer_core.project import MovieProject
 from . import host, types
-from .i2v_backends import make_backend
+from .i2v_backends import LANDS_ON_NEXT, make_backend
 
 BACKENDS = ["auto", "animatic"]
 
@@ -37,7 +37,7 @@ class ShotAnimate(io.ComfyNode):
                 io.Image.Input("keyframes", tooltip="All keyframes in order (from IdentityDiffusionRender)."),
                 types.Script.Input("script", tooltip="The script from ScriptEncode: shot durations, cameras, transitions."),
                 io.Combo.Input("backend", options=BACKENDS, default=BACKENDS[0],
-                               tooltip="auto: the connected image-to-video MODEL (Wan, SVD), or the animatic when no model is "
+                               tooltip="auto: the connected image-to-video MODEL (Wan, SVD, LTX-Video), or the animatic when no model is "
                                "connected. animatic: keyframes held with camera moves and transitions (fast, no video model)."),
                 io.Float.Input("fps", default=12.0, min=1.0, max=60.0, step=1.0, tooltip="Frames per second of the movie."),
                 io.Int.Input("frames_per_clip", default=25, min=2, max=1024,
@@ -54,14 +54,20 @@ class ShotAnimate(io.ComfyNode):
                                tooltip="The host's sampler (video models)."),
                 io.Combo.Input("scheduler", options=host.scheduler_names(), default="simple",
                                tooltip="The host's noise schedule (video models)."),
+                io.Float.Input("min_cfg", default=0.0, min=0.0, max=100.0, step=0.1, optional=True,
+                               tooltip="SVD only: guidance rising linearly over each clip's frames from min_cfg to cfg "
+                               "(the host's VideoLinearCFGGuidance; SVD workflows use 1.0). 0 = constant cfg."),
                 io.Model.Input("model", optional=True,
-                               tooltip="An image-to-video model (Wan 2.1/2.2 i2v, or SVD). Not connected: the animatic."),
+                               tooltip="An image-to-video model (Wan 2.1/2.2 i2v, SVD, or LTX-Video). Not connected: the "
+                               "animatic. With Wan, a shot whose next shot has the 'continuous' transition ends on that "
+                               "shot's keyframe (first-last-frame)."),
                 io.Vae.Input("vae", optional=True, tooltip="The video model's VAE."),
                 io.ClipVision.Input("clip_vision", optional=True,
                                     tooltip="CLIP Vision for the keyframe's identity anchor, kept fixed across a long "
                                     "shot's chained clips (required by SVD; used by Wan 2.1 i2v)."),
-                io.Conditioning.Input("positive", optional=True, tooltip="The video model's text conditioning (Wan)."),
-                io.Conditioning.Input("negative", optional=True, tooltip="The video model's negative conditioning (Wan)."),
+                io.Conditioning.Input("positive", optional=True, tooltip="The video model's text conditioning (Wan, LTX-Video)."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="The video model's negative conditioning (Wan, LTX-Video)."),
             ],
             outputs=[
                 types.Movie.Output("movie", display_name="movie", tooltip="The movie project (folder, files)."),
@@ -72,8 +78,8 @@ class ShotAnimate(io.ComfyNode):
 
     @classmethod
     def execute(cls, keyframes, script, backend, fps, frames_per_clip, project_name="", seed=0, steps=20, cfg=5.0,
-                sampler_name="euler", scheduler="simple", model=None, vae=None, clip_vision=None, positive=None,
-                negative=None) -> io.NodeOutput:
+                sampler_name="euler", scheduler="simple", min_cfg=0.0, model=None, vae=None, clip_vision=None,
+                positive=None, negative=None) -> io.NodeOutput:
         if keyframes.shape[0] != script.n_keyframes:
             raise ValueError(f"got {keyframes.shape[0]} keyframe images, but the script has {script.n_keyframes} keyframes")
         if backend not in BACKENDS:
@@ -83,8 +89,11 @@ class ShotAnimate(io.ComfyNode):
         params = {}
         if backend == "auto" and model is not None:
             settings = dict(steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler, seed=seed, size=size)
-            backend, frames_fn = make_backend(model, vae, positive, negative, clip_vision, fps=fps, **settings)
+            backend, frames_fn = make_backend(model, vae, positive, negative, clip_vision, fps=fps, min_cfg=min_cfg,
+                                              **settings)
             params = {k: v for k, v in settings.items() if k != "size"}
+            if min_cfg:
+                params["min_cfg"] = min_cfg
         else:
             backend, frames_fn = "animatic", animatic_backend(fps, size)
         project = MovieProject(host.output_directory(), project_name.strip() or script.title)
@@ -95,7 +104,7 @@ class ShotAnimate(io.ComfyNode):
 
         result = make_movie(project, script, keyframe, fps=fps, frames_per_clip=frames_per_clip, size=size,
                             backend=frames_fn, backend_name=backend, backend_params=params, progress=progress,
-                            check_interrupt=host.check_interrupt)
+                            check_interrupt=host.check_interrupt, lands_on_next=backend in LANDS_ON_NEXT)
         preview = torch.from_numpy(np.stack(result.preview)).float().div(255) if result.preview else torch.zeros(1, 8, 8, 3)
         text = (f"{result.frames} frames ({result.frames / fps:.1f} s) in {len(result.shot_files)} shots, "
                 f"{len(result.rendered)} made this run: {result.movie_file}")

@@ -134,15 +134,17 @@ def load_managed(patcher):
 
 
 def sample_latent(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
-                  latent, denoise: float = 1.0):
+                  latent, denoise: float = 1.0, noise_mask=None):
     """The host's own sampling (``comfy.sample``), with the host's noise for ``seed`` and an interrupt check
-    after every step (so Cancel stops a render between steps even without the websocket hook)."""
+    after every step (so Cancel stops a render between steps even without the websocket hook). ``noise_mask``
+    is a LATENT's ``noise_mask`` (as KSampler passes it: 0 keeps the input latent there, 1 samples)."""
     import comfy.sample
 
     latent = comfy.sample.fix_empty_latent_channels(model, latent)
     noise = comfy.sample.prepare_noise(latent, seed)
     return comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                               denoise=denoise, callback=lambda *args: check_interrupt(), disable_pbar=True, seed=seed)
+                               denoise=denoise, noise_mask=noise_mask, callback=lambda *args: check_interrupt(),
+                               disable_pbar=True, seed=seed)
 
 
 def empty_latent(model, width: int, height: int, batch: int = 1):

@@ -6,8 +6,15 @@ and decoded with the user's VAE. A long shot is chained: every clip after the fi
 frame of the one before, while the shot's keyframe stays the fixed identity anchor (its CLIP-vision
 conditioning, when a CLIP Vision model is connected), as the paper does against drift.
 
-Supported: Wan 2.1/2.2 image-to-video (``WanImageToVideo``) and Stable Video Diffusion
-(``SVD_img2vid_Conditioning``). LTX-Video is detected and refused with a clear message until its backend lands.
+Supported, each through the host node a user would wire by hand:
+
+* Wan 2.1/2.2 image-to-video (``WanImageToVideo``; ``WanFirstLastFrameToVideo`` for the last clip of a shot
+  whose next shot has the ``continuous`` transition, so the motion lands on the next keyframe);
+* Stable Video Diffusion (``SVD_img2vid_Conditioning``; optionally ``VideoLinearCFGGuidance``: guidance rising
+  over the frames, as SVD workflows use);
+* LTX-Video (``LTXVImgToVideo`` and ``LTXVConditioning``'s frame rate; the first latent frame is kept by the
+  noise mask the node returns). LTX-Video reads no reference image, so the keyframe anchors only a shot's
+  first clip; chained clips start from the previous clip's last frame.
 """
 
 from __future__ import annotations
@@ -25,20 +32,37 @@ from . import host
 
 
 def detect_backend(model) -> str:
-    """``"wan"`` for a Wan image-to-video model; a clear error for anything that cannot animate an image."""
+    """``"wan"``, ``"svd"`` or ``"ltxv"`` from the MODEL; a clear error for anything that cannot animate an image."""
     base = model.model
     if isinstance(base, comfy.model_base.WAN21) and getattr(base, "image_to_video", False):
         return "wan"
     if isinstance(base, comfy.model_base.SVD_img2vid):
         return "svd"
+    if type(base) is comfy.model_base.LTXV:  # subclasses (LTXAV...) take other conditioning
+        return "ltxv"
     name = type(base).__name__
     if isinstance(base, comfy.model_base.WAN21):
         raise ValueError(f"this Wan model ({name}) is text-to-video; ShotAnimate needs an image-to-video model "
                          "(e.g. wan2.1_i2v_480p)")
-    if "LTXV" in name:
-        raise ValueError(f"the {name} backend is not supported yet; use a Wan 2.1/2.2 image-to-video model, or the animatic")
-    raise ValueError(f"this MODEL ({name}) cannot animate an image: connect a Wan image-to-video model, or choose the "
-                     "animatic backend")
+    raise ValueError(f"this MODEL ({name}) cannot animate an image: connect a Wan or LTX-Video image-to-video model or "
+                     "SVD, or choose the animatic backend")
+
+
+def wan_length(n: int) -> int:
+    """Wan makes 4k+1 frames: the smallest such length that holds ``n``."""
+    return 4 * math.ceil((n - 1) / 4) + 1
+
+
+def ltxv_length(n: int) -> int:
+    """LTX-Video makes 8k+1 frames: the smallest such length that holds ``n``."""
+    return 8 * math.ceil((n - 1) / 8) + 1
+
+
+def keep_ends(frames: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` frames spread evenly over ``frames``, keeping the first and the last: a clip made longer than asked
+    (the model's frame-count rule) that must still end on its landing frame."""
+    index = torch.linspace(0, frames.shape[0] - 1, n).round().long()
+    return frames[index]
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -51,20 +75,57 @@ def _to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 def wan_backend(model, vae, positive, negative, *, clip_vision=None, steps: int, cfg: float, sampler_name: str,
                 scheduler: str, seed: int, size: tuple[int, int]):
-    """A ``make_movie`` backend that animates each shot with the host's ``WanImageToVideo`` conditioning."""
-    from comfy_extras.nodes_wan import WanImageToVideo
+    """A ``make_movie`` backend that animates each shot with the host's ``WanImageToVideo`` conditioning, and
+    lands a shot on the next keyframe with ``WanFirstLastFrameToVideo`` when ``make_movie`` asks for it."""
+    from comfy_extras.nodes_wan import WanFirstLastFrameToVideo, WanImageToVideo
 
     width, height = size
 
-    def backend(timing, shot, keyframes, previous_last) -> Iterator[np.ndarray]:
+    def backend(timing, shot, keyframes, previous_last, next_keyframe=None) -> Iterator[np.ndarray]:
         anchor = clip_vision.encode_image(_to_tensor(keyframes[0])) if clip_vision is not None else None
         start = _to_tensor(keyframes[0])
         for c, clip in enumerate(timing.clips):
-            length = 4 * math.ceil((clip.length - 1) / 4) + 1  # Wan makes 4k+1 frames
-            pos, neg, latent = WanImageToVideo.execute(positive, negative, vae, width, height, length, 1,
-                                                       start_image=start, clip_vision_output=anchor).args
+            length = wan_length(clip.length)
+            lands = next_keyframe is not None and c == len(timing.clips) - 1
+            if lands:
+                end = _to_tensor(next_keyframe)
+                end_anchor = clip_vision.encode_image(end) if clip_vision is not None else None
+                pos, neg, latent = WanFirstLastFrameToVideo.execute(
+                    positive, negative, vae, width, height, length, 1, start_image=start, end_image=end,
+                    clip_vision_start_image=anchor, clip_vision_end_image=end_anchor).args
+            else:
+                pos, neg, latent = WanImageToVideo.execute(positive, negative, vae, width, height, length, 1,
+                                                           start_image=start, clip_vision_output=anchor).args
             samples = host.sample_latent(model, derive_seed(seed, timing.shot_index * 1000 + c, "animate"), steps, cfg,
                                          sampler_name, scheduler, pos, neg, latent["samples"])
+            frames = vae.decode(samples).reshape(-1, height, width, 3).float().cpu()
+            frames = keep_ends(frames, clip.length) if lands else frames[:clip.length]
+            for frame in _to_uint8(frames[0 if c == 0 else 1:]):
+                yield frame
+            start = frames[-1:]
+
+    return backend
+
+
+def ltxv_backend(model, vae, positive, negative, *, steps: int, cfg: float, sampler_name: str, scheduler: str,
+                 seed: int, size: tuple[int, int], fps: float):
+    """A ``make_movie`` backend with LTX-Video through the host's ``LTXVImgToVideo`` (and the frame rate that
+    ``LTXVConditioning`` sets). The node's noise mask keeps the start image's latent frame fixed while sampling."""
+    import node_helpers
+    from comfy_extras.nodes_lt import LTXVImgToVideo
+
+    width, height = size
+    positive = node_helpers.conditioning_set_values(positive, {"frame_rate": float(fps)})
+    negative = node_helpers.conditioning_set_values(negative, {"frame_rate": float(fps)})
+
+    def backend(timing, shot, keyframes, previous_last) -> Iterator[np.ndarray]:
+        start = _to_tensor(keyframes[0])
+        for c, clip in enumerate(timing.clips):
+            pos, neg, latent = LTXVImgToVideo.execute(positive, negative, start, vae, width, height,
+                                                      ltxv_length(clip.length), 1, 1.0).args
+            samples = host.sample_latent(model, derive_seed(seed, timing.shot_index * 1000 + c, "animate"), steps, cfg,
+                                         sampler_name, scheduler, pos, neg, latent["samples"],
+                                         noise_mask=latent["noise_mask"])
             frames = vae.decode(samples).reshape(-1, height, width, 3)[:clip.length].float().cpu()
             for frame in _to_uint8(frames[0 if c == 0 else 1:]):
                 yield frame
@@ -73,17 +134,29 @@ def wan_backend(model, vae, positive, negative, *, clip_vision=None, steps: int,
     return backend
 
 
+def svd_guided_model(model, min_cfg: float):
+    """The SVD MODEL with the host's ``VideoLinearCFGGuidance`` when ``min_cfg > 0`` (a clone), else itself."""
+    if min_cfg <= 0:
+        return model
+    from comfy_extras.nodes_video_model import VideoLinearCFGGuidance
+
+    return VideoLinearCFGGuidance().patch(model, min_cfg)[0]
+
+
 def svd_backend(model, vae, clip_vision, *, steps: int, cfg: float, sampler_name: str, scheduler: str, seed: int,
-                size: tuple[int, int], fps: float, motion_bucket_id: int = 127, augmentation_level: float = 0.0):
+                size: tuple[int, int], fps: float, motion_bucket_id: int = 127, augmentation_level: float = 0.0,
+                min_cfg: float = 0.0):
     """A ``make_movie`` backend with Stable Video Diffusion through the host's ``SVD_img2vid_Conditioning``.
 
     The shot's keyframe gives the CLIP image embedding of *every* clip (the fixed identity anchor); a chained
-    clip's start image, the concatenated latent, is the previous clip's last frame."""
+    clip's start image, the concatenated latent, is the previous clip's last frame. ``min_cfg > 0`` applies the
+    host's ``VideoLinearCFGGuidance``: guidance rises from ``min_cfg`` on the first frame to ``cfg`` on the last."""
     import node_helpers
     from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
 
     width, height = size
     conditioning = SVD_img2vid_Conditioning()
+    model = svd_guided_model(model, min_cfg)
 
     def backend(timing, shot, keyframes, previous_last) -> Iterator[np.ndarray]:
         anchor = _to_tensor(keyframes[0])
@@ -105,18 +178,28 @@ def svd_backend(model, vae, clip_vision, *, steps: int, cfg: float, sampler_name
     return backend
 
 
-def make_backend(model, vae, positive, negative, clip_vision, fps: float, **settings):
-    """The backend for a connected MODEL (see ``detect_backend``), after checking what it needs."""
+#: What each backend needs connected, and the multiple its frame width and height must be.
+NEEDS = {"wan": ("vae", "positive", "negative"), "svd": ("vae", "clip_vision"), "ltxv": ("vae", "positive", "negative")}
+SIZE_MULTIPLE = {"wan": 16, "svd": 8, "ltxv": 32}
+#: Backends that can end a shot on a given frame (the ``continuous`` transition).
+LANDS_ON_NEXT = {"wan"}
+
+
+def make_backend(model, vae, positive, negative, clip_vision, fps: float, min_cfg: float = 0.0, **settings):
+    """``(kind, backend)`` for a connected MODEL (see ``detect_backend``), after checking what it needs."""
     kind = detect_backend(model)
-    needs = {"wan": (("vae", vae), ("positive", positive), ("negative", negative)),
-             "svd": (("vae", vae), ("clip_vision", clip_vision))}[kind]
-    missing = [name for name, value in needs if value is None]
+    given = {"vae": vae, "positive": positive, "negative": negative, "clip_vision": clip_vision}
+    missing = [name for name in NEEDS[kind] if given[name] is None]
     if missing:
         raise ValueError(f"the {kind} image-to-video backend needs {', '.join(missing)} connected")
-    multiple = 16 if kind == "wan" else 8
+    multiple = SIZE_MULTIPLE[kind]
     if settings["size"][0] % multiple or settings["size"][1] % multiple:
         raise ValueError(f"{kind} needs keyframes whose width and height are multiples of {multiple}; got "
                          f"{settings['size'][0]}x{settings['size'][1]}")
+    if min_cfg > 0 and kind != "svd":
+        raise ValueError(f"min_cfg (linear guidance over frames) is for SVD; set it to 0 for the {kind} backend")
     if kind == "svd":
-        return kind, svd_backend(model, vae, clip_vision, fps=fps, **settings)
+        return kind, svd_backend(model, vae, clip_vision, fps=fps, min_cfg=min_cfg, **settings)
+    if kind == "ltxv":
+        return kind, ltxv_backend(model, vae, positive, negative, fps=fps, **settings)
     return kind, wan_backend(model, vae, positive, negative, clip_vision=clip_vision, **settings)

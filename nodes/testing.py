@@ -286,8 +286,62 @@ class MovieDreamerTestTinyCLIPVision(io.ComfyNode):
         return io.NodeOutput(tiny_clip_vision(seed))
 
 
+def tiny_ltxv_state_dict(seed: int = 0) -> dict:
+    """Weights of a tiny LTX-Video transformer (one block, 32 heads of width 2: the host's loader reads the head
+    width from ``attn2.to_k`` over 32 heads) in the layout the host's loader detects (``adaln_single``)."""
+    import comfy.ldm.lightricks.model
+    import comfy.ops
+
+    model = comfy.ldm.lightricks.model.LTXVModel(in_channels=128, cross_attention_dim=64, attention_head_dim=2,
+                                                 num_attention_heads=32, caption_channels=4096, num_layers=1,
+                                                 operations=comfy.ops.disable_weight_init)
+    reinit_(model, seed)
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+#: A tiny LTX-Video VAE with the real one's compression (32x spatial, 8x temporal, 128 latent channels): a
+#: 4x4 patch and three compress-all stages without widening, in the config format the host's VAE reads.
+TINY_LTXV_VAE = {"dims": 3, "latent_channels": 128, "patch_size": 4, "norm_layer": "pixel_norm",
+                 "causal_decoder": False, "timestep_conditioning": False,
+                 "blocks": [["compress_all", {"multiplier": 1}]] * 3,
+                 "decoder_blocks": [["compress_all", {"multiplier": 1}]] * 3 + [["res_x", 1]]}
+
+
+def tiny_ltxv_vae(seed: int = 0) -> comfy.sd.VAE:
+    """The host's LTX-Video VAE class (``CausalVideoAutoencoder``), tiny, random weights, loaded from a state
+    dict and its config the way the host loads a VAE file with metadata."""
+    import comfy.ldm.lightricks.vae.causal_video_autoencoder as cva
+
+    vae = cva.VideoVAE(config=TINY_LTXV_VAE)
+    reinit_(vae, seed, std=0.05)
+    return comfy.sd.VAE(sd=vae.state_dict(), metadata={"config": json.dumps({"vae": TINY_LTXV_VAE})})
+
+
+class MovieDreamerTestTinyLTXVExtras(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerTestTinyLTXVExtras",
+            display_name="Tiny LTX-Video VAE and conditioning (MovieDreamer tests)",
+            category=types.CATEGORY + "/testing",
+            description="Test only: a tiny LTX-Video VAE with random weights, and random T5-shaped text conditioning "
+            "with its attention mask (as the host's T5 encoder gives it).",
+            inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
+            outputs=[io.Vae.Output("vae", display_name="VAE", tooltip="The LTX-Video VAE."),
+                     io.Conditioning.Output("positive", display_name="positive", tooltip="Random text conditioning."),
+                     io.Conditioning.Output("negative", display_name="negative", tooltip="Zero text conditioning.")],
+        )
+
+    @classmethod
+    def execute(cls, seed=0) -> io.NodeOutput:
+        g = torch.Generator().manual_seed(seed)
+        mask = torch.ones(1, 8, dtype=torch.long)
+        return io.NodeOutput(tiny_ltxv_vae(seed), [[torch.randn(1, 8, 4096, generator=g) * 0.1, {"attention_mask": mask}]],
+                             [[torch.zeros(1, 8, 4096), {"attention_mask": mask}]])
+
+
 TEST_NODES = [MovieDreamerTestTinyCLIP, MovieDreamerTestTinyCLIPVision, MovieDreamerTestTinySD, MovieDreamerTestTinyWanExtras,
-              MovieDreamerTestTinySVD]
+              MovieDreamerTestTinySVD, MovieDreamerTestTinyLTXVExtras]
 
 
 def enabled() -> bool:

@@ -1,7 +1,7 @@
 """Making the movie: every shot to its own video file as soon as it is done, then the assembled movie.
 
 Memory is bounded by design (DESIGN.md section 5): frames stream from the backend into the encoder and only
-a small preview (one downsized frame per second) is kept, so a ten-minute movie needs no more memory than
+a small preview (one downsized frame per second, at most ``PREVIEW_MAX``) is kept, so a ten-minute movie needs no more memory than
 a ten-second one. Each finished shot is recorded in the project manifest with a signature of everything
 that determines it; a rerun skips shots whose file is whole and whose signature matches, so an interrupted
 run loses at most the shot in progress, and a truncated file is made again.
@@ -23,7 +23,8 @@ from ..script.schema import Script
 from ..video_io import concat_videos, iter_frames, video_info, write_video
 from .timing import plan_shots
 
-#: ``backend(shot_timing, shot, keyframe_images, previous_last_frame) -> iterator of uint8 frames``
+#: ``backend(shot_timing, shot, keyframe_images, previous_last_frame) -> iterator of uint8 frames``; a backend
+#: that can land a shot on a given last frame (``lands_on_next=True``) also takes ``next_keyframe=`` (or None).
 Backend = Callable[..., Iterator[np.ndarray]]
 PREVIEW_SIDE = 256
 
@@ -38,7 +39,28 @@ class MovieResult:
     rendered: list  # shot indices made in this run (the others were reused)
     frames: int
     fps: float
-    preview: list = field(default_factory=list)  # small uint8 frames, about one per second
+    preview: list = field(default_factory=list)  # small uint8 frames, about one per second (at most PREVIEW_MAX)
+
+
+#: The preview strip holds at most this many frames: one per second until it is full, then every 2nd, 4th...
+PREVIEW_MAX = 64
+
+
+class PreviewStrip:
+    """Small frames spread over the whole movie in bounded memory: a frame every ``stride`` frames; when the
+    strip is full, every other frame is dropped and the stride doubles (so a ten-minute movie's preview is no
+    larger than a one-minute movie's)."""
+
+    def __init__(self, stride: int, limit: int = PREVIEW_MAX):
+        self.stride, self.limit, self.count, self.frames = max(1, int(stride)), int(limit), 0, []
+
+    def add(self, frame: np.ndarray) -> None:
+        if self.count % self.stride == 0:
+            self.frames.append(_small(frame))
+            if len(self.frames) > self.limit:
+                self.frames = self.frames[::2]
+                self.stride *= 2
+        self.count += 1
 
 
 def _small(frame: np.ndarray) -> np.ndarray:
@@ -62,14 +84,17 @@ def _signature(parts: dict, keyframes: list) -> str:
 def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], np.ndarray], *, fps: float,
                frames_per_clip: int, size: tuple[int, int], backend: Backend, backend_name: str,
                backend_params: Optional[dict] = None, progress: Optional[Callable[[int, int], None]] = None,
-               check_interrupt: Optional[Callable[[], None]] = None) -> MovieResult:
+               check_interrupt: Optional[Callable[[], None]] = None, lands_on_next: bool = False) -> MovieResult:
     """Make (or resume) every shot, then assemble the movie. ``keyframe(i)`` returns keyframe i as
-    ``uint8 [H, W, 3]`` (loaded on demand, so keyframes need not all be in memory either)."""
+    ``uint8 [H, W, 3]`` (loaded on demand, so keyframes need not all be in memory either).
+
+    ``lands_on_next``: the backend can end a shot on a given frame. Then a shot followed by one whose
+    transition is ``continuous`` is made to land on that shot's first keyframe (which enters its signature)."""
     fps = float(fps)
     project.set_script(script_hash(script), script.title)
     timings = plan_shots(script, fps, frames_per_clip)
-    every = max(1, int(round(fps)))
-    preview, files, rendered = [], [], []
+    preview = PreviewStrip(int(round(fps)))
+    files, rendered = [], []
     previous_last: Optional[np.ndarray] = None  # the previous shot's last frame *as decoded from its file*
     previous_sig = ""
     for timing in timings:
@@ -77,23 +102,27 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
         images = [keyframe(k) for k in timing.keyframes]
         transition = shot.transition.value if timing.shot_index else "cut"
         needs_previous = transition in ("dissolve", "wipe")
+        following = script.shots[timing.shot_index + 1] if timing.shot_index + 1 < len(script.shots) else None
+        landing = None
+        if lands_on_next and following is not None and following.transition.value == "continuous":
+            landing = keyframe(timing.keyframes[-1] + 1)
         sig = _signature({"backend": backend_name, "params": backend_params or {}, "fps": fps, "size": list(size),
                           "frames": timing.frames, "camera": shot.camera.value, "transition": transition,
-                          "clips": frames_per_clip, "previous": previous_sig if needs_previous else ""}, images)
+                          "clips": frames_per_clip, "previous": previous_sig if needs_previous else ""},
+                         images + ([landing] if landing is not None else []))
+        extra = {"next_keyframe": landing} if lands_on_next else {}
         rel = project.shot_file(timing.shot_index, timing.shot_id)
         if project.shot_done(timing.shot_index, sig, timing.frames):
             rel = project.manifest["shots"][str(timing.shot_index)]["file"]
-            for i, frame in enumerate(iter_frames(project.path(rel))):  # stream: keep the preview and the last frame
-                if i % every == 0:
-                    preview.append(_small(frame))
+            for frame in iter_frames(project.path(rel)):  # stream: keep the preview and the last frame
+                preview.add(frame)
                 previous_last = frame
         else:
             def frames() -> Iterator[np.ndarray]:
-                for i, frame in enumerate(backend(timing, shot, images, previous_last)):
+                for frame in backend(timing, shot, images, previous_last, **extra):
                     if check_interrupt is not None:
                         check_interrupt()
-                    if i % every == 0:
-                        preview.append(_small(frame))
+                    preview.add(frame)
                     yield frame
 
             n = write_video(project.path(rel), frames(), fps)
@@ -114,4 +143,4 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
                                  "shots": files, "backend": backend_name}
     project.save_manifest()
     return MovieResult(project.root, project.path(movie_rel), [project.path(f) for f in files], rendered,
-                       info["frames"] if info else 0, fps, preview)
+                       info["frames"] if info else 0, fps, preview.frames)

@@ -72,13 +72,16 @@ class Camera(str, Enum):
 
 
 class Transition(str, Enum):
-    """How a shot begins after the previous one (used when the movie is assembled)."""
+    """How a shot begins after the previous one (used when the movie is assembled). ``continuous``: the
+    previous shot's motion lands on this shot's first keyframe (image-to-video models with a first-last-frame
+    mode, e.g. Wan; elsewhere a cut)."""
 
     cut = "cut"
     fade = "fade"
     dissolve = "dissolve"
     fade_to_black = "fade_to_black"
     wipe = "wipe"
+    continuous = "continuous"
 
 
 def _normalise_choice(value):

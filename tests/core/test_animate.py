@@ -166,3 +166,46 @@ def test_peak_memory_does_not_grow_with_the_number_of_shots(tmp_path):
         out[n] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out[24]["frames"] > 7 * out[3]["frames"]
     assert out[24]["rss"] <= 1.2 * out[3]["rss"], out
+
+
+def test_a_shot_lands_on_the_next_keyframe_only_before_a_continuous_shot(tmp_path):
+    """With a backend that can land (``lands_on_next``), the shot before a ``continuous`` one receives that
+    shot's first keyframe, which enters its signature: a new keyframe there re-makes both shots."""
+    text = script_text(3).replace("transition: dissolve", "transition: continuous")  # shot 1 starts continuous
+    script = load_script(text)
+    seen = {}
+
+    def backend(timing, shot, keyframes, previous_last, next_keyframe=None):
+        seen[timing.shot_index] = next_keyframe
+        return iter([keyframes[0]] * timing.frames)
+
+    def movie(kf):
+        seen.clear()
+        return make_movie(MovieProject(str(tmp_path), "landing"), script, lambda i: kf[i], fps=12, frames_per_clip=25,
+                          size=(64, 48), backend=backend, backend_name="hold", lands_on_next=True)
+
+    kf = keyframe_images(script.n_keyframes)
+    assert movie(kf).rendered == [0, 1, 2]
+    first_of_shot_1 = 2  # shot 0 has two keyframes (two action sentences)
+    assert np.array_equal(seen[0], kf[first_of_shot_1]) and seen[1] is None and seen[2] is None
+    changed = list(kf)
+    changed[first_of_shot_1] = 255 - kf[first_of_shot_1]
+    assert movie(changed).rendered == [0, 1], "shot 0 lands on the changed keyframe; shot 2 is kept"
+    plain = make_movie(MovieProject(str(tmp_path), "not landing"), script, lambda i: kf[i], fps=12, frames_per_clip=25,
+                       size=(64, 48), backend=lambda t, s, k, p: iter([k[0]] * t.frames), backend_name="hold")
+    assert plain.rendered == [0, 1, 2], "a backend that cannot land is called as before"
+
+
+def test_the_preview_strip_stays_bounded_and_spans_the_whole_movie():
+    from moviedreamer_core.animate.movie import PREVIEW_MAX, PreviewStrip
+
+    strip = PreviewStrip(stride=24)
+    frames = [np.full((8, 8, 3), i % 256, dtype=np.uint8) for i in range(24 * 600)]  # ten minutes at 24 fps
+    for f in frames:
+        strip.add(f)
+    assert PREVIEW_MAX // 2 <= len(strip.frames) <= PREVIEW_MAX
+    assert strip.frames[0][0, 0, 0] == 0 and strip.stride * len(strip.frames) >= 24 * 600 - strip.stride
+    short = PreviewStrip(stride=24)
+    for f in frames[:24 * 10]:
+        short.add(f)
+    assert len(short.frames) == 10, "a short movie keeps one frame per second"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from moviedreamer_core.video_io import video_info
 
 from .test_render import graph, previews, script
@@ -56,6 +58,14 @@ shots:
     camera: wide
 """
 
+#: Three shots; shot a lands on shot b's keyframe (b starts "continuous"), b cuts to c.
+WAN_SCRIPT_3 = WAN_SCRIPT.replace("title: Wan Test", "title: Wan Three") + """    transition: continuous
+  - id: c
+    scene: a dark field
+    action: stars come out.
+    duration: 1
+"""
+
 
 @pytest.fixture(scope="module")
 def tiny_wan_file(host, tmp_path_factory):
@@ -72,15 +82,15 @@ def tiny_wan_file(host, tmp_path_factory):
     fp.filename_list_cache.clear()
 
 
-def wan_graph(project: str, with_model: bool = True) -> dict:
+def wan_graph(project: str, with_model: bool = True, script: str = WAN_SCRIPT_3, shots: int = 3) -> dict:
     g = {
         "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},
-        "2": {"class_type": "ScriptEncode", "inputs": {"script": WAN_SCRIPT, "script_file": "(none: use the text above)",
+        "2": {"class_type": "ScriptEncode", "inputs": {"script": script, "script_file": "(none: use the text above)",
                                                         "clip": ["1", 0], "face_embedder": "dlib"}},
         "3": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
         "4": {"class_type": "ImageScale", "inputs": {"image": ["3", 0], "upscale_method": "bilinear", "width": 64,
                                                       "height": 40, "crop": "center"}},
-        "5": {"class_type": "RepeatImageBatch", "inputs": {"image": ["4", 0], "amount": 2}},
+        "5": {"class_type": "RepeatImageBatch", "inputs": {"image": ["4", 0], "amount": shots}},
         "6": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan_i2v.safetensors", "weight_dtype": "default"}},
         "7": {"class_type": "MovieDreamerTestTinyWanExtras", "inputs": {"seed": 0}},
         "8": {"class_type": "ShotAnimate", "inputs": {
@@ -94,18 +104,71 @@ def wan_graph(project: str, with_model: bool = True) -> dict:
 
 
 @pytest.mark.slow
-def test_wan_image_to_video_backend_chains_long_shots(host, photos, tiny_wan_file):
+def test_wan_three_shot_movie_chains_long_shots_and_lands_on_the_next_keyframe(host, photos, tiny_wan_file):
+    """Shot a (8 frames) ends on shot b's keyframe through WanFirstLastFrameToVideo; b (16 frames) is two chained
+    clips; c (8 frames) follows a cut. The movie decodes with every frame at the right size."""
     bad = host.run(wan_graph("wan_bad_size"))
     assert not bad.success and "multiples of 16; got 64x40" in bad.error_text()
+    refused = wan_graph("wan_min_cfg")
+    refused["4"]["inputs"]["height"] = 64
+    refused["8"]["inputs"]["min_cfg"] = 1.0
+    refused = host.run(refused)
+    assert not refused.success and "min_cfg (linear guidance over frames) is for SVD" in refused.error_text()
     g = wan_graph("wan")
     g["4"]["inputs"]["height"] = 64
     result = host.run(g)
     assert result.success, result.error_text()
-    assert "24 frames (3.0 s) in 2 shots, 2 made this run" in result.outputs["8"]["text"][0]
+    assert "32 frames (4.0 s) in 3 shots, 3 made this run" in result.outputs["8"]["text"][0]
     folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "wan"
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["shots"]["1"]["backend"] == "wan" and manifest["shots"]["1"]["frames"] == 16
-    assert video_info(str(folder / "wan.mp4")) == {"frames": 24, "width": 64, "height": 64, "fps": 8.0}
+    assert [manifest["shots"][str(i)]["frames"] for i in range(3)] == [8, 16, 8]
+    assert {manifest["shots"][str(i)]["backend"] for i in range(3)} == {"wan"}
+    assert video_info(str(folder / "wan.mp4")) == {"frames": 32, "width": 64, "height": 64, "fps": 8.0}
+    # shot a lands on shot b's keyframe: a new keyframe for b re-makes a and b, c stays
+    g["10"] = {"class_type": "ImageInvert", "inputs": {"image": ["4", 0]}}
+    g["11"] = {"class_type": "ImageBatch", "inputs": {"image1": ["4", 0], "image2": ["10", 0]}}
+    g["12"] = {"class_type": "ImageBatch", "inputs": {"image1": ["11", 0], "image2": ["4", 0]}}
+    g["8"]["inputs"]["keyframes"] = ["12", 0]
+    again = host.run(g)
+    assert again.success, again.error_text()
+    assert "3 shots, 2 made this run" in again.outputs["8"]["text"][0]
+    assert video_info(str(folder / "wan.mp4"))["frames"] == 32
+
+
+@pytest.fixture(scope="module")
+def tiny_ltxv_file(host, tmp_path_factory):
+    """A tiny LTX-Video checkpoint in a diffusion_models folder, loaded by the host's own UNETLoader."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("ltxv_models")
+    save_file(host.pack_submodule("nodes.testing").tiny_ltxv_state_dict(0), str(folder / "tiny_ltxv.safetensors"))
+    fp = host.folder_paths
+    fp.add_model_folder_path("diffusion_models", str(folder))
+    fp.filename_list_cache.clear()
+    yield "tiny_ltxv.safetensors"
+    fp.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
+    fp.filename_list_cache.clear()
+
+
+def ltxv_graph(project: str, height: int = 64) -> dict:
+    g = wan_graph(project, script=WAN_SCRIPT, shots=2)
+    g["4"]["inputs"]["height"] = height
+    g["6"]["inputs"]["unet_name"] = "tiny_ltxv.safetensors"
+    g["7"] = {"class_type": "MovieDreamerTestTinyLTXVExtras", "inputs": {"seed": 0}}
+    return g
+
+
+def test_ltxv_backend_through_the_hosts_loader(host, photos, tiny_ltxv_file):
+    """LTX-Video makes 8k+1 frames: shot a (8 frames) is one 9-frame clip cut to 8; shot b (16) chains two."""
+    bad = host.run(ltxv_graph("ltxv_bad", height=48))
+    assert not bad.success and "ltxv needs keyframes whose width and height are multiples of 32; got 64x48" in bad.error_text()
+    result = host.run(ltxv_graph("ltxv"))
+    assert result.success, result.error_text()
+    assert "24 frames (3.0 s) in 2 shots, 2 made this run" in result.outputs["8"]["text"][0]
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "ltxv"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["shots"]["0"]["backend"] == "ltxv" and manifest["shots"]["1"]["frames"] == 16
+    assert video_info(str(folder / "ltxv.mp4")) == {"frames": 24, "width": 64, "height": 64, "fps": 8.0}
 
 
 def svd_graph(project: str, clip_vision: bool = True) -> dict:
@@ -141,3 +204,30 @@ def test_svd_backend_in_process_chains_clips(host, photos):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["shots"]["1"]["backend"] == "svd" and manifest["shots"]["1"]["frames"] == 12  # 5 + 4 + 3 new frames
     assert video_info(str(folder / "svd.mp4")) == {"frames": 18, "width": 64, "height": 48, "fps": 6.0}
+    # linear guidance over frames (the host's VideoLinearCFGGuidance) changes the frames, not their number
+    linear = svd_graph("svd_linear")
+    linear["8"]["inputs"]["min_cfg"] = 1.0
+    linear = host.run(linear)
+    assert linear.success, linear.error_text()
+    linear_folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "svd_linear"
+    assert video_info(str(linear_folder / "svd_linear.mp4"))["frames"] == 18
+
+
+def test_svd_linear_guidance_reaches_the_sampler(host, testing):
+    """min_cfg > 0 changes the sampled latents through the host's VideoLinearCFGGuidance; 0 leaves the model as is.
+    (Compared on latents: the tiny SD VAE decodes SVD's small latents to near-black frames.)"""
+    from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
+
+    backends, hostmod = host.pack_submodule("nodes.i2v_backends"), host.pack_submodule("nodes.host")
+    model, clip_vision = testing.tiny_svd(0), testing.tiny_clip_vision(0)
+    vae = testing.tiny_vae(0)
+    image = torch.rand(1, 48, 64, 3, generator=torch.Generator().manual_seed(0))
+    pos, neg, latent = SVD_img2vid_Conditioning().encode(clip_vision, image, vae, 64, 48, 5, 127, 6, 0.0)
+
+    def sample(m):
+        return hostmod.sample_latent(m, 0, 2, 3.0, "euler", "karras", pos, neg, latent["samples"])
+
+    assert backends.svd_guided_model(model, 0.0) is model
+    plain, rising = sample(model), sample(backends.svd_guided_model(model, 1.0))
+    assert torch.equal(sample(model), plain)
+    assert (plain - rising).abs().mean() > 1e-3 * plain.abs().mean(), "min_cfg reaches the sampler"
