@@ -15,21 +15,26 @@ from .workflow_convert import ui_to_api
 
 WORKFLOWS = PACK_DIR / "workflows"
 PAIRS = [("moviedreamer_script.json", "moviedreamer_script_api.json"),
-         ("moviedreamer_storyboard.json", "moviedreamer_storyboard_api.json")]
+         ("moviedreamer_storyboard.json", "moviedreamer_storyboard_api.json"),
+         ("moviedreamer_movie.json", "moviedreamer_movie_api.json")]
 
 
 @pytest.fixture
 def model_files(host, tmp_path):
     """Empty stand-ins for the model files the workflows name (validation checks names, not contents)."""
     fp = host.folder_paths
-    files = {"checkpoints": "v1-5-pruned-emaonly.safetensors", "clip_vision": "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
-             "ipadapter": "ip-adapter_sd15.safetensors"}
-    for folder, name in files.items():
+    files = {"checkpoints": ["v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors"],
+             "clip_vision": ["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "clip_vision_h.safetensors"],
+             "ipadapter": ["ip-adapter_sd15.safetensors", "ip-adapter_sdxl_vit-h.safetensors"],
+             "diffusion_models": ["wan2.1_i2v_480p_14B_fp16.safetensors"],
+             "text_encoders": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"], "vae": ["wan_2.1_vae.safetensors"]}
+    for folder, names in files.items():
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / name).write_bytes(b"")
+        for name in names:
+            (tmp_path / folder / name).write_bytes(b"")
         fp.add_model_folder_path(folder, str(tmp_path / folder))
     fp.filename_list_cache.clear()
-    for image in ("bo_reference.png", "ava_reference.png"):
+    for image in ("bo_reference.png", "ava_reference.png", "cy_reference.png"):
         Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(Path(fp.get_input_directory()) / image)
     yield
     for folder in files:
