@@ -1,25 +1,196 @@
-// ComfyUI-MovieDreamer front-end: shows each node's one-line summary (the `text` it sends back with its
-// result) under the node, e.g. ScriptEncode's "3 keyframes, 2 characters (3 references); text ... ".
+// ComfyUI-MovieDreamer front-end.
+//
+// 1. Summaries: each node's one-line result text (ScriptEncode's "3 keyframes, 2 characters ...") under the node.
+// 2. Storyboard panel on ARKeyframePlanner and IdentityDiffusionRender: one card per keyframe, labelled with its
+//    shot id and action; the renderer's cards fill with thumbnails as keyframes finish. It listens to the pack's
+//    websocket messages "moviedreamer.storyboard" (the labelled keyframe list) and "moviedreamer.keyframe" (one
+//    saved keyframe image), both sent by the nodes while they run (nodes/storyboard_events.py).
+// 3. Script helper on ScriptEncode: the script is validated as you type through POST
+//    /moviedreamer/validate_script (the same validator the node runs) and the problems or the character list
+//    are shown under the script box.
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 
-const SUMMARY_NODES = new Set(["ScriptEncode", "MovieDreamerScriptInfo", "ARKeyframePlanner", "MovieDreamerStoryboardInfo", "IdentityDiffusionRender", "ShotAnimate"]);
+const SUMMARY_NODES = new Set(["ScriptEncode", "MovieDreamerScriptInfo", "ARKeyframePlanner", "MovieDreamerStoryboardInfo",
+  "IdentityDiffusionRender", "ShotAnimate"]);
+const PANEL_NODES = new Set(["ARKeyframePlanner", "IdentityDiffusionRender"]);
+const STYLE = `
+.moviedreamer-panel { display: grid; grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)); gap: 4px;
+  overflow-y: auto; font: 10px sans-serif; color: var(--input-text, #ddd); padding: 2px; box-sizing: border-box; }
+.moviedreamer-card { background: rgba(0,0,0,0.25); border-radius: 4px; padding: 2px; min-height: 40px; }
+.moviedreamer-card img { width: 100%; display: block; border-radius: 3px; }
+.moviedreamer-card .md-slot { width: 100%; aspect-ratio: 16 / 9; background: rgba(255,255,255,0.06); border-radius: 3px; }
+.moviedreamer-card .md-label { overflow: hidden; text-overflow: ellipsis; display: -webkit-box; -webkit-line-clamp: 3;
+  -webkit-box-orient: vertical; line-height: 1.2; margin-top: 2px; }
+.moviedreamer-check { font: 11px sans-serif; padding: 4px; white-space: pre-wrap; overflow-y: auto; box-sizing: border-box; }
+.moviedreamer-check.ok { color: #8c8; } .moviedreamer-check.bad { color: #e88; }
+`;
+
+function addStyle() {
+  if (document.getElementById("moviedreamer-style")) return;
+  const style = document.createElement("style");
+  style.id = "moviedreamer-style";
+  style.textContent = STYLE;
+  document.head.appendChild(style);
+}
+
+function nodeFor(detail) {
+  const id = detail?.display_node ?? detail?.node;
+  if (id == null) return null;
+  return app.graph?.getNodeById?.(Number(id)) ?? app.graph?.getNodeById?.(id) ?? null;
+}
+
+// ------------------------------------------------------------------------------------------ storyboard panel
+
+function panelOf(node) {
+  if (node.moviedreamerPanel) return node.moviedreamerPanel;
+  addStyle();
+  const element = document.createElement("div");
+  element.className = "moviedreamer-panel";
+  element.dataset.moviedreamerPanel = String(node.id);
+  const widget = node.addDOMWidget("moviedreamer_storyboard", "moviedreamer_storyboard", element, {
+    serialize: false, hideOnZoom: false, getMinHeight: () => 120,
+  });
+  widget.serialize = false;
+  node.moviedreamerPanel = { element, widget, cards: [] };
+  const size = node.computeSize?.();
+  if (size) node.setSize?.([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1] + 120)]);
+  return node.moviedreamerPanel;
+}
+
+function setStoryboard(node, keyframes) {
+  const panel = panelOf(node);
+  panel.element.replaceChildren();
+  panel.cards = keyframes.map((k) => {
+    const card = document.createElement("div");
+    card.className = "moviedreamer-card";
+    card.dataset.index = String(k.index);
+    const slot = document.createElement("div");
+    slot.className = "md-slot";
+    const label = document.createElement("div");
+    label.className = "md-label";
+    label.textContent = `${k.shot} · ${k.action}`;
+    label.title = `${k.shot} (keyframe ${k.index + 1})${k.characters?.length ? " — " + k.characters.join(", ") : ""}\n${k.action}`;
+    card.append(slot, label);
+    panel.element.appendChild(card);
+    return card;
+  });
+  node.setDirtyCanvas?.(true, true);
+}
+
+function setKeyframe(node, detail) {
+  const panel = panelOf(node);
+  let card = panel.cards[detail.index];
+  if (!card) {  // a keyframe before (or without) the list: make its card
+    setStoryboard(node, Array.from({ length: detail.total }, (_, i) => ({ index: i, shot: i === detail.index ? detail.shot : "", action: i === detail.index ? detail.action : "" })));
+    card = panel.cards[detail.index];
+  }
+  if (!detail.image) return;
+  const params = new URLSearchParams({ ...detail.image, rand: String(Math.random()).slice(2) });
+  const img = document.createElement("img");
+  img.src = api.apiURL(`/view?${params}`);
+  img.alt = `${detail.shot}: ${detail.action}`;
+  card.querySelector(".md-slot, img")?.replaceWith(img);
+  card.classList.add("done");
+  node.setDirtyCanvas?.(true, true);
+}
+
+api.addEventListener("moviedreamer.storyboard", ({ detail }) => {
+  const node = nodeFor(detail);
+  if (node && PANEL_NODES.has(node.comfyClass ?? node.type)) setStoryboard(node, detail.keyframes ?? []);
+});
+api.addEventListener("moviedreamer.keyframe", ({ detail }) => {
+  const node = nodeFor(detail);
+  if (node && PANEL_NODES.has(node.comfyClass ?? node.type)) setKeyframe(node, detail);
+});
+
+// ------------------------------------------------------------------------------------------ script helper
+
+function describe(result) {
+  if (result.ok) {
+    const who = result.characters.length ? result.characters.join(", ") : "none";
+    return `✓ ${result.shots} shots, ${result.keyframes} keyframes, ${result.seconds} s. Characters: ${who}`;
+  }
+  const lines = result.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
+  const who = result.characters?.length ? `\nCharacters: ${result.characters.join(", ")}` : "";
+  return `✗ ${lines.length === 1 ? "1 problem" : lines.length + " problems"}:\n${lines.join("\n")}${who}`;
+}
+
+function attachScriptHelper(node) {
+  addStyle();
+  const script = node.widgets?.find((w) => w.name === "script");
+  const file = node.widgets?.find((w) => w.name === "script_file");
+  if (!script) return;
+  const element = document.createElement("div");
+  element.className = "moviedreamer-check";
+  element.dataset.moviedreamerCheck = String(node.id);
+  const widget = node.addDOMWidget("moviedreamer_script_check", "moviedreamer_script_check", element, {
+    serialize: false, hideOnZoom: false, getMinHeight: () => 60,
+  });
+  widget.serialize = false;
+  let timer = null;
+  let generation = 0;
+  const check = async () => {
+    const mine = ++generation;
+    try {
+      const response = await api.fetchApi("/moviedreamer/validate_script", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ script: script.value ?? "", script_file: file?.value ?? "" }),
+      });
+      const result = await response.json();
+      if (mine !== generation) return;  // a newer edit is being checked
+      element.textContent = describe(result);
+      element.className = `moviedreamer-check ${result.ok ? "ok" : "bad"}`;
+      node.moviedreamerScriptCheck = result;
+    } catch (e) {
+      if (mine === generation) element.textContent = `script check unavailable: ${e}`;
+    }
+  };
+  const later = () => { clearTimeout(timer); timer = setTimeout(check, 400); };
+  for (const w of [script, file]) {
+    if (!w) continue;
+    const callback = w.callback;
+    w.callback = function () { const r = callback?.apply(this, arguments); later(); return r; };
+  }
+  const input = script.inputEl ?? script.element;
+  input?.addEventListener?.("input", later);
+  node.moviedreamerCheckScript = check;
+  later();
+}
+
+// ------------------------------------------------------------------------------------------ registration
 
 app.registerExtension({
-  name: "MovieDreamer.Summary",
+  name: "MovieDreamer.FrontEnd",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!SUMMARY_NODES.has(nodeData.name)) return;
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      onExecuted?.apply(this, arguments);
-      const text = Array.isArray(message?.text) ? message.text.join("\n") : message?.text;
-      if (!text) return;
-      let widget = this.widgets?.find((w) => w.name === "moviedreamer_summary");
-      if (!widget) {
-        widget = this.addWidget("text", "moviedreamer_summary", "", () => {}, { serialize: false });
-        widget.serialize = false;
-      }
-      widget.value = text;
-      this.setDirtyCanvas?.(true, true);
-    };
+    if (SUMMARY_NODES.has(nodeData.name)) {
+      const onExecuted = nodeType.prototype.onExecuted;
+      nodeType.prototype.onExecuted = function (message) {
+        onExecuted?.apply(this, arguments);
+        const text = Array.isArray(message?.text) ? message.text.join("\n") : message?.text;
+        if (!text) return;
+        let widget = this.widgets?.find((w) => w.name === "moviedreamer_summary");
+        if (!widget) {
+          widget = this.addWidget("text", "moviedreamer_summary", "", () => {}, { serialize: false });
+          widget.serialize = false;
+        }
+        widget.value = text;
+        this.setDirtyCanvas?.(true, true);
+      };
+    }
+    if (nodeData.name === "ScriptEncode") {
+      const onNodeCreated = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function () {
+        const r = onNodeCreated?.apply(this, arguments);
+        attachScriptHelper(this);
+        return r;
+      };
+      const onConfigure = nodeType.prototype.onConfigure;
+      nodeType.prototype.onConfigure = function () {  // a loaded workflow: check its script once values are set
+        const r = onConfigure?.apply(this, arguments);
+        setTimeout(() => this.moviedreamerCheckScript?.(), 0);
+        return r;
+      };
+    }
   },
 });

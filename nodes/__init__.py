@@ -35,4 +35,7 @@ async def comfy_entrypoint() -> MovieDreamerExtension:
     # This host version never calls ComfyExtension.on_load, so the models folder is registered here,
     # once, when the host loads the pack (after it has read extra_model_paths.yaml).
     host.register_model_folder()
+    from . import routes
+
+    routes.register()
     return MovieDreamerExtension()

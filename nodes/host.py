@@ -116,6 +116,43 @@ class Progress:
         self._bar.update_absolute(min(int(done), self.total), self.total, payload)
 
 
+def executing_node() -> tuple[Optional[str], Optional[str]]:
+    """``(prompt_id, node_id)`` of the node that is running now, or ``(None, None)`` outside execution."""
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None, None
+    ctx = get_executing_context()
+    return (ctx.prompt_id, ctx.node_id) if ctx is not None else (None, None)
+
+
+def send_event(event: str, data: dict) -> bool:
+    """Send a custom websocket message (``event``, ``data`` plus the running node's ``node``/``prompt_id``)
+    to the client that queued the prompt, as the host's own progress messages go. Returns ``False`` when
+    there is no server (the host used as a library, or the in-process test harness)."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return False
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None:
+        return False
+    prompt_id, node_id = executing_node()
+    instance.send_sync(event, {"prompt_id": prompt_id, "node": node_id, **data}, instance.client_id)
+    return True
+
+
+def view_reference(path: str) -> Optional[dict]:
+    """The ``{"filename", "subfolder", "type"}`` the front-end's ``/view`` route takes for a file in the output
+    folder, or ``None`` for a file elsewhere."""
+    root = os.path.realpath(output_directory())
+    full = os.path.realpath(path)
+    if os.path.commonpath([root, full]) != root:
+        return None
+    sub = os.path.relpath(os.path.dirname(full), root)
+    return {"filename": os.path.basename(full), "subfolder": "" if sub == "." else sub.replace(os.sep, "/"), "type": "output"}
+
+
 def managed(module):
     """Put a custom ``nn.Module`` (planner, renderer adapter) under the host's memory management.
 

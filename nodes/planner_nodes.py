@@ -17,6 +17,7 @@ from ..moviedreamer_core.planner import ZeroShotPrior, generate_storyboard, load
 from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
 from . import host, types
+from .storyboard_events import send_storyboard
 
 ZERO_SHOT = "(zero-shot prior: no planner file)"
 
@@ -112,6 +113,7 @@ class ARKeyframePlanner(io.ComfyNode):
             hint = (" Turn off few_shot_references, or connect the CLIP Vision model the planner was trained with."
                     if "reference tokens" in str(e) else "")
             raise SpaceMismatchError(f"{e}.{hint}") from e
+        send_storyboard(script_embeds)
         text = (f"{board.n_keyframes} keyframes planned by {board.planner_name} in {board.token_space.describe()} "
                 f"(seed {seed}, temperature {temperature}, guidance {guidance})")
         return io.NodeOutput(board, ui=ui.PreviewText(text))

@@ -27,6 +27,7 @@ from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
 from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, types
+from .storyboard_events import send_keyframe, send_storyboard
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
 
 IPADAPTER_PREFIX = "ipadapter/"
@@ -256,6 +257,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                 uncond_tokens = adapter.project_tokens(torch.zeros(1, *storyboard.tokens.shape[1:]))
         means = script_embeds.identity_means()
         progress = host.Progress(n)
+        send_storyboard(script_embeds)
         images, latents = [], []
         for k in range(n):
             spec = script_embeds.keyframes[k]
@@ -296,6 +298,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                                       {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt})
             images.append(image.float().cpu())
             latents.append(latent.float().cpu())
+            send_keyframe(k, n, project.path(project.keyframe_file(k)), spec)
             preview = Image.fromarray(_to_uint8(images[-1][0]))
             progress(k + 1, n, preview=preview)
         return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)},

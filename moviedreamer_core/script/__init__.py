@@ -3,6 +3,7 @@
 ``load_script(text, input_dir=..., image_count=...)`` is the one entry point most callers need.
 """
 
+from .check import check_script
 from .hashing import canonical_json, normalised_script, script_hash
 from .schema import (
     SCRIPT_FORMAT_VERSION,
@@ -19,5 +20,5 @@ from .validate import ScriptError, ScriptIssue, load_script, parse_script_text, 
 __all__ = [
     "SCRIPT_FORMAT_VERSION", "Camera", "Character", "KeyframeSpec", "Script", "Shot", "Transition",
     "json_schema", "ScriptError", "ScriptIssue", "load_script", "parse_script_text", "validate_script",
-    "canonical_json", "normalised_script", "script_hash",
+    "canonical_json", "normalised_script", "script_hash", "check_script",
 ]

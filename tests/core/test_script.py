@@ -269,3 +269,18 @@ def test_script_objects_are_immutable():
         script.title = "other"
     with pytest.raises(Exception):
         copy.copy(script.shots[0]).scene = "x"
+
+
+def test_check_script_is_the_validator_as_data():
+    from moviedreamer_core.script import check_script
+
+    good = check_script("title: T\ncharacters:\n  - name: Ava\n    description: d\nshots:\n"
+                        "  - id: a\n    scene: s\n    action: [x., y.]\n    characters: [Ava]\n    duration: 3\n")
+    assert good == {"ok": True, "issues": [], "characters": ["Ava"], "title": "T", "shots": 1, "keyframes": 2, "seconds": 3.0}
+    bad = check_script("title: T\ncharacters:\n  - name: Ava\n    description: d\nshots:\n"
+                       "  - id: a\n    scene: s\n    action: x\n    characters: [Bo]\n    duration: 3\n")
+    assert bad == {"ok": False, "characters": ["Ava"],
+                   "issues": [{"path": "shots[0].characters[0]", "message": 'unknown character "Bo" (known: Ava)'}]}
+    broken = check_script("title: [unclosed")
+    assert not broken["ok"] and broken["characters"] == [] and broken["issues"][0]["path"] == "script"
+    assert not check_script("x" * 1_000_001)["ok"]

@@ -409,7 +409,10 @@ class ServerHost:
         for d in self.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         paths_yaml = self.workdir / "extra_model_paths.yaml"
-        entry = {"base_path": str(self.workdir)}
+        # models/moviedreamer and models/ipadapter under the work folder, for tests that put renderer files there
+        entry = {"base_path": str(self.workdir), "moviedreamer": "models/moviedreamer", "ipadapter": "models/ipadapter"}
+        for folder in ("moviedreamer", "ipadapter"):
+            (self.workdir / "models" / folder).mkdir(parents=True, exist_ok=True)
         if PACK_DIR.parent.resolve() != (self.root / "custom_nodes").resolve():
             entry["custom_nodes"] = str(PACK_DIR.parent)  # else the host finds the pack in its own custom_nodes
         paths_yaml.write_text("moviedreamer_tests:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in entry.items()))

@@ -95,3 +95,63 @@ def test_a_script_runs_through_the_server(server, object_info):
     entry, _ = server.run(prompt, timeout=120)
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert '"Empty Room": 2 keyframes, 0 characters' in entry["outputs"]["3"]["text"][0]
+
+
+# ------------------------------------------------------------------------------- front-end support
+
+
+VALID_SCRIPT = """title: Route Test
+characters:
+  - name: Ava
+    description: a woman in a green raincoat
+shots:
+  - id: s1
+    scene: a cliff
+    action: [Ava climbs., Ava waits.]
+    characters: [Ava]
+    duration: 4
+"""
+
+
+def test_script_validation_route_answers_as_scriptencode_would(server):
+    ok = server.post("/moviedreamer/validate_script", json={"script": VALID_SCRIPT, "script_file": ""})
+    assert ok.status_code == 200
+    assert ok.json() == {"ok": True, "issues": [], "characters": ["Ava"], "title": "Route Test", "shots": 1,
+                         "keyframes": 2, "seconds": 4.0, "source": "script text"}
+    bad = server.post("/moviedreamer/validate_script",
+                      json={"script": VALID_SCRIPT.replace("[Ava]", "[Ava, Mira]").replace("duration: 4", "duration: -2")}).json()
+    assert not bad["ok"] and bad["characters"] == ["Ava"]
+    assert {"path": "shots[0].characters[1]", "message": 'unknown character "Mira" (known: Ava)'} in bad["issues"]
+    assert any(i["path"] == "shots[0].duration" for i in bad["issues"])
+    outside = server.post("/moviedreamer/validate_script", json={"script": "", "script_file": "../secrets.yaml"}).json()
+    assert not outside["ok"] and outside["issues"][0]["path"] == "script_file"
+    missing_photo = server.post("/moviedreamer/validate_script",
+                                json={"script": VALID_SCRIPT.replace("description: a woman in a green raincoat",
+                                                                     "description: a woman\n    references: [nobody.png]")}).json()
+    assert not missing_photo["ok"] and "nobody.png" in missing_photo["issues"][0]["message"]
+    assert server.post("/moviedreamer/validate_script", data="not json").status_code == 400
+
+
+def test_planner_and_renderer_fill_the_storyboard_panel_over_the_websocket(server, photos, model_dirs):
+    """The messages the storyboard panel listens to: the labelled keyframe list from the planner and the
+    renderer, then one message per saved keyframe whose image the host's /view route serves."""
+    import shutil
+
+    from .test_render import graph, script
+
+    md, _ = model_dirs
+    shutil.copy(md / "tiny_renderer.safetensors", server.workdir / "models" / "moviedreamer" / "tiny_renderer.safetensors")
+    for name in ("astronaut.png", "hopper.png"):
+        shutil.copy(photos / name, server.dirs["input"] / name)
+    entry, messages = server.run(graph(script(3, title_suffix=" panel"), project="panel"), timeout=300)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    boards = [m["data"] for m in messages if m.get("type") == "moviedreamer.storyboard"]
+    assert [b["node"] for b in boards] == ["7", "11"]
+    assert [k["shot"] for k in boards[0]["keyframes"]] == ["s0", "s1", "s2"]
+    assert boards[0]["keyframes"][0] == {"index": 0, "shot": "s0", "action": "something happens 0.", "characters": ["Eileen"]}
+    frames = [m["data"] for m in messages if m.get("type") == "moviedreamer.keyframe"]
+    assert [(f["node"], f["index"], f["total"]) for f in frames] == [("11", 0, 3), ("11", 1, 3), ("11", 2, 3)]
+    image = frames[1]["image"]
+    assert image["type"] == "output" and image["subfolder"] == "moviedreamer/panel/keyframes"
+    view = server.get("/view", params=image)
+    assert view.status_code == 200 and view.content[:8] == b"\x89PNG\r\n\x1a\n"
