@@ -1,0 +1,80 @@
+// The MovieDreamer front-end in a real headless browser against a running ComfyUI (tests/host/test_browser.py).
+//
+// node ui_check.mjs <server url> <UI workflow.json> <API prompt.json> <screenshot dir> <keyframes expected>
+//
+// 1. Open the UI; the pack's extension must load.
+// 2. Drag the UI workflow onto the canvas (a real drop event carrying the file); no node type may be missing;
+//    ScriptEncode's script helper must answer; take a screenshot.
+// 3. Drop the tiny API-format prompt, queue it from the UI, and wait until the renderer's storyboard panel
+//    holds one loaded thumbnail per keyframe; take a second screenshot.
+// Prints one JSON line with what it saw; exits 1 on a timeout or a page error.
+import fs from "node:fs";
+import path from "node:path";
+import puppeteer from "puppeteer-core";
+
+const [url, uiWorkflow, apiPrompt, outDir, expected] = process.argv.slice(2);
+const executablePath = process.env.CHROME_PATH || "/usr/bin/chromium-headless-shell";
+const report = { pageErrors: [], consoleErrors: [] };
+
+async function drop(page, text, name) {
+  await page.evaluate(async (text, name) => {
+    const file = new File([text], name, { type: "application/json" });
+    const data = new DataTransfer();
+    data.items.add(file);
+    const target = document.querySelector("#graph-canvas") ?? document.querySelector("canvas") ?? document.body;
+    for (const type of ["dragenter", "dragover", "drop"]) {
+      target.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+    }
+  }, text, name);
+}
+
+// a first visit opens the template browser over the canvas; this user has seen it
+await fetch(`${url}/settings/Comfy.TutorialCompleted`, { method: "POST", body: "true" });
+const browser = await puppeteer.launch({ executablePath, headless: "shell",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+let code = 0;
+try {
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1600, height: 1000 });
+  page.on("pageerror", (e) => report.pageErrors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") report.consoleErrors.push(m.text()); });
+  await page.goto(url, { waitUntil: "networkidle2", timeout: 120000 });
+  await page.waitForFunction(() => window.app?.graph && window.LiteGraph && window.app.extensions?.length, { timeout: 120000 });
+  await page.waitForFunction(() => window.app.extensions.some((e) => e.name === "MovieDreamer.FrontEnd"), { timeout: 30000 });
+  report.extension = true;
+
+  const workflow = JSON.parse(fs.readFileSync(uiWorkflow, "utf8"));
+  await drop(page, JSON.stringify(workflow), path.basename(uiWorkflow));
+  await page.waitForFunction((n) => window.app.graph.nodes.length === n, { timeout: 30000 }, workflow.nodes.length);
+  report.nodes = await page.evaluate(() => window.app.graph.nodes.map((n) => n.type));
+  report.missing = await page.evaluate(() => window.app.graph.nodes.filter((n) => !window.LiteGraph.registered_node_types[n.type]).map((n) => n.type));
+  await page.waitForFunction(() => window.app.graph.nodes.some((n) => n.moviedreamerScriptCheck), { timeout: 30000 });
+  report.scriptCheck = await page.evaluate(() => window.app.graph.nodes.find((n) => n.moviedreamerScriptCheck).moviedreamerScriptCheck);
+  await page.evaluate(() => window.app.canvas?.ds && (window.app.canvas.ds.scale = 0.45, window.app.canvas.ds.offset = [20, 20], window.app.graph.setDirtyCanvas(true, true)));
+  await new Promise((r) => setTimeout(r, 500));
+  await page.screenshot({ path: path.join(outDir, "movie_workflow.png") });
+
+  await drop(page, fs.readFileSync(apiPrompt, "utf8"), "tiny_prompt.json");
+  const prompt = JSON.parse(fs.readFileSync(apiPrompt, "utf8"));
+  await page.waitForFunction((n) => window.app.graph.nodes.length === n, { timeout: 30000 }, Object.keys(prompt).length);
+  await page.evaluate(() => window.app.queuePrompt(0, 1));
+  const renderId = Object.entries(prompt).find(([, v]) => v.class_type === "IdentityDiffusionRender")[0];
+  await page.waitForFunction((id, n) => {
+    const panel = window.app.graph.getNodeById(Number(id))?.moviedreamerPanel;
+    const imgs = panel ? [...panel.element.querySelectorAll("img")] : [];
+    return imgs.length >= n && imgs.every((img) => img.complete && img.naturalWidth > 0);
+  }, { timeout: 300000, polling: 500 }, renderId, Number(expected));
+  report.panel = await page.evaluate((id) => {
+    const panel = window.app.graph.getNodeById(Number(id)).moviedreamerPanel;
+    return [...panel.element.querySelectorAll(".moviedreamer-card")].map((c) => ({
+      label: c.querySelector(".md-label")?.textContent, image: c.querySelector("img")?.naturalWidth ?? 0 }));
+  }, renderId);
+  await page.screenshot({ path: path.join(outDir, "storyboard_panel.png") });
+} catch (e) {
+  report.error = String(e?.stack ?? e);
+  code = 1;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(report));
+process.exit(code);

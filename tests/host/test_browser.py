@@ -1,0 +1,69 @@
+"""The front-end in a real headless browser (Debian ``chromium-headless-shell``, npm ``puppeteer-core@24``):
+the movie workflow dragged onto the canvas, no missing node types, the script helper answering, and the
+storyboard panel filling while a tiny prompt runs. Skipped, with the reason, where the browser or the npm
+packages are not installed (README, "Tests")."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .harness import PACK_DIR
+from .test_render import graph, script
+
+BROWSER_DIR = PACK_DIR / "tests" / "browser"
+
+
+def browser_tools() -> tuple[str, str]:
+    chrome = os.environ.get("CHROME_PATH") or shutil.which("chromium-headless-shell") or ""
+    node = shutil.which("node") or ""
+    if not chrome:
+        pytest.skip("no chromium-headless-shell (apt-get install chromium-headless-shell, or set CHROME_PATH)")
+    if not node:
+        pytest.skip("no Node.js for the browser test")
+    if not (BROWSER_DIR / "node_modules" / "puppeteer-core").is_dir():
+        pytest.skip("puppeteer-core not installed (npm ci --prefix tests/browser)")
+    return chrome, node
+
+
+@pytest.mark.slow
+def test_workflow_loads_and_the_storyboard_panel_fills_in_a_headless_browser(server, photos, model_dirs, tmp_path):
+    chrome, node = browser_tools()
+    md, _ = model_dirs
+    shutil.copy(md / "tiny_renderer.safetensors", server.workdir / "models" / "moviedreamer" / "tiny_renderer.safetensors")
+    for name in ("astronaut.png", "hopper.png"):
+        shutil.copy(photos / name, server.dirs["input"] / name)
+    for name in ("ava_reference.png", "bo_reference.png", "cy_reference.png"):  # the movie workflow's references
+        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(server.dirs["input"] / name)
+    prompt = graph(script(3, title_suffix=" browser"), project="browser")
+    prompt_file = tmp_path / "tiny_prompt.json"
+    prompt_file.write_text(json.dumps(prompt))
+    proc = subprocess.run([node, str(BROWSER_DIR / "ui_check.mjs"), server.url, str(PACK_DIR / "workflows" / "moviedreamer_movie.json"),
+                           str(prompt_file), str(tmp_path), "3"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "CHROME_PATH": chrome}, cwd=str(BROWSER_DIR))
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    assert lines, f"no report from the browser script:\n{proc.stdout}\n{proc.stderr}\n{server.log_tail()}"
+    report = json.loads(lines[-1])
+    assert proc.returncode == 0 and "error" not in report, (report, server.log_tail())
+    assert report["extension"] and report["missing"] == []
+    assert {"ScriptEncode", "ARKeyframePlanner", "IdentityDiffusionRender", "ShotAnimate"} <= set(report["nodes"])
+    assert report["scriptCheck"]["ok"] and report["scriptCheck"]["characters"] == ["Ava", "Bo", "Cy"]
+    assert [c["label"] for c in report["panel"]] == [f"s{i} · something happens {i}." for i in range(3)]
+    assert all(c["image"] == 64 for c in report["panel"]), report["panel"]
+    # errors thrown by this pack's front-end code (the host's own bundle logs unrelated ones in a headless page)
+    ours = [e for e in report["pageErrors"] + report["consoleErrors"] if f"/extensions/{server.pack_name}/" in e]
+    assert not ours, ours
+    for shot in ("movie_workflow.png", "storyboard_panel.png"):
+        assert (tmp_path / shot).stat().st_size > 10_000
+    shots = Path(os.environ.get("MOVIEDREAMER_SCREENSHOTS", "")) if os.environ.get("MOVIEDREAMER_SCREENSHOTS") else None
+    if shots:
+        shots.mkdir(parents=True, exist_ok=True)
+        for shot in ("movie_workflow.png", "storyboard_panel.png"):
+            shutil.copy(tmp_path / shot, shots / shot)
