@@ -18,12 +18,13 @@ class MovieDreamerExtension(ComfyExtension):
         from .animate_nodes import ShotAnimate
         from .planner_nodes import ARKeyframePlanner, MovieDreamerPlannerLoader, MovieDreamerStoryboardInfo
         from .render_nodes import IdentityDiffusionRender, MovieDreamerKeyframeEncode, MovieDreamerRendererLoader
+        from .renderer_train_node import MovieDreamerTrainRenderer
         from .script_encode import ScriptEncode
         from .script_info import MovieDreamerScriptInfo
 
         node_list = [ScriptEncode, MovieDreamerScriptInfo, MovieDreamerPlannerLoader, ARKeyframePlanner,
                      MovieDreamerStoryboardInfo, MovieDreamerRendererLoader, IdentityDiffusionRender,
-                     MovieDreamerKeyframeEncode, ShotAnimate]
+                     MovieDreamerKeyframeEncode, ShotAnimate, MovieDreamerTrainRenderer]
         if os.environ.get("MOVIEDREAMER_TEST_NODES") == "1":  # tiny host models for tests, never for users
             from .testing import TEST_NODES
 

@@ -61,6 +61,36 @@ def model_files() -> list[str]:
     return folder_paths.get_filename_list(MODEL_FOLDER)
 
 
+def model_save_path(file_name: str) -> str:
+    """Where a new planner/renderer file is written: the first ``models/moviedreamer`` folder (a user's
+    extra_model_paths entry comes first); the name is kept inside it."""
+    from ..moviedreamer_core.paths import resolve_inside
+
+    folder = folder_paths.get_folder_paths(MODEL_FOLDER)[0]
+    os.makedirs(folder, exist_ok=True)
+    return resolve_inside(folder, file_name)
+
+
+def load_for_training(*patchers) -> None:
+    """Load a frozen UNet and the modules trained against it onto the compute device together.
+
+    The host builds and loads models inside ``torch.inference_mode``, so their weights are inference tensors,
+    which autograd may not save for the backward pass through the frozen UNet (gradients must flow through it
+    to the adapter). Such weights are replaced by ordinary copies with the same values, once; they stay frozen.
+    Call inside ``torch.inference_mode(False)``."""
+    import torch
+
+    mm.load_models_gpu(list(patchers))
+    for patcher in patchers:
+        for module in patcher.model.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                if param.is_inference():
+                    setattr(module, name, torch.nn.Parameter(param.clone(), requires_grad=False))
+            for name, buf in list(module.named_buffers(recurse=False)):
+                if buf is not None and buf.is_inference():
+                    module._buffers[name] = buf.clone()
+
+
 def input_directory() -> str:
     return folder_paths.get_input_directory()
 

@@ -60,8 +60,9 @@ def randomise_identity(identities: torch.Tensor, noise: float, generator: Option
         for i, bank in enumerate(banks):
             if bank is not None and bank.shape[0]:
                 out[i] = bank[torch.randint(bank.shape[0], (), generator=generator)]
-    out = out + noise * torch.randn(out.shape, generator=generator)
-    return F.normalize(out, dim=-1)
+    out = out + noise * torch.randn(out.shape, generator=generator).to(out.device)
+    absent = identities.abs().sum(-1) == 0  # "nobody on screen" rows stay zero
+    return F.normalize(out, dim=-1).masked_fill(absent[..., None], 0.0)
 
 
 def sample_sigmas(batch: int, sigma_min: float, sigma_max: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -69,3 +69,49 @@ def test_augmentation_and_identity_randomisation():
     assert any(torch.allclose(r[0], row) for row in bank) and torch.allclose(r[1], ids[1])
     noisy = randomise_identity(ids, 0.1, torch.Generator().manual_seed(0))
     assert torch.allclose(noisy.norm(dim=1), torch.ones(2)) and not torch.allclose(noisy, ids)
+
+
+# ------------------------------------------------------------------------------------ the training node
+
+
+def train_graph(save_name: str, steps: int, seed: int = 0) -> dict:
+    """Two keyframes (two real faces) at 64x64 through MovieDreamerTrainRenderer on the tiny host models."""
+    return {
+        "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},
+        "5": {"class_type": "MovieDreamerTestTinyCLIPVision", "inputs": {"seed": 0}},
+        "9": {"class_type": "MovieDreamerTestTinySD", "inputs": {"seed": 0}},
+        "20": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+        "21": {"class_type": "LoadImage", "inputs": {"image": "hopper.png"}},
+        "22": {"class_type": "ImageScale", "inputs": {"image": ["20", 0], "upscale_method": "area", "width": 64,
+                                                       "height": 64, "crop": "center"}},
+        "23": {"class_type": "ImageScale", "inputs": {"image": ["21", 0], "upscale_method": "area", "width": 64,
+                                                       "height": 64, "crop": "center"}},
+        "24": {"class_type": "ImageBatch", "inputs": {"image1": ["22", 0], "image2": ["23", 0]}},
+        "30": {"class_type": "MovieDreamerTrainRenderer", "inputs": {
+            "model": ["9", 0], "vae": ["9", 1], "clip": ["1", 0], "clip_vision": ["5", 0], "images": ["24", 0],
+            "captions": "a portrait", "face_embedder": "clip_vision_crop", "token_source": "image_embeds",
+            "steps": steps, "batch_size": 4, "learning_rate": 1e-2, "augmentations": 1, "identity_noise": 0.02,
+            "context_tokens": 4, "identity_tokens": 2, "seed": seed, "save_name": save_name}},
+        "31": {"class_type": "PreviewImage", "inputs": {"images": ["30", 1]}},
+    }
+
+
+def test_training_node_learns_and_saves_a_renderer_the_loader_lists(host, photos):
+    from moviedreamer_core.renderer import load_renderer
+
+    result = host.run(train_graph("tiny_trained", steps=300))
+    assert result.success, result.error_text()
+    text = result.outputs["30"]["text"][0]
+    assert text.startswith("tiny_trained.safetensors: 300 steps on 4 samples (2 images x 2); 4 with a face"), text
+    first, last = (float(v) for v in text.rsplit("evaluation loss ", 1)[1].split(" -> "))
+    assert last < 0.8 * first, text  # the tiny UNet's irreducible error is large; 300 steps take it from 1.0 to ~0.76
+    progress = [d["value"] for d in result.events("progress") if d["node"] == "30"]
+    assert progress[-1] == 4 + 300
+    folder = host.folder_paths.get_folder_paths("moviedreamer")[0]
+    adapter = load_renderer(f"{folder}/tiny_trained.safetensors")
+    assert adapter.cfg.identity_space["encoder"].startswith("clip_vision_crop:") and adapter.cfg.tokens.K == 1
+    host.folder_paths.filename_list_cache.clear()
+    assert "tiny_trained.safetensors" in host.pack_submodule("nodes.render_nodes").renderer_files()
+    bad = train_graph("../escape", steps=1)
+    escaped = host.run(bad)
+    assert escaped.success and "escape.safetensors" in escaped.outputs["30"]["text"][0]  # the name is made safe

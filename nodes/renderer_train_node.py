@@ -1,0 +1,177 @@
+"""MovieDreamerTrainRenderer: train the identity renderer on your own keyframes, inside ComfyUI.
+
+In the manner of the host's own training nodes (``comfy_extras/nodes_train.py``): the user's MODEL stays
+frozen; only the renderer adapter (token projector, identity projector, decoupled key/value pairs, paper
+sections 3.2 and 3.4) trains, with the paper's anti-overfitting recipe (kornia augmentations applied before
+encoding; identity-embedding randomisation). Images are encoded once (latents by the VAE, tokens by CLIP
+Vision, captions by the text encoder, identities by the chosen face embedder), then ``fit_renderer`` runs.
+The result is a MovieDreamer renderer file in ``models/moviedreamer`` that the renderer loader lists.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from comfy_api.latest import io, ui
+
+from ..moviedreamer_core.identity.base import NoFaceFoundError
+from ..moviedreamer_core.paths import safe_folder_name
+from ..moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_renderer
+from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
+from ..moviedreamer_core.renderer.train import augment_images
+from . import host, types
+from .attention_patch import discover_cross_attention
+from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder
+from .render_nodes import TOKEN_SOURCES, RendererHandle
+from .renderer_training import make_denoiser
+
+
+def _captions(text: str, n: int) -> list[str]:
+    lines = [l.strip() for l in (text or "").splitlines() if l.strip()]
+    if len(lines) <= 1:
+        return [lines[0] if lines else ""] * n
+    if len(lines) != n:
+        raise ValueError(f"captions: give one line per image ({n} images) or a single line for all; got {len(lines)} lines")
+    return lines
+
+
+def _loss_curve(losses: list[float], size=(320, 160)) -> torch.Tensor:
+    """The loss per step as a small image (the node's second output and its preview)."""
+    w, h = size
+    img = Image.new("RGB", size, (24, 24, 24))
+    d = ImageDraw.Draw(img)
+    if len(losses) > 1:
+        arr = np.log(np.maximum(np.asarray(losses, dtype=np.float64), 1e-12))
+        k = max(1, len(arr) // 200)
+        smooth = np.convolve(arr, np.ones(k) / k, mode="valid")
+        lo, hi = float(smooth.min()), float(smooth.max()) or 1.0
+        pts = [(8 + i * (w - 16) / max(len(smooth) - 1, 1), h - 8 - (v - lo) / ((hi - lo) or 1.0) * (h - 24))
+               for i, v in enumerate(smooth)]
+        d.line(pts, fill=(120, 200, 255), width=2)
+    d.text((8, 4), f"loss {losses[0]:.4f} -> {losses[-1]:.4f} ({len(losses)} steps)" if losses else "no steps", fill=(220, 220, 220))
+    return torch.from_numpy(np.asarray(img)).float().div(255)[None]
+
+
+class MovieDreamerTrainRenderer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerTrainRenderer",
+            display_name="Train Identity Renderer (MovieDreamer)",
+            category=types.CATEGORY + "/training",
+            description="Trains a MovieDreamer renderer on your keyframes over your frozen SD1.5/SDXL model: the "
+            "renderer learns to rebuild each keyframe from its visual tokens, text and the face identity of who is on "
+            "screen (MovieDreamer sections 3.2, 3.4). Saves models/moviedreamer/<save_name>.safetensors.",
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model", tooltip="The SD1.5/SDXL model the renderer is for (frozen; only the renderer trains)."),
+                io.Vae.Input("vae", tooltip="Its VAE: encodes the keyframes into the latents the renderer learns to rebuild."),
+                io.Clip.Input("clip", tooltip="Its text encoder: encodes the captions."),
+                io.ClipVision.Input("clip_vision", tooltip="The CLIP Vision model whose embeddings are the keyframe tokens "
+                                    "(the planner must plan in the same token space)."),
+                io.Image.Input("images", tooltip="The training keyframes (any number; more and more varied is better)."),
+                io.String.Input("captions", default="", multiline=True,
+                                tooltip="One caption per line, one line per image (or a single line for all images)."),
+                io.Combo.Input("face_embedder", options=FACE_EMBEDDER_CHOICES, default="dlib", tooltip=FACE_EMBEDDER_TOOLTIP
+                               + " Use the same embedder as ScriptEncode will; images without a face train without identity."),
+                io.Combo.Input("token_source", options=TOKEN_SOURCES, default=TOKEN_SOURCES[0],
+                               tooltip="image_embeds: one pooled token per keyframe (a linear token projector). "
+                               "penultimate_hidden_states: every patch feature through a perceiver resampler."),
+                io.Int.Input("steps", default=500, min=1, max=1_000_000, tooltip="Optimisation steps."),
+                io.Int.Input("batch_size", default=4, min=1, max=256, tooltip="Keyframes per step."),
+                io.Float.Input("learning_rate", default=1e-4, min=1e-7, max=1.0, step=1e-6, tooltip="AdamW learning rate."),
+                io.Int.Input("augmentations", default=4, min=0, max=64,
+                             tooltip="Augmented copies per image (flip, crop, colour jitter), encoded once before training."),
+                io.Float.Input("identity_noise", default=0.05, min=0.0, max=1.0, step=0.01,
+                               tooltip="Identity-embedding randomisation: noise added to each identity at every step."),
+                io.Int.Input("context_tokens", default=4, min=1, max=64, tooltip="Context tokens made from a keyframe's tokens."),
+                io.Int.Input("identity_tokens", default=4, min=1, max=64, tooltip="Context tokens made from a face identity."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of initialisation, batches and noise."),
+                io.String.Input("save_name", default="moviedreamer_renderer",
+                                tooltip="File name in models/moviedreamer (.safetensors is added)."),
+                types.Renderer.Input("init_renderer", optional=True,
+                                     tooltip="Optional: continue training this MovieDreamer renderer instead of a new one."),
+            ],
+            outputs=[
+                types.Renderer.Output("renderer", display_name="renderer", tooltip="The trained renderer (also saved)."),
+                io.Image.Output("loss_curve", display_name="loss_curve", tooltip="The training loss per step."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, vae, clip, clip_vision, images, captions, face_embedder, token_source, steps, batch_size,
+                learning_rate, augmentations, identity_noise, context_tokens, identity_tokens, seed, save_name,
+                init_renderer=None) -> io.NodeOutput:
+        n = int(images.shape[0])
+        texts = _captions(captions, n)
+        file_name = safe_folder_name(save_name.removesuffix(".safetensors"), "moviedreamer_renderer") + ".safetensors"
+        path = host.model_save_path(file_name)
+        embedder = make_face_embedder(face_embedder, clip_vision)
+        layers = discover_cross_attention(model)
+        progress = host.Progress(n * (augmentations + 1) + steps)
+        # ---- encode every (augmented) image once
+        generator = torch.Generator().manual_seed(int(seed))
+        variants = [images[:, :, :, :3].float().cpu()]
+        variants += [augment_images(variants[0], generator) for _ in range(augmentations)]
+        samples, found, done = [], 0, 0
+        text_cache = {}
+        for batch in variants:
+            for i in range(n):
+                image = batch[i:i + 1]
+                latents = vae.encode(image).float().cpu()[0]
+                out = clip_vision.encode_image(image)
+                tokens = (out.image_embeds[:, None] if token_source == "image_embeds" else out.penultimate_hidden_states)
+                if texts[i] not in text_cache:
+                    text_cache[texts[i]] = clip.encode_from_tokens(clip.tokenize(texts[i])).float().cpu()[0]
+                identity = None
+                try:
+                    identity = torch.from_numpy(embedder.embed((image[0].clamp(0, 1) * 255).round().byte().numpy())).float()
+                    found += 1
+                except NoFaceFoundError:
+                    pass
+                samples.append(RendererSample(latents, tokens.float().cpu()[0], text_cache[texts[i]], identity))
+                done += 1
+                progress(done)
+        with torch.inference_mode(False), torch.enable_grad():  # the executor runs nodes in inference mode
+            # ---- the adapter
+            if init_renderer is not None:
+                adapter = init_renderer.adapter
+                if not adapter.cfg.token_path or adapter.needs_face_states:
+                    raise ValueError(f"{init_renderer.name} ({adapter.cfg.source}) cannot be trained here; start a new renderer")
+                adapter = RendererAdapter(adapter.cfg)
+                adapter.load_state_dict(init_renderer.adapter.state_dict())
+            else:
+                torch.manual_seed(int(seed))
+                dim = int(samples[0].tokens.shape[-1])
+                context = layers[0].context_dim
+                resampler = None
+                if token_source != "image_embeds":
+                    width = min(context, 1024)
+                    resampler = dict(dim=width, depth=2, dim_head=64, heads=max(width // 64, 1), num_queries=context_tokens,
+                                     embedding_dim=dim, output_dim=context, ff_mult=2)
+                adapter = RendererAdapter(RendererConfig(
+                    token_space={"source": f"clip_vision.{token_source}", "K": 1 if resampler is None else 0, "D": dim},
+                    context_dim=context, layer_dims=[l.inner_dim for l in layers], context_tokens=context_tokens,
+                    identity_space=embedder.space.to_dict() if found else None, identity_tokens=identity_tokens,
+                    resampler=resampler, extra={"trained_on": n, "steps": steps}))
+            patcher = host.managed(adapter)
+            host.load_for_training(model, patcher)
+            device = host.torch_device()
+            adapter.to(device)
+            denoise = make_denoiser(model, patcher)
+            sampling = model.get_model_object("model_sampling")
+            sigma_range = (float(sampling.sigma_min), float(sampling.sigma_max))
+            fit = fit_renderer(adapter, samples, denoise, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                                  sigma_range=sigma_range, identity_noise=identity_noise, seed=seed, device=device,
+                                  progress=lambda s, total, loss: progress(done + s))
+        adapter.cpu()
+        save_renderer(adapter, path)
+        losses = fit.losses
+        curve = _loss_curve(losses)
+        text = (f"{file_name}: {steps} steps on {len(samples)} samples ({n} images x {augmentations + 1}); "
+                f"{found} with a face; evaluation loss {fit.eval_before:.4f} -> {fit.eval_after:.4f}")
+        return io.NodeOutput(RendererHandle(file_name, host.managed(adapter)), curve,
+                             ui=ui.PreviewText(text))
