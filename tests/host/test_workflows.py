@@ -16,7 +16,8 @@ from .workflow_convert import ui_to_api
 WORKFLOWS = PACK_DIR / "workflows"
 PAIRS = [("moviedreamer_script.json", "moviedreamer_script_api.json"),
          ("moviedreamer_storyboard.json", "moviedreamer_storyboard_api.json"),
-         ("moviedreamer_movie.json", "moviedreamer_movie_api.json")]
+         ("moviedreamer_movie.json", "moviedreamer_movie_api.json"),
+         ("moviedreamer_movie_tiny.json", "moviedreamer_movie_tiny_api.json")]
 
 
 @pytest.fixture

@@ -1,0 +1,335 @@
+"""``python -m moviedreamer_core.queue`` without a host: script injection, overrides, local script validation,
+the server's refusals and errors made readable, output paths, the websocket client, exit codes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from moviedreamer_core import queue as q
+
+ROOT = Path(__file__).resolve().parents[2]
+MOVIE_API = ROOT / "workflows" / "moviedreamer_movie_api.json"
+TINY_API = ROOT / "workflows" / "moviedreamer_movie_tiny_api.json"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def movie_prompt() -> dict:
+    return q.load_workflow(str(MOVIE_API))
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moviedreamer_core.queue", *args], cwd=str(ROOT), capture_output=True,
+                          text=True, timeout=120)
+
+
+# ------------------------------------------------------------------------------------------ the workflow
+
+
+def test_script_goes_into_every_script_encode_node_and_script_file_is_reset():
+    prompt = movie_prompt()
+    prompt["99"] = json.loads(json.dumps(prompt["3"]))
+    prompt["99"]["inputs"]["script_file"] = "stories/old.yaml"
+    text = (FIXTURES / "lighthouse.yaml").read_text()
+    ids = q.inject_script(prompt, text)
+    assert ids == ["3", "99"]
+    for nid in ids:
+        assert prompt[nid]["inputs"]["script"] == text
+        assert prompt[nid]["inputs"]["script_file"] == "(none: use the text above)"
+        assert prompt[nid]["inputs"]["clip"] == ["1", 1], "links are untouched"
+    assert q.check_scripts(prompt) == 2
+
+
+def test_a_workflow_without_script_encode_cannot_take_a_script():
+    with pytest.raises(q.UsageError, match="no ScriptEncode node"):
+        q.inject_script({"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}}}, "title: x")
+
+
+def test_overrides_and_project_name():
+    prompt = movie_prompt()
+    q.apply_overrides(prompt, ["8.steps=30", "8.cfg=4.5", "8.sampler_name=dpmpp_2m", "16.model=[\"10\", 0]",
+                               "8.negative_prompt=ugly, blurry", "5.few_shot_references=false"])
+    render = prompt["8"]["inputs"]
+    assert (render["steps"], render["cfg"], render["sampler_name"]) == (30, 4.5, "dpmpp_2m")
+    assert render["negative_prompt"] == "ugly, blurry" and prompt["16"]["inputs"]["model"] == ["10", 0]
+    assert prompt["5"]["inputs"]["few_shot_references"] is False
+    changed = q.apply_project(prompt, "take_2")
+    assert sorted(changed) == ["16", "8"]
+    assert prompt["8"]["inputs"]["project_name"] == prompt["16"]["inputs"]["project_name"] == "take_2"
+
+
+@pytest.mark.parametrize("bad,message", [("8steps=3", "expected NODE_ID.input=value"), ("8.steps", "expected NODE_ID.input=value"),
+                                          ("77.steps=3", "no node '77'"), (".steps=3", "expected NODE_ID.input=value")])
+def test_bad_overrides_are_usage_errors(bad, message):
+    with pytest.raises(q.UsageError, match=message):
+        q.apply_overrides(movie_prompt(), [bad])
+
+
+def test_a_broken_script_is_reported_with_every_problem_before_queueing():
+    prompt = movie_prompt()
+    q.inject_script(prompt, "title: X\ncharacters: [{name: Ava, description: d}]\nshots:\n"
+                    "  - {id: s1, scene: a, action: b, duration: 0, characters: [Mira]}\n")
+    with pytest.raises(q.UsageError) as e:
+        q.check_scripts(prompt)
+    text = str(e.value)
+    assert text.startswith("node 3 (ScriptEncode): 2 problems in the script:")
+    assert "shots[0].duration" in text and 'unknown character "Mira"' in text
+
+
+def test_reference_files_are_checked_only_with_an_input_folder(tmp_path):
+    prompt = movie_prompt()  # its script names ava_reference.png and friends
+    assert q.check_scripts(prompt) == 1
+    with pytest.raises(q.UsageError, match='file "ava_reference.png" not found in the input folder'):
+        q.check_scripts(prompt, str(tmp_path))
+
+
+def test_ui_format_and_non_workflows_are_refused(tmp_path):
+    with pytest.raises(q.UsageError, match="UI-format workflow"):
+        q.load_workflow(str(ROOT / "workflows" / "moviedreamer_movie.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"1\": {\"inputs\": {}}}")
+    with pytest.raises(q.UsageError, match="not an API-format workflow"):
+        q.load_workflow(str(bad))
+    bad.write_text("{nope")
+    with pytest.raises(q.UsageError, match="not valid JSON"):
+        q.load_workflow(str(bad))
+    with pytest.raises(q.UsageError, match="cannot read the workflow"):
+        q.load_workflow(str(tmp_path / "missing.json"))
+
+
+# ------------------------------------------------------------------------------------------ messages
+
+#: a 400 answer of ComfyUI 0.3.x to POST /prompt, as the host builds it
+REFUSAL = {
+    "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": "",
+              "extra_info": {}},
+    "node_errors": {
+        "1": {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
+                          "details": "ckpt_name: 'sd_xl_base_1.0.safetensors' not in ['v1-5-pruned-emaonly.safetensors']",
+                          "extra_info": {"input_name": "ckpt_name",
+                                         "input_config": [["v1-5-pruned-emaonly.safetensors"], {"tooltip": "..."}],
+                                         "received_value": "sd_xl_base_1.0.safetensors"}}],
+              "dependent_outputs": ["9", "15"], "class_type": "CheckpointLoaderSimple"},
+        "13": {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
+                           "details": "clip_name: 'clip_vision_h.safetensors' not in (list of length 31)",
+                           "extra_info": {"input_name": "clip_name", "input_config": None,
+                                          "received_value": "clip_vision_h.safetensors"}}],
+               "dependent_outputs": ["15"], "class_type": "CLIPVisionLoader"},
+        "3": {"errors": [{"type": "custom_validation_failed", "message": "Failed to validate prompt for output 9",
+                          "details": "script, 1 problem in the script:\n  shots[0].duration: must be a positive number",
+                          "extra_info": {"input_name": "script"}}],
+              "dependent_outputs": ["9"], "class_type": "ScriptEncode"},
+        "8": {"errors": [{"type": "value_smaller_than_min", "message": "Value 0 smaller than min of 1", "details": "steps",
+                          "extra_info": {"input_name": "steps", "input_config": ["INT", {"min": 1}], "received_value": 0}},
+                         {"type": "return_type_mismatch", "message": "Return type mismatch between linked nodes",
+                          "details": "renderer, received_type(CLIP) mismatch input_type(MD_RENDERER)",
+                          "extra_info": {"input_name": "renderer"}}],
+              "dependent_outputs": ["9"], "class_type": "IdentityDiffusionRender"},
+    },
+}
+
+
+def test_a_validation_refusal_reads_as_one_line_per_node_error():
+    text = q.format_refusal(REFUSAL, movie_prompt())
+    lines = text.splitlines()
+    assert lines[0] == "the server refused the prompt: Prompt outputs failed validation"
+    assert lines[1] == ('  node 1 (CheckpointLoaderSimple) input ckpt_name: model file "sd_xl_base_1.0.safetensors" not found: '
+                        "put it in models/checkpoints/ on the server (or a folder extra_model_paths.yaml adds); the server has: "
+                        "v1-5-pruned-emaonly.safetensors")
+    assert lines[2].startswith("  node 3 (ScriptEncode) input script: Failed to validate prompt for output 9: script, 1 problem")
+    assert lines[3] == "    shots[0].duration: must be a positive number"
+    assert lines[4] == "  node 8 (IdentityDiffusionRender) input steps: Value 0 smaller than min of 1"
+    assert lines[5] == ("  node 8 (IdentityDiffusionRender) input renderer: Return type mismatch between linked nodes: "
+                        "renderer, received_type(CLIP) mismatch input_type(MD_RENDERER)")
+    assert lines[6] == ('  node 13 (CLIPVisionLoader) input clip_name: model file "clip_vision_h.safetensors" not found: '
+                        "put it in models/clip_vision/ on the server (or a folder extra_model_paths.yaml adds)")
+    assert len(lines) == 7
+
+
+@pytest.mark.parametrize("cls,name,folder", [("CheckpointLoaderSimple", "ckpt_name", "checkpoints"),
+                                             ("UNETLoader", "unet_name", "diffusion_models"), ("VAELoader", "vae_name", "vae"),
+                                             ("CLIPLoader", "clip_name", "text_encoders"),
+                                             ("CLIPVisionLoader", "clip_name", "clip_vision"),
+                                             ("MovieDreamerPlannerLoader", "planner_name", "moviedreamer"),
+                                             ("LoraLoaderModelOnly", "lora_name", "loras")])
+def test_missing_model_files_name_their_folder(cls, name, folder):
+    assert q.model_folder(cls, name) == folder
+
+
+def test_other_refusals_and_unreadable_bodies():
+    assert q.format_refusal({"error": {"type": "missing_node_type", "message": "Node 'Foo' not found",
+                                       "details": "Node ID '#4'"}, "node_errors": {}}) == \
+        "the server refused the prompt: Node 'Foo' not found: Node ID '#4'"
+    assert q.format_refusal("<html>500</html>") == "the server refused the prompt: <html>500</html>"
+    ipa = {"type": "value_not_in_list", "message": "Value not in list", "details": "",
+           "extra_info": {"input_name": "renderer_name", "received_value": "ipadapter/ip-adapter_sd15.safetensors",
+                          "input_config": ["COMBO", {"options": ["tiny.safetensors"]}]}}
+    assert q.format_node_error("7", "MovieDreamerRendererLoader", ipa) == (
+        'node 7 (MovieDreamerRendererLoader) input renderer_name: model file "ip-adapter_sd15.safetensors" not found: put it '
+        "in models/ipadapter/ on the server (or a folder extra_model_paths.yaml adds); the server has: tiny.safetensors")
+
+
+def test_choices_are_checked_against_object_info_before_queueing():
+    prompt = q.load_workflow(str(TINY_API))
+    info = {
+        "MovieDreamerRendererLoader": {"input": {"required": {"renderer_name": ["COMBO", {"options": ["other.safetensors"]}]}}},
+        "ScriptEncode": {"input": {"required": {"face_embedder": ["COMBO", {"options": ["dlib", "clip_vision_crop"]}],
+                                                "script_file": ["COMBO", {"options": ["(none: use the text above)"]}],
+                                                "clip": ["CLIP", {}]}}},
+        "LoadImage": {"input": {"required": {"image": [[], {}]}}},
+    }
+    errors = q.check_choices(prompt, info)
+    assert list(errors) == ["8"]
+    line = q.format_node_error("8", "MovieDreamerRendererLoader", errors["8"]["errors"][0])
+    assert 'model file "tiny_renderer.safetensors" not found: put it in models/moviedreamer/' in line
+    assert line.endswith("the server has: other.safetensors")
+    prompt["8"]["inputs"]["renderer_name"] = "other.safetensors"
+    prompt["20"] = {"class_type": "LoadImage", "inputs": {"image": "x.png [output]"}}
+    assert q.check_choices(prompt, info) == {}
+
+
+def test_execution_errors_name_the_node_and_a_missing_model_folder():
+    text = q.format_execution_error({"node_id": "8", "node_type": "MovieDreamerRendererLoader",
+                                     "exception_type": "FileNotFoundError",
+                                     "exception_message": "Model in folder 'moviedreamer' with filename 'x.safetensors' not found."})
+    assert text.splitlines() == [
+        "the run failed in node 8 (MovieDreamerRendererLoader): FileNotFoundError: Model in folder 'moviedreamer' with "
+        "filename 'x.safetensors' not found.",
+        '  model file "x.safetensors" is missing: put it in models/moviedreamer/ on the server']
+
+
+def test_output_files_and_texts_from_a_history_entry(tmp_path):
+    entry = {"outputs": {
+        "10": {"images": [{"filename": "kf_00001_.png", "subfolder": "moviedreamer", "type": "output"},
+                          {"filename": "kf_00002_.png", "subfolder": "", "type": "output"}]},
+        "12": {"images": [{"filename": "p_00001_.png", "subfolder": "", "type": "temp"}]},
+        "11": {"text": ["38 frames (2.0 s) in 2 shots, 2 made this run: /srv/out/moviedreamer/The Keepers/The Keepers.mp4"]},
+        "2": {"gifs": [{"filename": "anim.mp4", "subfolder": "video", "type": "output", "format": "video/h264-mp4"}]},
+        "4": {"text": ["3 keyframes in /srv/out/moviedreamer/x"]},
+    }, "status": {"status_str": "success", "completed": True, "messages": []}}
+    assert q.output_files(entry) == ["output/video/anim.mp4", "output/moviedreamer/kf_00001_.png", "output/kf_00002_.png",
+                                     "/srv/out/moviedreamer/The Keepers/The Keepers.mp4", "temp/p_00001_.png"]
+    absolute = q.output_files(entry, str(tmp_path))
+    assert absolute[0] == str(tmp_path / "video" / "anim.mp4") and absolute[-1] == "temp/p_00001_.png"
+    texts = q.output_texts(entry, {"11": {"class_type": "ShotAnimate", "inputs": {}}})
+    assert texts[-1].startswith("# node 11 ShotAnimate: 38 frames")
+    assert q.history_error(entry) is None and not q.history_interrupted(entry)
+
+
+# ------------------------------------------------------------------------------------------ exit codes
+
+
+def test_server_down_is_exit_3_with_advice(capsys):
+    port = closed_port()
+    assert q.main([str(TINY_API), "--server", f"http://127.0.0.1:{port}"]) == 3
+    err = capsys.readouterr().err
+    assert f"no ComfyUI server at URL: http://127.0.0.1:{port}" in err and "start it with python main.py" in err
+
+
+def test_script_errors_are_exit_2_before_any_connection(tmp_path, capsys):
+    script = tmp_path / "s.yaml"
+    script.write_text("title: X\nshots: []\n")
+    port = closed_port()  # a script error wins over the missing server: nothing is sent
+    assert q.main([str(TINY_API), "--script", str(script), "--server", f"http://127.0.0.1:{port}"]) == 2
+    assert "problem in the script" in capsys.readouterr().err
+    assert q.main([str(TINY_API), "--script", str(tmp_path / "none.yaml")]) == 2
+    assert "cannot read the script" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "the following arguments are required: workflow"),
+    ([str(TINY_API), "--timeout", "soon"], "invalid float value"),
+    ([str(TINY_API), "--set", "5"], "expected NODE_ID.input=value"),
+    ([str(ROOT / "workflows" / "moviedreamer_movie.json")], "UI-format workflow"),
+    ([str(TINY_API), "--project", "p", "--set", "11.project_name=[\"1\", 0]", "--set", "9.project_name=[\"1\", 0]"],
+     "no project_name input"),
+])
+def test_usage_errors_are_exit_2(args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert message in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------ websocket client
+
+
+def _ws_server(frames: list[bytes]):
+    """A one-connection websocket server on loopback: handshake, then the given raw frames, then close."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    got: dict = {}
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            got["request"] = data.decode()
+            key = [l.split(":", 1)[1].strip() for l in got["request"].split("\r\n") if l.lower().startswith("sec-websocket-key")][0]
+            accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+            for f in frames:
+                conn.sendall(f)
+            conn.settimeout(2)
+            try:
+                got["reply"] = conn.recv(4096)  # the pong
+            except OSError:
+                pass
+            conn.sendall(bytes([0x88, 2]) + struct.pack("!H", 1000))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, t, got
+
+
+def _frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    head += bytes([n]) if n < 126 else bytes([126]) + struct.pack("!H", n) if n < 65536 else bytes([127]) + struct.pack("!Q", n)
+    return head + payload
+
+
+def test_the_websocket_client_reads_text_fragments_and_large_frames_skips_binary_and_answers_pings():
+    big = json.dumps({"type": "executed", "data": {"node": "9", "text": "x" * 70000}}).encode()
+    progress = json.dumps({"type": "progress", "data": {"value": 1, "max": 2, "node": "9", "prompt_id": "p"}}).encode()
+    frames = [_frame(0x1, b'{"type": "status", "data": {}}'), _frame(0x2, b"\x00\x00\x00\x01PNG..."),
+              _frame(0x1, progress[:10], fin=False), _frame(0x0, progress[10:]), _frame(0x1, big), _frame(0x9, b"hi")]
+    srv, thread, got = _ws_server(frames)
+    try:
+        ws = q.WebSocket(f"ws://127.0.0.1:{srv.getsockname()[1]}/ws?clientId=abc", timeout=5)
+        assert ws.receive(5) == {"type": "status", "data": {}}
+        assert ws.receive(5)["data"]["value"] == 1
+        assert len(ws.receive(5)["data"]["text"]) == 70000
+        with pytest.raises(ConnectionError):
+            ws.receive(5)  # answers the ping, then the server closes
+        ws.close()
+    finally:
+        thread.join(5)
+        srv.close()
+    assert got["request"].startswith("GET /ws?clientId=abc HTTP/1.1\r\n")
+    reply = got["reply"]
+    assert reply[0] == 0x8A and reply[1] == 0x80 | 2  # a masked pong
+    assert bytes(b ^ reply[2 + i % 4] for i, b in enumerate(reply[6:8])) == b"hi"
+
+
+def test_websocket_url_follows_the_server_url():
+    assert q.websocket_url("http://127.0.0.1:8188", "c1") == "ws://127.0.0.1:8188/ws?clientId=c1"
+    assert q.websocket_url("https://box.example/comfy/", "c1") == "wss://box.example/comfy/ws?clientId=c1"

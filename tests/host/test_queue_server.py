@@ -1,0 +1,151 @@
+"""``python -m moviedreamer_core.queue`` against the real ComfyUI server on 127.0.0.1, with the tiny movie workflow
+(``workflows/moviedreamer_movie_tiny_api.json``: the test nodes, the zero-shot planner, the tiny renderer, the
+animatic) run as a subprocess exactly as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .harness import PACK_DIR
+from .workflow_convert import ui_to_api
+
+TINY_API = PACK_DIR / "workflows" / "moviedreamer_movie_tiny_api.json"
+TINY_UI = PACK_DIR / "workflows" / "moviedreamer_movie_tiny.json"
+
+SCRIPT = """
+title: Queue Test
+characters:
+  - name: Ava
+    description: a young woman in a green raincoat
+    references: [0]
+shots:
+  - id: a
+    scene: a cliff at dawn
+    action: Ava walks to the edge.
+    characters: [Ava]
+    camera: wide
+    duration: 1
+  - id: b
+    scene: a lamp room
+    action: [Ava lights the lamp., Ava looks at the sea.]
+    characters: [Ava]
+    duration: 1
+    transition: dissolve
+"""
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moviedreamer_core.queue", *args], cwd=str(PACK_DIR),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_server(server, model_dirs):
+    """The loopback server (with MOVIEDREAMER_TEST_NODES=1) holding the tiny renderer the tiny workflow names."""
+    md, _ = model_dirs
+    shutil.copy(md / "tiny_renderer.safetensors", server.workdir / "models" / "moviedreamer" / "tiny_renderer.safetensors")
+    info = server.get("/object_info/MovieDreamerTestTinySD")
+    assert info.status_code == 200 and info.json(), "the server does not register the test nodes"
+    return server
+
+
+def test_tiny_ui_workflow_matches_its_api_twin_and_validates(host, model_dirs):
+    ui = json.loads(TINY_UI.read_text())
+    api = json.loads(TINY_API.read_text())
+    assert ui_to_api(ui, lambda t: host.nodes.NODE_CLASS_MAPPINGS[t].INPUT_TYPES()) == api
+    valid, error, outputs, node_errors = asyncio.run(host.execution.validate_prompt("tiny", api, None))
+    assert valid, (error, node_errors)
+    assert set(outputs) == {"10", "11"}
+
+
+@pytest.mark.slow
+def test_cli_queues_the_tiny_movie_and_prints_progress_and_files(tiny_server, tmp_path):
+    script = tmp_path / "queue_test.yaml"
+    script.write_text(SCRIPT)
+    proc = run_cli(str(TINY_API), "--script", str(script), "--server", tiny_server.url, "--project", "queue_cli",
+                   "--output-dir", str(tiny_server.dirs["output"]), "--set", "9.seed=3")
+    assert proc.returncode == 0, (proc.stdout, proc.stderr, tiny_server.log_tail())
+    err = proc.stderr
+    assert "queued prompt" in err
+    assert "node 9 IdentityDiffusionRender" in err and "step 2/2" in err, err
+    assert "node 11 ShotAnimate" in err and "keyframe 3/3" in err, err
+    assert "[1/11]" in err and "done: prompt" in err, err
+    paths = [line for line in proc.stdout.splitlines() if line and not line.startswith("#")]
+    movies = [p for p in paths if p.endswith(".mp4")]
+    keyframes = [p for p in paths if p.endswith(".png")]
+    assert len(movies) == 1 and Path(movies[0]).name == "queue_cli.mp4", proc.stdout
+    assert len(keyframes) == 3, proc.stdout
+    for p in movies + keyframes:
+        assert Path(p).is_file() and Path(p).stat().st_size > 0, p
+    assert Path(movies[0]).resolve().is_relative_to((tiny_server.dirs["output"] / "moviedreamer" / "queue_cli").resolve())
+    assert any(line.startswith("# node 11 ShotAnimate: ") and "in 2 shots" in line for line in proc.stdout.splitlines()), proc.stdout
+    # the script went in through the CLI: the manifest holds its title's shots a and b
+    manifest = json.loads((tiny_server.dirs["output"] / "moviedreamer" / "queue_cli" / "manifest.json").read_text())
+    assert "Queue Test" in json.dumps(manifest)
+
+
+def test_cli_reports_a_broken_script_before_queueing(tiny_server, tmp_path):
+    script = tmp_path / "broken.yaml"
+    script.write_text(SCRIPT.replace("duration: 1\n  - id: b", "duration: 0\n  - id: b").replace("[Ava]\n    duration: 1",
+                                                                                                 "[Mira]\n    duration: 1"))
+    before = tiny_server.get("/history").json()
+    proc = run_cli(str(TINY_API), "--script", str(script), "--server", tiny_server.url)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "2 problems in the script" in proc.stderr, proc.stderr
+    assert "shots[0].duration" in proc.stderr and 'unknown character "Mira"' in proc.stderr, proc.stderr
+    assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
+
+
+def test_cli_names_a_missing_model_file_and_its_folder_before_queueing(tiny_server):
+    before = tiny_server.get("/history").json()
+    proc = run_cli(str(TINY_API), "--server", tiny_server.url, "--set", "8.renderer_name=story_renderer.safetensors",
+                   "--set", "5.face_embedder=arcface")
+    assert proc.returncode == 4, (proc.stdout, proc.stderr)
+    err = proc.stderr
+    assert "the server refused the prompt" in err, err
+    assert ('node 8 (MovieDreamerRendererLoader) input renderer_name: model file "story_renderer.safetensors" not found: '
+            "put it in models/moviedreamer/") in err, err
+    assert "tiny_renderer.safetensors" in err, "the files the server does have are listed"
+    assert 'node 5 (ScriptEncode) input face_embedder: "arcface" is not one of the allowed values' in err, err
+    assert "Traceback" not in err
+    assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
+
+
+def test_cli_makes_the_servers_validation_refusal_readable(tiny_server):
+    proc = run_cli(str(TINY_API), "--server", tiny_server.url, "--set", "9.steps=0", "--set", "4.width=0",
+                   "--set", '7.script_embeds=["1", 0]')
+    assert proc.returncode == 4, (proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "error: the server refused the prompt: Prompt outputs failed validation", lines
+    assert any(l.startswith("  node 9 (IdentityDiffusionRender) input steps: Value 0 smaller than min of 1") for l in lines), lines
+    assert any(l.startswith("  node 4 (EmptyImage) input width: Value 0 smaller than min of 1") for l in lines), lines
+    assert any(l.startswith("  node 7 (ARKeyframePlanner) input script_embeds: Return type mismatch") for l in lines), lines
+
+
+def test_cli_reports_an_execution_error_with_its_node(tiny_server, tmp_path):
+    # ShotAnimate with an image-to-video "model" that is the tiny SD1.5 UNet: refused when the node runs
+    proc = run_cli(str(TINY_API), "--server", tiny_server.url, "--project", "queue_cli_error", "--set", "11.backend=auto",
+                   "--set", '11.model=["3", 0]', "--set", '11.vae=["3", 1]')
+    assert proc.returncode == 5, (proc.stdout, proc.stderr, tiny_server.log_tail())
+    assert "the run failed in node 11 (ShotAnimate)" in proc.stderr, proc.stderr
+    # the keyframes rendered before the failure are kept
+    keyframes = tiny_server.dirs["output"] / "moviedreamer" / "queue_cli_error" / "keyframes"
+    assert len(list(keyframes.glob("*.png"))) == 3
+
+
+def test_cli_says_when_no_server_answers(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run_cli(str(TINY_API), "--server", f"http://127.0.0.1:{port}", timeout=60)
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert f"no ComfyUI server at URL: http://127.0.0.1:{port}" in proc.stderr and "python main.py" in proc.stderr
