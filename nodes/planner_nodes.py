@@ -55,6 +55,13 @@ class MovieDreamerPlannerLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, planner_name=None, **kwargs):
+        """Prompt-time check of the file choice (this host does not check V3 combo values itself)."""
+        if planner_name is None or planner_name == ZERO_SHOT or planner_name in host.model_files():
+            return True
+        return f'planner file "{planner_name}" not found in models/moviedreamer (put the .safetensors file there)'
+
+    @classmethod
     def execute(cls, planner_name) -> io.NodeOutput:
         if planner_name == ZERO_SHOT:
             return io.NodeOutput(PlannerHandle(name=ZeroShotPrior.name, prior=ZeroShotPrior()))

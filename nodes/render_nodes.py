@@ -74,6 +74,14 @@ class MovieDreamerRendererLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, renderer_name=None, **kwargs):
+        """Prompt-time check of the file choice (this host does not check V3 combo values itself)."""
+        if renderer_name is None or renderer_name in renderer_files():
+            return True
+        folder = "models/ipadapter" if renderer_name.startswith(IPADAPTER_PREFIX) else "models/moviedreamer"
+        return f'renderer file "{renderer_name.removeprefix(IPADAPTER_PREFIX)}" not found in {folder} (put the .safetensors file there)'
+
+    @classmethod
     def execute(cls, renderer_name) -> io.NodeOutput:
         if renderer_name.startswith(IPADAPTER_PREFIX):
             path = folder_paths.get_full_path_or_raise("ipadapter", renderer_name[len(IPADAPTER_PREFIX):])

@@ -260,3 +260,12 @@ def test_faceid_plus_needs_clip_vision_face_crops_and_its_identity_space(host, p
     assert "identity space mismatch: the renderer tiny_faceid-plusv2.safetensors (IP-Adapter FaceID files read InsightFace buffalo_l" in text
     assert "expects insightface_buffalo_l" in text
     assert not (Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "faceid_public").exists()
+
+
+def test_a_missing_renderer_or_planner_file_is_refused_at_prompt_time(host, photos, model_dirs):
+    g = graph(script(1), renderer="ipadapter/nowhere.safetensors", project="missing_file")
+    g["6"]["inputs"]["planner_name"] = "story_v9.safetensors"
+    result = host.run(g)
+    assert not result.valid
+    assert 'renderer file "nowhere.safetensors" not found in models/ipadapter' in result.input_errors("10")["renderer_name"]
+    assert 'planner file "story_v9.safetensors" not found in models/moviedreamer' in result.input_errors("6")["planner_name"]
