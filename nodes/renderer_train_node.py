@@ -105,19 +105,39 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
     def execute(cls, model, vae, clip, clip_vision, images, captions, face_embedder, token_source, steps, batch_size,
                 learning_rate, augmentations, identity_noise, context_tokens, identity_tokens, seed, save_name,
                 init_renderer=None) -> io.NodeOutput:
-        n = int(images.shape[0])
-        texts = _captions(captions, n)
-        file_name = safe_folder_name(save_name.removesuffix(".safetensors"), "moviedreamer_renderer") + ".safetensors"
-        path = host.model_save_path(file_name)
-        embedder = make_face_embedder(face_embedder, clip_vision)
-        layers = discover_cross_attention(model)
-        progress = host.Progress(n * (augmentations + 1) + steps)
-        # ---- encode every (augmented) image once
-        generator = torch.Generator().manual_seed(int(seed))
-        variants = [images[:, :, :, :3].float().cpu()]
-        variants += [augment_images(variants[0], generator) for _ in range(augmentations)]
-        samples, found, done = [], 0, 0
-        text_cache = {}
+        texts = _captions(captions, int(images.shape[0]))
+        handle, curve, text = train_renderer(
+            model, vae, clip, clip_vision, images, texts, face_embedder=face_embedder, token_source=token_source,
+            steps=steps, batch_size=batch_size, learning_rate=learning_rate, augmentations=augmentations,
+            identity_noise=identity_noise, context_tokens=context_tokens, identity_tokens=identity_tokens, seed=seed,
+            save_name=save_name, init_renderer=init_renderer)
+        return io.NodeOutput(handle, curve, ui=ui.PreviewText(text))
+
+
+def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, face_embedder: str = "dlib",
+                   token_source: str = "image_embeds", steps: int = 500, batch_size: int = 4, learning_rate: float = 1e-4,
+                   augmentations: int = 4, identity_noise: float = 0.05, context_tokens: int = 4, identity_tokens: int = 4,
+                   seed: int = 0, save_name: str = "moviedreamer_renderer", init_renderer=None,
+                   on_step=None) -> tuple[RendererHandle, torch.Tensor, str]:
+    """Encode the keyframes, fit a renderer, save it: the node's work, also called by ``train_renderer_cli``.
+
+    ``images`` is a ComfyUI IMAGE batch, ``texts`` one caption per image. Returns the renderer handle, the loss
+    curve image and a one-line summary. ``on_step(step, steps, loss)`` is optional (the script prints)."""
+    n = int(images.shape[0])
+    if len(texts) != n:
+        raise ValueError(f"{len(texts)} captions for {n} images")
+    file_name = safe_folder_name(save_name.removesuffix(".safetensors"), "moviedreamer_renderer") + ".safetensors"
+    path = host.model_save_path(file_name)
+    embedder = make_face_embedder(face_embedder, clip_vision)
+    layers = discover_cross_attention(model)
+    progress = host.Progress(n * (augmentations + 1) + steps)
+    # ---- encode every (augmented) image once
+    generator = torch.Generator().manual_seed(int(seed))
+    variants = [images[:, :, :, :3].float().cpu()]
+    variants += [augment_images(variants[0], generator) for _ in range(augmentations)]
+    samples, found, done = [], 0, 0
+    text_cache = {}
+    with torch.no_grad():  # the encoders are frozen: no graph may reach back into them
         for batch in variants:
             for i in range(n):
                 image = batch[i:i + 1]
@@ -135,43 +155,42 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                 samples.append(RendererSample(latents, tokens.float().cpu()[0], text_cache[texts[i]], identity))
                 done += 1
                 progress(done)
-        with torch.inference_mode(False), torch.enable_grad():  # the executor runs nodes in inference mode
-            # ---- the adapter
-            if init_renderer is not None:
-                adapter = init_renderer.adapter
-                if not adapter.cfg.token_path or adapter.needs_face_states:
-                    raise ValueError(f"{init_renderer.name} ({adapter.cfg.source}) cannot be trained here; start a new renderer")
-                adapter = RendererAdapter(adapter.cfg)
-                adapter.load_state_dict(init_renderer.adapter.state_dict())
-            else:
-                torch.manual_seed(int(seed))
-                dim = int(samples[0].tokens.shape[-1])
-                context = layers[0].context_dim
-                resampler = None
-                if token_source != "image_embeds":
-                    width = min(context, 1024)
-                    resampler = dict(dim=width, depth=2, dim_head=64, heads=max(width // 64, 1), num_queries=context_tokens,
-                                     embedding_dim=dim, output_dim=context, ff_mult=2)
-                adapter = RendererAdapter(RendererConfig(
-                    token_space={"source": f"clip_vision.{token_source}", "K": 1 if resampler is None else 0, "D": dim},
-                    context_dim=context, layer_dims=[l.inner_dim for l in layers], context_tokens=context_tokens,
-                    identity_space=embedder.space.to_dict() if found else None, identity_tokens=identity_tokens,
-                    resampler=resampler, extra={"trained_on": n, "steps": steps}))
-            patcher = host.managed(adapter)
-            host.load_for_training(model, patcher)
-            device = host.torch_device()
-            adapter.to(device)
-            denoise = make_denoiser(model, patcher)
-            sampling = model.get_model_object("model_sampling")
-            sigma_range = (float(sampling.sigma_min), float(sampling.sigma_max))
-            fit = fit_renderer(adapter, samples, denoise, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                                  sigma_range=sigma_range, identity_noise=identity_noise, seed=seed, device=device,
-                                  progress=lambda s, total, loss: progress(done + s))
-        adapter.cpu()
-        save_renderer(adapter, path)
-        losses = fit.losses
-        curve = _loss_curve(losses)
-        text = (f"{file_name}: {steps} steps on {len(samples)} samples ({n} images x {augmentations + 1}); "
-                f"{found} with a face; evaluation loss {fit.eval_before:.4f} -> {fit.eval_after:.4f}")
-        return io.NodeOutput(RendererHandle(file_name, host.managed(adapter)), curve,
-                             ui=ui.PreviewText(text))
+    with torch.inference_mode(False), torch.enable_grad():  # the executor runs nodes in inference mode
+        # ---- the adapter
+        if init_renderer is not None:
+            adapter = init_renderer.adapter
+            if not adapter.cfg.token_path or adapter.needs_face_states:
+                raise ValueError(f"{init_renderer.name} ({adapter.cfg.source}) cannot be trained here; start a new renderer")
+            adapter = RendererAdapter(adapter.cfg)
+            adapter.load_state_dict(init_renderer.adapter.state_dict())
+        else:
+            torch.manual_seed(int(seed))
+            dim = int(samples[0].tokens.shape[-1])
+            context = layers[0].context_dim
+            resampler = None
+            if token_source != "image_embeds":
+                width = min(context, 1024)
+                resampler = dict(dim=width, depth=2, dim_head=64, heads=max(width // 64, 1), num_queries=context_tokens,
+                                 embedding_dim=dim, output_dim=context, ff_mult=2)
+            adapter = RendererAdapter(RendererConfig(
+                token_space={"source": f"clip_vision.{token_source}", "K": 1 if resampler is None else 0, "D": dim},
+                context_dim=context, layer_dims=[l.inner_dim for l in layers], context_tokens=context_tokens,
+                identity_space=embedder.space.to_dict() if found else None, identity_tokens=identity_tokens,
+                resampler=resampler, extra={"trained_on": n, "steps": steps}))
+        patcher = host.managed(adapter)
+        host.load_for_training(model, patcher)
+        device = host.torch_device()
+        adapter.to(device)
+        denoise = make_denoiser(model, patcher)
+        sampling = model.get_model_object("model_sampling")
+        sigma_range = (float(sampling.sigma_min), float(sampling.sigma_max))
+        fit = fit_renderer(adapter, samples, denoise, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                              sigma_range=sigma_range, identity_noise=identity_noise, seed=seed, device=device,
+                              progress=lambda s, total, loss: (progress(done + s), on_step and on_step(s, total, loss)))
+    adapter.cpu()
+    save_renderer(adapter, path)
+    losses = fit.losses
+    curve = _loss_curve(losses)
+    text = (f"{file_name}: {steps} steps on {len(samples)} samples ({n} images x {augmentations + 1}); "
+            f"{found} with a face; evaluation loss {fit.eval_before:.4f} -> {fit.eval_after:.4f}")
+    return RendererHandle(file_name, host.managed(adapter)), curve, text

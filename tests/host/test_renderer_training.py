@@ -3,6 +3,8 @@ on the tokens (MovieDreamer sections 3.2, 3.4)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from moviedreamer_core.renderer import RendererAdapter, RendererConfig
@@ -115,3 +117,41 @@ def test_training_node_learns_and_saves_a_renderer_the_loader_lists(host, photos
     bad = train_graph("../escape", steps=1)
     escaped = host.run(bad)
     assert escaped.success and "escape.safetensors" in escaped.outputs["30"]["text"][0]  # the name is made safe
+
+
+def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path):
+    """The script's own steps: the keyframe folder (captions from .txt files) and the node's training function
+    on the tiny host models; then the script itself, in a fresh process, bootstrapping ComfyUI from its folder."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from .harness import PACK_DIR
+
+    cli = host.pack_submodule("nodes.train_renderer_cli")
+    testing = host.pack_submodule("nodes.testing")
+    folder = tmp_path / "keyframes"
+    folder.mkdir()
+    Image.open(photos / "astronaut.png").save(folder / "a.png")
+    Image.open(photos / "hopper.png").convert("RGB").save(folder / "b.jpg")
+    (folder / "a.txt").write_text("an astronaut in a spacesuit\n")
+    images, captions = cli.load_keyframes(str(folder), (64, 48), "a portrait")
+    assert tuple(images.shape) == (2, 48, 64, 3) and captions == ["an astronaut in a spacesuit", "a portrait"]
+    train = host.pack_submodule("nodes.renderer_train_node").train_renderer
+    steps = []
+    model = testing.tiny_sd(0)
+    handle, curve, text = train(model, testing.tiny_vae(0), testing.tiny_clip(0), testing.tiny_clip_vision(0), images,
+                                captions, face_embedder="clip_vision_crop", steps=5, batch_size=2, learning_rate=1e-3,
+                                augmentations=0, save_name="from_script", on_step=lambda s, n, loss: steps.append(s))
+    assert steps == [1, 2, 3, 4, 5] and text.startswith("from_script.safetensors: 5 steps on 2 samples")
+    assert (Path(host.folder_paths.get_folder_paths("moviedreamer")[0]) / "from_script.safetensors").is_file()
+
+    script = PACK_DIR / "nodes" / "train_renderer_cli.py"
+    helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "--checkpoint" in helped.stdout
+    missing = subprocess.run([sys.executable, str(script), "--comfyui", str(host.root), "--cpu", "--checkpoint",
+                              "nowhere.safetensors", "--clip-vision", "x.safetensors", "--images", str(folder)],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0
+    assert 'checkpoints file "nowhere.safetensors" not found in models/checkpoints' in missing.stderr, missing.stderr[-2000:]

@@ -1,0 +1,153 @@
+"""Train a MovieDreamer renderer from a folder of keyframes, with ComfyUI imported as a library (no server).
+
+The renderer trains over a frozen UNet whose noise schedule and weights are ComfyUI's, so this script loads the
+host the way ``main.py`` does (its folders, its ``extra_model_paths.yaml``, its model management), loads the
+checkpoint and CLIP Vision with the host's own loaders, and runs exactly what the MovieDreamerTrainRenderer node
+runs (``renderer_train_node.train_renderer``). The file lands in ``models/moviedreamer`` like the node's.
+
+    python <pack>/nodes/train_renderer_cli.py --comfyui ~/ComfyUI --checkpoint sd_xl_base_1.0.safetensors \\
+        --clip-vision CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors --images my_keyframes/ --size 1024x576 \\
+        --steps 3000 --save-name my_renderer
+
+Captions: ``<image>.txt`` next to each image, else ``--caption`` for every image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+PACK_MODULE = "moviedreamer_pack"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="train_renderer_cli.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="the ComfyUI folder (default: $COMFYUI_PATH)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file name in models/checkpoints (or a path)")
+    p.add_argument("--clip-vision", required=True, help="CLIP Vision file name in models/clip_vision (or a path)")
+    p.add_argument("--images", required=True, help="folder of keyframe images (.png/.jpg/.webp), captions in <image>.txt")
+    p.add_argument("--caption", default="", help="caption for images without a .txt file")
+    p.add_argument("--size", default="512x512", help="WIDTHxHEIGHT the keyframes are cropped and resized to")
+    p.add_argument("--face-embedder", default="dlib", choices=["dlib", "insightface", "clip_vision_crop"])
+    p.add_argument("--token-source", default="image_embeds", choices=["image_embeds", "penultimate_hidden_states"])
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--augmentations", type=int, default=4)
+    p.add_argument("--identity-noise", type=float, default=0.05)
+    p.add_argument("--context-tokens", type=int, default=4)
+    p.add_argument("--identity-tokens", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-name", default="moviedreamer_renderer", help="file name in models/moviedreamer")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    return p.parse_args(argv)
+
+
+def import_host(comfyui: Path, cpu: bool = False):
+    """The host's modules, set up as ``main.py`` sets them up (folders, extra model paths); returns folder_paths."""
+    if not (comfyui / "comfy" / "model_management.py").is_file():
+        raise SystemExit(f"{comfyui} is not a ComfyUI folder (set --comfyui or COMFYUI_PATH)")
+    if str(comfyui) not in sys.path:
+        sys.path.insert(0, str(comfyui))
+    saved, sys.argv = sys.argv, [sys.argv[0]]
+    try:
+        import comfy.cli_args
+
+        if cpu:
+            comfy.cli_args.args.cpu = True
+        import folder_paths
+        import utils.extra_config
+
+        extra = comfyui / "extra_model_paths.yaml"
+        if extra.is_file():
+            utils.extra_config.load_extra_path_config(str(extra))
+    finally:
+        sys.argv = saved
+    return folder_paths
+
+
+def import_pack():
+    """This pack as a package (its folder name need not be a valid module name); returns its ``nodes``."""
+    if PACK_MODULE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(PACK_MODULE, PACK_DIR / "__init__.py",
+                                                      submodule_search_locations=[str(PACK_DIR)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_MODULE] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{PACK_MODULE}.nodes")
+
+
+def load_keyframes(folder: str, size: tuple[int, int], default_caption: str = ""):
+    """``(IMAGE [N, H, W, 3], captions)``: every image in ``folder`` (sorted), centre-cropped to the aspect of
+    ``size`` and resized; its caption from ``<name>.txt`` beside it, else ``default_caption``."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    images, captions = [], []
+    for f in files:
+        with Image.open(f) as im:
+            fitted = ImageOps.fit(ImageOps.exif_transpose(im).convert("RGB"), size, Image.LANCZOS)
+        images.append(torch.from_numpy(np.asarray(fitted)).float().div(255))
+        txt = f.with_suffix(".txt")
+        captions.append(txt.read_text(encoding="utf-8").strip() if txt.is_file() else default_caption)
+    return torch.stack(images), captions
+
+
+def _model_path(folder_paths, kind: str, name: str) -> str:
+    if os.path.isfile(name):
+        return name
+    path = folder_paths.get_full_path(kind, name)
+    if path is None:
+        raise SystemExit(f'{kind} file "{name}" not found in models/{kind} (or give a path)')
+    return path
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.comfyui:
+        raise SystemExit("give --comfyui or set COMFYUI_PATH")
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--size must be WIDTHxHEIGHT, got {args.size!r}")
+    folder_paths = import_host(Path(args.comfyui).expanduser().resolve(), args.cpu)
+    nodes = import_pack()
+    nodes.host.register_model_folder()
+    checkpoint = _model_path(folder_paths, "checkpoints", args.checkpoint)
+    clip_vision_path = _model_path(folder_paths, "clip_vision", args.clip_vision)
+    images, captions = load_keyframes(args.images, (width, height), args.caption)
+
+    import comfy.clip_vision
+    import comfy.sd
+
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
+        checkpoint, output_vae=True, output_clip=True, embedding_directory=folder_paths.get_folder_paths("embeddings"))
+    clip_vision = comfy.clip_vision.load(clip_vision_path)
+    train = importlib.import_module(f"{PACK_MODULE}.nodes.renderer_train_node").train_renderer
+
+    def on_step(step, steps, loss):
+        if step == 1 or step == steps or step % max(steps // 20, 1) == 0:
+            print(f"step {step}/{steps}  loss {loss:.4f}", file=sys.stderr, flush=True)
+
+    _, _, text = train(model, vae, clip, clip_vision, images, captions, face_embedder=args.face_embedder,
+                       token_source=args.token_source, steps=args.steps, batch_size=args.batch_size,
+                       learning_rate=args.learning_rate, augmentations=args.augmentations,
+                       identity_noise=args.identity_noise, context_tokens=args.context_tokens,
+                       identity_tokens=args.identity_tokens, seed=args.seed, save_name=args.save_name, on_step=on_step)
+    print(text)
+    print(nodes.host.model_save_path(text.split(":", 1)[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
