@@ -1,0 +1,141 @@
+"""The command line: arguments, the whole queue-and-follow run, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+
+from .client import Client, ServerUnreachable, fetch_object_info
+from .messages import check_choices, format_execution_error, format_refusal, unreachable_message
+from .outputs import history_error, history_interrupted, output_files, output_texts
+from .progress import ProgressPrinter, _close, follow
+from .websocket import WebSocket, websocket_url
+from .workflow import UsageError, apply_overrides, apply_project, check_scripts, inject_script, load_workflow
+
+
+EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4, 5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m moviedreamer_core.queue",
+        description="Queue an API-format MovieDreamer workflow on a running ComfyUI server, with your script, "
+        "and print the files it wrote. Exit codes: 0 ok, 2 usage/script error, 3 no server, 4 prompt refused "
+        "(bad input, missing model file), 5 the run failed.")
+    p.add_argument("workflow", help="API-format workflow JSON (e.g. workflows/moviedreamer_movie_api.json)")
+    p.add_argument("--script", help="script file (.yaml/.yml/.json) put into every ScriptEncode node "
+                   "(default: the script already in the workflow)")
+    p.add_argument("--server", default=os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188"),
+                   help="ComfyUI server URL (default: $COMFYUI_URL or http://127.0.0.1:8188)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
+                   help="override one input, e.g. --set 9.steps=30 --set 10.backend=animatic (repeatable; JSON values)")
+    p.add_argument("--project", help="movie project name: sets every project_name input (output/moviedreamer/<NAME>/)")
+    p.add_argument("--input-dir", help="the server's input folder, to check the script's reference files locally too")
+    p.add_argument("--output-dir", help="the server's output folder, to print absolute paths of output files")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 5)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)  # argparse exits with 2 on usage errors
+    err = sys.stderr
+    try:
+        prompt = load_workflow(args.workflow)
+        if args.script is not None:
+            try:
+                with open(args.script, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as e:
+                raise UsageError(f"cannot read the script {args.script}: {e.strerror or e}")
+            inject_script(prompt, text)
+        apply_overrides(prompt, args.overrides)
+        if args.project is not None:
+            apply_project(prompt, args.project)
+        if args.input_dir is not None and not os.path.isdir(args.input_dir):
+            raise UsageError(f"--input-dir {args.input_dir}: not a folder")
+        check_scripts(prompt, args.input_dir)
+    except UsageError as e:
+        print(f"error: {e}", file=err)
+        return EXIT_USAGE
+
+    client = Client(args.server)
+    try:
+        object_info = fetch_object_info(client, prompt)
+    except ServerUnreachable as e:
+        print(f"error: {unreachable_message(client.url, e)}", file=err)
+        return EXIT_UNREACHABLE
+    missing_types = sorted({n["class_type"] for n in prompt.values() if n["class_type"] not in object_info})
+    if missing_types:
+        print(f"error: the server has no node type {', '.join(missing_types)}: install the custom node pack that "
+              "provides it (the test nodes need MOVIEDREAMER_TEST_NODES=1 when ComfyUI starts)", file=err)
+        return EXIT_REFUSED
+    refused = check_choices(prompt, object_info)
+    if refused:
+        body = {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation"},
+                "node_errors": refused}
+        print(f"error: {format_refusal(body, prompt)}", file=err)
+        return EXIT_REFUSED
+    client_id = uuid.uuid4().hex
+    ws = None
+    try:
+        ws = WebSocket(websocket_url(client.url, client_id), timeout=10.0)
+    except (OSError, ConnectionError, ValueError):
+        ws = None  # no websocket: progress comes from polling /history
+    try:
+        status, body = client.request("/prompt", {"prompt": prompt, "client_id": client_id})
+    except ServerUnreachable as e:
+        print(f"error: {unreachable_message(client.url, e)}", file=err)
+        _close(ws)
+        return EXIT_UNREACHABLE
+    if status == 400:
+        print(f"error: {format_refusal(body, prompt)}", file=err)
+        _close(ws)
+        return EXIT_REFUSED
+    if status != 200 or not isinstance(body, dict) or "prompt_id" not in body:
+        print(f"error: unexpected answer from {client.url}/prompt (HTTP {status}): {str(body)[:500]}", file=err)
+        _close(ws)
+        return EXIT_UNREACHABLE if status == 404 else EXIT_FAILED
+    prompt_id = body["prompt_id"]
+    printer = ProgressPrinter(prompt, err)
+    if not args.quiet:
+        printer.line(f"queued prompt {prompt_id} on {client.url} ({len(prompt)} nodes"
+                     + ("" if ws else "; no websocket, polling /history") + ")")
+    errors: list[dict] = []
+
+    def on_message(event: str, data: dict) -> None:
+        if event == "execution_error":
+            errors.append(data)
+        if not args.quiet:
+            printer.handle(event, data)
+
+    try:
+        entry = follow(client, ws, prompt_id, on_message, args.timeout)
+    except TimeoutError:
+        print(f"error: prompt {prompt_id} did not finish within {args.timeout:g} s (it is still queued or running "
+              "on the server)", file=err)
+        return EXIT_FAILED
+    except ServerUnreachable as e:
+        print(f"error: lost the server while waiting for prompt {prompt_id}: {e}", file=err)
+        return EXIT_FAILED
+    finally:
+        _close(ws)
+
+    failure = history_error(entry) or (errors[0] if errors else None)
+    status_str = (entry.get("status") or {}).get("status_str")
+    for line in output_texts(entry, prompt):
+        print(line)
+    for path in output_files(entry, args.output_dir):
+        print(path)
+    if failure is not None:
+        print(f"error: {format_execution_error(failure, prompt)}", file=err)
+        return EXIT_FAILED
+    if status_str != "success" or history_interrupted(entry):
+        print(f"error: prompt {prompt_id} did not complete (" + ("interrupted" if history_interrupted(entry) else
+              f"status {status_str}") + ")", file=err)
+        return EXIT_FAILED
+    if not args.quiet:
+        printer.line(f"done: prompt {prompt_id}")
+    return EXIT_OK

@@ -1,0 +1,112 @@
+"""The API-format workflow: loading it, putting the script into ScriptEncode, overrides, the local script check."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from .messages import _id_key
+
+
+#: node ids (class_type) whose ``script`` input receives the script; the first is the pack's ScriptEncode
+SCRIPT_NODE_TYPES = ("ScriptEncode", "MovieDreamerScriptEncode")
+
+NO_SCRIPT_FILE = "(none: use the text above)"  # ScriptEncode's script_file choice meaning "use the text"
+
+
+class UsageError(Exception):
+    """A problem with the command line, the workflow file or the script: exit code 2."""
+
+
+def load_workflow(path: str) -> dict:
+    """The API-format workflow in ``path`` (``{node_id: {"class_type", "inputs"}}``); UI format is refused."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise UsageError(f"cannot read the workflow {path}: {e.strerror or e}")
+    except json.JSONDecodeError as e:
+        raise UsageError(f"the workflow {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")
+    if isinstance(data, dict) and "prompt" in data and isinstance(data["prompt"], dict) and "nodes" not in data:
+        data = data["prompt"]  # a saved POST body
+    if isinstance(data, dict) and "nodes" in data and "links" in data:
+        raise UsageError(f"{path} is a UI-format workflow (the canvas file); queue its API-format twin instead "
+                         "(workflows/*_api.json, or in ComfyUI: Workflow > Export (API))")
+    if not isinstance(data, dict) or not data or not all(
+            isinstance(n, dict) and "class_type" in n and isinstance(n.get("inputs", {}), dict) for n in data.values()):
+        raise UsageError(f"{path} is not an API-format workflow (expected {{node_id: {{\"class_type\": ..., "
+                         "\"inputs\": {...}}}}})")
+    return data
+
+
+def script_nodes(prompt: dict) -> list[str]:
+    return [nid for nid, node in prompt.items() if node.get("class_type") in SCRIPT_NODE_TYPES]
+
+
+def inject_script(prompt: dict, text: str) -> list[str]:
+    """Put ``text`` into every ScriptEncode node's ``script`` input and reset its ``script_file``; returns the ids."""
+    ids = script_nodes(prompt)
+    if not ids:
+        raise UsageError("the workflow has no ScriptEncode node to give the script to "
+                         f"(node types looked for: {', '.join(SCRIPT_NODE_TYPES)})")
+    for nid in ids:
+        inputs = prompt[nid].setdefault("inputs", {})
+        inputs["script"] = text
+        inputs["script_file"] = NO_SCRIPT_FILE
+    return ids
+
+
+def parse_value(text: str) -> Any:
+    """``--set`` values: JSON when they parse as JSON (``30``, ``0.5``, ``true``, ``["4", 0]``), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def apply_overrides(prompt: dict, overrides: list[str]) -> None:
+    """``NODE_ID.input=value`` each; the node must exist (the input may be new, e.g. an optional one)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        node_id, dot, name = key.partition(".")
+        if not sep or not dot or not node_id.strip() or not name.strip():
+            raise UsageError(f"--set {item!r}: expected NODE_ID.input=value, e.g. --set 9.steps=30")
+        node_id, name = node_id.strip(), name.strip()
+        if node_id not in prompt:
+            raise UsageError(f"--set {item!r}: the workflow has no node {node_id!r} (nodes: {', '.join(sorted(prompt, key=_id_key))})")
+        prompt[node_id].setdefault("inputs", {})[name] = parse_value(value)
+
+
+def apply_project(prompt: dict, project: str) -> list[str]:
+    """Set every ``project_name`` input that is not fed by a link; returns the node ids changed."""
+    changed = []
+    for nid, node in prompt.items():
+        inputs = node.get("inputs", {})
+        if "project_name" in inputs and not isinstance(inputs["project_name"], list):
+            inputs["project_name"] = project
+            changed.append(nid)
+    if not changed:
+        raise UsageError("--project: the workflow has no project_name input to set")
+    return changed
+
+
+def check_scripts(prompt: dict, input_dir: Optional[str] = None) -> int:
+    """Validate every literal script text in the workflow's ScriptEncode nodes with the pack's validator.
+
+    Raises ``UsageError`` with the validator's full report. Returns the number of scripts checked. A node whose
+    script comes through a link or from ``script_file`` (a file on the server) is left to the server.
+    """
+    from ..script import ScriptError, load_script
+
+    checked = 0
+    for nid in script_nodes(prompt):
+        inputs = prompt[nid].get("inputs", {})
+        text = inputs.get("script")
+        if not isinstance(text, str) or inputs.get("script_file", NO_SCRIPT_FILE) not in (NO_SCRIPT_FILE, None, ""):
+            continue
+        try:
+            load_script(text, input_dir=input_dir)
+        except ScriptError as e:
+            raise UsageError(f"node {nid} ({prompt[nid]['class_type']}): {e}")
+        checked += 1
+    return checked
