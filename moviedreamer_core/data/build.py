@@ -1,0 +1,197 @@
+"""The whole build: find videos, skip finished ones, run the rest in worker processes, keep the index current.
+
+Each video is one job (``movie.build_movie``) in a worker process (``spawn``, so no state leaks from the
+parent and dlib/torch start clean); a worker loads the encoders and the face embedder once. Finished movies
+are written by the worker (atomically, see ``store``), then the parent rewrites ``index.json``, so the
+dataset on disk is usable at every moment and a rerun continues where the last one stopped. A video that
+cannot be decoded, or whose sidecar is malformed, is logged (``skipped <file>: <reason>``) and the build
+goes on; it is retried by the next run.
+
+Encoders cross the process boundary as *specs*: folder paths, ``module:function`` strings or picklable
+zero-argument factories (``BuildOptions``). Encoder objects work too, with ``workers=1`` (in-process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any, Optional
+
+from .captions import load_captioner
+from .characters import load_references
+from .encoders import resolve_text_encoder, resolve_token_encoder
+from .movie import MovieSettings, build_movie
+from .progress import Progress
+from .store import DatasetSpaceError, check_spaces, is_finished, movie_name, source_stamp, update_index, write_movie
+from .video import VIDEO_EXTENSIONS, VideoReadError
+
+log = logging.getLogger("moviedreamer.data")
+
+
+@dataclass
+class BuildOptions:
+    text_encoder: Any = None  # folder, "minilm", "module:function", factory or TextEncoder
+    token_encoder: Any = None  # CLIPVisionModelWithProjection folder, "module:function", factory or TokenEncoder
+    face_embedder: Any = "dlib"  # "dlib", "module:function", factory or FaceEmbedder
+    characters: Optional[str] = None  # characters/<name>/*.jpg|png
+    captioner: Any = None  # "module:function" or callable(image, context) -> str
+    workers: int = 1
+    settings: MovieSettings = field(default_factory=MovieSettings)
+    progress: bool = True
+
+
+@dataclass
+class BuildResult:
+    built: list = field(default_factory=list)  # names built in this run
+    skipped: list = field(default_factory=list)  # names already finished
+    failed: dict = field(default_factory=dict)  # relative path -> reason
+    movies: int = 0  # movies in the index after the run
+
+
+def find_videos(folder: str) -> list[str]:
+    """Video files under ``folder`` (recursively, hidden entries ignored), as sorted relative paths."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"videos folder {folder!r} does not exist")
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS):
+                found.append(os.path.relpath(os.path.join(root, f), folder))
+    return sorted(found)
+
+
+def _resolve_face_embedder(spec):
+    from ..identity.base import FaceEmbedder
+
+    if isinstance(spec, FaceEmbedder):
+        return spec
+    if spec in (None, "dlib"):
+        from ..identity.dlib_embedder import DlibFaceEmbedder
+
+        return DlibFaceEmbedder()
+    if callable(spec):
+        return spec()
+    from .encoders import _from_factory
+
+    return _from_factory(str(spec))
+
+
+# ------------------------------------------------------------------------------ per process (worker)
+
+_WORKER: dict = {}
+
+
+def _init(options: BuildOptions, threads: int = 0) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    embedder = _resolve_face_embedder(options.face_embedder)
+    _WORKER.update(
+        options=options, text=resolve_text_encoder(options.text_encoder), token=resolve_token_encoder(options.token_encoder),
+        embedder=embedder, references=load_references(options.characters, embedder), captioner=load_captioner(options.captioner),
+    )
+
+
+def spaces_of(text, token, embedder) -> dict:
+    return {"text_space": text.space.to_dict(), "identity_space": embedder.space.to_dict(), "token_space": token.space.to_dict()}
+
+
+def _process(path: str, rel: str, name: str, out: str, stamp: dict) -> tuple:
+    """``("ok", name, summary, spaces)`` or ``("failed", rel, reason, None)``; ``DatasetSpaceError`` propagates."""
+    w = _WORKER
+    spaces = spaces_of(w["text"], w["token"], w["embedder"])
+    check_spaces(out, spaces)
+    try:
+        story, names, record = build_movie(path, text_encoder=w["text"], token_encoder=w["token"], face_embedder=w["embedder"],
+                                           references=w["references"], captioner=w["captioner"], settings=w["options"].settings)
+    except VideoReadError as e:
+        return "failed", rel, f"cannot decode ({e})", None
+    except ValueError as e:
+        return "failed", rel, str(e), None
+    except Exception as e:  # one bad video must not stop a night-long build
+        return "failed", rel, f"{type(e).__name__}: {e}\n{traceback.format_exc()}", None
+    record = {**record, "source": rel, "stamp": stamp}
+    write_movie(out, name, story, spaces, names, record)
+    summary = f"{len(record['shots'])} shots, {story.n_keyframes} keyframes, {len(names)} characters"
+    return "ok", name, summary, spaces
+
+
+# ------------------------------------------------------------------------------------- the build
+
+
+def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None) -> BuildResult:
+    """Build (or continue building) the dataset in ``out`` from the videos in ``videos``."""
+    options = options or BuildOptions()
+    result = BuildResult()
+    os.makedirs(out, exist_ok=True)
+    jobs = []
+    for rel in find_videos(videos):
+        path = os.path.join(videos, rel)
+        name, stamp = movie_name(rel), source_stamp(path)
+        if is_finished(out, name, stamp):
+            result.skipped.append(name)
+        else:
+            jobs.append((path, rel, name, out, stamp))
+    if result.skipped:
+        log.info("%d videos already built, skipped", len(result.skipped))
+
+    workers = max(1, min(int(options.workers), len(jobs)))
+    if workers > 1:
+        try:
+            pickle.dumps(options)
+        except Exception as e:
+            log.warning("encoders given as objects cannot go to worker processes (%s): using one process", e)
+            workers = 1
+
+    spaces = None
+    t0 = time.time()
+    with Progress(len(jobs), enabled=options.progress and bool(jobs)) as bar:
+        def collect(outcome):
+            nonlocal spaces
+            status, key, message, job_spaces = outcome
+            if status == "ok":
+                spaces = job_spaces
+                result.built.append(key)
+                update_index(out, spaces)
+                log.info("built %s: %s", key, message)
+            else:
+                result.failed[key] = message
+                log.warning("skipped %s: %s", key, message.splitlines()[0])
+                log.debug("%s", message)
+            bar.step(f"{key}: {message.splitlines()[0]}")
+
+        if workers == 1:
+            if jobs:
+                _init(options)
+            for job in jobs:
+                collect(_process(*job))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init, initargs=(options, threads)) as pool:
+                futures = [pool.submit(_process, *job) for job in jobs]
+                try:
+                    for fut in as_completed(futures):
+                        collect(fut.result())
+                except DatasetSpaceError:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    if spaces is None and not os.path.isfile(os.path.join(out, "index.json")):
+        log.warning("no movie could be built: no index written")
+    result.movies = len(result.built) + len(result.skipped)
+    if os.path.isfile(os.path.join(out, "index.json")):
+        import json
+
+        with open(os.path.join(out, "index.json"), encoding="utf-8") as f:
+            result.movies = len(json.load(f)["movies"])
+    log.info("%d built, %d already there, %d failed in %.0f s; %d movies in %s",
+             len(result.built), len(result.skipped), len(result.failed), time.time() - t0, result.movies, out)
+    return result

