@@ -1,11 +1,11 @@
 // The MovieDreamer front-end in a real headless browser against a running ComfyUI (tests/host/test_browser.py).
 //
-// node ui_check.mjs <server url> <UI workflow.json> <API prompt.json> <screenshot dir> <keyframes expected>
+// node ui_check.mjs <server url> <UI workflow.json> <workflow to queue (UI or API)> <screenshot dir> <keyframes expected>
 //
 // 1. Open the UI; the pack's extension must load.
 // 2. Drag the UI workflow onto the canvas (a real drop event carrying the file); no node type may be missing;
 //    ScriptEncode's script helper must answer; take a screenshot.
-// 3. Drop the tiny API-format prompt, queue it from the UI, and wait until the renderer's storyboard panel
+// 3. Drop the tiny workflow, queue it from the UI, and wait until the renderer's storyboard panel
 //    holds one loaded thumbnail per keyframe; take a second screenshot.
 // Prints one JSON line with what it saw; exits 1 on a timeout or a page error.
 import fs from "node:fs";
@@ -54,11 +54,12 @@ try {
   await new Promise((r) => setTimeout(r, 500));
   await page.screenshot({ path: path.join(outDir, "movie_workflow.png") });
 
-  await drop(page, fs.readFileSync(apiPrompt, "utf8"), "tiny_prompt.json");
-  const prompt = JSON.parse(fs.readFileSync(apiPrompt, "utf8"));
-  await page.waitForFunction((n) => window.app.graph.nodes.length === n, { timeout: 30000 }, Object.keys(prompt).length);
+  const second = JSON.parse(fs.readFileSync(apiPrompt, "utf8"));  // a UI workflow ("nodes") or an API prompt
+  await drop(page, JSON.stringify(second), path.basename(apiPrompt));
+  const entries = second.nodes ? second.nodes.map((n) => [String(n.id), n.type]) : Object.entries(second).map(([k, v]) => [k, v.class_type]);
+  await page.waitForFunction((n) => window.app.graph.nodes.length === n, { timeout: 30000 }, entries.length);
   await page.evaluate(() => window.app.queuePrompt(0, 1));
-  const renderId = Object.entries(prompt).find(([, v]) => v.class_type === "IdentityDiffusionRender")[0];
+  const renderId = entries.find(([, type]) => type === "IdentityDiffusionRender")[0];
   await page.waitForFunction((id, n) => {
     const panel = window.app.graph.getNodeById(Number(id))?.moviedreamerPanel;
     const imgs = panel ? [...panel.element.querySelectorAll("img")] : [];
