@@ -24,8 +24,13 @@ METADATA_KEY = "moviedreamer_planner"
 
 def save_planner(model: KeyframePlanner, path: str, extra: Optional[dict] = None) -> None:
     """Write weights + config atomically (a temporary file renamed into place)."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {METADATA_KEY: model.cfg.to_json(), "format": "moviedreamer-planner"}
+    save_planner_state(model.state_dict(), model.cfg, path, extra)
+
+
+def save_planner_state(state_dict: dict, cfg: PlannerConfig, path: str, extra: Optional[dict] = None) -> None:
+    """``save_planner`` from a bare state dict (e.g. one gathered from a sharded training run)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    meta = {METADATA_KEY: cfg.to_json(), "format": "moviedreamer-planner"}
     if extra:
         meta["extra"] = json.dumps(extra, sort_keys=True)
     tmp = path + ".tmp"

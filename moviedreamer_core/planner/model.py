@@ -66,6 +66,9 @@ class Conditioning:
     mask_history: float = 0.0  # probability that a token *input* is replaced by the mask embedding
     # (set from the config in training; an evaluation can set 1.0 to hide all visual history)
     use_references: bool = True
+    # history-mask randomness; None: the global torch RNG (``loss`` sets it when given one generator per story,
+    # so a story's regularisers do not depend on its batch neighbours or on the number of processes)
+    generator: Optional[torch.Generator] = None
 
 
 class KeyframePlanner(nn.Module):
@@ -156,7 +159,10 @@ class KeyframePlanner(nn.Module):
         pos = self.token_pos.weight[first:first + tokens.shape[0]]
         x = self.type_emb.weight[TOKEN] + self.token_in(tokens.to(self.param_device)) + pos
         if ctx is not None and ctx.mask_history > 0:
-            masked = torch.rand(tokens.shape[0], device=x.device) < ctx.mask_history
+            if ctx.generator is not None:
+                masked = (torch.rand(tokens.shape[0], generator=ctx.generator) < ctx.mask_history).to(x.device)
+            else:
+                masked = torch.rand(tokens.shape[0], device=x.device) < ctx.mask_history
             x = torch.where(masked[:, None], self.type_emb.weight[TOKEN] + self.mask_embedding + pos, x)
         return x
 
@@ -223,12 +229,22 @@ class KeyframePlanner(nn.Module):
             kwargs["use_cache"] = False
         return self.backbone(**kwargs).last_hidden_state
 
-    def loss(self, stories: list[Story], generator: Optional[torch.Generator] = None) -> dict:
-        """Mixture NLL + auxiliary terms over a batch of stories (padded to the longest)."""
+    def loss(self, stories: list[Story], generator=None) -> dict:
+        """Mixture NLL + auxiliary terms over a batch of stories (padded to the longest).
+
+        ``generator``: one ``torch.Generator`` for the whole batch, or a list with one per story; with a list,
+        each story's regularisers (slots, identity draws, condition dropout, history masking) come from its own
+        generator only (``moviedreamer_core.train`` relies on this for identical runs on any number of processes).
+        """
         train = self.training
+        per_story = isinstance(generator, (list, tuple))
+        if per_story and len(generator) != len(stories):
+            raise ValueError(f"{len(generator)} generators for {len(stories)} stories")
         seqs, preds, targets = [], [], []
-        for story in stories:
-            ctx = self.make_conditioning(story, train=train, generator=generator)
+        for b, story in enumerate(stories):
+            ctx = self.make_conditioning(story, train=train, generator=generator[b] if per_story else generator)
+            if per_story:
+                ctx.generator = generator[b]
             seq, pred, tgt = self.build_sequence(story, ctx)
             seqs.append(seq)
             preds.append(pred)
@@ -253,7 +269,22 @@ class KeyframePlanner(nn.Module):
         projections, type/slot embeddings and the mixture head start fresh (``config_overrides`` sets the
         spaces and everything else).
         """
-        from transformers import LlamaConfig, LlamaModel
+        from transformers import LlamaModel
+
+        model = cls(cls.config_from_llama(folder, **config_overrides))
+        pretrained = LlamaModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+        state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("embed_tokens")}
+        missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("embed_tokens")]
+        if missing or unexpected:
+            raise ValueError(f"{folder} does not fit a LLaMA backbone: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return model
+
+    @staticmethod
+    def config_from_llama(folder: str, **config_overrides) -> PlannerConfig:
+        """The ``PlannerConfig`` that ``from_pretrained_llama(folder, **config_overrides)`` builds (reads only
+        ``config.json``; lets a training process build the model on the meta device while rank 0 loads it)."""
+        from transformers import LlamaConfig
 
         llama_cfg = LlamaConfig.from_pretrained(folder, local_files_only=True)
         cfg = PlannerConfig(**{
@@ -267,14 +298,7 @@ class KeyframePlanner(nn.Module):
         rope = getattr(llama_cfg, "rope_theta", None) or (getattr(llama_cfg, "rope_parameters", None) or {}).get("rope_theta")
         if rope:
             cfg.rope_theta = float(rope)
-        model = cls(cfg)
-        pretrained = LlamaModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
-        state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("embed_tokens")}
-        missing, unexpected = model.backbone.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("embed_tokens")]
-        if missing or unexpected:
-            raise ValueError(f"{folder} does not fit a LLaMA backbone: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        return model
+        return cfg
 
 
 def _cache_kwarg() -> str:

@@ -1,0 +1,236 @@
+"""The training loop: one code path for the CPU, one GPU, DDP and FSDP (through accelerate).
+
+Per optimiser step every process takes its share of the global batch (data.py), runs
+``gradient_accumulation_steps`` micro-steps inside ``accelerator.accumulate`` and steps AdamW; the LR follows
+a linear warm-up then a cosine decay (as planner/train.py's ``train``).
+
+**Same optimisation on any number of processes.** The loss of a step is the mean over every predicted token
+of the *global* batch. Each process scales its micro-batch's mean loss by its share of the step's predicted
+tokens (counted over all processes with one small all-reduce), times processes x accumulation steps, which
+DDP's gradient averaging and accelerate's ``backward`` divide out again. Each story's regulariser randomness
+comes from its own generator (seeded with its stream position), so with ``planner.dropout: 0`` (element-wise
+dropout draws from the per-process global RNG over the padded batch) a 2-process run follows the 1-process
+run with the same global batch to float rounding, and with dropout it is the same optimisation in law.
+
+Logged per step to ``<output.dir>/log.jsonl``: loss terms (global means), lr, epoch, samples, and every
+``eval.every`` steps the held-out errors (evaluation.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from typing import Callable, Optional
+
+import torch
+
+from ..planner.checkpoint import save_planner_state
+from ..planner.config import preset
+from ..planner.model import KeyframePlanner
+from .config import ConfigError, TrainConfig, micro_batch_size
+from .data import StreamSampler, eval_windows, open_dataset, stats_from_moments, token_moments
+from .evaluation import PlannerObjective, evaluate_heldout
+from .state import TrainerState, find_resume, fingerprint, load_checkpoint, save_checkpoint, write_json_atomic
+
+LOSS_TERMS = ("loss", "nll", "l2", "cosine")
+
+
+def fsdp_plugin(cfg: TrainConfig):
+    """accelerate's FSDP plugin from ``train.fsdp``: one FSDP unit per LLaMA decoder layer, sharded state for
+    checkpoints, rank-0-only loading of the initial weights (``cpu_ram_efficient_loading``)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    f = cfg.train.fsdp
+    kwargs = dict(fsdp_version=f.version, auto_wrap_policy="transformer_based_wrap", transformer_cls_names_to_wrap=[f.wrap],
+                  cpu_offload=f.cpu_offload, state_dict_type=f.state_dict_type,
+                  cpu_ram_efficient_loading=f.cpu_ram_efficient_loading, activation_checkpointing=False)
+    if f.version == 1:
+        kwargs.update(sharding_strategy=f.sharding_strategy, use_orig_params=True, sync_module_states=f.cpu_ram_efficient_loading)
+    else:
+        kwargs.update(reshard_after_forward=f.sharding_strategy != "SHARD_GRAD_OP")
+    return FullyShardedDataParallelPlugin(**kwargs)
+
+
+def build_accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    t = cfg.train
+    kwargs = dict(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps, cpu=t.cpu)
+    if t.fsdp.enabled:
+        kwargs["fsdp_plugin"] = fsdp_plugin(cfg)
+    else:
+        kwargs["kwargs_handlers"] = [DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)]
+    return Accelerator(**kwargs)
+
+
+def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True) -> tuple[KeyframePlanner, bool]:
+    """The planner to train and whether it sits on the meta device (FSDP ranks > 0 with rank-0-only
+    loading: FSDP fills them from rank 0 with ``sync_module_states``)."""
+    overrides = cfg.planner_overrides(spaces)
+    folder = cfg.planner.init_from_llama
+    if folder:
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            raise ConfigError(f"planner.init_from_llama: {folder!r} is not a local transformers LLaMA folder (no config.json)")
+        if cfg.train.fsdp.enabled and cfg.train.fsdp.cpu_ram_efficient_loading and not is_main:
+            with torch.device("meta"):
+                return KeyframePlanner(KeyframePlanner.config_from_llama(folder, **overrides)), True
+        return KeyframePlanner.from_pretrained_llama(folder, **overrides), False
+    return KeyframePlanner(preset(cfg.planner.preset, **overrides)), False
+
+
+def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    t = cfg.train
+    warm, steps, floor = max(1, t.warmup_steps), t.steps, t.min_lr_ratio
+
+    def f(s: int) -> float:
+        cosine = 0.5 * (1 + math.cos(min(s, steps) / steps * math.pi))
+        return min(1.0, (s + 1) / warm) * (floor + (1 - floor) * cosine)
+
+    return f
+
+
+def run(cfg: TrainConfig, log: Optional[Callable[[str], None]] = print) -> dict:
+    """Train (or resume) as configured; returns ``{"history": [per-step records of this invocation],
+    "planner": path of the final planner file, "checkpoints": [...]}``."""
+    threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    accelerator = build_accelerator(cfg)
+    try:
+        return _run(cfg, accelerator, log or (lambda s: None))
+    finally:
+        torch.set_num_threads(threads)
+        _release(accelerator)
+
+
+def _release(accelerator) -> None:
+    """End the process group and accelerate's per-process singletons (so a test can run twice in one process)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    if accelerator.num_processes > 1 and torch.distributed.is_initialized():
+        accelerator.wait_for_everyone()
+        torch.distributed.destroy_process_group()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
+    from accelerate.utils import set_seed
+
+    t = cfg.train
+    procs, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    micro = micro_batch_size(cfg, procs)
+    if not main:
+        def log(message: str) -> None:
+            pass
+    set_seed(t.seed, device_specific=True)  # the global RNGs (dropout): different per process, saved per process
+    data = open_dataset(cfg.data, t.seed)
+    resume = find_resume(cfg)
+
+    planner, on_meta = build_planner(cfg, data.spaces, is_main=main)
+    planner_cfg = planner.cfg
+    if resume is None:
+        moments = accelerator.reduce(token_moments(data.train, rank, procs).to(accelerator.device), "sum").cpu()
+        if not on_meta:
+            mean, std = stats_from_moments(moments)
+            planner.token_mean.copy_(mean)
+            planner.token_std.copy_(std)
+    if t.gradient_checkpointing:
+        planner.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    n_params = sum(p.numel() for p in planner.parameters())
+
+    objective = PlannerObjective(planner)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(getattr(optimizer, "optimizer", optimizer), lr_lambda(cfg))
+
+    expected = fingerprint(cfg, data.train.fingerprint(), procs)
+    state = TrainerState(fingerprint=expected)
+    if resume is not None:
+        state = load_checkpoint(accelerator, resume, expected)
+        scheduler.load_state_dict(state.scheduler)
+        log(f"resumed {resume} at step {state.step} (epoch {state.epoch}, {state.samples_seen} samples)")
+
+    os.makedirs(cfg.output.dir, exist_ok=True)
+    log_path = os.path.join(cfg.output.dir, "log.jsonl")
+    if main:
+        _truncate_log(log_path, state.step)
+        write_json_atomic(os.path.join(cfg.output.dir, "config.json"), cfg.to_dict())
+    log(f"{len(data.train)} training films, {len(data.val)} held out; {n_params / 1e6:.2f} M parameters; "
+        f"{procs} process(es) x {t.gradient_accumulation_steps} micro-step(s) x {micro} = global batch {t.batch_size}")
+
+    sampler = StreamSampler(data.train, seed=t.seed, max_keyframes=cfg.data.max_keyframes)
+    windows = eval_windows(data.val, cfg.data.max_keyframes)
+    K = planner_cfg.K
+    history, saved = [], []
+    t0 = time.time()
+    objective.train()
+    while state.step < t.steps:
+        step = state.step
+        batches = [sampler.micro_batch(step, m, rank, global_batch=t.batch_size, micro_batch=micro, num_processes=procs)
+                   for m in range(t.gradient_accumulation_steps)]
+        rows = [sum(s.n_keyframes for s in stories) * K for stories, _ in batches]
+        rows_global = float(accelerator.reduce(torch.tensor([float(sum(rows))], dtype=torch.float64,
+                                                            device=accelerator.device), "sum").item())
+        scale = procs * t.gradient_accumulation_steps / rows_global
+        sums = torch.zeros(len(LOSS_TERMS), dtype=torch.float64)
+        lr = scheduler.get_last_lr()[0]
+        for (stories, gens), n in zip(batches, rows):
+            with accelerator.accumulate(objective):
+                out = objective(stories, gens)
+                accelerator.backward(out["loss"] * (n * scale))
+                sums += torch.tensor([float(out[k].detach()) * n for k in LOSS_TERMS], dtype=torch.float64)
+                if accelerator.sync_gradients and t.grad_clip:
+                    accelerator.clip_grad_norm_(objective.parameters(), t.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        totals = accelerator.reduce(sums.to(accelerator.device), "sum").cpu() / rows_global
+
+        state.step += 1
+        state.samples_seen = state.step * t.batch_size
+        state.epoch = sampler.epoch_of(state.samples_seen - 1)
+        record = {"step": state.step, **{k: float(v) for k, v in zip(LOSS_TERMS, totals)}, "lr": lr,
+                  "epoch": state.epoch, "samples": state.samples_seen, "seconds": round(time.time() - t0, 3)}
+        last = state.step == t.steps
+        if windows and ((cfg.eval.every and state.step % cfg.eval.every == 0) or last):
+            record.update(evaluate_heldout(accelerator, objective, data.val, windows, batch_size=cfg.eval.batch_size,
+                                           baselines=cfg.eval.baselines))
+        history.append(record)
+        if main:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if (cfg.output.log_every and state.step % cfg.output.log_every == 0) or last or "val_mse" in record:
+            extra = "".join(f" {k} {v:.4f}" for k, v in record.items() if k.startswith("val"))
+            log(f"step {state.step}/{t.steps} loss {record['loss']:.4f} nll {record['nll']:.4f} l2 {record['l2']:.4f} "
+                f"lr {lr:.2e}{extra} ({record['seconds']:.0f} s)")
+        if cfg.checkpoint.every and state.step % cfg.checkpoint.every == 0 and not last:
+            state.scheduler = scheduler.state_dict()
+            saved.append(save_checkpoint(accelerator, cfg, state))
+
+    path = cfg.planner_file
+    full = accelerator.get_state_dict(objective)  # gathered on the main process under FSDP
+    if main:
+        weights = {k[len("planner."):]: v for k, v in full.items() if k.startswith("planner.")}
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        save_planner_state(weights, planner_cfg, path, extra={"steps": state.step, "samples": state.samples_seen,
+                                                               "movies": len(data.train), "train": asdict(cfg.train)})
+        log(f"saved {path}")
+    accelerator.wait_for_everyone()
+    return {"history": history, "planner": path, "checkpoints": saved, "parameters": n_params}
+
+
+def _truncate_log(path: str, step: int) -> None:
+    """Keep the log's records up to ``step`` (a resumed run rewrites what came after its checkpoint)."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(keep)
+    os.replace(tmp, path)

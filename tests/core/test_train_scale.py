@@ -1,0 +1,198 @@
+"""Planner training at scale (``python -m moviedreamer_core.train planner``): the same optimisation on one or
+two processes, exact resume from a mid-run checkpoint, and the shipped ``tiny`` config learning the synthetic
+story world as well as tests/core/test_planner_learning.py demands, through the pack's own planner file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from moviedreamer_core.planner import load_planner
+from moviedreamer_core.planner.synthetic import SyntheticWorld, WorldConfig
+from moviedreamer_core.planner.train import save_movie, write_index
+from moviedreamer_core.train import ConfigError, load_config, run
+from moviedreamer_core.train.config import CONFIG_DIR, micro_batch_size
+from tests.core import test_planner_learning as learning
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SPACES = learning.SPACES
+N_TRAIN, N_VAL = 600, 40
+
+
+@pytest.fixture(scope="module")
+def films(tmp_path_factory):
+    """The learning test's world written as a dataset folder: its 600 training stories and 40 held-out ones."""
+    folder = str(tmp_path_factory.mktemp("synthetic_films"))
+    world = SyntheticWorld(WorldConfig(), seed=0)
+    names, val = [], []
+    for tag, n, seed in (("train", N_TRAIN, 1), ("val", N_VAL, 2)):
+        for i, (story, _) in enumerate(world.stories(n, seed=seed)):
+            name = f"movies/{tag}_{i:04d}.safetensors"
+            save_movie(os.path.join(folder, name), story, SPACES)
+            names.append(name)
+            if tag == "val":
+                val.append(name)
+    write_index(folder, names, SPACES)
+    return folder, world, val
+
+
+def short_run(folder, val, out, *extra):
+    """Six steps of the tiny config on a global batch of 8, a checkpoint at step 3, four held-out films."""
+    return ["data.path=" + folder, f"data.val_movies={json.dumps(val[:4])}", "output.dir=" + str(out), "train.steps=6",
+            "train.batch_size=8", "checkpoint.every=3", "eval.every=3", "output.log_every=0", *extra]
+
+
+def read_log(out):
+    with open(os.path.join(out, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_two_processes_track_one_process(films, tmp_path):
+    """gloo on the CPU, torchrun with two processes, global batch 8 = 2 x 4: the losses and the (sharded)
+    held-out errors follow the one-process run. Dropout is off: its element-wise masks come from each process's
+    global RNG over its padded batch; every other regulariser draws per story and stays on."""
+    folder, _, val = films
+    one = run(load_config("tiny", short_run(folder, val, tmp_path / "one", "planner.dropout=0")), log=None)["history"]
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "moviedreamer_core.train", "planner", "--config", "tiny",
+           *short_run(folder, val, tmp_path / "two", "planner.dropout=0")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 process(es) x 1 micro-step(s) x 4 = global batch 8" in proc.stdout
+    two = read_log(tmp_path / "two")
+    assert [r["step"] for r in two] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(one, two):
+        for key in ("loss", "nll", "l2", "cosine", "lr"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key, a[key], b[key])
+    for step in (2, 5):  # the evaluations at steps 3 and 6
+        for key in ("val_mse", "val_no_history_mse", "val_no_script_mse"):
+            assert two[step][key] == pytest.approx(one[step][key], rel=1e-4), (step, key)
+    a, b = load_planner(str(tmp_path / "one" / "planner.safetensors")), load_planner(str(tmp_path / "two" / "planner.safetensors"))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_resume_continues_the_same_trajectory(films, tmp_path):
+    """Stop-and-resume from the step-3 checkpoint gives bit-identical losses, held-out errors and final
+    weights (dropout on: the per-process RNG states come back from the checkpoint)."""
+    folder, _, val = films
+    whole = run(load_config("tiny", short_run(folder, val, tmp_path / "whole")), log=None)
+    ckpt = tmp_path / "whole" / "checkpoints" / "step_00000003"
+    assert sorted(os.listdir(ckpt)) == ["model.safetensors", "optimizer.bin", "random_states_0.pkl", "trainer_state.json"]
+    with open(ckpt / "trainer_state.json") as f:
+        saved = json.load(f)
+    assert (saved["step"], saved["samples_seen"], saved["epoch"]) == (3, 24, 0)
+
+    # a run that was killed after its step-3 checkpoint: its folder holds the log and that checkpoint only
+    shutil.copytree(ckpt, tmp_path / "killed" / "checkpoints" / "step_00000003")
+    shutil.copy(tmp_path / "whole" / "checkpoints" / "latest.json", tmp_path / "killed" / "checkpoints" / "latest.json")
+    with open(tmp_path / "killed" / "log.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in read_log(tmp_path / "whole")[:4])  # one record past the checkpoint
+    torch.manual_seed(1234)  # whatever the global RNG holds now must not matter
+    resumed = run(load_config("tiny", short_run(folder, val, tmp_path / "killed")), log=None)  # checkpoint.resume: auto
+    assert [r["step"] for r in resumed["history"]] == [4, 5, 6]
+    for a, b in zip(whole["history"][3:], resumed["history"]):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    assert [r["step"] for r in read_log(tmp_path / "killed")] == [1, 2, 3, 4, 5, 6]
+    a, b = load_planner(whole["planner"]), load_planner(resumed["planner"])
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+    with pytest.raises(ConfigError, match="cannot resume"):
+        run(load_config("tiny", short_run(folder, val, tmp_path / "killed", "train.batch_size=4")), log=None)
+
+
+@pytest.mark.slow
+def test_tiny_config_learns_the_story_world(films, tmp_path):
+    """The shipped tiny config (350 steps of 16 stories, as the learning test) trained by the scale trainer on
+    the dataset folder; the planner file it writes passes every assertion of test_planner_learning.py."""
+    folder, world, val = films
+    t0 = time.time()
+    result = run(load_config("tiny", ["data.path=" + folder, f"data.val_movies={json.dumps(val)}",
+                                      "output.dir=" + str(tmp_path / "run"), "checkpoint.every=0", "eval.every=175"]), log=None)
+    seconds = time.time() - t0
+    history = result["history"]
+    assert len(history) == 350, len(history)
+    final = history[-1]
+    assert final["val_mse"] < 0.5 * final["val_no_history_mse"] and final["val_mse"] < 0.6 * final["val_no_script_mse"], final
+    assert history[174]["val_mse"] > final["val_mse"]
+
+    model = load_planner(result["planner"])  # the pack's own file, as MovieDreamerPlannerLoader reads it
+    held = SyntheticWorld(WorldConfig(), seed=0).stories(N_VAL, seed=2)
+    trained = (model, world, held, history)
+    learning.test_training_loss_falls(trained)
+    learning.test_beats_no_history_and_no_script_baselines(trained)
+    learning.test_swapping_identities_swaps_the_identity_part(trained)
+    learning.test_guidance_increases_adherence_to_the_script(trained)
+    print(f"tiny config: 350 steps in {seconds:.1f} s")
+
+
+def test_config_errors_name_the_key(films):
+    folder, _, _ = films
+    with pytest.raises(ConfigError, match=r"train\.stepz: unknown key; did you mean 'steps'"):
+        load_config("tiny", ["train.stepz=3"])
+    with pytest.raises(ConfigError, match=r"planner\.dropuot: unknown key; did you mean 'dropout'"):
+        load_config("tiny", ["planner.dropuot=0.1"])
+    with pytest.raises(ConfigError, match=r"train\.lr: expected float"):
+        load_config("tiny", ["train.lr=fast"])
+    with pytest.raises(ConfigError, match=r"train\.fsdp\.sharding: unknown key"):
+        load_config("paper", ["train.fsdp.sharding=FULL"])
+    with pytest.raises(ConfigError, match="multiple of processes x gradient_accumulation_steps"):
+        micro_batch_size(load_config("tiny", ["train.batch_size=6"]), 4)
+    with pytest.raises(ConfigError, match="data.path"):
+        run(load_config("tiny", ["data.path=/nonexistent"]), log=None)
+    with pytest.raises(ConfigError, match="data.val_movies"):
+        run(load_config("tiny", ["data.path=" + folder, "data.val_movies=[movies/nope.safetensors]"]), log=None)
+    assert sorted(f for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml")) == ["paper.yaml", "small.yaml", "tiny.yaml"]
+
+
+def test_shipped_configs_and_the_paper_code_path():
+    """small is about 100 M parameters; paper builds accelerate's FSDP plugin (one unit per LLaMA decoder
+    layer, sharded checkpoints); gradient checkpointing on the LLaMA backbone leaves loss and gradients as they were."""
+    from moviedreamer_core.planner import KeyframePlanner, preset
+    from moviedreamer_core.train.loop import fsdp_plugin
+
+    spaces = {"text_space": {"encoder": "x", "dim": 768}, "identity_space": {"encoder": "x", "dim": 512},
+              "token_space": {"source": "x", "K": 2, "D": 1024}}
+    small = load_config("small")
+    with torch.device("meta"):
+        n = sum(p.numel() for p in KeyframePlanner(preset(small.planner.preset, **small.planner_overrides(spaces))).parameters())
+    assert 90e6 < n < 110e6, n
+    paper = load_config("paper")
+    assert paper.train.fsdp.enabled and paper.train.gradient_checkpointing and paper.train.mixed_precision == "bf16"
+    if not torch.cuda.is_available():  # rank-0-only loading needs the accelerator device to exist
+        with pytest.raises(RuntimeError, match="no available devices"):
+            fsdp_plugin(paper)
+        paper = load_config("paper", ["train.fsdp.cpu_ram_efficient_loading=false"])
+    plugin = fsdp_plugin(paper)
+    assert plugin.transformer_cls_names_to_wrap == ["LlamaDecoderLayer"]
+    assert "SHARDED" in str(plugin.state_dict_type) and plugin.use_orig_params and "FULL_SHARD" in str(plugin.sharding_strategy)
+
+    torch.manual_seed(0)
+    world = SyntheticWorld(WorldConfig(), seed=0)
+    stories = [s for s, _ in world.stories(3, seed=5)]
+    model = KeyframePlanner(preset("tiny", **SPACES, dropout=0.0, attention_dropout=0.0)).train()
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model.loss(stories, generator=[torch.Generator().manual_seed(i) for i in range(3)])["loss"]
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.backbone.parameters() if p.grad is not None]  # not embed_tokens
+
+    plain = loss_and_grads()
+    model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert model.backbone.is_gradient_checkpointing
+    checkpointed = loss_and_grads()
+    assert len(plain[1]) == len(checkpointed[1]) == len(list(model.backbone.parameters())) - 1
+    torch.testing.assert_close(checkpointed[0], plain[0])
+    for a, b in zip(plain[1], checkpointed[1]):
+        torch.testing.assert_close(b, a)
