@@ -214,12 +214,13 @@ def sample_latent(model, seed: int, steps: int, cfg: float, sampler_name: str, s
                                disable_pbar=True, seed=seed)
 
 
-def empty_latent(model, width: int, height: int, batch: int = 1):
-    """Zeros in the model's latent layout (as the host's EmptyLatentImage, channels from the model)."""
+def empty_latent(model, width: int, height: int, batch: int = 1, downscale: int = 8):
+    """Zeros in the model's latent layout (as the host's EmptyLatentImage: channels from the model, size from
+    the VAE's spatial compression, 8 for SD1.5/SDXL, 1 for pixel-space models)."""
     import torch
 
     channels = model.get_model_object("latent_format").latent_channels
-    return torch.zeros([batch, channels, height // 8, width // 8], device=intermediate_device())
+    return torch.zeros([batch, channels, height // downscale, width // downscale], device=intermediate_device())
 
 
 def sampler_names() -> list[str]:

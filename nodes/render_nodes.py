@@ -159,6 +159,13 @@ def _face_states(renderer: RendererHandle, script_embeds, characters: list[int])
     return torch.stack(states)
 
 
+def _downscale(vae) -> int:
+    try:
+        return int(vae.spacial_compression_encode())
+    except (AttributeError, TypeError):
+        return 8
+
+
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
@@ -297,7 +304,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                 patched = patch_model(model, state)
                 pos = positive if positive is not None else clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
                 latent = host.sample_latent(patched, kseed, steps, cfg, sampler_name, scheduler, pos, negative,
-                                            host.empty_latent(model, width, height))
+                                            host.empty_latent(model, width, height, downscale=_downscale(vae)))
                 image = vae.decode(latent)
                 if image.ndim == 5:  # video VAEs return [B, T, H, W, C]
                     image = image.reshape(-1, *image.shape[-3:])

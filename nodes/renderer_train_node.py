@@ -52,7 +52,7 @@ def _loss_curve(losses: list[float], size=(320, 160)) -> torch.Tensor:
                for i, v in enumerate(smooth)]
         d.line(pts, fill=(120, 200, 255), width=2)
     d.text((8, 4), f"loss {losses[0]:.4f} -> {losses[-1]:.4f} ({len(losses)} steps)" if losses else "no steps", fill=(220, 220, 220))
-    return torch.from_numpy(np.asarray(img)).float().div(255)[None]
+    return torch.from_numpy(np.array(img)).float().div(255)[None]
 
 
 class MovieDreamerTrainRenderer(io.ComfyNode):

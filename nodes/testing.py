@@ -109,9 +109,20 @@ def tiny_unet_config(layout: str = "sd15") -> dict:
     raise ValueError(layout)
 
 
-def tiny_sd(seed: int = 0, layout: str = "sd15"):
-    """A ``ModelPatcher`` around a real ``comfy.model_base.BaseModel`` with a tiny UNet (about 1 M parameters)."""
-    model = comfy.model_base.BaseModel(_TinyUNetConfig(tiny_unet_config(layout)), device="cpu")
+class _TinyPixelUNetConfig(_TinyUNetConfig):
+    latent_format = comfy.latent_formats.ChromaRadiance  # 3 channels, identity scaling: pixels are the latents
+
+
+def tiny_sd(seed: int = 0, layout: str = "sd15", pixel_space: bool = False):
+    """A ``ModelPatcher`` around a real ``comfy.model_base.BaseModel`` with a tiny UNet (about 1 M parameters).
+
+    ``pixel_space=True``: the UNet denoises RGB pixels directly (3 channels, with ``tiny_pixel_vae``), so what it
+    renders can be compared with images by an image embedder; a random latent VAE would hide it."""
+    unet_config = tiny_unet_config(layout)
+    if pixel_space:  # pixels are 8x larger than latents: attention only after two downsamplings (16x16 at 64 px)
+        unet_config.update(in_channels=3, out_channels=3, model_channels=32, num_res_blocks=[1, 1, 1],
+                           channel_mult=[1, 1, 2], transformer_depth=[0, 0, 1], transformer_depth_output=[0, 0, 0, 0, 1, 1])
+    model = comfy.model_base.BaseModel((_TinyPixelUNetConfig if pixel_space else _TinyUNetConfig)(unet_config), device="cpu")
     reinit_(model, seed)
     # Cross-attention outputs get larger weights so that conditioning (text, tokens, identities) visibly
     # steers this untrained model; with 0.02 everywhere its output barely depends on the context.
@@ -124,7 +135,7 @@ def tiny_sd(seed: int = 0, layout: str = "sd15"):
         # 0.02 the prediction is ~0 and nothing upstream, conditioning included, can change the result).
         unet = model.diffusion_model
         out_conv = unet.out[-1]
-        x = torch.randn(2, 4, 16, 16, generator=g)
+        x = torch.randn(2, unet_config["in_channels"], 16, 16, generator=g)
         ctx = torch.randn(2, 6, 64, generator=g)
         kwargs = {"y": torch.zeros(2, model.adm_channels)} if model.adm_channels else {}
         eps = unet(x, timesteps=torch.full((2,), 500.0), context=ctx, **kwargs)
@@ -149,6 +160,11 @@ def tiny_vae(seed: int = 0) -> comfy.sd.VAE:
     return comfy.sd.VAE(sd={k: v for k, v in taesd.state_dict().items()})
 
 
+def tiny_pixel_vae() -> comfy.sd.VAE:
+    """The host's pixel-space "VAE" (``PixelspaceConversionVAE``: IMAGE 0..1 <-> latent -1..1, no weights)."""
+    return comfy.sd.VAE(sd={"pixel_space_vae": torch.tensor(1.0)})
+
+
 class MovieDreamerTestTinySD(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -157,13 +173,17 @@ class MovieDreamerTestTinySD(io.ComfyNode):
             display_name="Tiny SD model (MovieDreamer tests)",
             category=types.CATEGORY + "/testing",
             description="Test only: a tiny randomly initialised SD1.5-layout UNet and TAESD VAE in the host's own classes.",
-            inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
+            inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights."),
+                    io.Boolean.Input("pixel_space", default=False, optional=True,
+                                     tooltip="A UNet on RGB pixels with the host's pixel-space VAE, instead of TAESD latents.")],
             outputs=[io.Model.Output("model", display_name="MODEL", tooltip="The tiny diffusion model."),
                      io.Vae.Output("vae", display_name="VAE", tooltip="The tiny VAE.")],
         )
 
     @classmethod
-    def execute(cls, seed=0) -> io.NodeOutput:
+    def execute(cls, seed=0, pixel_space=False) -> io.NodeOutput:
+        if pixel_space:
+            return io.NodeOutput(tiny_sd(seed, pixel_space=True), tiny_pixel_vae())
         return io.NodeOutput(tiny_sd(seed), tiny_vae(seed))
 
 

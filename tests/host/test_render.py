@@ -269,3 +269,18 @@ def test_a_missing_renderer_or_planner_file_is_refused_at_prompt_time(host, phot
     assert not result.valid
     assert 'renderer file "nowhere.safetensors" not found in models/ipadapter' in result.input_errors("10")["renderer_name"]
     assert 'planner file "story_v9.safetensors" not found in models/moviedreamer' in result.input_errors("6")["planner_name"]
+
+
+def test_pixel_space_models_render_at_the_asked_size(host, testing, patching, photos, model_dirs):
+    """The empty latent follows the VAE's spatial compression (1 for the host's pixel-space VAE, 8 for SD)."""
+    from moviedreamer_core.renderer import save_renderer
+
+    layers = patching.discover_cross_attention(testing.tiny_sd(0, pixel_space=True))
+    save_renderer(RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32},
+                                                 context_dim=64, layer_dims=[l.inner_dim for l in layers])),
+                  str(model_dirs[0] / "pixel_renderer.safetensors"))
+    host.folder_paths.filename_list_cache.clear()
+    g = graph(script(1), renderer="pixel_renderer.safetensors", project="pixel_space")
+    g["9"]["inputs"]["pixel_space"] = True
+    images = previews(host, host.run(g))
+    assert images[0].shape == (64, 64, 3)
