@@ -1,0 +1,129 @@
+"""The toy cinema's fixed catalogue: locations, characters, camera sizes and screen positions.
+
+Everything here is constant data; stories (``grammar.py``) pick from it and the renderer (``render.py``)
+draws it. The world is a continuous canvas with coordinates ``x`` (left to right) and ``y`` (top to bottom),
+both in ``[0, 1]`` for the wide shot. Every location has a sky above its horizon and a ground below it, each
+with its own colour, and one texture drawn in world coordinates, so a closer camera shows it larger.
+
+Every character has a fixed look: a body colour used by nobody else (no location uses it either), a torso
+shape (circle, square or triangle), a hair colour and a simple face (skin, two eyes, a mouth). Characters
+stand with their feet on the line ``y = FEET_Y`` and are ``CHARACTER_HEIGHT`` tall in world units.
+
+A camera is a square window onto the world: ``wide`` shows all of it, ``medium`` half of it and ``close_up``
+a quarter (head and torso of a standing figure). Characters are staged for the camera: a character at screen
+position ``left``/``centre``/``right`` stands at ``x = x0 + u * width`` of the window, so on screen the
+positions are the same for every camera while figures and textures grow as the camera comes closer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place: sky and ground colours, horizon height (world ``y``), a texture and words for the script."""
+
+    name: str
+    sky: RGB
+    ground: RGB
+    horizon: float
+    texture: str
+    texture_colour: RGB
+    scene: str
+    where: str  # "on the beach": how action sentences name the place
+
+
+@dataclass(frozen=True)
+class Look:
+    """A character's fixed appearance and the words that describe it."""
+
+    name: str
+    body: RGB
+    shape: str  # "circle" | "square" | "triangle"
+    hair: RGB
+    skin: RGB
+    description: str
+
+
+@dataclass(frozen=True)
+class CameraSize:
+    """A square window onto the world: ``width`` in world units, top edge ``y0``; centred horizontally."""
+
+    name: str  # a value of moviedreamer_core.script.Camera
+    width: float
+    y0: float
+
+
+LOCATIONS: tuple[Location, ...] = (
+    Location("beach", (120, 190, 240), (232, 212, 152), 0.50, "waves", (250, 240, 205),
+             "a sandy beach under a clear blue sky, waves rolling in", "on the beach"),
+    Location("forest", (176, 214, 170), (38, 104, 48), 0.46, "trees", (22, 70, 30),
+             "a dark pine forest at noon, light falling through the trees", "in the forest"),
+    Location("desert", (250, 222, 176), (196, 146, 88), 0.60, "dunes", (170, 120, 70),
+             "a wide desert of rolling dunes under a hazy sky", "in the desert"),
+    Location("city_night", (18, 24, 62), (92, 92, 104), 0.52, "stars_bricks", (235, 235, 200),
+             "a city square at night under a starry sky", "in the city square"),
+    Location("snowfield", (196, 212, 228), (246, 246, 250), 0.56, "snow", (160, 176, 200),
+             "a quiet snowfield on a grey winter morning, snow falling", "on the snowfield"),
+    Location("meadow", (88, 158, 228), (118, 188, 70), 0.55, "flowers", (255, 244, 244),
+             "a green meadow full of small white flowers on a sunny afternoon", "in the meadow"),
+)
+
+CHARACTERS: tuple[Look, ...] = (
+    Look("Ava", (220, 36, 36), "circle", (96, 52, 24), (242, 200, 166),
+         "a small figure with a round red body, brown hair and a round face"),
+    Look("Bo", (36, 64, 216), "square", (210, 210, 210), (226, 186, 150),
+         "a small figure with a square blue body, grey hair and a round face"),
+    Look("Cy", (244, 204, 24), "triangle", (20, 20, 20), (200, 150, 110),
+         "a small figure with a triangular yellow body, black hair and a round face"),
+    Look("Dee", (196, 40, 196), "square", (230, 120, 30), (246, 210, 180),
+         "a small figure with a square magenta body, ginger hair and a round face"),
+    Look("Eli", (255, 120, 0), "triangle", (60, 40, 120), (170, 120, 84),
+         "a small figure with a triangular orange body, dark violet hair and a round face"),
+    Look("Fen", (0, 186, 186), "circle", (250, 230, 120), (236, 196, 160),
+         "a small figure with a round teal body, blond hair and a round face"),
+)
+
+#: Camera sizes, index = camera label id. Names are values of ``moviedreamer_core.script.Camera``.
+CAMERAS: tuple[CameraSize, ...] = (
+    CameraSize("wide", 1.0, 0.0),
+    CameraSize("medium", 0.5, 0.45),
+    CameraSize("close_up", 0.25, 0.56),
+)
+
+#: Screen positions, index = position label id; value = horizontal place in the camera window (0..1).
+POSITIONS: tuple[str, ...] = ("left", "centre", "right")
+POSITION_U: tuple[float, ...] = (0.2, 0.5, 0.8)
+
+#: The most characters each camera frames at once (close-ups hold one or two faces).
+MAX_ON_SCREEN: tuple[int, ...] = (3, 3, 2)
+
+#: Feet line and figure size, in world units.
+FEET_Y = 0.88
+CHARACTER_HEIGHT = 0.30
+
+#: Background of reference images: a flat neutral grey, used by no location and no character.
+NEUTRAL: RGB = (128, 128, 128)
+
+N_LOCATIONS = len(LOCATIONS)
+N_CHARACTERS = len(CHARACTERS)
+N_CAMERAS = len(CAMERAS)
+N_POSITIONS = len(POSITIONS)
+
+
+def camera_id(name: str) -> int:
+    """Label id of a camera name (``"close_up"`` -> 2)."""
+    return [c.name for c in CAMERAS].index(name)
+
+
+def location_id(name: str) -> int:
+    """Label id of a location name (``"desert"`` -> 2)."""
+    return [loc.name for loc in LOCATIONS].index(name)
+
+
+def character_id(name: str) -> int:
+    """Label id of a character name (``"Cy"`` -> 2)."""
+    return [c.name for c in CHARACTERS].index(name)
