@@ -156,15 +156,20 @@ def executing_node() -> tuple[Optional[str], Optional[str]]:
     return (ctx.prompt_id, ctx.node_id) if ctx is not None else (None, None)
 
 
-def send_event(event: str, data: dict) -> bool:
-    """Send a custom websocket message (``event``, ``data`` plus the running node's ``node``/``prompt_id``)
-    to the client that queued the prompt, as the host's own progress messages go. Returns ``False`` when
-    there is no server (the host used as a library, or the in-process test harness)."""
+def prompt_server():
+    """The running ``server.PromptServer``, or ``None`` (the host used as a library, or the in-process harness)."""
     try:
         from server import PromptServer
     except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
+        return None
+    return getattr(PromptServer, "instance", None)
+
+
+def send_event(event: str, data: dict) -> bool:
+    """Send a custom websocket message (``event``, ``data`` plus the running node's ``node``/``prompt_id``)
+    to the client that queued the prompt, as the host's own progress messages go. Returns ``False`` when
+    there is no server."""
+    instance = prompt_server()
     if instance is None:
         return False
     prompt_id, node_id = executing_node()

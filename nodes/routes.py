@@ -42,11 +42,7 @@ async def validate_script(request):
 
 def register() -> bool:
     """Add the routes to the running server (``main.py`` creates it before loading packs); ``False`` without one."""
-    try:
-        from server import PromptServer
-    except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
+    instance = host.prompt_server()
     if instance is None:
         return False
     try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .resampler import PerceiverAttention, _feed_forward
+from .resampler import PerceiverStack
 
 #: FaceID files were trained on InsightFace ``buffalo_l`` ArcFace embeddings (512-D, L2-normalised).
 FACEID_IDENTITY_SPACE = {"encoder": "insightface_buffalo_l", "dim": 512}
@@ -33,35 +33,9 @@ FACEID_IDENTITY_SPACE = {"encoder": "insightface_buffalo_l", "dim": 512}
 FACE_STATES_SOURCE = "clip_vision.penultimate_hidden_states"
 
 
-class FacePerceiver(nn.Module):
-    """The FaceID plus perceiver: identity tokens (the latents) attend to face-crop features.
-
-    Unlike the plus Resampler it has no learned queries: the queries are the identity tokens."""
-
-    def __init__(self, dim: int, depth: int, dim_head: int, heads: int, embedding_dim: int, output_dim: int,
-                 ff_mult: int = 4):
-        super().__init__()
-        self.proj_in = nn.Linear(embedding_dim, dim)
-        self.proj_out = nn.Linear(dim, output_dim)
-        self.norm_out = nn.LayerNorm(output_dim)
-        self.layers = nn.ModuleList([nn.ModuleList([PerceiverAttention(dim, dim_head, heads), _feed_forward(dim, ff_mult)])
-                                     for _ in range(depth)])
-
-    def forward(self, latents: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        x = self.proj_in(features)
-        for attn, ff in self.layers:
-            latents = attn(x, latents) + latents
-            latents = ff(latents) + latents
-        return self.norm_out(self.proj_out(latents))
-
-    @staticmethod
-    def shape_from_state(state: dict, dim_head: int = 64) -> dict:
-        """Constructor arguments that fit a ``perceiver_resampler.*`` state (prefix removed)."""
-        depth = len({k.split(".")[1] for k in state if k.startswith("layers.")})
-        dim = int(state["proj_in.weight"].shape[0])
-        return dict(dim=dim, depth=depth, dim_head=dim_head, heads=int(state["layers.0.0.to_q.weight"].shape[0]) // dim_head,
-                    embedding_dim=int(state["proj_in.weight"].shape[1]), output_dim=int(state["proj_out.weight"].shape[0]),
-                    ff_mult=int(state["layers.0.1.1.weight"].shape[0]) // dim)
+#: The FaceID plus perceiver: identity tokens (the latents) attend to face-crop features. Unlike the plus
+#: Resampler it has no learned queries: the queries are the identity tokens.
+FacePerceiver = PerceiverStack
 
 
 class IdentityProjector(nn.Module):

@@ -43,22 +43,21 @@ class PerceiverAttention(nn.Module):
         return self.to_out((weight @ v).transpose(1, 2).reshape(b, n, -1))
 
 
-class Resampler(nn.Module):
-    """``[B, L, E]`` features -> ``[B, num_queries, output_dim]`` tokens."""
+class PerceiverStack(nn.Module):
+    """Latents attend to projected features and to themselves, layer by layer (the perceiver body shared by the
+    plus Resampler, whose latents are learned queries, and FaceID plus, whose latents are identity tokens)."""
 
-    def __init__(self, dim: int, depth: int, dim_head: int, heads: int, num_queries: int, embedding_dim: int,
-                 output_dim: int, ff_mult: int = 4):
+    def __init__(self, dim: int, depth: int, dim_head: int, heads: int, embedding_dim: int, output_dim: int,
+                 ff_mult: int = 4):
         super().__init__()
-        self.latents = nn.Parameter(torch.randn(1, num_queries, dim) / dim ** 0.5)
         self.proj_in = nn.Linear(embedding_dim, dim)
         self.proj_out = nn.Linear(dim, output_dim)
         self.norm_out = nn.LayerNorm(output_dim)
         self.layers = nn.ModuleList([nn.ModuleList([PerceiverAttention(dim, dim_head, heads), _feed_forward(dim, ff_mult)])
                                      for _ in range(depth)])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        latents = self.latents.repeat(x.shape[0], 1, 1)
-        x = self.proj_in(x)
+    def forward(self, latents: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        x = self.proj_in(features)
         for attn, ff in self.layers:
             latents = attn(x, latents) + latents
             latents = ff(latents) + latents
@@ -66,10 +65,25 @@ class Resampler(nn.Module):
 
     @staticmethod
     def shape_from_state(state: dict, dim_head: int = 64) -> dict:
-        """The constructor arguments that fit a state dict (keys without the ``image_proj.`` prefix)."""
-        depth = len({k.split(".")[1] for k in state if k.startswith("layers.")})
-        dim = int(state["latents"].shape[2])
-        return dict(dim=dim, depth=depth, dim_head=dim_head, heads=int(state["layers.0.0.to_q.weight"].shape[0]) // dim_head,
-                    num_queries=int(state["latents"].shape[1]), embedding_dim=int(state["proj_in.weight"].shape[1]),
-                    output_dim=int(state["proj_out.weight"].shape[0]),
+        """The constructor arguments that fit a state dict (keys without their ``image_proj.`` prefix)."""
+        dim = int(state["proj_in.weight"].shape[0])
+        return dict(dim=dim, depth=len({k.split(".")[1] for k in state if k.startswith("layers.")}), dim_head=dim_head,
+                    heads=int(state["layers.0.0.to_q.weight"].shape[0]) // dim_head,
+                    embedding_dim=int(state["proj_in.weight"].shape[1]), output_dim=int(state["proj_out.weight"].shape[0]),
                     ff_mult=int(state["layers.0.1.1.weight"].shape[0]) // dim)
+
+
+class Resampler(PerceiverStack):
+    """``[B, L, E]`` features -> ``[B, num_queries, output_dim]`` tokens (learned queries)."""
+
+    def __init__(self, dim: int, depth: int, dim_head: int, heads: int, num_queries: int, embedding_dim: int,
+                 output_dim: int, ff_mult: int = 4):
+        super().__init__(dim, depth, dim_head, heads, embedding_dim, output_dim, ff_mult)
+        self.latents = nn.Parameter(torch.randn(1, num_queries, dim) / dim ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.latents.repeat(x.shape[0], 1, 1), x)
+
+    @staticmethod
+    def shape_from_state(state: dict, dim_head: int = 64) -> dict:
+        return dict(PerceiverStack.shape_from_state(state, dim_head), num_queries=int(state["latents"].shape[1]))
