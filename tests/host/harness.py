@@ -207,6 +207,11 @@ class InProcessHost:
         if not asyncio.run(nodes.load_custom_node(str(PACK_DIR), ignore=before, module_parent="custom_nodes")):
             raise RuntimeError("the host refused to load the pack (see the log above)")
         self.pack_node_ids = sorted(set(nodes.NODE_CLASS_MAPPINGS) - before)
+        # Files the pack writes (trained renderers) go to the work folder, never into the host checkout's models/.
+        written = self.workdir / "models" / "moviedreamer"
+        written.mkdir(parents=True, exist_ok=True)
+        folder_paths.folder_names_and_paths["moviedreamer"][0].insert(0, str(written))
+        folder_paths.filename_list_cache.clear()
         self.server = RecordingServer()
         self._install_progress_hook(comfy.utils)
 
