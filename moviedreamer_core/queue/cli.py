@@ -18,6 +18,15 @@ from .workflow import UsageError, apply_overrides, apply_project, check_scripts,
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4, 5
 
 
+def cancel(client: Client, prompt_id: str) -> None:
+    """Ctrl-C: take this prompt (and only it) off the server, whether it is waiting or running."""
+    for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
+        try:
+            client.request(path, body)
+        except ServerUnreachable:
+            return
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m moviedreamer_core.queue",
@@ -119,6 +128,11 @@ def main(argv=None) -> int:
         return EXIT_FAILED
     except ServerUnreachable as e:
         print(f"error: lost the server while waiting for prompt {prompt_id}: {e}", file=err)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        cancel(client, prompt_id)
+        print(f"cancelled: prompt {prompt_id} was removed from the queue or interrupted; finished keyframes and shots "
+              "stay in the movie project folder and a rerun resumes from them", file=err)
         return EXIT_FAILED
     finally:
         _close(ws)

@@ -149,3 +149,31 @@ def test_cli_says_when_no_server_answers(tmp_path):
     proc = run_cli(str(TINY_API), "--server", f"http://127.0.0.1:{port}", timeout=60)
     assert proc.returncode == 3, (proc.stdout, proc.stderr)
     assert f"no ComfyUI server at URL: http://127.0.0.1:{port}" in proc.stderr and "python main.py" in proc.stderr
+
+
+def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server):
+    """Ctrl-C while following: the command interrupts its own prompt on the server and says how to resume."""
+    import re
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "moviedreamer_core.queue", str(TINY_API), "--server", tiny_server.url,
+                             "--set", "9.steps=400", "--project", "ctrl_c"], cwd=str(PACK_DIR),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the renderer is sampling
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "IdentityDiffusionRender" in line or not line:
+            break
+    prompt_id = re.search(r"queued prompt (\S+)", "".join(lines)).group(1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5, (out, err)
+    assert f"cancelled: prompt {prompt_id}" in err and "a rerun resumes" in err
+    entry = tiny_server.wait_history(prompt_id, timeout=120)
+    assert entry["status"]["status_str"] == "error"
+    assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
+    assert tiny_server.get("/queue").json()["queue_running"] == []
