@@ -6,7 +6,9 @@ whole sampler state, see data.py), the LR scheduler's state (JSON, so no pickle 
 fingerprint of what must not change for an exact resume. A checkpoint is written to ``step_X.partial`` and
 renamed into place when complete; ``latest.json`` (written atomically) names the newest complete one, so a
 run killed mid-save resumes from the previous checkpoint. Loading reads the optimiser state with accelerate's
-``torch.load(weights_only=True)`` default; only accelerate's own RNG file of this run is unpickled beyond that.
+``torch.load(weights_only=True)``. Random states are *not* left to accelerate, which pickles them: each process
+writes its own as ``rng_<i>.safetensors`` (torch, CUDA and numpy state arrays) plus ``rng_<i>.json`` (python's
+state, numpy's scalars, accelerate's step), and accelerate's pickle is deleted, so nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from .config import ConfigError, TrainConfig
+
+#: accelerate's own (pickled) random-state file, replaced by ``rng_<i>.safetensors`` + ``rng_<i>.json``.
+ACCELERATE_RNG = "random_states_{}.pkl"
 
 STATE_FILE = "trainer_state.json"
 LATEST = "latest.json"
@@ -78,6 +83,11 @@ def save_checkpoint(accelerator, cfg: TrainConfig, state: TrainerState) -> str:
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(partial, safe_serialization=True)
+    index = accelerator.process_index
+    pickled = os.path.join(partial, ACCELERATE_RNG.format(index))
+    if os.path.exists(pickled):
+        os.remove(pickled)
+    save_rng(partial, index, int(getattr(accelerator, "step", 0)))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json_atomic(os.path.join(partial, STATE_FILE), asdict(state))
@@ -106,5 +116,57 @@ def load_checkpoint(accelerator, path: str, expected: dict) -> TrainerState:
         what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ConfigError(f"cannot resume {path} exactly, the run changed ({what}); set checkpoint.resume=none "
                           f"to start afresh or use a new output.dir")
+    pickled = os.path.join(path, ACCELERATE_RNG.format(accelerator.process_index))
+    if os.path.exists(pickled):
+        raise ConfigError(f"{pickled}: a pickled random state; this trainer never loads pickles (checkpoints it writes "
+                          "hold rng_<i>.safetensors instead)")
     accelerator.load_state(path)
+    step = load_rng(path, accelerator.process_index)
+    if step is not None and hasattr(accelerator, "step"):
+        accelerator.step = step
     return state
+
+
+def save_rng(folder: str, index: int, accelerate_step: int) -> None:
+    """This process's random states, without pickle."""
+    import random
+
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["numpy_keys"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, internal, gauss = random.getstate()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(folder, f"rng_{index}.safetensors"))
+    write_json_atomic(os.path.join(folder, f"rng_{index}.json"), {
+        "python": [version, list(internal), gauss], "numpy": [name, int(pos), int(has_gauss), float(cached)],
+        "accelerate_step": accelerate_step})
+
+
+def load_rng(folder: str, index: int) -> Optional[int]:
+    """Restore what ``save_rng`` wrote (``None`` when the checkpoint has no such files); returns accelerate's step."""
+    import random
+
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    tensors_path, meta_path = os.path.join(folder, f"rng_{index}.safetensors"), os.path.join(folder, f"rng_{index}.json")
+    if not (os.path.isfile(tensors_path) and os.path.isfile(meta_path)):
+        return None
+    tensors = load_file(tensors_path)
+    with open(meta_path) as f:
+        meta = json.load(f)
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_")), key=lambda k: int(k[5:]))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    name, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, tensors["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    return int(meta.get("accelerate_step", 0))
