@@ -16,6 +16,7 @@ from comfy_api.latest import io, ui
 from ..moviedreamer_core.animate import animatic_backend, make_movie
 from ..moviedreamer_core.project import MovieProject
 from . import host, types
+from .choices import check_inputs
 from .i2v_backends import LANDS_ON_NEXT, make_backend
 
 BACKENDS = ["auto", "animatic"]
@@ -75,6 +76,10 @@ class ShotAnimate(io.ComfyNode):
                 io.Image.Output("preview", display_name="preview", tooltip="About one small frame per second of the movie."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs):
+        return check_inputs(cls, kwargs)
 
     @classmethod
     def execute(cls, keyframes, script, backend, fps, frames_per_clip, project_name="", seed=0, steps=20, cfg=5.0,

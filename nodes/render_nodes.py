@@ -27,6 +27,7 @@ from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
 from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, types
+from .choices import check_inputs
 from .storyboard_events import send_keyframe, send_storyboard
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
 
@@ -119,6 +120,10 @@ class MovieDreamerKeyframeEncode(io.ComfyNode):
             outputs=[types.Storyboard.Output("storyboard", display_name="storyboard",
                                              tooltip="The images' tokens as a storyboard (one keyframe per image).")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs):
+        return check_inputs(cls, kwargs)
 
     @classmethod
     def execute(cls, images, clip_vision, token_source=None) -> io.NodeOutput:
@@ -220,6 +225,10 @@ class IdentityDiffusionRender(io.ComfyNode):
                 io.Latent.Output("latent", display_name="latent", tooltip="Their latents."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs):
+        return check_inputs(cls, kwargs)
 
     @classmethod
     def execute(cls, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name, scheduler, width,

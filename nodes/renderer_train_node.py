@@ -23,6 +23,7 @@ from ..moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_r
 from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
 from ..moviedreamer_core.renderer.train import augment_images
 from . import host, types
+from .choices import check_inputs
 from .attention_patch import discover_cross_attention
 from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder
 from .render_nodes import TOKEN_SOURCES, RendererHandle
@@ -100,6 +101,10 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                 io.Image.Output("loss_curve", display_name="loss_curve", tooltip="The training loss per step."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs):
+        return check_inputs(cls, kwargs)
 
     @classmethod
     def execute(cls, model, vae, clip, clip_vision, images, captions, face_embedder, token_source, steps, batch_size,

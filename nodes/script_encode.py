@@ -18,6 +18,7 @@ from ..moviedreamer_core.paths import UnsafePathError, resolve_inside
 from ..moviedreamer_core.script import ScriptError, ScriptIssue, load_script, parse_script_text
 from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_script
 from . import host, types
+from .choices import check_inputs
 from .face_embedders import (FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, clip_vision_face_encoder,
                              clip_vision_token_encoder, make_face_embedder)
 from .text_encoding import CONNECTED_CLIP, TEXT_ENCODER_CHOICES, builtin_text_encoder, host_text_encoder
@@ -135,6 +136,9 @@ class ScriptEncode(io.ComfyNode):
 
         Index references cannot be checked here (the IMAGE batch does not exist yet); ``execute`` does it.
         """
+        choices = check_inputs(cls, {k: v for k, v in kwargs.items() if k != "script_file"})
+        if choices is not True:
+            return choices
         if script is None and script_file in (None, NO_FILE):
             return True  # the script arrives through a link; checked when the node runs
         try:

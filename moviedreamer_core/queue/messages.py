@@ -75,6 +75,9 @@ def format_node_error(node_id: str, class_type: str, err: dict) -> str:
         return f"{where}: \"{value_text}\" is not one of the allowed values{preview}"
     message = err.get("message") or kind or "error"
     details = err.get("details") or ""
+    if kind == "custom_validation_failed" and " - " in details:
+        # the node's own check, which the host repeats once per input: "<input> - <the node's message>"
+        return f"node {node_id} ({class_type}): {details.split(' - ', 1)[1]}"
     return f"{where}: {message}" + (f": {details}" if details and details not in (message, name) else "")
 
 
@@ -101,8 +104,12 @@ def format_refusal(body: Any, prompt: Optional[dict] = None) -> str:
         errs = entry.get("errors") or []
         if not errs:
             lines.append(f"  node {nid} ({cls}): refused")
+        seen = set()
         for err in errs:
             text = format_node_error(str(nid), cls, err)
+            if text in seen:
+                continue
+            seen.add(text)
             first, *rest = text.split("\n")
             lines.append("  " + first)
             lines.extend("    " + r.strip() for r in rest if r.strip())

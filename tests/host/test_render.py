@@ -284,3 +284,20 @@ def test_pixel_space_models_render_at_the_asked_size(host, testing, patching, ph
     g["9"]["inputs"]["pixel_space"] = True
     images = previews(host, host.run(g))
     assert images[0].shape == (64, 64, 3)
+
+
+def test_bad_choices_and_out_of_range_numbers_are_refused_at_prompt_time(host, photos, model_dirs):
+    """The host checks neither V3 combo values nor, once a node has validate_inputs, min/max: the pack does."""
+    g = graph(script(1), project="typos")
+    g["11"]["inputs"]["sampler_name"] = "eular"
+    g["2"]["inputs"]["face_embedder"] = "arcface"
+    g["13"] = {"class_type": "ShotAnimate", "inputs": {"keyframes": ["11", 0], "script": ["2", 0], "backend": "animatic",
+                                                       "fps": 0.0, "frames_per_clip": 25, "project_name": "typos",
+                                                       "seed": 0, "steps": 2, "cfg": 3.0, "sampler_name": "euler",
+                                                       "scheduler": "simple"}}
+    result = host.run(g)
+    assert not result.valid
+    assert 'sampler_name: "eular" is not one of the choices: euler,' in result.input_errors("11")["sampler_name"]
+    assert 'face_embedder: "arcface" is not one of the choices: dlib, insightface, clip_vision_crop' in \
+        result.input_errors("2")["face_embedder"]
+    assert "fps: 0.0 is smaller than the minimum 1.0" in result.input_errors("13")["fps"]
