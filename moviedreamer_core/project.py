@@ -117,14 +117,35 @@ class MovieProject:
         except (OSError, ValueError):
             return None
 
-    def save_keyframe(self, index: int, image: np.ndarray, signature: str, info: dict) -> str:
-        """Write keyframe ``index`` (``uint8 [H, W, 3]``) and its manifest entry; returns the file name."""
+    def save_keyframe(self, index: int, image: np.ndarray, signature: str, info: dict, latent=None) -> str:
+        """Write keyframe ``index`` (``uint8 [H, W, 3]``), optionally its latent (a tensor, as safetensors, so a
+        rerun need not encode the image again), and its manifest entry; returns the file name."""
         import io
 
         rel = self.keyframe_file(index)
         buf = io.BytesIO()
         Image.fromarray(image).save(buf, format="PNG")
+        if latent is not None:
+            from safetensors.torch import save
+
+            atomic_write_bytes(os.path.join(self.root, self.latent_file(index)),
+                               save({"latent": latent.detach().float().cpu().contiguous()}, {"signature": signature}))
         atomic_write_bytes(os.path.join(self.root, rel), buf.getvalue())
         self.manifest["keyframes"][str(index)] = {"status": "done", "file": rel, "signature": signature, **info}
         self.save_manifest()
         return rel
+
+    def latent_file(self, index: int) -> str:
+        return f"keyframes/keyframe_{index:05d}.latent.safetensors"
+
+    def load_keyframe_latent(self, index: int, signature: str):
+        """The latent saved with keyframe ``index`` if it was saved for this ``signature``, else ``None``."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(os.path.join(self.root, self.latent_file(index)), framework="pt") as f:
+                if (f.metadata() or {}).get("signature") != signature:
+                    return None
+                return f.get_tensor("latent")
+        except (OSError, SafetensorError, KeyError):
+            return None

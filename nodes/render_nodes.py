@@ -299,7 +299,9 @@ class IdentityDiffusionRender(io.ComfyNode):
                                    storyboard.tokens[k] if use_tokens else None, identity, faces)
             if project.keyframe_done(k, signature) and positive is None:
                 image = torch.from_numpy(project.load_keyframe(k)).float().div(255)[None]
-                latent = vae.encode(image)
+                latent = project.load_keyframe_latent(k, signature)
+                if latent is None:  # a project from before latents were kept
+                    latent = vae.encode(image)
             else:
                 with torch.no_grad():
                     adapter = host.load_managed(renderer.patcher)
@@ -319,7 +321,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                     image = image.reshape(-1, *image.shape[-3:])
                 image = image[:1].float().cpu()
                 project.save_keyframe(k, _to_uint8(image[0]), signature,
-                                      {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt})
+                                      {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt}, latent=latent)
             images.append(image.float().cpu())
             latents.append(latent.float().cpu())
             send_keyframe(k, n, project.path(project.keyframe_file(k)), spec)

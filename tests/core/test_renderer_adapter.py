@@ -111,3 +111,16 @@ def test_token_space_acceptance():
     assert not any_k.accepts(TokenSpace("clip_vision.penultimate_hidden_states", 257, 1024))
     assert not TokenSpace("clip_vision.image_embeds", 1, 1024).accepts(TokenSpace("clip_vision.image_embeds", 2, 1024))
     assert "K=any" in any_k.describe()
+
+
+def test_keyframe_latents_are_kept_for_their_signature(tmp_path):
+    project = MovieProject(str(tmp_path), "latents")
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    latent = torch.randn(1, 4, 1, 1)
+    project.save_keyframe(0, image, "sig", {}, latent=latent)
+    assert torch.equal(project.load_keyframe_latent(0, "sig"), latent)
+    assert project.load_keyframe_latent(0, "other") is None, "a latent of another render is not reused"
+    assert project.load_keyframe_latent(1, "sig") is None
+    path = tmp_path / "moviedreamer" / project.name / project.latent_file(0)
+    path.write_bytes(path.read_bytes()[:20])
+    assert project.load_keyframe_latent(0, "sig") is None, "a truncated file is not read"

@@ -172,6 +172,7 @@ def test_rerun_reuses_finished_keyframes(host, photos, model_dirs):
     again = host.run(graph(script(3), project="resume"))
     previews(host, again)
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")} == stamps
+    assert len(list(folder.glob("*.latent.safetensors"))) == 3, "reused keyframes bring their latents, not a VAE pass"
     changed = host.run(graph(script(3), project="resume", render_seed=5))
     previews(host, changed)
     assert all(p.stat().st_mtime_ns != stamps[p.name] for p in folder.glob("*.png"))
