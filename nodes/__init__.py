@@ -13,18 +13,37 @@ from comfy_api.latest import ComfyExtension, io
 from . import host
 
 
+#: Node classes by module. A module that cannot be imported (a broken optional dependency, a host API that
+#: moved) costs only its own nodes, with the reason in the log, not the whole pack.
+NODE_MODULES = {
+    "script_encode": ["ScriptEncode"],
+    "script_info": ["MovieDreamerScriptInfo"],
+    "planner_nodes": ["MovieDreamerPlannerLoader", "ARKeyframePlanner", "MovieDreamerStoryboardInfo"],
+    "render_nodes": ["MovieDreamerRendererLoader", "IdentityDiffusionRender", "MovieDreamerKeyframeEncode"],
+    "animate_nodes": ["ShotAnimate"],
+    "renderer_train_node": ["MovieDreamerTrainRenderer"],
+}
+
+
+def load_node_classes(modules: dict) -> tuple[list, dict]:
+    """``(node classes, {module: error})`` for ``{module name in this package: [class names]}``."""
+    import importlib
+    import logging
+
+    classes, failed = [], {}
+    for module_name, names in modules.items():
+        try:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            classes += [getattr(module, name) for name in names]
+        except Exception as e:  # noqa: BLE001  (reported, and the other nodes still load)
+            failed[module_name] = f"{type(e).__name__}: {e}"
+            logging.error("MovieDreamer: the nodes %s are not available: %s: %s", ", ".join(names), type(e).__name__, e)
+    return classes, failed
+
+
 class MovieDreamerExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        from .animate_nodes import ShotAnimate
-        from .planner_nodes import ARKeyframePlanner, MovieDreamerPlannerLoader, MovieDreamerStoryboardInfo
-        from .render_nodes import IdentityDiffusionRender, MovieDreamerKeyframeEncode, MovieDreamerRendererLoader
-        from .renderer_train_node import MovieDreamerTrainRenderer
-        from .script_encode import ScriptEncode
-        from .script_info import MovieDreamerScriptInfo
-
-        node_list = [ScriptEncode, MovieDreamerScriptInfo, MovieDreamerPlannerLoader, ARKeyframePlanner,
-                     MovieDreamerStoryboardInfo, MovieDreamerRendererLoader, IdentityDiffusionRender,
-                     MovieDreamerKeyframeEncode, ShotAnimate, MovieDreamerTrainRenderer]
+        node_list, _ = load_node_classes(NODE_MODULES)
         if os.environ.get("MOVIEDREAMER_TEST_NODES") == "1":  # tiny host models for tests, never for users
             from .testing import TEST_NODES
 

@@ -30,6 +30,17 @@ def test_pack_registers_as_a_v3_extension(host):
     assert sorted(_extension_node_ids(host)) == host.pack_node_ids
 
 
+def test_a_node_module_that_fails_to_import_costs_only_its_own_nodes(host, caplog):
+    """A broken module (here: one that does not exist) is reported in the log; the other nodes still load."""
+    pack_nodes = host.pack_submodule("nodes")
+    modules = dict(pack_nodes.NODE_MODULES, no_such_module=["MovieDreamerGhost"])
+    classes, failed = pack_nodes.load_node_classes(modules)
+    assert set(failed) == {"no_such_module"} and "ModuleNotFoundError" in failed["no_such_module"]
+    assert "MovieDreamer: the nodes MovieDreamerGhost are not available" in caplog.text
+    assert {c.define_schema().node_id for c in classes} == {
+        name for names in pack_nodes.NODE_MODULES.values() for name in names}
+
+
 def test_node_ids_follow_the_naming_rule(host):
     for node_id in host.pack_node_ids:
         assert node_id in MAIN_NODES or node_id.startswith("MovieDreamer"), node_id
