@@ -94,8 +94,49 @@ class MovieProject:
         return info is not None and info["frames"] == frames
 
     def record_shot(self, index: int, rel: str, signature: str, info: dict) -> None:
-        self.manifest["shots"][str(index)] = {"status": "done", "file": rel, "signature": signature, **info}
+        """Record a finished shot, with its file's size and modification time (``shot_unchanged``)."""
+        st = os.stat(os.path.join(self.root, rel))
+        self.manifest["shots"][str(index)] = {"status": "done", "file": rel, "signature": signature,
+                                              "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, **info}
         self.save_manifest()
+
+    def shot_unchanged(self, index: int, signature: str) -> bool:
+        """Recorded with this signature and its file untouched since (same size and modification time): the
+        cheap check a rerun makes before trusting a shot without decoding it (``shot_done`` decodes)."""
+        entry = self.manifest["shots"].get(str(index))
+        if not entry or entry.get("signature") != signature or entry.get("status") != "done" or "bytes" not in entry:
+            return False
+        try:
+            st = os.stat(os.path.join(self.root, entry["file"]))
+        except OSError:
+            return False
+        return st.st_size == entry["bytes"] and st.st_mtime_ns == entry["mtime_ns"]
+
+    def sidecar_file(self, index: int) -> str:
+        return f"shots/shot_{index:05d}.preview.safetensors"
+
+    def save_shot_sidecar(self, index: int, signature: str, preview: list, last: np.ndarray) -> None:
+        """A shot's small preview frames and its decoded last frame (for the next shot's dissolve), so a rerun
+        need not decode the shot again."""
+        from safetensors.numpy import save
+
+        tensors = {"last": np.ascontiguousarray(last)}
+        if preview:
+            tensors["preview"] = np.ascontiguousarray(np.stack(preview))
+        atomic_write_bytes(os.path.join(self.root, self.sidecar_file(index)), save(tensors, {"signature": signature}))
+
+    def shot_sidecar(self, index: int, signature: str) -> Optional[dict]:
+        """``{"preview": [small frames], "last": frame}`` kept for this signature, or ``None``."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(os.path.join(self.root, self.sidecar_file(index)), framework="np") as f:
+                if (f.metadata() or {}).get("signature") != signature:
+                    return None
+                preview = list(f.get_tensor("preview")) if "preview" in f.keys() else []
+                return {"preview": preview, "last": f.get_tensor("last")}
+        except (OSError, SafetensorError, KeyError):
+            return None
 
     def path(self, rel: str) -> str:
         return os.path.join(self.root, rel)

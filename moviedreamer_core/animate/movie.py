@@ -53,14 +53,21 @@ class PreviewStrip:
 
     def __init__(self, stride: int, limit: int = PREVIEW_MAX):
         self.stride, self.limit, self.count, self.frames = max(1, int(stride)), int(limit), 0, []
+        self.next = 0  # the frame index of the next sample
 
-    def add(self, frame: np.ndarray) -> None:
-        if self.count % self.stride == 0:
-            self.frames.append(_small(frame))
-            if len(self.frames) > self.limit:
-                self.frames = self.frames[::2]
-                self.stride *= 2
-        self.count += 1
+    def _take(self, small: np.ndarray) -> None:
+        self.frames.append(small)
+        self.next += self.stride
+        if len(self.frames) > self.limit:
+            self.frames = self.frames[::2]
+            self.stride *= 2
+
+    def add_sampled(self, smalls: list, every: int, n_frames: int) -> None:
+        """A shot whose small frames were kept (frames 0, every, 2*every... of its ``n_frames``)."""
+        for j, small in enumerate(smalls):
+            if self.count + j * every >= self.next:
+                self._take(small)
+        self.count += n_frames
 
 
 def _small(frame: np.ndarray) -> np.ndarray:
@@ -69,6 +76,15 @@ def _small(frame: np.ndarray) -> np.ndarray:
     if scale >= 1:
         return frame.copy()
     return np.asarray(Image.fromarray(frame).resize((max(2, int(w * scale)), max(2, int(h * scale))), Image.BILINEAR))
+
+
+def _decode_for_preview(path: str, every: int) -> tuple[list, np.ndarray]:
+    """One decoding pass over a shot file: its small frames 0, every, 2*every... and its last frame."""
+    smalls, last = [], None
+    for i, last in enumerate(iter_frames(path)):
+        if i % every == 0:
+            smalls.append(_small(last))
+    return smalls, last
 
 
 def _signature(parts: dict, keyframes: list) -> str:
@@ -93,7 +109,8 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
     fps = float(fps)
     project.set_script(script_hash(script), script.title)
     timings = plan_shots(script, fps, frames_per_clip)
-    preview = PreviewStrip(int(round(fps)))
+    every = max(1, int(round(fps)))
+    preview = PreviewStrip(every)
     files, rendered = [], []
     previous_last: Optional[np.ndarray] = None  # the previous shot's last frame *as decoded from its file*
     previous_sig = ""
@@ -112,25 +129,33 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
                          images + ([landing] if landing is not None else []))
         extra = {"next_keyframe": landing} if lands_on_next else {}
         rel = project.shot_file(timing.shot_index, timing.shot_id)
-        if project.shot_done(timing.shot_index, sig, timing.frames):
+        kept = project.shot_sidecar(timing.shot_index, sig) if project.shot_unchanged(timing.shot_index, sig) else None
+        if kept is not None:  # the file is as it was written: its kept preview frames and last frame, no decoding
             rel = project.manifest["shots"][str(timing.shot_index)]["file"]
-            for frame in iter_frames(project.path(rel)):  # stream: keep the preview and the last frame
-                preview.add(frame)
-                previous_last = frame
+            preview.add_sampled(kept["preview"], every, timing.frames)
+            previous_last = kept["last"]
+        elif project.shot_done(timing.shot_index, sig, timing.frames):  # touched since: whole? then keep it
+            rel = project.manifest["shots"][str(timing.shot_index)]["file"]
+            smalls, previous_last = _decode_for_preview(project.path(rel), every)
+            preview.add_sampled(smalls, every, timing.frames)
+            project.save_shot_sidecar(timing.shot_index, sig, smalls, previous_last)
+            project.record_shot(timing.shot_index, rel, sig, {k: v for k, v in project.manifest["shots"][str(timing.shot_index)].items()
+                                                              if k in ("shot", "frames", "backend")})
         else:
             def frames() -> Iterator[np.ndarray]:
                 for frame in backend(timing, shot, images, previous_last, **extra):
                     if check_interrupt is not None:
                         check_interrupt()
-                    preview.add(frame)
                     yield frame
 
             n = write_video(project.path(rel), frames(), fps)
             if n != timing.frames:
                 raise RuntimeError(f"shot {timing.shot_id}: the {backend_name} backend made {n} frames, expected {timing.frames}")
+            # the preview and the last frame as decoded from the file, exactly what a rerun will see
+            smalls, previous_last = _decode_for_preview(project.path(rel), every)
+            preview.add_sampled(smalls, every, n)
+            project.save_shot_sidecar(timing.shot_index, sig, smalls, previous_last)
             project.record_shot(timing.shot_index, rel, sig, {"shot": timing.shot_id, "frames": n, "backend": backend_name})
-            for previous_last in iter_frames(project.path(rel)):  # the decoded last frame, as a resumed run sees it
-                pass
             rendered.append(timing.shot_index)
         previous_sig = sig
         files.append(rel)

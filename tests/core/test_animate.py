@@ -111,7 +111,8 @@ def test_movie_has_every_frame_and_a_small_preview(tmp_path):
     info = video_info(result.movie_file)
     assert info == {"frames": 54, "width": 64, "height": 48, "fps": 12.0}
     assert len(result.shot_files) == 3 and result.rendered == [0, 1, 2]
-    assert len(result.preview) == 5 and result.preview[0].shape == (48, 64, 3)
+    # about one small frame per second of 4.5 s, sampled per shot (frames 0 and 12 of each), 12 frames apart at least
+    assert len(result.preview) == 4 and result.preview[0].shape == (48, 64, 3)
     manifest = json.loads(Path(project.manifest_path).read_text())
     assert manifest["movie"]["frames"] == 54 and manifest["shots"]["1"]["frames"] == 18
 
@@ -200,12 +201,32 @@ def test_the_preview_strip_stays_bounded_and_spans_the_whole_movie():
     from moviedreamer_core.animate.movie import PREVIEW_MAX, PreviewStrip
 
     strip = PreviewStrip(stride=24)
-    frames = [np.full((8, 8, 3), i % 256, dtype=np.uint8) for i in range(24 * 600)]  # ten minutes at 24 fps
-    for f in frames:
-        strip.add(f)
+    for shot in range(120):  # ten minutes at 24 fps: 120 shots of 5 s, one kept frame per second each
+        strip.add_sampled([np.full((8, 8, 3), shot % 256, dtype=np.uint8)] * 5, 24, 120)
     assert PREVIEW_MAX // 2 <= len(strip.frames) <= PREVIEW_MAX
-    assert strip.frames[0][0, 0, 0] == 0 and strip.stride * len(strip.frames) >= 24 * 600 - strip.stride
+    assert strip.frames[0][0, 0, 0] == 0 and strip.frames[-1][0, 0, 0] >= 110, "from the first shot to the last"
     short = PreviewStrip(stride=24)
-    for f in frames[:24 * 10]:
-        short.add(f)
+    for shot in range(2):
+        short.add_sampled([np.zeros((8, 8, 3), np.uint8)] * 5, 24, 120)
     assert len(short.frames) == 10, "a short movie keeps one frame per second"
+
+
+def test_a_rerun_trusts_untouched_shots_without_decoding_them(tmp_path, monkeypatch):
+    """Untouched shot files (same size and modification time as recorded) come back with their kept preview
+    frames and last frame, without decoding; a touched file is checked by decoding it and still reused."""
+    from moviedreamer_core.animate import movie as movie_module
+
+    first, project = run(tmp_path)
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path}")
+
+    with monkeypatch.context() as m:
+        m.setattr(movie_module, "iter_frames", no_decoding)
+        again, _ = run(tmp_path)
+    assert again.rendered == []
+    assert len(again.preview) == len(first.preview)
+    assert all(np.array_equal(a, b) for a, b in zip(again.preview, first.preview))
+    os.utime(first.shot_files[1])  # touched: no longer trusted blindly, but whole, so reused after decoding
+    touched, _ = run(tmp_path)
+    assert touched.rendered == [] and video_info(touched.movie_file)["frames"] == first.frames
