@@ -75,7 +75,7 @@ def is_faceid(proj: dict) -> bool:
 def faceid_adapter(proj: dict, ip: dict, name: str):
     """A FaceID (plain, plus, plus v2) state, split into ``image_proj``/``ip_adapter`` parts, as an adapter."""
     from .adapter import RendererAdapter, RendererConfig
-    from .ipadapter import _kv_layers
+    from .ipadapter import _kv_layers, kv_from_file
 
     w0, w2 = proj["proj.0.weight"], proj["proj.2.weight"]  # [H, Di], [M*C, H]
     C = int(proj["norm.weight"].shape[0])
@@ -96,15 +96,15 @@ def faceid_adapter(proj: dict, ip: dict, name: str):
               "identity_proj.mlp.2.weight": w2, "identity_proj.mlp.2.bias": proj["proj.2.bias"],
               "identity_proj.norm.weight": proj["norm.weight"], "identity_proj.norm.bias": proj["norm.bias"]}
     mapped.update({f"identity_proj.perceiver.{k}": v for k, v in perceiver_state.items()})
-    for layer, i in enumerate(indices):
-        mapped[f"identity_kv.{layer}.to_k.weight"] = ip[f"{i}.to_k_ip.weight"]
-        mapped[f"identity_kv.{layer}.to_v.weight"] = ip[f"{i}.to_v_ip.weight"]
+    mapped.update(kv_from_file(ip, indices, "identity_kv"))
     adapter.load_state_dict({k: v.float() for k, v in mapped.items()}, strict=True)
     return adapter.eval()
 
 
 def faceid_state_from_adapter(adapter) -> dict:
     """The inverse mapping (FaceID file layout), used by tests to write FaceID-format files."""
+    from .ipadapter import kv_to_file
+
     sd = adapter.state_dict()
     out = {}
     for k, v in sd.items():
@@ -114,7 +114,5 @@ def faceid_state_from_adapter(adapter) -> dict:
             out["image_proj.norm." + k[len("identity_proj.norm."):]] = v
         elif k.startswith("identity_proj.perceiver."):
             out["image_proj.perceiver_resampler." + k[len("identity_proj.perceiver."):]] = v
-    for layer in range(adapter.n_layers):
-        out[f"ip_adapter.{2 * layer + 1}.to_k_ip.weight"] = sd[f"identity_kv.{layer}.to_k.weight"]
-        out[f"ip_adapter.{2 * layer + 1}.to_v_ip.weight"] = sd[f"identity_kv.{layer}.to_v.weight"]
+    out.update(kv_to_file(sd, adapter.n_layers, "identity_kv"))
     return {k: v.contiguous() for k, v in out.items()}

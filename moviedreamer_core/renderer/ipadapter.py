@@ -54,9 +54,7 @@ def adapter_from_ipadapter(state: dict, name: str = "ip-adapter") -> RendererAda
     adapter = RendererAdapter(cfg)
     mapped = {"token_proj.proj.weight": w, "token_proj.proj.bias": proj["proj.bias"],
               "token_proj.norm.weight": proj["norm.weight"], "token_proj.norm.bias": proj["norm.bias"]}
-    for layer, i in enumerate(indices):
-        mapped[f"token_kv.{layer}.to_k.weight"] = ip[f"{i}.to_k_ip.weight"]
-        mapped[f"token_kv.{layer}.to_v.weight"] = ip[f"{i}.to_v_ip.weight"]
+    mapped.update(kv_from_file(ip, indices, "token_kv"))
     adapter.load_state_dict({k: v.float() for k, v in mapped.items()}, strict=True)
     return adapter.eval()
 
@@ -64,6 +62,25 @@ def adapter_from_ipadapter(state: dict, name: str = "ip-adapter") -> RendererAda
 def _kv_layers(ip: dict) -> tuple[list[int], list[int]]:
     indices = sorted({int(k.split(".")[0]) for k in ip if k.endswith("to_k_ip.weight")})
     return indices, [int(ip[f"{i}.to_k_ip.weight"].shape[0]) for i in indices]
+
+
+def kv_from_file(ip: dict, indices: list[int], pairs: str) -> dict:
+    """``ip_adapter.<i>.to_k_ip``/``to_v_ip`` (the file's cross-attention slots, in order) as the adapter's
+    ``<pairs>.<layer>.to_k``/``to_v`` (``pairs``: ``token_kv`` or ``identity_kv``)."""
+    mapped = {}
+    for layer, i in enumerate(indices):
+        mapped[f"{pairs}.{layer}.to_k.weight"] = ip[f"{i}.to_k_ip.weight"]
+        mapped[f"{pairs}.{layer}.to_v.weight"] = ip[f"{i}.to_v_ip.weight"]
+    return mapped
+
+
+def kv_to_file(state: dict, n_layers: int, pairs: str) -> dict:
+    """The inverse of ``kv_from_file``, in the file layout (cross-attention layer ``l`` is slot ``2l+1``)."""
+    out = {}
+    for layer in range(n_layers):
+        out[f"ip_adapter.{2 * layer + 1}.to_k_ip.weight"] = state[f"{pairs}.{layer}.to_k.weight"]
+        out[f"ip_adapter.{2 * layer + 1}.to_v_ip.weight"] = state[f"{pairs}.{layer}.to_v.weight"]
+    return out
 
 
 def _plus_adapter(proj: dict, ip: dict, name: str) -> RendererAdapter:
@@ -78,9 +95,7 @@ def _plus_adapter(proj: dict, ip: dict, name: str) -> RendererAdapter:
                          identity_space=None, source="ipadapter-plus", resampler=shape, extra={"file": name})
     adapter = RendererAdapter(cfg)
     mapped = {f"token_proj.{k}": v for k, v in proj.items()}
-    for layer, i in enumerate(indices):
-        mapped[f"token_kv.{layer}.to_k.weight"] = ip[f"{i}.to_k_ip.weight"]
-        mapped[f"token_kv.{layer}.to_v.weight"] = ip[f"{i}.to_v_ip.weight"]
+    mapped.update(kv_from_file(ip, indices, "token_kv"))
     adapter.load_state_dict({k: v.float() for k, v in mapped.items()}, strict=True)
     return adapter.eval()
 
@@ -93,7 +108,5 @@ def ipadapter_state_from_adapter(adapter: RendererAdapter) -> dict:
     else:
         out = {"image_proj.proj.weight": sd["token_proj.proj.weight"], "image_proj.proj.bias": sd["token_proj.proj.bias"],
                "image_proj.norm.weight": sd["token_proj.norm.weight"], "image_proj.norm.bias": sd["token_proj.norm.bias"]}
-    for layer in range(adapter.n_layers):
-        out[f"ip_adapter.{2 * layer + 1}.to_k_ip.weight"] = sd[f"token_kv.{layer}.to_k.weight"]
-        out[f"ip_adapter.{2 * layer + 1}.to_v_ip.weight"] = sd[f"token_kv.{layer}.to_v.weight"]
+    out.update(kv_to_file(sd, adapter.n_layers, "token_kv"))
     return {k: v.contiguous() for k, v in out.items()}
