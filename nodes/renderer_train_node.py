@@ -182,6 +182,11 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
                 context_dim=context, layer_dims=[l.inner_dim for l in layers], context_tokens=context_tokens,
                 identity_space=embedder.space.to_dict() if found else None, identity_tokens=identity_tokens,
                 resampler=resampler, extra={"trained_on": n, "steps": steps}))
+        def step_done(step: int, total: int, loss: float) -> None:
+            progress(done + step)
+            if on_step is not None:
+                on_step(step, total, loss)
+
         patcher = host.managed(adapter)
         host.load_for_training(model, patcher)
         device = host.torch_device()
@@ -191,7 +196,7 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
         sigma_range = (float(sampling.sigma_min), float(sampling.sigma_max))
         fit = fit_renderer(adapter, samples, denoise, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                               sigma_range=sigma_range, identity_noise=identity_noise, seed=seed, device=device,
-                              progress=lambda s, total, loss: (progress(done + s), on_step and on_step(s, total, loss)))
+                              progress=step_done)
     adapter.cpu()
     save_renderer(adapter, path)
     losses = fit.losses

@@ -14,6 +14,7 @@ states, and says so in the space name so it never mixes with pooled vectors.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Optional
 
@@ -112,13 +113,9 @@ def builtin_text_encoder(choice: str) -> TextEncoder:
     return _minilm()
 
 
+@functools.cache
 def _minilm() -> TextEncoder:
-    global _MINILM
-    if _MINILM is None:
-        from ..moviedreamer_core.sentence_encoders import MINILM, transformers_text_encoder
+    """Loaded once per process."""
+    from ..moviedreamer_core.sentence_encoders import MINILM, transformers_text_encoder
 
-        _MINILM = transformers_text_encoder(MINILM)
-    return _MINILM
-
-
-_MINILM: Optional[TextEncoder] = None
+    return transformers_text_encoder(MINILM)

@@ -74,8 +74,7 @@ def evaluation_loss(adapter: RendererAdapter, samples: Sequence[RendererSample],
     with torch.no_grad():
         batch, _ = collate(rows, identity_dim)
         device = device or next(adapter.parameters()).device
-        batch = RendererBatch(batch.latents.to(device), batch.tokens.to(device), batch.text_context.to(device),
-                              batch.identities.to(device) if batch.identities is not None else None)
+        batch = batch.to(device)
         for sigma in sigmas:
             noise = torch.randn(batch.latents.shape, generator=generator).to(device)
             total += float(renderer_loss(adapter, batch, denoise, torch.full((len(rows),), sigma, device=device), noise))
@@ -107,8 +106,7 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
     for step in range(steps):
         rows = torch.randint(len(samples), (min(batch_size, len(samples)),), generator=generator).tolist()
         batch, banks = collate([samples[i] for i in rows], identity_dim)
-        batch = RendererBatch(batch.latents.to(device), batch.tokens.to(device), batch.text_context.to(device),
-                              batch.identities.to(device) if batch.identities is not None else None)
+        batch = batch.to(device)
         if banks is not None:
             banks = [b.to(device) if b is not None else None for b in banks]
         stats = train_step(adapter, batch, denoise, optimizer, sigma_range=sigma_range, identity_noise=identity_noise,

@@ -34,6 +34,10 @@ class RendererBatch:
     text_context: torch.Tensor  # [B, L, C_ctx] the keyframes' text conditioning
     identities: Optional[torch.Tensor] = None  # [B, Di] face identity of the character on screen (or None)
 
+    def to(self, device) -> "RendererBatch":
+        return RendererBatch(self.latents.to(device), self.tokens.to(device), self.text_context.to(device),
+                             self.identities.to(device) if self.identities is not None else None)
+
 
 def augment_images(images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Kornia augmentations on ComfyUI images ``[B, H, W, 3]`` in 0..1: horizontal flip, a mild random resized
