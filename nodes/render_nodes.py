@@ -150,8 +150,8 @@ def _signature(parts: dict, *tensors: torch.Tensor | None) -> str:
     return h.hexdigest()
 
 
-def _face_states(renderer: RendererHandle, script_embeds, characters: list[int]) -> torch.Tensor:
-    """``[n_on, L, E]``: the on-screen characters' face-crop features for a FaceID-plus renderer, checked."""
+def _check_face_states(renderer: RendererHandle, script_embeds) -> None:
+    """Before sampling: ScriptEncode kept face-crop features in the space this FaceID-plus renderer reads."""
     space, perceiver = script_embeds.face_state_space, renderer.cfg.identity_projector["perceiver"]
     if space is None:
         raise ValueError(f"the renderer {renderer.name} (IP-Adapter FaceID plus) also reads each character's face crop "
@@ -160,8 +160,6 @@ def _face_states(renderer: RendererHandle, script_embeds, characters: list[int])
         raise ValueError(f"the renderer {renderer.name} reads face crops as {FACE_STATES_SOURCE} of width "
                          f"{perceiver['embedding_dim']}, but ScriptEncode's CLIP Vision gives {space.describe()}; "
                          "connect the CLIP Vision model this FaceID file was made for (ViT-H)")
-    states = [script_embeds.characters[c].mean_face_states() for c in characters]
-    return torch.stack(states)
 
 
 def _downscale(vae) -> int:
@@ -254,9 +252,8 @@ class IdentityDiffusionRender(io.ComfyNode):
             raise ValueError(f"identity_weight is 0 and the renderer {renderer.name} (IP-Adapter FaceID) has no token "
                              "path: it would change nothing. Raise identity_weight, or use the plain sampler.")
         needs_faces = use_identity and renderer.adapter.needs_face_states
-        if needs_faces:  # every on-screen character with an identity needs its face crops, checked up front
-            _face_states(renderer, script_embeds, sorted({c for spec in script_embeds.keyframes for c in spec.characters
-                                                          if script_embeds.characters[c].has_identity}))
+        if needs_faces:
+            _check_face_states(renderer, script_embeds)
         if positive is None and clip is None:
             raise ValueError("connect a CLIP text encoder (each keyframe's own text) or a positive conditioning")
         if end_percent < start_percent:
@@ -287,7 +284,9 @@ class IdentityDiffusionRender(io.ComfyNode):
             spec = script_embeds.keyframes[k]
             on_screen = [c for c in spec.characters if script_embeds.characters[c].has_identity]
             identity = means[on_screen] if (use_identity and on_screen) else None
-            faces = _face_states(renderer, script_embeds, on_screen) if (needs_faces and identity is not None) else None
+            faces = None
+            if needs_faces and identity is not None:
+                faces = torch.stack([script_embeds.characters[c].mean_face_states() for c in on_screen])
             prompt = script_embeds.prompt(k) if positive is None else None
             kseed = derive_seed(seed, k, "render")
             signature = _signature({"prompt": prompt, "seed": kseed, "steps": steps, "cfg": cfg, "sampler": sampler_name,
