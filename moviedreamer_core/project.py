@@ -83,15 +83,12 @@ class MovieProject:
     def shot_file(self, index: int, shot_id: str) -> str:
         return f"shots/shot_{index:05d}_{safe_folder_name(shot_id, fallback='shot', max_length=40)}.mp4"
 
-    def shot_done(self, index: int, signature: str, frames: int) -> bool:
-        """Finished, unchanged and whole: same signature, and the file decodes to the expected frame count."""
-        from .video_io import video_info
-
+    def shot_entry(self, index: int, signature: str) -> Optional[dict]:
+        """The manifest entry of a shot finished with this signature (its file is not checked here), or ``None``."""
         entry = self.manifest["shots"].get(str(index))
         if not entry or entry.get("signature") != signature or entry.get("status") != "done":
-            return False
-        info = video_info(os.path.join(self.root, entry["file"]))
-        return info is not None and info["frames"] == frames
+            return None
+        return entry
 
     def record_shot(self, index: int, rel: str, signature: str, info: dict) -> None:
         """Record a finished shot, with its file's size and modification time (``shot_unchanged``)."""
@@ -103,8 +100,8 @@ class MovieProject:
     def shot_unchanged(self, index: int, signature: str) -> bool:
         """Recorded with this signature and its file untouched since (same size and modification time): the
         cheap check a rerun makes before trusting a shot without decoding it (``shot_done`` decodes)."""
-        entry = self.manifest["shots"].get(str(index))
-        if not entry or entry.get("signature") != signature or entry.get("status") != "done" or "bytes" not in entry:
+        entry = self.shot_entry(index, signature)
+        if entry is None or "bytes" not in entry:
             return False
         try:
             st = os.stat(os.path.join(self.root, entry["file"]))

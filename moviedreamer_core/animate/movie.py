@@ -78,13 +78,17 @@ def _small(frame: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((max(2, int(w * scale)), max(2, int(h * scale))), Image.BILINEAR))
 
 
-def _decode_for_preview(path: str, every: int) -> tuple[list, np.ndarray]:
-    """One decoding pass over a shot file: its small frames 0, every, 2*every... and its last frame."""
-    smalls, last = [], None
-    for i, last in enumerate(iter_frames(path)):
-        if i % every == 0:
-            smalls.append(_small(last))
-    return smalls, last
+def _decode_for_preview(path: str, every: int) -> Optional[tuple[list, np.ndarray, int]]:
+    """One decoding pass over a shot file: its small frames 0, every, 2*every..., its last frame and its frame
+    count; ``None`` when the file is missing, truncated or unreadable."""
+    smalls, last, n = [], None, 0
+    try:
+        for n, last in enumerate(iter_frames(path), start=1):
+            if (n - 1) % every == 0:
+                smalls.append(_small(last))
+    except Exception:  # av raises many error types for damaged files
+        return None
+    return (smalls, last, n) if n else None
 
 
 def _signature(parts: dict, keyframes: list) -> str:
@@ -129,18 +133,20 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
                          images + ([landing] if landing is not None else []))
         extra = {"next_keyframe": landing} if lands_on_next else {}
         rel = project.shot_file(timing.shot_index, timing.shot_id)
+        entry = project.shot_entry(timing.shot_index, sig)
         kept = project.shot_sidecar(timing.shot_index, sig) if project.shot_unchanged(timing.shot_index, sig) else None
+        # touched since it was written: one decoding pass checks it is whole and gives its preview and last frame
+        decoded = _decode_for_preview(project.path(entry["file"]), every) if entry is not None and kept is None else None
         if kept is not None:  # the file is as it was written: its kept preview frames and last frame, no decoding
-            rel = project.manifest["shots"][str(timing.shot_index)]["file"]
+            rel = entry["file"]
             preview.add_sampled(kept["preview"], every, timing.frames)
             previous_last = kept["last"]
-        elif project.shot_done(timing.shot_index, sig, timing.frames):  # touched since: whole? then keep it
-            rel = project.manifest["shots"][str(timing.shot_index)]["file"]
-            smalls, previous_last = _decode_for_preview(project.path(rel), every)
+        elif decoded is not None and decoded[2] == timing.frames:
+            rel = entry["file"]
+            smalls, previous_last, _ = decoded
             preview.add_sampled(smalls, every, timing.frames)
             project.save_shot_sidecar(timing.shot_index, sig, smalls, previous_last)
-            project.record_shot(timing.shot_index, rel, sig, {k: v for k, v in project.manifest["shots"][str(timing.shot_index)].items()
-                                                              if k in ("shot", "frames", "backend")})
+            project.record_shot(timing.shot_index, rel, sig, {k: v for k, v in entry.items() if k in ("shot", "frames", "backend")})
         else:
             def frames() -> Iterator[np.ndarray]:
                 for frame in backend(timing, shot, images, previous_last, **extra):
@@ -152,7 +158,7 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
             if n != timing.frames:
                 raise RuntimeError(f"shot {timing.shot_id}: the {backend_name} backend made {n} frames, expected {timing.frames}")
             # the preview and the last frame as decoded from the file, exactly what a rerun will see
-            smalls, previous_last = _decode_for_preview(project.path(rel), every)
+            smalls, previous_last, _ = _decode_for_preview(project.path(rel), every)
             preview.add_sampled(smalls, every, n)
             project.save_shot_sidecar(timing.shot_index, sig, smalls, previous_last)
             project.record_shot(timing.shot_index, rel, sig, {"shot": timing.shot_id, "frames": n, "backend": backend_name})
