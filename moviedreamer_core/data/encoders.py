@@ -97,31 +97,26 @@ def clip_vision_token_encoder(folder: str) -> TokenEncoder:
     return TokenEncoder(encode=encode, space=TokenSpace("clip_vision.image_embeds", 1, int(model.config.projection_dim)))
 
 
-def resolve_text_encoder(spec: EncoderSpec) -> TextEncoder:
-    if isinstance(spec, TextEncoder):
+def _resolve(spec: EncoderSpec, kind: type, missing: str, flag: str, load: Callable, named: tuple = ()):
+    """An encoder object as is, a factory called, ``module:function`` imported, else a local folder loaded."""
+    if isinstance(spec, kind):
         return spec
     if spec is None:
-        raise ValueError("a text encoder is needed: --text-encoder DIR (CLIP text or sentence-transformers folder), "
-                         "'minilm', or module:function")
+        raise ValueError(missing)
     if callable(spec):
         return spec()
     if _is_factory_spec(spec):
         return _from_factory(spec)
-    if spec != "minilm" and not os.path.isdir(spec):
-        raise FileNotFoundError(f"--text-encoder {spec!r}: no such folder")
-    return transformers_text_encoder(spec)
+    if spec not in named and not os.path.isdir(spec):
+        raise FileNotFoundError(f"{flag} {spec!r}: no such folder")
+    return load(spec)
+
+
+def resolve_text_encoder(spec: EncoderSpec) -> TextEncoder:
+    return _resolve(spec, TextEncoder, "a text encoder is needed: --text-encoder DIR (CLIP text or sentence-transformers "
+                    "folder), 'minilm', or module:function", "--text-encoder", transformers_text_encoder, named=("minilm",))
 
 
 def resolve_token_encoder(spec: EncoderSpec) -> TokenEncoder:
-    if isinstance(spec, TokenEncoder):
-        return spec
-    if spec is None:
-        raise ValueError("a visual token encoder is needed: --clip-vision DIR (a CLIPVisionModelWithProjection folder) "
-                         "or module:function")
-    if callable(spec):
-        return spec()
-    if _is_factory_spec(spec):
-        return _from_factory(spec)
-    if not os.path.isdir(spec):
-        raise FileNotFoundError(f"--clip-vision {spec!r}: no such folder")
-    return clip_vision_token_encoder(spec)
+    return _resolve(spec, TokenEncoder, "a visual token encoder is needed: --clip-vision DIR (a "
+                    "CLIPVisionModelWithProjection folder) or module:function", "--clip-vision", clip_vision_token_encoder)
