@@ -65,7 +65,9 @@ def _sentences(event: str, subject: int | None, shown: tuple[int, ...], where: s
         "leave": [f"{s} says goodbye.", f"{s} turns to go.", f"{s} walks away."],
         "talk": [f"{s} talks to {other}.", f"{other} answers {s}.", f"{s} and {other} laugh."],
         "look": [f"{s} looks into the distance.", f"{s} smiles.", f"{s} frowns."],
-        "together": [f"{_names(shown)} wait {where}.", "They look around.", "They wait."],
+        "together": [f"{_names(shown)} {'waits' if len(shown) == 1 else 'wait'} {where}.",
+                     *(["They look around.", "They wait."] if len(shown) > 1 else [f"{s or _names(shown)} looks around.",
+                                                                               f"{s or _names(shown)} waits."])],
     }[event]
     if n <= len(lines):
         return tuple(lines[:n])
