@@ -26,9 +26,11 @@ def reference_file_name(character: int) -> str:
     return f"{CHARACTERS[character].name}.png"
 
 
-def script_data(film: Film, references: Literal["files", "indices", "none"] = "files") -> dict:
+def script_data(film: Film, references: Literal["files", "indices", "world", "none"] = "files") -> dict:
     """The film's script as plain data. ``references``: ``"files"`` names ``<Name>.png`` (written by
-    ``write_film``), ``"indices"`` points into ``reference_batch(film)``, ``"none"`` leaves them out."""
+    ``write_film``), ``"indices"`` points into ``reference_batch(film)``, ``"world"`` into ``world_references()``
+    (every character of the world, by character id: the toy cinema loader's ``characters`` output), ``"none"``
+    leaves them out."""
     characters = []
     for i, c in enumerate(film.cast):
         entry = {"name": CHARACTERS[c].name, "description": CHARACTERS[c].description}
@@ -36,8 +38,10 @@ def script_data(film: Film, references: Literal["files", "indices", "none"] = "f
             entry["references"] = [reference_file_name(c)]
         elif references == "indices":
             entry["references"] = [i]
+        elif references == "world":
+            entry["references"] = [int(c)]
         elif references != "none":
-            raise ValueError(f"references must be 'files', 'indices' or 'none', got {references!r}")
+            raise ValueError(f"references must be 'files', 'indices', 'world' or 'none', got {references!r}")
         characters.append(entry)
     shots = []
     for shot in film.shots:
@@ -55,7 +59,7 @@ def script_data(film: Film, references: Literal["files", "indices", "none"] = "f
     return {"title": film.title, "style": STYLE, "characters": characters, "shots": shots}
 
 
-def script_text(film: Film, references: Literal["files", "indices", "none"] = "files") -> str:
+def script_text(film: Film, references: Literal["files", "indices", "world", "none"] = "files") -> str:
     """The film's script as YAML text (``moviedreamer_core.script.load_script`` reads it)."""
     return yaml.safe_dump(script_data(film, references), sort_keys=False, allow_unicode=True, width=120)
 
@@ -65,6 +69,13 @@ def reference_batch(film: Film, size: int = REFERENCE_SIZE) -> np.ndarray:
     ``references: [i]`` indices point into)."""
     refs = film.references(size)
     return np.stack([refs[c] for c in film.cast]) if film.cast else np.zeros((0, size, size, 3), np.uint8)
+
+
+def world_references(size: int = REFERENCE_SIZE) -> np.ndarray:
+    """Reference images of every character of the world in character-id order, ``uint8 [N_CHARACTERS, size, size, 3]``."""
+    from .render import render_reference
+
+    return np.stack([render_reference(c, size) for c in range(len(CHARACTERS))])
 
 
 def write_film(film: Film, folder: str, size: int = REFERENCE_SIZE, keyframes: int | None = None) -> str:
