@@ -11,11 +11,13 @@ import torch
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
 
 
-def make_denoiser(model, adapter_patcher):
-    """``denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx) -> predicted clean latents`` on a host MODEL."""
+def make_denoiser(model, adapter_patcher, train_base: bool = False):
+    """``denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx) -> predicted clean latents`` on a host MODEL.
+
+    ``train_base``: the UNet trains too (the toy cinema, which has no pretrained base); otherwise it is frozen."""
     layers = discover_cross_attention(model)
     base = model.model
-    base.requires_grad_(False)
+    base.requires_grad_(train_base)
 
     def denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx):
         state = AdapterState(adapter_patcher, layers, token_ctx, torch.zeros_like(token_ctx[:1]), identity_ctx,

@@ -32,7 +32,8 @@ class RendererBatch:
     latents: torch.Tensor  # [B, C, h, w] clean latents (the model's latent space)
     tokens: torch.Tensor  # [B, K, D] the keyframes' visual tokens
     text_context: torch.Tensor  # [B, L, C_ctx] the keyframes' text conditioning
-    identities: Optional[torch.Tensor] = None  # [B, Di] face identity of the character on screen (or None)
+    identities: Optional[torch.Tensor] = None  # [B, Di] face identity of the character on screen, [B, n, Di] of the
+    # n characters on screen (n identity contexts per row, concatenated as the render node does), or None
 
     def to(self, device) -> "RendererBatch":
         return RendererBatch(self.latents.to(device), self.tokens.to(device), self.text_context.to(device),
@@ -84,7 +85,8 @@ def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoi
     token_ctx = adapter.project_tokens(batch.tokens)
     id_ctx = None
     if batch.identities is not None and adapter.identity_proj is not None:
-        id_ctx = adapter.project_identity(batch.identities)
+        ids = batch.identities
+        id_ctx = adapter.project_identity(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape[0], -1, adapter.cfg.context_dim)
     noisy = batch.latents + sigmas.view(-1, 1, 1, 1) * noise
     predicted = denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context)
     return F.mse_loss(predicted.float(), batch.latents.float())
