@@ -1,0 +1,183 @@
+"""Training the toy cinema's diffusion autoencoder: tokenizer, decoder UNet and identity renderer together.
+
+MovieDreamer's keyframe tokenizer is a diffusion autoencoder (paper section 3.2): an encoder squeezes a
+keyframe into two tokens and a diffusion model, reading the tokens through extra cross-attention, draws the
+keyframe back. Its identity-preserving renderer (section 3.4) also reads the on-screen characters' face
+identities, so it repairs what two tokens lose (small figures, exact colours). Real users start from a trained
+SD model and train only the adapter (``renderer/fit.py``); the toy world has no trained base, so here the
+base UNet trains from scratch together with the tokenizer and the adapter, with the same loss
+(``renderer.train.renderer_loss``: the host UNet predicts the clean keyframe from a noisy one).
+
+What stays the host's: the UNet class, its noise schedule and the way the adapter is patched into it; they
+arrive as ``denoise`` (see ``renderer/train.py``), built in ``nodes/toycinema_models.py``. This module never
+imports the host.
+
+Batches hold keyframes with the same number of characters on screen, so every row's identity context has the
+same length, exactly as at render time (``n`` identities -> ``n * M`` identity tokens). Training-only
+regularisers, as in the paper: identity randomisation (noise on the reference identity), a horizontal flip,
+and condition dropout (zero tokens and no identity, the render node's unconditional pass), which also makes
+classifier-free guidance meaningful at render time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..renderer.adapter import RendererAdapter
+from ..renderer.train import Denoiser, RendererBatch, randomise_identity, renderer_loss, sample_sigmas
+from .film import Film
+from .tokenizer import ToyTokenizer, to_pixels
+
+
+@dataclass
+class KeyframeSet:
+    """Ground-truth keyframes of many films: pixels, labels and who is on screen (ids, in the script's order)."""
+
+    images: np.ndarray  # uint8 [N, S, S, 3]
+    labels: list  # N FrameLabel
+    characters: list  # N tuples of character ids
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def by_count(self) -> dict[int, np.ndarray]:
+        """Row indices grouped by the number of characters on screen."""
+        groups: dict[int, list] = {}
+        for i, chars in enumerate(self.characters):
+            groups.setdefault(len(chars), []).append(i)
+        return {n: np.asarray(rows) for n, rows in sorted(groups.items())}
+
+
+def keyframe_set(films: Sequence[Film], size: int = 32) -> KeyframeSet:
+    images, labels, characters = [], [], []
+    for film in films:
+        images.append(film.images(size))
+        for plan in film.keyframes:
+            labels.append(plan.label)
+            characters.append(tuple(c for c, _, _ in plan.figures))
+    return KeyframeSet(np.concatenate(images) if images else np.zeros((0, size, size, 3), np.uint8), labels, characters)
+
+
+@dataclass
+class AutoencoderTraining:
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    sigma_range: tuple = (0.03, 14.6)  # the host's SD schedule; pixels in -1..1
+    identity_noise: float = 0.05  # identity randomisation (paper section 3.3)
+    uncond_prob: float = 0.1  # zero tokens and no identity: the unconditional pass of classifier-free guidance
+    no_identity_prob: float = 0.1  # tokens only: the renderer also works with identity_weight 0
+    flip: bool = True
+    ema: float = 0.999  # the saved weights are an exponential moving average (0: the raw weights)
+    seed: int = 0
+
+
+class _EMA:
+    """Exponential moving average of parameters, swapped in for saving and evaluation."""
+
+    def __init__(self, modules: Sequence[torch.nn.Module], decay: float):
+        self.params = [p for m in modules for p in m.parameters()]
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))  # warm start: early averages are not dominated by noise
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            p.copy_(s)
+
+
+def _lr_factor(step: int, cfg: AutoencoderTraining) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, adapter: RendererAdapter,
+               identities: Optional[torch.Tensor], cfg: AutoencoderTraining, gen: torch.Generator,
+               text_context: torch.Tensor, device) -> RendererBatch:
+    """One training batch: augmented pixels, their tokens (with gradient into the tokenizer), identities."""
+    x = to_pixels(data.images[rows]).to(device)
+    if cfg.flip:
+        flip = torch.rand(len(rows), generator=gen) < 0.5
+        x = torch.where(flip.to(device)[:, None, None, None], x.flip(-1), x)
+    u = float(torch.rand((), generator=gen))
+    tokens = tokenizer(x)
+    ids = None
+    if u < cfg.uncond_prob:
+        tokens = torch.zeros_like(tokens)
+    elif identities is not None and adapter.identity_proj is not None and u >= cfg.uncond_prob + cfg.no_identity_prob:
+        n = len(data.characters[rows[0]])
+        if n:
+            chars = torch.tensor([data.characters[r] for r in rows])  # [B, n]
+            ids = identities[chars.flatten()]
+            ids = randomise_identity(ids, cfg.identity_noise, gen).reshape(len(rows), n, -1).to(device)
+    ctx = text_context.to(device).expand(len(rows), -1, -1)
+    return RendererBatch(latents=x, tokens=tokens, text_context=ctx, identities=ids)
+
+
+def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: torch.nn.Module, denoise: Denoiser,
+                      data: KeyframeSet, identities: Optional[torch.Tensor], text_context: torch.Tensor,
+                      cfg: AutoencoderTraining = AutoencoderTraining(), device=None,
+                      progress: Optional[Callable[[int, int, float], None]] = None) -> list[float]:
+    """Train tokenizer, base UNet and adapter in place; returns the loss of every step.
+
+    ``identities`` is ``[n_characters, Di]`` (each character's reference identity) or ``None`` (the renderer
+    without identity conditioning). ``text_context`` ``[1, L, C]`` is the fixed text condition the toy world
+    renders with. On return the modules hold the EMA weights when ``cfg.ema`` is set."""
+    device = device or next(base.parameters()).device
+    modules = [tokenizer, adapter, base]
+    for m in modules:
+        m.train().requires_grad_(True)
+    params = [p for m in modules for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99), foreach=True)
+    ema = _EMA(modules, cfg.ema) if cfg.ema else None
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    groups = data.by_count()
+    counts = np.asarray([len(g) for g in groups.values()], dtype=np.float64)
+    keys = list(groups)
+    losses = []
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(step, cfg)
+        n = keys[int(torch.multinomial(torch.from_numpy(counts / counts.sum()), 1, generator=gen))]
+        pool = groups[n]
+        rows = pool[torch.randint(len(pool), (min(cfg.batch_size, len(pool)),), generator=gen).numpy()]
+        batch = make_batch(data, rows, tokenizer, adapter, identities, cfg, gen, text_context, device)
+        sigmas = sample_sigmas(len(rows), *cfg.sigma_range, generator=gen).to(device)
+        noise = torch.randn(batch.latents.shape, generator=gen).to(device)
+        loss = renderer_loss(adapter, batch, denoise, sigmas, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if ema is not None:
+            ema.update(step)
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            progress(step + 1, cfg.steps, losses[-1])
+    if ema is not None:
+        ema.copy_to_params()
+    for m in modules:
+        m.eval().requires_grad_(False)
+    return losses
+
+
+def reference_identities(embedder, size: int = 64) -> torch.Tensor:
+    """``[n_characters, Di]``: every character's identity from its reference portrait (what ScriptEncode gives)."""
+    from .render import render_reference
+    from .world import N_CHARACTERS
+
+    return torch.from_numpy(embedder.embed_many([render_reference(c, size) for c in range(N_CHARACTERS)])).float()
+

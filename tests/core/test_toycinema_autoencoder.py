@@ -1,0 +1,134 @@
+"""The toy cinema's tokenizer and its diffusion-autoencoder training loop, without the host.
+
+The loop's denoiser here is a small pure-PyTorch stand-in with the same signature as the host UNet with the
+adapter patched in (``renderer/train.py``'s ``Denoiser``); the host version is tested in tests/host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from moviedreamer_core.renderer import RendererAdapter, RendererConfig
+from moviedreamer_core.renderer.train import RendererBatch, renderer_loss
+from moviedreamer_core.storyboard_sheet import contact_sheet
+from moviedreamer_core.toycinema.autoencoder import AutoencoderTraining, keyframe_set, train_autoencoder
+from moviedreamer_core.toycinema.grammar import generate_films
+from moviedreamer_core.toycinema.tokenizer import ToyTokenizer, to_pixels
+
+C = 16  # context width of the stand-in denoiser
+
+
+def _adapter(tokenizer: ToyTokenizer, identity_dim: int | None = 8) -> RendererAdapter:
+    return RendererAdapter(RendererConfig(token_space=tokenizer.space.to_dict(), context_dim=C, layer_dims=[C],
+                                          context_tokens=2, identity_tokens=2,
+                                          identity_space={"encoder": "test", "dim": identity_dim} if identity_dim else None))
+
+
+class StandInDenoiser(nn.Module):
+    """Predicts the clean image from the noisy one, a per-channel bias read from the token context and one
+    from the identity context; records the identity context shapes it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.read = nn.Linear(C, 3)
+        self.identity_shapes: list = []
+
+    def forward(self, noisy, sigmas, token_ctx, identity_ctx, text_ctx):
+        x = noisy / (1 + sigmas.view(-1, 1, 1, 1) ** 2).sqrt()
+        bias = self.read(token_ctx.mean(1))
+        if identity_ctx is not None:
+            self.identity_shapes.append(tuple(identity_ctx.shape))
+            bias = bias + self.read(identity_ctx.mean(1))
+        return self.conv(x) + bias[:, :, None, None]
+
+
+def test_tokenizer_tokens_are_normalised_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    tok = ToyTokenizer()
+    images = generate_films(3, 1)[0].images(32)
+    tokens = tok.encode_images(images)
+    assert tokens.shape == (len(images), 2, 16)
+    assert torch.allclose(tokens.mean(-1), torch.zeros(()), atol=1e-5)
+    assert torch.allclose(tokens.var(-1, unbiased=False), torch.ones(()), atol=1e-2)  # LayerNorm eps
+    assert tok.encode_images(np.stack([np.kron(im, np.ones((2, 2, 1), np.uint8)) for im in images[:2]])).shape == (2, 2, 16)
+    path = str(tmp_path / "tok.safetensors")
+    tok.save(path)
+    again = ToyTokenizer.load(path)
+    assert again.space == tok.space and tok.space.source.startswith("toycinema.tokenizer.")
+    assert torch.equal(again.encode_images(images), tokens)
+    other = ToyTokenizer()
+    assert other.space != tok.space  # different weights, different token space: a renderer refuses the other's tokens
+
+
+def test_renderer_loss_reads_several_identities_per_row_as_the_render_node_concatenates_them():
+    torch.manual_seed(0)
+    tok = ToyTokenizer()
+    adapter = _adapter(tok)
+    seen = {}
+
+    def denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx):
+        seen["id"] = identity_ctx
+        return noisy
+
+    ids = torch.nn.functional.normalize(torch.randn(3, 2, 8), dim=-1)
+    batch = RendererBatch(torch.zeros(3, 3, 8, 8), torch.randn(3, 2, 16), torch.zeros(3, 1, C), ids)
+    renderer_loss(adapter, batch, denoise, torch.ones(3), torch.zeros(3, 3, 8, 8))
+    assert seen["id"].shape == (3, 2 * 2, C)
+    expected = torch.cat([adapter.project_identity(ids[:, 0]), adapter.project_identity(ids[:, 1])], dim=1)
+    assert torch.allclose(seen["id"], expected, atol=1e-6)
+
+
+def test_training_loop_lowers_the_loss_with_equal_identity_counts_per_batch():
+    torch.manual_seed(0)
+    films = generate_films(5, 6, n_shots=6)
+    data = keyframe_set(films, 32)
+    assert len(data) == sum(f.n_keyframes for f in films) and data.images.shape[1:] == (32, 32, 3)
+    assert set(data.by_count()) >= {1, 2}
+    tok, den = ToyTokenizer(), StandInDenoiser()
+    adapter = _adapter(tok)
+    head_before = tok.head.weight.detach().clone()
+    identities = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    cfg = AutoencoderTraining(steps=60, batch_size=8, lr=3e-3, warmup_steps=5, ema=0.0, sigma_range=(0.05, 2.0))
+    losses = train_autoencoder(tok, adapter, den, den, data, identities, torch.zeros(1, 1, C), cfg)
+    assert len(losses) == 60 and np.mean(losses[-15:]) < 0.7 * np.mean(losses[:15])
+    M = adapter.cfg.identity_tokens
+    assert den.identity_shapes and all(s[1] % M == 0 and 1 <= s[1] // M <= 3 for s in den.identity_shapes)
+    assert not any(p.requires_grad for p in tok.parameters())  # left frozen and in eval mode for saving
+    assert not torch.equal(head_before, tok.head.weight)  # the tokenizer learns through the decoder's loss
+
+
+def test_ema_weights_are_what_the_modules_hold_after_training():
+    data = keyframe_set(generate_films(6, 2, n_shots=4), 32)
+
+    def run(ema: float):
+        torch.manual_seed(1)
+        tok, den = ToyTokenizer(), StandInDenoiser()
+        start = den.conv.weight.detach().clone()
+        cfg = AutoencoderTraining(steps=20, batch_size=4, lr=1e-2, warmup_steps=1, ema=ema)
+        train_autoencoder(tok, _adapter(tok, identity_dim=None), den, den, data, None, torch.zeros(1, 1, C), cfg)
+        return (den.conv.weight - start).norm()
+
+    # the same run; the averaged weights lag behind the raw ones, closer to where training started
+    assert run(0.9) < run(0.0)
+
+
+def test_pixels_are_in_the_diffusion_range():
+    x = to_pixels(np.array([[[[0, 128, 255]]]], np.uint8))
+    assert x.shape == (1, 3, 1, 1) and x.min() == -1 and x.max() == 1
+
+
+def test_contact_sheet_lays_out_and_captions_every_keyframe():
+    frames = [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(7)]
+    sheet = contact_sheet(frames, [f"s{i}: Ava walks in." for i in range(7)], columns=3, cell=64)
+    assert sheet.dtype == np.uint8 and sheet.shape[1] == 4 + 3 * 68
+    rows = 3
+    assert sheet.shape[0] == 4 + rows * (64 + 24 + 4)
+    assert (sheet[4:68, 4 + 68:4 + 68 + 64] == 40).all()  # second keyframe enlarged, crisp (nearest)
+    caption = sheet[4 + 64:4 + 64 + 24, 4:68]
+    assert (caption > 150).any()  # text drawn under it
+    with pytest.raises(ValueError):
+        contact_sheet([], [])
