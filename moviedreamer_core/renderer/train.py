@@ -76,9 +76,18 @@ def sample_sigmas(batch: int, sigma_min: float, sigma_max: float, generator: Opt
     return torch.exp(math.log(sigma_min) + u * (math.log(sigma_max) - math.log(sigma_min)))
 
 
+#: Spread of the training images for the ``"edm"`` loss weighting (pixels in -1..1 have a standard deviation near 0.5).
+SIGMA_DATA = 0.5
+
+
 def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser, sigmas: torch.Tensor,
-                  noise: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between the clean latents and the UNet's prediction from ``latents + sigma*noise``."""
+                  noise: torch.Tensor, weighting: str = "x0") -> torch.Tensor:
+    """Mean squared error between the clean latents and the UNet's prediction from ``latents + sigma*noise``.
+
+    ``weighting="x0"``: the plain error of the predicted clean latents (the adapter on a trained UNet).
+    ``"edm"``: each sample weighted by ``(sigma^2 + sd^2) / (sigma * sd)^2`` (Karras et al. 2022), which gives
+    every noise level about the same say; a UNet trained from scratch needs it, or its low-noise predictions
+    stay poor and samples keep residual noise (the toy cinema)."""
     if not adapter.has_token_path or adapter.needs_face_states:
         raise ValueError(f"training is for MovieDreamer renderers; {adapter.cfg.source} adapters (identity only, or "
                          "reading face crops) are loaded, not trained here")
@@ -89,7 +98,13 @@ def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoi
         id_ctx = adapter.project_identity(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape[0], -1, adapter.cfg.context_dim)
     noisy = batch.latents + sigmas.view(-1, 1, 1, 1) * noise
     predicted = denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context)
-    return F.mse_loss(predicted.float(), batch.latents.float())
+    if weighting == "x0":
+        return F.mse_loss(predicted.float(), batch.latents.float())
+    if weighting != "edm":
+        raise ValueError(f"unknown loss weighting {weighting!r} (x0 or edm)")
+    per_sample = (predicted.float() - batch.latents.float()).pow(2).flatten(1).mean(1)
+    s2 = sigmas.float().pow(2)
+    return (per_sample * (s2 + SIGMA_DATA**2) / (s2 * SIGMA_DATA**2)).mean()
 
 
 def train_step(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser, optimizer: torch.optim.Optimizer, *,

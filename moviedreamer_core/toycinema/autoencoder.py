@@ -67,13 +67,14 @@ def keyframe_set(films: Sequence[Film], size: int = 32) -> KeyframeSet:
 class AutoencoderTraining:
     steps: int = 2000
     batch_size: int = 32
-    lr: float = 5e-4
+    lr: float = 1e-3
     warmup_steps: int = 100
     sigma_range: tuple = (0.03, 14.6)  # the host's SD schedule; pixels in -1..1
     identity_noise: float = 0.05  # identity randomisation (paper section 3.3)
     uncond_prob: float = 0.1  # zero tokens and no identity: the unconditional pass of classifier-free guidance
     no_identity_prob: float = 0.1  # tokens only: the renderer also works with identity_weight 0
     flip: bool = True
+    weighting: str = "edm"  # renderer_loss weighting: every noise level counts (the UNet starts from scratch)
     ema: float = 0.999  # the saved weights are an exponential moving average (0: the raw weights)
     seed: int = 0
 
@@ -157,7 +158,7 @@ def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: t
         batch = make_batch(data, rows, tokenizer, adapter, identities, cfg, gen, text_context, device)
         sigmas = sample_sigmas(len(rows), *cfg.sigma_range, generator=gen).to(device)
         noise = torch.randn(batch.latents.shape, generator=gen).to(device)
-        loss = renderer_loss(adapter, batch, denoise, sigmas, noise)
+        loss = renderer_loss(adapter, batch, denoise, sigmas, noise, cfg.weighting)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
