@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
-PACK_DIR = Path(__file__).resolve().parents[1]
-PACK_MODULE = "moviedreamer_pack"
+try:  # a submodule of the pack (tests), or a script run from anywhere (then nodes/ is on sys.path)
+    from .library_mode import PACK_MODULE, import_host, import_pack
+except ImportError:
+    from library_mode import PACK_MODULE, import_host, import_pack
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
@@ -47,40 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save-name", default="moviedreamer_renderer", help="file name in models/moviedreamer")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     return p.parse_args(argv)
-
-
-def import_host(comfyui: Path, cpu: bool = False):
-    """The host's modules, set up as ``main.py`` sets them up (folders, extra model paths); returns folder_paths."""
-    if not (comfyui / "comfy" / "model_management.py").is_file():
-        raise SystemExit(f"{comfyui} is not a ComfyUI folder (set --comfyui or COMFYUI_PATH)")
-    if str(comfyui) not in sys.path:
-        sys.path.insert(0, str(comfyui))
-    saved, sys.argv = sys.argv, [sys.argv[0]]
-    try:
-        import comfy.cli_args
-
-        if cpu:
-            comfy.cli_args.args.cpu = True
-        import folder_paths
-        import utils.extra_config
-
-        extra = comfyui / "extra_model_paths.yaml"
-        if extra.is_file():
-            utils.extra_config.load_extra_path_config(str(extra))
-    finally:
-        sys.argv = saved
-    return folder_paths
-
-
-def import_pack():
-    """This pack as a package (its folder name need not be a valid module name); returns its ``nodes``."""
-    if PACK_MODULE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACK_MODULE, PACK_DIR / "__init__.py",
-                                                      submodule_search_locations=[str(PACK_DIR)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK_MODULE] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{PACK_MODULE}.nodes")
 
 
 def load_keyframes(folder: str, size: tuple[int, int], default_caption: str = ""):
