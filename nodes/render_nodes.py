@@ -150,6 +150,20 @@ def _signature(parts: dict, *tensors: torch.Tensor | None) -> str:
     return h.hexdigest()
 
 
+def _conditioning_digest(conditioning) -> str:
+    """A digest of a connected CONDITIONING's tensors, so a keyframe rendered with it is reused on a rerun with
+    the same conditioning and redone when it changes (e.g. another prompt upstream)."""
+    h = hashlib.sha256()
+    for entry in conditioning or []:
+        tensors = [entry[0]] + [v for _, v in sorted(entry[1].items()) if isinstance(v, torch.Tensor)]
+        for t in tensors:
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        h.update(json.dumps(sorted((k, v) for k, v in entry[1].items() if isinstance(v, (int, float, str, bool))),
+                            default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def _check_face_states(renderer: RendererHandle, script_embeds) -> None:
     """Before sampling: ScriptEncode kept face-crop features in the space this FaceID-plus renderer reads."""
     space, perceiver = script_embeds.face_state_space, renderer.cfg.identity_projector["perceiver"]
@@ -196,8 +210,8 @@ class IdentityDiffusionRender(io.ComfyNode):
                 io.Float.Input("cfg", default=6.0, min=0.0, max=100.0, step=0.1, tooltip="Classifier-free guidance scale."),
                 io.Combo.Input("sampler_name", options=host.sampler_names(), default="euler", tooltip="The host's sampler."),
                 io.Combo.Input("scheduler", options=host.scheduler_names(), default="normal", tooltip="The host's noise schedule."),
-                io.Int.Input("width", default=768, min=64, max=8192, step=8, tooltip="Keyframe width in pixels."),
-                io.Int.Input("height", default=512, min=64, max=8192, step=8, tooltip="Keyframe height in pixels."),
+                io.Int.Input("width", default=768, min=16, max=8192, step=8, tooltip="Keyframe width in pixels."),
+                io.Int.Input("height", default=512, min=16, max=8192, step=8, tooltip="Keyframe height in pixels."),
                 io.Float.Input("token_weight", default=0.8, min=0.0, max=3.0, step=0.05,
                                tooltip="Strength of the planned visual tokens (0 = ignore the storyboard)."),
                 io.Float.Input("identity_weight", default=0.8, min=0.0, max=3.0, step=0.05,
@@ -293,10 +307,10 @@ class IdentityDiffusionRender(io.ComfyNode):
                                     "scheduler": scheduler, "size": [width, height], "weights": [token_weight, identity_weight],
                                     "range": [start_percent, end_percent], "renderer": renderer.name,
                                     "token_path": use_tokens,
-                                    "negative": "connected" if negative_connected else negative_prompt,
-                                    "positive": "connected" if positive is not None else ""},
+                                    "negative": _conditioning_digest(negative) if negative_connected else negative_prompt,
+                                    "positive": _conditioning_digest(positive) if positive is not None else ""},
                                    storyboard.tokens[k] if use_tokens else None, identity, faces)
-            if project.keyframe_done(k, signature) and positive is None:
+            if project.keyframe_done(k, signature):
                 image = torch.from_numpy(project.load_keyframe(k)).float().div(255)[None]
                 latent = project.load_keyframe_latent(k, signature)
                 if latent is None:  # a project from before latents were kept
