@@ -1,0 +1,316 @@
+"""The toy planner: trained with the project's own trainer, planned with the node's own function, scored on tokens.
+
+* ``train_toy_planner(dataset, out_dir, variant=...)`` runs ``moviedreamer_core.train`` in-process (one CPU
+  process, ``load_config("tiny", overrides)`` + ``run``, as ``python -m moviedreamer_core.train planner --config
+  tiny data.path=...`` does) with the overrides of one benchmark variant (``VARIANTS``), and writes
+  ``toy_run.json`` beside the planner file so that ``plan_films`` plans the way the variant was trained.
+* ``plan_films(planner, films, ...)`` plans every film with ``planner.generate_storyboard``, the function the
+  ARKeyframePlanner node runs, from ``planner_data.film_embeds`` (ScriptEncode's output for the film); the
+  zero-shot prior takes the characters' reference tokens from the token encoder on their portraits.
+* ``TokenReadout`` + ``token_readout_scores``: a renderer-free score. A small classifier is fitted on the TRUE
+  tokens of training films (tokens -> location, camera, who is on screen) and applied to planned tokens of
+  held-out films; the scores are ``scores.py``'s, plus location accuracy on "same-place" keyframes (those whose
+  location is the previous keyframe's: continuity). Given the true tokens of the same films, the same readout
+  of those gives the ceiling.
+
+Variants (the benchmark's ablations, all on the ``tiny`` preset):
+
+==================  ==================================================================================
+full                tiny.yaml's settings (dropout 0.1, condition dropout 0.15, history masking 0.5,
+                    identity randomisation, slot permutation), windows of up to 32 keyframes
+no_identity         the same, trained on a dataset written with ``identities=False`` (pass that folder)
+no_history          each keyframe planned alone: training windows of one keyframe
+                    (``data.max_keyframes=1``) and planning each keyframe as a script of its own (no
+                    earlier keyframe in context; ``plan_tokens``'s ``window`` cannot do this: ``window=1``
+                    keeps one or two earlier keyframes, ``window=0``/``None`` keeps all of them)
+no_regularisation   no dropout (inputs, head, attention), no condition dropout (no CFG at plan time), no
+                    history masking, no identity randomisation; slot permutation stays (it is what makes
+                    slots carry no names, not a regulariser). Meant with ``subset=`` (few films)
+==================  ==================================================================================
+
+Step budget. Measured on the 2-core machine (see ``FULL_STEPS``); thread count: ``THREADS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..identity.base import FaceEmbedder
+from ..planner import KeyframePlanner, ZeroShotPrior, generate_storyboard, load_planner
+from ..script_encoding import TextEncoder, TokenEncoder
+from ..storyboard import derive_seed
+from .film import Film, FrameLabel
+from .planner_data import MANIFEST, cached_text_encoder, film_embeds, keyframe_tokens, read_manifest
+from .scores import camera_accuracy, character_f1, character_set_match, location_accuracy, position_accuracy
+from .world import N_CAMERAS, N_CHARACTERS, N_LOCATIONS, N_POSITIONS
+
+#: Optimiser steps of the toy planner (global batch 16): about five minutes on two CPU cores.
+FULL_STEPS = 1200
+#: torch threads of the training process (a 64-wide model: one thread is as fast as two, and leaves a core free).
+THREADS = 1
+RUN_FILE = "toy_run.json"
+
+#: Where the toy planner departs from tiny.yaml (none so far).
+TOY_SETTINGS: list[str] = []
+
+VARIANTS: dict[str, list[str]] = {
+    "full": [],
+    "no_identity": [],
+    # windows of one keyframe; 128 of them per step (a full step sees 16 films of ~20 keyframes, ~310 keyframes;
+    # 128 one-keyframe windows take about as long per step, each with the whole script header)
+    "no_history": ["data.max_keyframes=1", "train.batch_size=128"],
+    "no_regularisation": ["planner.dropout=0", "planner.attention_dropout=0", "planner.condition_dropout=0",
+                          "planner.history_mask_ratio=0", "planner.identity_randomisation=false"],
+}
+
+
+def _subset_folder(dataset_folder: str, out_dir: str, n: int, manifest: dict) -> str:
+    """A dataset folder whose ``index.json`` lists the first ``n`` training films (and the held-out ones) of
+    ``dataset_folder`` by absolute path (``os.path.join`` keeps an absolute name), without copying them."""
+    from ..planner.train import write_index
+
+    train = manifest["train"]
+    if not 0 < n <= len(train):
+        raise ValueError(f"subset={n}: the dataset has {len(train)} training films")
+    folder = os.path.join(out_dir, "subset_data")
+    os.makedirs(folder, exist_ok=True)
+    root = os.path.abspath(dataset_folder)
+    movies = [os.path.join(root, m) for m in train[:n] + manifest["val"]]
+    write_index(folder, movies, manifest["spaces"])
+    return folder
+
+
+def toy_overrides(dataset_folder: str, out_dir: str, *, variant: str = "full", steps: Optional[int] = None,
+                  seed: int = 0, subset: Optional[int] = None, threads: Optional[int] = None,
+                  extra: Sequence[str] = ()) -> list[str]:
+    """The ``section.key=value`` overrides of the tiny config for one toy run (``train_toy_planner`` uses them;
+    the same list works on the command line). ``extra`` overrides come last (they win)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} (choices: {', '.join(VARIANTS)})")
+    manifest = read_manifest(dataset_folder)
+    if variant == "no_identity" and manifest["options"]["identities"]:
+        raise ValueError(f"variant no_identity needs a dataset written with identities=False; {dataset_folder} has identities")
+    if variant != "no_identity" and not manifest["options"]["identities"]:
+        raise ValueError(f"{dataset_folder} was written with identities=False: train it as variant no_identity")
+    data = _subset_folder(dataset_folder, out_dir, subset, manifest) if subset else dataset_folder
+    val = manifest["val"] if not subset else [os.path.join(os.path.abspath(dataset_folder), m) for m in manifest["val"]]
+    steps = int(steps or FULL_STEPS)
+    return [
+        f"data.path={data}", f"data.val_movies={json.dumps(val)}", "data.val_fraction=0",
+        f"output.dir={out_dir}", "output.planner=null", f"output.log_every={max(1, steps // 20)}",
+        f"train.steps={steps}", f"train.seed={seed}", f"train.threads={threads or THREADS}",
+        "checkpoint.every=0", "checkpoint.resume=none",  # retrained from scratch every time
+        f"eval.every={max(1, steps // 4) if val else 0}", "eval.baselines=true",
+        *TOY_SETTINGS, *VARIANTS[variant], *extra,
+    ]
+
+
+def train_toy_planner(dataset_folder: str, out_dir: str, *, variant: str = "full", steps: Optional[int] = None, seed: int = 0,
+                      subset: Optional[int] = None, log: Optional[Callable[[str], None]] = None,
+                      threads: Optional[int] = None, overrides: Sequence[str] = ()) -> str:
+    """Train one toy planner from scratch with ``moviedreamer_core.train`` (in-process, one CPU process) and
+    return the path of its ``planner.safetensors``. ``subset=n``: only the first ``n`` training films.
+    ``toy_run.json`` beside it records the variant, the dataset options, the time and the last held-out errors.
+    ``overrides``: more ``section.key=value`` settings, applied last."""
+    from ..train import load_config, run
+
+    manifest = read_manifest(dataset_folder)
+    overrides = toy_overrides(dataset_folder, out_dir, variant=variant, steps=steps, seed=seed, subset=subset, threads=threads,
+                              extra=overrides)
+    cfg = load_config("tiny", overrides)
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    result = run(cfg, log=log)
+    seconds = time.perf_counter() - t0
+    history = result["history"]
+    last_eval = next((r for r in reversed(history) if "val_mse" in r), {})
+    record = {"variant": variant, "dataset": os.path.abspath(dataset_folder), "options": manifest["options"],
+              "subset": subset, "steps": cfg.train.steps, "seed": seed, "threads": cfg.train.threads,
+              "seconds": round(seconds, 2), "steps_per_second": round(cfg.train.steps / seconds, 3),
+              "parameters": result.get("parameters"), "final_loss": history[-1]["loss"] if history else None,
+              "heldout": {k: v for k, v in last_eval.items() if k.startswith("val")}, "overrides": overrides}
+    with open(os.path.join(out_dir, RUN_FILE), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    return result["planner"]
+
+
+def read_run(planner_path: str) -> dict:
+    """``toy_run.json`` beside a planner file ({} when there is none)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(planner_path)), RUN_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+
+def _one_keyframe(embeds, i: int):
+    """The script embeddings cut to keyframe ``i`` alone (the header kept): planning it sees no earlier keyframe."""
+    return dataclasses.replace(embeds, keyframes=(embeds.keyframes[i],), keyframe_text=embeds.keyframe_text[i:i + 1])
+
+
+def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Sequence[Film], text_encoder: TextEncoder,
+               face_embedder: FaceEmbedder, token_encoder: Optional[TokenEncoder] = None, *, seed: int = 0,
+               temperature: float = 0.0, guidance: float = 1.0, window: Optional[int] = 16, variant: Optional[str] = None,
+               references: Optional[bool] = None) -> list[torch.Tensor]:
+    """Planned tokens ``[N_i, K, D]`` of every film through ``generate_storyboard``.
+
+    ``planner``: a planner file (loaded with ``load_planner``, as the loader node does), a ``KeyframePlanner`` or
+    a ``ZeroShotPrior`` (which needs ``token_encoder``: the characters' reference tokens are their portraits
+    encoded by it). ``variant`` and ``references`` default to what ``toy_run.json`` beside the planner file says
+    (else ``"full"`` and no references): ``no_identity`` plans from scripts without reference images,
+    ``no_history`` plans each keyframe as a script of its own (keyframe i with seed ``derive_seed(seed, i)``).
+
+    Default ``temperature=0``: each token is the mean of the most likely mixture component, deterministic. The
+    benchmark scores fidelity to the script and to continuity, not diversity; guidance 1 (no CFG), window 16 (the
+    node's default; toy films are shorter than 32 keyframes, so the whole film stays in context).
+    """
+    run_info = read_run(planner) if isinstance(planner, str) else {}
+    if isinstance(planner, str):
+        planner = load_planner(planner)
+    variant = variant or run_info.get("variant", "full")
+    if references is None:
+        references = bool(run_info.get("options", {}).get("references", False))
+    text_encoder = cached_text_encoder(text_encoder)
+    out = []
+    for film in films:
+        if isinstance(planner, ZeroShotPrior):
+            if token_encoder is None:
+                raise ValueError("the zero-shot prior plans from reference tokens: give plan_films a token_encoder")
+            embeds = film_embeds(film, text_encoder, face_embedder, token_encoder)
+            out.append(generate_storyboard(planner, embeds, seed=seed, temperature=temperature).tokens)
+            continue
+        if references and token_encoder is None:
+            raise ValueError("this planner was trained with reference tokens: give plan_films a token_encoder")
+        embeds = film_embeds(film, text_encoder, face_embedder, token_encoder if references else None,
+                             identities=variant != "no_identity")
+        if variant == "no_history":
+            tokens = [generate_storyboard(planner, _one_keyframe(embeds, i), seed=derive_seed(seed, i), temperature=temperature,
+                                          guidance=guidance, window=window).tokens[0] for i in range(embeds.n_keyframes)]
+            out.append(torch.stack(tokens))
+        else:
+            out.append(generate_storyboard(planner, embeds, seed=seed, temperature=temperature, guidance=guidance,
+                                           window=window).tokens)
+    return out
+
+
+def true_tokens(films: Sequence[Film], token_encoder: TokenEncoder, keyframe_size: int = 32) -> list[torch.Tensor]:
+    """The films' keyframes through the token encoder, ``[N_i, K, D]`` each."""
+    return [keyframe_tokens(f, token_encoder, keyframe_size) for f in films]
+
+
+# ------------------------------------------------------------------------------------------ readout
+
+
+@dataclass
+class TokenReadout:
+    """Tokens ``[K, D]`` of one keyframe -> its ``FrameLabel`` (location, camera, characters on screen and their
+    screen positions). A one-hidden-layer network on the
+    standardised, flattened tokens, fitted on true tokens of training films (``fit``)."""
+
+    net: torch.nn.Module
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def fit(cls, tokens: Sequence[torch.Tensor], labels: Sequence[Sequence[FrameLabel]], *, hidden: int = 128,
+            steps: int = 1500, lr: float = 1e-2, weight_decay: float = 1e-4, seed: int = 0) -> "TokenReadout":
+        """Full-batch Adam on cross-entropy (location, camera; position of each character on screen) plus binary
+        cross-entropy (presence of each character). About 8 s for 5 000 keyframes on one thread."""
+        x = torch.cat([t.reshape(t.shape[0], -1).float() for t in tokens])
+        flat = [lab for film in labels for lab in film]
+        if len(flat) != x.shape[0]:
+            raise ValueError(f"{x.shape[0]} keyframes of tokens for {len(flat)} labels")
+        mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+        x = (x - mean) / std
+        loc = torch.tensor([lab.location for lab in flat])
+        cam = torch.tensor([lab.camera for lab in flat])
+        pres = torch.from_numpy(np.stack([lab.presence(N_CHARACTERS) for lab in flat]))
+        pos = torch.full((len(flat), N_CHARACTERS), -100, dtype=torch.long)  # -100: not on screen, ignored
+        for i, lab in enumerate(flat):
+            for c, p in lab.on_screen:
+                pos[i, c] = p
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
+                                      torch.nn.Linear(hidden, _OUTPUTS))
+        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        ce, bce = torch.nn.functional.cross_entropy, torch.nn.functional.binary_cross_entropy_with_logits
+        for _ in range(steps):  # full batch: a few thousand keyframes
+            o = _split(net(x))
+            loss = ce(o["location"], loc) + ce(o["camera"], cam) + bce(o["presence"], pres)
+            if bool((pos >= 0).any()):
+                loss = loss + ce(o["position"].reshape(-1, N_POSITIONS), pos.reshape(-1), ignore_index=-100)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return cls(net.eval(), mean, std)
+
+    @torch.no_grad()
+    def predict(self, tokens: torch.Tensor) -> list[FrameLabel]:
+        """``[N, K, D]`` -> N labels."""
+        o = _split(self.net((tokens.reshape(tokens.shape[0], -1).float() - self.mean) / self.std))
+        loc, cam, pres, pos = o["location"].argmax(-1), o["camera"].argmax(-1), o["presence"] > 0, o["position"].argmax(-1)
+        return [FrameLabel(int(loc[i]), int(cam[i]), tuple((int(c), int(pos[i, c])) for c in torch.nonzero(pres[i]).flatten()))
+                for i in range(tokens.shape[0])]
+
+
+_OUTPUTS = N_LOCATIONS + N_CAMERAS + N_CHARACTERS + N_CHARACTERS * N_POSITIONS
+
+
+def _split(out: torch.Tensor) -> dict:
+    a = N_LOCATIONS
+    b = a + N_CAMERAS
+    c = b + N_CHARACTERS
+    return {"location": out[:, :a], "camera": out[:, a:b], "presence": out[:, b:c],
+            "position": out[:, c:].reshape(out.shape[0], N_CHARACTERS, N_POSITIONS)}
+
+
+def same_place(labels: Sequence[FrameLabel]) -> list[bool]:
+    """Per keyframe: whether its location is the previous keyframe's (never for the first)."""
+    return [i > 0 and labels[i].location == labels[i - 1].location for i in range(len(labels))]
+
+
+def _scores(pred: list[FrameLabel], true: list[FrameLabel], keep: list[bool]) -> dict:
+    same_p = [p for p, k in zip(pred, keep) if k]
+    same_t = [t for t, k in zip(true, keep) if k]
+    return {
+        "location_accuracy": location_accuracy(pred, true),
+        "camera_accuracy": camera_accuracy(pred, true),
+        "character_f1": character_f1(pred, true),
+        "character_set_match": character_set_match(pred, true),
+        "position_accuracy": position_accuracy(pred, true),
+        "location_same_place": location_accuracy(same_p, same_t) if same_t else float("nan"),
+    }
+
+
+def token_readout_scores(readout: TokenReadout, pred_tokens: Sequence[torch.Tensor], labels: Sequence[Sequence[FrameLabel]],
+                         true_tokens: Optional[Sequence[torch.Tensor]] = None) -> dict:
+    """Scores of planned tokens (one ``[N_i, K, D]`` per film) read by ``readout`` against the films' labels:
+    location and camera accuracy, character F1, exact character-set match, and ``location_same_place``
+    (location accuracy on keyframes that stay where the previous one was). With ``true_tokens`` (the same
+    films' true tokens) the same scores of those are added with the prefix ``true_`` (the readout's ceiling)."""
+    if len(pred_tokens) != len(labels):
+        raise ValueError(f"{len(pred_tokens)} films of tokens for {len(labels)} films of labels")
+    true = [lab for film in labels for lab in film]
+    keep = [k for film in labels for k in same_place(film)]
+    pred = [lab for t in pred_tokens for lab in readout.predict(t)]
+    out = {**_scores(pred, true, keep), "keyframes": len(true), "same_place_keyframes": sum(keep)}
+    if true_tokens is not None:
+        ceiling = [lab for t in true_tokens for lab in readout.predict(t)]
+        out.update({f"true_{k}": v for k, v in _scores(ceiling, true, keep).items()})
+    return out
+
+
+__all__ = ["FULL_STEPS", "THREADS", "VARIANTS", "MANIFEST", "toy_overrides", "train_toy_planner", "read_run", "plan_films",
+           "true_tokens", "TokenReadout", "same_place", "token_readout_scores"]

