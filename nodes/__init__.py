@@ -22,6 +22,8 @@ NODE_MODULES = {
     "render_nodes": ["MovieDreamerRendererLoader", "IdentityDiffusionRender", "MovieDreamerKeyframeEncode"],
     "animate_nodes": ["ShotAnimate"],
     "renderer_train_node": ["MovieDreamerTrainRenderer"],
+    "storyboard_sheet_node": ["MovieDreamerStoryboardSheet"],
+    "toycinema_models": ["MovieDreamerToyCinemaLoader"],
 }
 
 
@@ -55,6 +57,14 @@ async def comfy_entrypoint() -> MovieDreamerExtension:
     # This host version never calls ComfyExtension.on_load, so the models folder is registered here,
     # once, when the host loads the pack (after it has read extra_model_paths.yaml).
     host.register_model_folder()
+    try:  # the shipped toy renderer and planner join models/moviedreamer (after the user's folders)
+        from .toycinema_models import register_toy_models
+
+        register_toy_models()
+    except Exception as e:  # noqa: BLE001  (the toy models are optional; the rest of the pack still loads)
+        import logging
+
+        logging.error("MovieDreamer: the toy cinema models are not available: %s: %s", type(e).__name__, e)
     from . import routes
 
     routes.register()

@@ -14,7 +14,7 @@ from ..moviedreamer_core.script_encoding import TokenEncoder
 from ..moviedreamer_core.spaces import TokenSpace
 from . import host
 
-FACE_EMBEDDER_CHOICES = ["dlib", "insightface", "clip_vision_crop"]
+FACE_EMBEDDER_CHOICES = ["dlib", "insightface", "clip_vision_crop", "toycinema"]
 FACE_EMBEDDER_TOOLTIP = (
     "How each character's reference photos become an identity embedding. "
     "dlib: 128-D face recogniser, CPU, installed with the pack (pip packages dlib-bin and "
@@ -23,7 +23,8 @@ FACE_EMBEDDER_TOOLTIP = (
     "was trained with; antelopev2 is used when buffalo_l is absent). "
     "clip_vision_crop: the connected CLIP Vision model on a face crop (or a centre crop when no face is "
     "found); the fallback for photos where no face can be detected. dlib and insightface refuse a photo "
-    "without a detectable face."
+    "without a detectable face. toycinema: the toy cinema's identity embedder, for its cartoon characters only "
+    "(shipped with the pack)."
 )
 
 #: InsightFace model packs tried in order: buffalo_l first, because IP-Adapter FaceID files were trained on its
@@ -89,6 +90,11 @@ def make_face_embedder(choice: str, clip_vision=None) -> FaceEmbedder:
             raise ValueError("face_embedder clip_vision_crop needs a CLIP Vision model: connect one to clip_vision")
         return CropEncoderEmbedder(clip_vision_encode_fn(clip_vision), name=f"comfy.clip_vision.{clip_vision_fingerprint(clip_vision)}",
                                    dim=_clip_vision_dim(clip_vision))
+    if choice == "toycinema":
+        from ..moviedreamer_core.toycinema.identity import ToyIdentityEmbedder
+        from .toycinema_models import IDENTITY_FILE, weights_path
+
+        return ToyIdentityEmbedder.load(weights_path(IDENTITY_FILE))
     raise ValueError(f"unknown face_embedder {choice!r} (choices: {', '.join(FACE_EMBEDDER_CHOICES)})")
 
 

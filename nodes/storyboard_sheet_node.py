@@ -1,0 +1,71 @@
+"""MovieDreamerStoryboardSheet: the rendered keyframes as one captioned picture, saved in the movie project.
+
+A cheap overview of a whole movie before hours of image-to-video sampling (and the picture the toy cinema demo
+writes beside its movie). The layout is ``moviedreamer_core.storyboard_sheet``; this node adds the project folder
+and the preview.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from comfy_api.latest import io, ui
+
+from ..moviedreamer_core.project import MovieProject, atomic_write_bytes
+from ..moviedreamer_core.storyboard_sheet import contact_sheet
+from . import host, types
+from .choices import check_inputs
+
+SHEET_FILE = "storyboard.png"
+
+
+class MovieDreamerStoryboardSheet(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerStoryboardSheet",
+            display_name="Storyboard Sheet (MovieDreamer)",
+            category=types.CATEGORY,
+            description="Lays the keyframes out in a grid, each captioned with its shot and action, and saves the "
+            "picture as storyboard.png in the movie project folder.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("keyframes", tooltip="The rendered keyframes, in order (from IdentityDiffusionRender)."),
+                types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode: the captions (shot id and action)."),
+                io.Int.Input("columns", default=6, min=1, max=64, tooltip="Keyframes per row."),
+                io.Int.Input("cell_width", default=160, min=16, max=2048, step=8,
+                             tooltip="Width of each keyframe in the sheet, in pixels (small keyframes are enlarged)."),
+                io.String.Input("project_name", default="",
+                                tooltip="Movie project folder under output/moviedreamer/ (empty = the script's title)."),
+            ],
+            outputs=[io.Image.Output("sheet", display_name="sheet", tooltip="The storyboard picture.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs):
+        return check_inputs(cls, kwargs)
+
+    @classmethod
+    def execute(cls, keyframes, script_embeds, columns, cell_width, project_name="") -> io.NodeOutput:
+        n = int(keyframes.shape[0])
+        if n != script_embeds.n_keyframes:
+            raise ValueError(f"{n} keyframe images for a script with {script_embeds.n_keyframes} keyframes")
+        frames = (keyframes.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        captions = [f"{k.shot_id}: {k.action}" for k in script_embeds.keyframes]
+        sheet = contact_sheet(list(frames), captions, columns=columns, cell=cell_width)
+        project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)
+        path = project.path(SHEET_FILE)
+        from io import BytesIO
+
+        from PIL import Image
+
+        buffer = BytesIO()
+        Image.fromarray(sheet).save(buffer, format="PNG")
+        atomic_write_bytes(path, buffer.getvalue())
+        ref = host.view_reference(path)
+        image = torch.from_numpy(np.ascontiguousarray(sheet)).float().div(255)[None]
+        shown = ui.SavedImages([ui.SavedResult(ref["filename"], ref["subfolder"], io.FolderType.output)]) if ref else None
+        return io.NodeOutput(image, ui=shown or ui.PreviewText(f"saved {os.path.basename(path)}"))

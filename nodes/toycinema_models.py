@@ -1,0 +1,180 @@
+"""The toy cinema's decoder model in the host's own classes, and the node that loads the shipped toy models.
+
+The toy world (``moviedreamer_core/toycinema``) renders 32x32 keyframes. Its decoder is a small SD1.5-layout
+UNet (``comfy.model_base.BaseModel``, the host's discrete eps schedule) working directly on pixels, with the
+host's pixel-space "VAE" (pixels are the latents), so the render node samples it with the host's own samplers
+exactly as it samples a user's SDXL. The host's model detection knows only real-size families, so the UNet
+file carries its configuration in its safetensors metadata and this module builds the model from it.
+
+The toy world renders with a fixed, empty text condition (zeros): what a keyframe shows comes from its tokens
+and its characters' identities through the renderer adapter. The loader hands that condition out as
+``positive``/``negative`` so a toy workflow needs no text encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.sd
+import comfy.supported_models_base
+from comfy_api.latest import io, ui
+
+from . import host, types
+
+METADATA_KEY = "moviedreamer_toy_unet"
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The shipped toy weights: the tokenizer, identity embedder, probe and UNet here; the renderer and planner in
+#: ``moviedreamer/``, which is added to the host's models/moviedreamer search path (after the user's folders).
+WEIGHTS_DIR = os.path.join(PACK_DIR, "moviedreamer_core", "toycinema", "weights")
+TOY_MODEL_DIR = os.path.join(WEIGHTS_DIR, "moviedreamer")
+UNET_FILE = "toycinema_unet.safetensors"
+RENDERER_FILE = "toycinema_renderer.safetensors"
+PLANNER_FILE = "toycinema_planner.safetensors"
+TOKENIZER_FILE = "toycinema_tokenizer.safetensors"
+IDENTITY_FILE = "toycinema_identity.safetensors"
+PROBE_FILE = "toycinema_probe.safetensors"
+
+#: About 1.4 M parameters; attention only at 8x8 (and the middle), where a figure is a pixel or two wide: that
+#: is where tokens and identities enter. 0.36 s per training step at batch 32 on two CPU cores.
+TOY_UNET = dict(image_size=32, in_channels=3, out_channels=3, model_channels=32, num_res_blocks=[1, 1, 1],
+                channel_mult=[1, 2, 2], transformer_depth=[0, 1, 1], transformer_depth_output=[0, 0, 1, 1, 1, 1],
+                disable_self_attentions=[False, True, False], transformer_depth_middle=1, use_spatial_transformer=True, use_linear_in_transformer=True,
+                context_dim=64, num_head_channels=32, legacy=False, use_checkpoint=False, adm_in_channels=None,
+                num_classes=None)
+
+
+class ToyPixelModel(comfy.supported_models_base.BASE):
+    """The model family of the toy UNet: RGB pixels as latents (identity scaling), the SD noise schedule."""
+
+    unet_config: dict = {}
+    unet_extra_config: dict = {}
+    latent_format = comfy.latent_formats.ChromaRadiance
+
+
+def init_from_scratch_(model: torch.nn.Module) -> None:
+    """PyTorch's default initialisation for every layer (the host builds layers uninitialised), then zero the
+    last layer of every residual branch and the output, as diffusion UNets are initialised for training."""
+    with torch.no_grad():
+        for m in model.modules():
+            for cls in (torch.nn.Conv2d, torch.nn.Linear, torch.nn.GroupNorm, torch.nn.LayerNorm):
+                if isinstance(m, cls):
+                    cls.reset_parameters(m)
+                    break
+        unet = model.diffusion_model
+        zero = [unet.out[-1]] + [m.out_layers[-1] for m in unet.modules() if hasattr(m, "out_layers")]
+        for m in zero:
+            for p in m.parameters():
+                p.zero_()
+
+
+def build_toy_unet(unet_config: dict | None = None, state: dict | None = None, seed: int = 0):
+    """A ``ModelPatcher`` around the toy ``BaseModel``: with ``state`` loaded, else freshly initialised."""
+    config = dict(unet_config or TOY_UNET, dtype=torch.float32)
+    model = comfy.model_base.BaseModel(ToyPixelModel(config), device="cpu")
+    if state is None:
+        torch.manual_seed(seed)
+        init_from_scratch_(model)
+    else:
+        missing, unexpected = model.diffusion_model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"toy UNet weights do not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    mm = comfy.model_management
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def save_toy_unet(patcher, path: str, unet_config: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().float().contiguous().cpu() for k, v in patcher.model.diffusion_model.state_dict().items()}
+    tmp = path + ".tmp"
+    save_file(state, tmp, metadata={METADATA_KEY: json.dumps(unet_config or TOY_UNET)})
+    os.replace(tmp, path)
+
+
+def load_toy_unet(path: str):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        if METADATA_KEY not in meta:
+            raise ValueError(f"{os.path.basename(path)} is not a toy cinema UNet file (no {METADATA_KEY} metadata)")
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    return build_toy_unet(json.loads(meta[METADATA_KEY]), state)
+
+
+def pixel_vae() -> comfy.sd.VAE:
+    """The host's pixel-space VAE: IMAGE 0..1 <-> latents -1..1, no weights."""
+    return comfy.sd.VAE(sd={"pixel_space_vae": torch.tensor(1.0)})
+
+
+def text_context(unet_config: dict | None = None) -> torch.Tensor:
+    """The toy world's fixed text condition: one zero token of the UNet's context width."""
+    return torch.zeros(1, 1, int((unet_config or TOY_UNET)["context_dim"]))
+
+
+def weights_path(name: str, folder: str | None = None) -> str:
+    path = os.path.join(folder or WEIGHTS_DIR, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"toy cinema file {name} not found in {folder or WEIGHTS_DIR}; "
+                                "retrain the toy models with: python nodes/toycinema_train.py")
+    return path
+
+
+class MovieDreamerToyCinemaLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MovieDreamerToyCinemaLoader",
+            display_name="Load Toy Cinema Model (MovieDreamer)",
+            category=types.CATEGORY + "/toy cinema",
+            description="The toy cinema's decoder: a small pixel-space diffusion UNet trained with the pack's own "
+            "trainers on a procedural cartoon world (32x32 keyframes, CPU-friendly). Use it with the renderer "
+            "toycinema_renderer and the planner toycinema_planner, the text encoder minilm and the face embedder "
+            "toycinema in ScriptEncode. Its text condition is fixed (empty): connect positive and negative to "
+            "the render node.",
+            inputs=[],
+            outputs=[io.Model.Output("model", display_name="MODEL", tooltip="The toy diffusion UNet (pixel space)."),
+                     io.Vae.Output("vae", display_name="VAE", tooltip="The host's pixel-space VAE (pixels are the latents)."),
+                     io.Conditioning.Output("positive", display_name="positive", tooltip="The toy world's fixed text condition."),
+                     io.Conditioning.Output("negative", display_name="negative", tooltip="The same condition (the "
+                                            "renderer's tokens and identities make the difference under guidance)."),
+                     io.Image.Output("characters", display_name="characters",
+                                     tooltip="Reference portraits of the toy world's six characters (64x64), in the "
+                                     "order Ava, Bo, Cy, Dee, Eli, Fen: connect to ScriptEncode's images and write "
+                                     "references: [0] for Ava, [1] for Bo, ...")],
+        )
+
+    @classmethod
+    def execute(cls) -> io.NodeOutput:
+        path = weights_path(UNET_FILE)
+        model = load_toy_unet(path)
+        cond = [[text_context(), {}]]
+        n = sum(p.numel() for p in model.model.diffusion_model.parameters())
+        from ..moviedreamer_core.toycinema.film_script import world_references
+
+        characters = torch.from_numpy(world_references()).float().div(255)
+        return io.NodeOutput(model, pixel_vae(), cond, [[text_context(), {}]], characters,
+                             ui=ui.PreviewText(f"{UNET_FILE}: {n / 1e6:.2f} M parameters, 32x32 pixel space"))
+
+    @classmethod
+    def fingerprint_inputs(cls):
+        path = os.path.join(WEIGHTS_DIR, UNET_FILE)
+        return os.path.getmtime(path) if os.path.isfile(path) else 0.0
+
+
+def register_toy_models() -> None:
+    """Add the shipped toy renderer and planner folder to models/moviedreamer, after the user's folders (new
+    files are still saved in the first folder, never among the pack's files)."""
+    import folder_paths
+
+    host.register_model_folder()
+    paths, exts = folder_paths.folder_names_and_paths[host.MODEL_FOLDER]
+    if TOY_MODEL_DIR not in paths:
+        folder_paths.folder_names_and_paths[host.MODEL_FOLDER] = (list(paths) + [TOY_MODEL_DIR], exts)

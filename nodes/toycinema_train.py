@@ -1,0 +1,175 @@
+"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (about 25 minutes on 2 CPU cores).
+
+The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
+so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
+trainers, not of an unpublished script. Stages, in order (each can be run alone with ``--stages``):
+
+1. ``probe``: the label probe that scores every stage (location, camera, who is on screen).
+2. ``identity``: the toy world's identity embedder (its "face recogniser"), which ScriptEncode's ``toycinema``
+   face embedder uses on the characters' reference portraits.
+3. ``decoder``: the diffusion autoencoder (paper section 3.2) with identity-preserving rendering (section 3.4):
+   the tokenizer (keyframe -> 2 tokens), the pixel-space UNet in the host's classes and the renderer adapter,
+   trained together through the host's UNet and noise schedule (``toycinema/autoencoder.py``).
+4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
+   tokens from the new tokenizer) and the ``tiny`` planner trained on it with the accelerate trainer.
+
+ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+try:  # a submodule of the pack (tests), or a script run from anywhere (then nodes/ is on sys.path)
+    from .library_mode import PACK_MODULE, comfyui_folder, import_host, import_pack
+except ImportError:
+    from library_mode import PACK_MODULE, comfyui_folder, import_host, import_pack
+
+STAGES = ("probe", "identity", "decoder", "planner")
+#: Training films and held-out films come from different seeds of the story grammar.
+TRAIN_SEED, HELD_OUT_SEED = 1000, 9000
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="toycinema_train.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--comfyui", default=None, help="the ComfyUI folder (default: $COMFYUI_PATH or the one around this pack)")
+    p.add_argument("--out", default=None, help="where the files go (default: the pack's shipped weights folder)")
+    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {', '.join(STAGES)}")
+    p.add_argument("--films", type=int, default=300, help="training films for the decoder and the planner")
+    p.add_argument("--decoder-steps", type=int, default=2400)
+    p.add_argument("--planner-steps", type=int, default=None, help="default: the toy planner's own budget")
+    p.add_argument("--probe-steps", type=int, default=600)
+    p.add_argument("--identity-steps", type=int, default=None, help="default: the identity embedder's own budget")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: up to 2)")
+    p.add_argument("--no-identity", action="store_true", help="decoder without identity conditioning (an ablation)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _pack(name: str):
+    return importlib.import_module(f"{PACK_MODULE}.{name}")
+
+
+def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, log=_log) -> dict:
+    """Train tokenizer + toy UNet + renderer adapter on ``films`` and write the three files into ``out_dir``
+    (renderer and UNet under ``moviedreamer/`` and beside it, as shipped). ``identities`` ``[n_characters, Di]``
+    or ``None`` (no identity path). Returns the paths and the loss curve."""
+    import torch
+
+    core = _pack("moviedreamer_core")
+    toy = _pack("nodes.toycinema_models")
+    host = _pack("nodes.host")
+    renderer_mod = _pack("moviedreamer_core.renderer")
+    ae = _pack("moviedreamer_core.toycinema.autoencoder")
+    tok = _pack("moviedreamer_core.toycinema.tokenizer")
+    from_attention = _pack("nodes.attention_patch")
+    make_denoiser = _pack("nodes.renderer_training").make_denoiser
+    del core
+
+    torch.manual_seed(seed)
+    data = ae.keyframe_set(films, 32)
+    log(f"decoder: {len(data)} keyframes from {len(films)} films")
+    model = toy.build_toy_unet(seed=seed)
+    tokenizer = tok.ToyTokenizer()
+    layers = from_attention.discover_cross_attention(model)
+    identity_space = None
+    if identities is not None:
+        identity_space = {"encoder": "pending", "dim": int(identities.shape[1])}
+    cfg = renderer_mod.RendererConfig(token_space=tokenizer.space.to_dict(), context_dim=layers[0].context_dim,
+                                      layer_dims=[l.inner_dim for l in layers], context_tokens=4,
+                                      identity_space=identity_space, identity_tokens=2, source="moviedreamer-toycinema")
+    adapter = renderer_mod.RendererAdapter(cfg)
+    patcher = host.managed(adapter)
+    denoise = make_denoiser(model, patcher, train_base=True)
+    training = ae.AutoencoderTraining(steps=steps, seed=seed)
+    started = time.perf_counter()
+
+    def progress(step, total, loss):
+        if step == 1 or step % max(total // 20, 1) == 0 or step == total:
+            log(f"decoder step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
+
+    with torch.inference_mode(False):
+        losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
+                                      training, progress=progress)
+    os.makedirs(os.path.join(out_dir, "moviedreamer"), exist_ok=True)
+    adapter.cfg.token_space = tokenizer.space.to_dict()
+    paths = {"tokenizer": os.path.join(out_dir, toy.TOKENIZER_FILE), "unet": os.path.join(out_dir, toy.UNET_FILE),
+             "renderer": os.path.join(out_dir, "moviedreamer", toy.RENDERER_FILE)}
+    tokenizer.save(paths["tokenizer"])
+    toy.save_toy_unet(model, paths["unet"])
+    return {"paths": paths, "losses": losses, "seconds": time.perf_counter() - started, "adapter": adapter,
+            "identity_space_pending": identity_space is not None}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    import_host(comfyui_folder(args.comfyui))
+    import_pack()
+    import torch
+
+    torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
+    toy = _pack("nodes.toycinema_models")
+    out = os.path.abspath(args.out or toy.WEIGHTS_DIR)
+    os.makedirs(os.path.join(out, "moviedreamer"), exist_ok=True)
+    grammar = _pack("moviedreamer_core.toycinema.grammar")
+    identity_mod = _pack("moviedreamer_core.toycinema.identity")
+    started = time.perf_counter()
+
+    if "probe" in stages:
+        probe = _pack("moviedreamer_core.toycinema.probe").train_probe(seed=args.seed, n_films=60, steps=args.probe_steps)
+        probe.save(os.path.join(out, toy.PROBE_FILE))
+        _log(f"probe: {probe.info['seconds']} s")
+    if "identity" in stages:
+        t = time.perf_counter()
+        kwargs = {"steps": args.identity_steps} if args.identity_steps else {}
+        embedder = identity_mod.train_identity_embedder(seed=args.seed, **kwargs)
+        embedder.save(os.path.join(out, toy.IDENTITY_FILE))
+        _log(f"identity embedder: {time.perf_counter() - t:.0f} s")
+    def embedder():  # the one just trained into --out, else the shipped one
+        folder = out if os.path.isfile(os.path.join(out, toy.IDENTITY_FILE)) else toy.WEIGHTS_DIR
+        return identity_mod.ToyIdentityEmbedder.load(toy.weights_path(toy.IDENTITY_FILE, folder))
+
+    films = grammar.generate_films(TRAIN_SEED, args.films)
+    held_out = grammar.generate_films(HELD_OUT_SEED, 4)  # the planner trainer's periodic evaluation
+    if "decoder" in stages:
+        ae = _pack("moviedreamer_core.toycinema.autoencoder")
+        identities = None if args.no_identity else ae.reference_identities(embedder())
+        result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed)
+        adapter = result["adapter"]
+        if identities is not None:
+            adapter.cfg.identity_space = embedder().space.to_dict()
+        _pack("moviedreamer_core.renderer").save_renderer(adapter, result["paths"]["renderer"])
+        _log(f"decoder: {result['seconds']:.0f} s, final loss {sum(result['losses'][-50:]) / 50:.4f}")
+    if "planner" in stages:
+        tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(toy.weights_path(toy.TOKENIZER_FILE, out))
+        text_encoder = _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm")
+        planner_data = _pack("moviedreamer_core.toycinema.planner_data")
+        runs = _pack("moviedreamer_core.toycinema.planner_runs")
+        with tempfile.TemporaryDirectory(prefix="toycinema_planner_") as work:
+            t = time.perf_counter()
+            planner_data.write_planner_dataset(films, os.path.join(work, "data"), text_encoder, embedder(),
+                                               tokenizer.token_encoder(), held_out=held_out)
+            _log(f"planner dataset: {time.perf_counter() - t:.0f} s")
+            path = runs.train_toy_planner(os.path.join(work, "data"), os.path.join(work, "run"), steps=args.planner_steps,
+                                          seed=args.seed, log=_log)
+            shutil.copyfile(path, os.path.join(out, "moviedreamer", toy.PLANNER_FILE))
+    _log(f"done in {time.perf_counter() - started:.0f} s: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
