@@ -17,7 +17,8 @@ WORKFLOWS = PACK_DIR / "workflows"
 PAIRS = [("moviedreamer_script.json", "moviedreamer_script_api.json"),
          ("moviedreamer_storyboard.json", "moviedreamer_storyboard_api.json"),
          ("moviedreamer_movie.json", "moviedreamer_movie_api.json"),
-         ("moviedreamer_movie_tiny.json", "moviedreamer_movie_tiny_api.json")]
+         ("moviedreamer_movie_tiny.json", "moviedreamer_movie_tiny_api.json"),
+         ("moviedreamer_toycinema.json", "moviedreamer_toycinema_api.json")]
 
 
 @pytest.fixture

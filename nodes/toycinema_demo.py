@@ -1,0 +1,155 @@
+"""Make a toy movie on the CPU in about a minute: ``python nodes/toycinema_demo.py``.
+
+It runs the toy cinema workflow (``workflows/moviedreamer_toycinema_api.json``) with ComfyUI's own validator
+and executor in this process, so the movie goes through exactly the nodes a user's graph runs: ScriptEncode
+(MiniLM sentences, toy identities) -> the toy planner -> IdentityDiffusionRender on the toy UNet -> ShotAnimate
+(animatic) and the storyboard sheet. It writes ``output/moviedreamer/<project>/movie.mp4`` and
+``storyboard.png`` in ComfyUI's output folder (or ``--output-dir``) and prints both paths.
+
+    python nodes/toycinema_demo.py                       # the workflow's own script
+    python nodes/toycinema_demo.py --film-seed 123       # a new story from the toy grammar
+    python nodes/toycinema_demo.py --script my_toy.yaml  # your script (characters Ava, Bo, Cy, Dee, Eli, Fen)
+
+ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+import time
+import uuid
+
+try:  # a submodule of the pack (tests), or a script run from anywhere (then nodes/ is on sys.path)
+    from .library_mode import PACK_DIR, comfyui_folder, import_host
+except ImportError:
+    from library_mode import PACK_DIR, comfyui_folder, import_host
+
+WORKFLOW = PACK_DIR / "workflows" / "moviedreamer_toycinema_api.json"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="toycinema_demo.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--comfyui", default=None, help="the ComfyUI folder (default: $COMFYUI_PATH or the one around this pack)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--script", default=None, help="a toy script file (YAML or JSON; references: [id] index the "
+                        "six characters Ava=0 ... Fen=5)")
+    source.add_argument("--film-seed", type=int, default=None, help="write a new story with the toy grammar from this seed")
+    p.add_argument("--shots", type=int, default=8, help="shots of a --film-seed story")
+    p.add_argument("--seed", type=int, default=None, help="planning and rendering seed (default: the workflow's)")
+    p.add_argument("--project", default=None, help="movie project name (default: the workflow's, toy_cinema)")
+    p.add_argument("--output-dir", default=None, help="ComfyUI's output folder for this run (default: ComfyUI's own)")
+    return p.parse_args(argv)
+
+
+class _Printer:
+    """The executor's message sink (the server's role): one line per node, progress on one line."""
+
+    client_id = "moviedreamer-toycinema-demo"
+
+    def __init__(self, prompt: dict):
+        self.prompt = prompt
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets_metadata: dict = {}
+        self.errors: list = []
+
+    def send_sync(self, event, data, sid=None):
+        if event == "executing" and isinstance(data, dict) and data.get("node"):
+            node = self.prompt.get(str(data["node"]), {})
+            print(f"\n  {node.get('class_type', data['node'])}", end="", file=sys.stderr, flush=True)
+        elif event in ("execution_error", "execution_interrupted"):
+            self.errors.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+def _progress_hook(value, total, preview_image, prompt_id=None, node_id=None):
+    import comfy.model_management
+
+    comfy.model_management.throw_exception_if_processing_interrupted()
+    print(f"\r  {value}/{total}" + " " * 8, end="", file=sys.stderr, flush=True)
+
+
+def _pack_module() -> str:
+    """The name under which the host imported this pack (it derives it from the folder's path)."""
+    init = os.path.realpath(PACK_DIR / "__init__.py")
+    for name, module in list(sys.modules.items()):
+        if os.path.realpath(getattr(module, "__file__", None) or "") == init:
+            return name
+    raise RuntimeError("this pack is not loaded")
+
+
+def toy_prompt(args) -> dict:
+    """The toy workflow, with the script, seed and project name the command line asked for."""
+    prompt = json.loads(WORKFLOW.read_text(encoding="utf-8"))
+    by_type = {node["class_type"]: node for node in prompt.values()}
+    if args.script:
+        with open(args.script, encoding="utf-8") as f:
+            by_type["ScriptEncode"]["inputs"]["script"] = f.read()
+    elif args.film_seed is not None:
+        toycinema = f"{_pack_module()}.moviedreamer_core.toycinema"
+        script_text = importlib.import_module(f"{toycinema}.film_script").script_text
+        generate_film = importlib.import_module(f"{toycinema}.grammar").generate_film
+        by_type["ScriptEncode"]["inputs"]["script"] = script_text(generate_film(args.film_seed, n_shots=args.shots), "world")
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if args.seed is not None and "seed" in inputs:
+            inputs["seed"] = args.seed
+        if args.project is not None and "project_name" in inputs:
+            inputs["project_name"] = args.project
+    return prompt
+
+
+def run(args) -> dict:
+    """Load the host and this pack, run the toy workflow; returns ``{"movie": path, "storyboard": path}``."""
+    root = comfyui_folder(args.comfyui)
+    folder_paths = import_host(root)
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        folder_paths.set_output_directory(os.path.abspath(args.output_dir))
+    import comfy.utils
+    import execution
+    import nodes
+
+    started = time.perf_counter()
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    if not asyncio.run(nodes.load_custom_node(str(PACK_DIR), ignore=set(nodes.NODE_CLASS_MAPPINGS), module_parent="custom_nodes")):
+        raise SystemExit("ComfyUI could not load this pack (see the log above)")
+    comfy.utils.set_progress_bar_global_hook(_progress_hook)
+    prompt = toy_prompt(args)
+    prompt_id = str(uuid.uuid4())
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, json.loads(json.dumps(prompt)), None))
+    if not valid:
+        raise SystemExit(f"the toy workflow was refused: {error.get('message')}: {json.dumps(node_errors, indent=1)[:2000]}")
+    printer = _Printer(prompt)
+    executor = execution.PromptExecutor(printer, cache_type=False)
+    executor.execute(prompt, prompt_id, {"client_id": printer.client_id}, outputs)
+    print(file=sys.stderr)
+    if printer.errors or not executor.success:
+        event, data = printer.errors[0] if printer.errors else ("execution_error", {})
+        raise SystemExit(f"{event}: {data.get('node_type', '')}: {data.get('exception_message', data)}")
+    name = next(n["inputs"].get("project_name") for n in prompt.values() if n["class_type"] == "ShotAnimate")
+    project = importlib.import_module(f"{_pack_module()}.moviedreamer_core.project").MovieProject(
+        folder_paths.get_output_directory(), name)
+    result = {"movie": project.path(f"{project.name}.mp4"), "storyboard": project.path("storyboard.png"),
+              "seconds": time.perf_counter() - started}
+    for key in ("movie", "storyboard"):
+        if not os.path.isfile(result[key]):
+            raise SystemExit(f"the workflow ran but {result[key]} is missing")
+    return result
+
+
+def main(argv=None) -> int:
+    result = run(parse_args(argv))
+    print(f"movie:      {result['movie']}\nstoryboard: {result['storyboard']}\n({result['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
