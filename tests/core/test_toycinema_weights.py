@@ -1,0 +1,47 @@
+"""The toy cinema's shipped files: small, safetensors, and trained in one consistent set of spaces.
+
+Every file is the output of ``nodes/toycinema_train.py``; a planner or renderer trained against another
+tokenizer or identity embedder would be refused by the nodes at run time, so the set is checked here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "moviedreamer_core" / "toycinema" / "weights"
+FILES = {"toycinema_tokenizer.safetensors", "toycinema_identity.safetensors", "toycinema_probe.safetensors",
+         "toycinema_unet.safetensors", "moviedreamer/toycinema_renderer.safetensors",
+         "moviedreamer/toycinema_planner.safetensors"}
+
+
+def test_every_shipped_file_is_there_in_safetensors_and_all_fit_in_25_mb():
+    found = {str(p.relative_to(WEIGHTS)).replace(os.sep, "/") for p in WEIGHTS.rglob("*") if p.is_file()}
+    assert FILES <= found, f"missing: {sorted(FILES - found)} (run python nodes/toycinema_train.py)"
+    assert {f for f in found if not f.endswith(".safetensors")} <= {"README.md"}
+    total = sum((WEIGHTS / f).stat().st_size for f in found)
+    assert total <= 25 * 2**20, f"{total / 2**20:.1f} MB"
+    for f in FILES:
+        with safe_open(str(WEIGHTS / f), framework="pt") as st:
+            assert st.metadata(), f"{f} carries no configuration"
+
+
+def test_planner_and_renderer_were_trained_in_the_shipped_tokenizer_and_identity_spaces():
+    from moviedreamer_core.planner.checkpoint import load_planner
+    from moviedreamer_core.renderer import load_renderer
+    from moviedreamer_core.toycinema.identity import ToyIdentityEmbedder
+    from moviedreamer_core.toycinema.tokenizer import ToyTokenizer
+
+    if not (WEIGHTS / "toycinema_tokenizer.safetensors").is_file():
+        pytest.fail("the toy weights are missing (run python nodes/toycinema_train.py)")
+    tokens = ToyTokenizer.load(str(WEIGHTS / "toycinema_tokenizer.safetensors")).space
+    identity = ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")).space
+    renderer = load_renderer(str(WEIGHTS / "moviedreamer" / "toycinema_renderer.safetensors"))
+    planner = load_planner(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors"))
+    assert renderer.cfg.tokens == tokens and renderer.cfg.identity == identity
+    assert planner.cfg.token_space == tokens.to_dict()
+    assert planner.cfg.identity_space == identity.to_dict()
+    assert "minilm" in planner.cfg.text_space["encoder"].lower()  # ScriptEncode's built-in text encoder
