@@ -1,0 +1,249 @@
+"""The method benchmark: does MovieDreamer's recipe do what the paper says, measured in the toy cinema?
+
+    python benchmarks/toycinema.py            # about 45 minutes on 2 CPU cores the first time (it trains the
+                                              # ablations into --work), a few minutes afterwards
+
+Everything is scored on held-out toy films (story seeds the models never saw) with the shipped label probe
+(location, camera, who is on screen) and the toy identity embedder (identity consistency: crops of the same
+character in the rendered keyframes closer to each other than to other characters'). Rows:
+
+* ground truth: the films' own keyframes (the probe's ceiling);
+* decoded from true tokens (the tokenizer's two tokens of each true keyframe, drawn by the renderer): with the
+  renderer's identity conditioning, with it switched off (identity_weight 0), and a renderer trained without
+  identity conditioning (paper section 3.4: identities repair what two tokens lose);
+* planned, then decoded: the shipped planner (script + identities + history); planners trained the same way
+  without identity embeddings, without history (each keyframe planned alone), and the training-free zero-shot
+  prior (paper section 3.3);
+* anti-overfitting: the same planner with and without its regularisers (dropout, token masking, identity
+  randomisation), both trained on a small subset of the films.
+
+Planned rows also report "location, same place": accuracy on keyframes whose location is the previous
+keyframe's (continuity), and every planned row is also scored on its tokens directly (a readout fitted on
+true tokens; no renderer in between). Every ablation is trained with the pack's own trainers and the shipped
+models' settings (``nodes/toycinema_train.py``, ``toycinema/planner_runs.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+PACK = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PACK / "nodes"))
+
+from library_mode import PACK_MODULE, comfyui_folder, import_host, import_pack  # noqa: E402
+
+COLUMNS = ("location", "camera", "character F1", "exact set", "location, same place", "identity consistency")
+
+
+def _pack(name: str):
+    return importlib.import_module(f"{PACK_MODULE}.{name}")
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--comfyui", default=None)
+    p.add_argument("--work", default=os.path.expanduser("~/.cache/moviedreamer/toycinema_benchmark"),
+                   help="where the ablations are trained and kept (reused on the next run)")
+    p.add_argument("--films", type=int, default=16, help="held-out films to score")
+    p.add_argument("--train-films", type=int, default=300, help="training films (as the shipped models)")
+    p.add_argument("--subset", type=int, default=24, help="films of the few-data anti-overfitting comparison")
+    p.add_argument("--planner-steps", type=int, default=None, help="default: the shipped planner's budget")
+    p.add_argument("--decoder-steps", type=int, default=2400, help="as the shipped decoder")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps per keyframe")
+    p.add_argument("--cfg", type=float, default=2.0)
+    p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--train-only", default=None, metavar="VARIANT",
+                   help="only write the datasets and train this planner ablation (no_identity, no_history, full_subset, "
+                   "no_regularisation_subset), then exit: to train several ablations in parallel processes")
+    return p.parse_args(argv)
+
+
+class Bench:
+    """The shipped models, the held-out films, and scoring of keyframe images."""
+
+    def __init__(self, args):
+        import torch
+
+        self.args = args
+        self.toy = _pack("nodes.toycinema_models")
+        self.host = _pack("nodes.host")
+        self.decode = _pack("nodes.toycinema_decode").decode_tokens
+        tc = "moviedreamer_core.toycinema"
+        self.grammar, self.runs = _pack(f"{tc}.grammar"), _pack(f"{tc}.planner_runs")
+        self.identity_mod, self.scores = _pack(f"{tc}.identity"), _pack(f"{tc}.scores")
+        W = self.toy.WEIGHTS_DIR
+        self.probe = _pack(f"{tc}.probe").Probe.load(os.path.join(W, self.toy.PROBE_FILE))
+        self.embedder = self.identity_mod.ToyIdentityEmbedder.load(os.path.join(W, self.toy.IDENTITY_FILE))
+        self.tokenizer = _pack(f"{tc}.tokenizer").ToyTokenizer.load(os.path.join(W, self.toy.TOKENIZER_FILE))
+        self.model = self.toy.load_toy_unet(os.path.join(W, self.toy.UNET_FILE))
+        self.vae = self.toy.pixel_vae()
+        self.renderer = self.host.managed(_pack("moviedreamer_core.renderer").load_renderer(
+            os.path.join(self.toy.TOY_MODEL_DIR, self.toy.RENDERER_FILE)))
+        self.planner_path = os.path.join(self.toy.TOY_MODEL_DIR, self.toy.PLANNER_FILE)
+        self.text = _pack("moviedreamer_core.toycinema.planner_data").cached_text_encoder(
+            _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm"))
+        train_seed, held_out_seed = _pack("nodes.toycinema_train").TRAIN_SEED, _pack("nodes.toycinema_train").HELD_OUT_SEED
+        self.train_films = self.grammar.generate_films(train_seed, args.train_films)
+        self.films = self.grammar.generate_films(held_out_seed, args.films)
+        self.labels = [f.labels() for f in self.films]
+        self.identities = torch.from_numpy(self.embedder.reference_embeddings(64)).float()
+        self.cond = [[self.toy.text_context(), {}]]
+
+    # ------------------------------------------------------------------ scoring
+    def frames(self, tokens_per_film, renderer=None, identity_weight=1.0, identities=True):
+        """Decode every film's tokens with the renderer; identities of who the script puts on screen."""
+        import numpy as np
+        import torch
+
+        tokens = torch.cat(list(tokens_per_film))
+        rows = []
+        for film in self.films:
+            for plan in film.keyframes:
+                chars = [c for c, _, _ in plan.figures]
+                rows.append(self.identities[chars] if chars else torch.zeros(0, self.identities.shape[1]))
+        images = self.decode(self.model, self.vae, renderer or self.renderer, tokens, rows if identities else None,
+                             positive=self.cond, negative=self.cond, steps=self.args.steps, cfg=self.args.cfg,
+                             identity_weight=identity_weight)
+        out, i = [], 0
+        for film in self.films:
+            out.append(images[i:i + film.n_keyframes])
+            i += film.n_keyframes
+        return [np.asarray(x) for x in out]
+
+    def score(self, frames_per_film) -> dict:
+        import numpy as np
+
+        pred, true, keep = [], [], []
+        for frames, labels in zip(frames_per_film, self.labels):
+            pred += self.probe.predict(np.asarray(frames))
+            true += labels
+            keep += self.runs.same_place(labels)
+        s = self.scores.score_labels(pred, true)
+        same = [p for p, k in zip(pred, keep) if k]
+        same_true = [t for t, k in zip(true, keep) if k]
+        crops, who = [], []
+        for frames, film in zip(frames_per_film, self.films):
+            for image, plan in zip(frames, film.keyframes):
+                for c, crop in self.identity_mod.character_crops(np.asarray(image), plan):
+                    crops.append(crop)
+                    who.append(c)
+        consistency = self.identity_mod.identity_consistency(self.embedder.embed_crops(crops), np.asarray(who))
+        return {"location": s["location_accuracy"], "camera": s["camera_accuracy"], "character F1": s["character_f1"],
+                "exact set": s["character_set_match"],
+                "location, same place": self.scores.location_accuracy(same, same_true) if same else float("nan"),
+                "identity consistency": consistency["centroid_accuracy"]}
+
+
+def ensure_planners(bench, args) -> dict:
+    """Train (or reuse) the planner ablations in ``--work``; returns ``{row name: planner path}``."""
+    pd = _pack("moviedreamer_core.toycinema.planner_data")
+    work = Path(args.work)
+    paths = {}
+    for identities in (True, False):
+        folder = work / ("data" if identities else "data_no_identity")
+        if not (folder / "index.json").is_file():
+            _log(f"planner dataset {folder.name}")
+            pd.write_planner_dataset(bench.train_films, str(folder), bench.text, bench.embedder,
+                                     bench.tokenizer.token_encoder(), held_out=bench.films[:4], identities=identities)
+    plans = {"no identity embeddings": ("data_no_identity", "no_identity", None),
+             "no history": ("data", "no_history", None),
+             f"regularised, {args.subset} films": ("data", "full", args.subset),
+             f"no anti-overfitting, {args.subset} films": ("data", "no_regularisation", args.subset)}
+    for row, (data, variant, subset) in plans.items():
+        name = f"{variant}{'_subset' if subset else ''}"
+        out = work / f"planner_{variant}{'_' + str(subset) if subset else ''}"
+        path = out / "planner.safetensors"
+        if args.train_only and args.train_only != name:
+            continue
+        if not path.is_file():
+            _log(f"training planner: {row}")
+            path = bench.runs.train_toy_planner(str(work / data), str(out), variant=variant, subset=subset,
+                                                steps=args.planner_steps, log=None)
+        paths[row] = str(path)
+    return paths
+
+
+def ensure_plain_renderer(args) -> Path:
+    """The decoder trained without identity conditioning (its own tokenizer, UNet and renderer)."""
+    out = Path(args.work) / "decoder_no_identity"
+    if not (out / "moviedreamer" / "toycinema_renderer.safetensors").is_file():
+        _log("training the decoder without identity conditioning")
+        tr = _pack("nodes.toycinema_train")
+        tr.main(["--out", str(out), "--stages", "decoder", "--no-identity", "--films", str(args.train_films),
+                 "--decoder-steps", str(args.decoder_steps)])
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import_host(comfyui_folder(args.comfyui))
+    import_pack()
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    os.makedirs(args.work, exist_ok=True)
+    bench = Bench(args)
+    if args.train_only:
+        ensure_planners(bench, args)
+        return 0
+    results: dict = {}
+    started = time.perf_counter()
+
+    true_tokens = bench.runs.true_tokens(bench.films, bench.tokenizer.token_encoder())
+    results["ground truth keyframes"] = bench.score([f.images(32) for f in bench.films])
+    _log("decoding true tokens")
+    results["true tokens, identity renderer"] = bench.score(bench.frames(true_tokens))
+    results["true tokens, identity switched off"] = bench.score(bench.frames(true_tokens, identity_weight=0.0))
+    plain = ensure_plain_renderer(args)
+    saved = (bench.model, bench.tokenizer)
+    bench.model = bench.toy.load_toy_unet(str(plain / bench.toy.UNET_FILE))
+    plain_tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(str(plain / bench.toy.TOKENIZER_FILE))
+    plain_renderer = bench.host.managed(_pack("moviedreamer_core.renderer").load_renderer(
+        str(plain / "moviedreamer" / bench.toy.RENDERER_FILE)))
+    results["true tokens, renderer trained without identities"] = bench.score(
+        bench.frames(bench.runs.true_tokens(bench.films, plain_tokenizer.token_encoder()), renderer=plain_renderer,
+                     identities=False))
+    bench.model, bench.tokenizer = saved
+
+    readout = bench.runs.TokenReadout.fit(bench.runs.true_tokens(bench.train_films[:120], bench.tokenizer.token_encoder()),
+                                          [f.labels() for f in bench.train_films[:120]])
+    readouts = {}
+    planners = {"planner (shipped: script + identities + history)": bench.planner_path, **ensure_planners(bench, args)}
+    zero_shot = _pack("moviedreamer_core.planner.zero_shot").ZeroShotPrior()
+    for row, planner in [*planners.items(), ("zero-shot prior (no training)", zero_shot)]:
+        _log(f"planning and decoding: {row}")
+        tokens = bench.runs.plan_films(planner, bench.films, bench.text, bench.embedder, bench.tokenizer.token_encoder())
+        results[row] = bench.score(bench.frames(tokens))
+        readouts[row] = bench.runs.token_readout_scores(readout, tokens, bench.labels)
+    readouts["true tokens"] = bench.runs.token_readout_scores(readout, true_tokens, bench.labels)
+
+    print(f"\nToy cinema benchmark: {args.films} held-out films, {sum(f.n_keyframes for f in bench.films)} keyframes, "
+          f"{args.steps} sampling steps at cfg {args.cfg} ({time.perf_counter() - started:.0f} s)\n")
+    print("| keyframes | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for row, s in results.items():
+        print(f"| {row} | " + " | ".join(f"{s[c]:.2f}" for c in COLUMNS) + " |")
+    print("\nPlanned tokens read directly (a readout fitted on true tokens of training films):\n")
+    keys = list(next(iter(readouts.values())).keys())
+    print("| tokens | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for row, s in readouts.items():
+        print(f"| {row} | " + " | ".join(f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]) for k in keys) + " |")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"images": results, "tokens": readouts}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
