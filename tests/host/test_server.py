@@ -32,7 +32,7 @@ def test_script_encode_schema(object_info):
     require_nodes(object_info, "ScriptEncode", "MovieDreamerScriptInfo")
     enc = object_info["ScriptEncode"]
     assert enc["output"] == ["MD_SCRIPT", "MD_SCRIPT_EMBEDS"]
-    assert enc["input"]["required"]["face_embedder"][1]["options"] == ["dlib", "insightface", "clip_vision_crop"]
+    assert enc["input"]["required"]["face_embedder"][1]["options"] == ["dlib", "insightface", "clip_vision_crop", "toycinema"]
     assert set(enc["input"]["optional"]) == {"clip", "images", "text_encoder", "clip_vision"}
 
 
