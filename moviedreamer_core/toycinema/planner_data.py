@@ -18,6 +18,10 @@ Ablation switches, shared by the dataset and by planning (``planner_runs.plan_fi
   the characters' descriptions remain, as they would in such a script.
 * ``references=True``: the characters' reference tokens (their portraits through the token encoder) enter the
   header as few-shot references. Off by default: the toy planner's identity path is the identity embedding.
+* ``names="per_film"`` (the dataset's default): the cast gets names drawn per film (``film_names``), so that a
+  name carries no look from film to film. The world's fixed names (``names="world"``, ``film_embeds``'s
+  default, the script exactly as ``film_script`` writes it) let a planner read a character's look off its name
+  in the action sentences, which makes identity embeddings redundant.
 
 Sentences repeat a lot in the toy world (six scenes, one style, six descriptions, a few hundred action
 lines), so ``cached_text_encoder`` wraps a text encoder with a dictionary: every distinct sentence is encoded
@@ -29,6 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -45,6 +50,7 @@ from ..script_encoding import TextEncoder, TokenEncoder, encode_script
 from .film import Film
 from .film_script import REFERENCE_SIZE, script_data
 from .render import render_reference
+from .world import CHARACTERS
 
 #: The manifest a toy dataset folder holds next to ``index.json``.
 MANIFEST = "toycinema.json"
@@ -92,6 +98,48 @@ def cached_text_encoder(text_encoder: TextEncoder) -> TextEncoder:
     return TextEncoder(encode=_SentenceCache(text_encoder.encode), space=text_encoder.space)
 
 
+# ------------------------------------------------------------------------------------------ names
+
+#: Names given to the cast with ``names="per_film"`` (none of them a name of ``world.CHARACTERS``).
+NAME_POOL = ("Mira", "Tom", "Lena", "Omar", "Ivy", "Noah", "Zoe", "Finn", "Ruth", "Sam", "Nia", "Leo", "Kai", "Ada", "Max",
+             "June", "Rex", "Lou", "Ines", "Otto", "Pia", "Hugo", "Yara", "Ben")
+NAMES = ("world", "per_film")
+
+
+def film_names(film: Film, names: str = "world") -> dict[str, str]:
+    """World name -> the name the film's script uses. ``"world"``: the catalogue's names (Ava is always the round
+    red figure, in every film). ``"per_film"``: distinct names drawn from ``NAME_POOL`` with the film's seed, so a
+    name says nothing about a look across films and only the identity embedding (and the description) can."""
+    if names not in NAMES:
+        raise ValueError(f"names must be one of {NAMES}, got {names!r}")
+    world = [CHARACTERS[c].name for c in film.cast]
+    if names == "world":
+        return {n: n for n in world}
+    rng = np.random.default_rng([int(film.seed), 7919])
+    drawn = rng.choice(len(NAME_POOL), size=len(world), replace=False)
+    return {n: NAME_POOL[int(i)] for n, i in zip(world, drawn)}
+
+
+def film_script_data(film: Film, references: str = "indices", names: str = "world") -> dict:
+    """``film_script.script_data(film, references)`` with the cast renamed as ``film_names(film, names)`` says
+    (character entries, shot casts and every whole-word mention in the action sentences)."""
+    data = script_data(film, references)
+    mapping = film_names(film, names)
+    if all(k == v for k, v in mapping.items()):
+        return data
+    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in mapping) + r")\b")
+
+    def rename(text: str) -> str:
+        return pattern.sub(lambda m: mapping[m.group(1)], text)
+
+    for entry in data["characters"]:
+        entry["name"] = mapping[entry["name"]]
+    for shot in data["shots"]:
+        shot["characters"] = [mapping[n] for n in shot["characters"]]
+        shot["action"] = [rename(a) for a in shot["action"]] if isinstance(shot["action"], list) else rename(shot["action"])
+    return data
+
+
 # ------------------------------------------------------------------------------------------ one film
 
 
@@ -116,25 +164,26 @@ def image_batch(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).float() / 255.0
 
 
-def script_sentences(film: Film, *, identities: bool = True) -> list[str]:
+def script_sentences(film: Film, *, names: str = "world") -> list[str]:
     """Every sentence ``encode_script`` encodes for the film's script (actions, scenes, style, descriptions)."""
-    script = validate_script(script_data(film, "indices" if identities else "none"), image_count=len(film.cast))
+    script = validate_script(film_script_data(film, "none", names), image_count=0)
     keyframes = script.keyframes()
     return [k.action for k in keyframes] + [k.scene for k in keyframes] + [script.style] + \
         [c.description for c in script.characters]
 
 
 def film_embeds(film: Film, text_encoder: TextEncoder, face_embedder: FaceEmbedder,
-                token_encoder: Optional[TokenEncoder] = None, *, identities: bool = True) -> ScriptEmbeds:
+                token_encoder: Optional[TokenEncoder] = None, *, identities: bool = True, names: str = "world") -> ScriptEmbeds:
     """The film's ``MD_SCRIPT_EMBEDS`` as the ScriptEncode node computes it: the script with ``references: [i]``
     into the cast's portrait batch, validated against that batch and encoded with ``encode_script``.
     ``token_encoder`` adds the characters' reference tokens. ``identities=False``: the script names no
-    references (empty identity banks, no reference tokens)."""
+    references (empty identity banks, no reference tokens). ``names``: see ``film_names`` (``"world"``: the script
+    exactly as ``film_script.script_data`` writes it)."""
     if identities:
         batch = image_batch(reference_images(film))
-        script = validate_script(script_data(film, "indices"), image_count=int(batch.shape[0]))
+        script = validate_script(film_script_data(film, "indices", names), image_count=int(batch.shape[0]))
         return encode_script(script, text_encoder, face_embedder, batch=batch, token_encoder=token_encoder)
-    script = validate_script(script_data(film, "none"), image_count=0)
+    script = validate_script(film_script_data(film, "none", names), image_count=0)
     return encode_script(script, text_encoder, face_embedder)
 
 
@@ -148,10 +197,11 @@ def keyframe_tokens(film: Film, token_encoder: TokenEncoder, keyframe_size: int 
 
 
 def film_story(film: Film, text_encoder: TextEncoder, face_embedder: FaceEmbedder, token_encoder: TokenEncoder, *,
-               identities: bool = True, references: bool = False, keyframe_size: int = 32) -> Story:
+               identities: bool = True, references: bool = False, names: str = "world", keyframe_size: int = 32) -> Story:
     """A training story: ``story_from_embeds(film_embeds(...), tokens=<true keyframe tokens>)``. Without
     ``references`` the story carries no reference tokens (``Story.reference_tokens`` is None)."""
-    embeds = film_embeds(film, text_encoder, face_embedder, token_encoder if references else None, identities=identities)
+    embeds = film_embeds(film, text_encoder, face_embedder, token_encoder if references else None, identities=identities,
+                         names=names)
     return story_from_embeds(embeds, tokens=keyframe_tokens(film, token_encoder, keyframe_size))
 
 
@@ -189,25 +239,31 @@ def read_manifest(folder: str) -> dict:
 
 def write_planner_dataset(films: Sequence[Film], out_folder: str, text_encoder: TextEncoder, face_embedder: FaceEmbedder,
                           token_encoder: TokenEncoder, *, held_out: Sequence[Film] = (), identities: bool = True,
-                          references: bool = False, keyframe_size: int = 32,
+                          references: bool = False, names: str = "per_film", keyframe_size: int = 32,
                           log: Optional[Callable[[str], None]] = print) -> ToyDataset:
     """Write ``films`` (training) and ``held_out`` (the trainer's ``data.val_movies``) as a planner dataset.
 
     Layout: ``index.json`` + ``movies/train_XXXX.safetensors`` / ``movies/val_XXXX.safetensors`` (planner/train.py's
     format) + ``toycinema.json`` (film seeds, the split, the options and the timing). The text encoder is
     wrapped with ``cached_text_encoder``. Returns a ``ToyDataset``; ``log`` (None: silent) gets a timing line.
+
+    ``names="per_film"`` (the default here; see ``film_names``): in the toy world a name always comes with the
+    same look, so with the catalogue's names a planner learns "Ava" -> round red figure from the action
+    sentences and never needs the identity embeddings (measured: a planner trained that way ignores swapped
+    identities completely); with names drawn per film, identity has to come from the script's identity
+    embeddings (or the description), as with real casts.
     """
     t_start = time.perf_counter()
     text = cached_text_encoder(text_encoder)
     spaces = spaces_of(text, face_embedder, token_encoder)
     os.makedirs(os.path.join(out_folder, "movies"), exist_ok=True)
     timing = {"render": 0.0, "tokens": 0.0, "script": 0.0, "write": 0.0}
-    names: dict[str, list] = {"train": [], "val": []}
+    written: dict[str, list] = {"train": [], "val": []}
     seeds: dict[str, list] = {"train": [], "val": []}
     n_keyframes = 0
     text_seconds_before = text.encode.seconds
     t0 = time.perf_counter()
-    text.encode.prefetch([s for group in (films, held_out) for film in group for s in script_sentences(film)])
+    text.encode.prefetch([s for group in (films, held_out) for film in group for s in script_sentences(film, names=names)])
     timing["script"] += time.perf_counter() - t0
     for tag, group in (("train", films), ("val", held_out)):
         for i, film in enumerate(group):
@@ -216,7 +272,8 @@ def write_planner_dataset(films: Sequence[Film], out_folder: str, text_encoder: 
             t1 = time.perf_counter()
             tokens = keyframe_tokens(film, token_encoder, keyframe_size)
             t2 = time.perf_counter()
-            embeds = film_embeds(film, text, face_embedder, token_encoder if references else None, identities=identities)
+            embeds = film_embeds(film, text, face_embedder, token_encoder if references else None, identities=identities,
+                                 names=names)
             story = story_from_embeds(embeds, tokens=tokens)
             t3 = time.perf_counter()
             name = f"movies/{tag}_{i:04d}.safetensors"
@@ -226,14 +283,15 @@ def write_planner_dataset(films: Sequence[Film], out_folder: str, text_encoder: 
             timing["tokens"] += t2 - t1
             timing["script"] += t3 - t2
             timing["write"] += t4 - t3
-            names[tag].append(name)
+            written[tag].append(name)
             seeds[tag].append(int(film.seed))
             n_keyframes += film.n_keyframes
     timing["text_encoder"] = text.encode.seconds - text_seconds_before  # part of "script"
-    write_index(out_folder, names["train"] + names["val"], spaces)
-    options = {"identities": bool(identities), "references": bool(references), "keyframe_size": int(keyframe_size)}
+    write_index(out_folder, written["train"] + written["val"], spaces)
+    options = {"identities": bool(identities), "references": bool(references), "names": names,
+               "keyframe_size": int(keyframe_size)}
     timing["total"] = time.perf_counter() - t_start
-    manifest = {"format": 1, "train": names["train"], "val": names["val"], "seeds": seeds, "options": options,
+    manifest = {"format": 1, "train": written["train"], "val": written["val"], "seeds": seeds, "options": options,
                 "spaces": spaces, "sentences": len(text.encode.vectors), "keyframes": n_keyframes,
                 "timing": {k: round(v, 3) for k, v in timing.items()}}
     tmp = os.path.join(out_folder, MANIFEST + ".tmp")
@@ -245,4 +303,4 @@ def write_planner_dataset(films: Sequence[Film], out_folder: str, text_encoder: 
             f"keyframes, {len(text.encode.vectors)} distinct sentences; {timing['total']:.1f} s (render "
             f"{timing['render']:.1f}, tokens {timing['tokens']:.1f}, script {timing['script']:.1f} of which text encoder "
             f"{timing['text_encoder']:.1f}, write {timing['write']:.1f})")
-    return ToyDataset(out_folder, names["train"], names["val"], spaces, options, timing)
+    return ToyDataset(out_folder, written["train"], written["val"], spaces, options, timing)

@@ -49,7 +49,7 @@ from ..script_encoding import TextEncoder, TokenEncoder
 from ..storyboard import derive_seed
 from .film import Film, FrameLabel
 from .planner_data import MANIFEST, cached_text_encoder, film_embeds, keyframe_tokens, read_manifest
-from .scores import camera_accuracy, character_f1, character_set_match, location_accuracy, position_accuracy
+from .scores import location_accuracy, score_labels
 from .world import N_CAMERAS, N_CHARACTERS, N_LOCATIONS, N_POSITIONS
 
 #: Optimiser steps of the toy planner (global batch 16): about five minutes on two CPU cores.
@@ -162,7 +162,7 @@ def _one_keyframe(embeds, i: int):
 def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Sequence[Film], text_encoder: TextEncoder,
                face_embedder: FaceEmbedder, token_encoder: Optional[TokenEncoder] = None, *, seed: int = 0,
                temperature: float = 0.0, guidance: float = 1.0, window: Optional[int] = 16, variant: Optional[str] = None,
-               references: Optional[bool] = None) -> list[torch.Tensor]:
+               references: Optional[bool] = None, names: Optional[str] = None) -> list[torch.Tensor]:
     """Planned tokens ``[N_i, K, D]`` of every film through ``generate_storyboard``.
 
     ``planner``: a planner file (loaded with ``load_planner``, as the loader node does), a ``KeyframePlanner`` or
@@ -179,21 +179,24 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
     if isinstance(planner, str):
         planner = load_planner(planner)
     variant = variant or run_info.get("variant", "full")
+    options = run_info.get("options", {})
     if references is None:
-        references = bool(run_info.get("options", {}).get("references", False))
+        references = bool(options.get("references", False))
+    if names is None:
+        names = options.get("names", "world")
     text_encoder = cached_text_encoder(text_encoder)
     out = []
     for film in films:
         if isinstance(planner, ZeroShotPrior):
             if token_encoder is None:
                 raise ValueError("the zero-shot prior plans from reference tokens: give plan_films a token_encoder")
-            embeds = film_embeds(film, text_encoder, face_embedder, token_encoder)
+            embeds = film_embeds(film, text_encoder, face_embedder, token_encoder, names=names)
             out.append(generate_storyboard(planner, embeds, seed=seed, temperature=temperature).tokens)
             continue
         if references and token_encoder is None:
             raise ValueError("this planner was trained with reference tokens: give plan_films a token_encoder")
         embeds = film_embeds(film, text_encoder, face_embedder, token_encoder if references else None,
-                             identities=variant != "no_identity")
+                             identities=variant != "no_identity", names=names)
         if variant == "no_history":
             tokens = [generate_storyboard(planner, _one_keyframe(embeds, i), seed=derive_seed(seed, i), temperature=temperature,
                                           guidance=guidance, window=window).tokens[0] for i in range(embeds.n_keyframes)]
@@ -284,14 +287,7 @@ def same_place(labels: Sequence[FrameLabel]) -> list[bool]:
 def _scores(pred: list[FrameLabel], true: list[FrameLabel], keep: list[bool]) -> dict:
     same_p = [p for p, k in zip(pred, keep) if k]
     same_t = [t for t, k in zip(true, keep) if k]
-    return {
-        "location_accuracy": location_accuracy(pred, true),
-        "camera_accuracy": camera_accuracy(pred, true),
-        "character_f1": character_f1(pred, true),
-        "character_set_match": character_set_match(pred, true),
-        "position_accuracy": position_accuracy(pred, true),
-        "location_same_place": location_accuracy(same_p, same_t) if same_t else float("nan"),
-    }
+    return {**score_labels(pred, true), "location_same_place": location_accuracy(same_p, same_t) if same_t else float("nan")}
 
 
 def token_readout_scores(readout: TokenReadout, pred_tokens: Sequence[torch.Tensor], labels: Sequence[Sequence[FrameLabel]],

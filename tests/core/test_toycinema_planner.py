@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -21,11 +22,14 @@ from moviedreamer_core.planner.train import load_movie
 from moviedreamer_core.script import load_script
 from moviedreamer_core.script_encoding import TextEncoder, TokenEncoder, encode_script
 from moviedreamer_core.spaces import TokenSpace
-from moviedreamer_core.toycinema import generate_films, reference_batch, script_text
+from moviedreamer_core.toycinema import CHARACTERS, generate_films, reference_batch, script_data, script_text
 from moviedreamer_core.toycinema.planner_data import (
     MANIFEST,
+    NAME_POOL,
     cached_text_encoder,
     film_embeds,
+    film_names,
+    film_script_data,
     film_story,
     image_batch,
     read_manifest,
@@ -179,12 +183,12 @@ def test_dataset_round_trips_and_declares_the_encoders_spaces(text, standins, tm
     assert {k: index[k] for k in spaces} == spaces == out.spaces
     manifest = read_manifest(str(tmp_path / "data"))
     assert manifest["val"] == out.val and manifest["seeds"]["train"] == [f.seed for f in films]
-    assert manifest["options"] == {"identities": True, "references": False, "keyframe_size": 32}
+    assert manifest["options"] == {"identities": True, "references": False, "names": "per_film", "keyframe_size": 32}
     assert os.path.isfile(tmp_path / "data" / MANIFEST) and out.timing["total"] > 0
     for name, film in zip(out.movies, films + held):
         story, meta = load_movie(str(tmp_path / "data" / name))
         assert {k: meta[k] for k in spaces} == spaces
-        want = film_story(film, text, faces, tokens)
+        want = film_story(film, text, faces, tokens, names="per_film")
         assert torch.equal(story.tokens, tokens.encode(list(film.images(32))))
         assert torch.equal(story.tokens, want.tokens)
         assert torch.equal(story.keyframe_text, want.keyframe_text) and torch.equal(story.style, want.style)
@@ -199,6 +203,33 @@ def test_dataset_round_trips_and_declares_the_encoders_spaces(text, standins, tm
     story, _ = load_movie(str(tmp_path / "bare" / bare.train[0]))
     assert all(b.shape[0] == 0 for b in story.identity_banks) and story.reference_tokens is None
     assert read_manifest(str(tmp_path / "bare"))["options"]["identities"] is False
+
+
+def test_per_film_names_rename_the_cast_everywhere(text, standins):
+    """With names drawn per film the script is the same film under other names: same looks, descriptions and
+    identity banks; each world name replaced in the cast, the shots and every action sentence."""
+    tokens, faces = standins
+    for film in generate_films(10, 4):
+        world = film_script_data(film, "indices", "world")
+        assert world == script_data(film, "indices")
+        mapping = film_names(film, "per_film")
+        assert mapping == film_names(film, "per_film") and len(set(mapping.values())) == len(film.cast)
+        assert set(mapping.values()) <= set(NAME_POOL) and not set(mapping.values()) & {c.name for c in CHARACTERS}
+        renamed = film_script_data(film, "indices", "per_film")
+        assert [c["name"] for c in renamed["characters"]] == [mapping[c["name"]] for c in world["characters"]]
+        for a, b in zip(world["shots"], renamed["shots"]):
+            assert b["characters"] == [mapping[n] for n in a["characters"]] and b["scene"] == a["scene"]
+            actions_a = a["action"] if isinstance(a["action"], list) else [a["action"]]
+            actions_b = b["action"] if isinstance(b["action"], list) else [b["action"]]
+            for x, y in zip(actions_a, actions_b):
+                for old, new in mapping.items():
+                    x = x.replace(old, new)
+                assert y == x
+                assert not any(re.search(rf"\b{c.name}\b", y) for c in CHARACTERS)
+        plain, other = film_embeds(film, text, faces), film_embeds(film, text, faces, names="per_film")
+        assert torch.equal(plain.description_embeds, other.description_embeds)
+        assert all(torch.equal(a.bank, b.bank) for a, b in zip(plain.characters, other.characters))
+        assert [c.name for c in other.characters] == [mapping[c.name] for c in plain.characters]
 
 
 # ------------------------------------------------------------------------------------------ zero-shot prior
@@ -223,8 +254,8 @@ def test_zero_shot_prior_plans_from_the_portraits_tokens(text, standins):
 
 # ------------------------------------------------------------------------------------------ training and planning
 
-#: Test scale: the fast tests train the full planner STEPS steps on N_TRAIN films (about a minute on a busy
-#: two-core machine); the readout is fitted on the true tokens of N_READOUT films of the same stream.
+#: Test scale: the full planner trained STEPS steps on N_TRAIN films (about a minute on a busy two-core machine);
+#: the readout is fitted on the true tokens of the first N_READOUT films of the same stream.
 N_TRAIN, N_HELD, N_TEST, N_READOUT, STEPS = 64, 4, 16, 160, 250
 
 
@@ -237,8 +268,7 @@ def toy(text, standins, tmp_path_factory):
     readout_films = generate_films(0, N_READOUT)  # starts with the planner's training films
     readout = TokenReadout.fit(true_tokens(readout_films, tokens), [f.labels() for f in readout_films])
     return {"root": root, "data": data, "films": films, "test": test, "readout": readout, "text": text, "tokens": tokens,
-            "faces": faces,
-            "labels": [f.labels() for f in test], "true": true_tokens(test, tokens)}
+            "faces": faces, "labels": [f.labels() for f in test], "true": true_tokens(test, tokens)}
 
 
 @pytest.fixture(scope="module")
@@ -254,16 +284,18 @@ def test_variants_are_the_tiny_config_with_their_overrides(toy, tmp_path):
     base = load_config("tiny")
     full = load_config("tiny", toy_overrides(folder, str(tmp_path)))
     assert full.planner.preset == "tiny" and full.planner.fields == base.planner.fields  # tiny.yaml's regularisers
-    assert full.train.steps == FULL_STEPS and full.data.max_keyframes == base.data.max_keyframes
+    assert full.train.steps == FULL_STEPS and full.train.batch_size == base.train.batch_size
+    assert full.data.max_keyframes == base.data.max_keyframes and full.train.threads == 1
     assert full.data.val_movies == toy["data"].val and full.checkpoint.resume == "none"
     no_history = load_config("tiny", toy_overrides(folder, str(tmp_path), variant="no_history"))
-    assert no_history.data.max_keyframes == 1
+    assert no_history.data.max_keyframes == 1 and no_history.planner.fields == base.planner.fields
     plain = load_config("tiny", toy_overrides(folder, str(tmp_path), variant="no_regularisation", subset=8))
     assert plain.planner.fields == {"dropout": 0, "attention_dropout": 0, "condition_dropout": 0, "history_mask_ratio": 0,
                                     "identity_randomisation": False}
     with open(os.path.join(plain.data.path, "index.json")) as f:
         index = json.load(f)
     assert len(index["movies"]) == 8 + N_HELD and all(os.path.isfile(m) for m in index["movies"])
+    assert index["movies"][:8] == [os.path.join(os.path.abspath(folder), m) for m in toy["data"].train[:8]]
     with pytest.raises(ValueError, match="identities=False"):
         toy_overrides(folder, str(tmp_path), variant="no_identity")
     with pytest.raises(ValueError, match="unknown variant"):
@@ -272,16 +304,17 @@ def test_variants_are_the_tiny_config_with_their_overrides(toy, tmp_path):
 
 def test_full_planner_learns_the_script(toy, full_planner):
     """Trained by the project's trainer on 64 films, the planner's tokens for 16 unseen films read back as the
-    right place (the scene sentence) and beat chance on camera. Measured at this scale (250 steps): location
-    0.98 (chance 0.23), camera 0.70 (chance 0.49); held-out teacher-forced error 0.0127 against 0.0182 with the
-    visual history hidden and 0.0274 with the script replaced by the nulls. Character presence is not learnt yet
-    at this scale (F1 0.21, below the constant guess, 0.39): see test_identity_embeddings_help (slow)."""
+    right place (the scene sentence) and beat chance on camera. Measured at this scale (250 steps, names drawn
+    per film): location 0.997 (chance 0.23), camera 0.60 (chance 0.49); held-out teacher-forced error 0.0141
+    against 0.0219 with the visual history hidden and 0.0271 with the script replaced by the nulls. Who is on
+    screen is not learnt at this scale (character F1 0.10, under the constant guess 0.39; with the world's fixed
+    names 0.21): see test_identity_embeddings_carry_the_cast (slow)."""
     from moviedreamer_core.planner import load_planner
     from moviedreamer_core.toycinema import trivial_scores
 
     path, run = full_planner
-    assert run["variant"] == "full" and run["steps"] == STEPS and run["options"]["identities"]
-    model = load_planner(path)
+    assert run["variant"] == "full" and run["steps"] == STEPS and run["options"]["names"] == "per_film"
+    model = load_planner(path)  # the pack's own planner file, as MovieDreamerPlannerLoader reads it
     assert model.cfg.text_space == toy["data"].spaces["text_space"] and model.cfg.token_space["K"] == STANDIN_K
     held = run["heldout"]
     assert held["val_mse"] < 0.85 * held["val_no_history_mse"] and held["val_mse"] < 0.7 * held["val_no_script_mse"], held
@@ -293,9 +326,11 @@ def test_full_planner_learns_the_script(toy, full_planner):
     assert [tuple(p.shape) for p in planned] == [(f.n_keyframes, STANDIN_K, STANDIN_D) for f in toy["test"]]
     scores = token_readout_scores(toy["readout"], planned, toy["labels"], true_tokens=toy["true"])
     chance = trivial_scores([lab for film in toy["labels"] for lab in film])
-    assert scores["true_location_accuracy"] > 0.95 and scores["true_camera_accuracy"] > 0.95, scores  # the readout works
+    print({k: round(v, 3) for k, v in scores.items()}, held)
+    assert scores["true_location_accuracy"] > 0.95 and scores["true_camera_accuracy"] > 0.95, scores  # the readout reads
+    assert scores["true_character_f1"] > 0.7, scores
     assert scores["location_accuracy"] > 0.9 and scores["location_same_place"] > 0.9, scores
-    assert scores["camera_accuracy"] > chance["camera_accuracy"] + 0.1, (scores, chance)
+    assert scores["camera_accuracy"] > chance["camera_accuracy"] + 0.05, (scores, chance)
 
 
 def test_no_history_plans_each_keyframe_alone(toy, full_planner):
@@ -304,14 +339,13 @@ def test_no_history_plans_each_keyframe_alone(toy, full_planner):
     history, later keyframes change."""
     from moviedreamer_core.planner import load_planner, plan_tokens, story_from_embeds
     from moviedreamer_core.storyboard import derive_seed
-    from moviedreamer_core.toycinema.planner_data import film_embeds as embeds_of
 
     path, _ = full_planner
     film = toy["test"][0]
     alone = plan_films(path, [film], toy["text"], toy["faces"], toy["tokens"], variant="no_history")[0]
     within = plan_films(path, [film], toy["text"], toy["faces"], toy["tokens"])[0]
     model = load_planner(path)
-    story = story_from_embeds(embeds_of(film, toy["text"], toy["faces"]))
+    story = story_from_embeds(film_embeds(film, toy["text"], toy["faces"], names="per_film"))
     for i in range(film.n_keyframes):
         want = plan_tokens(model, story.window(i, i + 1), seed=derive_seed(0, i), temperature=0.0)[0]
         torch.testing.assert_close(alone[i], want)
