@@ -6,6 +6,12 @@ host's pixel-space "VAE" (pixels are the latents), so the render node samples it
 exactly as it samples a user's SDXL. The host's model detection knows only real-size families, so the UNet
 file carries its configuration in its safetensors metadata and this module builds the model from it.
 
+The UNet predicts ``v`` (the host's ``V_PREDICTION`` model type) rather than the noise: from pure noise an
+eps-predicting model's clean-image estimate is the noisy input minus sigma (up to 14.6) times its noise
+estimate, so every small error is multiplied and the keyframe's global colours, which are decided at high
+noise, drift. v-prediction blends the input and the network's output so the estimate stays well scaled at
+every noise level (Salimans & Ho 2022). Older files without a ``prediction`` entry are eps models.
+
 The toy world renders with a fixed, empty text condition (zeros): what a keyframe shows comes from its tokens
 and its characters' identities through the renderer adapter. The loader hands that condition out as
 ``positive``/``negative`` so a toy workflow needs no text encoder.
@@ -29,6 +35,10 @@ from comfy_api.latest import io, ui
 from . import host, types
 
 METADATA_KEY = "moviedreamer_toy_unet"
+PREDICTION_KEY = "moviedreamer_toy_prediction"
+#: What the UNet predicts -> the host's model type (its noise schedule stays SD's discrete one).
+PREDICTIONS = {"eps": comfy.model_base.ModelType.EPS, "v": comfy.model_base.ModelType.V_PREDICTION}
+DEFAULT_PREDICTION = "v"
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The shipped toy weights: the tokenizer, identity embedder, probe and UNet here; the renderer and planner in
 #: ``moviedreamer/``, which is added to the host's models/moviedreamer search path (after the user's folders).
@@ -74,10 +84,14 @@ def init_from_scratch_(model: torch.nn.Module) -> None:
                 p.zero_()
 
 
-def build_toy_unet(unet_config: dict | None = None, state: dict | None = None, seed: int = 0):
-    """A ``ModelPatcher`` around the toy ``BaseModel``: with ``state`` loaded, else freshly initialised."""
+def build_toy_unet(unet_config: dict | None = None, state: dict | None = None, seed: int = 0,
+                   prediction: str = DEFAULT_PREDICTION):
+    """A ``ModelPatcher`` around the toy ``BaseModel``: with ``state`` loaded, else freshly initialised.
+    ``prediction``: ``"v"`` or ``"eps"`` (see the module docstring)."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {sorted(PREDICTIONS)}, got {prediction!r}")
     config = dict(unet_config or TOY_UNET, dtype=torch.float32)
-    model = comfy.model_base.BaseModel(ToyPixelModel(config), device="cpu")
+    model = comfy.model_base.BaseModel(ToyPixelModel(config), model_type=PREDICTIONS[prediction], device="cpu")
     if state is None:
         torch.manual_seed(seed)
         init_from_scratch_(model)
@@ -89,12 +103,18 @@ def build_toy_unet(unet_config: dict | None = None, state: dict | None = None, s
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
 
 
+def prediction_of(patcher) -> str:
+    """``"v"`` or ``"eps"``: what the toy model in ``patcher`` predicts."""
+    kind = patcher.model.model_type
+    return next(name for name, t in PREDICTIONS.items() if t == kind)
+
+
 def save_toy_unet(patcher, path: str, unet_config: dict | None = None) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().float().contiguous().cpu() for k, v in patcher.model.diffusion_model.state_dict().items()}
     tmp = path + ".tmp"
-    save_file(state, tmp, metadata={METADATA_KEY: json.dumps(unet_config or TOY_UNET)})
+    save_file(state, tmp, metadata={METADATA_KEY: json.dumps(unet_config or TOY_UNET), PREDICTION_KEY: prediction_of(patcher)})
     os.replace(tmp, path)
 
 
@@ -106,7 +126,7 @@ def load_toy_unet(path: str):
         if METADATA_KEY not in meta:
             raise ValueError(f"{os.path.basename(path)} is not a toy cinema UNet file (no {METADATA_KEY} metadata)")
         state = {k: f.get_tensor(k) for k in f.keys()}
-    return build_toy_unet(json.loads(meta[METADATA_KEY]), state)
+    return build_toy_unet(json.loads(meta[METADATA_KEY]), state, prediction=meta.get(PREDICTION_KEY, "eps"))
 
 
 def pixel_vae() -> comfy.sd.VAE:

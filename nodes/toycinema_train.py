@@ -42,12 +42,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="where the files go (default: the pack's shipped weights folder)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {', '.join(STAGES)}")
     p.add_argument("--films", type=int, default=300, help="training films for the decoder and the planner")
-    p.add_argument("--decoder-steps", type=int, default=2400)
+    p.add_argument("--decoder-steps", type=int, default=1000)
     p.add_argument("--planner-steps", type=int, default=None, help="default: the toy planner's own budget")
     p.add_argument("--probe-steps", type=int, default=600)
     p.add_argument("--identity-steps", type=int, default=None, help="default: the identity embedder's own budget")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: up to 2)")
     p.add_argument("--no-identity", action="store_true", help="decoder without identity conditioning (an ablation)")
+    p.add_argument("--prediction", default="v", choices=("v", "eps"),
+                   help="what the decoder UNet predicts (v: the shipped choice; eps: the earlier one, for comparison)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -60,10 +62,11 @@ def _pack(name: str):
     return importlib.import_module(f"{PACK_MODULE}.{name}")
 
 
-def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, log=_log) -> dict:
+def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, prediction: str = "v", log=_log) -> dict:
     """Train tokenizer + toy UNet + renderer adapter on ``films`` and write the three files into ``out_dir``
     (renderer and UNet under ``moviedreamer/`` and beside it, as shipped). ``identities`` ``[n_characters, Di]``
-    or ``None`` (no identity path). Returns the paths and the loss curve."""
+    or ``None`` (no identity path); ``prediction``: what the UNet predicts (``toycinema_models.PREDICTIONS``).
+    Returns the paths and the loss curve."""
     import torch
 
     core = _pack("moviedreamer_core")
@@ -79,7 +82,7 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
     torch.manual_seed(seed)
     data = ae.keyframe_set(films, 32)
     log(f"decoder: {len(data)} keyframes from {len(films)} films")
-    model = toy.build_toy_unet(seed=seed)
+    model = toy.build_toy_unet(seed=seed, prediction=prediction)
     tokenizer = tok.ToyTokenizer()
     layers = from_attention.discover_cross_attention(model)
     identity_space = None
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
     if "decoder" in stages:
         ae = _pack("moviedreamer_core.toycinema.autoencoder")
         identities = None if args.no_identity else ae.reference_identities(embedder())
-        result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed)
+        result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction)
         adapter = result["adapter"]
         if identities is not None:
             adapter.cfg.identity_space = embedder().space.to_dict()

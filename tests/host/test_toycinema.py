@@ -100,7 +100,40 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path):
     assert planner.token_space == tokens.to_dict() and planner.identity_space == identity.to_dict()
     toy = host.pack_submodule("nodes.toycinema_models")
     model = toy.load_toy_unet(str(out / "toycinema_unet.safetensors"))
-    assert model.model.latent_format.latent_channels == 3
+    assert model.model.latent_format.latent_channels == 3 and toy.prediction_of(model) == "v"
+
+
+def test_toy_unet_files_remember_what_the_unet_predicts(host, tmp_path):
+    """The prediction type travels in the UNet file's metadata and selects the host's model type (and so the
+    way the host turns the network's output into a clean image); a file written before the metadata existed
+    is an eps model."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    toy = host.pack_submodule("nodes.toycinema_models")
+    x, sigma = torch.randn(1, 3, 32, 32), torch.tensor([3.0])
+    for prediction in ("v", "eps"):
+        built = toy.build_toy_unet(seed=1, prediction=prediction)
+        path = str(tmp_path / f"{prediction}.safetensors")
+        toy.save_toy_unet(built, path)
+        loaded = toy.load_toy_unet(path)
+        assert toy.prediction_of(loaded) == prediction
+        assert loaded.model.model_type == toy.PREDICTIONS[prediction]
+        torch.testing.assert_close(loaded.model.apply_model(x, sigma, c_crossattn=toy.text_context()),
+                                   built.model.apply_model(x, sigma, c_crossattn=toy.text_context()))
+    with safe_open(str(tmp_path / "v.safetensors"), framework="pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k != toy.PREDICTION_KEY}
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(state, str(tmp_path / "old.safetensors"), metadata=meta)
+    old = toy.load_toy_unet(str(tmp_path / "old.safetensors"))
+    assert toy.prediction_of(old) == "eps"
+    # the same weights read as v and as eps give different clean images (the metadata matters)
+    v = toy.load_toy_unet(str(tmp_path / "v.safetensors"))
+    assert not torch.allclose(old.model.apply_model(x, sigma, c_crossattn=toy.text_context()),
+                              v.model.apply_model(x, sigma, c_crossattn=toy.text_context()))
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        toy.build_toy_unet(prediction="x0")
 
 
 def test_renderer_training_brings_renders_of_a_trained_identity_closer_to_it(host):
