@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--train-films", type=int, default=300, help="training films (as the shipped models)")
     p.add_argument("--subset", type=int, default=24, help="films of the few-data anti-overfitting comparison")
     p.add_argument("--planner-steps", type=int, default=None, help="default: the shipped planner's budget")
-    p.add_argument("--decoder-steps", type=int, default=2400, help="as the shipped decoder")
+    p.add_argument("--decoder-steps", type=int, default=1000, help="as the shipped decoder")
     p.add_argument("--steps", type=int, default=20, help="sampling steps per keyframe")
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--json", default=None, help="also write the figures here")
@@ -222,7 +222,8 @@ def main(argv=None) -> int:
     zero_shot = _pack("moviedreamer_core.planner.zero_shot").ZeroShotPrior()
     for row, planner in [*planners.items(), ("zero-shot prior (no training)", zero_shot)]:
         _log(f"planning and decoding: {row}")
-        tokens = bench.runs.plan_films(planner, bench.films, bench.text, bench.embedder, bench.tokenizer.token_encoder())
+        tokens = bench.runs.plan_films(planner, bench.films, bench.text, bench.embedder, bench.tokenizer.token_encoder(),
+                                       names="per_film")  # the same scripts for every row, named as in training
         results[row] = bench.score(bench.frames(tokens))
         readouts[row] = bench.runs.token_readout_scores(readout, tokens, bench.labels)
     readouts["true tokens"] = bench.runs.token_readout_scores(readout, true_tokens, bench.labels)
