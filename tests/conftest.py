@@ -27,6 +27,19 @@ def pytest_configure(config):
             config.addinivalue_line("markers", f"{name}: {text}")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    tiny models gain nothing from more, and on a busy two-core machine OpenMP's waiting threads made such tests
+    up to ten times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_report_header(config):
     root, reason = find_host()
     return f"ComfyUI host: {root}" if root else f"ComfyUI host: none, host tests will be skipped ({reason})"

@@ -19,13 +19,7 @@ SPACES = dict(text_space={"encoder": "synthetic", "dim": 16}, identity_space={"e
               token_space={"source": "synthetic", "K": 2, "D": 8})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A 64-wide model gains nothing from intra-op threads; on a busy two-core machine they slow it down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -81,13 +81,7 @@ class StandinFaceEmbedder(FaceEmbedder):
 # ------------------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models and MiniLM on a busy two-core machine: one intra-op thread is faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
