@@ -62,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=20, help="sampling steps per keyframe")
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--skip-plain-decoder", action="store_true",
+                   help="leave out the row of the decoder trained without identity conditioning (it trains a whole "
+                   "second decoder, about 20 minutes, unless --work already holds it)")
     p.add_argument("--train-only", default=None, metavar="VARIANT",
                    help="only write the datasets and train this planner ablation (no_identity, no_history, full_subset, "
                    "no_regularisation_subset), then exit: to train several ablations in parallel processes")
@@ -204,16 +207,17 @@ def main(argv=None) -> int:
     _log("decoding true tokens")
     results["true tokens, identity renderer"] = bench.score(bench.frames(true_tokens))
     results["true tokens, identity switched off"] = bench.score(bench.frames(true_tokens, identity_weight=0.0))
-    plain = ensure_plain_renderer(args)
-    saved = (bench.model, bench.tokenizer)
-    bench.model = bench.toy.load_toy_unet(str(plain / bench.toy.UNET_FILE))
-    plain_tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(str(plain / bench.toy.TOKENIZER_FILE))
-    plain_renderer = bench.host.managed(_pack("moviedreamer_core.renderer").load_renderer(
-        str(plain / "moviedreamer" / bench.toy.RENDERER_FILE)))
-    results["true tokens, renderer trained without identities"] = bench.score(
-        bench.frames(bench.runs.true_tokens(bench.films, plain_tokenizer.token_encoder()), renderer=plain_renderer,
-                     identities=False))
-    bench.model, bench.tokenizer = saved
+    if not args.skip_plain_decoder:
+        plain = ensure_plain_renderer(args)
+        saved = (bench.model, bench.tokenizer)
+        bench.model = bench.toy.load_toy_unet(str(plain / bench.toy.UNET_FILE))
+        plain_tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(str(plain / bench.toy.TOKENIZER_FILE))
+        plain_renderer = bench.host.managed(_pack("moviedreamer_core.renderer").load_renderer(
+            str(plain / "moviedreamer" / bench.toy.RENDERER_FILE)))
+        results["true tokens, renderer trained without identities"] = bench.score(
+            bench.frames(bench.runs.true_tokens(bench.films, plain_tokenizer.token_encoder()), renderer=plain_renderer,
+                         identities=False))
+        bench.model, bench.tokenizer = saved
 
     readout = bench.runs.TokenReadout.fit(bench.runs.true_tokens(bench.train_films[:120], bench.tokenizer.token_encoder()),
                                           [f.labels() for f in bench.train_films[:120]])

@@ -1,4 +1,4 @@
-"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (about 25 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (36 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
@@ -8,10 +8,12 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
 2. ``identity``: the toy world's identity embedder (its "face recogniser"), which ScriptEncode's ``toycinema``
    face embedder uses on the characters' reference portraits.
 3. ``decoder``: the diffusion autoencoder (paper section 3.2) with identity-preserving rendering (section 3.4):
-   the tokenizer (keyframe -> 2 tokens), the pixel-space UNet in the host's classes and the renderer adapter,
-   trained together through the host's UNet and noise schedule (``toycinema/autoencoder.py``).
+   the tokenizer (keyframe -> 2 tokens), the pixel-space UNet in the host's classes (v-prediction) and the
+   renderer adapter, trained together through the host's UNet and noise schedule (``toycinema/autoencoder.py``);
+   about 20 of the 36 minutes.
 4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
-   tokens from the new tokenizer) and the ``tiny`` planner trained on it with the accelerate trainer.
+   tokens from the new tokenizer, the cast named per film) and the ``tiny`` planner trained on it with the
+   accelerate trainer (one thread; about 12 minutes).
 
 ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
 """
