@@ -147,14 +147,28 @@ class Bench:
                 "identity consistency": consistency["centroid_accuracy"]}
 
 
+def _refuse_stale(path, spaces: dict, want: dict) -> None:
+    """Ablations kept in ``--work`` from before the shipped models were retrained would be scored against tokens
+    they never saw: refuse them, naming both spaces."""
+    for key, value in want.items():
+        if key == "identity_space" and not spaces.get(key):
+            continue  # the no-identity ablation has none
+        if spaces.get(key) != value:
+            raise SystemExit(f"{path} was made for {key} {spaces.get(key)}, the shipped models use {value}: "
+                             "delete --work (or choose another) to retrain the ablations")
+
+
 def ensure_planners(bench, args) -> dict:
     """Train (or reuse) the planner ablations in ``--work``; returns ``{row name: planner path}``."""
     pd = _pack("moviedreamer_core.toycinema.planner_data")
     work = Path(args.work)
     paths = {}
+    want = {"token_space": bench.tokenizer.space.to_dict(), "identity_space": bench.embedder.space.to_dict()}
     for identities in (True, False):
         folder = work / ("data" if identities else "data_no_identity")
-        if not (folder / "index.json").is_file():
+        if (folder / "index.json").is_file():
+            _refuse_stale(folder / "index.json", json.loads((folder / "index.json").read_text()), want)
+        else:
             _log(f"planner dataset {folder.name}")
             pd.write_planner_dataset(bench.train_films, str(folder), bench.text, bench.embedder,
                                      bench.tokenizer.token_encoder(), held_out=bench.films[:4], identities=identities)
@@ -168,7 +182,10 @@ def ensure_planners(bench, args) -> dict:
         path = out / "planner.safetensors"
         if args.train_only and args.train_only != name:
             continue
-        if not path.is_file():
+        if path.is_file():
+            cfg = _pack("moviedreamer_core.planner.checkpoint").read_planner_config(str(path))
+            _refuse_stale(path, {"token_space": cfg.token_space, "identity_space": cfg.identity_space}, want)
+        else:
             _log(f"training planner: {row}")
             path = bench.runs.train_toy_planner(str(work / data), str(out), variant=variant, subset=subset,
                                                 steps=args.planner_steps, log=None)
