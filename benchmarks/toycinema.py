@@ -147,15 +147,18 @@ class Bench:
                 "identity consistency": consistency["centroid_accuracy"]}
 
 
-def _refuse_stale(path, spaces: dict, want: dict) -> None:
+def _refuse_stale(path, spaces: dict, bench) -> None:
     """Ablations kept in ``--work`` from before the shipped models were retrained would be scored against tokens
-    they never saw: refuse them, naming both spaces."""
-    for key, value in want.items():
-        if key == "identity_space" and not spaces.get(key):
-            continue  # the no-identity ablation has none
-        if spaces.get(key) != value:
-            raise SystemExit(f"{path} was made for {key} {spaces.get(key)}, the shipped models use {value}: "
-                             "delete --work (or choose another) to retrain the ablations")
+    they never saw: refuse them with the pack's own space check (``spaces.require_same_space``)."""
+    sp = _pack("moviedreamer_core.spaces")
+    try:
+        sp.require_same_space("token", sp.TokenSpace.from_dict(spaces["token_space"]), bench.tokenizer.space,
+                              str(path), "the shipped tokenizer")
+        if spaces.get("identity_space"):  # the no-identity ablation has none
+            sp.require_same_space("identity", sp.EmbeddingSpace.from_dict(spaces["identity_space"]), bench.embedder.space,
+                                  str(path), "the shipped identity embedder")
+    except sp.SpaceMismatchError as e:
+        raise SystemExit(f"{e}: delete --work (or choose another) to retrain the ablations") from None
 
 
 def ensure_planners(bench, args) -> dict:
@@ -163,11 +166,10 @@ def ensure_planners(bench, args) -> dict:
     pd = _pack("moviedreamer_core.toycinema.planner_data")
     work = Path(args.work)
     paths = {}
-    want = {"token_space": bench.tokenizer.space.to_dict(), "identity_space": bench.embedder.space.to_dict()}
     for identities in (True, False):
         folder = work / ("data" if identities else "data_no_identity")
         if (folder / "index.json").is_file():
-            _refuse_stale(folder / "index.json", json.loads((folder / "index.json").read_text()), want)
+            _refuse_stale(folder / "index.json", json.loads((folder / "index.json").read_text()), bench)
         else:
             _log(f"planner dataset {folder.name}")
             pd.write_planner_dataset(bench.train_films, str(folder), bench.text, bench.embedder,
@@ -184,7 +186,7 @@ def ensure_planners(bench, args) -> dict:
             continue
         if path.is_file():
             cfg = _pack("moviedreamer_core.planner.checkpoint").read_planner_config(str(path))
-            _refuse_stale(path, {"token_space": cfg.token_space, "identity_space": cfg.identity_space}, want)
+            _refuse_stale(path, {"token_space": cfg.token_space, "identity_space": cfg.identity_space}, bench)
         else:
             _log(f"training planner: {row}")
             path = bench.runs.train_toy_planner(str(work / data), str(out), variant=variant, subset=subset,
