@@ -10,7 +10,7 @@ The UNet predicts ``v`` (the host's ``V_PREDICTION`` model type) rather than the
 eps-predicting model's clean-image estimate is the noisy input minus sigma (up to 14.6) times its noise
 estimate, so every small error is multiplied and the keyframe's global colours, which are decided at high
 noise, drift. v-prediction blends the input and the network's output so the estimate stays well scaled at
-every noise level (Salimans & Ho 2022). Older files without a ``prediction`` entry are eps models.
+every noise level (Salimans & Ho 2022). Older files without the ``PREDICTION_KEY`` entry are eps models.
 
 The toy world renders with a fixed, empty text condition (zeros): what a keyframe shows comes from its tokens
 and its characters' identities through the renderer adapter. The loader hands that condition out as
