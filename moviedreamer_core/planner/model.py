@@ -203,21 +203,74 @@ class KeyframePlanner(nn.Module):
 
     def build_sequence(self, story: Story, ctx: Conditioning) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced sequence of a story with tokens: embeddings ``[L, H]``, the positions whose hidden
-        states predict a token ``[N*K]``, and the normalised targets ``[N*K, D]``."""
+        states predict a token ``[N*K]``, and the normalised targets ``[N*K, D]``.
+
+        The same rows as ``embed_header`` + ``embed_condition(i)`` + ``embed_tokens`` for every keyframe i (and
+        the same draws from ``ctx``'s random source, in the same order), built with one projection per kind of
+        element and one gather instead of a few dozen small tensors per keyframe: a training step of a small
+        planner was mostly autograd bookkeeping for those (forward and backward), not transformer compute."""
         assert story.tokens is not None, "training stories need their keyframes' tokens"
-        K = self.cfg.K
-        parts = [self.embed_header(story, ctx)]
-        length = parts[0].shape[0]
+        dev = self.param_device
+        K, N = self.cfg.K, story.n_keyframes
+        header = self.embed_header(story, ctx)
+        targets = self.normalise(story.tokens.to(dev).float())  # [N, K, D]
+        S = story.keyframe_text.shape[1]
+
+        # the random draws, in embed_condition/embed_tokens order: keyframe i's identities, then its history mask
+        appearances, vectors, masks = [], [], []
+        for i in range(N):
+            for c in story.keyframe_characters[i]:
+                appearances.append(c)
+                vectors.append(ctx.identity(c))
+            if ctx.mask_history > 0:
+                if ctx.generator is not None:
+                    masks.append(torch.rand(K, generator=ctx.generator) < ctx.mask_history)
+                else:
+                    masks.append(torch.rand(K, device=dev) < ctx.mask_history)
+
+        types = self.type_emb.weight
+        text_kinds = torch.arange(TEXT_TYPE_OFFSET, TEXT_TYPE_OFFSET + S, device=dev)
+        if ctx.cond:
+            text = self.text_in(story.keyframe_text.to(dev)) + types[text_kinds]  # [N, S, H]
+        else:
+            text = (types[text_kinds] + self.null[text_kinds]).expand(N, S, -1)
+        A = len(appearances)
+        if A:
+            known = [v for v in vectors if v is not None]
+            values = self.no_identity.expand(A, -1)
+            if known and ctx.cond:
+                projected = self.identity_in(torch.stack(known).to(dev, torch.float32))
+                which = torch.tensor([v is not None for v in vectors], device=dev)
+                order = torch.cumsum(which.long(), 0) - 1
+                values = torch.where(which[:, None], projected[order.clamp_min(0)], values)
+            if not ctx.cond:
+                values = self.null[KIDENT].expand(A, -1)
+            slots = ctx.slots.to(dev)[torch.tensor(appearances, device=dev, dtype=torch.long)]
+            kident = types[KIDENT] + values + self.slot_emb.weight[slots]
+        else:
+            kident = types[KIDENT][None][:0]  # [0, H]
+        pos = self.token_pos.weight[:K]
+        tok = types[TOKEN] + self.token_in(targets) + pos  # [N, K, H]
+        if masks:
+            tok = torch.where(torch.stack(masks).to(dev)[..., None], types[TOKEN] + self.mask_embedding + pos, tok)
+
+        # one gather from [header | text | identities | BOI | tokens] in sequence order
+        pool = torch.cat([header, text.reshape(N * S, -1), kident, types[BOI][None], tok.reshape(N * K, -1)])
+        text_at, kident_at, boi_at = header.shape[0], header.shape[0] + N * S, header.shape[0] + N * S + A
+        tok_at = boi_at + 1
+        index = list(range(header.shape[0]))
         predict = []
-        targets = self.normalise(story.tokens.to(self.param_device).float())
-        for i in range(story.n_keyframes):
-            cond = self.embed_condition(story, i, ctx)
-            tok = self.embed_tokens(targets[i], ctx)
-            boi = length + cond.shape[0] - 1
-            predict.extend([boi] + [boi + 1 + j for j in range(K - 1)])
-            parts += [cond, tok]
-            length += cond.shape[0] + tok.shape[0]
-        return torch.cat(parts), torch.tensor(predict, device=self.param_device), targets.reshape(-1, targets.shape[-1])
+        a = 0
+        for i in range(N):
+            n = len(story.keyframe_characters[i])
+            index += range(text_at + i * S, text_at + (i + 1) * S)
+            index += range(kident_at + a, kident_at + a + n)
+            a += n
+            predict += [len(index) + j for j in range(K)]  # BOI, then tokens 0..K-2
+            index.append(boi_at)
+            index += range(tok_at + i * K, tok_at + (i + 1) * K)
+        seq = pool[torch.tensor(index, device=dev)]
+        return seq, torch.tensor(predict, device=dev), targets.reshape(-1, targets.shape[-1])
 
     def run_backbone(self, x: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
                      position_ids: Optional[torch.Tensor] = None, cache=None) -> torch.Tensor:
