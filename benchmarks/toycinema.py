@@ -37,6 +37,7 @@ PACK = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK / "nodes"))
 
 from library_mode import PACK_MODULE, comfyui_folder, import_host, import_pack  # noqa: E402
+from toycinema_train import DECODER_STEPS  # noqa: E402  (no host import at module level)
 
 COLUMNS = ("location", "camera", "character F1", "exact set", "location, same place", "identity consistency")
 
@@ -58,7 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--train-films", type=int, default=300, help="training films (as the shipped models)")
     p.add_argument("--subset", type=int, default=24, help="films of the few-data anti-overfitting comparison")
     p.add_argument("--planner-steps", type=int, default=None, help="default: the shipped planner's budget")
-    p.add_argument("--decoder-steps", type=int, default=1000, help="as the shipped decoder")
+    p.add_argument("--decoder-steps", type=int, default=DECODER_STEPS, help="as the shipped decoder")
     p.add_argument("--steps", type=int, default=20, help="sampling steps per keyframe")
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--json", default=None, help="also write the figures here")

@@ -17,6 +17,13 @@ same length, exactly as at render time (``n`` identities -> ``n * M`` identity t
 regularisers, as in the paper: identity randomisation (noise on the reference identity), a horizontal flip,
 and condition dropout (zero tokens and no identity, the render node's unconditional pass), which also makes
 classifier-free guidance meaningful at render time.
+
+Noise levels are drawn log-normally (``log sigma ~ N(-0.6, 1.4)``, clamped to the schedule's range), not
+log-uniformly over 0.03..14.6, which spends 43% of the samples above sigma 1 where a keyframe is mostly noise.
+Measured on 4 held-out films decoded from their true tokens, same 16-minute budget: log-uniform levels (and the
+earlier, larger UNet) gave an exact character set in 0.26 of keyframes; EDM's own distribution (-1.2, 1.2; 16%
+above sigma 1) 0.41 but fewer keyframes with the right camera size and figures in the right places (camera 0.91,
+positions 0.43), which are decided at high noise; this one (33% above sigma 1) 0.49, camera 1.00, positions 0.56.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import numpy as np
 import torch
 
 from ..renderer.adapter import RendererAdapter
-from ..renderer.train import Denoiser, RendererBatch, randomise_identity, renderer_loss, sample_sigmas
+from ..renderer.train import Denoiser, RendererBatch, randomise_identity, renderer_loss, sample_sigmas, sample_sigmas_log_normal
 from .film import Film
 from .tokenizer import ToyTokenizer, to_pixels
 
@@ -66,10 +73,13 @@ def keyframe_set(films: Sequence[Film], size: int = 32) -> KeyframeSet:
 @dataclass
 class AutoencoderTraining:
     steps: int = 2000
-    batch_size: int = 32
+    batch_size: int = 16  # at a fixed time budget, more and smaller steps train the from-scratch UNet further
     lr: float = 1e-3
     warmup_steps: int = 100
     sigma_range: tuple = (0.03, 14.6)  # the host's SD schedule; pixels in -1..1
+    sigma_sampling: str = "log_normal"  # or "log_uniform" over sigma_range (see renderer.train)
+    p_mean: float = -0.6  # log-normal noise levels, higher and wider than EDM's (-1.2, 1.2): see the docstring
+    p_std: float = 1.4
     identity_noise: float = 0.05  # identity randomisation (paper section 3.3)
     uncond_prob: float = 0.1  # zero tokens and no identity: the unconditional pass of classifier-free guidance
     no_identity_prob: float = 0.1  # tokens only: the renderer also works with identity_weight 0
@@ -103,6 +113,14 @@ def _lr_factor(step: int, cfg: AutoencoderTraining) -> float:
         return (step + 1) / cfg.warmup_steps
     t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _sigmas(n: int, cfg: AutoencoderTraining, gen: torch.Generator) -> torch.Tensor:
+    if cfg.sigma_sampling == "log_normal":
+        return sample_sigmas_log_normal(n, *cfg.sigma_range, cfg.p_mean, cfg.p_std, generator=gen)
+    if cfg.sigma_sampling == "log_uniform":
+        return sample_sigmas(n, *cfg.sigma_range, generator=gen)
+    raise ValueError(f"unknown sigma_sampling {cfg.sigma_sampling!r} (log_normal or log_uniform)")
 
 
 def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, adapter: RendererAdapter,
@@ -156,7 +174,7 @@ def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: t
         pool = groups[n]
         rows = pool[torch.randint(len(pool), (min(cfg.batch_size, len(pool)),), generator=gen).numpy()]
         batch = make_batch(data, rows, tokenizer, adapter, identities, cfg, gen, text_context, device)
-        sigmas = sample_sigmas(len(rows), *cfg.sigma_range, generator=gen).to(device)
+        sigmas = _sigmas(len(rows), cfg, gen).to(device)
         noise = torch.randn(batch.latents.shape, generator=gen).to(device)
         loss = renderer_loss(adapter, batch, denoise, sigmas, noise, cfg.weighting)
         optimizer.zero_grad(set_to_none=True)

@@ -52,9 +52,11 @@ from .planner_data import MANIFEST, cached_text_encoder, film_embeds, keyframe_t
 from .scores import location_accuracy, score_labels
 from .world import N_CAMERAS, N_CHARACTERS, N_LOCATIONS, N_POSITIONS
 
-#: Optimiser steps of the toy planner (global batch 16): about five minutes on two CPU cores.
+#: Optimiser steps of the toy planner (global batch 16): about four minutes on two CPU cores, five on one.
 FULL_STEPS = 1200
-#: torch threads of the training process (a 64-wide model: one thread is as fast as two, and leaves a core free).
+#: torch threads of a training process by default: one (two are only 1.2x faster for a 64-wide model, and one
+#: leaves a core to a second process: the benchmark trains its ablations two at a time). The retraining command
+#: passes its own thread count.
 THREADS = 1
 RUN_FILE = "toy_run.json"
 

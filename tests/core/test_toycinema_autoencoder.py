@@ -132,3 +132,27 @@ def test_contact_sheet_lays_out_and_captions_every_keyframe():
     assert (caption > 150).any()  # text drawn under it
     with pytest.raises(ValueError):
         contact_sheet([], [])
+
+
+def test_log_normal_noise_levels_follow_their_distribution_inside_the_model_range():
+    from moviedreamer_core.renderer.train import sample_sigmas, sample_sigmas_log_normal
+
+    gen = torch.Generator().manual_seed(0)
+    s = sample_sigmas_log_normal(20000, 0.03, 14.6, -1.2, 1.2, generator=gen)
+    lo, hi = torch.tensor([0.03, 14.6])  # the bounds as float32, as the clamp applies them
+    assert s.min() >= lo and s.max() <= hi and (s == lo).any()  # clamped, not resampled
+    inside = s[(s > lo) & (s < hi)].log()
+    assert abs(float(inside.median()) + 1.2) < 0.05  # centred on p_mean
+    assert abs(float((s > 1).float().mean()) - 0.159) < 0.02  # P(z > 1) of a standard normal
+    uniform = sample_sigmas(20000, 0.03, 14.6, generator=gen)
+    assert abs(float((uniform > 1).float().mean()) - 0.434) < 0.02  # what log-uniform spends above sigma 1
+
+
+def test_training_refuses_an_unknown_noise_level_distribution():
+    films = generate_films(1, 2)
+    tokenizer = ToyTokenizer()
+    cfg = AutoencoderTraining(steps=1, batch_size=2, sigma_sampling="uniform")
+    with pytest.raises(ValueError, match="sigma_sampling"):
+        den = StandInDenoiser()
+        train_autoencoder(tokenizer, _adapter(tokenizer, None), den, den, keyframe_set(films, 32), None,
+                          torch.zeros(1, 1, C), cfg)
