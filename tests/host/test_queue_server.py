@@ -159,7 +159,9 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server):
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "moviedreamer_core.queue", str(TINY_API), "--server", tiny_server.url,
-                             "--set", "9.steps=400", "--project", "ctrl_c"], cwd=str(PACK_DIR),
+                             # steps enough that the render is still sampling when Ctrl-C arrives on a fast
+                             # machine (400 steps of the tiny model could finish within the second below)
+                             "--set", "9.steps=10000", "--project", "ctrl_c"], cwd=str(PACK_DIR),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     deadline = time.time() + 120
