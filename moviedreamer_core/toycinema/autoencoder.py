@@ -22,7 +22,7 @@ Noise levels are drawn log-normally (``log sigma ~ N(-0.6, 1.4)``, clamped to th
 log-uniformly over 0.03..14.6, which spends 43% of the samples above sigma 1 where a keyframe is mostly noise.
 Measured on 4 held-out films decoded from their true tokens, same 16-minute budget: log-uniform levels (and the
 earlier, larger UNet) gave an exact character set in 0.26 of keyframes; EDM's own distribution (-1.2, 1.2; 16%
-above sigma 1) 0.41 but fewer keyframes with the right camera size and figures in the right places (camera 0.91,
+above sigma 1) 0.40 but fewer keyframes with the right camera size and figures in the right places (camera 0.90,
 positions 0.43), which are decided at high noise; this one (33% above sigma 1) 0.49, camera 1.00, positions 0.56.
 """
 
