@@ -51,18 +51,6 @@ def main() -> None:
 
     batches = [[story() for _ in range(16)] for _ in range(4)]
 
-    def row_by_row(s: Story, ctx):
-        K = model.cfg.K
-        targets = model.normalise(s.tokens.float())
-        parts, predict = [model.embed_header(s, ctx)], []
-        length = parts[0].shape[0]
-        for i in range(s.n_keyframes):
-            cond, tok = model.embed_condition(s, i, ctx), model.embed_tokens(targets[i], ctx)
-            predict += [length + cond.shape[0] - 1 + j for j in range(K)]
-            parts += [cond, tok]
-            length += cond.shape[0] + tok.shape[0]
-        return torch.cat(parts), torch.tensor(predict), targets.reshape(-1, targets.shape[-1])
-
     def step(stories, build, opt):
         seqs, preds, targets = [], [], []
         for s in stories:
@@ -81,7 +69,7 @@ def main() -> None:
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     timings = {}
-    for name, build in (("batched (build_sequence)", model.build_sequence), ("row by row", row_by_row)):
+    for name, build in (("batched (build_sequence)", model.build_sequence), ("row by row", model.build_sequence_row_by_row)):
         step(batches[0], build, opt)  # warm-up
         t0 = time.perf_counter()
         for i in range(args.steps):

@@ -205,21 +205,6 @@ def test_identity_randomisation_draws_other_photos(story):
     assert torch.allclose(mean, torch.nn.functional.normalize(bank.mean(0), dim=0))
 
 
-def _sequence_row_by_row(model: KeyframePlanner, story: Story, ctx) -> tuple[torch.Tensor, list]:
-    """The teacher-forced sequence as generation assembles it: header, then per keyframe its condition rows and
-    its token rows (``embed_condition`` / ``embed_tokens``, one keyframe at a time)."""
-    K = model.cfg.K
-    targets = model.normalise(story.tokens.float())
-    parts, predict = [model.embed_header(story, ctx)], []
-    length = parts[0].shape[0]
-    for i in range(story.n_keyframes):
-        cond, tok = model.embed_condition(story, i, ctx), model.embed_tokens(targets[i], ctx)
-        predict += [length + cond.shape[0] - 1 + j for j in range(K)]
-        parts += [cond, tok]
-        length += cond.shape[0] + tok.shape[0]
-    return torch.cat(parts), predict
-
-
 @pytest.mark.parametrize("cond", [True, False])
 def test_training_sequence_is_the_row_by_row_sequence_with_the_same_draws(story, cond):
     """``build_sequence`` (batched) puts the same rows in the same places as the row-by-row assembly, and
@@ -233,14 +218,14 @@ def test_training_sequence_is_the_row_by_row_sequence_with_the_same_draws(story,
                             tokens=torch.randn(story.n_keyframes, 2, 8))
     assert any(1 in c for c in chars) and any(len(c) > 1 for c in chars)
     built = []
-    for build in (lambda ctx: model.build_sequence(s, ctx)[:2], lambda ctx: _sequence_row_by_row(model, s, ctx)):
+    for build in (model.build_sequence, model.build_sequence_row_by_row):
         gen = torch.Generator().manual_seed(3)
         ctx = model.make_conditioning(s, train=True, cond=cond, generator=gen)
         ctx.generator = gen
-        built.append(build(ctx) + (torch.rand(4, generator=gen),))
-    (seq, predict, after), (ref, ref_predict, ref_after) = built
+        built.append(build(s, ctx) + (torch.rand(4, generator=gen),))
+    (seq, predict, targets, after), (ref, ref_predict, ref_targets, ref_after) = built
     assert seq.shape == ref.shape and torch.allclose(seq, ref, atol=1e-5)
-    assert predict.tolist() == ref_predict
+    assert predict.tolist() == ref_predict.tolist() and torch.equal(targets, ref_targets)
     assert torch.equal(after, ref_after), "the generator was drawn from exactly as often"
     masked = torch.isclose(seq, model.type_emb.weight[6] + model.mask_embedding + model.token_pos.weight[0], atol=1e-5).all(1)
     assert masked.any(), "history masking acted"
