@@ -65,7 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="also write the figures here")
     p.add_argument("--skip-plain-decoder", action="store_true",
                    help="leave out the row of the decoder trained without identity conditioning (it trains a whole "
-                   "second decoder, about 20 minutes, unless --work already holds it)")
+                   "second decoder, about 15 minutes, unless --work already holds it)")
     p.add_argument("--train-only", default=None, metavar="VARIANT",
                    help="only write the datasets and train this planner ablation (no_identity, no_history, full_subset, "
                    "no_regularisation_subset), then exit: to train several ablations in parallel processes")
