@@ -158,25 +158,36 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server):
     import signal
     import time
 
+    def terminal_sigint():
+        # Ctrl-C reaches a command started from a terminal; a test run started in the background (``cmd &``
+        # in a script) hands SIGINT down ignored, and Python then never raises KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen([sys.executable, "-m", "moviedreamer_core.queue", str(TINY_API), "--server", tiny_server.url,
                              # steps enough that the render is still sampling when Ctrl-C arrives on a fast
-                             # machine (400 steps of the tiny model could finish within the second below)
+                             # machine (400 steps of the tiny model can finish within the second below)
                              "--set", "9.steps=10000", "--project", "ctrl_c"], cwd=str(PACK_DIR),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until the renderer is sampling
-        line = proc.stderr.readline()
-        lines.append(line)
-        if "IdentityDiffusionRender" in line or not line:
-            break
-    prompt_id = re.search(r"queued prompt (\S+)", "".join(lines)).group(1)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 5, (out, err)
-    assert f"cancelled: prompt {prompt_id}" in err and "a rerun resumes" in err
-    entry = tiny_server.wait_history(prompt_id, timeout=120)
-    assert entry["status"]["status_str"] == "error"
-    assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint)
+    try:
+        lines = []
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the renderer is sampling
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "IdentityDiffusionRender" in line or not line:
+                break
+        prompt_id = re.search(r"queued prompt (\S+)", "".join(lines)).group(1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 5, (out, err)
+        assert f"cancelled: prompt {prompt_id}" in err and "a rerun resumes" in err
+        entry = tiny_server.wait_history(prompt_id, timeout=120)
+        assert entry["status"]["status_str"] == "error"
+        assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
+    finally:  # on failure, leave no 10000-step render behind on the shared server
+        if proc.poll() is None:
+            proc.kill()
+        if tiny_server.get("/queue").json()["queue_running"]:
+            tiny_server.interrupt()
     assert tiny_server.get("/queue").json()["queue_running"] == []
