@@ -31,8 +31,7 @@ def main() -> None:
     import torch
 
     from moviedreamer_core.planner import KeyframePlanner, preset
-    from moviedreamer_core.planner.inputs import Story, collate
-    from moviedreamer_core.planner.mixture import mixture_loss
+    from moviedreamer_core.planner.inputs import Story
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -51,32 +50,25 @@ def main() -> None:
 
     batches = [[story() for _ in range(16)] for _ in range(4)]
 
-    def step(stories, build, opt):
-        seqs, preds, targets = [], [], []
-        for s in stories:
-            ctx = model.make_conditioning(s, train=True)
-            seq, pred, tgt = build(s, ctx)
-            seqs.append(seq)
-            preds.append(pred)
-            targets.append(tgt)
-        x, mask = collate(seqs)
-        h = model.run_backbone(model.drop(x), attention_mask=mask)
-        mix = model.head(torch.cat([h[b, p] for b, p in enumerate(preds)]))
-        loss = mixture_loss(mix, torch.cat(targets), 1.0, 0.0, 0.0)["loss"]
+    def step(stories, opt):  # the trainer's step: KeyframePlanner.loss, backward, optimiser
+        loss = model.loss(stories)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     timings = {}
-    for name, build in (("batched (build_sequence)", model.build_sequence), ("row by row", model.build_sequence_row_by_row)):
-        step(batches[0], build, opt)  # warm-up
+    for name, row_by_row in (("batched (build_sequence)", False), ("row by row", True)):
+        if row_by_row:  # the same loss with the reference assembly in place of build_sequence
+            model.build_sequence = model.build_sequence_row_by_row
+        step(batches[0], opt)  # warm-up
         t0 = time.perf_counter()
         for i in range(args.steps):
-            step(batches[i % len(batches)], build, opt)
+            step(batches[i % len(batches)], opt)
         timings[name] = (time.perf_counter() - t0) / args.steps
         print(f"{name:26s} {1000 * timings[name]:8.1f} ms per training step (16 stories x {args.keyframes} keyframes, "
               f"{args.threads} thread(s))")
+    del model.build_sequence
     batched, rows = timings.values()
     print(f"batched / row by row: {batched / rows:.2f}")
 

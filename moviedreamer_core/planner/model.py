@@ -159,12 +159,15 @@ class KeyframePlanner(nn.Module):
         pos = self.token_pos.weight[first:first + tokens.shape[0]]
         x = self.type_emb.weight[TOKEN] + self.token_in(tokens.to(self.param_device)) + pos
         if ctx is not None and ctx.mask_history > 0:
-            if ctx.generator is not None:
-                masked = (torch.rand(tokens.shape[0], generator=ctx.generator) < ctx.mask_history).to(x.device)
-            else:
-                masked = torch.rand(tokens.shape[0], device=x.device) < ctx.mask_history
+            masked = self._history_mask(ctx, tokens.shape[0])
             x = torch.where(masked[:, None], self.type_emb.weight[TOKEN] + self.mask_embedding + pos, x)
         return x
+
+    def _history_mask(self, ctx: Conditioning, k: int) -> torch.Tensor:
+        """``[k]`` bool: which of k token inputs history masking hides (from ``ctx.generator`` when it has one)."""
+        if ctx.generator is not None:
+            return (torch.rand(k, generator=ctx.generator) < ctx.mask_history).to(self.param_device)
+        return torch.rand(k, device=self.param_device) < ctx.mask_history
 
     # --------------------------------------------------------------------------------- conditioning
 
@@ -223,10 +226,7 @@ class KeyframePlanner(nn.Module):
                 appearances.append(c)
                 vectors.append(ctx.identity(c))
             if ctx.mask_history > 0:
-                if ctx.generator is not None:
-                    masks.append(torch.rand(K, generator=ctx.generator) < ctx.mask_history)
-                else:
-                    masks.append(torch.rand(K, device=dev) < ctx.mask_history)
+                masks.append(self._history_mask(ctx, K))
 
         types = self.type_emb.weight
         text_kinds = torch.arange(TEXT_TYPE_OFFSET, TEXT_TYPE_OFFSET + S, device=dev)
@@ -236,14 +236,15 @@ class KeyframePlanner(nn.Module):
             text = (types[text_kinds] + self.null[text_kinds]).expand(N, S, -1)
         A = len(appearances)
         if A:
-            known = [v for v in vectors if v is not None]
-            values = self.no_identity.expand(A, -1)
-            if known and ctx.cond:
-                projected = self.identity_in(torch.stack(known).to(dev, torch.float32))
-                which = torch.tensor([v is not None for v in vectors], device=dev)
-                order = torch.cumsum(which.long(), 0) - 1
-                values = torch.where(which[:, None], projected[order.clamp_min(0)], values)
-            if not ctx.cond:
+            if ctx.cond:  # projected identities, then the learned no-identity row for characters without photos
+                known = [v for v in vectors if v is not None]
+                rows = [self.identity_in(torch.stack(known).to(dev, torch.float32))] if known else []
+                choice, k = [], 0
+                for v in vectors:
+                    choice.append(k if v is not None else len(known))
+                    k += v is not None
+                values = torch.cat(rows + [self.no_identity[None]])[torch.tensor(choice, device=dev)]
+            else:
                 values = self.null[KIDENT].expand(A, -1)
             slots = ctx.slots.to(dev)[torch.tensor(appearances, device=dev, dtype=torch.long)]
             kident = types[KIDENT] + values + self.slot_emb.weight[slots]
@@ -252,7 +253,7 @@ class KeyframePlanner(nn.Module):
         pos = self.token_pos.weight[:K]
         tok = types[TOKEN] + self.token_in(targets) + pos  # [N, K, H]
         if masks:
-            tok = torch.where(torch.stack(masks).to(dev)[..., None], types[TOKEN] + self.mask_embedding + pos, tok)
+            tok = torch.where(torch.stack(masks)[..., None], types[TOKEN] + self.mask_embedding + pos, tok)
 
         # one gather from [header | text | identities | BOI | tokens] in sequence order
         pool = torch.cat([header, text.reshape(N * S, -1), kident, types[BOI][None], tok.reshape(N * K, -1)])
