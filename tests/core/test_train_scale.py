@@ -172,7 +172,8 @@ def test_shipped_configs_and_the_paper_code_path():
     paper = load_config("paper")
     assert paper.train.fsdp.enabled and paper.train.gradient_checkpointing and paper.train.mixed_precision == "bf16"
     if not torch.cuda.is_available():  # rank-0-only loading needs the accelerator device to exist
-        with pytest.raises(RuntimeError, match="no available devices"):
+        # accelerate < 1.16 fails looking for the device; 1.16 refuses the CPU by name
+        with pytest.raises(RuntimeError, match="no available devices|sync_module_states=True` is not supported on cpu"):
             fsdp_plugin(paper)
         paper = load_config("paper", ["train.fsdp.cpu_ram_efficient_loading=false"])
     plugin = fsdp_plugin(paper)
