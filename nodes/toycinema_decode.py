@@ -41,7 +41,7 @@ def decode_tokens(model, vae, adapter_patcher, tokens: torch.Tensor, identities:
             id_ctx = None
             if count:
                 ids = torch.stack([torch.as_tensor(identities[i]).float() for i in part])  # [B, n, Di]
-                id_ctx = adapter.project_identity(ids.reshape(-1, ids.shape[-1])).reshape(len(part), -1, adapter.cfg.context_dim)
+                id_ctx = adapter.identity_context(ids)
             state = AdapterState(adapter_patcher, layers, cond, uncond, id_ctx, token_weight,
                                  identity_weight if id_ctx is not None else 0.0, float("inf"), 0.0)
             latent = host.empty_latent(model, size, size, batch=len(part), downscale=1)

@@ -8,7 +8,13 @@ IP-Adapter manner ("decoupled cross-attention"), so it sits on any SD1.5/SDXL mo
 * ``TokenProjector``: the keyframe's K tokens (``[K, D]``) -> ``N`` context tokens of the UNet's context width;
 * ``IdentityProjector``: a face identity (``[Di]``) -> ``M`` identity tokens (as FaceID-style adapters do,
   optionally reading the face crop's CLIP Vision features as FaceID plus does; see ``faceid.py``);
-* per cross-attention layer a decoupled key/value pair (``to_k``, ``to_v``) applied to those context tokens.
+* per cross-attention layer a decoupled key/value pair (``to_k``, ``to_v``) applied to those context tokens;
+* optionally (``identity_slots``) a learned embedding per place in the keyframe's character list, added to that
+  character's identity tokens. Attention is blind to the order of its keys, so without it a keyframe's two or
+  three identities reach every pixel alike and nothing says which figure wears which face: the toy cinema's
+  two-character close-ups came out as one blended figure twice. With it, the renderer reads the list in the
+  order it was trained on (the toy world lists on-screen characters left to right, as its scripts do); real
+  renderers keep it off, because real scripts name characters in no particular order.
 
 Each patched layer computes ``attn(q, K_text, V_text) + w_tok * attn(q, K_tok, V_tok) + w_id * attn(q, K_id, V_id)``;
 the text path is the UNet's own. The adapter declares the token and identity spaces it decodes; the render
@@ -44,6 +50,7 @@ class RendererConfig:
     resampler: Optional[dict] = None  # Resampler arguments: a perceiver replaces the linear token projector
     token_path: bool = True  # False: identity only (IP-Adapter FaceID files); the storyboard's tokens are not read
     identity_projector: Optional[dict] = None  # faceid.IdentityProjector options (hidden, perceiver, shortcut...)
+    identity_slots: int = 0  # >0: a learned embedding per place in the character list (see the module docstring)
     source: str = "moviedreamer"  # or "ipadapter" for converted public files
     version: int = RENDERER_FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -95,6 +102,9 @@ class RendererAdapter(nn.Module):
             self.identity_proj = IdentityProjector(cfg.identity.dim, cfg.identity_tokens, cfg.context_dim,
                                                    **(cfg.identity_projector or {}))
             self.identity_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims])
+            self.identity_slot = None
+            if cfg.identity_slots:
+                self.identity_slot = nn.Parameter(0.02 * torch.randn(cfg.identity_slots, cfg.identity_tokens, cfg.context_dim))
         else:
             self.identity_proj = None
             self.identity_kv = None
@@ -121,6 +131,21 @@ class RendererAdapter(nn.Module):
         if face_states is not None:
             face_states = face_states.to(p.device, p.dtype)
         return self.identity_proj(identity.to(p.device, p.dtype), face_states)
+
+    def identity_context(self, identities: torch.Tensor, face_states: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``[B, n * M, C]``: the identity context of ``B`` keyframes with ``n`` characters each (``identities``
+        ``[B, n, Di]``, or ``[n, Di]`` for one keyframe; ``face_states`` ``[B * n, ...]`` or ``[n, ...]``). The
+        i-th character's ``M`` tokens get slot ``i``'s embedding when the renderer has ``identity_slots``;
+        characters past the last slot get none."""
+        if identities.ndim == 2:
+            identities = identities[None]
+        B, n, Di = identities.shape
+        ctx = self.project_identity(identities.reshape(B * n, Di), face_states)
+        ctx = ctx.reshape(B, n, ctx.shape[-2], self.cfg.context_dim)
+        if self.identity_slot is not None and n:
+            k = min(n, self.identity_slot.shape[0])
+            ctx = torch.cat([ctx[:, :k] + self.identity_slot[:k], ctx[:, k:]], dim=1)
+        return ctx.reshape(B, -1, self.cfg.context_dim)
 
     def layer_kv(self, layer: int, context: torch.Tensor, identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         pair = (self.identity_kv if identity else self.token_kv)[layer]

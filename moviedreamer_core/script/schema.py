@@ -124,7 +124,11 @@ class Shot(_Strict):
     action: Union[NonEmptyText, Annotated[list[NonEmptyText], Field(min_length=1)]] = Field(
         description="What happens: one sentence, or a list with one sentence per keyframe."
     )
-    characters: list[Name] = Field(default_factory=list, description="Names of the characters on screen.")
+    characters: list[Name] = Field(
+        default_factory=list,
+        description="Names of the characters on screen, left to right (renderers with identity slots, like the toy "
+        "cinema's, place them in that order).",
+    )
     camera: Camera = Field(default=Camera.medium, description="Shot size / framing.")
     duration: Annotated[float, Field(strict=True, gt=0, le=MAX_SHOT_DURATION_S)] = Field(
         description="Length of the shot in seconds."

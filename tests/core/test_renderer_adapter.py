@@ -124,3 +124,32 @@ def test_keyframe_latents_are_kept_for_their_signature(tmp_path):
     path = tmp_path / "moviedreamer" / project.name / project.latent_file(0)
     path.write_bytes(path.read_bytes()[:20])
     assert project.load_keyframe_latent(0, "sig") is None, "a truncated file is not read"
+
+
+def test_identity_slots_tell_the_renderer_which_place_each_character_takes(tmp_path):
+    """Attention cannot tell the order of a keyframe's identities; with ``identity_slots`` the i-th character's
+    tokens carry slot i's embedding, so swapping two characters changes the context (and without slots it only
+    permutes it). Characters past the last slot get none; the slots survive the file round trip."""
+    a = make()
+    ids = torch.randn(2, 3, 128)
+    plain = a.identity_context(ids)
+    assert plain.shape == (2, 6, 32) and a.identity_slot is None
+    torch.testing.assert_close(a.identity_context(ids[0]), plain[:1])  # one keyframe's [n, Di]
+    torch.testing.assert_close(plain[:, :2], a.project_identity(ids[:, 0]))
+    torch.testing.assert_close(a.identity_context(ids.flip(1)), torch.cat([plain[:, 4:], plain[:, 2:4], plain[:, :2]], 1))
+
+    torch.manual_seed(1)
+    cfg = RendererConfig(**{**a.cfg.__dict__, "identity_slots": 2})
+    s = RendererAdapter(cfg)
+    slotted = s.identity_context(ids)
+    own = torch.stack([s.project_identity(ids[:, i]) for i in range(3)], 1)  # [B, n, M, C]
+    torch.testing.assert_close(slotted.reshape(2, 3, 2, 32), own + torch.cat([s.identity_slot, torch.zeros(1, 2, 32)])[None])
+    swapped = s.identity_context(ids[:, [1, 0, 2]])
+    assert not torch.allclose(swapped[:, :2], slotted[:, 2:4])  # the same character in another place reads differently
+    torch.testing.assert_close(swapped[:, 4:], slotted[:, 4:])  # the third has no slot: unchanged
+    assert s.identity_context(ids[:, :0]).shape == (2, 0, 32)
+    save_renderer(s, str(tmp_path / "slots.safetensors"))
+    t = load_renderer(str(tmp_path / "slots.safetensors"))
+    assert t.cfg.identity_slots == 2 and torch.equal(t.identity_context(ids), slotted)
+    d = {k: v for k, v in a.cfg.__dict__.items() if k != "identity_slots"}  # a file from before the option
+    assert RendererConfig(**d).identity_slots == 0
