@@ -66,6 +66,9 @@ def parse_args(argv=None):
     p.add_argument("--skip-plain-decoder", action="store_true",
                    help="leave out the row of the decoder trained without identity conditioning (it trains a whole "
                    "second decoder, about 15 minutes, unless --work already holds it)")
+    p.add_argument("--skip-ablations", action="store_true",
+                   help="score only what ships (true tokens, the shipped planner, the zero-shot prior): trains nothing, "
+                   "a few minutes")
     p.add_argument("--train-only", default=None, metavar="VARIANT",
                    help="only write the datasets and train this planner ablation (no_identity, no_history, full_subset, "
                    "no_regularisation_subset), then exit: to train several ablations in parallel processes")
@@ -227,7 +230,7 @@ def main(argv=None) -> int:
     _log("decoding true tokens")
     results["true tokens, identity renderer"] = bench.score(bench.frames(true_tokens))
     results["true tokens, identity switched off"] = bench.score(bench.frames(true_tokens, identity_weight=0.0))
-    if not args.skip_plain_decoder:
+    if not (args.skip_plain_decoder or args.skip_ablations):
         plain = ensure_plain_renderer(args)
         saved = (bench.model, bench.tokenizer)
         bench.model = bench.toy.load_toy_unet(str(plain / bench.toy.UNET_FILE))
@@ -242,7 +245,9 @@ def main(argv=None) -> int:
     readout = bench.runs.TokenReadout.fit(bench.runs.true_tokens(bench.train_films[:120], bench.tokenizer.token_encoder()),
                                           [f.labels() for f in bench.train_films[:120]])
     readouts = {}
-    planners = {"planner (shipped: script + identities + history)": bench.planner_path, **ensure_planners(bench, args)}
+    planners = {"planner (shipped: script + identities + history)": bench.planner_path}
+    if not args.skip_ablations:
+        planners.update(ensure_planners(bench, args))
     zero_shot = _pack("moviedreamer_core.planner.zero_shot").ZeroShotPrior()
     for row, planner in [*planners.items(), ("zero-shot prior (no training)", zero_shot)]:
         _log(f"planning and decoding: {row}")

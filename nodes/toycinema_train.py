@@ -1,4 +1,4 @@
-"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (23 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (23-34 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
@@ -10,7 +10,8 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
 3. ``decoder``: the diffusion autoencoder (paper section 3.2) with identity-preserving rendering (section 3.4):
    the tokenizer (keyframe -> 2 tokens), the pixel-space UNet in the host's classes (v-prediction) and the
    renderer adapter, trained together through the host's UNet and noise schedule (``toycinema/autoencoder.py``);
-   16 of the 23 minutes.
+   16 minutes on the machine of the previous release, 24 on this release's slower one (the rest of the run
+   about 7 there, 10 here).
 4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
    tokens from the new tokenizer, the cast named per film) and the ``tiny`` planner trained on it with the
    accelerate trainer (about 4 minutes).
@@ -36,7 +37,7 @@ except ImportError:
 STAGES = ("probe", "identity", "decoder", "planner")
 #: Training films and held-out films come from different seeds of the story grammar.
 TRAIN_SEED, HELD_OUT_SEED = 1000, 9000
-#: The shipped decoder's training steps (batch 16; 16 minutes on two CPU cores).
+#: The shipped decoder's training steps (batch 16; 16-24 minutes on two CPU cores, by machine).
 DECODER_STEPS = 2200
 
 
@@ -54,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-identity", action="store_true", help="decoder without identity conditioning (an ablation)")
     p.add_argument("--prediction", default="v", choices=("v", "eps"),
                    help="what the decoder UNet predicts (v: the shipped choice; eps: the earlier one, for comparison)")
+    p.add_argument("--figure-weight", type=float, default=None,
+                   help="extra loss weight of the figures' pixels in the decoder's training (default: the shipped recipe's)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -66,7 +69,8 @@ def _pack(name: str):
     return importlib.import_module(f"{PACK_MODULE}.{name}")
 
 
-def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, prediction: str = "v", log=_log) -> dict:
+def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, prediction: str = "v", log=_log,
+                  training_overrides: dict | None = None) -> dict:
     """Train tokenizer + toy UNet + renderer adapter on ``films`` and write the three files into ``out_dir``
     (renderer and UNet under ``moviedreamer/`` and beside it, as shipped). ``identities`` ``[n_characters, Di]``
     or ``None`` (no identity path); ``prediction``: what the UNet predicts (``toycinema_models.PREDICTIONS``).
@@ -81,6 +85,7 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
     tok = _pack("moviedreamer_core.toycinema.tokenizer")
     from_attention = _pack("nodes.attention_patch")
     make_denoiser = _pack("nodes.renderer_training").make_denoiser
+    world = _pack("moviedreamer_core.toycinema.world")
     del core
 
     torch.manual_seed(seed)
@@ -94,11 +99,13 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
         identity_space = {"encoder": "pending", "dim": int(identities.shape[1])}
     cfg = renderer_mod.RendererConfig(token_space=tokenizer.space.to_dict(), context_dim=layers[0].context_dim,
                                       layer_dims=[l.inner_dim for l in layers], context_tokens=4,
-                                      identity_space=identity_space, identity_tokens=2, source="moviedreamer-toycinema")
+                                      identity_space=identity_space, identity_tokens=2,
+                                      identity_slots=max(world.MAX_ON_SCREEN) if identity_space else 0,
+                                      source="moviedreamer-toycinema")
     adapter = renderer_mod.RendererAdapter(cfg)
     patcher = host.managed(adapter)
     denoise = make_denoiser(model, patcher, train_base=True)
-    training = ae.AutoencoderTraining(steps=steps, seed=seed)
+    training = ae.AutoencoderTraining(steps=steps, seed=seed, **(training_overrides or {}))
     started = time.perf_counter()
 
     def progress(step, total, loss):
@@ -156,7 +163,9 @@ def main(argv=None) -> int:
     if "decoder" in stages:
         ae = _pack("moviedreamer_core.toycinema.autoencoder")
         identities = None if args.no_identity else ae.reference_identities(embedder())
-        result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction)
+        overrides = {} if args.figure_weight is None else {"figure_weight": args.figure_weight}
+        result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction,
+                               training_overrides=overrides)
         adapter = result["adapter"]
         if identities is not None:
             adapter.cfg.identity_space = embedder().space.to_dict()

@@ -16,7 +16,7 @@ of the character, or the embedding plus noise).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import torch
@@ -34,10 +34,13 @@ class RendererBatch:
     text_context: torch.Tensor  # [B, L, C_ctx] the keyframes' text conditioning
     identities: Optional[torch.Tensor] = None  # [B, Di] face identity of the character on screen, [B, n, Di] of the
     # n characters on screen (n identity contexts per row, concatenated as the render node does), or None
+    pixel_weights: Optional[torch.Tensor] = None  # [B, 1, h, w] weight of each latent pixel in the loss (the toy
+    # cinema weights its small figures up), or None: every pixel 1
 
     def to(self, device) -> "RendererBatch":
         return RendererBatch(self.latents.to(device), self.tokens.to(device), self.text_context.to(device),
-                             self.identities.to(device) if self.identities is not None else None)
+                             self.identities.to(device) if self.identities is not None else None,
+                             self.pixel_weights.to(device) if self.pixel_weights is not None else None)
 
 
 def augment_images(images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -106,15 +109,17 @@ def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoi
     token_ctx = adapter.project_tokens(batch.tokens)
     id_ctx = None
     if batch.identities is not None and adapter.identity_proj is not None:
-        ids = batch.identities
-        id_ctx = adapter.project_identity(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape[0], -1, adapter.cfg.context_dim)
+        id_ctx = adapter.identity_context(batch.identities)
     noisy = batch.latents + sigmas.view(-1, 1, 1, 1) * noise
     predicted = denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context)
-    if weighting == "x0":
-        return F.mse_loss(predicted.float(), batch.latents.float())
-    if weighting != "edm":
+    if weighting not in ("x0", "edm"):
         raise ValueError(f"unknown loss weighting {weighting!r} (x0 or edm)")
-    per_sample = (predicted.float() - batch.latents.float()).pow(2).flatten(1).mean(1)
+    error = (predicted.float() - batch.latents.float()).pow(2)
+    if batch.pixel_weights is not None:
+        error = error * batch.pixel_weights.float()
+    per_sample = error.flatten(1).mean(1)
+    if weighting == "x0":
+        return per_sample.mean()
     s2 = sigmas.float().pow(2)
     return (per_sample * (s2 + SIGMA_DATA**2) / (s2 * SIGMA_DATA**2)).mean()
 
@@ -125,8 +130,7 @@ def train_step(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser
     """One optimisation step of the adapter (the UNet stays frozen). Returns ``{"loss": float}``."""
     adapter.train()
     if batch.identities is not None and (identity_noise > 0 or identity_banks is not None):
-        batch = RendererBatch(batch.latents, batch.tokens, batch.text_context,
-                              randomise_identity(batch.identities, identity_noise, generator, identity_banks))
+        batch = replace(batch, identities=randomise_identity(batch.identities, identity_noise, generator, identity_banks))
     sigmas = sample_sigmas(batch.latents.shape[0], *sigma_range, generator=generator).to(batch.latents.device)
     noise = torch.randn(batch.latents.shape, generator=generator).to(batch.latents.device)
     optimizer.zero_grad(set_to_none=True)

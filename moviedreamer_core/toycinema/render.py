@@ -142,6 +142,19 @@ def render_keyframe(plan: KeyframePlan, size: int = 32, ss: int = SUPERSAMPLE) -
     return _finish(img, size, ss)
 
 
+def figure_boxes(plan: KeyframePlan, size: int = 32) -> np.ndarray:
+    """``bool [size, size]``: the pixels of the figures' bounding boxes in ``render_keyframe(plan, size)`` (every
+    pixel any figure can touch), for training losses that weight the small figures up."""
+    x0, y0, w = camera_window(plan.camera, plan.pan)
+    mask = np.zeros((size, size), bool)
+    r0, r1 = (np.array([FEET_Y - 0.27, FEET_Y]) - y0) / w * size
+    for _, pos, dx in plan.figures:
+        cx = (POSITION_U[pos] + dx) * w  # relative to the window's left edge
+        c0, c1 = (np.array([cx - 0.06, cx + 0.06])) / w * size
+        mask[max(0, int(np.floor(r0))):max(0, int(np.ceil(r1))), max(0, int(np.floor(c0))):max(0, int(np.ceil(c1)))] = True
+    return mask
+
+
 def render_reference(character: int, size: int = 64, ss: int = SUPERSAMPLE) -> np.ndarray:
     """A close-up of one character alone on a flat neutral grey background, ``uint8 [size, size, 3]``."""
     x0, y0, w = camera_window(len(CAMERAS) - 1)

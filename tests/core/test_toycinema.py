@@ -178,6 +178,27 @@ def test_positions_and_camera_scale_show_in_pixels():
     assert 1.6 < widths[1] / widths[0] < 2.4 and 1.6 < widths[2] / widths[1] < 2.4, widths
 
 
+def test_figure_boxes_hold_every_pixel_a_figure_changes_and_not_much_more():
+    import dataclasses
+
+    from moviedreamer_core.toycinema.render import figure_boxes
+
+    cover = {}
+    for film in FILMS[:8]:
+        for plan in film.keyframes:
+            for size in (32, 64):
+                boxes = figure_boxes(plan, size)
+                drawn = render_keyframe(plan, size).astype(int)
+                background = render_keyframe(dataclasses.replace(plan, figures=()), size)
+                changed = np.abs(drawn - background).sum(-1) > 0
+                assert not (changed & ~boxes).any(), (film.seed, plan)
+                assert boxes.any() == bool(plan.figures)
+                if plan.figures and size == 32:
+                    cover.setdefault(plan.camera, []).append(changed.sum() / boxes.sum())
+    # the boxes are tight: most of a box is figure (a wide shot's 2-3 pixel figures less so, at the box's rounded edges)
+    assert all(np.mean(v) > 0.4 for v in cover.values()), {k: np.mean(v) for k, v in cover.items()}
+
+
 def test_sizes_agree_and_references_are_alone_on_neutral_grey():
     film = FILMS[1]
     small = film.images(32).astype(float)

@@ -156,3 +156,68 @@ def test_training_refuses_an_unknown_noise_level_distribution():
         den = StandInDenoiser()
         train_autoencoder(tokenizer, _adapter(tokenizer, None), den, den, keyframe_set(films, 32), None,
                           torch.zeros(1, 1, C), cfg)
+
+
+def test_a_mirrored_training_keyframe_lists_its_characters_right_to_left():
+    """The renderer's identity slots read the character list left to right, so the horizontal flip must reverse
+    the list with the picture, row by row."""
+    from moviedreamer_core.toycinema.autoencoder import make_batch
+
+    torch.manual_seed(0)
+    films = generate_films(5, 8, n_shots=8)
+    data = keyframe_set(films, 32)
+    rows = data.by_count()[2][:24]
+    tok = ToyTokenizer()
+    adapter = _adapter(tok)
+    identities = torch.eye(8)[:6]  # character c's identity is the one-hot e_c
+    cfg = AutoencoderTraining(uncond_prob=0.0, no_identity_prob=0.0, identity_noise=0.0, flip=True)
+    batch = make_batch(data, rows, tok, adapter, identities, cfg, torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
+    x = to_pixels(data.images[rows])
+    flipped = [not torch.equal(batch.latents[i], x[i]) for i in range(len(rows))]
+    assert 0 < sum(flipped) < len(rows)
+    for i, r in enumerate(rows):
+        if flipped[i]:
+            assert torch.equal(batch.latents[i], x[i].flip(-1))
+        order = list(data.characters[r])[::-1] if flipped[i] else list(data.characters[r])
+        assert batch.identities[i].argmax(-1).tolist() == order
+
+
+def test_figure_weight_puts_the_loss_on_the_figures_and_mirrors_with_the_picture():
+    """With ``figure_weight`` the pixels of the figures' boxes weigh ``1 + figure_weight`` and the rest 1, the map
+    flips with a mirrored keyframe, and the loss counts an error by its pixel's weight."""
+    from moviedreamer_core.toycinema.autoencoder import make_batch
+
+    torch.manual_seed(0)
+    films = generate_films(5, 8, n_shots=8)
+    data = keyframe_set(films, 32)
+    assert data.figures.shape == (len(data), 32, 32) and data.figures.dtype == bool
+    rows = data.by_count()[1][:24]
+    tok = ToyTokenizer()
+    adapter = _adapter(tok)
+    cfg = AutoencoderTraining(uncond_prob=0.0, no_identity_prob=0.0, flip=True, figure_weight=4.0)
+    batch = make_batch(data, rows, tok, adapter, torch.randn(6, 8), cfg, torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
+    w = batch.pixel_weights
+    assert w.shape == (len(rows), 1, 32, 32)
+    x = to_pixels(data.images[rows])
+    for i, r in enumerate(rows):
+        boxes = torch.from_numpy(data.figures[r])
+        if not torch.equal(batch.latents[i], x[i]):
+            boxes = boxes.flip(-1)
+        assert w[i, 0][boxes].unique().tolist() == [5.0] and w[i, 0][~boxes].unique().tolist() == [1.0]
+    plain = make_batch(data, rows, tok, adapter, None, AutoencoderTraining(figure_weight=0.0), torch.Generator().manual_seed(3),
+                       torch.zeros(1, 1, C), "cpu")
+    assert plain.pixel_weights is None
+
+    # the loss: an error only where the weight is zero costs nothing; where it is 2, twice the unweighted loss
+    def denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx):
+        return torch.zeros_like(noisy)
+
+    latents = torch.zeros(2, 3, 4, 4)
+    latents[:, :, :2] = 1.0  # the prediction (zeros) is wrong on the top half only
+    top = torch.zeros(2, 1, 4, 4)
+    top[:, :, :2] = 2.0
+    args = (torch.ones(2), torch.zeros(2, 3, 4, 4))
+    b = RendererBatch(latents, torch.randn(2, 2, 16), torch.zeros(2, 1, C))
+    base = renderer_loss(adapter, b, denoise, *args)
+    assert float(renderer_loss(adapter, RendererBatch(**{**b.__dict__, "pixel_weights": 2 - top}), denoise, *args)) == 0.0
+    torch.testing.assert_close(renderer_loss(adapter, RendererBatch(**{**b.__dict__, "pixel_weights": top}), denoise, *args), 2 * base)
