@@ -109,7 +109,8 @@ def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoi
     token_ctx = adapter.project_tokens(batch.tokens)
     id_ctx = None
     if batch.identities is not None and adapter.identity_proj is not None:
-        id_ctx = adapter.identity_context(batch.identities)
+        ids = batch.identities
+        id_ctx = adapter.identity_context(ids[:, None] if ids.ndim == 2 else ids)  # [B, Di]: one character per row
     noisy = batch.latents + sigmas.view(-1, 1, 1, 1) * noise
     predicted = denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context)
     if weighting not in ("x0", "edm"):

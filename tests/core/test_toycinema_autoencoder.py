@@ -80,6 +80,11 @@ def test_renderer_loss_reads_several_identities_per_row_as_the_render_node_conca
     assert seen["id"].shape == (3, 2 * 2, C)
     expected = torch.cat([adapter.project_identity(ids[:, 0]), adapter.project_identity(ids[:, 1])], dim=1)
     assert torch.allclose(seen["id"], expected, atol=1e-6)
+    # [B, Di] is one character per row (the renderer trainer's batches), not one keyframe with B characters
+    renderer_loss(adapter, RendererBatch(batch.latents, batch.tokens, batch.text_context, ids[:, 0]), denoise,
+                  torch.ones(3), torch.zeros(3, 3, 8, 8))
+    assert seen["id"].shape == (3, 2, C)
+    assert torch.allclose(seen["id"], adapter.project_identity(ids[:, 0]), atol=1e-6)
 
 
 def test_training_loop_lowers_the_loss_with_equal_identity_counts_per_batch():
