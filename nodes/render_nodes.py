@@ -321,7 +321,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                     cond_tokens = adapter.project_tokens(storyboard.tokens[k:k + 1]) if use_tokens else None
                     id_tokens = None
                     if identity is not None:
-                        id_tokens = adapter.identity_context(identity, faces)
+                        id_tokens = adapter.identity_context(identity[None], faces)
                 state = AdapterState(renderer.patcher, layers, cond_tokens, uncond_tokens, id_tokens,
                                      token_weight if use_tokens else 0.0,
                                      identity_weight if id_tokens is not None else 0.0, sigma_start, sigma_end)

@@ -134,11 +134,11 @@ class RendererAdapter(nn.Module):
 
     def identity_context(self, identities: torch.Tensor, face_states: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``[B, n * M, C]``: the identity context of ``B`` keyframes with ``n`` characters each (``identities``
-        ``[B, n, Di]``, or ``[n, Di]`` for one keyframe; ``face_states`` ``[B * n, ...]`` or ``[n, ...]``). The
-        i-th character's ``M`` tokens get slot ``i``'s embedding when the renderer has ``identity_slots``;
-        characters past the last slot get none."""
-        if identities.ndim == 2:
-            identities = identities[None]
+        ``[B, n, Di]``; ``face_states`` ``[B * n, ...]``). The i-th character's ``M`` tokens get slot ``i``'s
+        embedding when the renderer has ``identity_slots``; characters past the last slot get none. A 2-D batch
+        is refused: ``[B, Di]`` could be B keyframes of one character or one keyframe of B."""
+        if identities.ndim != 3:
+            raise ValueError(f"identities must be [keyframes, characters, dim], got shape {tuple(identities.shape)}")
         B, n, Di = identities.shape
         ctx = self.project_identity(identities.reshape(B * n, Di), face_states)
         ctx = ctx.reshape(B, n, ctx.shape[-2], self.cfg.context_dim)

@@ -59,7 +59,7 @@ class KeyframeSet:
     images: np.ndarray  # uint8 [N, S, S, 3]
     labels: list  # N FrameLabel
     characters: list  # N tuples of character ids
-    figures: Optional[np.ndarray] = None  # bool [N, S, S]: the figures' bounding boxes (render.figure_boxes)
+    figures: np.ndarray  # bool [N, S, S]: the figures' bounding boxes (render.figure_boxes)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,9 +80,8 @@ def keyframe_set(films: Sequence[Film], size: int = 32) -> KeyframeSet:
             labels.append(plan.label)
             characters.append(tuple(c for c, _, _ in plan.figures))
             figures.append(figure_boxes(plan, size))
-    empty = np.zeros((0, size, size), bool)
     return KeyframeSet(np.concatenate(images) if images else np.zeros((0, size, size, 3), np.uint8), labels, characters,
-                       np.stack(figures) if figures else empty)
+                       np.stack(figures) if figures else np.zeros((0, size, size), bool))
 
 
 @dataclass
@@ -162,7 +161,7 @@ def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, ada
             ids = randomise_identity(ids, cfg.identity_noise, gen).reshape(len(rows), n, -1).to(device)
     ctx = text_context.to(device).expand(len(rows), -1, -1)
     weights = None
-    if cfg.figure_weight and data.figures is not None:
+    if cfg.figure_weight:
         boxes = torch.from_numpy(data.figures[rows]).float()[:, None]  # [B, 1, S, S]
         weights = (1 + cfg.figure_weight * torch.where(flip[:, None, None, None], boxes.flip(-1), boxes)).to(device)
     return RendererBatch(latents=x, tokens=tokens, text_context=ctx, identities=ids, pixel_weights=weights)

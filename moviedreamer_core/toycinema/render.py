@@ -17,6 +17,10 @@ from .world import CAMERAS, CHARACTERS, FEET_Y, LOCATIONS, NEUTRAL, POSITION_U, 
 #: Samples per pixel along each axis.
 SUPERSAMPLE = 4
 
+#: A figure's extent around its feet ``(cx, feet)``, in world units: every sample ``draw_figure`` may paint.
+FIGURE_HALF_WIDTH = 0.06
+FIGURE_TOP = 0.27  # above the feet (the top of the head)
+
 _LEGS = (40, 40, 40)
 _EYES = (20, 20, 20)
 _MOUTH = (120, 30, 30)
@@ -84,8 +88,8 @@ def draw_background(loc: Location, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
 def draw_figure(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, look: Look, cx: float, feet: float = FEET_Y) -> None:
     """Paint one character standing with its feet at ``(cx, feet)`` into ``img`` (rows ``ys``, columns ``xs``)."""
     # Only the figure's bounding box is evaluated: the sample grid is separable.
-    c0, c1 = np.searchsorted(xs, cx - 0.06), np.searchsorted(xs, cx + 0.06)
-    r0, r1 = np.searchsorted(ys, feet - 0.27), np.searchsorted(ys, feet)
+    c0, c1 = np.searchsorted(xs, cx - FIGURE_HALF_WIDTH), np.searchsorted(xs, cx + FIGURE_HALF_WIDTH)
+    r0, r1 = np.searchsorted(ys, feet - FIGURE_TOP), np.searchsorted(ys, feet)
     if c1 <= c0 or r1 <= r0:
         return
     X, Y = np.meshgrid(xs[c0:c1], ys[r0:r1])
@@ -137,9 +141,15 @@ def render_keyframe(plan: KeyframePlan, size: int = 32, ss: int = SUPERSAMPLE) -
     xs, ys = _axes(x0, y0, w, size, ss)
     X, Y = np.meshgrid(xs, ys)
     img = draw_background(LOCATIONS[plan.location], X, Y).astype(np.float32)
-    for char, pos, dx in plan.figures:
-        draw_figure(img, xs, ys, CHARACTERS[char], x0 + (POSITION_U[pos] + dx) * w)
+    for (char, _, _), cx in zip(plan.figures, figure_centres(plan)):
+        draw_figure(img, xs, ys, CHARACTERS[char], cx)
     return _finish(img, size, ss)
+
+
+def figure_centres(plan: KeyframePlan) -> list[float]:
+    """The world x of each figure's centre in ``plan`` (its stage position, nudged by its ``dx``, in the window)."""
+    x0, _, w = camera_window(plan.camera, plan.pan)
+    return [x0 + (POSITION_U[pos] + dx) * w for _, pos, dx in plan.figures]
 
 
 def figure_boxes(plan: KeyframePlan, size: int = 32) -> np.ndarray:
@@ -147,10 +157,9 @@ def figure_boxes(plan: KeyframePlan, size: int = 32) -> np.ndarray:
     pixel any figure can touch), for training losses that weight the small figures up."""
     x0, y0, w = camera_window(plan.camera, plan.pan)
     mask = np.zeros((size, size), bool)
-    r0, r1 = (np.array([FEET_Y - 0.27, FEET_Y]) - y0) / w * size
-    for _, pos, dx in plan.figures:
-        cx = (POSITION_U[pos] + dx) * w  # relative to the window's left edge
-        c0, c1 = (np.array([cx - 0.06, cx + 0.06])) / w * size
+    r0, r1 = (np.array([FEET_Y - FIGURE_TOP, FEET_Y]) - y0) / w * size
+    for cx in figure_centres(plan):
+        c0, c1 = (np.array([cx - FIGURE_HALF_WIDTH, cx + FIGURE_HALF_WIDTH]) - x0) / w * size
         mask[max(0, int(np.floor(r0))):max(0, int(np.ceil(r1))), max(0, int(np.floor(c0))):max(0, int(np.ceil(c1)))] = True
     return mask
 

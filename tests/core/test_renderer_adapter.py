@@ -134,7 +134,9 @@ def test_identity_slots_tell_the_renderer_which_place_each_character_takes(tmp_p
     ids = torch.randn(2, 3, 128)
     plain = a.identity_context(ids)
     assert plain.shape == (2, 6, 32) and a.identity_slot is None
-    torch.testing.assert_close(a.identity_context(ids[0]), plain[:1])  # one keyframe's [n, Di]
+    torch.testing.assert_close(a.identity_context(ids[:1]), plain[:1])  # one keyframe
+    with pytest.raises(ValueError, match=r"identities must be \[keyframes, characters, dim\], got shape \(3, 128\)"):
+        a.identity_context(ids[0])  # [n, Di] or [B, Di]? the caller says
     torch.testing.assert_close(plain[:, :2], a.project_identity(ids[:, 0]))
     torch.testing.assert_close(a.identity_context(ids.flip(1)), torch.cat([plain[:, 4:], plain[:, 2:4], plain[:, :2]], 1))
 
