@@ -1,7 +1,8 @@
 """Proof that the planner learns (MovieDreamer section 3.3), in a synthetic story world with known truth.
 
-One tiny planner is trained for a few hundred steps (about half a minute on two CPU cores) and then judged
-on held-out stories it never saw.
+The shipped ``tiny`` config is trained for its 500 steps by the pack's own trainer (``tiny_planner_run`` in
+tests/core/conftest.py, shared with test_train_scale.py; about a minute and a half on two CPU cores), read back
+from the planner file it writes, and judged on held-out stories it never saw.
 """
 
 from __future__ import annotations
@@ -11,27 +12,16 @@ import dataclasses
 import pytest
 import torch
 
-from moviedreamer_core.planner import KeyframePlanner, plan_tokens, preset
-from moviedreamer_core.planner.synthetic import SyntheticWorld, WorldConfig
-from moviedreamer_core.planner.train import evaluate, teacher_forced_means, train
+from moviedreamer_core.planner import plan_tokens
+from moviedreamer_core.planner.train import evaluate, teacher_forced_means
 
-SPACES = dict(text_space={"encoder": "synthetic", "dim": 16}, identity_space={"encoder": "synthetic", "dim": 8},
-              token_space={"source": "synthetic", "K": 2, "D": 8})
-
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # judging a tiny model gains nothing from more threads
 
 
 @pytest.fixture(scope="module")
-def trained():
-    torch.manual_seed(0)
-    world = SyntheticWorld(WorldConfig(), seed=0)
-    data = [s for s, _ in world.stories(600, seed=1)]
-    held = world.stories(40, seed=2)
-    cfg = preset("tiny", **SPACES, dropout=0.1, condition_dropout=0.15, history_mask_ratio=0.15)
-    model = KeyframePlanner(cfg)
-    history = train(model, data, steps=350, batch_size=16, lr=3e-3, seed=0)
-    return model.eval(), world, held, history
+def trained(tiny_planner_run):
+    run = tiny_planner_run
+    return run["model"], run["world"], run["held"], run["history"]
 
 
 def test_training_loss_falls(trained):
