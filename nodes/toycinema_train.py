@@ -25,7 +25,6 @@ import argparse
 import importlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,12 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--planner-steps", type=int, default=None, help="default: the toy planner's own budget")
     p.add_argument("--probe-steps", type=int, default=600)
     p.add_argument("--identity-steps", type=int, default=None, help="default: the identity embedder's own budget")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: up to 2), shared by the decoder's processes")
-    p.add_argument("--processes", type=int, default=None,
-                   help="decoder training processes, each with an equal share of the threads and of every batch "
-                   "(default: 2 on two or more cores; toycinema/data_parallel.py)")
-    p.add_argument("--decoder-worker", type=int, default=None, help=argparse.SUPPRESS)  # rank of a spawned process
-    p.add_argument("--dist-address", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: up to 2)")
     p.add_argument("--no-identity", action="store_true", help="decoder without identity conditioning (an ablation)")
     p.add_argument("--prediction", default="v", choices=("v", "eps"),
                    help="what the decoder UNet predicts (v: the shipped choice; eps: the earlier one, for comparison)")
@@ -76,11 +70,10 @@ def _pack(name: str):
 
 
 def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, prediction: str = "v", log=_log,
-                  training_overrides: dict | None = None, shard=None) -> dict:
+                  training_overrides: dict | None = None) -> dict:
     """Train tokenizer + toy UNet + renderer adapter on ``films`` and write the three files into ``out_dir``
     (renderer and UNet under ``moviedreamer/`` and beside it, as shipped). ``identities`` ``[n_characters, Di]``
     or ``None`` (no identity path); ``prediction``: what the UNet predicts (``toycinema_models.PREDICTIONS``).
-    ``shard``: this process's ``data_parallel.Shard`` in a data-parallel run (only the first process writes).
     Returns the paths and the loss curve."""
     import torch
 
@@ -113,7 +106,6 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
     patcher = host.managed(adapter)
     denoise = make_denoiser(model, patcher, train_base=True)
     training = ae.AutoencoderTraining(steps=steps, seed=seed, **(training_overrides or {}))
-    shard = shard or _pack("moviedreamer_core.toycinema.data_parallel").Shard()
     started = time.perf_counter()
 
     def progress(step, total, loss):
@@ -122,9 +114,7 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
 
     with torch.inference_mode(False):
         losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
-                                      training, progress=progress if shard.rank == 0 else None, shard=shard)
-    if shard.rank:
-        return {"losses": losses, "seconds": time.perf_counter() - started}
+                                      training, progress=progress)
     os.makedirs(os.path.join(out_dir, "moviedreamer"), exist_ok=True)
     adapter.cfg.token_space = tokenizer.space.to_dict()
     paths = {"tokenizer": os.path.join(out_dir, toy.TOKENIZER_FILE), "unet": os.path.join(out_dir, toy.UNET_FILE),
@@ -133,78 +123,6 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
     toy.save_toy_unet(model, paths["unet"])
     return {"paths": paths, "losses": losses, "seconds": time.perf_counter() - started, "adapter": adapter,
             "identity_space_pending": identity_space is not None}
-
-
-def _worker_argv(args, rank: int, processes: int, threads: int, address: str) -> list:
-    """The command line of decoder process ``rank``: the decoder stage of this run, nothing else."""
-    argv = ["--out", args.out_resolved, "--stages", "decoder", "--films", str(args.films),
-            "--decoder-steps", str(args.decoder_steps), "--seed", str(args.seed), "--prediction", args.prediction,
-            "--threads", str(threads), "--processes", str(processes), "--decoder-worker", str(rank),
-            "--dist-address", address]
-    if args.comfyui:
-        argv += ["--comfyui", args.comfyui]
-    if args.no_identity:
-        argv.append("--no-identity")
-    if args.figure_weight is not None:
-        argv += ["--figure-weight", str(args.figure_weight)]
-    return argv
-
-
-def run_decoder_stage(args, films, identities, out: str, threads: int) -> dict:
-    """The decoder stage, in ``--processes`` data-parallel processes (this one is the first and writes the
-    files; the others are started here with the same command line and one share of the threads each)."""
-    import torch
-
-    dp = _pack("moviedreamer_core.toycinema.data_parallel")
-    processes = args.processes or (2 if threads >= 2 else 1)
-    overrides = {} if args.figure_weight is None else {"figure_weight": args.figure_weight}
-    kwargs = dict(steps=args.decoder_steps, seed=args.seed, prediction=args.prediction, training_overrides=overrides)
-    if processes == 1:
-        return train_decoder(films, identities, out, **kwargs)
-    per_process = max(1, threads // processes)
-    address = f"tcp://127.0.0.1:{dp.free_port()}"
-    args.out_resolved = out
-    workers = [subprocess.Popen([sys.executable, os.path.abspath(__file__),
-                                 *_worker_argv(args, rank, processes, per_process, address)])
-               for rank in range(1, processes)]
-    previous = torch.get_num_threads()
-    torch.set_num_threads(per_process)
-    _log(f"decoder: {processes} processes with {per_process} thread(s) each")
-    try:
-        dp.start(dp.Shard(0, processes), address)
-        result = train_decoder(films, identities, out, shard=dp.Shard(0, processes), **kwargs)
-    finally:
-        dp.stop()
-        torch.set_num_threads(previous)
-        codes = [w.wait(timeout=600) for w in workers]
-    if any(codes):
-        raise SystemExit(f"a decoder training process failed (exit codes {codes}); its error is printed above")
-    return result
-
-
-def _decoder_worker(args) -> int:
-    """A spawned decoder process (``--decoder-worker RANK``): trains its share of every batch, writes nothing."""
-    import torch
-
-    torch.set_num_threads(args.threads or 1)
-    dp = _pack("moviedreamer_core.toycinema.data_parallel")
-    toy = _pack("nodes.toycinema_models")
-    shard = dp.Shard(args.decoder_worker, args.processes)
-    dp.start(shard, args.dist_address)
-    try:
-        films = _pack("moviedreamer_core.toycinema.grammar").generate_films(TRAIN_SEED, args.films)
-        identities = None
-        if not args.no_identity:  # the first process broadcasts its own; only the shape must agree
-            folder = args.out if os.path.isfile(os.path.join(args.out, toy.IDENTITY_FILE)) else toy.WEIGHTS_DIR
-            embedder = _pack("moviedreamer_core.toycinema.identity").ToyIdentityEmbedder.load(
-                toy.weights_path(toy.IDENTITY_FILE, folder))
-            identities = _pack("moviedreamer_core.toycinema.autoencoder").reference_identities(embedder)
-        overrides = {} if args.figure_weight is None else {"figure_weight": args.figure_weight}
-        train_decoder(films, identities, args.out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction,
-                      log=lambda msg: None, training_overrides=overrides, shard=shard)
-    finally:
-        dp.stop()
-    return 0
 
 
 def main(argv=None) -> int:
@@ -216,9 +134,6 @@ def main(argv=None) -> int:
     import_host(comfyui_folder(args.comfyui))
     import_pack()
     import torch
-
-    if args.decoder_worker is not None:
-        return _decoder_worker(args)
 
     threads = args.threads or min(2, os.cpu_count() or 1)
     torch.set_num_threads(threads)
@@ -248,7 +163,9 @@ def main(argv=None) -> int:
     if "decoder" in stages:
         ae = _pack("moviedreamer_core.toycinema.autoencoder")
         identities = None if args.no_identity else ae.reference_identities(embedder())
-        result = run_decoder_stage(args, films, identities, out, threads)
+        overrides = {} if args.figure_weight is None else {"figure_weight": args.figure_weight}
+        result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction,
+                               training_overrides=overrides)
         adapter = result["adapter"]
         if identities is not None:
             adapter.cfg.identity_space = embedder().space.to_dict()

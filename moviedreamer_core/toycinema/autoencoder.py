@@ -47,8 +47,6 @@ import torch
 
 from ..renderer.adapter import RendererAdapter
 from ..renderer.train import Denoiser, RendererBatch, randomise_identity, renderer_loss, sample_sigmas, sample_sigmas_log_normal
-from . import data_parallel
-from .data_parallel import Shard
 from .film import Film
 from .render import figure_boxes
 from .tokenizer import ToyTokenizer, to_pixels
@@ -142,29 +140,25 @@ def _sigmas(n: int, cfg: AutoencoderTraining, gen: torch.Generator) -> torch.Ten
 
 def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, adapter: RendererAdapter,
                identities: Optional[torch.Tensor], cfg: AutoencoderTraining, gen: torch.Generator,
-               text_context: torch.Tensor, device, part: slice = slice(None)) -> RendererBatch:
-    """One training batch: augmented pixels, their tokens (with gradient into the tokenizer), identities.
-
-    The random numbers are drawn for all of ``rows``; the batch holds ``rows[part]`` (a data-parallel process's
-    share, ``data_parallel.Shard.part``), so every process draws what the single-process run draws."""
+               text_context: torch.Tensor, device) -> RendererBatch:
+    """One training batch: augmented pixels, their tokens (with gradient into the tokenizer), identities."""
+    x = to_pixels(data.images[rows]).to(device)
     flip = torch.zeros(len(rows), dtype=torch.bool)
     if cfg.flip:
         flip = torch.rand(len(rows), generator=gen) < 0.5
+        x = torch.where(flip.to(device)[:, None, None, None], x.flip(-1), x)
     u = float(torch.rand((), generator=gen))
+    tokens = tokenizer(x)
     ids = None
-    if u >= cfg.uncond_prob + cfg.no_identity_prob and identities is not None and adapter.identity_proj is not None:
+    if u < cfg.uncond_prob:
+        tokens = torch.zeros_like(tokens)
+    elif identities is not None and adapter.identity_proj is not None and u >= cfg.uncond_prob + cfg.no_identity_prob:
         n = len(data.characters[rows[0]])
         if n:
             chars = torch.tensor([data.characters[r] for r in rows])  # [B, n], left to right
             chars = torch.where(flip[:, None], chars.flip(1), chars)  # a mirrored keyframe lists them right to left
             ids = identities[chars.flatten()]
-            ids = randomise_identity(ids, cfg.identity_noise, gen).reshape(len(rows), n, -1)[part].to(device)
-    rows, flip = rows[part], flip[part]
-    x = to_pixels(data.images[rows]).to(device)
-    x = torch.where(flip.to(device)[:, None, None, None], x.flip(-1), x)
-    tokens = tokenizer(x)
-    if u < cfg.uncond_prob:
-        tokens = torch.zeros_like(tokens)
+            ids = randomise_identity(ids, cfg.identity_noise, gen).reshape(len(rows), n, -1).to(device)
     ctx = text_context.to(device).expand(len(rows), -1, -1)
     weights = None
     if cfg.figure_weight:
@@ -176,24 +170,19 @@ def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, ada
 def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: torch.nn.Module, denoise: Denoiser,
                       data: KeyframeSet, identities: Optional[torch.Tensor], text_context: torch.Tensor,
                       cfg: AutoencoderTraining = AutoencoderTraining(), device=None,
-                      progress: Optional[Callable[[int, int, float], None]] = None,
-                      shard: Shard = Shard()) -> list[float]:
+                      progress: Optional[Callable[[int, int, float], None]] = None) -> list[float]:
     """Train tokenizer, base UNet and adapter in place; returns the loss of every step.
 
     ``identities`` is ``[n_characters, Di]`` (each character's reference identity) or ``None`` (the renderer
     without identity conditioning). ``text_context`` ``[1, L, C]`` is the fixed text condition the toy world
-    renders with. On return the modules hold the EMA weights when ``cfg.ema`` is set. ``shard``: this process's
-    place in a data-parallel run (``data_parallel``; the process group must be started); the first process's
-    modules end up trained as the single-process run would train them, the others' are left as they are."""
+    renders with. On return the modules hold the EMA weights when ``cfg.ema`` is set."""
     device = device or next(base.parameters()).device
     modules = [tokenizer, adapter, base]
     for m in modules:
         m.train().requires_grad_(True)
     params = [p for m in modules for p in m.parameters()]
-    if shard.world > 1:  # start from the first process's weights and identities (their float sums may differ)
-        data_parallel.broadcast_from_first(params + ([identities] if identities is not None else []))
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99), foreach=True)
-    ema = _EMA(modules, cfg.ema) if cfg.ema and shard.rank == 0 else None
+    ema = _EMA(modules, cfg.ema) if cfg.ema else None
     gen = torch.Generator().manual_seed(int(cfg.seed))
     groups = data.by_count()
     counts = np.asarray([len(g) for g in groups.values()], dtype=np.float64)
@@ -204,24 +193,18 @@ def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: t
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
         n = keys[int(torch.multinomial(torch.from_numpy(counts / counts.sum()), 1, generator=gen))]
         pool = groups[n]
-        # drawn with replacement; at least one row per process (a group smaller than that only in toy-sized tests)
-        n_rows = max(min(cfg.batch_size, len(pool)), shard.world)
-        rows = pool[torch.randint(len(pool), (n_rows,), generator=gen).numpy()]
-        part = shard.part(len(rows))
-        batch = make_batch(data, rows, tokenizer, adapter, identities, cfg, gen, text_context, device, part)
-        sigmas = _sigmas(len(rows), cfg, gen)[part].to(device)
-        noise = torch.randn((len(rows), *batch.latents.shape[1:]), generator=gen)[part].to(device)
+        rows = pool[torch.randint(len(pool), (min(cfg.batch_size, len(pool)),), generator=gen).numpy()]
+        batch = make_batch(data, rows, tokenizer, adapter, identities, cfg, gen, text_context, device)
+        sigmas = _sigmas(len(rows), cfg, gen).to(device)
+        noise = torch.randn(batch.latents.shape, generator=gen).to(device)
         loss = renderer_loss(adapter, batch, denoise, sigmas, noise, cfg.weighting)
-        if shard.world > 1:  # this share's mean, weighted by its size: the sum over processes is the batch's mean
-            loss = loss * ((part.stop - part.start) / len(rows))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        value = data_parallel.sum_gradients(params, loss) if shard.world > 1 else float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         if ema is not None:
             ema.update(step)
-        losses.append(value)
+        losses.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1, cfg.steps, losses[-1])
     if ema is not None:

@@ -6,8 +6,6 @@ adapter patched in (``renderer/train.py``'s ``Denoiser``); the host version is t
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -228,54 +226,3 @@ def test_figure_weight_puts_the_loss_on_the_figures_and_mirrors_with_the_picture
     base = renderer_loss(adapter, b, denoise, *args)
     assert float(renderer_loss(adapter, RendererBatch(**{**b.__dict__, "pixel_weights": 2 - top}), denoise, *args)) == 0.0
     torch.testing.assert_close(renderer_loss(adapter, RendererBatch(**{**b.__dict__, "pixel_weights": top}), denoise, *args), 2 * base)
-
-
-def _data_parallel_run(rank: int, world: int, address: str | None, out: str | None):
-    """Six steps of the loop as process ``rank`` of ``world`` (``world`` 1: the plain single-process loop). Every
-    process starts from different weights and identities (seed ``3 + rank``): the first process's must win."""
-    from moviedreamer_core.toycinema import data_parallel
-
-    torch.set_num_threads(1)
-    shard = data_parallel.Shard(rank, world)
-    if world > 1:
-        data_parallel.start(shard, address)
-    try:
-        torch.manual_seed(3 + rank)
-        tok, den = ToyTokenizer(), StandInDenoiser()
-        adapter = _adapter(tok)
-        identities = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
-        data = keyframe_set(generate_films(5, 3, n_shots=4), 32)
-        cfg = AutoencoderTraining(steps=6, batch_size=7, lr=3e-3, warmup_steps=2, ema=0.5, figure_weight=2.0)
-        losses = train_autoencoder(tok, adapter, den, den, data, identities, torch.zeros(1, 1, C), cfg, shard=shard)
-    finally:
-        data_parallel.stop()
-    state = {f"{name}.{k}": v.detach().clone().contiguous() for name, m in (("tok", tok), ("adapter", adapter), ("den", den))
-             for k, v in m.state_dict().items()}
-    if out is not None and rank == 0:
-        from safetensors.torch import save_file
-
-        save_file(state, out, metadata={"losses": json.dumps(losses)})
-    return losses, state
-
-
-def test_two_data_parallel_processes_train_as_one(tmp_path):
-    """toycinema/data_parallel.py: two gloo processes, each computing its share of every batch (an odd batch of 7:
-    shares of 3 and 4 rows), give the single-process run's losses and weights (EMA included) up to float sums,
-    although the second process started from other weights and identities."""
-    from safetensors import safe_open
-
-    from moviedreamer_core.toycinema.data_parallel import Shard, free_port
-
-    one_losses, one_state = _data_parallel_run(0, 1, None, None)
-    out = str(tmp_path / "rank0.safetensors")
-    torch.multiprocessing.spawn(_data_parallel_run, args=(2, f"tcp://127.0.0.1:{free_port()}", out), nprocs=2, join=True)
-    with safe_open(out, framework="pt") as f:
-        two_losses = json.loads(f.metadata()["losses"])
-        two_state = {k: f.get_tensor(k) for k in f.keys()}
-    assert two_losses == pytest.approx(one_losses, rel=1e-4)
-    assert two_state.keys() == one_state.keys()
-    for k, v in one_state.items():
-        torch.testing.assert_close(two_state[k], v, rtol=1e-4, atol=1e-4, msg=k)  # Adam: float sums, lr 3e-3
-    assert Shard(0, 2).part(7) == slice(0, 3) and Shard(1, 2).part(7) == slice(3, 7)
-    with pytest.raises(ValueError, match="cannot be split"):
-        Shard(1, 2).part(1)

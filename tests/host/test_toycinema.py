@@ -90,8 +90,6 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path):
                            "--films", "4", "--decoder-steps", "3", "--planner-steps", "3", "--probe-steps", "5",
                            "--identity-steps", "5"], capture_output=True, text=True, timeout=900, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    if (os.cpu_count() or 1) >= 2:  # the decoder trains in two data-parallel processes by default
-        assert "decoder: 2 processes with 1 thread(s) each" in proc.stderr, proc.stderr[-3000:]
     from moviedreamer_core.planner.checkpoint import read_planner_config
     from moviedreamer_core.renderer import read_renderer_config
     from moviedreamer_core.toycinema.identity import ToyIdentityEmbedder
