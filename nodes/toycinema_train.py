@@ -1,4 +1,4 @@
-"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (23-34 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (about 30 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
@@ -6,15 +6,15 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
 
 1. ``probe``: the label probe that scores every stage (location, camera, who is on screen).
 2. ``identity``: the toy world's identity embedder (its "face recogniser"), which ScriptEncode's ``toycinema``
-   face embedder uses on the characters' reference portraits.
+   face embedder uses on the characters' reference portraits. Both nets train on one thread, so with two
+   threads the probe trains in a second process beside it.
 3. ``decoder``: the diffusion autoencoder (paper section 3.2) with identity-preserving rendering (section 3.4):
    the tokenizer (keyframe -> 2 tokens), the pixel-space UNet in the host's classes (v-prediction) and the
    renderer adapter, trained together through the host's UNet and noise schedule (``toycinema/autoencoder.py``);
-   16 minutes on the machine of the previous release, 24 on this release's slower one (the rest of the run
-   about 7 there, 10 here).
+   about 21 minutes.
 4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
    tokens from the new tokenizer, the cast named per film) and the ``tiny`` planner trained on it with the
-   accelerate trainer (about 4 minutes).
+   accelerate trainer (about 7 minutes).
 
 ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
 """
@@ -25,6 +25,7 @@ import argparse
 import importlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -144,7 +145,13 @@ def main(argv=None) -> int:
     identity_mod = _pack("moviedreamer_core.toycinema.identity")
     started = time.perf_counter()
 
-    if "probe" in stages:
+    probe_process = None
+    if "probe" in stages and "identity" in stages and threads >= 2:
+        # both nets train on one thread (more do not help them): the probe in a second process, side by side
+        argv = ["--stages", "probe", "--out", out, "--probe-steps", str(args.probe_steps), "--seed", str(args.seed)]
+        probe_process = subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv,
+                                          *(["--comfyui", args.comfyui] if args.comfyui else [])])
+    elif "probe" in stages:
         probe = _pack("moviedreamer_core.toycinema.probe").train_probe(seed=args.seed, n_films=60, steps=args.probe_steps)
         probe.save(os.path.join(out, toy.PROBE_FILE))
         _log(f"probe: {probe.info['seconds']} s")
@@ -154,6 +161,8 @@ def main(argv=None) -> int:
         embedder = identity_mod.train_identity_embedder(seed=args.seed, **kwargs)
         embedder.save(os.path.join(out, toy.IDENTITY_FILE))
         _log(f"identity embedder: {time.perf_counter() - t:.0f} s")
+    if probe_process is not None and probe_process.wait():
+        raise SystemExit(f"the probe's training process failed (exit code {probe_process.returncode}); its error is printed above")
     def embedder():  # the one just trained into --out, else the shipped one
         folder = out if os.path.isfile(os.path.join(out, toy.IDENTITY_FILE)) else toy.WEIGHTS_DIR
         return identity_mod.ToyIdentityEmbedder.load(toy.weights_path(toy.IDENTITY_FILE, folder))
