@@ -1,6 +1,6 @@
 """The method benchmark: does MovieDreamer's recipe do what the paper says, measured in the toy cinema?
 
-    python benchmarks/toycinema.py            # about 45 minutes on 2 CPU cores the first time (it trains the
+    python benchmarks/toycinema.py            # about 42 minutes on 2 CPU cores the first time (it trains the
                                               # ablations into --work), a few minutes afterwards
 
 Everything is scored on held-out toy films (story seeds the models never saw) with the shipped label probe

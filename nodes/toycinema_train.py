@@ -1,4 +1,4 @@
-"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (about 30 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (23 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
@@ -11,10 +11,14 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
 3. ``decoder``: the diffusion autoencoder (paper section 3.2) with identity-preserving rendering (section 3.4):
    the tokenizer (keyframe -> 2 tokens), the pixel-space UNet in the host's classes (v-prediction) and the
    renderer adapter, trained together through the host's UNet and noise schedule (``toycinema/autoencoder.py``);
-   about 21 minutes.
+   4400 steps, about 19 minutes.
 4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
    tokens from the new tokenizer, the cast named per film) and the ``tiny`` planner trained on it with the
-   accelerate trainer (about 7 minutes).
+   accelerate trainer (about 2 minutes).
+
+Measured as one run of the whole command on this release's machine (two cores): 22.7 minutes (probe and identity
+embedder side by side 0.8, decoder 19.4, planner dataset 0.1, planner 2.1). Machines of the same kind have differed
+by up to 2x in speed between sessions (the previous release's took 0.52 s per decoder step, this one 0.26).
 
 ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
 """
@@ -38,8 +42,9 @@ except ImportError:
 STAGES = ("probe", "identity", "decoder", "planner")
 #: Training films and held-out films come from different seeds of the story grammar.
 TRAIN_SEED, HELD_OUT_SEED = 1000, 9000
-#: The shipped decoder's training steps (batch 16; 16-24 minutes on two CPU cores, by machine).
-DECODER_STEPS = 2200
+#: The shipped decoder's training steps (batch 16; 19 minutes on this release's two cores). See
+#: ``toycinema/autoencoder.py`` for what 2200, 3300 and 4400 steps measured.
+DECODER_STEPS = 4400
 
 
 def parse_args(argv=None) -> argparse.Namespace:

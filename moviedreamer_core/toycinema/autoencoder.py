@@ -34,6 +34,13 @@ set 0.51 -> 0.70, character F1 0.74 -> 0.87, identity consistency 0.57 -> 0.70, 
 (no loss), camera 0.99 -> 0.96, positions 0.55 -> 0.46 and more figures drawn than the plan has (a weighted
 loss's best guess under doubt leans towards drawing a figure). Weight 4 with every row's weights rescaled to mean
 1 (which starves a close-up's background) gave set 0.69 but location 0.82.
+
+The decoder, trained from scratch, is the bottleneck, and training steps are the lever that has held up best (the
+shipped run takes 4400). On 16 held-out films (321 keyframes) decoded from their true tokens: 2200 steps gave an
+exact set of 0.67, location 0.93, positions 0.43; 3300 steps 0.75, 0.98, 0.48; 4400 steps 0.77 (0.72 with another
+sampling seed), location 1.00, camera 0.99, positions 0.54. Characters gain little after 3300 steps; places, camera
+sizes and positions keep improving. A learning rate of 2e-3 instead of 1e-3 was worse (0.62-0.66 against 0.70-0.74
+on 4 films, 2200 steps); bfloat16 autocast made a step 20% faster but the loss stalled.
 """
 
 from __future__ import annotations
