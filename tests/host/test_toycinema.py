@@ -58,9 +58,9 @@ def test_toy_workflow_makes_a_movie_whose_keyframes_follow_the_script(host):
     assert len(frames) == film.n_keyframes and frames[0].shape == (32, 32, 3)
     assert sheet.shape[1] > 6 * 128
     # Every keyframe is scored by the shipped label probe. The planned and rendered movie shows the script's
-    # places, camera sizes and, less exactly, its cast (measured: location 1.00, camera 0.92, character F1 0.84
-    # of 13 keyframes, 0.62 with the previous decoder; with the renderer's identities switched off the F1 of
-    # true-token decodes is 0.31). The
+    # places, camera sizes and, less exactly, its cast (measured: location 1.00, camera 0.77, character F1 0.92
+    # of 13 keyframes, 0.84 with the previous release's models; with the renderer's identities switched off the F1
+    # of true-token decodes is 0.37). The
     # exact figures are the benchmark's business (README, Toy cinema): 13 keyframes are too few for them.
     probe = Probe.load(str(WEIGHTS / "toycinema_probe.safetensors"))
     scores = score_labels(probe.predict(np.stack(frames)), film.labels())
