@@ -11,7 +11,9 @@ Each patched layer returns ``attn(q, k, v) + w_tok * attn(q, K_tok, V_tok) + w_i
 where the first term is exactly what the layer computed without the patch, and the adapter terms are on only
 within the configured part of the denoising range. Batch entries line up with keyframes through the host's
 ``cond_or_uncond`` order: conditional chunks read the keyframes' tokens and identities, unconditional chunks
-read the projection of zero tokens and no identity (as IP-Adapter does).
+read the projection of zero tokens and no identity (as IP-Adapter does). A renderer with ``identity_positions``
+adds its place term to the identity attention's queries (``q + P(place)``), the grid read from the host's
+``activations_shape``.
 """
 
 from __future__ import annotations
@@ -125,6 +127,15 @@ class AdapterAttention:
             parts.append(src)
         return torch.cat(parts)
 
+    def _query_offset(self, adapter, extra, n_queries: int) -> Optional[torch.Tensor]:
+        """The renderer's place term for the identity queries (``identity_positions``), on the grid of the
+        transformer block this layer sits in (the host's ``activations_shape``); ``None`` when the renderer has
+        none or the queries are not that grid (then the identity attention runs without it)."""
+        shape = extra.get("activations_shape")
+        if adapter.identity_pos is None or not shape or len(shape) != 4 or shape[-2] * shape[-1] != n_queries:
+            return None
+        return adapter.identity_query_offset(self.layer, int(shape[-2]), int(shape[-1]))
+
     def __call__(self, q, k, v, extra):
         heads = extra["n_heads"]
         out = optimized_attention(q, k, v, heads, attn_precision=extra.get("attn_precision"), transformer_options=extra)
@@ -149,7 +160,11 @@ class AdapterAttention:
                 if ctx.shape[0] != per_chunk:
                     ctx = ctx.repeat_interleave(max(per_chunk // ctx.shape[0], 1), dim=0)[:per_chunk]
                 ik, iv = adapter.layer_kv(self.layer, ctx.to(q.device, next(adapter.parameters()).dtype), identity=True)
-                out[sl] = out[sl] + st.identity_weight * optimized_attention(q[sl], ik.to(q.dtype), iv.to(q.dtype), heads,
+                qi = q[sl]
+                offset = self._query_offset(adapter, extra, q.shape[1])
+                if offset is not None:
+                    qi = qi + offset.to(q.device, q.dtype)
+                out[sl] = out[sl] + st.identity_weight * optimized_attention(qi, ik.to(q.dtype), iv.to(q.dtype), heads,
                                                                               attn_precision=extra.get("attn_precision"))
         return out
 

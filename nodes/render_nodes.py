@@ -298,8 +298,10 @@ class IdentityDiffusionRender(io.ComfyNode):
             spec = script_embeds.keyframes[k]
             on_screen = [c for c in spec.characters if script_embeds.characters[c].has_identity]
             identity = means[on_screen] if (use_identity and on_screen) else None
+            if use_identity and not spec.characters and adapter.has_empty_slots:
+                identity = means[:0]  # nobody on screen: a renderer with "empty" places is told so (adapter.py)
             faces = None
-            if needs_faces and identity is not None:
+            if needs_faces and on_screen and identity is not None:
                 faces = torch.stack([script_embeds.characters[c].mean_face_states() for c in on_screen])
             prompt = script_embeds.prompt(k) if positive is None else None
             kseed = derive_seed(seed, k, "render")

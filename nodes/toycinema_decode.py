@@ -39,7 +39,7 @@ def decode_tokens(model, vae, adapter_patcher, tokens: torch.Tensor, identities:
             part = rows[start:start + batch_size]
             cond = adapter.project_tokens(tokens[part])
             id_ctx = None
-            if count:
+            if count or (use_ids and adapter.has_empty_slots):  # nobody on screen still says so with "empty" places
                 ids = torch.stack([torch.as_tensor(identities[i]).float() for i in part])  # [B, n, Di]
                 id_ctx = adapter.identity_context(ids)
             state = AdapterState(adapter_patcher, layers, cond, uncond, id_ctx, token_weight,

@@ -15,6 +15,19 @@ IP-Adapter manner ("decoupled cross-attention"), so it sits on any SD1.5/SDXL mo
   two-character close-ups came out as one blended figure twice. With it, the renderer reads the list in the
   order it was trained on (the toy world lists on-screen characters left to right, as its scripts do); real
   renderers keep it off, because real scripts name characters in no particular order.
+* optionally (``identity_empty_slots``, with slots) a learned "nobody in this place" token set per slot, filling
+  the places after the last character. Attention normalises over its keys, so one character's tokens read the same
+  whether the keyframe has one character or that one and a second: without the fillers nothing in the identity
+  context says how many figures to draw, and the toy cinema drew ghost figures beside its close-ups' characters and
+  a third figure in two-character wide shots. With them the context says "places 2 and 3 are empty", and pixels
+  with no figure have keys of their own to attend to. A keyframe with nobody on screen gets only fillers ("every
+  place is empty"), which tells it apart from the training's identity dropout (no identity path at all).
+* optionally (``identity_positions``) the pixel's place in the image, as Fourier features of its normalised
+  coordinates through a learned per-layer linear map, added to the identity attention's queries. The slots say
+  "first, second, third from the left", but a UNet's queries barely know where they are (only what zero padding
+  leaks through the convolutions), so the pixels of a two-character shot could not pick their own character's
+  slot: the toy cinema drew both figures in the first character's colours. Zero-initialised, so it starts as the
+  plain decoupled attention.
 
 Each patched layer computes ``attn(q, K_text, V_text) + w_tok * attn(q, K_tok, V_tok) + w_id * attn(q, K_id, V_id)``;
 the text path is the UNet's own. The adapter declares the token and identity spaces it decodes; the render
@@ -51,6 +64,8 @@ class RendererConfig:
     token_path: bool = True  # False: identity only (IP-Adapter FaceID files); the storyboard's tokens are not read
     identity_projector: Optional[dict] = None  # faceid.IdentityProjector options (hidden, perceiver, shortcut...)
     identity_slots: int = 0  # >0: a learned embedding per place in the character list (see the module docstring)
+    identity_empty_slots: bool = False  # with slots: learned "nobody here" tokens fill the places after the last character
+    identity_positions: int = 0  # >0: Fourier frequencies of the pixel's place added to identity queries (see above)
     source: str = "moviedreamer"  # or "ipadapter" for converted public files
     version: int = RENDERER_FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -105,9 +120,20 @@ class RendererAdapter(nn.Module):
             self.identity_slot = None
             if cfg.identity_slots:
                 self.identity_slot = nn.Parameter(0.02 * torch.randn(cfg.identity_slots, cfg.identity_tokens, cfg.context_dim))
+            self.identity_empty = None
+            if cfg.identity_empty_slots:
+                if not cfg.identity_slots:
+                    raise ValueError("identity_empty_slots needs identity_slots (the places the fillers stand for)")
+                self.identity_empty = nn.Parameter(0.02 * torch.randn(cfg.identity_slots, cfg.identity_tokens, cfg.context_dim))
+            self.identity_pos = None
+            if cfg.identity_positions:
+                self.identity_pos = nn.ModuleList([nn.Linear(4 * cfg.identity_positions, d, bias=False) for d in cfg.layer_dims])
+                for lin in self.identity_pos:
+                    nn.init.zeros_(lin.weight)
         else:
             self.identity_proj = None
             self.identity_kv = None
+            self.identity_slot = self.identity_empty = self.identity_pos = None
 
     @property
     def n_layers(self) -> int:
@@ -135,21 +161,53 @@ class RendererAdapter(nn.Module):
     def identity_context(self, identities: torch.Tensor, face_states: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``[B, n * M, C]``: the identity context of ``B`` keyframes with ``n`` characters each (``identities``
         ``[B, n, Di]``; ``face_states`` ``[B * n, ...]``). The i-th character's ``M`` tokens get slot ``i``'s
-        embedding when the renderer has ``identity_slots``; characters past the last slot get none. A 2-D batch
-        is refused: ``[B, Di]`` could be B keyframes of one character or one keyframe of B."""
+        embedding when the renderer has ``identity_slots``; characters past the last slot get none. With
+        ``identity_empty_slots`` the places after the ``n``-th are filled with their "nobody here" tokens, so the
+        context is ``[B, max(n, slots) * M, C]``, ``n == 0`` included (then it holds only fillers); without it
+        ``n == 0`` gives an empty context. A 2-D batch is refused: ``[B, Di]`` could be B keyframes of one character
+        or one keyframe of B."""
         if identities.ndim != 3:
             raise ValueError(f"identities must be [keyframes, characters, dim], got shape {tuple(identities.shape)}")
         B, n, Di = identities.shape
-        ctx = self.project_identity(identities.reshape(B * n, Di), face_states)
-        ctx = ctx.reshape(B, n, ctx.shape[-2], self.cfg.context_dim)
-        if self.identity_slot is not None and n:
+        if n:
+            ctx = self.project_identity(identities.reshape(B * n, Di), face_states)
+            ctx = ctx.reshape(B, n, ctx.shape[-2], self.cfg.context_dim)
+        else:
+            p = next(self.parameters())
+            ctx = torch.zeros(B, 0, self.cfg.identity_tokens, self.cfg.context_dim, device=p.device, dtype=p.dtype)
+        if self.identity_slot is not None:
             k = min(n, self.identity_slot.shape[0])
             ctx = torch.cat([ctx[:, :k] + self.identity_slot[:k], ctx[:, k:]], dim=1)
+            if self.identity_empty is not None and k < self.identity_empty.shape[0]:
+                ctx = torch.cat([ctx, self.identity_empty[k:].to(ctx.dtype).expand(B, -1, -1, -1)], dim=1)
         return ctx.reshape(B, -1, self.cfg.context_dim)
+
+    @property
+    def has_empty_slots(self) -> bool:
+        """Whether a keyframe with nobody on screen still gets an identity context (every place "empty")."""
+        return self.identity_empty is not None
+
+    def identity_query_offset(self, layer: int, h: int, w: int) -> Optional[torch.Tensor]:
+        """``[h * w, inner]``: what ``identity_positions`` adds to layer ``layer``'s identity queries on an ``h x w``
+        grid (row-major, as the host flattens it), or ``None`` without the option."""
+        if self.identity_pos is None:
+            return None
+        lin = self.identity_pos[layer]
+        return lin(place_features(h, w, self.cfg.identity_positions, lin.weight.device, lin.weight.dtype))
 
     def layer_kv(self, layer: int, context: torch.Tensor, identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         pair = (self.identity_kv if identity else self.token_kv)[layer]
         return pair.to_k(context), pair.to_v(context)
+
+
+def place_features(h: int, w: int, frequencies: int, device=None, dtype=None) -> torch.Tensor:
+    """``[h * w, 4 * frequencies]``: sines and cosines of every grid cell's centre, coordinates normalised to
+    -1..1 (so the same place reads the same at every resolution), at frequencies ``pi * 2**f``."""
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w * 2 - 1
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)  # [h*w, (y, x)]
+    angles = grid[:, :, None] * (torch.pi * 2.0 ** torch.arange(frequencies, device=device, dtype=torch.float32))
+    return torch.cat([angles.sin(), angles.cos()], -1).reshape(h * w, 4 * frequencies).to(dtype or torch.float32)
 
 
 # --------------------------------------------------------------------------------------------- files

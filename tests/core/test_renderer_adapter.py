@@ -16,6 +16,7 @@ from moviedreamer_core.renderer import (
     adapter_from_ipadapter,
     ipadapter_state_from_adapter,
     load_renderer,
+    place_features,
     read_renderer_config,
     save_renderer,
 )
@@ -155,3 +156,60 @@ def test_identity_slots_tell_the_renderer_which_place_each_character_takes(tmp_p
     assert t.cfg.identity_slots == 2 and torch.equal(t.identity_context(ids), slotted)
     d = {k: v for k, v in a.cfg.__dict__.items() if k != "identity_slots"}  # a file from before the option
     assert RendererConfig(**d).identity_slots == 0
+
+
+def test_empty_slots_tell_the_renderer_how_many_characters_there_are(tmp_path):
+    """Attention normalises over its keys, so without fillers one character's context attends the same as that
+    character beside a second; with ``identity_empty_slots`` the places after the last character hold their own
+    learned "nobody here" tokens, so one and two characters give different contexts even where the first is the
+    same. Zero characters get fillers only (every place empty), more than the slots get no filler."""
+    a = make()
+    with pytest.raises(ValueError, match="identity_empty_slots needs identity_slots"):
+        RendererAdapter(RendererConfig(**{**a.cfg.__dict__, "identity_empty_slots": True}))
+    torch.manual_seed(2)
+    s = RendererAdapter(RendererConfig(**{**a.cfg.__dict__, "identity_slots": 3, "identity_empty_slots": True}))
+    ids = torch.randn(2, 4, 128)
+    one, two = s.identity_context(ids[:, :1]), s.identity_context(ids[:, :2])
+    assert one.shape == two.shape == (2, 6, 32)  # three places of M = 2 tokens each
+    torch.testing.assert_close(one[:, :2], two[:, :2])  # the first character reads the same...
+    torch.testing.assert_close(one[:, 2:], s.identity_empty[1:].reshape(1, 4, 32).expand(2, -1, -1))  # ...then nobody
+    torch.testing.assert_close(two[:, 4:], s.identity_empty[2].expand(2, -1, -1))
+    assert not torch.allclose(one[:, 2:4], two[:, 2:4])  # place 2: nobody against the second character
+    three = s.identity_context(ids[:, :3])
+    assert s.identity_context(ids).shape == (2, 8, 32)  # a fourth character: no place, no filler
+    torch.testing.assert_close(s.identity_context(ids)[:, :6], three)
+    nobody = s.identity_context(ids[:, :0])  # nobody on screen: every place says so
+    torch.testing.assert_close(nobody, s.identity_empty.reshape(1, 6, 32).expand(2, -1, -1))
+    assert s.has_empty_slots and not make().has_empty_slots and make().identity_context(ids[:, :0]).shape == (2, 0, 32)
+    q = torch.randn(2, 5, 32)  # what reaches the pixels: attention over the context differs
+    attn = lambda ctx: torch.softmax(q @ ctx.transpose(1, 2), -1) @ ctx  # noqa: E731
+    assert not torch.allclose(attn(one), attn(s.identity_context(ids[:, :1])[:, :2]))
+    save_renderer(s, str(tmp_path / "empty.safetensors"))
+    t = load_renderer(str(tmp_path / "empty.safetensors"))
+    assert t.cfg.identity_empty_slots and torch.equal(t.identity_context(ids[:, :1]), one)
+    torch.testing.assert_close(t.identity_context(ids[:, :0]), nobody)
+    d = {k: v for k, v in s.cfg.__dict__.items() if k != "identity_empty_slots"}  # a file from before the option
+    assert RendererConfig(**d).identity_empty_slots is False
+
+
+def test_identity_positions_give_each_place_its_own_query_term(tmp_path):
+    """The slots name places left to right; ``identity_positions`` lets a pixel's identity query say where it is:
+    a learned map of Fourier features of the normalised coordinates, zero at first (the plain attention), the same
+    place reading the same at any grid size, left and right reading differently once trained."""
+    a = make()
+    assert a.identity_query_offset(0, 4, 4) is None  # off unless asked for
+    feats = place_features(4, 8, 3)  # y: sines then cosines over the frequencies; then x the same
+    assert feats.shape == (32, 12) and feats.abs().max() <= 1
+    torch.testing.assert_close(place_features(1, 1, 3)[0], place_features(3, 3, 3)[4])  # the centre, at any size
+    assert not torch.allclose(feats.reshape(4, 8, 12)[:, 0], feats.reshape(4, 8, 12)[:, -1])  # left is not right
+    torch.testing.assert_close(place_features(3, 5, 2).reshape(3, 5, 8)[1, 2], torch.tensor([0., 0, 1, 1, 0, 0, 1, 1]))  # the centre: sines 0, cosines 1
+    s = RendererAdapter(RendererConfig(**{**a.cfg.__dict__, "identity_slots": 3, "identity_positions": 3}))
+    assert len(s.identity_pos) == 3 and s.identity_pos[1].weight.shape == (48, 12)
+    assert torch.equal(s.identity_query_offset(1, 4, 8), torch.zeros(32, 48))  # zero-initialised
+    with torch.no_grad():
+        s.identity_pos[1].weight.normal_()
+    off = s.identity_query_offset(1, 4, 8)
+    assert off.shape == (32, 48) and not torch.allclose(off[0], off[7])
+    save_renderer(s, str(tmp_path / "pos.safetensors"))
+    t = load_renderer(str(tmp_path / "pos.safetensors"))
+    assert t.cfg.identity_positions == 3 and torch.equal(t.identity_query_offset(1, 4, 8), off)

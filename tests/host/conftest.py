@@ -87,6 +87,14 @@ def model_dirs(host, testing, patching, tmp_path_factory):
             if p.ndim > 1:
                 p.normal_(0, 0.3)
     save_renderer(good, str(md / "tiny_renderer.safetensors"))
+    torch.manual_seed(0)  # the toy cinema's options: slots, "nobody here" fillers, the place term on identity queries
+    slots = RendererAdapter(RendererConfig(**{**good.cfg.__dict__, "identity_slots": 3, "identity_empty_slots": True,
+                                              "identity_positions": 2}))
+    with torch.no_grad():
+        for p in slots.parameters():
+            if p.ndim > 1:
+                p.normal_(0, 0.3)
+    save_renderer(slots, str(md / "slots_renderer.safetensors"))
     other = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 16},
                                            context_dim=64, layer_dims=dims))
     save_renderer(other, str(md / "d16_renderer.safetensors"))

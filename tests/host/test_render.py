@@ -130,6 +130,47 @@ def test_zero_weights_reproduce_the_plain_sampler_exactly(host, testing, patchin
     assert torch.equal(run(outside), plain), "outside its sigma range the adapter does nothing"
 
 
+def test_the_identity_place_term_reaches_every_layer_on_its_own_grid(host, testing, patching):
+    """``identity_positions``: every patched layer finds its grid in the host's ``activations_shape`` (the same
+    number of cells as queries), a zero-initialised term samples exactly as the renderer without it, a trained one
+    changes the image."""
+    hostmod = host.pack_submodule("nodes.host")
+    model = testing.tiny_sd(1)
+    layers = patching.discover_cross_attention(model)
+    base = dict(token_space={"source": "t", "K": 1, "D": 8}, context_dim=64, layer_dims=[l.inner_dim for l in layers],
+                identity_space={"encoder": "i", "dim": 8}, identity_slots=2)
+    torch.manual_seed(0)
+    plain = RendererAdapter(RendererConfig(**base))
+    placed = RendererAdapter(RendererConfig(**base, identity_positions=2))
+    missing, unexpected = placed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("identity_pos.") for k in missing) and len(missing) == len(layers)
+    tokens = plain.project_tokens(torch.randn(1, 1, 8)).detach()
+    cond = [[torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(0)), {}]]
+    uncond = [[torch.zeros(1, 12, 64), {}]]
+    grids = []
+
+    def run(adapter, record=False):
+        ids = adapter.identity_context(torch.randn(1, 2, 8, generator=torch.Generator().manual_seed(1))).detach()
+        patched = patching.patch_model(model, patching.AdapterState(hostmod.managed(adapter), layers, tokens, tokens * 0,
+                                                                    ids, 1.0, 1.0, 1e9, 0.0))
+        if record:
+            replace = patched.model_options["transformer_options"]["patches_replace"]["attn2"]
+            for key, fn in list(replace.items()):
+                def recording(q, k, v, extra, fn=fn, key=key):
+                    grids.append((key, q.shape[1], tuple(extra["activations_shape"][-2:])))
+                    return fn(q, k, v, extra)
+                replace[key] = recording
+        return hostmod.sample_latent(patched, 42, 2, 5.0, "euler", "normal", cond, uncond, torch.zeros(1, 4, 16, 12))
+
+    assert torch.equal(run(placed, record=True), run(plain)), "a zero place term is the plain attention"
+    assert {k for k, _, _ in grids} == {l.key for l in layers}
+    assert all(n == h * w for _, n, (h, w) in grids) and {(h, w) for _, _, (h, w) in grids} >= {(16, 12), (8, 6)}
+    with torch.no_grad():
+        for lin in placed.identity_pos:
+            lin.weight.normal_(0, 1.0)
+    assert not torch.allclose(run(placed), run(plain), atol=1e-4), "a trained place term reaches the image"
+
+
 # ------------------------------------------------------------------------------------------- the node
 
 
@@ -162,6 +203,21 @@ def test_same_seed_same_image_other_tokens_other_image(host, photos, model_dirs)
     assert np.array_equal(a, b), "same seed and tokens: the same image"
     assert np.abs(a - c).mean() > 0.1, "other tokens: another image"
     assert np.abs(a - off).mean() > 0.1, "the tokens reach the image"
+
+
+def test_nobody_on_screen_reaches_a_renderer_with_empty_places(host, photos, model_dirs):
+    """A keyframe with nobody on screen (the script's ``characters: []``): a renderer with "nobody here" fillers
+    (``identity_empty_slots``) reads its all-empty identity context there, so the identity weight changes that
+    keyframe; a renderer without them renders it with no identity path, so the weight changes nothing there."""
+    def render(renderer, weight):
+        return previews(host, host.run(graph(script(4), renderer=renderer, identity_weight=weight,
+                                             project=f"nobody_{renderer[:5]}_{weight}")))
+
+    slots_on, slots_off = render("slots_renderer.safetensors", 1.0), render("slots_renderer.safetensors", 0.0)
+    plain_on, plain_off = render("tiny_renderer.safetensors", 1.0), render("tiny_renderer.safetensors", 0.0)
+    assert np.abs(slots_on[3] - slots_off[3]).mean() > 0.1, "nobody on screen: the fillers reach the image"
+    assert np.array_equal(plain_on[3], plain_off[3]), "without fillers nobody on screen means no identity path"
+    assert np.abs(slots_on[2] - slots_off[2]).mean() > 0.1 and np.abs(plain_on[2] - plain_off[2]).mean() > 0.1
 
 
 def test_rerun_reuses_finished_keyframes(host, photos, model_dirs):
