@@ -1,4 +1,4 @@
-"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (23 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (about 25 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
@@ -11,14 +11,18 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
 3. ``decoder``: the diffusion autoencoder (paper section 3.2) with identity-preserving rendering (section 3.4):
    the tokenizer (keyframe -> 2 tokens), the pixel-space UNet in the host's classes (v-prediction) and the
    renderer adapter, trained together through the host's UNet and noise schedule (``toycinema/autoencoder.py``);
-   4400 steps, about 19 minutes.
+   4400 steps, about 20 minutes. The renderer has identity slots, "nobody here" fillers for the empty places and
+   the pixel's place on its identity queries (``RendererConfig``: ``identity_slots``, ``identity_empty_slots``,
+   ``identity_positions``).
 4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
    tokens from the new tokenizer, the cast named per film) and the ``tiny`` planner trained on it with the
    accelerate trainer (about 2 minutes).
 
-Measured as one run of the whole command on this release's machine (two cores): 22.7 minutes (probe and identity
-embedder side by side 0.8, decoder 19.4, planner dataset 0.1, planner 2.1). Machines of the same kind have differed
-by up to 2x in speed between sessions (the previous release's took 0.52 s per decoder step, this one 0.26).
+Measured on this release's machine (two cores): ``--stages decoder,planner`` took 24.1 minutes (decoder 20.9, planner
+dataset 0.2, planner 2.8); the probe and the identity embedder, which this release did not change, took 0.8 minutes
+side by side in the previous release's run of the whole command, so the whole command takes about 25 minutes here.
+Machines of the same kind have differed by up to 2x in speed between sessions (0.52, 0.26 and, this release, 0.28 s
+per decoder step).
 
 ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
 """
@@ -42,9 +46,11 @@ except ImportError:
 STAGES = ("probe", "identity", "decoder", "planner")
 #: Training films and held-out films come from different seeds of the story grammar.
 TRAIN_SEED, HELD_OUT_SEED = 1000, 9000
-#: The shipped decoder's training steps (batch 16; 19 minutes on this release's two cores). See
+#: The shipped decoder's training steps (batch 16; about 20 minutes on this release's two cores). See
 #: ``toycinema/autoencoder.py`` for what 2200, 3300 and 4400 steps measured.
 DECODER_STEPS = 4400
+#: Fourier frequencies of the pixel's place in the renderer's identity queries (``RendererConfig.identity_positions``).
+IDENTITY_POSITIONS = 3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="what the decoder UNet predicts (v: the shipped choice; eps: the earlier one, for comparison)")
     p.add_argument("--figure-weight", type=float, default=None,
                    help="extra loss weight of the figures' pixels in the decoder's training (default: the shipped recipe's)")
+    p.add_argument("--slots-only", action="store_true",
+                   help="renderer with identity slots but without the 'nobody here' fillers and the place term on its "
+                   "identity queries (the previous release's recipe, for comparison)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -76,10 +85,13 @@ def _pack(name: str):
 
 
 def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, prediction: str = "v", log=_log,
-                  training_overrides: dict | None = None) -> dict:
+                  training_overrides: dict | None = None, empty_slots: bool = True,
+                  positions: bool = True) -> dict:
     """Train tokenizer + toy UNet + renderer adapter on ``films`` and write the three files into ``out_dir``
     (renderer and UNet under ``moviedreamer/`` and beside it, as shipped). ``identities`` ``[n_characters, Di]``
-    or ``None`` (no identity path); ``prediction``: what the UNet predicts (``toycinema_models.PREDICTIONS``).
+    or ``None`` (no identity path); ``prediction``: what the UNet predicts (``toycinema_models.PREDICTIONS``);
+    ``empty_slots``: the renderer's "nobody in this place" fillers (``RendererConfig.identity_empty_slots``);
+    ``positions``: its place term on the identity queries (``RendererConfig.identity_positions``).
     Returns the paths and the loss curve."""
     import torch
 
@@ -107,6 +119,8 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
                                       layer_dims=[l.inner_dim for l in layers], context_tokens=4,
                                       identity_space=identity_space, identity_tokens=2,
                                       identity_slots=max(world.MAX_ON_SCREEN) if identity_space else 0,
+                                      identity_empty_slots=bool(identity_space) and empty_slots,
+                                      identity_positions=IDENTITY_POSITIONS if identity_space and positions else 0,
                                       source="moviedreamer-toycinema")
     adapter = renderer_mod.RendererAdapter(cfg)
     patcher = host.managed(adapter)
@@ -179,7 +193,7 @@ def main(argv=None) -> int:
         identities = None if args.no_identity else ae.reference_identities(embedder())
         overrides = {} if args.figure_weight is None else {"figure_weight": args.figure_weight}
         result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction,
-                               training_overrides=overrides)
+                               training_overrides=overrides, empty_slots=not args.slots_only, positions=not args.slots_only)
         adapter = result["adapter"]
         if identities is not None:
             adapter.cfg.identity_space = embedder().space.to_dict()
