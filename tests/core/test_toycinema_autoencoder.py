@@ -226,3 +226,25 @@ def test_figure_weight_puts_the_loss_on_the_figures_and_mirrors_with_the_picture
     base = renderer_loss(adapter, b, denoise, *args)
     assert float(renderer_loss(adapter, RendererBatch(**{**b.__dict__, "pixel_weights": 2 - top}), denoise, *args)) == 0.0
     torch.testing.assert_close(renderer_loss(adapter, RendererBatch(**{**b.__dict__, "pixel_weights": top}), denoise, *args), 2 * base)
+
+
+def test_an_empty_shot_trains_with_every_place_empty_when_the_renderer_has_fillers():
+    """A renderer with "nobody here" fillers learns empty shots from an all-empty identity context (what the render
+    node gives it), not from no identity path, which is the training's identity dropout; without fillers an empty
+    shot has no identity context, as before."""
+    from moviedreamer_core.toycinema.autoencoder import make_batch
+
+    data = keyframe_set(generate_films(5, 8, n_shots=8), 32)
+    rows = data.by_count()[0][:8]
+    tok = ToyTokenizer()
+    cfg = AutoencoderTraining(uncond_prob=0.0, no_identity_prob=0.0)
+    filled = RendererAdapter(RendererConfig(**{**_adapter(tok).cfg.__dict__, "identity_slots": 3, "identity_empty_slots": True}))
+    batch = make_batch(data, rows, tok, filled, torch.randn(6, 8), cfg, torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
+    assert batch.identities.shape == (len(rows), 0, 8)
+    assert filled.identity_context(batch.identities).shape == (len(rows), 6, C)  # three empty places of two tokens
+    plain = make_batch(data, rows, tok, _adapter(tok), torch.randn(6, 8), cfg, torch.Generator().manual_seed(3),
+                       torch.zeros(1, 1, C), "cpu")
+    assert plain.identities is None
+    dropout = make_batch(data, rows, tok, filled, torch.randn(6, 8), AutoencoderTraining(uncond_prob=0.0, no_identity_prob=1.0),
+                         torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
+    assert dropout.identities is None  # the identity dropout stays what it was
