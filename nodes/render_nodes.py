@@ -91,12 +91,21 @@ class MovieDreamerRendererLoader(io.ComfyNode):
         adapter = load_renderer(path)
         cfg = adapter.cfg
         paths = (["tokens " + cfg.tokens.describe()] if cfg.token_path else []) + (
-            ["identity " + cfg.identity.describe() + (" + face crops" if adapter.needs_face_states else "")]
+            ["identity " + cfg.identity.describe() + (" + face crops" if adapter.needs_face_states else "") + _places(cfg)]
             if cfg.identity is not None else [])
         text = f"{os.path.basename(renderer_name)} ({cfg.source}): " + ", ".join(paths)
         if cfg.source.startswith("ipadapter-faceid"):
             text += ". Load the matching FaceID LoRA on the MODEL (LoraLoaderModelOnly)."
         return io.NodeOutput(RendererHandle(os.path.basename(renderer_name), host.managed(adapter)), ui=ui.PreviewText(text))
+
+
+def _places(cfg) -> str:
+    """How the renderer reads a shot's character list (``RendererConfig.identity_slots`` and what goes with it)."""
+    if not cfg.identity_slots:
+        return ""
+    extras = (["'nobody here' fillers"] if cfg.identity_empty_slots else []) + (
+        ["place-aware queries"] if cfg.identity_positions else [])
+    return f" (characters bound to {cfg.identity_slots} places, left to right" + "".join(", " + e for e in extras) + ")"
 
 
 class MovieDreamerKeyframeEncode(io.ComfyNode):

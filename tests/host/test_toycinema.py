@@ -40,6 +40,8 @@ def test_toy_loader_hands_out_the_toy_unet_pixel_vae_and_the_six_portraits(host)
     assert vae.spacial_compression_encode() == 1
     files = host.folder_paths.get_filename_list("moviedreamer")
     assert "toycinema_renderer.safetensors" in files and "toycinema_planner.safetensors" in files
+    summary = host.nodes.NODE_CLASS_MAPPINGS["MovieDreamerRendererLoader"].execute("toycinema_renderer.safetensors").ui.value
+    assert "characters bound to 3 places, left to right, 'nobody here' fillers, place-aware queries" in str(summary), summary
 
 
 def test_toy_workflow_makes_a_movie_whose_keyframes_follow_the_script(host):
