@@ -1,4 +1,4 @@
-"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (about 25 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (26 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
@@ -18,9 +18,9 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
    tokens from the new tokenizer, the cast named per film) and the ``tiny`` planner trained on it with the
    accelerate trainer (about 2 minutes).
 
-Measured on this release's machine (two cores): ``--stages decoder,planner`` took 24.1 minutes (decoder 20.9, planner
-dataset 0.2, planner 2.8); the probe and the identity embedder, which this release did not change, took 0.8 minutes
-side by side in the previous release's run of the whole command, so the whole command takes about 25 minutes here.
+Measured as one run of the whole command on this release's machine (two cores): 26.0 minutes (probe and identity
+embedder side by side 1.0, decoder 22.1, planner dataset 0.1, planner 2.6); it wrote the same decoder as the shipped
+one (same final loss), whose files come from an earlier ``--stages decoder,planner`` run here.
 Machines of the same kind have differed by up to 2x in speed between sessions (0.52, 0.26 and, this release, 0.28 s
 per decoder step).
 
