@@ -152,6 +152,9 @@ class AdapterAttention:
                                                               attn_precision=extra.get("attn_precision"))
         if st.identity_weight != 0 and st.identity_tokens is not None and adapter.identity_kv is not None:
             per_chunk = batch // len(kinds)
+            offset = self._query_offset(adapter, extra, q.shape[1])  # the same grid for every chunk
+            if offset is not None:
+                offset = offset.to(q.device, q.dtype)
             for c, kind in enumerate(kinds):
                 if kind != 0:
                     continue
@@ -160,10 +163,7 @@ class AdapterAttention:
                 if ctx.shape[0] != per_chunk:
                     ctx = ctx.repeat_interleave(max(per_chunk // ctx.shape[0], 1), dim=0)[:per_chunk]
                 ik, iv = adapter.layer_kv(self.layer, ctx.to(q.device, next(adapter.parameters()).dtype), identity=True)
-                qi = q[sl]
-                offset = self._query_offset(adapter, extra, q.shape[1])
-                if offset is not None:
-                    qi = qi + offset.to(q.device, q.dtype)
+                qi = q[sl] if offset is None else q[sl] + offset
                 out[sl] = out[sl] + st.identity_weight * optimized_attention(qi, ik.to(q.dtype), iv.to(q.dtype), heads,
                                                                               attn_precision=extra.get("attn_precision"))
         return out

@@ -21,7 +21,7 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
 Measured as one run of the whole command on this release's machine (two cores): 26.0 minutes (probe and identity
 embedder side by side 1.0, decoder 22.1, planner dataset 0.1, planner 2.6); it wrote the same decoder as the shipped
 one (same final loss), whose files come from an earlier ``--stages decoder,planner`` run here.
-Machines of the same kind have differed by up to 2x in speed between sessions (0.52, 0.26 and, this release, 0.28 s
+Machines of the same kind have differed by up to 2x in speed between sessions (0.52, 0.26 and, this release, 0.29 s
 per decoder step).
 
 ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
