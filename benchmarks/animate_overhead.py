@@ -45,7 +45,7 @@ def main() -> None:
         from moviedreamer_core.project import MovieProject
         from moviedreamer_core.script import load_script
 
-        testing = host.pack_submodule("nodes.testing")
+        testing = host.pack_submodule("tests.host.tiny_nodes")
         backends = host.pack_submodule("nodes.i2v_backends")
         hostmod = host.pack_submodule("nodes.host")
         model = comfy.sd.load_diffusion_model_state_dict(testing.tiny_wan_i2v_state_dict(0))

@@ -48,7 +48,7 @@ def main() -> None:
 
         from moviedreamer_core.renderer import RendererAdapter, RendererConfig
 
-        testing = host.pack_submodule("nodes.testing")
+        testing = host.pack_submodule("tests.host.tiny_nodes")
         patching = host.pack_submodule("nodes.attention_patch")
         hostmod = host.pack_submodule("nodes.host")
         cfg = testing._TinyUNetConfig(dict(SD15_UNET, dtype=torch.float32))

@@ -65,7 +65,7 @@ def bench_text(n: int) -> None:
         import comfy.sd1_clip
         import comfy.supported_models_base
 
-        testing = host.pack_submodule("nodes.testing")
+        testing = host.pack_submodule("tests.host.tiny_nodes")
         text_encoding = host.pack_submodule("nodes.text_encoding")
         target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
         clip = comfy.sd.CLIP(target)  # full-size CLIP-L (123 M parameters)

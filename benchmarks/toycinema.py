@@ -20,7 +20,7 @@ character in the rendered keyframes closer to each other than to other character
 Planned rows also report "location, same place": accuracy on keyframes whose location is the previous
 keyframe's (continuity), and every planned row is also scored on its tokens directly (a readout fitted on
 true tokens; no renderer in between). Every ablation is trained with the pack's own trainers and the shipped
-models' settings (``nodes/toycinema_train.py``, ``toycinema/planner_runs.py``).
+models' settings (``cli/toycinema_train.py``, ``toycinema/planner_runs.py``).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 
 PACK = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PACK / "nodes"))
+sys.path.insert(0, str(PACK / "cli"))
 
-from library_mode import PACK_MODULE, comfyui_folder, import_host, import_pack  # noqa: E402
+from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack  # noqa: E402
 from toycinema_train import DECODER_STEPS  # noqa: E402  (no host import at module level)
 
 COLUMNS = ("location", "camera", "character F1", "exact set", "location, same place", "identity consistency")
@@ -99,7 +99,7 @@ class Bench:
         self.planner_path = os.path.join(self.toy.TOY_MODEL_DIR, self.toy.PLANNER_FILE)
         self.text = _pack("moviedreamer_core.toycinema.planner_data").cached_text_encoder(
             _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm"))
-        train_seed, held_out_seed = _pack("nodes.toycinema_train").TRAIN_SEED, _pack("nodes.toycinema_train").HELD_OUT_SEED
+        train_seed, held_out_seed = _pack("cli.toycinema_train").TRAIN_SEED, _pack("cli.toycinema_train").HELD_OUT_SEED
         self.train_films = self.grammar.generate_films(train_seed, args.train_films)
         self.films = self.grammar.generate_films(held_out_seed, args.films)
         self.labels = [f.labels() for f in self.films]
@@ -204,7 +204,7 @@ def ensure_plain_renderer(args) -> Path:
     out = Path(args.work) / "decoder_no_identity"
     if not (out / "moviedreamer" / "toycinema_renderer.safetensors").is_file():
         _log("training the decoder without identity conditioning")
-        tr = _pack("nodes.toycinema_train")
+        tr = _pack("cli.toycinema_train")
         tr.main(["--out", str(out), "--stages", "decoder", "--no-identity", "--films", str(args.train_films),
                  "--decoder-steps", str(args.decoder_steps)])
     return out

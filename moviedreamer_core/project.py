@@ -1,6 +1,6 @@
 """The movie project folder: where every stage writes its results as soon as they exist.
 
-DESIGN.md section 3: ``<output>/moviedreamer/<project>/`` holds ``manifest.json`` (script hash, per-keyframe
+``<output>/moviedreamer/<project>/`` holds ``manifest.json`` (script hash, per-keyframe
 and per-shot status, seeds, parameters, file names), ``keyframes/`` (one image per keyframe, written the
 moment it is rendered), ``shots/`` (one video per shot) and the assembled movie. A rerun with the same inputs
 finds finished work here and skips it; nothing already rendered is lost when a later step fails.
@@ -15,31 +15,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
+from .files import atomic_write_bytes
 from .paths import resolve_inside, safe_folder_name
 
 PROJECT_FORMAT_VERSION = 1
 PROJECTS_DIR = "moviedreamer"
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class MovieProject:

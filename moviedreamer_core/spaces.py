@@ -2,7 +2,7 @@
 
 Every numeric thing that crosses a stage boundary carries the space it lives in, so a planner trained on
 one text encoder, or a renderer trained on one token space, refuses inputs from another with a message
-naming both sides instead of producing silent garbage (DESIGN.md section 3, "Token space").
+naming both sides instead of producing silent garbage (README, "MovieDreamerPlannerLoader").
 
 * ``EmbeddingSpace`` (text and identity vectors): encoder name + dimension.
 * ``TokenSpace`` (keyframe visual tokens): source + K tokens of D values, e.g.

@@ -69,12 +69,10 @@ class Storyboard:
 
     def to_safetensors(self, path: str) -> None:
         """Write the tokens, with everything else as JSON metadata (atomically: temporary file, then rename)."""
-        from safetensors.torch import save_file
+        from .files import save_safetensors
 
-        tmp = f"{path}.tmp"
-        save_file({"tokens": self.tokens.detach().float().cpu().contiguous()}, tmp,
-                  metadata={METADATA_KEY: json.dumps(self.metadata())})
-        os.replace(tmp, path)
+        save_safetensors({"tokens": self.tokens.detach().float().cpu().contiguous()}, path,
+                         metadata={METADATA_KEY: json.dumps(self.metadata())})
 
     @classmethod
     def from_safetensors(cls, path: str) -> "Storyboard":

@@ -8,12 +8,12 @@ their compressed packets (no re-encoding, so no quality loss and little time).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from fractions import Fraction
 from typing import Iterable, Optional
 
 import numpy as np
+
+from .files import atomic_path
 
 
 def _even(x: int) -> int:
@@ -27,11 +27,8 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float, crf: int = 
     """
     import av
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp_", suffix=".mp4")
-    os.close(fd)
     count = 0
-    try:
+    with atomic_path(path) as tmp:
         with av.open(tmp, mode="w", format="mp4") as container:
             stream = None
             for frame in frames:
@@ -48,10 +45,6 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float, crf: int = 
                 raise ValueError("no frames to write")
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return count
 
 
@@ -92,9 +85,7 @@ def concat_videos(paths: list[str], out_path: str) -> None:
     """Join MP4 files with identical encoding settings by copying packets (no re-encoding), atomically."""
     import av
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out_path)), prefix=".tmp_", suffix=".mp4")
-    os.close(fd)
-    try:
+    with atomic_path(out_path) as tmp:
         with av.open(tmp, mode="w", format="mp4") as output:
             out_stream = None
             offset = 0
@@ -113,7 +104,3 @@ def concat_videos(paths: list[str], out_path: str) -> None:
                         packet.stream = out_stream
                         output.mux(packet)
                     offset += last
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -1,7 +1,10 @@
 """ComfyUI adapters for MovieDreamer: node schemas, host calls, type conversion and progress.
 
-Everything here is thin: the method is in ``moviedreamer_core``. ``host.py`` owns every call into the
-host's model management, folders, progress and interruption.
+Everything here is thin: the method is in ``moviedreamer_core``. Files ending in ``_node.py``/``_nodes.py``
+hold graph nodes; ``host.py`` owns every call into the host's model management, folders, progress,
+interruption and server; the other files are the helpers those nodes share (attention patching, I2V
+backends, text and face encoders, the toy UNet in the host's classes). Command-line programs live in
+``cli/``, test-only nodes in ``tests/host/tiny_nodes.py``.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from . import host
 #: Node classes by module. A module that cannot be imported (a broken optional dependency, a host API that
 #: moved) costs only its own nodes, with the reason in the log, not the whole pack.
 NODE_MODULES = {
-    "script_encode": ["ScriptEncode"],
-    "script_info": ["MovieDreamerScriptInfo"],
+    "script_encode_node": ["ScriptEncode"],
+    "script_info_node": ["MovieDreamerScriptInfo"],
     "planner_nodes": ["MovieDreamerPlannerLoader", "ARKeyframePlanner", "MovieDreamerStoryboardInfo"],
     "render_nodes": ["MovieDreamerRendererLoader", "IdentityDiffusionRender", "MovieDreamerKeyframeEncode"],
     "animate_nodes": ["ShotAnimate"],
     "renderer_train_node": ["MovieDreamerTrainRenderer"],
     "storyboard_sheet_node": ["MovieDreamerStoryboardSheet"],
-    "toycinema_models": ["MovieDreamerToyCinemaLoader"],
+    "toycinema_nodes": ["MovieDreamerToyCinemaLoader"],
 }
 
 
@@ -47,7 +50,7 @@ class MovieDreamerExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         node_list, _ = load_node_classes(NODE_MODULES)
         if os.environ.get("MOVIEDREAMER_TEST_NODES") == "1":  # tiny host models for tests, never for users
-            from .testing import TEST_NODES
+            from ..tests.host.tiny_nodes import TEST_NODES
 
             node_list += TEST_NODES
         return node_list

@@ -15,7 +15,7 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.animate import animatic_backend, make_movie
 from ..moviedreamer_core.project import MovieProject
-from . import host, types
+from . import host, wire_types
 from .choices import check_inputs
 from .i2v_backends import LANDS_ON_NEXT, make_backend
 
@@ -28,7 +28,7 @@ class ShotAnimate(io.ComfyNode):
         return io.Schema(
             node_id="ShotAnimate",
             display_name="Shot Animate (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Turns the keyframes into the movie: one video file per shot (duration from the script), "
             "written as soon as the shot is done, then the assembled movie. Re-running finishes an interrupted "
             "movie and re-makes only shots whose inputs changed. Backend 'animatic': each keyframe held with a "
@@ -36,7 +36,7 @@ class ShotAnimate(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 io.Image.Input("keyframes", tooltip="All keyframes in order (from IdentityDiffusionRender)."),
-                types.Script.Input("script", tooltip="The script from ScriptEncode: shot durations, cameras, transitions."),
+                wire_types.Script.Input("script", tooltip="The script from ScriptEncode: shot durations, cameras, transitions."),
                 io.Combo.Input("backend", options=BACKENDS, default=BACKENDS[0],
                                tooltip="auto: the connected image-to-video MODEL (Wan, SVD, LTX-Video), or the animatic when no model is "
                                "connected. animatic: keyframes held with camera moves and transitions (fast, no video model)."),
@@ -71,7 +71,7 @@ class ShotAnimate(io.ComfyNode):
                                       tooltip="The video model's negative conditioning (Wan, LTX-Video)."),
             ],
             outputs=[
-                types.Movie.Output("movie", display_name="movie", tooltip="The movie project (folder, files)."),
+                wire_types.Movie.Output("movie", display_name="movie", tooltip="The movie project (folder, files)."),
                 io.String.Output("movie_file", display_name="movie_file", tooltip="Path of the assembled movie (.mp4)."),
                 io.Image.Output("preview", display_name="preview", tooltip="About one small frame per second of the movie."),
             ],

@@ -24,7 +24,6 @@ from typing import Optional
 
 import torch
 
-import comfy.model_management as mm
 from comfy.ldm.modules.attention import optimized_attention
 
 from . import host
@@ -56,7 +55,7 @@ def discover_cross_attention(model) -> list[CrossAttentionLayer]:
 
     base = model.model
     host.load_managed(model)
-    device = mm.get_torch_device()
+    device = host.torch_device()
     unet_cfg = base.model_config.unet_config
     channels = getattr(diffusion, "in_channels", 4)
     context_dim = unet_cfg.get("context_dim") or 768

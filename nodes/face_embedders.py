@@ -100,7 +100,7 @@ def make_face_embedder(choice: str, clip_vision=None) -> FaceEmbedder:
 
 def clip_vision_token_encoder(clip_vision) -> TokenEncoder:
     """Reference photos to the ``clip_vision.image_embeds`` token space (K=1): the day-one token space in
-    which public IP-Adapter-family decoders already render (DESIGN.md section 3, "Token space")."""
+    which public IP-Adapter-family decoders already render (``moviedreamer_core/spaces.py``)."""
     encode_batch = clip_vision_encode_fn(clip_vision)
 
     def encode(images: list[np.ndarray]) -> torch.Tensor:

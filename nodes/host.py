@@ -39,12 +39,13 @@ def safetensors_files(folder: str) -> list[str]:
     return [f for f in folder_paths.get_filename_list(folder) if f.lower().endswith(tuple(MODEL_EXTENSIONS))]
 
 
-def register_model_folder() -> None:
+def register_model_folder(extra_last: Optional[str] = None) -> None:
     """Register ``models/moviedreamer`` with the host, keeping any paths a user's extra_model_paths.yaml set.
 
     ``extra_model_paths.yaml`` is read before custom nodes load, so a user entry may already exist (with
     an empty extension set, which would match every file). We merge: user paths first, then the default
-    folder, and set the extensions explicitly to safetensors.
+    folder, then ``extra_last`` (the pack's own toy models: listed, never written to), and set the extensions
+    explicitly to safetensors.
     """
     default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
     paths: list[str] = []
@@ -52,8 +53,15 @@ def register_model_folder() -> None:
         paths = list(folder_paths.folder_names_and_paths[MODEL_FOLDER][0])
     if default not in paths:
         paths.append(default)
+    if extra_last and extra_last not in paths:
+        paths.append(extra_last)
     folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(MODEL_EXTENSIONS))
     register_ipadapter_folder()
+
+
+def model_path(folder: str, file_name: str) -> str:
+    """The full path of a model file a loader's combo offered (the host raises a clear error when it is gone)."""
+    return folder_paths.get_full_path_or_raise(folder, file_name)
 
 
 def model_files() -> list[str]:

@@ -10,13 +10,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import folder_paths
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.planner import ZeroShotPrior, generate_storyboard, load_planner
 from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
-from . import host, types
+from . import host, wire_types
 from .storyboard_events import send_storyboard
 
 ZERO_SHOT = "(zero-shot prior: no planner file)"
@@ -40,7 +39,7 @@ class MovieDreamerPlannerLoader(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerPlannerLoader",
             display_name="Load Keyframe Planner (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Loads a MovieDreamer keyframe planner from models/moviedreamer (safetensors), or selects the "
             "training-free zero-shot prior, which plans from the characters' reference photos and works with "
             "public IP-Adapter-family decoders today.",
@@ -51,7 +50,7 @@ class MovieDreamerPlannerLoader(io.ComfyNode):
                     "and reference photos in ScriptEncode).",
                 ),
             ],
-            outputs=[types.Planner.Output("planner", display_name="planner", tooltip="The keyframe planner.")],
+            outputs=[wire_types.Planner.Output("planner", display_name="planner", tooltip="The keyframe planner.")],
         )
 
     @classmethod
@@ -65,7 +64,7 @@ class MovieDreamerPlannerLoader(io.ComfyNode):
     def execute(cls, planner_name) -> io.NodeOutput:
         if planner_name == ZERO_SHOT:
             return io.NodeOutput(PlannerHandle(name=ZeroShotPrior.name, prior=ZeroShotPrior()))
-        path = folder_paths.get_full_path_or_raise(host.MODEL_FOLDER, planner_name)
+        path = host.model_path(host.MODEL_FOLDER, planner_name)
         model = load_planner(path)
         return io.NodeOutput(PlannerHandle(name=os.path.basename(planner_name), patcher=host.managed(model)))
 
@@ -76,13 +75,13 @@ class ARKeyframePlanner(io.ComfyNode):
         return io.Schema(
             node_id="ARKeyframePlanner",
             display_name="AR Keyframe Planner (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Plans the whole movie: predicts every keyframe's visual tokens from the script and all "
             "earlier keyframes (MovieDreamer section 3.3), with a bounded context so any story length costs the "
             "same per keyframe.",
             inputs=[
-                types.Planner.Input("planner", tooltip="From Load Keyframe Planner."),
-                types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode."),
+                wire_types.Planner.Input("planner", tooltip="From Load Keyframe Planner."),
+                wire_types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Base seed; each keyframe derives its own seed from it, so the same seed "
                              "plans the same storyboard."),
@@ -100,7 +99,7 @@ class ARKeyframePlanner(io.ComfyNode):
                                  "CLIP Vision in ScriptEncode) as in-context examples. Needs the planner's token "
                                  "space to match the CLIP Vision model."),
             ],
-            outputs=[types.Storyboard.Output("storyboard", display_name="storyboard",
+            outputs=[wire_types.Storyboard.Output("storyboard", display_name="storyboard",
                                              tooltip="Planned visual tokens of every keyframe, with seeds and lineage.")],
         )
 
@@ -132,12 +131,12 @@ class MovieDreamerStoryboardInfo(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerStoryboardInfo",
             display_name="Storyboard Info (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Shows a planned storyboard: who planned it, its token space and seeds, and per keyframe how "
             "similar it is to the keyframe before (continuity within shots, change at cuts).",
             is_output_node=True,
             inputs=[
-                types.Storyboard.Input("storyboard", tooltip="From AR Keyframe Planner."),
+                wire_types.Storyboard.Input("storyboard", tooltip="From AR Keyframe Planner."),
                 io.Int.Input("max_keyframes", default=200, min=1, max=100000, tooltip="How many keyframes to list."),
             ],
             outputs=[io.String.Output("report", display_name="report", tooltip="The same report as text.")],

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-import folder_paths
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.project import MovieProject
@@ -26,7 +25,7 @@ from ..moviedreamer_core.renderer import RendererAdapter, load_renderer
 from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
 from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
-from . import host, types
+from . import host, wire_types
 from .choices import check_inputs
 from .storyboard_events import send_keyframe, send_storyboard
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
@@ -61,7 +60,7 @@ class MovieDreamerRendererLoader(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerRendererLoader",
             display_name="Load Identity Renderer (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Loads the renderer adapter that feeds keyframe tokens (and face identities) into your "
             "diffusion model: a MovieDreamer renderer file from models/moviedreamer, or an IP-Adapter file from "
             "models/ipadapter: plain (tokens in the clip_vision.image_embeds space), plus (penultimate states) or "
@@ -71,7 +70,7 @@ class MovieDreamerRendererLoader(io.ComfyNode):
                                    tooltip="models/moviedreamer/*.safetensors, or ipadapter/<file> for an IP-Adapter "
                                    "(e.g. ip-adapter_sd15.safetensors or ip-adapter-faceid-plusv2_sd15.safetensors, "
                                    "with a ViT-H CLIP Vision).")],
-            outputs=[types.Renderer.Output("renderer", display_name="renderer", tooltip="The renderer adapter.")],
+            outputs=[wire_types.Renderer.Output("renderer", display_name="renderer", tooltip="The renderer adapter.")],
         )
 
     @classmethod
@@ -85,9 +84,9 @@ class MovieDreamerRendererLoader(io.ComfyNode):
     @classmethod
     def execute(cls, renderer_name) -> io.NodeOutput:
         if renderer_name.startswith(IPADAPTER_PREFIX):
-            path = folder_paths.get_full_path_or_raise("ipadapter", renderer_name[len(IPADAPTER_PREFIX):])
+            path = host.model_path("ipadapter", renderer_name[len(IPADAPTER_PREFIX):])
         else:
-            path = folder_paths.get_full_path_or_raise(host.MODEL_FOLDER, renderer_name)
+            path = host.model_path(host.MODEL_FOLDER, renderer_name)
         adapter = load_renderer(path)
         cfg = adapter.cfg
         paths = (["tokens " + cfg.tokens.describe()] if cfg.token_path else []) + (
@@ -114,7 +113,7 @@ class MovieDreamerKeyframeEncode(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerKeyframeEncode",
             display_name="Keyframe Encode (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Images to visual tokens (the keyframe tokenizer's encoder side): CLIP Vision's pooled "
             "image embedding, one token per image (token space clip_vision.image_embeds). Use it to render "
             "existing images through the renderer, or to build datasets.",
@@ -126,7 +125,7 @@ class MovieDreamerKeyframeEncode(io.ComfyNode):
                                "prior). penultimate_hidden_states: every patch feature (IP-Adapter plus and other "
                                "resampler renderers)."),
             ],
-            outputs=[types.Storyboard.Output("storyboard", display_name="storyboard",
+            outputs=[wire_types.Storyboard.Output("storyboard", display_name="storyboard",
                                              tooltip="The images' tokens as a storyboard (one keyframe per image).")],
         )
 
@@ -202,7 +201,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         return io.Schema(
             node_id="IdentityDiffusionRender",
             display_name="Identity Diffusion Render (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Renders every keyframe of the storyboard on your diffusion model: the keyframe's tokens and "
             "the on-screen characters' identities enter through decoupled cross-attention, its sentences through "
             "the text encoder (MovieDreamer sections 3.2, 3.4). Keyframes are saved to the movie project folder as "
@@ -210,9 +209,9 @@ class IdentityDiffusionRender(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="Your SD1.5 or SDXL model (from the checkpoint loader)."),
                 io.Vae.Input("vae", tooltip="The VAE that decodes the keyframes."),
-                types.Renderer.Input("renderer", tooltip="From Load Identity Renderer."),
-                types.Storyboard.Input("storyboard", tooltip="From AR Keyframe Planner (or Keyframe Encode)."),
-                types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode: each keyframe's texts and the characters' identities."),
+                wire_types.Renderer.Input("renderer", tooltip="From Load Identity Renderer."),
+                wire_types.Storyboard.Input("storyboard", tooltip="From AR Keyframe Planner (or Keyframe Encode)."),
+                wire_types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode: each keyframe's texts and the characters' identities."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Base seed; keyframe i renders with a seed derived from it and i."),
                 io.Int.Input("steps", default=25, min=1, max=10000, tooltip="Sampling steps per keyframe."),

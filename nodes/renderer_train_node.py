@@ -22,7 +22,7 @@ from ..moviedreamer_core.paths import safe_folder_name
 from ..moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_renderer
 from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
 from ..moviedreamer_core.renderer.train import augment_images
-from . import host, types
+from . import host, wire_types
 from .choices import check_inputs
 from .attention_patch import discover_cross_attention
 from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder
@@ -62,7 +62,7 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerTrainRenderer",
             display_name="Train Identity Renderer (MovieDreamer)",
-            category=types.CATEGORY + "/training",
+            category=wire_types.CATEGORY + "/training",
             description="Trains a MovieDreamer renderer on your keyframes over your frozen SD1.5/SDXL model: the "
             "renderer learns to rebuild each keyframe from its visual tokens, text and the face identity of who is on "
             "screen (MovieDreamer sections 3.2, 3.4). Saves models/moviedreamer/<save_name>.safetensors.",
@@ -93,11 +93,11 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of initialisation, batches and noise."),
                 io.String.Input("save_name", default="moviedreamer_renderer",
                                 tooltip="File name in models/moviedreamer (.safetensors is added)."),
-                types.Renderer.Input("init_renderer", optional=True,
+                wire_types.Renderer.Input("init_renderer", optional=True,
                                      tooltip="Optional: continue training this MovieDreamer renderer instead of a new one."),
             ],
             outputs=[
-                types.Renderer.Output("renderer", display_name="renderer", tooltip="The trained renderer (also saved)."),
+                wire_types.Renderer.Output("renderer", display_name="renderer", tooltip="The trained renderer (also saved)."),
                 io.Image.Output("loss_curve", display_name="loss_curve", tooltip="The training loss per step."),
             ],
         )
@@ -124,7 +124,7 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
                    augmentations: int = 4, identity_noise: float = 0.05, context_tokens: int = 4, identity_tokens: int = 4,
                    seed: int = 0, save_name: str = "moviedreamer_renderer", init_renderer=None,
                    on_step=None) -> tuple[RendererHandle, torch.Tensor, str]:
-    """Encode the keyframes, fit a renderer, save it: the node's work, also called by ``train_renderer_cli``.
+    """Encode the keyframes, fit a renderer, save it: the node's work, also called by ``cli/train_renderer.py``.
 
     ``images`` is a ComfyUI IMAGE batch, ``texts`` one caption per image. Returns the renderer handle, the loss
     curve image and a one-line summary. ``on_step(step, steps, loss)`` is optional (the script prints)."""

@@ -28,7 +28,7 @@ async def validate_script(request):
         return web.json_response({"ok": False, "characters": [], "issues": [
             {"path": "", "message": 'send JSON: {"script": "<text>", "script_file": "<file in the input folder or empty>"}'}]},
             status=400)
-    from .script_encode import NO_FILE, _script_text
+    from .script_encode_node import NO_FILE, _script_text
 
     try:
         text, source = _script_text(body.get("script") or "", body.get("script_file") or NO_FILE)

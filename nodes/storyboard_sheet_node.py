@@ -14,9 +14,10 @@ import torch
 
 from comfy_api.latest import io, ui
 
-from ..moviedreamer_core.project import MovieProject, atomic_write_bytes
+from ..moviedreamer_core.files import atomic_write_bytes
+from ..moviedreamer_core.project import MovieProject
 from ..moviedreamer_core.storyboard_sheet import contact_sheet
-from . import host, types
+from . import host, wire_types
 from .choices import check_inputs
 
 SHEET_FILE = "storyboard.png"
@@ -28,13 +29,13 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerStoryboardSheet",
             display_name="Storyboard Sheet (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Lays the keyframes out in a grid, each captioned with its shot and action, and saves the "
             "picture as storyboard.png in the movie project folder.",
             is_output_node=True,
             inputs=[
                 io.Image.Input("keyframes", tooltip="The rendered keyframes, in order (from IdentityDiffusionRender)."),
-                types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode: the captions (shot id and action)."),
+                wire_types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode: the captions (shot id and action)."),
                 io.Int.Input("columns", default=6, min=1, max=64, tooltip="Keyframes per row."),
                 io.Int.Input("cell_width", default=160, min=16, max=2048, step=8,
                              tooltip="Width of each keyframe in the sheet, in pixels (small keyframes are enlarged)."),

@@ -1,4 +1,4 @@
-"""The toy cinema's decoder model in the host's own classes, and the node that loads the shipped toy models.
+"""The toy cinema's decoder model in the host's own classes (the loader node is ``toycinema_nodes.py``).
 
 The toy world (``moviedreamer_core/toycinema``) renders 32x32 keyframes. Its decoder is a small SD1.5-layout
 UNet (``comfy.model_base.BaseModel``, the host's discrete eps schedule) working directly on pixels, with the
@@ -26,13 +26,9 @@ import torch
 
 import comfy.latent_formats
 import comfy.model_base
-import comfy.model_management
-import comfy.model_patcher
 import comfy.sd
 import comfy.supported_models_base
-from comfy_api.latest import io, ui
-
-from . import host, types
+from . import host
 
 METADATA_KEY = "moviedreamer_toy_unet"
 PREDICTION_KEY = "moviedreamer_toy_prediction"
@@ -102,8 +98,7 @@ def build_toy_unet(unet_config: dict | None = None, state: dict | None = None, s
         missing, unexpected = model.diffusion_model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"toy UNet weights do not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    mm = comfy.model_management
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    return host.managed(model)
 
 
 def prediction_of(patcher) -> str:
@@ -113,12 +108,10 @@ def prediction_of(patcher) -> str:
 
 
 def save_toy_unet(patcher, path: str, unet_config: dict | None = None) -> None:
-    from safetensors.torch import save_file
+    from ..moviedreamer_core.files import save_safetensors
 
     state = {k: v.detach().float().contiguous().cpu() for k, v in patcher.model.diffusion_model.state_dict().items()}
-    tmp = path + ".tmp"
-    save_file(state, tmp, metadata={METADATA_KEY: json.dumps(unet_config or TOY_UNET), PREDICTION_KEY: prediction_of(patcher)})
-    os.replace(tmp, path)
+    save_safetensors(state, path, metadata={METADATA_KEY: json.dumps(unet_config or TOY_UNET), PREDICTION_KEY: prediction_of(patcher)})
 
 
 def load_toy_unet(path: str):
@@ -146,58 +139,11 @@ def weights_path(name: str, folder: str | None = None) -> str:
     path = os.path.join(folder or WEIGHTS_DIR, name)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"toy cinema file {name} not found in {folder or WEIGHTS_DIR}; "
-                                "retrain the toy models with: python nodes/toycinema_train.py")
+                                "retrain the toy models with: python cli/toycinema_train.py")
     return path
-
-
-class MovieDreamerToyCinemaLoader(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="MovieDreamerToyCinemaLoader",
-            display_name="Load Toy Cinema Model (MovieDreamer)",
-            category=types.CATEGORY + "/toy cinema",
-            description="The toy cinema's decoder: a small pixel-space diffusion UNet trained with the pack's own "
-            "trainers on a procedural cartoon world (32x32 keyframes, CPU-friendly). Use it with the renderer "
-            "toycinema_renderer and the planner toycinema_planner, the text encoder minilm and the face embedder "
-            "toycinema in ScriptEncode. Its text condition is fixed (empty): connect positive and negative to "
-            "the render node.",
-            inputs=[],
-            outputs=[io.Model.Output("model", display_name="MODEL", tooltip="The toy diffusion UNet (pixel space)."),
-                     io.Vae.Output("vae", display_name="VAE", tooltip="The host's pixel-space VAE (pixels are the latents)."),
-                     io.Conditioning.Output("positive", display_name="positive", tooltip="The toy world's fixed text condition."),
-                     io.Conditioning.Output("negative", display_name="negative", tooltip="The same condition (the "
-                                            "renderer's tokens and identities make the difference under guidance)."),
-                     io.Image.Output("characters", display_name="characters",
-                                     tooltip="Reference portraits of the toy world's six characters (64x64), in the "
-                                     "order Ava, Bo, Cy, Dee, Eli, Fen: connect to ScriptEncode's images and write "
-                                     "references: [0] for Ava, [1] for Bo, ...")],
-        )
-
-    @classmethod
-    def execute(cls) -> io.NodeOutput:
-        path = weights_path(UNET_FILE)
-        model = load_toy_unet(path)
-        cond = [[text_context(), {}]]
-        n = sum(p.numel() for p in model.model.diffusion_model.parameters())
-        from ..moviedreamer_core.toycinema.film_script import world_references
-
-        characters = torch.from_numpy(world_references()).float().div(255)
-        return io.NodeOutput(model, pixel_vae(), cond, [[text_context(), {}]], characters,
-                             ui=ui.PreviewText(f"{UNET_FILE}: {n / 1e6:.2f} M parameters, 32x32 pixel space"))
-
-    @classmethod
-    def fingerprint_inputs(cls):
-        path = os.path.join(WEIGHTS_DIR, UNET_FILE)
-        return os.path.getmtime(path) if os.path.isfile(path) else 0.0
 
 
 def register_toy_models() -> None:
     """Add the shipped toy renderer and planner folder to models/moviedreamer, after the user's folders (new
     files are still saved in the first folder, never among the pack's files)."""
-    import folder_paths
-
-    host.register_model_folder()
-    paths, exts = folder_paths.folder_names_and_paths[host.MODEL_FOLDER]
-    if TOY_MODEL_DIR not in paths:
-        folder_paths.folder_names_and_paths[host.MODEL_FOLDER] = (list(paths) + [TOY_MODEL_DIR], exts)
+    host.register_model_folder(extra_last=TOY_MODEL_DIR)

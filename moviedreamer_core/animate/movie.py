@@ -1,6 +1,6 @@
 """Making the movie: every shot to its own video file as soon as it is done, then the assembled movie.
 
-Memory is bounded by design (DESIGN.md section 5): frames stream from the backend into the encoder and only
+Memory is bounded by design (a ten-minute movie must not need ten minutes of frames in RAM): frames stream from the backend into the encoder and only
 a small preview (one downsized frame per second, at most ``PREVIEW_MAX``) is kept, so a ten-minute movie needs no more memory than
 a ten-second one. Each finished shot is recorded in the project manifest with a signature of everything
 that determines it; a rerun skips shots whose file is whole and whose signature matches, so an interrupted

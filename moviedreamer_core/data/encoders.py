@@ -1,7 +1,7 @@
 """Text and visual-token encoders for the builder, loaded with transformers from LOCAL folders only.
 
 The planner learns to predict keyframe tokens in a declared token space from sentence embeddings in a
-declared text space (arXiv 2407.16655, sections 3.2-3.3; DESIGN.md section 3). The builder takes the two
+declared text space (arXiv 2407.16655, sections 3.2-3.3; the token spaces of ``moviedreamer_core/spaces.py``). The builder takes the two
 encoders as the same callables ScriptEncode uses (``script_encoding.TextEncoder`` / ``TokenEncoder``), from:
 
 * ``--clip-vision DIR``: a transformers ``CLIPVisionModelWithProjection`` folder. Preprocessing is the host's

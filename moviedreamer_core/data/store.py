@@ -10,7 +10,7 @@
                                    video as finished, so a rerun skips it
 
 ``<name>`` is the video's path relative to the input folder, without extension, ``/`` replaced by ``__``.
-An interrupted build leaves at most temporary files (``movies/.tmp-*``), which the next run overwrites.
+An interrupted build leaves at most temporary files (``movies/.tmp_*``) beside whole ones.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import os
 import re
 
+from ..files import atomic_write_text
 from ..planner.inputs import Story
 from ..planner.train import save_movie, write_index
 
@@ -54,20 +55,13 @@ def is_finished(out: str, name: str, stamp: dict) -> bool:
 
 
 def _write_json(path: str, data: dict) -> None:
-    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def write_movie(out: str, name: str, story: Story, spaces: dict, character_names: list, record: dict) -> str:
     """Write the movie then its record, each atomically; returns the movie's path relative to ``out``."""
-    folder = os.path.join(out, MOVIES)
-    os.makedirs(folder, exist_ok=True)
     rel = f"{MOVIES}/{name}.safetensors"
-    tmp = os.path.join(folder, f".tmp-{name}.safetensors")
-    save_movie(tmp, story, spaces, character_names)
-    os.replace(tmp, os.path.join(out, rel))
+    save_movie(os.path.join(out, rel), story, spaces, character_names)  # atomic (files.save_safetensors)
     _write_json(_record_path(out, name), {**record, "movie": rel})
     return rel
 

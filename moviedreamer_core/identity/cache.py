@@ -13,10 +13,11 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
+
+from ..files import atomic_write_bytes
 
 from .base import FaceEmbedder, check_rgb_uint8
 
@@ -78,18 +79,10 @@ class IdentityCache:
         folder) costs a warning, not the embedding that was just computed."""
         self._memory[(tag, digest)] = vec
         path = self._path(tag, digest)
-        tmp = None
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-            os.close(fd)
-            save_file({"embedding": np.ascontiguousarray(vec, dtype=np.float32)}, tmp)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, save({"embedding": np.ascontiguousarray(vec, dtype=np.float32)}), fsync=False)
         except OSError as e:
             log.warning("identity cache: could not write %s (%s); the embedding is kept in memory only", path, e)
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
 
     def get_or_compute_many(self, embedder: FaceEmbedder, images) -> np.ndarray:
         """``[N, dim]``: cached rows are read, the misses go through ``embedder.embed_many`` in one batch

@@ -13,8 +13,8 @@ from typing import Optional
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from ..files import save_safetensors
 from ..spaces import EmbeddingSpace, TokenSpace, require_same_space
 from .config import PlannerConfig
 from .model import KeyframePlanner
@@ -33,9 +33,7 @@ def save_planner_state(state_dict: dict, cfg: PlannerConfig, path: str, extra: O
     meta = {METADATA_KEY: cfg.to_json(), "format": "moviedreamer-planner"}
     if extra:
         meta["extra"] = json.dumps(extra, sort_keys=True)
-    tmp = path + ".tmp"
-    save_file(state, tmp, metadata=meta)
-    os.replace(tmp, path)
+    save_safetensors(state, path, metadata=meta)
 
 
 def read_planner_config(path: str) -> PlannerConfig:

@@ -34,8 +34,8 @@ from typing import Optional
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from ..files import atomic_write_text, save_safetensors
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
 from .inputs import Story
@@ -73,8 +73,7 @@ def save_movie(path: str, story: Story, spaces: dict, character_names: Optional[
         tensors["reference_tokens"] = torch.cat(refs).float()
         tensors["reference_offsets"] = torch.tensor(roff, dtype=torch.long)
     meta = {**spaces, "character_names": character_names or [f"char_{c:02d}" for c in range(story.n_characters)]}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata={"moviedreamer_movie": json.dumps(meta)})
+    save_safetensors({k: v.contiguous() for k, v in tensors.items()}, path, metadata={"moviedreamer_movie": json.dumps(meta)})
 
 
 def load_movie(path: str) -> tuple[Story, dict]:
@@ -95,10 +94,7 @@ def load_movie(path: str) -> tuple[Story, dict]:
 
 def write_index(folder: str, movies: list[str], spaces: dict) -> None:
     index = {"format": DATASET_FORMAT_VERSION, "movies": movies, **spaces}
-    tmp = os.path.join(folder, "index.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(index, f, indent=1)
-    os.replace(tmp, os.path.join(folder, "index.json"))
+    atomic_write_text(os.path.join(folder, "index.json"), json.dumps(index, indent=1))
 
 
 def load_dataset(folder: str) -> tuple[list[Story], dict]:

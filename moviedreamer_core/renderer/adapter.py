@@ -214,12 +214,10 @@ def place_features(h: int, w: int, frequencies: int, device=None, dtype=None) ->
 
 
 def save_renderer(adapter: RendererAdapter, path: str) -> None:
-    from safetensors.torch import save_file
+    from ..files import save_safetensors
 
     state = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
-    tmp = path + ".tmp"
-    save_file(state, tmp, metadata={METADATA_KEY: json.dumps(asdict(adapter.cfg), sort_keys=True)})
-    os.replace(tmp, path)
+    save_safetensors(state, path, metadata={METADATA_KEY: json.dumps(asdict(adapter.cfg), sort_keys=True)})
 
 
 def read_renderer_config(path: str) -> Optional[RendererConfig]:

@@ -2,8 +2,8 @@
 
 The token space built on CLIP Vision's *penultimate hidden states* (all patch features, e.g. 257 x 1280 for a
 ViT-H at 224 px) keeps far more of a keyframe than the single pooled embedding; a learned resampler turns
-them into a few context tokens for the UNet (DESIGN.md section 3: "penultimate states through a learned
-resampler"). The architecture is the one IP-Adapter "plus" files use (Flamingo-style perceiver: learned
+them into a few context tokens for the UNet (the ``clip_vision.penultimate_hidden_states`` token space of
+``moviedreamer_core/spaces.py``). The architecture is the one IP-Adapter "plus" files use (Flamingo-style perceiver: learned
 queries attend to the features and to themselves), so those files load into it unchanged.
 """
 

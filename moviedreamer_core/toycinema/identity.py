@@ -325,12 +325,12 @@ class ToyIdentityEmbedder(FaceEmbedder):
 
     def save(self, path: str) -> None:
         """Write weights, configuration and training record as one ``.safetensors`` file."""
-        from safetensors.torch import save_file
+        from ..files import save_safetensors
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                 "config": json.dumps(asdict(self.net.cfg)), "info": json.dumps(self.info)}
-        save_file(state, path, metadata=meta)
+        save_safetensors(state, path, metadata=meta)
 
     @classmethod
     def load(cls, path: str) -> "ToyIdentityEmbedder":

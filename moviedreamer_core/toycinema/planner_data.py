@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ..embeds import ScriptEmbeds
+from ..files import atomic_write_text
 from ..identity.base import FaceEmbedder
 from ..planner.inputs import Story, story_from_embeds
 from ..planner.train import save_movie, write_index
@@ -294,10 +295,7 @@ def write_planner_dataset(films: Sequence[Film], out_folder: str, text_encoder: 
     manifest = {"format": 1, "train": written["train"], "val": written["val"], "seeds": seeds, "options": options,
                 "spaces": spaces, "sentences": len(text.encode.vectors), "keyframes": n_keyframes,
                 "timing": {k: round(v, 3) for k, v in timing.items()}}
-    tmp = os.path.join(out_folder, MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, os.path.join(out_folder, MANIFEST))
+    atomic_write_text(os.path.join(out_folder, MANIFEST), json.dumps(manifest, indent=1))
     if log is not None:
         log(f"toy planner dataset {out_folder}: {len(films)} training + {len(held_out)} held-out films, {n_keyframes} "
             f"keyframes, {len(text.encode.vectors)} distinct sentences; {timing['total']:.1f} s (render "

@@ -43,6 +43,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..files import atomic_write_text
 from ..identity.base import FaceEmbedder
 from ..planner import KeyframePlanner, ZeroShotPrior, generate_storyboard, load_planner
 from ..script_encoding import TextEncoder, TokenEncoder
@@ -139,8 +140,7 @@ def train_toy_planner(dataset_folder: str, out_dir: str, *, variant: str = "full
               "seconds": round(seconds, 2), "steps_per_second": round(cfg.train.steps / seconds, 3),
               "parameters": result.get("parameters"), "final_loss": history[-1]["loss"] if history else None,
               "heldout": {k: v for k, v in last_eval.items() if k.startswith("val")}, "overrides": overrides}
-    with open(os.path.join(out_dir, RUN_FILE), "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
+    atomic_write_text(os.path.join(out_dir, RUN_FILE), json.dumps(record, indent=1))
     return result["planner"]
 
 

@@ -131,11 +131,11 @@ class Probe:
 
     def save(self, path: str) -> None:
         """Write the weights and configuration as one ``.safetensors`` file."""
-        from safetensors.torch import save_file
+        from ..files import save_safetensors
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "info": json.dumps(self.info)}
-        save_file(state, path, metadata=meta)
+        save_safetensors(state, path, metadata=meta)
 
     @classmethod
     def load(cls, path: str) -> "Probe":

@@ -88,10 +88,10 @@ class ToyTokenizer(nn.Module):
         return TokenEncoder(encode=lambda images: self.encode_images(images), space=self.space)
 
     def save(self, path: str) -> None:
-        from safetensors.torch import save_file
+        from ..files import save_safetensors
 
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, path, metadata={METADATA_KEY: json.dumps(asdict(self.cfg))})
+        save_safetensors(state, path, metadata={METADATA_KEY: json.dumps(asdict(self.cfg))})
 
     @classmethod
     def load(cls, path: str) -> "ToyTokenizer":

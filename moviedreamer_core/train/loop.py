@@ -27,6 +27,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..files import atomic_write_text
 from ..planner.checkpoint import save_planner_state
 from ..planner.config import preset
 from ..planner.model import KeyframePlanner
@@ -230,7 +231,4 @@ def _truncate_log(path: str, step: int) -> None:
         return
     with open(path) as f:
         keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(keep)
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(keep), fsync=False)

@@ -19,6 +19,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from ..files import atomic_write_text, save_safetensors
 from .config import ConfigError, TrainConfig
 
 #: accelerate's own (pickled) random-state file, replaced by ``rng_<i>.safetensors`` + ``rng_<i>.json``.
@@ -38,12 +39,7 @@ class TrainerState:
 
 
 def write_json_atomic(path: str, data) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def fingerprint(cfg: TrainConfig, train_films: str, num_processes: int) -> dict:
@@ -133,15 +129,13 @@ def save_rng(folder: str, index: int, accelerate_step: int) -> None:
 
     import numpy as np
     import torch
-    from safetensors.torch import save_file
-
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors.update({f"cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     name, keys, pos, has_gauss, cached = np.random.get_state()
     tensors["numpy_keys"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     version, internal, gauss = random.getstate()
-    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(folder, f"rng_{index}.safetensors"))
+    save_safetensors({k: v.contiguous() for k, v in tensors.items()}, os.path.join(folder, f"rng_{index}.safetensors"))
     write_json_atomic(os.path.join(folder, f"rng_{index}.json"), {
         "python": [version, list(internal), gauss], "numpy": [name, int(pos), int(has_gauss), float(cached)],
         "accelerate_step": accelerate_step})

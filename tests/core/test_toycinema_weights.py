@@ -1,6 +1,6 @@
 """The toy cinema's shipped files: small, safetensors, and trained in one consistent set of spaces.
 
-Every file is the output of ``nodes/toycinema_train.py``; a planner or renderer trained against another
+Every file is the output of ``cli/toycinema_train.py``; a planner or renderer trained against another
 tokenizer or identity embedder would be refused by the nodes at run time, so the set is checked here.
 """
 
@@ -20,7 +20,7 @@ FILES = {"toycinema_tokenizer.safetensors", "toycinema_identity.safetensors", "t
 
 def test_every_shipped_file_is_there_in_safetensors_and_all_fit_in_25_mb():
     found = {str(p.relative_to(WEIGHTS)).replace(os.sep, "/") for p in WEIGHTS.rglob("*") if p.is_file()}
-    assert FILES <= found, f"missing: {sorted(FILES - found)} (run python nodes/toycinema_train.py)"
+    assert FILES <= found, f"missing: {sorted(FILES - found)} (run python cli/toycinema_train.py)"
     assert {f for f in found if not f.endswith(".safetensors")} <= {"README.md"}
     total = sum((WEIGHTS / f).stat().st_size for f in found)
     assert total <= 25 * 2**20, f"{total / 2**20:.1f} MB"
@@ -36,7 +36,7 @@ def test_planner_and_renderer_were_trained_in_the_shipped_tokenizer_and_identity
     from moviedreamer_core.toycinema.tokenizer import ToyTokenizer
 
     if not (WEIGHTS / "toycinema_tokenizer.safetensors").is_file():
-        pytest.fail("the toy weights are missing (run python nodes/toycinema_train.py)")
+        pytest.fail("the toy weights are missing (run python cli/toycinema_train.py)")
     tokens = ToyTokenizer.load(str(WEIGHTS / "toycinema_tokenizer.safetensors")).space
     identity = ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")).space
     renderer = load_renderer(str(WEIGHTS / "moviedreamer" / "toycinema_renderer.safetensors"))

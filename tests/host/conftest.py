@@ -5,7 +5,7 @@ with the reason printed in the summary (tests/conftest.py).
   ``folder_paths``, ``run(prompt) -> RunResult``, ``run_graph(prompt) -> (RunResult, messages)``).
 - ``server``: ``main.py`` on a loopback port with only this pack (``ServerHost``: ``get``, ``post_prompt``,
   ``wait_history``, ``websocket()``, ``run(prompt) -> (history entry, websocket messages)``, ``interrupt``).
-- ``testing``: the pack's ``nodes/testing.py`` (tiny host models; also ``tests/host/tiny_models.py``).
+- ``testing``: the pack's ``tests/host/tiny_nodes.py`` (tiny host models; also ``tests/host/tiny_models.py``).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def photos(host):
 
 @pytest.fixture(scope="session")
 def testing(host):
-    """The pack's ``nodes/testing.py`` as the host loaded it: tiny host models (tiny_clip, tiny_sd, ...)."""
-    return host.pack_submodule("nodes.testing")
+    """The pack's ``tests/host/tiny_nodes.py`` as the host loaded it: tiny host models (tiny_clip, tiny_sd, ...)."""
+    return host.pack_submodule("tests.host.tiny_nodes")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 PACK_DIR = Path(__file__).resolve().parents[2]  # the repository root is the pack folder
-TEST_NODES_ENV = "MOVIEDREAMER_TEST_NODES"  # registers the test-only nodes of nodes/testing.py
+TEST_NODES_ENV = "MOVIEDREAMER_TEST_NODES"  # registers the test-only nodes of tests/host/tiny_nodes.py
 NO_HOST_ENV = "MOVIEDREAMER_NO_HOST"  # "1": behave as if there were no host (host tests skip)
 SERVER_TIMEOUT_ENV = "MOVIEDREAMER_SERVER_TIMEOUT"  # seconds the loopback server may take to start (default 60)
 

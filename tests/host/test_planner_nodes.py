@@ -38,7 +38,7 @@ ZERO_SHOT = "(zero-shot prior: no planner file)"
 
 
 def tiny_spaces(host, testing) -> dict:
-    """What the tiny test encoders declare (nodes/testing.py): the planner file must match these."""
+    """What the tiny test encoders declare (tests/host/tiny_nodes.py): the planner file must match these."""
     return dict(text_space={"encoder": "comfy.SD1ClipModel.pooled", "dim": 64},
                 identity_space={"encoder": tiny_crop_identity(host, testing), "dim": 32},
                 token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32})

@@ -12,7 +12,7 @@ from moviedreamer_core.renderer.train import RendererBatch, augment_images, rand
 
 
 def test_adapter_learns_to_decode_tokens(host):
-    testing = host.pack_submodule("nodes.testing")
+    testing = host.pack_submodule("tests.host.tiny_nodes")
     patching = host.pack_submodule("nodes.attention_patch")
     hostmod = host.pack_submodule("nodes.host")
     training = host.pack_submodule("nodes.renderer_training")
@@ -129,8 +129,8 @@ def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path):
 
     from .harness import PACK_DIR
 
-    cli = host.pack_submodule("nodes.train_renderer_cli")
-    testing = host.pack_submodule("nodes.testing")
+    cli = host.pack_submodule("cli.train_renderer")
+    testing = host.pack_submodule("tests.host.tiny_nodes")
     folder = tmp_path / "keyframes"
     folder.mkdir()
     Image.open(photos / "astronaut.png").save(folder / "a.png")
@@ -147,7 +147,7 @@ def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path):
     assert steps == [1, 2, 3, 4, 5] and text.startswith("from_script.safetensors: 5 steps on 2 samples")
     assert (Path(host.folder_paths.get_folder_paths("moviedreamer")[0]) / "from_script.safetensors").is_file()
 
-    script = PACK_DIR / "nodes" / "train_renderer_cli.py"
+    script = PACK_DIR / "cli" / "train_renderer.py"
     helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "--checkpoint" in helped.stdout
     missing = subprocess.run([sys.executable, str(script), "--comfyui", str(host.root), "--cpu", "--checkpoint",

@@ -134,7 +134,7 @@ def test_identity_embeddings_are_cached_on_disk(host, photos):
 
 
 def test_batched_sentence_embeddings_equal_the_hosts_own_pooled_output(host):
-    testing = host.pack_submodule("nodes.testing")
+    testing = host.pack_submodule("tests.host.tiny_nodes")
     text_encoding = host.pack_submodule("nodes.text_encoding")
     clip = testing.tiny_clip(seed=3)
     encoder = text_encoding.host_text_encoder(clip)

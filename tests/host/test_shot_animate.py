@@ -73,7 +73,7 @@ def tiny_wan_file(host, tmp_path_factory):
     from safetensors.torch import save_file
 
     folder = tmp_path_factory.mktemp("diffusion_models")
-    save_file(host.pack_submodule("nodes.testing").tiny_wan_i2v_state_dict(0), str(folder / "tiny_wan_i2v.safetensors"))
+    save_file(host.pack_submodule("tests.host.tiny_nodes").tiny_wan_i2v_state_dict(0), str(folder / "tiny_wan_i2v.safetensors"))
     fp = host.folder_paths
     fp.add_model_folder_path("diffusion_models", str(folder))
     fp.filename_list_cache.clear()
@@ -141,7 +141,7 @@ def tiny_ltxv_file(host, tmp_path_factory):
     from safetensors.torch import save_file
 
     folder = tmp_path_factory.mktemp("ltxv_models")
-    save_file(host.pack_submodule("nodes.testing").tiny_ltxv_state_dict(0), str(folder / "tiny_ltxv.safetensors"))
+    save_file(host.pack_submodule("tests.host.tiny_nodes").tiny_ltxv_state_dict(0), str(folder / "tiny_ltxv.safetensors"))
     fp = host.folder_paths
     fp.add_model_folder_path("diffusion_models", str(folder))
     fp.filename_list_cache.clear()

@@ -76,7 +76,7 @@ def test_toy_workflow_makes_a_movie_whose_keyframes_follow_the_script(host):
 
 def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path):
     out = tmp_path / "output"
-    proc = subprocess.run([sys.executable, str(PACK_DIR / "nodes" / "toycinema_demo.py"), "--output-dir", str(out),
+    proc = subprocess.run([sys.executable, str(PACK_DIR / "cli" / "toycinema_demo.py"), "--output-dir", str(out),
                            "--film-seed", "4242", "--shots", "4", "--project", "demo"],
                           capture_output=True, text=True, timeout=600, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -88,7 +88,7 @@ def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path):
 @pytest.mark.slow
 def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path):
     out = tmp_path / "weights"
-    proc = subprocess.run([sys.executable, str(PACK_DIR / "nodes" / "toycinema_train.py"), "--out", str(out),
+    proc = subprocess.run([sys.executable, str(PACK_DIR / "cli" / "toycinema_train.py"), "--out", str(out),
                            "--films", "4", "--decoder-steps", "3", "--planner-steps", "3", "--probe-steps", "5",
                            "--identity-steps", "5"], capture_output=True, text=True, timeout=900, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]

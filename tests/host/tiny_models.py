@@ -1,6 +1,6 @@
 """Tiny, randomly initialised models in the host's own classes, for tests (no downloads, CPU, seconds).
 
-One copy of the builders exists: ``nodes/testing.py`` in the pack, because the test-only loader nodes
+One copy of the builders exists: ``tests/host/tiny_nodes.py``, imported through the pack, because the test-only loader nodes
 (``MovieDreamerTestTiny*``, registered when ``MOVIEDREAMER_TEST_NODES=1``) must hand the same models to a
 server. That module imports the host (``comfy.*``), so it can only be imported once the host is loaded; the
 functions here fetch it from the pack as the host loaded it. Request the ``host`` fixture first::
@@ -33,10 +33,10 @@ VISION_IMAGE_SIZE = 32  # tiny_clip_vision resizes and crops every image to this
 
 
 def builders():
-    """The pack's ``nodes/testing.py`` as the host loaded it."""
+    """The pack's ``tests/host/tiny_nodes.py`` as the host loaded it."""
     if pack_module_name() not in sys.modules:
         raise RuntimeError("the pack is not loaded: request the `host` fixture before building tiny models")
-    return importlib.import_module(f"{pack_module_name()}.nodes.testing")
+    return importlib.import_module(f"{pack_module_name()}.tests.host.tiny_nodes")
 
 
 def tiny_clip(seed: int = 0):
@@ -66,7 +66,7 @@ def tiny_svd(seed: int = 0, context_dim: int = VISION_EMBED_DIM):
 
 
 def reinit_(module: torch.nn.Module, seed: int, std: float = 0.02) -> None:
-    """Re-initialise every parameter of a host module deterministically (see ``nodes/testing.py``)."""
+    """Re-initialise every parameter of a host module deterministically (see ``tests/host/tiny_nodes.py``)."""
     builders().reinit_(module, seed, std=std)
 
 

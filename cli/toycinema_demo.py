@@ -1,4 +1,4 @@
-"""Make a toy movie on the CPU in about a minute: ``python nodes/toycinema_demo.py``.
+"""Make a toy movie on the CPU in about a minute: ``python cli/toycinema_demo.py``.
 
 It runs the toy cinema workflow (``workflows/moviedreamer_toycinema_api.json``) with ComfyUI's own validator
 and executor in this process, so the movie goes through exactly the nodes a user's graph runs: ScriptEncode
@@ -6,9 +6,9 @@ and executor in this process, so the movie goes through exactly the nodes a user
 (animatic) and the storyboard sheet. It writes ``output/moviedreamer/<project>/movie.mp4`` and
 ``storyboard.png`` in ComfyUI's output folder (or ``--output-dir``) and prints both paths.
 
-    python nodes/toycinema_demo.py                       # the workflow's own script
-    python nodes/toycinema_demo.py --film-seed 123       # a new story from the toy grammar
-    python nodes/toycinema_demo.py --script my_toy.yaml  # your script (characters Ava, Bo, Cy, Dee, Eli, Fen)
+    python cli/toycinema_demo.py                       # the workflow's own script
+    python cli/toycinema_demo.py --film-seed 123       # a new story from the toy grammar
+    python cli/toycinema_demo.py --script my_toy.yaml  # your script (characters Ava, Bo, Cy, Dee, Eli, Fen)
 
 ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
 """
@@ -24,10 +24,10 @@ import sys
 import time
 import uuid
 
-try:  # a submodule of the pack (tests), or a script run from anywhere (then nodes/ is on sys.path)
-    from .library_mode import PACK_DIR, comfyui_folder, import_host
+try:  # a submodule of the pack (tests), or a script run from anywhere (then cli/ is on sys.path)
+    from .host_library import PACK_DIR, comfyui_folder, import_host
 except ImportError:
-    from library_mode import PACK_DIR, comfyui_folder, import_host
+    from host_library import PACK_DIR, comfyui_folder, import_host
 
 WORKFLOW = PACK_DIR / "workflows" / "moviedreamer_toycinema_api.json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.script_report import script_report
-from . import types
+from . import wire_types
 
 
 class MovieDreamerScriptInfo(io.ComfyNode):
@@ -14,12 +14,12 @@ class MovieDreamerScriptInfo(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerScriptInfo",
             display_name="Script Info (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description="Shows the encoded script: its keyframes, who is on screen, and how well each "
             "character's reference photos agree with each other and differ from the other characters.",
             is_output_node=True,
             inputs=[
-                types.ScriptEmbeds.Input("script_embeds", tooltip="The output of ScriptEncode."),
+                wire_types.ScriptEmbeds.Input("script_embeds", tooltip="The output of ScriptEncode."),
                 io.Int.Input("max_keyframes", default=200, min=1, max=100000,
                              tooltip="How many keyframes to list (the summary and characters are always shown)."),
             ],

@@ -17,7 +17,7 @@ from ..moviedreamer_core.identity.base import NoFaceFoundError
 from ..moviedreamer_core.paths import UnsafePathError, resolve_inside
 from ..moviedreamer_core.script import ScriptError, ScriptIssue, load_script, parse_script_text
 from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_script
-from . import host, types
+from . import host, wire_types
 from .choices import check_inputs
 from .face_embedders import (FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, clip_vision_face_encoder,
                              clip_vision_token_encoder, make_face_embedder)
@@ -73,7 +73,7 @@ class ScriptEncode(io.ComfyNode):
         return io.Schema(
             node_id="ScriptEncode",
             display_name="Script Encode (MovieDreamer)",
-            category=types.CATEGORY,
+            category=wire_types.CATEGORY,
             description=(
                 "Reads a movie script (JSON or YAML), checks it completely, and turns it into numbers: one "
                 "sentence embedding per keyframe text from the text encoder, a face-identity bank per "
@@ -121,8 +121,8 @@ class ScriptEncode(io.ComfyNode):
                 ),
             ],
             outputs=[
-                types.Script.Output("script_out", display_name="script", tooltip="The parsed, validated script."),
-                types.ScriptEmbeds.Output(
+                wire_types.Script.Output("script_out", display_name="script", tooltip="The parsed, validated script."),
+                wire_types.ScriptEmbeds.Output(
                     "script_embeds", display_name="script_embeds",
                     tooltip="Sentence embeddings per keyframe, identity bank per character, reference tokens, the "
                     "texts for the renderer, and the declared text/identity/token spaces.",

@@ -1,4 +1,4 @@
-"""ComfyUI imported as a library (no server), for the pack's command-line scripts.
+"""ComfyUI imported as a library (no server), for the pack's command-line programs in ``cli/``.
 
 The training and demo scripts run the host's own code (model classes, samplers, executor) outside a running
 ComfyUI: they set the host up the way ``main.py`` does (its folders, its ``extra_model_paths.yaml``, its model

@@ -1,4 +1,4 @@
-"""Retrain every toy cinema model from scratch: ``python nodes/toycinema_train.py`` (26 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python cli/toycinema_train.py`` (26 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
@@ -38,10 +38,10 @@ import sys
 import tempfile
 import time
 
-try:  # a submodule of the pack (tests), or a script run from anywhere (then nodes/ is on sys.path)
-    from .library_mode import PACK_MODULE, comfyui_folder, import_host, import_pack
+try:  # a submodule of the pack (tests), or a script run from anywhere (then cli/ is on sys.path)
+    from .host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
 except ImportError:
-    from library_mode import PACK_MODULE, comfyui_folder, import_host, import_pack
+    from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
 
 STAGES = ("probe", "identity", "decoder", "planner")
 #: Training films and held-out films come from different seeds of the story grammar.

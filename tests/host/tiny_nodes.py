@@ -9,7 +9,8 @@ every parameter is re-initialised here (normal 0.02, zero bias, unit norm scale)
 checked finite.
 
 The nodes are registered only when the environment variable ``MOVIEDREAMER_TEST_NODES=1`` is set (the test
-harness sets it), so users never see them.
+harness sets it), so users never see them. This module lives under ``tests/`` and is imported through the pack
+(``nodes/__init__.py``) only when that variable is set.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import comfy.supported_models_base
 import comfy.taesd.taesd
 from comfy_api.latest import io
 
-from . import types
+from ...nodes import wire_types
 
 ENV_FLAG = "MOVIEDREAMER_TEST_NODES"
 
@@ -171,7 +172,7 @@ class MovieDreamerTestTinySD(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerTestTinySD",
             display_name="Tiny SD model (MovieDreamer tests)",
-            category=types.CATEGORY + "/testing",
+            category=wire_types.CATEGORY + "/testing",
             description="Test only: a tiny randomly initialised SD1.5-layout UNet and TAESD VAE in the host's own classes.",
             inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights."),
                     io.Boolean.Input("pixel_space", default=False, optional=True,
@@ -214,7 +215,7 @@ class MovieDreamerTestTinySVD(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerTestTinySVD",
             display_name="Tiny SVD model (MovieDreamer tests)",
-            category=types.CATEGORY + "/testing",
+            category=wire_types.CATEGORY + "/testing",
             description="Test only: a tiny randomly initialised Stable Video Diffusion model in the host's own classes.",
             inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
             outputs=[io.Model.Output("model", display_name="MODEL", tooltip="The tiny SVD model.")],
@@ -257,7 +258,7 @@ class MovieDreamerTestTinyWanExtras(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerTestTinyWanExtras",
             display_name="Tiny Wan VAE and conditioning (MovieDreamer tests)",
-            category=types.CATEGORY + "/testing",
+            category=wire_types.CATEGORY + "/testing",
             description="Test only: the host's Wan 2.1 VAE with random weights, and random Wan text conditioning.",
             inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
             outputs=[io.Vae.Output("vae", display_name="VAE", tooltip="The Wan VAE."),
@@ -278,7 +279,7 @@ class MovieDreamerTestTinyCLIP(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerTestTinyCLIP",
             display_name="Tiny CLIP (MovieDreamer tests)",
-            category=types.CATEGORY + "/testing",
+            category=wire_types.CATEGORY + "/testing",
             description="Test only: a tiny randomly initialised SD1.x text encoder in the host's own classes.",
             inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
             outputs=[io.Clip.Output("clip", display_name="CLIP", tooltip="The tiny text encoder.")],
@@ -295,7 +296,7 @@ class MovieDreamerTestTinyCLIPVision(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerTestTinyCLIPVision",
             display_name="Tiny CLIP Vision (MovieDreamer tests)",
-            category=types.CATEGORY + "/testing",
+            category=wire_types.CATEGORY + "/testing",
             description="Test only: a tiny randomly initialised CLIP vision model in the host's own classes.",
             inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],
             outputs=[io.ClipVision.Output("clip_vision", display_name="CLIP_VISION", tooltip="The tiny vision model.")],
@@ -343,7 +344,7 @@ class MovieDreamerTestTinyLTXVExtras(io.ComfyNode):
         return io.Schema(
             node_id="MovieDreamerTestTinyLTXVExtras",
             display_name="Tiny LTX-Video VAE and conditioning (MovieDreamer tests)",
-            category=types.CATEGORY + "/testing",
+            category=wire_types.CATEGORY + "/testing",
             description="Test only: a tiny LTX-Video VAE with random weights, and random T5-shaped text conditioning "
             "with its attention mask (as the host's T5 encoder gives it).",
             inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights.")],

@@ -5,7 +5,7 @@ host the way ``main.py`` does (its folders, its ``extra_model_paths.yaml``, its 
 checkpoint and CLIP Vision with the host's own loaders, and runs exactly what the MovieDreamerTrainRenderer node
 runs (``renderer_train_node.train_renderer``). The file lands in ``models/moviedreamer`` like the node's.
 
-    python <pack>/nodes/train_renderer_cli.py --comfyui ~/ComfyUI --checkpoint sd_xl_base_1.0.safetensors \\
+    python cli/train_renderer.py --comfyui ~/ComfyUI --checkpoint sd_xl_base_1.0.safetensors \\
         --clip-vision CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors --images my_keyframes/ --size 1024x576 \\
         --steps 3000 --save-name my_renderer
 
@@ -20,16 +20,16 @@ import os
 import sys
 from pathlib import Path
 
-try:  # a submodule of the pack (tests), or a script run from anywhere (then nodes/ is on sys.path)
-    from .library_mode import PACK_MODULE, import_host, import_pack
+try:  # a submodule of the pack (tests), or a script run from anywhere (then cli/ is on sys.path)
+    from .host_library import PACK_MODULE, import_host, import_pack
 except ImportError:
-    from library_mode import PACK_MODULE, import_host, import_pack
+    from host_library import PACK_MODULE, import_host, import_pack
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="train_renderer_cli.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="train_renderer.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="the ComfyUI folder (default: $COMFYUI_PATH)")
     p.add_argument("--checkpoint", required=True, help="checkpoint file name in models/checkpoints (or a path)")
     p.add_argument("--clip-vision", required=True, help="CLIP Vision file name in models/clip_vision (or a path)")
