@@ -40,6 +40,14 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def fresh_python(tmp_path_factory):
+    """A fresh interpreter for the README's commands (``tests/fresh_python.py``): ``fresh_python.run("python ...")``."""
+    from .fresh_python import FreshPython
+
+    return FreshPython(tmp_path_factory.mktemp("fresh_venv") / "venv")
+
+
 def pytest_report_header(config):
     root, reason = find_host()
     return f"ComfyUI host: {root}" if root else f"ComfyUI host: none, host tests will be skipped ({reason})"

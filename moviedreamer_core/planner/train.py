@@ -70,7 +70,7 @@ def save_movie(path: str, story: Story, spaces: dict, character_names: Optional[
         roff = [0]
         for r in refs:
             roff.append(roff[-1] + r.shape[0])
-        tensors["reference_tokens"] = torch.cat(refs).float()
+        tensors["reference_tokens"] = torch.cat(refs).float() if refs else torch.zeros(0, *story.tokens.shape[1:])  # a film where nobody was found
         tensors["reference_offsets"] = torch.tensor(roff, dtype=torch.long)
     meta = {**spaces, "character_names": character_names or [f"char_{c:02d}" for c in range(story.n_characters)]}
     save_safetensors({k: v.contiguous() for k, v in tensors.items()}, path, metadata={"moviedreamer_movie": json.dumps(meta)})

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -34,17 +32,17 @@ def read_log(out):
         return [json.loads(line) for line in f]
 
 
-def test_two_processes_track_one_process(synthetic_films, tmp_path):
+def test_two_processes_track_one_process(synthetic_films, tmp_path, fresh_python):
     """gloo on the CPU, torchrun with two processes, global batch 8 = 2 x 4: the losses and the (sharded)
     held-out errors follow the one-process run. Dropout is off: its element-wise masks come from each process's
     global RNG over its padded batch; every other regulariser draws per story and stays on."""
     folder, _, val = synthetic_films
     one = run(load_config("tiny", short_run(folder, val, tmp_path / "one", "planner.dropout=0")), log=None)["history"]
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    # torchrun (``python -m torch.distributed.run``) from the pack's folder in a fresh interpreter, as the README prints it
+    cmd = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "moviedreamer_core.train", "planner", "--config", "tiny",
            *short_run(folder, val, tmp_path / "two", "planner.dropout=0")]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = fresh_python.run(cmd, env={"OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 process(es) x 1 micro-step(s) x 4 = global batch 8" in proc.stdout
     two = read_log(tmp_path / "two")

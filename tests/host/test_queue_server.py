@@ -8,7 +8,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -41,9 +40,9 @@ shots:
 """
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "moviedreamer_core.queue", *args], cwd=str(PACK_DIR),
-                          capture_output=True, text=True, timeout=timeout)
+def run_cli(fresh_python, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m moviedreamer_core.queue ARGS`` from the pack's folder, in a fresh interpreter (as the README prints it)."""
+    return fresh_python.run("python -m moviedreamer_core.queue", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +65,10 @@ def test_tiny_ui_workflow_matches_its_api_twin_and_validates(host, model_dirs):
 
 
 @pytest.mark.slow
-def test_cli_queues_the_tiny_movie_and_prints_progress_and_files(tiny_server, tmp_path):
+def test_cli_queues_the_tiny_movie_and_prints_progress_and_files(tiny_server, tmp_path, fresh_python):
     script = tmp_path / "queue_test.yaml"
     script.write_text(SCRIPT)
-    proc = run_cli(str(TINY_API), "--script", str(script), "--server", tiny_server.url, "--project", "queue_cli",
+    proc = run_cli(fresh_python, str(TINY_API), "--script", str(script), "--server", tiny_server.url, "--project", "queue_cli",
                    "--output-dir", str(tiny_server.dirs["output"]), "--set", "9.seed=3")
     assert proc.returncode == 0, (proc.stdout, proc.stderr, tiny_server.log_tail())
     err = proc.stderr
@@ -91,21 +90,21 @@ def test_cli_queues_the_tiny_movie_and_prints_progress_and_files(tiny_server, tm
     assert "Queue Test" in json.dumps(manifest)
 
 
-def test_cli_reports_a_broken_script_before_queueing(tiny_server, tmp_path):
+def test_cli_reports_a_broken_script_before_queueing(tiny_server, tmp_path, fresh_python):
     script = tmp_path / "broken.yaml"
     script.write_text(SCRIPT.replace("duration: 1\n  - id: b", "duration: 0\n  - id: b").replace("[Ava]\n    duration: 1",
                                                                                                  "[Mira]\n    duration: 1"))
     before = tiny_server.get("/history").json()
-    proc = run_cli(str(TINY_API), "--script", str(script), "--server", tiny_server.url)
+    proc = run_cli(fresh_python, str(TINY_API), "--script", str(script), "--server", tiny_server.url)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "2 problems in the script" in proc.stderr, proc.stderr
     assert "shots[0].duration" in proc.stderr and 'unknown character "Mira"' in proc.stderr, proc.stderr
     assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
 
 
-def test_cli_names_a_missing_model_file_and_its_folder_before_queueing(tiny_server):
+def test_cli_names_a_missing_model_file_and_its_folder_before_queueing(tiny_server, fresh_python):
     before = tiny_server.get("/history").json()
-    proc = run_cli(str(TINY_API), "--server", tiny_server.url, "--set", "8.renderer_name=story_renderer.safetensors",
+    proc = run_cli(fresh_python, str(TINY_API), "--server", tiny_server.url, "--set", "8.renderer_name=story_renderer.safetensors",
                    "--set", "5.face_embedder=arcface")
     assert proc.returncode == 4, (proc.stdout, proc.stderr)
     err = proc.stderr
@@ -118,8 +117,8 @@ def test_cli_names_a_missing_model_file_and_its_folder_before_queueing(tiny_serv
     assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
 
 
-def test_cli_makes_the_servers_validation_refusal_readable(tiny_server):
-    proc = run_cli(str(TINY_API), "--server", tiny_server.url, "--set", "9.steps=0", "--set", "4.width=0",
+def test_cli_makes_the_servers_validation_refusal_readable(tiny_server, fresh_python):
+    proc = run_cli(fresh_python, str(TINY_API), "--server", tiny_server.url, "--set", "9.steps=0", "--set", "4.width=0",
                    "--set", '7.script_embeds=["1", 0]')
     assert proc.returncode == 4, (proc.stdout, proc.stderr)
     lines = proc.stderr.splitlines()
@@ -130,9 +129,9 @@ def test_cli_makes_the_servers_validation_refusal_readable(tiny_server):
     assert any(l.startswith("  node 7 (ARKeyframePlanner) input script_embeds: Return type mismatch") for l in lines), lines
 
 
-def test_cli_reports_an_execution_error_with_its_node(tiny_server, tmp_path):
+def test_cli_reports_an_execution_error_with_its_node(tiny_server, tmp_path, fresh_python):
     # ShotAnimate with an image-to-video "model" that is the tiny SD1.5 UNet: refused when the node runs
-    proc = run_cli(str(TINY_API), "--server", tiny_server.url, "--project", "queue_cli_error", "--set", "11.backend=auto",
+    proc = run_cli(fresh_python, str(TINY_API), "--server", tiny_server.url, "--project", "queue_cli_error", "--set", "11.backend=auto",
                    "--set", '11.model=["3", 0]', "--set", '11.vae=["3", 1]')
     assert proc.returncode == 5, (proc.stdout, proc.stderr, tiny_server.log_tail())
     assert "the run failed in node 11 (ShotAnimate)" in proc.stderr, proc.stderr
@@ -141,18 +140,18 @@ def test_cli_reports_an_execution_error_with_its_node(tiny_server, tmp_path):
     assert len(list(keyframes.glob("*.png"))) == 3
 
 
-def test_cli_says_when_no_server_answers(tmp_path):
+def test_cli_says_when_no_server_answers(tmp_path, fresh_python):
     import socket
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = run_cli(str(TINY_API), "--server", f"http://127.0.0.1:{port}", timeout=60)
+    proc = run_cli(fresh_python, str(TINY_API), "--server", f"http://127.0.0.1:{port}", timeout=60)
     assert proc.returncode == 3, (proc.stdout, proc.stderr)
     assert f"no ComfyUI server at URL: http://127.0.0.1:{port}" in proc.stderr and "python main.py" in proc.stderr
 
 
-def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server):
+def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server, fresh_python):
     """Ctrl-C while following: the command interrupts its own prompt on the server and says how to resume."""
     import re
     import signal
@@ -163,10 +162,10 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server):
         # in a script) hands SIGINT down ignored, and Python then never raises KeyboardInterrupt
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    proc = subprocess.Popen([sys.executable, "-m", "moviedreamer_core.queue", str(TINY_API), "--server", tiny_server.url,
+    proc = subprocess.Popen(fresh_python.argv("python -m moviedreamer_core.queue") + [str(TINY_API), "--server", tiny_server.url,
                              # steps enough that the render is still sampling when Ctrl-C arrives on a fast
                              # machine (400 steps of the tiny model can finish within the second below)
-                             "--set", "9.steps=10000", "--project", "ctrl_c"], cwd=str(PACK_DIR),
+                             "--set", "9.steps=10000", "--project", "ctrl_c"], cwd=str(PACK_DIR), env=fresh_python.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint)
     try:
         lines = []

@@ -119,15 +119,10 @@ def test_training_node_learns_and_saves_a_renderer_the_loader_lists(host, photos
     assert escaped.success and "escape.safetensors" in escaped.outputs["30"]["text"][0]  # the name is made safe
 
 
-def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path):
+def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path, fresh_python):
     """The script's own steps: the keyframe folder (captions from .txt files) and the node's training function
     on the tiny host models; then the script itself, in a fresh process, bootstrapping ComfyUI from its folder."""
-    import subprocess
-    import sys
-
     from PIL import Image
-
-    from .harness import PACK_DIR
 
     cli = host.pack_submodule("cli.train_renderer")
     testing = host.pack_submodule("tests.host.tiny_nodes")
@@ -147,11 +142,10 @@ def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path):
     assert steps == [1, 2, 3, 4, 5] and text.startswith("from_script.safetensors: 5 steps on 2 samples")
     assert (Path(host.folder_paths.get_folder_paths("moviedreamer")[0]) / "from_script.safetensors").is_file()
 
-    script = PACK_DIR / "cli" / "train_renderer.py"
-    helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    # the README's command from the pack's folder, in a fresh interpreter
+    helped = fresh_python.run("python cli/train_renderer.py --help", timeout=60)
     assert helped.returncode == 0 and "--checkpoint" in helped.stdout
-    missing = subprocess.run([sys.executable, str(script), "--comfyui", str(host.root), "--cpu", "--checkpoint",
-                              "nowhere.safetensors", "--clip-vision", "x.safetensors", "--images", str(folder)],
-                             capture_output=True, text=True, timeout=300)
+    missing = fresh_python.run(f"python cli/train_renderer.py --comfyui {host.root} --checkpoint nowhere.safetensors "
+                               f"--clip-vision x.safetensors --images {folder}", "--cpu", timeout=300)
     assert missing.returncode != 0
     assert 'checkpoints file "nowhere.safetensors" not found in models/checkpoints' in missing.stderr, missing.stderr[-2000:]

@@ -1,0 +1,193 @@
+"""Every command the README prints, run as a user runs it: from the pack's folder, in a fresh interpreter that
+imported nothing before the command (``tests/fresh_python.py``), with the README's own words plus the few
+arguments that keep a test small and inside its temporary folder.
+
+The first test reads the README and fails when it prints a program that no test runs this way, so a new command
+cannot be documented untested. Commands that need the ComfyUI host run in the host tests named in ``RUN_BY``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from moviedreamer_core.files import default_file_mode
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+#: Each program the README prints -> the test that runs it in a fresh interpreter (``file::function``).
+RUN_BY = {
+    "moviedreamer_core.script": "tests/core/test_readme_commands.py::test_script_schema_and_validate_commands",
+    "moviedreamer_core.planner.train": "tests/core/test_readme_commands.py::test_planner_training_command_makes_its_output_folder",
+    "moviedreamer_core.train": "tests/core/test_readme_commands.py::test_scale_training_commands",
+    "accelerate launch -m moviedreamer_core.train": "tests/core/test_readme_commands.py::test_accelerate_launch_command",
+    "torchrun -m moviedreamer_core.train": "tests/core/test_train_scale.py::test_two_processes_track_one_process",
+    "moviedreamer_core.data": "tests/core/test_readme_commands.py::test_dataset_builder_command",
+    "moviedreamer_core.queue": "tests/host/test_queue_server.py::test_cli_queues_the_tiny_movie_and_prints_progress_and_files",
+    "cli/toycinema_demo.py": "tests/host/test_toycinema.py::test_demo_command_writes_the_movie_and_the_storyboard",
+    "cli/toycinema_train.py": "tests/host/test_toycinema.py::test_retraining_command_writes_a_consistent_set_of_files",
+    "cli/train_renderer.py": "tests/host/test_renderer_training.py::test_training_script_imports_the_host_as_a_library",
+    "benchmarks/toycinema.py": "tests/core/test_readme_commands.py::test_program_help_starts_in_a_fresh_interpreter",
+}
+#: The README's install and test commands: CI runs them (``.ci/run``), a test does not.
+NOT_PROGRAMS = ("pip", "pytest")
+
+
+def readme_commands() -> list[str]:
+    """Every command line the README prints: lines of its ``bash`` blocks (continuations joined, comments cut)
+    and inline code that starts with a command."""
+    text = README.read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = line.split(" #")[0].strip()
+            if re.match(r"(python|accelerate launch|torchrun)\b", line):
+                found.append(line)
+    found += [m.group(1) for m in re.finditer(r"`((?:python|accelerate launch|torchrun) [^`]+)`", text)]
+    return found
+
+
+def program_of(command: str):
+    """``python cli/x.py ...`` -> ``cli/x.py``; ``python -m a.b ...`` -> ``a.b``; launchers keep their name."""
+    words = command.split()
+    launcher = "" if words[0] == "python" else ("accelerate launch" if words[0] == "accelerate" else words[0])
+    if "-m" in words:
+        module = words[words.index("-m") + 1]
+        if module in NOT_PROGRAMS:
+            return None
+        return f"{launcher} -m {module}" if launcher else module
+    script = next((w for w in words[1:] if w.endswith(".py")), None)
+    return script
+
+
+def test_every_program_the_readme_prints_is_run_by_a_test():
+    programs = {program_of(c) for c in readme_commands()} - {None}
+    assert {"cli/toycinema_demo.py", "moviedreamer_core.script"} <= programs, "README parsing is broken"
+    untested = sorted(programs - set(RUN_BY))
+    assert not untested, f"the README prints these programs but no test runs them in a fresh interpreter: {untested}"
+    stale = sorted(set(RUN_BY) - programs)
+    assert not stale, f"RUN_BY names programs the README no longer prints: {stale}"
+    for program, test in RUN_BY.items():
+        file, name = test.split("::")
+        source = (ROOT / file).read_text(encoding="utf-8")
+        assert re.search(rf"^def {name}\(", source, re.M), f"{program}: {test} does not exist"
+        body = source[source.index(f"def {name}("):]
+        body = body[:body.find("\ndef ", 1) if "\ndef " in body[1:] else len(body)]
+        assert "fresh_python" in body, f"{program}: {test} does not run it in a fresh interpreter"
+
+
+def assert_ordinary_file(path: Path) -> None:
+    assert path.is_file(), path
+    assert path.stat().st_mode & 0o777 == default_file_mode(), f"{path}: mode {oct(path.stat().st_mode & 0o777)}"
+
+
+# ------------------------------------------------------------------------------------------ the commands
+
+
+def test_script_schema_and_validate_commands(fresh_python, tmp_path):
+    schema = fresh_python.run("python -m moviedreamer_core.script schema", timeout=120)
+    assert schema.returncode == 0, schema.stderr
+    assert json.loads(schema.stdout)["title"]
+    script = tmp_path / "my_script.yaml"
+    script.write_text("title: T\ncharacters: []\nshots:\n  - {id: 1, scene: a room, action: Nothing happens., duration: 2}\n")
+    ok = fresh_python.run(f"python -m moviedreamer_core.script validate {script}", timeout=120)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: 1 shots, 1 keyframes"), (ok.stdout, ok.stderr)
+    script.write_text("title: T\nshots:\n  - {id: 1, scene: a room, action: x, duration: 0}\n")
+    bad = fresh_python.run(f"python -m moviedreamer_core.script validate {script}", timeout=120)
+    assert bad.returncode == 1 and "shots[0].duration" in bad.stderr, (bad.stdout, bad.stderr)
+
+
+def test_planner_training_command_makes_its_output_folder(fresh_python, synthetic_films, tmp_path):
+    """The README's command with ``--steps 3``; ``--out`` names a folder that does not exist yet."""
+    folder, _, _ = synthetic_films
+    out = tmp_path / "models" / "moviedreamer" / "my_planner.safetensors"
+    proc = fresh_python.run(f"python -m moviedreamer_core.planner.train --data {folder} --out {out} --config tiny --steps 2000",
+                            "--steps", "3", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_ordinary_file(out)
+    from moviedreamer_core.planner import load_planner
+
+    assert load_planner(str(out)) is not None
+
+
+def test_scale_training_commands(fresh_python, synthetic_films, tmp_path):
+    folder, _, val = synthetic_films
+    run = tmp_path / "not" / "yet" / "there"
+    proc = fresh_python.run(f"python -m moviedreamer_core.train planner --config tiny data.path={folder}",
+                            "train.steps=2", "checkpoint.every=0", "eval.every=0", f"output.dir={run}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_ordinary_file(run / "planner.safetensors")
+    dry = fresh_python.run("python -m moviedreamer_core.train planner --config paper --dry-run --processes 16", timeout=300)
+    assert dry.returncode == 0 and "M parameters" in dry.stdout, dry.stderr[-3000:]
+
+
+def test_accelerate_launch_command(fresh_python, synthetic_films, tmp_path):
+    """``accelerate launch ... -m moviedreamer_core.train`` as the README prints it, on the CPU. accelerate starts
+    several CPU processes only through MPI's ``mpirun``, so here it is one process; the two-process run on the CPU
+    is torchrun's (``test_train_scale.py``)."""
+    folder, _, _ = synthetic_films
+    run = tmp_path / "launched"
+    launcher = Path(sys.executable).parent / "accelerate"
+    if not launcher.is_file():
+        pytest.skip(f"accelerate's launcher is not installed beside {sys.executable}")
+    argv = [str(launcher), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "-m", "moviedreamer_core.train", "planner", "--config", "tiny",
+            f"data.path={folder}", "train.steps=2", "train.batch_size=4", "checkpoint.every=0", "eval.every=0",
+            f"output.dir={run}"]
+    proc = subprocess.run(argv, cwd=str(ROOT), env=fresh_python.env({"OMP_NUM_THREADS": "1"}), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "1 process(es)" in proc.stdout and "step 2/2" in proc.stdout, proc.stdout[-2000:]
+    assert_ordinary_file(run / "planner.safetensors")
+
+
+def _tiny_clip_vision_folder(folder: Path) -> Path:
+    """A transformers ``CLIPVisionModelWithProjection`` folder, tiny and random (the README names a real one)."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=16)
+    CLIPVisionModelWithProjection(config).save_pretrained(str(folder))
+    return folder
+
+
+def test_dataset_builder_command(fresh_python, tmp_path):
+    from moviedreamer_core.video_io import write_video
+
+    videos, chars = tmp_path / "my_videos", tmp_path / "my_characters" / "Eileen"
+    videos.mkdir()
+    chars.mkdir(parents=True)
+    frames = [np.full((96, 96, 3), colour, np.uint8) for colour in ((200, 40, 40), (40, 40, 200)) for _ in range(12)]
+    write_video(str(videos / "film.mp4"), frames, 12)
+    skdata = pytest.importorskip("skimage.data")
+    Image.fromarray(skdata.astronaut()).save(chars / "eileen.png")
+    clip_vision = _tiny_clip_vision_folder(tmp_path / "clip_vision_h_transformers")
+    out = tmp_path / "my_dataset"
+    proc = fresh_python.run(f"python -m moviedreamer_core.data build {videos}/ {out}/ --clip-vision {clip_vision}/ "
+                            f"--text-encoder minilm --characters {chars.parent}/ --workers 2 --keyframes-per-shot 1",
+                            "--quiet", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    index = json.loads((out / "index.json").read_text())
+    assert index["movies"] == ["movies/film.safetensors"], index
+    assert index["text_space"]["dim"] == 384 and index["token_space"]["D"] == 16, index
+    for name in ("index.json", "movies/film.safetensors", "movies/film.json"):
+        assert_ordinary_file(out / name)
+
+
+@pytest.mark.parametrize("command", ["python cli/toycinema_demo.py --help", "python cli/toycinema_train.py --help",
+                                     "python cli/train_renderer.py --help", "python benchmarks/toycinema.py --help"])
+def test_program_help_starts_in_a_fresh_interpreter(fresh_python, command):
+    """Each program starts from the pack's folder in a fresh interpreter (its folder first on ``sys.path``)."""
+    proc = fresh_python.run(command, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "usage:" in proc.stdout
