@@ -42,11 +42,10 @@ def test_workflow_loads_and_the_storyboard_panel_fills_in_a_headless_browser(ser
         shutil.copy(photos / name, server.dirs["input"] / name)
     for name in ("ava_reference.png", "bo_reference.png", "cy_reference.png"):  # the movie workflow's references
         Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(server.dirs["input"] / name)
-    workflows = PACK_DIR / "workflows"
     movie = server.dirs["output"] / "moviedreamer" / "tiny_movie" / "tiny_movie.mp4"
     movie.unlink(missing_ok=True)  # another test may have made it: this run must make it again
-    proc = subprocess.run([node, str(BROWSER_DIR / "ui_check.mjs"), server.url, str(workflows / "moviedreamer_movie.json"),
-                           str(workflows / "moviedreamer_movie_tiny.json"), str(tmp_path), "3"], capture_output=True, text=True, timeout=600,
+    proc = subprocess.run([node, str(BROWSER_DIR / "ui_check.mjs"), server.url, str(PACK_DIR / "workflows" / "moviedreamer_movie.json"),
+                           str(PACK_DIR / "tests" / "workflows" / "moviedreamer_movie_tiny.json"), str(tmp_path), "3"], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "CHROME_PATH": chrome}, cwd=str(BROWSER_DIR))
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     assert lines, f"no report from the browser script:\n{proc.stdout}\n{proc.stderr}\n{server.log_tail()}"
