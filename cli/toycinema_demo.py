@@ -1,6 +1,6 @@
 """Make a toy movie on the CPU in about a minute: ``python cli/toycinema_demo.py``.
 
-It runs the toy cinema workflow (``workflows/moviedreamer_toycinema_api.json``) with ComfyUI's own validator
+It runs the toy cinema workflow (``workflows/api/moviedreamer_toycinema_api.json``) with ComfyUI's own validator
 and executor in this process, so the movie goes through exactly the nodes a user's graph runs: ScriptEncode
 (MiniLM sentences, toy identities) -> the toy planner -> IdentityDiffusionRender on the toy UNet -> ShotAnimate
 (animatic) and the storyboard sheet. It writes ``output/moviedreamer/<project>/movie.mp4`` and
@@ -29,7 +29,7 @@ try:  # a submodule of the pack (tests), or a script run from anywhere (then cli
 except ImportError:
     from host_library import PACK_DIR, comfyui_folder, import_host
 
-WORKFLOW = PACK_DIR / "workflows" / "moviedreamer_toycinema_api.json"
+WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -2,12 +2,12 @@
 
 ::
 
-    python -m moviedreamer_core.queue workflows/moviedreamer_movie_api.json --script my_script.yaml \
+    python -m moviedreamer_core.queue workflows/api/moviedreamer_movie_api.json --script my_script.yaml \
         --server http://127.0.0.1:8188 [--project NAME] [--set 9.steps=30] [--input-dir DIR] [--output-dir DIR]
 
 What it does, in order:
 
-1. loads the API-format workflow (the ``*_api.json`` twins in ``workflows/``, or "Export (API)" in ComfyUI);
+1. loads the API-format workflow (the ``*_api.json`` twins in ``workflows/api/``, or "Export (API)" in ComfyUI);
 2. reads the script, validates it with the pack's own validator (``moviedreamer_core.script``) and reports
    every problem before anything is queued; the script text goes into every ScriptEncode node's ``script``
    input (and its ``script_file`` is reset to "use the text");

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Queue an API-format MovieDreamer workflow on a running ComfyUI server, with your script, "
         "and print the files it wrote. Exit codes: 0 ok, 2 usage/script error, 3 no server, 4 prompt refused "
         "(bad input, missing model file), 5 the run failed.")
-    p.add_argument("workflow", help="API-format workflow JSON (e.g. workflows/moviedreamer_movie_api.json)")
+    p.add_argument("workflow", help="API-format workflow JSON (e.g. workflows/api/moviedreamer_movie_api.json)")
     p.add_argument("--script", help="script file (.yaml/.yml/.json) put into every ScriptEncode node "
                    "(default: the script already in the workflow)")
     p.add_argument("--server", default=os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188"),

@@ -31,7 +31,7 @@ def load_workflow(path: str) -> dict:
         data = data["prompt"]  # a saved POST body
     if isinstance(data, dict) and "nodes" in data and "links" in data:
         raise UsageError(f"{path} is a UI-format workflow (the canvas file); queue its API-format twin instead "
-                         "(workflows/*_api.json, or in ComfyUI: Workflow > Export (API))")
+                         "(workflows/api/*_api.json, or in ComfyUI: Workflow > Export (API))")
     if not isinstance(data, dict) or not data or not all(
             isinstance(n, dict) and "class_type" in n and isinstance(n.get("inputs", {}), dict) for n in data.values()):
         raise UsageError(f"{path} is not an API-format workflow (expected {{node_id: {{\"class_type\": ..., "

@@ -18,8 +18,8 @@ import pytest
 from moviedreamer_core import queue as q
 
 ROOT = Path(__file__).resolve().parents[2]
-MOVIE_API = ROOT / "workflows" / "moviedreamer_movie_api.json"
-TINY_API = ROOT / "workflows" / "moviedreamer_movie_tiny_api.json"
+MOVIE_API = ROOT / "workflows" / "api" / "moviedreamer_movie_api.json"
+TINY_API = ROOT / "tests" / "workflows" / "moviedreamer_movie_tiny_api.json"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 

@@ -1,5 +1,5 @@
 """``python -m moviedreamer_core.queue`` against the real ComfyUI server on 127.0.0.1, with the tiny movie workflow
-(``workflows/moviedreamer_movie_tiny_api.json``: the test nodes, the zero-shot planner, the tiny renderer, the
+(``tests/workflows/moviedreamer_movie_tiny_api.json``: the test nodes, the zero-shot planner, the tiny renderer, the
 animatic) run as a subprocess exactly as a user runs it."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from .harness import PACK_DIR
 from .workflow_convert import ui_to_api
 
-TINY_API = PACK_DIR / "workflows" / "moviedreamer_movie_tiny_api.json"
-TINY_UI = PACK_DIR / "workflows" / "moviedreamer_movie_tiny.json"
+TINY_API = PACK_DIR / "tests" / "workflows" / "moviedreamer_movie_tiny_api.json"
+TINY_UI = PACK_DIR / "tests" / "workflows" / "moviedreamer_movie_tiny.json"
 
 SCRIPT = """
 title: Queue Test

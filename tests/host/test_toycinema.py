@@ -13,7 +13,7 @@ from PIL import Image
 
 from .harness import PACK_DIR
 
-WORKFLOW = PACK_DIR / "workflows" / "moviedreamer_toycinema_api.json"
+WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
 WEIGHTS = PACK_DIR / "moviedreamer_core" / "toycinema" / "weights"
 #: The story of the toy workflow's script (``film_script.script_text(generate_film(9001, n_shots=8), "world")``).
 WORKFLOW_FILM = dict(seed=9001, n_shots=8)

@@ -13,12 +13,15 @@ from PIL import Image
 from .harness import PACK_DIR
 from .workflow_convert import ui_to_api
 
-WORKFLOWS = PACK_DIR / "workflows"
-PAIRS = [("moviedreamer_script.json", "moviedreamer_script_api.json"),
-         ("moviedreamer_storyboard.json", "moviedreamer_storyboard_api.json"),
-         ("moviedreamer_movie.json", "moviedreamer_movie_api.json"),
-         ("moviedreamer_movie_tiny.json", "moviedreamer_movie_tiny_api.json"),
-         ("moviedreamer_toycinema.json", "moviedreamer_toycinema_api.json")]
+WORKFLOWS = PACK_DIR / "workflows"  # the UI workflows users get as templates; their API twins in workflows/api/
+TEST_WORKFLOWS = PACK_DIR / "tests" / "workflows"  # test-only (the tiny pipeline needs MOVIEDREAMER_TEST_NODES=1)
+PAIRS = [(WORKFLOWS / f"{name}.json", WORKFLOWS / "api" / f"{name}_api.json")
+         for name in ("moviedreamer_script", "moviedreamer_storyboard", "moviedreamer_movie", "moviedreamer_toycinema")]
+PAIRS += [(TEST_WORKFLOWS / "moviedreamer_movie_tiny.json", TEST_WORKFLOWS / "moviedreamer_movie_tiny_api.json")]
+
+
+def pair_id(pair) -> str:
+    return str(pair.relative_to(PACK_DIR)) if isinstance(pair, Path) else str(pair)
 
 
 @pytest.fixture
@@ -29,7 +32,9 @@ def model_files(host, tmp_path):
              "clip_vision": ["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "clip_vision_h.safetensors"],
              "ipadapter": ["ip-adapter_sd15.safetensors", "ip-adapter_sdxl_vit-h.safetensors"],
              "diffusion_models": ["wan2.1_i2v_480p_14B_fp16.safetensors"],
-             "text_encoders": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"], "vae": ["wan_2.1_vae.safetensors"]}
+             "text_encoders": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"], "vae": ["wan_2.1_vae.safetensors"],
+             "moviedreamer": ["tiny_renderer.safetensors"]}  # the tiny workflow's renderer (else only there when
+    # another test module's model_dirs fixture ran first: this module alone failed on it)
     for folder, names in files.items():
         (tmp_path / folder).mkdir()
         for name in names:
@@ -44,10 +49,29 @@ def model_files(host, tmp_path):
     fp.filename_list_cache.clear()
 
 
-@pytest.mark.parametrize("ui_name,api_name", PAIRS)
-def test_ui_workflow_matches_its_api_twin_and_validates(host, model_files, ui_name, api_name):
-    ui = json.loads((WORKFLOWS / ui_name).read_text())
-    api = json.loads((WORKFLOWS / api_name).read_text())
+def test_every_shipped_workflow_is_one_of_the_checked_pairs():
+    """A workflow added to workflows/ (or tests/workflows/) without its twin, or not checked here, fails."""
+    shipped = {p for folder in (WORKFLOWS, WORKFLOWS / "api", TEST_WORKFLOWS) for p in folder.glob("*.json")}
+    assert shipped == {p for pair in PAIRS for p in pair}
+
+
+def test_the_template_browser_lists_exactly_the_ui_workflows(server):
+    """The host's ``GET /workflow_templates`` (app/custom_node_manager.py) lists ``<pack>/workflows/*.json``, not
+    subfolders: users see the four UI workflows and no API twin or test workflow; the twins are still served."""
+    listing = server.get("/workflow_templates").json()
+    assert sorted(listing.get(server.pack_name, [])) == sorted(ui.stem for ui, _ in PAIRS if ui.parent == WORKFLOWS)
+    for ui, api in PAIRS:
+        if ui.parent != WORKFLOWS:
+            continue
+        for path in (ui, api):
+            r = server.get(f"/api/workflow_templates/{server.pack_name}/{path.relative_to(WORKFLOWS).as_posix()}")
+            assert r.status_code == 200 and r.json() == json.loads(path.read_text()), path
+
+
+@pytest.mark.parametrize("ui_path,api_path", PAIRS, ids=pair_id)
+def test_ui_workflow_matches_its_api_twin_and_validates(host, model_files, ui_path, api_path):
+    ui = json.loads(ui_path.read_text())
+    api = json.loads(api_path.read_text())
     converted = ui_to_api(ui, lambda t: host.nodes.NODE_CLASS_MAPPINGS[t].INPUT_TYPES())
     assert converted == api
     valid, error, outputs, node_errors = asyncio.run(host.execution.validate_prompt("wf", api, None))

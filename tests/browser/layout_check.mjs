@@ -1,0 +1,104 @@
+// Each UI workflow as the real front-end draws it (tests/host/test_browser.py checks the geometry it reports).
+//
+// node layout_check.mjs <server url> <screenshot dir> <UI workflow.json> [<UI workflow.json> ...]
+//
+// For each workflow: app.loadGraphData(json) (what dropping the file or picking a template does: the front-end
+// enlarges every node to at least its computeSize()), two drawn frames, then every node's id, type, title, pos,
+// size (the front-end's, after loading), saved size, computeSize(), whether its type is registered, and every
+// group's bounding, font size and title height; a screenshot of the whole workflow fitted to the window
+// (<screenshot dir>/<workflow name>.png). Then what a run adds (js/moviedreamer.js: a summary line under the nodes
+// that report one, the storyboard panel on the planner and the renderer), simulated through the pack's own
+// front-end code: every node's size after it (afterRun) and a second screenshot (<workflow name>_after_run.png).
+// Prints one JSON line {"workflows": {<path as given>: {nodes, groups}}, pageErrors, consoleErrors}; exits 1 on a
+// timeout or another error of this script.
+import fs from "node:fs";
+import path from "node:path";
+import puppeteer from "puppeteer-core";
+
+const [url, outDir, ...files] = process.argv.slice(2);
+const executablePath = process.env.CHROME_PATH || "/usr/bin/chromium-headless-shell";
+const report = { workflows: {}, pageErrors: [], consoleErrors: [] };
+const PANEL_NODES = ["ARKeyframePlanner", "IdentityDiffusionRender"];  // js/moviedreamer.js
+const frame = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+
+// the whole graph in the window, below the top menu and the workflow tabs, right of the side bar
+async function fitToWindow(page) {
+  await page.evaluate(() => {
+    const { app } = window;
+    const rects = [...app.graph.nodes.map((n) => n.boundingRect), ...app.graph.groups.map((g) => g._bounding)];
+    const x0 = Math.min(...rects.map((r) => r[0])), y0 = Math.min(...rects.map((r) => r[1]));
+    const x1 = Math.max(...rects.map((r) => r[0] + r[2])), y1 = Math.max(...rects.map((r) => r[1] + r[3]));
+    const canvas = app.canvas.canvas;
+    const w = canvas.clientWidth || canvas.width, h = canvas.clientHeight || canvas.height;
+    const [left, top, right, bottom] = [70, 90, 20, 20];
+    const scale = Math.min((w - left - right) / (x1 - x0), (h - top - bottom) / (y1 - y0), 1);
+    app.canvas.ds.scale = scale;
+    app.canvas.ds.offset = [left / scale - x0, top / scale - y0];
+    app.graph.setDirtyCanvas(true, true);
+  });
+  await frame(page);
+}
+
+await fetch(`${url}/settings/Comfy.TutorialCompleted`, { method: "POST", body: "true" });  // no template browser
+await fetch(`${url}/settings/Comfy.Minimap.Visible`, { method: "POST", body: "false" });  // nothing over the graph
+const browser = await puppeteer.launch({ executablePath, headless: "shell",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+let code = 0;
+try {
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1920, height: 1080 });
+  page.on("pageerror", (e) => report.pageErrors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") report.consoleErrors.push(m.text()); });
+  await page.goto(url, { waitUntil: "networkidle2", timeout: 120000 });
+  await page.waitForFunction(() => window.app?.graph && window.LiteGraph && window.app.extensions?.length, { timeout: 120000 });
+  await page.waitForFunction(() => window.app.extensions.some((e) => e.name === "MovieDreamer.FrontEnd"), { timeout: 30000 });
+  for (const file of files) {
+    const workflow = JSON.parse(fs.readFileSync(file, "utf8"));
+    const name = path.basename(file, ".json");
+    await page.evaluate(async (wf, name) => { await window.app.loadGraphData(wf, true, true, name); }, workflow, name);
+    await page.waitForFunction((n) => window.app.graph.nodes.length === n, { timeout: 30000 }, workflow.nodes.length);
+    await frame(page);
+    await new Promise((r) => setTimeout(r, 300));  // extensions' onConfigure timers (the script helper)
+    await frame(page);
+    const saved = Object.fromEntries(workflow.nodes.map((n) => [String(n.id), n.size]));
+    const drawn = await page.evaluate((saved) => {
+      const { app, LiteGraph } = window;
+      const nodes = app.graph.nodes.map((n) => ({
+        id: n.id, type: n.type, title: n.title, pos: [...n.pos], size: [...n.size], saved: saved[String(n.id)],
+        computed: [...n.computeSize()], registered: !!LiteGraph.registered_node_types[n.type],
+        flags: { collapsed: !!n.flags?.collapsed }, titleHeight: LiteGraph.NODE_TITLE_HEIGHT,
+      }));
+      const groups = app.graph.groups.map((g) => ({ title: g.title, bounding: [...g._bounding], font_size: g.font_size,
+        titleHeight: g.titleHeight }));
+      return { nodes, groups };
+    }, saved);
+    await fitToWindow(page);
+    await page.screenshot({ path: path.join(outDir, `${name}.png`) });
+
+    const afterRun = await page.evaluate(async (panelNodes) => {
+      const { api } = await import("/scripts/api.js");
+      const { app } = window;
+      for (const n of app.graph.nodes) n.onExecuted?.({ text: ["3 shots, 6 keyframes, 2 characters (a run's summary)"] });
+      const keyframes = Array.from({ length: 6 }, (_, i) => ({ index: i, shot: `s${i + 1}`, action: "Ava climbs the path.",
+        characters: ["Ava"] }));
+      for (const n of app.graph.nodes) {
+        if (panelNodes.includes(n.type)) {
+          api.dispatchCustomEvent("moviedreamer.storyboard", { node: String(n.id), display_node: String(n.id), keyframes });
+        }
+      }
+      await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      return Object.fromEntries(app.graph.nodes.map((n) => [String(n.id), [...n.size]]));
+    }, PANEL_NODES);
+    for (const n of drawn.nodes) n.afterRun = afterRun[String(n.id)];
+    await fitToWindow(page);
+    await page.screenshot({ path: path.join(outDir, `${name}_after_run.png`) });
+    report.workflows[file] = drawn;
+  }
+} catch (e) {
+  report.error = String(e?.stack ?? e);
+  code = 1;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(report));
+process.exit(code);
