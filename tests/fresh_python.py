@@ -58,7 +58,7 @@ class FreshPython:
         return env
 
     def argv(self, command: Union[str, Sequence[str]]) -> list[str]:
-        """``"python cli/x.py --a 1"`` -> ``[<fresh python>, "cli/x.py", "--a", "1"]`` (``~`` expanded as a shell
+        """``"python cli/<program>.py --a 1"`` -> ``[<fresh python>, "cli/<program>.py", "--a", "1"]`` (``~`` expanded as a shell
         would)."""
         words = shlex.split(command) if isinstance(command, str) else list(command)
         if not words or words[0] != "python":

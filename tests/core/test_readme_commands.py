@@ -56,7 +56,7 @@ def readme_commands() -> list[str]:
 
 
 def program_of(command: str):
-    """``python cli/x.py ...`` -> ``cli/x.py``; ``python -m a.b ...`` -> ``a.b``; launchers keep their name."""
+    """``python cli/<program>.py ...`` -> ``cli/<program>.py``; ``python -m a.b ...`` -> ``a.b``; launchers keep their name."""
     words = command.split()
     launcher = "" if words[0] == "python" else ("accelerate launch" if words[0] == "accelerate" else words[0])
     if "-m" in words:

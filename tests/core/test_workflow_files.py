@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "workflows"
-TEST_ONLY_NODE_PREFIX = "MovieDreamerTest"  # nodes/testing.py: registered only with MOVIEDREAMER_TEST_NODES=1
+TEST_ONLY_NODE_PREFIX = "MovieDreamerTest"  # tests/host/tiny_nodes.py: registered only with MOVIEDREAMER_TEST_NODES=1
 
 
 def load(path: Path) -> dict:
