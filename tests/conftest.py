@@ -3,6 +3,10 @@
 Tests under ``tests/host/`` need a ComfyUI checkout (see ``tests/host/harness.py``: ``COMFYUI_PATH``, or the pack
 inside ``ComfyUI/custom_nodes/``). They carry the ``host`` marker, so ``-m "not host"`` leaves them out; without a
 host they are skipped and the reason is printed in the header and in the summary (``-rs`` in pytest.ini).
+
+Under CI (the ``CI`` variable set, as ``.ci/run`` runs) a missing host is an error, not a skip: the host tests are
+the ones that matter most, and a run that skipped all of them must not pass. The run stops before collecting
+and prints the README's host set-up steps. ``MOVIEDREAMER_NO_HOST=1`` is for core-only local runs.
 """
 
 from __future__ import annotations
@@ -20,7 +24,34 @@ MARKERS = {
 }
 
 
+def readme_host_setup() -> str:
+    """The README's commands that set up a host for the tests (the ``bash`` block after "To set up a host")."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"To set up a host for the tests.*?```bash\n(.*?)```", text, re.S)
+    return found.group(1).rstrip() if found else "(see the README, section Tests)"
+
+
+def ci_requires_host() -> str | None:
+    """The error to stop a CI run with when no host is found, or ``None``."""
+    import os
+
+    if os.environ.get("CI", "").lower() in ("", "0", "false", "no"):
+        return None
+    if os.environ.get("MOVIEDREAMER_NO_HOST") == "1":
+        return "MOVIEDREAMER_NO_HOST=1 is for core-only local runs; under CI the host tests must run (unset it)."
+    root, reason = find_host(ignore_no_host_flag=True)
+    if root is not None:
+        return None
+    return (f"CI needs the ComfyUI host, so that the host tests run instead of being skipped: {reason}.\n"
+            f"Set it up as the README says (section Tests), then run again:\n\n{readme_host_setup()}\n")
+
+
 def pytest_configure(config):
+    problem = ci_requires_host()
+    if problem:
+        raise pytest.UsageError(problem)
     declared = {line.split(":")[0].strip() for line in config.getini("markers")}
     for name, text in MARKERS.items():
         if name not in declared:  # pytest.ini declares them too; this keeps them valid under another ini

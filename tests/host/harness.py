@@ -30,13 +30,14 @@ def is_comfyui_root(path: Path) -> bool:
     return (path / "main.py").is_file() and (path / "comfy").is_dir()
 
 
-def find_host() -> tuple[Optional[Path], str]:
+def find_host(ignore_no_host_flag: bool = False) -> tuple[Optional[Path], str]:
     """The ComfyUI root, or ``None`` and the reason no host was found (printed in the test summary).
 
-    ``MOVIEDREAMER_NO_HOST=1`` forces "no host"; then ``COMFYUI_PATH`` wins; otherwise the pack may sit inside
-    ``<ComfyUI>/custom_nodes/`` (found by walking up from the pack folder).
+    ``MOVIEDREAMER_NO_HOST=1`` forces "no host" (unless ``ignore_no_host_flag``: CI, which must have one); then
+    ``COMFYUI_PATH`` wins; otherwise the pack may sit inside ``<ComfyUI>/custom_nodes/`` (found by walking up from
+    the pack folder).
     """
-    if os.environ.get(NO_HOST_ENV) == "1":
+    if os.environ.get(NO_HOST_ENV) == "1" and not ignore_no_host_flag:
         return None, f"no ComfyUI host: {NO_HOST_ENV}=1 is set"
     env = os.environ.get("COMFYUI_PATH")
     if env:
