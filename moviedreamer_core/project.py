@@ -9,14 +9,22 @@ Every file is written atomically (a temporary file in the same folder, then ``os
 a cancel leaves either the old file or the new one, never half of one. A keyframe counts as done only when
 its manifest entry carries the same *signature* (a hash of everything that determines its pixels) and its
 image file still reads.
+
+The folder follows the current script. When a stage starts it moves aside what the script no longer has
+(``retire_keyframes``, ``retire_shots``): keyframes past the storyboard's end, shots past the script's end or
+filed under another shot's id (a re-ordered script), and an assembled movie made of other shots go into
+``stale/<time>/`` under their own relative names and leave the manifest. Nothing is deleted, and a finished
+rerun leaves a folder whose manifest, files and movie agree. Files of keyframes and shots the script still
+has stay where they are: their signatures decide whether they are reused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 from PIL import Image
@@ -26,6 +34,10 @@ from .paths import resolve_inside, safe_folder_name
 
 PROJECT_FORMAT_VERSION = 1
 PROJECTS_DIR = "moviedreamer"
+#: Where files the current script no longer has are moved (``stale/<YYYYmmdd-HHMMSS>/keyframes/...``).
+STALE_DIR = "stale"
+_KEYFRAME_FILE = re.compile(r"^keyframe_(\d{5,})\.(?:png|latent\.safetensors)$")
+_SHOT_FILE = re.compile(r"^shot_(\d{5,})(?:_.*\.mp4|\.preview\.safetensors)$")
 
 
 class MovieProject:
@@ -61,6 +73,67 @@ class MovieProject:
         signature says whether it still fits, so an edit re-renders only what it changed."""
         self.manifest["script_hash"] = script_hash
         self.manifest["title"] = title
+
+    # ------------------------------------------------------------------------------- stale work
+
+    def _move_aside(self, rels: Iterable[str]) -> list[str]:
+        """Move files (relative names) into one ``stale/<time>/`` folder, keeping their relative paths."""
+        rels = [r for r in dict.fromkeys(rels) if os.path.isfile(os.path.join(self.root, r))]
+        if not rels:
+            return []
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dest = os.path.join(self.root, STALE_DIR, stamp)
+        n = 1
+        while os.path.exists(dest):
+            n += 1
+            dest = os.path.join(self.root, STALE_DIR, f"{stamp}-{n}")
+        for rel in rels:
+            target = os.path.join(dest, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(os.path.join(self.root, rel), target)
+        return [f"{STALE_DIR}/{os.path.basename(dest)}/{rel}" for rel in rels]
+
+    def retire_keyframes(self, count: int) -> list[str]:
+        """The storyboard now has ``count`` keyframes: the entries and files of keyframes from ``count`` on move to
+        ``stale/`` and leave the manifest. Returns the new places of the moved files."""
+        gone = [k for k in self.manifest["keyframes"] if not k.isdigit() or int(k) >= count]
+        files = []
+        for name in _listdir(os.path.join(self.root, "keyframes")):
+            found = _KEYFRAME_FILE.match(name)
+            if found and int(found.group(1)) >= count:
+                files.append(f"keyframes/{name}")
+        for k in gone:
+            self.manifest["keyframes"].pop(k)
+        moved = self._move_aside(files)
+        if gone or moved:
+            self.save_manifest()
+        return moved
+
+    def retire_shots(self, shot_files: dict[int, str]) -> list[str]:
+        """The script's shots now are ``{shot index: its file}``: shots past the end, and shots filed under another
+        shot's name (the script was re-ordered or an id changed), move to ``stale/`` with their preview sidecars and
+        leave the manifest; so does an assembled movie made of other shots. Returns the new places of the files."""
+        files, gone = [], []
+        for key, entry in self.manifest["shots"].items():
+            index = int(key) if key.isdigit() else -1
+            if shot_files.get(index) != entry.get("file"):
+                gone.append(key)
+                files += [entry.get("file", ""), self.sidecar_file(index)]
+        expected = set(shot_files.values()) | {self.sidecar_file(i) for i in shot_files}
+        for name in _listdir(os.path.join(self.root, "shots")):
+            if _SHOT_FILE.match(name) and f"shots/{name}" not in expected:
+                files.append(f"shots/{name}")
+        for key in gone:
+            self.manifest["shots"].pop(key)
+        movie = self.manifest.get("movie")
+        ordered = [shot_files[i] for i in sorted(shot_files)]
+        if movie and movie.get("shots") != ordered:
+            files.append(movie.get("file", ""))
+            self.manifest.pop("movie")
+        moved = self._move_aside(f for f in files if f)
+        if gone or moved or (movie and "movie" not in self.manifest):
+            self.save_manifest()
+        return moved
 
     # ----------------------------------------------------------------------------------- keyframes
 
@@ -173,3 +246,10 @@ class MovieProject:
                 return f.get_tensor("latent")
         except (OSError, SafetensorError, KeyError):
             return None
+
+
+def _listdir(folder: str) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []

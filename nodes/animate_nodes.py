@@ -113,4 +113,6 @@ class ShotAnimate(io.ComfyNode):
         preview = torch.from_numpy(np.stack(result.preview)).float().div(255) if result.preview else torch.zeros(1, 8, 8, 3)
         text = (f"{result.frames} frames ({result.frames / fps:.1f} s) in {len(result.shot_files)} shots, "
                 f"{len(result.rendered)} made this run: {result.movie_file}")
+        if result.stale:
+            text += f"\n{len(result.stale)} files of shots the script no longer has moved to {project.root}/stale/"
         return io.NodeOutput(result, result.movie_file, preview, ui=ui.PreviewText(text))

@@ -289,6 +289,7 @@ class IdentityDiffusionRender(io.ComfyNode):
 
         project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)
         project.set_script(script_embeds.script_hash, script_embeds.title)
+        stale = project.retire_keyframes(n)  # keyframes past this storyboard's end leave the folder and the manifest
         sampling = model.get_model_object("model_sampling")
         sigma_start, sigma_end = sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)
         if negative is None:
@@ -351,4 +352,6 @@ class IdentityDiffusionRender(io.ComfyNode):
             preview = Image.fromarray(_to_uint8(images[-1][0]))
             progress(k + 1, n, preview=preview)
         return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)},
-                             ui=ui.PreviewText(f"{n} keyframes in {project.root}"))
+                             ui=ui.PreviewText(f"{n} keyframes in {project.root}" + (
+                                 f"\n{len(stale)} files of keyframes the storyboard no longer has moved to stale/"
+                                 if stale else "")))

@@ -40,6 +40,7 @@ class MovieResult:
     frames: int
     fps: float
     preview: list = field(default_factory=list)  # small uint8 frames, about one per second (at most PREVIEW_MAX)
+    stale: list = field(default_factory=list)  # files of shots the script no longer has, moved into stale/ this run
 
 
 #: The preview strip holds at most this many frames: one per second until it is full, then every 2nd, 4th...
@@ -113,6 +114,7 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
     fps = float(fps)
     project.set_script(script_hash(script), script.title)
     timings = plan_shots(script, fps, frames_per_clip)
+    stale = project.retire_shots({t.shot_index: project.shot_file(t.shot_index, t.shot_id) for t in timings})
     every = max(1, int(round(fps)))
     preview = PreviewStrip(every)
     files, rendered = [], []
@@ -174,4 +176,4 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
                                  "shots": files, "backend": backend_name}
     project.save_manifest()
     return MovieResult(project.root, project.path(movie_rel), [project.path(f) for f in files], rendered,
-                       info["frames"] if info else 0, fps, preview.frames)
+                       info["frames"] if info else 0, fps, preview.frames, stale)

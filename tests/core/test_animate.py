@@ -230,3 +230,62 @@ def test_a_rerun_trusts_untouched_shots_without_decoding_them(tmp_path, monkeypa
     os.utime(first.shot_files[1])  # touched: no longer trusted blindly, but whole, so reused after decoding
     touched, _ = run(tmp_path)
     assert touched.rendered == [] and video_info(touched.movie_file)["frames"] == first.frames
+
+
+# ------------------------------------------------------------------------------- the folder follows the script
+
+
+def _shot_script(ids_and_durations) -> str:
+    shots = "".join(f"  - id: {i}\n    scene: place {i}\n    action: a {i}\n    duration: {d}\n" for i, d in ids_and_durations)
+    return f"title: Follows\nshots:\n{shots}"
+
+
+def _make(tmp_path, text, kf):
+    script = load_script(text)
+    return make_movie(MovieProject(str(tmp_path), "follows"), script, lambda i: kf[i], fps=12, frames_per_clip=25,
+                      size=(64, 48), backend=animatic_backend(12, (64, 48)), backend_name="animatic")
+
+
+def _agree(project_root: Path, frames: int):
+    """Manifest, files on disk and movie describe the same shots."""
+    manifest = json.loads((project_root / "manifest.json").read_text())
+    listed = sorted(e["file"] for e in manifest["shots"].values())
+    on_disk = sorted(f"shots/{p.name}" for p in (project_root / "shots").glob("*.mp4"))
+    assert listed == on_disk == sorted(manifest["movie"]["shots"]), (listed, on_disk, manifest["movie"]["shots"])
+    assert sorted(p.name for p in (project_root / "shots").glob("*.preview.safetensors")) == \
+        sorted(f"shot_{int(k):05d}.preview.safetensors" for k in manifest["shots"])
+    assert video_info(str(project_root / "follows.mp4"))["frames"] == manifest["movie"]["frames"] == frames
+    return manifest
+
+
+def test_a_shorter_or_reordered_script_moves_what_it_no_longer_has_aside(tmp_path):
+    kf = keyframe_images(4)
+    first = _make(tmp_path, _shot_script([("a", 1), ("b", 1), ("c", 1), ("d", 1)]), kf)
+    root = Path(first.root)
+    _agree(root, 48)
+    shorter = _make(tmp_path, _shot_script([("a", 1), ("b", 1)]), kf)
+    assert shorter.rendered == [] and len(shorter.stale) == 5  # shots c and d with their sidecars, the old movie
+    manifest = _agree(root, 24)
+    assert sorted(manifest["shots"]) == ["0", "1"]
+    stale = sorted(p.relative_to(root).as_posix().split("/", 2)[2] for p in (root / "stale").rglob("*") if p.is_file())
+    assert stale == ["follows.mp4", "shots/shot_00002.preview.safetensors", "shots/shot_00002_c.mp4",
+                     "shots/shot_00003.preview.safetensors", "shots/shot_00003_d.mp4"]
+    # re-ordered: b first; both shots are made again under their new places, the old files go aside
+    swapped = _make(tmp_path, _shot_script([("b", 1), ("a", 1)]), kf)
+    assert swapped.rendered == [0, 1]
+    manifest = _agree(root, 24)
+    assert [manifest["shots"][k]["file"] for k in ("0", "1")] == ["shots/shot_00000_b.mp4", "shots/shot_00001_a.mp4"]
+    # nothing stale left: a rerun moves nothing
+    assert _make(tmp_path, _shot_script([("b", 1), ("a", 1)]), kf).stale == []
+
+
+def test_keyframes_past_the_storyboards_end_leave_the_folder_and_the_manifest(tmp_path):
+    project = MovieProject(str(tmp_path), "keys")
+    for k, image in enumerate(keyframe_images(5)):
+        project.save_keyframe(k, image, f"sig{k}", {"shot": "s"})
+    moved = MovieProject(str(tmp_path), "keys").retire_keyframes(3)
+    assert sorted(m.rsplit("/", 1)[1] for m in moved) == ["keyframe_00003.png", "keyframe_00004.png"]
+    again = MovieProject(str(tmp_path), "keys")
+    assert sorted(again.manifest["keyframes"]) == ["0", "1", "2"]
+    assert sorted(p.name for p in (Path(again.root) / "keyframes").iterdir()) == [f"keyframe_0000{i}.png" for i in range(3)]
+    assert again.keyframe_done(2, "sig2") and again.retire_keyframes(3) == []

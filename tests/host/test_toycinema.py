@@ -71,6 +71,37 @@ def test_toy_workflow_makes_a_movie_whose_keyframes_follow_the_script(host):
     assert {p: p.stat().st_mtime_ns for p in (project / "keyframes").glob("*.png")} == before
 
 
+def test_a_shorter_script_queued_into_the_same_project_leaves_a_folder_that_agrees(host):
+    """Issue 18: a 13-keyframe run followed by a shorter script left the old keyframes and shots on disk and in the
+    manifest. Now the manifest, the files and the movie describe the current script; the rest is in stale/."""
+    from moviedreamer_core.toycinema.film_script import script_text
+    from moviedreamer_core.toycinema.grammar import generate_film
+    from moviedreamer_core.video_io import video_info
+
+    prompt = json.loads(WORKFLOW.read_text())
+    by_type = {node["class_type"]: node for node in prompt.values()}
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = "follows_the_script"
+    films = [generate_film(77, n_shots=5), generate_film(78, n_shots=2)]
+    assert films[0].n_keyframes > films[1].n_keyframes
+    for film in films:
+        by_type["ScriptEncode"]["inputs"]["script"] = script_text(film, "world")
+        host.run(prompt).raise_for_error()
+    project = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "follows_the_script"
+    manifest = json.loads((project / "manifest.json").read_text())
+    n, shots = films[1].n_keyframes, len(films[1].shots)
+    assert sorted(int(k) for k in manifest["keyframes"]) == list(range(n))
+    assert sorted(p.name for p in (project / "keyframes").glob("*.png")) == [f"keyframe_{k:05d}.png" for k in range(n)]
+    assert sorted(int(k) for k in manifest["shots"]) == list(range(shots))
+    assert sorted(f"shots/{p.name}" for p in (project / "shots").glob("*.mp4")) == \
+        sorted(e["file"] for e in manifest["shots"].values()) == sorted(manifest["movie"]["shots"])
+    frames = sum(e["frames"] for e in manifest["shots"].values())
+    assert video_info(str(project / "follows_the_script.mp4"))["frames"] == manifest["movie"]["frames"] == frames
+    stale = [p for p in (project / "stale").rglob("*") if p.is_file()]
+    assert len([p for p in stale if p.suffix == ".png"]) == films[0].n_keyframes - n
+
+
 def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_python):
     """The README's ``python cli/toycinema_demo.py --film-seed ...`` from the pack's folder in a fresh interpreter."""
     out = tmp_path / "output"
