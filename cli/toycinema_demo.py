@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="planning and rendering seed (default: the workflow's)")
     p.add_argument("--project", default=None, help="movie project name (default: the workflow's, toy_cinema)")
     p.add_argument("--output-dir", default=None, help="ComfyUI's output folder for this run (default: ComfyUI's own)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else 1: "
+                   "the toy models gain nothing from more, and a busy machine makes more much slower)")
     return p.parse_args(argv)
 
 
@@ -85,6 +87,20 @@ def _pack_module() -> str:
     raise RuntimeError("this pack is not loaded")
 
 
+def _threads(requested):
+    """``--threads``, else ``$MOVIEDREAMER_THREADS``, else one (``moviedreamer_core/threads.py``; the pack's
+    ``threads`` module is read from its file: the pack is not importable before ComfyUI is)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_moviedreamer_threads", PACK_DIR / "moviedreamer_core" / "threads.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        return module.configured_threads(requested, module.SMALL_MODEL_THREADS)
+    except ValueError as e:
+        raise SystemExit(str(e))
+
+
 def toy_prompt(args) -> dict:
     """The toy workflow, with the script, seed and project name the command line asked for."""
     prompt = json.loads(WORKFLOW.read_text(encoding="utf-8"))
@@ -107,9 +123,17 @@ def toy_prompt(args) -> dict:
 
 
 def run(args) -> dict:
-    """Load the host and this pack, run the toy workflow; returns ``{"movie": path, "storyboard": path}``."""
+    """Load the host and this pack, run the toy workflow; returns ``{"movie": path, "storyboard": path, "seconds":
+    the whole run (after the interpreter started), "loading": the part spent loading ComfyUI and the pack,
+    "threads": torch's CPU threads}``."""
+    begun = time.perf_counter()
     root = comfyui_folder(args.comfyui)
+    threads = _threads(args.threads)
+    os.environ["MOVIEDREAMER_THREADS"] = str(threads)  # the nodes' own work follows the same count (threads.py)
     folder_paths = import_host(root)
+    import torch
+
+    torch.set_num_threads(threads)
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
         folder_paths.set_output_directory(os.path.abspath(args.output_dir))
@@ -117,11 +141,11 @@ def run(args) -> dict:
     import execution
     import nodes
 
-    started = time.perf_counter()
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     if not asyncio.run(nodes.load_custom_node(str(PACK_DIR), ignore=set(nodes.NODE_CLASS_MAPPINGS), module_parent="custom_nodes")):
         raise SystemExit("ComfyUI could not load this pack (see the log above)")
     comfy.utils.set_progress_bar_global_hook(_progress_hook)
+    loaded = time.perf_counter()
     prompt = toy_prompt(args)
     prompt_id = str(uuid.uuid4())
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, json.loads(json.dumps(prompt)), None))
@@ -138,7 +162,7 @@ def run(args) -> dict:
     project = importlib.import_module(f"{_pack_module()}.moviedreamer_core.project").MovieProject(
         folder_paths.get_output_directory(), name)
     result = {"movie": project.path(f"{project.name}.mp4"), "storyboard": project.path("storyboard.png"),
-              "seconds": time.perf_counter() - started}
+              "seconds": time.perf_counter() - begun, "loading": loaded - begun, "threads": threads}
     for key in ("movie", "storyboard"):
         if not os.path.isfile(result[key]):
             raise SystemExit(f"the workflow ran but {result[key]} is missing")
@@ -147,7 +171,9 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     result = run(parse_args(argv))
-    print(f"movie:      {result['movie']}\nstoryboard: {result['storyboard']}\n({result['seconds']:.0f} s)")
+    print(f"movie:      {result['movie']}\nstoryboard: {result['storyboard']}\n"
+          f"({result['seconds']:.1f} s, {result['loading']:.1f} s of it loading ComfyUI and the pack; "
+          f"{result['threads']} thread{'s' * (result['threads'] > 1)})")
     return 0
 
 

@@ -82,6 +82,7 @@ class ShotAnimate(io.ComfyNode):
         return check_inputs(cls, kwargs)
 
     @classmethod
+    @host.pack_threads
     def execute(cls, keyframes, script, backend, fps, frames_per_clip, project_name="", seed=0, steps=20, cfg=5.0,
                 sampler_name="euler", scheduler="simple", min_cfg=0.0, model=None, vae=None, clip_vision=None,
                 positive=None, negative=None) -> io.NodeOutput:

@@ -7,6 +7,7 @@ core code receives plain callables (``progress``, ``check_interrupt``) and plain
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional
 
@@ -123,6 +124,19 @@ def models_subfolder(name: str) -> list[str]:
     if default not in paths:
         paths.append(default)
     return paths
+
+
+def pack_threads(execute):
+    """Decorator for a node's ``execute``: the node's work runs with the pack's CPU thread setting
+    (``MOVIEDREAMER_THREADS``, see ``moviedreamer_core/threads.py``; unset: the host's own), restored afterwards."""
+    from ..moviedreamer_core.threads import configured_threads, torch_threads
+
+    @functools.wraps(execute)
+    def run(*args, **kwargs):
+        with torch_threads(configured_threads()):
+            return execute(*args, **kwargs)
+
+    return run
 
 
 def check_interrupt() -> None:

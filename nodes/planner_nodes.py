@@ -104,6 +104,7 @@ class ARKeyframePlanner(io.ComfyNode):
         )
 
     @classmethod
+    @host.pack_threads
     def execute(cls, planner, script_embeds, seed, temperature, guidance, context_window, few_shot_references=True) -> io.NodeOutput:
         progress = host.Progress(script_embeds.n_keyframes)
         model = planner.module()

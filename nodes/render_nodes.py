@@ -251,6 +251,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         return check_inputs(cls, kwargs)
 
     @classmethod
+    @host.pack_threads
     def execute(cls, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name, scheduler, width,
                 height, token_weight, identity_weight, start_percent, end_percent, project_name="", negative_prompt="",
                 clip=None, positive=None, negative=None) -> io.NodeOutput:

@@ -169,6 +169,7 @@ class ScriptEncode(io.ComfyNode):
         return h.hexdigest()
 
     @classmethod
+    @host.pack_threads
     def execute(cls, script, script_file, face_embedder, clip=None, images=None, text_encoder=None,
                 clip_vision=None) -> io.NodeOutput:
         text, source = _script_text(script, script_file)

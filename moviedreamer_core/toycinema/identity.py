@@ -499,13 +499,10 @@ def train_identity_embedder(seed: int = 0, n_films: int = 32, steps: int = 500, 
     default: on a busy two-core machine a training step took 0.09 s with one thread and 0.4-1.0 s with two.
     ``log``: called with a progress line now and then (e.g. ``print``).
     """
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    from ..threads import torch_threads
+
+    with torch_threads(threads):
         return _train(seed, n_films, steps, batch_size, lr, portrait_fraction, empty_fraction, log)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train(seed: int, n_films: int, steps: int, batch_size: int, lr: float, portrait_fraction: float,

@@ -208,13 +208,10 @@ def train_probe(seed: int = 0, n_films: int = 60, steps: int = 600, batch_size: 
     ``threads``: torch CPU threads while training (restored afterwards). One thread is the default: this
     net is too small to gain from more, and on a busy two-core machine two threads run many times slower.
     """
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    from ..threads import torch_threads
+
+    with torch_threads(threads):
         return _train(seed, n_films, steps, batch_size, lr, log_every)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _train(seed: int, n_films: int, steps: int, batch_size: int, lr: float, log_every: int) -> Probe:

@@ -29,6 +29,7 @@ import torch
 
 from ..files import atomic_write_text
 from ..planner.checkpoint import save_planner_state
+from ..threads import torch_threads
 from ..planner.config import preset
 from ..planner.model import KeyframePlanner
 from .config import ConfigError, TrainConfig, micro_batch_size
@@ -97,15 +98,12 @@ def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
 def run(cfg: TrainConfig, log: Optional[Callable[[str], None]] = print) -> dict:
     """Train (or resume) as configured; returns ``{"history": [per-step records of this invocation],
     "planner": path of the final planner file, "checkpoints": [...]}``."""
-    threads = torch.get_num_threads()
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    accelerator = build_accelerator(cfg)
-    try:
-        return _run(cfg, accelerator, log or (lambda s: None))
-    finally:
-        torch.set_num_threads(threads)
-        _release(accelerator)
+    with torch_threads(cfg.train.threads or None):
+        accelerator = build_accelerator(cfg)
+        try:
+            return _run(cfg, accelerator, log or (lambda s: None))
+        finally:
+            _release(accelerator)
 
 
 def _release(accelerator) -> None:
