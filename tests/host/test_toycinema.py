@@ -111,6 +111,7 @@ def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_
     movie = out / "moviedreamer" / "demo" / "demo.mp4"
     assert movie.stat().st_size > 1000 and (out / "moviedreamer" / "demo" / "storyboard.png").is_file()
     assert str(movie) in proc.stdout
+    assert "1 thread)" in proc.stdout  # the toy models' deliberate default (moviedreamer_core/threads.py)
 
 
 @pytest.mark.slow
