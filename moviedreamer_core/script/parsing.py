@@ -119,7 +119,7 @@ _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]|-?[0-9][0-9.eE+-]
 
 
 def _parse_json(text: str) -> Any:
-    problems = _scan_json(text)
+    problems = scan_json(text)
     try:
         # Long numbers were reported by the scan; they are never converted (Python's int-string limit).
         data = json.loads(text, parse_int=lambda s: int(s) if len(s) <= MAX_NUMBER_CHARS else 0)
@@ -136,7 +136,7 @@ def _json_path(stack: list) -> str:
     return format_path([frame[1] for frame in stack if frame[1] is not None]) or "script"
 
 
-def _scan_json(text: str) -> Problems:
+def scan_json(text: str) -> Problems:
     """One pass over JSON's tokens: raise at the depth and size limits; return duplicate keys and long numbers.
 
     A frame per open container: ``[is_object, current key or index, keys seen (object), expecting a key]``.
