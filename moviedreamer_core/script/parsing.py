@@ -115,7 +115,7 @@ def _long_number(length: int) -> str:
 # ------------------------------------------------------------------------------------------------- JSON
 
 #: A JSON string, a structural character, or a number too long to be converted.
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]|-?[0-9][0-9.eE+-]{%d,}' % MAX_NUMBER_CHARS)
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]|-?[0-9][0-9.eE+-]{%d,}' % MAX_NUMBER_CHARS, re.DOTALL)
 
 
 def _parse_json(text: str) -> Any:

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 
 #: Limits that catch typos ("keyframes: 300" for "3") before hours of sampling; all of them, with the limits
 #: on the work of parsing, are in ``limits.py``.
-from .limits import (  # re-exported: callers import the movie limits from here
+from .limits import (  # noqa: F401  (re-exported: callers import the movie limits from here)
     MAX_CHARACTERS,
     MAX_CHARACTERS_PER_SHOT,
     MAX_FILE_NAME_LENGTH,

@@ -177,14 +177,16 @@ class _CrossFieldPass:
         self.names: list[str] = []  # the names as written, by index (None when missing)
         self.files: dict[str, Optional[str]] = {}  # reference file -> its problem, each file checked once
         self.seen_ids: dict[str, int] = {}  # shot id -> index in shots
+        self.known_text = ""  # "Ava, Bo, ..." for messages about unknown names
 
     def add(self, path: str, message) -> None:
         self.problems.add(path, message)
 
     def run(self) -> None:
         title = _text(self.raw.get("title"))
-        if title is not None and _hidden_problem(title):
-            self.add("title", _hidden_problem(title))
+        hidden = _hidden_problem(title) if title is not None else None
+        if hidden:
+            self.add("title", hidden)
         # A list longer than its limit is one structural problem; its items past the limit are not checked,
         # so the work here stays bounded by the limits, whatever the script's size.
         for i, ch in enumerate(_as_list(self.raw.get("characters"))[:MAX_CHARACTERS]):

@@ -267,7 +267,7 @@ def test_a_cast_of_100002_characters_is_refused_quickly():
     assert list(problems(err)) == ["script"] and "characters long" in str(err)  # 3 MB: refused by its size, unparsed
     compact = "title: t\ncharacters:\n" + "".join(f"- {{name: c{i}, description: d}}\n" for i in range(30000)) + SHOT
     assert len(compact) < MAX_SCRIPT_CHARS
-    assert problems(refused(compact))["characters"].startswith(f"30000 characters in the cast is too many")
+    assert problems(refused(compact))["characters"].startswith("30000 characters in the cast is too many")
 
 
 def test_a_yaml_set_is_refused_as_a_tag():
