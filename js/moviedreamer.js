@@ -111,9 +111,10 @@ function describe(result) {
     const who = result.characters.length ? result.characters.join(", ") : "none";
     return `✓ ${result.shots} shots, ${result.keyframes} keyframes, ${result.seconds} s. Characters: ${who}`;
   }
-  const lines = result.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
+  const lines = (result.issues ?? []).map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
+  const count = result.problems ?? lines.length;  // the server lists at most 50 and counts the rest
   const who = result.characters?.length ? `\nCharacters: ${result.characters.join(", ")}` : "";
-  return `✗ ${lines.length === 1 ? "1 problem" : lines.length + " problems"}:\n${lines.join("\n")}${who}`;
+  return `✗ ${count === 1 ? "1 problem" : count + " problems"}:\n${lines.join("\n")}${who}`;
 }
 
 function attachScriptHelper(node) {

@@ -4,18 +4,27 @@ The node is thin: parsing and validation are ``moviedreamer_core.script``, the n
 ``moviedreamer_core.script_encoding``; this module reads the host inputs, builds the encoders from host
 models and reports progress. The script is validated at prompt time (``validate_inputs``), so a broken
 script is a node error naming the field before anything runs.
+
+Validation runs off the server's event loop (``off_the_loop``), so a large script being checked never
+stalls the server, and its problems are reported once per prompt, under the ``script`` input
+(``ReportedOnce``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.identity.base import NoFaceFoundError
 from ..moviedreamer_core.paths import UnsafePathError, resolve_inside
 from ..moviedreamer_core.script import ScriptError, ScriptIssue, load_script, parse_script_text
+from ..moviedreamer_core.script.parsing import read_script_file
+from ..moviedreamer_core.script.problems import shown
 from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_script
 from . import host, wire_types
 from .choices import check_inputs
@@ -131,22 +140,18 @@ class ScriptEncode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, script=None, script_file=None, **kwargs):
+    async def validate_inputs(cls, **inputs):
         """Prompt-time check: a broken script is a node error naming every bad field before anything runs.
 
         Index references cannot be checked here (the IMAGE batch does not exist yet); ``execute`` does it.
+        The check runs in a worker thread, so the server answers other requests meanwhile. ``inputs`` comes
+        in the order the host reports errors in (see ``ReportedOnce``).
         """
-        choices = check_inputs(cls, {k: v for k, v in kwargs.items() if k != "script_file"})
-        if choices is not True:
-            return choices
-        if script is None and script_file in (None, NO_FILE):
-            return True  # the script arrives through a link; checked when the node runs
-        try:
-            text, _ = _script_text(script or "", script_file or NO_FILE)
-            load_script(text, input_dir=host.input_directory())
-        except ScriptError as e:
-            return str(e)
-        return True
+        answer = await off_the_loop(_prompt_time_check, cls, dict(inputs))
+        if answer is True:
+            return True
+        place, text = answer
+        return ReportedOnce(text, list(inputs), place)
 
     @classmethod
     def fingerprint_inputs(cls, script=None, script_file=None, **kwargs):
@@ -198,6 +203,55 @@ class ScriptEncode(io.ComfyNode):
         return io.NodeOutput(parsed, embeds, ui=ui.PreviewText(embeds.summary()))
 
 
+def _prompt_time_check(cls, inputs: dict):
+    """``True``, or ``(input name, report)`` for the first input that is wrong."""
+    choices = check_inputs(cls, {k: v for k, v in inputs.items() if k != "script_file"})
+    if choices is not True:
+        return choices.split(":", 1)[0], shown(choices, 400)  # check_inputs starts its message with the input's name
+    script, script_file = inputs.get("script"), inputs.get("script_file")
+    if script is None and script_file in (None, NO_FILE):
+        return True  # the script arrives through a link; checked when the node runs
+    try:
+        text, _ = _script_text(script or "", script_file or NO_FILE)
+        load_script(text, input_dir=host.input_directory())
+    except ScriptError as e:
+        return ("script_file" if all(i.path == "script_file" for i in e.issues) else "script"), str(e)
+    return True
+
+
+class ReportedOnce(str):
+    """A ``validate_inputs`` answer that the host shows under one input of the node, not under each.
+
+    The host (``execution.validate_inputs``) turns a failed ``validate_inputs`` into one node error per input
+    it passed to the function, in the order it passed them, each error carrying ``str(answer)``. A report of
+    50 script problems would so be sent (and logged) once per input of ScriptEncode. This string spells the
+    report out when the host formats it for the input ``place``, and points there from the other inputs.
+    """
+
+    def __new__(cls, text: str, order: list[str], place: str):
+        self = super().__new__(cls, text)
+        self._order = order
+        self._place = place if place in order else (order[0] if order else place)
+        self._formatted = 0
+        return self
+
+    def __str__(self) -> str:
+        n, self._formatted = self._formatted, self._formatted + 1
+        if n < len(self._order) and self._order[n] != self._place:
+            return f"see the problems listed under {self._place}"
+        return str.__str__(self)
+
+
+#: Script checks run here, off the server's event loop, one at a time: a check is pure Python, so a second
+#: thread would not finish sooner (the GIL) and would only make the event loop wait longer for its turn.
+_VALIDATION_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moviedreamer-validate")
+
+
+async def off_the_loop(fn, *args):
+    """Run ``fn(*args)`` in the validation threads and await it: the event loop stays free meanwhile."""
+    return await asyncio.get_running_loop().run_in_executor(_VALIDATION_POOL, functools.partial(fn, *args))
+
+
 def _text_encoder(clip, choice: str):
     if choice == CONNECTED_CLIP:
         if clip is None:
@@ -207,14 +261,14 @@ def _text_encoder(clip, choice: str):
 
 
 def _script_text(script: str, script_file: str) -> tuple[str, str]:
-    """The script text and its source; a chosen file must be inside the input folder and exist."""
+    """The script text and its source; a chosen file must be inside the input folder, exist, be UTF-8 text and
+    be within the size limit (checked by its size, before it is read)."""
     if script_file and script_file != NO_FILE:
         try:
             path = resolve_inside(host.input_directory(), script_file)
         except UnsafePathError as e:
-            raise ScriptError([ScriptIssue("script_file", str(e))])
+            raise ScriptError([ScriptIssue("script_file", shown(str(e), 200))])
         if not os.path.isfile(path):
-            raise ScriptError([ScriptIssue("script_file", f'"{script_file}" not found in the input folder')])
-        with open(path, encoding="utf-8") as f:
-            return f.read(), f"input/{script_file}"
+            raise ScriptError([ScriptIssue("script_file", f'"{shown(script_file)}" not found in the input folder')])
+        return read_script_file(path, script_file), f"input/{shown(script_file)}"
     return script, "script text"

@@ -1,5 +1,8 @@
 """Command line: ``python -m moviedreamer_core.script schema`` prints the JSON Schema;
-``python -m moviedreamer_core.script validate FILE [--input-dir DIR]`` checks a script and prints its hash."""
+``python -m moviedreamer_core.script validate FILE [--input-dir DIR]`` checks a script and prints its hash.
+
+A problem in the file is a report on stderr and exit status 1, never a traceback: a file over the size limit
+is refused by its size before it is read, and a file that is not UTF-8 text is refused as such."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import os
 import sys
 
 from . import ScriptError, json_schema, load_script, script_hash
+from .parsing import read_script_file
 
 
 def main(argv=None) -> int:
@@ -23,10 +27,9 @@ def main(argv=None) -> int:
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))
         return 0
-    with open(args.file, encoding="utf-8") as f:
-        text = f.read()
     input_dir = args.input_dir or os.path.dirname(os.path.abspath(args.file))
     try:
+        text = read_script_file(args.file, args.file, where="file")
         script = load_script(text, input_dir=input_dir)
     except ScriptError as e:
         print(e, file=sys.stderr)

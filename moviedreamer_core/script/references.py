@@ -1,21 +1,53 @@
 """Character reference photos: finding them safely and reading them.
 
 A reference is either a file name inside the host's input folder or an index into the IMAGE batch that
-ScriptEncode receives. This module checks file references (inside the folder, present, non-empty, a
-readable image) and loads them as ``uint8 [H, W, 3]`` RGB arrays, the form every face embedder takes.
+ScriptEncode receives. This module checks file references (inside the folder, present, non-empty, an image
+of a sensible size) and loads them as ``uint8 [H, W, 3]`` RGB arrays, the form every face embedder takes.
+
+Checking reads only the file's header: Pillow opens images lazily, so the size is known before a single
+pixel is decoded, and a file that claims 40000 x 40000 pixels (a "decompression bomb": a few KB that would
+decode to gigabytes) is refused by that claim. Loading applies the same limit before it decodes.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..paths import UnsafePathError, resolve_inside
+from .limits import MAX_REFERENCE_PIXELS
+from .problems import shown
 
 #: Reference photos smaller than this cannot hold a usable face.
 MIN_REFERENCE_SIDE = 16
+
+
+class ReferenceTooLargeError(ValueError):
+    """An image whose header claims more pixels than ``MAX_REFERENCE_PIXELS`` (or than Pillow's own bomb limit)."""
+
+
+def _too_many_pixels(name: str, width: int, height: int) -> str:
+    return (f'image "{shown(name)}" is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels), more than the '
+            f"limit of {MAX_REFERENCE_PIXELS / 1e6:.0f} megapixels for a reference photo; use a smaller copy")
+
+
+def _open_header(path: str, name: str):
+    """``Image.open`` (header only) with Pillow's decompression-bomb error and warning turned into
+    ``ReferenceTooLargeError``, and our own pixel limit applied."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ReferenceTooLargeError(f'image "{shown(name)}" is too large to decode safely ({shown(str(e), 120)})') from e
+    width, height = img.size
+    if width * height > MAX_REFERENCE_PIXELS:
+        img.close()
+        raise ReferenceTooLargeError(_too_many_pixels(name, width, height))
+    return img
 
 
 def check_reference_file(input_dir: str, name: str) -> tuple[str | None, str | None]:
@@ -26,27 +58,30 @@ def check_reference_file(input_dir: str, name: str) -> tuple[str | None, str | N
     try:
         path = resolve_inside(input_dir, name)
     except UnsafePathError as e:
-        return None, f"{e}; reference images must be inside the input folder"
+        return None, f"{shown(str(e), 160)}; reference images must be inside the input folder"
     if not os.path.exists(path):
-        return None, f'file "{name}" not found in the input folder'
+        return None, f'file "{shown(name)}" not found in the input folder'
     if not os.path.isfile(path):
-        return None, f'"{name}" is not a file'
+        return None, f'"{shown(name)}" is not a file'
     if os.path.getsize(path) == 0:
-        return None, f'file "{name}" is empty'
+        return None, f'file "{shown(name)}" is empty'
     try:
-        with Image.open(path) as img:
-            img.load()
+        with _open_header(path, name) as img:
             width, height = img.size
+    except ReferenceTooLargeError as e:
+        return None, str(e)
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        return None, f'file "{name}" is not a readable image ({type(e).__name__}: {e})'
+        return None, f'file "{shown(name)}" is not a readable image ({type(e).__name__}: {shown(str(e), 120)})'
     if min(width, height) < MIN_REFERENCE_SIDE:
-        return None, f'image "{name}" is too small ({width}x{height}; at least {MIN_REFERENCE_SIDE} px a side)'
+        return None, f'image "{shown(name)}" is too small ({width}x{height}; at least {MIN_REFERENCE_SIDE} px a side)'
     return path, None
 
 
 def load_image_file(path: str) -> np.ndarray:
-    """Read an image file as ``uint8 [H, W, 3]`` RGB, honouring EXIF orientation (phone photos)."""
-    with Image.open(path) as img:
+    """Read an image file as ``uint8 [H, W, 3]`` RGB, honouring EXIF orientation (phone photos).
+
+    The pixel limit is checked on the header first (``ReferenceTooLargeError``, a ``ValueError``)."""
+    with _open_header(path, os.path.basename(path)) as img:
         img = ImageOps.exif_transpose(img)
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 

@@ -43,17 +43,23 @@ from typing import Annotated, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
+#: Limits that catch typos ("keyframes: 300" for "3") before hours of sampling; all of them, with the limits
+#: on the work of parsing, are in ``limits.py``.
+from .limits import (  # noqa: F401  (re-exported: callers import the movie limits from here)
+    MAX_CHARACTERS,
+    MAX_CHARACTERS_PER_SHOT,
+    MAX_FILE_NAME_LENGTH,
+    MAX_KEYFRAMES_PER_SHOT,
+    MAX_NAME_LENGTH,
+    MAX_REFERENCES_PER_CHARACTER,
+    MAX_SHOT_DURATION_S,
+    MAX_SHOTS,
+    MAX_TEXT_LENGTH,
+    MAX_TOTAL_KEYFRAMES,
+)
+
 #: Version of the script format. Part of the content hash: a format change never collides with old hashes.
 SCRIPT_FORMAT_VERSION = 1
-
-#: Limits that catch typos ("keyframes: 300" for "3") before hours of sampling. The planner itself handles
-#: thousands of keyframes; these bound one shot and one script.
-MAX_KEYFRAMES_PER_SHOT = 32
-MAX_SHOT_DURATION_S = 600.0
-MAX_SHOTS = 5000
-MAX_TOTAL_KEYFRAMES = 20000
-MAX_NAME_LENGTH = 64
-MAX_TEXT_LENGTH = 2000
 
 
 class Camera(str, Enum):
@@ -94,7 +100,7 @@ def _normalise_choice(value):
 NonEmptyText = Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 #: A reference image: a file name inside the host's input folder, or an index into the IMAGE batch input.
-Reference = Union[Annotated[StrictStr, Field(min_length=1)], Annotated[StrictInt, Field(ge=0)]]
+Reference = Union[Annotated[StrictStr, Field(min_length=1, max_length=MAX_FILE_NAME_LENGTH)], Annotated[StrictInt, Field(ge=0)]]
 
 
 class _Strict(BaseModel):
@@ -106,7 +112,7 @@ class Character(_Strict):
 
     name: Name = Field(description="Unique name, used in shots[].characters.")
     description: NonEmptyText = Field(description="Appearance in words; the renderer's text condition uses it.")
-    references: list[Reference] = Field(
+    references: Annotated[list[Reference], Field(max_length=MAX_REFERENCES_PER_CHARACTER)] = Field(
         default_factory=list,
         description="Reference photos of the face: file names in the input folder, or indices into the "
         "IMAGE batch connected to ScriptEncode. Several photos make a steadier identity.",
@@ -121,10 +127,10 @@ class Shot(_Strict):
         description="Unique shot id; names the shot's files in the movie project folder."
     )
     scene: NonEmptyText = Field(description="Place, time of day, light.")
-    action: Union[NonEmptyText, Annotated[list[NonEmptyText], Field(min_length=1)]] = Field(
+    action: Union[NonEmptyText, Annotated[list[NonEmptyText], Field(min_length=1, max_length=MAX_KEYFRAMES_PER_SHOT)]] = Field(
         description="What happens: one sentence, or a list with one sentence per keyframe."
     )
-    characters: list[Name] = Field(
+    characters: Annotated[list[Name], Field(max_length=MAX_CHARACTERS_PER_SHOT)] = Field(
         default_factory=list,
         description="Names of the characters on screen, left to right (renderers with identity slots, like the toy "
         "cinema's, place them in that order).",
@@ -162,7 +168,7 @@ class Script(_Strict):
     style: Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] = Field(
         default="", description="Visual style shared by every keyframe (enters the planner as its own sentence)."
     )
-    characters: list[Character] = Field(default_factory=list, description="The cast.")
+    characters: Annotated[list[Character], Field(max_length=MAX_CHARACTERS)] = Field(default_factory=list, description="The cast.")
     shots: Annotated[list[Shot], Field(min_length=1, max_length=MAX_SHOTS)] = Field(description="The shots, in order.")
 
     def character_index(self) -> dict[str, int]:

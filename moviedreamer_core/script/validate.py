@@ -13,73 +13,18 @@ raw data so that it still reports what it can when the structure is partly broke
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
-import yaml
 from pydantic import ValidationError
 
+from .limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_COLLECTED_PROBLEMS, MAX_FILE_NAME_LENGTH, MAX_KEYFRAMES_PER_SHOT,
+                     MAX_REFERENCES_PER_CHARACTER, MAX_SHOTS, MAX_TEXT_LENGTH, MAX_TOTAL_KEYFRAMES)
+from .parsing import parse_script_text
+from .problems import Problems, ScriptError, ScriptIssue, format_path, hidden_character, listed, name_key, shown
 from .references import check_reference_file
-from .schema import MAX_TOTAL_KEYFRAMES, Character, Script, Shot
+from .schema import Character, Script, Shot
 
-
-@dataclass(frozen=True)
-class ScriptIssue:
-    """One problem: where it is (``shots[3].characters[1]``) and what is wrong."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class ScriptError(ValueError):
-    """A script with problems. ``issues`` lists them all; ``str()`` is a readable multi-line report."""
-
-    def __init__(self, issues: Iterable[ScriptIssue]):
-        self.issues = list(issues)
-        count = len(self.issues)
-        head = "1 problem in the script:" if count == 1 else f"{count} problems in the script:"
-        super().__init__("\n".join([head] + [f"  {i}" for i in self.issues]))
-
-
-def format_path(loc: Iterable[Any]) -> str:
-    """``("shots", 3, "characters", 1)`` -> ``shots[3].characters[1]``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- parsing
-
-
-def parse_script_text(text: str) -> Any:
-    """JSON or YAML text to plain data. Syntax errors become a ``ScriptError`` with line and column.
-
-    Text starting with ``{`` is read as JSON (its error messages are more precise); anything else as YAML
-    (``yaml.safe_load``: no Python objects are ever constructed from a script).
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ScriptError([ScriptIssue("script", "the script is empty")])
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ScriptError([ScriptIssue("script", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")])
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ScriptError([ScriptIssue("script", f"invalid YAML{where}: {problem}")])
+__all__ = ["ScriptError", "ScriptIssue", "format_path", "parse_script_text", "validate_script", "load_script"]
 
 
 # ------------------------------------------------------------------------------------ structural pass
@@ -106,43 +51,60 @@ _TYPE_WORDS = {
     "model_attributes_type": "a mapping",
 }
 
+#: "40 action sentences in one shot is too many (at most 32 ...)": the words for a list that is too long.
+_TOO_MANY = {
+    ("shots", "action"): ("action sentences in one shot", f"at most {MAX_KEYFRAMES_PER_SHOT}, one per keyframe; split the shot"),
+    ("shots", "characters"): ("characters on screen in one shot", f"at most {MAX_CHARACTERS_PER_SHOT}"),
+    ("characters", "references"): ("reference photos for one character", f"at most {MAX_REFERENCES_PER_CHARACTER}"),
+    ("", "characters"): ("characters in the cast", f"at most {MAX_CHARACTERS}"),
+    ("", "shots"): ("shots", f"at most {MAX_SHOTS}; split the movie into several scripts"),
+}
+
 
 def _type_name(value: Any) -> str:
     return {bool: "true/false", str: "text", int: "a whole number", float: "a number", list: "a list",
             dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
-def _friendly(err: dict, field: str) -> str:
+def _friendly(err: dict, loc: tuple) -> str:
+    """pydantic's error in the script's words; user values are quoted through ``shown`` (short, escaped)."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
+    fields = [p for p in loc if isinstance(p, str)]
+    field = fields[-1] if fields else ""
+    value = err.get("input")
     if kind in _TYPE_WORDS:
-        return f"expected {_TYPE_WORDS[kind]}, got {_type_name(err.get('input'))}"
+        return f"expected {_TYPE_WORDS[kind]}, got {_type_name(value)}"
     if kind == "enum":
-        return f"{err.get('input')!r} is not one of: {ctx.get('expected', '').replace(chr(39), '')}"
+        return f"'{shown(value)}' is not one of: {ctx.get('expected', '').replace(chr(39), '')}"
     if kind == "missing":
         return "missing required field"
     if kind == "extra_forbidden":
         return "unknown field"
-    if kind == "string_too_short" and ctx.get("min_length") == 1:
+    if kind in ("string_too_short", "too_short") and ctx.get("min_length") == 1:
         return "must not be empty"
-    if kind == "too_short" and ctx.get("min_length") == 1:
-        return "must not be empty"
+    if kind == "too_long":
+        parent = fields[-2] if len(fields) > 1 else ""
+        what, limit = _TOO_MANY.get((parent, field), ("items", f"at most {ctx.get('max_length')}"))
+        return f"{ctx.get('actual_length', len(value) if hasattr(value, '__len__') else '?')} {what} is too many ({limit})"
+    if kind == "string_too_long":
+        return f"{len(value) if isinstance(value, str) else '?'} characters is too long (at most {ctx.get('max_length')} characters)"
     if kind in ("greater_than", "greater_than_equal") and field == "duration":
-        return f"must be a positive number of seconds, got {err.get('input')!r}"
+        return f"must be a positive number of seconds, got {shown(value)}"
     if kind == "less_than_equal" and field == "keyframes":
-        return f"{err.get('input')} keyframes in one shot is too many (at most {ctx.get('le')}); split the shot"
+        return f"{shown(value)} keyframes in one shot is too many (at most {ctx.get('le')}); split the shot"
     if kind == "less_than_equal" and field == "duration":
-        return f"{err.get('input')} seconds is too long for one shot (at most {ctx.get('le')}); split the shot"
+        return f"{shown(value)} seconds is too long for one shot (at most {ctx.get('le')}); split the shot"
     msg = err["msg"]
     return msg[0].lower() + msg[1:] if msg else kind
 
 
-def _structural_issues(raw: Any) -> list[ScriptIssue]:
+def _structural_pass(raw: dict, problems: Problems) -> Optional[Script]:
+    """The ``Script`` when the shape is right, else ``None`` with the problems added; pydantic runs once."""
     try:
-        Script.model_validate(raw)
-        return []
+        return Script.model_validate(raw)
     except ValidationError as e:
-        errors = e.errors()
+        errors = e.errors(include_url=False)
     # pydantic reports one error per branch of a union ("constrained-str", "int"); cut the location at the
     # first part that is neither a field nor an index and keep one message per place.
     grouped: dict[tuple, list[dict]] = {}
@@ -156,21 +118,23 @@ def _structural_issues(raw: Any) -> list[ScriptIssue]:
             else:
                 break
         grouped.setdefault(tuple(loc), []).append(err)
-    issues = []
     for loc, errs in grouped.items():
+        if len(problems.issues) >= MAX_COLLECTED_PROBLEMS:
+            problems.more += 1
+            continue
         field = next((p for p in reversed(loc) if isinstance(p, str)), "")
         if len(errs) > 1:
             # A union: prefer the branch whose type matched but whose constraint failed.
             specific = [x for x in errs if not x["type"].endswith("_type") and x["type"] != "int_parsing"]
-            message = _friendly(specific[0], field) if specific else _UNION_HINTS.get(field, _friendly(errs[0], field))
+            message = _friendly(specific[0], loc) if specific else _UNION_HINTS.get(field, _friendly(errs[0], loc))
         else:
-            message = _friendly(errs[0], field)
+            message = _friendly(errs[0], loc)
             if errs[0]["type"] == "extra_forbidden":
                 parent = next((p for p in reversed(loc[:-1]) if isinstance(p, str)), "")
                 allowed = ", ".join(_FIELDS_OF.get(parent, Script).model_fields)
-                message = f'unknown field "{field}" (allowed: {allowed})'
-        issues.append(ScriptIssue(format_path(loc), message))
-    return issues
+                message = f'unknown field "{shown(field)}" (allowed: {allowed})'
+        problems.add(format_path(loc) or "script", message)
+    return None
 
 
 # ------------------------------------------------------------------------------------ cross-field pass
@@ -180,80 +144,166 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else []
 
 
-def _cross_field_issues(raw: dict, input_dir: Optional[str], image_count: Optional[int]) -> list[ScriptIssue]:
-    issues: list[ScriptIssue] = []
-    add = lambda path, msg: issues.append(ScriptIssue(path, msg))  # noqa: E731
+def _text(value: Any) -> Optional[str]:
+    """A non-empty text value, stripped, or ``None``."""
+    return value.strip() or None if isinstance(value, str) else None
 
-    # Characters: unique names (case-insensitive, since a script is written by hand) and usable references.
-    known: dict[str, int] = {}
-    for i, ch in enumerate(_as_list(raw.get("characters"))):
+
+def _hidden_problem(text: str) -> Optional[str]:
+    found = hidden_character(text[:MAX_TEXT_LENGTH])  # longer text is refused for its length anyway
+    if found is None:
+        return None
+    position, what = found
+    return (f'"{shown(text)}" contains an invisible or control character ({what}) at position {position}; names, ids and '
+            "titles must be plain visible text")
+
+
+def _guarded(problems: Problems, path: str, check, *args) -> None:
+    """Run one item's checks; anything unexpected becomes a problem at that item instead of a crash."""
+    try:
+        check(*args)
+    except Exception as e:  # noqa: BLE001 - a script must never crash the validator
+        problems.add(path, f"could not be checked ({type(e).__name__}: {shown(str(e))})")
+
+
+class _CrossFieldPass:
+    """Names, references, files and totals: rules that span fields, checked on the raw data so that they
+    still report what they can when the structure is partly broken."""
+
+    def __init__(self, raw: dict, input_dir: Optional[str], image_count: Optional[int], problems: Problems):
+        self.raw, self.input_dir, self.image_count = raw, input_dir, image_count
+        self.problems = problems
+        self.known: dict[str, int] = {}  # name_key -> index in characters
+        self.names: list[str] = []  # the names as written, by index (None when missing)
+        self.files: dict[str, Optional[str]] = {}  # reference file -> its problem, each file checked once
+        self.seen_ids: dict[str, int] = {}  # shot id -> index in shots
+        self.known_text = ""  # "Ava, Bo, ..." for messages about unknown names
+
+    def add(self, path: str, message) -> None:
+        self.problems.add(path, message)
+
+    def run(self) -> None:
+        title = _text(self.raw.get("title"))
+        hidden = _hidden_problem(title) if title is not None else None
+        if hidden:
+            self.add("title", hidden)
+        # A list longer than its limit is one structural problem; its items past the limit are not checked,
+        # so the work here stays bounded by the limits, whatever the script's size.
+        for i, ch in enumerate(_as_list(self.raw.get("characters"))[:MAX_CHARACTERS]):
+            _guarded(self.problems, f"characters[{i}]", self.character, i, ch)
+        self.known_text = listed([n for n in self.names if n is not None]) or "none: the script has no characters"
+        total = 0
+        for s, shot in enumerate(_as_list(self.raw.get("shots"))[:MAX_SHOTS]):
+            _guarded(self.problems, f"shots[{s}]", self.shot, s, shot)
+            total += _planned_keyframes(shot)
+        if total > MAX_TOTAL_KEYFRAMES:
+            self.add("shots", f"the script plans {total} keyframes, more than the limit of {MAX_TOTAL_KEYFRAMES}")
+
+    # Characters: unique names (after Unicode normalisation and case folding, since a script is written by
+    # hand and look-alike names would confuse every reader), visible names, usable references.
+    def character(self, i: int, ch: Any) -> None:
+        name = _text(ch.get("name")) if isinstance(ch, dict) else None
+        self.names.append(name)
         if not isinstance(ch, dict):
-            continue
-        name = ch.get("name")
-        if isinstance(name, str) and name.strip():
-            key = name.strip().casefold()
-            if key in known:
-                add(f"characters[{i}].name", f'duplicate character "{name.strip()}" (also characters[{known[key]}])')
-            else:
-                known[key] = i
-        for j, ref in enumerate(_as_list(ch.get("references"))):
-            where = f"characters[{i}].references[{j}]"
-            if isinstance(ref, bool):
-                continue  # the structural pass reports the type
-            if isinstance(ref, int) and ref >= 0 and image_count is not None:
-                if image_count == 0:
-                    add(where, f"index {ref} refers to the IMAGE batch input, but no images are connected")
-                elif ref >= image_count:
-                    add(where, f"index {ref} is out of range: the IMAGE batch has {image_count} image(s) (0..{image_count - 1})")
-            elif isinstance(ref, str) and ref.strip() and input_dir is not None:
-                _, problem = check_reference_file(input_dir, ref.strip())
-                if problem:
-                    add(where, problem)
+            return
+        if name is not None:
+            hidden = _hidden_problem(name)
+            if hidden:
+                self.add(f"characters[{i}].name", hidden)
+            key = name_key(name)
+            if key in self.known:
+                j = self.known[key]
+                same = self.names[j] == name or self.names[j].casefold() == name.casefold()
+                how = "" if same else f': "{shown(self.names[j])}" is the same name once letter forms are normalised'
+                self.add(f"characters[{i}].name", f'duplicate character "{shown(name)}" (also characters[{j}]){how}')
+            elif not hidden:
+                self.known[key] = i
+        whose = f' (character "{shown(name, 40)}")' if name is not None else ""
+        for j, ref in enumerate(_as_list(ch.get("references"))[:MAX_REFERENCES_PER_CHARACTER]):
+            problem = self.reference(ref)
+            if problem:
+                self.add(f"characters[{i}].references[{j}]", problem + whose)
 
-    names = [c["name"].strip() for c in _as_list(raw.get("characters")) if isinstance(c, dict) and isinstance(c.get("name"), str)]
-    known_text = ", ".join(names) if names else "none: the script has no characters"
+    def reference(self, ref: Any) -> Optional[str]:
+        if isinstance(ref, bool):
+            return None  # the structural pass reports the type
+        if isinstance(ref, int) and ref >= 0 and self.image_count is not None:
+            if self.image_count == 0:
+                return f"index {shown(ref)} refers to the IMAGE batch input, but no images are connected"
+            if ref >= self.image_count:
+                n = self.image_count
+                return f"index {shown(ref)} is out of range: the IMAGE batch has {n} image(s) (0..{n - 1})"
+        elif isinstance(ref, str) and 0 < len(ref.strip()) <= MAX_FILE_NAME_LENGTH and self.input_dir is not None:
+            name = ref.strip()
+            if name not in self.files:
+                self.files[name] = check_reference_file(self.input_dir, name)[1]
+            return self.files[name]
+        return None
 
-    # Shots: unique ids, known characters, each at most once, keyframe counts that agree with the actions.
-    seen_ids: dict[str, int] = {}
-    total_keyframes = 0
-    for s, shot in enumerate(_as_list(raw.get("shots"))):
+    # Shots: unique ids, visible ids, known characters each at most once, keyframe counts that agree with
+    # the actions.
+    def shot(self, s: int, shot: Any) -> None:
         if not isinstance(shot, dict):
-            continue
+            return
         sid = shot.get("id")
         if isinstance(sid, (str, int)) and not isinstance(sid, bool) and str(sid).strip():
             key = str(sid).strip()
-            if key in seen_ids:
-                add(f"shots[{s}].id", f'duplicate shot id "{key}" (also shots[{seen_ids[key]}])')
+            hidden = _hidden_problem(key)
+            if hidden:
+                self.add(f"shots[{s}].id", hidden)
+            elif key in self.seen_ids:
+                self.add(f"shots[{s}].id", f'duplicate shot id "{shown(key)}" (also shots[{self.seen_ids[key]}])')
             else:
-                seen_ids[key] = s
+                self.seen_ids[key] = s
         on_screen: set[str] = set()
-        for j, name in enumerate(_as_list(shot.get("characters"))):
-            if not isinstance(name, str) or not name.strip():
+        for j, name in enumerate(_as_list(shot.get("characters"))[:MAX_CHARACTERS_PER_SHOT]):
+            name = _text(name)
+            if name is None:
                 continue
-            key = name.strip().casefold()
-            if key not in known:
-                add(f"shots[{s}].characters[{j}]", f'unknown character "{name.strip()}" (known: {known_text})')
+            where = f"shots[{s}].characters[{j}]"
+            hidden = _hidden_problem(name)
+            key = name_key(name)
+            if hidden:
+                self.add(where, hidden)
+            elif key not in self.known:
+                self.add(where, lambda: f'unknown character "{shown(name)}" (known: {self.known_text})')
             elif key in on_screen:
-                add(f"shots[{s}].characters[{j}]", f'character "{name.strip()}" is listed twice')
-            elif names[known[key]] != name.strip():
-                add(f"shots[{s}].characters[{j}]", f'"{name.strip()}" differs in case from the character "{names[known[key]]}"')
+                self.add(where, f'character "{shown(name)}" is listed twice')
+            elif self.names[self.known[key]] != name:
+                written = self.names[self.known[key]]
+                if written.casefold() == name.casefold():
+                    self.add(where, f'"{shown(name)}" differs in case from the character "{shown(written)}"')
+                else:
+                    self.add(where, f'"{shown(name)}" is written with other letter forms than the character '
+                                    f'"{shown(written)}"; write the name exactly as in characters')
             on_screen.add(key)
         action, keyframes = shot.get("action"), shot.get("keyframes")
         if isinstance(action, list) and len(action) > 0 and isinstance(keyframes, int) and not isinstance(keyframes, bool):
             if keyframes != len(action):
-                add(f"shots[{s}].keyframes", f"keyframes is {keyframes} but action lists {len(action)} sentences; give one sentence per keyframe, or a single sentence")
-        if isinstance(keyframes, int) and not isinstance(keyframes, bool) and keyframes > 0:
-            total_keyframes += keyframes
-        elif isinstance(action, list):
-            total_keyframes += max(len(action), 1)
-        else:
-            total_keyframes += 1
-    if total_keyframes > MAX_TOTAL_KEYFRAMES:
-        add("shots", f"the script plans {total_keyframes} keyframes, more than the limit of {MAX_TOTAL_KEYFRAMES}")
-    return issues
+                self.add(f"shots[{s}].keyframes", f"keyframes is {shown(keyframes)} but action lists {len(action)} sentences; "
+                         "give one sentence per keyframe, or a single sentence")
+
+
+def _planned_keyframes(shot: Any) -> int:
+    """Keyframes a shot asks for, as far as its raw data tells (for the script's total)."""
+    if not isinstance(shot, dict):
+        return 1
+    action, keyframes = shot.get("action"), shot.get("keyframes")
+    if isinstance(keyframes, int) and not isinstance(keyframes, bool) and keyframes > 0:
+        return min(keyframes, MAX_TOTAL_KEYFRAMES + 1)
+    if isinstance(action, list):
+        return max(len(action), 1)
+    return 1
+
+
+def _cross_field_pass(raw: dict, input_dir: Optional[str], image_count: Optional[int], problems: Problems) -> None:
+    _CrossFieldPass(raw, input_dir, image_count, problems).run()
 
 
 # ------------------------------------------------------------------------------------------ entry points
+
+_ORDER_CACHE: dict = {}
+
 
 def _script_order(issue: ScriptIssue) -> tuple:
     """Sort key following the script's own order: ``shots[2].id`` before ``shots[2].scene`` before ``shots[10]``."""
@@ -262,8 +312,10 @@ def _script_order(issue: ScriptIssue) -> tuple:
         if token.isdigit():
             key.append((0, int(token)))
             continue
-        fields = list(model.model_fields) if model else []
-        key.append((1, fields.index(token) if token in fields else len(fields)))
+        fields = _ORDER_CACHE.get(model)
+        if fields is None:
+            fields = _ORDER_CACHE[model] = {f: n for n, f in enumerate(model.model_fields)} if model else {}
+        key.append((1, fields.get(token, len(fields))))
         model = {"characters": Character, "shots": Shot}.get(token) if model is Script else None
     return tuple(key)
 
@@ -273,16 +325,24 @@ def validate_script(raw: Any, *, input_dir: Optional[str] = None, image_count: O
 
     ``input_dir``: the folder that file references are resolved in (the host's input folder); ``None``
     skips file checks. ``image_count``: size of the IMAGE batch that index references point into (``0``
-    when none is connected); ``None`` skips index checks.
+    when none is connected); ``None`` skips index checks. Nothing but ``ScriptError`` ever leaves here.
     """
     if not isinstance(raw, dict):
-        kind = "empty" if raw is None else f"a {type(raw).__name__}"
+        kind = "empty" if raw is None else _type_name(raw)
         raise ScriptError([ScriptIssue("script", f"expected a mapping with title, style, characters and shots; got {kind}")])
-    issues = _structural_issues(raw) + _cross_field_issues(raw, input_dir, image_count)
-    if issues:
+    # Each pass finds its problems in script order and keeps the first MAX_COLLECTED_PROBLEMS of them, so the
+    # merged report starts with the script's first problems, whatever their number.
+    structural, cross_field = Problems(), Problems()
+    try:
+        script = _structural_pass(raw, structural)
+        _cross_field_pass(raw, input_dir, image_count, cross_field)
+    except Exception as e:  # noqa: BLE001 - the last guard: a report, never a traceback
+        raise ScriptError([ScriptIssue("script", f"could not be checked ({type(e).__name__}: {shown(str(e))})")]) from e
+    if structural or cross_field:
         # Report in script order (title, style, characters, shots ...) without exact repeats.
-        raise ScriptError(sorted(dict.fromkeys(issues), key=_script_order))
-    return Script.model_validate(raw)
+        issues = sorted(dict.fromkeys(structural.issues + cross_field.issues), key=_script_order)
+        raise ScriptError(issues, structural.more + cross_field.more)
+    return script
 
 
 def load_script(text: str, *, input_dir: Optional[str] = None, image_count: Optional[int] = None) -> Script:

@@ -173,3 +173,117 @@ def test_builtin_minilm_text_encoder_needs_no_clip_and_matches_the_dataset_build
     del missing["2"]["inputs"]["clip"], missing["1"]
     refused = host.run(missing)
     assert not refused.success and "connect a CLIP text encoder, or choose the built-in text_encoder" in refused.error_text()
+
+
+# ------------------------------------------------------------------------------- hostile scripts (issue #20)
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` pixels."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    body = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:29] = body
+    data[29:33] = struct.pack(">I", zlib.crc32(body))
+    return bytes(data)
+
+
+def test_script_problems_are_reported_once_under_the_script_input(host, photos):
+    """The host files a failed validate_inputs under every input it passed; the report is spelled out once."""
+    broken = SCRIPT.replace("characters: [Grace, Eileen]", "characters: [Grace, Mira]").replace("duration: 3", "duration: 0")
+    g = graph(script=broken)
+    g["2"]["inputs"]["text_encoder"] = "clip (connected)"
+    result = host.run(g)
+    assert not result.valid
+    by_input = result.input_errors("2")
+    assert set(by_input) == set(g["2"]["inputs"]), by_input
+    assert 'unknown character "Mira"' in by_input["script"] and "2 problems in the script" in by_input["script"]
+    for name, text in by_input.items():
+        if name != "script":
+            assert text.endswith("see the problems listed under script"), (name, text)
+    assert result.error_text().count('unknown character "Mira"') == 1
+    assert result.error_text().count("shots[0].duration") == 1
+
+
+def test_a_bad_choice_is_reported_once_under_its_input(host, photos):
+    result = host.run(graph(face_embedder="nonesuch"))
+    by_input = result.input_errors("2")
+    assert '"nonesuch" is not one of the choices' in by_input["face_embedder"]
+    assert result.error_text().count("nonesuch") == 1
+
+
+def test_index_99_into_a_6_image_batch_is_refused_at_run_time_with_the_characters_name(host, photos):
+    g = graph(script=SCRIPT.replace("references: [0]", "references: [99]"))
+    g["6"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["3", 0], "amount": 6}}
+    g["2"]["inputs"]["images"] = ["6", 0]
+    result = host.run(g)
+    assert result.valid and not result.success
+    assert ('characters[1].references[0]: index 99 is out of range: the IMAGE batch has 6 image(s) (0..5) '
+            '(character "Grace")') in result.error_text()
+    assert result.execution_error["node_id"] == "2"
+
+
+@pytest.mark.parametrize("case", ["billion laughs", "5000 digits", "deep nesting", "duplicate key", "!!set",
+                                  "zero-width name"])
+def test_hostile_scripts_are_node_errors_naming_the_field_not_exceptions(host, photos, case):
+    import time
+
+    script = {
+        "billion laughs": "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+            f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + "title: *i\n",
+        "5000 digits": SCRIPT.replace("duration: 3", "duration: " + "9" * 5000),
+        "deep nesting": SCRIPT.replace("style: black and white photograph", "style: " + "[" * 20000 + "]" * 20000),
+        "duplicate key": SCRIPT.replace("duration: 3", "duration: 3\n    duration: 4"),
+        "!!set": SCRIPT.replace("characters: [Grace, Eileen]", "characters: !!set {Grace, Eileen}"),
+        "zero-width name": SCRIPT.replace("name: Grace", 'name: "Gr\\u200bace"'),
+    }[case]
+    where = {"billion laughs": "script: ", "5000 digits": "shots[0].duration: ", "deep nesting": "style[0]",
+             "duplicate key": "shots[0].duration: given twice", "!!set": "shots[1].characters: the YAML tag !!set",
+             "zero-width name": "characters[1].name: "}[case]
+    start = time.perf_counter()
+    result = host.run(graph(script=script))
+    assert time.perf_counter() - start < 5
+    assert not result.valid
+    text = result.error_text()
+    assert "exception" not in text.lower() and "Traceback" not in text, text
+    assert where in result.input_errors("2")["script"], text
+
+
+def test_a_script_file_that_is_not_text_or_too_large_is_refused_by_its_name(host, photos):
+    from moviedreamer_core.script.limits import MAX_SCRIPT_FILE_BYTES
+
+    folder = photos / "scripts"
+    folder.mkdir(exist_ok=True)
+    (folder / "picture.yaml").write_bytes(_bomb_png(64, 64))
+    with open(folder / "huge.yaml", "wb") as f:
+        f.truncate(30_000_000)  # sparse: refused by its size, never read
+    picture = host.run(graph(script_file="scripts/picture.yaml"))
+    assert not picture.valid
+    assert '"scripts/picture.yaml" is not UTF-8 text (byte 0x89 at offset 0)' in picture.input_errors("2")["script_file"]
+    huge = host.run(graph(script_file="scripts/huge.yaml"))
+    assert f'"scripts/huge.yaml" is 30,000,000 bytes, more than the limit of {MAX_SCRIPT_FILE_BYTES:,} bytes' \
+        in huge.input_errors("2")["script_file"]
+
+
+def test_a_decompression_bomb_reference_is_refused_at_queue_time(host, photos):
+    (photos / "bomb.png").write_bytes(_bomb_png(40000, 40000))
+    result = host.run(graph(script=SCRIPT.replace("[astronaut.png]", "[bomb.png]")))
+    assert not result.valid
+    assert 'characters[0].references[0]: image "bomb.png" is too large to decode safely' in result.error_text()
+    assert '(character "Eileen")' in result.error_text()
+
+
+def test_a_report_of_thousands_of_problems_stays_short(host, photos):
+    shots = "".join(f"  - {{id: {i}, scene: s, action: a, duration: -1}}\n" for i in range(3000))
+    result = host.run(graph(script="title: many mistakes\nshots:\n" + shots))
+    assert not result.valid
+    text = result.error_text()
+    assert "3000 problems in the script" in text and "... and 2950 more problems" in text
+    assert len(text) < 10_000

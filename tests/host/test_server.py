@@ -155,3 +155,125 @@ def test_planner_and_renderer_fill_the_storyboard_panel_over_the_websocket(serve
     assert image["type"] == "output" and image["subfolder"] == "moviedreamer/panel/keyframes"
     view = server.get("/view", params=image)
     assert view.status_code == 200 and view.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------- hostile scripts (issue #20)
+
+
+ROUTE = "/moviedreamer/validate_script"
+
+
+def _heavy_script() -> str:
+    """A script of about 600 KB that takes the validator a while (5000 shots of unknown characters)."""
+    crowd = ", ".join(f"x{k}" for k in range(16))
+    return "title: heavy\nshots:\n" + "".join(
+        f"  - {{id: {i}, scene: s, action: a, duration: 1, characters: [{crowd}]}}\n" for i in range(5000))
+
+
+def test_route_refuses_files_and_bodies_that_are_not_text_with_a_clear_4xx(server):
+    scripts = server.dirs["input"] / "scripts"
+    scripts.mkdir(exist_ok=True)
+    (scripts / "photo.yaml").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with open(scripts / "huge.yaml", "wb") as f:
+        f.truncate(30_000_000)  # sparse: refused by its size, never read
+    photo = server.post(ROUTE, json={"script": "", "script_file": "scripts/photo.yaml"})
+    assert photo.status_code == 422
+    assert photo.json()["issues"] == [{"path": "script_file", "message": '"scripts/photo.yaml" is not UTF-8 text (byte '
+                                       "0x89 at offset 0); a script file is YAML or JSON saved as UTF-8"}]
+    start = time.perf_counter()
+    huge = server.post(ROUTE, json={"script": "", "script_file": "scripts/huge.yaml"})
+    assert time.perf_counter() - start < 2 and huge.status_code == 422
+    assert "30,000,000 bytes, more than the limit" in huge.json()["issues"][0]["message"]
+    not_utf8 = server.post(ROUTE, data=b'{"script": "\xff\xfe"}', headers={"Content-Type": "application/json"})
+    assert not_utf8.status_code == 400 and "not UTF-8" in not_utf8.json()["issues"][0]["message"]
+    deep = server.post(ROUTE, data="[" * 100000 + "]" * 100000, headers={"Content-Type": "application/json"})
+    assert deep.status_code == 400 and deep.json()["issues"][0]["path"] == "request"
+    for body in ('{"script": 5}', "[]", '"text"', '{"script": "x", "script_file": ["a"]}'):
+        assert server.post(ROUTE, data=body).status_code == 400, body
+
+
+def test_route_refuses_a_request_over_the_limit_before_reading_it(server):
+    """Headers announce 30 MB; only 1 KB is sent: the answer comes at once, without waiting for the rest."""
+    import socket
+
+    from moviedreamer_core.script.limits import MAX_REQUEST_BYTES
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"POST {ROUTE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: 30000000\r\n\r\n".encode() + b'{"script": "' + b"x" * 1000)
+        start = time.perf_counter()
+        answer = sock.recv(65536).decode(errors="replace")
+    assert time.perf_counter() - start < 5
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert f"the request is larger than the limit of {MAX_REQUEST_BYTES:,} bytes" in answer
+
+
+def test_route_names_the_field_unit_and_limit_of_an_over_long_script(server):
+    from moviedreamer_core.script.limits import MAX_SCRIPT_CHARS
+
+    answer = server.post(ROUTE, json={"script": "x" * (MAX_SCRIPT_CHARS + 1)})
+    assert answer.status_code == 200
+    assert answer.json()["issues"] == [{"path": "script", "message": f"the script is {MAX_SCRIPT_CHARS + 1:,} characters "
+                                        f"long, more than the limit of {MAX_SCRIPT_CHARS:,} characters (about 1 MB); "
+                                        "split the movie into several scripts"}]
+
+
+def test_route_lists_fifty_problems_and_counts_the_rest(server):
+    answer = server.post(ROUTE, json={"script": _heavy_script()}).json()
+    assert not answer["ok"] and answer["problems"] == 80000 and len(answer["issues"]) == 51
+    assert answer["issues"][-1] == {"path": "script", "message": "... and 79950 more problems (fix the ones above first)"}
+
+
+def test_the_server_answers_while_scripts_are_being_checked(server):
+    """Checks run off the event loop: while several large scripts are being checked (through the route and
+    through /prompt), another request is answered long before they are all done. (On the event loop, that
+    request would wait for every check that started before it.)"""
+    import threading
+
+    heavy = _heavy_script()
+    prompt = {"1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 1}},
+              "2": {"class_type": "ScriptEncode", "inputs": {"script": heavy, "script_file": "(none: use the text above)",
+                                                            "clip": ["1", 0], "face_embedder": "dlib"}},
+              "3": {"class_type": "MovieDreamerScriptInfo", "inputs": {"script_embeds": ["2", 1], "max_keyframes": 5}}}
+    statuses = []
+    workers = [threading.Thread(target=lambda: statuses.append(server.post(ROUTE, json={"script": heavy}).status_code))
+               for _ in range(3)]
+    workers.append(threading.Thread(target=lambda: statuses.append(server.post_prompt(prompt).status_code)))
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    time.sleep(0.1)
+    latencies = []
+    while any(w.is_alive() for w in workers):
+        t = time.perf_counter()
+        assert server.get("/system_stats").status_code == 200
+        latencies.append(time.perf_counter() - t)
+        time.sleep(0.05)
+    for w in workers:
+        w.join()
+    busy = time.perf_counter() - start
+    assert sorted(statuses) == [200, 200, 200, 400], statuses
+    assert busy > 1.5 and len(latencies) >= 5, (busy, latencies)
+    assert max(latencies) < busy / 3, f"{max(latencies):.2f} s for /system_stats during {busy:.2f} s of checks"
+
+
+def test_prompt_answer_and_log_stay_small_for_a_script_naming_100000_characters(server, object_info):
+    require_nodes(object_info, "ScriptEncode", "MovieDreamerScriptInfo")
+    crowd = ",".join(f"n{i}" for i in range(100000))
+    script = f"title: crowd\nshots:\n  - {{id: 1, scene: s, action: a, duration: 1, characters: [{crowd}]}}\n"
+    assert len(script) > 600_000
+    prompt = {"1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 1}},
+              "2": {"class_type": "ScriptEncode", "inputs": {"script": script, "script_file": "(none: use the text above)",
+                                                            "clip": ["1", 0], "face_embedder": "dlib"}},
+              "3": {"class_type": "MovieDreamerScriptInfo", "inputs": {"script_embeds": ["2", 1], "max_keyframes": 5}}}
+    log_before = server.log_path.stat().st_size
+    r = server.post_prompt(prompt)
+    assert r.status_code == 400
+    assert len(r.content) < 20_000, f"{len(r.content)} bytes"
+    errors = r.json()["node_errors"]["2"]["errors"]
+    details = " ".join(e["details"] for e in errors)
+    assert details.count("100000 characters on screen in one shot is too many") == 1
+    assert details.count('unknown character "n0"') == 1
+    assert [e["extra_info"]["input_name"] for e in errors if "too many" in e["details"]] == ["script"]
+    time.sleep(0.5)  # the log is written by the server process
+    assert server.log_path.stat().st_size - log_before < 20_000

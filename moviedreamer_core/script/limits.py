@@ -1,0 +1,64 @@
+"""Every limit a script is held to, in one place (the README's "Limits" table lists the same numbers).
+
+Two kinds of limit live here. The *movie* limits catch typos ("keyframes: 300" for "3") before hours of
+sampling; the planner itself handles thousands of keyframes. The *work* limits bound what checking a script
+may cost: a script comes from anywhere (a shared workflow, the HTTP API, an editor posting on every key
+press), and no script may make the validator run for long, use much memory or drive a recursion to the
+interpreter's limit. With these numbers every script is accepted or refused within about a second on two CPU
+cores (``tests/core/test_script_hostile.py`` holds the validator to 2 s).
+"""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------------------------------------ the movie
+
+#: Keyframes in one shot, whether given by ``keyframes`` or by a list of action sentences.
+MAX_KEYFRAMES_PER_SHOT = 32
+#: Seconds in one shot.
+MAX_SHOT_DURATION_S = 600.0
+#: Shots in one script.
+MAX_SHOTS = 5000
+#: Keyframes in one script.
+MAX_TOTAL_KEYFRAMES = 20000
+#: Characters in one script's cast.
+MAX_CHARACTERS = 256
+#: Characters on screen in one shot.
+MAX_CHARACTERS_PER_SHOT = 16
+#: Reference photos of one character.
+MAX_REFERENCES_PER_CHARACTER = 16
+#: Length of a name, a shot id or a reference file name, in characters.
+MAX_NAME_LENGTH = 64
+MAX_FILE_NAME_LENGTH = 255
+#: Length of a sentence (title, style, scene, action, description), in characters.
+MAX_TEXT_LENGTH = 2000
+#: Pixels (width x height) of one reference photo, read from the file's header before anything is decoded.
+MAX_REFERENCE_PIXELS = 64_000_000
+
+# ------------------------------------------------------------------------------------ the work of parsing
+
+#: Characters of script text (about 1 MB); longer text is refused before it is parsed.
+MAX_SCRIPT_CHARS = 1_000_000
+#: Bytes of a script file (UTF-8 takes up to 4 bytes a character); larger files are refused by their size,
+#: before they are read.
+MAX_SCRIPT_FILE_BYTES = 4 * MAX_SCRIPT_CHARS
+#: Bytes of a request body to ``POST /moviedreamer/validate_script`` (the script inside JSON, with escapes).
+MAX_REQUEST_BYTES = 8 * MAX_SCRIPT_CHARS
+#: Levels of nesting (mappings and lists inside each other). A valid script needs 4.
+MAX_DEPTH = 20
+#: Values in the parsed script (every mapping, list, text and number), counted after YAML aliases are expanded.
+#: A valid script of 1 MB holds about 130,000 (5000 shots with 20000 action sentences).
+MAX_VALUES = 200_000
+#: Characters of a number as written; longer numbers are refused before they are converted.
+MAX_NUMBER_CHARS = 30
+
+# ------------------------------------------------------------------------------------------ the answers
+
+#: Problems spelled out in one report; the rest are counted ("... and 950 more problems").
+MAX_REPORTED_PROBLEMS = 50
+#: Problems each checking pass writes out in full; past this it only counts them, so that a script with
+#: 100,000 mistakes costs no more to report than one with 1000.
+MAX_COLLECTED_PROBLEMS = 1000
+#: Characters of a user's value quoted inside a message (longer values end with "…").
+MAX_SHOWN_CHARS = 80
+#: Names listed in "known: ..." before the rest are counted.
+MAX_LISTED_NAMES = 12
