@@ -1,6 +1,6 @@
 """Parse and validate a movie script, reporting every problem at once with its exact place.
 
-A script is checked completely before any model work starts (DESIGN.md section 5): a user who queued an
+A script is checked completely before any model work starts (README, "The script format"): a user who queued an
 hour of sampling must not learn about a typo in shot 40 after shot 39 rendered. Problems are collected, not
 raised one by one, and each names its place in the script the way a user reads it::
 
