@@ -47,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--identity-tokens", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-name", default="moviedreamer_renderer", help="file name in models/moviedreamer")
+    p.add_argument("--save-dir", default=None, help="write the file into this folder instead of ComfyUI's "
+                   "models/moviedreamer (created when missing)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     return p.parse_args(argv)
 
@@ -91,6 +93,8 @@ def main(argv=None) -> int:
     folder_paths = import_host(Path(args.comfyui).expanduser().resolve(), args.cpu)
     nodes = import_pack()
     nodes.host.register_model_folder()
+    if args.save_dir:  # the first models/moviedreamer folder is where new files go (host.model_save_path)
+        folder_paths.folder_names_and_paths["moviedreamer"][0].insert(0, os.path.abspath(os.path.expanduser(args.save_dir)))
     checkpoint = _model_path(folder_paths, "checkpoints", args.checkpoint)
     clip_vision_path = _model_path(folder_paths, "clip_vision", args.clip_vision)
     images, captions = load_keyframes(args.images, (width, height), args.caption)

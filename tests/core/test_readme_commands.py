@@ -34,7 +34,7 @@ RUN_BY = {
     "moviedreamer_core.queue": "tests/host/test_queue_server.py::test_cli_queues_the_tiny_movie_and_prints_progress_and_files",
     "cli/toycinema_demo.py": "tests/host/test_toycinema.py::test_demo_command_writes_the_movie_and_the_storyboard",
     "cli/toycinema_train.py": "tests/host/test_toycinema.py::test_retraining_command_writes_a_consistent_set_of_files",
-    "cli/train_renderer.py": "tests/host/test_renderer_training.py::test_training_script_imports_the_host_as_a_library",
+    "cli/train_renderer.py": "tests/host/test_renderer_training.py::test_renderer_training_command_trains_on_a_checkpoint_the_host_loads",
     "benchmarks/toycinema.py": "tests/core/test_readme_commands.py::test_program_help_starts_in_a_fresh_interpreter",
 }
 #: The README's install and test commands: CI runs them (``.ci/run``), a test does not.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from moviedreamer_core.renderer import RendererAdapter, RendererConfig
@@ -149,3 +150,42 @@ def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path, f
                                f"--clip-vision x.safetensors --images {folder}", "--cpu", timeout=300)
     assert missing.returncode != 0
     assert 'checkpoints file "nowhere.safetensors" not found in models/checkpoints' in missing.stderr, missing.stderr[-2000:]
+
+
+@pytest.fixture(scope="session")
+def real_format_models(host, tmp_path_factory):
+    """An SD1.5 checkpoint and a ViT-L CLIP Vision file that the host's own loaders detect (random weights, the
+    smallest sizes they accept: ``tests/host/tiny_nodes.py``)."""
+    testing = host.pack_submodule("tests.host.tiny_nodes")
+    folder = tmp_path_factory.mktemp("real_format")
+    return {"checkpoint": testing.write_sd15_checkpoint(str(folder / "sd15_small.safetensors")),
+            "clip_vision": testing.write_clip_vision_vitl(str(folder / "clip_vision_vitl.safetensors"))}
+
+
+@pytest.mark.slow
+def test_renderer_training_command_trains_on_a_checkpoint_the_host_loads(host, photos, real_format_models, tmp_path,
+                                                                          fresh_python):
+    """The README's ``python cli/train_renderer.py ...`` end to end in a fresh interpreter: the host loads the
+    checkpoint and CLIP Vision with its own loaders, the renderer trains, and its file lands in ``--save-dir`` (a
+    folder that does not exist yet, so that the test writes nothing into the host's models folder)."""
+    from PIL import Image
+
+    from moviedreamer_core.renderer import read_renderer_config
+
+    folder = tmp_path / "my_keyframes"
+    folder.mkdir()
+    Image.open(photos / "astronaut.png").convert("RGB").save(folder / "a.png")
+    Image.open(photos / "hopper.png").convert("RGB").save(folder / "b.jpg")
+    (folder / "a.txt").write_text("an astronaut in a spacesuit\n")
+    save_dir = tmp_path / "new" / "moviedreamer"
+    proc = fresh_python.run(
+        f"python cli/train_renderer.py --comfyui {host.root} --checkpoint {real_format_models['checkpoint']} "
+        f"--clip-vision {real_format_models['clip_vision']} --images {folder}/ --size 64x64 --steps 2 --batch-size 2 "
+        f"--learning-rate 1e-4 --save-name my_renderer", "--cpu", "--augmentations", "0",
+        "--save-dir", str(save_dir), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    written = save_dir / "my_renderer.safetensors"
+    assert proc.stdout.strip().splitlines()[-1] == str(written), proc.stdout
+    config = read_renderer_config(str(written))
+    assert config.tokens.source == "clip_vision.image_embeds" and config.tokens.D == 768
+    assert config.context_dim == 768  # SD1.5's text width: the renderer is made for this checkpoint's UNet

@@ -367,3 +367,47 @@ TEST_NODES = [MovieDreamerTestTinyCLIP, MovieDreamerTestTinyCLIPVision, MovieDre
 
 def enabled() -> bool:
     return os.environ.get(ENV_FLAG) == "1"
+
+
+# ------------------------------------------------------------------------- files the host's loaders accept
+
+
+def write_sd15_checkpoint(path: str, seed: int = 0) -> str:
+    """A checkpoint file that ``CheckpointLoaderSimple`` / ``comfy.sd.load_checkpoint_guess_config`` detects as
+    SD1.5, as small as detection allows (HOST_NOTES): the UNet keeps SD1.5's 320 channels and 768-wide context but
+    has one level with one residual block (about 19 M parameters); the text encoder is a full-size CLIP-L (its
+    loader accepts no other); the VAE is a TAESD inside the file. Random weights, fp16 on disk (about 290 MB);
+    written in seconds, never committed."""
+    import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
+    import comfy.ops
+    from safetensors.torch import save_file
+
+    unet = openaimodel.UNetModel(image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1],
+                                 channel_mult=[1], transformer_depth=[1], transformer_depth_output=[1, 1],
+                                 transformer_depth_middle=1, use_spatial_transformer=True, use_linear_in_transformer=False,
+                                 context_dim=768, num_heads=8, num_head_channels=-1, legacy=False, adm_in_channels=None,
+                                 dtype=torch.float32, operations=comfy.ops.disable_weight_init, device="cpu")
+    reinit_(unet, seed)
+    text = comfy.sd1_clip.SD1ClipModel(device="cpu", dtype=torch.float32)
+    reinit_(text, seed + 1)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
+    reinit_(taesd, seed + 2, std=0.08)
+    state = {f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()}
+    state.update({f"cond_stage_model.{k[len('clip_l.'):]}": v for k, v in text.state_dict().items() if k.startswith("clip_l.")})
+    state.update({f"first_stage_model.{k}": v for k, v in taesd.state_dict().items()})
+    save_file({k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in state.items()}, path)
+    return path
+
+
+def write_clip_vision_vitl(path: str, seed: int = 0) -> str:
+    """A CLIP Vision file that ``CLIPVisionLoader`` / ``comfy.clip_vision.load`` detects as ViT-L/14 (its loader
+    accepts only real sizes: 303 M parameters, fp16 on disk, about 600 MB). Random weights."""
+    from safetensors.torch import save_file
+
+    config = os.path.join(os.path.dirname(comfy.clip_vision.__file__), "clip_vision_config_vitl.json")
+    model = comfy.clip_vision.ClipVisionModel(config)
+    reinit_(model.model, seed)
+    save_file({k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.model.state_dict().items()}, path)
+    return path
