@@ -13,10 +13,9 @@
 // timeout or another error of this script.
 import fs from "node:fs";
 import path from "node:path";
-import puppeteer from "puppeteer-core";
+import { openComfyUI, quietSettings } from "./comfy_page.mjs";
 
 const [url, outDir, ...files] = process.argv.slice(2);
-const executablePath = process.env.CHROME_PATH || "/usr/bin/chromium-headless-shell";
 const report = { workflows: {}, pageErrors: [], consoleErrors: [] };
 const PANEL_NODES = ["ARKeyframePlanner", "IdentityDiffusionRender"];  // js/moviedreamer.js
 const frame = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
@@ -39,19 +38,10 @@ async function fitToWindow(page) {
   await frame(page);
 }
 
-await fetch(`${url}/settings/Comfy.TutorialCompleted`, { method: "POST", body: "true" });  // no template browser
-await fetch(`${url}/settings/Comfy.Minimap.Visible`, { method: "POST", body: "false" });  // nothing over the graph
-const browser = await puppeteer.launch({ executablePath, headless: "shell",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+await quietSettings(url, { "Comfy.Minimap.Visible": false });  // no template browser, nothing over the graph
+const { browser, page } = await openComfyUI(url, { width: 1920, height: 1080 }, report);
 let code = 0;
 try {
-  const page = await browser.newPage();
-  await page.setViewport({ width: 1920, height: 1080 });
-  page.on("pageerror", (e) => report.pageErrors.push(String(e)));
-  page.on("console", (m) => { if (m.type() === "error") report.consoleErrors.push(m.text()); });
-  await page.goto(url, { waitUntil: "networkidle2", timeout: 120000 });
-  await page.waitForFunction(() => window.app?.graph && window.LiteGraph && window.app.extensions?.length, { timeout: 120000 });
-  await page.waitForFunction(() => window.app.extensions.some((e) => e.name === "MovieDreamer.FrontEnd"), { timeout: 30000 });
   for (const file of files) {
     const workflow = JSON.parse(fs.readFileSync(file, "utf8"));
     const name = path.basename(file, ".json");

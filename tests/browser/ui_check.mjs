@@ -10,10 +10,9 @@
 // Prints one JSON line with what it saw; exits 1 on a timeout or a page error.
 import fs from "node:fs";
 import path from "node:path";
-import puppeteer from "puppeteer-core";
+import { openComfyUI, quietSettings } from "./comfy_page.mjs";
 
 const [url, uiWorkflow, apiPrompt, outDir, expected] = process.argv.slice(2);
-const executablePath = process.env.CHROME_PATH || "/usr/bin/chromium-headless-shell";
 const report = { pageErrors: [], consoleErrors: [] };
 
 async function drop(page, text, name) {
@@ -28,19 +27,10 @@ async function drop(page, text, name) {
   }, text, name);
 }
 
-// a first visit opens the template browser over the canvas; this user has seen it
-await fetch(`${url}/settings/Comfy.TutorialCompleted`, { method: "POST", body: "true" });
-const browser = await puppeteer.launch({ executablePath, headless: "shell",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+await quietSettings(url);  // a first visit opens the template browser over the canvas; this user has seen it
+const { browser, page } = await openComfyUI(url, { width: 1600, height: 1000 }, report);
 let code = 0;
 try {
-  const page = await browser.newPage();
-  await page.setViewport({ width: 1600, height: 1000 });
-  page.on("pageerror", (e) => report.pageErrors.push(String(e)));
-  page.on("console", (m) => { if (m.type() === "error") report.consoleErrors.push(m.text()); });
-  await page.goto(url, { waitUntil: "networkidle2", timeout: 120000 });
-  await page.waitForFunction(() => window.app?.graph && window.LiteGraph && window.app.extensions?.length, { timeout: 120000 });
-  await page.waitForFunction(() => window.app.extensions.some((e) => e.name === "MovieDreamer.FrontEnd"), { timeout: 30000 });
   report.extension = true;
 
   const workflow = JSON.parse(fs.readFileSync(uiWorkflow, "utf8"));
