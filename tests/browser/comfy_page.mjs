@@ -29,3 +29,21 @@ export async function openComfyUI(url, viewport, report) {
     throw e;
   }
 }
+
+// Open ComfyUI, run `work(page)`, close the browser, print `report` as one JSON line and exit: 0, or 1 with
+// report.error when anything failed (opening included).
+export async function runOnComfyUI(url, viewport, report, work) {
+  let opened = null;
+  let code = 0;
+  try {
+    opened = await openComfyUI(url, viewport, report);
+    await work(opened.page);
+  } catch (e) {
+    report.error = String(e?.stack ?? e);
+    code = 1;
+  } finally {
+    if (opened) await opened.browser.close();
+  }
+  console.log(JSON.stringify(report));
+  process.exit(code);
+}

@@ -13,7 +13,7 @@
 // timeout or another error of this script.
 import fs from "node:fs";
 import path from "node:path";
-import { openComfyUI, quietSettings } from "./comfy_page.mjs";
+import { quietSettings, runOnComfyUI } from "./comfy_page.mjs";
 
 const [url, outDir, ...files] = process.argv.slice(2);
 const report = { workflows: {}, pageErrors: [], consoleErrors: [] };
@@ -39,9 +39,7 @@ async function fitToWindow(page) {
 }
 
 await quietSettings(url, { "Comfy.Minimap.Visible": false });  // no template browser, nothing over the graph
-const { browser, page } = await openComfyUI(url, { width: 1920, height: 1080 }, report);
-let code = 0;
-try {
+await runOnComfyUI(url, { width: 1920, height: 1080 }, report, async (page) => {
   for (const file of files) {
     const workflow = JSON.parse(fs.readFileSync(file, "utf8"));
     const name = path.basename(file, ".json");
@@ -84,11 +82,4 @@ try {
     await page.screenshot({ path: path.join(outDir, `${name}_after_run.png`) });
     report.workflows[file] = drawn;
   }
-} catch (e) {
-  report.error = String(e?.stack ?? e);
-  code = 1;
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(report));
-process.exit(code);
+});

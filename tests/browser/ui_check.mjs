@@ -10,7 +10,7 @@
 // Prints one JSON line with what it saw; exits 1 on a timeout or a page error.
 import fs from "node:fs";
 import path from "node:path";
-import { openComfyUI, quietSettings } from "./comfy_page.mjs";
+import { quietSettings, runOnComfyUI } from "./comfy_page.mjs";
 
 const [url, uiWorkflow, apiPrompt, outDir, expected] = process.argv.slice(2);
 const report = { pageErrors: [], consoleErrors: [] };
@@ -28,9 +28,7 @@ async function drop(page, text, name) {
 }
 
 await quietSettings(url);  // a first visit opens the template browser over the canvas; this user has seen it
-const { browser, page } = await openComfyUI(url, { width: 1600, height: 1000 }, report);
-let code = 0;
-try {
+await runOnComfyUI(url, { width: 1600, height: 1000 }, report, async (page) => {
   report.extension = true;
 
   const workflow = JSON.parse(fs.readFileSync(uiWorkflow, "utf8"));
@@ -61,11 +59,4 @@ try {
       label: c.querySelector(".md-label")?.textContent, image: c.querySelector("img")?.naturalWidth ?? 0 }));
   }, renderId);
   await page.screenshot({ path: path.join(outDir, "storyboard_panel.png") });
-} catch (e) {
-  report.error = String(e?.stack ?? e);
-  code = 1;
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(report));
-process.exit(code);
+});

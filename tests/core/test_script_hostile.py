@@ -7,13 +7,10 @@ returns within 2 s, raises nothing but ``ScriptError``, and every problem names 
 
 from __future__ import annotations
 
-import io
 import json
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +25,8 @@ from moviedreamer_core.script.limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_
                                              MAX_KEYFRAMES_PER_SHOT, MAX_REFERENCE_PIXELS, MAX_REFERENCES_PER_CHARACTER,
                                              MAX_REPORTED_PROBLEMS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_VALUES)
 from moviedreamer_core.script.parsing import YAML_LOADERS, _parse_yaml
+
+from ..crafted_files import png_claiming
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PACK = Path(__file__).parents[2]
@@ -60,17 +59,6 @@ def billion_laughs(field: str = "title") -> str:
     for prev, name in zip("abcdefgh", "bcdefghi"):
         lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 10)}]")
     return "\n".join(lines) + f"\n{field}: *i\n" + SHOT
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 16x16 PNG whose header claims ``width`` x ``height`` (a decompression bomb as Pillow sees it)."""
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16)).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    body = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[12:29] = body
-    data[29:33] = struct.pack(">I", zlib.crc32(body))
-    return bytes(data)
 
 
 # ------------------------------------------------------------------------------- crashes and stalls

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ..crafted_files import png_claiming
+
 NO_FILE = "(none: use the text above)"
 
 SCRIPT = """
@@ -178,23 +180,6 @@ def test_builtin_minilm_text_encoder_needs_no_clip_and_matches_the_dataset_build
 # ------------------------------------------------------------------------------- hostile scripts (issue #20)
 
 
-def _bomb_png(width: int, height: int) -> bytes:
-    """A small PNG whose header claims ``width`` x ``height`` pixels."""
-    import io
-    import struct
-    import zlib
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16)).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    body = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[12:29] = body
-    data[29:33] = struct.pack(">I", zlib.crc32(body))
-    return bytes(data)
-
-
 def test_script_problems_are_reported_once_under_the_script_input(host, photos):
     """The host files a failed validate_inputs under every input it passed; the report is spelled out once."""
     broken = SCRIPT.replace("characters: [Grace, Eileen]", "characters: [Grace, Mira]").replace("duration: 3", "duration: 0")
@@ -261,7 +246,7 @@ def test_a_script_file_that_is_not_text_or_too_large_is_refused_by_its_name(host
 
     folder = photos / "scripts"
     folder.mkdir(exist_ok=True)
-    (folder / "picture.yaml").write_bytes(_bomb_png(64, 64))
+    (folder / "picture.yaml").write_bytes(png_claiming(64, 64))
     with open(folder / "huge.yaml", "wb") as f:
         f.truncate(30_000_000)  # sparse: refused by its size, never read
     picture = host.run(graph(script_file="scripts/picture.yaml"))
@@ -273,7 +258,7 @@ def test_a_script_file_that_is_not_text_or_too_large_is_refused_by_its_name(host
 
 
 def test_a_decompression_bomb_reference_is_refused_at_queue_time(host, photos):
-    (photos / "bomb.png").write_bytes(_bomb_png(40000, 40000))
+    (photos / "bomb.png").write_bytes(png_claiming(40000, 40000))
     result = host.run(graph(script=SCRIPT.replace("[astronaut.png]", "[bomb.png]")))
     assert not result.valid
     assert 'characters[0].references[0]: image "bomb.png" is too large to decode safely' in result.error_text()
