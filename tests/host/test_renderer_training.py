@@ -235,6 +235,14 @@ def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path, f
     (folder / "a.txt").write_text("an astronaut in a spacesuit\n")
     images, captions = cli.load_keyframes(str(folder), (64, 48), "a portrait")
     assert tuple(images.shape) == (2, 48, 64, 3) and captions == ["an astronaut in a spacesuit", "a portrait"]
+    assert cli.load_characters(str(folder)) is None  # no character sub-folders: faces are clustered
+    cast = tmp_path / "cast"
+    for who, photo in (("Grace", "hopper.png"), ("Grace", "astronaut.png"), ("Eileen", "astronaut.png")):
+        (cast / who).mkdir(parents=True, exist_ok=True)
+        Image.open(photos / photo).save(cast / who / f"{len(list((cast / who).iterdir()))}.png")
+    Image.open(photos / "coffee.png").save(cast / "coffee.png")
+    assert cli.load_characters(str(cast)) == ["", "Eileen", "Grace", "Grace"]
+    assert cli.load_keyframes(str(cast), (32, 32))[0].shape[0] == 4
     train = host.pack_submodule("nodes.renderer_train_node").train_renderer
     steps = []
     model = testing.tiny_sd(0)
