@@ -9,7 +9,11 @@ runs (``renderer_train_node.train_renderer``). The file lands in ``models/movied
         --clip-vision CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors --images my_keyframes/ --size 1024x576 \\
         --steps 3000 --save-name my_renderer
 
-Captions: ``<image>.txt`` next to each image, else ``--caption`` for every image.
+Captions: ``<image>.txt`` next to each image, else ``--caption`` for every image. Characters (for the paper's
+identity randomisation: a sample's face identity is drawn from another photo of its character): images in a
+sub-folder show the character the sub-folder is named after (``my_keyframes/Eileen/*.png``); images at the top
+level show nobody known. Without sub-folders the photos are grouped by clustering their face embeddings
+(``--character-threshold``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--augmentations", type=int, default=4)
     p.add_argument("--identity-noise", type=float, default=0.05)
+    p.add_argument("--character-threshold", type=float, default=0.07,
+                   help="without character sub-folders: cosine distance within which faces are one character (0: none)")
     p.add_argument("--context-tokens", type=int, default=4)
     p.add_argument("--identity-tokens", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -53,14 +59,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def keyframe_files(folder: str) -> tuple[list[Path], list[str]]:
+    """Every image in ``folder`` (sorted) and then in each of its sub-folders (sorted by name), with the character
+    each shows: the sub-folder's name, or ``""`` (nobody known) at the top level."""
+    root = Path(folder)
+    images = lambda d: sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
+    files = [(f, "") for f in images(root)]
+    for sub in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        files += [(f, sub.name) for f in images(sub)]
+    return [f for f, _ in files], [c for _, c in files]
+
+
+def load_characters(folder: str):
+    """One character name per image of ``load_keyframes`` (its sub-folder), or ``None`` when the folder has no
+    character sub-folders (the photos are then grouped by clustering their faces)."""
+    _, characters = keyframe_files(folder)
+    return characters if any(characters) else None
+
+
 def load_keyframes(folder: str, size: tuple[int, int], default_caption: str = ""):
-    """``(IMAGE [N, H, W, 3], captions)``: every image in ``folder`` (sorted), centre-cropped to the aspect of
-    ``size`` and resized; its caption from ``<name>.txt`` beside it, else ``default_caption``."""
+    """``(IMAGE [N, H, W, 3], captions)``: every image in ``folder`` and its character sub-folders (``keyframe_files``),
+    centre-cropped to the aspect of ``size`` and resized; its caption from ``<name>.txt`` beside it, else
+    ``default_caption``."""
     import numpy as np
     import torch
     from PIL import Image, ImageOps
 
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files, _ = keyframe_files(folder)
     if not files:
         raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     images, captions = [], []
@@ -115,7 +140,9 @@ def main(argv=None) -> int:
                        token_source=args.token_source, steps=args.steps, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, augmentations=args.augmentations,
                        identity_noise=args.identity_noise, context_tokens=args.context_tokens,
-                       identity_tokens=args.identity_tokens, seed=args.seed, save_name=args.save_name, on_step=on_step)
+                       identity_tokens=args.identity_tokens, seed=args.seed, save_name=args.save_name,
+                       characters=load_characters(args.images), character_threshold=args.character_threshold,
+                       on_step=on_step)
     print(text)
     print(nodes.host.model_save_path(text.split(":", 1)[0]))
     return 0

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
@@ -39,6 +40,8 @@ class Storyboard:
     script_hash: str
     content_hash: str
     params: dict = field(default_factory=dict)  # temperature, guidance, window, ...
+    null_tokens: Optional[torch.Tensor] = None  # [1, K, D]: the token encoder's encoding of a black image, when the
+    # tokens were encoded from images (Keyframe Encode); IP-Adapter plus renderers read it on the unconditional pass
 
     def __post_init__(self):
         if self.tokens.ndim != 3:
@@ -49,6 +52,9 @@ class Storyboard:
                 raise ValueError(f"storyboard {name} has {len(getattr(self, name))} entries for {n} keyframes")
         if (self.tokens.shape[1], self.tokens.shape[2]) != (self.token_space.K or self.tokens.shape[1], self.token_space.D):
             raise ValueError(f"storyboard tokens {tuple(self.tokens.shape)} do not fit {self.token_space.describe()}")
+        if self.null_tokens is not None and (self.null_tokens.ndim != 3 or self.null_tokens.shape[0] != 1
+                                             or self.null_tokens.shape[2] != self.token_space.D):
+            raise ValueError(f"storyboard null tokens {tuple(self.null_tokens.shape)} do not fit {self.token_space.describe()}")
 
     @property
     def n_keyframes(self) -> int:
@@ -71,8 +77,10 @@ class Storyboard:
         """Write the tokens, with everything else as JSON metadata (atomically: temporary file, then rename)."""
         from .files import save_safetensors
 
-        save_safetensors({"tokens": self.tokens.detach().float().cpu().contiguous()}, path,
-                         metadata={METADATA_KEY: json.dumps(self.metadata())})
+        tensors = {"tokens": self.tokens.detach().float().cpu().contiguous()}
+        if self.null_tokens is not None:
+            tensors["null_tokens"] = self.null_tokens.detach().float().cpu().contiguous()
+        save_safetensors(tensors, path, metadata={METADATA_KEY: json.dumps(self.metadata())})
 
     @classmethod
     def from_safetensors(cls, path: str) -> "Storyboard":
@@ -87,11 +95,12 @@ class Storyboard:
                 raise ValueError(f"{os.path.basename(path)}: storyboard format {meta['format']} is newer than this pack "
                                  f"understands ({STORYBOARD_FORMAT_VERSION}); update ComfyUI-MovieDreamer")
             tokens = f.get_tensor("tokens")
+            null_tokens = f.get_tensor("null_tokens") if "null_tokens" in f.keys() else None
         return cls(
             tokens=tokens, token_space=TokenSpace.from_dict(meta["token_space"]), keyframe_shot=tuple(meta["keyframe_shot"]),
             shot_ids=tuple(meta["shot_ids"]), planner_name=meta["planner_name"], seed=int(meta["seed"]),
             keyframe_seeds=tuple(int(s) for s in meta["keyframe_seeds"]), script_hash=meta["script_hash"],
-            content_hash=meta["content_hash"], params=meta.get("params", {}),
+            content_hash=meta["content_hash"], params=meta.get("params", {}), null_tokens=null_tokens,
         )
 
     save = to_safetensors  # short names

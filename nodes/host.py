@@ -241,6 +241,34 @@ def sample_latent(model, seed: int, steps: int, cfg: float, sampler_name: str, s
                                disable_pbar=True, seed=seed)
 
 
+def conditional_prediction(model, noisy, sigmas, conditioning, latent_image=None):
+    """The host sampler's conditional prediction of the clean latents for ``noisy`` at ``sigmas``: what KSampler's
+    path computes for a ``positive`` CONDITIONING, step by step through the host's own functions, so that
+    training sees exactly what a render sees (and gradients flow: nothing here is under ``no_grad``).
+
+    ``noisy`` is in the model's own latent scale (after ``process_latent_in``), ``sigmas`` ``[B]``;
+    ``conditioning`` a CONDITIONING (``[[cross_attn [B, L, C], {"pooled_output": [B, P], ...}]]``, tensors with the
+    batch's rows or one row for all). The host turns it into the model's inputs (``comfy.samplers.process_conds``:
+    ``extra_conds``, i.e. for SDXL the ADM vector from the pooled text and the image size, which it reads from the
+    latent's shape as in a render; ``latent_image`` is what a render passes, zeros by default) and runs
+    ``comfy.samplers.calc_cond_batch`` with the MODEL's patches (``cond_or_uncond`` = conditional). ``model`` is a
+    ModelPatcher whose weights are loaded (``load_for_training`` or ``load_managed``)."""
+    import torch
+    import comfy.sampler_helpers
+    import comfy.samplers
+
+    device = noisy.device
+    if latent_image is None:
+        latent_image = torch.zeros_like(noisy)
+    conds = comfy.samplers.process_conds(model.model, noisy, {"positive": comfy.sampler_helpers.convert_cond(conditioning)},
+                                         device, latent_image, None, None)["positive"]
+    model.pre_run()  # as CFGGuider.outer_sample: the model knows its patcher (hooks, state) while it runs
+    try:
+        return comfy.samplers.calc_cond_batch(model.model, [conds], noisy, sigmas, model.model_options)[0]
+    finally:
+        model.cleanup()
+
+
 def empty_latent(model, width: int, height: int, batch: int = 1, downscale: int = 8):
     """Zeros in the model's latent layout (as the host's EmptyLatentImage: channels from the model, size from
     the VAE's spatial compression, 8 for SD1.5/SDXL, 1 for pixel-space models)."""

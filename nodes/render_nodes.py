@@ -29,6 +29,7 @@ from . import host, wire_types
 from .choices import check_inputs
 from .storyboard_events import send_keyframe, send_storyboard
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
+from .unconditional_tokens import black_image_tokens, unconditional_features
 
 IPADAPTER_PREFIX = "ipadapter/"
 TOKEN_SOURCES = ["image_embeds", "penultimate_hidden_states"]
@@ -145,7 +146,8 @@ class MovieDreamerKeyframeEncode(io.ComfyNode):
         board = Storyboard(tokens=tokens.contiguous(), token_space=TokenSpace(f"clip_vision.{source}", k, d),
                            keyframe_shot=tuple(range(n)), shot_ids=tuple(f"image_{i}" for i in range(n)),
                            planner_name="keyframe_encode", seed=0, keyframe_seeds=tuple(0 for _ in range(n)),
-                           script_hash="", content_hash=hashlib.sha256(tokens.numpy().tobytes()).hexdigest())
+                           script_hash="", content_hash=hashlib.sha256(tokens.numpy().tobytes()).hexdigest(),
+                           null_tokens=black_image_tokens(clip_vision, source))
         return io.NodeOutput(board)
 
 
@@ -299,7 +301,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         uncond_tokens = None
         if use_tokens:
             with torch.no_grad():
-                uncond_tokens = adapter.project_tokens(torch.zeros(1, *storyboard.tokens.shape[1:]))
+                uncond_tokens = adapter.project_tokens(unconditional_features(renderer.cfg, storyboard))
         means = script_embeds.identity_means()
         progress = host.Progress(n)
         send_storyboard(script_embeds)

@@ -10,6 +10,7 @@ The result is a MovieDreamer renderer file in ``models/moviedreamer`` that the r
 
 from __future__ import annotations
 
+from typing import Optional
 
 import numpy as np
 import torch
@@ -20,14 +21,16 @@ from comfy_api.latest import io, ui
 from ..moviedreamer_core.identity.base import NoFaceFoundError
 from ..moviedreamer_core.paths import safe_folder_name
 from ..moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_renderer
+from ..moviedreamer_core.data.clustering import DEFAULT_THRESHOLD
 from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
+from ..moviedreamer_core.renderer.identity_banks import attach_identity_banks, character_groups
 from ..moviedreamer_core.renderer.train import augment_images
 from . import host, wire_types
 from .choices import check_inputs
 from .attention_patch import discover_cross_attention
 from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder
 from .render_nodes import TOKEN_SOURCES, RendererHandle
-from .renderer_training import make_denoiser
+from .renderer_training import make_denoiser, training_latents
 
 
 def _captions(text: str, n: int) -> list[str]:
@@ -37,6 +40,22 @@ def _captions(text: str, n: int) -> list[str]:
     if len(lines) != n:
         raise ValueError(f"captions: give one line per image ({n} images) or a single line for all; got {len(lines)} lines")
     return lines
+
+
+def character_names(text: str, n: int) -> Optional[list[str]]:
+    """The ``characters`` input: ``None`` when empty (group by face clustering), else one name per image (a single
+    line names every image; a blank line or ``-``: nobody known on that image)."""
+    lines = [l.strip() for l in (text or "").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not any(lines):
+        return None
+    if len(lines) == 1:
+        return lines * n
+    if len(lines) != n:
+        raise ValueError(f"characters: give one name per line, one line per image ({n} images), or a single name for all; "
+                         f"got {len(lines)} lines")
+    return ["" if l == "-" else l for l in lines]
 
 
 def _loss_curve(losses: list[float], size=(320, 160)) -> torch.Tensor:
@@ -87,7 +106,8 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                 io.Int.Input("augmentations", default=4, min=0, max=64,
                              tooltip="Augmented copies per image (flip, crop, colour jitter), encoded once before training."),
                 io.Float.Input("identity_noise", default=0.05, min=0.0, max=1.0, step=0.01,
-                               tooltip="Identity-embedding randomisation: noise added to each identity at every step."),
+                               tooltip="Identity-embedding randomisation: noise added to each identity at every step "
+                               "(on top of the identity drawn from another photo of the character, see characters)."),
                 io.Int.Input("context_tokens", default=4, min=1, max=64, tooltip="Context tokens made from a keyframe's tokens."),
                 io.Int.Input("identity_tokens", default=4, min=1, max=64, tooltip="Context tokens made from a face identity."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of initialisation, batches and noise."),
@@ -95,6 +115,18 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                                 tooltip="File name in models/moviedreamer (.safetensors is added)."),
                 wire_types.Renderer.Input("init_renderer", optional=True,
                                      tooltip="Optional: continue training this MovieDreamer renderer instead of a new one."),
+                io.String.Input("characters", default="", multiline=True, optional=True,
+                                tooltip="Who is on each image, for identity randomisation (the paper's): one name per "
+                                "line, one line per image (a single line: one character on every image; a blank line "
+                                "or '-': nobody known). At every step an image's face identity is replaced by the "
+                                "identity of ANOTHER photo of the same character, then identity_noise is added; an "
+                                "image without a detected face borrows its character's identity. Empty: photos are "
+                                "grouped into characters by clustering their face embeddings (character_threshold)."),
+                io.Float.Input("character_threshold", default=DEFAULT_THRESHOLD, min=0.0, max=2.0, step=0.01, optional=True,
+                               tooltip="Without character names: photos whose face embeddings lie within this cosine "
+                               "distance (average linkage, as the dataset builder groups a film's faces) are one "
+                               "character. 0.07 suits dlib; other embedders spread a person wider (a low value only "
+                               "splits: those photos then keep their own identity). 0: no grouping, noise only."),
             ],
             outputs=[
                 wire_types.Renderer.Output("renderer", display_name="renderer", tooltip="The trained renderer (also saved)."),
@@ -109,28 +141,85 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, clip, clip_vision, images, captions, face_embedder, token_source, steps, batch_size,
                 learning_rate, augmentations, identity_noise, context_tokens, identity_tokens, seed, save_name,
-                init_renderer=None) -> io.NodeOutput:
+                init_renderer=None, characters="", character_threshold=DEFAULT_THRESHOLD) -> io.NodeOutput:
         texts = _captions(captions, int(images.shape[0]))
+        names = character_names(characters, int(images.shape[0]))
         handle, curve, text = train_renderer(
             model, vae, clip, clip_vision, images, texts, face_embedder=face_embedder, token_source=token_source,
             steps=steps, batch_size=batch_size, learning_rate=learning_rate, augmentations=augmentations,
             identity_noise=identity_noise, context_tokens=context_tokens, identity_tokens=identity_tokens, seed=seed,
-            save_name=save_name, init_renderer=init_renderer)
+            save_name=save_name, init_renderer=init_renderer, characters=names, character_threshold=character_threshold)
         return io.NodeOutput(handle, curve, ui=ui.PreviewText(text))
+
+
+def encode_text(clip, text: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """A caption as the host's CLIPTextEncode encodes it: ``(cross-attention context [L, C], pooled output [P] or
+    None)``; SDXL-family models read the pooled output (with the image size) through their ADM input."""
+    cond, extras = clip.encode_from_tokens_scheduled(clip.tokenize(text))[0]
+    pooled = extras.get("pooled_output")
+    return cond.float().cpu()[0], (pooled.float().cpu()[0] if pooled is not None else None)
+
+
+def encode_training_samples(model, vae, clip, clip_vision, images, texts: list[str], embedder, *,
+                            token_source: str = "image_embeds", augmentations: int = 0,
+                            generator: Optional[torch.Generator] = None, characters: Optional[list[str]] = None,
+                            character_threshold: float = DEFAULT_THRESHOLD, progress=None) -> tuple[list[RendererSample], dict]:
+    """Every image (and ``augmentations`` augmented copies of it) as a training sample, encoded once: latents by
+    the VAE in the scale the MODEL denoises (``training_latents``), tokens by CLIP Vision, the caption as the
+    host's text encode gives it, the face identity by ``embedder``; then each sample's identity bank from the
+    other photos of its character (``identity_banks``: ``characters`` names, else face clustering at
+    ``character_threshold``). Returns the samples and counts: ``found`` (samples with a face of their own) and
+    those of ``attach_identity_banks``."""
+    n = int(images.shape[0])
+    variants = [images[:, :, :, :3].float().cpu()]
+    variants += [augment_images(variants[0], generator) for _ in range(augmentations)]
+    samples, photos, found, done = [], [], 0, 0
+    text_cache = {}
+    with torch.no_grad():  # the encoders are frozen: no graph may reach back into them
+        for batch in variants:
+            for i in range(n):
+                image = batch[i:i + 1]
+                latents = training_latents(model, vae.encode(image)).float().cpu()[0]
+                out = clip_vision.encode_image(image)
+                tokens = (out.image_embeds[:, None] if token_source == "image_embeds" else out.penultimate_hidden_states)
+                if texts[i] not in text_cache:
+                    text_cache[texts[i]] = encode_text(clip, texts[i])
+                context, pooled = text_cache[texts[i]]
+                identity = None
+                try:
+                    identity = torch.from_numpy(embedder.embed((image[0].clamp(0, 1) * 255).round().byte().numpy())).float()
+                    found += 1
+                except NoFaceFoundError:
+                    pass
+                samples.append(RendererSample(latents, tokens.float().cpu()[0], context, identity, pooled=pooled))
+                photos.append(i)
+                done += 1
+                if progress is not None:
+                    progress(done)
+    originals = [samples[i].identity for i in range(n)]  # the un-augmented photos' identities
+    groups = character_groups(originals, characters, character_threshold)
+    counts = attach_identity_banks(samples, photos, groups)
+    return samples, dict(counts, found=found)
 
 
 def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, face_embedder: str = "dlib",
                    token_source: str = "image_embeds", steps: int = 500, batch_size: int = 4, learning_rate: float = 1e-4,
                    augmentations: int = 4, identity_noise: float = 0.05, context_tokens: int = 4, identity_tokens: int = 4,
                    seed: int = 0, save_name: str = "moviedreamer_renderer", init_renderer=None,
+                   characters: Optional[list[str]] = None, character_threshold: float = DEFAULT_THRESHOLD,
                    on_step=None) -> tuple[RendererHandle, torch.Tensor, str]:
     """Encode the keyframes, fit a renderer, save it: the node's work, also called by ``cli/train_renderer.py``.
 
-    ``images`` is a ComfyUI IMAGE batch, ``texts`` one caption per image. Returns the renderer handle, the loss
-    curve image and a one-line summary. ``on_step(step, steps, loss)`` is optional (the script prints)."""
+    ``images`` is a ComfyUI IMAGE batch, ``texts`` one caption per image, ``characters`` one character name per
+    image (or ``None``: group the photos by clustering their faces; see ``encode_training_samples``). Returns the
+    renderer handle, the loss curve image and a one-line summary. ``on_step(step, steps, loss)`` is optional
+    (the script prints). Every random draw comes from ``seed`` through local generators: torch's global
+    generator is left as it was."""
     n = int(images.shape[0])
     if len(texts) != n:
         raise ValueError(f"{len(texts)} captions for {n} images")
+    if characters is not None and len(characters) != n:
+        raise ValueError(f"{len(characters)} character names for {n} images")
     file_name = safe_folder_name(save_name.removesuffix(".safetensors"), "moviedreamer_renderer") + ".safetensors"
     path = host.model_save_path(file_name)
     embedder = make_face_embedder(face_embedder, clip_vision)
@@ -138,28 +227,11 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
     progress = host.Progress(n * (augmentations + 1) + steps)
     # ---- encode every (augmented) image once
     generator = torch.Generator().manual_seed(int(seed))
-    variants = [images[:, :, :, :3].float().cpu()]
-    variants += [augment_images(variants[0], generator) for _ in range(augmentations)]
-    samples, found, done = [], 0, 0
-    text_cache = {}
-    with torch.no_grad():  # the encoders are frozen: no graph may reach back into them
-        for batch in variants:
-            for i in range(n):
-                image = batch[i:i + 1]
-                latents = vae.encode(image).float().cpu()[0]
-                out = clip_vision.encode_image(image)
-                tokens = (out.image_embeds[:, None] if token_source == "image_embeds" else out.penultimate_hidden_states)
-                if texts[i] not in text_cache:
-                    text_cache[texts[i]] = clip.encode_from_tokens(clip.tokenize(texts[i])).float().cpu()[0]
-                identity = None
-                try:
-                    identity = torch.from_numpy(embedder.embed((image[0].clamp(0, 1) * 255).round().byte().numpy())).float()
-                    found += 1
-                except NoFaceFoundError:
-                    pass
-                samples.append(RendererSample(latents, tokens.float().cpu()[0], text_cache[texts[i]], identity))
-                done += 1
-                progress(done)
+    samples, counts = encode_training_samples(model, vae, clip, clip_vision, images, texts, embedder,
+                                              token_source=token_source, augmentations=augmentations, generator=generator,
+                                              characters=characters, character_threshold=character_threshold,
+                                              progress=progress)
+    found, done = counts["found"], len(samples)
     with torch.inference_mode(False), torch.enable_grad():  # the executor runs nodes in inference mode
         # ---- the adapter
         if init_renderer is not None:
@@ -169,7 +241,6 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
             adapter = RendererAdapter(adapter.cfg)
             adapter.load_state_dict(init_renderer.adapter.state_dict())
         else:
-            torch.manual_seed(int(seed))
             dim = int(samples[0].tokens.shape[-1])
             context = layers[0].context_dim
             resampler = None
@@ -177,11 +248,17 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
                 width = min(context, 1024)
                 resampler = dict(dim=width, depth=2, dim_head=64, heads=max(width // 64, 1), num_queries=context_tokens,
                                  embedding_dim=dim, output_dim=context, ff_mult=2)
-            adapter = RendererAdapter(RendererConfig(
+            config = RendererConfig(
                 token_space={"source": f"clip_vision.{token_source}", "K": 1 if resampler is None else 0, "D": dim},
                 context_dim=context, layer_dims=[l.inner_dim for l in layers], context_tokens=context_tokens,
                 identity_space=embedder.space.to_dict() if found else None, identity_tokens=identity_tokens,
-                resampler=resampler, extra={"trained_on": n, "steps": steps}))
+                resampler=resampler, extra={"trained_on": n, "steps": steps})
+            # torch initialises modules from its global generator: fork it, seeded from ours, so the result is
+            # reproducible and the caller's generator state is untouched
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(0, 2**63 - 1, (), generator=generator)))
+                adapter = RendererAdapter(config)
+
         def step_done(step: int, total: int, loss: float) -> None:
             progress(done + step)
             if on_step is not None:
@@ -201,6 +278,10 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
     save_renderer(adapter, path)
     losses = fit.losses
     curve = _loss_curve(losses)
+    banks = (f"identity from another photo of the character for {counts['banked']} samples "
+             f"({counts['characters']} character{'' if counts['characters'] == 1 else 's'}"
+             f"{', ' + str(counts['lent']) + ' without a face of their own' if counts['lent'] else ''}); "
+             if counts["banked"] else "")
     text = (f"{file_name}: {steps} steps on {len(samples)} samples ({n} images x {augmentations + 1}); "
-            f"{found} with a face; evaluation loss {fit.eval_before:.4f} -> {fit.eval_after:.4f}")
+            f"{found} with a face; {banks}evaluation loss {fit.eval_before:.4f} -> {fit.eval_after:.4f}")
     return RendererHandle(file_name, host.managed(adapter)), curve, text

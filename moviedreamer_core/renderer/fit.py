@@ -1,7 +1,8 @@
 """Fitting a renderer adapter to a set of pre-encoded keyframes: the loop behind the training node and script.
 
-Each sample is one keyframe as the renderer sees it at render time: its clean latents (the user's VAE), its
-visual tokens (the token encoder), its text condition (the user's text encoder) and, when a face was found,
+Each sample is one keyframe as the renderer sees it at render time: its clean latents (the user's VAE, in the
+scale the UNet denoises), its visual tokens (the token encoder), its text condition (the user's text encoder: the
+cross-attention context and the pooled output that SDXL reads) and, when a face was found,
 the identity of the character on screen with that character's bank of embeddings (paper section 3.4: the
 decoder learns to read face identities; randomising them over the bank and with noise keeps it from
 overfitting a single photo). Augmented variants of an image are separate samples, encoded once up front
@@ -29,7 +30,9 @@ class RendererSample:
     tokens: torch.Tensor  # [K, D]
     text: torch.Tensor  # [L, C_ctx]
     identity: Optional[torch.Tensor] = None  # [Di], L2-normalised; None: nobody recognisable on screen
-    bank: Optional[torch.Tensor] = None  # [n, Di] every embedding of that character (for randomisation)
+    bank: Optional[torch.Tensor] = None  # [n, Di] the character's embeddings from its *other* photos: the identity
+    # a training step reads is drawn from these (face-embedding randomisation); None: the sample's own identity
+    pooled: Optional[torch.Tensor] = None  # [P] the text encoder's pooled output (SDXL's ADM input reads it)
 
 
 def _stack_text(texts: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -45,8 +48,13 @@ def collate(samples: Sequence[RendererSample], identity_dim: Optional[int]) -> t
     if identity_dim is not None and any(s.identity is not None for s in samples):
         identities = torch.stack([s.identity if s.identity is not None else torch.zeros(identity_dim) for s in samples])
         banks = [s.bank if s.identity is not None else None for s in samples]
+    pooled = None
+    if any(s.pooled is not None for s in samples):
+        if not all(s.pooled is not None for s in samples):
+            raise ValueError("some samples have a pooled text output and some have none")
+        pooled = torch.stack([s.pooled for s in samples])
     batch = RendererBatch(latents=torch.stack([s.latents for s in samples]), tokens=torch.stack([s.tokens for s in samples]),
-                          text_context=_stack_text([s.text for s in samples]), identities=identities)
+                          text_context=_stack_text([s.text for s in samples]), identities=identities, pooled=pooled)
     return batch, banks
 
 

@@ -5,7 +5,7 @@ and, with the characters' face identities, to keep faces right where the tokens 
 trains; the UNet, its noise schedule and the VAE are the user's (the host's) and stay frozen, so this module
 receives the UNet as a callable:
 
-    ``denoise(noisy_latents, sigma, token_context, identity_context, text_context) -> predicted clean latents``
+    ``denoise(noisy_latents, sigma, token_context, identity_context, text_context[, pooled=]) -> predicted clean latents``
 
 (``nodes/renderer_training.py`` builds it from a host MODEL with the adapter patched in). The step follows the
 paper's anti-overfitting recipe: image augmentation (kornia: flips, small crops, colour jitter, applied to the
@@ -29,34 +29,44 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Te
 
 @dataclass
 class RendererBatch:
-    latents: torch.Tensor  # [B, C, h, w] clean latents (the model's latent space)
+    latents: torch.Tensor  # [B, C, h, w] clean latents in the scale the UNet denoises (for a host model: the VAE's
+    # latents through its ``process_latent_in``, as the sampler scales a LATENT)
     tokens: torch.Tensor  # [B, K, D] the keyframes' visual tokens
     text_context: torch.Tensor  # [B, L, C_ctx] the keyframes' text conditioning
     identities: Optional[torch.Tensor] = None  # [B, Di] face identity of the character on screen, [B, n, Di] of the
     # n characters on screen (n identity contexts per row, concatenated as the render node does), or None
     pixel_weights: Optional[torch.Tensor] = None  # [B, 1, h, w] weight of each latent pixel in the loss (the toy
     # cinema weights its small figures up), or None: every pixel 1
+    pooled: Optional[torch.Tensor] = None  # [B, P] the text encoder's pooled output (SDXL reads it through its
+    # ADM input), or None; handed to the denoiser as ``pooled=`` only when present
 
     def to(self, device) -> "RendererBatch":
         return RendererBatch(self.latents.to(device), self.tokens.to(device), self.text_context.to(device),
                              self.identities.to(device) if self.identities is not None else None,
-                             self.pixel_weights.to(device) if self.pixel_weights is not None else None)
+                             self.pixel_weights.to(device) if self.pixel_weights is not None else None,
+                             self.pooled.to(device) if self.pooled is not None else None)
 
 
 def augment_images(images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Kornia augmentations on ComfyUI images ``[B, H, W, 3]`` in 0..1: horizontal flip, a mild random resized
-    crop and colour jitter. Applied before encoding, so tokens and latents see the same augmented image."""
+    crop and colour jitter. Applied before encoding, so tokens and latents see the same augmented image.
+
+    Kornia draws its parameters from torch's global generator; with ``generator`` given, that draw happens in a
+    fork of the global generator seeded from ``generator``, so the result follows ``generator`` and the global
+    state is left as it was (a node must not reseed the process's generator under other nodes)."""
     import kornia.augmentation as K
 
-    if generator is not None:
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
     x = images.movedim(-1, 1)
     aug = torch.nn.Sequential(
         K.RandomHorizontalFlip(p=0.5),
         K.RandomResizedCrop(size=tuple(x.shape[-2:]), scale=(0.85, 1.0), ratio=(0.9, 1.1), p=0.5),
         K.ColorJitter(0.1, 0.1, 0.1, 0.02, p=0.5),
     )
-    return aug(x).clamp(0, 1).movedim(1, -1)
+    if generator is None:
+        return aug(x).clamp(0, 1).movedim(1, -1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
+        return aug(x).clamp(0, 1).movedim(1, -1)
 
 
 def randomise_identity(identities: torch.Tensor, noise: float, generator: Optional[torch.Generator] = None,
@@ -95,14 +105,11 @@ def sample_sigmas_log_normal(batch: int, sigma_min: float, sigma_max: float, p_m
 SIGMA_DATA = 0.5
 
 
-def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser, sigmas: torch.Tensor,
-                  noise: torch.Tensor, weighting: str = "x0") -> torch.Tensor:
-    """Mean squared error between the clean latents and the UNet's prediction from ``latents + sigma*noise``.
-
-    ``weighting="x0"``: the plain error of the predicted clean latents (the adapter on a trained UNet).
-    ``"edm"``: each sample weighted by ``(sigma^2 + sd^2) / (sigma * sd)^2`` (Karras et al. 2022), which gives
-    every noise level about the same say; a UNet trained from scratch needs it, or its low-noise predictions
-    stay poor and samples keep residual noise (the toy cinema)."""
+def predict_clean(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser, sigmas: torch.Tensor,
+                  noise: torch.Tensor) -> torch.Tensor:
+    """The denoiser's prediction of the clean latents from ``latents + sigma * noise`` (what the sampler's first
+    step sees when it adds ``noise`` at ``sigma`` to those latents), with the batch's tokens and identities
+    through the adapter: the prediction that ``renderer_loss`` scores."""
     if not adapter.has_token_path or adapter.needs_face_states:
         raise ValueError(f"training is for MovieDreamer renderers; {adapter.cfg.source} adapters (identity only, or "
                          "reading face crops) are loaded, not trained here")
@@ -112,9 +119,22 @@ def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoi
         ids = batch.identities
         id_ctx = adapter.identity_context(ids[:, None] if ids.ndim == 2 else ids)  # [B, Di]: one character per row
     noisy = batch.latents + sigmas.view(-1, 1, 1, 1) * noise
-    predicted = denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context)
+    if batch.pooled is not None:
+        return denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context, pooled=batch.pooled)
+    return denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context)
+
+
+def renderer_loss(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoiser, sigmas: torch.Tensor,
+                  noise: torch.Tensor, weighting: str = "x0") -> torch.Tensor:
+    """Mean squared error between the clean latents and the UNet's prediction from ``latents + sigma*noise``.
+
+    ``weighting="x0"``: the plain error of the predicted clean latents (the adapter on a trained UNet).
+    ``"edm"``: each sample weighted by ``(sigma^2 + sd^2) / (sigma * sd)^2`` (Karras et al. 2022), which gives
+    every noise level about the same say; a UNet trained from scratch needs it, or its low-noise predictions
+    stay poor and samples keep residual noise (the toy cinema)."""
     if weighting not in ("x0", "edm"):
         raise ValueError(f"unknown loss weighting {weighting!r} (x0 or edm)")
+    predicted = predict_clean(adapter, batch, denoise, sigmas, noise)
     error = (predicted.float() - batch.latents.float()).pow(2)
     if batch.pixel_weights is not None:
         error = error * batch.pixel_weights.float()

@@ -365,6 +365,20 @@ def test_storyboard_save_and_load(tmp_path, embeds):
     assert not (tmp_path / "board.safetensors.tmp").exists()
 
 
+def test_storyboard_keeps_the_black_image_tokens_of_its_encoder(tmp_path, embeds):
+    """``null_tokens`` (the token encoder's black image, read by IP-Adapter plus on the unconditional pass) survive
+    a save and load; a storyboard without them loads without them; a wrong shape is refused."""
+    board = generate_storyboard(ZeroShotPrior(), embeds, seed=0)
+    null = torch.randn(1, 1, board.token_space.D)
+    with_null = dataclasses.replace(board, null_tokens=null)
+    with_null.to_safetensors(str(tmp_path / "n.safetensors"))
+    assert torch.equal(Storyboard.from_safetensors(str(tmp_path / "n.safetensors")).null_tokens, null)
+    board.to_safetensors(str(tmp_path / "plain.safetensors"))
+    assert Storyboard.from_safetensors(str(tmp_path / "plain.safetensors")).null_tokens is None
+    with pytest.raises(ValueError, match=r"null tokens \(1, 1, 5\) do not fit"):
+        dataclasses.replace(board, null_tokens=torch.zeros(1, 1, 5))
+
+
 def test_storyboard_refuses_inconsistent_fields_and_foreign_files(tmp_path, embeds):
     from safetensors.torch import save_file
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from moviedreamer_core.renderer import RendererAdapter, RendererConfig
-from moviedreamer_core.renderer.train import RendererBatch, augment_images, randomise_identity, renderer_loss, train_step
+from moviedreamer_core.renderer.train import (RendererBatch, augment_images, predict_clean, randomise_identity, renderer_loss,
+                                              train_step)
 
 
 def test_adapter_learns_to_decode_tokens(host):
@@ -59,6 +61,105 @@ def test_adapter_learns_to_decode_tokens(host):
     # after training the right token (and identity) decodes better than the other keyframe's
     assert after_swapped > 1.03 * after, (after, after_swapped)
     assert all(p.grad is None for p in model.model.parameters()), "the UNet stays frozen"
+
+
+# ------------------------------------------------------------------- parity with the host's own sampler
+
+
+def _keyframes(n: int = 2, h: int = 48, w: int = 64) -> torch.Tensor:
+    """Smooth synthetic pictures (a ComfyUI IMAGE, non-square so that width and height cannot be swapped)."""
+    g = torch.Generator().manual_seed(3)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    rows = []
+    for _ in range(n):
+        a = torch.rand(3, 3, generator=g)
+        rows.append(torch.stack([a[c, 0] * ys + a[c, 1] * xs + a[c, 2] * (xs * ys) for c in range(3)], -1).clamp(0, 1))
+    return torch.stack(rows)
+
+
+def _host_first_step(host, model, vae, clip, image, text, sigma, noise):
+    """The clean latents the host's sampler predicts at ``sigma`` for ``image`` noised with ``noise``: the host's own
+    nodes and sampler machinery (VAEEncode, CLIPTextEncode, ``comfy.sample.sample_custom`` as SamplerCustom drives
+    it: ``CFGGuider`` -> ``process_latent_in`` -> ``noise_scaling`` -> ``extra_conds`` -> ``calc_cond_batch``) with a
+    one-step sampler that returns the model's first prediction. Independent of the pack's training code."""
+    import comfy.sample
+    import comfy.samplers
+
+    latent = host.nodes.VAEEncode().encode(vae, image)[0]["samples"]
+    positive = host.nodes.CLIPTextEncode().encode(clip, text)[0]
+    negative = host.nodes.CLIPTextEncode().encode(clip, "")[0]  # unused at cfg 1, as in KSampler
+
+    def first_prediction(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
+        return model_k(x, sigmas[0] * x.new_ones([x.shape[0]]), **extra_args)
+
+    out = comfy.sample.sample_custom(model, noise, 1.0, comfy.samplers.KSAMPLER(first_prediction),
+                                     torch.tensor([float(sigma), 0.0]), positive, negative, latent, disable_pbar=True, seed=0)
+    return model.model.process_latent_in(out)  # the sampler hands back process_latent_out(prediction)
+
+
+@pytest.mark.parametrize("layout", ["sd15", "sdxl"])
+def test_training_predicts_what_the_hosts_sampler_predicts(host, testing, patching, layout):
+    """The renderer-training denoiser, fed the samples the training node encodes (latents, captions), predicts for
+    a noisy latent exactly what the host's sampler computes for the same latent, sigma, noise and conditioning:
+    with the adapter's weights at zero against the plain host path, and with trained-looking weights against the
+    render path's patch. On the SD1.5 latent format (x0.18215) and on a real ``comfy.model_base.SDXL`` (x0.13025,
+    its ADM input from the pooled text and the image size)."""
+    from moviedreamer_core.renderer.fit import collate
+
+    node = host.pack_submodule("nodes.renderer_train_node")
+    training = host.pack_submodule("nodes.renderer_training")
+    hostmod = host.pack_submodule("nodes.host")
+    model = testing.tiny_sd(2) if layout == "sd15" else testing.tiny_sdxl(2)
+    assert model.model.latent_format.scale_factor == (0.18215 if layout == "sd15" else 0.13025)
+    vae, clip, vision = testing.tiny_vae(0, latent_std=5.0), testing.tiny_clip(0), testing.tiny_clip_vision(0)
+    images = _keyframes()
+    texts = ["a red fox in the snow", "a lighthouse at night"]
+    embedder = host.pack_submodule("nodes.face_embedders").make_face_embedder("clip_vision_crop", vision)
+    samples, _ = node.encode_training_samples(model, vae, clip, vision, images, texts, embedder)
+    assert (samples[0].pooled is not None) and samples[0].pooled.shape == (64,)
+    layers = patching.discover_cross_attention(model)
+    adapter = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 32},
+                                             context_dim=64, layer_dims=[l.inner_dim for l in layers], context_tokens=4))
+    managed = hostmod.managed(adapter)
+    batch, _ = collate(samples, None)
+    sigmas = torch.tensor([0.7, 4.0])
+    g = torch.Generator().manual_seed(5)
+    noise = torch.randn(batch.latents.shape, generator=g)
+    assert 0.3 < float(batch.latents.std()) < 3.0  # latents in the scale the model denoises (about 1)
+
+    def training_prediction(i=None):
+        """Training's own prediction (``predict_clean``, as ``renderer_loss`` scores it) for keyframe ``i`` alone,
+        as the sampler renders one keyframe, or for the whole batch."""
+        rows = slice(None) if i is None else slice(i, i + 1)
+        part = RendererBatch(batch.latents[rows], batch.tokens[rows], batch.text_context[rows], pooled=batch.pooled[rows]
+                             if batch.pooled is not None else None)
+        return predict_clean(adapter, part, training.make_denoiser(model, managed), sigmas[rows], noise[rows])
+
+    def render_path(i):
+        """The render node's patch for keyframe ``i`` (its tokens on the conditional pass)."""
+        state = patching.AdapterState(managed, layers, adapter.project_tokens(batch.tokens[i:i + 1]),
+                                      adapter.project_tokens(torch.zeros_like(batch.tokens[:1])), None, 1.0, 0.0,
+                                      float("inf"), 0.0)
+        return patching.patch_model(model, state)
+
+    with torch.no_grad():
+        hostmod.load_managed(model)
+        for weights in ("zero", "trained-looking"):
+            for p in adapter.parameters():
+                p.copy_(torch.zeros_like(p) if weights == "zero" else torch.randn(p.shape, generator=g) * 0.3)
+            alone = []
+            for i in range(2):
+                # zero weights: the plain host path; other weights: the render path's patch on the host's sampler
+                sampled = model if weights == "zero" else render_path(i)
+                expected = _host_first_step(host, sampled, vae, clip, images[i:i + 1], texts[i], sigmas[i], noise[i:i + 1])
+                alone.append(training_prediction(i))
+                torch.testing.assert_close(alone[-1], expected, atol=1e-5, rtol=1e-5, msg=lambda m: f"{weights}, {i}: {m}")
+            # a training batch predicts each row as it predicts that row alone, up to float32 rounding (another batch
+            # size sums in another order: a few 1e-6 of the largest value)
+            alone = torch.cat(alone)
+            torch.testing.assert_close(training_prediction(), alone, rtol=1e-5, atol=1e-5 * float(alone.abs().max()))
+        plain = _host_first_step(host, model, vae, clip, images[:1], texts[0], sigmas[0], noise[:1])
+        assert (alone[:1] - plain).abs().max() > 1e-2, "the adapter's weights reach the prediction"
 
 
 def test_augmentation_and_identity_randomisation():
@@ -134,6 +235,14 @@ def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path, f
     (folder / "a.txt").write_text("an astronaut in a spacesuit\n")
     images, captions = cli.load_keyframes(str(folder), (64, 48), "a portrait")
     assert tuple(images.shape) == (2, 48, 64, 3) and captions == ["an astronaut in a spacesuit", "a portrait"]
+    assert cli.load_characters(str(folder)) is None  # no character sub-folders: faces are clustered
+    cast = tmp_path / "cast"
+    for who, photo in (("Grace", "hopper.png"), ("Grace", "astronaut.png"), ("Eileen", "astronaut.png")):
+        (cast / who).mkdir(parents=True, exist_ok=True)
+        Image.open(photos / photo).save(cast / who / f"{len(list((cast / who).iterdir()))}.png")
+    Image.open(photos / "coffee.png").save(cast / "coffee.png")
+    assert cli.load_characters(str(cast)) == ["", "Eileen", "Grace", "Grace"]
+    assert cli.load_keyframes(str(cast), (32, 32))[0].shape[0] == 4
     train = host.pack_submodule("nodes.renderer_train_node").train_renderer
     steps = []
     model = testing.tiny_sd(0)
@@ -189,3 +298,70 @@ def test_renderer_training_command_trains_on_a_checkpoint_the_host_loads(host, p
     config = read_renderer_config(str(written))
     assert config.tokens.source == "clip_vision.image_embeds" and config.tokens.D == 768
     assert config.context_dim == 768  # SD1.5's text width: the renderer is made for this checkpoint's UNet
+
+
+def _photos_64(photos, names) -> torch.Tensor:
+    from PIL import Image, ImageOps
+
+    rows = []
+    for name in names:
+        mirrored = name.endswith(":mirrored")
+        with Image.open(photos / name.removesuffix(":mirrored")) as im:
+            im = ImageOps.fit(im.convert("RGB"), (64, 64))
+        rows.append(torch.from_numpy(np.asarray(ImageOps.mirror(im) if mirrored else im)).float().div(255))
+    return torch.stack(rows)
+
+
+def test_training_draws_each_identity_from_another_photo_of_the_character(host, testing, photos):
+    """The paper's face-embedding randomisation: with two photos of Grace, each Grace sample's identity bank is
+    the other photo's identities (both its augmented variants); Eileen, with one photo, keeps her own (noise
+    only). The names come from the node's ``characters`` input; the node's summary says what it did."""
+    node = host.pack_submodule("nodes.renderer_train_node")
+    vision = testing.tiny_clip_vision(0)
+    images = _photos_64(photos, ["astronaut.png", "hopper.png", "hopper.png:mirrored"])
+    names = node.character_names("Eileen\nGrace\nGrace\n", 3)
+    assert names == ["Eileen", "Grace", "Grace"] and node.character_names("Grace", 2) == ["Grace", "Grace"]
+    assert node.character_names(" \n", 3) is None and node.character_names("A\n-\nB", 3) == ["A", "", "B"]
+    with pytest.raises(ValueError, match="one line per image \\(3 images\\), or a single name for all; got 2 lines"):
+        node.character_names("A\nB", 3)
+    embedder = host.pack_submodule("nodes.face_embedders").make_face_embedder("clip_vision_crop", vision)
+    samples, counts = node.encode_training_samples(
+        testing.tiny_sd(0), testing.tiny_vae(0, latent_std=5.0), testing.tiny_clip(0), vision, images, ["a portrait"] * 3,
+        embedder, augmentations=1, generator=torch.Generator().manual_seed(0), characters=names)
+    assert counts == {"found": 6, "characters": 1, "banked": 4, "lent": 0}
+    by_photo = {p: [samples[v * 3 + p] for v in range(2)] for p in range(3)}  # variant-major order
+    assert all(s.bank is None for s in by_photo[0]), "Eileen has no other photo"
+    for mine, other in ((1, 2), (2, 1)):
+        expected = torch.stack([s.identity for s in by_photo[other]])
+        for s in by_photo[mine]:
+            assert torch.equal(s.bank, expected)
+            assert not any(torch.allclose(s.identity, b) for b in s.bank), "never the photo's own identity"
+
+    graph = train_graph("grouped", steps=2)
+    graph["25"] = {"class_type": "ImageScale", "inputs": {"image": ["21", 0], "upscale_method": "area", "width": 64,
+                                                           "height": 64, "crop": "center"}}
+    graph["26"] = {"class_type": "ImageFlip", "inputs": {"image": ["25", 0], "flip_method": "y-axis: horizontally"}}
+    graph["27"] = {"class_type": "ImageBatch", "inputs": {"image1": ["24", 0], "image2": ["26", 0]}}
+    graph["30"]["inputs"].update(images=["27", 0], characters="Eileen\nGrace\nGrace")
+    result = host.run(graph)
+    assert result.success, result.error_text()
+    text = result.outputs["30"]["text"][0]
+    assert "; identity from another photo of the character for 4 samples (1 character); evaluation loss" in text, text
+
+
+def test_training_leaves_torchs_global_generator_alone(host, testing, photos):
+    """Every random draw of renderer training (augmentations, the new adapter's initialisation, batches, noise)
+    comes from the node's seed through local generators: the process's global generator, which other nodes and
+    the host use, is in the same state after training as before."""
+    train = host.pack_submodule("nodes.renderer_train_node").train_renderer
+    images = _photos_64(photos, ["astronaut.png", "hopper.png"])
+    models = (testing.tiny_sd(0), testing.tiny_vae(0), testing.tiny_clip(0), testing.tiny_clip_vision(0))
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    _, _, first = train(*models, images, ["a portrait"] * 2, face_embedder="clip_vision_crop", steps=2, batch_size=2,
+                        augmentations=1, save_name="rng_check", seed=3)
+    assert torch.equal(torch.get_rng_state(), before), "renderer training moved torch's global generator"
+    torch.manual_seed(99)  # another global state: the same seed still trains the same renderer
+    _, _, second = train(*models, images, ["a portrait"] * 2, face_embedder="clip_vision_crop", steps=2, batch_size=2,
+                         augmentations=1, save_name="rng_check", seed=3)
+    assert first == second

@@ -55,6 +55,12 @@ def tiny_sd_model(seed: int = 0, layout: str = "sd15"):
     return builders().tiny_sd(seed, layout=layout)
 
 
+def tiny_sdxl_model(seed: int = 0):
+    """``ModelPatcher`` around ``comfy.model_base.SDXL`` (SDXL layout, latent format and ADM from the pooled text of
+    ``tiny_clip`` plus the image-size embeddings)."""
+    return builders().tiny_sdxl(seed)
+
+
 def tiny_vae(seed: int = 0):
     """``comfy.sd.VAE`` around a randomly initialised TAESD (4 latent channels, 8x down-scaling)."""
     return builders().tiny_vae(seed)

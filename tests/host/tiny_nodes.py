@@ -124,6 +124,32 @@ def tiny_sd(seed: int = 0, layout: str = "sd15", pixel_space: bool = False):
         unet_config.update(in_channels=3, out_channels=3, model_channels=32, num_res_blocks=[1, 1, 1],
                            channel_mult=[1, 1, 2], transformer_depth=[0, 0, 1], transformer_depth_output=[0, 0, 0, 0, 1, 1])
     model = comfy.model_base.BaseModel((_TinyPixelUNetConfig if pixel_space else _TinyUNetConfig)(unet_config), device="cpu")
+    return _calibrated_patcher(model, unet_config, seed)
+
+
+class _TinySDXLConfig(comfy.supported_models_base.BASE):
+    unet_config = {}
+    unet_extra_config = {"num_heads": -1, "num_head_channels": 16}
+    latent_format = comfy.latent_formats.SDXL
+
+
+#: The ADM input of ``tiny_sdxl``: the pooled text (``tiny_clip``'s 64 values) and the six 256-wide size embeddings
+#: (height, width, crop top, crop left, target height, target width) that ``comfy.model_base.SDXL.encode_adm`` appends.
+TINY_SDXL_ADM = TINY_CLIP_TEXT["projection_dim"] + 6 * 256
+
+
+def tiny_sdxl(seed: int = 0):
+    """A ``ModelPatcher`` around a real ``comfy.model_base.SDXL``: the SDXL block layout of ``tiny_sd(layout="sdxl")``,
+    the SDXL latent format (scale 0.13025) and SDXL's own ADM conditioning (``encode_adm``: the pooled text of
+    ``tiny_clip`` plus the image-size embeddings), so the host's sampler drives it exactly as it drives SDXL."""
+    unet_config = tiny_unet_config("sdxl")
+    unet_config["adm_in_channels"] = TINY_SDXL_ADM
+    model = comfy.model_base.SDXL(_TinySDXLConfig(unet_config), device="cpu")
+    return _calibrated_patcher(model, unet_config, seed)
+
+
+def _calibrated_patcher(model, unet_config: dict, seed: int):
+    """Re-initialise a tiny ``BaseModel`` (see ``tiny_sd``) and wrap it in a ``ModelPatcher``."""
     reinit_(model, seed)
     # Cross-attention outputs get larger weights so that conditioning (text, tokens, identities) visibly
     # steers this untrained model; with 0.02 everywhere its output barely depends on the context.
@@ -145,10 +171,23 @@ def tiny_sd(seed: int = 0, layout: str = "sd15", pixel_space: bool = False):
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
 
 
-def tiny_vae(seed: int = 0) -> comfy.sd.VAE:
-    """The host's ``VAE`` around a TAESD (tiny autoencoder), randomly initialised."""
+def tiny_vae(seed: int = 0, latent_std: float | None = None) -> comfy.sd.VAE:
+    """The host's ``VAE`` around a TAESD (tiny autoencoder), randomly initialised.
+
+    ``latent_std``: also calibrate the encoder's last layer so that images encode to latents of about this spread
+    (a real SD VAE's latents spread about 5 before the model's latent format scales them to about 1); without
+    it the random encoder's latents (divided by TAESD's randomly initialised ``vae_scale``) run into the hundreds of
+    thousands, which tests that only decode never see."""
     taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
     reinit_(taesd, seed, std=0.08)
+    if latent_std is not None:
+        enc_last = [m for m in taesd.taesd_encoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        g = torch.Generator().manual_seed(seed + 2)
+        with torch.no_grad():
+            probe = taesd.encode(torch.rand(2, 3, 32, 32, generator=g) * 2 - 1)  # divides by the random vae_scale
+            enc_last.weight.mul_(latent_std / probe.std().clamp_min(1e-6))
+            if enc_last.bias is not None:
+                enc_last.bias.zero_()
     # Calibrate the decoder's last layer so decoded pixels spread over the visible range instead of all
     # clipping to black or white (random deep conv stacks either kill or explode the signal), which would
     # hide differences between latents.
