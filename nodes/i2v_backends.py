@@ -65,6 +65,22 @@ def keep_ends(frames: torch.Tensor, n: int) -> torch.Tensor:
     return frames[index]
 
 
+#: Frames over which a landing clip eases onto the next keyframe (one latent frame of Wan's VAE: 4 frames).
+LANDING_FRAMES = 4
+
+
+def ease_onto(frames: torch.Tensor, target: torch.Tensor, n: int = LANDING_FRAMES) -> torch.Tensor:
+    """The last ``n`` frames blended towards ``target`` ``[1, H, W, C]`` with weights 1/n, 2/n ... 1: the clip ends
+    exactly on ``target``. ``WanFirstLastFrameToVideo`` conditions the model on the end image but nothing fixes the
+    final frame: a model that drifts (an untrained one ends anywhere; a trained one a little off) would otherwise
+    leave a visible jump into the ``continuous`` shot that starts from that keyframe."""
+    n = max(1, min(int(n), frames.shape[0] - 1)) if frames.shape[0] > 1 else 1
+    weights = torch.arange(1, n + 1, dtype=frames.dtype).div(n).view(n, 1, 1, 1)
+    eased = frames.clone()
+    eased[-n:] = frames[-n:] * (1 - weights) + target.to(frames.dtype) * weights
+    return eased
+
+
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).float().div(255.0)[None]
 
@@ -76,7 +92,8 @@ def _to_uint8(frames: torch.Tensor) -> np.ndarray:
 def wan_backend(model, vae, positive, negative, *, clip_vision=None, steps: int, cfg: float, sampler_name: str,
                 scheduler: str, seed: int, size: tuple[int, int]):
     """A ``make_movie`` backend that animates each shot with the host's ``WanImageToVideo`` conditioning, and
-    lands a shot on the next keyframe with ``WanFirstLastFrameToVideo`` when ``make_movie`` asks for it."""
+    lands a shot on the next keyframe with ``WanFirstLastFrameToVideo`` when ``make_movie`` asks for it (its last
+    ``LANDING_FRAMES`` frames eased onto that keyframe, so the shot ends exactly on it: ``ease_onto``)."""
     from comfy_extras.nodes_wan import WanFirstLastFrameToVideo, WanImageToVideo
 
     width, height = size
@@ -99,7 +116,7 @@ def wan_backend(model, vae, positive, negative, *, clip_vision=None, steps: int,
             samples = host.sample_latent(model, derive_seed(seed, timing.shot_index * 1000 + c, "animate"), steps, cfg,
                                          sampler_name, scheduler, pos, neg, latent["samples"])
             frames = vae.decode(samples).reshape(-1, height, width, 3).float().cpu()
-            frames = keep_ends(frames, clip.length) if lands else frames[:clip.length]
+            frames = ease_onto(keep_ends(frames, clip.length), end) if lands else frames[:clip.length]
             for frame in _to_uint8(frames[0 if c == 0 else 1:]):
                 yield frame
             start = frames[-1:]
