@@ -26,6 +26,7 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import numpy as np
@@ -62,6 +63,33 @@ def project_folder_name(name: str) -> str:
         return cleaned
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
     return f"{(cleaned or 'movie')[:71]}-{digest}"
+
+
+@dataclass(frozen=True)
+class KeyframeSet:
+    """``MD_KEYFRAMES``: the keyframes of a movie as files in its project folder, read one at a time.
+
+    IdentityDiffusionRender hands this to ShotAnimate instead of one IMAGE batch holding every keyframe, so a long
+    movie's keyframes never sit in memory together: a shot reads its own keyframes when it is made or checked."""
+
+    root: str
+    count: int
+    width: int
+    height: int
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.root, "keyframes", f"keyframe_{index:05d}.png")
+
+    def load(self, index: int) -> np.ndarray:
+        """Keyframe ``index`` as ``uint8 [H, W, 3]``."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"keyframe {index} of {self.count}")
+        try:
+            with Image.open(self.path(index)) as img:
+                return np.asarray(img.convert("RGB")).copy()
+        except (OSError, ValueError) as e:
+            raise ValueError(f"keyframe {index} of the movie project {self.root} can not be read ({e}): queue the "
+                             "render again") from e
 
 
 class MovieProject:
