@@ -123,6 +123,11 @@ class MovieProject:
         if self.manifest.get("name") != name:
             self._set(("name",), name)
 
+    def removed_temp_files_note(self) -> str:
+        """A line for a node's summary about the temporary files an interrupted run left (empty when none)."""
+        n = len(self.removed_temp_files)
+        return f"\nremoved {n} temporary file{'s' if n != 1 else ''} an interrupted run left" if n else ""
+
     @staticmethod
     def _folder_for(output_dir: str, name: str) -> str:
         """``project_folder_name(name)``, or the folder an earlier version gave a non-ASCII name (``Am_lie`` for

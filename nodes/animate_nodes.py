@@ -142,4 +142,5 @@ class ShotAnimate(io.ComfyNode):
                 f"{len(result.rendered)} made this run: {result.movie_file}")
         if result.stale:
             text += f"\n{len(result.stale)} files of shots the script no longer has moved to {project.root}/stale/"
+        text += project.removed_temp_files_note()
         return io.NodeOutput(result, result.movie_file, preview, ui=ui.PreviewText(text))

@@ -416,4 +416,4 @@ class IdentityDiffusionRender(io.ComfyNode):
         return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)}, keyframe_set,
                              ui=ui.PreviewText(f"{n} keyframes in {project.root}{shown}" + (
                                  f"\n{len(stale)} files of keyframes the storyboard no longer has moved to stale/"
-                                 if stale else "")))
+                                 if stale else "") + project.removed_temp_files_note()))
