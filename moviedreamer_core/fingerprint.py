@@ -31,6 +31,7 @@ import types
 import weakref
 from typing import Iterable, Optional
 
+import numpy as np
 import torch
 
 #: Elements sampled from each weight tensor.
@@ -164,6 +165,12 @@ class Fingerprinter:
             return
         if isinstance(value, torch.Tensor):
             update(b"T" + (tensor_sample_digest(value) if weights else tensor_digest(value)) + b";")
+            return
+        if isinstance(value, np.ndarray):
+            update(f"N{value.shape}|{value.dtype}|".encode() + np.ascontiguousarray(value).tobytes() + b";")
+            return
+        if isinstance(value, np.generic):
+            update(f"n{value.dtype}:{value.item()!r};".encode())
             return
         if isinstance(value, (torch.dtype, torch.device, torch.Size)):
             update(f"{value!r};".encode())
