@@ -9,18 +9,37 @@ through here, so three rules hold everywhere:
 * **Ordinary permissions.** ``tempfile.mkstemp`` (and safetensors' own ``save_file``) create files readable by
   their owner only (0600); a planner written for a team or a keyframe served by a web server must not be. A
   finished file gets the mode a plain ``open(path, "w")`` would give it: 0666 less the process's umask.
+
+**Temporary files left by a kill.** A process killed while writing (kill -9, a crash, a power cut) leaves its
+temporary file (``.tmp_xxxxxxxx.mp4``) behind. ``remove_stale_temp_files`` removes such files, and only those that
+are clearly stale: while a file is written, its writer holds an exclusive lock on it (``flock``, released by the
+system when the process ends, however it ends), so a temporary file whose lock can be taken has no writer left,
+in this process or any other on the machine (several processes may write into one project folder). Only names
+that ``atomic_path`` makes are considered. Where there is no ``flock`` (Windows), a temporary file counts as stale
+when it has not been written for ``STALE_TEMP_SECONDS``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 #: Prefix of every temporary file: a run killed mid-write leaves at most files named like this.
 TEMP_PREFIX = ".tmp_"
+#: The names ``atomic_path`` gives temporary files (``tempfile.mkstemp``: 8 characters, then the target's suffix).
+TEMP_NAME = re.compile(r"^\.tmp_[a-z0-9_]{8}(\.[A-Za-z0-9]{1,16})?$")
+#: Without ``flock``: a temporary file not written for this many seconds is stale.
+STALE_TEMP_SECONDS = 3600
 
 _umask_lock = threading.Lock()
 
@@ -52,8 +71,7 @@ def atomic_path(path: str, *, fsync: bool = True) -> Iterator[str]:
     permissions, is flushed to disk (``fsync``) and replaces ``path``. Its folder is created when missing."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=os.path.splitext(path)[1])
-    os.close(fd)
+    fd, tmp = _locked_temp_file(folder, os.path.splitext(path)[1])
     try:
         yield tmp
         os.chmod(tmp, default_file_mode())
@@ -62,8 +80,64 @@ def atomic_path(path: str, *, fsync: bool = True) -> Iterator[str]:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        try:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _locked_temp_file(folder: str, suffix: str) -> tuple[int, str]:
+    """A new temporary file in ``folder`` and an open descriptor holding its exclusive lock (while it is held, no
+    ``remove_stale_temp_files`` takes the file for stale)."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=suffix)
+        if fcntl is None:
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            return fd, tmp
+        os.close(fd)  # removed as stale between its creation and our lock: take another
+
+
+def remove_stale_temp_files(folder: str) -> list[str]:
+    """Remove the temporary files (``TEMP_NAME``) directly in ``folder`` that nobody is writing (see the module's
+    docstring); returns their paths. Other files, and temporary files being written, are left alone."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not TEMP_NAME.match(name):
+            continue
+        path = os.path.join(folder, name)
+        if fcntl is None:
+            try:
+                if os.path.isfile(path) and time.time() - os.stat(path).st_mtime > STALE_TEMP_SECONDS:
+                    os.remove(path)
+                    removed.append(path)
+            except OSError:
+                pass
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its writer holds the lock: being written
+            mine, now = os.fstat(fd), os.stat(path)
+            if (mine.st_ino, mine.st_dev) == (now.st_ino, now.st_dev) and os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:

@@ -20,35 +20,129 @@ has stay where they are: their signatures decide whether they are reused.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
 import time
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import numpy as np
 from PIL import Image
 
-from .files import atomic_write_bytes
+from .files import TEMP_PREFIX, atomic_write_bytes, remove_stale_temp_files
 from .paths import resolve_inside, safe_folder_name
 
 PROJECT_FORMAT_VERSION = 1
 PROJECTS_DIR = "moviedreamer"
 #: Where files the current script no longer has are moved (``stale/<YYYYmmdd-HHMMSS>/keyframes/...``).
 STALE_DIR = "stale"
+#: The manifest's journal: one JSON line per update since ``manifest.json`` was last written whole.
+JOURNAL_FILE = "manifest.journal"
+#: Folders of the project whose temporary files a new run may remove (``files.remove_stale_temp_files``).
+TEMP_FOLDERS = ("", "keyframes", "shots")
 _KEYFRAME_FILE = re.compile(r"^keyframe_(\d{5,})\.(?:png|latent\.safetensors)$")
 _SHOT_FILE = re.compile(r"^shot_(\d{5,})(?:_.*\.mp4|\.preview\.safetensors)$")
+#: Preview frames in a shot's sidecar are JPEG files of this quality (``save_shot_sidecar``).
+PREVIEW_JPEG_QUALITY = 75
+
+
+def project_folder_name(name: str) -> str:
+    """The folder of the project called ``name`` (a project name or a script's title).
+
+    An ASCII name keeps the folder name it always had (``safe_folder_name``: ``My Movie: Part 1`` is
+    ``My Movie_ Part 1``), so existing projects resume. A name with other characters (``東京物語``, ``Amélie``), or
+    one with nothing left after cleaning (``???``), would lose what tells it apart, so it gets the cleaned part (or
+    ``movie``) and the first 8 hex digits of the SHA-256 of the name: ``movie-3f0c8a1e``, ``Am_lie-5b1d0e77``.
+    """
+    name = name or ""
+    cleaned = safe_folder_name(name, fallback="")
+    if cleaned and name.isascii():
+        return cleaned
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"{(cleaned or 'movie')[:71]}-{digest}"
+
+
+@dataclass(frozen=True)
+class KeyframeSet:
+    """``MD_KEYFRAMES``: the keyframes of a movie as files in its project folder, read one at a time.
+
+    IdentityDiffusionRender hands this to ShotAnimate instead of one IMAGE batch holding every keyframe, so a long
+    movie's keyframes never sit in memory together: a shot reads its own keyframes when it is made or checked."""
+
+    root: str
+    count: int
+    width: int
+    height: int
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.root, "keyframes", f"keyframe_{index:05d}.png")
+
+    def load(self, index: int) -> np.ndarray:
+        """Keyframe ``index`` as ``uint8 [H, W, 3]``."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"keyframe {index} of {self.count}")
+        try:
+            with Image.open(self.path(index)) as img:
+                return np.asarray(img.convert("RGB")).copy()
+        except (OSError, ValueError) as e:
+            raise ValueError(f"keyframe {index} of the movie project {self.root} can not be read ({e}): queue the "
+                             "render again") from e
 
 
 class MovieProject:
-    """One movie's folder under the host's output directory."""
+    """One movie's folder under the host's output directory.
+
+    The manifest is kept in memory and on disk as ``manifest.json`` (the whole manifest, written atomically) plus
+    ``manifest.journal`` (one JSON line per update since then). An update (a keyframe or shot finished, one retired)
+    appends one line, so its cost does not grow with the movie; ``compact`` writes ``manifest.json`` whole and removes
+    the journal, once when the project is opened (if a journal is left) and once at the end of a node's run. A kill at
+    any moment leaves a readable project: ``manifest.json`` is the old or the new one, a line cut short is skipped, and
+    replaying the journal over a manifest that already holds its lines changes nothing (every line sets or removes one
+    entry). Only the last update can be lost, and then its keyframe or shot is made again.
+
+    One process writes a project at a time; a mode with several writers would take a lock around ``compact``.
+    """
 
     def __init__(self, output_dir: str, name: str):
-        self.name = safe_folder_name(name, fallback="movie")
+        self.name = self._folder_for(output_dir, name)
         self.root = resolve_inside(output_dir, f"{PROJECTS_DIR}/{self.name}")
         os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
         self.manifest_path = os.path.join(self.root, "manifest.json")
+        self.journal_path = os.path.join(self.root, JOURNAL_FILE)
+        #: Temporary files of an interrupted run that this opening removed (``files.remove_stale_temp_files``).
+        self.removed_temp_files = [os.path.relpath(p, self.root).replace(os.sep, "/")
+                                   for folder in TEMP_FOLDERS
+                                   for p in remove_stale_temp_files(os.path.join(self.root, folder))]
         self.manifest = self._read_manifest()
+        if os.path.exists(self.journal_path):
+            self._replay_journal()
+            self.compact()
+        if self.manifest.get("name") != name:
+            self._set(("name",), name)
+
+    def removed_temp_files_note(self) -> str:
+        """A line for a node's summary about the temporary files an interrupted run left (empty when none)."""
+        n = len(self.removed_temp_files)
+        return f"\nremoved {n} temporary file{'s' if n != 1 else ''} an interrupted run left" if n else ""
+
+    @staticmethod
+    def _folder_for(output_dir: str, name: str) -> str:
+        """``project_folder_name(name)``, or the folder an earlier version gave a non-ASCII name (``Am_lie`` for
+        ``Amélie``) when that folder's manifest says it is this project, so it resumes."""
+        folder = project_folder_name(name)
+        legacy = safe_folder_name(name, fallback="movie")
+        if folder != legacy:
+            try:
+                with open(os.path.join(output_dir, PROJECTS_DIR, legacy, "manifest.json"), encoding="utf-8") as f:
+                    data = json.load(f)
+                if isinstance(data, dict) and data.get("name", data.get("title")) == name:
+                    return legacy
+            except (OSError, ValueError):
+                pass
+        return folder
 
     # ------------------------------------------------------------------------------------ manifest
 
@@ -64,15 +158,72 @@ class MovieProject:
             pass
         return {"format": PROJECT_FORMAT_VERSION, "project": self.name, "keyframes": {}, "shots": {}}
 
-    def save_manifest(self) -> None:
+    def _replay_journal(self) -> None:
+        """Apply the journal's lines to the manifest read from ``manifest.json``; a line cut short by a kill (or
+        anything else that does not parse) is skipped."""
+        try:
+            with open(self.journal_path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return
+        for line in data.split(b"\n"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("key"), list) and record["key"]:
+                self._apply(tuple(record["key"]), record.get("value"), "value" in record)
+
+    def _apply(self, key: tuple, value, present: bool) -> None:
+        """Set (``present``) or remove the entry at ``key``: ``("title",)`` or ``("keyframes", "12")``."""
+        target = self.manifest
+        for part in key[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                return
+        if present:
+            target[key[-1]] = value
+        else:
+            target.pop(key[-1], None)
+
+    def _set(self, key: tuple, value=None, present: bool = True) -> None:
+        """Change one entry of the manifest and append the change to the journal: one line, one ``write``, whatever
+        the manifest's size (the file is opened for each line, so a journal removed by ``compact`` is simply begun
+        again). Not fsynced: after a power cut the last keyframes or shots may be made again."""
+        self._apply(key, value, present)
+        record = {"key": list(key), **({"value": value} if present else {})}
+        line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def compact(self) -> None:
+        """Write the whole manifest to ``manifest.json`` (atomically, fsynced) and remove the journal."""
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode("utf-8"))
+        try:
+            os.remove(self.journal_path)
+        except FileNotFoundError:
+            pass
+
+    #: The name earlier versions used for ``compact``.
+    save_manifest = compact
 
     def set_script(self, script_hash: str, title: str) -> None:
         """Record which script this project renders. Entries of an earlier version of the script stay: each one's
         signature says whether it still fits, so an edit re-renders only what it changed."""
-        self.manifest["script_hash"] = script_hash
-        self.manifest["title"] = title
+        if self.manifest.get("script_hash") != script_hash:
+            self._set(("script_hash",), script_hash)
+        if self.manifest.get("title") != title:
+            self._set(("title",), title)
+
+    def set_movie(self, entry: Optional[dict]) -> None:
+        """Record the assembled movie (``None``: there is none)."""
+        self._set(("movie",), entry, present=entry is not None)
 
     # ------------------------------------------------------------------------------- stale work
 
@@ -103,11 +254,8 @@ class MovieProject:
             if found and int(found.group(1)) >= count:
                 files.append(f"keyframes/{name}")
         for k in gone:
-            self.manifest["keyframes"].pop(k)
-        moved = self._move_aside(files)
-        if gone or moved:
-            self.save_manifest()
-        return moved
+            self._set(("keyframes", k), present=False)
+        return self._move_aside(files)
 
     def retire_shots(self, shot_files: dict[int, str]) -> list[str]:
         """The script's shots now are ``{shot index: its file}``: shots past the end, and shots filed under another
@@ -124,16 +272,13 @@ class MovieProject:
             if _SHOT_FILE.match(name) and f"shots/{name}" not in expected:
                 files.append(f"shots/{name}")
         for key in gone:
-            self.manifest["shots"].pop(key)
+            self._set(("shots", key), present=False)
         movie = self.manifest.get("movie")
         ordered = [shot_files[i] for i in sorted(shot_files)]
         if movie and movie.get("shots") != ordered:
             files.append(movie.get("file", ""))
-            self.manifest.pop("movie")
-        moved = self._move_aside(f for f in files if f)
-        if gone or moved or (movie and "movie" not in self.manifest):
-            self.save_manifest()
-        return moved
+            self.set_movie(None)
+        return self._move_aside(f for f in files if f)
 
     # ----------------------------------------------------------------------------------- keyframes
 
@@ -152,9 +297,8 @@ class MovieProject:
     def record_shot(self, index: int, rel: str, signature: str, info: dict) -> None:
         """Record a finished shot, with its file's size and modification time (``shot_unchanged``)."""
         st = os.stat(os.path.join(self.root, rel))
-        self.manifest["shots"][str(index)] = {"status": "done", "file": rel, "signature": signature,
-                                              "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, **info}
-        self.save_manifest()
+        self._set(("shots", str(index)), {"status": "done", "file": rel, "signature": signature,
+                                          "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, **info})
 
     def shot_unchanged(self, index: int, signature: str) -> bool:
         """Recorded with this signature and its file untouched since (same size and modification time): the
@@ -171,27 +315,33 @@ class MovieProject:
     def sidecar_file(self, index: int) -> str:
         return f"shots/shot_{index:05d}.preview.safetensors"
 
-    def save_shot_sidecar(self, index: int, signature: str, preview: list, last: np.ndarray) -> None:
-        """A shot's small preview frames and its decoded last frame (for the next shot's dissolve), so a rerun
-        need not decode the shot again."""
+    def save_shot_sidecar(self, index: int, signature: str, preview: list) -> list:
+        """Keep a shot's small preview frames beside it, so a rerun need not decode the shot again. Each frame is
+        stored as a JPEG (quality ``PREVIEW_JPEG_QUALITY``: a few kB, a small part of the shot's own file); returns
+        the frames as they read back, which is what the movie's preview shows on this run and on every rerun."""
         from safetensors.numpy import save
 
-        tensors = {"last": np.ascontiguousarray(last)}
-        if preview:
-            tensors["preview"] = np.ascontiguousarray(np.stack(preview))
-        atomic_write_bytes(os.path.join(self.root, self.sidecar_file(index)), save(tensors, {"signature": signature}))
+        encoded = [_jpeg(frame) for frame in preview]
+        tensors = {f"preview_{i:04d}": np.frombuffer(data, dtype=np.uint8) for i, data in enumerate(encoded)}
+        tensors = tensors or {"empty": np.zeros(0, np.uint8)}
+        atomic_write_bytes(os.path.join(self.root, self.sidecar_file(index)),
+                           save(tensors, {"signature": signature, "preview": "jpeg"}))
+        return [_unjpeg(data) for data in encoded]
 
     def shot_sidecar(self, index: int, signature: str) -> Optional[dict]:
-        """``{"preview": [small frames], "last": frame}`` kept for this signature, or ``None``."""
+        """``{"preview": [small frames]}`` kept for this signature, or ``None``. (Sidecars of earlier versions, with
+        raw frames and the shot's last frame, still read.)"""
         from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(os.path.join(self.root, self.sidecar_file(index)), framework="np") as f:
                 if (f.metadata() or {}).get("signature") != signature:
                     return None
-                preview = list(f.get_tensor("preview")) if "preview" in f.keys() else []
-                return {"preview": preview, "last": f.get_tensor("last")}
-        except (OSError, SafetensorError, KeyError):
+                if "preview" in f.keys():
+                    return {"preview": list(f.get_tensor("preview"))}
+                names = sorted(k for k in f.keys() if k.startswith("preview_"))
+                return {"preview": [_unjpeg(f.get_tensor(k).tobytes()) for k in names]}
+        except (OSError, SafetensorError, KeyError, ValueError):
             return None
 
     def path(self, rel: str) -> str:
@@ -199,6 +349,10 @@ class MovieProject:
 
     def keyframe_file(self, index: int) -> str:
         return f"keyframes/keyframe_{index:05d}.png"
+
+    def keyframe_entry_signature(self, index: int) -> Optional[str]:
+        """The signature keyframe ``index`` was recorded with, or ``None``."""
+        return (self.manifest["keyframes"].get(str(index)) or {}).get("signature")
 
     def keyframe_done(self, index: int, signature: str) -> bool:
         entry = self.manifest["keyframes"].get(str(index))
@@ -217,8 +371,6 @@ class MovieProject:
     def save_keyframe(self, index: int, image: np.ndarray, signature: str, info: dict, latent=None) -> str:
         """Write keyframe ``index`` (``uint8 [H, W, 3]``), optionally its latent (a tensor, as safetensors, so a
         rerun need not encode the image again), and its manifest entry; returns the file name."""
-        import io
-
         rel = self.keyframe_file(index)
         buf = io.BytesIO()
         Image.fromarray(image).save(buf, format="PNG")
@@ -228,9 +380,13 @@ class MovieProject:
             atomic_write_bytes(os.path.join(self.root, self.latent_file(index)),
                                save({"latent": latent.detach().float().cpu().contiguous()}, {"signature": signature}))
         atomic_write_bytes(os.path.join(self.root, rel), buf.getvalue())
-        self.manifest["keyframes"][str(index)] = {"status": "done", "file": rel, "signature": signature, **info}
-        self.save_manifest()
+        self.record_keyframe(index, signature, info)
         return rel
+
+    def record_keyframe(self, index: int, signature: str, info: dict) -> None:
+        """The manifest entry of keyframe ``index``, whose image (``keyframe_file``) is written."""
+        self._set(("keyframes", str(index)), {"status": "done", "file": self.keyframe_file(index),
+                                              "signature": signature, **info})
 
     def latent_file(self, index: int) -> str:
         return f"keyframes/keyframe_{index:05d}.latent.safetensors"
@@ -246,6 +402,17 @@ class MovieProject:
                 return f.get_tensor("latent")
         except (OSError, SafetensorError, KeyError):
             return None
+
+
+def _jpeg(frame: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame)).save(buf, format="JPEG", quality=PREVIEW_JPEG_QUALITY)
+    return buf.getvalue()
+
+
+def _unjpeg(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB")).copy()
 
 
 def _listdir(folder: str) -> list[str]:

@@ -18,6 +18,7 @@ from ..moviedreamer_core.project import MovieProject
 from . import host, wire_types
 from .choices import check_inputs
 from .i2v_backends import LANDS_ON_NEXT, make_backend
+from .model_fingerprints import fingerprint
 
 BACKENDS = ["auto", "animatic"]
 
@@ -35,7 +36,9 @@ class ShotAnimate(io.ComfyNode):
             "slow camera move chosen from the shot's camera, and the script's transitions.",
             is_output_node=True,
             inputs=[
-                io.Image.Input("keyframes", tooltip="All keyframes in order (from IdentityDiffusionRender)."),
+                io.Image.Input("keyframes", optional=True,
+                               tooltip="All keyframes in order (from IdentityDiffusionRender), in one IMAGE batch. For "
+                               "long movies connect keyframe_set instead."),
                 wire_types.Script.Input("script", tooltip="The script from ScriptEncode: shot durations, cameras, transitions."),
                 io.Combo.Input("backend", options=BACKENDS, default=BACKENDS[0],
                                tooltip="auto: the connected image-to-video MODEL (Wan, SVD, LTX-Video), or the animatic when no model is "
@@ -69,6 +72,10 @@ class ShotAnimate(io.ComfyNode):
                 io.Conditioning.Input("positive", optional=True, tooltip="The video model's text conditioning (Wan, LTX-Video)."),
                 io.Conditioning.Input("negative", optional=True,
                                       tooltip="The video model's negative conditioning (Wan, LTX-Video)."),
+                wire_types.Keyframes.Input("keyframe_set", optional=True,
+                                           tooltip="IdentityDiffusionRender's keyframe_set: the keyframes are read from the "
+                                           "project folder shot by shot, so memory does not grow with the movie. Used "
+                                           "instead of keyframes when connected."),
             ],
             outputs=[
                 wire_types.Movie.Output("movie", display_name="movie", tooltip="The movie project (folder, files)."),
@@ -83,14 +90,23 @@ class ShotAnimate(io.ComfyNode):
 
     @classmethod
     @host.pack_threads
-    def execute(cls, keyframes, script, backend, fps, frames_per_clip, project_name="", seed=0, steps=20, cfg=5.0,
+    def execute(cls, script, backend, fps, frames_per_clip, keyframes=None, project_name="", seed=0, steps=20, cfg=5.0,
                 sampler_name="euler", scheduler="simple", min_cfg=0.0, model=None, vae=None, clip_vision=None,
-                positive=None, negative=None) -> io.NodeOutput:
-        if keyframes.shape[0] != script.n_keyframes:
-            raise ValueError(f"got {keyframes.shape[0]} keyframe images, but the script has {script.n_keyframes} keyframes")
+                positive=None, negative=None, keyframe_set=None) -> io.NodeOutput:
+        if keyframe_set is not None:
+            count, width, height = keyframe_set.count, keyframe_set.width, keyframe_set.height
+            source = f"keyframe_set ({keyframe_set.root})"
+        elif keyframes is not None:
+            count, height, width = int(keyframes.shape[0]), int(keyframes.shape[1]), int(keyframes.shape[2])
+            source = "keyframe images"
+        else:
+            raise ValueError("connect the keyframes: IdentityDiffusionRender's keyframe_set (long movies) or keyframes")
+        if count != script.n_keyframes:
+            raise ValueError(f"got {count} {source}, but the script has {script.n_keyframes} keyframes"
+                             + (" (IdentityDiffusionRender's images_output is preview: connect its keyframe_set)"
+                                if keyframe_set is None else ""))
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r} (choices: {', '.join(BACKENDS)})")
-        height, width = int(keyframes.shape[1]), int(keyframes.shape[2])
         size = (width - width % 2, height - height % 2)
         params = {}
         if backend == "auto" and model is not None:
@@ -100,20 +116,31 @@ class ShotAnimate(io.ComfyNode):
             params = {k: v for k, v in settings.items() if k != "size"}
             if min_cfg:
                 params["min_cfg"] = min_cfg
+            # the video model, its VAE, its conditioning and CLIP Vision by their weights and contents (once)
+            params["models"] = {name: fingerprint(value) if value is not None else None for name, value in (
+                ("model", model), ("vae", vae), ("positive", positive), ("negative", negative),
+                ("clip_vision", clip_vision))}
         else:
             backend, frames_fn = "animatic", animatic_backend(fps, size)
         project = MovieProject(host.output_directory(), project_name.strip() or script.title)
         progress = host.Progress(len(script.shots))
 
-        def keyframe(i: int) -> np.ndarray:
-            return (keyframes[i, :, :, :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        if keyframe_set is not None:
+            keyframe = keyframe_set.load
+        else:
+            def keyframe(i: int) -> np.ndarray:
+                return (keyframes[i, :, :, :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
-        result = make_movie(project, script, keyframe, fps=fps, frames_per_clip=frames_per_clip, size=size,
-                            backend=frames_fn, backend_name=backend, backend_params=params, progress=progress,
-                            check_interrupt=host.check_interrupt, lands_on_next=backend in LANDS_ON_NEXT)
+        try:
+            result = make_movie(project, script, keyframe, fps=fps, frames_per_clip=frames_per_clip, size=size,
+                                backend=frames_fn, backend_name=backend, backend_params=params, progress=progress,
+                                check_interrupt=host.check_interrupt, lands_on_next=backend in LANDS_ON_NEXT)
+        finally:
+            project.compact()  # the manifest's journal into manifest.json, also when cancelled
         preview = torch.from_numpy(np.stack(result.preview)).float().div(255) if result.preview else torch.zeros(1, 8, 8, 3)
         text = (f"{result.frames} frames ({result.frames / fps:.1f} s) in {len(result.shot_files)} shots, "
                 f"{len(result.rendered)} made this run: {result.movie_file}")
         if result.stale:
             text += f"\n{len(result.stale)} files of shots the script no longer has moved to {project.root}/stale/"
+        text += project.removed_temp_files_note()
         return io.NodeOutput(result, result.movie_file, preview, ui=ui.PreviewText(text))

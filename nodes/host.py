@@ -296,3 +296,10 @@ def torch_device():
 
 def intermediate_device():
     return mm.intermediate_device()
+
+
+def is_model_patcher(obj) -> bool:
+    """Whether ``obj`` is the host's ``ModelPatcher`` (MODEL, and the patcher inside CLIP, VAE and CLIP Vision)."""
+    import comfy.model_patcher
+
+    return isinstance(obj, comfy.model_patcher.ModelPatcher)

@@ -20,19 +20,32 @@ from PIL import Image
 
 from comfy_api.latest import io, ui
 
-from ..moviedreamer_core.project import MovieProject
+from ..moviedreamer_core.project import KeyframeSet, MovieProject
 from ..moviedreamer_core.renderer import RendererAdapter, load_renderer
 from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
 from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, wire_types
 from .choices import check_inputs
+from .model_fingerprints import fingerprint
 from .storyboard_events import send_keyframe, send_storyboard
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
 from .unconditional_tokens import black_image_tokens, unconditional_features
 
 IPADAPTER_PREFIX = "ipadapter/"
 TOKEN_SOURCES = ["image_embeds", "penultimate_hidden_states"]
+#: What the render node's IMAGE and LATENT outputs hold: every keyframe, or a preview of at most
+#: ``PREVIEW_KEYFRAMES`` spread over the movie (memory that does not grow with the movie; ShotAnimate then reads
+#: the keyframes from the project folder through ``keyframe_set``).
+IMAGES_OUTPUT = ["all", "preview"]
+PREVIEW_KEYFRAMES = 16
+
+
+def preview_indices(n: int, limit: int = PREVIEW_KEYFRAMES) -> list[int]:
+    """At most ``limit`` keyframe indices spread evenly over ``n``, the first and the last included."""
+    if n <= limit:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
 
 
 @dataclass
@@ -151,6 +164,18 @@ class MovieDreamerKeyframeEncode(io.ComfyNode):
         return io.NodeOutput(board)
 
 
+def _zeroed(conditioning) -> list:
+    """The conditioning with every tensor zeroed, as the host's ConditioningZeroOut makes it: the negative when only
+    a positive conditioning is connected (no negative, no CLIP to encode ``negative_prompt``)."""
+    out = []
+    for tensor, extra in conditioning:
+        extra = dict(extra)
+        if isinstance(extra.get("pooled_output"), torch.Tensor):
+            extra["pooled_output"] = torch.zeros_like(extra["pooled_output"])
+        out.append([torch.zeros_like(tensor), extra])
+    return out
+
+
 def _signature(parts: dict, *tensors: torch.Tensor | None) -> str:
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     for t in tensors:
@@ -158,20 +183,6 @@ def _signature(parts: dict, *tensors: torch.Tensor | None) -> str:
             h.update(t.float().contiguous().numpy().tobytes())
         h.update(b"\x00")
     return h.hexdigest()
-
-
-def _conditioning_digest(conditioning) -> str:
-    """A digest of a connected CONDITIONING's tensors, so a keyframe rendered with it is reused on a rerun with
-    the same conditioning and redone when it changes (e.g. another prompt upstream)."""
-    h = hashlib.sha256()
-    for entry in conditioning or []:
-        tensors = [entry[0]] + [v for _, v in sorted(entry[1].items()) if isinstance(v, torch.Tensor)]
-        for t in tensors:
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-        h.update(json.dumps(sorted((k, v) for k, v in entry[1].items() if isinstance(v, (int, float, str, bool))),
-                            default=str).encode())
-    return h.hexdigest()[:16]
 
 
 def _check_face_states(renderer: RendererHandle, script_embeds) -> None:
@@ -240,11 +251,22 @@ class IdentityDiffusionRender(io.ComfyNode):
                               "Needed unless positive is connected."),
                 io.Conditioning.Input("positive", optional=True,
                                       tooltip="Optional: one positive conditioning for all keyframes instead of their own texts."),
-                io.Conditioning.Input("negative", optional=True, tooltip="Optional: the negative conditioning."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="Optional: the negative conditioning. With positive connected and neither "
+                                      "negative nor clip, the negative is the positive zeroed (as ConditioningZeroOut)."),
+                io.Combo.Input("images_output", options=IMAGES_OUTPUT, default=IMAGES_OUTPUT[0], optional=True,
+                               tooltip=f"all: the keyframes output holds every keyframe (memory grows with the movie: "
+                               f"1000 keyframes at 832x480 are 4.5 GB). preview: at most {PREVIEW_KEYFRAMES} keyframes "
+                               "spread over the movie, for a look; connect keyframe_set to ShotAnimate, which then reads "
+                               "the keyframes from the project folder shot by shot (long movies)."),
             ],
             outputs=[
-                io.Image.Output("images", display_name="keyframes", tooltip="The rendered keyframes, in order."),
-                io.Latent.Output("latent", display_name="latent", tooltip="Their latents."),
+                io.Image.Output("images", display_name="keyframes",
+                                tooltip="The rendered keyframes, in order (images_output preview: a few spread over the movie)."),
+                io.Latent.Output("latent", display_name="latent", tooltip="Their latents (the same keyframes)."),
+                wire_types.Keyframes.Output("keyframe_set", display_name="keyframe_set",
+                                            tooltip="Every keyframe as a file in the movie project folder: connect it to "
+                                            "ShotAnimate's keyframe_set, which reads them shot by shot."),
             ],
         )
 
@@ -256,8 +278,11 @@ class IdentityDiffusionRender(io.ComfyNode):
     @host.pack_threads
     def execute(cls, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name, scheduler, width,
                 height, token_weight, identity_weight, start_percent, end_percent, project_name="", negative_prompt="",
-                clip=None, positive=None, negative=None) -> io.NodeOutput:
+                clip=None, positive=None, negative=None, images_output=None) -> io.NodeOutput:
         n = storyboard.n_keyframes
+        images_output = images_output or IMAGES_OUTPUT[0]
+        if images_output not in IMAGES_OUTPUT:
+            raise ValueError(f"images_output: {images_output!r} is not one of {', '.join(IMAGES_OUTPUT)}")
         negative_connected = negative is not None
         # ---- every check a user can trip, before any sampling
         use_tokens = renderer.cfg.token_path and token_weight != 0
@@ -290,13 +315,42 @@ class IdentityDiffusionRender(io.ComfyNode):
                              f"cross-attention layers (context {renderer.cfg.context_dim}); this MODEL has {len(dims)} "
                              f"(context {layers[0].context_dim}). Use a renderer for this model family (SD1.5 / SDXL).")
 
+        # Everything that determines a keyframe besides its own text, tokens, identities and seed: the models by
+        # their weights and patches (model_fingerprints), the conditionings by their contents. Computed once.
+        models = {"model": fingerprint(model), "vae": fingerprint(vae), "renderer": fingerprint((renderer.patcher, renderer.cfg))}
+        clip_print = fingerprint(clip) if clip is not None and (positive is None or negative is None) else None
+        if positive is not None:
+            models["positive"] = fingerprint(positive)
+        else:
+            models["clip"] = clip_print
+        if negative is not None:
+            models["negative"] = fingerprint(negative)
+        elif clip is not None:
+            models["negative"], models["clip"] = negative_prompt, clip_print
+        else:
+            models["negative"] = "the positive zeroed"
+
         project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)
+        try:
+            return cls._render(project, n, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name,
+                               scheduler, width, height, token_weight, identity_weight, start_percent, end_percent,
+                               negative_prompt, clip, positive, negative, images_output, models, use_tokens, use_identity,
+                               needs_faces, layers)
+        finally:
+            project.compact()  # the manifest's journal into manifest.json, also when cancelled
+
+    @classmethod
+    def _render(cls, project, n, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name,
+                scheduler, width, height, token_weight, identity_weight, start_percent, end_percent, negative_prompt,
+                clip, positive, negative, images_output, models, use_tokens, use_identity, needs_faces,
+                layers) -> io.NodeOutput:
         project.set_script(script_embeds.script_hash, script_embeds.title)
         stale = project.retire_keyframes(n)  # keyframes past this storyboard's end leave the folder and the manifest
         sampling = model.get_model_object("model_sampling")
         sigma_start, sigma_end = sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)
         if negative is None:
-            negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_prompt or ""))
+            negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_prompt or "")) if clip is not None \
+                else _zeroed(positive)
         adapter = host.load_managed(renderer.patcher)
         uncond_tokens = None
         if use_tokens:
@@ -305,7 +359,9 @@ class IdentityDiffusionRender(io.ComfyNode):
         means = script_embeds.identity_means()
         progress = host.Progress(n)
         send_storyboard(script_embeds)
+        kept = set(range(n)) if images_output == "all" else set(preview_indices(n))
         images, latents = [], []
+        size = None
         for k in range(n):
             spec = script_embeds.keyframes[k]
             on_screen = [c for c in spec.characters if script_embeds.characters[c].has_identity]
@@ -319,16 +375,16 @@ class IdentityDiffusionRender(io.ComfyNode):
             kseed = derive_seed(seed, k, "render")
             signature = _signature({"prompt": prompt, "seed": kseed, "steps": steps, "cfg": cfg, "sampler": sampler_name,
                                     "scheduler": scheduler, "size": [width, height], "weights": [token_weight, identity_weight],
-                                    "range": [start_percent, end_percent], "renderer": renderer.name,
-                                    "token_path": use_tokens,
-                                    "negative": _conditioning_digest(negative) if negative_connected else negative_prompt,
-                                    "positive": _conditioning_digest(positive) if positive is not None else ""},
+                                    "range": [start_percent, end_percent], "token_path": use_tokens, "models": models},
                                    storyboard.tokens[k] if use_tokens else None, identity, faces)
+            latent = None
             if project.keyframe_done(k, signature):
-                image = torch.from_numpy(project.load_keyframe(k)).float().div(255)[None]
-                latent = project.load_keyframe_latent(k, signature)
-                if latent is None:  # a project from before latents were kept
-                    latent = vae.encode(image)
+                pixels = project.load_keyframe(k)
+                if k in kept:
+                    image = torch.from_numpy(pixels).float().div(255)[None]
+                    latent = project.load_keyframe_latent(k, signature)
+                    if latent is None:  # a project from before latents were kept
+                        latent = vae.encode(image)
             else:
                 with torch.no_grad():
                     adapter = host.load_managed(renderer.patcher)
@@ -347,14 +403,19 @@ class IdentityDiffusionRender(io.ComfyNode):
                 if image.ndim == 5:  # video VAEs return [B, T, H, W, C]
                     image = image.reshape(-1, *image.shape[-3:])
                 image = image[:1].float().cpu()
-                project.save_keyframe(k, _to_uint8(image[0]), signature,
-                                      {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt}, latent=latent)
-            images.append(image.float().cpu())
-            latents.append(latent.float().cpu())
+                pixels = _to_uint8(image[0])
+                project.save_keyframe(k, pixels, signature, {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt},
+                                      latent=latent)
+            size = (int(pixels.shape[1]), int(pixels.shape[0]))
+            if k in kept:
+                images.append(torch.from_numpy(pixels).float().div(255)[None])
+                latents.append(latent.float().cpu())
             send_keyframe(k, n, project.path(project.keyframe_file(k)), spec)
-            preview = Image.fromarray(_to_uint8(images[-1][0]))
-            progress(k + 1, n, preview=preview)
-        return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)},
-                             ui=ui.PreviewText(f"{n} keyframes in {project.root}" + (
+            progress(k + 1, n, preview=Image.fromarray(pixels))
+            del latent
+        keyframe_set = KeyframeSet(project.root, n, *(size or (width, height)))
+        shown = "" if images_output == "all" else f" (keyframes output: {len(images)} of them, spread over the movie)"
+        return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)}, keyframe_set,
+                             ui=ui.PreviewText(f"{n} keyframes in {project.root}{shown}" + (
                                  f"\n{len(stale)} files of keyframes the storyboard no longer has moved to stale/"
-                                 if stale else "")))
+                                 if stale else "") + project.removed_temp_files_note()))

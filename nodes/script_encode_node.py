@@ -62,16 +62,18 @@ shots:
 """
 
 
+_listings: dict = {}
+
+
 def script_files() -> list[str]:
-    """Script files the user can pick: ``.yaml``/``.yml``/``.json`` anywhere under the input folder."""
+    """Script files the user can pick: ``.yaml``/``.yml``/``.json`` anywhere under the input folder. Listed once,
+    then kept current by checking the folders' modification times (``moviedreamer_core/folder_listing.py``): the host
+    asks for these choices on every queued prompt."""
+    from ..moviedreamer_core.folder_listing import FolderListing
+
     root = host.input_directory()
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for f in filenames:
-            if f.lower().endswith(SCRIPT_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
-    return [NO_FILE] + sorted(found)
+    listing = _listings.get(root) or _listings.setdefault(root, FolderListing(root, SCRIPT_EXTENSIONS))
+    return [NO_FILE] + listing.files()
 
 
 class ScriptEncode(io.ComfyNode):

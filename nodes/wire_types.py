@@ -17,6 +17,8 @@ Storyboard = io.Custom("MD_STORYBOARD")
 Renderer = io.Custom("MD_RENDERER")
 #: A movie project folder.
 Movie = io.Custom("MD_MOVIE")
+#: Every keyframe of a movie as a file in its project folder (``moviedreamer_core.project.KeyframeSet``).
+Keyframes = io.Custom("MD_KEYFRAMES")
 
 #: Category of every node in the pack ("Add Node" menu).
 CATEGORY = "MovieDreamer"

@@ -79,6 +79,17 @@ def _small(frame: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((max(2, int(w * scale)), max(2, int(h * scale))), Image.BILINEAR))
 
 
+def _last_frame(path: str) -> Optional[np.ndarray]:
+    """The last frame of a shot file as it decodes (``None`` when it does not)."""
+    last = None
+    try:
+        for last in iter_frames(path):
+            pass
+    except Exception:  # av raises many error types for damaged files
+        return None
+    return last
+
+
 def _decode_for_preview(path: str, every: int) -> Optional[tuple[list, np.ndarray, int]]:
     """One decoding pass over a shot file: its small frames 0, every, 2*every..., its last frame and its frame
     count; ``None`` when the file is missing, truncated or unreadable."""
@@ -119,6 +130,7 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
     preview = PreviewStrip(every)
     files, rendered = [], []
     previous_last: Optional[np.ndarray] = None  # the previous shot's last frame *as decoded from its file*
+    previous_file: Optional[str] = None  # ... or the file to decode it from, when a shot that follows needs it
     previous_sig = ""
     for timing in timings:
         shot = script.shots[timing.shot_index]
@@ -139,19 +151,22 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
         kept = project.shot_sidecar(timing.shot_index, sig) if project.shot_unchanged(timing.shot_index, sig) else None
         # touched since it was written: one decoding pass checks it is whole and gives its preview and last frame
         decoded = _decode_for_preview(project.path(entry["file"]), every) if entry is not None and kept is None else None
-        if kept is not None:  # the file is as it was written: its kept preview frames and last frame, no decoding
+        if kept is not None:  # the file is as it was written: its kept preview frames, no decoding
             rel = entry["file"]
             preview.add_sampled(kept["preview"], every, timing.frames)
-            previous_last = kept["last"]
+            previous_last, previous_file = None, project.path(rel)
         elif decoded is not None and decoded[2] == timing.frames:
             rel = entry["file"]
             smalls, previous_last, _ = decoded
-            preview.add_sampled(smalls, every, timing.frames)
-            project.save_shot_sidecar(timing.shot_index, sig, smalls, previous_last)
+            preview.add_sampled(project.save_shot_sidecar(timing.shot_index, sig, smalls), every, timing.frames)
             project.record_shot(timing.shot_index, rel, sig, {k: v for k, v in entry.items() if k in ("shot", "frames", "backend")})
         else:
+            if previous_last is None and previous_file is not None:
+                previous_last = _last_frame(previous_file)
+            last_before = previous_last
+
             def frames() -> Iterator[np.ndarray]:
-                for frame in backend(timing, shot, images, previous_last, **extra):
+                for frame in backend(timing, shot, images, last_before, **extra):
                     if check_interrupt is not None:
                         check_interrupt()
                     yield frame
@@ -161,8 +176,7 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
                 raise RuntimeError(f"shot {timing.shot_id}: the {backend_name} backend made {n} frames, expected {timing.frames}")
             # the preview and the last frame as decoded from the file, exactly what a rerun will see
             smalls, previous_last, _ = _decode_for_preview(project.path(rel), every)
-            preview.add_sampled(smalls, every, n)
-            project.save_shot_sidecar(timing.shot_index, sig, smalls, previous_last)
+            preview.add_sampled(project.save_shot_sidecar(timing.shot_index, sig, smalls), every, n)
             project.record_shot(timing.shot_index, rel, sig, {"shot": timing.shot_id, "frames": n, "backend": backend_name})
             rendered.append(timing.shot_index)
         previous_sig = sig
@@ -172,8 +186,8 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
     movie_rel = f"{project.name}.mp4"
     concat_videos([project.path(f) for f in files], project.path(movie_rel))
     info = video_info(project.path(movie_rel))
-    project.manifest["movie"] = {"file": movie_rel, "frames": info["frames"] if info else 0, "fps": fps,
-                                 "shots": files, "backend": backend_name}
-    project.save_manifest()
+    project.set_movie({"file": movie_rel, "frames": info["frames"] if info else 0, "fps": fps, "shots": files,
+                       "backend": backend_name})
+    project.compact()
     return MovieResult(project.root, project.path(movie_rel), [project.path(f) for f in files], rendered,
                        info["frames"] if info else 0, fps, preview.frames, stale)

@@ -93,7 +93,8 @@ class _TinyUNetConfig(comfy.supported_models_base.BASE):
 
 
 def tiny_unet_config(layout: str = "sd15") -> dict:
-    """A small UNet in the SD1.5 block layout (2 levels, one transformer per level) or the SDXL one (3 levels,
+    """A small UNet in the SD1.5 block layout (2 levels, one transformer per level), the same with transformers only
+    at the second level (``sd15_low_attention``: its attention costs little at 832x480), or the SDXL one (3 levels,
     no transformer at the first level, deeper transformers below, a middle block of depth 2, ADM input)."""
     if layout == "sd15":
         return dict(image_size=32, in_channels=4, out_channels=4, model_channels=32, num_res_blocks=[1, 1],
@@ -101,6 +102,10 @@ def tiny_unet_config(layout: str = "sd15") -> dict:
                     transformer_depth_middle=1, use_spatial_transformer=True, use_linear_in_transformer=True,
                     context_dim=64, legacy=False, use_checkpoint=False, adm_in_channels=None, num_classes=None,
                     dtype=torch.float32)
+    if layout == "sd15_low_attention":  # cross-attention only at the second level: cheap at large sizes (832x480)
+        config = tiny_unet_config("sd15")
+        config.update(transformer_depth=[0, 1], transformer_depth_output=[0, 0, 1, 1])
+        return config
     if layout == "sdxl":
         return dict(image_size=32, in_channels=4, out_channels=4, model_channels=32, num_res_blocks=[1, 1, 1],
                     channel_mult=[1, 2, 2], transformer_depth=[0, 2, 1], transformer_depth_output=[0, 0, 2, 2, 1, 1],
@@ -200,6 +205,19 @@ def tiny_vae(seed: int = 0, latent_std: float | None = None) -> comfy.sd.VAE:
     return comfy.sd.VAE(sd={k: v for k, v in taesd.state_dict().items()})
 
 
+def tiny_small_vae(seed: int = 0) -> comfy.sd.VAE:
+    """The host's SD-style ``AutoencoderKL`` (8x compression, 4 latent channels) at 32 channels and one res block
+    per level: decoding 832x480 costs a few times less than TAESD (64 channels at full size)."""
+    import comfy.ldm.models.autoencoder
+
+    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32,
+                "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    params = {"ddconfig": ddconfig, "embed_dim": 4}
+    model = comfy.ldm.models.autoencoder.AutoencoderKL(**params)
+    reinit_(model, seed, std=0.05)
+    return comfy.sd.VAE(sd=model.state_dict(), config={"params": params})
+
+
 def tiny_pixel_vae() -> comfy.sd.VAE:
     """The host's pixel-space "VAE" (``PixelspaceConversionVAE``: IMAGE 0..1 <-> latent -1..1, no weights)."""
     return comfy.sd.VAE(sd={"pixel_space_vae": torch.tensor(1.0)})
@@ -215,15 +233,20 @@ class MovieDreamerTestTinySD(io.ComfyNode):
             description="Test only: a tiny randomly initialised SD1.5-layout UNet and TAESD VAE in the host's own classes.",
             inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the random weights."),
                     io.Boolean.Input("pixel_space", default=False, optional=True,
-                                     tooltip="A UNet on RGB pixels with the host's pixel-space VAE, instead of TAESD latents.")],
+                                     tooltip="A UNet on RGB pixels with the host's pixel-space VAE, instead of TAESD latents."),
+                    io.Boolean.Input("fast_at_large_sizes", default=False, optional=True,
+                                     tooltip="Cross-attention only at the UNet's second level and a small SD-style VAE "
+                                     "(32 channels) instead of TAESD: fast at 832x480.")],
             outputs=[io.Model.Output("model", display_name="MODEL", tooltip="The tiny diffusion model."),
                      io.Vae.Output("vae", display_name="VAE", tooltip="The tiny VAE.")],
         )
 
     @classmethod
-    def execute(cls, seed=0, pixel_space=False) -> io.NodeOutput:
+    def execute(cls, seed=0, pixel_space=False, fast_at_large_sizes=False) -> io.NodeOutput:
         if pixel_space:
             return io.NodeOutput(tiny_sd(seed, pixel_space=True), tiny_pixel_vae())
+        if fast_at_large_sizes:
+            return io.NodeOutput(tiny_sd(seed, layout="sd15_low_attention"), tiny_small_vae(seed))
         return io.NodeOutput(tiny_sd(seed), tiny_vae(seed))
 
 

@@ -1,0 +1,71 @@
+"""A folder's files of some kinds, listed once and then kept current cheaply.
+
+ScriptEncode offers the script files of the host's input folder as choices, and the host asks for the node's
+choices on every queued prompt. Walking an input folder of 100,000 uploads took 183 ms each time. A directory's
+modification time changes whenever an entry is added to it, removed or renamed, so after the first walk a refresh
+only ``stat``s each directory and reads again only those that changed (their new subfolders included).
+
+A directory modified within ``RECENT_SECONDS`` of being read is read again next time: a file added in the same
+tick of the filesystem's clock would leave its time unchanged. Like ``os.walk``: hidden folders (``.name``) are
+skipped, links to folders are listed but not followed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional
+
+RECENT_SECONDS = 2.0
+
+
+class FolderListing:
+    """``files()``: paths (``/``-separated, relative to ``root``) of the files whose names end with one of
+    ``extensions`` (any case), anywhere under ``root``, sorted. ``reads`` counts the directories read so far."""
+
+    def __init__(self, root: str, extensions: tuple[str, ...]):
+        self.root = root
+        self.extensions = tuple(e.lower() for e in extensions)
+        self.reads = 0
+        #: relative folder -> (its modification time when read, or None to read it again; its files; its subfolders)
+        self._folders: dict[str, tuple[Optional[int], list[str], list[str]]] = {}
+
+    def files(self) -> list[str]:
+        found: list[str] = []
+        seen: set[str] = set()
+        self._visit("", found, seen, time.time())
+        for gone in set(self._folders) - seen:
+            del self._folders[gone]
+        return sorted(found)
+
+    def _visit(self, rel: str, found: list, seen: set, now: float) -> None:
+        path = os.path.join(self.root, rel) if rel else self.root
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            return
+        seen.add(rel)
+        known = self._folders.get(rel)
+        if known is None or known[0] is None or known[0] != mtime:
+            files, folders = [], []
+            try:
+                with os.scandir(path) as entries:
+                    for entry in entries:
+                        try:
+                            is_dir = entry.is_dir()
+                        except OSError:
+                            continue
+                        if is_dir:
+                            if not entry.name.startswith(".") and not entry.is_symlink():
+                                folders.append(entry.name)
+                        elif entry.name.lower().endswith(self.extensions):
+                            files.append(f"{rel}/{entry.name}" if rel else entry.name)
+            except OSError:
+                return
+            self.reads += 1
+            recent = now - mtime / 1e9 < RECENT_SECONDS
+            known = (None if recent else mtime, files, folders)
+            self._folders[rel] = known
+        found.extend(known[1])
+        for name in known[2]:
+            self._visit(f"{rel}/{name}" if rel else name, found, seen, now)

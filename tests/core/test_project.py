@@ -1,0 +1,242 @@
+"""The movie project folder (issue 19): a manifest whose cost per update does not grow with the movie and that
+survives a kill, temporary files of a killed run removed by the next (and only those nobody writes), one folder
+per title in any script, and preview sidecars no larger than needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moviedreamer_core.animate import animatic_backend, make_movie
+from moviedreamer_core.files import atomic_write_bytes
+from moviedreamer_core.project import JOURNAL_FILE, MovieProject, project_folder_name
+from moviedreamer_core.script import load_script
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ------------------------------------------------------------------------------------------ the manifest
+
+
+def test_an_update_appends_one_line_and_opening_compacts_the_journal(tmp_path):
+    project = MovieProject(str(tmp_path), "journal")
+    project.compact()
+    whole = Path(project.manifest_path).read_bytes()
+    for k in range(200):
+        project.record_keyframe(k, f"sig{k}", {"shot": f"s{k}"})
+    journal = Path(project.root) / JOURNAL_FILE
+    assert Path(project.manifest_path).read_bytes() == whole, "an update does not rewrite manifest.json"
+    assert len(journal.read_bytes().splitlines()) == 200, "one line per update"
+    again = MovieProject(str(tmp_path), "journal")
+    assert not journal.exists(), "opening the project folds the journal into manifest.json"
+    manifest = json.loads(Path(again.manifest_path).read_text())
+    assert manifest["keyframes"]["199"] == {"status": "done", "file": "keyframes/keyframe_00199.png",
+                                            "signature": "sig199", "shot": "s199"}
+    assert len(manifest["keyframes"]) == 200 and manifest["name"] == "journal"
+
+
+def test_a_line_cut_short_is_skipped(tmp_path):
+    project = MovieProject(str(tmp_path), "cut")
+    project.record_keyframe(0, "a", {})
+    project.record_keyframe(1, "b", {})
+    journal = Path(project.root) / JOURNAL_FILE
+    journal.write_bytes(journal.read_bytes()[:-9])  # the second update was cut by a kill mid-line
+    resumed = MovieProject(str(tmp_path), "cut")
+    assert resumed.keyframe_entry_signature(0) == "a" and resumed.keyframe_entry_signature(1) is None
+    assert not journal.exists()
+    resumed.record_keyframe(1, "c", {})
+    assert MovieProject(str(tmp_path), "cut").keyframe_entry_signature(1) == "c"
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from moviedreamer_core.project import MovieProject
+    project = MovieProject(sys.argv[2], "killed")
+    start = int(sys.argv[3])
+    payload = "x" * 2000  # entries of a realistic size: prompts, seeds, settings
+    for k in range(start, start + 100000):
+        project.record_keyframe(k, f"sig{k}", {"prompt": payload, "shot": f"s{k}"})
+        if k % 97 == 0:
+            project.compact()  # kills land in compactions too
+        print(k, flush=True)
+""")
+
+
+def test_a_kill_during_updates_leaves_a_readable_project_with_every_finished_update(tmp_path):
+    """A real ``kill -9`` of a child process writing the manifest as fast as it can (so the kill lands inside an
+    update or a compaction), five times over: every time the project opens, ``manifest.json`` parses, and every
+    update the child reported finished is there, whole."""
+    rng = np.random.default_rng(0)
+    start = 0
+    for round_ in range(5):
+        child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(ROOT), str(tmp_path), str(start)],
+                                 stdout=subprocess.PIPE, text=True)
+        target = start + int(rng.integers(150, 600))
+        finished = start - 1
+        for line in child.stdout:
+            finished = int(line)
+            if finished >= target:
+                break
+        time.sleep(float(rng.uniform(0, 0.02)))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        assert child.returncode == -signal.SIGKILL
+        project = MovieProject(str(tmp_path), "killed")
+        json.loads(Path(project.manifest_path).read_text())
+        entries = project.manifest["keyframes"]
+        assert all(project.keyframe_entry_signature(k) == f"sig{k}" for k in range(finished + 1)), round_
+        assert all(e["signature"] == f"sig{k}" and e["prompt"] == "x" * 2000 for k, e in
+                   ((int(k), e) for k, e in entries.items()))
+        start = max(int(k) for k in entries) + 1
+
+
+# ------------------------------------------------------------------------------------ temporary files
+
+
+SLOW_WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from moviedreamer_core.files import atomic_path
+    with atomic_path(sys.argv[2]) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"part of a shot")
+            f.flush()
+            print(tmp, flush=True)
+            time.sleep(120)
+""")
+
+
+def test_temp_files_of_a_killed_run_are_removed_by_the_next_and_only_those(tmp_path):
+    project = MovieProject(str(tmp_path), "hygiene")
+    shots = Path(project.root) / "shots"
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(ROOT), str(shots / "shot_00000_a.mp4")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        tmp = Path(writer.stdout.readline().strip())
+        assert tmp.parent == shots and tmp.name.startswith(".tmp_") and tmp.suffix == ".mp4"
+        # not ours to remove: other names, and the project's stale/ folder
+        (shots / ".tmp_notmine.mp4").write_bytes(b"x")
+        (Path(project.root) / "notes.tmp").write_bytes(b"x")
+        (Path(project.root) / "stale").mkdir()
+        (Path(project.root) / "stale" / ".tmp_abcdefgh.mp4").write_bytes(b"x")
+        # a file another process is writing right now stays, however old it looks
+        os.utime(tmp, (time.time() - 86400, time.time() - 86400))
+        assert MovieProject(str(tmp_path), "hygiene").removed_temp_files == [] and tmp.exists()
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        writer.stdout.close()
+    assert tmp.exists(), "the kill left the partial shot behind"
+    # the kill also left a half-written keyframe and manifest in other folders of the project
+    (Path(project.root) / "keyframes" / ".tmp_0k1j2h3g.png").write_bytes(b"half a png")
+    (Path(project.root) / ".tmp_a1b2c3d4.json").write_bytes(b"{")
+    resumed = MovieProject(str(tmp_path), "hygiene")
+    assert sorted(resumed.removed_temp_files) == sorted(
+        [".tmp_a1b2c3d4.json", "keyframes/.tmp_0k1j2h3g.png", f"shots/{tmp.name}"])
+    assert not tmp.exists()
+    assert (shots / ".tmp_notmine.mp4").exists() and (Path(project.root) / "notes.tmp").exists()
+    assert (Path(project.root) / "stale" / ".tmp_abcdefgh.mp4").exists()
+
+
+def test_files_written_through_the_lock_still_land_whole(tmp_path):
+    target = tmp_path / "a" / "b.json"
+    atomic_write_bytes(str(target), b"{}")
+    assert target.read_bytes() == b"{}" and not list(target.parent.glob(".tmp_*"))
+
+
+# ------------------------------------------------------------------------------------ project folders
+
+
+def test_distinct_titles_in_any_script_get_distinct_folders(tmp_path):
+    titles = ["東京物語", "京都物語", "Москва", "Киев", "???", "!!!", "Amélie", "Amelie", "Am\u00e9lie 2", "My Movie"]
+    names = [project_folder_name(t) for t in titles]
+    assert len(set(names)) == len(titles), names
+    assert project_folder_name("My Movie: Part 1/2") == "My Movie_ Part 1_2", "ASCII titles keep their folder"
+    assert project_folder_name("Amelie") == "Amelie"
+    assert names[0].startswith("movie-") and names[6].startswith("Am_lie-")
+    roots = {MovieProject(str(tmp_path), t).root for t in titles}
+    assert len(roots) == len(titles)
+
+
+def test_a_project_an_earlier_version_filed_under_the_plain_name_resumes(tmp_path):
+    """Before, every title without ASCII letters went to ``movie/``: the project whose title that folder records
+    keeps it; another such title gets its own folder."""
+    legacy = tmp_path / "moviedreamer" / "movie"
+    legacy.mkdir(parents=True)
+    (legacy / "manifest.json").write_text(json.dumps({"format": 1, "project": "movie", "title": "東京物語",
+                                                      "keyframes": {"0": {"status": "done", "signature": "s"}},
+                                                      "shots": {}}))
+    assert MovieProject(str(tmp_path), "東京物語").root == str(legacy.resolve())
+    other = MovieProject(str(tmp_path), "京都物語")
+    assert other.root != str(legacy.resolve()) and other.manifest["keyframes"] == {}
+    assert MovieProject(str(tmp_path), "東京物語").manifest["name"] == "東京物語"
+
+
+# -------------------------------------------------------------------------------------------- sidecars
+
+
+def _smooth_keyframes(n: int, h: int = 240, w: int = 416) -> list:
+    """Keyframes like real ones: smooth shading and a few shapes (random noise would make any file large)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = []
+    for i in range(n):
+        img = np.stack([xx / w * 255, yy / h * 255, np.full_like(xx, 40.0 * i % 255)], -1)
+        cy, cx = h / 2 + 30 * np.sin(i), w / 3 + 50 * i % w
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 40 ** 2] = (240, 200, 60)
+        out.append(img.astype(np.uint8))
+    return out
+
+
+def test_preview_sidecars_are_a_small_part_of_their_shot(tmp_path):
+    """The sidecar held raw preview frames and the full-size last frame: 26 times this (very compressible) shot.
+    Now JPEG previews only, a few kB each (the last frame is decoded from the shot when a following shot needs it)."""
+    shots = "".join(f"  - id: s{i}\n    scene: place {i}\n    action: a {i}\n    duration: 3\n    camera: wide\n"
+                    for i in range(3))
+    script = load_script(f"title: Sidecars\nshots:\n{shots}")
+    kf = _smooth_keyframes(script.n_keyframes)
+    result = make_movie(MovieProject(str(tmp_path), "sidecars"), script, lambda i: kf[i], fps=12, frames_per_clip=25,
+                        size=(416, 240), backend=animatic_backend(12, (416, 240)), backend_name="animatic")
+    folder = Path(result.root) / "shots"
+    for i, shot in enumerate(result.shot_files):
+        sidecar = folder / f"shot_{i:05d}.preview.safetensors"
+        size, shot_size = sidecar.stat().st_size, Path(shot).stat().st_size
+        assert size <= 0.5 * shot_size and size <= 3 * 6000, (size, shot_size)
+    assert len(result.preview) == 9 and result.preview[0].shape == (147, 256, 3)
+
+
+def test_a_shot_made_after_a_kept_one_still_dissolves_from_its_last_frame(tmp_path):
+    """The last frame of a kept shot is decoded from its file when the next shot (a dissolve) is made again."""
+    shots = "".join(f"  - id: s{i}\n    scene: place {i}\n    action: a {i}\n    duration: 1\n    transition: dissolve\n"
+                    for i in range(2))
+    script = load_script(f"title: Dissolve\nshots:\n{shots}")
+    kf = _smooth_keyframes(2, 48, 64)
+    seen = []
+
+    def backend(timing, shot, keyframes, previous_last):
+        seen.append(previous_last)
+        return animatic_backend(12, (64, 48))(timing, shot, keyframes, previous_last)
+
+    def movie():
+        seen.clear()
+        return make_movie(MovieProject(str(tmp_path), "dissolve"), script, lambda i: kf[i], fps=12, frames_per_clip=25,
+                          size=(64, 48), backend=backend, backend_name="animatic")
+
+    first = movie()
+    last_of_shot_0 = seen[1]
+    Path(first.shot_files[1]).unlink()
+    again = movie()
+    assert again.rendered == [1] and np.array_equal(seen[0], last_of_shot_0)
