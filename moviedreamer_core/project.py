@@ -32,7 +32,7 @@ from typing import Iterable, Optional
 import numpy as np
 from PIL import Image
 
-from .files import TEMP_PREFIX, atomic_write_bytes, remove_stale_temp_files
+from .files import atomic_write_bytes, remove_stale_temp_files
 from .paths import resolve_inside, safe_folder_name
 
 PROJECT_FORMAT_VERSION = 1

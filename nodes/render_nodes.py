@@ -283,7 +283,6 @@ class IdentityDiffusionRender(io.ComfyNode):
         images_output = images_output or IMAGES_OUTPUT[0]
         if images_output not in IMAGES_OUTPUT:
             raise ValueError(f"images_output: {images_output!r} is not one of {', '.join(IMAGES_OUTPUT)}")
-        negative_connected = negative is not None
         # ---- every check a user can trip, before any sampling
         use_tokens = renderer.cfg.token_path and token_weight != 0
         if renderer.cfg.token_path:
