@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from moviedreamer_core.animate import animatic_backend, make_movie
 from moviedreamer_core.files import atomic_write_bytes
