@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.render_overhead import SD15_UNET  # noqa: E402
+from benchmarks.render_overhead import sd15_size_model  # noqa: E402
 
 
 def main() -> None:
@@ -48,9 +48,6 @@ def main() -> None:
         import torch
 
         import comfy.ldm.models.autoencoder
-        import comfy.model_base
-        import comfy.model_management as mm
-        import comfy.model_patcher
         import comfy.sd
         import comfy.sd1_clip
         import comfy.supported_models_base
@@ -58,18 +55,17 @@ def main() -> None:
         from moviedreamer_core import fingerprint as core_fingerprint
         from moviedreamer_core.renderer import RendererAdapter, RendererConfig
 
-        testing = host.pack_submodule("tests.host.tiny_nodes")
         patching = host.pack_submodule("nodes.attention_patch")
         hostmod = host.pack_submodule("nodes.host")
         fingerprints = host.pack_submodule("nodes.model_fingerprints")
         torch.manual_seed(0)
-        cfg = testing._TinyUNetConfig(dict(SD15_UNET, dtype=torch.float32))
-        cfg.unet_config.update(num_heads=8, num_head_channels=-1)
-        base = comfy.model_base.BaseModel(cfg, device="cpu")
-        with torch.no_grad():
-            for p in base.parameters():
-                p.normal_(0, 0.02)
-        model = comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+        def normal_weights(base):
+            with torch.no_grad():
+                for p in base.parameters():
+                    p.normal_(0, 0.02)
+
+        model = sd15_size_model(host, normal_weights)
         target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
         clip = comfy.sd.CLIP(target)  # CLIP-L at full size (123 M parameters)
         ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
@@ -80,7 +76,7 @@ def main() -> None:
                                                  context_dim=768, layer_dims=[l.inner_dim for l in layers], context_tokens=4,
                                                  identity_space={"encoder": "insightface_antelopev2", "dim": 512}, identity_tokens=2))
         managed = hostmod.managed(adapter)
-        n_params = sum(p.numel() for m in (base, clip.cond_stage_model, vae.first_stage_model, adapter) for p in m.parameters())
+        n_params = sum(p.numel() for m in (model.model, clip.cond_stage_model, vae.first_stage_model, adapter) for p in m.parameters())
 
         def all_fingerprints():
             return [fingerprints.fingerprint(model), fingerprints.fingerprint(vae), fingerprints.fingerprint(clip),

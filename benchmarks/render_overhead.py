@@ -26,6 +26,20 @@ SD15_UNET = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatia
                  transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
 
 
+def sd15_size_model(host, init=None):
+    """An SD1.5-size UNet in the host's own ``BaseModel`` under the host's model management (``nodes/host.py``
+    ``managed``); ``init(base)`` sets its random weights (default: the test builders' ``reinit_``, seed 0)."""
+    import comfy.model_base
+    import torch
+
+    testing = host.pack_submodule("tests.host.tiny_nodes")
+    cfg = testing._TinyUNetConfig(dict(SD15_UNET, dtype=torch.float32))
+    cfg.unet_config.update(num_heads=8, num_head_channels=-1)
+    base = comfy.model_base.BaseModel(cfg, device="cpu")
+    (init or (lambda m: testing.reinit_(m, 0)))(base)
+    return host.pack_submodule("nodes.host").managed(base)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=256)
@@ -42,20 +56,11 @@ def main() -> None:
         host = InProcessHost(Path(host_root).expanduser(), Path(work))
         import torch
 
-        import comfy.model_base
-        import comfy.model_management as mm
-        import comfy.model_patcher
-
         from moviedreamer_core.renderer import RendererAdapter, RendererConfig
 
-        testing = host.pack_submodule("tests.host.tiny_nodes")
         patching = host.pack_submodule("nodes.attention_patch")
         hostmod = host.pack_submodule("nodes.host")
-        cfg = testing._TinyUNetConfig(dict(SD15_UNET, dtype=torch.float32))
-        cfg.unet_config.update(num_heads=8, num_head_channels=-1)
-        base = comfy.model_base.BaseModel(cfg, device="cpu")
-        testing.reinit_(base, 0)
-        model = comfy.model_patcher.ModelPatcher(base, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+        model = sd15_size_model(host)
         layers = patching.discover_cross_attention(model)
         adapter = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": 1024},
                                                  context_dim=768, layer_dims=[l.inner_dim for l in layers], context_tokens=4,
