@@ -72,6 +72,9 @@ class ScriptEmbeds:
     token_space: Optional[TokenSpace] = None
     segments: tuple[str, ...] = field(default=SEGMENTS)
     face_state_space: Optional[TokenSpace] = None  # of ``CharacterEmbeds.face_states`` (CLIP Vision hidden states)
+    #: ``distribution.split.ShotOutline`` of every shot (keyframes, duration, transition): how a distributed run
+    #: splits the keyframes, the same way ShotAnimate splits the shots.
+    shot_outlines: tuple = ()
 
     @property
     def n_keyframes(self) -> int:

@@ -33,6 +33,11 @@ import numpy as np
 from PIL import Image
 
 from .files import atomic_write_bytes, remove_stale_temp_files
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; distributed participants sharing a folder need a POSIX filesystem
+    fcntl = None
 from .paths import resolve_inside, safe_folder_name
 
 PROJECT_FORMAT_VERSION = 1
@@ -41,6 +46,8 @@ PROJECTS_DIR = "moviedreamer"
 STALE_DIR = "stale"
 #: The manifest's journal: one JSON line per update since ``manifest.json`` was last written whole.
 JOURNAL_FILE = "manifest.journal"
+#: Journals of the participants of a distributed run that share this folder: ``journals/<writer>.jsonl``.
+WRITER_JOURNALS_DIR = "journals"
 #: Folders of the project whose temporary files a new run may remove (``files.remove_stale_temp_files``).
 TEMP_FOLDERS = ("", "keyframes", "shots")
 _KEYFRAME_FILE = re.compile(r"^keyframe_(\d{5,})\.(?:png|latent\.safetensors)$")
@@ -103,22 +110,37 @@ class MovieProject:
     replaying the journal over a manifest that already holds its lines changes nothing (every line sets or removes one
     entry). Only the last update can be lost, and then its keyframe or shot is made again.
 
-    One process writes a project at a time; a mode with several writers would take a lock around ``compact``.
+    Several writers (the participants of a distributed run sharing this folder, ``distribution/``) each open the
+    project with a ``writer`` name: their updates go to their own journal, ``journals/<writer>.jsonl`` (appended
+    under an exclusive ``flock``), and they never write ``manifest.json`` nor move files aside. Every opening reads
+    ``manifest.json``, the main journal and every writer's journal; the one project without a writer name (the
+    master's gathering step, or an ordinary run) folds the writers' journals into ``manifest.json`` when it
+    compacts, taking each journal's lock while it reads and empties it.
     """
 
-    def __init__(self, output_dir: str, name: str):
+    def __init__(self, output_dir: str, name: str, writer: Optional[str] = None):
         self.name = self._folder_for(output_dir, name)
         self.root = resolve_inside(output_dir, f"{PROJECTS_DIR}/{self.name}")
         os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
         self.manifest_path = os.path.join(self.root, "manifest.json")
+        if writer is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", writer):
+            raise ValueError(f"writer name {writer!r}: letters, digits and _.- only")
+        self.writer = writer
         self.journal_path = os.path.join(self.root, JOURNAL_FILE)
+        self.writer_journal_path = (os.path.join(self.root, WRITER_JOURNALS_DIR, f"{writer}.jsonl")
+                                    if writer else None)
         #: Temporary files of an interrupted run that this opening removed (``files.remove_stale_temp_files``).
         self.removed_temp_files = [os.path.relpath(p, self.root).replace(os.sep, "/")
                                    for folder in TEMP_FOLDERS
                                    for p in remove_stale_temp_files(os.path.join(self.root, folder))]
         self.manifest = self._read_manifest()
-        if os.path.exists(self.journal_path):
-            self._replay_journal()
+        journals = os.path.exists(self.journal_path)
+        if journals:
+            self._replay_journal(self.journal_path)
+        for path in self._writer_journals():
+            self._replay_journal(path)
+            journals = True
+        if journals and writer is None:
             self.compact()
         if self.manifest.get("name") != name:
             self._set(("name",), name)
@@ -158,14 +180,19 @@ class MovieProject:
             pass
         return {"format": PROJECT_FORMAT_VERSION, "project": self.name, "keyframes": {}, "shots": {}}
 
-    def _replay_journal(self) -> None:
-        """Apply the journal's lines to the manifest read from ``manifest.json``; a line cut short by a kill (or
+    def _writer_journals(self) -> list[str]:
+        folder = os.path.join(self.root, WRITER_JOURNALS_DIR)
+        return [os.path.join(folder, n) for n in _listdir(folder) if n.endswith(".jsonl")]
+
+    def _replay_journal(self, path: str, data: Optional[bytes] = None) -> None:
+        """Apply a journal's lines to the manifest read from ``manifest.json``; a line cut short by a kill (or
         anything else that does not parse) is skipped."""
-        try:
-            with open(self.journal_path, "rb") as f:
-                data = f.read()
-        except OSError:
-            return
+        if data is None:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                return
         for line in data.split(b"\n"):
             try:
                 record = json.loads(line)
@@ -193,8 +220,13 @@ class MovieProject:
         self._apply(key, value, present)
         record = {"key": list(key), **({"value": value} if present else {})}
         line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
-        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        path = self.writer_journal_path or self.journal_path
+        if self.writer_journal_path:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
+            if self.writer_journal_path and fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # the gathering master reads and empties it under the same lock
             view = memoryview(line)
             while view:
                 view = view[os.write(fd, view):]
@@ -202,13 +234,42 @@ class MovieProject:
             os.close(fd)
 
     def compact(self) -> None:
-        """Write the whole manifest to ``manifest.json`` (atomically, fsynced) and remove the journal."""
-        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode("utf-8"))
+        """Write the whole manifest to ``manifest.json`` (atomically, fsynced) and remove the journal; the writers'
+        journals are read again under their locks, folded in, and emptied once ``manifest.json`` holds them. A
+        writer's project does nothing here: its journal is the master's to fold in."""
+        if self.writer is not None:
+            return
+        held = []
+        try:
+            for path in self._writer_journals():
+                try:
+                    fd = os.open(path, os.O_RDWR)
+                except OSError:
+                    continue
+                held.append(fd)
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    self._replay_journal(path, f.read())
+            self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode("utf-8"))
+            for fd in held:
+                os.ftruncate(fd, 0)
+        finally:
+            for fd in held:
+                os.close(fd)  # closing releases the lock
         try:
             os.remove(self.journal_path)
         except FileNotFoundError:
             pass
+
+    def refresh(self) -> None:
+        """Read what other writers recorded since this project was opened (their journals, ``manifest.json``)."""
+        self.manifest = self._read_manifest()
+        if os.path.exists(self.journal_path):
+            self._replay_journal(self.journal_path)
+        for path in self._writer_journals():
+            self._replay_journal(path)
 
     #: The name earlier versions used for ``compact``.
     save_manifest = compact
@@ -244,9 +305,14 @@ class MovieProject:
             os.replace(os.path.join(self.root, rel), target)
         return [f"{STALE_DIR}/{os.path.basename(dest)}/{rel}" for rel in rels]
 
+    def _primary_only(self, what: str) -> None:
+        if self.writer is not None:
+            raise RuntimeError(f"{what}: only the master's gathering step moves files aside, not a participant ({self.writer})")
+
     def retire_keyframes(self, count: int) -> list[str]:
         """The storyboard now has ``count`` keyframes: the entries and files of keyframes from ``count`` on move to
         ``stale/`` and leave the manifest. Returns the new places of the moved files."""
+        self._primary_only("retire_keyframes")
         gone = [k for k in self.manifest["keyframes"] if not k.isdigit() or int(k) >= count]
         files = []
         for name in _listdir(os.path.join(self.root, "keyframes")):
@@ -261,6 +327,7 @@ class MovieProject:
         """The script's shots now are ``{shot index: its file}``: shots past the end, and shots filed under another
         shot's name (the script was re-ordered or an id changed), move to ``stale/`` with their preview sidecars and
         leave the manifest; so does an assembled movie made of other shots. Returns the new places of the files."""
+        self._primary_only("retire_shots")
         files, gone = [], []
         for key, entry in self.manifest["shots"].items():
             index = int(key) if key.isdigit() else -1

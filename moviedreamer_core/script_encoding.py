@@ -19,6 +19,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from .distribution.split import outlines_of_script
 from .embeds import SEGMENTS, CharacterEmbeds, ScriptEmbeds
 from .identity.base import FaceEmbedder, NoFaceFoundError, l2_normalise
 from .paths import resolve_inside
@@ -225,5 +226,6 @@ def encode_script(
         description_embeds=description_embeds,
         characters=tuple(characters),
         token_space=token_space,
+        shot_outlines=tuple(outlines_of_script(script)),
         face_state_space=face_encoder.space if face_encoder is not None else None,
     )

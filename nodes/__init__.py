@@ -24,6 +24,7 @@ NODE_MODULES = {
     "planner_nodes": ["MovieDreamerPlannerLoader", "ARKeyframePlanner", "MovieDreamerStoryboardInfo"],
     "render_nodes": ["MovieDreamerRendererLoader", "IdentityDiffusionRender", "MovieDreamerKeyframeEncode"],
     "animate_nodes": ["ShotAnimate"],
+    "gather_node": ["MovieDreamerGather"],
     "renderer_train_node": ["MovieDreamerTrainRenderer"],
     "storyboard_sheet_node": ["MovieDreamerStoryboardSheet"],
     "toycinema_nodes": ["MovieDreamerToyCinemaLoader"],
@@ -68,7 +69,8 @@ async def comfy_entrypoint() -> MovieDreamerExtension:
         import logging
 
         logging.error("MovieDreamer: the toy cinema models are not available: %s: %s", type(e).__name__, e)
-    from . import routes
+    from . import distributed_prompt, routes
 
     routes.register()
+    host.add_prompt_step(distributed_prompt.on_prompt)
     return MovieDreamerExtension()

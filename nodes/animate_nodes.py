@@ -17,6 +17,12 @@ from ..moviedreamer_core.animate import animatic_backend, make_movie
 from ..moviedreamer_core.project import MovieProject
 from . import host, wire_types
 from .choices import check_inputs
+from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input, participation
+from ..moviedreamer_core.animate.movie import PREVIEW_SIDE
+from ..moviedreamer_core.distribution import payload as payloads
+from ..moviedreamer_core.distribution.results import share_payload
+from ..moviedreamer_core.distribution.shared_folder import shares_master_folder
+from ..moviedreamer_core.distribution.split import Share, outlines_of_script, share_of
 from .i2v_backends import LANDS_ON_NEXT, make_backend
 from .model_fingerprints import fingerprint
 
@@ -76,23 +82,34 @@ class ShotAnimate(io.ComfyNode):
                                            tooltip="IdentityDiffusionRender's keyframe_set: the keyframes are read from the "
                                            "project folder shot by shot, so memory does not grow with the movie. Used "
                                            "instead of keyframes when connected."),
+                master_renders_input(),
+                distributed_input(),
             ],
             outputs=[
                 wire_types.Movie.Output("movie", display_name="movie", tooltip="The movie project (folder, files)."),
                 io.String.Output("movie_file", display_name="movie_file", tooltip="Path of the assembled movie (.mp4)."),
                 io.Image.Output("preview", display_name="preview", tooltip="About one small frame per second of the movie."),
+                io.Audio.Output("results", display_name="results",
+                                tooltip="This participant's keyframes and shots as data, for ComfyUI-Distributed: connect "
+                                "it to a DistributedCollector's audio input (and preview to its images), then the "
+                                "collector's audio to MovieDreamer Gather on the master."),
             ],
         )
 
     @classmethod
     def validate_inputs(cls, **kwargs):
-        return check_inputs(cls, kwargs)
+        checked = check_inputs(cls, kwargs)
+        return checked if checked is not True else check_distributed(kwargs)
 
     @classmethod
     @host.pack_threads
     def execute(cls, script, backend, fps, frames_per_clip, keyframes=None, project_name="", seed=0, steps=20, cfg=5.0,
                 sampler_name="euler", scheduler="simple", min_cfg=0.0, model=None, vae=None, clip_vision=None,
-                positive=None, negative=None, keyframe_set=None) -> io.NodeOutput:
+                positive=None, negative=None, keyframe_set=None, master_renders=True, distributed=None) -> io.NodeOutput:
+        import time
+
+        started = time.perf_counter()
+        who = participation(distributed)
         if keyframe_set is not None:
             count, width, height = keyframe_set.count, keyframe_set.width, keyframe_set.height
             source = f"keyframe_set ({keyframe_set.root})"
@@ -122,8 +139,10 @@ class ShotAnimate(io.ComfyNode):
                 ("clip_vision", clip_vision))}
         else:
             backend, frames_fn = "animatic", animatic_backend(fps, size)
-        project = MovieProject(host.output_directory(), project_name.strip() or script.title)
-        progress = host.Progress(len(script.shots))
+        project = MovieProject(host.output_directory(), project_name.strip() or script.title,
+                               writer=who.writer if who is not None else None)
+        share = share_of(outlines_of_script(script), who) if who is not None else None
+        progress = host.Progress(len(share.shots) if share is not None else len(script.shots))
 
         if keyframe_set is not None:
             keyframe = keyframe_set.load
@@ -134,13 +153,29 @@ class ShotAnimate(io.ComfyNode):
         try:
             result = make_movie(project, script, keyframe, fps=fps, frames_per_clip=frames_per_clip, size=size,
                                 backend=frames_fn, backend_name=backend, backend_params=params, progress=progress,
-                                check_interrupt=host.check_interrupt, lands_on_next=backend in LANDS_ON_NEXT)
+                                check_interrupt=host.check_interrupt, lands_on_next=backend in LANDS_ON_NEXT,
+                                only_shots=share.shots if share is not None else None)
         finally:
             project.compact()  # the manifest's journal into manifest.json, also when cancelled
-        preview = torch.from_numpy(np.stack(result.preview)).float().div(255) if result.preview else torch.zeros(1, 8, 8, 3)
+        if result.preview:
+            preview = torch.from_numpy(np.stack(result.preview)).float().div(255)
+        else:  # never zero rows (a collector waits for a participant that sends none); the size every share has
+            scale = min(1.0, PREVIEW_SIDE / max(size))
+            small = (max(2, int(size[1] * scale)), max(2, int(size[0] * scale))) if scale < 1 else (size[1], size[0])
+            preview = torch.zeros(1, *small, 3)
+        # one instance: the gathering step reads the manifest itself, so the payload names nobody's files
+        send = who is not None and not who.is_master and not shares_master_folder(host.output_directory(), who.job)
+        data = payloads.encode(share_payload(project, who, share if share is not None else Share((), ()), send_files=send,
+                                             seconds={"animate": round(time.perf_counter() - started, 3)}, fps=fps))
+        results = {"waveform": torch.from_numpy(payloads.to_waveform(data)), "sample_rate": payloads.SAMPLE_RATE}
+        if share is not None:
+            text = (f"distributed ({who.me}, {len(who.participants)} participants): {len(result.shot_files)} shots of "
+                    f"{len(script.shots)} made here, {len(result.rendered)} this run; "
+                    + ("files sent to the master" if send else "files left in the shared project folder"))
+            return io.NodeOutput(result, "", preview, results, ui=ui.PreviewText(text))
         text = (f"{result.frames} frames ({result.frames / fps:.1f} s) in {len(result.shot_files)} shots, "
                 f"{len(result.rendered)} made this run: {result.movie_file}")
         if result.stale:
             text += f"\n{len(result.stale)} files of shots the script no longer has moved to {project.root}/stale/"
         text += project.removed_temp_files_note()
-        return io.NodeOutput(result, result.movie_file, preview, ui=ui.PreviewText(text))
+        return io.NodeOutput(result, result.movie_file, preview, results, ui=ui.PreviewText(text))

@@ -187,6 +187,16 @@ def prompt_server():
     return getattr(PromptServer, "instance", None)
 
 
+def add_prompt_step(step) -> bool:
+    """Run ``step(json_data) -> json_data`` on every prompt queued on this server (the host's on-prompt handlers,
+    which ComfyUI-Distributed's queue also goes through); ``False`` without a server."""
+    instance = prompt_server()
+    if instance is None:
+        return False
+    instance.add_on_prompt_handler(step)
+    return True
+
+
 def send_event(event: str, data: dict) -> bool:
     """Send a custom websocket message (``event``, ``data`` plus the running node's ``node``/``prompt_id``)
     to the client that queued the prompt, as the host's own progress messages go. Returns ``False`` when

@@ -27,6 +27,8 @@ from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_t
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, wire_types
 from .choices import check_inputs
+from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input, participation
+from ..moviedreamer_core.distribution.split import share_of
 from .model_fingerprints import fingerprint
 from .storyboard_events import send_keyframe, send_storyboard
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
@@ -259,6 +261,8 @@ class IdentityDiffusionRender(io.ComfyNode):
                                f"1000 keyframes at 832x480 are 4.5 GB). preview: at most {PREVIEW_KEYFRAMES} keyframes "
                                "spread over the movie, for a look; connect keyframe_set to ShotAnimate, which then reads "
                                "the keyframes from the project folder shot by shot (long movies)."),
+                master_renders_input(),
+                distributed_input(),
             ],
             outputs=[
                 io.Image.Output("images", display_name="keyframes",
@@ -272,14 +276,24 @@ class IdentityDiffusionRender(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **kwargs):
-        return check_inputs(cls, kwargs)
+        checked = check_inputs(cls, kwargs)
+        return checked if checked is not True else check_distributed(kwargs)
 
     @classmethod
     @host.pack_threads
     def execute(cls, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name, scheduler, width,
                 height, token_weight, identity_weight, start_percent, end_percent, project_name="", negative_prompt="",
-                clip=None, positive=None, negative=None, images_output=None) -> io.NodeOutput:
+                clip=None, positive=None, negative=None, images_output=None, master_renders=True,
+                distributed=None) -> io.NodeOutput:
         n = storyboard.n_keyframes
+        who = participation(distributed)
+        share = None
+        if who is not None:
+            outlines = script_embeds.shot_outlines
+            if sum(o.n_keyframes for o in outlines) != script_embeds.n_keyframes:
+                raise ValueError("distributed: these script_embeds do not list their shots (made by an older "
+                                 "ScriptEncode?): re-run ScriptEncode")
+            share = set(share_of(outlines, who).keyframes)
         images_output = images_output or IMAGES_OUTPUT[0]
         if images_output not in IMAGES_OUTPUT:
             raise ValueError(f"images_output: {images_output!r} is not one of {', '.join(IMAGES_OUTPUT)}")
@@ -329,12 +343,13 @@ class IdentityDiffusionRender(io.ComfyNode):
         else:
             models["negative"] = "the positive zeroed"
 
-        project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)
+        project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title,
+                               writer=who.writer if who is not None else None)
         try:
             return cls._render(project, n, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name,
                                scheduler, width, height, token_weight, identity_weight, start_percent, end_percent,
                                negative_prompt, clip, positive, negative, images_output, models, use_tokens, use_identity,
-                               needs_faces, layers)
+                               needs_faces, layers, share)
         finally:
             project.compact()  # the manifest's journal into manifest.json, also when cancelled
 
@@ -342,9 +357,13 @@ class IdentityDiffusionRender(io.ComfyNode):
     def _render(cls, project, n, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name,
                 scheduler, width, height, token_weight, identity_weight, start_percent, end_percent, negative_prompt,
                 clip, positive, negative, images_output, models, use_tokens, use_identity, needs_faces,
-                layers) -> io.NodeOutput:
+                layers, share=None) -> io.NodeOutput:
+        """``share``: the keyframe indices this participant of a distributed run makes (``None``: all of them).
+        The others are left to the other participants: their rows of the outputs are black."""
         project.set_script(script_embeds.script_hash, script_embeds.title)
-        stale = project.retire_keyframes(n)  # keyframes past this storyboard's end leave the folder and the manifest
+        # keyframes past this storyboard's end leave the folder and the manifest (the master's gathering step does
+        # this in a distributed run)
+        stale = project.retire_keyframes(n) if share is None else []
         sampling = model.get_model_object("model_sampling")
         sigma_start, sigma_end = sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)
         if negative is None:
@@ -356,12 +375,13 @@ class IdentityDiffusionRender(io.ComfyNode):
             with torch.no_grad():
                 uncond_tokens = adapter.project_tokens(unconditional_features(renderer.cfg, storyboard))
         means = script_embeds.identity_means()
-        progress = host.Progress(n)
+        todo = [k for k in range(n) if share is None or k in share]
+        progress = host.Progress(len(todo))
         send_storyboard(script_embeds)
         kept = set(range(n)) if images_output == "all" else set(preview_indices(n))
-        images, latents = [], []
+        images, latents = {}, {}
         size = None
-        for k in range(n):
+        for done, k in enumerate(todo):
             spec = script_embeds.keyframes[k]
             on_screen = [c for c in spec.characters if script_embeds.characters[c].has_identity]
             identity = means[on_screen] if (use_identity and on_screen) else None
@@ -407,14 +427,23 @@ class IdentityDiffusionRender(io.ComfyNode):
                                       latent=latent)
             size = (int(pixels.shape[1]), int(pixels.shape[0]))
             if k in kept:
-                images.append(torch.from_numpy(pixels).float().div(255)[None])
-                latents.append(latent.float().cpu())
+                images[k] = torch.from_numpy(pixels).float().div(255)[None]
+                latents[k] = latent.float().cpu()
             send_keyframe(k, n, project.path(project.keyframe_file(k)), spec)
-            progress(k + 1, n, preview=Image.fromarray(pixels))
+            progress(done + 1, len(todo), preview=Image.fromarray(pixels))
             del latent
         keyframe_set = KeyframeSet(project.root, n, *(size or (width, height)))
         shown = "" if images_output == "all" else f" (keyframes output: {len(images)} of them, spread over the movie)"
-        return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)}, keyframe_set,
+        if share is not None:
+            shown += f"; this participant's share: {len(todo)} of {n} keyframes (the others' rows are black)"
+        order = sorted(kept)
+        blank = next(iter(images.values()), torch.zeros(1, height, width, 3))
+        blank_latent = next(iter(latents.values()), None)
+        if blank_latent is None:
+            blank_latent = host.empty_latent(model, width, height, downscale=_downscale(vae)).float().cpu()
+        image_rows = [images.get(k, torch.zeros_like(blank)) for k in order]
+        latent_rows = [latents.get(k, torch.zeros_like(blank_latent)) for k in order]
+        return io.NodeOutput(torch.cat(image_rows), {"samples": torch.cat(latent_rows)}, keyframe_set,
                              ui=ui.PreviewText(f"{n} keyframes in {project.root}{shown}" + (
                                  f"\n{len(stale)} files of keyframes the storyboard no longer has moved to stale/"
                                  if stale else "") + project.removed_temp_files_note()))

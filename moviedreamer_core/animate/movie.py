@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -116,16 +116,24 @@ def _signature(parts: dict, keyframes: list) -> str:
 def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], np.ndarray], *, fps: float,
                frames_per_clip: int, size: tuple[int, int], backend: Backend, backend_name: str,
                backend_params: Optional[dict] = None, progress: Optional[Callable[[int, int], None]] = None,
-               check_interrupt: Optional[Callable[[], None]] = None, lands_on_next: bool = False) -> MovieResult:
+               check_interrupt: Optional[Callable[[], None]] = None, lands_on_next: bool = False,
+               only_shots: Optional[Sequence[int]] = None) -> MovieResult:
     """Make (or resume) every shot, then assemble the movie. ``keyframe(i)`` returns keyframe i as
     ``uint8 [H, W, 3]`` (loaded on demand, so keyframes need not all be in memory either).
 
     ``lands_on_next``: the backend can end a shot on a given frame. Then a shot followed by one whose
-    transition is ``continuous`` is made to land on that shot's first keyframe (which enters its signature)."""
+    transition is ``continuous`` is made to land on that shot's first keyframe (which enters its signature).
+
+    ``only_shots``: a participant's share of a distributed run (``distribution.split``: whole chains of shots, so
+    every shot that blends from the previous one finds it here). Only those shots are made; nothing is moved aside
+    and no movie is assembled (the master's gathering step does both). Their signatures are the ones a run on one
+    instance computes, so either kind of run resumes the other's shots."""
     fps = float(fps)
     project.set_script(script_hash(script), script.title)
     timings = plan_shots(script, fps, frames_per_clip)
-    stale = project.retire_shots({t.shot_index: project.shot_file(t.shot_index, t.shot_id) for t in timings})
+    share = None if only_shots is None else set(only_shots)
+    stale = [] if share is not None else project.retire_shots(
+        {t.shot_index: project.shot_file(t.shot_index, t.shot_id) for t in timings})
     every = max(1, int(round(fps)))
     preview = PreviewStrip(every)
     files, rendered = [], []
@@ -133,6 +141,9 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
     previous_file: Optional[str] = None  # ... or the file to decode it from, when a shot that follows needs it
     previous_sig = ""
     for timing in timings:
+        if share is not None and timing.shot_index not in share:
+            previous_last, previous_file, previous_sig = None, None, ""
+            continue
         shot = script.shots[timing.shot_index]
         images = [keyframe(k) for k in timing.keyframes]
         transition = shot.transition.value if timing.shot_index else "cut"
@@ -182,7 +193,16 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
         previous_sig = sig
         files.append(rel)
         if progress is not None:
-            progress(timing.shot_index + 1, len(timings))
+            progress(len(files) if share is not None else timing.shot_index + 1,
+                     len(share) if share is not None else len(timings))
+    if share is not None:
+        return MovieResult(project.root, "", [project.path(f) for f in files], rendered, 0, fps, preview.frames, [])
+    return assemble_movie(project, files, fps, backend_name, preview.frames, rendered, stale)
+
+
+def assemble_movie(project: MovieProject, files: list, fps: float, backend_name: str, preview: list,
+                   rendered: list, stale: list) -> MovieResult:
+    """Join the shot files (relative names, in order) into the project's movie and record it."""
     movie_rel = f"{project.name}.mp4"
     concat_videos([project.path(f) for f in files], project.path(movie_rel))
     info = video_info(project.path(movie_rel))
@@ -190,4 +210,4 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
                        "backend": backend_name})
     project.compact()
     return MovieResult(project.root, project.path(movie_rel), [project.path(f) for f in files], rendered,
-                       info["frames"] if info else 0, fps, preview.frames, stale)
+                       info["frames"] if info else 0, fps, preview, stale)

@@ -1,0 +1,116 @@
+"""A participant's results as bytes, and those bytes as an AUDIO waveform for ComfyUI-Distributed's collector.
+
+The collector carries two things from a worker to the master: IMAGE rows (as 8-bit PNG) and one AUDIO waveform
+(float32, sent losslessly, concatenated master first and then the workers in their order). Files (keyframe PNGs,
+shot videos, their manifest entries) travel in the waveform: three bytes per sample, as an integer below 2**24,
+which float32 holds exactly. Each participant's payload starts on a sample boundary and says its own length, so
+the master reads the concatenation back payload by payload.
+
+A payload is ``MAGIC``, the header's length (8 bytes, little-endian), the header (JSON), then the bytes of every
+file the header marks as sent, in order. Files on a folder the master shares are listed (name, size, SHA-256)
+but not sent. Everything read back is checked and bounded: names must be a project's keyframe or shot files,
+sizes and hashes must match, and the totals are capped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAGIC = b"MDPAYLD1"
+#: Most bytes one run gathers (the collector's own audio limit is 256 MiB of float32 per participant).
+MAX_TOTAL_BYTES = 1 << 31
+MAX_HEADER_BYTES = 32 << 20
+MAX_FILES = 200_000
+SAMPLE_RATE = 44100
+#: The files a payload may carry: a project's keyframes, their latents, shots and their preview sidecars.
+FILE_NAME = re.compile(r"^(keyframes/keyframe_\d{5,}\.(png|latent\.safetensors)|"
+                       r"shots/shot_\d{5,}(_[A-Za-z0-9_.-]{1,60}\.mp4|\.preview\.safetensors))$")
+
+
+@dataclass
+class Payload:
+    """One participant's results: ``header`` (JSON-able) and ``files`` ``{relative name: bytes}`` that were sent."""
+
+    header: dict
+    files: dict = field(default_factory=dict)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def encode(payload: Payload) -> bytes:
+    """Frame a payload as bytes (see the module docstring)."""
+    entries = payload.header.get("files", [])
+    blobs = []
+    for entry in entries:
+        if entry.get("sent"):
+            data = payload.files[entry["name"]]
+            if len(data) != entry["size"]:
+                raise ValueError(f"{entry['name']}: {len(data)} bytes, the header says {entry['size']}")
+            blobs.append(data)
+    header = json.dumps(payload.header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return b"".join([MAGIC, struct.pack("<Q", len(header)), header, *blobs])
+
+
+def decode_all(data: bytes) -> list[Payload]:
+    """Every payload in ``data`` (several concatenated, each padded to a multiple of three bytes)."""
+    out, pos = [], 0
+    if len(data) > MAX_TOTAL_BYTES + 64:
+        raise ValueError(f"gathered results of {len(data)} bytes exceed the limit of {MAX_TOTAL_BYTES}")
+    while pos < len(data):
+        if data[pos:pos + len(MAGIC)] != MAGIC:
+            if not any(data[pos:]):  # padding, or a participant that sent silence
+                break
+            raise ValueError(f"gathered results: no MovieDreamer payload at byte {pos} (was the collector's audio "
+                             "input connected to ShotAnimate's results?)")
+        (n,) = struct.unpack_from("<Q", data, pos + len(MAGIC))
+        if n > MAX_HEADER_BYTES:
+            raise ValueError(f"gathered results: a header of {n} bytes exceeds {MAX_HEADER_BYTES}")
+        start = pos + len(MAGIC) + 8
+        header = json.loads(data[start:start + n].decode("utf-8"))
+        if not isinstance(header, dict) or not isinstance(header.get("files", []), list):
+            raise ValueError("gathered results: a payload header is not an object with a files list")
+        if len(header.get("files", [])) > MAX_FILES:
+            raise ValueError(f"gathered results: more than {MAX_FILES} files in one payload")
+        pos = start + n
+        files = {}
+        for entry in header.get("files", []):
+            name, size = entry.get("name"), entry.get("size")
+            if not isinstance(name, str) or not FILE_NAME.match(name):
+                raise ValueError(f"gathered results: {str(name)[:80]!r} is not a keyframe or shot file of a project")
+            if not isinstance(size, int) or size < 0 or size > MAX_TOTAL_BYTES:
+                raise ValueError(f"gathered results: {name} has a bad size")
+            if entry.get("sent"):
+                blob = data[pos:pos + size]
+                if len(blob) != size or sha256(blob) != entry.get("sha256"):
+                    raise ValueError(f"gathered results: {name} arrived damaged (size or SHA-256 differ)")
+                files[name] = blob
+                pos += size
+        out.append(Payload(header, files))
+        pos = -(-pos // 3) * 3  # the next payload starts on a sample boundary
+    return out
+
+
+def to_waveform(data: bytes) -> np.ndarray:
+    """Bytes as float32 samples ``[1, 1, ceil(len / 3)]``, three bytes each (zero-padded)."""
+    padded = data + b"\0" * (-len(data) % 3)
+    triples = np.frombuffer(padded, dtype=np.uint8).reshape(-1, 3).astype(np.uint32)
+    values = triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16)
+    return values.astype(np.float32).reshape(1, 1, -1)
+
+
+def from_waveform(waveform) -> bytes:
+    """The bytes ``to_waveform`` packed (concatenated waveforms give concatenated payloads)."""
+    values = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    if values.size and (values.min() < 0 or values.max() >= 1 << 24 or not np.all(values == np.floor(values))):
+        raise ValueError("gathered results: the audio does not hold MovieDreamer payloads (values are not bytes)")
+    ints = values.astype(np.uint32)
+    triples = np.stack([ints & 0xFF, (ints >> 8) & 0xFF, (ints >> 16) & 0xFF], axis=1).astype(np.uint8)
+    return triples.tobytes()
