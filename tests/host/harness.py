@@ -481,6 +481,17 @@ class ServerHost:
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
+    def live_log(self, n: int = 60) -> str:
+        """The last ``n`` lines the running server wrote, from its own log buffer (``GET /internal/logs/raw``, the last
+        300 writes). Up to date where ``log_tail`` may not be: the host's stdout wrapper holds ``print()`` output
+        (ComfyUI-Distributed's messages) in a buffer until it fills, when stdout is a file. Falls back to
+        ``log_tail`` when the server does not answer."""
+        try:
+            entries = self.get("/internal/logs/raw", timeout=5).json()["entries"]
+        except Exception:  # noqa: BLE001  (not running, or an older host without the route)
+            return self.log_tail(n)
+        return "\n".join("".join(e.get("m", "") for e in entries).splitlines()[-n:])
+
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
