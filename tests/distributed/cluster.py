@@ -343,6 +343,8 @@ class Cluster:
         self.workers[i].restart(wait=wait)
 
     def log_tails(self, n: int = 40) -> str:
-        """The last ``n`` lines of every instance's log, each under its name (for assertion messages)."""
-        return "\n".join(f"----- {inst.name}: {inst.log_path}\n{inst.log_tail(n)}" for inst in self.instances)
+        """The last ``n`` lines of every instance's log, each under its name (for assertion messages): a running
+        instance's from its live buffer (``ServerHost.live_log``), a stopped one's from its log file."""
+        return "\n".join(f"----- {inst.name}: {inst.log_path}\n{inst.live_log(n) if inst.running() else inst.log_tail(n)}"
+                         for inst in self.instances)
 
