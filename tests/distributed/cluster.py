@@ -16,8 +16,10 @@ Workers run with ``COMFYUI_IS_WORKER=1`` (as ComfyUI-Distributed's own launcher 
 auto-launch of further workers) and every participant with ``MOVIEDREAMER_THREADS`` (default one torch thread:
 bit-identical results need the same thread count everywhere).
 
-Worker ``i`` (0-based, as in ``workers[i]``) has the ComfyUI-Distributed id ``str(i + 1)``; its ``DistributedSeed``
-adds ``i + 1`` to the seed and its ``DistributedValue`` reads key ``str(i + 1)``.
+Worker ``i`` (0-based, as in ``workers[i]``) has the ComfyUI-Distributed id ``str(i + 1)``. ComfyUI-Distributed numbers
+the workers of a run by their place among the workers that answered at queue time: with all of them up, worker ``i``'s
+``DistributedSeed`` adds ``i + 1`` to the seed and its ``DistributedValue`` reads key ``str(i + 1)``; with a worker
+down, the ones after it move up (test_cluster.py shows it).
 """
 
 from __future__ import annotations
