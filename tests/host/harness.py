@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 PACK_DIR = Path(__file__).resolve().parents[2]  # the repository root is the pack folder
 TEST_NODES_ENV = "MOVIEDREAMER_TEST_NODES"  # registers the test-only nodes of tests/host/tiny_nodes.py
@@ -402,54 +402,108 @@ class WebSocketListener:
 class ServerHost:
     """``main.py`` on a free loopback port, with only this pack among the custom nodes (and its test-only nodes).
 
-    Attributes: ``url``, ``port``, ``dirs`` (input, output, temp, user: all under ``workdir``), ``log_path``.
+    Attributes: ``url``, ``port``, ``dirs`` (input, output, temp, user: under ``workdir`` unless ``output_dir`` names
+    another output folder), ``models_dir`` (``models/moviedreamer`` and ``models/ipadapter`` are read there),
+    ``log_path``, ``startup_seconds`` (of the last start).
+
+    The defaults are the single server of the host tests. The distributed test cluster (tests/distributed/cluster.py)
+    starts several with its own options: ``custom_nodes`` (folders searched for custom nodes, instead of the pack's
+    parent folder), ``whitelist`` (the folder names loaded from them, instead of only the pack's), ``output_dir`` (one
+    output folder shared by several servers), ``models_dir``, ``env`` (added to the environment), ``port`` (instead of a
+    free one) and ``wait=False`` (return at once; ``wait_ready()`` later: start several in parallel). Each server is
+    its own process group: ``stop()`` (SIGTERM, then SIGKILL) and ``kill()`` (SIGKILL) end all of it, ``restart()``
+    starts it again on the same port with the same folders.
     """
 
-    def __init__(self, root: Path, workdir: Path, extra_args: tuple[str, ...] = (), timeout: Optional[float] = None):
+    def __init__(self, root: Path, workdir: Path, extra_args: tuple[str, ...] = (), timeout: Optional[float] = None, *,
+                 port: Optional[int] = None, custom_nodes: Optional[Sequence[Path]] = None,
+                 whitelist: Optional[Sequence[str]] = None, output_dir: Optional[Path] = None,
+                 models_dir: Optional[Path] = None, env: Optional[dict[str, str]] = None, name: str = "ComfyUI",
+                 wait: bool = True):
         self.root = Path(root)
         self.workdir = Path(workdir)
-        self.port = free_port()
+        self.name = name
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.pack_name = PACK_DIR.name  # the host's module name for the pack, also its /extensions/<name>/ prefix
         self.dirs = {name: self.workdir / name for name in ("input", "output", "temp", "user")}
+        if output_dir is not None:
+            self.dirs["output"] = Path(output_dir)
         for d in self.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
+        self.models_dir = Path(models_dir) if models_dir is not None else self.workdir / "models"
         paths_yaml = self.workdir / "extra_model_paths.yaml"
-        # models/moviedreamer and models/ipadapter under the work folder, for tests that put renderer files there
-        entry = {"base_path": str(self.workdir), "moviedreamer": "models/moviedreamer", "ipadapter": "models/ipadapter"}
+        # models/moviedreamer and models/ipadapter under models_dir, for tests that put renderer files there
+        entry = {"base_path": str(self.models_dir.parent), "moviedreamer": f"{self.models_dir.name}/moviedreamer",
+                 "ipadapter": f"{self.models_dir.name}/ipadapter"}
         for folder in ("moviedreamer", "ipadapter"):
-            (self.workdir / "models" / folder).mkdir(parents=True, exist_ok=True)
-        if PACK_DIR.parent.resolve() != (self.root / "custom_nodes").resolve():
+            (self.models_dir / folder).mkdir(parents=True, exist_ok=True)
+        if custom_nodes is not None:
+            # absolute, so that base_path does not apply; several folders are one value, a line each
+            entry["custom_nodes"] = "\n".join(str(Path(d).resolve()) for d in custom_nodes)
+        elif PACK_DIR.parent.resolve() != (self.root / "custom_nodes").resolve():
             entry["custom_nodes"] = str(PACK_DIR.parent)  # else the host finds the pack in its own custom_nodes
         paths_yaml.write_text("moviedreamer_tests:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in entry.items()))
+        self.whitelist = list(whitelist) if whitelist is not None else [self.pack_name]
         self.log_path = self.workdir / "server.log"
-        cmd = [
+        self.cmd = [
             sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-auto-launch", "--extra-model-paths-config", str(paths_yaml),
             "--input-directory", str(self.dirs["input"]), "--output-directory", str(self.dirs["output"]),
             "--temp-directory", str(self.dirs["temp"]), "--user-directory", str(self.dirs["user"]),
-            "--disable-all-custom-nodes", "--whitelist-custom-nodes", self.pack_name, *extra_args,
+            "--disable-all-custom-nodes", "--whitelist-custom-nodes", *self.whitelist, *extra_args,
         ]
-        env = {**os.environ, TEST_NODES_ENV: "1"}
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=str(self.root), stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)  # its own process group: stop() ends all of it
+        self.env = {**os.environ, TEST_NODES_ENV: "1", **(env or {})}
+        self.timeout = timeout if timeout is not None else float(os.environ.get(SERVER_TIMEOUT_ENV, "60"))
+        self.proc: Optional[subprocess.Popen] = None
+        self._terminated: Optional[subprocess.Popen] = None  # the process already sent SIGTERM
+        self._log = None
         import atexit
 
         atexit.register(self.stop)  # even if the session is torn down abruptly
-        self._wait_ready(timeout if timeout is not None else float(os.environ.get(SERVER_TIMEOUT_ENV, "60")))
+        self.start()
+        if wait:
+            self.wait_ready()
+
+    def start(self) -> None:
+        """Start ``main.py`` (its output appended to ``log_path``); returns at once (``wait_ready()`` waits)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"{self.name} on port {self.port} is already running")
+        if self._log is not None and not self._log.closed:
+            self._log.close()
+        self._log = open(self.log_path, "ab")
+        self._log.write(f"===== starting {self.name} on port {self.port} at {time.strftime('%H:%M:%S')} =====\n".encode())
+        self._log.flush()
+        self._started = time.time()
+        self.proc = subprocess.Popen(self.cmd, cwd=str(self.root), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self.env, start_new_session=True)  # its own process group: stop() ends all
 
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
-    def _wait_ready(self, timeout: float) -> None:
+    def live_log(self, n: int = 60) -> str:
+        """The last ``n`` lines the running server wrote, from its own log buffer (``GET /internal/logs/raw``, the last
+        300 writes). Up to date where ``log_tail`` may not be: the host's stdout wrapper holds ``print()`` output
+        (ComfyUI-Distributed's messages) in a buffer until it fills, when stdout is a file. Falls back to
+        ``log_tail`` when the server does not answer."""
+        try:
+            entries = self.get("/internal/logs/raw", timeout=5).json()["entries"]
+        except Exception:  # noqa: BLE001  (not running, or an older host without the route)
+            return self.log_tail(n)
+        return "\n".join("".join(e.get("m", "") for e in entries).splitlines()[-n:])
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: Optional[float] = None) -> None:
         """Until ``/object_info`` answers: the host opens its port only after loading every node."""
         import requests
 
-        start = time.time()
+        timeout = self.timeout if timeout is None else timeout
+        start = self._started
         while time.time() - start < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 if requests.get(self.url + "/object_info", timeout=5).status_code == 200:
                     self.startup_seconds = time.time() - start
@@ -458,7 +512,7 @@ class ServerHost:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"ComfyUI did not answer within {timeout:.0f} s (set {SERVER_TIMEOUT_ENV} to wait "
+        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s (set {SERVER_TIMEOUT_ENV} to wait "
                            f"longer):\n{self.log_tail()}")
 
     def get(self, path: str, **kw):
@@ -512,10 +566,39 @@ class ServerHost:
             entry = self.wait_history(prompt_id, timeout)
             return entry, list(ws.messages)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM to the server's process group, once, without waiting (``stop()`` waits): stop several at once."""
+        if self.running() and self._terminated is not self.proc:
+            self._terminated = self.proc
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL to the server's process group (a crash: no clean-up runs); waits until it is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def restart(self, wait: bool = True) -> None:
+        """Start again on the same port with the same folders (after ``kill()``, ``stop()`` or a crash)."""
+        if self.running():
+            self.stop()
+        self.start()
+        if wait:
+            self.wait_ready()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.terminate()
                 self.proc.wait(timeout=20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 try:
@@ -523,5 +606,5 @@ class ServerHost:
                     self.proc.wait(timeout=10)
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     pass
-        if not self._log.closed:
+        if self._log is not None and not self._log.closed:
             self._log.close()
