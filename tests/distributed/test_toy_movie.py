@@ -1,0 +1,148 @@
+"""The toy movie made by a master and two workers (ComfyUI-Distributed) is the movie one instance makes.
+
+Same seeds per keyframe and shot, one torch thread everywhere: bit-identical keyframes, the same shots frame for
+frame, the same assembled movie. Each participant makes a share; workers that do not share the master's output
+folder send their files through the collector; a worker killed mid-movie loses only what it had not finished,
+and queuing again completes the movie.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from moviedreamer_core.distribution.split import outlines_of_script, split_shots
+from moviedreamer_core.script import load_script
+from moviedreamer_core.toycinema import generate_film
+from moviedreamer_core.toycinema.film_script import script_text
+from moviedreamer_core.video_io import iter_frames
+
+from .cluster import Cluster, find_distributed
+from .toy_prompts import node_of, toy_prompt
+from ..host.harness import find_host
+
+
+def project(cluster, name: str) -> Path:
+    """The project folder on the master (the shared output folder, or the master's own)."""
+    return Path(cluster.output_dir or cluster.master.dirs["output"]) / "moviedreamer" / name
+
+
+def keyframes(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(Image.open(p).convert("RGB")) for p in sorted((folder / "keyframes").glob("keyframe_*.png"))}
+
+
+def frames(path: Path) -> np.ndarray:
+    return np.stack(list(iter_frames(str(path))))
+
+
+def assert_same_movie(a: Path, b: Path, name_a: str, name_b: str) -> None:
+    ka, kb = keyframes(a), keyframes(b)
+    assert ka and ka.keys() == kb.keys()
+    for name in ka:
+        assert np.array_equal(ka[name], kb[name]), f"keyframe {name} differs"
+    shots_a, shots_b = sorted((a / "shots").glob("*.mp4")), sorted((b / "shots").glob("*.mp4"))
+    assert [p.name for p in shots_a] == [p.name for p in shots_b]
+    for x, y in zip(shots_a, shots_b):
+        fx, fy = frames(x), frames(y)
+        assert fx.shape == fy.shape, f"{x.name}: {fx.shape} vs {fy.shape}"
+        assert np.array_equal(fx, fy), f"{x.name}: frames differ"
+    ma, mb = frames(a / f"{name_a}.mp4"), frames(b / f"{name_b}.mp4")
+    assert ma.shape == mb.shape and np.array_equal(ma, mb), "the assembled movies differ"
+
+
+def texts(entry: dict) -> dict[str, str]:
+    return {node: "\n".join(out.get("text", [])) for node, out in entry["outputs"].items()}
+
+
+def long_script(seed: int, shots: int) -> str:
+    return "# toy film for the distributed tests\n" + script_text(generate_film(seed, n_shots=shots), "world")
+
+
+@pytest.fixture(scope="module")
+def reference(cluster):
+    """The toy movie on one instance (the master, through its ordinary /prompt queue)."""
+    entry, _ = cluster.master.run(toy_prompt("toy_single", collector=False), timeout=300)
+    assert entry["status"]["status_str"] == "success", cluster.log_tails(40)
+    return entry
+
+
+def test_the_distributed_toy_movie_is_the_single_instance_movie(cluster, reference):
+    prompt = toy_prompt("toy_dist")
+    entry = cluster.run(prompt, timeout=300)
+    assert cluster.last_queue["worker_count"] == 2, cluster.last_queue
+    assert_same_movie(project(cluster, "toy_single"), project(cluster, "toy_dist"), "toy_single", "toy_dist")
+    # every participant made a share: the gather node names them with what they delivered
+    gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
+    script = load_script(prompt[node_of(prompt, "ScriptEncode")]["inputs"]["script"], image_count=6)
+    shares = split_shots(outlines_of_script(script), 3)
+    for who, share in zip(["master", *cluster.worker_ids], shares):
+        assert share.shots, "the toy movie is long enough for three shares"
+        assert f"{who}: {len(share.keyframes)} keyframes, {len(share.shots)} shots" in gathered, gathered
+    for i in range(2):
+        worker = cluster.wait_worker(i, cluster.last_queue["prompt_id"])
+        render = texts(worker)[node_of(prompt, "IdentityDiffusionRender")]
+        share = shares[i + 1]
+        assert f"this participant's share: {len(share.keyframes)} of {script.n_keyframes} keyframes" in render, render
+        assert "files left in the shared project folder" in texts(worker)[node_of(prompt, "ShotAnimate")]
+
+
+def test_a_master_that_only_orchestrates(cluster, reference):
+    prompt = toy_prompt("toy_workers_only", master_renders=False)
+    entry = cluster.run(prompt, timeout=300)
+    gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
+    assert "master:" in gathered and "master: 0 keyframes, 0 shots" in gathered, gathered
+    assert_same_movie(project(cluster, "toy_single"), project(cluster, "toy_workers_only"), "toy_single", "toy_workers_only")
+
+
+def test_workers_with_their_own_folders_send_their_files(tmp_path_factory, cluster, reference):
+    root, _ = find_host()
+    distributed, _ = find_distributed(root)
+    with Cluster(tmp_path_factory.mktemp("own_folders"), workers=2, root=root, distributed_path=distributed,
+                 shared_output=False) as separate:
+        prompt = toy_prompt("toy_sent")
+        entry = separate.run(prompt, timeout=300)
+        gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
+        assert "files received from participants that do not share this folder" in gathered, gathered
+        assert_same_movie(project(cluster, "toy_single"), project(separate, "toy_sent"), "toy_single", "toy_sent")
+        for i in range(2):
+            worker = separate.wait_worker(i, separate.last_queue["prompt_id"])
+            assert "files sent to the master" in texts(worker)[node_of(prompt, "ShotAnimate")]
+
+
+def test_a_worker_killed_mid_movie_loses_only_its_unfinished_work(cluster):
+    script = long_script(4242, 30)
+    prompt = toy_prompt("toy_killed", script=script)
+    parsed = load_script(script, image_count=6)
+    share = split_shots(outlines_of_script(parsed), 3)[1]  # worker 1's
+    folder = project(cluster, "toy_killed")
+    cluster.update_settings(worker_timeout_seconds=8)
+    try:
+        prompt_id = cluster.queue(prompt)
+        mine = [folder / "keyframes" / f"keyframe_{k:05d}.png" for k in share.keyframes]
+        deadline = time.time() + 240
+        while sum(p.exists() for p in mine) < 3:  # worker 1 is under way
+            assert time.time() < deadline, cluster.log_tails(30)
+            time.sleep(0.05)
+        cluster.kill_worker(0)
+        finished = {p.name: p.stat().st_mtime_ns for p in mine if p.exists()}
+        entry = cluster.wait(prompt_id, timeout=300)
+        assert entry["status"]["status_str"] == "error"
+        message = json.dumps(entry["status"]["messages"])
+        assert "the distributed run is incomplete" in message and f"{cluster.worker_ids[0]}:" in message, message
+        assert len(finished) < len(mine), "the kill came before worker 1 finished its keyframes"
+        cluster.restart_worker(0)
+        again = cluster.run(prompt, timeout=300)
+        assert again["status"]["status_str"] == "success"
+        for name, mtime in finished.items():  # finished work was kept, not made again
+            assert (folder / "keyframes" / name).stat().st_mtime_ns == mtime, f"{name} was rendered again"
+        assert len(keyframes(folder)) == parsed.n_keyframes
+        assert len(list((folder / "shots").glob("*.mp4"))) == len(parsed.shots)
+    finally:
+        cluster.update_settings(worker_timeout_seconds=20)
+        if not cluster.workers[0].running():
+            cluster.restart_worker(0)
