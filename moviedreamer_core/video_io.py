@@ -20,6 +20,15 @@ def _even(x: int) -> int:
     return x - (x % 2)
 
 
+def _encoder_threads() -> dict:
+    """The encoder's threads: ``MOVIEDREAMER_THREADS`` when set (``threads.py``: then the same count on every
+    participant of a distributed run gives the same files), else the encoder's own choice."""
+    from .threads import configured_threads
+
+    n = configured_threads()
+    return {"threads": str(n)} if n else {}
+
+
 def write_video(path: str, frames: Iterable[np.ndarray], fps: float, crf: int = 18) -> int:
     """Encode ``uint8 [H, W, 3]`` frames to an H.264 MP4 at ``path`` (atomically); returns the frame count.
 
@@ -36,7 +45,7 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float, crf: int = 
                     h, w = _even(frame.shape[0]), _even(frame.shape[1])
                     stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    stream.options = {"crf": str(crf), "preset": "veryfast"}
+                    stream.options = {"crf": str(crf), "preset": "veryfast", **_encoder_threads()}
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w, :3]), format="rgb24")
                 for packet in stream.encode(vf):
                     container.mux(packet)

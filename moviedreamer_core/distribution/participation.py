@@ -37,6 +37,7 @@ class Participation:
     me: str
     participants: tuple[str, ...]
     master_renders: bool = True
+    second_cost: float = 1.0  # a second of video in keyframes, for the split (``split.py``)
 
     @property
     def is_master(self) -> bool:
@@ -53,7 +54,8 @@ class Participation:
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "job": self.job, "me": self.me, "participants": list(self.participants),
-                           "master_renders": self.master_renders}, sort_keys=True, separators=(",", ":"))
+                           "master_renders": self.master_renders, "second_cost": self.second_cost},
+                          sort_keys=True, separators=(",", ":"))
 
 
 def _check_id(value, field: str) -> str:
@@ -87,6 +89,9 @@ def parse_participation(text: Optional[str]) -> Optional[Participation]:
     master_renders = data.get("master_renders", True)
     if not isinstance(master_renders, bool):
         raise ValueError("distributed: master_renders must be true or false")
+    second_cost = data.get("second_cost", 1.0)
+    if isinstance(second_cost, bool) or not isinstance(second_cost, (int, float)) or not 0 <= second_cost <= 1000:
+        raise ValueError("distributed: second_cost must be a number from 0 to 1000")
     if me != MASTER and me not in people:
         raise ValueError(f"distributed: this worker ({me}) is not among the participants")
-    return Participation(_check_id(data.get("job"), "job"), me, people, master_renders)
+    return Participation(_check_id(data.get("job"), "job"), me, people, master_renders, float(second_cost))

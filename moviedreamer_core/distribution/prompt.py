@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from .participation import MASTER, MAX_PARTICIPANTS, Participation
+from .split import ANIMATIC_SECOND_COST, VIDEO_MODEL_SECOND_COST
 
 COLLECTOR = "DistributedCollector"
 #: Our nodes that take a share (they read ``master_renders``) and the master's gathering node.
@@ -65,9 +66,16 @@ def participation_for(prompt: dict) -> Participation | None:
         master_renders = True
     participants = ([MASTER] if master_renders else []) + workers
     job = str(inputs["multi_job_id"])
+    # what a second of video costs: ShotAnimate with a video model connected (backend auto) or the animatic
+    video_model = any(
+        (node.get("inputs") or {}).get("backend", "auto") != "animatic" and isinstance((node.get("inputs") or {}).get("model"), list)
+        for node in prompt.values()
+        if isinstance(node, dict) and node.get("class_type") == "ShotAnimate"
+    )
     # the job id of one collector is "<run prefix>_<node id>": the prefix is the run's, the same on every collector
     job = job.rsplit("_", 1)[0] if "_" in job else job
-    return Participation(job[:128], me, tuple(participants), master_renders)
+    return Participation(job[:128], me, tuple(participants), master_renders,
+                         VIDEO_MODEL_SECOND_COST if video_model else ANIMATIC_SECOND_COST)
 
 
 def annotate_prompt(prompt: dict) -> dict:

@@ -147,7 +147,7 @@ def missing_work(outlines: Sequence[ShotOutline], who: Optional[Participation], 
     if who is None:
         shares = {"this instance": split_shots(outlines, 1)[0]}
     else:
-        shares = dict(zip(who.participants, split_shots(outlines, len(who.participants))))
+        shares = dict(zip(who.participants, split_shots(outlines, len(who.participants), who.second_cost)))
     lines = []
     for name, share in shares.items():
         shots = [s for s in share.shots if s not in gathered.shots]

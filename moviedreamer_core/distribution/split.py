@@ -9,8 +9,14 @@ A shot can be made on its own once its keyframes exist, with two exceptions that
 So shots are grouped into *chains* (a shot joins the previous shot's chain when it begins with a dissolve, a
 wipe or a continuous transition) and each participant gets whole chains: every keyframe and previous frame a
 participant's shots need is made by that same participant, and nobody waits for anybody. Chains are dealt out
-in order, in contiguous runs of about equal cost (keyframes plus seconds of video), so the split depends only
-on the script and the list of participants: every participant computes the same split on its own.
+in order, in contiguous runs of about equal cost, so the split depends only on the script, the list of
+participants and the cost of a second of video: every participant computes the same split on its own.
+
+The cost of a shot is its keyframes plus its seconds of video times ``second_cost``, the price of a second of
+video in keyframes. The on-prompt step (``prompt.py``) chooses it from how ShotAnimate animates: the animatic
+costs little per second (``ANIMATIC_SECOND_COST``: measured on the toy movie, a keyframe took 0.53 s to render and a
+second of animatic 0.05 s), an image-to-video model a lot (``VIDEO_MODEL_SECOND_COST``, an estimate: a second of
+Wan 2.1 at 480p takes several times an SDXL keyframe).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import Sequence
 
 #: Transitions that bind a shot to the one before it (see the module docstring).
 JOINING = frozenset({"dissolve", "wipe", "continuous"})
-#: Cost of one keyframe and of one second of video when the chains are dealt out.
-KEYFRAME_COST = 1.0
+#: Cost of one second of video, in keyframes, when the chains are dealt out (see the module docstring).
+ANIMATIC_SECOND_COST = 0.1
+VIDEO_MODEL_SECOND_COST = 8.0
 SECOND_COST = 1.0
 
 
@@ -33,9 +40,8 @@ class ShotOutline:
     duration: float
     transition: str = "cut"
 
-    @property
-    def cost(self) -> float:
-        return self.n_keyframes * KEYFRAME_COST + float(self.duration) * SECOND_COST
+    def cost(self, second_cost: float = SECOND_COST) -> float:
+        return self.n_keyframes + float(self.duration) * second_cost
 
 
 @dataclass(frozen=True)
@@ -65,13 +71,13 @@ def shot_chains(shots: Sequence[ShotOutline]) -> list[list[int]]:
     return chains
 
 
-def split_shots(shots: Sequence[ShotOutline], n_participants: int) -> list[Share]:
+def split_shots(shots: Sequence[ShotOutline], n_participants: int, second_cost: float = SECOND_COST) -> list[Share]:
     """The shares of ``n_participants``, in participant order: contiguous runs of whole chains of about equal
     cost. A participant may get nothing (fewer chains than participants)."""
     if n_participants < 1:
         raise ValueError("a split needs at least one participant")
     chains = shot_chains(shots)
-    costs = [sum(shots[i].cost for i in chain) for chain in chains]
+    costs = [sum(shots[i].cost(second_cost) for i in chain) for chain in chains]
     total = sum(costs)
     bounds, acc, start = [], 0.0, 0
     for j in range(n_participants - 1):
@@ -101,4 +107,4 @@ def share_of(shots: Sequence[ShotOutline], participation) -> Share:
     index = participation.index
     if index is None:
         return Share((), ())
-    return split_shots(shots, len(participation.participants))[index]
+    return split_shots(shots, len(participation.participants), participation.second_cost)[index]

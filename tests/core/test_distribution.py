@@ -46,7 +46,7 @@ def test_split_is_a_partition_into_contiguous_whole_chains(n):
     for share in shares:
         assert share.keyframes == tuple(k for s in share.shots for k in range(starts[s], starts[s + 1]))
     if n == 2:
-        costs = [sum(shots[s].cost for s in share.shots) for share in shares]
+        costs = [sum(shots[s].cost() for s in share.shots) for share in shares]
         assert max(costs) / sum(costs) < 0.6, f"two shares of about equal cost, got {costs}"
 
 
@@ -76,12 +76,16 @@ def _prompt(is_worker: bool, master_renders=True) -> dict:
 def test_the_on_prompt_step_reads_the_collector():
     master = annotate_prompt(_prompt(False))
     who = parse_participation(master["3"]["inputs"]["distributed"])
-    assert who == Participation("exec_42_ab12cd", "master", ("master", "w1", "w2"), True)
+    assert who == Participation("exec_42_ab12cd", "master", ("master", "w1", "w2"), True, 0.1), "animatic seconds are cheap"
     assert master["10"]["inputs"]["distributed"] == master["2"]["inputs"]["distributed"]
     worker = parse_participation(annotate_prompt(_prompt(True))["2"]["inputs"]["distributed"])
     assert worker.me == "w2" and worker.index == 2 and worker.job == who.job
     orchestrating = parse_participation(annotate_prompt(_prompt(True, master_renders=False))["3"]["inputs"]["distributed"])
     assert orchestrating.participants == ("w1", "w2") and orchestrating.index == 1
+    with_model = _prompt(False)
+    with_model["3"]["inputs"].update(backend="auto", model=["7", 0])
+    assert parse_participation(annotate_prompt(with_model)["3"]["inputs"]["distributed"]).second_cost == 8.0, \
+        "a video model's seconds cost more than keyframes"
     plain = _prompt(False)
     plain["9"]["inputs"]["multi_job_id"] = ""
     plain["3"]["inputs"]["distributed"] = "stale"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from moviedreamer_core.distribution.split import outlines_of_script, split_shots
+from moviedreamer_core.distribution.split import ANIMATIC_SECOND_COST, outlines_of_script, split_shots
 from moviedreamer_core.script import load_script
 from moviedreamer_core.toycinema import generate_film
 from moviedreamer_core.toycinema.film_script import script_text
@@ -79,7 +79,7 @@ def test_the_distributed_toy_movie_is_the_single_instance_movie(cluster, referen
     # every participant made a share: the gather node names them with what they delivered
     gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
     script = load_script(prompt[node_of(prompt, "ScriptEncode")]["inputs"]["script"], image_count=6)
-    shares = split_shots(outlines_of_script(script), 3)
+    shares = split_shots(outlines_of_script(script), 3, ANIMATIC_SECOND_COST)
     for who, share in zip(["master", *cluster.worker_ids], shares):
         assert share.shots, "the toy movie is long enough for three shares"
         assert f"{who}: {len(share.keyframes)} keyframes, {len(share.shots)} shots" in gathered, gathered
@@ -118,7 +118,7 @@ def test_a_worker_killed_mid_movie_loses_only_its_unfinished_work(cluster):
     script = long_script(4242, 30)
     prompt = toy_prompt("toy_killed", script=script)
     parsed = load_script(script, image_count=6)
-    share = split_shots(outlines_of_script(parsed), 3)[1]  # worker 1's
+    share = split_shots(outlines_of_script(parsed), 3, ANIMATIC_SECOND_COST)[1]  # worker 1's
     folder = project(cluster, "toy_killed")
     cluster.update_settings(worker_timeout_seconds=8)
     try:

@@ -353,6 +353,7 @@ class WebSocketListener:
                 item = {"type": "binary", "event": int.from_bytes(msg.data[:4], "big"), "size": len(msg.data)}
             else:
                 continue
+            item["received"] = time.time()  # when it arrived (benchmarks time each node by it)
             with self._cond:
                 self.messages.append(item)
                 self._cond.notify_all()
