@@ -12,7 +12,7 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const SUMMARY_NODES = new Set(["ScriptEncode", "MovieDreamerScriptInfo", "ARKeyframePlanner", "MovieDreamerStoryboardInfo",
-  "IdentityDiffusionRender", "ShotAnimate"]);
+  "IdentityDiffusionRender", "ShotAnimate", "MovieDreamerGather"]);
 const PANEL_NODES = new Set(["ARKeyframePlanner", "IdentityDiffusionRender"]);
 const STYLE = `
 .moviedreamer-panel { display: grid; grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)); gap: 4px;

@@ -29,7 +29,7 @@ NODE_SLOT_HEIGHT, NODE_WIDGET_HEIGHT = 20, 20  # LiteGraph's; a widget row takes
 # What a run adds to a node in js/moviedreamer.js: a summary text widget (one widget row) under these nodes, and
 # the storyboard panel on the planner and the renderer (a DOM widget of minimum height 120, plus 120 more).
 SUMMARY_NODES = {"ScriptEncode", "MovieDreamerScriptInfo", "ARKeyframePlanner", "MovieDreamerStoryboardInfo",
-                 "IdentityDiffusionRender", "ShotAnimate"}
+                 "IdentityDiffusionRender", "ShotAnimate", "MovieDreamerGather"}
 PANEL_NODES = {"ARKeyframePlanner", "IdentityDiffusionRender"}
 
 
