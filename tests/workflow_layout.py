@@ -12,7 +12,8 @@ Geometry as the host's front-end (comfyui_frontend_package 1.27, its LiteGraph) 
 A node's height is the saved one, or the height the front-end will give it if that is more (``min_height``, a
 lower bound from its slots and widgets, plus what js/moviedreamer.js adds during a run); a separate test asks that
 the saved size already be enough. tests/host/test_browser.py loads every UI workflow in the real front-end,
-simulates what a run adds, and checks the rectangles read back from it with the same rules.
+simulates what a run adds, and checks the rectangles read back from it with the same rules (the workflows with
+ComfyUI-Distributed's nodes in the front-end of the distributed tests' master: tests/distributed/test_workflows.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 from itertools import combinations
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]  # the pack folder
 NODE_TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT
@@ -33,10 +35,36 @@ SUMMARY_NODES = {"ScriptEncode", "MovieDreamerScriptInfo", "ARKeyframePlanner", 
 PANEL_NODES = {"ARKeyframePlanner", "IdentityDiffusionRender"}
 
 
-def ui_workflows() -> list[Path]:
-    """Every UI-format workflow the pack ships or tests with (API-format files have no ``nodes`` list)."""
+#: The node types of ComfyUI-Distributed 1.4.4 (its nodes/__init__.py and upscale/). A workflow with one of them
+#: loads only where ComfyUI-Distributed is installed: the host tests' single server does not have it, the distributed
+#: tests' cluster does (tests/distributed/test_workflows.py checks such workflows there).
+DISTRIBUTED_NODE_TYPES = frozenset({"DistributedCollector", "DistributedSeed", "DistributedModelName", "DistributedValue",
+                                    "ImageBatchDivider", "AudioBatchDivider", "DistributedEmptyImage",
+                                    "UltimateSDUpscaleDistributed"})
+
+
+def node_types(workflow: dict) -> set[str]:
+    """The node types of a UI-format workflow (``nodes``) or an API-format prompt (``class_type``)."""
+    if isinstance(workflow.get("nodes"), list):
+        return {n["type"] for n in workflow["nodes"]}
+    return {v["class_type"] for v in workflow.values() if isinstance(v, dict) and "class_type" in v}
+
+
+def uses_distributed(workflow: dict) -> bool:
+    """The workflow needs ComfyUI-Distributed's nodes (``DISTRIBUTED_NODE_TYPES``)."""
+    return bool(node_types(workflow) & DISTRIBUTED_NODE_TYPES)
+
+
+def ui_workflows(distributed: Optional[bool] = None) -> list[Path]:
+    """Every UI-format workflow the pack ships or tests with (API-format files have no ``nodes`` list); with
+    ``distributed`` True or False, only those that use ComfyUI-Distributed's nodes, or only the others."""
     files = sorted((ROOT / "workflows").rglob("*.json")) + sorted((ROOT / "tests" / "workflows").rglob("*.json"))
-    return [f for f in files if isinstance(json.loads(f.read_text(encoding="utf-8")).get("nodes"), list)]
+    found = []
+    for f in files:
+        workflow = json.loads(f.read_text(encoding="utf-8"))
+        if isinstance(workflow.get("nodes"), list) and (distributed is None or uses_distributed(workflow) == distributed):
+            found.append(f)
+    return found
 
 
 def node_name(node: dict) -> str:

@@ -34,12 +34,16 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..host.harness import MODEL_FOLDERS as HOST_MODEL_FOLDERS
 from ..host.harness import PACK_DIR, SERVER_TIMEOUT_ENV, GraphError, ServerHost, find_host
 
 DISTRIBUTED_ENV = "COMFYUI_DISTRIBUTED_PATH"
 DISTRIBUTED_NAME = "ComfyUI-Distributed"  # its folder name in ComfyUI/custom_nodes/
 COPY_NAME = "ComfyUI-Distributed-cluster"  # the cluster's copy: a name no host custom_nodes folder holds
 THREADS_ENV = "MOVIEDREAMER_THREADS"
+#: Model folders every instance reads under ``models_dir``: the pack's, and those the example workflows name
+#: (tests/distributed/test_workflows.py puts empty stand-ins there, as the host tests' ``model_files`` fixture does).
+MODEL_FOLDERS = (*HOST_MODEL_FOLDERS, "checkpoints", "clip_vision", "diffusion_models", "text_encoders", "vae")
 #: Seconds the cluster waits for its instances to answer (they start in parallel and share the cores).
 DEFAULT_START_TIMEOUT = 180.0
 
@@ -135,8 +139,9 @@ class Cluster:
 
     Attributes: ``master`` and ``workers`` (``ServerHost``: ``url``, ``port``, ``dirs``, ``log_tail()``...),
     ``worker_ids`` (``["1", "2", ...]``), ``config_path`` (the copy's gpu_config.json), ``distributed`` (the copy),
-    ``output_dir`` (the shared output folder, or ``None``), ``models_dir`` (``models/moviedreamer`` and
-    ``models/ipadapter``, read by every instance), ``last_queue`` (the last /distributed/queue answer: ``prompt_id``,
+    ``output_dir`` (the shared output folder, or ``None``), ``models_dir`` (its ``MODEL_FOLDERS``, read by every
+    instance: the pack's renderers and IP-Adapters, and the folders of the example workflows' model files, for
+    stand-ins), ``last_queue`` (the last /distributed/queue answer: ``prompt_id``,
     ``worker_count``, ``node_errors``), ``startup_seconds`` (until every instance answered).
     """
 
@@ -226,7 +231,8 @@ class Cluster:
             env["COMFYUI_IS_WORKER"] = "1"
         whitelist = [PACK_DIR.name, COPY_NAME]
         return ServerHost(self.root, self.workdir / name, port=port, custom_nodes=[self.custom_nodes],
-                          whitelist=whitelist, output_dir=self.output_dir, models_dir=self.models_dir, env=env,
+                          whitelist=whitelist, output_dir=self.output_dir, models_dir=self.models_dir,
+                          model_folders=MODEL_FOLDERS, env=env,
                           name=f"{name} (port {port})", timeout=self.timeout, wait=False)
 
     def start(self) -> "Cluster":

@@ -24,6 +24,7 @@ PACK_DIR = Path(__file__).resolve().parents[2]  # the repository root is the pac
 TEST_NODES_ENV = "MOVIEDREAMER_TEST_NODES"  # registers the test-only nodes of tests/host/tiny_nodes.py
 NO_HOST_ENV = "MOVIEDREAMER_NO_HOST"  # "1": behave as if there were no host (host tests skip)
 SERVER_TIMEOUT_ENV = "MOVIEDREAMER_SERVER_TIMEOUT"  # seconds the loopback server may take to start (default 60)
+MODEL_FOLDERS = ("moviedreamer", "ipadapter")  # a ServerHost reads these under its models_dir (besides the host's own)
 
 
 def is_comfyui_root(path: Path) -> bool:
@@ -404,14 +405,15 @@ class ServerHost:
     """``main.py`` on a free loopback port, with only this pack among the custom nodes (and its test-only nodes).
 
     Attributes: ``url``, ``port``, ``dirs`` (input, output, temp, user: under ``workdir`` unless ``output_dir`` names
-    another output folder), ``models_dir`` (``models/moviedreamer`` and ``models/ipadapter`` are read there),
-    ``log_path``, ``startup_seconds`` (of the last start).
+    another output folder), ``models_dir`` (its ``model_folders``, by default ``moviedreamer`` and ``ipadapter``, are
+    read there besides the host's own), ``log_path``, ``startup_seconds`` (of the last start).
 
     The defaults are the single server of the host tests. The distributed test cluster (tests/distributed/cluster.py)
     starts several with its own options: ``custom_nodes`` (folders searched for custom nodes, instead of the pack's
     parent folder), ``whitelist`` (the folder names loaded from them, instead of only the pack's), ``output_dir`` (one
-    output folder shared by several servers), ``models_dir``, ``env`` (added to the environment), ``port`` (instead of a
-    free one) and ``wait=False`` (return at once; ``wait_ready()`` later: start several in parallel). Each server is
+    output folder shared by several servers), ``models_dir``, ``model_folders`` (more model folders read under it, e.g.
+    ``checkpoints`` for stand-in files), ``env`` (added to the environment), ``port`` (instead of a free one) and
+    ``wait=False`` (return at once; ``wait_ready()`` later: start several in parallel). Each server is
     its own process group: ``stop()`` (SIGTERM, then SIGKILL) and ``kill()`` (SIGKILL) end all of it, ``restart()``
     starts it again on the same port with the same folders.
     """
@@ -419,8 +421,8 @@ class ServerHost:
     def __init__(self, root: Path, workdir: Path, extra_args: tuple[str, ...] = (), timeout: Optional[float] = None, *,
                  port: Optional[int] = None, custom_nodes: Optional[Sequence[Path]] = None,
                  whitelist: Optional[Sequence[str]] = None, output_dir: Optional[Path] = None,
-                 models_dir: Optional[Path] = None, env: Optional[dict[str, str]] = None, name: str = "ComfyUI",
-                 wait: bool = True):
+                 models_dir: Optional[Path] = None, model_folders: Sequence[str] = MODEL_FOLDERS,
+                 env: Optional[dict[str, str]] = None, name: str = "ComfyUI", wait: bool = True):
         self.root = Path(root)
         self.workdir = Path(workdir)
         self.name = name
@@ -434,10 +436,11 @@ class ServerHost:
             d.mkdir(parents=True, exist_ok=True)
         self.models_dir = Path(models_dir) if models_dir is not None else self.workdir / "models"
         paths_yaml = self.workdir / "extra_model_paths.yaml"
-        # models/moviedreamer and models/ipadapter under models_dir, for tests that put renderer files there
-        entry = {"base_path": str(self.models_dir.parent), "moviedreamer": f"{self.models_dir.name}/moviedreamer",
-                 "ipadapter": f"{self.models_dir.name}/ipadapter"}
-        for folder in ("moviedreamer", "ipadapter"):
+        # models/moviedreamer and models/ipadapter (and any other model_folders) under models_dir, for tests that put
+        # renderer files (or stand-ins) there
+        entry = {"base_path": str(self.models_dir.parent)}
+        for folder in model_folders:
+            entry[folder] = f"{self.models_dir.name}/{folder}"
             (self.models_dir / folder).mkdir(parents=True, exist_ok=True)
         if custom_nodes is not None:
             # absolute, so that base_path does not apply; several folders are one value, a line each

@@ -40,3 +40,29 @@ def ui_to_api(workflow: dict, input_types) -> dict:
                     values.pop(0)
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
+
+
+COLLECTOR = "DistributedCollector"  # ComfyUI-Distributed's collector: outputs images (0) and audio (1)
+COLLECTOR_INPUTS = ("images", "audio")  # what it returns unchanged on an ordinary queue (its pass-through)
+
+
+def without_collector(prompt: dict) -> dict:
+    """An API-format prompt with every DistributedCollector left out and its consumers wired to what it would pass
+    through on an ordinary queue (its ``images`` and ``audio`` inputs): the workflow as one instance runs it, for a
+    host that does not have ComfyUI-Distributed."""
+    collectors = {k: v["inputs"] for k, v in prompt.items() if v.get("class_type") == COLLECTOR}
+    out = {}
+    for node_id, node in prompt.items():
+        if node_id in collectors:
+            continue
+        inputs = {}
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) in collectors:
+                source = collectors[str(value[0])].get(COLLECTOR_INPUTS[value[1]])
+                if source is None:
+                    raise ValueError(f"node {node_id} input {name}: the collector {value[0]} has no "
+                                     f"{COLLECTOR_INPUTS[value[1]]} input to pass through")
+                value = list(source)
+            inputs[name] = value
+        out[node_id] = {**node, "inputs": inputs}
+    return out
