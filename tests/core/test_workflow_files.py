@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..workflow_layout import uses_distributed
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "workflows"
 TEST_ONLY_NODE_PREFIX = "MovieDreamerTest"  # tests/host/tiny_nodes.py: registered only with MOVIEDREAMER_TEST_NODES=1
@@ -35,3 +37,12 @@ def test_every_template_has_its_api_twin_in_the_api_folder():
         prompt = load(TEMPLATES / "api" / name)
         assert "nodes" not in prompt and all("class_type" in v for v in prompt.values()), name
         assert not [v["class_type"] for v in prompt.values() if v["class_type"].startswith(TEST_ONLY_NODE_PREFIX)]
+
+
+def test_a_workflow_needs_comfyui_distributed_exactly_when_its_name_says_distributed():
+    """``*_distributed`` workflows (and only they) use ComfyUI-Distributed's nodes: users see from the name that
+    they need it, and the tests check them on a host that has it (tests/distributed/test_workflows.py)."""
+    files = [p for folder in (TEMPLATES, TEMPLATES / "api", ROOT / "tests" / "workflows") for p in folder.glob("*.json")]
+    wrong = [p.name for p in files if uses_distributed(load(p)) != ("_distributed" in p.stem)]
+    assert not wrong, wrong
+    assert any("_distributed" in p.stem for p in files)
