@@ -23,7 +23,7 @@ from moviedreamer_core.toycinema.film_script import script_text
 from moviedreamer_core.video_io import iter_frames
 
 from .cluster import Cluster, find_distributed
-from .toy_prompts import node_of, toy_prompt
+from .toy_prompts import WORKFLOW, node_of, toy_prompt
 from ..host.harness import find_host
 
 
@@ -89,6 +89,27 @@ def test_the_distributed_toy_movie_is_the_single_instance_movie(cluster, referen
         share = shares[i + 1]
         assert f"this participant's share: {len(share.keyframes)} of {script.n_keyframes} keyframes" in render, render
         assert "files left in the shared project folder" in texts(worker)[node_of(prompt, "ShotAnimate")]
+
+
+def test_one_instance_resumes_a_distributed_movie_and_makes_its_storyboard_sheet(cluster):
+    """After a distributed run, the one-instance toy workflow (workflows/api/moviedreamer_toycinema_api.json, whose
+    StoryboardSheet needs every keyframe as IMAGE rows) queued on the master's ordinary queue with the same project
+    makes nothing again: no keyframe or shot file is rewritten, ShotAnimate made 0 shots, and the sheet is saved."""
+    cluster.run(toy_prompt("toy_resumed"), timeout=300)
+    folder = project(cluster, "toy_resumed")
+    files = sorted((folder / "keyframes").glob("keyframe_*.png")) + sorted((folder / "shots").glob("*.mp4"))
+    written = {p.name: p.stat().st_mtime_ns for p in files}
+    assert any(n.endswith(".png") for n in written) and any(n.endswith(".mp4") for n in written), written
+    single = json.loads((WORKFLOW.parent / "moviedreamer_toycinema_api.json").read_text())
+    for node in single.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = "toy_resumed"
+    entry, _ = cluster.master.run(single, timeout=300)
+    assert entry["status"]["status_str"] == "success", cluster.log_tails(40)
+    animated = texts(entry)[node_of(single, "ShotAnimate")]
+    assert ", 0 made this run" in animated, animated
+    assert {p.name: p.stat().st_mtime_ns for p in files} == written, "files were made again"
+    assert (folder / "storyboard.png").is_file()
 
 
 def test_a_master_that_only_orchestrates(cluster, reference):
