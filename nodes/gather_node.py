@@ -52,10 +52,11 @@ class MovieDreamerGather(io.ComfyNode):
             outputs=[
                 wire_types.Movie.Output("movie", display_name="movie", tooltip="The movie project (folder, files)."),
                 io.String.Output("movie_file", display_name="movie_file", tooltip="Path of the assembled movie (.mp4)."),
-                io.Image.Output("preview", display_name="preview", tooltip="About one small frame per second of the movie."),
+                io.Image.Output("preview", display_name="preview",
+                                tooltip="The first small frame of every shot (at most 64, spread over the movie)."),
                 wire_types.Keyframes.Output("keyframe_set", display_name="keyframe_set",
-                                            tooltip="Every keyframe as a file in the project folder (for StoryboardSheet "
-                                            "or another ShotAnimate)."),
+                                            tooltip="Every keyframe as a file in the master's project folder (for another "
+                                            "ShotAnimate's keyframe_set)."),
             ],
         )
 
@@ -107,7 +108,9 @@ class MovieDreamerGather(io.ComfyNode):
             if kept and kept["preview"]:
                 preview.append(kept["preview"][0])
         backend = project.manifest["shots"][str(0)].get("backend", "")
-        result = assemble_movie(project, files, fps, backend, preview[:64], sorted(got.shots), stale)
+        if len(preview) > 64:
+            preview = [preview[round(i * (len(preview) - 1) / 63)] for i in range(64)]
+        result = assemble_movie(project, files, fps, backend, preview, sorted(got.shots), stale)
         first = project.load_keyframe(0)
         height, width = (first.shape[:2] if first is not None else (8, 8))
         keyframe_set = KeyframeSet(project.root, script.n_keyframes, int(width), int(height))

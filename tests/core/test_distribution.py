@@ -12,7 +12,7 @@ from moviedreamer_core.distribution import payload as pl
 from moviedreamer_core.distribution.participation import Participation, parse_participation
 from moviedreamer_core.distribution.prompt import annotate_prompt
 from moviedreamer_core.distribution.results import gather, missing_work, share_payload
-from moviedreamer_core.distribution.split import ShotOutline, Share, shot_chains, split_shots
+from moviedreamer_core.distribution.split import ShotOutline, shot_chains, split_shots
 from moviedreamer_core.project import MovieProject
 
 
