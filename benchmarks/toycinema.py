@@ -2,10 +2,25 @@
 
     python benchmarks/toycinema.py            # about 42 minutes on 2 CPU cores the first time (it trains the
                                               # ablations into --work), a few minutes afterwards
+    python benchmarks/toycinema.py --films-seed test --skip-ablations   # the test set: 32 fresh films, what ships
+    python benchmarks/toycinema.py --films-seed 123 --films 8 --skip-ablations   # fresh films of any seed
 
 Everything is scored on held-out toy films (story seeds the models never saw) with the shipped label probe
 (location, camera, who is on screen) and the toy identity embedder (identity consistency: crops of the same
-character in the rendered keyframes closer to each other than to other characters'). Rows:
+character in the rendered keyframes closer to each other than to other characters'). Which films
+(``--films-seed``): ``dev`` (the default), 16 films of ``HELD_OUT_SEED`` (9000), the development set, on which the
+recipes were chosen; ``test``, 32 films of ``TEST_SEED`` (40000), the test set, used only to report; or any other
+integer seed (32 films unless ``--films`` says). The training films' seed (``TRAIN_SEED``, 1000) is refused.
+
+Every image row is also read place by place (``toycinema/counting.py``: who stands at left, centre and right, or
+nobody, with the toy identity embedder): *exact cast* (right characters, right count, right places), the share of
+wide keyframes with extra figures, of keyframes with missing figures, and of keyframes showing one character twice or
+more; a second table breaks exact cast, extra and missing figures down per camera size and per number of characters
+on screen. The ground-truth row is the scorer's own error. The last line printed is one JSON object: the shipped
+planner's row (planned tokens, after rendering: ``exact_cast``, ``extra_figures_wide``, ``missing_figures``,
+``doubled``, ``camera``, ``location``, ...), the same from true tokens under ``true_tokens`` and for the ground truth
+under ``ground_truth``, and ``unscripted_state: null`` with its reason under ``not_measured`` (the toy world has no
+state the script leaves unsaid yet). Rows:
 
 * ground truth: the films' own keyframes (the probe's ceiling);
 * decoded from true tokens (the tokenizer's two tokens of each true keyframe, drawn by the renderer): with the
@@ -39,7 +54,15 @@ sys.path.insert(0, str(PACK / "cli"))
 from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack  # noqa: E402
 from toycinema_train import DECODER_STEPS  # noqa: E402  (no host import at module level)
 
-COLUMNS = ("location", "camera", "character F1", "exact set", "location, same place", "identity consistency")
+COLUMNS = ("location", "camera", "character F1", "exact set", "location, same place", "identity consistency",
+           "exact cast", "extra figures, wide", "missing figures", "drawn twice")
+#: The count-aware columns: keys of ``scores.count_scores``.
+COUNT_COLUMNS = {"exact cast": "exact_cast", "extra figures, wide": "extra_figures_wide",
+                 "missing figures": "missing_figures", "drawn twice": "doubled"}
+#: Films scored when ``--films`` is not given: the development set as before, 32 for the test set or another seed.
+DEV_FILMS, OTHER_FILMS = 16, 32
+NOT_MEASURED = ("the toy world has no unscripted state yet (state the pictures show and the script never states, "
+                "issue #21 part 3), so it is not measured")
 
 
 def _pack(name: str):
@@ -55,7 +78,13 @@ def parse_args(argv=None):
     p.add_argument("--comfyui", default=None)
     p.add_argument("--work", default=os.path.expanduser("~/.cache/moviedreamer/toycinema_benchmark"),
                    help="where the ablations are trained and kept (reused on the next run)")
-    p.add_argument("--films", type=int, default=16, help="held-out films to score")
+    p.add_argument("--films-seed", default="dev",
+                   help="the films to score: dev (HELD_OUT_SEED 9000, the development set the recipes were chosen on), "
+                   "test (TEST_SEED 40000, the test set, only to report) or any integer seed of fresh films")
+    p.add_argument("--films", type=int, default=None,
+                   help=f"films to score (default: {DEV_FILMS} of the development set, {OTHER_FILMS} otherwise)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else one: see README, CPU threads)")
     p.add_argument("--train-films", type=int, default=300, help="training films (as the shipped models)")
     p.add_argument("--subset", type=int, default=24, help="films of the few-data anti-overfitting comparison")
     p.add_argument("--planner-steps", type=int, default=None, help="default: the shipped planner's budget")
@@ -72,7 +101,32 @@ def parse_args(argv=None):
     p.add_argument("--train-only", default=None, metavar="VARIANT",
                    help="only write the datasets and train this planner ablation (no_identity, no_history, full_subset, "
                    "no_regularisation_subset), then exit: to train several ablations in parallel processes")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.films_seed, args.films_set = films_seed(args.films_seed)
+    except ValueError as e:
+        p.error(str(e))
+    if args.films is None:
+        args.films = DEV_FILMS if args.films_set == "dev" else OTHER_FILMS
+    if args.films < 1:
+        p.error("--films must be at least 1")
+    return args
+
+
+def films_seed(value: str) -> tuple[int, str]:
+    """``--films-seed``: ``(seed, set name)``; ``dev`` and ``test`` name the two fixed sets (``cli/toycinema_train.py``)."""
+    from toycinema_train import HELD_OUT_SEED, TEST_SEED, TRAIN_SEED
+
+    named = {"dev": HELD_OUT_SEED, "test": TEST_SEED}
+    if str(value).strip().lower() in named:
+        value = named[str(value).strip().lower()]
+    try:
+        seed = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"--films-seed must be dev, test or an integer, got {value!r}") from None
+    if seed == TRAIN_SEED:
+        raise ValueError(f"--films-seed {seed} draws the training films (TRAIN_SEED): choose fresh films")
+    return seed, {HELD_OUT_SEED: "dev", TEST_SEED: "test"}.get(seed, "seed")
 
 
 class Bench:
@@ -101,7 +155,10 @@ class Bench:
             _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm"))
         train_seed, held_out_seed = _pack("cli.toycinema_train").TRAIN_SEED, _pack("cli.toycinema_train").HELD_OUT_SEED
         self.train_films = self.grammar.generate_films(train_seed, args.train_films)
-        self.films = self.grammar.generate_films(held_out_seed, args.films)
+        self.films = self.grammar.generate_films(args.films_seed, args.films)
+        # the ablations' planner trainer watches development films, whichever films are scored
+        self.watched_films = self.grammar.generate_films(held_out_seed, 4)
+        self.counter = _pack(f"{tc}.counting").PlaceCounter(self.embedder)
         self.labels = [f.labels() for f in self.films]
         self.identities = torch.from_numpy(self.embedder.reference_embeddings(64)).float()
         self.cond = [[self.toy.text_context(), {}]]
@@ -148,7 +205,17 @@ class Bench:
         return {"location": s["location_accuracy"], "camera": s["camera_accuracy"], "character F1": s["character_f1"],
                 "exact set": s["character_set_match"],
                 "location, same place": self.scores.location_accuracy(same, same_true) if same else float("nan"),
-                "identity consistency": consistency["centroid_accuracy"]}
+                "identity consistency": consistency["centroid_accuracy"], **self.count(frames_per_film)}
+
+    def count(self, frames_per_film) -> dict:
+        """The count-aware columns, and every count score under ``count`` (``scores.count_scores``): each keyframe read
+        place by place at the script's camera size."""
+        import numpy as np
+
+        images = [image for frames in frames_per_film for image in np.asarray(frames)]
+        true = [label for labels in self.labels for label in labels]
+        counts = self.scores.count_scores(self.counter.read(images, [t.camera for t in true]), true)
+        return {**{column: counts[key] for column, key in COUNT_COLUMNS.items()}, "count": counts}
 
 
 def _refuse_stale(path, spaces: dict, bench) -> None:
@@ -177,7 +244,7 @@ def ensure_planners(bench, args) -> dict:
         else:
             _log(f"planner dataset {folder.name}")
             pd.write_planner_dataset(bench.train_films, str(folder), bench.text, bench.embedder,
-                                     bench.tokenizer.token_encoder(), held_out=bench.films[:4], identities=identities)
+                                     bench.tokenizer.token_encoder(), held_out=bench.watched_films, identities=identities)
     plans = {"no identity embeddings": ("data_no_identity", "no_identity", None),
              "no history": ("data", "no_history", None),
              f"regularised, {args.subset} films": ("data", "full", args.subset),
@@ -216,7 +283,8 @@ def main(argv=None) -> int:
     import_pack()
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    threads_mod = _pack("moviedreamer_core.threads")
+    torch.set_num_threads(threads_mod.configured_threads(args.threads, default=threads_mod.SMALL_MODEL_THREADS))
     os.makedirs(args.work, exist_ok=True)
     bench = Bench(args)
     if args.train_only:
@@ -257,22 +325,76 @@ def main(argv=None) -> int:
         readouts[row] = bench.runs.token_readout_scores(readout, tokens, bench.labels)
     readouts["true tokens"] = bench.runs.token_readout_scores(readout, true_tokens, bench.labels)
 
-    print(f"\nToy cinema benchmark: {args.films} held-out films, {sum(f.n_keyframes for f in bench.films)} keyframes, "
-          f"{args.steps} sampling steps at cfg {args.cfg} ({time.perf_counter() - started:.0f} s)\n")
+    seconds = time.perf_counter() - started
+    what = {"dev": "the development set", "test": "the test set"}.get(args.films_set, "fresh films")
+    print(f"\nToy cinema benchmark: {args.films} held-out films of seed {args.films_seed} ({what}), "
+          f"{sum(f.n_keyframes for f in bench.films)} keyframes, {args.steps} sampling steps at cfg {args.cfg} "
+          f"({seconds:.0f} s, {torch.get_num_threads()} thread(s))\n")
     print("| keyframes | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for row, s in results.items():
-        print(f"| {row} | " + " | ".join(f"{s[c]:.2f}" for c in COLUMNS) + " |")
+        print(f"| {row} | " + " | ".join(_cell(s[c]) for c in COLUMNS) + " |")
+    print_count_table(results)
     print("\nPlanned tokens read directly (a readout fitted on true tokens of training films):\n")
     keys = list(next(iter(readouts.values())).keys())
     print("| tokens | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for row, s in readouts.items():
         print(f"| {row} | " + " | ".join(f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]) for k in keys) + " |")
+    summary = summary_line(results, args, bench, seconds)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"images": results, "tokens": readouts}, f, indent=1)
+            json.dump({"images": results, "tokens": readouts, "summary": summary}, f, indent=1)
+    print(json.dumps(summary))  # the last line: one JSON object
     return 0
+
+
+def _cell(x) -> str:
+    return "-" if x is None or x != x else f"{x:.2f}"
+
+
+def print_count_table(results: dict) -> None:
+    """Exact cast / extra figures / missing figures per camera size and per number of characters on screen."""
+    truth = next(iter(results.values()))["count"]
+    groups = [("by_camera", k, k) for k in truth["by_camera"]] + [
+        ("by_count", k, f"{k} on screen") for k in truth["by_count"]]
+    print("\nRead place by place, per camera size and per number of characters on screen (exact cast / extra figures / "
+          "missing figures):\n")
+    print("| keyframes | " + " | ".join(f"{name} ({truth[part][k]['keyframes']})" for part, k, name in groups) + " |")
+    print("|---" * (len(groups) + 1) + "|")
+    for row, s in results.items():
+        cells = []
+        for part, k, _ in groups:
+            g = s["count"][part].get(k)
+            cells.append(" / ".join(_cell(g[key]) for key in ("exact_cast", "extra_figures", "missing_figures")) if g else "-")
+        print(f"| {row} | " + " | ".join(cells) + " |")
+
+
+SUMMARY_KEYS = {"exact_cast": "exact cast", "extra_figures_wide": "extra figures, wide", "missing_figures": "missing figures",
+                "doubled": "drawn twice", "camera": "camera", "location": "location", "character_f1": "character F1",
+                "exact_set": "exact set", "identity_consistency": "identity consistency"}
+
+
+def summary_line(results: dict, args, bench, seconds: float) -> dict:
+    """The last line's object: the shipped planner's row (planned tokens, rendered), the true tokens' and the ground
+    truth's under their own keys; scores that do not exist yet are ``null`` with the reason under ``not_measured``."""
+
+    def row(name: str) -> dict:
+        s = results[name]
+        out = {key: (None if s[col] != s[col] else round(float(s[col]), 4)) for key, col in SUMMARY_KEYS.items()}
+        out["by_camera"] = {cam: round(g["exact_cast"], 4) for cam, g in s["count"]["by_camera"].items()}
+        return out
+
+    planned = next(name for name in results if name.startswith("planner (shipped"))
+    summary = {"films_seed": args.films_seed, "films_set": args.films_set, "films": args.films,
+               "keyframes": sum(f.n_keyframes for f in bench.films), "steps": args.steps, "cfg": args.cfg,
+               "seconds": round(seconds, 1), "row": planned, **row(planned), "true_tokens": row("true tokens, identity renderer"),
+               "ground_truth": row("ground truth keyframes"), "unscripted_state": None,
+               "not_measured": {"unscripted_state": NOT_MEASURED}}
+    if not args.skip_ablations:
+        summary["unscripted_state_no_history"] = None
+        summary["not_measured"]["unscripted_state_no_history"] = NOT_MEASURED
+    return summary
 
 
 if __name__ == "__main__":

@@ -31,6 +31,21 @@ from .spaces import EmbeddingSpace, TokenSpace
 #: Order of the per-keyframe text segments in ``keyframe_text``.
 SEGMENTS = ("action", "scene", "style")
 
+#: The shot size of each ``script.Camera`` value in the words image models are prompted with (the renderer's text,
+#: ``ScriptEmbeds.prompt``): film-language terms SD1.5 and SDXL checkpoints know from captions.
+CAMERA_WORDS = {
+    "extreme_wide": "extreme wide shot",
+    "wide": "wide shot",
+    "full": "full body shot",
+    "medium": "medium shot",
+    "medium_close_up": "medium close-up shot",
+    "close_up": "close-up shot",
+    "extreme_close_up": "extreme close-up shot",
+    "over_the_shoulder": "over-the-shoulder shot",
+    "point_of_view": "point-of-view shot",
+    "aerial": "aerial shot",
+}
+
 
 @dataclass(frozen=True)
 class CharacterEmbeds:
@@ -92,9 +107,11 @@ class ScriptEmbeds:
         return torch.stack([c.mean for c in self.characters])
 
     def prompt(self, k: int) -> str:
-        """The renderer's text for keyframe ``k``: action, scene, who is on screen (described), style."""
+        """The renderer's text for keyframe ``k``: the shot size (``CAMERA_WORDS``, e.g. "Close-up shot."), action,
+        scene, who is on screen (described), style."""
         spec = self.keyframes[k]
-        parts = [spec.action.rstrip(".") + ".", spec.scene.rstrip(".") + "."]
+        camera = CAMERA_WORDS.get(spec.camera, str(spec.camera).replace("_", " ") + " shot")
+        parts = [camera[0].upper() + camera[1:] + ".", spec.action.rstrip(".") + ".", spec.scene.rstrip(".") + "."]
         for c in spec.characters:
             ch = self.characters[c]
             parts.append(f"{ch.name}: {ch.description.rstrip('.')}.")

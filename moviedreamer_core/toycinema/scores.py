@@ -6,14 +6,18 @@
 * ``character_set_match``: fraction of keyframes whose set of characters on screen is exactly right.
 * ``position_accuracy``: among characters correctly found on screen, fraction at the right position.
 * ``trivial_scores``: what constant guesses reach on the same labels (the chance levels to beat).
+* ``count_scores``: place by place (``counting.PlaceCounter`` readings, one occupant or nobody per screen place)
+  against the ground truth: exact cast, extra and missing figures, characters drawn twice, per camera size and per
+  number of characters on screen.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Sequence, Union
 
 from .film import FrameLabel
+from .world import CAMERAS, N_POSITIONS
 
 
 def _check(pred: Sequence[FrameLabel], true: Sequence[FrameLabel]) -> None:
@@ -82,3 +86,69 @@ def trivial_scores(true: Sequence[FrameLabel], n_characters: int | None = None) 
         for s in (common_set, everybody)
     )
     return {"location_accuracy": loc, "camera_accuracy": cam, "character_f1": f1, "character_set_match": count / len(true)}
+
+
+# ------------------------------------------------------------------------------ count-aware (place by place)
+
+#: The per-keyframe outcomes ``count_scores`` reports as shares of keyframes.
+COUNT_KEYS = ("exact_cast", "count_right", "extra_figures", "missing_figures", "doubled")
+
+
+def places_of(label: FrameLabel) -> tuple[int, ...]:
+    """The ground truth place by place: the character id at each of ``world.POSITIONS``, ``-1`` where nobody stands."""
+    out = [-1] * N_POSITIONS
+    for c, p in label.on_screen:
+        out[p] = c
+    return tuple(out)
+
+
+def _occupants(reading) -> tuple[int, ...]:
+    occupants = tuple(getattr(reading, "occupants", reading))
+    if len(occupants) != N_POSITIONS:
+        raise ValueError(f"a reading has one occupant per place ({N_POSITIONS}), got {occupants}")
+    return occupants
+
+
+def keyframe_outcome(reading, label: FrameLabel) -> dict[str, bool]:
+    """One keyframe: ``exact_cast`` (the right character at every place, nobody elsewhere: right characters, right
+    count, right places), ``count_right``, ``extra_figures`` / ``missing_figures`` (more / fewer figures drawn than
+    the script puts on screen), ``doubled`` (one character drawn at two places or more)."""
+    read, true = _occupants(reading), places_of(label)
+    n_read, n_true = sum(c >= 0 for c in read), sum(c >= 0 for c in true)
+    drawn = [c for c in read if c >= 0]
+    return {"exact_cast": read == true, "count_right": n_read == n_true, "extra_figures": n_read > n_true,
+            "missing_figures": n_read < n_true, "doubled": len(drawn) != len(set(drawn))}
+
+
+def _shares(outcomes: list[dict[str, bool]]) -> dict[str, Union[float, int]]:
+    out: dict[str, Union[float, int]] = {k: sum(o[k] for o in outcomes) / len(outcomes) for k in COUNT_KEYS}
+    out["keyframes"] = len(outcomes)
+    return out
+
+
+def count_scores(read: Sequence, true: Sequence[FrameLabel]) -> dict:
+    """Count-aware scores of place readings (``PlaceReading``s or occupant tuples) against the ground truth.
+
+    Shares of keyframes (``COUNT_KEYS``, see ``keyframe_outcome``) over all keyframes, ``by_camera`` (camera name ->
+    the same, for the cameras present) and ``by_count`` (characters the script puts on screen, "0" to "3" -> the
+    same), ``extra_figures_wide`` (the share of wide keyframes with extra figures, ``nan`` without wide keyframes) and
+    ``count_confusion`` (camera name -> ``"true count -> read count"`` -> keyframes, wrong counts only)."""
+    _check(read, true)
+    outcomes = [keyframe_outcome(r, t) for r, t in zip(read, true)]
+    out = _shares(outcomes)
+    by_camera: dict[str, list] = {}
+    by_count: dict[str, list] = {}
+    confusion: dict[str, Counter] = {}
+    for r, t, o in zip(read, true, outcomes):
+        cam = CAMERAS[t.camera].name
+        by_camera.setdefault(cam, []).append(o)
+        by_count.setdefault(str(len(t.on_screen)), []).append(o)
+        n_read = sum(c >= 0 for c in _occupants(r))
+        if n_read != len(t.on_screen):
+            confusion.setdefault(cam, Counter())[f"{len(t.on_screen)} -> {n_read}"] += 1
+    out["by_camera"] = {c.name: _shares(by_camera[c.name]) for c in CAMERAS if c.name in by_camera}
+    out["by_count"] = {k: _shares(by_count[k]) for k in sorted(by_count)}
+    wide = out["by_camera"].get("wide")
+    out["extra_figures_wide"] = wide["extra_figures"] if wide else float("nan")
+    out["count_confusion"] = {cam: dict(sorted(c.items())) for cam, c in confusion.items()}
+    return out

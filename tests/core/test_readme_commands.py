@@ -35,7 +35,7 @@ RUN_BY = {
     "cli/toycinema_demo.py": "tests/host/test_toycinema.py::test_demo_command_writes_the_movie_and_the_storyboard",
     "cli/toycinema_train.py": "tests/host/test_toycinema.py::test_retraining_command_writes_a_consistent_set_of_files",
     "cli/train_renderer.py": "tests/host/test_renderer_training.py::test_renderer_training_command_trains_on_a_checkpoint_the_host_loads",
-    "benchmarks/toycinema.py": "tests/core/test_readme_commands.py::test_program_help_starts_in_a_fresh_interpreter",
+    "benchmarks/toycinema.py": "tests/host/test_toycinema.py::test_benchmark_command_scores_fresh_films_and_ends_with_a_json_line",
 }
 #: The README's install and test commands: CI runs them (``.ci/run``), a test does not.
 NOT_PROGRAMS = ("pip", "pytest")

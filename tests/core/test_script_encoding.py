@@ -187,11 +187,33 @@ def test_renderer_prompt_names_who_is_on_screen(input_dir, batch):
     embeds = encode_script(lighthouse(input_dir, images=2), TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)),
                            MeanColourFace(), input_dir=str(input_dir), batch=batch)
     p = embeds.prompt(2)
-    assert p.startswith("Ava hands Bo a lantern. the lamp room at the top of the lighthouse.")
+    assert p.startswith("Close-up shot. Ava hands Bo a lantern. the lamp room at the top of the lighthouse.")
+    assert embeds.prompt(0).startswith("Wide shot. Ava climbs the spiral staircase.")
     assert "Ava: a young woman with short red hair and a green raincoat." in p
     assert "Bo: an old fisherman with a white beard." in p
     assert p.endswith("hand-painted watercolour, soft morning light.")
     assert "Bo:" not in embeds.prompt(0)
+
+
+def test_every_camera_reaches_the_renderer_prompt_as_film_words(input_dir, batch):
+    """The script's camera of each shot is in the renderer's text, in words an SD model knows; a shot without one is
+    the schema's default, a medium shot."""
+    from moviedreamer_core.embeds import CAMERA_WORDS
+    from moviedreamer_core.script.schema import Camera
+
+    assert set(CAMERA_WORDS) == {c.value for c in Camera}
+    assert all(w.endswith("shot") and "_" not in w for w in CAMERA_WORDS.values())
+    shots = "\n".join(f"  - {{id: s{i}, scene: a room, action: Bo waits., camera: {c.value}, duration: 2}}"
+                      for i, c in enumerate(Camera))
+    script = load_script(f"title: T\nshots:\n{shots}\n  - {{id: plain, scene: a room, action: Bo waits., duration: 2}}\n",
+                         input_dir=str(input_dir))
+    embeds = encode_script(script, TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)), MeanColourFace(),
+                           input_dir=str(input_dir), batch=batch)
+    for k, c in enumerate(Camera):
+        words = CAMERA_WORDS[c.value]
+        assert embeds.prompt(k) == f"{words[0].upper()}{words[1:]}. Bo waits. a room.", embeds.prompt(k)
+    assert embeds.prompt(len(Camera)).startswith("Medium shot. ")
+    assert "Close-up shot." in embeds.prompt(list(Camera).index(Camera.close_up))
 
 
 def test_report_flags_confusable_characters(input_dir, batch):
