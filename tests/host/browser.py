@@ -39,6 +39,19 @@ def browser_tools() -> tuple[str, str]:
     return chrome, node
 
 
+def run_browser_script(server, script: str, *args: str) -> dict:
+    """Run ``tests/browser/<script>`` against ``server`` (a ``ServerHost``) and return the JSON report it prints last;
+    fails when it printed none, exited with an error, or reported one."""
+    chrome, node = browser_tools()
+    proc = subprocess.run([node, str(BROWSER_DIR / script), server.url, *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "CHROME_PATH": chrome}, cwd=str(BROWSER_DIR))
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    assert lines, f"no report from the browser script:\n{proc.stdout}\n{proc.stderr}\n{server.log_tail()}"
+    report = json.loads(lines[-1])
+    assert proc.returncode == 0 and "error" not in report, (report.get("error"), server.log_tail())
+    return report
+
+
 def drawn_layout_problems(server, files: list[Path], tmp_path: Path) -> list[str]:
     """Each UI workflow of ``files`` loaded in the front-end of ``server`` (a ``ServerHost``), then what a run adds
     to it simulated through the pack's front-end code (summary lines, storyboard panels): every problem, in words,
@@ -46,14 +59,7 @@ def drawn_layout_problems(server, files: list[Path], tmp_path: Path) -> list[str
     to enlarge or move, every node type it does not know. Screenshots go to ``tmp_path`` (``<workflow>.png`` and
     ``<workflow>_after_run.png``); ``MOVIEDREAMER_SCREENSHOTS=<folder>`` keeps a copy. Fails on errors thrown by
     the pack's front-end code."""
-    chrome, node = browser_tools()
-    proc = subprocess.run([node, str(BROWSER_DIR / "layout_check.mjs"), server.url, str(tmp_path), *map(str, files)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "CHROME_PATH": chrome},
-                          cwd=str(BROWSER_DIR))
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    assert lines, f"no report from the browser script:\n{proc.stdout}\n{proc.stderr}\n{server.log_tail()}"
-    report = json.loads(lines[-1])
-    assert proc.returncode == 0 and "error" not in report, (report.get("error"), server.log_tail())
+    report = run_browser_script(server, "layout_check.mjs", str(tmp_path), *map(str, files))
     ours = [e for e in report["pageErrors"] + report["consoleErrors"] if f"/extensions/{server.pack_name}/" in e]
     assert not ours, ours
     problems = []
@@ -93,14 +99,7 @@ def queued_prompts(server, files: list[Path]) -> dict[Path, dict]:
     """The API-format prompt the front-end of ``server`` queues for each UI workflow of ``files``
     (``tests/browser/prompt_check.mjs``: ``app.graphToPrompt()`` after loading it), without the front-end's ``_meta``
     titles."""
-    chrome, node = browser_tools()
-    proc = subprocess.run([node, str(BROWSER_DIR / "prompt_check.mjs"), server.url, *map(str, files)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "CHROME_PATH": chrome},
-                          cwd=str(BROWSER_DIR))
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    assert lines, f"no report from the browser script:\n{proc.stdout}\n{proc.stderr}\n{server.log_tail()}"
-    report = json.loads(lines[-1])
-    assert proc.returncode == 0 and "error" not in report, (report.get("error"), server.log_tail())
+    report = run_browser_script(server, "prompt_check.mjs", *map(str, files))
     out = {}
     for path in files:
         prompt = report["prompts"][str(path)]
