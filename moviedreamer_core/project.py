@@ -263,14 +263,6 @@ class MovieProject:
         except FileNotFoundError:
             pass
 
-    def refresh(self) -> None:
-        """Read what other writers recorded since this project was opened (their journals, ``manifest.json``)."""
-        self.manifest = self._read_manifest()
-        if os.path.exists(self.journal_path):
-            self._replay_journal(self.journal_path)
-        for path in self._writer_journals():
-            self._replay_journal(path)
-
     #: The name earlier versions used for ``compact``.
     save_manifest = compact
 

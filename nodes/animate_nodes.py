@@ -17,8 +17,9 @@ from ..moviedreamer_core.animate import animatic_backend, make_movie
 from ..moviedreamer_core.project import MovieProject
 from . import host, wire_types
 from .choices import check_inputs
-from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input, participation
-from ..moviedreamer_core.animate.movie import PREVIEW_SIDE
+from ..moviedreamer_core.distribution.participation import parse_participation
+from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input
+from ..moviedreamer_core.animate.movie import blank_preview_frame
 from ..moviedreamer_core.distribution import payload as payloads
 from ..moviedreamer_core.distribution.results import share_payload
 from ..moviedreamer_core.distribution.shared_folder import shares_master_folder
@@ -109,7 +110,7 @@ class ShotAnimate(io.ComfyNode):
         import time
 
         started = time.perf_counter()
-        who = participation(distributed)
+        who = parse_participation(distributed)
         if keyframe_set is not None:
             count, width, height = keyframe_set.count, keyframe_set.width, keyframe_set.height
             source = f"keyframe_set ({keyframe_set.root})"
@@ -160,9 +161,7 @@ class ShotAnimate(io.ComfyNode):
         if result.preview:
             preview = torch.from_numpy(np.stack(result.preview)).float().div(255)
         else:  # never zero rows (a collector waits for a participant that sends none); the size every share has
-            scale = min(1.0, PREVIEW_SIDE / max(size))
-            small = (max(2, int(size[1] * scale)), max(2, int(size[0] * scale))) if scale < 1 else (size[1], size[0])
-            preview = torch.zeros(1, *small, 3)
+            preview = torch.from_numpy(blank_preview_frame(size)[None]).float()
         # one instance: the gathering step reads the manifest itself, so the payload names nobody's files
         send = who is not None and not who.is_master and not shares_master_folder(host.output_directory(), who.job)
         data = payloads.encode(share_payload(project, who, share if share is not None else Share((), ()), send_files=send,

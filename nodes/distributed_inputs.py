@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..moviedreamer_core.distribution.participation import Participation, parse_participation
+from ..moviedreamer_core.distribution.participation import parse_participation
 
 
 def distributed_input() -> io.String.Input:
@@ -27,11 +27,6 @@ def master_renders_input() -> io.Boolean.Input:
         tooltip="Distributed runs (ComfyUI-Distributed): on = the master makes a share of the keyframes and shots "
         "like every worker; off = the master only orchestrates and gathers (off on any MovieDreamer node counts). "
         "No effect on an ordinary queue.")
-
-
-def participation(value) -> Participation | None:
-    """The parsed ``distributed`` input (``None``: an ordinary run)."""
-    return parse_participation(value)
 
 
 def check(kwargs: dict):

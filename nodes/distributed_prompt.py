@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from ..moviedreamer_core.distribution.participation import parse_participation
-from ..moviedreamer_core.distribution.prompt import annotate_prompt, participation_for
+from ..moviedreamer_core.distribution.prompt import annotate
 from ..moviedreamer_core.distribution.shared_folder import mark_master_folder
 from . import host
 
@@ -19,9 +19,8 @@ def on_prompt(json_data):
     prompt = json_data.get("prompt") if isinstance(json_data, dict) else None
     if not isinstance(prompt, dict):
         return json_data
-    annotate_prompt(prompt)
+    who = annotate(prompt)
     try:
-        who = participation_for(prompt)
         if who is not None and who.is_master:
             parse_participation(who.to_json())  # a checked job id names the marker file
             mark_master_folder(host.output_directory(), who.job)

@@ -25,7 +25,8 @@ from ..moviedreamer_core.distribution.results import SINGLE, gather, missing_wor
 from ..moviedreamer_core.distribution.split import outlines_of_script
 from ..moviedreamer_core.project import KeyframeSet, MovieProject
 from . import host, wire_types
-from .distributed_inputs import check as check_distributed, distributed_input, participation
+from ..moviedreamer_core.distribution.participation import parse_participation
+from .distributed_inputs import check as check_distributed, distributed_input
 
 
 class MovieDreamerGather(io.ComfyNode):
@@ -66,7 +67,7 @@ class MovieDreamerGather(io.ComfyNode):
 
     @classmethod
     def execute(cls, results, script, project_name="", distributed=None) -> io.NodeOutput:
-        who = participation(distributed)
+        who = parse_participation(distributed)
         if who is not None and not who.is_master:
             raise ValueError("MovieDreamer Gather runs on the master only (put it after the DistributedCollector)")
         waveform = results.get("waveform") if isinstance(results, dict) else None

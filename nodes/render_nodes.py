@@ -27,7 +27,8 @@ from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_t
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, wire_types
 from .choices import check_inputs
-from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input, participation
+from ..moviedreamer_core.distribution.participation import parse_participation
+from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input
 from ..moviedreamer_core.distribution.split import share_of
 from .model_fingerprints import fingerprint
 from .storyboard_events import send_keyframe, send_storyboard
@@ -286,7 +287,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                 clip=None, positive=None, negative=None, images_output=None, master_renders=True,
                 distributed=None) -> io.NodeOutput:
         n = storyboard.n_keyframes
-        who = participation(distributed)
+        who = parse_participation(distributed)
         share = None
         if who is not None:
             outlines = script_embeds.shot_outlines

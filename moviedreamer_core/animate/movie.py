@@ -79,6 +79,11 @@ def _small(frame: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((max(2, int(w * scale)), max(2, int(h * scale))), Image.BILINEAR))
 
 
+def blank_preview_frame(size: tuple[int, int]) -> np.ndarray:
+    """A black preview frame of a ``(width, height)`` movie, the size every preview frame of it has."""
+    return _small(np.zeros((size[1], size[0], 3), np.uint8))
+
+
 def _last_frame(path: str) -> Optional[np.ndarray]:
     """The last frame of a shot file as it decodes (``None`` when it does not)."""
     last = None

@@ -80,8 +80,14 @@ def participation_for(prompt: dict) -> Participation | None:
 
 def annotate_prompt(prompt: dict) -> dict:
     """Write (or remove) the ``distributed`` input of our nodes in ``prompt``, in place; returns it."""
+    annotate(prompt)
+    return prompt
+
+
+def annotate(prompt: dict) -> Participation | None:
+    """``annotate_prompt``, returning the participation it wrote (``None``: not a distributed run)."""
     if not isinstance(prompt, dict):
-        return prompt
+        return None
     try:
         who = participation_for(prompt)
     except Exception:  # a malformed prompt: validation reports it, this step stays out of the way
@@ -97,4 +103,4 @@ def annotate_prompt(prompt: dict) -> dict:
             inputs.pop(INPUT, None)
         else:
             inputs[INPUT] = value
-    return prompt
+    return who

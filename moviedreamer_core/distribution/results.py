@@ -47,31 +47,25 @@ def share_payload(project: MovieProject, who: Optional[Participation], share: Sh
               "keyframes": {}, "shots": {}, "files": [],
               "seconds": seconds or {}, "fps": fps}
     files: dict = {}
+
+    def add(kind: str, index: int, rel: Optional[str], companion: str, drop: tuple = ()) -> None:
+        """List a finished item's file and its companion (a keyframe's latent, a shot's preview sidecar), and its
+        manifest entry with the file's hash; an item not done, or whose file is gone, is left out. ``rel``: the
+        item's file (``None``: the one its entry names)."""
+        entry = project.manifest[kind].get(str(index))
+        if not entry or entry.get("status") != "done":
+            return
+        listed = _file_entry(project, rel or entry["file"], send_files, files)
+        if listed is None:
+            return
+        extra = _file_entry(project, companion, send_files, files)
+        header["files"] += [listed] + ([extra] if extra is not None else [])
+        header[kind][str(index)] = {**{n: v for n, v in entry.items() if n not in drop}, "sha256": listed["sha256"]}
+
     for k in share.keyframes:
-        entry = project.manifest["keyframes"].get(str(k))
-        if not entry or entry.get("status") != "done":
-            continue
-        listed = _file_entry(project, project.keyframe_file(k), send_files, files)
-        if listed is None:
-            continue
-        header["files"].append(listed)
-        latent = _file_entry(project, project.latent_file(k), send_files, files)
-        if latent is not None:
-            header["files"].append(latent)
-        header["keyframes"][str(k)] = {**entry, "sha256": listed["sha256"]}
+        add("keyframes", k, project.keyframe_file(k), project.latent_file(k))
     for s in share.shots:
-        entry = project.manifest["shots"].get(str(s))
-        if not entry or entry.get("status") != "done":
-            continue
-        listed = _file_entry(project, entry["file"], send_files, files)
-        if listed is None:
-            continue
-        header["files"].append(listed)
-        sidecar = _file_entry(project, project.sidecar_file(s), send_files, files)
-        if sidecar is not None:
-            header["files"].append(sidecar)
-        header["shots"][str(s)] = {**{k: v for k, v in entry.items() if k not in ("bytes", "mtime_ns")},
-                                   "sha256": listed["sha256"]}
+        add("shots", s, None, project.sidecar_file(s), drop=("bytes", "mtime_ns"))
     return Payload(header, files)
 
 
