@@ -120,7 +120,8 @@ def _places(cfg) -> str:
     if not cfg.identity_slots:
         return ""
     extras = (["'nobody here' fillers"] if cfg.identity_empty_slots else []) + (
-        ["place-aware queries"] if cfg.identity_positions else [])
+        ["place-aware queries"] if cfg.identity_positions else []) + (
+        ["place-aware token queries"] if getattr(cfg, "token_positions", 0) else [])
     return f" (characters bound to {cfg.identity_slots} places, left to right" + "".join(", " + e for e in extras) + ")"
 
 

@@ -28,6 +28,12 @@ IP-Adapter manner ("decoupled cross-attention"), so it sits on any SD1.5/SDXL mo
   leaks through the convolutions), so the pixels of a two-character shot could not pick their own character's
   slot: the toy cinema drew both figures in the first character's colours. Zero-initialised, so it starts as the
   plain decoupled attention.
+* optionally (``token_positions``) the same place term on the *token* attention's queries. A keyframe's tokens say
+  where its figures stand ("one figure on the left"), but a query that does not know where it is cannot tell
+  whether that is about itself: the toy cinema's decoder drew a wide shot's lone character at two or three places
+  (a hedge between the places the tokens might mean, which the sampler then commits to), and classifier-free
+  guidance amplified it. With the place on the queries a pixel reads "on the left" as about itself or not.
+  Zero-initialised like ``identity_positions``.
 
 Each patched layer computes ``attn(q, K_text, V_text) + w_tok * attn(q, K_tok, V_tok) + w_id * attn(q, K_id, V_id)``;
 the text path is the UNet's own. The adapter declares the token and identity spaces it decodes; the render
@@ -66,6 +72,7 @@ class RendererConfig:
     identity_slots: int = 0  # >0: a learned embedding per place in the character list (see the module docstring)
     identity_empty_slots: bool = False  # with slots: learned "nobody here" tokens fill the places after the last character
     identity_positions: int = 0  # >0: Fourier frequencies of the pixel's place added to identity queries (see above)
+    token_positions: int = 0  # >0: the same place term on the token attention's queries (see above)
     source: str = "moviedreamer"  # or "ipadapter" for converted public files
     version: int = RENDERER_FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -113,6 +120,13 @@ class RendererAdapter(nn.Module):
         else:
             self.token_proj = TokenProjector(ts.K, ts.D, cfg.context_tokens, cfg.context_dim, cfg.token_norm)
         self.token_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims]) if cfg.token_path else None
+        self.token_pos = None
+        if cfg.token_positions:
+            if not cfg.token_path:
+                raise ValueError("token_positions needs the token path (token_path true)")
+            self.token_pos = nn.ModuleList([nn.Linear(4 * cfg.token_positions, d, bias=False) for d in cfg.layer_dims])
+            for lin in self.token_pos:
+                nn.init.zeros_(lin.weight)
         if cfg.identity is not None:
             self.identity_proj = IdentityProjector(cfg.identity.dim, cfg.identity_tokens, cfg.context_dim,
                                                    **(cfg.identity_projector or {}))
@@ -194,6 +208,14 @@ class RendererAdapter(nn.Module):
             return None
         lin = self.identity_pos[layer]
         return lin(place_features(h, w, self.cfg.identity_positions, lin.weight.device, lin.weight.dtype))
+
+    def token_query_offset(self, layer: int, h: int, w: int) -> Optional[torch.Tensor]:
+        """``[h * w, inner]``: what ``token_positions`` adds to layer ``layer``'s token queries (as
+        ``identity_query_offset``), or ``None`` without the option."""
+        if self.token_pos is None:
+            return None
+        lin = self.token_pos[layer]
+        return lin(place_features(h, w, self.cfg.token_positions, lin.weight.device, lin.weight.dtype))
 
     def layer_kv(self, layer: int, context: torch.Tensor, identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         pair = (self.identity_kv if identity else self.token_kv)[layer]
