@@ -153,8 +153,8 @@ class Bench:
         self.planner_path = os.path.join(self.toy.TOY_MODEL_DIR, self.toy.PLANNER_FILE)
         self.text = _pack("moviedreamer_core.toycinema.planner_data").cached_text_encoder(
             _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm"))
-        train_seed, held_out_seed = _pack("cli.toycinema_train").TRAIN_SEED, _pack("cli.toycinema_train").HELD_OUT_SEED
-        self.train_films = self.grammar.generate_films(train_seed, args.train_films)
+        held_out_seed = _pack("cli.toycinema_train").HELD_OUT_SEED
+        self.train_films = _pack("cli.toycinema_train").training_films(args.train_films)
         self.films = self.grammar.generate_films(args.films_seed, args.films)
         # the ablations' planner trainer watches development films, whichever films are scored
         self.watched_films = self.grammar.generate_films(held_out_seed, 4)

@@ -48,11 +48,17 @@ STAGES = ("probe", "identity", "decoder", "planner")
 #: ``HELD_OUT_SEED`` are the benchmark's development set (they chose the recipes); films of ``TEST_SEED`` are its test
 #: set, used only to report (``benchmarks/toycinema.py --films-seed test``): nothing is chosen on them.
 TRAIN_SEED, HELD_OUT_SEED, TEST_SEED = 1000, 9000, 40000
+#: Training films' scripts never use a sentence's held-out phrasing (``grammar.generate_film(phrasings=...)``); the
+#: development and test films draw among all phrasings, so part of what they are scored on was never read in training.
+TRAIN_PHRASINGS = "train"
 #: The shipped decoder's training steps (batch 16; about 20 minutes on this release's two cores). See
 #: ``toycinema/autoencoder.py`` for what 2200, 3300 and 4400 steps measured.
 DECODER_STEPS = 4400
 #: Fourier frequencies of the pixel's place in the renderer's identity queries (``RendererConfig.identity_positions``).
 IDENTITY_POSITIONS = 3
+#: The same for its token queries (``RendererConfig.token_positions``): without it a wide shot's lone character was
+#: drawn at two or three places (see ``renderer/adapter.py``).
+TOKEN_POSITIONS = 3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,6 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--slots-only", action="store_true",
                    help="renderer with identity slots but without the 'nobody here' fillers and the place term on its "
                    "identity queries (the previous release's recipe, for comparison)")
+    p.add_argument("--no-token-positions", action="store_true",
+                   help="renderer without the place term on its token queries (the previous release's recipe, for comparison)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -88,12 +96,13 @@ def _pack(name: str):
 
 def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, prediction: str = "v", log=_log,
                   training_overrides: dict | None = None, empty_slots: bool = True,
-                  positions: bool = True) -> dict:
+                  positions: bool = True, token_positions: bool = True) -> dict:
     """Train tokenizer + toy UNet + renderer adapter on ``films`` and write the three files into ``out_dir``
     (renderer and UNet under ``moviedreamer/`` and beside it, as shipped). ``identities`` ``[n_characters, Di]``
     or ``None`` (no identity path); ``prediction``: what the UNet predicts (``toycinema_models.PREDICTIONS``);
     ``empty_slots``: the renderer's "nobody in this place" fillers (``RendererConfig.identity_empty_slots``);
-    ``positions``: its place term on the identity queries (``RendererConfig.identity_positions``).
+    ``positions``: its place term on the identity queries (``RendererConfig.identity_positions``);
+    ``token_positions``: the same on the token queries (``RendererConfig.token_positions``).
     Returns the paths and the loss curve."""
     import torch
 
@@ -123,6 +132,7 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
                                       identity_slots=max(world.MAX_ON_SCREEN) if identity_space else 0,
                                       identity_empty_slots=bool(identity_space) and empty_slots,
                                       identity_positions=IDENTITY_POSITIONS if identity_space and positions else 0,
+                                      token_positions=TOKEN_POSITIONS if token_positions else 0,
                                       source="moviedreamer-toycinema")
     adapter = renderer_mod.RendererAdapter(cfg)
     patcher = host.managed(adapter)
@@ -145,6 +155,12 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
     toy.save_toy_unet(model, paths["unet"])
     return {"paths": paths, "losses": losses, "seconds": time.perf_counter() - started, "adapter": adapter,
             "identity_space_pending": identity_space is not None}
+
+
+def training_films(n: int):
+    """The ``n`` training films (``TRAIN_SEED``, training phrasings only): the decoder's, the planner's and the
+    benchmark's ablations'."""
+    return _pack("moviedreamer_core.toycinema.grammar").generate_films(TRAIN_SEED, n, phrasings=TRAIN_PHRASINGS)
 
 
 def main(argv=None) -> int:
@@ -188,14 +204,15 @@ def main(argv=None) -> int:
         folder = out if os.path.isfile(os.path.join(out, toy.IDENTITY_FILE)) else toy.WEIGHTS_DIR
         return identity_mod.ToyIdentityEmbedder.load(toy.weights_path(toy.IDENTITY_FILE, folder))
 
-    films = grammar.generate_films(TRAIN_SEED, args.films)
+    films = training_films(args.films)
     held_out = grammar.generate_films(HELD_OUT_SEED, 4)  # the planner trainer's periodic evaluation
     if "decoder" in stages:
         ae = _pack("moviedreamer_core.toycinema.autoencoder")
         identities = None if args.no_identity else ae.reference_identities(embedder())
         overrides = {} if args.figure_weight is None else {"figure_weight": args.figure_weight}
         result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction,
-                               training_overrides=overrides, empty_slots=not args.slots_only, positions=not args.slots_only)
+                               training_overrides=overrides, empty_slots=not args.slots_only, positions=not args.slots_only,
+                               token_positions=not args.no_token_positions)
         adapter = result["adapter"]
         if identities is not None:
             adapter.cfg.identity_space = embedder().space.to_dict()
