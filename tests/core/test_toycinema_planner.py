@@ -18,7 +18,9 @@ import torch
 
 from moviedreamer_core.identity.base import EmbeddingSpace, FaceEmbedder
 from moviedreamer_core.planner import ZeroShotPrior
+from moviedreamer_core.planner.inputs import CAMERAS as PLANNER_CAMERAS
 from moviedreamer_core.planner.train import load_movie
+from moviedreamer_core.toycinema.world import CAMERAS as WORLD_CAMERAS
 from moviedreamer_core.script import load_script
 from moviedreamer_core.script_encoding import TextEncoder, TokenEncoder, encode_script
 from moviedreamer_core.spaces import TokenSpace
@@ -188,6 +190,9 @@ def test_dataset_round_trips_and_declares_the_encoders_spaces(text, standins, tm
         assert torch.equal(story.keyframe_text, want.keyframe_text) and torch.equal(story.style, want.style)
         assert torch.equal(story.descriptions, want.descriptions)
         assert story.keyframe_characters == want.keyframe_characters
+        # the shot's camera per keyframe, as the script states it (the planner's camera input)
+        assert story.keyframe_camera.tolist() == want.keyframe_camera.tolist() == \
+            [PLANNER_CAMERAS.index(WORLD_CAMERAS[k.camera].name) for k in film.keyframes]
         assert [b.shape[0] for b in story.identity_banks] == [1] * len(film.cast)
         for a, b in zip(story.identity_banks, want.identity_banks):
             assert torch.equal(a, b)
