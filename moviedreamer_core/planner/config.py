@@ -37,7 +37,7 @@ class PlannerConfig:
     max_characters: int = 16  # slot embeddings binding identities to keyframes
     text_segments: int = 3  # action, scene, style per keyframe
     # per-keyframe script fields the planner reads (``KNOWN_INPUTS``); a file saved before this field existed
-    # has none in its metadata and loads with ``[]`` (reads no camera, as it was trained), see ``from_dict``
+    # has none in its metadata and loads with ``[]`` (reads no camera, as it was trained): checkpoint.read_planner_config
     inputs: list = field(default_factory=lambda: ["camera"])
 
     # --- output head: Gaussian mixture per visual token (GIVT-style, diagonal covariance)
@@ -99,7 +99,8 @@ class PlannerConfig:
             raise ValueError(f"planner format version {d['version']} is newer than this pack understands "
                              f"({PLANNER_FORMAT_VERSION}); update ComfyUI-MovieDreamer")
         d = dict(d)
-        d.setdefault("inputs", [])  # a file written before planners declared their inputs reads none of them
+        if "inputs" not in d:
+            return cls(**d)  # the default inputs (a planner *file* without the field: see checkpoint.read_planner_config)
         if not isinstance(d["inputs"], (list, tuple)):
             raise ValueError(f"planner config 'inputs' must be a list of input names, got {d['inputs']!r}")
         d["inputs"] = [str(x) for x in d["inputs"]]
