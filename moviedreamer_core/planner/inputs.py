@@ -14,6 +14,18 @@ from typing import Optional
 import torch
 
 from ..embeds import ScriptEmbeds
+from ..script.schema import Camera
+
+#: The camera values a planner's camera input knows, in the order of its embedding rows (row 0: not stated).
+CAMERAS = tuple(c.value for c in Camera)
+
+
+def camera_index(camera) -> int:
+    """``CAMERAS`` index of a ``script.Camera`` value (or its string); -1 for None or an unknown value."""
+    if camera is None:
+        return -1
+    value = camera.value if isinstance(camera, Camera) else str(camera)
+    return CAMERAS.index(value) if value in CAMERAS else -1
 
 
 @dataclass
@@ -25,6 +37,14 @@ class Story:
     keyframe_characters: list  # N tuples of character indices on screen
     tokens: Optional[torch.Tensor] = None  # [N, K, D] true tokens (training / teacher forcing)
     reference_tokens: Optional[list] = None  # C entries of [r_c, K, D] or None (few-shot references)
+    keyframe_camera: Optional[torch.Tensor] = None  # [N] long, ``CAMERAS`` index per keyframe, -1 not stated;
+    # None: no keyframe states one (data written before the camera input, real movies without shot sizes)
+
+    def camera_ids(self) -> torch.Tensor:
+        """``[N]`` long: each keyframe's ``CAMERAS`` index, -1 where the story states none."""
+        if self.keyframe_camera is None:
+            return torch.full((self.n_keyframes,), -1, dtype=torch.long)
+        return self.keyframe_camera.long()
 
     @property
     def n_keyframes(self) -> int:
@@ -55,6 +75,7 @@ class Story:
             keyframe_text=self.keyframe_text[start:stop],
             keyframe_characters=list(self.keyframe_characters[start:stop]),
             tokens=None if self.tokens is None else self.tokens[start:stop],
+            keyframe_camera=None if self.keyframe_camera is None else self.keyframe_camera[start:stop],
         )
 
 
@@ -77,6 +98,7 @@ def story_from_embeds(embeds: ScriptEmbeds, reference_tokens: Optional[list] = N
         keyframe_characters=[tuple(k.characters) for k in embeds.keyframes],
         tokens=None if tokens is None else tokens.float(),
         reference_tokens=reference_tokens,
+        keyframe_camera=torch.tensor([camera_index(k.camera) for k in embeds.keyframes], dtype=torch.long),
     )
 
 
