@@ -55,14 +55,13 @@ from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack  
 from toycinema_train import DECODER_STEPS  # noqa: E402  (no host import at module level)
 
 COLUMNS = ("location", "camera", "character F1", "exact set", "location, same place", "identity consistency",
-           "exact cast", "extra figures, wide", "missing figures", "drawn twice")
+           "exact cast", "extra figures, wide", "missing figures", "drawn twice", "unscripted state", "unscripted look",
+           "unscripted hat")
 #: The count-aware columns: keys of ``scores.count_scores``.
 COUNT_COLUMNS = {"exact cast": "exact_cast", "extra figures, wide": "extra_figures_wide",
                  "missing figures": "missing_figures", "drawn twice": "doubled"}
 #: Films scored when ``--films`` is not given: the development set as before, 32 for the test set or another seed.
 DEV_FILMS, OTHER_FILMS = 16, 32
-NOT_MEASURED = ("the toy world has no unscripted state yet (state the pictures show and the script never states, "
-                "issue #21 part 3), so it is not measured")
 
 
 def _pack(name: str):
@@ -159,21 +158,24 @@ class Bench:
         # the ablations' planner trainer watches development films, whichever films are scored
         self.watched_films = self.grammar.generate_films(held_out_seed, 4)
         self.counter = _pack(f"{tc}.counting").PlaceCounter(self.embedder)
+        self.toy_world = _pack(f"{tc}.world")
         self.labels = [f.labels() for f in self.films]
         self.identities = torch.from_numpy(self.embedder.reference_embeddings(64)).float()
         self.cond = [[self.toy.text_context(), {}]]
 
     # ------------------------------------------------------------------ scoring
-    def frames(self, tokens_per_film, renderer=None, identity_weight=1.0, identities=True):
-        """Decode every film's tokens with the renderer; identities of who the script puts on screen."""
+    def frames(self, tokens_per_film, renderer=None, identity_weight=1.0, identities=True, swaps=None):
+        """Decode every film's tokens with the renderer; identities of who the script puts on screen (from their
+        reference portraits; with ``swaps``, per film two characters whose portraits were exchanged)."""
         import numpy as np
         import torch
 
         tokens = torch.cat(list(tokens_per_film))
         rows = []
-        for film in self.films:
+        for film, swap in zip(self.films, swaps or [None] * len(self.films)):
+            trade = {swap[0]: swap[1], swap[1]: swap[0]} if swap else {}
             for plan in film.keyframes:
-                chars = [c for c, _, _ in plan.figures]
+                chars = [trade.get(c, c) for c, _, _ in plan.figures]
                 rows.append(self.identities[chars] if chars else torch.zeros(0, self.identities.shape[1]))
         images = self.decode(self.model, self.vae, renderer or self.renderer, tokens, rows if identities else None,
                              positive=self.cond, negative=self.cond, steps=self.args.steps, cfg=self.args.cfg,
@@ -205,7 +207,55 @@ class Bench:
         return {"location": s["location_accuracy"], "camera": s["camera_accuracy"], "character F1": s["character_f1"],
                 "exact set": s["character_set_match"],
                 "location, same place": self.scores.location_accuracy(same, same_true) if same else float("nan"),
-                "identity consistency": consistency["centroid_accuracy"], **self.count(frames_per_film)}
+                "identity consistency": consistency["centroid_accuracy"], **self.count(frames_per_film),
+                **self.unscripted(frames_per_film)}
+
+    def unscripted(self, frames_per_film) -> dict:
+        """The per-film state the scripts leave unsaid (``scores.unscripted_scores``: looks of places, hats), read by
+        the probe; every score under ``unscripted``."""
+        import numpy as np
+
+        states = self.probe.read_state(np.concatenate([np.asarray(f) for f in frames_per_film]))
+        u = self.scores.unscripted_scores(states, self.films)
+        return {"unscripted state": u["unscripted_state"], "unscripted look": u["unscripted_look"],
+                "unscripted hat": u["unscripted_hat"], "unscripted": u}
+
+    def swaps(self) -> list:
+        """Per film, the two cast members whose portraits the identity-swap test exchanges: the two with the most
+        single-character close-ups (``None`` for a film with fewer than two such characters)."""
+        out = []
+        for film in self.films:
+            alone = {}
+            for plan in film.keyframes:
+                if plan.camera == len(self.toy_world.CAMERAS) - 1 and len(plan.figures) == 1:
+                    alone[plan.figures[0][0]] = alone.get(plan.figures[0][0], 0) + 1
+            ranked = sorted(alone, key=lambda c: (-alone[c], c))
+            out.append(tuple(ranked[:2]) if len(ranked) >= 2 else None)
+        return out
+
+    def swap_score(self, frames_per_film, swaps) -> dict:
+        """Identity swap: in single-character close-ups of a swapped character, the share whose figure reads as the
+        character whose portrait the script gave it (the look moved with the portrait), and as the script's own."""
+        import numpy as np
+
+        moved = kept = n = 0
+        for frames, film, swap in zip(frames_per_film, self.films, swaps):
+            if not swap:
+                continue
+            trade = {swap[0]: swap[1], swap[1]: swap[0]}
+            rows = [i for i, plan in enumerate(film.keyframes) if plan.camera == len(self.toy_world.CAMERAS) - 1
+                    and len(plan.figures) == 1 and plan.figures[0][0] in trade]
+            if not rows:
+                continue
+            readings = self.counter.read([np.asarray(frames[i]) for i in rows], [film.keyframes[i].camera for i in rows])
+            for i, reading in zip(rows, readings):
+                c = film.keyframes[i].figures[0][0]
+                drawn = [x for x in reading.occupants if x >= 0]
+                moved += drawn == [trade[c]]
+                kept += drawn == [c]
+                n += 1
+        return {"moved_with_portrait": moved / n if n else float("nan"), "kept_script_character": kept / n if n else float("nan"),
+                "close_ups": n}
 
     def count(self, frames_per_film) -> dict:
         """The count-aware columns, and every count score under ``count`` (``scores.count_scores``): each keyframe read
@@ -324,6 +374,11 @@ def main(argv=None) -> int:
         results[row] = bench.score(bench.frames(tokens))
         readouts[row] = bench.runs.token_readout_scores(readout, tokens, bench.labels)
     readouts["true tokens"] = bench.runs.token_readout_scores(readout, true_tokens, bench.labels)
+    _log("identity swap: two characters' reference portraits exchanged in every film, planned and decoded")
+    swaps = bench.swaps()
+    swapped = bench.runs.plan_films(bench.planner_path, bench.films, bench.text, bench.embedder,
+                                    bench.tokenizer.token_encoder(), names="per_film", swaps=swaps)
+    identity_swap = bench.swap_score(bench.frames(swapped, swaps=swaps), swaps)
 
     seconds = time.perf_counter() - started
     what = {"dev": "the development set", "test": "the test set"}.get(args.films_set, "fresh films")
@@ -335,13 +390,16 @@ def main(argv=None) -> int:
     for row, s in results.items():
         print(f"| {row} | " + " | ".join(_cell(s[c]) for c in COLUMNS) + " |")
     print_count_table(results)
+    print(f"\nIdentity swap (two characters' reference portraits exchanged per film; {identity_swap['close_ups']} "
+          f"single-character close-ups of them): the figure drawn is the portrait's character in "
+          f"{identity_swap['moved_with_portrait']:.2f}, the script's own in {identity_swap['kept_script_character']:.2f}")
     print("\nPlanned tokens read directly (a readout fitted on true tokens of training films):\n")
     keys = list(next(iter(readouts.values())).keys())
     print("| tokens | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for row, s in readouts.items():
         print(f"| {row} | " + " | ".join(f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]) for k in keys) + " |")
-    summary = summary_line(results, args, bench, seconds)
+    summary = summary_line(results, args, bench, seconds, identity_swap)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"images": results, "tokens": readouts, "summary": summary}, f, indent=1)
@@ -372,12 +430,14 @@ def print_count_table(results: dict) -> None:
 
 SUMMARY_KEYS = {"exact_cast": "exact cast", "extra_figures_wide": "extra figures, wide", "missing_figures": "missing figures",
                 "doubled": "drawn twice", "camera": "camera", "location": "location", "character_f1": "character F1",
-                "exact_set": "exact set", "identity_consistency": "identity consistency"}
+                "exact_set": "exact set", "identity_consistency": "identity consistency",
+                "unscripted_state": "unscripted state", "unscripted_look": "unscripted look", "unscripted_hat": "unscripted hat"}
 
 
-def summary_line(results: dict, args, bench, seconds: float) -> dict:
+def summary_line(results: dict, args, bench, seconds: float, identity_swap: dict) -> dict:
     """The last line's object: the shipped planner's row (planned tokens, rendered), the true tokens' and the ground
-    truth's under their own keys; scores that do not exist yet are ``null`` with the reason under ``not_measured``."""
+    truth's under their own keys, ``unscripted_chance`` (what a guess knowing nothing of the film reaches on the same
+    items), ``identity_swap`` and, with the ablations, ``unscripted_state_no_history``."""
 
     def row(name: str) -> dict:
         s = results[name]
@@ -388,12 +448,12 @@ def summary_line(results: dict, args, bench, seconds: float) -> dict:
     planned = next(name for name in results if name.startswith("planner (shipped"))
     summary = {"films_seed": args.films_seed, "films_set": args.films_set, "films": args.films,
                "keyframes": sum(f.n_keyframes for f in bench.films), "steps": args.steps, "cfg": args.cfg,
-               "seconds": round(seconds, 1), "row": planned, **row(planned), "true_tokens": row("true tokens, identity renderer"),
-               "ground_truth": row("ground truth keyframes"), "unscripted_state": None,
-               "not_measured": {"unscripted_state": NOT_MEASURED}}
-    if not args.skip_ablations:
-        summary["unscripted_state_no_history"] = None
-        summary["not_measured"]["unscripted_state_no_history"] = NOT_MEASURED
+               "seconds": round(seconds, 1), "row": planned, **row(planned),
+               "unscripted_chance": round(results[planned]["unscripted"]["unscripted_chance"], 4),
+               "identity_swap": round(identity_swap["moved_with_portrait"], 4),
+               "true_tokens": row("true tokens, identity renderer"), "ground_truth": row("ground truth keyframes")}
+    if "no history" in results:
+        summary["unscripted_state_no_history"] = round(results["no history"]["unscripted state"], 4)
     return summary
 
 

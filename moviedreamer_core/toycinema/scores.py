@@ -169,6 +169,9 @@ def unscripted_scores(states: Sequence[dict], films: Sequence) -> dict:
     kind's most frequent value, pooled), which a planner without history cannot beat except by luck."""
     from .probe import HAT_CAMERAS
 
+    n_keyframes = sum(film.n_keyframes for film in films)
+    if n_keyframes != len(states):
+        raise ValueError(f"{len(states)} state readings for {n_keyframes} keyframes")
     looks, hats = [], []
     look_truth, hat_truth = Counter(), Counter()
     i = 0
@@ -184,8 +187,6 @@ def unscripted_scores(states: Sequence[dict], films: Sequence) -> dict:
                     if c in unsaid["hats"]:
                         hats.append(state["hats"][p] == unsaid["hats"][c])
                         hat_truth[unsaid["hats"][c]] += 1
-    if i != len(states):
-        raise ValueError(f"{len(states)} state readings for {i} keyframes")
     n = len(looks) + len(hats)
     best = (max(look_truth.values(), default=0) + max(hat_truth.values(), default=0)) / n if n else float("nan")
     return {"unscripted_state": (sum(looks) + sum(hats)) / n if n else float("nan"),
