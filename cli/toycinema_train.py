@@ -82,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "identity queries (the previous release's recipe, for comparison)")
     p.add_argument("--no-token-positions", action="store_true",
                    help="renderer without the place term on its token queries (the previous release's recipe, for comparison)")
+    p.add_argument("--rank-slots", action="store_true",
+                   help="identity slots by rank in the character list, not screen places read from the tokens (the "
+                   "previous release's recipe, for comparison)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -96,13 +99,14 @@ def _pack(name: str):
 
 def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0, prediction: str = "v", log=_log,
                   training_overrides: dict | None = None, empty_slots: bool = True,
-                  positions: bool = True, token_positions: bool = True) -> dict:
+                  positions: bool = True, token_positions: bool = True, places: bool = True) -> dict:
     """Train tokenizer + toy UNet + renderer adapter on ``films`` and write the three files into ``out_dir``
     (renderer and UNet under ``moviedreamer/`` and beside it, as shipped). ``identities`` ``[n_characters, Di]``
     or ``None`` (no identity path); ``prediction``: what the UNet predicts (``toycinema_models.PREDICTIONS``);
     ``empty_slots``: the renderer's "nobody in this place" fillers (``RendererConfig.identity_empty_slots``);
     ``positions``: its place term on the identity queries (``RendererConfig.identity_positions``);
-    ``token_positions``: the same on the token queries (``RendererConfig.token_positions``).
+    ``token_positions``: the same on the token queries (``RendererConfig.token_positions``); ``places``: identity slots
+    are screen places read from the tokens (``RendererConfig.identity_places``).
     Returns the paths and the loss curve."""
     import torch
 
@@ -133,6 +137,7 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
                                       identity_empty_slots=bool(identity_space) and empty_slots,
                                       identity_positions=IDENTITY_POSITIONS if identity_space and positions else 0,
                                       token_positions=TOKEN_POSITIONS if token_positions else 0,
+                                      identity_places=bool(identity_space) and empty_slots and places,
                                       source="moviedreamer-toycinema")
     adapter = renderer_mod.RendererAdapter(cfg)
     patcher = host.managed(adapter)
@@ -212,7 +217,7 @@ def main(argv=None) -> int:
         overrides = {} if args.figure_weight is None else {"figure_weight": args.figure_weight}
         result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction,
                                training_overrides=overrides, empty_slots=not args.slots_only, positions=not args.slots_only,
-                               token_positions=not args.no_token_positions)
+                               token_positions=not args.no_token_positions, places=not args.rank_slots)
         adapter = result["adapter"]
         if identities is not None:
             adapter.cfg.identity_space = embedder().space.to_dict()

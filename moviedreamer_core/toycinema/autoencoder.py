@@ -70,6 +70,7 @@ from ..renderer.train import Denoiser, RendererBatch, randomise_identity, render
 from .film import Film
 from .render import figure_boxes
 from .tokenizer import ToyTokenizer, to_pixels
+from .world import N_POSITIONS
 
 
 @dataclass
@@ -119,6 +120,7 @@ class AutoencoderTraining:
     no_identity_prob: float = 0.1  # tokens only: the renderer also works with identity_weight 0
     flip: bool = True
     figure_weight: float = 2.0  # the figures' boxes weigh 1 + figure_weight in the loss, the rest 1 (see the docstring)
+    place_weight: float = 0.1  # the renderer's place head (identity_places): binary cross-entropy of the places taken
     weighting: str = "edm"  # renderer_loss weighting: every noise level counts (the UNet starts from scratch)
     ema: float = 0.999  # the saved weights are an exponential moving average (0: the raw weights)
     seed: int = 0
@@ -169,7 +171,7 @@ def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, ada
         x = torch.where(flip.to(device)[:, None, None, None], x.flip(-1), x)
     u = float(torch.rand((), generator=gen))
     tokens = tokenizer(x)
-    ids = None
+    ids = places = None
     if u < cfg.uncond_prob:
         tokens = torch.zeros_like(tokens)
     elif identities is not None and adapter.identity_proj is not None and u >= cfg.uncond_prob + cfg.no_identity_prob:
@@ -181,12 +183,28 @@ def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, ada
             chars = torch.where(flip[:, None], chars.flip(1), chars)  # a mirrored keyframe lists them right to left
             ids = identities[chars.flatten()]
             ids = randomise_identity(ids, cfg.identity_noise, gen).reshape(len(rows), n, -1).to(device)
+            if adapter.place_head is not None:  # the true places, left to right (a mirrored keyframe's mirrored)
+                places = torch.tensor([sorted(p for _, p in data.labels[r].on_screen) for r in rows])
+                places = torch.where(flip[:, None], (N_POSITIONS - 1 - places).flip(1), places)
     ctx = text_context.to(device).expand(len(rows), -1, -1)
     weights = None
     if cfg.figure_weight:
         boxes = torch.from_numpy(data.figures[rows]).float()[:, None]  # [B, 1, S, S]
         weights = (1 + cfg.figure_weight * torch.where(flip[:, None, None, None], boxes.flip(-1), boxes)).to(device)
-    return RendererBatch(latents=x, tokens=tokens, text_context=ctx, identities=ids, pixel_weights=weights)
+    targets = None
+    if adapter.place_head is not None and u >= cfg.uncond_prob:  # zeroed tokens show no places
+        targets = place_targets(data, rows, flip).to(device)
+    return RendererBatch(latents=x, tokens=tokens, text_context=ctx, identities=ids, pixel_weights=weights, places=places,
+                         place_targets=targets)
+
+
+def place_targets(data: KeyframeSet, rows: np.ndarray, flip: torch.Tensor) -> torch.Tensor:
+    """``[B, places]``: 1 where a figure stands (mirrored with the picture), the place head's target."""
+    taken = torch.zeros(len(rows), N_POSITIONS)
+    for i, r in enumerate(rows):
+        for _, p in data.labels[r].on_screen:
+            taken[i, p] = 1.0
+    return torch.where(flip[:, None], taken.flip(1), taken)
 
 
 def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: torch.nn.Module, denoise: Denoiser,
@@ -220,6 +238,9 @@ def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: t
         sigmas = _sigmas(len(rows), cfg, gen).to(device)
         noise = torch.randn(batch.latents.shape, generator=gen).to(device)
         loss = renderer_loss(adapter, batch, denoise, sigmas, noise, cfg.weighting)
+        if batch.place_targets is not None and cfg.place_weight:
+            loss = loss + cfg.place_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+                adapter.place_logits(batch.tokens), batch.place_targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
