@@ -119,3 +119,24 @@ def test_each_keyframe_message_of_the_panel_carries_its_report(server, photos, m
         assert [[c["name"] for c in f["identity"]["characters"]] for f in frames] == CAST[:3]
         checked = "3 keyframes checked" if run == "all" else "0 keyframes checked in 0.00 s, 3 kept"
         assert checked in entry["outputs"]["11"]["text"][0], entry["outputs"]["11"]
+
+
+def test_fewshot_benchmark_command_reports_both_plans_and_ends_with_a_json_line(host, fresh_python):
+    """The README's ``python benchmarks/identity_report_fewshot.py --films-seed S --films N`` in a fresh interpreter, on
+    one film of a seed nothing else uses with 2 sampling steps: the table's rows (ground truth, the shipped planner
+    without and with its references) and the last line one JSON object with the report's figures per row."""
+    proc = fresh_python.run("python benchmarks/identity_report_fewshot.py --films-seed 123 --films 1", "--steps", "2",
+                            timeout=600, env={"COMFYUI_PATH": str(host.root)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert "1 films of seed 123" in proc.stdout and "threshold 0.5" in proc.stdout
+    summary = json.loads(lines[-1])
+    rows = summary["rows"]
+    assert list(rows) == ["ground truth keyframes", "shipped planner, without references", "shipped planner, with references"]
+    assert summary["keyframes"] == 24 and all(r["keyframes"] == 24 and r["characters"] > 0 for r in rows.values())
+    for row in rows.values():
+        for key in ("found", "missing", "doubled", "closer_to_other", "flagged_keyframes"):
+            assert 0.0 <= row[key] <= 1.0, (key, row)
+        assert abs(row["found"] + row["missing"] - 1.0) < 1e-3 and row["report_ms"] > 0
+    assert rows["ground truth keyframes"]["found"] >= 0.95, "the report's own error on the toy world's keyframes"
+    assert any(line.startswith("| shipped planner, with references | ") for line in lines), proc.stdout
