@@ -342,3 +342,26 @@ def test_toy_keyframes_ground_truth_is_found_and_a_character_drawn_twice_is_doub
     r = identity_report(embedder.faces(other, camera="extreme_wide"), [2], names, banks, threshold)
     assert flags(r) == {"Cy": ["missing", f"closer_to:{names[4]}"]}, "Eli stands where Cy should"
     assert [r["faces"][i]["nearest"] for i in r["extra"]] == [names[4]]
+
+
+# ------------------------------------------------------------------------------------------- the manifest
+
+
+def test_a_report_joins_its_keyframe_entry_through_the_journal_and_leaves_with_a_new_render(tmp_path):
+    from moviedreamer_core.project import MovieProject
+
+    project = MovieProject(str(tmp_path), "reports")
+    image = np.zeros((16, 16, 3), np.uint8)
+    project.save_keyframe(0, image, "sig-a", {"shot": "s1"})
+    with pytest.raises(KeyError):
+        project.record_keyframe_identity(1, {"ok": True})  # no keyframe 1 yet
+    r = report([face(1, 0, 0, 0)], [0])
+    project.record_keyframe_identity(0, r)
+    again = MovieProject(str(tmp_path), "reports")  # replays the journal (a run killed before compacting)
+    assert again.keyframe_entry(0)["identity"] == r and again.keyframe_entry(0)["shot"] == "s1"
+    again.compact()
+    reopened = MovieProject(str(tmp_path), "reports")
+    assert reopened.keyframe_entry(0)["identity"] == r and reopened.keyframe_done(0, "sig-a")
+    reopened.save_keyframe(0, image, "sig-b", {"shot": "s1"})  # rendered again: the old report no longer describes it
+    assert "identity" not in MovieProject(str(tmp_path), "reports").keyframe_entry(0)
+    assert reopened.keyframe_entry(5) is None
