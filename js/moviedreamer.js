@@ -4,7 +4,9 @@
 // 2. Storyboard panel on ARKeyframePlanner and IdentityDiffusionRender: one card per keyframe, labelled with its
 //    shot id and action; the renderer's cards fill with thumbnails as keyframes finish. It listens to the pack's
 //    websocket messages "moviedreamer.storyboard" (the labelled keyframe list) and "moviedreamer.keyframe" (one
-//    saved keyframe image), both sent by the nodes while they run (nodes/storyboard_events.py).
+//    saved keyframe image, with its identity report when there is one: a line under the card, green when every
+//    character on screen was found, red with the flags otherwise, the details in its tooltip), both sent by the
+//    nodes while they run (nodes/storyboard_events.py, moviedreamer_core/identity_report.py).
 // 3. Script helper on ScriptEncode: the script is validated as you type through POST
 //    /moviedreamer/validate_script (the same validator the node runs) and the problems or the character list
 //    are shown under the script box.
@@ -22,6 +24,10 @@ const STYLE = `
 .moviedreamer-card .md-slot { width: 100%; aspect-ratio: 16 / 9; background: rgba(255,255,255,0.06); border-radius: 3px; }
 .moviedreamer-card .md-label { overflow: hidden; text-overflow: ellipsis; display: -webkit-box; -webkit-line-clamp: 3;
   -webkit-box-orient: vertical; line-height: 1.2; margin-top: 2px; }
+.moviedreamer-card .md-identity { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; line-height: 1.2;
+  margin-top: 1px; font-size: 9px; }
+.moviedreamer-card .md-identity.ok { color: #8c8; } .moviedreamer-card .md-identity.flagged { color: #e88; }
+.moviedreamer-card[data-identity="flagged"] { box-shadow: inset 0 0 0 1px #e88; }
 .moviedreamer-check { font: 11px sans-serif; padding: 4px; white-space: pre-wrap; overflow-y: auto; box-sizing: border-box; }
 .moviedreamer-check.ok { color: #8c8; } .moviedreamer-check.bad { color: #e88; }
 `;
@@ -85,6 +91,7 @@ function setKeyframe(node, detail) {
     setStoryboard(node, Array.from({ length: detail.total }, (_, i) => ({ index: i, shot: i === detail.index ? detail.shot : "", action: i === detail.index ? detail.action : "" })));
     card = panel.cards[detail.index];
   }
+  setIdentity(card, detail.identity);
   if (!detail.image) return;
   const params = new URLSearchParams({ ...detail.image, rand: String(Math.random()).slice(2) });
   const img = document.createElement("img");
@@ -93,6 +100,33 @@ function setKeyframe(node, detail) {
   card.querySelector(".md-slot, img")?.replaceWith(img);
   card.classList.add("done");
   node.setDirtyCanvas?.(true, true);
+}
+
+// The keyframe's identity report (identity_report.panel_view): one line under the card, a red edge round a flagged
+// card, the details in the tooltip of the line and of the thumbnail.
+function similarity(c) {
+  if (c.flags?.includes("unchecked")) return "no references";
+  return c.similarity == null ? "no face" : c.similarity.toFixed(2);
+}
+
+function setIdentity(card, identity) {
+  card.querySelector(".md-identity")?.remove();
+  if (!identity) {
+    delete card.dataset.identity;
+    card.removeAttribute("title");
+    return;
+  }
+  const line = document.createElement("div");
+  const state = identity.ok ? "ok" : "flagged";
+  line.className = `md-identity ${state}`;
+  const who = (identity.characters ?? []).map((c) => `${c.name} ${similarity(c)}`);
+  line.textContent = identity.ok ? `✓ ${who.join(" · ") || "nobody on screen"}` : `⚠ ${(identity.flags ?? []).join("; ")}`;
+  line.title = ["Identity report (similarity to the character's references):",
+    ...(identity.characters ?? []).map((c) => `${c.name}: ${similarity(c)}${c.flags?.length ? " — " + c.flags.join(", ") : ""}`),
+    ...(identity.flags ?? [])].join("\n");
+  card.dataset.identity = state;
+  card.title = line.title;  // hovering the thumbnail shows it too (the label keeps its own tooltip)
+  card.appendChild(line);
 }
 
 api.addEventListener("moviedreamer.storyboard", ({ detail }) => {

@@ -13,6 +13,7 @@ everything a later stage must check or reuse:
   FaceID-plus identity renderers read next to the identity embedding;
 * the texts themselves, kept for the renderer's text condition;
 * the declared text, identity and token spaces, so the planner and renderer can refuse a mismatch;
+* the face embedder itself, so the renderer can check its keyframes' faces against the banks (identity report);
 * ``script_hash`` (the script alone) and ``content_hash`` (script + spaces + every number in here).
 
 Instances are immutable by convention: the host shares cached outputs by reference between nodes.
@@ -90,6 +91,10 @@ class ScriptEmbeds:
     #: ``distribution.split.ShotOutline`` of every shot (keyframes, duration, transition): how a distributed run
     #: splits the keyframes, the same way ShotAnimate splits the shots.
     shot_outlines: tuple = ()
+    #: The ``identity.base.FaceEmbedder`` that made the identity banks: the renderer checks each rendered keyframe
+    #: with this very embedder (``identity_report.py``). Its space is ``identity_space`` (hashed); the object is not
+    #: part of the content hash, nor of equality. ``None`` for embeddings made without one.
+    face_embedder: Optional[object] = field(default=None, compare=False, repr=False)
 
     @property
     def n_keyframes(self) -> int:

@@ -447,6 +447,17 @@ class MovieProject:
         self._set(("keyframes", str(index)), {"status": "done", "file": self.keyframe_file(index),
                                               "signature": signature, **info})
 
+    def keyframe_entry(self, index: int) -> Optional[dict]:
+        """Keyframe ``index``'s manifest entry, or ``None``."""
+        return self.manifest["keyframes"].get(str(index))
+
+    def record_keyframe_identity(self, index: int, report: dict) -> None:
+        """Add the identity report (``identity_report.py``) to keyframe ``index``'s entry, which must exist: one journal
+        line. Re-recording the keyframe (``record_keyframe``) replaces the whole entry, report included."""
+        if str(index) not in self.manifest["keyframes"]:
+            raise KeyError(f"keyframe {index} has no manifest entry to add an identity report to")
+        self._set(("keyframes", str(index), "identity"), report)
+
     def latent_file(self, index: int) -> str:
         return f"keyframes/keyframe_{index:05d}.latent.safetensors"
 

@@ -228,4 +228,5 @@ def encode_script(
         token_space=token_space,
         shot_outlines=tuple(outlines_of_script(script)),
         face_state_space=face_encoder.space if face_encoder is not None else None,
+        face_embedder=face_embedder,
     )

@@ -32,6 +32,7 @@ from .distributed_inputs import check as check_distributed, distributed_input, m
 from ..moviedreamer_core.distribution.split import share_of
 from .model_fingerprints import fingerprint
 from .storyboard_events import send_keyframe, send_storyboard
+from .keyframe_identity import KeyframeIdentity
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
 from .unconditional_tokens import black_image_tokens, unconditional_features
 
@@ -381,6 +382,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         todo = [k for k in range(n) if share is None or k in share]
         progress = host.Progress(len(todo))
         send_storyboard(script_embeds)
+        identity_check = KeyframeIdentity(script_embeds)  # each keyframe's faces against the references, once
         kept = set(range(n)) if images_output == "all" else set(preview_indices(n))
         images, latents = {}, {}
         size = None
@@ -433,7 +435,8 @@ class IdentityDiffusionRender(io.ComfyNode):
             if k in kept:
                 images[k] = torch.from_numpy(pixels).float().div(255)[None]
                 latents[k] = latent.float().cpu()
-            send_keyframe(k, n, project.path(project.keyframe_file(k)), spec)
+            report = identity_check.check(project, k, pixels)
+            send_keyframe(k, n, project.path(project.keyframe_file(k)), spec, identity=identity_check.panel(report))
             progress(done + 1, len(todo), preview=Image.fromarray(pixels))
             del latent
         keyframe_set = KeyframeSet(project.root, n, *(size or (width, height)))
@@ -450,4 +453,4 @@ class IdentityDiffusionRender(io.ComfyNode):
         return io.NodeOutput(torch.cat(image_rows), {"samples": torch.cat(latent_rows)}, keyframe_set,
                              ui=ui.PreviewText(f"{n} keyframes in {project.root}{shown}" + (
                                  f"\n{len(stale)} files of keyframes the storyboard no longer has moved to stale/"
-                                 if stale else "") + project.removed_temp_files_note()))
+                                 if stale else "") + project.removed_temp_files_note() + identity_check.note()))

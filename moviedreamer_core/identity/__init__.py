@@ -8,7 +8,7 @@ are deterministic.
 Heavy back-ends (dlib, insightface) are imported only by their own modules.
 """
 
-from .base import EmbeddingSpace, FaceEmbedder, NoFaceFoundError, check_rgb_uint8, l2_normalise
+from .base import MAX_FACES, EmbeddingSpace, Face, FaceEmbedder, NoFaceFoundError, check_rgb_uint8, l2_normalise
 from .cache import IdentityCache, image_sha256
 
 #: The embedders a user can choose, in the order a UI should offer them.
@@ -21,5 +21,5 @@ EMBEDDER_DOCS = {
     "clip_vision_crop": "a CLIP Vision model on a face crop (centre crop when no face is found): the fallback",
 }
 
-__all__ = ["EmbeddingSpace", "FaceEmbedder", "NoFaceFoundError", "check_rgb_uint8", "l2_normalise",
+__all__ = ["MAX_FACES", "EmbeddingSpace", "Face", "FaceEmbedder", "NoFaceFoundError", "check_rgb_uint8", "l2_normalise",
            "IdentityCache", "image_sha256", "EMBEDDER_CHOICES", "EMBEDDER_DOCS"]

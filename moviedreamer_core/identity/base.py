@@ -7,12 +7,17 @@ produces: later stages (planner, renderer) refuse an embedding from a different 
 
 Images are ``uint8`` numpy arrays ``[H, W, 3]`` in RGB order. Embeddings are ``float32`` numpy vectors,
 L2-normalised, so cosine similarity is a dot product whatever the embedder.
+
+Besides one embedding per reference photo, an embedder can list *every* face it finds in an image (``faces``): the
+per-keyframe identity report (``moviedreamer_core/identity_report.py``) checks each rendered keyframe with the very
+embedder that made the script's identities.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -41,6 +46,22 @@ class EmbeddingSpace:
 
 class NoFaceFoundError(ValueError):
     """Raised when an embedder that needs a face finds none in an image."""
+
+
+#: At most this many faces are read from one image (``FaceEmbedder.faces``): a crowd scene costs a bounded time.
+MAX_FACES = 16
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face found in an image: its box (pixels), its L2-normalised identity embedding in the embedder's space,
+    and the detector's confidence (1.0 when the embedder has no detector)."""
+
+    box: Box
+    embedding: np.ndarray
+    score: float = 1.0
 
 
 class FaceEmbedder(ABC):
@@ -72,6 +93,22 @@ class FaceEmbedder(ABC):
         if len(images) == 0:
             return np.zeros((0, self.space.dim), dtype=np.float32)
         return np.stack([self.embed(im) for im in images])
+
+    def faces(self, image: np.ndarray, camera: Optional[str] = None, limit: int = MAX_FACES) -> list[Face]:
+        """Every face in ``image`` (at most ``limit``, the most face-like first), each embedded as ``embed`` embeds a
+        reference photo. ``camera`` is the shot's size as the script names it (``"wide"``, ``"close_up"``, ...): a
+        hint an embedder may use to know where faces can be (the toy cinema's does), others ignore it.
+
+        Default, for embedders that see one face per image: the whole image's embedding as one face (none when
+        ``embed`` finds no face). Embedders with a detector that finds several faces override this."""
+        image = check_rgb_uint8(image)
+        if limit < 1:
+            return []
+        try:
+            vec = self.embed(image)
+        except NoFaceFoundError:
+            return []
+        return [Face((0, 0, int(image.shape[1]), int(image.shape[0])), vec)]
 
     def face_crop(self, image: np.ndarray) -> np.ndarray:
         """The square ``uint8`` crop of the main face that FaceID-plus renderers read through CLIP Vision

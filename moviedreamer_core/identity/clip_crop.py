@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .base import EmbeddingSpace, FaceEmbedder, check_rgb_uint8, l2_normalise
+from .base import MAX_FACES, EmbeddingSpace, Face, FaceEmbedder, check_rgb_uint8, l2_normalise
 
 #: ``encode(float [B, H, W, 3] in 0..1) -> [B, D]`` (the ComfyUI IMAGE convention).
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]
@@ -85,6 +85,25 @@ class CropEncoderEmbedder(FaceEmbedder):
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
         return self._encode([self.crop(image)])[0]
+
+    def faces(self, image: np.ndarray, camera=None, limit: int = MAX_FACES) -> list[Face]:
+        """Each face dlib finds (``dlib_embedder.detect_faces``), cropped as ``crop`` crops the main one, all
+        through the encoder in one batch; with no face found (or ``detect=False``), the centre crop as one face, as
+        ``embed`` falls back to it (its box is the centre square)."""
+        image = check_rgb_uint8(image)
+        if limit < 1:
+            return []
+        found = []
+        if self.detect:
+            from .dlib_embedder import detect_faces
+
+            found = [(box, score) for _, box, score in detect_faces(image, limit)]
+        boxes = [square_crop_box(image.shape[:2], box, self.margin) for box, _ in found]
+        if not found:
+            boxes = [square_crop_box(image.shape[:2], None)]
+            found = [(tuple(int(v) for v in boxes[0]), 1.0)]
+        vectors = self._encode([crop_square(image, b) for b in boxes])
+        return [Face(tuple(int(v) for v in box), l2_normalise(vec), float(score)) for (box, score), vec in zip(found, vectors)]
 
     def embed_many(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """All crops through the encoder in one batch."""

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import EmbeddingSpace, FaceEmbedder, NoFaceFoundError, check_rgb_uint8
+from .base import MAX_FACES, EmbeddingSpace, Face, FaceEmbedder, NoFaceFoundError, check_rgb_uint8, l2_normalise
 
 #: Detection sizes tried in turn: a large face in a small photo is missed at 640 (as IP-Adapter FaceID
 #: loaders do, we retry smaller).
@@ -87,6 +87,21 @@ class InsightFaceEmbedder(FaceEmbedder):
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
         return np.asarray(self._main_face(image).normed_embedding, dtype=np.float32)
+
+    def faces(self, image: np.ndarray, camera=None, limit: int = MAX_FACES) -> list[Face]:
+        """Every face the detector finds (the largest first, at most ``limit``), with its ArcFace embedding."""
+        image = check_rgb_uint8(image)
+        if limit < 1:
+            return []
+        found = self._faces(np.ascontiguousarray(image[:, :, ::-1]))
+        found = sorted(found, key=lambda f: -(f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))[:limit]
+        h, w = image.shape[:2]
+        out = []
+        for f in found:
+            l, t, r, b = (int(round(float(v))) for v in f.bbox)
+            out.append(Face((max(l, 0), max(t, 0), min(r, w), min(b, h)),
+                            l2_normalise(np.asarray(f.normed_embedding, dtype=np.float32)), float(getattr(f, "det_score", 1.0))))
+        return out
 
     def face_crop(self, image: np.ndarray) -> np.ndarray:
         """The ArcFace-aligned crop from the face's five landmarks, as IP-Adapter FaceID plus was trained on."""

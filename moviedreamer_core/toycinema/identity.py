@@ -59,7 +59,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..identity.base import EmbeddingSpace, FaceEmbedder, check_rgb_uint8
+from ..identity.base import MAX_FACES, EmbeddingSpace, FaceEmbedder, check_rgb_uint8
 from .film import Film, KeyframePlan
 from .grammar import generate_films
 from .render import FIGURE_TOP, camera_window, render_keyframe, render_reference
@@ -293,6 +293,12 @@ class ToyIdentityEmbedder(FaceEmbedder):
     def embed_many(self, images) -> np.ndarray:
         """All images through the net in one batch (each checked like ``embed`` does)."""
         return self.embed_crops([check_rgb_uint8(im) for im in images])
+
+    def faces(self, image: np.ndarray, camera: Optional[str] = None, limit: int = MAX_FACES) -> list:
+        """The figures at the keyframe's screen places, read at the shot's ``camera`` size (``toycinema/faces.py``)."""
+        from .faces import toy_faces
+
+        return toy_faces(self, image, camera, limit)
 
     def face_crop(self, image: np.ndarray) -> np.ndarray:
         """The centre square: a toy portrait is the face crop already."""

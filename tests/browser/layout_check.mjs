@@ -7,8 +7,8 @@
 // size (the front-end's, after loading), saved size, computeSize(), whether its type is registered, and every
 // group's bounding, font size and title height; a screenshot of the whole workflow fitted to the window
 // (<screenshot dir>/<workflow name>.png). Then what a run adds (js/moviedreamer.js: a summary line under the nodes
-// that report one, the storyboard panel on the planner and the renderer), simulated through the pack's own
-// front-end code: every node's size after it (afterRun) and a second screenshot (<workflow name>_after_run.png).
+// that report one, the storyboard panel on the planner and the renderer, the renderer's identity report lines),
+// simulated through the pack's own front-end code: every node's size after it (afterRun) and a second screenshot (<workflow name>_after_run.png).
 // Prints one JSON line {"workflows": {<path as given>: {nodes, groups}}, pageErrors, consoleErrors}; exits 1 on a
 // timeout or another error of this script.
 import fs from "node:fs";
@@ -72,6 +72,13 @@ await runOnComfyUI(url, { width: 1920, height: 1080 }, report, async (page) => {
       for (const n of app.graph.nodes) {
         if (panelNodes.includes(n.type)) {
           api.dispatchCustomEvent("moviedreamer.storyboard", { node: String(n.id), display_node: String(n.id), keyframes });
+          // the renderer's identity report lines under two cards, one of them flagged
+          for (const k of n.type === "IdentityDiffusionRender" ? keyframes.slice(0, 2) : []) {
+            const identity = { ok: k.index === 0, flags: k.index === 0 ? [] : ["Ava missing (no face)"],
+              characters: [{ name: "Ava", similarity: k.index === 0 ? 0.97 : null, flags: k.index === 0 ? [] : ["missing"] }] };
+            api.dispatchCustomEvent("moviedreamer.keyframe", { node: String(n.id), display_node: String(n.id), index: k.index,
+              total: keyframes.length, shot: k.shot, action: k.action, image: null, identity });
+          }
         }
       }
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));

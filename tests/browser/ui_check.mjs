@@ -6,7 +6,7 @@
 // 2. Drag the UI workflow onto the canvas (a real drop event carrying the file); no node type may be missing;
 //    ScriptEncode's script helper must answer; take a screenshot.
 // 3. Drop the tiny workflow, queue it from the UI, and wait until the renderer's storyboard panel
-//    holds one loaded thumbnail per keyframe; take a second screenshot.
+//    holds one loaded thumbnail per keyframe (each card with its identity report's line); take a second screenshot.
 // Prints one JSON line with what it saw; exits 1 on a timeout or a page error.
 import fs from "node:fs";
 import path from "node:path";
@@ -56,7 +56,9 @@ await runOnComfyUI(url, { width: 1600, height: 1000 }, report, async (page) => {
   report.panel = await page.evaluate((id) => {
     const panel = window.app.graph.getNodeById(Number(id)).moviedreamerPanel;
     return [...panel.element.querySelectorAll(".moviedreamer-card")].map((c) => ({
-      label: c.querySelector(".md-label")?.textContent, image: c.querySelector("img")?.naturalWidth ?? 0 }));
+      label: c.querySelector(".md-label")?.textContent, image: c.querySelector("img")?.naturalWidth ?? 0,
+      identity: c.dataset.identity ?? null, identityText: c.querySelector(".md-identity")?.textContent ?? null,
+      identityTitle: c.querySelector(".md-identity")?.title ?? null }));
   }, renderId);
   await page.screenshot({ path: path.join(outDir, "storyboard_panel.png") });
 });

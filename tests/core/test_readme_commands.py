@@ -36,6 +36,8 @@ RUN_BY = {
     "cli/toycinema_train.py": "tests/host/test_toycinema.py::test_retraining_command_writes_a_consistent_set_of_files",
     "cli/train_renderer.py": "tests/host/test_renderer_training.py::test_renderer_training_command_trains_on_a_checkpoint_the_host_loads",
     "benchmarks/toycinema.py": "tests/host/test_toycinema.py::test_benchmark_command_scores_fresh_films_and_ends_with_a_json_line",
+    "benchmarks/identity_report_fewshot.py":
+        "tests/host/test_identity_report.py::test_fewshot_benchmark_command_reports_both_plans_and_ends_with_a_json_line",
 }
 #: The README's install and test commands: CI runs them (``.ci/run``), a test does not.
 NOT_PROGRAMS = ("pip", "pytest")
@@ -185,7 +187,8 @@ def test_dataset_builder_command(fresh_python, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["python cli/toycinema_demo.py --help", "python cli/toycinema_train.py --help",
-                                     "python cli/train_renderer.py --help", "python benchmarks/toycinema.py --help"])
+                                     "python cli/train_renderer.py --help", "python benchmarks/toycinema.py --help",
+                                     "python benchmarks/identity_report_fewshot.py --help"])
 def test_program_help_starts_in_a_fresh_interpreter(fresh_python, command):
     """Each program starts from the pack's folder in a fresh interpreter (its folder first on ``sys.path``)."""
     proc = fresh_python.run(command, timeout=120)

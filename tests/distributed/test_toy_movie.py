@@ -76,6 +76,10 @@ def test_the_distributed_toy_movie_is_the_single_instance_movie(cluster, referen
     entry = cluster.run(prompt, timeout=300)
     assert cluster.last_queue["worker_count"] == 2, cluster.last_queue
     assert_same_movie(project(cluster, "toy_single"), project(cluster, "toy_dist"), "toy_single", "toy_dist")
+    # each keyframe's identity report travelled with it: the master's manifest holds the one instance's reports
+    reports = [{k: e["identity"] for k, e in json.loads((project(cluster, name) / "manifest.json").read_text())["keyframes"].items()}
+               for name in ("toy_single", "toy_dist")]
+    assert reports[0] and reports[0] == reports[1]
     # every participant made a share: the gather node names them with what they delivered
     gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
     script = load_script(prompt[node_of(prompt, "ScriptEncode")]["inputs"]["script"], image_count=6)

@@ -44,6 +44,7 @@ def test_workflow_loads_and_the_storyboard_panel_fills_in_a_headless_browser(ser
     assert [c["label"] for c in report["panel"]] == ["s1 · Ava climbs the path towards the lighthouse.",
                                                      "s2 · Ava lights the lamp.", "s2 · Ava looks out over the sea."]
     assert all(c["image"] == 64 for c in report["panel"]), report["panel"]
+    assert all(c["identity"] in ("ok", "flagged") and c["identityText"] for c in report["panel"]), report["panel"]
     # errors thrown by this pack's front-end code (the host's own bundle logs unrelated ones in a headless page)
     ours = [e for e in report["pageErrors"] + report["consoleErrors"] if f"/extensions/{server.pack_name}/" in e]
     assert not ours, ours
@@ -53,6 +54,18 @@ def test_workflow_loads_and_the_storyboard_panel_fills_in_a_headless_browser(ser
     while not movie.is_file() and time.time() < deadline:
         time.sleep(0.5)
     assert movie.is_file(), server.log_tail()
+    # each card shows its keyframe's identity report as the manifest holds it: Ava (the only character, references an
+    # EmptyImage) found or flagged, with her similarity or the flags
+    entries = json.loads((movie.parent / "manifest.json").read_text(encoding="utf-8"))["keyframes"]
+    for k, card in enumerate(report["panel"]):
+        saved = entries[str(k)]["identity"]
+        assert card["identity"] == ("ok" if saved["ok"] else "flagged"), (card, saved)
+        ava = saved["characters"][0]
+        assert ava["name"] == "Ava" and "Ava" in card["identityTitle"], card
+        if saved["ok"]:
+            assert card["identityText"] == f"✓ Ava {ava['similarity']:.2f}", card
+        else:
+            assert card["identityText"] == "⚠ " + "; ".join(saved["flags"]), card
     shots = Path(os.environ.get("MOVIEDREAMER_SCREENSHOTS", "")) if os.environ.get("MOVIEDREAMER_SCREENSHOTS") else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
