@@ -238,6 +238,26 @@ def test_probe_reads_held_out_films(probe):
                 assert got[key] >= chance[key] + 0.3, (size, key, got, chance)
 
 
+def test_probe_reads_each_films_looks_and_hats(probe):
+    """The per-film state (issue #21): the place's look on every keyframe, the hat at each figure's place in medium and
+    close-up keyframes (a wide shot's hat is a pixel or two), on films of another seed, at 32 and 64 px. Measured with
+    this test's probe (400 steps on 40 films): looks 0.968 at 32 px; the shipped probe (600 steps, 60 films) reads
+    1.00 and hats 0.99 on 24 films of a validation seed."""
+    from moviedreamer_core.toycinema.probe import HAT_CAMERAS
+    from moviedreamer_core.toycinema.scores import unscripted_scores
+
+    films = generate_films(777, 16)
+    for size in (32, 64):
+        states = probe.read_state(np.concatenate([f.images(size) for f in films]))
+        plans = [k for f in films for k in f.keyframes]
+        assert np.mean([s["look"] == p.look for s, p in zip(states, plans)]) >= 0.95
+        hats = [s["hats"][pos] == h for s, p in zip(states, plans) if p.camera in HAT_CAMERAS
+                for (_, pos, _), h in zip(p.figures, p.hats)]
+        assert len(hats) > 100 and np.mean(hats) >= 0.95, (size, np.mean(hats))
+        u = unscripted_scores(states, films)
+        assert u["unscripted_state"] >= 0.95 and u["unscripted_chance"] <= 0.6, u
+
+
 def test_probe_accepts_comfy_images_and_round_trips_through_safetensors(probe, tmp_path):
     import torch
 
