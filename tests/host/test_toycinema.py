@@ -157,10 +157,13 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path, fre
     renderer = read_renderer_config(str(out / "moviedreamer" / "toycinema_renderer.safetensors"))
     planner = read_planner_config(str(out / "moviedreamer" / "toycinema_planner.safetensors"))
     assert renderer.tokens == tokens and renderer.identity == identity
-    assert renderer.identity_slots == 3  # up to three characters on screen, bound to their places left to right
-    assert renderer.identity_empty_slots and renderer.identity_positions == 3  # the shipped recipe (adapter.py)
+    assert renderer.identity_slots == 3  # three screen places, read from the tokens (identity_places)
+    recipe = (3, True, 3, 3, True)  # the shipped recipe (adapter.py): slots, fillers, place terms, places from tokens
+    assert (renderer.identity_slots, renderer.identity_empty_slots, renderer.identity_positions, renderer.token_positions,
+            renderer.identity_places) == recipe
     shipped = read_renderer_config(str(WEIGHTS / "moviedreamer" / "toycinema_renderer.safetensors"))
-    assert (shipped.identity_slots, shipped.identity_empty_slots, shipped.identity_positions) == (3, True, 3)
+    assert (shipped.identity_slots, shipped.identity_empty_slots, shipped.identity_positions, shipped.token_positions,
+            shipped.identity_places) == recipe
     assert planner.token_space == tokens.to_dict() and planner.identity_space == identity.to_dict()
     toy = host.pack_submodule("nodes.toycinema_models")
     model = toy.load_toy_unet(str(out / "toycinema_unet.safetensors"))
