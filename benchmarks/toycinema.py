@@ -16,11 +16,16 @@ Every image row is also read place by place (``toycinema/counting.py``: who stan
 nobody, with the toy identity embedder): *exact cast* (right characters, right count, right places), the share of
 wide keyframes with extra figures, of keyframes with missing figures, and of keyframes showing one character twice or
 more; a second table breaks exact cast, extra and missing figures down per camera size and per number of characters
-on screen. The ground-truth row is the scorer's own error. The last line printed is one JSON object: the shipped
-planner's row (planned tokens, after rendering: ``exact_cast``, ``extra_figures_wide``, ``missing_figures``,
-``doubled``, ``camera``, ``location``, ...), the same from true tokens under ``true_tokens`` and for the ground truth
-under ``ground_truth``, and ``unscripted_state: null`` with its reason under ``not_measured`` (the toy world has no
-state the script leaves unsaid yet). Rows:
+on screen. The ground-truth row is the scorer's own error. Every row is also scored on the *unscripted state*
+(``scores.unscripted_scores``): on keyframes whose script does not say it, does the place show the film's light and
+does each character of a medium or close-up keyframe wear the film's hat (read by the probe), against the chance of a
+guess that knows nothing of the film. The *identity swap*: two characters' reference portraits exchanged in every
+film's script, planned and rendered by the shipped models; in their single-character close-ups, the share whose figure
+reads as the portrait's character (the look moved with the portrait). The last line printed is one JSON object: the
+shipped planner's row (planned tokens, after rendering: ``exact_cast``, ``extra_figures_wide``, ``missing_figures``,
+``doubled``, ``camera``, ``location``, ``unscripted_state`` (with ``unscripted_look`` / ``unscripted_hat``), ...),
+``unscripted_chance``, ``identity_swap``, ``unscripted_state_no_history`` when the ablations run, the same columns from
+true tokens under ``true_tokens`` and for the ground truth under ``ground_truth``. Rows:
 
 * ground truth: the films' own keyframes (the probe's ceiling);
 * decoded from true tokens (the tokenizer's two tokens of each true keyframe, drawn by the renderer): with the
@@ -434,6 +439,11 @@ SUMMARY_KEYS = {"exact_cast": "exact cast", "extra_figures_wide": "extra figures
                 "unscripted_state": "unscripted state", "unscripted_look": "unscripted look", "unscripted_hat": "unscripted hat"}
 
 
+def _rounded(x):
+    """``x`` to 4 places, or ``None`` for a score with nothing to count (``nan``): the JSON line stays plain JSON."""
+    return None if x is None or x != x else round(float(x), 4)
+
+
 def summary_line(results: dict, args, bench, seconds: float, identity_swap: dict) -> dict:
     """The last line's object: the shipped planner's row (planned tokens, rendered), the true tokens' and the ground
     truth's under their own keys, ``unscripted_chance`` (what a guess knowing nothing of the film reaches on the same
@@ -441,7 +451,7 @@ def summary_line(results: dict, args, bench, seconds: float, identity_swap: dict
 
     def row(name: str) -> dict:
         s = results[name]
-        out = {key: (None if s[col] != s[col] else round(float(s[col]), 4)) for key, col in SUMMARY_KEYS.items()}
+        out = {key: _rounded(s[col]) for key, col in SUMMARY_KEYS.items()}
         out["by_camera"] = {cam: round(g["exact_cast"], 4) for cam, g in s["count"]["by_camera"].items()}
         return out
 
@@ -449,11 +459,11 @@ def summary_line(results: dict, args, bench, seconds: float, identity_swap: dict
     summary = {"films_seed": args.films_seed, "films_set": args.films_set, "films": args.films,
                "keyframes": sum(f.n_keyframes for f in bench.films), "steps": args.steps, "cfg": args.cfg,
                "seconds": round(seconds, 1), "row": planned, **row(planned),
-               "unscripted_chance": round(results[planned]["unscripted"]["unscripted_chance"], 4),
-               "identity_swap": round(identity_swap["moved_with_portrait"], 4),
+               "unscripted_chance": _rounded(results[planned]["unscripted"]["unscripted_chance"]),
+               "identity_swap": _rounded(identity_swap["moved_with_portrait"]),
                "true_tokens": row("true tokens, identity renderer"), "ground_truth": row("ground truth keyframes")}
     if "no history" in results:
-        summary["unscripted_state_no_history"] = round(results["no history"]["unscripted state"], 4)
+        summary["unscripted_state_no_history"] = _rounded(results["no history"]["unscripted state"])
     return summary
 
 

@@ -117,7 +117,8 @@ def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_
 def test_benchmark_command_scores_fresh_films_and_ends_with_a_json_line(host, tmp_path, fresh_python):
     """The README's ``python benchmarks/toycinema.py --films-seed S --films N --skip-ablations`` in a fresh interpreter,
     on one film of a seed nothing else uses with 2 sampling steps (about 25 s): both tables, and the last line one JSON
-    object with the count-aware figures of planned tokens, of true tokens and of the ground truth."""
+    object with the count-aware figures and the unscripted state of planned tokens, of true tokens and of the ground
+    truth, the chance level of the unscripted state and the identity swap."""
     proc = fresh_python.run("python benchmarks/toycinema.py --films-seed 123 --films 1 --skip-ablations", "--steps", "2",
                             "--work", str(tmp_path / "work"), timeout=600, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -126,16 +127,27 @@ def test_benchmark_command_scores_fresh_films_and_ends_with_a_json_line(host, tm
     assert any(line.startswith("| ground truth keyframes | 1.00 |") and "exact cast" not in line for line in lines)
     assert any(line.startswith("| keyframes | wide (") and "on screen (" in line for line in lines), proc.stdout
     summary = json.loads(lines[-1])
-    assert summary["films_seed"] == 123 and summary["films"] == 1 and summary["keyframes"] == 24
+    n_keyframes = generate_film_keyframes(123)
+    assert summary["films_seed"] == 123 and summary["films"] == 1 and summary["keyframes"] == n_keyframes
     assert summary["row"].startswith("planner (shipped")
     for part in (summary, summary["true_tokens"], summary["ground_truth"]):
-        for key in ("exact_cast", "extra_figures_wide", "missing_figures", "doubled", "camera", "location"):
+        for key in ("exact_cast", "extra_figures_wide", "missing_figures", "doubled", "camera", "location",
+                    "unscripted_state", "unscripted_look", "unscripted_hat"):
             assert 0.0 <= part[key] <= 1.0, (key, part)
     assert summary["ground_truth"]["exact_cast"] >= 0.95 and summary["ground_truth"]["extra_figures_wide"] == 0.0
-    assert summary["unscripted_state"] is None and "not measured" in summary["not_measured"]["unscripted_state"]
-    assert "unscripted_state_no_history" not in summary  # only when the ablations run
+    assert summary["ground_truth"]["unscripted_state"] >= 0.95  # the probe's own error on the state
+    assert 1 / 3 <= summary["unscripted_chance"] < 1.0
+    assert summary["identity_swap"] is None or 0.0 <= summary["identity_swap"] <= 1.0  # None: no close-up to swap
+    assert "unscripted_state_no_history" not in summary and "not_measured" not in summary  # only with the ablations
     bad = fresh_python.run("python benchmarks/toycinema.py --films-seed 1000 --skip-ablations", timeout=120, env=_env(host))
     assert bad.returncode == 2 and "training films" in bad.stderr, bad.stderr[-2000:]
+
+
+def generate_film_keyframes(seed: int) -> int:
+    """Keyframes of the benchmark's one film of ``seed`` (its films are ``generate_films(seed, n)``)."""
+    from moviedreamer_core.toycinema import generate_films
+
+    return generate_films(seed, 1)[0].n_keyframes
 
 
 @pytest.mark.slow
