@@ -333,6 +333,36 @@ def test_full_planner_learns_the_script(toy, full_planner):
     assert scores["true_character_f1"] > 0.7, scores
     assert scores["location_accuracy"] > 0.9 and scores["location_same_place"] > 0.9, scores
     assert scores["camera_accuracy"] > chance["camera_accuracy"] + 0.05, (scores, chance)
+    # What history carries: each place's light, said once by the script (the first shot of its first visit), read
+    # back from the planned tokens of the keyframes whose script is silent about it (nearest light centroid of true
+    # tokens), against what the same planner gives each keyframe planned alone and the best constant guess.
+    looks = _look_readout(toy["films"], toy["tokens"])
+    alone = plan_films(path, toy["test"], toy["text"], toy["faces"], toy["tokens"], seed=0, variant="no_history")
+    with_history, without, guess = _unscripted_looks(looks, planned, toy["test"]), _unscripted_looks(looks, alone, toy["test"]), \
+        _best_constant_look(toy["test"])
+    print({"unscripted look": round(with_history, 3), "planned alone": round(without, 3), "best guess": round(guess, 3)})
+    assert with_history >= max(without, guess) + 0.2, (with_history, without, guess)
+
+
+def _look_readout(films, tokens):
+    """Each light's centroid of the true tokens of ``films`` (flattened, unit length): a nearest-centroid readout."""
+    true = torch.cat([t.flatten(1) for t in true_tokens(films, tokens)])
+    looks = torch.tensor([k.look for f in films for k in f.keyframes])
+    centroids = torch.stack([true[looks == i].mean(0) for i in range(int(looks.max()) + 1)])
+    return torch.nn.functional.normalize(centroids, dim=1)
+
+
+def _unscripted_looks(centroids, planned, films) -> float:
+    right = []
+    for tokens, film in zip(planned, films):
+        read = (torch.nn.functional.normalize(tokens.flatten(1), dim=1) @ centroids.T).argmax(1)
+        right += [int(r) == u["look"] for r, u in zip(read, film.unscripted()) if u["look"] is not None]
+    return float(np.mean(right))
+
+
+def _best_constant_look(films) -> float:
+    truth = [u["look"] for f in films for u in f.unscripted() if u["look"] is not None]
+    return max(truth.count(v) for v in set(truth)) / len(truth)
 
 
 def test_no_history_plans_each_keyframe_alone(toy, full_planner):
