@@ -310,15 +310,7 @@ def test_full_planner_learns_the_script(toy, full_planner):
     0.85, which failed in the world without such state once the script stated the camera: 0.0079 against 0.0090)
     and 0.0305 without the script. Each place's light on keyframes whose script is silent, read from planned tokens:
     0.57 with history, 0.44 planned alone, 0.47 the best constant guess. Who is on screen is not learnt at this
-    scale (character F1 0.30): see test_identity_embeddings_carry_the_cast (slow)."""Trained by the project's trainer on 64 films, the planner's tokens for 16 unseen films read back as the
-    right place (the scene sentence) and beat chance on camera. Measured at this scale (250 steps, names drawn
-    per film) before the planner read the camera: location 0.997 (chance 0.23), camera 0.60 (chance 0.49); held-out
-    teacher-forced error 0.0141 against 0.0219 with the visual history hidden and 0.0271 with the script replaced by
-    the nulls. With the camera input: location 1.00, camera 0.98; held-out error 0.0079 against 0.0090 without
-    history (0.88 of it: the bound below, 0.85, FAILS since the camera input; history mostly told the planner the
-    shot size, which the script now states) and 0.0283 without the script. Who is on
-    screen is not learnt at this scale (character F1 0.10, under the constant guess 0.39; with the world's fixed
-    names 0.21): see test_identity_embeddings_carry_the_cast (slow)."""
+    scale (character F1 0.30): see test_identity_embeddings_carry_the_cast (slow)."""
     from moviedreamer_core.planner import load_planner
     from moviedreamer_core.toycinema import trivial_scores
 
