@@ -67,11 +67,13 @@ DEFAULT_SHOTS = 16
 PHRASINGS = ("train", "all")
 
 #: Phrasings of each location's scene sentence (``world.Location.scene`` first; the last is held out). None of
-#: them says the light: that is the place's per-film look, said once (``world.PLACE_LOOKS``).
+#: them says the light: that is the place's per-film look, said once (``world.PLACE_LOOKS``). Only the catalogue sentence
+#: of the beach says "sand": with "sand dunes" for the desert, the planner took a scene change to the desert for the
+#: beach or for no change at all (the toy workflow's film).
 SCENE_PHRASES: dict[str, tuple[str, ...]] = {
-    "beach": ("a sandy beach, waves rolling in", "the seaside, with waves breaking on the sand", "a stretch of sand by the sea"),
+    "beach": ("a sandy beach, waves rolling in", "the seaside, with waves breaking on the shore", "a stretch of shore by the sea"),
     "forest": ("a dark pine forest, tall trees all around", "deep in a forest of tall pines", "among the pines of a dark wood"),
-    "desert": ("a wide desert of rolling dunes", "sand dunes stretching to the horizon", "the dry desert, dune after dune"),
+    "desert": ("a wide desert of rolling dunes", "dry dunes stretching to the horizon", "the dry desert, dune after dune"),
     "city_night": ("a city square at night under the stars", "a paved town square after dark, stars overhead",
                    "the city centre at night"),
     "snowfield": ("a quiet snowfield, snow falling", "a white field of snow, flakes drifting down", "open snowy ground in winter"),
