@@ -68,23 +68,10 @@ def parse_args(argv=None):
 
 def reference_planner(bench, args) -> str:
     """The shipped planner's recipe trained on a dataset with the characters' reference tokens (``--work``)."""
-    pd = method._pack("moviedreamer_core.toycinema.planner_data")
     work = Path(args.work)
-    data = work / "data_references"
-    if (data / "index.json").is_file():
-        method._refuse_stale(data / "index.json", json.loads((data / "index.json").read_text()), bench)
-    else:
-        method._log(f"planner dataset with references: {data}")
-        pd.write_planner_dataset(bench.train_films, str(data), bench.text, bench.embedder, bench.tokenizer.token_encoder(),
-                                 held_out=bench.watched_films, references=True, log=None)
-    path = work / "planner_references" / "planner.safetensors"
-    if path.is_file():
-        cfg = method._pack("moviedreamer_core.planner.checkpoint").read_planner_config(str(path))
-        method._refuse_stale(path, {"token_space": cfg.token_space, "identity_space": cfg.identity_space}, bench)
-        return str(path)
-    method._log("training the planner with references")
-    return bench.runs.train_toy_planner(str(data), str(work / "planner_references"), variant="full",
-                                        steps=args.planner_steps, log=None)
+    data = method.ensure_dataset(bench, work / "data_references", references=True, log=None)
+    return method.ensure_planner(bench, data, work / "planner_references", "trained with references", args.planner_steps,
+                                 variant="full")
 
 
 def report_row(bench, checkers, frames_per_film) -> dict:

@@ -287,37 +287,46 @@ def _refuse_stale(path, spaces: dict, bench) -> None:
         raise SystemExit(f"{e}: delete --work (or choose another) to retrain the ablations") from None
 
 
+def ensure_dataset(bench, folder: Path, **options) -> Path:
+    """The planner dataset of the training films in ``folder`` with ``write_planner_dataset``'s ``options``: reused
+    when ``folder`` holds one (refused when it was made with other spaces), else written."""
+    if (folder / "index.json").is_file():
+        _refuse_stale(folder / "index.json", json.loads((folder / "index.json").read_text()), bench)
+    else:
+        _log(f"planner dataset {folder.name}")
+        _pack("moviedreamer_core.toycinema.planner_data").write_planner_dataset(
+            bench.train_films, str(folder), bench.text, bench.embedder, bench.tokenizer.token_encoder(),
+            held_out=bench.watched_films, **options)
+    return folder
+
+
+def ensure_planner(bench, data: Path, out: Path, row: str, steps=None, **run) -> str:
+    """The planner trained on ``data`` into ``out`` (``train_toy_planner``'s ``run`` options: variant, subset): reused
+    when ``out`` holds one (refused when it was trained in other spaces), else trained."""
+    path = out / "planner.safetensors"
+    if path.is_file():
+        cfg = _pack("moviedreamer_core.planner.checkpoint").read_planner_config(str(path))
+        _refuse_stale(path, {"token_space": cfg.token_space, "identity_space": cfg.identity_space}, bench)
+        return str(path)
+    _log(f"training planner: {row}")
+    return str(bench.runs.train_toy_planner(str(data), str(out), steps=steps, log=None, **run))
+
+
 def ensure_planners(bench, args) -> dict:
     """Train (or reuse) the planner ablations in ``--work``; returns ``{row name: planner path}``."""
-    pd = _pack("moviedreamer_core.toycinema.planner_data")
     work = Path(args.work)
-    paths = {}
     for identities in (True, False):
-        folder = work / ("data" if identities else "data_no_identity")
-        if (folder / "index.json").is_file():
-            _refuse_stale(folder / "index.json", json.loads((folder / "index.json").read_text()), bench)
-        else:
-            _log(f"planner dataset {folder.name}")
-            pd.write_planner_dataset(bench.train_films, str(folder), bench.text, bench.embedder,
-                                     bench.tokenizer.token_encoder(), held_out=bench.watched_films, identities=identities)
+        ensure_dataset(bench, work / ("data" if identities else "data_no_identity"), identities=identities)
     plans = {"no identity embeddings": ("data_no_identity", "no_identity", None),
              "no history": ("data", "no_history", None),
              f"regularised, {args.subset} films": ("data", "full", args.subset),
              f"no anti-overfitting, {args.subset} films": ("data", "no_regularisation", args.subset)}
+    paths = {}
     for row, (data, variant, subset) in plans.items():
-        name = f"{variant}{'_subset' if subset else ''}"
-        out = work / f"planner_{variant}{'_' + str(subset) if subset else ''}"
-        path = out / "planner.safetensors"
-        if args.train_only and args.train_only != name:
+        if args.train_only and args.train_only != f"{variant}{'_subset' if subset else ''}":
             continue
-        if path.is_file():
-            cfg = _pack("moviedreamer_core.planner.checkpoint").read_planner_config(str(path))
-            _refuse_stale(path, {"token_space": cfg.token_space, "identity_space": cfg.identity_space}, bench)
-        else:
-            _log(f"training planner: {row}")
-            path = bench.runs.train_toy_planner(str(work / data), str(out), variant=variant, subset=subset,
-                                                steps=args.planner_steps, log=None)
-        paths[row] = str(path)
+        out = work / f"planner_{variant}{'_' + str(subset) if subset else ''}"
+        paths[row] = ensure_planner(bench, work / data, out, row, args.planner_steps, variant=variant, subset=subset)
     return paths
 
 

@@ -152,20 +152,30 @@ class PlaceCounter:
     def read(self, images, cameras: Sequence[int]) -> list[PlaceReading]:
         """One reading per keyframe. ``images``: ``uint8 [N, S, S, 3]`` or a list of square ``uint8 [S, S, 3]``
         images (any sizes); ``cameras``: the camera id of each (the script's)."""
+        return self.read_embedded(self.embed_places(images, cameras), cameras)
+
+    def embed_places(self, images, cameras: Sequence[int]) -> np.ndarray:
+        """``[N, places, dim]``: the embedding of each keyframe's window at each screen place (``read``'s input;
+        the identity report's toy faces reuse it)."""
         images = list(images)
         cameras = [int(c) for c in cameras]
         if len(images) != len(cameras):
             raise ValueError(f"{len(images)} images for {len(cameras)} camera sizes")
         crops = [crop for image, cam in zip(images, cameras) for _, crop in character_crops(np.asarray(image), place_plan(cam))]
         if not crops:
+            return np.zeros((0, N_POSITIONS, 0), np.float32)
+        return self.embedder.embed_crops(np.stack(crops)).reshape(len(images), N_POSITIONS, -1)
+
+    def read_embedded(self, e: np.ndarray, cameras: Sequence[int]) -> list[PlaceReading]:
+        """The readings of place embeddings ``e`` (``embed_places``) of keyframes at ``cameras``."""
+        if not len(e):
             return []
-        e = self.embedder.embed_crops(np.stack(crops)).reshape(len(images), N_POSITIONS, -1)
         to_chars = e @ self.references.T  # [N, places, characters]
         to_nobody = e @ self.nobody  # [N, places]
         best = to_chars.argmax(-1)
         s = to_chars.max(-1)
         out = []
-        for i, cam in enumerate(cameras):
+        for i, cam in enumerate(int(c) for c in cameras):
             occupants = choose_arrangement(cam, best[i], s[i], to_nobody[i])
             out.append(PlaceReading(cam, occupants, tuple(float(x) for x in s[i]), tuple(float(x) for x in to_nobody[i])))
         return out

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..identity.base import MAX_FACES, Face, check_rgb_uint8
 from .counting import NOBODY, PlaceCounter, place_plan
-from .identity import character_crops, crop_boxes
+from .identity import crop_boxes
 from .world import CAMERAS, camera_id
 
 #: Script cameras the toy world does not stage, read at the toy size nearest to them.
@@ -55,16 +55,16 @@ def toy_faces(embedder, image: np.ndarray, camera: Optional[str] = None, limit: 
     top, left = (h - side) // 2, (w - side) // 2
     square = np.ascontiguousarray(image[top:top + side, left:left + side])
     cam = toy_camera(camera)
-    reading = place_counter(embedder).read([square], [cam])[0]
+    counter = place_counter(embedder)
+    embedded = counter.embed_places([square], [cam])  # the windows are embedded once, for the reading and the faces
+    reading = counter.read_embedded(embedded, [cam])[0]
     places = [p for p, c in enumerate(reading.occupants) if c != NOBODY][:max(limit, 0)]
     if not places:
         return []
-    plan = place_plan(cam)
-    crops = character_crops(square, plan)
-    vectors = embedder.embed_crops(np.stack([crops[p][1] for p in places]))
-    boxes = crop_boxes(plan, side)
+    boxes = crop_boxes(place_plan(cam), side)
     out = []
-    for p, vec in zip(places, vectors):
+    for p in places:
+        vec = embedded[0, p]
         x0, y0, x1, y1 = boxes[p][1]
         box = (max(int(round(x0)), 0) + left, max(int(round(y0)), 0) + top,
                min(int(round(x1)), side) + left, min(int(round(y1)), side) + top)
