@@ -244,10 +244,16 @@ def probe_loss(out: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) ->
     return loss
 
 
-def train_probe(seed: int = 0, n_films: int = 60, steps: int = 600, batch_size: int = 64, lr: float = 3e-3,
+def train_probe(seed: int = 0, n_films: int = 240, steps: int = 1200, batch_size: int = 64, lr: float = 3e-3,
                 log_every: int = 0, threads: int | None = 1) -> Probe:
     """Train a probe from scratch on the keyframes of ``n_films`` films drawn from ``seed`` (deterministic
     for a seed on one machine). Score it on films drawn from another seed.
+
+    The defaults are the shipped probe's. It is the instrument every toy figure is read with, so it must read
+    ground truth without error: 60 films and 600 steps (the earlier recipe) saw each (place, light, camera)
+    combination only a few times and read 0.97 of the test films' places on ground truth (beach close-ups as
+    snowfield, their ground being all a close-up shows); 240 films and 1200 steps read 1.00 of places, lights and
+    hats on 24 films of another seed.
 
     ``threads``: torch CPU threads while training (restored afterwards). One thread is the default: this
     net is too small to gain from more, and on a busy two-core machine two threads run many times slower.

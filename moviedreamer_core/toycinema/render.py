@@ -88,8 +88,18 @@ def draw_background(loc: Location, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return img
 
 
+#: ITU-R BT.601 luma weights: the grey a colour desaturates towards.
+_LUMA = (0.299, 0.587, 0.114)
+
+
 def apply_look(img: np.ndarray, look: PlaceLook) -> np.ndarray:
-    """A background in a place's per-film light (``world.PlaceLook``): every colour scaled and shifted, in place."""
+    """A background in a place's per-film light (``world.PlaceLook``): every colour desaturated, scaled and shifted,
+    in place."""
+    if look.saturation != 1.0:
+        grey = img @ np.asarray(_LUMA, np.float32)
+        img -= grey[..., None]
+        img *= np.float32(look.saturation)
+        img += grey[..., None]
     if look.scale != (1.0, 1.0, 1.0) or look.shift != (0.0, 0.0, 0.0):
         img *= np.asarray(look.scale, np.float32)
         img += np.asarray(look.shift, np.float32)

@@ -95,14 +95,21 @@ CHARACTERS: tuple[Look, ...] = (
 
 @dataclass(frozen=True)
 class PlaceLook:
-    """A per-film look of a place: the light it is seen in. The background's colours become
-    ``clip(colour * scale + shift)`` (the figures are not affected); ``phrases`` are the words a script may use for
-    it (the last one is held out of the training films' scripts)."""
+    """A per-film look of a place: the light it is seen in. The background's colours first lose saturation
+    (``grey + saturation * (colour - grey)``, ``grey`` the colour's luma), then become ``clip(colour * scale + shift)``;
+    the figures are not affected. ``phrases`` are the words a script may use for it (the last one is held out of
+    the training films' scripts).
+
+    The grey light desaturates and dims rather than tinting: a tint pulls every place's hue towards the same
+    blue-grey (the first version, scale (0.55, 0.6, 0.72) + shift (30, 34, 40), made a grey desert read as the city
+    square and a grey snowfield as the beach, 27 of 839 ground-truth keyframes, and its decoder drew a grey desert
+    green), while desaturation keeps each place's hue, so places stay apart under every light."""
 
     name: str
     scale: tuple[float, float, float]
     shift: tuple[float, float, float]
     phrases: tuple[str, ...]
+    saturation: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -119,8 +126,8 @@ PLACE_LOOKS: tuple[PlaceLook, ...] = (
               ("in clear daylight", "on a bright clear day", "in plain daylight")),
     PlaceLook("golden", (0.95, 0.72, 0.42), (40.0, 22.0, 0.0),
               ("in golden evening light", "at sunset, everything golden", "in the warm glow of dusk")),
-    PlaceLook("grey", (0.55, 0.6, 0.72), (30.0, 34.0, 40.0),
-              ("under a grey, overcast sky", "on a dull grey day", "in flat grey light")),
+    PlaceLook("grey", (0.72, 0.74, 0.8), (24.0, 26.0, 36.0),
+              ("under a grey, overcast sky", "on a dull grey day", "in flat grey light"), saturation=0.45),
 )
 
 HATS: tuple[Hat, ...] = (
