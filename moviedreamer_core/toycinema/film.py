@@ -79,6 +79,7 @@ class ShotPlan:
     scene: str = ""  # the script's scene sentence ("": the location's catalogue sentence)
     states_look: bool = False  # the scene sentence says the place's per-film look (its first visit's first shot)
     states_hats: tuple[int, ...] = ()  # characters whose hat the first action sentence says (their first shot)
+    states_places: tuple[int, ...] = ()  # characters whose stage place (left / centre / right) the shot's script says
 
     @property
     def shot_id(self) -> str:

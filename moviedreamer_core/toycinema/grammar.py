@@ -31,6 +31,13 @@ back to places they have seen (``REVISIT_P``), so some of those later keyframes 
 that stated the look. ``ShotPlan.states_look`` / ``states_hats`` record what a shot's script states, so scores can
 keep to the keyframes where only history knows (``Film.unscripted``).
 
+**Stage places.** Where a character stands (its stage slot: left, centre or right, drawn at random when it arrives)
+is said once, in the first action sentence of the shot where it takes that place ("Eli stands on the left."), and
+kept for the rest of the visit: later wide shots show it there and their scripts are silent. Without this, the first
+wide shot of four in ten visits put a character at a place no script or keyframe could tell (measured on the test
+films: 0.60 of wide keyframes had every figure's place shown earlier in the visit), so no planner could draw the
+exact cast; now a planner that reads its history can.
+
 **Phrasings.** Every sentence has several phrasings; the last of each is held out: ``phrasings="train"`` (the
 training films) never uses it, ``phrasings="all"`` (the default: development and test films) draws among all of
 them. Phrasings, looks and hats come from their own random streams, so a film's story and staging are the same
@@ -81,6 +88,16 @@ SCENE_PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 WIDE, MEDIUM, CLOSE_UP = camera_id("wide"), camera_id("medium"), camera_id("close_up")
+
+#: How a script says a stage place (index = screen position: left, centre, right); the last phrasing is held out.
+PLACE_PHRASES: tuple[tuple[str, ...], ...] = (
+    ("on the left", "at the left", "over on the left side"),
+    ("in the middle", "in the centre", "right in the middle"),
+    ("on the right", "at the right", "over on the right side"),
+)
+#: The sentence that says where characters stand ("{}": "Eli on the left and Fen in the middle"); the last is held out.
+PLACE_SENTENCES: tuple[str, ...] = ("{} stands {}.", "{} is {}.", "{} takes a place {}.")
+PLACE_SENTENCES_MANY: tuple[str, ...] = ("They stand: {}.", "They are placed: {}.", "Where they stand: {}.")
 
 
 def _names(ids) -> str:
@@ -162,6 +179,17 @@ def _state_hats(first: str, shown: tuple[int, ...], hats: dict[int, int], rng: n
     return " ".join([first] + extra)
 
 
+def _state_places(first: str, placed: tuple[tuple[int, int], ...], rng: np.random.Generator, phrasings: str) -> str:
+    """``first`` followed by a sentence saying the stage place of each ``(character, slot)`` of ``placed``."""
+    if not placed:
+        return first
+    parts = [(CHARACTERS[c].name, _pick(PLACE_PHRASES[p], rng, phrasings)) for c, p in placed]
+    if len(parts) == 1:
+        return f"{first} {_pick(PLACE_SENTENCES, rng, phrasings).format(*parts[0])}"
+    listed = ", ".join(f"{name} {where}" for name, where in parts[:-1]) + f" and {parts[-1][0]} {parts[-1][1]}"
+    return f"{first} {_pick(PLACE_SENTENCES_MANY, rng, phrasings).format(listed)}"
+
+
 def _name_at(text: str, name: str) -> int:
     """Where ``name`` first stands as a whole word in ``text`` (-1 when it does not)."""
     import re
@@ -196,6 +224,7 @@ class _Story:
         self.cast = [int(c) for c in rng.choice(N_CHARACTERS, size=cast_size, replace=False)]
         self.max_keyframes = max_keyframes
         self.present: dict[int, int] = {}  # character -> stage slot in this scene
+        self.places_stated: set[int] = set()  # characters whose slot in this scene the script has said
         self.seen: set[int] = set()
         self.away: list[int] = []  # characters who left, oldest first
         self.left_at: dict[int, int] = {}  # character -> number of shots when it left
@@ -219,6 +248,7 @@ class _Story:
 
     def _arrive(self, c: int) -> None:
         self.present[c] = self._free_slot()
+        self.places_stated.discard(c)  # a new place: the script says it again
         self.seen.add(c)
         if c in self.away:
             self.away.remove(c)
@@ -237,6 +267,7 @@ class _Story:
             if c not in staying:
                 self._depart(c)
         self.present = {}
+        self.places_stated = set()
         for c in staying:
             self._arrive(c)
         if not self.present and rng.random() < 0.8:
@@ -332,6 +363,11 @@ class _Story:
         if states_hats:  # a hat, said once: in the first sentence of the character's first shot
             self.hats_stated.update(states_hats)
             actions[0] = _state_hats(actions[0], states_hats, self.hats, self.words, self.phrasings)
+        states_places = tuple(c for c in shown if c not in self.places_stated)
+        if states_places:  # a stage place, said once: in the first shot that shows the character there
+            self.places_stated.update(states_places)
+            placed = tuple((c, self.present[c]) for c in states_places)
+            actions[0] = _state_places(actions[0], placed, self.words, self.phrasings)
         first_shot = not self.shots
         transition = "cut" if first_shot or not scene_start else str(rng.choice(["dissolve", "fade", "cut"]))
         self.shots.append(
@@ -349,6 +385,7 @@ class _Story:
                 scene=scene,
                 states_look=states_look,
                 states_hats=states_hats,
+                states_places=states_places,
             )
         )
         if event == "leave":

@@ -15,7 +15,7 @@ import pytest
 
 from moviedreamer_core.toycinema import HATS, PLACE_LOOKS, generate_film, generate_films, script_data
 from moviedreamer_core.toycinema.film import KeyframePlan
-from moviedreamer_core.toycinema.grammar import SCENE_PHRASES
+from moviedreamer_core.toycinema.grammar import PLACE_PHRASES, SCENE_PHRASES
 from moviedreamer_core.toycinema.render import render_keyframe
 from moviedreamer_core.toycinema.scores import unscripted_scores
 from moviedreamer_core.toycinema.world import CHARACTERS, LOCATIONS, camera_id
@@ -74,6 +74,46 @@ def test_the_script_says_each_look_and_hat_once_where_it_is_first_shown():
         assert sum(u["look"] is not None for u in unsaid) == sum(len(s.keyframes) for s in film.shots if not s.states_look)
 
 
+def _places_said(text: str, name: str) -> list[int]:
+    """Stage places said of ``name`` in ``text`` (``name`` followed by a place phrase, after 'stands', 'is', ... or
+    in a listing); the longest phrase wins, so 'right in the middle' is the centre, not also 'in the middle'."""
+    said = []
+    for m in re.finditer(r"\b" + re.escape(name) + r"\b(?: stands| is| takes a place)? ([a-z ]+?)(?:,| and |\.)", text):
+        words = m.group(1)
+        said += [p for p, phrases in enumerate(PLACE_PHRASES) if words in phrases]
+    return said
+
+
+def test_the_script_says_each_stage_place_once_per_visit_where_the_character_takes_it():
+    """A character's stage place (left, centre, right) is said in the first action sentence of the first shot of a
+    visit that shows it there (again when it comes back to a new place), never in a later one; wide shots keep it."""
+    stated = later = 0
+    for film in FILMS:
+        data = script_data(film, "none")
+        place_of: dict[int, int] = {}
+        for shot, entry in zip(film.shots, data["shots"]):
+            actions = entry["action"] if isinstance(entry["action"], list) else [entry["action"]]
+            if shot.event == "establish":
+                place_of = {}
+            for c, p, _ in shot.keyframes[0].figures:
+                name = CHARACTERS[c].name
+                said = _places_said(actions[0], name)
+                if c in shot.states_places:
+                    stated += 1
+                    if shot.camera == camera_id("wide"):
+                        assert said == [p], (film.seed, actions[0], p)
+                    else:  # closer shots frame left to right: the stage place is the wide shots' one
+                        assert len(said) == 1, (film.seed, actions[0])
+                    place_of[c] = said[0]
+                else:
+                    later += 1
+                    assert said == [] and c in place_of, (film.seed, actions[0])
+                    if shot.camera == camera_id("wide"):
+                        assert p == place_of[c], (film.seed, shot.index)
+                assert all(_places_said(a, name) == [] for a in actions[1:]), (film.seed, actions)
+    assert stated > 100 and later > stated  # most keyframes' scripts are silent about where people stand
+
+
 def test_training_phrasings_leave_out_every_held_out_phrasing_and_the_story_stays_the_same():
     held_out_scenes = {p[-1] for p in SCENE_PHRASES.values()}
     held_out_looks = {look.phrases[-1] for look in PLACE_LOOKS}
@@ -92,6 +132,9 @@ def test_training_phrasings_leave_out_every_held_out_phrasing_and_the_story_stay
             else:
                 all_any += len(held)
         assert not any(re.search(r", a \w+ hat on,", a) for s in train.shots for a in s.actions)
+        held_out_places = [p[-1] for p in PLACE_PHRASES]
+        assert not any(h in a for s in train.shots for a in s.actions for h in held_out_places)
+        all_any += sum(h in a for s in every.shots for a in s.actions for h in held_out_places)
     assert trained_any and all_any > 40  # held-out phrasings do turn up in development/test films
     with pytest.raises(ValueError, match="phrasings"):
         generate_film(1, phrasings="some")
