@@ -225,6 +225,10 @@ class Bench:
         return {"unscripted state": u["unscripted_state"], "unscripted look": u["unscripted_look"],
                 "unscripted hat": u["unscripted_hat"], "unscripted": u}
 
+    def lone_close_up(self, plan) -> bool:
+        """A close-up of one character: where the identity swap is read."""
+        return plan.camera == self.toy_world.camera_id("close_up") and len(plan.figures) == 1
+
     def swaps(self) -> list:
         """Per film, the two cast members whose portraits the identity-swap test exchanges: the two with the most
         single-character close-ups (``None`` for a film with fewer than two such characters)."""
@@ -232,7 +236,7 @@ class Bench:
         for film in self.films:
             alone = {}
             for plan in film.keyframes:
-                if plan.camera == len(self.toy_world.CAMERAS) - 1 and len(plan.figures) == 1:
+                if self.lone_close_up(plan):
                     alone[plan.figures[0][0]] = alone.get(plan.figures[0][0], 0) + 1
             ranked = sorted(alone, key=lambda c: (-alone[c], c))
             out.append(tuple(ranked[:2]) if len(ranked) >= 2 else None)
@@ -248,8 +252,7 @@ class Bench:
             if not swap:
                 continue
             trade = {swap[0]: swap[1], swap[1]: swap[0]}
-            rows = [i for i, plan in enumerate(film.keyframes) if plan.camera == len(self.toy_world.CAMERAS) - 1
-                    and len(plan.figures) == 1 and plan.figures[0][0] in trade]
+            rows = [i for i, plan in enumerate(film.keyframes) if self.lone_close_up(plan) and plan.figures[0][0] in trade]
             if not rows:
                 continue
             readings = self.counter.read([np.asarray(frames[i]) for i in rows], [film.keyframes[i].camera for i in rows])

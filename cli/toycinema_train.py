@@ -81,8 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--figure-weight", type=float, default=None,
                    help="extra loss weight of the figures' pixels in the decoder's training (default: the shipped recipe's)")
     p.add_argument("--slots-only", action="store_true",
-                   help="renderer with identity slots but without the 'nobody here' fillers and the place term on its "
-                   "identity queries (the previous release's recipe, for comparison)")
+                   help="renderer with identity slots by rank only: no 'nobody here' fillers, no place terms on its "
+                   "identity or token queries, no place head (an earlier release's recipe, for comparison)")
     p.add_argument("--no-token-positions", action="store_true",
                    help="renderer without the place term on its token queries (the previous release's recipe, for comparison)")
     p.add_argument("--rank-slots", action="store_true",
@@ -220,7 +220,8 @@ def main(argv=None) -> int:
         overrides = {} if args.figure_weight is None else {"figure_weight": args.figure_weight}
         result = train_decoder(films, identities, out, steps=args.decoder_steps, seed=args.seed, prediction=args.prediction,
                                training_overrides=overrides, empty_slots=not args.slots_only, positions=not args.slots_only,
-                               token_positions=not args.no_token_positions, places=not args.rank_slots)
+                               token_positions=not (args.no_token_positions or args.slots_only),
+                               places=not (args.rank_slots or args.slots_only))
         adapter = result["adapter"]
         if identities is not None:
             adapter.cfg.identity_space = embedder().space.to_dict()

@@ -65,7 +65,8 @@ class PlannerConfig:
     def __post_init__(self):
         unknown = [x for x in self.inputs if x not in KNOWN_INPUTS]
         if unknown:
-            raise ValueError(f"unknown planner input(s) {unknown} (known: {list(KNOWN_INPUTS)})")
+            raise ValueError(f"the planner reads input(s) {unknown} that this pack does not know (known: "
+                             f"{list(KNOWN_INPUTS)}); a planner file that needs them: update ComfyUI-MovieDreamer")
 
     @property
     def K(self) -> int:
@@ -104,11 +105,7 @@ class PlannerConfig:
         if not isinstance(d["inputs"], (list, tuple)):
             raise ValueError(f"planner config 'inputs' must be a list of input names, got {d['inputs']!r}")
         d["inputs"] = [str(x) for x in d["inputs"]]
-        unknown_inputs = [x for x in d["inputs"] if x not in KNOWN_INPUTS]
-        if unknown_inputs:
-            raise ValueError(f"the planner reads input(s) {unknown_inputs} that this pack does not know (known: "
-                             f"{list(KNOWN_INPUTS)}); update ComfyUI-MovieDreamer")
-        return cls(**d)
+        return cls(**d)  # __post_init__ refuses unknown inputs
 
     def reads(self, name: str) -> bool:
         """Whether the planner reads the per-keyframe script field ``name`` (one of ``KNOWN_INPUTS``)."""

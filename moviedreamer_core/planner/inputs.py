@@ -16,8 +16,11 @@ import torch
 from ..embeds import ScriptEmbeds
 from ..script.schema import Camera
 
-#: The camera values a planner's camera input knows, in the order of its embedding rows (row 0: not stated).
-CAMERAS = tuple(c.value for c in Camera)
+#: The camera values a planner's camera input knows: ``CAMERAS[i]`` is embedding row ``i + 1`` (row 0: not stated).
+#: Written out, not read from ``Camera``: the rows of every saved planner depend on this order, so a camera value
+#: added to the script schema goes at the end here (tests/core/test_planner.py holds the list to the enum).
+CAMERAS = ("extreme_wide", "wide", "full", "medium", "medium_close_up", "close_up", "extreme_close_up",
+           "over_the_shoulder", "point_of_view", "aerial")
 
 
 def camera_index(camera) -> int:

@@ -65,7 +65,8 @@ The count of figures (issue #21): decoded from true tokens, 0.59 of wide keyfram
 scripted character drawn at a second place, with rank slots (above). The renderer's slots are now screen places read
 from the tokens (``RendererConfig.identity_places``, the place head trained here on the keyframes' true places,
 ``place_weight``), with the pixel's place on the token queries too (``token_positions``): on the 16 development films
-of the new world, from true tokens, exact cast 0.99, extra figures on wide keyframes 0.00.
+of the new world, from true tokens, exact cast 0.99 and extra figures on wide keyframes 0.00 for the first decoder of
+that world (before the larger, weighted hats); the README has the shipped decoder's figures.
 """
 
 from __future__ import annotations
@@ -204,10 +205,11 @@ def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, ada
                 places = torch.where(flip[:, None], (N_POSITIONS - 1 - places).flip(1), places)
     ctx = text_context.to(device).expand(len(rows), -1, -1)
     weights = None
-    if cfg.figure_weight:
+    hat_weight = cfg.hat_weight if data.hats is not None else 0.0
+    if cfg.figure_weight or hat_weight:
         boxes = cfg.figure_weight * torch.from_numpy(data.figures[rows]).float()[:, None]  # [B, 1, S, S]
-        if cfg.hat_weight and data.hats is not None:
-            boxes = boxes + cfg.hat_weight * torch.from_numpy(data.hats[rows]).float()[:, None]
+        if hat_weight:
+            boxes = boxes + hat_weight * torch.from_numpy(data.hats[rows]).float()[:, None]
         weights = (1 + torch.where(flip[:, None, None, None], boxes.flip(-1), boxes)).to(device)
     targets = None
     if adapter.place_head is not None and u >= cfg.uncond_prob:  # zeroed tokens show no places
@@ -217,7 +219,9 @@ def make_batch(data: KeyframeSet, rows: np.ndarray, tokenizer: ToyTokenizer, ada
 
 
 def place_targets(data: KeyframeSet, rows: np.ndarray, flip: torch.Tensor) -> torch.Tensor:
-    """``[B, places]``: 1 where a figure stands (mirrored with the picture), the place head's target."""
+    """``[B, places]``: 1 where a figure stands (mirrored with the picture), the place head's target. Its loss also
+    reaches the tokenizer (the tokens are not detached): the tokens are taught to carry where figures stand, which
+    is what the head reads them for."""
     taken = torch.zeros(len(rows), N_POSITIONS)
     for i, r in enumerate(rows):
         for _, p in data.labels[r].on_screen:

@@ -56,6 +56,10 @@ class KeyframePlan:
     look: int = 0
     hats: tuple[int, ...] = ()
 
+    def __post_init__(self):
+        if self.hats and len(self.hats) != len(self.figures):  # a short list would drop figures from the picture
+            raise ValueError(f"{len(self.hats)} hats for {len(self.figures)} figures (one per figure, or none)")
+
     @property
     def label(self) -> FrameLabel:
         return FrameLabel(self.location, self.camera, tuple(sorted((c, p) for c, p, _ in self.figures)))

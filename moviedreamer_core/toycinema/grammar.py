@@ -16,7 +16,7 @@ together   everybody there, seen together                                      w
 empty      nobody is there                                                     wide
 =========  ==================================================================  ==================
 
-When the location changes, each character present goes along with probability ``STAY_P``, the others stay
+When the location changes, each character present goes along with probability ``FOLLOW_P``, the others stay
 behind and may return later; a new scene may find one more character there (``JOIN_P``). Every character present keeps a stage slot (left, centre, right) for the whole
 scene, so wide shots keep people where they were; closer shots frame the ones they show left to right in
 the same order (the 180-degree rule of real films). A shot has one to three keyframes, each with a small
@@ -32,8 +32,9 @@ that stated the look. ``ShotPlan.states_look`` / ``states_hats`` record what a s
 keep to the keyframes where only history knows (``Film.unscripted``).
 
 **Stage places.** Where a character stands (its stage slot: left, centre or right, drawn at random when it arrives)
-is said once, in the first action sentence of the shot where it takes that place ("Eli stands on the left."), and
-kept for the rest of the visit: later wide shots show it there and their scripts are silent. Without this, the first
+is said once, in the first action sentence of the first *wide* shot that shows it there ("Eli stands on the left."),
+and kept for the rest of the visit: later wide shots show it there and their scripts are silent. Closer shots frame
+whom they show left to right, so a stage place said there would contradict the picture; they never say one. Without this, the first
 wide shot of four in ten visits put a character at a place no script or keyframe could tell (measured on the test
 films: 0.60 of wide keyframes had every figure's place shown earlier in the visit), so no planner could draw the
 exact cast; now a planner that reads its history can.
@@ -64,7 +65,7 @@ EVENT_WEIGHTS = {"enter": 1.5, "return": 1.5, "leave": 0.5, "talk": 1.2, "look":
 #: With three characters there, the share of ``talk`` shots that show all three (a conversation of three, medium).
 GROUP_TALK_P = 0.6
 #: When the place changes, each character present goes along with this probability.
-STAY_P = 0.6
+FOLLOW_P = 0.6
 #: Probability that a new scene finds one more character there (a newcomer or one who left earlier).
 JOIN_P = 0.35
 #: Probability that a new scene goes back to a place the film has already shown (when there is one).
@@ -92,7 +93,7 @@ WIDE, MEDIUM, CLOSE_UP = camera_id("wide"), camera_id("medium"), camera_id("clos
 #: How a script says a stage place (index = screen position: left, centre, right); the last phrasing is held out.
 PLACE_PHRASES: tuple[tuple[str, ...], ...] = (
     ("on the left", "at the left", "over on the left side"),
-    ("in the middle", "in the centre", "right in the middle"),
+    ("in the middle", "in the centre", "in the very middle"),
     ("on the right", "at the right", "over on the right side"),
 )
 #: The sentence that says where characters stand ("{}": "Eli on the left and Fen in the middle"); the last is held out.
@@ -172,8 +173,9 @@ def _state_hats(first: str, shown: tuple[int, ...], hats: dict[int, int], rng: n
             continue
         end = i + len(name)
         rest = first[end:]
-        if rest.startswith((".", ";")) or not rest.strip():
-            first = first[:i] + phrase.rstrip(",") + rest  # "... comes back." -> no comma before the full stop
+        if rest.startswith((".", ";", ",")) or not rest.strip():
+            # "... comes back." / "Ava, Bo and Cy ...": no comma of the phrase's own before the sentence's
+            first = first[:i] + phrase.rstrip(",") + rest
         else:
             first = first[:i] + phrase + rest
     return " ".join([first] + extra)
@@ -262,7 +264,7 @@ class _Story:
         rng = self.rng
         self.location = self._next_location()
         self.visited.append(self.location)
-        staying = [c for c in self.present if rng.random() < STAY_P]
+        staying = [c for c in self.present if rng.random() < FOLLOW_P]
         for c in list(self.present):
             if c not in staying:
                 self._depart(c)
@@ -272,7 +274,7 @@ class _Story:
             self._arrive(c)
         if not self.present and rng.random() < 0.8:
             self._arrive(self._someone())
-        if 0 < len(self.present) < N_POSITIONS and rng.random() < JOIN_P:  # somebody else is there already
+        if 0 < len(self.present) < min(N_POSITIONS, len(self.cast)) and rng.random() < JOIN_P:  # somebody else is there already
             self._arrive(self._someone())
 
     def _someone(self) -> int:
@@ -281,7 +283,9 @@ class _Story:
         newcomers = [c for c in self.cast if c not in self.seen and c not in self.present]
         away = [c for c in self.away if c not in self.present]
         pool = newcomers if newcomers and (not away or rng.random() < 0.5) else away or newcomers
-        return int(rng.choice(pool)) if pool else int(rng.choice([c for c in self.cast if c not in self.present]))
+        if not pool:  # the callers ask only while someone of the cast is not here
+            raise RuntimeError("every character of the cast is already here")
+        return int(rng.choice(pool))
 
     # ----------------------------------------------------------------------------------------- shots
 
@@ -363,8 +367,8 @@ class _Story:
         if states_hats:  # a hat, said once: in the first sentence of the character's first shot
             self.hats_stated.update(states_hats)
             actions[0] = _state_hats(actions[0], states_hats, self.hats, self.words, self.phrasings)
-        states_places = tuple(c for c in shown if c not in self.places_stated)
-        if states_places:  # a stage place, said once: in the first shot that shows the character there
+        states_places = tuple(c for c in shown if c not in self.places_stated) if camera == WIDE else ()
+        if states_places:  # a stage place, said once: in the first wide shot that shows the character there
             self.places_stated.update(states_places)
             placed = tuple((c, self.present[c]) for c in states_places)
             actions[0] = _state_places(actions[0], placed, self.words, self.phrasings)

@@ -74,7 +74,8 @@ SPACE_PREFIX = "toycinema.identity"
 INPUT_SIZE = 24
 EMBED_DIM = 32
 
-#: Figure geometry in world units (``render.draw_figure``): half width, and height from feet to head top.
+#: Figure geometry in world units (``render.draw_figure``): half width, and height from feet to the top of a hat
+#: (``world.FIGURE_TOP``; a bare head ends lower).
 FIGURE_HALF_WIDTH = 0.06
 FIGURE_HEIGHT = FIGURE_TOP
 #: The crop window in world units: the close-up camera's width, and how far above the feet its top is.

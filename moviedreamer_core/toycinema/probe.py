@@ -29,13 +29,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .film import FrameLabel
+from .film import FrameLabel, KeyframePlan
 from .grammar import generate_films
-from .film import KeyframePlan
-from .world import N_CAMERAS, N_CHARACTERS, N_HATS, N_LOCATIONS, N_PLACE_LOOKS, N_POSITIONS
+from .world import N_CAMERAS, N_CHARACTERS, N_HATS, N_LOCATIONS, N_PLACE_LOOKS, N_POSITIONS, camera_id
 
 #: Cameras whose keyframes show hats large enough to read (medium and close-up).
-HAT_CAMERAS = (1, 2)
+HAT_CAMERAS = (camera_id("medium"), camera_id("close_up"))
 
 INPUT_SIZE = 32
 FORMAT = "moviedreamer-toycinema-probe"

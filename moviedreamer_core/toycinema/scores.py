@@ -172,6 +172,8 @@ def unscripted_scores(states: Sequence[dict], films: Sequence) -> dict:
     n_keyframes = sum(film.n_keyframes for film in films)
     if n_keyframes != len(states):
         raise ValueError(f"{len(states)} state readings for {n_keyframes} keyframes")
+    if any(s.get("look") is None or s.get("hats") is None for s in states):
+        raise ValueError("state readings without a look or hats: read them with a probe that has the look and hat heads")
     looks, hats = [], []
     look_truth, hat_truth = Counter(), Counter()
     i = 0

@@ -100,10 +100,11 @@ class PlaceLook:
     the figures are not affected. ``phrases`` are the words a script may use for it (the last one is held out of
     the training films' scripts).
 
-    The grey light desaturates and dims rather than tinting: a tint pulls every place's hue towards the same
-    blue-grey (the first version, scale (0.55, 0.6, 0.72) + shift (30, 34, 40), made a grey desert read as the city
-    square and a grey snowfield as the beach, 27 of 839 ground-truth keyframes, and its decoder drew a grey desert
-    green), while desaturation keeps each place's hue, so places stay apart under every light."""
+    The grey light mostly desaturates and dims, with a milder blue tint than its first version (scale (0.55, 0.6,
+    0.72) + shift (30, 34, 40), no desaturation), which pulled every place's hue towards the same blue-grey: its
+    decoder drew a grey desert green, and with 60 films of training the probe read grey deserts as the city square.
+    Desaturation keeps each place's hue, so places stay further apart under every light; the small tint still moves
+    the already grey city square, which desaturation alone would leave as it is."""
 
     name: str
     scale: tuple[float, float, float]
@@ -114,7 +115,8 @@ class PlaceLook:
 
 @dataclass(frozen=True)
 class Hat:
-    """A per-film costume detail: a hat of one colour (used by no character's body or hair) and its names."""
+    """A per-film costume detail: a hat of one colour (used by no character's body; the black hat is close to Cy's
+    black hair, so only the purple and green hats are told apart from a bare head by colour alone) and its names."""
 
     name: str
     colour: RGB

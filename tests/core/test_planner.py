@@ -332,6 +332,17 @@ def test_script_cameras_reach_the_story(embeds):
     assert s.window(1, 3).keyframe_camera.tolist() == s.keyframe_camera[1:3].tolist()
 
 
+def test_camera_rows_are_frozen_and_cover_the_script_schema():
+    """Saved planners' camera embedding rows follow ``CAMERAS``' order: a camera the script schema adds must be
+    appended there, never inserted (the shipped toy planner reads wide, medium and close_up at rows 2, 4 and 6)."""
+    from moviedreamer_core.planner.inputs import CAMERAS, camera_index
+    from moviedreamer_core.script.schema import Camera
+
+    assert set(CAMERAS) == {c.value for c in Camera} and len(set(CAMERAS)) == len(CAMERAS)
+    assert [camera_index(c) for c in ("wide", "medium", "close_up")] == [1, 3, 5]
+    assert camera_index(Camera.aerial) == len(CAMERAS) - 1 and camera_index(None) == camera_index("dolly") == -1
+
+
 def test_a_file_that_is_not_a_planner_is_refused(tmp_path):
     from safetensors.torch import save_file
 
