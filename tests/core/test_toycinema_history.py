@@ -200,3 +200,21 @@ def test_unscripted_scores_count_only_what_the_script_leaves_unsaid():
     with pytest.raises(ValueError, match="state readings"):
         unscripted_scores(truth[:-1], films)
     assert set(LOCATIONS[0].scene.split()) <= set(SCENE_PHRASES[LOCATIONS[0].name][0].split())
+
+
+def test_small_casts_and_three_name_sentences_are_written_cleanly():
+    """Films of one or two characters are written (a scene's newcomer is drawn only while someone is away), and a hat
+    said of the first of three names leaves no double comma; a keyframe's hats are one per figure or none."""
+    for seed in range(30):
+        for size in (1, 2):
+            film = generate_film(seed, cast_size=size)
+            assert 1 <= len(film.cast) <= size
+    sentences = [a for f in generate_films(99, 40) for s in f.shots for a in s.actions]
+    assert not [a for a in sentences if ",," in a or ", ," in a]
+    from moviedreamer_core.toycinema.grammar import _state_hats
+
+    for seed in range(6):  # every phrasing of the hat said of the first of three names
+        said = _state_hats("Ava, Bo and Cy wait in the forest.", (0,), {0: 1}, np.random.default_rng(seed), "all")
+        assert said.startswith("Ava, ") and re.search(r"hat( on)?, Bo and Cy wait", said) and ",," not in said, said
+    with pytest.raises(ValueError, match="hats for"):
+        KeyframePlan(0, 0, ((0, 0, 0.0), (1, 1, 0.0)), 0.0, 0, (1,))
