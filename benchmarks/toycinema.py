@@ -59,7 +59,7 @@ sys.path.insert(0, str(PACK / "cli"))
 from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack  # noqa: E402
 from toycinema_train import DECODER_STEPS  # noqa: E402  (no host import at module level)
 
-COLUMNS = ("location", "camera", "character F1", "exact set", "location, same place", "identity consistency",
+COLUMNS = ("location", "location, background", "camera", "character F1", "exact set", "location, same place", "identity consistency",
            "exact cast", "extra figures, wide", "missing figures", "drawn twice", "unscripted state", "unscripted look",
            "unscripted hat")
 #: The count-aware columns: keys of ``scores.count_scores``.
@@ -146,6 +146,7 @@ class Bench:
         tc = "moviedreamer_core.toycinema"
         self.grammar, self.runs = _pack(f"{tc}.grammar"), _pack(f"{tc}.planner_runs")
         self.identity_mod, self.scores = _pack(f"{tc}.identity"), _pack(f"{tc}.scores")
+        self.background_match = _pack(f"{tc}.background_match")
         W = self.toy.WEIGHTS_DIR
         self.probe = _pack(f"{tc}.probe").Probe.load(os.path.join(W, self.toy.PROBE_FILE))
         self.embedder = self.identity_mod.ToyIdentityEmbedder.load(os.path.join(W, self.toy.IDENTITY_FILE))
@@ -212,8 +213,18 @@ class Bench:
         return {"location": s["location_accuracy"], "camera": s["camera_accuracy"], "character F1": s["character_f1"],
                 "exact set": s["character_set_match"],
                 "location, same place": self.scores.location_accuracy(same, same_true) if same else float("nan"),
-                "identity consistency": consistency["centroid_accuracy"], **self.count(frames_per_film),
+                "identity consistency": consistency["centroid_accuracy"],
+                "location, background": self.background(frames_per_film)["location_background"],
+                **self.count(frames_per_film),
                 **self.unscripted(frames_per_film)}
+
+    def background(self, frames_per_film) -> dict:
+        """The place (and light) of each keyframe's nearest ground-truth background (``toycinema.background_match``):
+        a reading no training can bias, beside the probe's."""
+        import numpy as np
+
+        images = [np.asarray(im) for frames in frames_per_film for im in frames]
+        return self.background_match.background_scores(images, [k for f in self.films for k in f.keyframes])
 
     def unscripted(self, frames_per_film) -> dict:
         """The per-film state the scripts leave unsaid (``scores.unscripted_scores``: looks of places, hats), read by
@@ -446,7 +457,8 @@ def print_count_table(results: dict) -> None:
 
 
 SUMMARY_KEYS = {"exact_cast": "exact cast", "extra_figures_wide": "extra figures, wide", "missing_figures": "missing figures",
-                "doubled": "drawn twice", "camera": "camera", "location": "location", "character_f1": "character F1",
+                "doubled": "drawn twice", "camera": "camera", "location": "location",
+                "location_background": "location, background", "character_f1": "character F1",
                 "exact_set": "exact set", "identity_consistency": "identity consistency",
                 "unscripted_state": "unscripted state", "unscripted_look": "unscripted look", "unscripted_hat": "unscripted hat"}
 
