@@ -1,30 +1,30 @@
-"""Retrain every toy cinema model from scratch: ``python cli/toycinema_train.py`` (26 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python cli/toycinema_train.py`` (38 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
 trainers, not of an unpublished script. Stages, in order (each can be run alone with ``--stages``):
 
-1. ``probe``: the label probe that scores every stage (location, camera, who is on screen).
+1. ``probe``: the label probe that scores every stage (location, camera, who is on screen, each place's light and
+   each figure's hat); 240 films, 1200 steps.
 2. ``identity``: the toy world's identity embedder (its "face recogniser"), which ScriptEncode's ``toycinema``
    face embedder uses on the characters' reference portraits. Both nets train on one thread, so with two
    threads the probe trains in a second process beside it.
 3. ``decoder``: the diffusion autoencoder (paper section 3.2) with identity-preserving rendering (section 3.4):
    the tokenizer (keyframe -> 2 tokens), the pixel-space UNet in the host's classes (v-prediction) and the
    renderer adapter, trained together through the host's UNet and noise schedule (``toycinema/autoencoder.py``);
-   4400 steps, about 20 minutes. The renderer has identity slots, "nobody here" fillers for the empty places and
-   the pixel's place on its identity queries (``RendererConfig``: ``identity_slots``, ``identity_empty_slots``,
-   ``identity_positions``).
+   6600 steps, about 33 minutes. The renderer's identity slots are the screen places read from the tokens by a
+   small place head, with "nobody here" fillers at the empty places and the pixel's place on its identity and token
+   queries (``RendererConfig``: ``identity_places``, ``identity_empty_slots``, ``identity_positions``,
+   ``token_positions``); the figures' and hats' pixels weigh more in the loss.
 4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
    tokens from the new tokenizer, the cast named per film) and the ``tiny`` planner trained on it with the
-   accelerate trainer (about 2 minutes).
+   accelerate trainer (about 3 minutes).
 
-Measured as one run of the whole command on this release's machine (two cores): 26.0 minutes (probe and identity
-embedder side by side 1.0, decoder 22.1, planner dataset 0.1, planner 2.6); it wrote the same decoder as the shipped
-one (same final loss), whose files come from an earlier ``--stages decoder,planner`` run here.
-Machines of the same kind have differed by up to 2x in speed between sessions (0.52, 0.26 and, this release, 0.29 s
-per decoder step).
-
-ComfyUI is imported as a library (``--comfyui``, ``$COMFYUI_PATH``, or the ComfyUI this pack sits in).
+Measured as one run of the whole command on this release's machine (two cores): 37.9 minutes (probe and identity
+embedder side by side 1.3, decoder 33.0 at 0.30 s a step, planner dataset 0.25, planner 2.9). The shipped planner
+comes from a second ``--stages planner`` run (3.5 minutes), made after the toy scripts began to say where characters
+stand. Machines of the same kind have differed by up to 2x in speed between sessions (0.52, 0.26, 0.29, 0.21 and,
+this release, 0.30 s per decoder step).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ TRAIN_SEED, HELD_OUT_SEED, TEST_SEED = 1000, 9000, 40000
 #: Training films' scripts never use a sentence's held-out phrasing (``grammar.generate_film(phrasings=...)``); the
 #: development and test films draw among all phrasings, so part of what they are scored on was never read in training.
 TRAIN_PHRASINGS = "train"
-#: The shipped decoder's training steps (batch 16; about 24 minutes on this release's two cores). See
+#: The shipped decoder's training steps (batch 16; 33 minutes on this release's two cores, 0.30 s a step). See
 #: ``toycinema/autoencoder.py`` for what 2200, 3300 and 4400 steps measured; the world with lights and hats needs
 #: more (at 4400 steps it drew the right hat in 0.97 of medium shots but the exact cast only in 0.82 from true tokens).
 DECODER_STEPS = 6600
