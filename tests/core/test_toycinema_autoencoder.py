@@ -212,9 +212,14 @@ def test_figure_weight_puts_the_loss_on_the_figures_and_mirrors_with_the_picture
         assert hats.any() and bool((boxes | ~hats).all())  # every hat box lies in its figure's box
         assert w[i, 0][boxes & ~hats].unique().tolist() == [5.0] and w[i, 0][~boxes].unique().tolist() == [1.0]
         assert w[i, 0][hats].unique().tolist() == [5.0 + cfg.hat_weight] and cfg.hat_weight == 4.0
-    plain = make_batch(data, rows, tok, adapter, None, AutoencoderTraining(figure_weight=0.0), torch.Generator().manual_seed(3),
-                       torch.zeros(1, 1, C), "cpu")
+    plain = make_batch(data, rows, tok, adapter, None, AutoencoderTraining(figure_weight=0.0, hat_weight=0.0),
+                       torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
     assert plain.pixel_weights is None
+    hats_only = make_batch(data, rows, tok, adapter, None, AutoencoderTraining(figure_weight=0.0, flip=False),
+                           torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu").pixel_weights
+    for i, r in enumerate(rows):  # the hats weigh more without the figures' weight too
+        hats = torch.from_numpy(data.hats[r])
+        assert hats_only[i, 0][hats].unique().tolist() == [5.0] and hats_only[i, 0][~hats].unique().tolist() == [1.0]
 
     # the loss: an error only where the weight is zero costs nothing; where it is 2, twice the unweighted loss
     def denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx):
