@@ -16,11 +16,16 @@ Every image row is also read place by place (``toycinema/counting.py``: who stan
 nobody, with the toy identity embedder): *exact cast* (right characters, right count, right places), the share of
 wide keyframes with extra figures, of keyframes with missing figures, and of keyframes showing one character twice or
 more; a second table breaks exact cast, extra and missing figures down per camera size and per number of characters
-on screen. The ground-truth row is the scorer's own error. The last line printed is one JSON object: the shipped
-planner's row (planned tokens, after rendering: ``exact_cast``, ``extra_figures_wide``, ``missing_figures``,
-``doubled``, ``camera``, ``location``, ...), the same from true tokens under ``true_tokens`` and for the ground truth
-under ``ground_truth``, and ``unscripted_state: null`` with its reason under ``not_measured`` (the toy world has no
-state the script leaves unsaid yet). Rows:
+on screen. The ground-truth row is the scorer's own error. Every row is also scored on the *unscripted state*
+(``scores.unscripted_scores``): on keyframes whose script does not say it, does the place show the film's light and
+does each character of a medium or close-up keyframe wear the film's hat (read by the probe), against the chance of a
+guess that knows nothing of the film. The *identity swap*: two characters' reference portraits exchanged in every
+film's script, planned and rendered by the shipped models; in their single-character close-ups, the share whose figure
+reads as the portrait's character (the look moved with the portrait). The last line printed is one JSON object: the
+shipped planner's row (planned tokens, after rendering: ``exact_cast``, ``extra_figures_wide``, ``missing_figures``,
+``doubled``, ``camera``, ``location``, ``unscripted_state`` (with ``unscripted_look`` / ``unscripted_hat``), ...),
+``unscripted_chance``, ``identity_swap``, ``unscripted_state_no_history`` when the ablations run, the same columns from
+true tokens under ``true_tokens`` and for the ground truth under ``ground_truth``. Rows:
 
 * ground truth: the films' own keyframes (the probe's ceiling);
 * decoded from true tokens (the tokenizer's two tokens of each true keyframe, drawn by the renderer): with the
@@ -54,15 +59,14 @@ sys.path.insert(0, str(PACK / "cli"))
 from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack  # noqa: E402
 from toycinema_train import DECODER_STEPS  # noqa: E402  (no host import at module level)
 
-COLUMNS = ("location", "camera", "character F1", "exact set", "location, same place", "identity consistency",
-           "exact cast", "extra figures, wide", "missing figures", "drawn twice")
+COLUMNS = ("location", "location, background", "camera", "character F1", "exact set", "location, same place", "identity consistency",
+           "exact cast", "extra figures, wide", "missing figures", "drawn twice", "unscripted state", "unscripted look",
+           "unscripted hat")
 #: The count-aware columns: keys of ``scores.count_scores``.
 COUNT_COLUMNS = {"exact cast": "exact_cast", "extra figures, wide": "extra_figures_wide",
                  "missing figures": "missing_figures", "drawn twice": "doubled"}
 #: Films scored when ``--films`` is not given: the development set as before, 32 for the test set or another seed.
 DEV_FILMS, OTHER_FILMS = 16, 32
-NOT_MEASURED = ("the toy world has no unscripted state yet (state the pictures show and the script never states, "
-                "issue #21 part 3), so it is not measured")
 
 
 def _pack(name: str):
@@ -142,6 +146,7 @@ class Bench:
         tc = "moviedreamer_core.toycinema"
         self.grammar, self.runs = _pack(f"{tc}.grammar"), _pack(f"{tc}.planner_runs")
         self.identity_mod, self.scores = _pack(f"{tc}.identity"), _pack(f"{tc}.scores")
+        self.background_match = _pack(f"{tc}.background_match")
         W = self.toy.WEIGHTS_DIR
         self.probe = _pack(f"{tc}.probe").Probe.load(os.path.join(W, self.toy.PROBE_FILE))
         self.embedder = self.identity_mod.ToyIdentityEmbedder.load(os.path.join(W, self.toy.IDENTITY_FILE))
@@ -153,27 +158,30 @@ class Bench:
         self.planner_path = os.path.join(self.toy.TOY_MODEL_DIR, self.toy.PLANNER_FILE)
         self.text = _pack("moviedreamer_core.toycinema.planner_data").cached_text_encoder(
             _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm"))
-        train_seed, held_out_seed = _pack("cli.toycinema_train").TRAIN_SEED, _pack("cli.toycinema_train").HELD_OUT_SEED
-        self.train_films = self.grammar.generate_films(train_seed, args.train_films)
+        held_out_seed = _pack("cli.toycinema_train").HELD_OUT_SEED
+        self.train_films = _pack("cli.toycinema_train").training_films(args.train_films)
         self.films = self.grammar.generate_films(args.films_seed, args.films)
         # the ablations' planner trainer watches development films, whichever films are scored
         self.watched_films = self.grammar.generate_films(held_out_seed, 4)
         self.counter = _pack(f"{tc}.counting").PlaceCounter(self.embedder)
+        self.toy_world = _pack(f"{tc}.world")
         self.labels = [f.labels() for f in self.films]
         self.identities = torch.from_numpy(self.embedder.reference_embeddings(64)).float()
         self.cond = [[self.toy.text_context(), {}]]
 
     # ------------------------------------------------------------------ scoring
-    def frames(self, tokens_per_film, renderer=None, identity_weight=1.0, identities=True):
-        """Decode every film's tokens with the renderer; identities of who the script puts on screen."""
+    def frames(self, tokens_per_film, renderer=None, identity_weight=1.0, identities=True, swaps=None):
+        """Decode every film's tokens with the renderer; identities of who the script puts on screen (from their
+        reference portraits; with ``swaps``, per film two characters whose portraits were exchanged)."""
         import numpy as np
         import torch
 
         tokens = torch.cat(list(tokens_per_film))
         rows = []
-        for film in self.films:
+        for film, swap in zip(self.films, swaps or [None] * len(self.films)):
+            trade = {swap[0]: swap[1], swap[1]: swap[0]} if swap else {}
             for plan in film.keyframes:
-                chars = [c for c, _, _ in plan.figures]
+                chars = [trade.get(c, c) for c, _, _ in plan.figures]
                 rows.append(self.identities[chars] if chars else torch.zeros(0, self.identities.shape[1]))
         images = self.decode(self.model, self.vae, renderer or self.renderer, tokens, rows if identities else None,
                              positive=self.cond, negative=self.cond, steps=self.args.steps, cfg=self.args.cfg,
@@ -205,7 +213,68 @@ class Bench:
         return {"location": s["location_accuracy"], "camera": s["camera_accuracy"], "character F1": s["character_f1"],
                 "exact set": s["character_set_match"],
                 "location, same place": self.scores.location_accuracy(same, same_true) if same else float("nan"),
-                "identity consistency": consistency["centroid_accuracy"], **self.count(frames_per_film)}
+                "identity consistency": consistency["centroid_accuracy"],
+                "location, background": self.background(frames_per_film)["location_background"],
+                **self.count(frames_per_film),
+                **self.unscripted(frames_per_film)}
+
+    def background(self, frames_per_film) -> dict:
+        """The place (and light) of each keyframe's nearest ground-truth background (``toycinema.background_match``):
+        a reading no training can bias, beside the probe's."""
+        import numpy as np
+
+        images = [np.asarray(im) for frames in frames_per_film for im in frames]
+        return self.background_match.background_scores(images, [k for f in self.films for k in f.keyframes])
+
+    def unscripted(self, frames_per_film) -> dict:
+        """The per-film state the scripts leave unsaid (``scores.unscripted_scores``: looks of places, hats), read by
+        the probe; every score under ``unscripted``."""
+        import numpy as np
+
+        states = self.probe.read_state(np.concatenate([np.asarray(f) for f in frames_per_film]))
+        u = self.scores.unscripted_scores(states, self.films)
+        return {"unscripted state": u["unscripted_state"], "unscripted look": u["unscripted_look"],
+                "unscripted hat": u["unscripted_hat"], "unscripted": u}
+
+    def lone_close_up(self, plan) -> bool:
+        """A close-up of one character: where the identity swap is read."""
+        return plan.camera == self.toy_world.camera_id("close_up") and len(plan.figures) == 1
+
+    def swaps(self) -> list:
+        """Per film, the two cast members whose portraits the identity-swap test exchanges: the two with the most
+        single-character close-ups (``None`` for a film with fewer than two such characters)."""
+        out = []
+        for film in self.films:
+            alone = {}
+            for plan in film.keyframes:
+                if self.lone_close_up(plan):
+                    alone[plan.figures[0][0]] = alone.get(plan.figures[0][0], 0) + 1
+            ranked = sorted(alone, key=lambda c: (-alone[c], c))
+            out.append(tuple(ranked[:2]) if len(ranked) >= 2 else None)
+        return out
+
+    def swap_score(self, frames_per_film, swaps) -> dict:
+        """Identity swap: in single-character close-ups of a swapped character, the share whose figure reads as the
+        character whose portrait the script gave it (the look moved with the portrait), and as the script's own."""
+        import numpy as np
+
+        moved = kept = n = 0
+        for frames, film, swap in zip(frames_per_film, self.films, swaps):
+            if not swap:
+                continue
+            trade = {swap[0]: swap[1], swap[1]: swap[0]}
+            rows = [i for i, plan in enumerate(film.keyframes) if self.lone_close_up(plan) and plan.figures[0][0] in trade]
+            if not rows:
+                continue
+            readings = self.counter.read([np.asarray(frames[i]) for i in rows], [film.keyframes[i].camera for i in rows])
+            for i, reading in zip(rows, readings):
+                c = film.keyframes[i].figures[0][0]
+                drawn = [x for x in reading.occupants if x >= 0]
+                moved += drawn == [trade[c]]
+                kept += drawn == [c]
+                n += 1
+        return {"moved_with_portrait": moved / n if n else float("nan"), "kept_script_character": kept / n if n else float("nan"),
+                "close_ups": n}
 
     def count(self, frames_per_film) -> dict:
         """The count-aware columns, and every count score under ``count`` (``scores.count_scores``): each keyframe read
@@ -333,6 +402,11 @@ def main(argv=None) -> int:
         results[row] = bench.score(bench.frames(tokens))
         readouts[row] = bench.runs.token_readout_scores(readout, tokens, bench.labels)
     readouts["true tokens"] = bench.runs.token_readout_scores(readout, true_tokens, bench.labels)
+    _log("identity swap: two characters' reference portraits exchanged in every film, planned and decoded")
+    swaps = bench.swaps()
+    swapped = bench.runs.plan_films(bench.planner_path, bench.films, bench.text, bench.embedder,
+                                    bench.tokenizer.token_encoder(), names="per_film", swaps=swaps)
+    identity_swap = bench.swap_score(bench.frames(swapped, swaps=swaps), swaps)
 
     seconds = time.perf_counter() - started
     what = {"dev": "the development set", "test": "the test set"}.get(args.films_set, "fresh films")
@@ -344,13 +418,16 @@ def main(argv=None) -> int:
     for row, s in results.items():
         print(f"| {row} | " + " | ".join(_cell(s[c]) for c in COLUMNS) + " |")
     print_count_table(results)
+    print(f"\nIdentity swap (two characters' reference portraits exchanged per film; {identity_swap['close_ups']} "
+          f"single-character close-ups of them): the figure drawn is the portrait's character in "
+          f"{identity_swap['moved_with_portrait']:.2f}, the script's own in {identity_swap['kept_script_character']:.2f}")
     print("\nPlanned tokens read directly (a readout fitted on true tokens of training films):\n")
     keys = list(next(iter(readouts.values())).keys())
     print("| tokens | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for row, s in readouts.items():
         print(f"| {row} | " + " | ".join(f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]) for k in keys) + " |")
-    summary = summary_line(results, args, bench, seconds)
+    summary = summary_line(results, args, bench, seconds, identity_swap)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"images": results, "tokens": readouts, "summary": summary}, f, indent=1)
@@ -380,29 +457,37 @@ def print_count_table(results: dict) -> None:
 
 
 SUMMARY_KEYS = {"exact_cast": "exact cast", "extra_figures_wide": "extra figures, wide", "missing_figures": "missing figures",
-                "doubled": "drawn twice", "camera": "camera", "location": "location", "character_f1": "character F1",
-                "exact_set": "exact set", "identity_consistency": "identity consistency"}
+                "doubled": "drawn twice", "camera": "camera", "location": "location",
+                "location_background": "location, background", "character_f1": "character F1",
+                "exact_set": "exact set", "identity_consistency": "identity consistency",
+                "unscripted_state": "unscripted state", "unscripted_look": "unscripted look", "unscripted_hat": "unscripted hat"}
 
 
-def summary_line(results: dict, args, bench, seconds: float) -> dict:
+def _rounded(x):
+    """``x`` to 4 places, or ``None`` for a score with nothing to count (``nan``): the JSON line stays plain JSON."""
+    return None if x is None or x != x else round(float(x), 4)
+
+
+def summary_line(results: dict, args, bench, seconds: float, identity_swap: dict) -> dict:
     """The last line's object: the shipped planner's row (planned tokens, rendered), the true tokens' and the ground
-    truth's under their own keys; scores that do not exist yet are ``null`` with the reason under ``not_measured``."""
+    truth's under their own keys, ``unscripted_chance`` (what a guess knowing nothing of the film reaches on the same
+    items), ``identity_swap`` and, with the ablations, ``unscripted_state_no_history``."""
 
     def row(name: str) -> dict:
         s = results[name]
-        out = {key: (None if s[col] != s[col] else round(float(s[col]), 4)) for key, col in SUMMARY_KEYS.items()}
+        out = {key: _rounded(s[col]) for key, col in SUMMARY_KEYS.items()}
         out["by_camera"] = {cam: round(g["exact_cast"], 4) for cam, g in s["count"]["by_camera"].items()}
         return out
 
     planned = next(name for name in results if name.startswith("planner (shipped"))
     summary = {"films_seed": args.films_seed, "films_set": args.films_set, "films": args.films,
                "keyframes": sum(f.n_keyframes for f in bench.films), "steps": args.steps, "cfg": args.cfg,
-               "seconds": round(seconds, 1), "row": planned, **row(planned), "true_tokens": row("true tokens, identity renderer"),
-               "ground_truth": row("ground truth keyframes"), "unscripted_state": None,
-               "not_measured": {"unscripted_state": NOT_MEASURED}}
-    if not args.skip_ablations:
-        summary["unscripted_state_no_history"] = None
-        summary["not_measured"]["unscripted_state_no_history"] = NOT_MEASURED
+               "seconds": round(seconds, 1), "row": planned, **row(planned),
+               "unscripted_chance": _rounded(results[planned]["unscripted"]["unscripted_chance"]),
+               "identity_swap": _rounded(identity_swap["moved_with_portrait"]),
+               "true_tokens": row("true tokens, identity renderer"), "ground_truth": row("ground truth keyframes")}
+    if "no history" in results:
+        summary["unscripted_state_no_history"] = _rounded(results["no history"]["unscripted state"])
     return summary
 
 

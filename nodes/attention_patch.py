@@ -12,8 +12,9 @@ where the first term is exactly what the layer computed without the patch, and t
 within the configured part of the denoising range. Batch entries line up with keyframes through the host's
 ``cond_or_uncond`` order: conditional chunks read the keyframes' tokens and identities, unconditional chunks
 read the projection of zero tokens and no identity (as IP-Adapter does). A renderer with ``identity_positions``
-adds its place term to the identity attention's queries (``q + P(place)``), the grid read from the host's
-``activations_shape``.
+(``token_positions``) adds its place term to the identity (token) attention's queries (``q + P(place)``), the grid
+read from the host's ``activations_shape``; the token term applies to conditional and unconditional chunks alike,
+as in training.
 """
 
 from __future__ import annotations
@@ -126,14 +127,17 @@ class AdapterAttention:
             parts.append(src)
         return torch.cat(parts)
 
-    def _query_offset(self, adapter, extra, n_queries: int) -> Optional[torch.Tensor]:
-        """The renderer's place term for the identity queries (``identity_positions``), on the grid of the
-        transformer block this layer sits in (the host's ``activations_shape``); ``None`` when the renderer has
-        none or the queries are not that grid (then the identity attention runs without it)."""
+    def _query_offset(self, adapter, extra, n_queries: int, which: str = "identity") -> Optional[torch.Tensor]:
+        """The renderer's place term for the identity (``identity_positions``) or token (``token_positions``)
+        queries, on the grid of the transformer block this layer sits in (the host's ``activations_shape``); ``None``
+        when the renderer has none or the queries are not that grid (then the attention runs without it)."""
         shape = extra.get("activations_shape")
-        if adapter.identity_pos is None or not shape or len(shape) != 4 or shape[-2] * shape[-1] != n_queries:
+        if not shape or len(shape) != 4 or shape[-2] * shape[-1] != n_queries:
             return None
-        return adapter.identity_query_offset(self.layer, int(shape[-2]), int(shape[-1]))
+        h, w = int(shape[-2]), int(shape[-1])
+        if which == "tokens":
+            return adapter.token_query_offset(self.layer, h, w)
+        return adapter.identity_query_offset(self.layer, h, w)
 
     def __call__(self, q, k, v, extra):
         heads = extra["n_heads"]
@@ -147,7 +151,9 @@ class AdapterAttention:
         if st.token_weight != 0:
             ctx = self._context(kinds, batch, "tokens").to(q.device, q.dtype)
             tk, tv = adapter.layer_kv(self.layer, ctx.to(next(adapter.parameters()).dtype))
-            out = out + st.token_weight * optimized_attention(q, tk.to(q.dtype), tv.to(q.dtype), heads,
+            offset = self._query_offset(adapter, extra, q.shape[1], "tokens")
+            qt = q if offset is None else q + offset.to(q.device, q.dtype)
+            out = out + st.token_weight * optimized_attention(qt, tk.to(q.dtype), tv.to(q.dtype), heads,
                                                               attn_precision=extra.get("attn_precision"))
         if st.identity_weight != 0 and st.identity_tokens is not None and adapter.identity_kv is not None:
             per_chunk = batch // len(kinds)

@@ -121,7 +121,9 @@ def _places(cfg) -> str:
     if not cfg.identity_slots:
         return ""
     extras = (["'nobody here' fillers"] if cfg.identity_empty_slots else []) + (
-        ["place-aware queries"] if cfg.identity_positions else [])
+        ["place-aware queries"] if cfg.identity_positions else []) + (
+        ["place-aware token queries"] if getattr(cfg, "token_positions", 0) else []) + (
+        ["places read from the tokens"] if getattr(cfg, "identity_places", False) else [])
     return f" (characters bound to {cfg.identity_slots} places, left to right" + "".join(", " + e for e in extras) + ")"
 
 
@@ -413,7 +415,8 @@ class IdentityDiffusionRender(io.ComfyNode):
                     cond_tokens = adapter.project_tokens(storyboard.tokens[k:k + 1]) if use_tokens else None
                     id_tokens = None
                     if identity is not None:
-                        id_tokens = adapter.identity_context(identity[None], faces)
+                        id_tokens = adapter.identity_context(identity[None], faces,
+                                                             tokens=storyboard.tokens[k:k + 1] if use_tokens else None)
                 state = AdapterState(renderer.patcher, layers, cond_tokens, uncond_tokens, id_tokens,
                                      token_weight if use_tokens else 0.0,
                                      identity_weight if id_tokens is not None else 0.0, sigma_start, sigma_end)

@@ -41,7 +41,7 @@ def decode_tokens(model, vae, adapter_patcher, tokens: torch.Tensor, identities:
             id_ctx = None
             if count or (use_ids and adapter.has_empty_slots):  # nobody on screen still says so with "empty" places
                 ids = torch.stack([torch.as_tensor(identities[i]).float() for i in part])  # [B, n, Di]
-                id_ctx = adapter.identity_context(ids)
+                id_ctx = adapter.identity_context(ids, tokens=tokens[part])
             state = AdapterState(adapter_patcher, layers, cond, uncond, id_ctx, token_weight,
                                  identity_weight if id_ctx is not None else 0.0, float("inf"), 0.0)
             latent = host.empty_latent(model, size, size, batch=len(part), downscale=1)

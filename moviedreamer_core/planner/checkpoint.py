@@ -42,7 +42,12 @@ def read_planner_config(path: str) -> PlannerConfig:
         meta = f.metadata() or {}
     if METADATA_KEY not in meta:
         raise ValueError(f"{os.path.basename(path)} is not a MovieDreamer planner file (no '{METADATA_KEY}' metadata)")
-    return PlannerConfig.from_dict(json.loads(meta[METADATA_KEY]))
+    try:
+        d = json.loads(meta[METADATA_KEY])
+        d.setdefault("inputs", [])  # written before planner files declared their inputs: it reads none of them
+        return PlannerConfig.from_dict(d)
+    except ValueError as e:
+        raise ValueError(f"planner file {os.path.basename(path)}: {e}") from e
 
 
 def load_planner(path: str, *, expect_text_space: Optional[EmbeddingSpace] = None,

@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 
 PLANNER_FORMAT_VERSION = 1
 
+#: Per-keyframe script fields a planner can read beyond its text segments and identities (``PlannerConfig.inputs``).
+#: ``camera``: the shot's camera (``script.Camera``), a learned embedding added to the keyframe's BOI element.
+KNOWN_INPUTS = ("camera",)
+
 
 @dataclass
 class PlannerConfig:
@@ -32,6 +36,9 @@ class PlannerConfig:
     # --- sequence
     max_characters: int = 16  # slot embeddings binding identities to keyframes
     text_segments: int = 3  # action, scene, style per keyframe
+    # per-keyframe script fields the planner reads (``KNOWN_INPUTS``); a file saved before this field existed
+    # has none in its metadata and loads with ``[]`` (reads no camera, as it was trained): checkpoint.read_planner_config
+    inputs: list = field(default_factory=lambda: ["camera"])
 
     # --- output head: Gaussian mixture per visual token (GIVT-style, diagonal covariance)
     mixture_components: int = 8
@@ -54,6 +61,12 @@ class PlannerConfig:
     # --- bookkeeping
     version: int = PLANNER_FORMAT_VERSION
     name: str = "moviedreamer-planner"
+
+    def __post_init__(self):
+        unknown = [x for x in self.inputs if x not in KNOWN_INPUTS]
+        if unknown:
+            raise ValueError(f"the planner reads input(s) {unknown} that this pack does not know (known: "
+                             f"{list(KNOWN_INPUTS)}); a planner file that needs them: update ComfyUI-MovieDreamer")
 
     @property
     def K(self) -> int:
@@ -86,7 +99,17 @@ class PlannerConfig:
         if int(d.get("version", PLANNER_FORMAT_VERSION)) > PLANNER_FORMAT_VERSION:
             raise ValueError(f"planner format version {d['version']} is newer than this pack understands "
                              f"({PLANNER_FORMAT_VERSION}); update ComfyUI-MovieDreamer")
-        return cls(**d)
+        d = dict(d)
+        if "inputs" not in d:
+            return cls(**d)  # the default inputs (a planner *file* without the field: see checkpoint.read_planner_config)
+        if not isinstance(d["inputs"], (list, tuple)):
+            raise ValueError(f"planner config 'inputs' must be a list of input names, got {d['inputs']!r}")
+        d["inputs"] = [str(x) for x in d["inputs"]]
+        return cls(**d)  # __post_init__ refuses unknown inputs
+
+    def reads(self, name: str) -> bool:
+        """Whether the planner reads the per-keyframe script field ``name`` (one of ``KNOWN_INPUTS``)."""
+        return name in self.inputs
 
 
 def preset(name: str, **overrides) -> PlannerConfig:

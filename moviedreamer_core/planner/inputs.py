@@ -14,6 +14,21 @@ from typing import Optional
 import torch
 
 from ..embeds import ScriptEmbeds
+from ..script.schema import Camera
+
+#: The camera values a planner's camera input knows: ``CAMERAS[i]`` is embedding row ``i + 1`` (row 0: not stated).
+#: Written out, not read from ``Camera``: the rows of every saved planner depend on this order, so a camera value
+#: added to the script schema goes at the end here (tests/core/test_planner.py holds the list to the enum).
+CAMERAS = ("extreme_wide", "wide", "full", "medium", "medium_close_up", "close_up", "extreme_close_up",
+           "over_the_shoulder", "point_of_view", "aerial")
+
+
+def camera_index(camera) -> int:
+    """``CAMERAS`` index of a ``script.Camera`` value (or its string); -1 for None or an unknown value."""
+    if camera is None:
+        return -1
+    value = camera.value if isinstance(camera, Camera) else str(camera)
+    return CAMERAS.index(value) if value in CAMERAS else -1
 
 
 @dataclass
@@ -25,6 +40,14 @@ class Story:
     keyframe_characters: list  # N tuples of character indices on screen
     tokens: Optional[torch.Tensor] = None  # [N, K, D] true tokens (training / teacher forcing)
     reference_tokens: Optional[list] = None  # C entries of [r_c, K, D] or None (few-shot references)
+    keyframe_camera: Optional[torch.Tensor] = None  # [N] long, ``CAMERAS`` index per keyframe, -1 not stated;
+    # None: no keyframe states one (data written before the camera input, real movies without shot sizes)
+
+    def camera_ids(self) -> torch.Tensor:
+        """``[N]`` long: each keyframe's ``CAMERAS`` index, -1 where the story states none."""
+        if self.keyframe_camera is None:
+            return torch.full((self.n_keyframes,), -1, dtype=torch.long)
+        return self.keyframe_camera.long()
 
     @property
     def n_keyframes(self) -> int:
@@ -55,6 +78,7 @@ class Story:
             keyframe_text=self.keyframe_text[start:stop],
             keyframe_characters=list(self.keyframe_characters[start:stop]),
             tokens=None if self.tokens is None else self.tokens[start:stop],
+            keyframe_camera=None if self.keyframe_camera is None else self.keyframe_camera[start:stop],
         )
 
 
@@ -77,6 +101,7 @@ def story_from_embeds(embeds: ScriptEmbeds, reference_tokens: Optional[list] = N
         keyframe_characters=[tuple(k.characters) for k in embeds.keyframes],
         tokens=None if tokens is None else tokens.float(),
         reference_tokens=reference_tokens,
+        keyframe_camera=torch.tensor([camera_index(k.camera) for k in embeds.keyframes], dtype=torch.long),
     )
 
 

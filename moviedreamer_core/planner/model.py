@@ -12,13 +12,18 @@ Sequence layout (one story)::
                                      [REF(reference token r) + slot_c  for few-shot references]
     keyframe  ACTION(text) SCENE(text) KSTYLE(text)            <- the keyframe's text segments
     (each)    KIDENT(identity_c) + slot_c  for c on screen      <- who is in the shot
-              BOI                                               <- "begin of image": predicts token 0
+              BOI (+ CAMERA(camera))                            <- "begin of image": predicts token 0
               TOKEN_0 + tpos_0 ... TOKEN_{K-1} + tpos_{K-1}     <- token j predicts token j+1
 
 Every element is ``type_embedding + value``; the value is a projected sentence, identity or token (or a
 learned null when the script is dropped for classifier-free guidance). A *slot* embedding binds an
 identity to the keyframes its character appears in; slots are permuted at random per training story, so
 they carry "same character as in the header" and nothing else (names never enter the model).
+
+Optional per-keyframe inputs (``PlannerConfig.inputs``, declared in the planner file): ``camera`` adds a learned
+embedding of the shot's camera (``inputs.CAMERAS``; row 0 for "not stated" and for the unconditional stream) to
+the keyframe's BOI element, so the sequence layout and length do not change. A planner whose file declares no
+inputs (every file written before this field) has no camera embedding and reads no camera.
 
 The hidden state at BOI predicts token 0, the hidden state at TOKEN_j predicts token j+1 (teacher forcing
 during training, sampling at generation, see ``generate.py``). Tokens are modelled in a normalised space
@@ -35,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import PlannerConfig
-from .inputs import Story, collate
+from .inputs import CAMERAS, Story, collate
 from .mixture import Mixture, MixtureHead, mixture_loss
 
 # Element types of the sequence. The keyframe text segments (action, scene, style) follow as types
@@ -87,6 +92,8 @@ class KeyframePlanner(nn.Module):
         self.null = nn.Parameter(torch.zeros(N_TYPES + S, H))
         self.no_identity = nn.Parameter(torch.zeros(H))
         self.mask_embedding = nn.Parameter(torch.zeros(H))
+        # the shot's camera (inputs.CAMERAS + 1 rows; row 0: not stated / script dropped), only when declared
+        self.camera_emb = nn.Embedding(len(CAMERAS) + 1, H) if cfg.reads("camera") else None
         self.drop = nn.Dropout(cfg.dropout)
         self.backbone = LlamaModel(_llama_config(cfg))
         self.head = MixtureHead(H, cfg.D, cfg.mixture_components, cfg.min_sigma)
@@ -128,6 +135,18 @@ class KeyframePlanner(nn.Module):
             return self.no_identity
         return self.identity_in(vec.to(self.param_device, torch.float32))
 
+    def _boi(self, story: Story, ctx: Conditioning, keyframes=None) -> torch.Tensor:
+        """BOI rows ``[n, H]`` of keyframes ``keyframes`` (default: all): the BOI type, plus the camera embedding
+        when the planner reads the camera (row 0 when the keyframe states none or the script is dropped)."""
+        ids = story.camera_ids()
+        if keyframes is not None:
+            ids = ids[keyframes]
+        boi = self.type_emb.weight[BOI].expand(ids.shape[0], -1)
+        if self.camera_emb is None:
+            return boi
+        rows = (ids + 1).clamp_min(0) if ctx.cond else torch.zeros_like(ids)
+        return boi + self.camera_emb(rows.to(self.param_device))
+
     def embed_header(self, story: Story, ctx: Conditioning) -> torch.Tensor:
         """``[L_header, H]``: style, then each character's description, identity and few-shot references."""
         dev = self.param_device
@@ -151,7 +170,7 @@ class KeyframePlanner(nn.Module):
         rows = [self._typed(TEXT_TYPE_OFFSET + s, text[s], ctx.cond) for s in range(text.shape[0])]
         for c in story.keyframe_characters[i]:
             rows.append(self._typed(KIDENT, self._identity_value(ctx, c), ctx.cond) + self.slot_emb.weight[ctx.slots[c]])
-        rows.append(self.type_emb.weight[BOI])
+        rows.append(self._boi(story, ctx, torch.tensor([i]))[0])
         return torch.stack(rows)
 
     def embed_tokens(self, tokens: torch.Tensor, ctx: Optional[Conditioning] = None, first: int = 0) -> torch.Tensor:
@@ -256,9 +275,10 @@ class KeyframePlanner(nn.Module):
             tok = torch.where(torch.stack(masks)[..., None], types[TOKEN] + self.mask_embedding + pos, tok)
 
         # one gather from [header | text | identities | BOI | tokens] in sequence order
-        pool = torch.cat([header, text.reshape(N * S, -1), kident, types[BOI][None], tok.reshape(N * K, -1)])
+        boi = self._boi(story, ctx)  # [N, H]
+        pool = torch.cat([header, text.reshape(N * S, -1), kident, boi, tok.reshape(N * K, -1)])
         text_at, kident_at, boi_at = header.shape[0], header.shape[0] + N * S, header.shape[0] + N * S + A
-        tok_at = boi_at + 1
+        tok_at = boi_at + N
         index = list(range(header.shape[0]))
         predict = []
         a = 0
@@ -268,7 +288,7 @@ class KeyframePlanner(nn.Module):
             index += range(kident_at + a, kident_at + a + n)
             a += n
             predict += [len(index) + j for j in range(K)]  # BOI, then tokens 0..K-2
-            index.append(boi_at)
+            index.append(boi_at + i)
             index += range(tok_at + i * K, tok_at + (i + 1) * K)
         seq = pool[torch.tensor(index, device=dev)]
         return seq, torch.tensor(predict, device=dev), targets.reshape(-1, targets.shape[-1])

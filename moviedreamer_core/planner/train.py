@@ -12,6 +12,7 @@ Dataset format (a folder)::
         identity_bank        [R, Di]     every character's identity embeddings, concatenated
         identity_offsets     [C+1]       character c owns rows offsets[c]:offsets[c+1]
         keyframe_characters  [N, M]      on-screen character indices, padded with -1
+        (optional) keyframe_camera [N]   the shot's camera per keyframe (``inputs.CAMERAS`` index, -1 not stated)
         (optional) reference_tokens [Q, K, D] + reference_offsets [C+1]   few-shot references
       metadata "moviedreamer_movie": JSON with the three spaces and the character names
 
@@ -65,6 +66,8 @@ def save_movie(path: str, story: Story, spaces: dict, character_names: Optional[
         "identity_bank": torch.cat(story.identity_banks).float() if story.identity_banks else torch.zeros(0, di),
         "identity_offsets": torch.tensor(offsets, dtype=torch.long), "keyframe_characters": chars,
     }
+    if story.keyframe_camera is not None:
+        tensors["keyframe_camera"] = story.keyframe_camera.long()
     if story.reference_tokens is not None:
         refs = [r if r is not None else torch.zeros(0, *story.tokens.shape[1:]) for r in story.reference_tokens]
         roff = [0]
@@ -88,7 +91,8 @@ def load_movie(path: str) -> tuple[Story, dict]:
         ro = t["reference_offsets"].tolist()
         refs = [t["reference_tokens"][ro[c]:ro[c + 1]] for c in range(len(ro) - 1)]
     story = Story(style=t["style"], descriptions=t["descriptions"], identity_banks=banks, keyframe_text=t["keyframe_text"],
-                  keyframe_characters=casts, tokens=t["tokens"], reference_tokens=refs)
+                  keyframe_characters=casts, tokens=t["tokens"], reference_tokens=refs,
+                  keyframe_camera=t.get("keyframe_camera"))
     return story, meta
 
 

@@ -28,6 +28,12 @@ IP-Adapter manner ("decoupled cross-attention"), so it sits on any SD1.5/SDXL mo
   leaks through the convolutions), so the pixels of a two-character shot could not pick their own character's
   slot: the toy cinema drew both figures in the first character's colours. Zero-initialised, so it starts as the
   plain decoupled attention.
+* optionally (``token_positions``) the same place term on the *token* attention's queries. A keyframe's tokens say
+  where its figures stand ("one figure on the left"), but a query that does not know where it is cannot tell
+  whether that is about itself: the toy cinema's decoder drew a wide shot's lone character at two or three places
+  (a hedge between the places the tokens might mean, which the sampler then commits to), and classifier-free
+  guidance amplified it. With the place on the queries a pixel reads "on the left" as about itself or not.
+  Zero-initialised like ``identity_positions``.
 
 Each patched layer computes ``attn(q, K_text, V_text) + w_tok * attn(q, K_tok, V_tok) + w_id * attn(q, K_id, V_id)``;
 the text path is the UNet's own. The adapter declares the token and identity spaces it decodes; the render
@@ -66,6 +72,8 @@ class RendererConfig:
     identity_slots: int = 0  # >0: a learned embedding per place in the character list (see the module docstring)
     identity_empty_slots: bool = False  # with slots: learned "nobody here" tokens fill the places after the last character
     identity_positions: int = 0  # >0: Fourier frequencies of the pixel's place added to identity queries (see above)
+    token_positions: int = 0  # >0: the same place term on the token attention's queries (see above)
+    identity_places: bool = False  # slots are screen places, read from the tokens (see above)
     source: str = "moviedreamer"  # or "ipadapter" for converted public files
     version: int = RENDERER_FORMAT_VERSION
     extra: dict = field(default_factory=dict)
@@ -113,6 +121,13 @@ class RendererAdapter(nn.Module):
         else:
             self.token_proj = TokenProjector(ts.K, ts.D, cfg.context_tokens, cfg.context_dim, cfg.token_norm)
         self.token_kv = nn.ModuleList([KVPair(cfg.context_dim, d) for d in cfg.layer_dims]) if cfg.token_path else None
+        self.token_pos = None
+        if cfg.token_positions:
+            if not cfg.token_path:
+                raise ValueError("token_positions needs the token path (token_path true)")
+            self.token_pos = nn.ModuleList([nn.Linear(4 * cfg.token_positions, d, bias=False) for d in cfg.layer_dims])
+            for lin in self.token_pos:
+                nn.init.zeros_(lin.weight)
         if cfg.identity is not None:
             self.identity_proj = IdentityProjector(cfg.identity.dim, cfg.identity_tokens, cfg.context_dim,
                                                    **(cfg.identity_projector or {}))
@@ -125,6 +140,11 @@ class RendererAdapter(nn.Module):
                 if not cfg.identity_slots:
                     raise ValueError("identity_empty_slots needs identity_slots (the places the fillers stand for)")
                 self.identity_empty = nn.Parameter(0.02 * torch.randn(cfg.identity_slots, cfg.identity_tokens, cfg.context_dim))
+            self.place_head = None
+            if cfg.identity_places:
+                if not (cfg.identity_slots and cfg.identity_empty_slots and cfg.token_path):
+                    raise ValueError("identity_places needs identity_slots, identity_empty_slots and the token path")
+                self.place_head = nn.Linear(ts.K * ts.D, cfg.identity_slots)
             self.identity_pos = None
             if cfg.identity_positions:
                 self.identity_pos = nn.ModuleList([nn.Linear(4 * cfg.identity_positions, d, bias=False) for d in cfg.layer_dims])
@@ -133,7 +153,7 @@ class RendererAdapter(nn.Module):
         else:
             self.identity_proj = None
             self.identity_kv = None
-            self.identity_slot = self.identity_empty = self.identity_pos = None
+            self.identity_slot = self.identity_empty = self.identity_pos = self.place_head = None
 
     @property
     def n_layers(self) -> int:
@@ -158,14 +178,36 @@ class RendererAdapter(nn.Module):
             face_states = face_states.to(p.device, p.dtype)
         return self.identity_proj(identity.to(p.device, p.dtype), face_states)
 
-    def identity_context(self, identities: torch.Tensor, face_states: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def place_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, slots]``: how likely each screen place is taken, read from the keyframes' tokens ``[B, K, D]``
+        (``identity_places``)."""
+        if self.place_head is None:
+            raise ValueError("this renderer does not bind identities to places (identity_places is off)")
+        p = self.place_head.weight
+        return self.place_head(tokens.to(p.device, p.dtype).flatten(1))
+
+    def choose_places(self, tokens: torch.Tensor, n: int) -> torch.Tensor:
+        """``[B, n]`` long: the ``n`` most likely places of each keyframe, left to right (where its ``n`` characters,
+        listed left to right, stand)."""
+        if n == 0:
+            return torch.zeros(tokens.shape[0], 0, dtype=torch.long)
+        return self.place_logits(tokens).topk(n, dim=1).indices.sort(dim=1).values.cpu()
+
+    def identity_context(self, identities: torch.Tensor, face_states: Optional[torch.Tensor] = None,
+                         places: Optional[torch.Tensor] = None, tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``[B, n * M, C]``: the identity context of ``B`` keyframes with ``n`` characters each (``identities``
         ``[B, n, Di]``; ``face_states`` ``[B * n, ...]``). The i-th character's ``M`` tokens get slot ``i``'s
         embedding when the renderer has ``identity_slots``; characters past the last slot get none. With
         ``identity_empty_slots`` the places after the ``n``-th are filled with their "nobody here" tokens, so the
         context is ``[B, max(n, slots) * M, C]``, ``n == 0`` included (then it holds only fillers); without it
         ``n == 0`` gives an empty context. A 2-D batch is refused: ``[B, Di]`` could be B keyframes of one character
-        or one keyframe of B."""
+        or one keyframe of B.
+
+        With ``identity_places`` the slots are screen places: ``places`` ``[B, n]`` (ascending place ids, the
+        characters' places; training passes the true ones) or else the places ``tokens`` ``[B, K, D]`` show
+        (``choose_places``); with neither, the framing of a medium or close shot (one character at the centre, two
+        at the sides, three everywhere). The context is ``[B, slots * M, C]``: place ``p`` holds its character's
+        tokens plus slot ``p``'s embedding, or slot ``p``'s filler."""
         if identities.ndim != 3:
             raise ValueError(f"identities must be [keyframes, characters, dim], got shape {tuple(identities.shape)}")
         B, n, Di = identities.shape
@@ -175,12 +217,32 @@ class RendererAdapter(nn.Module):
         else:
             p = next(self.parameters())
             ctx = torch.zeros(B, 0, self.cfg.identity_tokens, self.cfg.context_dim, device=p.device, dtype=p.dtype)
+        if self.place_head is not None:
+            return self._placed_context(ctx, places, tokens)
         if self.identity_slot is not None:
             k = min(n, self.identity_slot.shape[0])
             ctx = torch.cat([ctx[:, :k] + self.identity_slot[:k], ctx[:, k:]], dim=1)
             if self.identity_empty is not None and k < self.identity_empty.shape[0]:
                 ctx = torch.cat([ctx, self.identity_empty[k:].to(ctx.dtype).expand(B, -1, -1, -1)], dim=1)
         return ctx.reshape(B, -1, self.cfg.context_dim)
+
+    def _placed_context(self, ctx: torch.Tensor, places: Optional[torch.Tensor], tokens: Optional[torch.Tensor]) -> torch.Tensor:
+        """``identity_places``: ``ctx`` ``[B, n, M, C]`` (characters left to right) put at their screen places."""
+        B, n = ctx.shape[:2]
+        slots = self.identity_slot.shape[0]
+        if n > slots:
+            raise ValueError(f"this renderer binds identities to {slots} places; a keyframe has {n} characters")
+        if places is None:
+            if tokens is not None:
+                places = self.choose_places(tokens, n)
+            else:
+                places = torch.tensor(default_places(n, slots), dtype=torch.long).expand(B, n)
+        places = torch.as_tensor(places, dtype=torch.long).reshape(B, n).to(ctx.device)
+        out = self.identity_empty.to(ctx.dtype).expand(B, -1, -1, -1).clone()  # [B, slots, M, C]: nobody anywhere
+        if n:
+            rows = torch.arange(B, device=ctx.device)[:, None].expand(B, n)
+            out[rows, places] = ctx + self.identity_slot[places]
+        return out.reshape(B, -1, self.cfg.context_dim)
 
     @property
     def has_empty_slots(self) -> bool:
@@ -195,9 +257,27 @@ class RendererAdapter(nn.Module):
         lin = self.identity_pos[layer]
         return lin(place_features(h, w, self.cfg.identity_positions, lin.weight.device, lin.weight.dtype))
 
+    def token_query_offset(self, layer: int, h: int, w: int) -> Optional[torch.Tensor]:
+        """``[h * w, inner]``: what ``token_positions`` adds to layer ``layer``'s token queries (as
+        ``identity_query_offset``), or ``None`` without the option."""
+        if self.token_pos is None:
+            return None
+        lin = self.token_pos[layer]
+        return lin(place_features(h, w, self.cfg.token_positions, lin.weight.device, lin.weight.dtype))
+
     def layer_kv(self, layer: int, context: torch.Tensor, identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         pair = (self.identity_kv if identity else self.token_kv)[layer]
         return pair.to_k(context), pair.to_v(context)
+
+
+def default_places(n: int, slots: int = 3) -> list[int]:
+    """Where ``n`` characters stand in a medium or close shot of ``slots`` places: one at the centre, the rest spread
+    evenly from the sides (the toy cinema's framing)."""
+    if n == 0:
+        return []
+    if n == 1:
+        return [slots // 2]
+    return sorted({round(i * (slots - 1) / (n - 1)) for i in range(n)})
 
 
 def place_features(h: int, w: int, frequencies: int, device=None, dtype=None) -> torch.Tensor:

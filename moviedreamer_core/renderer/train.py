@@ -39,12 +39,16 @@ class RendererBatch:
     # cinema weights its small figures up), or None: every pixel 1
     pooled: Optional[torch.Tensor] = None  # [B, P] the text encoder's pooled output (SDXL reads it through its
     # ADM input), or None; handed to the denoiser as ``pooled=`` only when present
+    places: Optional[torch.Tensor] = None  # [B, n] the characters' true screen places (left to right), for a renderer
+    # with ``identity_places`` (else None: its place head reads them from the tokens)
+    place_targets: Optional[torch.Tensor] = None  # [B, slots] 1 where a figure stands: the place head's training target
 
     def to(self, device) -> "RendererBatch":
         return RendererBatch(self.latents.to(device), self.tokens.to(device), self.text_context.to(device),
                              self.identities.to(device) if self.identities is not None else None,
                              self.pixel_weights.to(device) if self.pixel_weights is not None else None,
-                             self.pooled.to(device) if self.pooled is not None else None)
+                             self.pooled.to(device) if self.pooled is not None else None, self.places,
+                             self.place_targets.to(device) if self.place_targets is not None else None)
 
 
 def augment_images(images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -117,7 +121,8 @@ def predict_clean(adapter: RendererAdapter, batch: RendererBatch, denoise: Denoi
     id_ctx = None
     if batch.identities is not None and adapter.identity_proj is not None:
         ids = batch.identities
-        id_ctx = adapter.identity_context(ids[:, None] if ids.ndim == 2 else ids)  # [B, Di]: one character per row
+        id_ctx = adapter.identity_context(ids[:, None] if ids.ndim == 2 else ids, places=batch.places,
+                                          tokens=batch.tokens)  # [B, Di]: one character per row
     noisy = batch.latents + sigmas.view(-1, 1, 1, 1) * noise
     if batch.pooled is not None:
         return denoise(noisy, sigmas, token_ctx, id_ctx, batch.text_context, pooled=batch.pooled)

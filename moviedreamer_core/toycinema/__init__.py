@@ -1,7 +1,7 @@
 """Toy cinema: a procedural film world small enough to train and score MovieDreamer on a CPU in minutes.
 
 * ``world``: the fixed catalogue (six locations, six characters with fixed looks, three camera sizes,
-  three screen positions).
+  three screen positions) and what varies per film: each place's look (its light) and each character's hat.
 * ``grammar``: stories with continuity, deterministic from a seed (``generate_film``, ``generate_films``).
 * ``film``: a film as data (shots, keyframe plans) and its ground-truth ``FrameLabel`` per keyframe.
 * ``render``: keyframes (32x32, 64x64, any size) and character reference portraits as ``uint8 [H, W, 3]``.
@@ -28,12 +28,13 @@ from .scores import (
     position_accuracy,
     score_labels,
     trivial_scores,
+    unscripted_scores,
 )
-from .world import CAMERAS, CHARACTERS, LOCATIONS, POSITIONS
+from .world import CAMERAS, CHARACTERS, HATS, LOCATIONS, PLACE_LOOKS, POSITIONS
 
 __all__ = [
     "Film", "FrameLabel", "KeyframePlan", "ShotPlan", "reference_batch", "script_data", "script_text", "write_film",
     "generate_film", "generate_films", "render_keyframe", "render_reference", "camera_accuracy", "character_f1",
-    "character_set_match", "count_scores", "location_accuracy", "position_accuracy", "score_labels", "trivial_scores",
-    "CAMERAS", "CHARACTERS", "LOCATIONS", "POSITIONS",
+    "character_set_match", "count_scores", "location_accuracy", "position_accuracy", "score_labels", "trivial_scores", "unscripted_scores",
+    "CAMERAS", "CHARACTERS", "HATS", "LOCATIONS", "PLACE_LOOKS", "POSITIONS",
 ]

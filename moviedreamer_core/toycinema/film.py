@@ -45,12 +45,20 @@ class FrameLabel:
 @dataclass(frozen=True)
 class KeyframePlan:
     """One keyframe to render. ``figures`` holds ``(character id, position id, dx)``; ``dx`` is a small
-    horizontal offset in screen units (fraction of the frame width), ``pan`` a camera offset in world units."""
+    horizontal offset in screen units (fraction of the frame width), ``pan`` a camera offset in world units.
+    ``look`` is the place's per-film light (an index of ``world.PLACE_LOOKS``, 0: as catalogued) and ``hats`` the
+    figures' hats, one ``world.HATS`` index per figure (empty: bare-headed, as before films had costumes)."""
 
     location: int
     camera: int
     figures: tuple[tuple[int, int, float], ...] = ()
     pan: float = 0.0
+    look: int = 0
+    hats: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.hats and len(self.hats) != len(self.figures):  # a short list would drop figures from the picture
+            raise ValueError(f"{len(self.hats)} hats for {len(self.figures)} figures (one per figure, or none)")
 
     @property
     def label(self) -> FrameLabel:
@@ -72,6 +80,10 @@ class ShotPlan:
     transition: str
     keyframes: tuple[KeyframePlan, ...]
     subject: int | None = None  # the character the event is about (who enters, leaves, speaks ...)
+    scene: str = ""  # the script's scene sentence ("": the location's catalogue sentence)
+    states_look: bool = False  # the scene sentence says the place's per-film look (its first visit's first shot)
+    states_hats: tuple[int, ...] = ()  # characters whose hat the first action sentence says (their first shot)
+    states_places: tuple[int, ...] = ()  # characters whose stage place (left / centre / right) the shot's script says
 
     @property
     def shot_id(self) -> str:
@@ -86,6 +98,8 @@ class Film:
     title: str
     cast: tuple[int, ...]
     shots: tuple[ShotPlan, ...]
+    place_looks: dict = field(default_factory=dict)  # location id -> world.PLACE_LOOKS index, this film's light
+    hats: dict = field(default_factory=dict)  # character id -> world.HATS index, this film's costume detail
     _images: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -99,6 +113,18 @@ class Film:
     def labels(self) -> list[FrameLabel]:
         """Ground-truth label of every keyframe, in order."""
         return [k.label for k in self.keyframes]
+
+    def unscripted(self) -> list[dict]:
+        """Per keyframe, the per-film state its picture must show although its script does not say it:
+        ``{"look": look id or None, "hats": {character id: hat id}}``. ``look`` is set on keyframes of shots that
+        do not state the place's look; ``hats`` lists the characters on screen whose hat the shot does not state
+        (whatever the camera: a scorer keeps to the sizes where a hat can be seen)."""
+        out = []
+        for shot in self.shots:
+            for plan in shot.keyframes:
+                out.append({"look": None if shot.states_look else plan.look,
+                            "hats": {c: h for (c, _, _), h in zip(plan.figures, plan.hats) if c not in shot.states_hats}})
+        return out
 
     def shot_of_keyframe(self) -> list[int]:
         """Shot index of every keyframe, in order."""

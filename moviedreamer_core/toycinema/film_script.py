@@ -47,7 +47,7 @@ def script_data(film: Film, references: Literal["files", "indices", "world", "no
     for shot in film.shots:
         entry = {
             "id": shot.shot_id,
-            "scene": LOCATIONS[shot.location].scene,
+            "scene": shot.scene or LOCATIONS[shot.location].scene,
             "action": list(shot.actions) if len(shot.actions) > 1 else shot.actions[0],
             "characters": [CHARACTERS[c].name for c in shot.characters],
             "camera": CAMERAS[shot.camera].name,

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from ..identity.base import MAX_FACES, EmbeddingSpace, FaceEmbedder, check_rgb_uint8
 from .film import Film, KeyframePlan
 from .grammar import generate_films
-from .render import camera_window, render_keyframe, render_reference
+from .render import FIGURE_TOP, camera_window, render_keyframe, render_reference
 from .world import CAMERAS, FEET_Y, N_CAMERAS, N_CHARACTERS, N_LOCATIONS, N_POSITIONS, NEUTRAL, POSITION_U
 
 FORMAT = "moviedreamer-toycinema-identity"
@@ -74,9 +74,10 @@ SPACE_PREFIX = "toycinema.identity"
 INPUT_SIZE = 24
 EMBED_DIM = 32
 
-#: Figure geometry in world units (``render.draw_figure``): half width, and height from feet to head top.
+#: Figure geometry in world units (``render.draw_figure``): half width, and height from feet to the top of a hat
+#: (``world.FIGURE_TOP``; a bare head ends lower).
 FIGURE_HALF_WIDTH = 0.06
-FIGURE_HEIGHT = 0.267
+FIGURE_HEIGHT = FIGURE_TOP
 #: The crop window in world units: the close-up camera's width, and how far above the feet its top is.
 CROP_SIDE = CAMERAS[-1].width
 CROP_TOP_ABOVE_FEET = FEET_Y - CAMERAS[-1].y0

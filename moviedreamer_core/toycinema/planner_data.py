@@ -174,14 +174,21 @@ def script_sentences(film: Film, *, names: str = "world") -> list[str]:
 
 
 def film_embeds(film: Film, text_encoder: TextEncoder, face_embedder: FaceEmbedder,
-                token_encoder: Optional[TokenEncoder] = None, *, identities: bool = True, names: str = "world") -> ScriptEmbeds:
+                token_encoder: Optional[TokenEncoder] = None, *, identities: bool = True, names: str = "world",
+                swap: Optional[tuple[int, int]] = None) -> ScriptEmbeds:
     """The film's ``MD_SCRIPT_EMBEDS`` as the ScriptEncode node computes it: the script with ``references: [i]``
     into the cast's portrait batch, validated against that batch and encoded with ``encode_script``.
     ``token_encoder`` adds the characters' reference tokens. ``identities=False``: the script names no
     references (empty identity banks, no reference tokens). ``names``: see ``film_names`` (``"world"``: the script
-    exactly as ``film_script.script_data`` writes it)."""
+    exactly as ``film_script.script_data`` writes it). ``swap``: two character ids of the cast whose reference
+    portraits are exchanged (the identity-swap test: the script's words stay, the faces trade places)."""
     if identities:
-        batch = image_batch(reference_images(film))
+        images = reference_images(film)
+        if swap is not None:
+            a, b = (film.cast.index(c) for c in swap)
+            images = images.copy()
+            images[[a, b]] = images[[b, a]]
+        batch = image_batch(images)
         script = validate_script(film_script_data(film, "indices", names), image_count=int(batch.shape[0]))
         return encode_script(script, text_encoder, face_embedder, batch=batch, token_encoder=token_encoder)
     script = validate_script(film_script_data(film, "none", names), image_count=0)

@@ -164,7 +164,8 @@ def _one_keyframe(embeds, i: int):
 def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Sequence[Film], text_encoder: TextEncoder,
                face_embedder: FaceEmbedder, token_encoder: Optional[TokenEncoder] = None, *, seed: int = 0,
                temperature: float = 0.0, guidance: float = 1.0, window: Optional[int] = 16, variant: Optional[str] = None,
-               references: Optional[bool] = None, names: Optional[str] = None) -> list[torch.Tensor]:
+               references: Optional[bool] = None, names: Optional[str] = None,
+               swaps: Optional[Sequence[Optional[tuple[int, int]]]] = None) -> list[torch.Tensor]:
     """Planned tokens ``[N_i, K, D]`` of every film through ``generate_storyboard``.
 
     ``planner``: a planner file (loaded with ``load_planner``, as the loader node does), a ``KeyframePlanner`` or
@@ -175,7 +176,8 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
 
     Default ``temperature=0``: each token is the mean of the most likely mixture component, deterministic. The
     benchmark scores fidelity to the script and to continuity, not diversity; guidance 1 (no CFG), window 16 (the
-    node's default; toy films are shorter than 32 keyframes, so the whole film stays in context).
+    node's default: the context keeps 16 to 32 keyframes, most of a 16-shot toy film). ``swaps``: per film, two
+    cast members whose reference portraits are exchanged (``film_embeds``' ``swap``) or ``None``.
     """
     run_info = read_run(planner) if isinstance(planner, str) else {}
     if isinstance(planner, str):
@@ -188,17 +190,18 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
         names = options.get("names", "world")
     text_encoder = cached_text_encoder(text_encoder)
     out = []
-    for film in films:
+    swaps = list(swaps) if swaps is not None else [None] * len(films)
+    for film, swap in zip(films, swaps):
         if isinstance(planner, ZeroShotPrior):
             if token_encoder is None:
                 raise ValueError("the zero-shot prior plans from reference tokens: give plan_films a token_encoder")
-            embeds = film_embeds(film, text_encoder, face_embedder, token_encoder, names=names)
+            embeds = film_embeds(film, text_encoder, face_embedder, token_encoder, names=names, swap=swap)
             out.append(generate_storyboard(planner, embeds, seed=seed, temperature=temperature).tokens)
             continue
         if references and token_encoder is None:
             raise ValueError("this planner was trained with reference tokens: give plan_films a token_encoder")
         embeds = film_embeds(film, text_encoder, face_embedder, token_encoder if references else None,
-                             identities=variant != "no_identity", names=names)
+                             identities=variant != "no_identity", names=names, swap=swap)
         if variant == "no_history":
             tokens = [generate_storyboard(planner, _one_keyframe(embeds, i), seed=derive_seed(seed, i), temperature=temperature,
                                           guidance=guidance, window=window).tokens[0] for i in range(embeds.n_keyframes)]

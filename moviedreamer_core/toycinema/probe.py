@@ -9,7 +9,10 @@ averaging when shrinking, bilinear when enlarging).
 Network: four 3x3 conv layers (24-32-48-64 channels, ReLU, two of them with stride 2) to an 8x8 feature
 grid, then: location and camera (softmax) from pooled features; character presence (one sigmoid per
 character, multi-label) and screen position (softmax over left/centre/right, trained only where the
-character is on screen) from one score map per character (see ``ProbeNet``). About 60 k parameters; a
+character is on screen) from one score map per character (see ``ProbeNet``); the per-film state (issue #21): the
+place's look (softmax, pooled features) and the hat worn at each screen place of a medium or close-up keyframe
+(one score map per hat colour, maxima over the thirds of the frame; a wide shot's hat is a pixel or two and is
+not read). About 60 k parameters; a
 training step at batch 64 takes about 0.04 s on one CPU thread. Weights are saved with safetensors only; the configuration travels in
 the file's metadata.
 """
@@ -26,9 +29,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .film import FrameLabel
+from .film import FrameLabel, KeyframePlan
 from .grammar import generate_films
-from .world import N_CAMERAS, N_CHARACTERS, N_LOCATIONS, N_POSITIONS
+from .world import N_CAMERAS, N_CHARACTERS, N_HATS, N_LOCATIONS, N_PLACE_LOOKS, N_POSITIONS, camera_id
+
+#: Cameras whose keyframes show hats large enough to read (medium and close-up).
+HAT_CAMERAS = (camera_id("medium"), camera_id("close_up"))
 
 INPUT_SIZE = 32
 FORMAT = "moviedreamer-toycinema-probe"
@@ -45,9 +51,9 @@ class ProbeNet(nn.Module):
     """
 
     def __init__(self, n_locations: int = N_LOCATIONS, n_cameras: int = N_CAMERAS, n_characters: int = N_CHARACTERS,
-                 n_positions: int = N_POSITIONS, width: int = 32, hidden: int = 128):
+                 n_positions: int = N_POSITIONS, width: int = 32, hidden: int = 128, n_looks: int = 0, n_hats: int = 0):
         super().__init__()
-        self.n_locations, self.n_cameras = n_locations, n_cameras
+        self.n_locations, self.n_cameras, self.n_looks = n_locations, n_cameras, n_looks
         w = width
         self.features = nn.Sequential(
             nn.Conv2d(3, 3 * w // 4, 3, padding=1), nn.ReLU(),
@@ -57,18 +63,25 @@ class ProbeNet(nn.Module):
         )
         self.character_map = nn.Conv2d(2 * w, n_characters, 1)
         self.n_positions = n_positions
-        self.scene = nn.Sequential(nn.Linear(4 * w, hidden), nn.ReLU(), nn.Linear(hidden, n_locations + n_cameras))
+        self.scene = nn.Sequential(nn.Linear(4 * w, hidden), nn.ReLU(), nn.Linear(hidden, n_locations + n_cameras + n_looks))
+        self.hat_map = nn.Conv2d(2 * w, n_hats, 1) if n_hats else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.features(x)
         maps = self.character_map(h)
         scene = self.scene(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
-        return {
+        k = self.n_locations + self.n_cameras
+        out = {
             "location": scene[:, : self.n_locations],
-            "camera": scene[:, self.n_locations:],
+            "camera": scene[:, self.n_locations:k],
             "presence": maps.amax(dim=(2, 3)),
             "position": F.adaptive_max_pool2d(maps, (1, self.n_positions)).flatten(2),
         }
+        if self.n_looks:
+            out["look"] = scene[:, k:]
+        if self.hat_map is not None:  # [B, n_hats, n_positions]: each hat colour's best score in each third
+            out["hat"] = F.adaptive_max_pool2d(self.hat_map(h), (1, self.n_positions)).flatten(2)
+        return out
 
 
 def to_input(images) -> torch.Tensor:
@@ -129,6 +142,16 @@ class Probe:
             for i in range(len(loc))
         ]
 
+    def read_state(self, images) -> list[dict]:
+        """The per-film state each image shows: ``{"look": look id, "hats": [hat id at left, centre, right]}``
+        (``look``/``hats`` are ``None`` for a probe trained without them). Hats are what each third of the frame
+        shows most; they mean something only where a figure stands in a medium or close-up keyframe."""
+        out = self.logits(images)
+        n = len(out["location"])
+        looks = out["look"].argmax(1).tolist() if "look" in out else [None] * n
+        hats = out["hat"].argmax(1).tolist() if "hat" in out else [None] * n
+        return [{"look": looks[i], "hats": hats[i]} for i in range(n)]
+
     def save(self, path: str) -> None:
         """Write the weights and configuration as one ``.safetensors`` file."""
         from ..files import save_safetensors
@@ -157,6 +180,17 @@ class Probe:
 # ------------------------------------------------------------------------------------------- training
 
 
+def state_targets(plans: Sequence[KeyframePlan], n_positions: int = N_POSITIONS) -> dict[str, torch.Tensor]:
+    """Targets of the per-film state: each keyframe's look, and the hat at each screen place (``-1``: nobody
+    there, a wide shot, or a keyframe without hats)."""
+    hat = torch.full((len(plans), n_positions), -1, dtype=torch.long)
+    for i, plan in enumerate(plans):
+        if plan.camera in HAT_CAMERAS and plan.hats:
+            for (_, p, _), h in zip(plan.figures, plan.hats):
+                hat[i, p] = h
+    return {"look": torch.tensor([plan.look for plan in plans], dtype=torch.long), "hat": hat}
+
+
 def label_targets(labels: Sequence[FrameLabel], n_characters: int = N_CHARACTERS) -> dict[str, torch.Tensor]:
     """Training targets: class ids, multi-hot presence, and per character its position (``-1`` off screen)."""
     position = torch.full((len(labels), n_characters), -1, dtype=torch.long)
@@ -171,11 +205,15 @@ def label_targets(labels: Sequence[FrameLabel], n_characters: int = N_CHARACTERS
     }
 
 
-def frames_and_labels(seed: int, n_films: int, size: int = INPUT_SIZE, **film_kwargs) -> tuple[np.ndarray, list[FrameLabel]]:
-    """Ground-truth keyframes (``uint8 [N, size, size, 3]``) and labels of ``n_films`` films drawn from ``seed``."""
+def frames_and_labels(seed: int, n_films: int, size: int = INPUT_SIZE, plans: bool = False,
+                      **film_kwargs) -> tuple:
+    """Ground-truth keyframes (``uint8 [N, size, size, 3]``) and labels of ``n_films`` films drawn from ``seed``
+    (and, with ``plans``, the keyframe plans: the per-film state's truth)."""
     films = generate_films(seed, n_films, **film_kwargs)
     images = np.concatenate([f.images(size) for f in films])
     labels = [lab for f in films for lab in f.labels()]
+    if plans:
+        return images, labels, [k for f in films for k in f.keyframes]
     return images, labels
 
 
@@ -197,13 +235,24 @@ def probe_loss(out: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) ->
     pos = target["position"]
     if (pos >= 0).any():
         loss = loss + F.cross_entropy(out["position"].reshape(-1, out["position"].shape[-1]), pos.reshape(-1), ignore_index=-1)
+    if "look" in out and "look" in target:
+        loss = loss + F.cross_entropy(out["look"], target["look"])
+    if "hat" in out and "hat" in target and (target["hat"] >= 0).any():
+        logits = out["hat"].transpose(1, 2).reshape(-1, out["hat"].shape[1])  # [B * positions, n_hats]
+        loss = loss + F.cross_entropy(logits, target["hat"].reshape(-1), ignore_index=-1)
     return loss
 
 
-def train_probe(seed: int = 0, n_films: int = 60, steps: int = 600, batch_size: int = 64, lr: float = 3e-3,
+def train_probe(seed: int = 0, n_films: int = 240, steps: int = 1200, batch_size: int = 64, lr: float = 3e-3,
                 log_every: int = 0, threads: int | None = 1) -> Probe:
     """Train a probe from scratch on the keyframes of ``n_films`` films drawn from ``seed`` (deterministic
     for a seed on one machine). Score it on films drawn from another seed.
+
+    The defaults are the shipped probe's. It is the instrument every toy figure is read with, so it must read
+    ground truth without error: 60 films and 600 steps (the earlier recipe) saw each (place, light, camera)
+    combination only a few times and read 0.97 of the test films' places on ground truth (beach close-ups as
+    snowfield, their ground being all a close-up shows); 240 films and 1200 steps read 1.00 of places, lights and
+    hats on 24 films of another seed.
 
     ``threads``: torch CPU threads while training (restored afterwards). One thread is the default: this
     net is too small to gain from more, and on a busy two-core machine two threads run many times slower.
@@ -218,10 +267,10 @@ def _train(seed: int, n_films: int, steps: int, batch_size: int, lr: float, log_
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
-    images, labels = frames_and_labels(seed, n_films)
+    images, labels, plans = frames_and_labels(seed, n_films, plans=True)
     x_all = to_input(images)
-    t_all = label_targets(labels)
-    net = ProbeNet()
+    t_all = {**label_targets(labels), **state_targets(plans)}
+    net = ProbeNet(n_looks=N_PLACE_LOOKS, n_hats=N_HATS)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.15)
     net.train()
@@ -237,7 +286,8 @@ def _train(seed: int, n_films: int, steps: int, batch_size: int, lr: float, log_
         if log_every and (step + 1) % log_every == 0:
             print(f"probe step {step + 1}/{steps} loss {loss.item():.4f}")
     net.eval()
-    config = {"n_locations": N_LOCATIONS, "n_cameras": N_CAMERAS, "n_characters": N_CHARACTERS, "n_positions": N_POSITIONS}
+    config = {"n_locations": N_LOCATIONS, "n_cameras": N_CAMERAS, "n_characters": N_CHARACTERS, "n_positions": N_POSITIONS,
+              "n_looks": N_PLACE_LOOKS, "n_hats": N_HATS}
     info = {"config": config, "seed": seed, "n_films": n_films, "steps": steps, "n_frames": len(labels),
             "final_loss": float(loss.item()), "seconds": round(time.perf_counter() - started, 2)}
     return Probe(net, info)

@@ -12,14 +12,17 @@ from __future__ import annotations
 import numpy as np
 
 from .film import KeyframePlan
-from .world import CAMERAS, CHARACTERS, FEET_Y, LOCATIONS, NEUTRAL, POSITION_U, Location, Look
+from .world import CAMERAS, CHARACTERS, FEET_Y, HATS, LOCATIONS, NEUTRAL, PLACE_LOOKS, POSITION_U, Location, Look, PlaceLook
 
 #: Samples per pixel along each axis.
 SUPERSAMPLE = 4
 
 #: A figure's extent around its feet ``(cx, feet)``, in world units: every sample ``draw_figure`` may paint.
 FIGURE_HALF_WIDTH = 0.06
-FIGURE_TOP = 0.27  # above the feet (the top of the head)
+FIGURE_TOP = 0.32  # above the feet (the top of the hat; the head's top is at 0.267)
+#: The hat's extent: from its top (``FIGURE_TOP`` above the feet) down to its brim, and its half width (the brim).
+HAT_BOTTOM = 0.25
+HAT_HALF_WIDTH = 0.058
 
 _LEGS = (40, 40, 40)
 _EYES = (20, 20, 20)
@@ -85,8 +88,29 @@ def draw_background(loc: Location, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return img
 
 
-def draw_figure(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, look: Look, cx: float, feet: float = FEET_Y) -> None:
-    """Paint one character standing with its feet at ``(cx, feet)`` into ``img`` (rows ``ys``, columns ``xs``)."""
+#: ITU-R BT.601 luma weights: the grey a colour desaturates towards.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def apply_look(img: np.ndarray, look: PlaceLook) -> np.ndarray:
+    """A background in a place's per-film light (``world.PlaceLook``): every colour desaturated, scaled and shifted,
+    in place."""
+    if look.saturation != 1.0:
+        grey = img @ np.asarray(_LUMA, np.float32)
+        img -= grey[..., None]
+        img *= np.float32(look.saturation)
+        img += grey[..., None]
+    if look.scale != (1.0, 1.0, 1.0) or look.shift != (0.0, 0.0, 0.0):
+        img *= np.asarray(look.scale, np.float32)
+        img += np.asarray(look.shift, np.float32)
+        np.clip(img, 0.0, 255.0, out=img)
+    return img
+
+
+def draw_figure(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, look: Look, cx: float, feet: float = FEET_Y,
+                hat: int | None = None) -> None:
+    """Paint one character standing with its feet at ``(cx, feet)`` into ``img`` (rows ``ys``, columns ``xs``),
+    with hat ``hat`` (an index of ``world.HATS``) or bare-headed (``None``, as in reference portraits)."""
     # Only the figure's bounding box is evaluated: the sample grid is separable.
     c0, c1 = np.searchsorted(xs, cx - FIGURE_HALF_WIDTH), np.searchsorted(xs, cx + FIGURE_HALF_WIDTH)
     r0, r1 = np.searchsorted(ys, feet - FIGURE_TOP), np.searchsorted(ys, feet)
@@ -115,6 +139,10 @@ def draw_figure(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, look: Look, cx:
     eyes = ((np.abs(dx) - 0.015) ** 2 + (Y - hy - 0.002) ** 2) < 0.0065**2
     sub[eyes] = _EYES
     sub[(np.abs(Y - hy - 0.022) < 0.003) & (np.abs(X - hx) < 0.013)] = _MOUTH
+    if hat is not None:  # a tall crown over the top of the head and a brim across it: big enough to see in a medium shot
+        colour = HATS[hat].colour
+        sub[(Y >= feet - FIGURE_TOP) & (Y <= feet - 0.255) & (np.abs(dx) <= 0.036)] = colour
+        sub[(Y >= feet - 0.266) & (Y <= feet - HAT_BOTTOM) & (np.abs(dx) <= HAT_HALF_WIDTH)] = colour
 
 
 def _axes(x0: float, y0: float, width: float, size: int, ss: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,9 +168,10 @@ def render_keyframe(plan: KeyframePlan, size: int = 32, ss: int = SUPERSAMPLE) -
     x0, y0, w = camera_window(plan.camera, plan.pan)
     xs, ys = _axes(x0, y0, w, size, ss)
     X, Y = np.meshgrid(xs, ys)
-    img = draw_background(LOCATIONS[plan.location], X, Y).astype(np.float32)
-    for (char, _, _), cx in zip(plan.figures, figure_centres(plan)):
-        draw_figure(img, xs, ys, CHARACTERS[char], cx)
+    img = apply_look(draw_background(LOCATIONS[plan.location], X, Y).astype(np.float32), PLACE_LOOKS[plan.look])
+    hats = plan.hats or (None,) * len(plan.figures)
+    for (char, _, _), cx, hat in zip(plan.figures, figure_centres(plan), hats):
+        draw_figure(img, xs, ys, CHARACTERS[char], cx, hat=hat)
     return _finish(img, size, ss)
 
 
@@ -152,14 +181,23 @@ def figure_centres(plan: KeyframePlan) -> list[float]:
     return [x0 + (POSITION_U[pos] + dx) * w for _, pos, dx in plan.figures]
 
 
-def figure_boxes(plan: KeyframePlan, size: int = 32) -> np.ndarray:
+def figure_boxes(plan: KeyframePlan, size: int = 32, part: str = "figure") -> np.ndarray:
     """``bool [size, size]``: the pixels of the figures' bounding boxes in ``render_keyframe(plan, size)`` (every
-    pixel any figure can touch), for training losses that weight the small figures up."""
+    pixel any figure can touch), or with ``part="hat"`` of their hats' boxes (figures with hats only), for training
+    losses that weight the small figures and hats up."""
     x0, y0, w = camera_window(plan.camera, plan.pan)
     mask = np.zeros((size, size), bool)
-    r0, r1 = (np.array([FEET_Y - FIGURE_TOP, FEET_Y]) - y0) / w * size
-    for cx in figure_centres(plan):
-        c0, c1 = (np.array([cx - FIGURE_HALF_WIDTH, cx + FIGURE_HALF_WIDTH]) - x0) / w * size
+    if part == "hat":
+        top, bottom, half = FEET_Y - FIGURE_TOP, FEET_Y - HAT_BOTTOM, HAT_HALF_WIDTH
+        centres = figure_centres(plan)[:len(plan.hats)]
+    elif part == "figure":
+        top, bottom, half = FEET_Y - FIGURE_TOP, FEET_Y, FIGURE_HALF_WIDTH
+        centres = figure_centres(plan)
+    else:
+        raise ValueError(f"part must be 'figure' or 'hat', got {part!r}")
+    r0, r1 = (np.array([top, bottom]) - y0) / w * size
+    for cx in centres:
+        c0, c1 = (np.array([cx - half, cx + half]) - x0) / w * size
         mask[max(0, int(np.floor(r0))):max(0, int(np.ceil(r1))), max(0, int(np.floor(c0))):max(0, int(np.ceil(c1)))] = True
     return mask
 

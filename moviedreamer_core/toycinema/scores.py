@@ -9,7 +9,11 @@
 * ``count_scores``: place by place (``counting.PlaceCounter`` readings, one occupant or nobody per screen place)
   against the ground truth: exact cast, extra and missing figures, characters drawn twice, per camera size and per
   number of characters on screen.
+* ``unscripted_scores``: the per-film state the script leaves unsaid (issue #21): on every keyframe whose script does
+  not say it, is the place's look the film's, and does each character in a medium or close-up keyframe wear the
+  film's hat (``probe.Probe.read_state``), against the chance of a guess that knows nothing of the film.
 """
+
 
 from __future__ import annotations
 
@@ -152,3 +156,42 @@ def count_scores(read: Sequence, true: Sequence[FrameLabel]) -> dict:
     out["extra_figures_wide"] = wide["extra_figures"] if wide else float("nan")
     out["count_confusion"] = {cam: dict(sorted(c.items())) for cam, c in confusion.items()}
     return out
+
+
+def unscripted_scores(states: Sequence[dict], films: Sequence) -> dict:
+    """How well the keyframes keep the per-film state their scripts leave unsaid (``Film.unscripted``).
+
+    ``states``: ``probe.Probe.read_state`` of every keyframe of ``films``, in order. Items: each keyframe whose shot
+    does not state its place's look (right when the look read is the film's), and each character on screen in a medium
+    or close-up keyframe whose shot does not state its hat (right when the hat read at the character's screen place is
+    the film's). Returns ``unscripted_state`` (all items), ``unscripted_look``, ``unscripted_hat``, their item counts and
+    ``unscripted_chance``: the best share a guess that knows nothing of the film reaches on the same items (each
+    kind's most frequent value, pooled), which a planner without history cannot beat except by luck."""
+    from .probe import HAT_CAMERAS
+
+    n_keyframes = sum(film.n_keyframes for film in films)
+    if n_keyframes != len(states):
+        raise ValueError(f"{len(states)} state readings for {n_keyframes} keyframes")
+    if any(s.get("look") is None or s.get("hats") is None for s in states):
+        raise ValueError("state readings without a look or hats: read them with a probe that has the look and hat heads")
+    looks, hats = [], []
+    look_truth, hat_truth = Counter(), Counter()
+    i = 0
+    for film in films:
+        for plan, unsaid in zip(film.keyframes, film.unscripted()):
+            state = states[i]
+            i += 1
+            if unsaid["look"] is not None:
+                looks.append(state["look"] == unsaid["look"])
+                look_truth[unsaid["look"]] += 1
+            if plan.camera in HAT_CAMERAS:
+                for c, p, _ in plan.figures:
+                    if c in unsaid["hats"]:
+                        hats.append(state["hats"][p] == unsaid["hats"][c])
+                        hat_truth[unsaid["hats"][c]] += 1
+    n = len(looks) + len(hats)
+    best = (max(look_truth.values(), default=0) + max(hat_truth.values(), default=0)) / n if n else float("nan")
+    return {"unscripted_state": (sum(looks) + sum(hats)) / n if n else float("nan"),
+            "unscripted_look": sum(looks) / len(looks) if looks else float("nan"),
+            "unscripted_hat": sum(hats) / len(hats) if hats else float("nan"),
+            "unscripted_chance": best, "unscripted_items": {"look": len(looks), "hat": len(hats)}}

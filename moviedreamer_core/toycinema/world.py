@@ -13,6 +13,12 @@ A camera is a square window onto the world: ``wide`` shows all of it, ``medium``
 a quarter (head and torso of a standing figure). Characters are staged for the camera: a character at screen
 position ``left``/``centre``/``right`` stands at ``x = x0 + u * width`` of the window, so on screen the
 positions are the same for every camera while figures and textures grow as the camera comes closer.
+
+Two things vary from film to film and are drawn per film (``grammar.py``), not fixed here: each place's *look*
+(``PLACE_LOOKS``: the light it is seen in, a colour transform of its background) and each character's *hat*
+(``HATS``: a costume detail of that film; reference portraits show the character bare-headed). A film's script
+says each once, where it is first shown, and never again: later keyframes must keep what earlier ones showed
+(issue #21: a world in which history matters).
 """
 
 from __future__ import annotations
@@ -59,17 +65,17 @@ class CameraSize:
 
 LOCATIONS: tuple[Location, ...] = (
     Location("beach", (120, 190, 240), (232, 212, 152), 0.50, "waves", (250, 240, 205),
-             "a sandy beach under a clear blue sky, waves rolling in", "on the beach"),
+             "a sandy beach, waves rolling in", "on the beach"),
     Location("forest", (176, 214, 170), (38, 104, 48), 0.46, "trees", (22, 70, 30),
-             "a dark pine forest at noon, light falling through the trees", "in the forest"),
+             "a dark pine forest, tall trees all around", "in the forest"),
     Location("desert", (250, 222, 176), (196, 146, 88), 0.60, "dunes", (170, 120, 70),
-             "a wide desert of rolling dunes under a hazy sky", "in the desert"),
+             "a wide desert of rolling dunes", "in the desert"),
     Location("city_night", (18, 24, 62), (92, 92, 104), 0.52, "stars_bricks", (235, 235, 200),
-             "a city square at night under a starry sky", "in the city square"),
+             "a city square at night under the stars", "in the city square"),
     Location("snowfield", (196, 212, 228), (246, 246, 250), 0.56, "snow", (160, 176, 200),
-             "a quiet snowfield on a grey winter morning, snow falling", "on the snowfield"),
+             "a quiet snowfield, snow falling", "on the snowfield"),
     Location("meadow", (88, 158, 228), (118, 188, 70), 0.55, "flowers", (255, 244, 244),
-             "a green meadow full of small white flowers on a sunny afternoon", "in the meadow"),
+             "a green meadow full of small white flowers", "in the meadow"),
 )
 
 CHARACTERS: tuple[Look, ...] = (
@@ -86,6 +92,53 @@ CHARACTERS: tuple[Look, ...] = (
     Look("Fen", (0, 186, 186), "circle", (250, 230, 120), (236, 196, 160),
          "a small figure with a round teal body, blond hair and a round face"),
 )
+
+@dataclass(frozen=True)
+class PlaceLook:
+    """A per-film look of a place: the light it is seen in. The background's colours first lose saturation
+    (``grey + saturation * (colour - grey)``, ``grey`` the colour's luma), then become ``clip(colour * scale + shift)``;
+    the figures are not affected. ``phrases`` are the words a script may use for it (the last one is held out of
+    the training films' scripts).
+
+    The grey light mostly desaturates and dims, with a milder blue tint than its first version (scale (0.55, 0.6,
+    0.72) + shift (30, 34, 40), no desaturation), which pulled every place's hue towards the same blue-grey: its
+    decoder drew a grey desert green, and with 60 films of training the probe read grey deserts as the city square.
+    Desaturation keeps each place's hue, so places stay further apart under every light; the small tint still moves
+    the already grey city square, which desaturation alone would leave as it is."""
+
+    name: str
+    scale: tuple[float, float, float]
+    shift: tuple[float, float, float]
+    phrases: tuple[str, ...]
+    saturation: float = 1.0
+
+
+@dataclass(frozen=True)
+class Hat:
+    """A per-film costume detail: a hat of one colour (used by no character's body; the black hat is close to Cy's
+    black hair, so only the purple and green hats are told apart from a bare head by colour alone) and its names."""
+
+    name: str
+    colour: RGB
+    phrases: tuple[str, ...]  # "{}" is the character's name; the last one is held out of training scripts
+
+
+PLACE_LOOKS: tuple[PlaceLook, ...] = (
+    PlaceLook("clear", (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+              ("in clear daylight", "on a bright clear day", "in plain daylight")),
+    PlaceLook("golden", (0.95, 0.72, 0.42), (40.0, 22.0, 0.0),
+              ("in golden evening light", "at sunset, everything golden", "in the warm glow of dusk")),
+    PlaceLook("grey", (0.72, 0.74, 0.8), (24.0, 26.0, 36.0),
+              ("under a grey, overcast sky", "on a dull grey day", "in flat grey light"), saturation=0.45),
+)
+
+HATS: tuple[Hat, ...] = (
+    Hat("black", (15, 15, 15), ("{}, in a black hat,", "{}, wearing a black hat,", "{}, a black hat on,")),
+    Hat("purple", (150, 60, 255), ("{}, in a purple hat,", "{}, wearing a purple hat,", "{}, a purple hat on,")),
+    Hat("green", (0, 230, 0), ("{}, in a green hat,", "{}, wearing a green hat,", "{}, a green hat on,")),
+)
+N_PLACE_LOOKS = len(PLACE_LOOKS)
+N_HATS = len(HATS)
 
 #: Camera sizes, index = camera label id. Names are values of ``moviedreamer_core.script.Camera``.
 CAMERAS: tuple[CameraSize, ...] = (

@@ -214,8 +214,10 @@ def test_training_sequence_is_the_row_by_row_sequence_with_the_same_draws(story,
     banks = list(story.identity_banks)
     banks[1] = banks[1][:0]  # no photos: the learned no-identity vector
     chars = [(), *story.keyframe_characters[1:]]
+    cameras = torch.arange(story.n_keyframes) % 4 - 1  # the camera input too, with keyframes that state none (-1)
     s = dataclasses.replace(story, identity_banks=banks, keyframe_characters=chars,
-                            tokens=torch.randn(story.n_keyframes, 2, 8))
+                            tokens=torch.randn(story.n_keyframes, 2, 8), keyframe_camera=cameras)
+    assert model.camera_emb is not None
     assert any(1 in c for c in chars) and any(len(c) > 1 for c in chars)
     built = []
     for build in (model.build_sequence, model.build_sequence_row_by_row):
@@ -256,6 +258,89 @@ def test_checkpoint_refuses_a_space_mismatch_naming_both_sides(tmp_path):
     assert "story_v2.safetensors expects synthetic (16-D)" in msg and "comfy.SD1ClipModel.pooled (768-D)" in msg
     with pytest.raises(SpaceMismatchError, match=r"token space mismatch.*synthetic \(K=2, D=8\).*clip_vision.image_embeds \(K=1, D=1024\)"):
         load_planner(str(path), expect_token_space=TokenSpace("clip_vision.image_embeds", 1, 1024))
+
+
+def _rewrite_config(src, dst, edit):
+    """A copy of planner file ``src`` at ``dst`` whose config metadata went through ``edit(dict)``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["moviedreamer_planner"])
+    edit(cfg)
+    meta["moviedreamer_planner"] = json.dumps(cfg)
+    save_file(tensors, str(dst), metadata=meta)
+
+
+def test_a_planner_file_from_before_declared_inputs_loads_reading_no_camera(tmp_path, story):
+    """A file whose config has no ``inputs`` (every planner written before the camera input) loads as it was
+    trained: no camera embedding, and the camera of the story changes nothing."""
+    old = random_model(inputs=[])
+    path = tmp_path / "old.safetensors"
+    save_planner(old, str(path))
+    legacy = tmp_path / "legacy.safetensors"
+    _rewrite_config(path, legacy, lambda cfg: cfg.pop("inputs"))
+    assert read_planner_config(str(legacy)).inputs == []
+    loaded = load_planner(str(legacy))
+    assert loaded.camera_emb is None and not loaded.cfg.reads("camera")
+    assert "camera_emb.weight" not in loaded.state_dict()
+    cams = [torch.zeros(story.n_keyframes, dtype=torch.long), torch.full((story.n_keyframes,), 5, dtype=torch.long)]
+    plans = [plan_tokens(loaded, dataclasses.replace(story, keyframe_camera=c), seed=2) for c in cams]
+    assert torch.equal(plans[0], plans[1]) and torch.equal(plans[0], plan_tokens(old, story, seed=2))
+
+
+def test_a_planner_file_declaring_an_unknown_input_is_refused_naming_file_and_input(tmp_path):
+    path = tmp_path / "p.safetensors"
+    save_planner(random_model(), str(path))
+    future = tmp_path / "future_planner.safetensors"
+    _rewrite_config(path, future, lambda cfg: cfg.update(inputs=["camera", "lens_mm"]))
+    for call in (read_planner_config, load_planner):
+        with pytest.raises(ValueError, match=r"future_planner\.safetensors.*'lens_mm'"):
+            call(str(future))
+
+
+def test_new_planners_read_the_camera_and_it_changes_the_prediction(tmp_path, story):
+    """A planner declares the camera (saved in its file); the shot's camera changes its prediction, in both the
+    batched training sequence and generation, and a dropped script (CFG's unconditional stream) ignores it."""
+    model = random_model()
+    assert model.cfg.inputs == ["camera"] and model.camera_emb is not None
+    path = tmp_path / "p.safetensors"
+    save_planner(model, str(path))
+    assert read_planner_config(str(path)).inputs == ["camera"]
+    n = story.n_keyframes
+    wide = dataclasses.replace(story, keyframe_camera=torch.full((n,), 1, dtype=torch.long))
+    close = dataclasses.replace(story, keyframe_camera=torch.full((n,), 5, dtype=torch.long))
+    assert not torch.allclose(plan_tokens(model, wide, seed=1), plan_tokens(model, close, seed=1))
+    assert torch.equal(plan_tokens(model, wide, seed=1), plan_tokens(load_planner(str(path)), wide, seed=1))
+    tokens = torch.randn(n, 2, 8)
+    seqs = {}
+    for cond in (True, False):
+        for name, s in (("wide", wide), ("close", close)):
+            s = dataclasses.replace(s, tokens=tokens)
+            seqs[cond, name] = model.build_sequence(s, model.make_conditioning(s, train=False, cond=cond))[0]
+    assert not torch.allclose(seqs[True, "wide"], seqs[True, "close"])
+    assert torch.equal(seqs[False, "wide"], seqs[False, "close"])
+
+
+def test_script_cameras_reach_the_story(embeds):
+    from moviedreamer_core.planner.inputs import CAMERAS, story_from_embeds
+
+    s = story_from_embeds(embeds)
+    assert s.keyframe_camera.tolist() == [CAMERAS.index(k.camera) for k in embeds.keyframes]
+    assert s.window(1, 3).keyframe_camera.tolist() == s.keyframe_camera[1:3].tolist()
+
+
+def test_camera_rows_are_frozen_and_cover_the_script_schema():
+    """Saved planners' camera embedding rows follow ``CAMERAS``' order: a camera the script schema adds must be
+    appended there, never inserted (the shipped toy planner reads wide, medium and close_up at rows 2, 4 and 6)."""
+    from moviedreamer_core.planner.inputs import CAMERAS, camera_index
+    from moviedreamer_core.script.schema import Camera
+
+    assert set(CAMERAS) == {c.value for c in Camera} and len(set(CAMERAS)) == len(CAMERAS)
+    assert [camera_index(c) for c in ("wide", "medium", "close_up")] == [1, 3, 5]
+    assert camera_index(Camera.aerial) == len(CAMERAS) - 1 and camera_index(None) == camera_index("dolly") == -1
 
 
 def test_a_file_that_is_not_a_planner_is_refused(tmp_path):

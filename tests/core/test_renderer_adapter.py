@@ -213,3 +213,47 @@ def test_identity_positions_give_each_place_its_own_query_term(tmp_path):
     save_renderer(s, str(tmp_path / "pos.safetensors"))
     t = load_renderer(str(tmp_path / "pos.safetensors"))
     assert t.cfg.identity_positions == 3 and torch.equal(t.identity_query_offset(1, 4, 8), off)
+
+
+def test_identity_places_put_each_character_at_the_place_the_tokens_show(tmp_path):
+    """``identity_places``: the slots are screen places. Given places (training: the true ones) each character's
+    tokens land at its place, every other place holds its filler; without places the place head reads them from the
+    tokens (the n most likely, left to right); with neither, a medium shot's framing. ``token_positions`` puts the
+    place term on the token queries, zero at first. Both travel in the file; older files load without them."""
+    a = make()
+    with pytest.raises(ValueError, match="identity_places needs"):
+        RendererAdapter(RendererConfig(**{**a.cfg.__dict__, "identity_slots": 3, "identity_places": True}))
+    torch.manual_seed(3)
+    s = RendererAdapter(RendererConfig(**{**a.cfg.__dict__, "identity_slots": 3, "identity_empty_slots": True,
+                                          "identity_places": True, "token_positions": 2}))
+    M, C = 2, 32
+    ids = torch.randn(2, 2, 128)
+    ctx = s.identity_context(ids[:, :1], places=torch.tensor([[2], [0]])).reshape(2, 3, M, C)
+    alone = s.project_identity(ids[:, 0])  # [2, M, C]
+    torch.testing.assert_close(ctx[0, 2], alone[0] + s.identity_slot[2])  # at the right
+    torch.testing.assert_close(ctx[0, :2], s.identity_empty[:2])  # nobody at the left and the centre
+    torch.testing.assert_close(ctx[1, 0], alone[1] + s.identity_slot[0])
+    torch.testing.assert_close(ctx[1, 1:], s.identity_empty[1:])
+    two = s.identity_context(ids, places=torch.tensor([[0, 1], [1, 2]])).reshape(2, 3, M, C)
+    torch.testing.assert_close(two[1, 2], s.project_identity(ids[:, 1])[1] + s.identity_slot[2])  # second, rightmost
+    torch.testing.assert_close(two[1, 0], s.identity_empty[0])
+    tokens = torch.randn(2, 1, 16)
+    with torch.no_grad():  # a place head that reads "the right" off the first token value's sign
+        s.place_head.weight.zero_()
+        s.place_head.bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+        s.place_head.weight[2, 0] = 10.0
+    tokens[0, 0, 0], tokens[1, 0, 0] = 1.0, -1.0
+    assert s.choose_places(tokens, 1).tolist() == [[2], [1]] and s.choose_places(tokens, 2).tolist() == [[1, 2], [0, 1]]
+    torch.testing.assert_close(s.identity_context(ids[:, :1], tokens=tokens),
+                               s.identity_context(ids[:, :1], places=torch.tensor([[2], [1]])))
+    torch.testing.assert_close(s.identity_context(ids), s.identity_context(ids, places=torch.tensor([[0, 2], [0, 2]])))
+    torch.testing.assert_close(s.identity_context(ids[:, :0], tokens=tokens), s.identity_empty.reshape(1, 6, C).expand(2, -1, -1))
+    with pytest.raises(ValueError, match="3 places"):
+        s.identity_context(torch.randn(1, 4, 128))
+    assert torch.equal(s.token_query_offset(0, 4, 4), torch.zeros(16, 24)) and a.token_query_offset(0, 4, 4) is None
+    save_renderer(s, str(tmp_path / "places.safetensors"))
+    t = load_renderer(str(tmp_path / "places.safetensors"))
+    assert t.cfg.identity_places and t.cfg.token_positions == 2
+    torch.testing.assert_close(t.identity_context(ids[:, :1], tokens=tokens), s.identity_context(ids[:, :1], tokens=tokens))
+    old = {k: v for k, v in s.cfg.__dict__.items() if k not in ("identity_places", "token_positions")}
+    assert RendererConfig(**old).identity_places is False and RendererConfig(**old).token_positions == 0

@@ -188,8 +188,9 @@ def test_a_mirrored_training_keyframe_lists_its_characters_right_to_left():
 
 
 def test_figure_weight_puts_the_loss_on_the_figures_and_mirrors_with_the_picture():
-    """With ``figure_weight`` the pixels of the figures' boxes weigh ``1 + figure_weight`` and the rest 1, the map
-    flips with a mirrored keyframe, and the loss counts an error by its pixel's weight."""
+    """With ``figure_weight`` the pixels of the figures' boxes weigh ``1 + figure_weight``, those of their hats'
+    boxes ``hat_weight`` more again, and the rest 1; the map flips with a mirrored keyframe, and the loss counts an
+    error by its pixel's weight."""
     from moviedreamer_core.toycinema.autoencoder import make_batch
 
     torch.manual_seed(0)
@@ -205,13 +206,20 @@ def test_figure_weight_puts_the_loss_on_the_figures_and_mirrors_with_the_picture
     assert w.shape == (len(rows), 1, 32, 32)
     x = to_pixels(data.images[rows])
     for i, r in enumerate(rows):
-        boxes = torch.from_numpy(data.figures[r])
+        boxes, hats = torch.from_numpy(data.figures[r]), torch.from_numpy(data.hats[r])
         if not torch.equal(batch.latents[i], x[i]):
-            boxes = boxes.flip(-1)
-        assert w[i, 0][boxes].unique().tolist() == [5.0] and w[i, 0][~boxes].unique().tolist() == [1.0]
-    plain = make_batch(data, rows, tok, adapter, None, AutoencoderTraining(figure_weight=0.0), torch.Generator().manual_seed(3),
-                       torch.zeros(1, 1, C), "cpu")
+            boxes, hats = boxes.flip(-1), hats.flip(-1)
+        assert hats.any() and bool((boxes | ~hats).all())  # every hat box lies in its figure's box
+        assert w[i, 0][boxes & ~hats].unique().tolist() == [5.0] and w[i, 0][~boxes].unique().tolist() == [1.0]
+        assert w[i, 0][hats].unique().tolist() == [5.0 + cfg.hat_weight] and cfg.hat_weight == 4.0
+    plain = make_batch(data, rows, tok, adapter, None, AutoencoderTraining(figure_weight=0.0, hat_weight=0.0),
+                       torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
     assert plain.pixel_weights is None
+    hats_only = make_batch(data, rows, tok, adapter, None, AutoencoderTraining(figure_weight=0.0, flip=False),
+                           torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu").pixel_weights
+    for i, r in enumerate(rows):  # the hats weigh more without the figures' weight too
+        hats = torch.from_numpy(data.hats[r])
+        assert hats_only[i, 0][hats].unique().tolist() == [5.0] and hats_only[i, 0][~hats].unique().tolist() == [1.0]
 
     # the loss: an error only where the weight is zero costs nothing; where it is 2, twice the unweighted loss
     def denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx):

@@ -171,6 +171,34 @@ def test_the_identity_place_term_reaches_every_layer_on_its_own_grid(host, testi
     assert not torch.allclose(run(placed), run(plain), atol=1e-4), "a trained place term reaches the image"
 
 
+def test_the_token_place_term_is_the_plain_attention_until_trained(host, testing, patching):
+    """``token_positions``: zero-initialised it samples exactly as the renderer without it (the unconditional chunk
+    reads it too), a trained one changes the image; old files (no ``token_pos.*`` keys) load without it."""
+    hostmod = host.pack_submodule("nodes.host")
+    model = testing.tiny_sd(1)
+    layers = patching.discover_cross_attention(model)
+    base = dict(token_space={"source": "t", "K": 1, "D": 8}, context_dim=64, layer_dims=[l.inner_dim for l in layers])
+    torch.manual_seed(0)
+    plain = RendererAdapter(RendererConfig(**base))
+    placed = RendererAdapter(RendererConfig(**base, token_positions=2))
+    missing, unexpected = placed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("token_pos.") for k in missing) and len(missing) == len(layers)
+    tokens = plain.project_tokens(torch.randn(1, 1, 8)).detach()
+    cond = [[torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(0)), {}]]
+    uncond = [[torch.zeros(1, 12, 64), {}]]
+
+    def run(adapter):
+        patched = patching.patch_model(model, patching.AdapterState(hostmod.managed(adapter), layers, tokens, tokens * 0,
+                                                                    None, 1.0, 0.0, 1e9, 0.0))
+        return hostmod.sample_latent(patched, 42, 2, 5.0, "euler", "normal", cond, uncond, torch.zeros(1, 4, 16, 12))
+
+    assert torch.equal(run(placed), run(plain)), "a zero token place term is the plain attention"
+    with torch.no_grad():
+        for lin in placed.token_pos:
+            lin.weight.normal_(0, 1.0)
+    assert not torch.allclose(run(placed), run(plain), atol=1e-4), "a trained token place term reaches the image"
+
+
 # ------------------------------------------------------------------------------------------- the node
 
 

@@ -1,0 +1,220 @@
+"""The toy world in which history matters (issue #21): per-film looks and hats, said once; phrasings; casts of three.
+
+What is checked here is the world itself, against the grammar's own records and the pixels, not a model: every
+keyframe at a place shows the film's look of it and every figure the film's hat; the script says each exactly once,
+where it is first shown; the training phrasings leave out each sentence's last phrasing; the story does not depend
+on the phrasings; three characters share the screen in at least 15% of keyframes and places come back after gaps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from moviedreamer_core.toycinema import HATS, PLACE_LOOKS, generate_film, generate_films, script_data
+from moviedreamer_core.toycinema.film import KeyframePlan
+from moviedreamer_core.toycinema.grammar import PLACE_PHRASES, SCENE_PHRASES
+from moviedreamer_core.toycinema.render import render_keyframe
+from moviedreamer_core.toycinema.scores import unscripted_scores
+from moviedreamer_core.toycinema.world import CHARACTERS, LOCATIONS, camera_id
+
+FILMS = generate_films(31337, 24)
+
+
+def _look_words(text: str) -> list[int]:
+    return [i for i, look in enumerate(PLACE_LOOKS) if any(p in text for p in look.phrases)]
+
+
+def _hat_words(text: str, name: str) -> list[int]:
+    """Hats said of ``name`` in ``text`` (any phrasing, or the sentence of its own 'X wears a ... hat.')."""
+    found = []
+    for i, hat in enumerate(HATS):
+        phrasings = [p.format(name).rstrip(",") for p in hat.phrases] + [f"{name} wears a {hat.name} hat"]
+        if any(p in text for p in phrasings):
+            found.append(i)
+    return found
+
+
+def test_every_keyframe_shows_the_films_look_of_its_place_and_every_figure_its_hat():
+    for film in FILMS:
+        assert set(film.place_looks) == {s.location for s in film.shots}
+        assert set(film.hats) == set(film.cast)
+        for plan in film.keyframes:
+            assert plan.look == film.place_looks[plan.location]
+            assert plan.hats == tuple(film.hats[c] for c, _, _ in plan.figures)
+    # the state is drawn per film: over 24 films every look and every hat turns up, and films differ
+    assert {lk for f in FILMS for lk in f.place_looks.values()} == set(range(len(PLACE_LOOKS)))
+    assert {h for f in FILMS for h in f.hats.values()} == set(range(len(HATS)))
+    assert len({tuple(sorted(f.place_looks.items())) for f in FILMS}) > 20
+
+
+def test_the_script_says_each_look_and_hat_once_where_it_is_first_shown():
+    for film in FILMS:
+        data = script_data(film, "none")
+        seen_places, seen_people = set(), set()
+        for shot, entry in zip(film.shots, data["shots"]):
+            said = _look_words(entry["scene"])
+            if shot.location not in seen_places:  # the first shot of the place's first visit says it
+                assert shot.states_look and said == [film.place_looks[shot.location]], (film.seed, entry)
+                seen_places.add(shot.location)
+            else:
+                assert not shot.states_look and said == [], (film.seed, entry)
+            actions = entry["action"] if isinstance(entry["action"], list) else [entry["action"]]
+            for c in shot.characters:
+                name = CHARACTERS[c].name
+                first = c not in seen_people
+                assert (c in shot.states_hats) == first
+                assert _hat_words(actions[0], name) == ([film.hats[c]] if first else []), (film.seed, actions[0])
+                assert all(_hat_words(a, name) == [] for a in actions[1:])
+                seen_people.add(c)
+            assert all(_look_words(a) == [] for a in actions)  # action sentences never say a light
+
+
+def _places_said(text: str, name: str) -> list[int]:
+    """Stage places said of ``name`` in ``text`` (``name`` followed by a place phrase, after 'stands', 'is', ... or
+    in a listing); the longest phrase wins, so 'right in the middle' is the centre, not also 'in the middle'."""
+    said = []
+    for m in re.finditer(r"\b" + re.escape(name) + r"\b(?: stands| is| takes a place)? ([a-z ]+?)(?:,| and |\.)", text):
+        words = m.group(1)
+        said += [p for p, phrases in enumerate(PLACE_PHRASES) if words in phrases]
+    return said
+
+
+def test_the_script_says_each_stage_place_once_per_visit_where_the_character_takes_it():
+    """A character's stage place (left, centre, right) is said in the first action sentence of the first wide shot
+    of a visit that shows it there (again when it comes back), never in a later one nor in a closer shot (they frame
+    left to right); later wide shots keep it."""
+    stated = later = 0
+    for film in FILMS:
+        data = script_data(film, "none")
+        place_of: dict[int, int] = {}
+        for shot, entry in zip(film.shots, data["shots"]):
+            actions = entry["action"] if isinstance(entry["action"], list) else [entry["action"]]
+            if shot.event == "establish":
+                place_of = {}
+            elif shot.event in ("enter", "return"):  # a new stage place: said again in its first wide shot
+                place_of.pop(shot.subject, None)
+            for c, p, _ in shot.keyframes[0].figures:
+                name = CHARACTERS[c].name
+                said = _places_said(actions[0], name)
+                wide = shot.camera == camera_id("wide")
+                if c in shot.states_places:
+                    stated += 1
+                    assert wide and c not in place_of and said == [p], (film.seed, actions[0], p)
+                    place_of[c] = p
+                else:
+                    later += 1
+                    assert said == [], (film.seed, actions[0])
+                    if wide:
+                        assert p == place_of[c], (film.seed, shot.index)
+                assert all(_places_said(a, name) == [] for a in actions[1:]), (film.seed, actions)
+    assert stated > 100 and later > stated  # most keyframes' scripts are silent about where people stand
+
+
+def test_training_phrasings_leave_out_every_held_out_phrasing_and_the_story_stays_the_same():
+    held_out_scenes = {p[-1] for p in SCENE_PHRASES.values()}
+    held_out_looks = {look.phrases[-1] for look in PLACE_LOOKS}
+    trained_any = all_any = 0
+    for seed in range(40):
+        train, every = generate_film(seed, phrasings="train"), generate_film(seed, phrasings="all")
+        # same story, staging, looks and hats whatever the phrasings
+        assert [s.keyframes for s in train.shots] == [s.keyframes for s in every.shots]
+        assert (train.place_looks, train.hats, train.cast) == (every.place_looks, every.hats, every.cast)
+        for film, tag in ((train, "train"), (every, "all")):
+            scenes = [s.scene for s in film.shots]
+            held = [s for s in scenes if any(s.startswith(h) for h in held_out_scenes) or any(h in s for h in held_out_looks)]
+            if tag == "train":
+                assert not held, held
+                trained_any += len(scenes)
+            else:
+                all_any += len(held)
+        assert not any(re.search(r", a \w+ hat on,", a) for s in train.shots for a in s.actions)
+        held_out_places = [p[-1] for p in PLACE_PHRASES]
+        assert not any(h in a for s in train.shots for a in s.actions for h in held_out_places)
+        all_any += sum(h in a for s in every.shots for a in s.actions for h in held_out_places)
+    assert trained_any and all_any > 40  # held-out phrasings do turn up in development/test films
+    with pytest.raises(ValueError, match="phrasings"):
+        generate_film(1, phrasings="some")
+
+
+def test_three_characters_share_the_screen_often_and_places_come_back_after_gaps():
+    films = generate_films(2718, 64)
+    keyframes = [k for f in films for k in f.keyframes]
+    assert sum(len(k.figures) == 3 for k in keyframes) / len(keyframes) >= 0.15
+    gaps = []
+    for film in films:
+        last: dict[int, int] = {}
+        for i, plan in enumerate(film.keyframes):
+            if plan.location in last and last[plan.location] < i - 1:
+                gaps.append(i - last[plan.location])
+            last[plan.location] = i
+    assert len(gaps) >= 32 and np.median(gaps) >= 5, gaps
+
+
+def test_looks_and_hats_show_in_pixels():
+    beach, close_up, medium = 0, camera_id("close_up"), camera_id("medium")
+    plain = render_keyframe(KeyframePlan(beach, close_up, ((0, 1, 0.0),), 0.0, 0, (0,)), 32)
+    for look in range(1, len(PLACE_LOOKS)):  # the light changes the background, not the figure's body
+        other = render_keyframe(KeyframePlan(beach, close_up, ((0, 1, 0.0),), 0.0, look, (0,)), 32)
+        corner = np.abs(other[:4, :4].astype(int) - plain[:4, :4].astype(int)).mean()
+        assert corner > 20, (look, corner)
+        body = np.abs(other[24:, 14:18].astype(int) - plain[24:, 14:18].astype(int)).max()
+        assert body == 0
+    for cam in (close_up, medium):
+        for h, hat in enumerate(HATS):
+            image = render_keyframe(KeyframePlan(beach, cam, ((0, 1, 0.0),), 0.0, 0, (h,)), 64)
+            assert (np.abs(image.astype(int) - np.asarray(hat.colour)).max(-1) <= 6).sum() >= (40 if cam == close_up else 10)
+    bare = render_keyframe(KeyframePlan(beach, close_up, ((0, 1, 0.0),)), 64)  # no hats: as reference portraits
+    assert all((np.abs(bare.astype(int) - np.asarray(h.colour)).max(-1) <= 6).sum() == 0 for h in HATS[1:])
+
+
+def test_unscripted_scores_count_only_what_the_script_leaves_unsaid():
+    films = FILMS[:6]
+    truth = []
+    for film in films:
+        for plan in film.keyframes:
+            hats = [-1, -1, -1]
+            for (_, p, _), h in zip(plan.figures, plan.hats):
+                hats[p] = h
+            truth.append({"look": plan.look, "hats": hats})
+    right = unscripted_scores(truth, films)
+    assert right["unscripted_state"] == right["unscripted_look"] == right["unscripted_hat"] == 1.0
+    items = right["unscripted_items"]
+    assert items["look"] == sum(u["look"] is not None for f in films for u in f.unscripted())
+    assert items["hat"] > 0 and 1 / 3 <= right["unscripted_chance"] < 1.0
+    wrong = [{"look": (s["look"] + 1) % len(PLACE_LOOKS), "hats": [(h + 1) % len(HATS) for h in s["hats"]]} for s in truth]
+    assert unscripted_scores(wrong, films)["unscripted_state"] == 0.0
+    # only what the script leaves unsaid counts: right where the script says it and wrong elsewhere scores 0
+    unsaid = [u for f in films for u in f.unscripted()]
+    said_only = [{"look": s["look"] if u["look"] is None else (s["look"] + 1) % len(PLACE_LOOKS), "hats": s["hats"]}
+                 for s, u in zip(truth, unsaid)]
+    assert any(u["look"] is None for u in unsaid) and unscripted_scores(said_only, films)["unscripted_look"] == 0.0
+    # chance: the most frequent look and hat over the unsaid items, pooled (computed here from the films)
+    looks = Counter(u["look"] for f in films for u in f.unscripted() if u["look"] is not None)
+    hats = Counter(u["hats"][c] for f in films for plan, u in zip(f.keyframes, f.unscripted())
+                   if plan.camera in (camera_id("medium"), camera_id("close_up")) for c, _, _ in plan.figures if c in u["hats"])
+    assert right["unscripted_chance"] == pytest.approx((max(looks.values()) + max(hats.values())) / (items["look"] + items["hat"]))
+    with pytest.raises(ValueError, match="state readings"):
+        unscripted_scores(truth[:-1], films)
+    assert set(LOCATIONS[0].scene.split()) <= set(SCENE_PHRASES[LOCATIONS[0].name][0].split())
+
+
+def test_small_casts_and_three_name_sentences_are_written_cleanly():
+    """Films of one or two characters are written (a scene's newcomer is drawn only while someone is away), and a hat
+    said of the first of three names leaves no double comma; a keyframe's hats are one per figure or none."""
+    for seed in range(30):
+        for size in (1, 2):
+            film = generate_film(seed, cast_size=size)
+            assert 1 <= len(film.cast) <= size
+    sentences = [a for f in generate_films(99, 40) for s in f.shots for a in s.actions]
+    assert not [a for a in sentences if ",," in a or ", ," in a]
+    from moviedreamer_core.toycinema.grammar import _state_hats
+
+    for seed in range(6):  # every phrasing of the hat said of the first of three names
+        said = _state_hats("Ava, Bo and Cy wait in the forest.", (0,), {0: 1}, np.random.default_rng(seed), "all")
+        assert said.startswith("Ava, ") and re.search(r"hat( on)?, Bo and Cy wait", said) and ",," not in said, said
+    with pytest.raises(ValueError, match="hats for"):
+        KeyframePlan(0, 0, ((0, 0, 0.0), (1, 1, 0.0)), 0.0, 0, (1,))
