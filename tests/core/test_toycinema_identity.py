@@ -11,6 +11,11 @@ references, at least 0.99. Real crops had cosine >= 0.89 to their own reference;
 stands at most 0.26 to any reference, and all of them were nearest the ``nobody`` direction. The asserts
 leave a margin below these figures: accuracy >= 0.97 at both sizes (>= 0.99 on medium and close-up
 shots), reference cosines between characters < 0.6, empty windows below 0.5.
+
+In the world with per-film lights and hats (issue #21, the grey light desaturating) the nets of 300 steps fell short
+on real crops (1% quantile of the cosine to their own reference 0.78 at 32 px on 24 films, 0.75 on 96), so the test
+trains the shipped embedder's budget, 500 steps on 32 films: accuracy 1.00 at 64 and 32 px, 1% quantile of the own
+reference's cosine 0.85 / 0.82 (bound 0.8), smallest 0.79 / 0.80.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ def colour_pixels(image: np.ndarray, rgb, tol: int = 8) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def embedder() -> ToyIdentityEmbedder:
-    return train_identity_embedder(seed=TRAIN_SEED, n_films=24, steps=300)
+    return train_identity_embedder(seed=TRAIN_SEED, n_films=32, steps=500)
 
 
 @pytest.fixture(scope="module")
