@@ -101,11 +101,14 @@ PLACE_SENTENCES: tuple[str, ...] = ("{} stands {}.", "{} is {}.", "{} takes a pl
 PLACE_SENTENCES_MANY: tuple[str, ...] = ("They stand: {}.", "They are placed: {}.", "Where they stand: {}.")
 
 
+def _listing(items: list[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _names(ids) -> str:
     names = [CHARACTERS[c].name for c in ids]
-    if not names:
-        return "nobody"
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return _listing(names) if names else "nobody"
 
 
 def _pick(options, rng: np.random.Generator, phrasings: str) -> str:
@@ -188,7 +191,7 @@ def _state_places(first: str, placed: tuple[tuple[int, int], ...], rng: np.rando
     parts = [(CHARACTERS[c].name, _pick(PLACE_PHRASES[p], rng, phrasings)) for c, p in placed]
     if len(parts) == 1:
         return f"{first} {_pick(PLACE_SENTENCES, rng, phrasings).format(*parts[0])}"
-    listed = ", ".join(f"{name} {where}" for name, where in parts[:-1]) + f" and {parts[-1][0]} {parts[-1][1]}"
+    listed = _listing([f"{name} {where}" for name, where in parts])
     return f"{first} {_pick(PLACE_SENTENCES_MANY, rng, phrasings).format(listed)}"
 
 
@@ -226,7 +229,7 @@ class _Story:
         self.cast = [int(c) for c in rng.choice(N_CHARACTERS, size=cast_size, replace=False)]
         self.max_keyframes = max_keyframes
         self.present: dict[int, int] = {}  # character -> stage slot in this scene
-        self.places_stated: set[int] = set()  # characters whose slot in this scene the script has said
+        self.places_stated: set[int] = set()  # characters whose current slot the script has said (_arrive forgets it)
         self.seen: set[int] = set()
         self.away: list[int] = []  # characters who left, oldest first
         self.left_at: dict[int, int] = {}  # character -> number of shots when it left
@@ -269,7 +272,6 @@ class _Story:
             if c not in staying:
                 self._depart(c)
         self.present = {}
-        self.places_stated = set()
         for c in staying:
             self._arrive(c)
         if not self.present and rng.random() < 0.8:
