@@ -53,6 +53,12 @@ class PlannerConfig:
     dropout: float = 0.5  # on input embeddings and before the head
     attention_dropout: float = 0.0
     history_mask_ratio: float = 0.15  # visual-token inputs replaced by a learned mask embedding
+    # std of Gaussian noise on visual-token inputs (normalised space), so the planner reads earlier keyframes' state
+    # from tokens as imperfect as its own predictions are at generation (exposure bias); 0: off
+    history_noise: float = 0.0
+    # share of keyframes whose token inputs are the planner's own teacher-forced predictions (scheduled sampling,
+    # model._own_predictions); 0: off
+    scheduled_sampling: float = 0.0
     identity_randomisation: bool = True  # identity drawn from another photo of the character, plus noise
     identity_noise: float = 0.05
     condition_dropout: float = 0.1  # whole script replaced by learned null embeddings (for CFG)

@@ -162,6 +162,41 @@ def plan_tokens(model: KeyframePlanner, story: Story, *, seed: int, temperature:
         model.train(was_training)
 
 
+@torch.no_grad()
+def plan_given_history(model: KeyframePlanner, story: Story) -> torch.Tensor:
+    """Tokens ``[N, K, D]`` (de-normalised) where keyframe i is planned from the *true* tokens of keyframes 0..i-1
+    (``story.tokens``): next-keyframe prediction, each keyframe's own tokens chosen one after the other as
+    ``plan_tokens`` does at temperature 0 (the most likely component's mean), full history, no guidance.
+
+    An evaluation, not a way to plan a movie: set beside ``plan_tokens``' free-running plan of the same story, it
+    separates what the planner cannot read from a keyframe's context from what it loses by reading its own earlier,
+    imperfect keyframes (exposure bias; ``benchmarks/toycinema.py``'s state read from tokens). Each keyframe runs
+    its whole prefix through the backbone again (no cache): quadratic in the story's length, meant for held-out
+    films of a few dozen keyframes."""
+    if story.tokens is None:
+        raise ValueError("plan_given_history needs the story's true tokens (story_from_embeds(..., tokens=...))")
+    was_training = model.training
+    model.eval()
+    try:
+        ctx = model.make_conditioning(story, train=False)
+        true = model.normalise(story.tokens.to(model.param_device).float())
+        prefix = [model.embed_header(story, ctx)]
+        out = []
+        for i in range(story.n_keyframes):
+            prefix.append(model.embed_condition(story, i, ctx))
+            seq, own = torch.cat(prefix), []
+            for j in range(model.cfg.K):
+                h = model.run_backbone(seq[None])[0, -1:]
+                token = model.predict(h).sample(0.0, torch.Generator())[0]
+                own.append(token)
+                seq = torch.cat([seq, model.embed_tokens(token[None], first=j)])
+            out.append(torch.stack(own))
+            prefix.append(model.embed_tokens(true[i]))
+        return model.denormalise(torch.stack(out)).cpu() if out else torch.zeros(0, model.cfg.K, model.cfg.D)
+    finally:
+        model.train(was_training)
+
+
 def generate_storyboard(planner, embeds: ScriptEmbeds, *, seed: int, temperature: float = 1.0, guidance: float = 1.0,
                         window: Optional[int] = 16, reference_tokens: Optional[list] = None,
                         progress: Optional[Callable[[int, int], None]] = None, planner_name: Optional[str] = None) -> Storyboard:

@@ -70,6 +70,7 @@ class Conditioning:
     identity: Callable[[int], Optional[torch.Tensor]]  # [Di] or None when the character has no identity
     mask_history: float = 0.0  # probability that a token *input* is replaced by the mask embedding
     # (set from the config in training; an evaluation can set 1.0 to hide all visual history)
+    history_noise: float = 0.0  # std of Gaussian noise added to token *inputs* (normalised space) in training
     use_references: bool = True
     # history-mask randomness; None: the global torch RNG (``loss`` sets it when given one generator per story,
     # so a story's regularisers do not depend on its batch neighbours or on the number of processes)
@@ -176,7 +177,10 @@ class KeyframePlanner(nn.Module):
     def embed_tokens(self, tokens: torch.Tensor, ctx: Optional[Conditioning] = None, first: int = 0) -> torch.Tensor:
         """``[k, H]`` inputs for normalised tokens ``[k, D]`` at token positions ``first..first+k-1``."""
         pos = self.token_pos.weight[first:first + tokens.shape[0]]
-        x = self.type_emb.weight[TOKEN] + self.token_in(tokens.to(self.param_device)) + pos
+        tokens = tokens.to(self.param_device)
+        if ctx is not None and ctx.history_noise > 0:
+            tokens = tokens + ctx.history_noise * self._history_noise(ctx, tokens.shape)
+        x = self.type_emb.weight[TOKEN] + self.token_in(tokens) + pos
         if ctx is not None and ctx.mask_history > 0:
             masked = self._history_mask(ctx, tokens.shape[0])
             x = torch.where(masked[:, None], self.type_emb.weight[TOKEN] + self.mask_embedding + pos, x)
@@ -187,6 +191,12 @@ class KeyframePlanner(nn.Module):
         if ctx.generator is not None:
             return (torch.rand(k, generator=ctx.generator) < ctx.mask_history).to(self.param_device)
         return torch.rand(k, device=self.param_device) < ctx.mask_history
+
+    def _history_noise(self, ctx: Conditioning, shape) -> torch.Tensor:
+        """Standard normal noise of ``shape`` for token inputs (from ``ctx.generator`` when it has one)."""
+        if ctx.generator is not None:
+            return torch.randn(shape, generator=ctx.generator).to(self.param_device)
+        return torch.randn(shape, device=self.param_device)
 
     # --------------------------------------------------------------------------------- conditioning
 
@@ -219,11 +229,13 @@ class KeyframePlanner(nn.Module):
                 return means[c] if bool(has[c]) else None
 
         return Conditioning(cond=cond, slots=slots, identity=identity,
-                            mask_history=cfg.history_mask_ratio if train else 0.0)
+                            mask_history=cfg.history_mask_ratio if train else 0.0,
+                            history_noise=cfg.history_noise if train else 0.0)
 
     # ------------------------------------------------------------------------------------- training
 
-    def build_sequence(self, story: Story, ctx: Conditioning) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def build_sequence(self, story: Story, ctx: Conditioning,
+                       inputs: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced sequence of a story with tokens: embeddings ``[L, H]``, the positions whose hidden
         states predict a token ``[N*K]``, and the normalised targets ``[N*K, D]``.
 
@@ -236,14 +248,18 @@ class KeyframePlanner(nn.Module):
         K, N = self.cfg.K, story.n_keyframes
         header = self.embed_header(story, ctx)
         targets = self.normalise(story.tokens.to(dev).float())  # [N, K, D]
+        given = targets if inputs is None else inputs.to(dev).reshape(targets.shape)  # the token inputs
         S = story.keyframe_text.shape[1]
 
-        # the random draws, in embed_condition/embed_tokens order: keyframe i's identities, then its history mask
-        appearances, vectors, masks = [], [], []
+        # the random draws, in embed_condition/embed_tokens order: keyframe i's identities, then its history noise
+        # and mask
+        appearances, vectors, masks, noise = [], [], [], []
         for i in range(N):
             for c in story.keyframe_characters[i]:
                 appearances.append(c)
                 vectors.append(ctx.identity(c))
+            if ctx.history_noise > 0:
+                noise.append(self._history_noise(ctx, targets[i].shape))
             if ctx.mask_history > 0:
                 masks.append(self._history_mask(ctx, K))
 
@@ -270,7 +286,8 @@ class KeyframePlanner(nn.Module):
         else:
             kident = types[KIDENT][None][:0]  # [0, H]
         pos = self.token_pos.weight[:K]
-        tok = types[TOKEN] + self.token_in(targets) + pos  # [N, K, H]
+        given = given + ctx.history_noise * torch.stack(noise) if noise else given
+        tok = types[TOKEN] + self.token_in(given) + pos  # [N, K, H]
         if masks:
             tok = torch.where(torch.stack(masks)[..., None], types[TOKEN] + self.mask_embedding + pos, tok)
 
@@ -329,12 +346,16 @@ class KeyframePlanner(nn.Module):
         per_story = isinstance(generator, (list, tuple))
         if per_story and len(generator) != len(stories):
             raise ValueError(f"{len(generator)} generators for {len(stories)} stories")
-        seqs, preds, targets = [], [], []
+        ctxs = []
         for b, story in enumerate(stories):
             ctx = self.make_conditioning(story, train=train, generator=generator[b] if per_story else generator)
             if per_story:
                 ctx.generator = generator[b]
-            seq, pred, tgt = self.build_sequence(story, ctx)
+            ctxs.append(ctx)
+        own = self._own_predictions(stories, ctxs) if train and self.cfg.scheduled_sampling > 0 else [None] * len(stories)
+        seqs, preds, targets = [], [], []
+        for story, ctx, given in zip(stories, ctxs, own):
+            seq, pred, tgt = self.build_sequence(story, ctx, given)
             seqs.append(seq)
             preds.append(pred)
             targets.append(tgt)
@@ -345,6 +366,37 @@ class KeyframePlanner(nn.Module):
         mix = self.head(gathered)
         cfg = self.cfg
         return mixture_loss(mix, torch.cat(targets), cfg.nll_weight, cfg.l2_weight, cfg.cosine_weight)
+
+    @torch.no_grad()
+    def _own_predictions(self, stories: list[Story], ctxs: list[Conditioning]) -> list[torch.Tensor]:
+        """Scheduled sampling (``cfg.scheduled_sampling``), the parallel form of Duckworth et al. 2019: one
+        teacher-forced pass without gradient predicts every token (the most likely component's mean, as generation
+        plans at temperature 0), and each keyframe's token *inputs* are replaced by those predictions with
+        probability ``scheduled_sampling`` (targets stay the true tokens). At generation the planner reads its own
+        earlier keyframes, which are smoother than true tokens; trained only on true ones, it copied a character's
+        hat or a place's light from its own history far less often than from true history (toy cinema, issue #21).
+        Returns per story the normalised token inputs ``[N, K, D]``."""
+        seqs, preds, truths = [], [], []
+        for story, ctx in zip(stories, ctxs):
+            seq, pred, tgt = self.build_sequence(story, ctx)
+            seqs.append(seq)
+            preds.append(pred)
+            truths.append(tgt)
+        x, mask = collate(seqs)
+        h = self.run_backbone(x, attention_mask=mask)
+        out = []
+        for b, (story, ctx) in enumerate(zip(stories, ctxs)):
+            mix = self.head(h[b, preds[b]])
+            idx = mix.logits.argmax(-1)
+            mean = torch.gather(mix.mu, -2, idx[:, None, None].expand(-1, 1, mix.mu.shape[-1])).squeeze(-2)
+            N, K = story.n_keyframes, self.cfg.K
+            if ctx.generator is not None:
+                swap = torch.rand(N, generator=ctx.generator) < self.cfg.scheduled_sampling
+            else:
+                swap = torch.rand(N) < self.cfg.scheduled_sampling
+            swap = swap.to(self.param_device)[:, None, None]
+            out.append(torch.where(swap, mean.reshape(N, K, -1), truths[b].reshape(N, K, -1)))
+        return out
 
     def predict(self, h: torch.Tensor) -> Mixture:
         return self.head(h)

@@ -15,6 +15,7 @@ from moviedreamer_core.planner import (
     ZeroShotPrior,
     generate_storyboard,
     load_planner,
+    plan_given_history,
     plan_tokens,
     preset,
     read_planner_config,
@@ -179,18 +180,71 @@ def test_regularisers_act_in_training_only(story):
 
 
 def test_each_regulariser_is_switchable(story):
-    base = dict(dropout=0.0, history_mask_ratio=0.0, condition_dropout=0.0, identity_randomisation=False,
-                slot_permutation=False)
+    base = dict(dropout=0.0, history_mask_ratio=0.0, history_noise=0.0, scheduled_sampling=0.0, condition_dropout=0.0,
+                identity_randomisation=False, slot_permutation=False)
     s = dataclasses.replace(story, tokens=torch.randn(story.n_keyframes, 2, 8))
     model = random_model(**base).train()
     assert torch.equal(model.loss([s])["loss"], model.loss([s])["loss"]), "all off: training pass is deterministic"
-    for name, value in [("dropout", 0.5), ("history_mask_ratio", 0.5), ("condition_dropout", 0.5),
+    for name, value in [("dropout", 0.5), ("history_mask_ratio", 0.5), ("history_noise", 0.3), ("scheduled_sampling", 0.5),
+                        ("condition_dropout", 0.5),
                         ("identity_randomisation", True), ("slot_permutation", True)]:
         model = random_model(**{**base, name: value}).train()
         losses = {float(model.loss([s])["loss"].detach()) for _ in range(6)}
         assert len(losses) > 1, f"{name} has no effect in training"
         model.eval()
         assert len({float(model.loss([s])["loss"].detach()) for _ in range(3)}) == 1, f"{name} acts in evaluation"
+
+
+def test_scheduled_sampling_feeds_the_planners_own_predictions_as_history(story):
+    """With ``scheduled_sampling=1`` every keyframe's token inputs are the planner's own teacher-forced predictions
+    (the most likely component's mean, as generation plans at temperature 0) while the targets stay the true tokens;
+    at 0 the loss is the teacher-forced one."""
+    base = dict(dropout=0.0, history_mask_ratio=0.0, condition_dropout=0.0, identity_randomisation=False,
+                slot_permutation=False)
+    s = dataclasses.replace(story, tokens=torch.randn(story.n_keyframes, 2, 8))
+    model = random_model(**base, scheduled_sampling=1.0).train()
+    ctx = model.make_conditioning(s, train=True)
+    seq, pred, targets = model.build_sequence(s, ctx)
+    with torch.no_grad():
+        own = model.head(model.run_backbone(seq[None])[0, pred]).sample(0.0, torch.Generator())
+        fed, fed_pred, fed_targets = model.build_sequence(s, ctx, own.reshape(s.n_keyframes, 2, 8))
+        expected = model.head(model.run_backbone(fed[None])[0, fed_pred])
+        loss = model.loss([s])
+    assert torch.equal(fed_targets, targets), "targets stay the true tokens"
+    assert not torch.allclose(fed, seq), "the token inputs are the predictions"
+    assert torch.allclose(loss["nll"], expected.nll(targets).mean(), atol=1e-5)
+    teacher = random_model(**base, scheduled_sampling=0.0).train()
+    with torch.no_grad():
+        tf = teacher.head(teacher.run_backbone(seq[None])[0, pred])
+        assert torch.allclose(teacher.loss([s])["nll"], tf.nll(targets).mean(), atol=1e-5)
+        assert not torch.allclose(loss["nll"], teacher.loss([s])["nll"])
+
+
+def test_plan_given_history_predicts_each_keyframe_from_the_true_ones_before_it(story):
+    """Token 0 of keyframe i is the teacher-forced prediction from the true tokens of keyframes 0..i-1; token 1 reads
+    the planned token 0 (the teacher-forced pass with that one input replaced); keyframe 0 is the free-running plan's,
+    later keyframes are not (the free-running plan reads its own keyframes)."""
+    model = random_model()
+    N, K, D = story.n_keyframes, 2, 8
+    s = dataclasses.replace(story, tokens=torch.randn(N, K, D))
+    got = model.normalise(plan_given_history(model, s))
+    assert got.shape == (N, K, D) and not model.training
+    ctx = model.make_conditioning(s, train=False)
+    seq, pred, targets = model.build_sequence(s, ctx)
+    with torch.no_grad():
+        forced = model.head(model.run_backbone(seq[None])[0, pred]).sample(0.0, torch.Generator()).reshape(N, K, D)
+        assert torch.allclose(got[:, 0], forced[:, 0], atol=1e-5)
+        for i in range(N):
+            inputs = targets.reshape(N, K, D).clone()
+            inputs[i, 0] = got[i, 0]
+            seq_i, pred_i, _ = model.build_sequence(s, ctx, inputs)
+            token_1 = model.head(model.run_backbone(seq_i[None])[0, pred_i[i * K + 1]][None]).sample(0.0, torch.Generator())
+            assert torch.allclose(got[i, 1], token_1[0], atol=1e-5)
+    free = model.normalise(plan_tokens(model, s, seed=0, temperature=0.0))
+    assert torch.allclose(free[0], got[0], atol=1e-5)
+    assert not torch.allclose(free[1:], got[1:], atol=1e-3)
+    with pytest.raises(ValueError, match="true tokens"):
+        plan_given_history(model, dataclasses.replace(story, tokens=None))
 
 
 def test_identity_randomisation_draws_other_photos(story):
@@ -208,9 +262,9 @@ def test_identity_randomisation_draws_other_photos(story):
 @pytest.mark.parametrize("cond", [True, False])
 def test_training_sequence_is_the_row_by_row_sequence_with_the_same_draws(story, cond):
     """``build_sequence`` (batched) puts the same rows in the same places as the row-by-row assembly, and
-    takes the same draws from the story's generator (identity photos and noise, history masks), with
+    takes the same draws from the story's generator (identity photos and noise, history noise and masks), with
     keyframes nobody is in and a character without identity photos."""
-    model = random_model(history_mask_ratio=0.5, identity_randomisation=True, slot_permutation=True).train()
+    model = random_model(history_mask_ratio=0.5, history_noise=0.3, identity_randomisation=True, slot_permutation=True).train()
     banks = list(story.identity_banks)
     banks[1] = banks[1][:0]  # no photos: the learned no-identity vector
     chars = [(), *story.keyframe_characters[1:]]
