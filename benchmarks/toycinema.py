@@ -65,6 +65,9 @@ COLUMNS = ("location", "location, background", "camera", "character F1", "exact 
 #: The count-aware columns: keys of ``scores.count_scores``.
 COUNT_COLUMNS = {"exact cast": "exact_cast", "extra figures, wide": "extra_figures_wide",
                  "missing figures": "missing_figures", "drawn twice": "doubled"}
+#: The shipped planner's row, and the rows of the state read from its tokens (``state_from_tokens``).
+SHIPPED_ROW = "planner (shipped: script + identities + history)"
+FREE_RUNNING, TRUE_HISTORY = "planned (each keyframe after its own earlier ones)", "planned from the true keyframes before each"
 #: Films scored when ``--films`` is not given: the development set as before, 32 for the test set or another seed.
 DEV_FILMS, OTHER_FILMS = 16, 32
 
@@ -390,8 +393,8 @@ def main(argv=None) -> int:
 
     readout = bench.runs.TokenReadout.fit(bench.runs.true_tokens(bench.train_films[:120], bench.tokenizer.token_encoder()),
                                           [f.labels() for f in bench.train_films[:120]])
-    readouts = {}
-    planners = {"planner (shipped: script + identities + history)": bench.planner_path}
+    readouts, planned = {}, {}
+    planners = {SHIPPED_ROW: bench.planner_path}
     if not args.skip_ablations:
         planners.update(ensure_planners(bench, args))
     zero_shot = _pack("moviedreamer_core.planner.zero_shot").ZeroShotPrior()
@@ -401,7 +404,9 @@ def main(argv=None) -> int:
                                        names="per_film")  # the same scripts for every row, named as in training
         results[row] = bench.score(bench.frames(tokens))
         readouts[row] = bench.runs.token_readout_scores(readout, tokens, bench.labels)
+        planned.setdefault(row, tokens)
     readouts["true tokens"] = bench.runs.token_readout_scores(readout, true_tokens, bench.labels)
+    token_state = state_from_tokens(bench, planned[SHIPPED_ROW], true_tokens)
     _log("identity swap: two characters' reference portraits exchanged in every film, planned and decoded")
     swaps = bench.swaps()
     swapped = bench.runs.plan_films(bench.planner_path, bench.films, bench.text, bench.embedder,
@@ -427,10 +432,17 @@ def main(argv=None) -> int:
     print("|---" * (len(keys) + 1) + "|")
     for row, s in readouts.items():
         print(f"| {row} | " + " | ".join(f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]) for k in keys) + " |")
+    print("\nThe unscripted state read from the shipped planner's tokens (a readout fitted on true tokens of training "
+          "films; no decoder in between):\n")
+    print("| tokens | unscripted state | unscripted light | unscripted hat |\n|---|---|---|---|")
+    for row, u in token_state.items():
+        print(f"| {row} | " + " | ".join(_cell(u[k]) for k in ("unscripted_state", "unscripted_look", "unscripted_hat")) + " |")
     summary = summary_line(results, args, bench, seconds, identity_swap)
+    summary["tokens_unscripted_state"] = _rounded(token_state[FREE_RUNNING]["unscripted_state"])
+    summary["tokens_unscripted_state_true_history"] = _rounded(token_state[TRUE_HISTORY]["unscripted_state"])
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"images": results, "tokens": readouts, "summary": summary}, f, indent=1)
+            json.dump({"images": results, "tokens": readouts, "token_state": token_state, "summary": summary}, f, indent=1)
     print(json.dumps(summary))  # the last line: one JSON object
     return 0
 
@@ -461,6 +473,23 @@ SUMMARY_KEYS = {"exact_cast": "exact cast", "extra_figures_wide": "extra figures
                 "location_background": "location, background", "character_f1": "character F1",
                 "exact_set": "exact set", "identity_consistency": "identity consistency",
                 "unscripted_state": "unscripted state", "unscripted_look": "unscripted look", "unscripted_hat": "unscripted hat"}
+
+
+def state_from_tokens(bench, shipped_tokens, true_tokens) -> dict:
+    """The unscripted state (``scores.unscripted_scores``) read from tokens by a ``planner_runs.StateReadout`` fitted on
+    true tokens of 120 training films: the shipped planner's tokens as planned for rendering (each keyframe after its
+    own earlier ones), the same planner's tokens planned from the *true* tokens of the keyframes before each
+    (``plan_given_history``), and the true tokens (the readout's ceiling). The gap between the first two is what the
+    planner loses by reading its own imperfect keyframes; the gap between the second and the ceiling, what it cannot
+    read even from perfect history."""
+    encoder = bench.tokenizer.token_encoder()
+    readout = bench.runs.StateReadout.fit(bench.runs.true_tokens(bench.train_films[:120], encoder), bench.train_films[:120])
+    _log("planning every keyframe from the true keyframes before it")
+    given = bench.runs.plan_films(bench.planner_path, bench.films, bench.text, bench.embedder, encoder, names="per_film",
+                                  true_history=True)
+    return {FREE_RUNNING: bench.runs.token_state_scores(readout, shipped_tokens, bench.films),
+            TRUE_HISTORY: bench.runs.token_state_scores(readout, given, bench.films),
+            "true tokens": bench.runs.token_state_scores(readout, true_tokens, bench.films)}
 
 
 def _rounded(x):

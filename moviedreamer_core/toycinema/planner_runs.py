@@ -45,13 +45,13 @@ import torch
 
 from ..files import atomic_write_text
 from ..identity.base import FaceEmbedder
-from ..planner import KeyframePlanner, ZeroShotPrior, generate_storyboard, load_planner
+from ..planner import KeyframePlanner, ZeroShotPrior, generate_storyboard, load_planner, plan_given_history, story_from_embeds
 from ..script_encoding import TextEncoder, TokenEncoder
 from ..storyboard import derive_seed
 from .film import Film, FrameLabel
 from .planner_data import MANIFEST, cached_text_encoder, film_embeds, keyframe_tokens, read_manifest
-from .scores import location_accuracy, score_labels
-from .world import N_CAMERAS, N_CHARACTERS, N_LOCATIONS, N_POSITIONS
+from .scores import location_accuracy, score_labels, unscripted_scores
+from .world import N_CAMERAS, N_CHARACTERS, N_HATS, N_LOCATIONS, N_PLACE_LOOKS, N_POSITIONS
 
 #: Optimiser steps of the toy planner (global batch 16): about four minutes on two CPU cores, five on one.
 FULL_STEPS = 1200
@@ -165,7 +165,7 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
                face_embedder: FaceEmbedder, token_encoder: Optional[TokenEncoder] = None, *, seed: int = 0,
                temperature: float = 0.0, guidance: float = 1.0, window: Optional[int] = 16, variant: Optional[str] = None,
                references: Optional[bool] = None, names: Optional[str] = None,
-               swaps: Optional[Sequence[Optional[tuple[int, int]]]] = None) -> list[torch.Tensor]:
+               swaps: Optional[Sequence[Optional[tuple[int, int]]]] = None, true_history: bool = False) -> list[torch.Tensor]:
     """Planned tokens ``[N_i, K, D]`` of every film through ``generate_storyboard``.
 
     ``planner``: a planner file (loaded with ``load_planner``, as the loader node does), a ``KeyframePlanner`` or
@@ -178,6 +178,8 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
     benchmark scores fidelity to the script and to continuity, not diversity; guidance 1 (no CFG), window 16 (the
     node's default: the context keeps 16 to 32 keyframes, most of a 16-shot toy film). ``swaps``: per film, two
     cast members whose reference portraits are exchanged (``film_embeds``' ``swap``) or ``None``.
+    ``true_history``: each keyframe planned from the film's true tokens of the keyframes before it
+    (``planner.plan_given_history``: an evaluation of a learned planner with full history; needs ``token_encoder``).
     """
     run_info = read_run(planner) if isinstance(planner, str) else {}
     if isinstance(planner, str):
@@ -202,7 +204,13 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
             raise ValueError("this planner was trained with reference tokens: give plan_films a token_encoder")
         embeds = film_embeds(film, text_encoder, face_embedder, token_encoder if references else None,
                              identities=variant != "no_identity", names=names, swap=swap)
-        if variant == "no_history":
+        if true_history:
+            if isinstance(planner, ZeroShotPrior) or variant == "no_history" or token_encoder is None:
+                raise ValueError("true_history plans a learned planner with history from the films' true tokens: give "
+                                 "a planner trained with history and a token_encoder")
+            story = story_from_embeds(embeds, tokens=keyframe_tokens(film, token_encoder))
+            out.append(plan_given_history(planner, story))
+        elif variant == "no_history":
             tokens = [generate_storyboard(planner, _one_keyframe(embeds, i), seed=derive_seed(seed, i), temperature=temperature,
                                           guidance=guidance, window=window).tokens[0] for i in range(embeds.n_keyframes)]
             out.append(torch.stack(tokens))
@@ -284,6 +292,66 @@ def _split(out: torch.Tensor) -> dict:
             "position": out[:, c:].reshape(out.shape[0], N_CHARACTERS, N_POSITIONS)}
 
 
+@dataclass
+class StateReadout:
+    """Tokens ``[K, D]`` of one keyframe -> the per-film state its picture shows (issue #21): the place's light
+    (look) and the hat at each screen place, in ``probe.Probe.read_state``'s format, so ``scores.unscripted_scores``
+    scores tokens as it scores pictures. A one-hidden-layer network on the standardised, flattened tokens, fitted on
+    true tokens of training films (``fit``); it reads planned tokens without the decoder in between, so a planner's
+    loss of state is told apart from the decoder's."""
+
+    net: torch.nn.Module
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def fit(cls, tokens: Sequence[torch.Tensor], films: Sequence[Film], *, hidden: int = 256, steps: int = 1500,
+            lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0) -> "StateReadout":
+        """Full-batch Adam on cross-entropy of the look and of the hat at each place where a figure stands (every
+        camera size: wide keyframes' tokens carry the hats too). About 10 s for 5 000 keyframes on one thread."""
+        x = torch.cat([t.reshape(t.shape[0], -1).float() for t in tokens])
+        plans = [plan for film in films for plan in film.keyframes]
+        if len(plans) != x.shape[0]:
+            raise ValueError(f"{x.shape[0]} keyframes of tokens for {len(plans)} keyframes of films")
+        mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+        x = (x - mean) / std
+        look = torch.tensor([plan.look for plan in plans])
+        hat = torch.full((len(plans), N_POSITIONS), -100, dtype=torch.long)  # -100: nobody there, ignored
+        for i, plan in enumerate(plans):
+            for (_, p, _), h in zip(plan.figures, plan.hats):
+                hat[i, p] = h
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
+                                      torch.nn.Linear(hidden, N_PLACE_LOOKS + N_POSITIONS * N_HATS))
+        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        ce = torch.nn.functional.cross_entropy
+        for _ in range(steps):
+            o = net(x)
+            loss = ce(o[:, :N_PLACE_LOOKS], look)
+            if bool((hat >= 0).any()):
+                loss = loss + ce(o[:, N_PLACE_LOOKS:].reshape(-1, N_HATS), hat.reshape(-1), ignore_index=-100)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return cls(net.eval(), mean, std)
+
+    @torch.no_grad()
+    def read_state(self, tokens: torch.Tensor) -> list[dict]:
+        """``[N, K, D]`` -> N ``{"look": look id, "hats": [hat id at left, centre, right]}``."""
+        o = self.net((tokens.reshape(tokens.shape[0], -1).float() - self.mean) / self.std)
+        looks = o[:, :N_PLACE_LOOKS].argmax(-1).tolist()
+        hats = o[:, N_PLACE_LOOKS:].reshape(-1, N_POSITIONS, N_HATS).argmax(-1).tolist()
+        return [{"look": looks[i], "hats": hats[i]} for i in range(len(looks))]
+
+
+def token_state_scores(readout: StateReadout, tokens: Sequence[torch.Tensor], films: Sequence[Film]) -> dict:
+    """``scores.unscripted_scores`` of tokens (one ``[N_i, K, D]`` per film) read by ``readout``."""
+    if len(tokens) != len(films):
+        raise ValueError(f"{len(tokens)} films of tokens for {len(films)} films")
+    return unscripted_scores([s for t in tokens for s in readout.read_state(t)], films)
+
+
 def same_place(labels: Sequence[FrameLabel]) -> list[bool]:
     """Per keyframe: whether its location is the previous keyframe's (never for the first)."""
     return [i > 0 and labels[i].location == labels[i - 1].location for i in range(len(labels))]
@@ -314,4 +382,5 @@ def token_readout_scores(readout: TokenReadout, pred_tokens: Sequence[torch.Tens
 
 
 __all__ = ["FULL_STEPS", "THREADS", "VARIANTS", "MANIFEST", "toy_overrides", "train_toy_planner", "read_run", "plan_films",
+           "StateReadout", "token_state_scores",
            "true_tokens", "TokenReadout", "same_place", "token_readout_scores"]

@@ -117,7 +117,8 @@ def test_benchmark_command_scores_fresh_films_and_ends_with_a_json_line(host, tm
     """The README's ``python benchmarks/toycinema.py --films-seed S --films N --skip-ablations`` in a fresh interpreter,
     on one film of a seed nothing else uses with 2 sampling steps (about 25 s): both tables, and the last line one JSON
     object with the count-aware figures and the unscripted state of planned tokens, of true tokens and of the ground
-    truth, the chance level of the unscripted state and the identity swap."""
+    truth, the chance level of the unscripted state, the identity swap, and the state read from the planner's tokens
+    (free-running and from true history)."""
     proc = fresh_python.run("python benchmarks/toycinema.py --films-seed 123 --films 1 --skip-ablations", "--steps", "2",
                             "--work", str(tmp_path / "work"), timeout=600, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -137,6 +138,9 @@ def test_benchmark_command_scores_fresh_films_and_ends_with_a_json_line(host, tm
     assert summary["ground_truth"]["unscripted_state"] >= 0.95  # the probe's own error on the state
     assert 1 / 3 <= summary["unscripted_chance"] < 1.0
     assert summary["identity_swap"] is None or 0.0 <= summary["identity_swap"] <= 1.0  # None: no close-up to swap
+    for key in ("tokens_unscripted_state", "tokens_unscripted_state_true_history"):  # the state read from tokens
+        assert 0.0 <= summary[key] <= 1.0, (key, summary)
+    assert any(line.startswith("| planned from the true keyframes before each |") for line in lines), proc.stdout
     assert "unscripted_state_no_history" not in summary and "not_measured" not in summary  # only with the ablations
     bad = fresh_python.run("python benchmarks/toycinema.py --films-seed 1000 --skip-ablations", timeout=120, env=_env(host))
     assert bad.returncode == 2 and "training films" in bad.stderr, bad.stderr[-2000:]
