@@ -39,7 +39,10 @@ true tokens under ``true_tokens`` and for the ground truth under ``ground_truth`
 
 Planned rows also report "location, same place": accuracy on keyframes whose location is the previous
 keyframe's (continuity), and every planned row is also scored on its tokens directly (a readout fitted on
-true tokens; no renderer in between). Every ablation is trained with the pack's own trainers and the shipped
+true tokens; no renderer in between). The shipped planner's unscripted state is also read from its tokens
+(``state_from_tokens``): as planned for rendering and planned from the true keyframes before each, which tells what it
+loses by reading its own earlier keyframes from what it cannot read at all (JSON ``tokens_unscripted_state``,
+``tokens_unscripted_state_true_history``). Every ablation is trained with the pack's own trainers and the shipped
 models' settings (``cli/toycinema_train.py``, ``toycinema/planner_runs.py``).
 """
 

@@ -12,6 +12,10 @@
   held-out films; the scores are ``scores.py``'s, plus location accuracy on "same-place" keyframes (those whose
   location is the previous keyframe's: continuity). Given the true tokens of the same films, the same readout
   of those gives the ceiling.
+* ``StateReadout`` + ``token_state_scores``: the same for the per-film state the scripts leave unsaid (each place's
+  light, each character's hat; ``scores.unscripted_scores``), and ``plan_films(..., true_history=True)`` plans each
+  keyframe from the true tokens of the keyframes before it: read side by side with the free-running plan, what the
+  planner loses by reading its own keyframes (exposure bias) is told from what it cannot read at all.
 
 Variants (the benchmark's ablations, all on the ``tiny`` preset):
 
