@@ -194,6 +194,9 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
         references = bool(options.get("references", False))
     if names is None:
         names = options.get("names", "world")
+    if true_history and (isinstance(planner, ZeroShotPrior) or variant == "no_history" or token_encoder is None):
+        raise ValueError("true_history plans a learned planner with history from the films' true tokens: give a "
+                         "planner trained with history and a token_encoder")
     text_encoder = cached_text_encoder(text_encoder)
     out = []
     swaps = list(swaps) if swaps is not None else [None] * len(films)
@@ -209,9 +212,6 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
         embeds = film_embeds(film, text_encoder, face_embedder, token_encoder if references else None,
                              identities=variant != "no_identity", names=names, swap=swap)
         if true_history:
-            if isinstance(planner, ZeroShotPrior) or variant == "no_history" or token_encoder is None:
-                raise ValueError("true_history plans a learned planner with history from the films' true tokens: give "
-                                 "a planner trained with history and a token_encoder")
             story = story_from_embeds(embeds, tokens=keyframe_tokens(film, token_encoder))
             out.append(plan_given_history(planner, story))
         elif variant == "no_history":

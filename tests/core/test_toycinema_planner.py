@@ -394,6 +394,8 @@ def test_state_read_from_tokens_planned_free_and_from_true_history(toy, full_pla
         plan_films(path, films, toy["text"], toy["faces"], None, true_history=True)
     with pytest.raises(ValueError, match="true_history"):
         plan_films(path, films, toy["text"], toy["faces"], toy["tokens"], true_history=True, variant="no_history")
+    with pytest.raises(ValueError, match="true_history"):
+        plan_films(ZeroShotPrior(), films, toy["text"], toy["faces"], toy["tokens"], true_history=True)
 
     readout = StateReadout.fit(toy["readout_tokens"], toy["readout_films"], steps=800)
     ceiling = token_state_scores(readout, toy["true"], toy["test"])
