@@ -352,20 +352,29 @@ class KeyframePlanner(nn.Module):
             if per_story:
                 ctx.generator = generator[b]
             ctxs.append(ctx)
-        own = self._own_predictions(stories, ctxs) if train and self.cfg.scheduled_sampling > 0 else [None] * len(stories)
+        own = self._own_predictions(stories, ctxs) if train and self.cfg.scheduled_sampling > 0 else None
+        hidden, targets = self.teacher_forced(stories, ctxs, own, dropout=True)
+        mix = self.head(torch.cat(hidden))
+        cfg = self.cfg
+        return mixture_loss(mix, torch.cat(targets), cfg.nll_weight, cfg.l2_weight, cfg.cosine_weight)
+
+    def teacher_forced(self, stories: list[Story], ctxs: list[Conditioning], inputs: Optional[list] = None, *,
+                       dropout: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """One teacher-forced pass over a batch of stories (padded to the longest): per story, the hidden states
+        that predict its tokens ``[N*K, H]`` and its normalised targets ``[N*K, D]``. ``inputs``: per story the token
+        inputs (``build_sequence``'s; ``None``: the true tokens); ``dropout``: the input and output dropout of
+        training (``loss``)."""
         seqs, preds, targets = [], [], []
-        for story, ctx, given in zip(stories, ctxs, own):
+        for story, ctx, given in zip(stories, ctxs, inputs or [None] * len(stories)):
             seq, pred, tgt = self.build_sequence(story, ctx, given)
             seqs.append(seq)
             preds.append(pred)
             targets.append(tgt)
         x, mask = collate(seqs)
-        h = self.run_backbone(self.drop(x), attention_mask=mask)
-        h = self.drop(h)
-        gathered = torch.cat([h[b, p] for b, p in enumerate(preds)])
-        mix = self.head(gathered)
-        cfg = self.cfg
-        return mixture_loss(mix, torch.cat(targets), cfg.nll_weight, cfg.l2_weight, cfg.cosine_weight)
+        h = self.run_backbone(self.drop(x) if dropout else x, attention_mask=mask)
+        if dropout:
+            h = self.drop(h)
+        return [h[b, p] for b, p in enumerate(preds)], targets
 
     @torch.no_grad()
     def _own_predictions(self, stories: list[Story], ctxs: list[Conditioning]) -> list[torch.Tensor]:
@@ -376,19 +385,10 @@ class KeyframePlanner(nn.Module):
         earlier keyframes, which are smoother than true tokens; trained only on true ones, it copied a character's
         hat or a place's light from its own history far less often than from true history (toy cinema, issue #21).
         Returns per story the normalised token inputs ``[N, K, D]``."""
-        seqs, preds, truths = [], [], []
-        for story, ctx in zip(stories, ctxs):
-            seq, pred, tgt = self.build_sequence(story, ctx)
-            seqs.append(seq)
-            preds.append(pred)
-            truths.append(tgt)
-        x, mask = collate(seqs)
-        h = self.run_backbone(x, attention_mask=mask)
+        hidden, truths = self.teacher_forced(stories, ctxs)
         out = []
         for b, (story, ctx) in enumerate(zip(stories, ctxs)):
-            mix = self.head(h[b, preds[b]])
-            idx = mix.logits.argmax(-1)
-            mean = torch.gather(mix.mu, -2, idx[:, None, None].expand(-1, 1, mix.mu.shape[-1])).squeeze(-2)
+            mean = self.head(hidden[b]).sample(0.0, None)  # temperature 0: the most likely component's mean
             N, K = story.n_keyframes, self.cfg.K
             if ctx.generator is not None:
                 swap = torch.rand(N, generator=ctx.generator) < self.cfg.scheduled_sampling

@@ -16,7 +16,6 @@ import math
 import torch
 import torch.nn as nn
 
-from ..planner.inputs import collate
 from ..planner.model import KeyframePlanner
 from .data import MovieSet
 
@@ -39,23 +38,19 @@ class PlannerObjective(nn.Module):
 
     def _heldout(self, stories, history: bool, script: bool) -> torch.Tensor:
         p = self.planner
-        seqs, preds, targets = [], [], []
+        ctxs = []
         for story in stories:
             ctx = p.make_conditioning(story, train=False, cond=script)
             ctx.generator = torch.Generator().manual_seed(0)
             if not history:
                 ctx.mask_history = 1.0
-            seq, pred, tgt = p.build_sequence(story, ctx)
-            seqs.append(seq)
-            preds.append(pred)
-            targets.append(tgt)
-        x, mask = collate(seqs)
-        h = p.run_backbone(x, attention_mask=mask)
-        mix = p.predict(torch.cat([h[b, q] for b, q in enumerate(preds)]))
+            ctxs.append(ctx)
+        hidden, targets = p.teacher_forced(stories, ctxs)
+        mix = p.predict(torch.cat(hidden))
         target = torch.cat(targets)
         sq = ((p.denormalise(mix.mean().float()) - p.denormalise(target)) ** 2).sum(-1)
         nll = mix.nll(target).float()
-        sizes = [len(q) for q in preds]
+        sizes = [len(t) for t in targets]
         return torch.stack([torch.stack([a.sum(), b.sum()]) for a, b in zip(sq.split(sizes), nll.split(sizes))])  # [B, 2]
 
 
