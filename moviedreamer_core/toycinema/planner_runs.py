@@ -233,26 +233,57 @@ def true_tokens(films: Sequence[Film], token_encoder: TokenEncoder, keyframe_siz
 
 
 @dataclass
-class TokenReadout:
-    """Tokens ``[K, D]`` of one keyframe -> its ``FrameLabel`` (location, camera, characters on screen and their
-    screen positions). A one-hidden-layer network on the
-    standardised, flattened tokens, fitted on true tokens of training films (``fit``)."""
+class _Readout:
+    """A one-hidden-layer network on a keyframe's standardised, flattened tokens, fitted full-batch on true tokens of
+    training films: what ``TokenReadout`` and ``StateReadout`` share (they differ in what they read)."""
 
     net: torch.nn.Module
     mean: torch.Tensor
     std: torch.Tensor
+
+    @staticmethod
+    def _start(tokens: Sequence[torch.Tensor], rows: int, what: str, hidden: int, outputs: int,
+               seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.nn.Module]:
+        """The standardised inputs ``[N, K*D]``, their mean and std, and a fresh network seeded with ``seed``;
+        refuses tokens whose keyframe count is not ``rows`` (the number of ``what``)."""
+        x = torch.cat([t.reshape(t.shape[0], -1).float() for t in tokens])
+        if rows != x.shape[0]:
+            raise ValueError(f"{x.shape[0]} keyframes of tokens for {rows} {what}")
+        mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, outputs))
+        return (x - mean) / std, mean, std, net
+
+    @staticmethod
+    def _train(net: torch.nn.Module, x: torch.Tensor, loss_of: Callable[[torch.Tensor], torch.Tensor], *, steps: int,
+               lr: float, weight_decay: float) -> torch.nn.Module:
+        """Full-batch Adam on ``loss_of(net(x))``; returns the net in eval mode."""
+        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        for _ in range(steps):
+            loss = loss_of(net(x))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return net.eval()
+
+    def _outputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[N, K, D]`` -> the network's outputs ``[N, outputs]``."""
+        return self.net((tokens.reshape(tokens.shape[0], -1).float() - self.mean) / self.std)
+
+
+@dataclass
+class TokenReadout(_Readout):
+    """Tokens ``[K, D]`` of one keyframe -> its ``FrameLabel`` (location, camera, characters on screen and their
+    screen positions), fitted on true tokens of training films (``fit``)."""
 
     @classmethod
     def fit(cls, tokens: Sequence[torch.Tensor], labels: Sequence[Sequence[FrameLabel]], *, hidden: int = 128,
             steps: int = 1500, lr: float = 1e-2, weight_decay: float = 1e-4, seed: int = 0) -> "TokenReadout":
         """Full-batch Adam on cross-entropy (location, camera; position of each character on screen) plus binary
         cross-entropy (presence of each character). About 8 s for 5 000 keyframes on one thread."""
-        x = torch.cat([t.reshape(t.shape[0], -1).float() for t in tokens])
         flat = [lab for film in labels for lab in film]
-        if len(flat) != x.shape[0]:
-            raise ValueError(f"{x.shape[0]} keyframes of tokens for {len(flat)} labels")
-        mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-        x = (x - mean) / std
+        x, mean, std, net = cls._start(tokens, len(flat), "labels", hidden, _OUTPUTS, seed)
         loc = torch.tensor([lab.location for lab in flat])
         cam = torch.tensor([lab.camera for lab in flat])
         pres = torch.from_numpy(np.stack([lab.presence(N_CHARACTERS) for lab in flat]))
@@ -260,26 +291,21 @@ class TokenReadout:
         for i, lab in enumerate(flat):
             for c, p in lab.on_screen:
                 pos[i, c] = p
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, _OUTPUTS))
-        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
         ce, bce = torch.nn.functional.cross_entropy, torch.nn.functional.binary_cross_entropy_with_logits
-        for _ in range(steps):  # full batch: a few thousand keyframes
-            o = _split(net(x))
+
+        def loss_of(out: torch.Tensor) -> torch.Tensor:
+            o = _split(out)
             loss = ce(o["location"], loc) + ce(o["camera"], cam) + bce(o["presence"], pres)
             if bool((pos >= 0).any()):
                 loss = loss + ce(o["position"].reshape(-1, N_POSITIONS), pos.reshape(-1), ignore_index=-100)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return cls(net.eval(), mean, std)
+            return loss
+
+        return cls(cls._train(net, x, loss_of, steps=steps, lr=lr, weight_decay=weight_decay), mean, std)
 
     @torch.no_grad()
     def predict(self, tokens: torch.Tensor) -> list[FrameLabel]:
         """``[N, K, D]`` -> N labels."""
-        o = _split(self.net((tokens.reshape(tokens.shape[0], -1).float() - self.mean) / self.std))
+        o = _split(self._outputs(tokens))
         loc, cam, pres, pos = o["location"].argmax(-1), o["camera"].argmax(-1), o["presence"] > 0, o["position"].argmax(-1)
         return [FrameLabel(int(loc[i]), int(cam[i]), tuple((int(c), int(pos[i, c])) for c in torch.nonzero(pres[i]).flatten()))
                 for i in range(tokens.shape[0])]
@@ -297,53 +323,39 @@ def _split(out: torch.Tensor) -> dict:
 
 
 @dataclass
-class StateReadout:
+class StateReadout(_Readout):
     """Tokens ``[K, D]`` of one keyframe -> the per-film state its picture shows (issue #21): the place's light
     (look) and the hat at each screen place, in ``probe.Probe.read_state``'s format, so ``scores.unscripted_scores``
-    scores tokens as it scores pictures. A one-hidden-layer network on the standardised, flattened tokens, fitted on
-    true tokens of training films (``fit``); it reads planned tokens without the decoder in between, so a planner's
-    loss of state is told apart from the decoder's."""
-
-    net: torch.nn.Module
-    mean: torch.Tensor
-    std: torch.Tensor
+    scores tokens as it scores pictures. Fitted on true tokens of training films (``fit``); it reads planned tokens
+    without the decoder in between, so a planner's loss of state is told apart from the decoder's."""
 
     @classmethod
     def fit(cls, tokens: Sequence[torch.Tensor], films: Sequence[Film], *, hidden: int = 256, steps: int = 1500,
             lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0) -> "StateReadout":
         """Full-batch Adam on cross-entropy of the look and of the hat at each place where a figure stands (every
         camera size: wide keyframes' tokens carry the hats too). About 10 s for 5 000 keyframes on one thread."""
-        x = torch.cat([t.reshape(t.shape[0], -1).float() for t in tokens])
         plans = [plan for film in films for plan in film.keyframes]
-        if len(plans) != x.shape[0]:
-            raise ValueError(f"{x.shape[0]} keyframes of tokens for {len(plans)} keyframes of films")
-        mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-        x = (x - mean) / std
+        x, mean, std, net = cls._start(tokens, len(plans), "keyframes of films", hidden,
+                                       N_PLACE_LOOKS + N_POSITIONS * N_HATS, seed)
         look = torch.tensor([plan.look for plan in plans])
         hat = torch.full((len(plans), N_POSITIONS), -100, dtype=torch.long)  # -100: nobody there, ignored
         for i, plan in enumerate(plans):
             for (_, p, _), h in zip(plan.figures, plan.hats):
                 hat[i, p] = h
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, N_PLACE_LOOKS + N_POSITIONS * N_HATS))
-        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
         ce = torch.nn.functional.cross_entropy
-        for _ in range(steps):
-            o = net(x)
+
+        def loss_of(o: torch.Tensor) -> torch.Tensor:
             loss = ce(o[:, :N_PLACE_LOOKS], look)
             if bool((hat >= 0).any()):
                 loss = loss + ce(o[:, N_PLACE_LOOKS:].reshape(-1, N_HATS), hat.reshape(-1), ignore_index=-100)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return cls(net.eval(), mean, std)
+            return loss
+
+        return cls(cls._train(net, x, loss_of, steps=steps, lr=lr, weight_decay=weight_decay), mean, std)
 
     @torch.no_grad()
     def read_state(self, tokens: torch.Tensor) -> list[dict]:
         """``[N, K, D]`` -> N ``{"look": look id, "hats": [hat id at left, centre, right]}``."""
-        o = self.net((tokens.reshape(tokens.shape[0], -1).float() - self.mean) / self.std)
+        o = self._outputs(tokens)
         looks = o[:, :N_PLACE_LOOKS].argmax(-1).tolist()
         hats = o[:, N_PLACE_LOOKS:].reshape(-1, N_POSITIONS, N_HATS).argmax(-1).tolist()
         return [{"look": looks[i], "hats": hats[i]} for i in range(len(looks))]
