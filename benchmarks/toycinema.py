@@ -71,6 +71,8 @@ COUNT_COLUMNS = {"exact cast": "exact_cast", "extra figures, wide": "extra_figur
 #: The shipped planner's row, and the rows of the state read from its tokens (``state_from_tokens``).
 SHIPPED_ROW = "planner (shipped: script + identities + history)"
 FREE_RUNNING, TRUE_HISTORY = "planned (each keyframe after its own earlier ones)", "planned from the true keyframes before each"
+#: Training films whose true tokens the token readouts are fitted on.
+READOUT_FILMS = 120
 #: Films scored when ``--films`` is not given: the development set as before, 32 for the test set or another seed.
 DEV_FILMS, OTHER_FILMS = 16, 32
 
@@ -394,8 +396,9 @@ def main(argv=None) -> int:
                          identities=False))
         bench.model, bench.tokenizer = saved
 
-    readout = bench.runs.TokenReadout.fit(bench.runs.true_tokens(bench.train_films[:120], bench.tokenizer.token_encoder()),
-                                          [f.labels() for f in bench.train_films[:120]])
+    readout_films = bench.train_films[:READOUT_FILMS]  # both token readouts are fitted on their true tokens
+    readout_tokens = bench.runs.true_tokens(readout_films, bench.tokenizer.token_encoder())
+    readout = bench.runs.TokenReadout.fit(readout_tokens, [f.labels() for f in readout_films])
     readouts, planned = {}, {}
     planners = {SHIPPED_ROW: bench.planner_path}
     if not args.skip_ablations:
@@ -409,7 +412,7 @@ def main(argv=None) -> int:
         readouts[row] = bench.runs.token_readout_scores(readout, tokens, bench.labels)
         planned.setdefault(row, tokens)
     readouts["true tokens"] = bench.runs.token_readout_scores(readout, true_tokens, bench.labels)
-    token_state = state_from_tokens(bench, planned[SHIPPED_ROW], true_tokens)
+    token_state = state_from_tokens(bench, planned[SHIPPED_ROW], true_tokens, readout_films, readout_tokens)
     _log("identity swap: two characters' reference portraits exchanged in every film, planned and decoded")
     swaps = bench.swaps()
     swapped = bench.runs.plan_films(bench.planner_path, bench.films, bench.text, bench.embedder,
@@ -478,15 +481,15 @@ SUMMARY_KEYS = {"exact_cast": "exact cast", "extra_figures_wide": "extra figures
                 "unscripted_state": "unscripted state", "unscripted_look": "unscripted look", "unscripted_hat": "unscripted hat"}
 
 
-def state_from_tokens(bench, shipped_tokens, true_tokens) -> dict:
+def state_from_tokens(bench, shipped_tokens, true_tokens, readout_films, readout_tokens) -> dict:
     """The unscripted state (``scores.unscripted_scores``) read from tokens by a ``planner_runs.StateReadout`` fitted on
-    true tokens of 120 training films: the shipped planner's tokens as planned for rendering (each keyframe after its
-    own earlier ones), the same planner's tokens planned from the *true* tokens of the keyframes before each
+    ``readout_tokens`` (the true tokens of ``readout_films``, training films): the shipped planner's tokens as planned
+    for rendering (each keyframe after its own earlier ones), the same planner's tokens planned from the *true* tokens of the keyframes before each
     (``plan_given_history``), and the true tokens (the readout's ceiling). The gap between the first two is what the
     planner loses by reading its own imperfect keyframes; the gap between the second and the ceiling, what it cannot
     read even from perfect history."""
     encoder = bench.tokenizer.token_encoder()
-    readout = bench.runs.StateReadout.fit(bench.runs.true_tokens(bench.train_films[:120], encoder), bench.train_films[:120])
+    readout = bench.runs.StateReadout.fit(readout_tokens, readout_films)
     _log("planning every keyframe from the true keyframes before it")
     given = bench.runs.plan_films(bench.planner_path, bench.films, bench.text, bench.embedder, encoder, names="per_film",
                                   true_history=True)
