@@ -5,6 +5,8 @@ and one face-identity embedding per character (paper section 3.2). This dataclas
 everything a later stage must check or reuse:
 
 * per keyframe, one embedding per text segment (``SEGMENTS``: action, scene, style), ``[n_kf, 3, Dt]``;
+* per keyframe and character on screen, the embedding of what the action sentence says about it (its *mention*,
+  ``script/mentions.py``), so the planner can tell whose hat a sentence naming two characters states;
 * per character, an identity *bank* (one embedding per reference image) and its normalised mean; the bank
   is what training-time face-embedding randomisation draws from, the mean is the default at inference;
 * optional *reference tokens* per character (its reference images encoded into the visual token space),
@@ -86,6 +88,11 @@ class ScriptEmbeds:
     description_embeds: torch.Tensor  # [n_chars, Dt]
     characters: tuple[CharacterEmbeds, ...]
     token_space: Optional[TokenSpace] = None
+    #: per keyframe and character on screen (in ``KeyframeSpec.characters`` order), the embedding of what the action
+    #: sentence says about that character (``script.mentions``): ``[n_kf, M, Dt]``, zero rows where
+    #: ``mention_present [n_kf, M]`` is False (not named, or past the keyframe's cast). ``None``: made before mentions.
+    mention_text: Optional[torch.Tensor] = None
+    mention_present: Optional[torch.Tensor] = None
     segments: tuple[str, ...] = field(default=SEGMENTS)
     face_state_space: Optional[TokenSpace] = None  # of ``CharacterEmbeds.face_states`` (CLIP Vision hidden states)
     #: ``distribution.split.ShotOutline`` of every shot (keyframes, duration, transition): how a distributed run

@@ -24,6 +24,7 @@ from .embeds import SEGMENTS, CharacterEmbeds, ScriptEmbeds
 from .identity.base import FaceEmbedder, NoFaceFoundError, l2_normalise
 from .paths import resolve_inside
 from .script.hashing import script_hash
+from .script.mentions import keyframe_mentions
 from .script.references import image_tensor_to_uint8, load_image_file
 from .script.schema import Script
 from .spaces import EmbeddingSpace, TokenSpace
@@ -110,6 +111,21 @@ def _embed_identities(script: Script, refs: list[ReferenceImage], embedder: Face
     return np.stack(vectors)
 
 
+def _mention_tensors(mentions: list, embed, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ScriptEmbeds.mention_text [N, M, Dt]`` and ``mention_present [N, M]`` from each keyframe's mention texts
+    (``script.mentions.keyframe_mentions``, one entry per character on screen, ``None`` where not named); ``M`` is
+    the most characters any keyframe shows, absent entries are zero rows."""
+    width = max([len(ms) for ms in mentions] + [0])
+    text = torch.zeros(len(mentions), width, dim)
+    present = torch.zeros(len(mentions), width, dtype=torch.bool)
+    at = [(i, p, m) for i, ms in enumerate(mentions) for p, m in enumerate(ms) if m is not None]
+    if at:
+        rows, places, texts = zip(*at)
+        text[list(rows), list(places)] = embed(list(texts))
+        present[list(rows), list(places)] = True
+    return text, present
+
+
 def _content_hash(parts: list) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -160,6 +176,9 @@ def encode_script(
     keyframes = script.keyframes()
     sentences = [k.action for k in keyframes] + [k.scene for k in keyframes] + [script.style]
     sentences += [c.description for c in script.characters]
+    names = [c.name for c in script.characters]
+    mentions = [keyframe_mentions(k.action, names, k.characters) for k in keyframes]
+    sentences += [m for ms in mentions for m in ms if m is not None]
     unique = list(dict.fromkeys(sentences))
     vectors = text_encoder.encode(unique).detach().to("cpu", torch.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(unique) or vectors.shape[1] != text_encoder.space.dim:
@@ -175,6 +194,7 @@ def encode_script(
         dim=1,
     ) if keyframes else torch.zeros(0, len(SEGMENTS), text_encoder.space.dim)
     description_embeds = embed([c.description for c in script.characters]) if script.characters else torch.zeros(0, text_encoder.space.dim)
+    mention_text, mention_present = _mention_tensors(mentions, embed, text_encoder.space.dim)
     done = len(refs) + 1
     report(done)
 
@@ -207,7 +227,8 @@ def encode_script(
 
     s_hash = script_hash(script)
     token_space = token_encoder.space if token_encoder is not None else None
-    parts = [s_hash, text_encoder.space, face_embedder.space, token_space, keyframe_text, description_embeds]
+    parts = [s_hash, text_encoder.space, face_embedder.space, token_space, keyframe_text, description_embeds,
+             mention_text, mention_present]
     for ch in characters:
         parts += [ch.bank, ch.reference_names] + ([ch.reference_tokens] if ch.reference_tokens is not None else [])
         parts += [ch.face_states] if ch.face_states is not None else []
@@ -224,6 +245,8 @@ def encode_script(
         keyframe_text=keyframe_text,
         style_embed=style_embed,
         description_embeds=description_embeds,
+        mention_text=mention_text,
+        mention_present=mention_present,
         characters=tuple(characters),
         token_space=token_space,
         shot_outlines=tuple(outlines_of_script(script)),

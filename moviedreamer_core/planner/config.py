@@ -14,7 +14,9 @@ PLANNER_FORMAT_VERSION = 1
 
 #: Per-keyframe script fields a planner can read beyond its text segments and identities (``PlannerConfig.inputs``).
 #: ``camera``: the shot's camera (``script.Camera``), a learned embedding added to the keyframe's BOI element.
-KNOWN_INPUTS = ("camera",)
+#: ``mentions``: what the action sentence says of each on-screen character (``script.mentions``), projected and added
+#: to that character's identity element of the keyframe.
+KNOWN_INPUTS = ("camera", "mentions")
 
 
 @dataclass
@@ -38,7 +40,7 @@ class PlannerConfig:
     text_segments: int = 3  # action, scene, style per keyframe
     # per-keyframe script fields the planner reads (``KNOWN_INPUTS``); a file saved before this field existed
     # has none in its metadata and loads with ``[]`` (reads no camera, as it was trained): checkpoint.read_planner_config
-    inputs: list = field(default_factory=lambda: ["camera"])
+    inputs: list = field(default_factory=lambda: ["camera", "mentions"])
 
     # --- output head: Gaussian mixture per visual token (GIVT-style, diagonal covariance)
     mixture_components: int = 8

@@ -42,6 +42,15 @@ class Story:
     reference_tokens: Optional[list] = None  # C entries of [r_c, K, D] or None (few-shot references)
     keyframe_camera: Optional[torch.Tensor] = None  # [N] long, ``CAMERAS`` index per keyframe, -1 not stated;
     # None: no keyframe states one (data written before the camera input, real movies without shot sizes)
+    keyframe_mentions: Optional[torch.Tensor] = None  # [N, M, Dt] what the action says of each on-screen character
+    mention_present: Optional[torch.Tensor] = None  # [N, M] bool, False where a character is not named;
+    # both None: no mentions (data written before them); ``ScriptEmbeds.mention_text`` / ``mention_present``
+
+    def mention(self, i: int, p: int) -> Optional[torch.Tensor]:
+        """``[Dt]``: what keyframe i's action says of its p-th on-screen character, or None when it does not name it."""
+        if self.keyframe_mentions is None or p >= self.mention_present.shape[1] or not bool(self.mention_present[i, p]):
+            return None
+        return self.keyframe_mentions[i, p]
 
     def camera_ids(self) -> torch.Tensor:
         """``[N]`` long: each keyframe's ``CAMERAS`` index, -1 where the story states none."""
@@ -79,6 +88,8 @@ class Story:
             keyframe_characters=list(self.keyframe_characters[start:stop]),
             tokens=None if self.tokens is None else self.tokens[start:stop],
             keyframe_camera=None if self.keyframe_camera is None else self.keyframe_camera[start:stop],
+            keyframe_mentions=None if self.keyframe_mentions is None else self.keyframe_mentions[start:stop],
+            mention_present=None if self.mention_present is None else self.mention_present[start:stop],
         )
 
 
@@ -102,6 +113,8 @@ def story_from_embeds(embeds: ScriptEmbeds, reference_tokens: Optional[list] = N
         tokens=None if tokens is None else tokens.float(),
         reference_tokens=reference_tokens,
         keyframe_camera=torch.tensor([camera_index(k.camera) for k in embeds.keyframes], dtype=torch.long),
+        keyframe_mentions=None if embeds.mention_text is None else embeds.mention_text.float(),
+        mention_present=None if embeds.mention_present is None else embeds.mention_present.bool(),
     )
 
 

@@ -11,7 +11,7 @@ Sequence layout (one story)::
               for each character c:  DESC(description_c) + slot_c,  IDENT(identity_c) + slot_c,
                                      [REF(reference token r) + slot_c  for few-shot references]
     keyframe  ACTION(text) SCENE(text) KSTYLE(text)            <- the keyframe's text segments
-    (each)    KIDENT(identity_c) + slot_c  for c on screen      <- who is in the shot
+    (each)    KIDENT(identity_c) + slot_c (+ MENTION)  for c on screen  <- who is in the shot
               BOI (+ CAMERA(camera))                            <- "begin of image": predicts token 0
               TOKEN_0 + tpos_0 ... TOKEN_{K-1} + tpos_{K-1}     <- token j predicts token j+1
 
@@ -22,8 +22,11 @@ they carry "same character as in the header" and nothing else (names never enter
 
 Optional per-keyframe inputs (``PlannerConfig.inputs``, declared in the planner file): ``camera`` adds a learned
 embedding of the shot's camera (``inputs.CAMERAS``; row 0 for "not stated" and for the unconditional stream) to
-the keyframe's BOI element, so the sequence layout and length do not change. A planner whose file declares no
-inputs (every file written before this field) has no camera embedding and reads no camera.
+the keyframe's BOI element; ``mentions`` adds to each on-screen character's KIDENT element the projected embedding
+of what the keyframe's action says of that character (``script/mentions.py``: the sentence-level stand-in for the
+paper's face-next-to-the-name, so "Ava, in a purple hat, and Bo walk in" binds the hat to Ava's face), nothing when
+the action does not name it or the script is dropped. Neither changes the sequence layout or length. A planner
+whose file declares no inputs (every file written before this field) reads neither.
 
 The hidden state at BOI predicts token 0, the hidden state at TOKEN_j predicts token j+1 (teacher forcing
 during training, sampling at generation, see ``generate.py``). Tokens are modelled in a normalised space
@@ -103,6 +106,10 @@ class KeyframePlanner(nn.Module):
         nn.init.normal_(self.null, std=0.02)
         nn.init.normal_(self.no_identity, std=0.02)
         nn.init.normal_(self.mask_embedding, std=0.02)
+        # what the action says of each on-screen character, added to its KIDENT element, only when declared. Made
+        # last, so a planner without it draws every other initial weight from the seed exactly as before it existed
+        self.mention_in = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, H)) \
+            if cfg.reads("mentions") else None
 
     # ------------------------------------------------------------------------------------ token space
 
@@ -148,6 +155,18 @@ class KeyframePlanner(nn.Module):
         rows = (ids + 1).clamp_min(0) if ctx.cond else torch.zeros_like(ids)
         return boi + self.camera_emb(rows.to(self.param_device))
 
+    def _mentions(self, story: Story, at: list) -> torch.Tensor:
+        """``[A, H]``: the projected mention of each (keyframe, on-screen place) of ``at``, zero where the keyframe's
+        action does not name that character (``embed_condition`` adds nothing there)."""
+        dev = self.param_device
+        width = story.mention_present.shape[1]
+        inside = [p < width for _, p in at]
+        i = torch.tensor([k for k, _ in at], dtype=torch.long)
+        p = torch.tensor([min(q, width - 1) for _, q in at], dtype=torch.long)
+        present = story.mention_present[i, p] & torch.tensor(inside, dtype=torch.bool)
+        rows = self.mention_in(story.keyframe_mentions[i, p].to(dev, torch.float32))
+        return rows * present.to(dev, rows.dtype)[:, None]
+
     def embed_header(self, story: Story, ctx: Conditioning) -> torch.Tensor:
         """``[L_header, H]``: style, then each character's description, identity and few-shot references."""
         dev = self.param_device
@@ -169,8 +188,10 @@ class KeyframePlanner(nn.Module):
         dev = self.param_device
         text = self.text_in(story.keyframe_text[i].to(dev))
         rows = [self._typed(TEXT_TYPE_OFFSET + s, text[s], ctx.cond) for s in range(text.shape[0])]
-        for c in story.keyframe_characters[i]:
-            rows.append(self._typed(KIDENT, self._identity_value(ctx, c), ctx.cond) + self.slot_emb.weight[ctx.slots[c]])
+        for p, c in enumerate(story.keyframe_characters[i]):
+            row = self._typed(KIDENT, self._identity_value(ctx, c), ctx.cond) + self.slot_emb.weight[ctx.slots[c]]
+            mention = story.mention(i, p) if (self.mention_in is not None and ctx.cond) else None
+            rows.append(row if mention is None else row + self.mention_in(mention.to(dev, torch.float32)))
         rows.append(self._boi(story, ctx, torch.tensor([i]))[0])
         return torch.stack(rows)
 
@@ -253,11 +274,12 @@ class KeyframePlanner(nn.Module):
 
         # the random draws, in embed_condition/embed_tokens order: keyframe i's identities, then its history noise
         # and mask
-        appearances, vectors, masks, noise = [], [], [], []
+        appearances, vectors, masks, noise, named = [], [], [], [], []
         for i in range(N):
-            for c in story.keyframe_characters[i]:
+            for p, c in enumerate(story.keyframe_characters[i]):
                 appearances.append(c)
                 vectors.append(ctx.identity(c))
+                named.append((i, p))
             if ctx.history_noise > 0:
                 noise.append(self._history_noise(ctx, targets[i].shape))
             if ctx.mask_history > 0:
@@ -283,6 +305,8 @@ class KeyframePlanner(nn.Module):
                 values = self.null[KIDENT].expand(A, -1)
             slots = ctx.slots.to(dev)[torch.tensor(appearances, device=dev, dtype=torch.long)]
             kident = types[KIDENT] + values + self.slot_emb.weight[slots]
+            if ctx.cond and self.mention_in is not None and story.keyframe_mentions is not None:
+                kident = kident + self._mentions(story, named)
         else:
             kident = types[KIDENT][None][:0]  # [0, H]
         pos = self.token_pos.weight[:K]

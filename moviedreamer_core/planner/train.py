@@ -13,6 +13,8 @@ Dataset format (a folder)::
         identity_offsets     [C+1]       character c owns rows offsets[c]:offsets[c+1]
         keyframe_characters  [N, M]      on-screen character indices, padded with -1
         (optional) keyframe_camera [N]   the shot's camera per keyframe (``inputs.CAMERAS`` index, -1 not stated)
+        (optional) keyframe_mentions [N, M, Dt] + mention_present [N, M] (uint8)   what each keyframe's action says
+                                     of each on-screen character (``script/mentions.py``)
         (optional) reference_tokens [Q, K, D] + reference_offsets [C+1]   few-shot references
       metadata "moviedreamer_movie": JSON with the three spaces and the character names
 
@@ -68,6 +70,9 @@ def save_movie(path: str, story: Story, spaces: dict, character_names: Optional[
     }
     if story.keyframe_camera is not None:
         tensors["keyframe_camera"] = story.keyframe_camera.long()
+    if story.keyframe_mentions is not None:
+        tensors["keyframe_mentions"] = story.keyframe_mentions.float()
+        tensors["mention_present"] = story.mention_present.to(torch.uint8)
     if story.reference_tokens is not None:
         refs = [r if r is not None else torch.zeros(0, *story.tokens.shape[1:]) for r in story.reference_tokens]
         roff = [0]
@@ -92,7 +97,8 @@ def load_movie(path: str) -> tuple[Story, dict]:
         refs = [t["reference_tokens"][ro[c]:ro[c + 1]] for c in range(len(ro) - 1)]
     story = Story(style=t["style"], descriptions=t["descriptions"], identity_banks=banks, keyframe_text=t["keyframe_text"],
                   keyframe_characters=casts, tokens=t["tokens"], reference_tokens=refs,
-                  keyframe_camera=t.get("keyframe_camera"))
+                  keyframe_camera=t.get("keyframe_camera"), keyframe_mentions=t.get("keyframe_mentions"),
+                  mention_present=t["mention_present"].bool() if "mention_present" in t else None)
     return story, meta
 
 
