@@ -160,6 +160,8 @@ class KeyframePlanner(nn.Module):
         action does not name that character (``embed_condition`` adds nothing there)."""
         dev = self.param_device
         width = story.mention_present.shape[1]
+        if width == 0:
+            return torch.zeros(len(at), self.cfg.hidden_size, device=dev)
         inside = [p < width for _, p in at]
         i = torch.tensor([k for k, _ in at], dtype=torch.long)
         p = torch.tensor([min(q, width - 1) for _, q in at], dtype=torch.long)

@@ -161,8 +161,11 @@ def read_run(planner_path: str) -> dict:
 
 
 def _one_keyframe(embeds, i: int):
-    """The script embeddings cut to keyframe ``i`` alone (the header kept): planning it sees no earlier keyframe."""
-    return dataclasses.replace(embeds, keyframes=(embeds.keyframes[i],), keyframe_text=embeds.keyframe_text[i:i + 1])
+    """The script embeddings cut to keyframe ``i`` alone (the header kept): planning it sees no earlier keyframe.
+    Every per-keyframe field is cut (text, and the mentions: left whole, keyframe i would read keyframe 0's)."""
+    cut = lambda t: None if t is None else t[i:i + 1]  # noqa: E731
+    return dataclasses.replace(embeds, keyframes=(embeds.keyframes[i],), keyframe_text=embeds.keyframe_text[i:i + 1],
+                               mention_text=cut(embeds.mention_text), mention_present=cut(embeds.mention_present))
 
 
 def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Sequence[Film], text_encoder: TextEncoder,
