@@ -218,3 +218,29 @@ def test_small_casts_and_three_name_sentences_are_written_cleanly():
         assert said.startswith("Ava, ") and re.search(r"hat( on)?, Bo and Cy wait", said) and ",," not in said, said
     with pytest.raises(ValueError, match="hats for"):
         KeyframePlan(0, 0, ((0, 0, 0.0), (1, 1, 0.0)), 0.0, 0, (1,))
+
+
+def test_each_hat_is_in_the_mention_of_its_own_character_and_of_nobody_else():
+    """What the planner reads per character on screen (``script.mentions``, the film's script with the names the
+    planner's training data gives it) carries the hat the sentence states for that character and no other hat:
+    the binding a pooled sentence embedding loses (two characters in the stating shot in most films)."""
+    from moviedreamer_core.script import validate_script
+    from moviedreamer_core.script.mentions import NEUTRAL, keyframe_mentions
+    from moviedreamer_core.toycinema.planner_data import film_script_data
+
+    shared = 0
+    for film in FILMS:
+        script = validate_script(film_script_data(film, "none", "per_film"), image_count=0)
+        names = [c.name for c in script.characters]
+        first_keyframe = {}
+        for i, k in enumerate(script.keyframes()):
+            first_keyframe.setdefault(k.shot_index, i)
+        keyframes = script.keyframes()
+        for s, shot in enumerate(film.shots):
+            k = keyframes[first_keyframe[s]]
+            mentions = keyframe_mentions(k.action, names, k.characters)
+            for c, mention in zip(shot.characters, mentions):
+                said = _hat_words(mention or "", NEUTRAL)
+                assert said == ([film.hats[c]] if c in shot.states_hats else []), (film.seed, k.action, mention)
+            shared += bool(shot.states_hats) and len(shot.characters) > 1
+    assert shared >= len(FILMS), "most films state a hat in a shot that shows two or three characters"
