@@ -45,4 +45,5 @@ def test_planner_and_renderer_were_trained_in_the_shipped_tokenizer_and_identity
     assert planner.cfg.token_space == tokens.to_dict()
     assert planner.cfg.identity_space == identity.to_dict()
     assert "minilm" in planner.cfg.text_space["encoder"].lower()  # ScriptEncode's built-in text encoder
-    assert planner.cfg.inputs == ["camera"] and planner.camera_emb is not None  # the shot's camera reaches it
+    assert planner.cfg.inputs == ["camera", "mentions"] and planner.camera_emb is not None  # the shot's camera reaches it
+    assert planner.mention_in is not None  # and what each action says of each character on screen

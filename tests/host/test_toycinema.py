@@ -181,6 +181,7 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path, fre
     assert (shipped.identity_slots, shipped.identity_empty_slots, shipped.identity_positions, shipped.token_positions,
             shipped.identity_places) == recipe
     assert planner.token_space == tokens.to_dict() and planner.identity_space == identity.to_dict()
+    assert planner.inputs == ["camera", "mentions"]  # the shot's camera and what each action says of each character
     toy = host.pack_submodule("nodes.toycinema_models")
     model = toy.load_toy_unet(str(out / "toycinema_unet.safetensors"))
     assert model.model.latent_format.latent_channels == 3 and toy.prediction_of(model) == "v"
