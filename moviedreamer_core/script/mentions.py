@@ -17,6 +17,7 @@ over each action sentence (at most ``limits.MAX_TEXT_LENGTH`` characters) with t
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Optional, Sequence
 
@@ -24,8 +25,10 @@ from typing import Optional, Sequence
 NEUTRAL = "someone"
 
 
-def _names_pattern(names: Sequence[str]) -> Optional[re.Pattern]:
-    """Any of ``names`` as a whole word (not inside a longer word; names with punctuation work), longest first."""
+@functools.lru_cache(maxsize=8)
+def _names_pattern(names: tuple[str, ...]) -> Optional[re.Pattern]:
+    """Any of ``names`` as a whole word (not inside a longer word; names with punctuation work), longest first.
+    Built once per cast (cached): a script's keyframes all share it, and building it is most of the work."""
     literals = sorted({n for n in names if n}, key=len, reverse=True)
     if not literals:
         return None
@@ -38,7 +41,7 @@ def keyframe_mentions(action: str, names: Sequence[str], on_screen: Sequence[int
 
     A name's span runs from the name to the next written name of any character of the script (or to the end);
     a character named several times gets its spans joined by a space. Its own name becomes ``NEUTRAL``."""
-    pattern = _names_pattern(names)
+    pattern = _names_pattern(tuple(names))
     if pattern is None:
         return [None] * len(on_screen)
     found = list(pattern.finditer(action))
