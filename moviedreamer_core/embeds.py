@@ -23,7 +23,7 @@ Instances are immutable by convention: the host shares cached outputs by referen
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import torch
@@ -106,6 +106,15 @@ class ScriptEmbeds:
     @property
     def n_keyframes(self) -> int:
         return len(self.keyframes)
+
+    def keyframe_window(self, start: int, stop: int) -> "ScriptEmbeds":
+        """Keyframes ``start..stop-1`` with the header kept (style, characters, spaces), every per-keyframe field cut
+        together, as ``planner.Story.window`` cuts a story: planning the result sees no keyframe outside the window
+        (the toy benchmark's planner without history plans each keyframe this way). The hashes and ``shot_outlines``
+        stay the whole script's."""
+        cut = lambda t: None if t is None else t[start:stop]  # noqa: E731
+        return replace(self, keyframes=self.keyframes[start:stop], keyframe_text=self.keyframe_text[start:stop],
+                       mention_text=cut(self.mention_text), mention_present=cut(self.mention_present))
 
     @property
     def keyframe_shot(self) -> torch.Tensor:

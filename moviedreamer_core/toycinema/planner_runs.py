@@ -37,7 +37,6 @@ Step budget. Measured on the 2-core machine (see ``FULL_STEPS``); thread count: 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -160,14 +159,6 @@ def read_run(planner_path: str) -> dict:
 # ------------------------------------------------------------------------------------------ planning
 
 
-def _one_keyframe(embeds, i: int):
-    """The script embeddings cut to keyframe ``i`` alone (the header kept): planning it sees no earlier keyframe.
-    Every per-keyframe field is cut (text, and the mentions: left whole, keyframe i would read keyframe 0's)."""
-    cut = lambda t: None if t is None else t[i:i + 1]  # noqa: E731
-    return dataclasses.replace(embeds, keyframes=(embeds.keyframes[i],), keyframe_text=embeds.keyframe_text[i:i + 1],
-                               mention_text=cut(embeds.mention_text), mention_present=cut(embeds.mention_present))
-
-
 def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Sequence[Film], text_encoder: TextEncoder,
                face_embedder: FaceEmbedder, token_encoder: Optional[TokenEncoder] = None, *, seed: int = 0,
                temperature: float = 0.0, guidance: float = 1.0, window: Optional[int] = 16, variant: Optional[str] = None,
@@ -218,7 +209,7 @@ def plan_films(planner: Union[str, KeyframePlanner, ZeroShotPrior], films: Seque
             story = story_from_embeds(embeds, tokens=keyframe_tokens(film, token_encoder))
             out.append(plan_given_history(planner, story))
         elif variant == "no_history":
-            tokens = [generate_storyboard(planner, _one_keyframe(embeds, i), seed=derive_seed(seed, i), temperature=temperature,
+            tokens = [generate_storyboard(planner, embeds.keyframe_window(i, i + 1), seed=derive_seed(seed, i), temperature=temperature,
                                           guidance=guidance, window=window).tokens[0] for i in range(embeds.n_keyframes)]
             out.append(torch.stack(tokens))
         else:

@@ -445,6 +445,10 @@ def test_script_mentions_reach_the_story(embeds):
     assert s.mention(1, 0) is None and s.mention(0, 1) is None
     w = s.window(1, 3)
     assert torch.equal(w.keyframe_mentions, s.keyframe_mentions[1:3]) and torch.equal(w.mention_present, s.mention_present[1:3])
+    cut = story_from_embeds(embeds.keyframe_window(1, 3))  # the embeddings cut the same way the story is
+    assert cut.keyframe_characters == w.keyframe_characters and torch.equal(cut.keyframe_text, w.keyframe_text)
+    assert torch.equal(cut.keyframe_mentions, w.keyframe_mentions) and torch.equal(cut.mention_present, w.mention_present)
+    assert torch.equal(cut.keyframe_camera, w.keyframe_camera) and cut.n_characters == s.n_characters
 
 
 def test_mentions_survive_the_dataset_format(tmp_path, story):

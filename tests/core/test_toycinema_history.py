@@ -232,10 +232,10 @@ def test_each_hat_is_in_the_mention_of_its_own_character_and_of_nobody_else():
     for film in FILMS:
         script = validate_script(film_script_data(film, "none", "per_film"), image_count=0)
         names = [c.name for c in script.characters]
-        first_keyframe = {}
-        for i, k in enumerate(script.keyframes()):
-            first_keyframe.setdefault(k.shot_index, i)
         keyframes = script.keyframes()
+        first_keyframe = {}
+        for i, k in enumerate(keyframes):
+            first_keyframe.setdefault(k.shot_index, i)
         for s, shot in enumerate(film.shots):
             k = keyframes[first_keyframe[s]]
             mentions = keyframe_mentions(k.action, names, k.characters)
