@@ -208,9 +208,11 @@ def main(argv=None) -> int:
         _log(f"identity embedder: {time.perf_counter() - t:.0f} s")
     if probe_process is not None and probe_process.wait():
         raise SystemExit(f"the probe's training process failed (exit code {probe_process.returncode}); its error is printed above")
-    def embedder():  # the one just trained into --out, else the shipped one
-        folder = out if os.path.isfile(os.path.join(out, toy.IDENTITY_FILE)) else toy.WEIGHTS_DIR
-        return identity_mod.ToyIdentityEmbedder.load(toy.weights_path(toy.IDENTITY_FILE, folder))
+    def trained(name):  # a file trained into --out (by this run or an earlier one), else the shipped one
+        return toy.weights_path(name, out if os.path.isfile(os.path.join(out, name)) else toy.WEIGHTS_DIR)
+
+    def embedder():
+        return identity_mod.ToyIdentityEmbedder.load(trained(toy.IDENTITY_FILE))
 
     films = training_films(args.films)
     held_out = grammar.generate_films(HELD_OUT_SEED, 4)  # the planner trainer's periodic evaluation
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
         _pack("moviedreamer_core.renderer").save_renderer(adapter, result["paths"]["renderer"])
         _log(f"decoder: {result['seconds']:.0f} s, final loss {sum(result['losses'][-50:]) / 50:.4f}")
     if "planner" in stages:
-        tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(toy.weights_path(toy.TOKENIZER_FILE, out))
+        tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(trained(toy.TOKENIZER_FILE))
         text_encoder = _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm")
         planner_data = _pack("moviedreamer_core.toycinema.planner_data")
         runs = _pack("moviedreamer_core.toycinema.planner_runs")

@@ -5,6 +5,7 @@ retraining command produces a consistent set of files."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,25 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path, fre
     toy = host.pack_submodule("nodes.toycinema_models")
     model = toy.load_toy_unet(str(out / "toycinema_unet.safetensors"))
     assert model.model.latent_format.latent_channels == 3 and toy.prediction_of(model) == "v"
+
+
+@pytest.mark.slow
+def test_retraining_one_stage_reads_the_other_files_from_the_shipped_folder(host, tmp_path, fresh_python):
+    """``--stages planner --out DIR`` into a new folder: the planner's dataset is tokenized by the shipped tokenizer
+    and its identities come from the shipped embedder (the files it does not retrain), and the planner is the
+    toy recipe (``planner_runs.TOY_SETTINGS``), as the shipped one."""
+    out = tmp_path / "planner_only"
+    proc = fresh_python.run(f"python cli/toycinema_train.py --stages planner --out {out}", "--films", "4",
+                            "--planner-steps", "3", timeout=600, env=_env(host))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from moviedreamer_core.planner.checkpoint import read_planner_config
+
+    assert sorted(os.listdir(out)) == ["moviedreamer"] and os.listdir(out / "moviedreamer") == ["toycinema_planner.safetensors"]
+    planner = read_planner_config(str(out / "moviedreamer" / "toycinema_planner.safetensors"))
+    shipped = read_planner_config(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors"))
+    assert planner.token_space == shipped.token_space and planner.identity_space == shipped.identity_space
+    assert (planner.hidden_size, planner.num_layers, planner.intermediate_size, planner.inputs) == \
+        (shipped.hidden_size, shipped.num_layers, shipped.intermediate_size, shipped.inputs)
 
 
 def test_toy_unet_files_remember_what_the_unet_predicts(host, tmp_path):
