@@ -111,10 +111,11 @@ def _embed_identities(script: Script, refs: list[ReferenceImage], embedder: Face
     return np.stack(vectors)
 
 
-def _mention_tensors(mentions: list, embed, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mention_tensors(mentions: list, embed, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``ScriptEmbeds.mention_text [N, M, Dt]`` and ``mention_present [N, M]`` from each keyframe's mention texts
     (``script.mentions.keyframe_mentions``, one entry per character on screen, ``None`` where not named); ``M`` is
-    the most characters any keyframe shows, absent entries are zero rows."""
+    the most characters any keyframe shows, absent entries are zero rows. ``embed(texts) -> [len(texts), dim]``.
+    ScriptEncode and the training-data builder (``data/movie.py``) both make them here."""
     width = max([len(ms) for ms in mentions] + [0])
     text = torch.zeros(len(mentions), width, dim)
     present = torch.zeros(len(mentions), width, dtype=torch.bool)
@@ -194,7 +195,7 @@ def encode_script(
         dim=1,
     ) if keyframes else torch.zeros(0, len(SEGMENTS), text_encoder.space.dim)
     description_embeds = embed([c.description for c in script.characters]) if script.characters else torch.zeros(0, text_encoder.space.dim)
-    mention_text, mention_present = _mention_tensors(mentions, embed, text_encoder.space.dim)
+    mention_text, mention_present = mention_tensors(mentions, embed, text_encoder.space.dim)
     done = len(refs) + 1
     report(done)
 

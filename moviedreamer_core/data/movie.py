@@ -21,7 +21,8 @@ import torch
 from ..embeds import SEGMENTS
 from ..identity.base import FaceEmbedder
 from ..planner.inputs import Story
-from ..script_encoding import TextEncoder, TokenEncoder
+from ..script.mentions import keyframe_mentions
+from ..script_encoding import TextEncoder, TokenEncoder, mention_tensors
 from . import video
 from .captions import Captioner, load_sidecar, sidecar_text
 from .characters import Reference, name_clusters
@@ -129,8 +130,15 @@ def build_movie(path: str, *, text_encoder: TextEncoder, token_encoder: TokenEnc
                                            for j, fc in enumerate(faces[k])]})
         keyframe_records[-1]["_cast"] = on_screen
 
-    vectors, row = _encode_texts(text_encoder, actions + scenes + [sidecar.style] + descriptions)
+    # what each action says of each character on screen, as ScriptEncode gives the planner (planner input
+    # ``mentions``): only where the captions write the characters' names (a sidecar that names them); a caption
+    # that names nobody gives none, and a dataset without any trains a planner that does not read them
+    mentions = [keyframe_mentions(a, character_names, r["_cast"]) for a, r in zip(actions, keyframe_records)]
+    mention_texts = [m for ms in mentions for m in ms if m is not None]
+    vectors, row = _encode_texts(text_encoder, actions + scenes + [sidecar.style] + descriptions + mention_texts)
     n = len(picks)
+    mention_text, mention_present = mention_tensors(mentions, lambda texts: vectors[[row[t] for t in texts]],
+                                                    text_encoder.space.dim)
     style = vectors[row[sidecar.style]]
     keyframe_text = torch.stack([vectors[[row[a] for a in actions]], vectors[[row[s] for s in scenes]],
                                  style.expand(n, -1)], dim=1)
@@ -157,7 +165,8 @@ def build_movie(path: str, *, text_encoder: TextEncoder, token_encoder: TokenEnc
     casts = [tuple(r.pop("_cast")) for r in keyframe_records]
     story = Story(style=style, descriptions=desc, identity_banks=banks, keyframe_text=keyframe_text,
                   keyframe_characters=casts, tokens=tokens,
-                  reference_tokens=ref_tokens if settings.references_per_character > 0 else None)
+                  reference_tokens=ref_tokens if settings.references_per_character > 0 else None,
+                  **({"keyframe_mentions": mention_text, "mention_present": mention_present} if mention_present.any() else {}))
     record = {
         "source": os.path.basename(path), "frames": info.frames, "fps": round(fps, 4), "width": info.width, "height": info.height,
         "shots": [{"start": a, "end": b} for a, b in shots], "keyframes": keyframe_records,

@@ -29,6 +29,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -100,6 +101,52 @@ def load_movie(path: str) -> tuple[Story, dict]:
                   keyframe_camera=t.get("keyframe_camera"), keyframe_mentions=t.get("keyframe_mentions"),
                   mention_present=t["mention_present"].bool() if "mention_present" in t else None)
     return story, meta
+
+
+def movie_inputs(path: str) -> set[str]:
+    """The optional planner inputs (``config.KNOWN_INPUTS``) a movie file gives a value of anywhere: ``camera``
+    where some keyframe's camera is stated, ``mentions`` where some action names a character on screen. Reads the
+    header and those two small tensors only."""
+    found = set()
+    with safe_open(path, framework="pt") as f:
+        keys = set(f.keys())
+        if "keyframe_camera" in keys and bool((f.get_tensor("keyframe_camera") >= 0).any()):
+            found.add("camera")
+        if "mention_present" in keys and bool(f.get_tensor("mention_present").any()):
+            found.add("mentions")
+    return found
+
+
+def story_inputs(story: Story) -> set[str]:
+    """``movie_inputs`` of a story in memory."""
+    found = set()
+    if story.keyframe_camera is not None and bool((story.keyframe_camera >= 0).any()):
+        found.add("camera")
+    if story.mention_present is not None and bool(story.mention_present.any()):
+        found.add("mentions")
+    return found
+
+
+def learnable_inputs(requested: list, carriers) -> tuple[list, list]:
+    """``(kept, dropped)``: the inputs of ``requested`` that some training film carries, and the others.
+    ``carriers`` yields each film's ``movie_inputs`` / ``story_inputs`` (stopped early once every input is found).
+
+    Why: a planner that declares an input no training film gave it has that input's projection at its random
+    initialisation, and at generation every script that states it would add those untrained weights to the plan
+    (a dataset built from captions that never name the characters has no mentions, a real film no scripted camera).
+    So it is trained without them, and its file says so."""
+    found: set = set()
+    for carried in carriers:
+        found |= carried
+        if found >= set(requested):
+            break
+    return [i for i in requested if i in found], [i for i in requested if i not in found]
+
+
+def dropped_inputs_message(dropped: list, kept: list) -> str:
+    return (f"planner.inputs: no training film gives {' or '.join(dropped)}; the planner is trained without "
+            f"{'it' if len(dropped) == 1 else 'them'} and its file declares inputs {kept} (it would otherwise add "
+            f"untrained weights to every plan whose script states {'it' if len(dropped) == 1 else 'them'})")
 
 
 def write_index(folder: str, movies: list[str], spaces: dict) -> None:
@@ -207,6 +254,10 @@ def main(argv=None) -> int:
             cfg = PlannerConfig.from_dict({**json.load(f), **spaces})
     else:
         cfg = preset(args.config, **spaces)
+    kept, dropped = learnable_inputs(cfg.inputs, (story_inputs(st) for st in stories))
+    if dropped:
+        print(dropped_inputs_message(dropped, kept))
+        cfg = dataclasses.replace(cfg, inputs=kept)
     model = KeyframePlanner(cfg)
     print(f"{len(stories)} movies, {sum(s.n_keyframes for s in stories)} keyframes; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")

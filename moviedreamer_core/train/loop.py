@@ -32,6 +32,7 @@ from ..planner.checkpoint import save_planner_state
 from ..threads import torch_threads
 from ..planner.config import preset
 from ..planner.model import KeyframePlanner
+from ..planner.train import dropped_inputs_message, learnable_inputs, movie_inputs
 from .config import ConfigError, TrainConfig, micro_batch_size
 from .data import StreamSampler, eval_windows, open_dataset, stats_from_moments, token_moments
 from .evaluation import PlannerObjective, evaluate_heldout
@@ -69,14 +70,23 @@ def build_accelerator(cfg: TrainConfig):
     return Accelerator(**kwargs)
 
 
-def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True) -> tuple[KeyframePlanner, bool]:
+def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True, carriers=None,
+                  log: Callable[[str], None] = lambda s: None) -> tuple[KeyframePlanner, bool]:
     """The planner to train and whether it sits on the meta device (FSDP ranks > 0 with rank-0-only
-    loading: FSDP fills them from rank 0 with ``sync_module_states``)."""
+    loading: FSDP fills them from rank 0 with ``sync_module_states``). ``carriers``: each training film's optional
+    inputs (``planner.train.movie_inputs``); the planner reads only those some film gives (``learnable_inputs``)."""
     overrides = cfg.planner_overrides(spaces)
     folder = cfg.planner.init_from_llama
+    if folder and not os.path.isfile(os.path.join(folder, "config.json")):
+        raise ConfigError(f"planner.init_from_llama: {folder!r} is not a local transformers LLaMA folder (no config.json)")
+    if carriers is not None:
+        requested = (KeyframePlanner.config_from_llama(folder, **overrides) if folder
+                     else preset(cfg.planner.preset, **overrides)).inputs
+        kept, dropped = learnable_inputs(list(requested), carriers)
+        if dropped:
+            log(dropped_inputs_message(dropped, kept))
+            overrides["inputs"] = kept
     if folder:
-        if not os.path.isfile(os.path.join(folder, "config.json")):
-            raise ConfigError(f"planner.init_from_llama: {folder!r} is not a local transformers LLaMA folder (no config.json)")
         if cfg.train.fsdp.enabled and cfg.train.fsdp.cpu_ram_efficient_loading and not is_main:
             with torch.device("meta"):
                 return KeyframePlanner(KeyframePlanner.config_from_llama(folder, **overrides)), True
@@ -130,7 +140,8 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
     data = open_dataset(cfg.data, t.seed)
     resume = find_resume(cfg)
 
-    planner, on_meta = build_planner(cfg, data.spaces, is_main=main)
+    carriers = (movie_inputs(os.path.join(data.train.folder, name)) for name in data.train.names)
+    planner, on_meta = build_planner(cfg, data.spaces, is_main=main, carriers=carriers, log=log)
     planner_cfg = planner.cfg
     if resume is None:
         moments = accelerator.reduce(token_moments(data.train, rank, procs).to(accelerator.device), "sum").cpu()

@@ -24,6 +24,7 @@ from moviedreamer_core.data.captions import parse_srt
 from moviedreamer_core.data.clustering import _numpy_average_linkage, cluster
 from moviedreamer_core.data.keyframes import laplacian_variance, pick_keyframes
 from moviedreamer_core.data.movie import MovieSettings
+from moviedreamer_core.planner.checkpoint import read_planner_config
 from moviedreamer_core.planner.train import load_dataset
 from moviedreamer_core.planner import train as planner_train
 from moviedreamer_core.script_encoding import TextEncoder, TokenEncoder
@@ -204,6 +205,15 @@ def test_dataset_loads_and_matches_the_planner_format(named_build):
     assert float((e @ e.T).min()) > float((e @ g.T).max()) + 0.05
     # named characters take their reference tokens from the reference photos (one each here)
     assert [r.shape for r in a.reference_tokens] == [(1, 1, 12), (1, 1, 12)]
+    # what each action says of each character it names (the planner's mentions), as ScriptEncode makes them: the
+    # sidecar names Eileen in shot 0 and Grace in shot 1; shots 3 and 4 have no text, shot 2 nobody on screen
+    assert a.mention_present[:, 0].tolist() == [True] * 4 + [False] * 6 and a.keyframe_mentions.shape == (10, 1, 16)
+    said = hash_text_encoder().encode(["someone looks at the camera", "someone smiles"])
+    assert torch.equal(a.keyframe_mentions[[0, 1, 2, 3], 0], said[[0, 0, 1, 1]])
+    assert not a.keyframe_mentions[4:].any()
+    b = stories[1]  # "Hello, Grace." with Grace on screen
+    assert b.mention_present[:, 0].tolist() == [True, True, False, False]
+    assert torch.equal(b.keyframe_mentions[0, 0], hash_text_encoder().encode(["someone."])[0])
 
 
 def test_planner_trains_on_the_dataset(named_build, tmp_path, capsys):
@@ -211,7 +221,36 @@ def test_planner_trains_on_the_dataset(named_build, tmp_path, capsys):
     target = tmp_path / "planner.safetensors"
     assert planner_train.main(["--data", str(out), "--out", str(target), "--config", "tiny", "--steps", "3",
                                "--batch-size", "2", "--max-keyframes", "4"]) == 0
-    assert target.is_file() and "2 movies, 14 keyframes" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert target.is_file() and "2 movies, 14 keyframes" in printed
+    # the films give mentions but no camera: the planner reads only what it was trained on, and says why
+    assert read_planner_config(str(target)).inputs == ["mentions"]
+    assert "no training film gives camera" in printed
+
+
+def test_a_planner_reads_no_input_its_training_films_lack(corpus, named_build, tmp_path, capsys):
+    """Captions that never name the characters give no mentions: a planner trained on them (by either trainer)
+    declares neither camera nor mentions, so a script that states them adds no untrained weights to its plan."""
+    from moviedreamer_core.train import load_config, run
+
+    out = tmp_path / "unnamed"
+    result = build_dataset(str(corpus["videos"]), str(out), _options(settings=MovieSettings(keyframes_per_shot=1)))
+    assert sorted(result.built) == ["film_a", "film_b"]
+    stories, _ = load_dataset(str(out))  # characters are not named: "Eileen" in a caption is nobody's name here
+    assert all(st.keyframe_mentions is None and st.keyframe_camera is None for st in stories)
+    target = tmp_path / "planner.safetensors"
+    assert planner_train.main(["--data", str(out), "--out", str(target), "--steps", "2", "--batch-size", "2"]) == 0
+    assert read_planner_config(str(target)).inputs == []
+    assert "no training film gives camera or mentions" in capsys.readouterr().out
+    logged = []
+    run(load_config("tiny", [f"data.path={out}", "data.val_fraction=0", f"output.dir={tmp_path / 'run'}", "train.steps=2",
+                             "train.batch_size=2", "checkpoint.every=0", "eval.every=0"]), log=logged.append)
+    assert read_planner_config(str(tmp_path / "run" / "planner.safetensors")).inputs == []
+    assert any("no training film gives camera or mentions" in line for line in logged), logged
+    # the named build has mentions: the scale trainer keeps them
+    run(load_config("tiny", [f"data.path={named_build[0]}", "data.val_fraction=0", f"output.dir={tmp_path / 'named'}",
+                             "train.steps=2", "train.batch_size=2", "checkpoint.every=0", "eval.every=0"]), log=None)
+    assert read_planner_config(str(tmp_path / "named" / "planner.safetensors")).inputs == ["mentions"]
 
 
 def test_unnamed_cast_corrupt_video_and_rerun(corpus, tmp_path, caplog):

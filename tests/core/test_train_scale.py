@@ -100,6 +100,7 @@ def test_tiny_config_learns_the_story_world(tiny_planner_run):
     final = history[-1]
     assert final["val_mse"] < 0.5 * final["val_no_history_mse"] and final["val_mse"] < 0.6 * final["val_no_script_mse"], final
     assert history[249]["val_mse"] > final["val_mse"]
+    assert tiny_planner_run["model"].cfg.inputs == []  # its stories state no camera and name nobody: it reads neither
     print(f"tiny config: {TINY_STEPS} steps in {tiny_planner_run['seconds']:.1f} s")
 
 
