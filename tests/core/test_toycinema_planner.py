@@ -289,15 +289,16 @@ def test_variants_are_the_tiny_config_with_their_overrides(toy, tmp_path):
     folder = toy["data"].folder
     base = load_config("tiny")
     full = load_config("tiny", toy_overrides(folder, str(tmp_path)))
-    assert full.planner.preset == "tiny" and full.planner.fields == base.planner.fields  # tiny.yaml's regularisers
+    toy_size = {"hidden_size": 96, "num_layers": 3, "intermediate_size": 192}  # TOY_SETTINGS: where the toy recipe departs
+    assert full.planner.preset == "tiny" and full.planner.fields == {**base.planner.fields, **toy_size}  # tiny.yaml's regularisers
     assert full.train.steps == FULL_STEPS and full.train.batch_size == base.train.batch_size
     assert full.data.max_keyframes == base.data.max_keyframes and full.train.threads == 1
     assert full.data.val_movies == toy["data"].val and full.checkpoint.resume == "none"
     no_history = load_config("tiny", toy_overrides(folder, str(tmp_path), variant="no_history"))
-    assert no_history.data.max_keyframes == 1 and no_history.planner.fields == base.planner.fields
+    assert no_history.data.max_keyframes == 1 and no_history.planner.fields == {**base.planner.fields, **toy_size}
     plain = load_config("tiny", toy_overrides(folder, str(tmp_path), variant="no_regularisation", subset=8))
-    assert plain.planner.fields == {"dropout": 0, "attention_dropout": 0, "condition_dropout": 0, "history_mask_ratio": 0,
-                                    "identity_randomisation": False}
+    assert plain.planner.fields == {**toy_size, "dropout": 0, "attention_dropout": 0, "condition_dropout": 0,
+                                    "history_mask_ratio": 0, "identity_randomisation": False}
     with open(os.path.join(plain.data.path, "index.json")) as f:
         index = json.load(f)
     assert len(index["movies"]) == 8 + N_HELD and all(os.path.isfile(m) for m in index["movies"])

@@ -204,7 +204,7 @@ def test_retraining_one_stage_reads_the_other_files_from_the_shipped_folder(host
     shipped = read_planner_config(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors"))
     assert planner.token_space == shipped.token_space and planner.identity_space == shipped.identity_space
     assert (planner.hidden_size, planner.num_layers, planner.intermediate_size, planner.inputs) == \
-        (shipped.hidden_size, shipped.num_layers, shipped.intermediate_size, shipped.inputs)
+        (shipped.hidden_size, shipped.num_layers, shipped.intermediate_size, shipped.inputs) == (96, 3, 192, ["camera", "mentions"])
 
 
 def test_toy_unet_files_remember_what_the_unet_predicts(host, tmp_path):
