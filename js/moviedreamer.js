@@ -143,7 +143,9 @@ api.addEventListener("moviedreamer.keyframe", ({ detail }) => {
 function describe(result) {
   if (result.ok) {
     const who = result.characters.length ? result.characters.join(", ") : "none";
-    return `✓ ${result.shots} shots, ${result.keyframes} keyframes, ${result.seconds} s. Characters: ${who}`;
+    // notes: actions naming a character the shot does not show (what they say of it reaches nobody's mention)
+    const notes = (result.notes ?? []).map((n) => `\nNote, ${n.path}: ${n.message}`).join("");
+    return `✓ ${result.shots} shots, ${result.keyframes} keyframes, ${result.seconds} s. Characters: ${who}${notes}`;
   }
   const lines = (result.issues ?? []).map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
   const count = result.problems ?? lines.length;  // the server lists at most 50 and counts the rest

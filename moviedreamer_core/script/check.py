@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .limits import MAX_CHARACTERS, MAX_REPORTED_PROBLEMS, MAX_SCRIPT_CHARS
+from .limits import MAX_CHARACTERS, MAX_LISTED_NAMES, MAX_REPORTED_PROBLEMS, MAX_SCRIPT_CHARS
+from .mentions import names_written
 from .problems import ScriptError, ScriptIssue, more_problems, shown
+from .schema import Script
 from .validate import parse_script_text, validate_script
 
 __all__ = ["MAX_SCRIPT_CHARS", "check_script", "issues_as_data"]
@@ -33,7 +35,8 @@ def issues_as_data(error: ScriptError) -> list[dict[str, str]]:
 
 
 def check_script(text: str, *, input_dir: Optional[str] = None, image_count: Optional[int] = None) -> dict[str, Any]:
-    """``{"ok", "issues": [{"path", "message"}], "problems", "characters", "title", "shots", "keyframes", "seconds"}``.
+    """``{"ok", "issues": [{"path", "message"}], "problems", "notes", "characters", "title", "shots", "keyframes",
+    "seconds"}``; ``notes`` (valid scripts): actions that name characters the shot does not show (``off_screen_names``).
 
     ``problems`` is the number of problems (``issues`` lists at most ``MAX_REPORTED_PROBLEMS`` of them).
     ``image_count=None`` leaves index references unchecked (the IMAGE batch is not known while editing)."""
@@ -46,6 +49,30 @@ def check_script(text: str, *, input_dir: Optional[str] = None, image_count: Opt
     except Exception as e:  # noqa: BLE001 - the editor's answer is data, whatever happened
         error = ScriptError([ScriptIssue("script", f"could not be checked ({type(e).__name__}: {shown(str(e))})")])
         return {"ok": False, "issues": issues_as_data(error), "problems": 1, "characters": []}
-    return {"ok": True, "issues": [], "characters": [c.name for c in script.characters], "title": script.title,
-            "shots": len(script.shots), "keyframes": script.n_keyframes,
+    return {"ok": True, "issues": [], "notes": off_screen_names(script), "characters": [c.name for c in script.characters],
+            "title": script.title, "shots": len(script.shots), "keyframes": script.n_keyframes,
             "seconds": round(sum(s.duration for s in script.shots), 3)}
+
+
+def off_screen_names(script: Script) -> list[dict[str, str]]:
+    """Notes, not problems (the script is valid): each action that names a character the shot does not list in
+    ``characters``, as ``[{"path", "message"}]`` (at most ``MAX_REPORTED_PROBLEMS``, then a line that counts the rest).
+    The planner binds what an action says of a character to that character's face only when it is on screen
+    (``mentions.keyframe_mentions``), so "Ava hands Bo a lantern." in a shot of Ava alone says nothing of Bo."""
+    names = [c.name for c in script.characters]
+    notes = []
+    for i, shot in enumerate(script.shots):
+        actions = shot.action if isinstance(shot.action, list) else [shot.action]
+        for k, action in enumerate(actions):
+            away = [n for n in names_written(action, names) if n not in shot.characters]
+            if away:
+                who = ", ".join(shown(n, 64) for n in away[:MAX_LISTED_NAMES])
+                who += f" and {len(away) - MAX_LISTED_NAMES} more" if len(away) > MAX_LISTED_NAMES else ""
+                them, are = ("them", "are") if len(away) > 1 else (who, "is")
+                notes.append({"path": f"shots[{i}].action" + (f"[{k}]" if isinstance(shot.action, list) else ""),
+                              "message": f"names {who}, who {are} not in this shot's characters: what it says of {them} "
+                                         f"is bound to nobody on screen (add {them} to characters if seen)"})
+    if len(notes) > MAX_REPORTED_PROBLEMS:
+        rest = len(notes) - MAX_REPORTED_PROBLEMS
+        notes = notes[:MAX_REPORTED_PROBLEMS] + [{"path": "script", "message": f"... and {rest} more such actions"}]
+    return notes

@@ -55,3 +55,11 @@ def keyframe_mentions(action: str, names: Sequence[str], on_screen: Sequence[int
         parts = spans.get(names[c]) if 0 <= c < len(names) else None
         out.append(" ".join(parts) if parts else None)
     return out
+
+
+def names_written(action: str, names: Sequence[str]) -> list[str]:
+    """The names of ``names`` that ``action`` writes (whole words, as ``keyframe_mentions`` finds them), each once,
+    in the order written. The script check uses it to point at an action that names a character the shot does not
+    put on screen: what it says of that character reaches nobody's mention."""
+    pattern = _names_pattern(tuple(names))
+    return [] if pattern is None else list(dict.fromkeys(m.group(0) for m in pattern.finditer(action)))

@@ -276,7 +276,8 @@ def test_check_script_is_the_validator_as_data():
 
     good = check_script("title: T\ncharacters:\n  - name: Ava\n    description: d\nshots:\n"
                         "  - id: a\n    scene: s\n    action: [x., y.]\n    characters: [Ava]\n    duration: 3\n")
-    assert good == {"ok": True, "issues": [], "characters": ["Ava"], "title": "T", "shots": 1, "keyframes": 2, "seconds": 3.0}
+    assert good == {"ok": True, "issues": [], "notes": [], "characters": ["Ava"], "title": "T", "shots": 1, "keyframes": 2,
+                    "seconds": 3.0}
     bad = check_script("title: T\ncharacters:\n  - name: Ava\n    description: d\nshots:\n"
                        "  - id: a\n    scene: s\n    action: x\n    characters: [Bo]\n    duration: 3\n")
     assert bad == {"ok": False, "characters": ["Ava"], "problems": 1,
@@ -284,3 +285,38 @@ def test_check_script_is_the_validator_as_data():
     broken = check_script("title: [unclosed")
     assert not broken["ok"] and broken["characters"] == [] and broken["issues"][0]["path"] == "script"
     assert not check_script("x" * 1_000_001)["ok"]
+
+
+def test_check_script_notes_actions_that_name_a_character_off_screen():
+    """A valid script whose action names a character the shot does not show: the check says where, as a note (what
+    the action says of that character binds to nobody's face, script/mentions.py), and the script stays valid."""
+    from moviedreamer_core.script import check_script
+    from moviedreamer_core.script.limits import MAX_CHARACTERS, MAX_LISTED_NAMES, MAX_REPORTED_PROBLEMS, MAX_TEXT_LENGTH
+
+    head = "title: T\ncharacters:\n  - {name: Ava, description: d}\n  - {name: Bo, description: d}\n  - {name: Cy, description: d}\nshots:\n"
+    shot = "  - {{id: s{i}, scene: s, duration: 1, action: {action}, characters: {chars}}}\n"
+    text = head + "".join(shot.format(i=i, action=a, chars=c) for i, (a, c) in enumerate([
+        ('"Ava hands Bo a lantern."', "[Ava]"),                    # Bo is named, not on screen
+        ('[Bo waits., Cy and Ava leave.]', "[Bo, Ava]"),           # the second sentence names Cy
+        ('"Ava and Bo talk; Avalanche is a word."', "[Ava, Bo]"),  # everyone named is on screen; not inside words
+        ('"Cy, Bo and Ava run."', "[]"),                           # nobody on screen: three names
+    ]))
+    result = check_script(text)
+    assert result["ok"] and result["issues"] == []
+    assert result["notes"] == [
+        {"path": "shots[0].action", "message": "names Bo, who is not in this shot's characters: what it says of Bo is "
+                                               "bound to nobody on screen (add Bo to characters if seen)"},
+        {"path": "shots[1].action[1]", "message": "names Cy, who is not in this shot's characters: what it says of Cy "
+                                                  "is bound to nobody on screen (add Cy to characters if seen)"},
+        {"path": "shots[3].action", "message": "names Cy, Bo, Ava, who are not in this shot's characters: what it says "
+                                               "of them is bound to nobody on screen (add them to characters if seen)"}]
+    many = head + "".join(shot.format(i=i, action="Ava calls Bo.", chars="[Ava]") for i in range(MAX_REPORTED_PROBLEMS + 7))
+    notes = check_script(many)["notes"]
+    assert len(notes) == MAX_REPORTED_PROBLEMS + 1 and notes[-1] == {"path": "script", "message": "... and 7 more such actions"}
+    # the names listed are bounded too: the whole cast named in a shot that shows nobody
+    cast = [f"Name{i:03d}" for i in range(MAX_CHARACTERS)]
+    big = json.dumps({"title": "t", "characters": [{"name": n, "description": "d"} for n in cast],
+                      "shots": [{"id": "s", "scene": "s", "duration": 1, "action": " ".join(cast)[:MAX_TEXT_LENGTH]}]})
+    (note,) = check_script(big)["notes"]
+    named = len(" ".join(cast)[:MAX_TEXT_LENGTH].split())
+    assert note["message"].startswith("names " + ", ".join(cast[:MAX_LISTED_NAMES]) + f" and {named - MAX_LISTED_NAMES} more, ")

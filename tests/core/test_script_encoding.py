@@ -228,5 +228,11 @@ def test_report_flags_confusable_characters(input_dir, batch):
     assert sims["Bo"]["self_min"] < 0.9999
     report = script_report(embeds, max_keyframes=2)
     assert "Bo: 2 photo(s)" in report and "WARNING" in report
-    assert "#1 shot s2.0 [close_up] Ava, Bo: Bo turns to the door." in report
+    assert "#1 shot s2.0 [close_up] Ava, Bo: Bo turns to the door.\n" in report
+    # an action naming a character the shot does not show is marked (script.check's note, in the node's report)
+    away = encode_script(lighthouse(input_dir, images=2, text=data.replace("Ava climbs the spiral staircase.",
+                                                                          "Ava climbs to Bo.")),
+                         TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)), MeanColourFace(), input_dir=str(input_dir),
+                         batch=batch)
+    assert "#0 shot s1.0 [wide] Ava: Ava climbs to Bo.  <- names Bo, not on screen\n" in script_report(away, max_keyframes=2)
     assert "... 1 more keyframes" in report

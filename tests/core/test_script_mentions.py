@@ -43,3 +43,11 @@ def test_the_largest_script_is_one_pass_per_sentence():
     got = keyframe_mentions(action, names, list(range(MAX_CHARACTERS)))
     assert len(got) == MAX_CHARACTERS
     assert all(g is not None for g in got[:20]) and all(g is None for g in got[20:])
+
+
+def test_names_written_lists_each_name_once_in_the_order_written():
+    from moviedreamer_core.script.mentions import names_written
+
+    names = ["Ava", "Bo", "Ava Lee", "Dr. No"]
+    assert names_written("Bo greets Ava Lee, then Bo and Dr. No leave; Avalanche.", names) == ["Bo", "Ava Lee", "Dr. No"]
+    assert names_written("nobody here", names) == [] and names_written("Ava", []) == []

@@ -116,8 +116,13 @@ shots:
 def test_script_validation_route_answers_as_scriptencode_would(server):
     ok = server.post("/moviedreamer/validate_script", json={"script": VALID_SCRIPT, "script_file": ""})
     assert ok.status_code == 200
-    assert ok.json() == {"ok": True, "issues": [], "characters": ["Ava"], "title": "Route Test", "shots": 1,
+    assert ok.json() == {"ok": True, "issues": [], "notes": [], "characters": ["Ava"], "title": "Route Test", "shots": 1,
                          "keyframes": 2, "seconds": 4.0, "source": "script text"}
+    two = VALID_SCRIPT.replace("shots:", "  - name: Bo\n    description: a man\nshots:").replace("Ava waits.", "Ava calls Bo.")
+    noted = server.post("/moviedreamer/validate_script", json={"script": two, "script_file": ""}).json()
+    assert noted["ok"] and noted["characters"] == ["Ava", "Bo"]
+    assert noted["notes"] == [{"path": "shots[0].action[1]", "message": "names Bo, who is not in this shot's characters: what "
+                               "it says of Bo is bound to nobody on screen (add Bo to characters if seen)"}]
     bad = server.post("/moviedreamer/validate_script",
                       json={"script": VALID_SCRIPT.replace("[Ava]", "[Ava, Mira]").replace("duration: 4", "duration: -2")}).json()
     assert not bad["ok"] and bad["characters"] == ["Ava"]
