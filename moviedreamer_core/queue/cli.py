@@ -65,7 +65,10 @@ def main(argv=None) -> int:
             apply_project(prompt, args.project)
         if args.input_dir is not None and not os.path.isdir(args.input_dir):
             raise UsageError(f"--input-dir {args.input_dir}: not a folder")
-        check_scripts(prompt, args.input_dir)
+        notes: list = []
+        check_scripts(prompt, args.input_dir, notes)
+        for note in notes:
+            print(f"note: {note}", file=err)
     except UsageError as e:
         print(f"error: {e}", file=err)
         return EXIT_USAGE

@@ -90,13 +90,16 @@ def apply_project(prompt: dict, project: str) -> list[str]:
     return changed
 
 
-def check_scripts(prompt: dict, input_dir: Optional[str] = None) -> int:
+def check_scripts(prompt: dict, input_dir: Optional[str] = None, notes: Optional[list] = None) -> int:
     """Validate every literal script text in the workflow's ScriptEncode nodes with the pack's validator.
 
     Raises ``UsageError`` with the validator's full report. Returns the number of scripts checked. A node whose
-    script comes through a link or from ``script_file`` (a file on the server) is left to the server.
+    script comes through a link or from ``script_file`` (a file on the server) is left to the server. ``notes``:
+    a list that receives ``"node N: <path>: <message>"`` for each of a valid script's notes (``script.check``'s
+    ``off_screen_names``: actions naming a character the shot does not show).
     """
     from ..script import ScriptError, load_script
+    from ..script.check import off_screen_names
 
     checked = 0
     for nid in script_nodes(prompt):
@@ -105,8 +108,10 @@ def check_scripts(prompt: dict, input_dir: Optional[str] = None) -> int:
         if not isinstance(text, str) or inputs.get("script_file", NO_SCRIPT_FILE) not in (NO_SCRIPT_FILE, None, ""):
             continue
         try:
-            load_script(text, input_dir=input_dir)
+            script = load_script(text, input_dir=input_dir)
         except ScriptError as e:
             raise UsageError(f"node {nid} ({prompt[nid]['class_type']}): {e}")
+        if notes is not None:
+            notes.extend(f"node {nid}: {n['path']}: {n['message']}" for n in off_screen_names(script))
         checked += 1
     return checked

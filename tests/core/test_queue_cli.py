@@ -251,6 +251,20 @@ def test_script_errors_are_exit_2_before_any_connection(tmp_path, capsys):
     assert "cannot read the script" in capsys.readouterr().err
 
 
+def test_a_valid_scripts_notes_are_printed_before_queueing(tmp_path, capsys):
+    """An action naming a character the shot does not show is a note (the script helper's), not an error: printed,
+    and the command goes on (here to the closed port)."""
+    script = tmp_path / "s.yaml"
+    script.write_text("title: X\ncharacters: [{name: Ava, description: d}, {name: Bo, description: d}]\nshots:\n"
+                      "  - {id: s1, scene: a, action: Ava calls Bo., duration: 1, characters: [Ava]}\n")
+    port = closed_port()
+    assert q.main([str(TINY_API), "--script", str(script), "--server", f"http://127.0.0.1:{port}"]) == 3
+    err = capsys.readouterr().err
+    node = next(nid for nid in q.script_nodes(q.load_workflow(str(TINY_API))))
+    assert (f"note: node {node}: shots[0].action: names Bo, who is not in this shot's characters: what it says of Bo is "
+            "bound to nobody on screen (add Bo to characters if seen)") in err and "no ComfyUI server" in err
+
+
 @pytest.mark.parametrize("args,message", [
     ([], "the following arguments are required: workflow"),
     ([str(TINY_API), "--timeout", "soon"], "invalid float value"),
