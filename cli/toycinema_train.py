@@ -17,14 +17,14 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
    queries (``RendererConfig``: ``identity_places``, ``identity_empty_slots``, ``identity_positions``,
    ``token_positions``); the figures' and hats' pixels weigh more in the loss.
 4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
-   tokens from the new tokenizer, the cast named per film) and the ``tiny`` planner trained on it with the
-   accelerate trainer (about 3 minutes).
+   tokens from the new tokenizer, the cast named per film) and the toy planner (the ``tiny`` preset widened to
+   hidden 96 x 3 layers, ``planner_runs.TOY_SETTINGS``) trained on it with the accelerate trainer (about 4 minutes).
 
-Measured as one run of the whole command on this release's machine (two cores): 37.9 minutes (probe and identity
-embedder side by side 1.3, decoder 33.0 at 0.30 s a step, planner dataset 0.25, planner 2.9). The shipped planner
-comes from a second ``--stages planner`` run (3.5 minutes), made after the toy scripts began to say where characters
-stand. Machines of the same kind have differed by up to 2x in speed between sessions (0.52, 0.26, 0.29, 0.21 and,
-this release, 0.30 s per decoder step).
+Measured as one run of the whole command on this release's machine (two cores): 31.4 minutes (probe and identity
+embedder side by side 1.1, decoder 25.8 at 0.23 s a step, planner dataset 0.4, planner 3.8). The shipped decoder
+comes from an earlier release's run (37.9 minutes, decoder 33.0 at 0.30 s a step), the shipped planner from a
+``--stages planner`` run of this release (4.6 minutes). Machines of the same kind have differed by up to 2x in
+speed between sessions (0.52, 0.26, 0.29, 0.21, 0.30 and, this release, 0.23 s per decoder step).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ TRAIN_SEED, HELD_OUT_SEED, TEST_SEED = 1000, 9000, 40000
 #: Training films' scripts never use a sentence's held-out phrasing (``grammar.generate_film(phrasings=...)``); the
 #: development and test films draw among all phrasings, so part of what they are scored on was never read in training.
 TRAIN_PHRASINGS = "train"
-#: The shipped decoder's training steps (batch 16; 33 minutes on this release's two cores, 0.30 s a step). See
+#: The shipped decoder's training steps (batch 16; 26 to 33 minutes on two cores, 0.23 to 0.30 s a step). See
 #: ``toycinema/autoencoder.py`` for what 2200, 3300 and 4400 steps measured; the world with lights and hats needs
 #: more (at 4400 steps it drew the right hat in 0.97 of medium shots but the exact cast only in 0.82 from true tokens).
 DECODER_STEPS = 6600
