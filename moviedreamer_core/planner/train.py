@@ -107,22 +107,22 @@ def movie_inputs(path: str) -> set[str]:
     """The optional planner inputs (``config.KNOWN_INPUTS``) a movie file gives a value of anywhere: ``camera``
     where some keyframe's camera is stated, ``mentions`` where some action names a character on screen. Reads the
     header and those two small tensors only."""
-    found = set()
     with safe_open(path, framework="pt") as f:
         keys = set(f.keys())
-        if "keyframe_camera" in keys and bool((f.get_tensor("keyframe_camera") >= 0).any()):
-            found.add("camera")
-        if "mention_present" in keys and bool(f.get_tensor("mention_present").any()):
-            found.add("mentions")
-    return found
+        return _inputs_given(f.get_tensor("keyframe_camera") if "keyframe_camera" in keys else None,
+                             f.get_tensor("mention_present") if "mention_present" in keys else None)
 
 
 def story_inputs(story: Story) -> set[str]:
     """``movie_inputs`` of a story in memory."""
+    return _inputs_given(story.keyframe_camera, story.mention_present)
+
+
+def _inputs_given(camera: Optional[torch.Tensor], mention_present: Optional[torch.Tensor]) -> set[str]:
     found = set()
-    if story.keyframe_camera is not None and bool((story.keyframe_camera >= 0).any()):
+    if camera is not None and bool((camera >= 0).any()):
         found.add("camera")
-    if story.mention_present is not None and bool(story.mention_present.any()):
+    if mention_present is not None and bool(mention_present.any()):
         found.add("mentions")
     return found
 
