@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from .embeds import ScriptEmbeds
-from .script.limits import MAX_LISTED_NAMES
-from .script.mentions import names_written
+from .script.mentions import names_off_screen
+from .script.problems import listed
 
 
 def identity_similarity(embeds: ScriptEmbeds) -> dict[str, dict[str, float]]:
@@ -55,10 +55,9 @@ def script_report(embeds: ScriptEmbeds, max_keyframes: int = 200) -> str:
     for spec in embeds.keyframes[:max_keyframes]:
         who = ", ".join(embeds.characters[c].name for c in spec.characters) or "nobody"
         line = f"#{spec.index} shot {spec.shot_id}.{spec.index_in_shot} [{spec.camera}] {who}: {spec.action}"
-        away = [n for n in names_written(spec.action, names) if n not in {names[c] for c in spec.characters}]
+        away = names_off_screen(spec.action, names, {names[c] for c in spec.characters})
         if away:  # what the action says of them reaches no mention (script/check.py off_screen_names)
-            more = f" and {len(away) - MAX_LISTED_NAMES} more" if len(away) > MAX_LISTED_NAMES else ""
-            line += f"  <- names {', '.join(away[:MAX_LISTED_NAMES])}{more}, not on screen"
+            line += f"  <- names {listed(away)}, not on screen"
         lines.append(line)
     if embeds.n_keyframes > max_keyframes:
         lines.append(f"... {embeds.n_keyframes - max_keyframes} more keyframes")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .limits import MAX_CHARACTERS, MAX_LISTED_NAMES, MAX_REPORTED_PROBLEMS, MAX_SCRIPT_CHARS
-from .mentions import names_written
-from .problems import ScriptError, ScriptIssue, more_problems, shown
+from .limits import MAX_CHARACTERS, MAX_REPORTED_PROBLEMS, MAX_SCRIPT_CHARS
+from .mentions import names_off_screen
+from .problems import ScriptError, ScriptIssue, listed, more_problems, shown
 from .schema import Script
 from .validate import parse_script_text, validate_script
 
@@ -64,10 +64,9 @@ def off_screen_names(script: Script) -> list[dict[str, str]]:
     for i, shot in enumerate(script.shots):
         actions = shot.action if isinstance(shot.action, list) else [shot.action]
         for k, action in enumerate(actions):
-            away = [n for n in names_written(action, names) if n not in shot.characters]
+            away = names_off_screen(action, names, shot.characters)
             if away:
-                who = ", ".join(shown(n, 64) for n in away[:MAX_LISTED_NAMES])
-                who += f" and {len(away) - MAX_LISTED_NAMES} more" if len(away) > MAX_LISTED_NAMES else ""
+                who = listed(away)
                 them, are = ("them", "are") if len(away) > 1 else (who, "is")
                 notes.append({"path": f"shots[{i}].action" + (f"[{k}]" if isinstance(shot.action, list) else ""),
                               "message": f"names {who}, who {are} not in this shot's characters: what it says of {them} "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Optional, Sequence
+from typing import Collection, Optional, Sequence
 
 #: The word a character's own name is replaced with in its mention text.
 NEUTRAL = "someone"
@@ -63,3 +63,9 @@ def names_written(action: str, names: Sequence[str]) -> list[str]:
     put on screen: what it says of that character reaches nobody's mention."""
     pattern = _names_pattern(tuple(names))
     return [] if pattern is None else list(dict.fromkeys(m.group(0) for m in pattern.finditer(action)))
+
+
+def names_off_screen(action: str, names: Sequence[str], on_screen: Collection[str]) -> list[str]:
+    """``names_written`` less the names ``on_screen``: the characters ``action`` names whose mention nobody gets.
+    The script check's notes and Script Info's keyframe list both point at them."""
+    return [n for n in names_written(action, names) if n not in on_screen]

@@ -319,4 +319,4 @@ def test_check_script_notes_actions_that_name_a_character_off_screen():
                       "shots": [{"id": "s", "scene": "s", "duration": 1, "action": " ".join(cast)[:MAX_TEXT_LENGTH]}]})
     (note,) = check_script(big)["notes"]
     named = len(" ".join(cast)[:MAX_TEXT_LENGTH].split())
-    assert note["message"].startswith("names " + ", ".join(cast[:MAX_LISTED_NAMES]) + f" and {named - MAX_LISTED_NAMES} more, ")
+    assert note["message"].startswith("names " + ", ".join(cast[:MAX_LISTED_NAMES]) + f", ... ({named} in all), who are ")
