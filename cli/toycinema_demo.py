@@ -24,9 +24,10 @@ import sys
 import time
 import uuid
 
-try:  # a submodule of the pack (tests), or a script run from anywhere (then cli/ is on sys.path)
+try:  # a submodule of the pack (tests), or a script run from anywhere
     from .host_library import PACK_DIR, comfyui_folder, import_host
-except ImportError:
+except ImportError:  # ``python cli/x.py`` puts cli/ on sys.path; ``python -I cli/x.py`` does not
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
     from host_library import PACK_DIR, comfyui_folder, import_host
 
 WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"

@@ -38,9 +38,10 @@ import sys
 import tempfile
 import time
 
-try:  # a submodule of the pack (tests), or a script run from anywhere (then cli/ is on sys.path)
+try:  # a submodule of the pack (tests), or a script run from anywhere
     from .host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
-except ImportError:
+except ImportError:  # ``python cli/x.py`` puts cli/ on sys.path; ``python -I cli/x.py`` does not
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
     from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
 
 STAGES = ("probe", "identity", "decoder", "planner")

@@ -24,9 +24,10 @@ import os
 import sys
 from pathlib import Path
 
-try:  # a submodule of the pack (tests), or a script run from anywhere (then cli/ is on sys.path)
+try:  # a submodule of the pack (tests), or a script run from anywhere
     from .host_library import PACK_MODULE, import_host, import_pack
-except ImportError:
+except ImportError:  # ``python cli/x.py`` puts cli/ on sys.path; ``python -I cli/x.py`` does not
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
     from host_library import PACK_MODULE, import_host, import_pack
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}

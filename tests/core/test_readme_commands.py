@@ -194,3 +194,28 @@ def test_program_help_starts_in_a_fresh_interpreter(fresh_python, command):
     proc = fresh_python.run(command, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "usage:" in proc.stdout
+
+
+def readme_scripts() -> list[str]:
+    """The script files the README runs as ``python <file>.py ...`` (not ``-m`` modules), each once."""
+    scripts = []
+    for command in readme_commands():
+        words = command.split()
+        if words[0] == "python" and len(words) > 1 and words[1].endswith(".py") and words[1] not in scripts:
+            scripts.append(words[1])
+    return scripts
+
+
+def test_readme_scripts_are_found():
+    assert {"cli/toycinema_demo.py", "cli/toycinema_train.py", "cli/train_renderer.py",
+            "benchmarks/toycinema.py"} <= set(readme_scripts())
+
+
+@pytest.mark.parametrize("script", readme_scripts())
+def test_program_starts_in_an_isolated_interpreter(fresh_python, tmp_path, script):
+    """``python -I`` (isolated mode) does not put the script's folder on ``sys.path``: each program finds its own
+    helpers anyway, from the pack's folder as the README prints it and from any other folder."""
+    for cwd, path in ((None, script), (tmp_path, str(ROOT / script))):
+        proc = fresh_python.run(f"python -I {path} --help", cwd=cwd, timeout=120)
+        assert proc.returncode == 0, f"python -I {path} --help from {cwd or ROOT}: {proc.stderr[-3000:]}"
+        assert "usage:" in proc.stdout
