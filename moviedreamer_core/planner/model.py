@@ -336,16 +336,19 @@ class KeyframePlanner(nn.Module):
         seq = pool[torch.tensor(index, device=dev)]
         return seq, torch.tensor(predict, device=dev), targets.reshape(-1, targets.shape[-1])
 
-    def build_sequence_row_by_row(self, story: Story, ctx: Conditioning) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def build_sequence_row_by_row(self, story: Story, ctx: Conditioning,
+                                  inputs: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``build_sequence`` as generation assembles it: the header, then per keyframe ``embed_condition`` and
         ``embed_tokens``. The reference ``build_sequence`` must equal (tests/core/test_planner.py) and is timed
-        against (benchmarks/planner_train_step.py); training uses the batched one."""
+        against (benchmarks/planner_train_step.py, which puts it in ``build_sequence``'s place: same arguments);
+        training uses the batched one."""
         K = self.cfg.K
         targets = self.normalise(story.tokens.to(self.param_device).float())
+        given = targets if inputs is None else inputs.to(self.param_device).reshape(targets.shape)
         parts, predict = [self.embed_header(story, ctx)], []
         length = parts[0].shape[0]
         for i in range(story.n_keyframes):
-            cond, tok = self.embed_condition(story, i, ctx), self.embed_tokens(targets[i], ctx)
+            cond, tok = self.embed_condition(story, i, ctx), self.embed_tokens(given[i], ctx)
             predict += [length + cond.shape[0] - 1 + j for j in range(K)]
             parts += [cond, tok]
             length += cond.shape[0] + tok.shape[0]

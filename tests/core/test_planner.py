@@ -283,16 +283,21 @@ def test_training_sequence_is_the_row_by_row_sequence_with_the_same_draws(story,
     said = {bool(present[i, p]) for i, c in enumerate(chars) for p in range(len(c))}
     assert said == {True, False}, "some on-screen characters are named, some are not"
     assert any(1 in c for c in chars) and any(len(c) > 1 for c in chars)
-    built = []
-    for build in (model.build_sequence, model.build_sequence_row_by_row):
-        gen = torch.Generator().manual_seed(3)
-        ctx = model.make_conditioning(s, train=True, cond=cond, generator=gen)
-        ctx.generator = gen
-        built.append(build(s, ctx) + (torch.rand(4, generator=gen),))
-    (seq, predict, targets, after), (ref, ref_predict, ref_targets, ref_after) = built
-    assert seq.shape == ref.shape and torch.allclose(seq, ref, atol=1e-5)
-    assert predict.tolist() == ref_predict.tolist() and torch.equal(targets, ref_targets)
-    assert torch.equal(after, ref_after), "the generator was drawn from exactly as often"
+    own = torch.randn(s.n_keyframes, 2, 8)  # token inputs other than the targets (scheduled sampling's)
+    for inputs in (None, own):
+        built = []
+        for build in (model.build_sequence, model.build_sequence_row_by_row):
+            gen = torch.Generator().manual_seed(3)
+            ctx = model.make_conditioning(s, train=True, cond=cond, generator=gen)
+            ctx.generator = gen
+            built.append(build(s, ctx, inputs) + (torch.rand(4, generator=gen),))
+        (seq, predict, targets, after), (ref, ref_predict, ref_targets, ref_after) = built
+        assert seq.shape == ref.shape and torch.allclose(seq, ref, atol=1e-5)
+        assert predict.tolist() == ref_predict.tolist() and torch.equal(targets, ref_targets)
+        assert torch.equal(after, ref_after), "the generator was drawn from exactly as often"
+        if inputs is None:
+            from_targets = seq
+    assert not torch.allclose(seq, from_targets, atol=1e-3), "the token inputs were read"
     masked = torch.isclose(seq, model.type_emb.weight[6] + model.mask_embedding + model.token_pos.weight[0], atol=1e-5).all(1)
     assert masked.any(), "history masking acted"
 
