@@ -26,7 +26,7 @@ from pathlib import Path
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
     from .host_library import PACK_MODULE, import_host, import_pack
-except ImportError:  # ``python cli/x.py`` puts cli/ on sys.path; ``python -I cli/x.py`` does not
+except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
     from host_library import PACK_MODULE, import_host, import_pack
 
