@@ -7,7 +7,8 @@ resampling when they are small (a 32x32 toy keyframe stays crisp) and Lanczos ot
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence as SequenceABC
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -22,6 +23,25 @@ def _fit(text: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
     while text and draw.textlength(text + "...", font=font) > width:
         text = text[:-1]
     return text + "..."
+
+
+class ReadOneByOne(SequenceABC):
+    """``count`` images read when indexed (``read(i)`` -> ``uint8 [h, w, 3]``): ``contact_sheet`` pastes each into
+    the sheet and lets it go, so a long movie's sheet never holds its keyframes together (the keyframes of a
+    ``keyframe_set``, read from the project folder)."""
+
+    def __init__(self, count: int, read: Callable[[int], np.ndarray]):
+        self.count, self.read = int(count), read
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            raise TypeError("ReadOneByOne reads one image at a time")
+        if not 0 <= index < self.count:
+            raise IndexError(f"image {index} of {self.count}")
+        return self.read(index)
 
 
 def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str] = (), *, columns: int = 6, cell: int = 128,
@@ -56,4 +76,4 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str] = (), *,
                 lines.append(line if not words or len(lines) < caption_lines - 1 else line + " " + " ".join(words))
             for j, line in enumerate(lines):
                 draw.text((x, y + cell_h + 1 + j * line_h), _fit(line, draw, font, cell), fill=TEXT, font=font)
-    return np.asarray(sheet)
+    return np.array(sheet)  # a writable array (torch.from_numpy warns on a read-only one)

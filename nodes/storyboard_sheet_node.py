@@ -16,7 +16,7 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.files import atomic_write_bytes
 from ..moviedreamer_core.project import MovieProject
-from ..moviedreamer_core.storyboard_sheet import contact_sheet
+from ..moviedreamer_core.storyboard_sheet import ReadOneByOne, contact_sheet
 from . import host, wire_types
 from .choices import check_inputs
 
@@ -34,13 +34,19 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
             "picture as storyboard.png in the movie project folder.",
             is_output_node=True,
             inputs=[
-                io.Image.Input("keyframes", tooltip="The rendered keyframes, in order (from IdentityDiffusionRender)."),
+                io.Image.Input("keyframes", optional=True,
+                               tooltip="The rendered keyframes, in order (IdentityDiffusionRender's keyframes with "
+                               "images_output all). Long movies: connect keyframe_set instead."),
                 wire_types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode: the captions (shot id and action)."),
                 io.Int.Input("columns", default=6, min=1, max=64, tooltip="Keyframes per row."),
                 io.Int.Input("cell_width", default=160, min=16, max=2048, step=8,
                              tooltip="Width of each keyframe in the sheet, in pixels (small keyframes are enlarged)."),
                 io.String.Input("project_name", default="",
                                 tooltip="Movie project folder under output/moviedreamer/ (empty = the script's title)."),
+                wire_types.Keyframes.Input("keyframe_set", optional=True,
+                                           tooltip="IdentityDiffusionRender's or Gather Movie's keyframe_set: the keyframes "
+                                           "are read from the project folder one at a time, so memory does not grow "
+                                           "with the movie. Used instead of keyframes when connected."),
             ],
             outputs=[io.Image.Output("sheet", display_name="sheet", tooltip="The storyboard picture.")],
         )
@@ -50,13 +56,23 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
         return check_inputs(cls, kwargs)
 
     @classmethod
-    def execute(cls, keyframes, script_embeds, columns, cell_width, project_name="") -> io.NodeOutput:
-        n = int(keyframes.shape[0])
-        if n != script_embeds.n_keyframes:
-            raise ValueError(f"{n} keyframe images for a script with {script_embeds.n_keyframes} keyframes")
-        frames = (keyframes.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    def execute(cls, script_embeds, columns, cell_width, project_name="", keyframes=None, keyframe_set=None) -> io.NodeOutput:
+        if keyframe_set is not None:
+            if keyframe_set.count != script_embeds.n_keyframes:
+                raise ValueError(f"keyframe_set: {keyframe_set.count} keyframes for a script with "
+                                 f"{script_embeds.n_keyframes} keyframes")
+            frames = ReadOneByOne(keyframe_set.count, keyframe_set.load)
+        elif keyframes is not None:
+            n = int(keyframes.shape[0])
+            if n != script_embeds.n_keyframes:
+                raise ValueError(f"keyframes: {n} keyframe images for a script with {script_embeds.n_keyframes} "
+                                 "keyframes (IdentityDiffusionRender's images_output preview gives a few: connect its "
+                                 "keyframe_set)")
+            frames = list((keyframes.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+        else:
+            raise ValueError("connect the keyframes: IdentityDiffusionRender's keyframe_set (long movies) or keyframes")
         captions = [f"{k.shot_id}: {k.action}" for k in script_embeds.keyframes]
-        sheet = contact_sheet(list(frames), captions, columns=columns, cell=cell_width)
+        sheet = contact_sheet(frames, captions, columns=columns, cell=cell_width)
         project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)
         path = project.path(SHEET_FILE)
         from io import BytesIO

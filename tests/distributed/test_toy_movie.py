@@ -80,6 +80,9 @@ def test_the_distributed_toy_movie_is_the_single_instance_movie(cluster, referen
     reports = [{k: e["identity"] for k, e in json.loads((project(cluster, name) / "manifest.json").read_text())["keyframes"].items()}
                for name in ("toy_single", "toy_dist")]
     assert reports[0] and reports[0] == reports[1]
+    # the storyboard sheet after Gather Movie reads the gathered keyframe_set: every keyframe, the one instance's sheet
+    sheets = [np.asarray(Image.open(project(cluster, name) / "storyboard.png")) for name in ("toy_single", "toy_dist")]
+    assert sheets[0].shape == sheets[1].shape and np.array_equal(sheets[0], sheets[1])
     # every participant made a share: the gather node names them with what they delivered
     gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
     script = load_script(prompt[node_of(prompt, "ScriptEncode")]["inputs"]["script"], image_count=6)

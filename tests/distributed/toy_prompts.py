@@ -25,7 +25,7 @@ def toy_prompt(project: str, script: str | None = None, master_renders: bool = T
     """The distributed toy movie prompt; ``collector=False`` wires ShotAnimate's results straight into the gather
     node (the same movie on one instance)."""
     prompt = copy.deepcopy(json.loads(WORKFLOW.read_text()))
-    for class_type in ("IdentityDiffusionRender", "ShotAnimate", "MovieDreamerGather"):
+    for class_type in ("IdentityDiffusionRender", "ShotAnimate", "MovieDreamerGather", "MovieDreamerStoryboardSheet"):
         prompt[node_of(prompt, class_type)]["inputs"]["project_name"] = project
     for class_type in ("IdentityDiffusionRender", "ShotAnimate"):
         prompt[node_of(prompt, class_type)]["inputs"]["master_renders"] = master_renders

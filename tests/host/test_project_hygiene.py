@@ -96,3 +96,36 @@ def test_script_file_choices_are_read_again_only_when_the_input_folder_changes(h
     assert host.run(g).ok
     assert "scripts_new/listing.yaml" in node.script_files()
     assert listing.reads == reads + 2, "the changed input folder and the new one, not the uploads"
+
+
+def test_storyboard_sheet_reads_the_keyframe_set_as_it_reads_the_images(host, photos, model_dirs):
+    """A long movie's storyboard sheet from the keyframe_set (each keyframe read from the project folder when it is
+    pasted) is the sheet of the same keyframes as one IMAGE batch; a sheet fed the preview IMAGE (a few keyframes) is
+    refused with a message that names keyframe_set, and one fed nothing names both inputs."""
+    import numpy as np
+    from PIL import Image
+
+    n = 20
+    g = graph(script(n, title_suffix=" sheet"), project="sheet_source")
+    sheet = {"script_embeds": ["2", 1], "columns": 6, "cell_width": 64}
+    g["13"] = {"class_type": "MovieDreamerStoryboardSheet",
+               "inputs": {**sheet, "keyframe_set": ["11", 2], "project_name": "sheet_from_set"}}
+    g["14"] = {"class_type": "MovieDreamerStoryboardSheet",
+               "inputs": {**sheet, "keyframes": ["11", 0], "project_name": "sheet_from_images"}}
+    result = host.run(g)
+    assert result.success, result.error_text()
+    from_set = np.asarray(Image.open(_project(host, "sheet_from_set") / "storyboard.png"))
+    from_images = np.asarray(Image.open(_project(host, "sheet_from_images") / "storyboard.png"))
+    assert from_set.shape == from_images.shape and from_set.shape[1] == 4 + 6 * (64 + 4)
+    assert np.array_equal(from_set, from_images)
+
+    g["11"]["inputs"]["images_output"] = "preview"
+    del g["13"]
+    result = host.run(g)
+    assert not result.success
+    assert "16 keyframe images for a script with 20 keyframes" in result.error_text()
+    assert "connect its keyframe_set" in result.error_text()
+
+    g["14"]["inputs"].pop("keyframes")
+    result = host.run(g)
+    assert not result.success and "connect the keyframes" in result.error_text()
