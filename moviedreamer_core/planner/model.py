@@ -430,6 +430,23 @@ class KeyframePlanner(nn.Module):
     def predict(self, h: torch.Tensor) -> Mixture:
         return self.head(h)
 
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute each transformer layer in backward (memory for compute: ``train.gradient_checkpointing`` of the
+        paper-scale config). transformers 5 renamed ``gradient_checkpointing_enable`` to
+        ``activation_checkpointing_enable`` (the old name warns and goes in v6); earlier releases have only the old."""
+        if hasattr(self.backbone, "activation_checkpointing_enable"):
+            self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    @property
+    def activation_checkpointing(self) -> bool:
+        """Whether the backbone recomputes its layers in backward (``enable_activation_checkpointing``)."""
+        backbone = self.backbone
+        if hasattr(backbone, "is_activation_checkpointing"):
+            return bool(backbone.is_activation_checkpointing)
+        return bool(backbone.is_gradient_checkpointing)
+
     @classmethod
     def from_pretrained_llama(cls, folder: str, **config_overrides) -> "KeyframePlanner":
         """A planner whose transformer starts from a local LLaMA checkpoint (the paper's 7B setting).

@@ -150,7 +150,7 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
             planner.token_mean.copy_(mean)
             planner.token_std.copy_(std)
     if t.gradient_checkpointing:
-        planner.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        planner.enable_activation_checkpointing()
     n_params = sum(p.numel() for p in planner.parameters())
 
     objective = PlannerObjective(planner)

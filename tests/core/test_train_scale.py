@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -158,8 +159,12 @@ def test_shipped_configs_and_the_paper_code_path():
         return loss.detach(), [p.grad.clone() for p in model.backbone.parameters() if p.grad is not None]  # not embed_tokens
 
     plain = loss_and_grads()
-    model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    assert model.backbone.is_gradient_checkpointing
+    assert not model.activation_checkpointing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.enable_activation_checkpointing()
+    assert model.activation_checkpointing
+    assert not [str(w.message) for w in caught if "deprecated" in str(w.message)], "the library's current name is used"
     checkpointed = loss_and_grads()
     assert len(plain[1]) == len(checkpointed[1]) == len(list(model.backbone.parameters())) - 1
     torch.testing.assert_close(checkpointed[0], plain[0])

@@ -14,7 +14,7 @@ from .test_render import script
 def _image(photos, name: str) -> torch.Tensor:
     with Image.open(photos / name) as im:
         im = ImageOps.fit(im.convert("RGB"), (64, 64))
-    return torch.from_numpy(np.asarray(im)).float().div(255)[None]
+    return torch.from_numpy(np.array(im)).float().div(255)[None]
 
 
 def test_plus_unconditional_pass_reads_a_black_images_clip_vision_features(host, testing, patching, photos, model_dirs):
