@@ -93,7 +93,7 @@ def load_keyframes(folder: str, size: tuple[int, int], default_caption: str = ""
     for f in files:
         with Image.open(f) as im:
             fitted = ImageOps.fit(ImageOps.exif_transpose(im).convert("RGB"), size, Image.LANCZOS)
-        images.append(torch.from_numpy(np.asarray(fitted)).float().div(255))
+        images.append(torch.from_numpy(np.array(fitted)).float().div(255))
         txt = f.with_suffix(".txt")
         captions.append(txt.read_text(encoding="utf-8").strip() if txt.is_file() else default_caption)
     return torch.stack(images), captions
