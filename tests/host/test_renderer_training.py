@@ -308,7 +308,7 @@ def _photos_64(photos, names) -> torch.Tensor:
         mirrored = name.endswith(":mirrored")
         with Image.open(photos / name.removesuffix(":mirrored")) as im:
             im = ImageOps.fit(im.convert("RGB"), (64, 64))
-        rows.append(torch.from_numpy(np.asarray(ImageOps.mirror(im) if mirrored else im)).float().div(255))
+        rows.append(torch.from_numpy(np.array(ImageOps.mirror(im) if mirrored else im)).float().div(255))
     return torch.stack(rows)
 
 
