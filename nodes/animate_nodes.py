@@ -17,6 +17,7 @@ from ..moviedreamer_core.animate import animatic_backend, make_movie
 from ..moviedreamer_core.project import MovieProject
 from . import host, wire_types
 from .choices import check_inputs
+from .keyframe_inputs import keyframe_source
 from ..moviedreamer_core.distribution.participation import parse_participation
 from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input
 from ..moviedreamer_core.animate.movie import blank_preview_frame
@@ -111,18 +112,8 @@ class ShotAnimate(io.ComfyNode):
 
         started = time.perf_counter()
         who = parse_participation(distributed)
-        if keyframe_set is not None:
-            count, width, height = keyframe_set.count, keyframe_set.width, keyframe_set.height
-            source = f"keyframe_set ({keyframe_set.root})"
-        elif keyframes is not None:
-            count, height, width = int(keyframes.shape[0]), int(keyframes.shape[1]), int(keyframes.shape[2])
-            source = "keyframe images"
-        else:
-            raise ValueError("connect the keyframes: IdentityDiffusionRender's keyframe_set (long movies) or keyframes")
-        if count != script.n_keyframes:
-            raise ValueError(f"got {count} {source}, but the script has {script.n_keyframes} keyframes"
-                             + (" (IdentityDiffusionRender's images_output is preview: connect its keyframe_set)"
-                                if keyframe_set is None else ""))
+        source = keyframe_source(keyframes, keyframe_set, script.n_keyframes)
+        width, height = source.width, source.height
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r} (choices: {', '.join(BACKENDS)})")
         size = (width - width % 2, height - height % 2)
@@ -145,14 +136,8 @@ class ShotAnimate(io.ComfyNode):
         share = share_of(outlines_of_script(script), who) if who is not None else None
         progress = host.Progress(len(share.shots) if share is not None else len(script.shots))
 
-        if keyframe_set is not None:
-            keyframe = keyframe_set.load
-        else:
-            def keyframe(i: int) -> np.ndarray:
-                return (keyframes[i, :, :, :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
         try:
-            result = make_movie(project, script, keyframe, fps=fps, frames_per_clip=frames_per_clip, size=size,
+            result = make_movie(project, script, source.read, fps=fps, frames_per_clip=frames_per_clip, size=size,
                                 backend=frames_fn, backend_name=backend, backend_params=params, progress=progress,
                                 check_interrupt=host.check_interrupt, lands_on_next=backend in LANDS_ON_NEXT,
                                 only_shots=share.shots if share is not None else None)

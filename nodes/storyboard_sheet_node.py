@@ -19,6 +19,7 @@ from ..moviedreamer_core.project import MovieProject
 from ..moviedreamer_core.storyboard_sheet import ReadOneByOne, contact_sheet
 from . import host, wire_types
 from .choices import check_inputs
+from .keyframe_inputs import keyframe_source
 
 SHEET_FILE = "storyboard.png"
 
@@ -57,20 +58,8 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
 
     @classmethod
     def execute(cls, script_embeds, columns, cell_width, project_name="", keyframes=None, keyframe_set=None) -> io.NodeOutput:
-        if keyframe_set is not None:
-            if keyframe_set.count != script_embeds.n_keyframes:
-                raise ValueError(f"keyframe_set: {keyframe_set.count} keyframes for a script with "
-                                 f"{script_embeds.n_keyframes} keyframes")
-            frames = ReadOneByOne(keyframe_set.count, keyframe_set.load)
-        elif keyframes is not None:
-            n = int(keyframes.shape[0])
-            if n != script_embeds.n_keyframes:
-                raise ValueError(f"keyframes: {n} keyframe images for a script with {script_embeds.n_keyframes} "
-                                 "keyframes (IdentityDiffusionRender's images_output preview gives a few: connect its "
-                                 "keyframe_set)")
-            frames = list((keyframes.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
-        else:
-            raise ValueError("connect the keyframes: IdentityDiffusionRender's keyframe_set (long movies) or keyframes")
+        source = keyframe_source(keyframes, keyframe_set, script_embeds.n_keyframes)
+        frames = ReadOneByOne(source.count, source.read)  # pasted one at a time: a long movie's never held together
         captions = [f"{k.shot_id}: {k.action}" for k in script_embeds.keyframes]
         sheet = contact_sheet(frames, captions, columns=columns, cell=cell_width)
         project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)

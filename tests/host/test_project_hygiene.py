@@ -123,8 +123,8 @@ def test_storyboard_sheet_reads_the_keyframe_set_as_it_reads_the_images(host, ph
     del g["13"]
     result = host.run(g)
     assert not result.success
-    assert "16 keyframe images for a script with 20 keyframes" in result.error_text()
-    assert "connect its keyframe_set" in result.error_text()
+    assert "got 16 keyframe images, but the script has 20 keyframes (IdentityDiffusionRender's images_output is " \
+           "preview: connect its keyframe_set)" in result.error_text()
 
     g["14"]["inputs"].pop("keyframes")
     result = host.run(g)
