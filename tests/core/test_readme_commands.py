@@ -186,16 +186,6 @@ def test_dataset_builder_command(fresh_python, tmp_path):
         assert_ordinary_file(out / name)
 
 
-@pytest.mark.parametrize("command", ["python cli/toycinema_demo.py --help", "python cli/toycinema_train.py --help",
-                                     "python cli/train_renderer.py --help", "python benchmarks/toycinema.py --help",
-                                     "python benchmarks/identity_report_fewshot.py --help"])
-def test_program_help_starts_in_a_fresh_interpreter(fresh_python, command):
-    """Each program starts from the pack's folder in a fresh interpreter (its folder first on ``sys.path``)."""
-    proc = fresh_python.run(command, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "usage:" in proc.stdout
-
-
 def readme_scripts() -> list[str]:
     """The script files the README runs as ``python <file>.py ...`` (not ``-m`` modules), each once."""
     scripts = []
@@ -208,14 +198,16 @@ def readme_scripts() -> list[str]:
 
 def test_readme_scripts_are_found():
     assert {"cli/toycinema_demo.py", "cli/toycinema_train.py", "cli/train_renderer.py",
-            "benchmarks/toycinema.py"} <= set(readme_scripts())
+            "benchmarks/toycinema.py", "benchmarks/identity_report_fewshot.py"} <= set(readme_scripts())
 
 
 @pytest.mark.parametrize("script", readme_scripts())
-def test_program_starts_in_an_isolated_interpreter(fresh_python, tmp_path, script):
-    """``python -I`` (isolated mode) does not put the script's folder on ``sys.path``: each program finds its own
-    helpers anyway, from the pack's folder as the README prints it and from any other folder."""
-    for cwd, path in ((None, script), (tmp_path, str(ROOT / script))):
-        proc = fresh_python.run(f"python -I {path} --help", cwd=cwd, timeout=120)
-        assert proc.returncode == 0, f"python -I {path} --help from {cwd or ROOT}: {proc.stderr[-3000:]}"
+def test_program_help_starts_in_a_fresh_interpreter(fresh_python, tmp_path, script):
+    """Each program the README runs as a script starts from the pack's folder in a fresh interpreter (its folder first
+    on ``sys.path``), and under ``python -I`` (isolated mode: its folder not on ``sys.path``), which must find its
+    own helpers anyway, from the pack's folder as the README prints it and from any other folder."""
+    runs = [("python", None, script), ("python -I", None, script), ("python -I", tmp_path, str(ROOT / script))]
+    for python, cwd, path in runs:
+        proc = fresh_python.run(f"{python} {path} --help", cwd=cwd, timeout=120)
+        assert proc.returncode == 0, f"{python} {path} --help from {cwd or ROOT}: {proc.stderr[-3000:]}"
         assert "usage:" in proc.stdout
