@@ -16,7 +16,11 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
    small place head, with "nobody here" fillers at the empty places and the pixel's place on its identity and token
    queries (``RendererConfig``: ``identity_places``, ``identity_empty_slots``, ``identity_positions``,
    ``token_positions``); the figures' and hats' pixels weigh more in the loss.
-4. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
+4. ``decoder_tune``: the decoder's tuning phase (``tune_decoder``): the UNet and the renderer trained on for
+   ``TUNE_STEPS`` with the tokenizer frozen, the city square's background weighted (``TUNE_PLACE_WEIGHTS``); it
+   tunes the decoder in ``--out`` (the one stage 3 wrote) or else the shipped one. The tokens do not change, so a
+   planner trained on them stays valid.
+5. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
    tokens from the new tokenizer, the cast named per film) and the toy planner (the ``tiny`` preset widened to
    hidden 96 x 3 layers, ``planner_runs.TOY_SETTINGS``) trained on it with the accelerate trainer (about 4 minutes).
 
@@ -44,7 +48,7 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
     from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
 
-STAGES = ("probe", "identity", "decoder", "planner")
+STAGES = ("probe", "identity", "decoder", "decoder_tune", "planner")
 #: Training films and held-out films come from different seeds of the story grammar. The held-out films of
 #: ``HELD_OUT_SEED`` are the benchmark's development set (they chose the recipes); films of ``TEST_SEED`` are its test
 #: set, used only to report (``benchmarks/toycinema.py --films-seed test``): nothing is chosen on them.
@@ -56,6 +60,14 @@ TRAIN_PHRASINGS = "train"
 #: ``toycinema/autoencoder.py`` for what 2200, 3300 and 4400 steps measured; the world with lights and hats needs
 #: more (at 4400 steps it drew the right hat in 0.97 of medium shots but the exact cast only in 0.82 from true tokens).
 DECODER_STEPS = 6600
+#: The decoder's tuning phase (stage ``decoder_tune``, ``tune_decoder``): steps more of the UNet and the renderer
+#: with the tokenizer frozen (the tokens, and so the planner's dataset, stay what they are), at a lower learning rate,
+#: with each place's background weighted (``AutoencoderTraining.place_weights``). The city square at night is the
+#: place the decoder loses: its grey bricks lie near the green places in token space and were drawn green-teal
+#: (see ``toycinema/autoencoder.py``).
+TUNE_STEPS = 2000
+TUNE_LR = 3e-4
+TUNE_PLACE_WEIGHTS = {"city_night": 8.0}
 #: The probe's training films and steps (``toycinema/probe.py``'s ``train_probe`` says why these).
 PROBE_FILMS, PROBE_STEPS = 240, 1200
 #: Fourier frequencies of the pixel's place in the renderer's identity queries (``RendererConfig.identity_positions``).
@@ -72,6 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {', '.join(STAGES)}")
     p.add_argument("--films", type=int, default=300, help="training films for the decoder and the planner")
     p.add_argument("--decoder-steps", type=int, default=DECODER_STEPS)
+    p.add_argument("--tune-steps", type=int, default=TUNE_STEPS, help="steps of the decoder's tuning phase (decoder_tune)")
     p.add_argument("--planner-steps", type=int, default=None, help="default: the toy planner's own budget")
     p.add_argument("--probe-steps", type=int, default=PROBE_STEPS)
     p.add_argument("--identity-steps", type=int, default=None, help="default: the identity embedder's own budget")
@@ -166,6 +179,50 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
             "identity_space_pending": identity_space is not None}
 
 
+def tune_decoder(films, identities, source: str, out_dir: str, *, steps: int, seed: int = 0, log=_log) -> dict:
+    """The decoder's tuning phase: the tokenizer, UNet and renderer in ``source`` (a folder laid out as the shipped
+    one; ``identities`` as ``train_decoder``'s, unused when the renderer has no identity path), the UNet and renderer trained ``steps`` more with the tokenizer frozen, at ``TUNE_LR``, averaged from the
+    first step, each place's background weighted by ``TUNE_PLACE_WEIGHTS``; writes the UNet and the renderer into
+    ``out_dir`` (the tokenizer is unchanged: a planner trained on its tokens stays valid). Returns the paths and the
+    loss curve."""
+    import torch
+
+    toy = _pack("nodes.toycinema_models")
+    host = _pack("nodes.host")
+    renderer_mod = _pack("moviedreamer_core.renderer")
+    ae = _pack("moviedreamer_core.toycinema.autoencoder")
+    world = _pack("moviedreamer_core.toycinema.world")
+    renderer_file = os.path.join("moviedreamer", toy.RENDERER_FILE)
+    tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(toy.weights_path(toy.TOKENIZER_FILE, source))
+    model = toy.load_toy_unet(toy.weights_path(toy.UNET_FILE, source))
+    adapter = renderer_mod.load_renderer(toy.weights_path(renderer_file, source))
+    denoise = _pack("nodes.renderer_training").make_denoiser(model, host.managed(adapter), train_base=True)
+    if adapter.identity_proj is None:  # a decoder trained without identities (--no-identity) is tuned without them
+        identities = None
+    unknown = set(TUNE_PLACE_WEIGHTS) - {loc.name for loc in world.LOCATIONS}
+    if unknown:
+        raise ValueError(f"TUNE_PLACE_WEIGHTS names no location of the world: {sorted(unknown)}")
+    weights = tuple(float(TUNE_PLACE_WEIGHTS.get(loc.name, 1.0)) for loc in world.LOCATIONS)
+    training = ae.AutoencoderTraining(steps=steps, seed=seed + 1, lr=TUNE_LR, warmup_steps=min(50, steps),
+                                      ema_warm_start=False, place_weights=weights, train_tokenizer=False)
+    data = ae.keyframe_set(films, 32)
+    log(f"decoder tuning: {len(data)} keyframes, {steps} steps, tokenizer frozen, from {source}")
+    started = time.perf_counter()
+
+    def progress(step, total, loss):
+        if step == 1 or step % max(total // 10, 1) == 0 or step == total:
+            log(f"decoder tuning step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
+
+    with torch.inference_mode(False):
+        losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
+                                      training, progress=progress)
+    paths = {"unet": os.path.join(out_dir, toy.UNET_FILE), "renderer": os.path.join(out_dir, renderer_file)}
+    os.makedirs(os.path.dirname(paths["renderer"]), exist_ok=True)
+    toy.save_toy_unet(model, paths["unet"])
+    renderer_mod.save_renderer(adapter, paths["renderer"])
+    return {"paths": paths, "losses": losses, "seconds": time.perf_counter() - started}
+
+
 def training_films(n: int):
     """The ``n`` training films (``TRAIN_SEED``, training phrasings only): the decoder's, the planner's and the
     benchmark's ablations'."""
@@ -230,6 +287,12 @@ def main(argv=None) -> int:
             adapter.cfg.identity_space = embedder().space.to_dict()
         _pack("moviedreamer_core.renderer").save_renderer(adapter, result["paths"]["renderer"])
         _log(f"decoder: {result['seconds']:.0f} s, final loss {sum(result['losses'][-50:]) / 50:.4f}")
+    if "decoder_tune" in stages:
+        ae = _pack("moviedreamer_core.toycinema.autoencoder")
+        source = out if os.path.isfile(os.path.join(out, toy.UNET_FILE)) else toy.WEIGHTS_DIR
+        identities = ae.reference_identities(embedder())
+        result = tune_decoder(films, identities, source, out, steps=args.tune_steps, seed=args.seed)
+        _log(f"decoder tuning: {result['seconds']:.0f} s, final loss {sum(result['losses'][-50:]) / min(50, len(result['losses'])):.4f}")
     if "planner" in stages:
         tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(trained(toy.TOKENIZER_FILE))
         text_encoder = _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm")

@@ -236,6 +236,66 @@ def test_figure_weight_puts_the_loss_on_the_figures_and_mirrors_with_the_picture
     torch.testing.assert_close(renderer_loss(adapter, RendererBatch(**{**b.__dict__, "pixel_weights": top}), denoise, *args), 2 * base)
 
 
+def test_place_weights_weigh_each_keyframes_background_by_its_place():
+    """The decoder's tuning phase (``cli/toycinema_train.py`` ``decoder_tune``): with ``place_weights`` the background
+    pixels of a keyframe weigh its place's weight, a figure's and its hat's pixels what they weighed before; a list
+    that is not one weight per location is refused."""
+    from moviedreamer_core.toycinema.autoencoder import make_batch
+    from moviedreamer_core.toycinema.world import N_LOCATIONS
+
+    torch.manual_seed(0)
+    data = keyframe_set(generate_films(5, 8, n_shots=8), 32)
+    rows = data.by_count()[1][:32]
+    assert len({data.labels[r].location for r in rows}) >= 3
+    tok = ToyTokenizer()
+    adapter = _adapter(tok)
+    places = tuple(2.0 + loc for loc in range(N_LOCATIONS))
+    cfg = AutoencoderTraining(uncond_prob=0.0, no_identity_prob=0.0, flip=True, place_weights=places)
+    w = make_batch(data, rows, tok, adapter, torch.randn(6, 8), cfg, torch.Generator().manual_seed(3), torch.zeros(1, 1, C),
+                   "cpu").pixel_weights
+    plain = make_batch(data, rows, tok, adapter, torch.randn(6, 8), AutoencoderTraining(uncond_prob=0.0, no_identity_prob=0.0),
+                       torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
+    mirrored = 0
+    for i, r in enumerate(rows):
+        boxes = torch.from_numpy(data.figures[r])
+        if not torch.equal(plain.latents[i], to_pixels(data.images[r:r + 1])[0]):  # the same flips as ``w``'s batch
+            boxes = boxes.flip(-1)
+            mirrored += 1
+        assert w[i, 0][~boxes].unique().tolist() == [places[data.labels[r].location]]
+        assert torch.equal(w[i, 0][boxes], plain.pixel_weights[i, 0][boxes])
+    assert 0 < mirrored < len(rows)
+    with pytest.raises(ValueError, match="one weight per location"):
+        make_batch(data, rows, tok, adapter, None, AutoencoderTraining(place_weights=(1.0, 2.0)),
+                   torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
+
+
+def test_a_frozen_tokenizer_keeps_its_tokens_while_the_decoder_trains():
+    """``train_tokenizer=False`` (the tuning phase): the tokenizer's weights stay bit for bit, so tokens and a planner
+    trained on them stay valid, while the decoder still learns; ``ema_warm_start=False`` averages from the first step
+    (a tuned decoder starts from trained weights, not from noise)."""
+    data = keyframe_set(generate_films(6, 2, n_shots=4), 32)
+    torch.manual_seed(1)
+    tok, den = ToyTokenizer(), StandInDenoiser()
+    before = {k: v.clone() for k, v in tok.state_dict().items()}
+    start = den.conv.weight.detach().clone()
+    cfg = AutoencoderTraining(steps=20, batch_size=4, lr=1e-2, warmup_steps=1, train_tokenizer=False, ema=0.0)
+    train_autoencoder(tok, _adapter(tok, identity_dim=None), den, den, data, None, torch.zeros(1, 1, C), cfg)
+    assert all(torch.equal(before[k], v) for k, v in tok.state_dict().items())
+    assert not torch.equal(start, den.conv.weight) and not any(p.requires_grad for p in den.parameters())
+
+    def moved(warm_start: bool):
+        torch.manual_seed(1)
+        tok, den = ToyTokenizer(), StandInDenoiser()
+        start = den.conv.weight.detach().clone()
+        cfg = AutoencoderTraining(steps=20, batch_size=4, lr=1e-2, warmup_steps=1, ema=0.99, ema_warm_start=warm_start,
+                                  train_tokenizer=False)
+        train_autoencoder(tok, _adapter(tok, identity_dim=None), den, den, data, None, torch.zeros(1, 1, C), cfg)
+        return (den.conv.weight - start).norm()
+
+    # averaged from the first step at 0.99, twenty steps barely move the average; the warm start follows the raw weights
+    assert moved(False) < 0.5 * moved(True)
+
+
 def test_an_empty_shot_trains_with_every_place_empty_when_the_renderer_has_fillers():
     """A renderer with "nobody here" fillers learns empty shots from an all-empty identity context (what the render
     node gives it), not from no identity path, which is the training's identity dropout; without fillers an empty

@@ -160,9 +160,10 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path, fre
     """The README's ``python cli/toycinema_train.py --stages ... --out DIR`` in a fresh interpreter, tiny budgets;
     ``--out`` does not exist yet."""
     out = tmp_path / "new" / "weights"
-    proc = fresh_python.run(f"python cli/toycinema_train.py --stages probe,identity,decoder,planner --out {out}",
-                            "--films", "4", "--decoder-steps", "3", "--planner-steps", "3", "--probe-steps", "5",
-                            "--identity-steps", "5", timeout=900, env=_env(host))
+    proc = fresh_python.run(f"python cli/toycinema_train.py --stages probe,identity,decoder,decoder_tune,planner --out {out}",
+                            "--films", "4", "--decoder-steps", "3", "--tune-steps", "2", "--planner-steps", "3",
+                            "--probe-steps", "5", "--identity-steps", "5", timeout=900, env=_env(host))
+    assert f"from {out}" in proc.stderr  # the tuning phase tuned the decoder this run trained, not the shipped one
     assert proc.returncode == 0, proc.stderr[-3000:]
     from moviedreamer_core.planner.checkpoint import read_planner_config
     from moviedreamer_core.renderer import read_renderer_config
@@ -190,16 +191,25 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path, fre
 
 @pytest.mark.slow
 def test_retraining_one_stage_reads_the_other_files_from_the_shipped_folder(host, tmp_path, fresh_python):
-    """``--stages planner --out DIR`` into a new folder: the planner's dataset is tokenized by the shipped tokenizer
-    and its identities come from the shipped embedder (the files it does not retrain), and the planner is the
-    toy recipe (``planner_runs.TOY_SETTINGS``), as the shipped one."""
+    """``--stages decoder_tune,planner --out DIR`` into a new folder: the decoder's tuning phase tunes the shipped
+    decoder and writes only the UNet and the renderer (the tokenizer stays the shipped one, so does the renderer's
+    token space); the planner's dataset is tokenized by the shipped tokenizer and its identities come from the shipped
+    embedder (the files it does not retrain), and the planner is the toy recipe (``planner_runs.TOY_SETTINGS``), as
+    the shipped one."""
     out = tmp_path / "planner_only"
-    proc = fresh_python.run(f"python cli/toycinema_train.py --stages planner --out {out}", "--films", "4",
-                            "--planner-steps", "3", timeout=600, env=_env(host))
+    proc = fresh_python.run(f"python cli/toycinema_train.py --stages decoder_tune,planner --out {out}", "--films", "4",
+                            "--tune-steps", "2", "--planner-steps", "3", timeout=600, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]
     from moviedreamer_core.planner.checkpoint import read_planner_config
+    from moviedreamer_core.renderer import read_renderer_config
+    from moviedreamer_core.toycinema.tokenizer import ToyTokenizer
 
-    assert sorted(os.listdir(out)) == ["moviedreamer"] and os.listdir(out / "moviedreamer") == ["toycinema_planner.safetensors"]
+    assert sorted(os.listdir(out)) == ["moviedreamer", "toycinema_unet.safetensors"]
+    assert sorted(os.listdir(out / "moviedreamer")) == ["toycinema_planner.safetensors", "toycinema_renderer.safetensors"]
+    shipped_tokens = ToyTokenizer.load(str(WEIGHTS / "toycinema_tokenizer.safetensors")).space
+    assert read_renderer_config(str(out / "moviedreamer" / "toycinema_renderer.safetensors")).tokens == shipped_tokens
+    shipped_unet = (WEIGHTS / "toycinema_unet.safetensors").read_bytes()
+    assert (out / "toycinema_unet.safetensors").read_bytes() != shipped_unet  # tuned, not copied
     planner = read_planner_config(str(out / "moviedreamer" / "toycinema_planner.safetensors"))
     shipped = read_planner_config(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors"))
     assert planner.token_space == shipped.token_space and planner.identity_space == shipped.identity_space
