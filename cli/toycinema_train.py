@@ -1,4 +1,4 @@
-"""Retrain every toy cinema model from scratch: ``python cli/toycinema_train.py`` (38 minutes on 2 CPU cores).
+"""Retrain every toy cinema model from scratch: ``python cli/toycinema_train.py`` (33 minutes on 2 CPU cores).
 
 The toy cinema (``moviedreamer_core/toycinema``) ships trained files in ``moviedreamer_core/toycinema/weights``
 so nobody has to run this; it is here so that anybody can, and so the files are the output of the pack's own
@@ -24,11 +24,12 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
    tokens from the new tokenizer, the cast named per film) and the toy planner (the ``tiny`` preset widened to
    hidden 96 x 3 layers, ``planner_runs.TOY_SETTINGS``) trained on it with the accelerate trainer (about 4 minutes).
 
-Measured as one run of the whole command on this release's machine (two cores): 31.4 minutes (probe and identity
-embedder side by side 1.1, decoder 25.8 at 0.23 s a step, planner dataset 0.4, planner 3.8). The shipped decoder
-comes from an earlier release's run (37.9 minutes, decoder 33.0 at 0.30 s a step), the shipped planner from a
-``--stages planner`` run of this release (4.6 minutes). Machines of the same kind have differed by up to 2x in
-speed between sessions (0.52, 0.26, 0.29, 0.21, 0.30 and, this release, 0.23 s per decoder step).
+Measured as one run of the whole command on this release's machine (two cores): 33.1 minutes (probe and identity
+embedder side by side 1.4, decoder 22.2 at 0.20 s a step, its tuning phase 5.6 at 0.17 s a step, planner dataset
+0.5, planner 3.4). The shipped decoder comes from an earlier release's run (37.9 minutes, decoder 33.0 at 0.30 s a
+step) tuned by a ``--stages decoder_tune`` run of this release (6.1 minutes), the shipped planner from a
+``--stages planner`` run of an earlier release (4.6 minutes). Machines of the same kind have differed by up to 2x in
+speed between sessions (0.52, 0.26, 0.29, 0.21, 0.30, 0.23 and, this release, 0.20 s per decoder step).
 """
 
 from __future__ import annotations

@@ -85,9 +85,9 @@ match / exact cast:
   match 0.954-0.959, exact cast 0.98); every background 2 and the city 8: 0.91 / 0.71; city keyframes drawn four
   times as often, weighted 8 / not weighted: 0.92 / 0.83, 0.91 / 0.70; learning rate 6e-4 or 1e-3 instead of 3e-4:
   0.92 / 0.77, 0.91 / 0.73;
-* 2000 steps more, the city weighted 8 (the shipped recipe): 0.95 / 0.88 / 0.969 / 0.98, unscripted state 0.97.
+* 2000 steps more, the city weighted 8 (the shipped recipe): 0.95 / 0.87 / 0.969 / 0.98, unscripted state 0.97.
 
-Steps are the lever, not the weight or the sampling; 2000 of them cost about 7 minutes of the 40-minute retraining.
+Steps are the lever, not the weight or the sampling; 2000 of them cost about 6 minutes of the 40-minute retraining.
 """
 
 from __future__ import annotations
