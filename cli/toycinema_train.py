@@ -161,33 +161,23 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
     patcher = host.managed(adapter)
     denoise = make_denoiser(model, patcher, train_base=True)
     training = ae.AutoencoderTraining(steps=steps, seed=seed, **(training_overrides or {}))
-    started = time.perf_counter()
-
-    def progress(step, total, loss):
-        if step == 1 or step % max(total // 20, 1) == 0 or step == total:
-            log(f"decoder step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
-
-    with torch.inference_mode(False):
-        losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
-                                      training, progress=progress)
+    losses, seconds = _train(tokenizer, adapter, model, denoise, data, identities, training, "decoder", 20, log)
     os.makedirs(os.path.join(out_dir, "moviedreamer"), exist_ok=True)
     adapter.cfg.token_space = tokenizer.space.to_dict()
     paths = {"tokenizer": os.path.join(out_dir, toy.TOKENIZER_FILE), "unet": os.path.join(out_dir, toy.UNET_FILE),
              "renderer": os.path.join(out_dir, "moviedreamer", toy.RENDERER_FILE)}
     tokenizer.save(paths["tokenizer"])
     toy.save_toy_unet(model, paths["unet"])
-    return {"paths": paths, "losses": losses, "seconds": time.perf_counter() - started, "adapter": adapter,
+    return {"paths": paths, "losses": losses, "seconds": seconds, "adapter": adapter,
             "identity_space_pending": identity_space is not None}
 
 
 def tune_decoder(films, identities, source: str, out_dir: str, *, steps: int, seed: int = 0, log=_log) -> dict:
     """The decoder's tuning phase: the tokenizer, UNet and renderer in ``source`` (a folder laid out as the shipped
-    one; ``identities`` as ``train_decoder``'s, unused when the renderer has no identity path), the UNet and renderer trained ``steps`` more with the tokenizer frozen, at ``TUNE_LR``, averaged from the
-    first step, each place's background weighted by ``TUNE_PLACE_WEIGHTS``; writes the UNet and the renderer into
-    ``out_dir`` (the tokenizer is unchanged: a planner trained on its tokens stays valid). Returns the paths and the
-    loss curve."""
-    import torch
-
+    one; ``identities`` as ``train_decoder``'s, unused when the renderer has no identity path), the UNet and the
+    renderer trained ``steps`` more with the tokenizer frozen, at ``TUNE_LR``, averaged from the first step, each
+    place's background weighted by ``TUNE_PLACE_WEIGHTS``; writes the UNet and the renderer into ``out_dir`` (the
+    tokenizer is unchanged: a planner trained on its tokens stays valid). Returns the paths and the loss curve."""
     toy = _pack("nodes.toycinema_models")
     host = _pack("nodes.host")
     renderer_mod = _pack("moviedreamer_core.renderer")
@@ -208,20 +198,31 @@ def tune_decoder(films, identities, source: str, out_dir: str, *, steps: int, se
                                       ema_warm_start=False, place_weights=weights, train_tokenizer=False)
     data = ae.keyframe_set(films, 32)
     log(f"decoder tuning: {len(data)} keyframes, {steps} steps, tokenizer frozen, from {source}")
-    started = time.perf_counter()
-
-    def progress(step, total, loss):
-        if step == 1 or step % max(total // 10, 1) == 0 or step == total:
-            log(f"decoder tuning step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
-
-    with torch.inference_mode(False):
-        losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
-                                      training, progress=progress)
+    losses, seconds = _train(tokenizer, adapter, model, denoise, data, identities, training, "decoder tuning", 10, log)
     paths = {"unet": os.path.join(out_dir, toy.UNET_FILE), "renderer": os.path.join(out_dir, renderer_file)}
     os.makedirs(os.path.dirname(paths["renderer"]), exist_ok=True)
     toy.save_toy_unet(model, paths["unet"])
     renderer_mod.save_renderer(adapter, paths["renderer"])
-    return {"paths": paths, "losses": losses, "seconds": time.perf_counter() - started}
+    return {"paths": paths, "losses": losses, "seconds": seconds}
+
+
+def _train(tokenizer, adapter, model, denoise, data, identities, training, label: str, reports: int, log) -> tuple[list, float]:
+    """``autoencoder.train_autoencoder`` on the toy UNet, logging the loss ``reports`` times: the decoder's training
+    and its tuning phase. Returns the losses and the seconds taken."""
+    import torch
+
+    toy = _pack("nodes.toycinema_models")
+    ae = _pack("moviedreamer_core.toycinema.autoencoder")
+    started = time.perf_counter()
+
+    def progress(step, total, loss):
+        if step == 1 or step % max(total // reports, 1) == 0 or step == total:
+            log(f"{label} step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
+
+    with torch.inference_mode(False):
+        losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
+                                      training, progress=progress)
+    return losses, time.perf_counter() - started
 
 
 def training_films(n: int):
