@@ -31,14 +31,14 @@ from typing import Any
 import yaml
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import SafeConstructor
-from yaml.events import AliasEvent, MappingEndEvent, ScalarEvent, SequenceEndEvent, SequenceStartEvent
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, MappingEndEvent, ScalarEvent, SequenceEndEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-from .limits import MAX_DEPTH, MAX_NUMBER_CHARS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_VALUES
+from .limits import MAX_CHARACTERS, MAX_DEPTH, MAX_NUMBER_CHARS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_VALUES
 from .problems import Problems, ScriptError, ScriptIssue, format_path, shown
 
 
@@ -78,6 +78,10 @@ def read_script_file(path: str, name: str, where: str = "script_file") -> str:
         raise ScriptError([ScriptIssue(where, f'"{shown(name)}" is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start:,}); '
                                        "a script file is YAML or JSON saved as UTF-8")])
 
+
+#: What stands for a list item that was counted but not composed (``compose_sequence_node``): a null.
+_SKIPPED = ScalarNode("tag:yaml.org,2002:null", "", None, None)
+_SKIPPED.md_size, _SKIPPED.md_height = 1, 0
 
 class _Lines:
     """Line and column of offsets into one text; the line starts are found once, when first needed, so that
@@ -323,13 +327,39 @@ class _CountingComposer(Composer):
         node = self._open(SequenceNode, anchor)
         items, path = node.value, self.md_path
         height, last = 0, len(path) - 1
+        # the cast beyond its limit is refused by its length alone: its extra members are counted, not composed
+        cast = last == 1 and path[0] == "characters"
         while not self.check_event(SequenceEndEvent):
+            if cast and len(items) > MAX_CHARACTERS:
+                items.append(self._skipped_item())
+                continue
             path[last] = len(items)
             item = self.compose_node(node, None)
             items.append(item)
             if item.md_height > height:
                 height = item.md_height
         return self._close(node, height)
+
+    def _skipped_item(self):
+        """Consume one list item's events without composing it (its values still count towards ``MAX_VALUES``);
+        a placeholder stands for it. For the members of a cast already over ``MAX_CHARACTERS``, which the
+        validator refuses by the cast's length and never reads: a megabyte of them is answered in a fraction of
+        the time composing them takes."""
+        depth = 0
+        while True:
+            event = self.get_event()
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                self._count(1, event.start_mark)
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, AliasEvent):  # counted as expanded, as compose_node counts it
+                target = self.anchors.get(event.anchor)
+                self._count(target.md_size if target is not None else 1, event.start_mark)
+            else:
+                self._count(1, event.start_mark)
+            if depth == 0:
+                return _SKIPPED
 
     def compose_mapping_node(self, anchor):
         node = self._open(MappingNode, anchor)
