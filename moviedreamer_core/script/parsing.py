@@ -26,7 +26,7 @@ import bisect
 import json
 import os
 import re
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -38,7 +38,8 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-from .limits import MAX_CHARACTERS, MAX_DEPTH, MAX_NUMBER_CHARS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_VALUES
+from .limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_DEPTH, MAX_KEYFRAMES_PER_SHOT, MAX_NUMBER_CHARS,
+                     MAX_REFERENCES_PER_CHARACTER, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_SHOTS, MAX_VALUES)
 from .problems import Problems, ScriptError, ScriptIssue, format_path, shown
 
 
@@ -82,6 +83,24 @@ def read_script_file(path: str, name: str, where: str = "script_file") -> str:
 #: What stands for a list item that was counted but not composed (``compose_sequence_node``): a null.
 _SKIPPED = ScalarNode("tag:yaml.org,2002:null", "", None, None)
 _SKIPPED.md_size, _SKIPPED.md_height = 1, 0
+
+#: The script's lists with a length limit, by their place (a shot's or a character's list: any index, written
+#: 0). A list longer than its limit is refused by its length and the validator reads only its first ``limit``
+#: items (``validate.py``), so the composer counts the items past the limit but does not compose them.
+_LIST_LIMITS = {
+    ("characters",): MAX_CHARACTERS,
+    ("shots",): MAX_SHOTS,
+    ("characters", 0, "references"): MAX_REFERENCES_PER_CHARACTER,
+    ("shots", 0, "characters"): MAX_CHARACTERS_PER_SHOT,
+    ("shots", 0, "action"): MAX_KEYFRAMES_PER_SHOT,
+}
+
+
+def _list_limit(path: list) -> Optional[int]:
+    """The limit of the list at ``path`` (the places of the nodes open above it), or ``None``."""
+    if len(path) > 3:
+        return None
+    return _LIST_LIMITS.get(tuple(0 if type(p) is int else p for p in path))
 
 class _Lines:
     """Line and column of offsets into one text; the line starts are found once, when first needed, so that
@@ -327,10 +346,10 @@ class _CountingComposer(Composer):
         node = self._open(SequenceNode, anchor)
         items, path = node.value, self.md_path
         height, last = 0, len(path) - 1
-        # the cast beyond its limit is refused by its length alone: its extra members are counted, not composed
-        cast = last == 1 and path[0] == "characters"
+        # a list beyond its limit is refused by its length alone: its extra items are counted, not composed
+        limit = _list_limit(path[:last])
         while not self.check_event(SequenceEndEvent):
-            if cast and len(items) > MAX_CHARACTERS:
+            if limit is not None and len(items) > limit:
                 items.append(self._skipped_item())
                 continue
             path[last] = len(items)
@@ -341,23 +360,27 @@ class _CountingComposer(Composer):
         return self._close(node, height)
 
     def _skipped_item(self):
-        """Consume one list item's events without composing it (its values still count towards ``MAX_VALUES``);
-        a placeholder stands for it. For the members of a cast already over ``MAX_CHARACTERS``, which the
-        validator refuses by the cast's length and never reads: a megabyte of them is answered in a fraction of
-        the time composing them takes."""
+        """Consume one list item's events without composing it; a placeholder stands for it. Its values still
+        count towards ``MAX_VALUES`` (an alias as much as what it expands to, as ``compose_node`` counts it), and
+        a value with an anchor is composed as usual, so a later alias to it still means what was written. For the
+        items of a list already over its limit (``_LIST_LIMITS``), which the validator refuses by the list's
+        length and never reads: a megabyte of them is answered in a fraction of the time composing them takes."""
         depth = 0
         while True:
-            event = self.get_event()
-            if isinstance(event, CollectionStartEvent):
-                depth += 1
-                self._count(1, event.start_mark)
-            elif isinstance(event, CollectionEndEvent):
+            event = self.peek_event()
+            if isinstance(event, CollectionEndEvent):
+                self.get_event()
                 depth -= 1
-            elif isinstance(event, AliasEvent):  # counted as expanded, as compose_node counts it
+            elif isinstance(event, AliasEvent):
+                self.get_event()
                 target = self.anchors.get(event.anchor)
                 self._count(target.md_size if target is not None else 1, event.start_mark)
+            elif event.anchor is not None:
+                self.compose_node(None, None)
             else:
+                self.get_event()
                 self._count(1, event.start_mark)
+                depth += isinstance(event, CollectionStartEvent)
             if depth == 0:
                 return _SKIPPED
 

@@ -23,7 +23,7 @@ from PIL import Image
 from moviedreamer_core.script import ScriptError, check_script, load_script, parse_script_text, validate_script
 from moviedreamer_core.script.limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_COLLECTED_PROBLEMS, MAX_DEPTH,
                                              MAX_KEYFRAMES_PER_SHOT, MAX_REFERENCE_PIXELS, MAX_REFERENCES_PER_CHARACTER,
-                                             MAX_REPORTED_PROBLEMS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_VALUES)
+                                             MAX_REPORTED_PROBLEMS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_SHOTS, MAX_VALUES)
 from moviedreamer_core.script.parsing import YAML_LOADERS, _parse_yaml
 
 from ..crafted_files import png_claiming
@@ -258,6 +258,39 @@ def test_a_cast_of_100002_characters_is_refused_quickly():
     assert problems(refused(compact))["characters"].startswith("30000 characters in the cast is too many")
 
 
+@pytest.mark.parametrize("loader", YAML_LOADERS, ids=lambda c: c.__name__)
+def test_items_past_a_lists_limit_are_counted_not_composed(loader):
+    """Every limited list (the cast, the shots, a shot's cast and actions, a character's references): the items past
+    its limit become placeholders, so the list keeps its length (refused by it) and nothing past it is composed."""
+    over = [MAX_CHARACTERS, MAX_SHOTS, MAX_CHARACTERS_PER_SHOT, MAX_KEYFRAMES_PER_SHOT, MAX_REFERENCES_PER_CHARACTER]
+    items = "[" + ", ".join(["{a: [1, 2]}"] * (max(over) + 3)) + "]"
+    raw = _parse_yaml(f"characters: {items}\nshots: {items}\n", loader)
+    for field, limit in (("characters", MAX_CHARACTERS), ("shots", MAX_SHOTS)):
+        assert len(raw[field]) == max(over) + 3
+        assert raw[field][limit] == {"a": [1, 2]} and raw[field][limit + 1:] == [None] * (max(over) + 2 - limit)
+    one = "[" + ", ".join(["x"] * 40) + "]"
+    raw = _parse_yaml(f"characters: [{{references: {one}}}]\nshots: [{{characters: {one}, action: {one}}}]\n"
+                      f"style: {one}\n", loader)
+    assert raw["characters"][0]["references"] == ["x"] * (MAX_REFERENCES_PER_CHARACTER + 1) + [None] * (39 - MAX_REFERENCES_PER_CHARACTER)
+    assert raw["shots"][0]["characters"] == ["x"] * (MAX_CHARACTERS_PER_SHOT + 1) + [None] * (39 - MAX_CHARACTERS_PER_SHOT)
+    assert raw["shots"][0]["action"] == ["x"] * (MAX_KEYFRAMES_PER_SHOT + 1) + [None] * (39 - MAX_KEYFRAMES_PER_SHOT)
+    assert raw["style"] == ["x"] * 40  # a list without a limit of its own is composed whole
+
+
+@pytest.mark.parametrize("loader", YAML_LOADERS, ids=lambda c: c.__name__)
+def test_an_alias_to_a_value_past_a_lists_limit_means_what_was_written(loader):
+    cast = "".join(f"  - {{name: c{i}, description: d}}\n" for i in range(MAX_CHARACTERS + 2))
+    cast += "  - {name: last, description: &scene a lighthouse at dusk}\n"
+    raw = _parse_yaml(f"title: t\ncharacters:\n{cast}shots: [{{id: 1, scene: *scene, action: a, duration: 1}}]\n", loader)
+    assert raw["characters"][-1] is None and raw["shots"][0]["scene"] == "a lighthouse at dusk"
+    err = refused(f"title: t\ncharacters:\n{cast}shots: [{{id: 1, scene: *scene, action: a, duration: 1}}]\n")
+    assert list(problems(err)) == ["characters"]
+    # a skipped item's aliases still count as what they expand to
+    laughs = billion_laughs("shots").replace("shots: *i\n" + SHOT, "")
+    with pytest.raises(ScriptError, match="values"):
+        _parse_yaml(laughs + "\nshots: [" + ", ".join(["1"] * (MAX_SHOTS + 1)) + ", *i]\n", loader)
+
+
 def test_a_yaml_set_is_refused_as_a_tag():
     err = refused("title: t\ncharacters: [{name: Ava, description: d}]\n"
                   "shots: [{id: 1, scene: s, action: a, duration: 1, characters: !!set {Ava}}]\n")
@@ -376,6 +409,11 @@ def _worst_cases() -> dict[str, str]:
         "yaml: 5000 shots of unknown characters": "title: t\nshots:\n" + shots[:MAX_SCRIPT_CHARS - 100],
         "yaml: one number of a million digits": "title: " + "1" * (MAX_SCRIPT_CHARS - 10) + "\n",
         "yaml: 150,000 aliases": "title: t\nx: [&a 1, " + ",".join(["*a"] * 150000) + "]\n",
+        "yaml: 21,000 shots": "title: t\nshots:\n" + "".join(f"- {{id: {i}, scene: s, action: a, duration: 1}}\n" for i in range(21000)),
+        "yaml: 199,990 empty shots": "title: t\nshots:\n" + "- {}\n" * 199990,
+        "yaml: one shot of 190,000 actions": "title: t\nshots:\n- {id: 1, scene: s, duration: 1, action: [" + ", ".join(["a"] * 190000) + "]}\n",
+        "yaml: one shot of 190,000 characters": "title: t\nshots:\n- {id: 1, scene: s, duration: 1, action: a, characters: [" + ", ".join(["a"] * 190000) + "]}\n",
+        "yaml: one character of 190,000 references": "title: t\ncharacters:\n- {name: a, description: d, references: [" + ", ".join(["a"] * 190000) + "]}\n" + SHOT,
     }
 
 
