@@ -61,6 +61,9 @@ class PlannerConfig:
     # share of keyframes whose token inputs are the planner's own teacher-forced predictions (scheduled sampling,
     # model._own_predictions); 0: off
     scheduled_sampling: float = 0.0
+    # std of Gaussian noise on the keyframe text embeddings (action, scene, style), relative to each embedding's RMS,
+    # so the planner reads a sentence's meaning rather than the exact vectors of the few training phrasings; 0: off
+    text_noise: float = 0.0
     identity_randomisation: bool = True  # identity drawn from another photo of the character, plus noise
     identity_noise: float = 0.05
     condition_dropout: float = 0.1  # whole script replaced by learned null embeddings (for CFG)

@@ -74,6 +74,7 @@ class Conditioning:
     mask_history: float = 0.0  # probability that a token *input* is replaced by the mask embedding
     # (set from the config in training; an evaluation can set 1.0 to hide all visual history)
     history_noise: float = 0.0  # std of Gaussian noise added to token *inputs* (normalised space) in training
+    text_noise: float = 0.0  # std of Gaussian noise on keyframe text embeddings in training (relative to their RMS)
     use_references: bool = True
     # history-mask randomness; None: the global torch RNG (``loss`` sets it when given one generator per story,
     # so a story's regularisers do not depend on its batch neighbours or on the number of processes)
@@ -188,7 +189,10 @@ class KeyframePlanner(nn.Module):
     def embed_condition(self, story: Story, i: int, ctx: Conditioning) -> torch.Tensor:
         """``[n_i, H]``: keyframe i's text segments, on-screen identities, then BOI."""
         dev = self.param_device
-        text = self.text_in(story.keyframe_text[i].to(dev))
+        text = story.keyframe_text[i].to(dev)
+        if ctx.cond and ctx.text_noise > 0:
+            text = self._noisy_text(text, ctx, self._history_noise(ctx, text.shape))
+        text = self.text_in(text)
         rows = [self._typed(TEXT_TYPE_OFFSET + s, text[s], ctx.cond) for s in range(text.shape[0])]
         for p, c in enumerate(story.keyframe_characters[i]):
             row = self._typed(KIDENT, self._identity_value(ctx, c), ctx.cond) + self.slot_emb.weight[ctx.slots[c]]
@@ -220,6 +224,14 @@ class KeyframePlanner(nn.Module):
         if ctx.generator is not None:
             return torch.randn(shape, generator=ctx.generator).to(self.param_device)
         return torch.randn(shape, device=self.param_device)
+
+    @staticmethod
+    def _noisy_text(text: torch.Tensor, ctx: Conditioning, noise: torch.Tensor) -> torch.Tensor:
+        """Text embeddings plus ``ctx.text_noise`` times their own RMS times ``noise`` (standard normal, drawn by the
+        caller from ``ctx``'s source): a script's sentences arrive in phrasings training never showed, and a planner
+        that read only the few training phrasings' exact vectors maps a new one to another place (issue #21)."""
+        scale = text.float().pow(2).mean(-1, keepdim=True).sqrt()
+        return text + ctx.text_noise * scale * noise.to(text.device, text.dtype)
 
     # --------------------------------------------------------------------------------- conditioning
 
@@ -253,7 +265,8 @@ class KeyframePlanner(nn.Module):
 
         return Conditioning(cond=cond, slots=slots, identity=identity,
                             mask_history=cfg.history_mask_ratio if train else 0.0,
-                            history_noise=cfg.history_noise if train else 0.0)
+                            history_noise=cfg.history_noise if train else 0.0,
+                            text_noise=cfg.text_noise if train else 0.0)
 
     # ------------------------------------------------------------------------------------- training
 
@@ -276,8 +289,10 @@ class KeyframePlanner(nn.Module):
 
         # the random draws, in embed_condition/embed_tokens order: keyframe i's identities, then its history noise
         # and mask
-        appearances, vectors, masks, noise, named = [], [], [], [], []
+        appearances, vectors, masks, noise, named, text_noise = [], [], [], [], [], []
         for i in range(N):
+            if ctx.cond and ctx.text_noise > 0:
+                text_noise.append(self._history_noise(ctx, story.keyframe_text[i].shape))
             for p, c in enumerate(story.keyframe_characters[i]):
                 appearances.append(c)
                 vectors.append(ctx.identity(c))
@@ -290,7 +305,10 @@ class KeyframePlanner(nn.Module):
         types = self.type_emb.weight
         text_kinds = torch.arange(TEXT_TYPE_OFFSET, TEXT_TYPE_OFFSET + S, device=dev)
         if ctx.cond:
-            text = self.text_in(story.keyframe_text.to(dev)) + types[text_kinds]  # [N, S, H]
+            text = story.keyframe_text.to(dev)
+            if text_noise:
+                text = self._noisy_text(text, ctx, torch.stack(text_noise))
+            text = self.text_in(text) + types[text_kinds]  # [N, S, H]
         else:
             text = (types[text_kinds] + self.null[text_kinds]).expand(N, S, -1)
         A = len(appearances)

@@ -186,12 +186,12 @@ def test_regularisers_act_in_training_only(story):
 
 def test_each_regulariser_is_switchable(story):
     base = dict(dropout=0.0, history_mask_ratio=0.0, history_noise=0.0, scheduled_sampling=0.0, condition_dropout=0.0,
-                identity_randomisation=False, slot_permutation=False)
+                identity_randomisation=False, slot_permutation=False, text_noise=0.0)
     s = dataclasses.replace(story, tokens=torch.randn(story.n_keyframes, 2, 8))
     model = random_model(**base).train()
     assert torch.equal(model.loss([s])["loss"], model.loss([s])["loss"]), "all off: training pass is deterministic"
     for name, value in [("dropout", 0.5), ("history_mask_ratio", 0.5), ("history_noise", 0.3), ("scheduled_sampling", 0.5),
-                        ("condition_dropout", 0.5),
+                        ("condition_dropout", 0.5), ("text_noise", 0.5),
                         ("identity_randomisation", True), ("slot_permutation", True)]:
         model = random_model(**{**base, name: value}).train()
         losses = {float(model.loss([s])["loss"].detach()) for _ in range(6)}
@@ -267,9 +267,10 @@ def test_identity_randomisation_draws_other_photos(story):
 @pytest.mark.parametrize("cond", [True, False])
 def test_training_sequence_is_the_row_by_row_sequence_with_the_same_draws(story, cond):
     """``build_sequence`` (batched) puts the same rows in the same places as the row-by-row assembly, and
-    takes the same draws from the story's generator (identity photos and noise, history noise and masks), with
+    takes the same draws from the story's generator (text noise, identity photos and noise, history noise and masks), with
     keyframes nobody is in and a character without identity photos."""
-    model = random_model(history_mask_ratio=0.5, history_noise=0.3, identity_randomisation=True, slot_permutation=True).train()
+    model = random_model(history_mask_ratio=0.5, history_noise=0.3, identity_randomisation=True, slot_permutation=True,
+                         text_noise=0.5).train()
     banks = list(story.identity_banks)
     banks[1] = banks[1][:0]  # no photos: the learned no-identity vector
     chars = [(), *story.keyframe_characters[1:]]
