@@ -40,9 +40,11 @@ from yaml.scanner import Scanner
 
 from .limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_DEPTH, MAX_KEYFRAMES_PER_SHOT, MAX_NUMBER_CHARS,
                      MAX_REFERENCES_PER_CHARACTER, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_SHOTS, MAX_VALUES)
+from .gc_pause import collector_paused
 from .problems import Problems, ScriptError, ScriptIssue, format_path, shown
 
 
+@collector_paused
 def parse_script_text(text: str) -> Any:
     """JSON or YAML text to plain data; every problem of the text itself becomes a ``ScriptError``.
 

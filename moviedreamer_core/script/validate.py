@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
+from .gc_pause import collector_paused
 from .limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_COLLECTED_PROBLEMS, MAX_FILE_NAME_LENGTH, MAX_KEYFRAMES_PER_SHOT,
                      MAX_REFERENCES_PER_CHARACTER, MAX_SHOTS, MAX_TEXT_LENGTH, MAX_TOTAL_KEYFRAMES)
 from .parsing import parse_script_text
@@ -320,6 +321,7 @@ def _script_order(issue: ScriptIssue) -> tuple:
     return tuple(key)
 
 
+@collector_paused
 def validate_script(raw: Any, *, input_dir: Optional[str] = None, image_count: Optional[int] = None) -> Script:
     """Validate parsed script data and return the ``Script``; raise ``ScriptError`` listing every problem.
 
@@ -345,6 +347,7 @@ def validate_script(raw: Any, *, input_dir: Optional[str] = None, image_count: O
     return script
 
 
+@collector_paused
 def load_script(text: str, *, input_dir: Optional[str] = None, image_count: Optional[int] = None) -> Script:
     """Parse JSON or YAML script text and validate it (see ``validate_script``)."""
     return validate_script(parse_script_text(text), input_dir=input_dir, image_count=image_count)

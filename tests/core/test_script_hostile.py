@@ -424,6 +424,44 @@ def test_the_worst_scripts_of_a_megabyte_are_answered_within_the_bound(case):
     refused(text)
 
 
+def test_the_garbage_collector_is_paused_while_a_script_is_read_and_left_as_it_was_found():
+    """Half the time of the largest scripts was the cyclic collector walking the values being built
+    (``script/gc_pause.py``): none of its collections runs while a script is parsed and checked (one may run as the
+    answer is handed back), and afterwards it is on or off as the caller had it, whether the script was accepted or
+    refused."""
+    import gc
+
+    collections = []
+
+    def count(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    text = _worst_cases()["yaml: 5000 shots of unknown characters"]
+    assert gc.isenabled()
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        refused(text)
+        during = len(collections)
+        gc.collect()
+    finally:
+        gc.callbacks.remove(count)
+    # at most the one collection that catches up once the collector is back on (unpaused: hundreds)
+    assert during <= 1 and len(collections) == during + 1, collections
+    assert gc.isenabled()
+    assert check_script(text)["ok"] is False and gc.isenabled()
+    load_script("title: t\n" + SHOT)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        refused(text)
+        load_script("title: t\n" + SHOT)
+        assert not gc.isenabled(), "a caller's paused collector stays paused"
+    finally:
+        gc.enable()
+
+
 def test_the_largest_valid_scripts_are_accepted_within_the_bound():
     cast = "".join(f"  - {{name: c{i}, description: a person with a hat}}\n" for i in range(MAX_CHARACTERS))
     shot = "  - {{id: s{i}, scene: a corridor at night, duration: 4, characters: [c{a}, c{b}], action: [c{a} walks., c{b} looks back.]}}\n"
