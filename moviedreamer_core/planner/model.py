@@ -191,7 +191,7 @@ class KeyframePlanner(nn.Module):
         dev = self.param_device
         text = story.keyframe_text[i].to(dev)
         if ctx.cond and ctx.text_noise > 0:
-            text = self._noisy_text(text, ctx, self._history_noise(ctx, text.shape))
+            text = self._noisy_text(text, ctx, self._standard_noise(ctx, text.shape))
         text = self.text_in(text)
         rows = [self._typed(TEXT_TYPE_OFFSET + s, text[s], ctx.cond) for s in range(text.shape[0])]
         for p, c in enumerate(story.keyframe_characters[i]):
@@ -206,7 +206,7 @@ class KeyframePlanner(nn.Module):
         pos = self.token_pos.weight[first:first + tokens.shape[0]]
         tokens = tokens.to(self.param_device)
         if ctx is not None and ctx.history_noise > 0:
-            tokens = tokens + ctx.history_noise * self._history_noise(ctx, tokens.shape)
+            tokens = tokens + ctx.history_noise * self._standard_noise(ctx, tokens.shape)
         x = self.type_emb.weight[TOKEN] + self.token_in(tokens) + pos
         if ctx is not None and ctx.mask_history > 0:
             masked = self._history_mask(ctx, tokens.shape[0])
@@ -219,8 +219,8 @@ class KeyframePlanner(nn.Module):
             return (torch.rand(k, generator=ctx.generator) < ctx.mask_history).to(self.param_device)
         return torch.rand(k, device=self.param_device) < ctx.mask_history
 
-    def _history_noise(self, ctx: Conditioning, shape) -> torch.Tensor:
-        """Standard normal noise of ``shape`` for token inputs (from ``ctx.generator`` when it has one)."""
+    def _standard_noise(self, ctx: Conditioning, shape) -> torch.Tensor:
+        """Standard normal noise of ``shape`` for token or text inputs (from ``ctx.generator`` when it has one)."""
         if ctx.generator is not None:
             return torch.randn(shape, generator=ctx.generator).to(self.param_device)
         return torch.randn(shape, device=self.param_device)
@@ -287,18 +287,18 @@ class KeyframePlanner(nn.Module):
         given = targets if inputs is None else inputs.to(dev).reshape(targets.shape)  # the token inputs
         S = story.keyframe_text.shape[1]
 
-        # the random draws, in embed_condition/embed_tokens order: keyframe i's identities, then its history noise
-        # and mask
+        # the random draws, in embed_condition/embed_tokens order: keyframe i's text noise, its identities, then its
+        # history noise and mask
         appearances, vectors, masks, noise, named, text_noise = [], [], [], [], [], []
         for i in range(N):
             if ctx.cond and ctx.text_noise > 0:
-                text_noise.append(self._history_noise(ctx, story.keyframe_text[i].shape))
+                text_noise.append(self._standard_noise(ctx, story.keyframe_text[i].shape))
             for p, c in enumerate(story.keyframe_characters[i]):
                 appearances.append(c)
                 vectors.append(ctx.identity(c))
                 named.append((i, p))
             if ctx.history_noise > 0:
-                noise.append(self._history_noise(ctx, targets[i].shape))
+                noise.append(self._standard_noise(ctx, targets[i].shape))
             if ctx.mask_history > 0:
                 masks.append(self._history_mask(ctx, K))
 
