@@ -10,6 +10,8 @@ cores (``tests/core/test_script_hostile.py`` holds the validator to 2 s).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # ------------------------------------------------------------------------------------------ the movie
 
 #: Keyframes in one shot, whether given by ``keyframes`` or by a list of action sentences.
@@ -33,6 +35,47 @@ MAX_FILE_NAME_LENGTH = 255
 MAX_TEXT_LENGTH = 2000
 #: Pixels (width x height) of one reference photo, read from the file's header before anything is decoded.
 MAX_REFERENCE_PIXELS = 64_000_000
+
+
+
+@dataclass(frozen=True)
+class ListLimit:
+    """A list of the script held to a number of items: the one entry that the schema (its ``max_length``), the
+    parser (which counts but does not compose the items past it), the validator (which reads only the first
+    ``limit`` items) and the refusal's words all read, so that they cannot disagree."""
+
+    fields: tuple[str, ...]  # the field names from the top of the script: ("shots", "action") is any shot's action
+    limit: int
+    what: str  # "action sentences in one shot"
+    advice: str = ""  # right after "at most N": ", one per keyframe; split the shot"
+
+    @property
+    def place(self) -> tuple:
+        """Where the list is among the nodes open above it while parsing, any list index written 0:
+        ``("shots", 0, "action")``."""
+        out: list = []
+        for f in self.fields[:-1]:
+            out += [f, 0]
+        return (*out, self.fields[-1])
+
+    def too_many(self, count) -> str:
+        """The refusal: "40 action sentences in one shot is too many (at most 32, one per keyframe; split the shot)"."""
+        return f"{count} {self.what} is too many (at most {self.limit}{self.advice})"
+
+
+#: Every list of the script with a length limit, by its fields from the top of the script.
+LIST_LIMITS: dict[tuple[str, ...], ListLimit] = {limit.fields: limit for limit in (
+    ListLimit(("characters",), MAX_CHARACTERS, "characters in the cast"),
+    ListLimit(("shots",), MAX_SHOTS, "shots", "; split the movie into several scripts"),
+    ListLimit(("characters", "references"), MAX_REFERENCES_PER_CHARACTER, "reference photos for one character"),
+    ListLimit(("shots", "characters"), MAX_CHARACTERS_PER_SHOT, "characters on screen in one shot"),
+    ListLimit(("shots", "action"), MAX_KEYFRAMES_PER_SHOT, "action sentences in one shot", ", one per keyframe; split the shot"),
+)}
+
+
+def list_limit(*fields: str) -> int:
+    """The number of items the list at ``fields`` may hold (``list_limit("shots", "action")``)."""
+    return LIST_LIMITS[fields].limit
 
 # ------------------------------------------------------------------------------------ the work of parsing
 

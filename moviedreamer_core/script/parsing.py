@@ -38,8 +38,7 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-from .limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_DEPTH, MAX_KEYFRAMES_PER_SHOT, MAX_NUMBER_CHARS,
-                     MAX_REFERENCES_PER_CHARACTER, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_SHOTS, MAX_VALUES)
+from .limits import LIST_LIMITS, MAX_DEPTH, MAX_NUMBER_CHARS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_VALUES
 from .gc_pause import collector_paused
 from .problems import Problems, ScriptError, ScriptIssue, format_path, shown
 
@@ -86,16 +85,11 @@ def read_script_file(path: str, name: str, where: str = "script_file") -> str:
 _SKIPPED = ScalarNode("tag:yaml.org,2002:null", "", None, None)
 _SKIPPED.md_size, _SKIPPED.md_height = 1, 0
 
-#: The script's lists with a length limit, by their place (a shot's or a character's list: any index, written
-#: 0). A list longer than its limit is refused by its length and the validator reads only its first ``limit``
-#: items (``validate.py``), so the composer counts the items past the limit but does not compose them.
-_LIST_LIMITS = {
-    ("characters",): MAX_CHARACTERS,
-    ("shots",): MAX_SHOTS,
-    ("characters", 0, "references"): MAX_REFERENCES_PER_CHARACTER,
-    ("shots", 0, "characters"): MAX_CHARACTERS_PER_SHOT,
-    ("shots", 0, "action"): MAX_KEYFRAMES_PER_SHOT,
-}
+#: The script's lists with a length limit (``limits.LIST_LIMITS``), by their place (a shot's or a character's
+#: list: any index, written 0). A list longer than its limit is refused by its length and the validator reads only
+#: its first ``limit`` items (``validate.py``), so the composer counts the items past the limit but does not
+#: compose them.
+_LIST_LIMITS = {limit.place: limit.limit for limit in LIST_LIMITS.values()}
 
 
 def _list_limit(path: list) -> Optional[int]:

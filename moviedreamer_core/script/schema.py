@@ -57,6 +57,7 @@ from .limits import (  # noqa: F401  (re-exported: callers import the movie limi
     MAX_TEXT_LENGTH,
     MAX_TOTAL_KEYFRAMES,
 )
+from .limits import list_limit
 
 #: Version of the script format. Part of the content hash: a format change never collides with old hashes.
 SCRIPT_FORMAT_VERSION = 1
@@ -112,7 +113,7 @@ class Character(_Strict):
 
     name: Name = Field(description="Unique name, used in shots[].characters.")
     description: NonEmptyText = Field(description="Appearance in words; the renderer's text condition uses it.")
-    references: Annotated[list[Reference], Field(max_length=MAX_REFERENCES_PER_CHARACTER)] = Field(
+    references: Annotated[list[Reference], Field(max_length=list_limit("characters", "references"))] = Field(
         default_factory=list,
         description="Reference photos of the face: file names in the input folder, or indices into the "
         "IMAGE batch connected to ScriptEncode. Several photos make a steadier identity.",
@@ -127,10 +128,10 @@ class Shot(_Strict):
         description="Unique shot id; names the shot's files in the movie project folder."
     )
     scene: NonEmptyText = Field(description="Place, time of day, light.")
-    action: Union[NonEmptyText, Annotated[list[NonEmptyText], Field(min_length=1, max_length=MAX_KEYFRAMES_PER_SHOT)]] = Field(
+    action: Union[NonEmptyText, Annotated[list[NonEmptyText], Field(min_length=1, max_length=list_limit("shots", "action"))]] = Field(
         description="What happens: one sentence, or a list with one sentence per keyframe."
     )
-    characters: Annotated[list[Name], Field(max_length=MAX_CHARACTERS_PER_SHOT)] = Field(
+    characters: Annotated[list[Name], Field(max_length=list_limit("shots", "characters"))] = Field(
         default_factory=list,
         description="Names of the characters on screen, left to right (renderers with identity slots, like the toy "
         "cinema's, place them in that order).",
@@ -168,8 +169,8 @@ class Script(_Strict):
     style: Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH)] = Field(
         default="", description="Visual style shared by every keyframe (enters the planner as its own sentence)."
     )
-    characters: Annotated[list[Character], Field(max_length=MAX_CHARACTERS)] = Field(default_factory=list, description="The cast.")
-    shots: Annotated[list[Shot], Field(min_length=1, max_length=MAX_SHOTS)] = Field(description="The shots, in order.")
+    characters: Annotated[list[Character], Field(max_length=list_limit("characters"))] = Field(default_factory=list, description="The cast.")
+    shots: Annotated[list[Shot], Field(min_length=1, max_length=list_limit("shots"))] = Field(description="The shots, in order.")
 
     def character_index(self) -> dict[str, int]:
         return {c.name: i for i, c in enumerate(self.characters)}

@@ -18,8 +18,7 @@ from typing import Any, Optional
 from pydantic import ValidationError
 
 from .gc_pause import collector_paused
-from .limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_COLLECTED_PROBLEMS, MAX_FILE_NAME_LENGTH, MAX_KEYFRAMES_PER_SHOT,
-                     MAX_REFERENCES_PER_CHARACTER, MAX_SHOTS, MAX_TEXT_LENGTH, MAX_TOTAL_KEYFRAMES)
+from .limits import LIST_LIMITS, MAX_COLLECTED_PROBLEMS, MAX_FILE_NAME_LENGTH, MAX_TEXT_LENGTH, MAX_TOTAL_KEYFRAMES, list_limit
 from .parsing import parse_script_text
 from .problems import Problems, ScriptError, ScriptIssue, format_path, hidden_character, listed, name_key, shown
 from .references import check_reference_file
@@ -52,16 +51,6 @@ _TYPE_WORDS = {
     "model_attributes_type": "a mapping",
 }
 
-#: "40 action sentences in one shot is too many (at most 32 ...)": the words for a list that is too long.
-_TOO_MANY = {
-    ("shots", "action"): ("action sentences in one shot", f"at most {MAX_KEYFRAMES_PER_SHOT}, one per keyframe; split the shot"),
-    ("shots", "characters"): ("characters on screen in one shot", f"at most {MAX_CHARACTERS_PER_SHOT}"),
-    ("characters", "references"): ("reference photos for one character", f"at most {MAX_REFERENCES_PER_CHARACTER}"),
-    ("", "characters"): ("characters in the cast", f"at most {MAX_CHARACTERS}"),
-    ("", "shots"): ("shots", f"at most {MAX_SHOTS}; split the movie into several scripts"),
-}
-
-
 def _type_name(value: Any) -> str:
     return {bool: "true/false", str: "text", int: "a whole number", float: "a number", list: "a list",
             dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
@@ -85,9 +74,9 @@ def _friendly(err: dict, loc: tuple) -> str:
     if kind in ("string_too_short", "too_short") and ctx.get("min_length") == 1:
         return "must not be empty"
     if kind == "too_long":
-        parent = fields[-2] if len(fields) > 1 else ""
-        what, limit = _TOO_MANY.get((parent, field), ("items", f"at most {ctx.get('max_length')}"))
-        return f"{ctx.get('actual_length', len(value) if hasattr(value, '__len__') else '?')} {what} is too many ({limit})"
+        count = ctx.get("actual_length", len(value) if hasattr(value, "__len__") else "?")
+        limit = LIST_LIMITS.get(tuple(fields[-2:]))
+        return limit.too_many(count) if limit else f"{count} items is too many (at most {ctx.get('max_length')})"
     if kind == "string_too_long":
         return f"{len(value) if isinstance(value, str) else '?'} characters is too long (at most {ctx.get('max_length')} characters)"
     if kind in ("greater_than", "greater_than_equal") and field == "duration":
@@ -190,11 +179,11 @@ class _CrossFieldPass:
             self.add("title", hidden)
         # A list longer than its limit is one structural problem; its items past the limit are not checked,
         # so the work here stays bounded by the limits, whatever the script's size.
-        for i, ch in enumerate(_as_list(self.raw.get("characters"))[:MAX_CHARACTERS]):
+        for i, ch in enumerate(_as_list(self.raw.get("characters"))[:list_limit("characters")]):
             _guarded(self.problems, f"characters[{i}]", self.character, i, ch)
         self.known_text = listed([n for n in self.names if n is not None]) or "none: the script has no characters"
         total = 0
-        for s, shot in enumerate(_as_list(self.raw.get("shots"))[:MAX_SHOTS]):
+        for s, shot in enumerate(_as_list(self.raw.get("shots"))[:list_limit("shots")]):
             _guarded(self.problems, f"shots[{s}]", self.shot, s, shot)
             total += _planned_keyframes(shot)
         if total > MAX_TOTAL_KEYFRAMES:
@@ -220,7 +209,7 @@ class _CrossFieldPass:
             elif not hidden:
                 self.known[key] = i
         whose = f' (character "{shown(name, 40)}")' if name is not None else ""
-        for j, ref in enumerate(_as_list(ch.get("references"))[:MAX_REFERENCES_PER_CHARACTER]):
+        for j, ref in enumerate(_as_list(ch.get("references"))[:list_limit("characters", "references")]):
             problem = self.reference(ref)
             if problem:
                 self.add(f"characters[{i}].references[{j}]", problem + whose)
@@ -257,7 +246,7 @@ class _CrossFieldPass:
             else:
                 self.seen_ids[key] = s
         on_screen: set[str] = set()
-        for j, name in enumerate(_as_list(shot.get("characters"))[:MAX_CHARACTERS_PER_SHOT]):
+        for j, name in enumerate(_as_list(shot.get("characters"))[:list_limit("shots", "characters")]):
             name = _text(name)
             if name is None:
                 continue

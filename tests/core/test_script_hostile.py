@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from moviedreamer_core.script import ScriptError, check_script, load_script, parse_script_text, validate_script
-from moviedreamer_core.script.limits import (MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_COLLECTED_PROBLEMS, MAX_DEPTH,
+from moviedreamer_core.script.limits import (LIST_LIMITS, MAX_CHARACTERS, MAX_CHARACTERS_PER_SHOT, MAX_COLLECTED_PROBLEMS, MAX_DEPTH,
                                              MAX_KEYFRAMES_PER_SHOT, MAX_REFERENCE_PIXELS, MAX_REFERENCES_PER_CHARACTER,
                                              MAX_REPORTED_PROBLEMS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_SHOTS, MAX_VALUES)
 from moviedreamer_core.script.parsing import YAML_LOADERS, _parse_yaml
@@ -247,6 +247,44 @@ def test_characters_per_script_and_per_shot_are_limited():
     err = refused(f"title: t\ncharacters:\n  - {{name: x, description: d, references: [{refs}]}}\n" + SHOT)
     assert problems(err) == {"characters[0].references": f"{MAX_REFERENCES_PER_CHARACTER + 1} reference photos for one "
                                                          f"character is too many (at most {MAX_REFERENCES_PER_CHARACTER})"}
+
+
+def _script_with(fields: tuple, n: int) -> str:
+    """A valid script but for ``n`` items in the list at ``fields`` (``limits.LIST_LIMITS``' keys)."""
+    cast = n if fields in (("characters",), ("shots", "characters")) else 1
+    refs = ", ".join(str(i) for i in range(n)) if fields == ("characters", "references") else ""
+    members = "".join(f"  - {{name: c{i}, description: d, references: [{refs}]}}\n" for i in range(cast))
+    on_screen = ", ".join(f"c{i}" for i in range(n if fields == ("shots", "characters") else 1))
+    action = "[" + ", ".join(f"step {i}." for i in range(n)) + "]" if fields == ("shots", "action") else "a"
+    shots = "".join(f"  - {{id: s{i}, scene: s, action: {action}, duration: 1, characters: [{on_screen}]}}\n"
+                    for i in range(n if fields == ("shots",) else 1))
+    return f"title: t\ncharacters:\n{members}shots:\n{shots}"
+
+
+def _schema_list(schema: dict, fields: tuple) -> dict:
+    """The JSON schema of the list at ``fields`` in the published schema file (a list of the union of a text and
+    a list, as ``action`` is, is that union's list)."""
+    node = schema
+    for k, field in enumerate(fields):
+        node = node["properties"][field]
+        options = node.get("anyOf", [node])
+        node = next(o for o in options if o.get("type") == "array")
+        if k < len(fields) - 1:
+            node = schema["$defs"][node["items"]["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+@pytest.mark.parametrize("fields", list(LIST_LIMITS), ids=".".join)
+def test_every_limited_list_is_held_to_its_limit_by_the_schema_the_parser_and_the_validator(fields):
+    """One table (``limits.LIST_LIMITS``) for every limited list: the published schema file says the same number,
+    a list at the limit is accepted, one item more is refused with the table's words at the list's place."""
+    limit = LIST_LIMITS[fields]
+    schema = json.loads((PACK / "moviedreamer_core" / "script" / "moviedreamer_script.schema.json").read_text())
+    assert _schema_list(schema, fields)["maxItems"] == limit.limit
+    load_script(_script_with(fields, limit.limit))
+    where = fields[0] if len(fields) == 1 else f"{fields[0]}[0].{fields[1]}"
+    found = problems(refused(_script_with(fields, limit.limit + 1)))
+    assert found[where] == limit.too_many(limit.limit + 1), found
 
 
 def test_a_cast_of_100002_characters_is_refused_quickly():
