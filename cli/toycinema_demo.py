@@ -25,12 +25,16 @@ import time
 import uuid
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
+    from .argument_types import seed, whole_number
     from .host_library import PACK_DIR, comfyui_folder, import_host
 except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
+    from argument_types import seed, whole_number
     from host_library import PACK_DIR, comfyui_folder, import_host
 
 WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
+#: Shots of a ``--film-seed`` story unless ``--shots`` says.
+DEFAULT_SHOTS = 8
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,14 +43,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--script", default=None, help="a toy script file (YAML or JSON; references: [id] index the "
                         "six characters Ava=0 ... Fen=5)")
-    source.add_argument("--film-seed", type=int, default=None, help="write a new story with the toy grammar from this seed")
-    p.add_argument("--shots", type=int, default=8, help="shots of a --film-seed story")
-    p.add_argument("--seed", type=int, default=None, help="planning and rendering seed (default: the workflow's)")
+    source.add_argument("--film-seed", type=seed, default=None, help="write a new story with the toy grammar from this seed")
+    p.add_argument("--shots", type=whole_number(1), default=None, help=f"shots of a --film-seed story (default {DEFAULT_SHOTS})")
+    p.add_argument("--seed", type=seed, default=None, help="planning and rendering seed (default: the workflow's)")
     p.add_argument("--project", default=None, help="movie project name (default: the workflow's, toy_cinema)")
     p.add_argument("--output-dir", default=None, help="ComfyUI's output folder for this run (default: ComfyUI's own)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else 1: "
                    "a second thread saves the toy models about a tenth, and a busy machine makes it many times slower)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.shots is not None and args.film_seed is None:
+        p.error("--shots sets the length of a --film-seed story: give --film-seed too")
+    args.shots = DEFAULT_SHOTS if args.shots is None else args.shots
+    if args.script is not None and not os.path.isfile(args.script):
+        p.error(f"--script: no such file: {args.script}")
+    return args
 
 
 class _Printer:
@@ -107,8 +117,11 @@ def toy_prompt(args) -> dict:
     prompt = json.loads(WORKFLOW.read_text(encoding="utf-8"))
     by_type = {node["class_type"]: node for node in prompt.values()}
     if args.script:
-        with open(args.script, encoding="utf-8") as f:
-            by_type["ScriptEncode"]["inputs"]["script"] = f.read()
+        try:
+            with open(args.script, encoding="utf-8") as f:
+                by_type["ScriptEncode"]["inputs"]["script"] = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SystemExit(f"--script {args.script}: cannot be read as UTF-8 text ({e})")
     elif args.film_seed is not None:
         toycinema = f"{_pack_module()}.moviedreamer_core.toycinema"
         script_text = importlib.import_module(f"{toycinema}.film_script").script_text
@@ -121,6 +134,18 @@ def toy_prompt(args) -> dict:
         if args.project is not None and "project_name" in inputs:
             inputs["project_name"] = args.project
     return prompt
+
+
+def refusal(error: dict, node_errors: dict, prompt: dict) -> str:
+    """The host's refusal of the workflow in words: each refused node's problems once (ScriptEncode lists a script's
+    problems under ``script`` and points its other inputs there), not the JSON the host answers a client with."""
+    lines = [f"the toy workflow was refused: {error.get('message', 'invalid prompt')}"]
+    for nid, found in node_errors.items():
+        details = [e.get("details") or e.get("message", "") for e in found.get("errors", [])]
+        details = [d for d in dict.fromkeys(details) if d and "see the problems listed under" not in d]
+        lines.append(f"{prompt.get(nid, {}).get('class_type', found.get('class_type', '?'))} (node {nid}):")
+        lines += [f"  {line}" for d in details for line in d.splitlines()]
+    return "\n".join(lines)
 
 
 def run(args) -> dict:
@@ -151,7 +176,7 @@ def run(args) -> dict:
     prompt_id = str(uuid.uuid4())
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, json.loads(json.dumps(prompt)), None))
     if not valid:
-        raise SystemExit(f"the toy workflow was refused: {error.get('message')}: {json.dumps(node_errors, indent=1)[:2000]}")
+        raise SystemExit(refusal(error, node_errors, prompt))
     printer = _Printer(prompt)
     executor = execution.PromptExecutor(printer, cache_type=False)
     executor.execute(prompt, prompt_id, {"client_id": printer.client_id}, outputs)

@@ -44,9 +44,11 @@ import tempfile
 import time
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
+    from .argument_types import seed, whole_number
     from .host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
 except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
+    from argument_types import seed, whole_number
     from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
 
 STAGES = ("probe", "identity", "decoder", "decoder_tune", "planner")
@@ -83,12 +85,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--comfyui", default=None, help="the ComfyUI folder (default: $COMFYUI_PATH or the one around this pack)")
     p.add_argument("--out", default=None, help="where the files go (default: the pack's shipped weights folder)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {', '.join(STAGES)}")
-    p.add_argument("--films", type=int, default=300, help="training films for the decoder and the planner")
-    p.add_argument("--decoder-steps", type=int, default=DECODER_STEPS)
-    p.add_argument("--tune-steps", type=int, default=TUNE_STEPS, help="steps of the decoder's tuning phase (decoder_tune)")
-    p.add_argument("--planner-steps", type=int, default=None, help="default: the toy planner's own budget")
-    p.add_argument("--probe-steps", type=int, default=PROBE_STEPS)
-    p.add_argument("--identity-steps", type=int, default=None, help="default: the identity embedder's own budget")
+    p.add_argument("--films", type=whole_number(1), default=300, help="training films for the decoder and the planner")
+    p.add_argument("--decoder-steps", type=whole_number(1), default=DECODER_STEPS)
+    p.add_argument("--tune-steps", type=whole_number(1), default=TUNE_STEPS, help="steps of the decoder's tuning phase (decoder_tune)")
+    p.add_argument("--planner-steps", type=whole_number(1), default=None, help="default: the toy planner's own budget")
+    p.add_argument("--probe-steps", type=whole_number(1), default=PROBE_STEPS)
+    p.add_argument("--identity-steps", type=whole_number(1), default=None, help="default: the identity embedder's own budget")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: up to 2)")
     p.add_argument("--no-identity", action="store_true", help="decoder without identity conditioning (an ablation)")
     p.add_argument("--prediction", default="v", choices=("v", "eps"),
@@ -103,7 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rank-slots", action="store_true",
                    help="identity slots by rank in the character list, not screen places read from the tokens (the "
                    "previous release's recipe, for comparison)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     return p.parse_args(argv)
 
 

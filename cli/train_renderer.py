@@ -25,9 +25,11 @@ import sys
 from pathlib import Path
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
+    from .argument_types import number, seed, whole_number
     from .host_library import PACK_MODULE, import_host, import_pack
 except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
+    from argument_types import number, seed, whole_number
     from host_library import PACK_MODULE, import_host, import_pack
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -43,21 +45,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", default="512x512", help="WIDTHxHEIGHT the keyframes are cropped and resized to")
     p.add_argument("--face-embedder", default="dlib", choices=["dlib", "insightface", "clip_vision_crop"])
     p.add_argument("--token-source", default="image_embeds", choices=["image_embeds", "penultimate_hidden_states"])
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--augmentations", type=int, default=4)
-    p.add_argument("--identity-noise", type=float, default=0.05)
-    p.add_argument("--character-threshold", type=float, default=0.07,
+    p.add_argument("--steps", type=whole_number(1, 1_000_000), default=500)
+    p.add_argument("--batch-size", type=whole_number(1, 256), default=4)
+    p.add_argument("--learning-rate", type=number(1e-7, 1.0), default=1e-4)
+    p.add_argument("--augmentations", type=whole_number(0, 64), default=4)
+    p.add_argument("--identity-noise", type=number(0.0, 1.0), default=0.05)
+    p.add_argument("--character-threshold", type=number(0.0, 2.0), default=0.07,
                    help="without character sub-folders: cosine distance within which faces are one character (0: none)")
-    p.add_argument("--context-tokens", type=int, default=4)
-    p.add_argument("--identity-tokens", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--context-tokens", type=whole_number(1, 64), default=4)
+    p.add_argument("--identity-tokens", type=whole_number(1, 64), default=4)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--save-name", default="moviedreamer_renderer", help="file name in models/moviedreamer")
     p.add_argument("--save-dir", default=None, help="write the file into this folder instead of ComfyUI's "
                    "models/moviedreamer (created when missing)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
-    return p.parse_args(argv)
+    return p.parse_args(argv)  # the numbers' ranges are the RendererTrain node's (nodes/renderer_train_node.py)
 
 
 def keyframe_files(folder: str) -> tuple[list[Path], list[str]]:

@@ -114,6 +114,19 @@ def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_
     assert "1 thread)" in proc.stdout  # the toy models' deliberate default (moviedreamer_core/threads.py)
 
 
+def test_demo_command_says_why_the_host_refused_a_script_in_words(host, tmp_path, fresh_python):
+    """A ``--script`` the validator refuses: the command ends with the refused node and the validator's report,
+    once, not the JSON of the host's node errors (every ScriptEncode input pointing at the script's problems)."""
+    script = tmp_path / "not_a_script.yaml"
+    script.write_text("just a line of text\n", encoding="utf-8")
+    proc = fresh_python.run("python cli/toycinema_demo.py --script", str(script), "--output-dir", str(tmp_path / "out"),
+                            timeout=300, env=_env(host))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    tail = proc.stderr[proc.stderr.index("the toy workflow was refused"):]
+    assert "ScriptEncode (node " in tail and "script: expected a mapping with title, style, characters and shots; got text" in tail
+    assert tail.count("expected a mapping") == 1 and "custom_validation_failed" not in tail and "see the problems" not in tail, tail
+
+
 def test_benchmark_command_scores_fresh_films_and_ends_with_a_json_line(host, tmp_path, fresh_python):
     """The README's ``python benchmarks/toycinema.py --films-seed S --films N --skip-ablations`` in a fresh interpreter,
     on one film of a seed nothing else uses (127: two characters with single-character close-ups, so the identity swap
