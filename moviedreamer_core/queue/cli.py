@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import urllib.parse
 import uuid
 
 from .client import Client, ServerUnreachable, fetch_object_info
@@ -27,6 +29,25 @@ def cancel(client: Client, prompt_id: str) -> None:
             return
 
 
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 < value < math.inf:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _check_server(url: str) -> None:
+    """``--server`` (or ``$COMFYUI_URL``) must be an http(s) URL with a host: ``http://127.0.0.1:8188``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"--server {url!r}: expected an http:// or https:// URL such as http://127.0.0.1:8188 "
+                         "(also what $COMFYUI_URL must hold)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m moviedreamer_core.queue",
@@ -43,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", help="movie project name: sets every project_name input (output/moviedreamer/<NAME>/)")
     p.add_argument("--input-dir", help="the server's input folder, to check the script's reference files locally too")
     p.add_argument("--output-dir", help="the server's output folder, to print absolute paths of output files")
-    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 5)")
+    p.add_argument("--timeout", type=_seconds, default=None, help="give up after this many seconds (exit 5)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p
 
@@ -52,6 +73,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)  # argparse exits with 2 on usage errors
     err = sys.stderr
     try:
+        _check_server(args.server)
         prompt = load_workflow(args.workflow)
         if args.script is not None:
             try:
@@ -59,6 +81,9 @@ def main(argv=None) -> int:
                     text = f.read()
             except OSError as e:
                 raise UsageError(f"cannot read the script {args.script}: {e.strerror or e}")
+            except UnicodeDecodeError as e:
+                raise UsageError(f"the script {args.script} is not UTF-8 text (byte at offset {e.start:,}); a script "
+                                 "file is YAML or JSON saved as UTF-8")
             inject_script(prompt, text)
         apply_overrides(prompt, args.overrides)
         if args.project is not None:

@@ -36,7 +36,7 @@ class Client:
         text = raw.decode("utf-8", "replace")
         try:
             return status, json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return status, text
 
     def history(self, prompt_id: str) -> Optional[dict]:

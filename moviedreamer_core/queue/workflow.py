@@ -25,8 +25,13 @@ def load_workflow(path: str) -> dict:
             data = json.load(f)
     except OSError as e:
         raise UsageError(f"cannot read the workflow {path}: {e.strerror or e}")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"the workflow {path} is not UTF-8 text (byte at offset {e.start:,}); export it from ComfyUI "
+                         "(Workflow > Export (API))")
     except json.JSONDecodeError as e:
         raise UsageError(f"the workflow {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")
+    except RecursionError:
+        raise UsageError(f"the workflow {path} is nested too deeply to be a workflow")
     if isinstance(data, dict) and "prompt" in data and isinstance(data["prompt"], dict) and "nodes" not in data:
         data = data["prompt"]  # a saved POST body
     if isinstance(data, dict) and "nodes" in data and "links" in data:
@@ -62,6 +67,8 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise UsageError(f"the value {text[:40]!r}... is nested too deeply to be an input's value")
 
 
 def apply_overrides(prompt: dict, overrides: list[str]) -> None:

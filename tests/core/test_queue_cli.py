@@ -267,7 +267,12 @@ def test_a_valid_scripts_notes_are_printed_before_queueing(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     ([], "the following arguments are required: workflow"),
-    ([str(TINY_API), "--timeout", "soon"], "invalid float value"),
+    ([str(TINY_API), "--timeout", "soon"], "argument --timeout: must be a number of seconds, got 'soon'"),
+    ([str(TINY_API), "--timeout", "-5"], "argument --timeout: must be a positive number of seconds, got -5"),
+    ([str(TINY_API), "--timeout", "nan"], "argument --timeout: must be a positive number of seconds, got nan"),
+    ([str(TINY_API), "--server", "ftp://x"], "--server 'ftp://x': expected an http:// or https:// URL"),
+    ([str(TINY_API), "--server", "localhost:8188"], "--server 'localhost:8188': expected an http:// or https:// URL"),
+    ([str(TINY_API), "--set", "9.steps=" + "[" * 100000], "is nested too deeply to be an input's value"),
     ([str(TINY_API), "--set", "5"], "expected NODE_ID.input=value"),
     ([str(ROOT / "workflows" / "moviedreamer_movie.json")], "UI-format workflow"),
     ([str(TINY_API), "--project", "p", "--set", "11.project_name=[\"1\", 0]", "--set", "9.project_name=[\"1\", 0]"],
@@ -277,6 +282,19 @@ def test_usage_errors_are_exit_2(args, message):
     proc = run_cli(*args)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert message in proc.stderr
+
+
+def test_unreadable_workflows_and_scripts_are_usage_errors_not_tracebacks(tmp_path):
+    """Not UTF-8 (a binary file given by mistake), nested past the JSON parser's recursion: exit 2 with the reason."""
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(128, 256)))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000)
+    for args, message in (([str(binary)], f"the workflow {binary} is not UTF-8 text (byte at offset 8)"),
+                          ([str(deep)], f"the workflow {deep} is nested too deeply to be a workflow"),
+                          ([str(TINY_API), "--script", str(binary)], f"the script {binary} is not UTF-8 text (byte at offset 8)")):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 # ------------------------------------------------------------------------------------------ websocket client
