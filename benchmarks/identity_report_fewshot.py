@@ -35,7 +35,6 @@ from pathlib import Path
 PACK = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK / "benchmarks"))
 import toycinema as method  # noqa: E402  (benchmarks/toycinema.py: the toy models, films, decoding)
-from argument_types import whole_number  # noqa: E402  (cli/, put on the path by toycinema)
 
 COLUMNS = {"found": "found", "missing": "missing", "doubled": "doubled", "closer to someone else": "closer_to_other",
            "mean similarity (found)": "mean_similarity", "extra faces / keyframe": "extra_faces_per_keyframe",
@@ -46,16 +45,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--comfyui", default=None)
     p.add_argument("--films-seed", default="dev", help="dev (the default), test, or any integer seed (as benchmarks/toycinema.py)")
-    p.add_argument("--films", type=whole_number(1, method.MAX_FILMS), default=None, help="films to score (default: 16 of dev, 32 otherwise)")
+    p.add_argument("--films", type=method.whole_number(1, method.MAX_FILMS), default=None, help="films to score (default: 16 of dev, 32 otherwise)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else one)")
-    p.add_argument("--steps", type=whole_number(1), default=20, help="sampling steps per keyframe")
+    p.add_argument("--steps", type=method.whole_number(1), default=20, help="sampling steps per keyframe")
     p.add_argument("--cfg", type=float, default=2.0)
     p.add_argument("--train-references", action="store_true",
                    help="also train (or reuse from --work) a planner on a dataset with reference tokens and score it")
     p.add_argument("--work", default=os.path.expanduser("~/.cache/moviedreamer/identity_report_fewshot"),
                    help="where --train-references writes its dataset and planner")
     p.add_argument("--train-films", type=int, default=300, help="training films of --train-references (as the shipped planner)")
-    p.add_argument("--planner-steps", type=whole_number(1), default=None, help="--train-references: default the shipped planner's budget")
+    p.add_argument("--planner-steps", type=method.whole_number(1), default=None, help="--train-references: default the shipped planner's budget")
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args(argv)
     # the method benchmark's own argument rules (films seed, film counts) and the fields its Bench reads

@@ -59,8 +59,7 @@ from pathlib import Path
 PACK = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK / "cli"))
 
-from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack  # noqa: E402
-from argument_types import whole_number  # noqa: E402
+from host_library import PACK_MODULE, comfyui_folder, core_module, import_host, import_pack  # noqa: E402
 from toycinema_train import DECODER_STEPS  # noqa: E402  (no host import at module level)
 
 COLUMNS = ("location", "location, background", "camera", "character F1", "exact set", "location, same place", "identity consistency",
@@ -72,6 +71,7 @@ COUNT_COLUMNS = {"exact cast": "exact_cast", "extra figures, wide": "extra_figur
 #: The shipped planner's row, and the rows of the state read from its tokens (``state_from_tokens``).
 SHIPPED_ROW = "planner (shipped: script + identities + history)"
 FREE_RUNNING, TRUE_HISTORY = "planned (each keyframe after its own earlier ones)", "planned from the true keyframes before each"
+whole_number = core_module("argument_types").whole_number
 #: Training films whose true tokens the token readouts are fitted on.
 READOUT_FILMS = 120
 #: Films scored when ``--films`` is not given: the development set as before, 32 for the test set or another seed.

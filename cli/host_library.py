@@ -53,6 +53,18 @@ def import_host(comfyui: Path, cpu: bool = False):
     return folder_paths
 
 
+def core_module(name: str):
+    """``moviedreamer_core/<name>.py`` read from its file, before ComfyUI and the pack are importable (what the programs
+    need while parsing their arguments: ``argument_types``, ``threads``). Only modules without relative imports."""
+    key = f"_moviedreamer_core_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, PACK_DIR / "moviedreamer_core" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    return sys.modules[key]
+
+
 def import_pack():
     """This pack as a package (its folder name need not be a valid module name); returns its ``nodes``."""
     if PACK_MODULE not in sys.modules:

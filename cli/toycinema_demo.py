@@ -25,12 +25,12 @@ import time
 import uuid
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
-    from .argument_types import seed, whole_number
-    from .host_library import PACK_DIR, comfyui_folder, import_host
+    from .host_library import PACK_DIR, comfyui_folder, core_module, import_host
 except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
-    from argument_types import seed, whole_number
-    from host_library import PACK_DIR, comfyui_folder, import_host
+    from host_library import PACK_DIR, comfyui_folder, core_module, import_host
+
+seed, whole_number = core_module("argument_types").seed, core_module("argument_types").whole_number
 
 WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
 #: Shots of a ``--film-seed`` story unless ``--shots`` says.
@@ -99,13 +99,9 @@ def _pack_module() -> str:
 
 
 def _threads(requested):
-    """``--threads``, else ``$MOVIEDREAMER_THREADS``, else one (``moviedreamer_core/threads.py``; the pack's
-    ``threads`` module is read from its file: the pack is not importable before ComfyUI is)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_moviedreamer_threads", PACK_DIR / "moviedreamer_core" / "threads.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """``--threads``, else ``$MOVIEDREAMER_THREADS``, else one (``moviedreamer_core/threads.py``, read from its file:
+    the pack is not importable before ComfyUI is)."""
+    module = core_module("threads")
     try:
         return module.configured_threads(requested, module.SMALL_MODEL_THREADS)
     except ValueError as e:

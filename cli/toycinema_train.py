@@ -44,12 +44,12 @@ import tempfile
 import time
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
-    from .argument_types import seed, whole_number
-    from .host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
+    from .host_library import PACK_MODULE, comfyui_folder, core_module, import_host, import_pack
 except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
-    from argument_types import seed, whole_number
-    from host_library import PACK_MODULE, comfyui_folder, import_host, import_pack
+    from host_library import PACK_MODULE, comfyui_folder, core_module, import_host, import_pack
+
+seed, whole_number = core_module("argument_types").seed, core_module("argument_types").whole_number
 
 STAGES = ("probe", "identity", "decoder", "decoder_tune", "planner")
 #: Training films and held-out films come from different seeds of the story grammar. The held-out films of

@@ -25,12 +25,13 @@ import sys
 from pathlib import Path
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
-    from .argument_types import number, seed, whole_number
-    from .host_library import PACK_MODULE, import_host, import_pack
+    from .host_library import PACK_MODULE, core_module, import_host, import_pack
 except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
-    from argument_types import number, seed, whole_number
-    from host_library import PACK_MODULE, import_host, import_pack
+    from host_library import PACK_MODULE, core_module, import_host, import_pack
+
+_types = core_module("argument_types")
+number, seed, whole_number = _types.number, _types.seed, _types.whole_number
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 

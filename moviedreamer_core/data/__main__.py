@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
+from ..argument_types import number, whole_number
+from ..script.limits import MAX_KEYFRAMES_PER_SHOT, MAX_REFERENCES_PER_CHARACTER
 from .build import BuildOptions, build_dataset
 from .movie import MovieSettings
+from .video import VIDEO_EXTENSIONS
 
 
 def main(argv=None) -> int:
@@ -24,16 +28,18 @@ def main(argv=None) -> int:
     b.add_argument("--characters", help="folder of characters/<name>/*.jpg|png reference photos that name the face clusters")
     b.add_argument("--captioner", help="module:function, caption(image: np.ndarray, context: dict) -> str, for videos without sidecar")
     b.add_argument("--face-embedder", default="dlib", help="'dlib' (default) or module:function returning a FaceEmbedder")
-    b.add_argument("--workers", type=int, default=1, help="worker processes (videos in parallel)")
-    b.add_argument("--keyframes-per-shot", type=int, default=1, help="keyframes per shot, spread across it (default 1)")
-    b.add_argument("--shot-threshold", type=float, default=27.0, help="ContentDetector threshold (default 27)")
-    b.add_argument("--min-shot-seconds", type=float, default=0.5, help="shortest shot (default 0.5 s)")
-    b.add_argument("--cluster-threshold", type=float, default=0.07, help="cosine distance cutting face clusters (default 0.07)")
-    b.add_argument("--name-threshold", type=float, default=0.09, help="cosine distance within which a reference names a cluster")
-    b.add_argument("--min-appearances", type=int, default=1, help="drop characters seen in fewer keyframes (default 1)")
-    b.add_argument("--references-per-character", type=int, default=2, help="few-shot reference tokens per character (0: none)")
+    b.add_argument("--workers", type=whole_number(1, 256), default=1, help="worker processes (videos in parallel)")
+    b.add_argument("--keyframes-per-shot", type=whole_number(1, MAX_KEYFRAMES_PER_SHOT), default=1, help="keyframes per shot, spread across it (default 1)")
+    b.add_argument("--shot-threshold", type=number(0.0, 255.0, above=True), default=27.0, help="ContentDetector threshold (default 27)")
+    b.add_argument("--min-shot-seconds", type=number(0.0, 3600.0, unit="seconds"), default=0.5, help="shortest shot (default 0.5 s)")
+    b.add_argument("--cluster-threshold", type=number(0.0, 2.0), default=0.07, help="cosine distance cutting face clusters (default 0.07)")
+    b.add_argument("--name-threshold", type=number(0.0, 2.0), default=0.09, help="cosine distance within which a reference names a cluster")
+    b.add_argument("--min-appearances", type=whole_number(1), default=1, help="drop characters seen in fewer keyframes (default 1)")
+    b.add_argument("--references-per-character", type=whole_number(0, MAX_REFERENCES_PER_CHARACTER), default=2, help="few-shot reference tokens per character (0: none)")
     b.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     args = parser.parse_args(argv)
+    if not os.path.isdir(args.videos):
+        b.error(f"videos: {args.videos} is not a folder")
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     settings = MovieSettings(keyframes_per_shot=args.keyframes_per_shot, shot_threshold=args.shot_threshold,
@@ -44,6 +50,8 @@ def main(argv=None) -> int:
                            characters=args.characters, captioner=args.captioner, workers=args.workers, settings=settings,
                            progress=not args.quiet)
     result = build_dataset(args.videos, args.out, options)
+    if not (result.built or result.skipped or result.failed):
+        print(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {args.videos} or its sub-folders", file=sys.stderr)
     print(f"{len(result.built)} built, {len(result.skipped)} already there, {len(result.failed)} failed; "
           f"{result.movies} movies in {args.out}/index.json")
     return 0 if result.movies else 1

@@ -19,6 +19,16 @@ PLANNER_FORMAT_VERSION = 1
 KNOWN_INPUTS = ("camera", "mentions")
 
 
+#: Fields that count something (sizes, lengths, components): whole numbers of at least 1.
+_POSITIVE_SIZES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_positions",
+                   "max_characters", "text_segments", "mixture_components")
+#: Fields that are shares (probabilities, ratios) or spreads, with the range each may take.
+_NUMBER_RANGES = (("dropout", 0.0, 1.0), ("attention_dropout", 0.0, 1.0), ("history_mask_ratio", 0.0, 1.0),
+                  ("scheduled_sampling", 0.0, 1.0), ("condition_dropout", 0.0, 1.0), ("history_noise", 0.0, 1e3),
+                  ("text_noise", 0.0, 1e3), ("identity_noise", 0.0, 1e3), ("min_sigma", 1e-9, 1e3),
+                  ("rope_theta", 1e-9, 1e12), ("nll_weight", 0.0, 1e6), ("l2_weight", 0.0, 1e6), ("cosine_weight", 0.0, 1e6))
+
+
 @dataclass
 class PlannerConfig:
     # --- spaces (what the planner reads and predicts); dicts as in spaces.EmbeddingSpace/TokenSpace.to_dict
@@ -78,6 +88,22 @@ class PlannerConfig:
         if unknown:
             raise ValueError(f"the planner reads input(s) {unknown} that this pack does not know (known: "
                              f"{list(KNOWN_INPUTS)}); a planner file that needs them: update ComfyUI-MovieDreamer")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Sizes positive, shares within 0..1, spreads not negative: a bad override (``planner.hidden_size=-1``) or
+        file is refused here, by the field's name, not deep inside torch."""
+        for name in _POSITIVE_SIZES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"planner config {name} must be a whole number of at least 1, got {value!r}")
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError(f"planner config hidden_size ({self.hidden_size}) must be a multiple of num_heads "
+                             f"({self.num_heads}), and num_heads of num_kv_heads ({self.num_kv_heads})")
+        for name, low, high in _NUMBER_RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"planner config {name} must be a number from {low:g} to {high:g}, got {value!r}")
 
     @property
     def K(self) -> int:

@@ -39,6 +39,7 @@ from typing import Optional
 import torch
 from safetensors import safe_open
 
+from ..argument_types import number, seed, whole_number
 from ..files import atomic_write_text, save_safetensors
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
@@ -241,11 +242,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="dataset folder (index.json + movies/)")
     parser.add_argument("--out", required=True, help="planner file to write (.safetensors)")
     parser.add_argument("--config", default="tiny", help="preset name (tiny, small, paper) or a JSON file of PlannerConfig fields")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--max-keyframes", type=int, default=32, help="longest training window, in keyframes")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=whole_number(1), default=1000)
+    parser.add_argument("--batch-size", type=whole_number(1), default=16)
+    parser.add_argument("--lr", type=number(0.0, 1.0, above=True), default=3e-3)
+    parser.add_argument("--max-keyframes", type=whole_number(1), default=32, help="longest training window, in keyframes")
+    parser.add_argument("--seed", type=seed, default=0)
     args = parser.parse_args(argv)
 
     stories, spaces = load_dataset(args.data)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import urllib.parse
 import uuid
 
+from ..argument_types import number
 from .client import Client, ServerUnreachable, fetch_object_info
 from .messages import check_choices, format_execution_error, format_refusal, unreachable_message
 from .outputs import history_error, history_interrupted, output_files, output_texts
@@ -27,17 +27,6 @@ def cancel(client: Client, prompt_id: str) -> None:
             client.request(path, body)
         except ServerUnreachable:
             return
-
-
-def _seconds(text: str) -> float:
-    """``--timeout``: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not 0 < value < math.inf:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
 
 
 def _check_server(url: str) -> None:
@@ -64,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", help="movie project name: sets every project_name input (output/moviedreamer/<NAME>/)")
     p.add_argument("--input-dir", help="the server's input folder, to check the script's reference files locally too")
     p.add_argument("--output-dir", help="the server's output folder, to print absolute paths of output files")
-    p.add_argument("--timeout", type=_seconds, default=None, help="give up after this many seconds (exit 5)")
+    p.add_argument("--timeout", type=number(0.0, 1e9, above=True, unit="seconds"), default=None, help="give up after this many seconds (exit 5)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p
 

@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-from .config import ConfigError, load_config, micro_batch_size
+from ..argument_types import whole_number
+from .config import PLACEHOLDER_SPACES, ConfigError, load_config, micro_batch_size
 
 
 def describe(cfg, num_processes: int = 1) -> str:
@@ -21,9 +22,7 @@ def describe(cfg, num_processes: int = 1) -> str:
     from ..planner.config import preset
     from ..planner.model import KeyframePlanner
 
-    spaces = {"text_space": {"encoder": "?", "dim": 768}, "identity_space": {"encoder": "?", "dim": 512},
-              "token_space": {"source": "?", "K": 2, "D": 1024}}
-    overrides = cfg.planner_overrides(spaces)
+    overrides = cfg.planner_overrides(PLACEHOLDER_SPACES)
     folder, note = cfg.planner.init_from_llama, ""
     if folder and os.path.isfile(os.path.join(folder, "config.json")):
         pcfg = KeyframePlanner.config_from_llama(folder, **overrides)
@@ -45,7 +44,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("planner", help="train the keyframe planner")
     p.add_argument("--config", required=True, help="a YAML file, or a shipped config: tiny, small, paper")
     p.add_argument("--dry-run", action="store_true", help="check the configuration, print size and memory, do not train")
-    p.add_argument("--processes", type=int, default=1, help="with --dry-run: the number of processes to plan for")
+    p.add_argument("--processes", type=whole_number(1), default=1, help="with --dry-run: the number of processes to plan for")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.steps=100 data.path=my_dataset")
     args = parser.parse_args(argv)
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -236,6 +237,11 @@ def load_config(path: str, overrides: Optional[list[str]] = None) -> TrainConfig
         raise ConfigError(f"{os.path.basename(path)}: {e}") from None
 
 
+#: Spaces standing in for the dataset's while the planner's fields are checked (``validate``): sizes only.
+PLACEHOLDER_SPACES = {"text_space": {"encoder": "?", "dim": 768}, "identity_space": {"encoder": "?", "dim": 512},
+                       "token_space": {"source": "?", "K": 2, "D": 1024}}
+
+
 def validate(cfg: TrainConfig) -> None:
     t = cfg.train
     checks = [
@@ -252,10 +258,20 @@ def validate(cfg: TrainConfig) -> None:
         (t.fsdp.version in (1, 2), "train.fsdp.version must be 1 or 2"),
         (cfg.eval.every >= 0 and cfg.checkpoint.every >= 0 and cfg.output.log_every >= 0, "every-N settings must be >= 0"),
         (cfg.planner.preset in ("tiny", "small", "paper"), f"planner.preset must be tiny, small or paper, got {cfg.planner.preset!r}"),
+        (0 < t.lr < math.inf, f"train.lr must be a positive number, got {t.lr!r}"),
+        (0 <= t.weight_decay < math.inf and t.warmup_steps >= 0 and 0 <= t.min_lr_ratio <= 1,
+         "train.weight_decay and train.warmup_steps must be >= 0, train.min_lr_ratio in [0, 1]"),
     ]
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    if not cfg.planner.init_from_llama:  # the planner's own fields, checked as the training will build them
+        from ..planner.config import preset
+
+        try:
+            preset(cfg.planner.preset, **cfg.planner_overrides(PLACEHOLDER_SPACES))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"planner: {e}") from None
 
 
 def micro_batch_size(cfg: TrainConfig, num_processes: int) -> int:

@@ -1,8 +1,9 @@
 """The programs' numbers are checked where they are parsed: a bad count or seed is an argparse error naming the flag
 (exit code 2), never a traceback from numpy or torch, nor the host's refusal of a whole workflow.
 
-Each command runs as a user types it, in a fresh interpreter, without a ComfyUI host: the programs parse their
-arguments before they look for one.
+The programs of ``cli/`` and ``benchmarks/`` run as a user types them, in a fresh interpreter, without a ComfyUI
+host (they parse their arguments before they look for one); the ``python -m`` programs of ``moviedreamer_core``
+through their ``main`` in this process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ BAD_ARGUMENTS = [
     ("python cli/toycinema_train.py --films 0", "argument --films: must be at least 1, got 0"),
     ("python cli/toycinema_train.py --seed -1", "argument --seed: must be at least 0, got -1"),
     ("python cli/train_renderer.py --checkpoint c --clip-vision v --images . --learning-rate nan",
-     "argument --learning-rate: must be from 1e-07 to 1, got nan"),
+     "argument --learning-rate: must be a number from 1e-07 to 1, got nan"),
     ("python cli/train_renderer.py --checkpoint c --clip-vision v --images . --batch-size 1000",
      "argument --batch-size: must be at most 256, got 1000"),
     ("python benchmarks/toycinema.py --films-seed -7 --films 1", "--films-seed must be dev, test or an integer of at least 0, got -7"),
@@ -30,9 +31,43 @@ BAD_ARGUMENTS = [
 ]
 
 
+#: The ``python -m`` programs of ``moviedreamer_core``, called in this process (a fresh interpreter would spend five
+#: seconds importing torch for each): (module, arguments, what stderr must say).
+BAD_MODULE_ARGUMENTS = [
+    ("moviedreamer_core.data.__main__", "build videos out --clip-vision c --text-encoder minilm --workers 0",
+     "argument --workers: must be at least 1, got 0"),
+    ("moviedreamer_core.data.__main__", "build videos out --clip-vision c --text-encoder minilm --shot-threshold nan",
+     "argument --shot-threshold: must be a number more than 0 and at most 255, got nan"),
+    ("moviedreamer_core.data.__main__", "build no_such_folder out --clip-vision c --text-encoder minilm",
+     "videos: no_such_folder is not a folder"),
+    ("moviedreamer_core.planner.train", "--data d --out o.safetensors --steps 0", "argument --steps: must be at least 1, got 0"),
+    ("moviedreamer_core.planner.train", "--data d --out o.safetensors --lr nan",
+     "argument --lr: must be a number more than 0 and at most 1, got nan"),
+    ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run --processes 0",
+     "argument --processes: must be at least 1, got 0"),
+    ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run planner.hidden_size=-1",
+     "planner config hidden_size must be a whole number of at least 1, got -1"),
+    ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run train.lr=0", "train.lr must be a positive number, got 0"),
+    ("moviedreamer_core.queue.cli", "w.json --timeout -1", "argument --timeout: must be a number of seconds more than 0"),
+]
+
+
 @pytest.mark.parametrize("command,message", BAD_ARGUMENTS, ids=[c for c, _ in BAD_ARGUMENTS])
 def test_a_bad_number_is_refused_by_its_flag_before_any_work(command, message, fresh_python):
     proc = fresh_python.run(command, timeout=120, env={"COMFYUI_PATH": "/nonexistent"})  # refused before a host is looked for
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("module,args,message", BAD_MODULE_ARGUMENTS, ids=[f"{m} {a}" for m, a, _ in BAD_MODULE_ARGUMENTS])
+def test_a_bad_number_given_to_a_module_program_is_refused_by_its_flag(module, args, message, capsys, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)  # relative folders in the arguments exist nowhere
+    try:
+        code = importlib.import_module(module).main(args.split())
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    assert code == 2, capsys.readouterr().err[-2000:]
+    assert message in capsys.readouterr().err

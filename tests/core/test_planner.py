@@ -661,3 +661,18 @@ def test_backbone_starts_from_a_local_llama_checkpoint(tmp_path):
             assert torch.equal(ours[key], value), key
     story = long_story(3)
     assert plan_tokens(model.eval(), story, seed=0).shape == (3, 2, 8)
+
+
+@pytest.mark.parametrize("field,value", [("hidden_size", 0), ("num_layers", -1), ("mixture_components", 2.5),
+                                         ("num_heads", True), ("dropout", 1.5), ("history_mask_ratio", -0.1),
+                                         ("text_noise", float("nan")), ("min_sigma", 0.0), ("num_heads", 5)])
+def test_a_planner_config_with_an_impossible_number_is_refused_by_the_fields_name(field, value):
+    """A bad size or share (a typed override, a hand-edited planner file) is refused when the config is made, naming
+    the field, not deep inside torch (``planner.hidden_size=-1`` was a RuntimeError about a negative dimension)."""
+    from moviedreamer_core.planner.config import PlannerConfig, preset
+
+    with pytest.raises(ValueError, match=field):
+        preset("tiny", **{field: value})
+    for name in ("tiny", "small", "paper"):
+        preset(name)  # every preset passes
+    PlannerConfig()  # and the defaults

@@ -268,8 +268,8 @@ def test_a_valid_scripts_notes_are_printed_before_queueing(tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     ([], "the following arguments are required: workflow"),
     ([str(TINY_API), "--timeout", "soon"], "argument --timeout: must be a number of seconds, got 'soon'"),
-    ([str(TINY_API), "--timeout", "-5"], "argument --timeout: must be a positive number of seconds, got -5"),
-    ([str(TINY_API), "--timeout", "nan"], "argument --timeout: must be a positive number of seconds, got nan"),
+    ([str(TINY_API), "--timeout", "-5"], "argument --timeout: must be a number of seconds more than 0 and at most 1e+09, got -5"),
+    ([str(TINY_API), "--timeout", "nan"], "argument --timeout: must be a number of seconds more than 0 and at most 1e+09, got nan"),
     ([str(TINY_API), "--server", "ftp://x"], "--server 'ftp://x': expected an http:// or https:// URL"),
     ([str(TINY_API), "--server", "localhost:8188"], "--server 'localhost:8188': expected an http:// or https:// URL"),
     ([str(TINY_API), "--set", "9.steps=" + "[" * 100000], "is nested too deeply to be an input's value"),

@@ -1,9 +1,11 @@
 """Numbers typed on the command line, checked where they are parsed.
 
-The pack's programs (``cli/``, and the benchmarks that share their arguments) pass counts and seeds deep into
-numpy, torch and the host's executor, where a bad one surfaces as a traceback from inside a library
-("expected non-negative integer") or as the host's refusal of a whole workflow. These ``argparse`` types refuse it
-first, naming the flag: ``argument --films: must be at least 1, got 0``.
+The pack's programs (``cli/``, the benchmarks, the ``python -m`` programs of ``moviedreamer_core``) pass counts,
+seeds and thresholds deep into numpy, torch and the host's executor, where a bad one surfaces as a traceback from
+inside a library ("expected non-negative integer"), as the host's refusal of a whole workflow or as nothing at all
+(a NaN threshold). These ``argparse`` types refuse it first, naming the flag: ``argument --films: must be at least
+1, got 0``. Standard library only and no relative imports: ``cli/`` loads this file before the pack is importable
+(``host_library.core_module``).
 """
 
 from __future__ import annotations
@@ -33,16 +35,21 @@ def whole_number(minimum: int = 1, maximum: Optional[int] = None, why: str = "")
     return parse
 
 
-def number(minimum: float, maximum: float) -> Callable[[str], float]:
-    """An ``argparse`` type: a finite number from ``minimum`` to ``maximum``."""
+def number(minimum: float, maximum: float, *, above: bool = False, unit: str = "") -> Callable[[str], float]:
+    """An ``argparse`` type: a number from ``minimum`` (or, with ``above``, more than it) to ``maximum``; NaN and
+    infinities are refused. ``unit`` names what it counts ("seconds")."""
+    what = f"a number of {unit}" if unit else "a number"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not minimum <= value <= maximum:  # NaN fails both
-            raise argparse.ArgumentTypeError(f"must be from {minimum:g} to {maximum:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        low = value > minimum if above else value >= minimum
+        if not (low and value <= maximum):  # NaN fails both
+            lower = f"more than {minimum:g}" if above else f"from {minimum:g}"
+            raise argparse.ArgumentTypeError(f"must be {what} {lower} {'and at most' if above else 'to'} {maximum:g}, "
+                                             f"got {text}")
         return value
 
     parse.__name__ = "number"
