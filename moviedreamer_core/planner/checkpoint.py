@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from ..files import save_safetensors
 from ..spaces import EmbeddingSpace, TokenSpace, require_same_space
+from ..state_shapes import require_matching_shapes
 from .config import PlannerConfig
 from .model import KeyframePlanner
 
@@ -64,13 +65,12 @@ def load_planner(path: str, *, expect_text_space: Optional[EmbeddingSpace] = Non
     if expect_token_space is not None:
         require_same_space("token", TokenSpace.from_dict(cfg.token_space), expect_token_space, f"the planner {name}",
                            "the renderer")
+    require_matching_shapes(lambda: KeyframePlanner(cfg), path)
     model = KeyframePlanner(cfg)
     state = {}
     with safe_open(path, framework="pt") as f:
         for key in f.keys():
             state[key] = f.get_tensor(key)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{name} does not match its own configuration: missing {sorted(missing)[:5]}, "
-                         f"unexpected {sorted(unexpected)[:5]}")
+    model.load_state_dict(state, strict=True)  # the same tensors, shape for shape: require_matching_shapes
     return model.to(device).eval()
+

@@ -51,6 +51,7 @@ import torch
 import torch.nn as nn
 
 from ..spaces import EmbeddingSpace, TokenSpace
+from ..state_shapes import require_matching_shapes
 from .faceid import IdentityProjector
 
 RENDERER_FORMAT_VERSION = 1
@@ -319,6 +320,8 @@ def load_renderer(path: str) -> RendererAdapter:
     from safetensors import safe_open
 
     cfg = read_renderer_config(path)
+    if cfg is not None:
+        require_matching_shapes(lambda: RendererAdapter(cfg), path)
     with safe_open(path, framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     if cfg is None:

@@ -676,3 +676,24 @@ def test_a_planner_config_with_an_impossible_number_is_refused_by_the_fields_nam
     for name in ("tiny", "small", "paper"):
         preset(name)  # every preset passes
     PlannerConfig()  # and the defaults
+
+
+def test_a_planner_file_claiming_other_sizes_than_its_weights_is_refused_before_allocating(tmp_path):
+    """A configuration that claims 2048 hidden units over weights of 64 (hand-edited, or made to make a server
+    allocate far more than the file holds): refused by the loader from the file's header, by tensor, without building
+    the model it describes (which would take about 0.5 GB here, and terabytes for a hostile file)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from moviedreamer_core.planner.checkpoint import METADATA_KEY
+
+    path = tmp_path / "p.safetensors"
+    save_planner(random_model(), str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    claimed = json.loads(meta[METADATA_KEY])
+    claimed.update(hidden_size=2048, intermediate_size=4096)
+    save_file(state, str(tmp_path / "claims.safetensors"), metadata={**meta, METADATA_KEY: json.dumps(claimed)})
+    with pytest.raises(ValueError, match=r"claims.safetensors does not match its own configuration: tensors of other "
+                                         r"shapes: .*\[64\] \(its configuration makes \[2048\]\)"):
+        load_planner(str(tmp_path / "claims.safetensors"))

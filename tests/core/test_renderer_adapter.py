@@ -30,6 +30,23 @@ def make(identity=True) -> RendererAdapter:
         context_tokens=4, identity_space={"encoder": "dlib_resnet_v1", "dim": 128} if identity else None, identity_tokens=2))
 
 
+def test_a_renderer_file_claiming_other_sizes_than_its_weights_is_refused_before_allocating(tmp_path):
+    """As for planner files: a configuration claiming a context of 2**20 channels over weights of 32 is refused by
+    tensor from the file's header, not built (that adapter alone would take gigabytes)."""
+    from safetensors import safe_open
+
+    save_renderer(make(), str(tmp_path / "r.safetensors"))
+    with safe_open(str(tmp_path / "r.safetensors"), framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    key = next(k for k in meta if "renderer" in k)
+    claimed = json.loads(meta[key])
+    claimed["context_dim"] = 1 << 20
+    save_file(state, str(tmp_path / "claims.safetensors"), metadata={**meta, key: json.dumps(claimed)})
+    with pytest.raises(ValueError, match=r"claims.safetensors does not match its own configuration: tensors of other "
+                                         r"shapes: .*\(its configuration makes \[.*1048576"):
+        load_renderer(str(tmp_path / "claims.safetensors"))
+
+
 def test_renderer_file_round_trip(tmp_path):
     a = make()
     save_renderer(a, str(tmp_path / "r.safetensors"))
