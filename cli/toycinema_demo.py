@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.shots = DEFAULT_SHOTS if args.shots is None else args.shots
     if args.script is not None and not os.path.isfile(args.script):
         p.error(f"--script: no such file: {args.script}")
+    if args.project is not None and not args.project.strip():
+        p.error("--project must name the movie project (leave it out for the workflow's own name)")
     return args
 
 
@@ -157,7 +159,10 @@ def run(args) -> dict:
 
     torch.set_num_threads(threads)
     if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
+        try:
+            os.makedirs(args.output_dir, exist_ok=True)
+        except OSError as e:
+            raise SystemExit(f"--output-dir {args.output_dir}: cannot be created ({e.strerror or e})")
         folder_paths.set_output_directory(os.path.abspath(args.output_dir))
     import comfy.utils
     import execution
@@ -181,9 +186,11 @@ def run(args) -> dict:
         event, data = printer.errors[0] if printer.errors else ("execution_error", {})
         raise SystemExit(f"{event}: {data.get('node_type', '')}: {data.get('exception_message', data)}")
     name = next(n["inputs"].get("project_name") for n in prompt.values() if n["class_type"] == "ShotAnimate")
-    project = importlib.import_module(f"{_pack_module()}.moviedreamer_core.project").MovieProject(
-        folder_paths.get_output_directory(), name)
-    result = {"movie": project.path(f"{project.name}.mp4"), "storyboard": project.path("storyboard.png"),
+    projects = importlib.import_module(f"{_pack_module()}.moviedreamer_core.project")
+    output = folder_paths.get_output_directory()
+    folder = projects.MovieProject.folder_for(output, name)  # the nodes' folder, found, not created (MovieProject would)
+    root = os.path.join(output, projects.PROJECTS_DIR, folder)
+    result = {"movie": os.path.join(root, f"{folder}.mp4"), "storyboard": os.path.join(root, "storyboard.png"),
               "seconds": time.perf_counter() - begun, "loading": loaded - begun, "threads": threads}
     for key in ("movie", "storyboard"):
         if not os.path.isfile(result[key]):

@@ -119,7 +119,7 @@ class MovieProject:
     """
 
     def __init__(self, output_dir: str, name: str, writer: Optional[str] = None):
-        self.name = self._folder_for(output_dir, name)
+        self.name = self.folder_for(output_dir, name)
         self.root = resolve_inside(output_dir, f"{PROJECTS_DIR}/{self.name}")
         os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
         self.manifest_path = os.path.join(self.root, "manifest.json")
@@ -151,7 +151,7 @@ class MovieProject:
         return f"\nremoved {n} temporary file{'s' if n != 1 else ''} an interrupted run left" if n else ""
 
     @staticmethod
-    def _folder_for(output_dir: str, name: str) -> str:
+    def folder_for(output_dir: str, name: str) -> str:
         """``project_folder_name(name)``, or the folder an earlier version gave a non-ASCII name (``Am_lie`` for
         ``Amélie``) when that folder's manifest says it is this project, so it resumes."""
         folder = project_folder_name(name)

@@ -29,19 +29,22 @@ from typing import Iterator, Optional
 ENV = "MOVIEDREAMER_THREADS"
 #: Threads for the toy cinema's small models (see the module docstring for the measurement).
 SMALL_MODEL_THREADS = 1
+#: The most threads a count may ask for: far more than any machine's cores, far fewer than crash a process.
+MAX_THREADS = 1024
 
 
 def configured_threads(requested: Optional[int] = None, default: Optional[int] = None) -> Optional[int]:
     """``requested`` (a program's ``--threads``), else ``$MOVIEDREAMER_THREADS``, else ``default`` (``None``: leave
-    torch's own setting). A value that is not a positive integer is an error naming where it came from."""
+    torch's own setting). A value that is not a whole number from 1 to ``MAX_THREADS`` is an error naming where it
+    came from (torch starts whatever it is given: 100,000 threads crashed the process)."""
     if requested is not None:
-        if int(requested) < 1:
-            raise ValueError(f"--threads must be at least 1, got {requested}")
+        if not 1 <= int(requested) <= MAX_THREADS:
+            raise ValueError(f"--threads must be from 1 to {MAX_THREADS}, got {requested}")
         return int(requested)
     value = os.environ.get(ENV, "").strip()
     if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"{ENV} must be a positive whole number, got {value!r}")
+        if not value.isdigit() or not 1 <= int(value) <= MAX_THREADS:
+            raise ValueError(f"{ENV} must be a whole number from 1 to {MAX_THREADS}, got {value[:40]!r}")
         return int(value)
     return default
 

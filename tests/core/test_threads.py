@@ -14,12 +14,14 @@ def test_the_count_comes_from_the_option_then_the_environment_then_the_default(m
     assert configured_threads(None) is None and configured_threads(None, SMALL_MODEL_THREADS) == 1
     monkeypatch.setenv(ENV, "3")
     assert configured_threads(None, 1) == 3 and configured_threads(2, 1) == 2
-    for bad in ("0", "two", "-1"):
+    for bad in ("0", "two", "-1", "100000"):
         monkeypatch.setenv(ENV, bad)
         with pytest.raises(ValueError, match=ENV):
             configured_threads(None)
     with pytest.raises(ValueError, match="--threads"):
         configured_threads(0)
+    with pytest.raises(ValueError, match="--threads must be from 1 to 1024, got 100000"):
+        configured_threads(100000)  # torch would start them all: the process crashed
 
 
 def test_a_block_runs_with_its_count_and_the_previous_one_comes_back():
