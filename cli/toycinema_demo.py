@@ -30,7 +30,8 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
     from host_library import PACK_DIR, comfyui_folder, core_module, import_host
 
-seed, whole_number = core_module("argument_types").seed, core_module("argument_types").whole_number
+_types = core_module("argument_types")
+seed, whole_number = _types.seed, _types.whole_number
 
 WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
 #: Shots of a ``--film-seed`` story unless ``--shots`` says.
@@ -134,18 +135,6 @@ def toy_prompt(args) -> dict:
     return prompt
 
 
-def refusal(error: dict, node_errors: dict, prompt: dict) -> str:
-    """The host's refusal of the workflow in words: each refused node's problems once (ScriptEncode lists a script's
-    problems under ``script`` and points its other inputs there), not the JSON the host answers a client with."""
-    lines = [f"the toy workflow was refused: {error.get('message', 'invalid prompt')}"]
-    for nid, found in node_errors.items():
-        details = [e.get("details") or e.get("message", "") for e in found.get("errors", [])]
-        details = [d for d in dict.fromkeys(details) if d and "see the problems listed under" not in d]
-        lines.append(f"{prompt.get(nid, {}).get('class_type', found.get('class_type', '?'))} (node {nid}):")
-        lines += [f"  {line}" for d in details for line in d.splitlines()]
-    return "\n".join(lines)
-
-
 def run(args) -> dict:
     """Load the host and this pack, run the toy workflow; returns ``{"movie": path, "storyboard": path, "seconds":
     the whole run (after the interpreter started), "loading": the part spent loading ComfyUI and the pack,
@@ -177,7 +166,9 @@ def run(args) -> dict:
     prompt_id = str(uuid.uuid4())
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, json.loads(json.dumps(prompt)), None))
     if not valid:
-        raise SystemExit(refusal(error, node_errors, prompt))
+        messages = importlib.import_module(f"{_pack_module()}.moviedreamer_core.queue.messages")
+        raise SystemExit(messages.format_refusal({"error": error, "node_errors": node_errors}, prompt,
+                                                 refused="the toy workflow was refused"))
     printer = _Printer(prompt)
     executor = execution.PromptExecutor(printer, cache_type=False)
     executor.execute(prompt, prompt_id, {"client_id": printer.client_id}, outputs)

@@ -49,7 +49,8 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
     from host_library import PACK_MODULE, comfyui_folder, core_module, import_host, import_pack
 
-seed, whole_number = core_module("argument_types").seed, core_module("argument_types").whole_number
+_types = core_module("argument_types")
+seed, whole_number = _types.seed, _types.whole_number
 
 STAGES = ("probe", "identity", "decoder", "decoder_tune", "planner")
 #: Training films and held-out films come from different seeds of the story grammar. The held-out films of

@@ -24,7 +24,7 @@ from ..moviedreamer_core.identity.base import NoFaceFoundError
 from ..moviedreamer_core.paths import UnsafePathError, resolve_inside
 from ..moviedreamer_core.script import ScriptError, ScriptIssue, load_script, parse_script_text
 from ..moviedreamer_core.script.parsing import read_script_file
-from ..moviedreamer_core.script.problems import shown
+from ..moviedreamer_core.script.problems import REPORT_POINTER, shown
 from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_script
 from . import host, wire_types
 from .choices import check_inputs
@@ -240,7 +240,7 @@ class ReportedOnce(str):
     def __str__(self) -> str:
         n, self._formatted = self._formatted, self._formatted + 1
         if n < len(self._order) and self._order[n] != self._place:
-            return f"see the problems listed under {self._place}"
+            return f"{REPORT_POINTER}{self._place}"
         return str.__str__(self)
 
 

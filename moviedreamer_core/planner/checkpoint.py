@@ -73,4 +73,3 @@ def load_planner(path: str, *, expect_text_space: Optional[EmbeddingSpace] = Non
             state[key] = f.get_tensor(key)
     model.load_state_dict(state, strict=True)  # the same tensors, shape for shape: require_matching_shapes
     return model.to(device).eval()
-

@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any, Optional
 
+from ..script.problems import REPORT_POINTER
 
 
 #: model folder of a missing file, by input name (and by class for names several loaders share)
@@ -81,10 +82,19 @@ def format_node_error(node_id: str, class_type: str, err: dict) -> str:
     return f"{where}: {message}" + (f": {details}" if details and details not in (message, name) else "")
 
 
-def format_refusal(body: Any, prompt: Optional[dict] = None) -> str:
-    """The server's HTTP 400 answer to ``POST /prompt`` as text: a headline and one line per node error."""
+def _pointed_input(err: dict) -> Optional[str]:
+    """The input whose report ``err`` only points to ("<input> - see the problems listed under script":
+    ``REPORT_POINTER``), or ``None`` for an error that says something itself."""
+    said = str(err.get("details") or "").split(" - ", 1)[-1]
+    return said[len(REPORT_POINTER):] if said.startswith(REPORT_POINTER) else None
+
+
+def format_refusal(body: Any, prompt: Optional[dict] = None, refused: str = "the server refused the prompt") -> str:
+    """The server's HTTP 400 answer to ``POST /prompt`` (or ``execution.validate_prompt``'s error and node errors, as
+    the same dict) as text: a headline beginning with ``refused`` and one line per node error; an input that only
+    points to the report the node lists under another input is left out."""
     if not isinstance(body, dict):
-        return f"the server refused the prompt: {body}"
+        return f"{refused}: {body}"
     lines = []
     error = body.get("error")
     node_errors = body.get("node_errors") or {}
@@ -93,19 +103,22 @@ def format_refusal(body: Any, prompt: Optional[dict] = None) -> str:
         details = error.get("details")
         if details and not node_errors:
             head += f": {details}"
-        lines.append(f"the server refused the prompt: {head}")
+        lines.append(f"{refused}: {head}")
     elif error:
-        lines.append(f"the server refused the prompt: {error}")
+        lines.append(f"{refused}: {error}")
     else:
-        lines.append("the server refused the prompt")
+        lines.append(refused)
     for nid in sorted(node_errors, key=_id_key):
         entry = node_errors[nid] or {}
         cls = entry.get("class_type") or ((prompt or {}).get(str(nid)) or {}).get("class_type", "?")
         errs = entry.get("errors") or []
         if not errs:
             lines.append(f"  node {nid} ({cls}): refused")
+        listed = {(e.get("extra_info") or {}).get("input_name") for e in errs if _pointed_input(e) is None} - {None}
         seen = set()
         for err in errs:
+            if _pointed_input(err) in listed:
+                continue
             text = format_node_error(str(nid), cls, err)
             if text in seen:
                 continue

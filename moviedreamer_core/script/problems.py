@@ -17,6 +17,12 @@ from typing import Any, Iterable, Optional
 from .limits import MAX_COLLECTED_PROBLEMS, MAX_LISTED_NAMES, MAX_REPORTED_PROBLEMS, MAX_SHOWN_CHARS
 
 
+#: What ScriptEncode answers under each of its inputs but one when the script is refused: the host repeats a node's
+#: refusal once per input, so the report is spelled out under one input and the others point there
+#: (``nodes/script_encode_node.py``). Readers of the host's refusals drop a pointer when the report is beside it.
+REPORT_POINTER = "see the problems listed under "
+
+
 @dataclass(frozen=True)
 class ScriptIssue:
     """One problem: where it is (``shots[3].characters[1]``) and what is wrong."""

@@ -144,6 +144,25 @@ REFUSAL = {
 }
 
 
+def test_a_report_is_listed_once_and_the_inputs_pointing_to_it_are_left_out():
+    """ScriptEncode spells a refused script's report out under one input and points there from the others (the host
+    repeats a node's refusal once per input): the refusal lists the report once and no pointer to it; a pointer to
+    an input the node does not list is kept."""
+    pointer = {"type": "custom_validation_failed", "message": "Custom validation failed for node"}
+    body = {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation"},
+            "node_errors": {"2": {"class_type": "ScriptEncode", "errors": [
+                {**pointer, "details": "script - 1 problem in the script:\n  script: expected a mapping",
+                 "extra_info": {"input_name": "script"}},
+                *[{**pointer, "details": f"{name} - see the problems listed under script", "extra_info": {"input_name": name}}
+                  for name in ("script_file", "images", "text_encoder")]]},
+                "5": {"class_type": "ScriptEncode", "errors": [
+                    {**pointer, "details": "images - see the problems listed under script", "extra_info": {"input_name": "images"}}]}}}
+    text = q.format_refusal(body, refused="the toy workflow was refused")
+    assert text.splitlines() == ["the toy workflow was refused: Prompt outputs failed validation",
+                                 "  node 2 (ScriptEncode): 1 problem in the script:", "    script: expected a mapping",
+                                 "  node 5 (ScriptEncode): see the problems listed under script"], text
+
+
 def test_a_validation_refusal_reads_as_one_line_per_node_error():
     text = q.format_refusal(REFUSAL, movie_prompt())
     lines = text.splitlines()

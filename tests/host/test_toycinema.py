@@ -123,7 +123,8 @@ def test_demo_command_says_why_the_host_refused_a_script_in_words(host, tmp_path
                             timeout=300, env=_env(host))
     assert proc.returncode == 1, proc.stderr[-3000:]
     tail = proc.stderr[proc.stderr.index("the toy workflow was refused"):]
-    assert "ScriptEncode (node " in tail and "script: expected a mapping with title, style, characters and shots; got text" in tail
+    assert "node 2 (ScriptEncode): 1 problem in the script:" in tail  # the queue command's words (queue.messages)
+    assert "script: expected a mapping with title, style, characters and shots; got text" in tail
     assert tail.count("expected a mapping") == 1 and "custom_validation_failed" not in tail and "see the problems" not in tail, tail
     threads = fresh_python.run("python cli/toycinema_demo.py --threads 100000", timeout=300, env=_env(host))
     assert threads.returncode == 1 and "--threads must be from 1 to 1024, got 100000" in threads.stderr, threads.stderr[-2000:]
