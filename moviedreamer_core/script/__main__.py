@@ -27,6 +27,9 @@ def main(argv=None) -> int:
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))
         return 0
+    if args.input_dir is not None and not os.path.isdir(args.input_dir):
+        # else every reference would be reported "not found in the input folder", hiding the one mistake
+        check.error(f"--input-dir: {args.input_dir} is not a folder")
     input_dir = args.input_dir or os.path.dirname(os.path.abspath(args.file))
     try:
         text = read_script_file(args.file, args.file, where="file")
