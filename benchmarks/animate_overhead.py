@@ -11,14 +11,14 @@ Needs a ComfyUI host: ``COMFYUI_PATH=~/ComfyUI python benchmarks/animate_overhea
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.host_session import host_or_skip  # noqa: E402
 
 
 def main() -> None:
@@ -27,18 +27,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
-    host_root = os.environ.get("COMFYUI_PATH")
-    if not host_root:
-        print("skipped: set COMFYUI_PATH to a ComfyUI checkout")
-        return
-    from tests.host.harness import InProcessHost
-
-    with tempfile.TemporaryDirectory() as work:
-        host = InProcessHost(Path(host_root).expanduser(), Path(work))
+    with host_or_skip() as host:
+        if host is None:
+            return
+        import comfy.sd
         import numpy as np
         import torch
-
-        import comfy.sd
         from comfy_extras.nodes_wan import WanImageToVideo
 
         from moviedreamer_core.animate import make_movie
@@ -65,7 +59,7 @@ def main() -> None:
         def ours(i):
             backend = backends.wan_backend(model, vae, pos, neg, steps=args.steps, cfg=5.0, sampler_name="euler",
                                            scheduler="simple", seed=0, size=(s, s))
-            return make_movie(MovieProject(str(Path(work) / "out"), f"bench{i}"), script, lambda k: keyframe, fps=fps,
+            return make_movie(MovieProject(str(host.workdir / "out"), f"bench{i}"), script, lambda k: keyframe, fps=fps,
                               frames_per_clip=args.frames, size=(s, s), backend=backend, backend_name="wan")
 
         with torch.inference_mode():

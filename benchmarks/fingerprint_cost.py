@@ -19,15 +19,14 @@ Needs a ComfyUI host: ``COMFYUI_PATH=~/ComfyUI python benchmarks/fingerprint_cos
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.host_session import host_or_skip  # noqa: E402
 from benchmarks.render_overhead import sd15_size_model  # noqa: E402
 
 
@@ -37,20 +36,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    host_root = os.environ.get("COMFYUI_PATH")
-    if not host_root:
-        print("skipped: set COMFYUI_PATH to a ComfyUI checkout")
-        return
-    from tests.host.harness import InProcessHost
-
-    with tempfile.TemporaryDirectory() as work:
-        host = InProcessHost(Path(host_root).expanduser(), Path(work))
-        import torch
-
+    with host_or_skip() as host:
+        if host is None:
+            return
         import comfy.ldm.models.autoencoder
         import comfy.sd
         import comfy.sd1_clip
         import comfy.supported_models_base
+        import torch
 
         from moviedreamer_core import fingerprint as core_fingerprint
         from moviedreamer_core.renderer import RendererAdapter, RendererConfig

@@ -10,14 +10,14 @@ Needs a ComfyUI host: ``COMFYUI_PATH=~/ComfyUI python benchmarks/render_overhead
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.host_session import host_or_skip  # noqa: E402
 
 SD15_UNET = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
                  adm_in_channels=None, in_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
@@ -46,14 +46,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    host_root = os.environ.get("COMFYUI_PATH")
-    if not host_root:
-        print("skipped: set COMFYUI_PATH to a ComfyUI checkout")
-        return
-    from tests.host.harness import InProcessHost
-
-    with tempfile.TemporaryDirectory() as work:
-        host = InProcessHost(Path(host_root).expanduser(), Path(work))
+    with host_or_skip() as host:
+        if host is None:
+            return
         import torch
 
         from moviedreamer_core.renderer import RendererAdapter, RendererConfig

@@ -12,7 +12,6 @@ Run: ``python benchmarks/script_encode.py [--sentences 64] [--photos 8]``
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.host_session import host_or_skip  # noqa: E402
 from moviedreamer_core.identity.cache import IdentityCache  # noqa: E402
 from moviedreamer_core.identity.dlib_embedder import DlibFaceEmbedder  # noqa: E402
 
@@ -53,14 +53,9 @@ def bench_identity(n: int) -> None:
 
 
 def bench_text(n: int) -> None:
-    host_root = os.environ.get("COMFYUI_PATH")
-    if not host_root:
-        print("text: skipped (set COMFYUI_PATH to a ComfyUI checkout)")
-        return
-    from tests.host.harness import InProcessHost
-
-    with tempfile.TemporaryDirectory() as work:
-        host = InProcessHost(Path(host_root).expanduser(), Path(work))
+    with host_or_skip("text: ") as host:
+        if host is None:
+            return
         import comfy.sd
         import comfy.sd1_clip
         import comfy.supported_models_base
