@@ -60,8 +60,12 @@ def core_module(name: str):
     if key not in sys.modules:
         spec = importlib.util.spec_from_file_location(key, PACK_DIR / "moviedreamer_core" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[key] = module
+        sys.modules[key] = module  # before it runs, as import does: a dataclass looks its module up while it is made
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[key]
+            raise
     return sys.modules[key]
 
 

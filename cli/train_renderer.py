@@ -32,6 +32,13 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
 
 _types = core_module("argument_types")
 number, seed, whole_number = _types.number, _types.seed, _types.whole_number
+_RANGES = core_module("renderer_training_ranges").RANGES
+
+
+def _ranged(name: str) -> dict:
+    """``type`` and ``default`` of the flag for the node's input ``name``: the node's range (one table for both)."""
+    r = _RANGES[name]
+    return {"type": (whole_number if r.whole else number)(r.minimum, r.maximum), "default": r.default}
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
@@ -46,21 +53,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", default="512x512", help="WIDTHxHEIGHT the keyframes are cropped and resized to")
     p.add_argument("--face-embedder", default="dlib", choices=["dlib", "insightface", "clip_vision_crop"])
     p.add_argument("--token-source", default="image_embeds", choices=["image_embeds", "penultimate_hidden_states"])
-    p.add_argument("--steps", type=whole_number(1, 1_000_000), default=500)
-    p.add_argument("--batch-size", type=whole_number(1, 256), default=4)
-    p.add_argument("--learning-rate", type=number(1e-7, 1.0), default=1e-4)
-    p.add_argument("--augmentations", type=whole_number(0, 64), default=4)
-    p.add_argument("--identity-noise", type=number(0.0, 1.0), default=0.05)
-    p.add_argument("--character-threshold", type=number(0.0, 2.0), default=0.07,
+    p.add_argument("--steps", **_ranged("steps"))
+    p.add_argument("--batch-size", **_ranged("batch_size"))
+    p.add_argument("--learning-rate", **_ranged("learning_rate"))
+    p.add_argument("--augmentations", **_ranged("augmentations"))
+    p.add_argument("--identity-noise", **_ranged("identity_noise"))
+    p.add_argument("--character-threshold", **_ranged("character_threshold"),
                    help="without character sub-folders: cosine distance within which faces are one character (0: none)")
-    p.add_argument("--context-tokens", type=whole_number(1, 64), default=4)
-    p.add_argument("--identity-tokens", type=whole_number(1, 64), default=4)
+    p.add_argument("--context-tokens", **_ranged("context_tokens"))
+    p.add_argument("--identity-tokens", **_ranged("identity_tokens"))
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--save-name", default="moviedreamer_renderer", help="file name in models/moviedreamer")
     p.add_argument("--save-dir", default=None, help="write the file into this folder instead of ComfyUI's "
                    "models/moviedreamer (created when missing)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
-    return p.parse_args(argv)  # the numbers' ranges are the RendererTrain node's (nodes/renderer_train_node.py)
+    return p.parse_args(argv)  # the numbers: the node's ranges (moviedreamer_core/renderer_training_ranges.py)
 
 
 def keyframe_files(folder: str) -> tuple[list[Path], list[str]]:

@@ -25,12 +25,19 @@ from ..moviedreamer_core.data.clustering import DEFAULT_THRESHOLD
 from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
 from ..moviedreamer_core.renderer.identity_banks import attach_identity_banks, character_groups
 from ..moviedreamer_core.renderer.train import augment_images
+from ..moviedreamer_core.renderer_training_ranges import RANGES
 from . import host, wire_types
 from .choices import check_inputs
 from .attention_patch import discover_cross_attention
 from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder
 from .render_nodes import TOKEN_SOURCES, RendererHandle
 from .renderer_training import make_denoiser, training_latents
+
+
+def _bounds(name: str) -> dict:
+    """``default``, ``min`` and ``max`` of the input ``name`` (``renderer_training_ranges``: the command's too)."""
+    r = RANGES[name]
+    return {"default": r.default, "min": r.minimum, "max": r.maximum}
 
 
 def _captions(text: str, n: int) -> list[str]:
@@ -100,16 +107,16 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                 io.Combo.Input("token_source", options=TOKEN_SOURCES, default=TOKEN_SOURCES[0],
                                tooltip="image_embeds: one pooled token per keyframe (a linear token projector). "
                                "penultimate_hidden_states: every patch feature through a perceiver resampler."),
-                io.Int.Input("steps", default=500, min=1, max=1_000_000, tooltip="Optimisation steps."),
-                io.Int.Input("batch_size", default=4, min=1, max=256, tooltip="Keyframes per step."),
-                io.Float.Input("learning_rate", default=1e-4, min=1e-7, max=1.0, step=1e-6, tooltip="AdamW learning rate."),
-                io.Int.Input("augmentations", default=4, min=0, max=64,
+                io.Int.Input("steps", **_bounds("steps"), tooltip="Optimisation steps."),
+                io.Int.Input("batch_size", **_bounds("batch_size"), tooltip="Keyframes per step."),
+                io.Float.Input("learning_rate", **_bounds("learning_rate"), step=1e-6, tooltip="AdamW learning rate."),
+                io.Int.Input("augmentations", **_bounds("augmentations"),
                              tooltip="Augmented copies per image (flip, crop, colour jitter), encoded once before training."),
-                io.Float.Input("identity_noise", default=0.05, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("identity_noise", **_bounds("identity_noise"), step=0.01,
                                tooltip="Identity-embedding randomisation: noise added to each identity at every step "
                                "(on top of the identity drawn from another photo of the character, see characters)."),
-                io.Int.Input("context_tokens", default=4, min=1, max=64, tooltip="Context tokens made from a keyframe's tokens."),
-                io.Int.Input("identity_tokens", default=4, min=1, max=64, tooltip="Context tokens made from a face identity."),
+                io.Int.Input("context_tokens", **_bounds("context_tokens"), tooltip="Context tokens made from a keyframe's tokens."),
+                io.Int.Input("identity_tokens", **_bounds("identity_tokens"), tooltip="Context tokens made from a face identity."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of initialisation, batches and noise."),
                 io.String.Input("save_name", default="moviedreamer_renderer",
                                 tooltip="File name in models/moviedreamer (.safetensors is added)."),
@@ -122,7 +129,7 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                                 "identity of ANOTHER photo of the same character, then identity_noise is added; an "
                                 "image without a detected face borrows its character's identity. Empty: photos are "
                                 "grouped into characters by clustering their face embeddings (character_threshold)."),
-                io.Float.Input("character_threshold", default=DEFAULT_THRESHOLD, min=0.0, max=2.0, step=0.01, optional=True,
+                io.Float.Input("character_threshold", **_bounds("character_threshold"), step=0.01, optional=True,
                                tooltip="Without character names: photos whose face embeddings lie within this cosine "
                                "distance (average linkage, as the dataset builder groups a film's faces) are one "
                                "character. 0.07 suits dlib; other embedders spread a person wider (a low value only "

@@ -365,3 +365,25 @@ def test_training_leaves_torchs_global_generator_alone(host, testing, photos):
     _, _, second = train(*models, images, ["a portrait"] * 2, face_embedder="clip_vision_crop", steps=2, batch_size=2,
                          augmentations=1, save_name="rng_check", seed=3)
     assert first == second
+
+
+def test_the_training_command_takes_exactly_the_numbers_the_node_takes(host):
+    """``cli/train_renderer.py`` runs the node's training, so each number flag has the node's default and range, as
+    the host registered the node (``GET_SCHEMA``): the limits are accepted, one step past them refused."""
+    cli = host.pack_submodule("cli.train_renderer")
+    schema = host.nodes.NODE_CLASS_MAPPINGS["MovieDreamerTrainRenderer"].GET_SCHEMA()
+    inputs = {i.id: i for i in schema.inputs}
+    required = ["--checkpoint", "c", "--clip-vision", "v", "--images", "."]
+    defaults = cli.parse_args(required)
+    numbers = [n for n, i in inputs.items() if getattr(i, "min", None) is not None and n != "seed"]
+    assert set(numbers) == {"steps", "batch_size", "learning_rate", "augmentations", "identity_noise", "context_tokens",
+                            "identity_tokens", "character_threshold"}
+    for name in numbers:
+        node = inputs[name]
+        flag = "--" + name.replace("_", "-")
+        assert getattr(defaults, name) == node.default, name
+        for value in (node.min, node.max):
+            assert getattr(cli.parse_args(required + [flag, repr(value)]), name) == value, (name, value)
+        for value in (node.min - (1 if isinstance(node.min, int) else 1e-9), node.max + (1 if isinstance(node.max, int) else 1e-3)):
+            with pytest.raises(SystemExit):
+                cli.parse_args(required + [flag, repr(value)])
