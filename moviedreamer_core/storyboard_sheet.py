@@ -15,6 +15,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 BACKGROUND = (24, 24, 24)
 TEXT = (230, 230, 230)
+#: The largest sheet drawn, in pixels (8192 x 4096). The sheet is held three times over (PIL, numpy, and the node's
+#: float IMAGE at 12 bytes a pixel: 400 MB here), so a long movie at the node's widest cells (2048 pixels, 64
+#: columns) would otherwise ask for tens of gigabytes; cells are made narrower until the sheet fits.
+MAX_SHEET_PIXELS = 8192 * 4096
+MIN_CELL = 8
+LINE_HEIGHT = 12
 
 
 def _fit(text: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
@@ -44,22 +50,53 @@ class ReadOneByOne(SequenceABC):
         return self.read(index)
 
 
+def sheet_size(n: int, aspect: float, *, columns: int, cell: int, text_h: int, margin: int) -> tuple[int, int]:
+    """``(width, height)`` of the sheet of ``n`` keyframes of ``aspect`` (height / width) in cells ``cell`` wide."""
+    columns = min(columns, n)
+    rows = (n + columns - 1) // columns
+    cell_h = max(1, round(cell * aspect))
+    return margin + columns * (cell + margin), margin + rows * (cell_h + text_h + margin)
+
+
+def fitting_cell(n: int, aspect: float, *, columns: int, cell: int, text_h: int = 2 * LINE_HEIGHT, margin: int = 4,
+                 max_pixels: int = MAX_SHEET_PIXELS) -> int:
+    """The widest cell, at most ``cell``, whose sheet holds at most ``max_pixels``; ``ValueError`` when not even
+    ``MIN_CELL`` does (too many keyframes, or keyframes far taller than wide)."""
+    def pixels(c: int) -> int:
+        w, h = sheet_size(n, aspect, columns=columns, cell=c, text_h=text_h, margin=margin)
+        return w * h
+
+    if pixels(cell) <= max_pixels:
+        return cell
+    if pixels(MIN_CELL) > max_pixels:
+        w, h = sheet_size(n, aspect, columns=columns, cell=MIN_CELL, text_h=text_h, margin=margin)
+        raise ValueError(f"a storyboard sheet of {n} keyframes would be {w} x {h} pixels even with {MIN_CELL}-pixel "
+                         f"cells, over the {max_pixels:,} pixels a sheet may hold")
+    lo, hi = MIN_CELL, cell  # pixels(lo) fits, pixels(hi) does not; the sheet grows with the cell
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if pixels(mid) <= max_pixels else (lo, mid)
+    return lo
+
+
 def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str] = (), *, columns: int = 6, cell: int = 128,
-                  caption_lines: int = 2, margin: int = 4) -> np.ndarray:
+                  caption_lines: int = 2, margin: int = 4, max_pixels: int = MAX_SHEET_PIXELS) -> np.ndarray:
     """``uint8 [H, W, 3]``: ``images`` (``uint8 [h, w, 3]`` each) in a grid of ``columns``, each scaled to
-    ``cell`` pixels wide and captioned with up to ``caption_lines`` lines of its caption."""
+    ``cell`` pixels wide and captioned with up to ``caption_lines`` lines of its caption. A sheet that would hold
+    more than ``max_pixels`` gets narrower cells (``fitting_cell``; the sheet's width tells the cell used)."""
     if not len(images):
         raise ValueError("no keyframes to lay out")
-    if columns < 1 or cell < 8:
-        raise ValueError(f"columns must be at least 1 and cell at least 8 pixels (got {columns}, {cell})")
+    if columns < 1 or cell < MIN_CELL:
+        raise ValueError(f"columns must be at least 1 and cell at least {MIN_CELL} pixels (got {columns}, {cell})")
     h0, w0 = images[0].shape[:2]
-    cell_h = max(1, round(cell * h0 / w0))
     font = ImageFont.load_default()
-    line_h = 12
+    line_h = LINE_HEIGHT
     text_h = caption_lines * line_h if captions else 0
+    cell = fitting_cell(len(images), h0 / w0, columns=columns, cell=cell, text_h=text_h, margin=margin, max_pixels=max_pixels)
+    cell_h = max(1, round(cell * h0 / w0))
     columns = min(columns, len(images))
-    rows = (len(images) + columns - 1) // columns
-    sheet = Image.new("RGB", (margin + columns * (cell + margin), margin + rows * (cell_h + text_h + margin)), BACKGROUND)
+    sheet = Image.new("RGB", sheet_size(len(images), h0 / w0, columns=columns, cell=cell, text_h=text_h, margin=margin),
+                      BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)

@@ -139,6 +139,24 @@ def test_contact_sheet_lays_out_and_captions_every_keyframe():
         contact_sheet([], [])
 
 
+def test_a_sheet_too_large_to_hold_gets_narrower_cells_and_one_past_any_cell_is_refused():
+    """A long movie at the node's widest cells asked for tens of gigabytes of sheet: the cell narrows to the widest
+    that keeps the sheet within its pixels, and a sheet that no cell fits is refused before anything is drawn."""
+    from moviedreamer_core.storyboard_sheet import MIN_CELL, fitting_cell, sheet_size
+
+    assert fitting_cell(7, 1.0, columns=3, cell=64) == 64  # fits: unchanged
+    cap = 200_000
+    cell = fitting_cell(40, 9 / 16, columns=4, cell=2048, max_pixels=cap)
+    w, h = sheet_size(40, 9 / 16, columns=4, cell=cell, text_h=24, margin=4)
+    w1, h1 = sheet_size(40, 9 / 16, columns=4, cell=cell + 1, text_h=24, margin=4)
+    assert MIN_CELL <= cell < 2048 and w * h <= cap < w1 * h1  # the widest that fits
+    frames = [np.full((36, 64, 3), 5 * i, np.uint8) for i in range(40)]
+    sheet = contact_sheet(frames, [f"s{i}: Bo waits." for i in range(40)], columns=4, cell=2048, max_pixels=cap)
+    assert sheet.shape[0] * sheet.shape[1] <= cap and sheet.shape[1] == w
+    with pytest.raises(ValueError, match="even with 8-pixel cells"):
+        contact_sheet(frames[:1] * 5000, columns=64, cell=64, max_pixels=cap)
+
+
 def test_log_normal_noise_levels_follow_their_distribution_inside_the_model_range():
     from moviedreamer_core.renderer.train import sample_sigmas, sample_sigmas_log_normal
 

@@ -112,12 +112,19 @@ def test_storyboard_sheet_reads_the_keyframe_set_as_it_reads_the_images(host, ph
                "inputs": {**sheet, "keyframe_set": ["11", 2], "project_name": "sheet_from_set"}}
     g["14"] = {"class_type": "MovieDreamerStoryboardSheet",
                "inputs": {**sheet, "keyframes": ["11", 0], "project_name": "sheet_from_images"}}
+    # the widest cells in one column: 20 cells of 2048 x 2048 would be 86 M pixels, 1 GB as the node's IMAGE
+    g["15"] = {"class_type": "MovieDreamerStoryboardSheet",
+               "inputs": {**sheet, "columns": 1, "cell_width": 2048, "keyframe_set": ["11", 2], "project_name": "sheet_wide"}}
     result = host.run(g)
     assert result.success, result.error_text()
     from_set = np.asarray(Image.open(_project(host, "sheet_from_set") / "storyboard.png"))
     from_images = np.asarray(Image.open(_project(host, "sheet_from_images") / "storyboard.png"))
     assert from_set.shape == from_images.shape and from_set.shape[1] == 4 + 6 * (64 + 4)
     assert np.array_equal(from_set, from_images)
+    from moviedreamer_core.storyboard_sheet import MAX_SHEET_PIXELS
+
+    wide = Image.open(_project(host, "sheet_wide") / "storyboard.png")
+    assert wide.width * wide.height <= MAX_SHEET_PIXELS and 1024 < wide.width - 8 < 2048, wide.size
 
     g["11"]["inputs"]["images_output"] = "preview"
     del g["13"]
