@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -118,6 +119,44 @@ def _model_path(folder_paths, kind: str, name: str) -> str:
     return path
 
 
+class StoppedByUser(Exception):
+    """Ctrl-C during training: the run stopped after a whole step (``step``), its state saved beside the renderer."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped after step {step}")
+        self.step = step
+
+
+class CtrlC:
+    """Ctrl-C while the renderer trains stops it after the step under way, so the training state is saved whole
+    (``renderer/fit_state``) and the same command continues from it; a second Ctrl-C, or one before training has
+    begun (nothing to keep yet), stops at once as usual. ``with CtrlC() as ctrl_c:`` and ``ctrl_c.after_step(step)``
+    from the training's ``on_step``."""
+
+    def __init__(self):
+        self.asked = False
+        self.training = False
+
+    def __enter__(self) -> "CtrlC":
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.asked or not self.training:
+            raise KeyboardInterrupt
+        self.asked = True
+        print("Ctrl-C: stopping after this step, keeping the training state (Ctrl-C again: stop at once)",
+              file=sys.stderr, flush=True)
+
+    def after_step(self, step: int) -> None:
+        self.training = True
+        if self.asked:
+            raise StoppedByUser(step)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.comfyui:
@@ -143,17 +182,24 @@ def main(argv=None) -> int:
     clip_vision = comfy.clip_vision.load(clip_vision_path)
     train = importlib.import_module(f"{PACK_MODULE}.nodes.renderer_train_node").train_renderer
 
-    def on_step(step, steps, loss):
-        if step == 1 or step == steps or step % max(steps // 20, 1) == 0:
-            print(f"step {step}/{steps}  loss {loss:.4f}", file=sys.stderr, flush=True)
+    with CtrlC() as ctrl_c:
+        def on_step(step, steps, loss):
+            if step == 1 or step == steps or step % max(steps // 20, 1) == 0:
+                print(f"step {step}/{steps}  loss {loss:.4f}", file=sys.stderr, flush=True)
+            ctrl_c.after_step(step)
 
-    _, _, text = train(model, vae, clip, clip_vision, images, captions, face_embedder=args.face_embedder,
-                       token_source=args.token_source, steps=args.steps, batch_size=args.batch_size,
-                       learning_rate=args.learning_rate, augmentations=args.augmentations,
-                       identity_noise=args.identity_noise, context_tokens=args.context_tokens,
-                       identity_tokens=args.identity_tokens, seed=args.seed, save_name=args.save_name,
-                       characters=load_characters(args.images), character_threshold=args.character_threshold,
-                       on_step=on_step)
+        try:
+            _, _, text = train(model, vae, clip, clip_vision, images, captions, face_embedder=args.face_embedder,
+                               token_source=args.token_source, steps=args.steps, batch_size=args.batch_size,
+                               learning_rate=args.learning_rate, augmentations=args.augmentations,
+                               identity_noise=args.identity_noise, context_tokens=args.context_tokens,
+                               identity_tokens=args.identity_tokens, seed=args.seed, save_name=args.save_name,
+                               characters=load_characters(args.images), character_threshold=args.character_threshold,
+                               on_step=on_step)
+        except StoppedByUser as e:
+            print(f"stopped after step {e.step} of {args.steps}; the training state is kept beside the renderer file: "
+                  "run the same command again to continue from there", file=sys.stderr)
+            return 130
     print(text)
     print(nodes.host.model_save_path(text.split(":", 1)[0]))
     return 0

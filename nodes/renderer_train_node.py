@@ -10,6 +10,7 @@ The result is a MovieDreamer renderer file in ``models/moviedreamer`` that the r
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Optional
 
 import numpy as np
@@ -23,6 +24,7 @@ from ..moviedreamer_core.paths import safe_folder_name
 from ..moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_renderer
 from ..moviedreamer_core.data.clustering import DEFAULT_THRESHOLD
 from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
+from ..moviedreamer_core.renderer.fit_state import clear_fit_state, state_path
 from ..moviedreamer_core.renderer.identity_banks import attach_identity_banks, character_groups
 from ..moviedreamer_core.renderer.train import augment_images
 from ..moviedreamer_core.renderer_training_ranges import RANGES
@@ -30,6 +32,7 @@ from . import host, wire_types
 from .choices import check_inputs
 from .attention_patch import discover_cross_attention
 from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder
+from .model_fingerprints import fingerprint as model_fingerprint
 from .render_nodes import TOKEN_SOURCES, RendererHandle
 from .renderer_training import make_denoiser, training_latents
 
@@ -231,6 +234,7 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
     path = host.model_save_path(file_name)
     embedder = make_face_embedder(face_embedder, clip_vision)
     layers = discover_cross_attention(model)
+    frozen = model_fingerprint(model)  # the frozen model the loss goes through, as given (before training patches it)
     progress = host.Progress(n * (augmentations + 1) + steps)
     # ---- encode every (augmented) image once
     generator = torch.Generator().manual_seed(int(seed))
@@ -278,17 +282,21 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
         denoise = make_denoiser(model, patcher)
         sampling = model.get_model_object("model_sampling")
         sigma_range = (float(sampling.sigma_min), float(sampling.sigma_max))
+        # an interrupted run of this same training left its state beside the file: continue it (fit_state)
+        settings = {"model": frozen, "config": {k: v for k, v in asdict(adapter.cfg).items() if k != "extra"}}
         fit = fit_renderer(adapter, samples, denoise, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                              sigma_range=sigma_range, identity_noise=identity_noise, seed=seed, device=device,
-                              progress=step_done)
+                           sigma_range=sigma_range, identity_noise=identity_noise, seed=seed, device=device,
+                           progress=step_done, resume=state_path(path), settings=settings)
     adapter.cpu()
     save_renderer(adapter, path)
+    clear_fit_state(path)
     losses = fit.losses
     curve = _loss_curve(losses)
     banks = (f"identity from another photo of the character for {counts['banked']} samples "
              f"({counts['characters']} character{'' if counts['characters'] == 1 else 's'}"
              f"{', ' + str(counts['lent']) + ' without a face of their own' if counts['lent'] else ''}); "
              if counts["banked"] else "")
-    text = (f"{file_name}: {steps} steps on {len(samples)} samples ({n} images x {augmentations + 1}); "
+    resumed = f" (continued from step {fit.resumed_from}, where an interrupted run stopped)" if fit.resumed_from else ""
+    text = (f"{file_name}: {steps} steps{resumed} on {len(samples)} samples ({n} images x {augmentations + 1}); "
             f"{found} with a face; {banks}evaluation loss {fit.eval_before:.4f} -> {fit.eval_after:.4f}")
     return RendererHandle(file_name, host.managed(adapter)), curve, text

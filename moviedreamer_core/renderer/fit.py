@@ -63,6 +63,7 @@ class FitResult:
     losses: list  # the training loss of every step (noisy: each step draws its own noise levels)
     eval_before: float  # the fixed evaluation loss before training
     eval_after: float  # ... and after
+    resumed_from: int = 0  # the step an interrupted run of the same training had saved (0: started afresh)
 
 
 def evaluation_loss(adapter: RendererAdapter, samples: Sequence[RendererSample], denoise: Denoiser,
@@ -93,10 +94,18 @@ def evaluation_loss(adapter: RendererAdapter, samples: Sequence[RendererSample],
 def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], denoise: Denoiser, *, steps: int,
                  batch_size: int = 4, learning_rate: float = 1e-4, sigma_range: tuple[float, float] = (0.03, 14.6),
                  identity_noise: float = 0.05, seed: int = 0, device: Optional[torch.device] = None,
-                 progress: Optional[Callable[[int, int, float], None]] = None) -> FitResult:
+                 progress: Optional[Callable[[int, int, float], None]] = None, resume: Optional[str] = None,
+                 settings: Optional[dict] = None, save_every: Optional[float] = None) -> FitResult:
     """Train ``adapter`` in place for ``steps`` steps on random batches of ``samples``.
 
-    ``progress(step, steps, loss)`` is called after every step (it may raise to stop: the host's interrupt)."""
+    ``progress(step, steps, loss)`` is called after every step (it may raise to stop: the host's interrupt).
+    ``resume``: a file for the training state (``fit_state``): written every ``save_every`` seconds (default
+    ``fit_state.SAVE_EVERY_SECONDS``) and when ``progress`` raises, and continued from when it holds this training's
+    state (the samples, the adapter's starting weights, the settings here and ``settings``, e.g. the frozen
+    model's fingerprint). The caller removes it after saving the renderer (``fit_state.clear_fit_state``)."""
+    import time
+
+    from . import fit_state
     if not samples:
         raise ValueError("no training samples")
     if steps < 1 or batch_size < 1:
@@ -109,9 +118,25 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     generator = torch.Generator().manual_seed(int(seed))
     device = device or next(adapter.parameters()).device
-    before = evaluation_loss(adapter, samples, denoise, sigma_range, device)
-    losses = []
-    for step in range(steps):
+    start, losses, before, fingerprint = 0, [], None, ""
+    if resume is not None:
+        fingerprint = fit_state.training_fingerprint(samples, adapter, {
+            "batch_size": batch_size, "learning_rate": learning_rate, "sigma_range": list(sigma_range),
+            "identity_noise": identity_noise, "seed": int(seed), **(settings or {})})
+        restored = fit_state.load_fit_state(resume, fingerprint=fingerprint, max_step=steps, adapter=adapter,
+                                            optimizer=optimizer, generator=generator)
+        if restored is not None:
+            start, losses, before = restored["step"], restored["losses"], restored["eval_before"]
+    if before is None:
+        before = evaluation_loss(adapter, samples, denoise, sigma_range, device)
+    every = fit_state.SAVE_EVERY_SECONDS if save_every is None else float(save_every)
+    saved_at = time.monotonic()
+
+    def save(done: int) -> None:
+        fit_state.save_fit_state(resume, fingerprint=fingerprint, step=done, losses=losses, eval_before=before,
+                                 adapter=adapter, optimizer=optimizer, generator=generator)
+
+    for step in range(start, steps):
         rows = torch.randint(len(samples), (min(batch_size, len(samples)),), generator=generator).tolist()
         batch, banks = collate([samples[i] for i in rows], identity_dim)
         batch = batch.to(device)
@@ -120,7 +145,15 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
         stats = train_step(adapter, batch, denoise, optimizer, sigma_range=sigma_range, identity_noise=identity_noise,
                            identity_banks=banks, generator=generator)
         losses.append(stats["loss"])
+        if resume is not None and time.monotonic() - saved_at >= every:
+            save(step + 1)
+            saved_at = time.monotonic()
         if progress is not None:
-            progress(step + 1, steps, stats["loss"])
+            try:
+                progress(step + 1, steps, stats["loss"])
+            except BaseException:  # a Cancel (the host raises from the progress hook): keep the steps done
+                if resume is not None:
+                    save(step + 1)
+                raise
     adapter.eval()
-    return FitResult(losses, before, evaluation_loss(adapter, samples, denoise, sigma_range, device))
+    return FitResult(losses, before, evaluation_loss(adapter, samples, denoise, sigma_range, device), resumed_from=start)

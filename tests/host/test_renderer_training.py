@@ -387,3 +387,91 @@ def test_the_training_command_takes_exactly_the_numbers_the_node_takes(host):
         for value in (node.min - (1 if isinstance(node.min, int) else 1e-9), node.max + (1 if isinstance(node.max, int) else 1e-3)):
             with pytest.raises(SystemExit):
                 cli.parse_args(required + [flag, repr(value)])
+
+
+def test_a_cancelled_training_is_continued_by_the_next_run_and_ends_as_the_uninterrupted_one(host, testing, photos):
+    """The host's Cancel (``interrupt_current_processing``) stops the training node between two steps; its state is
+    kept beside the renderer file (a name no loader lists) and the next run of the same training continues it: the
+    same file as a run never cancelled, byte for byte in its weights. The state is removed once the file is saved."""
+    import comfy.model_management
+    from safetensors.torch import load_file
+
+    from moviedreamer_core.renderer.fit_state import state_path
+
+    folder = Path(host.folder_paths.get_folder_paths("moviedreamer")[0])
+
+    def run(name, on_step=None):
+        return _train_eight_steps(host, testing, photos, name, on_step)
+
+    _, _, whole = run("never_cancelled")
+    steps = []
+
+    def cancel_after_three(step, total, loss):
+        steps.append(step)
+        if step == 3:
+            comfy.model_management.interrupt_current_processing(True)  # the Cancel button; the next step stops
+
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        run("cancelled", cancel_after_three)
+    assert steps == [1, 2, 3] and not (folder / "cancelled.safetensors").exists()
+    state = Path(state_path(str(folder / "cancelled.safetensors")))
+    assert state.is_file()
+    host.folder_paths.filename_list_cache.clear()
+    assert not [f for f in host.pack_submodule("nodes.render_nodes").renderer_files() if f.startswith("cancelled")]
+
+    steps.clear()
+    _, _, text = run("cancelled", lambda step, total, loss: steps.append(step))
+    assert steps == [5, 6, 7, 8] and "8 steps (continued from step 4, where an interrupted run stopped)" in text, text
+    assert not state.exists()
+    a, b = load_file(str(folder / "never_cancelled.safetensors")), load_file(str(folder / "cancelled.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.rsplit("evaluation loss ", 1)[1] == text.rsplit("evaluation loss ", 1)[1]
+
+
+def _train_eight_steps(host, testing, photos, name, on_step=None):
+    """The training node's function on two photos and the tiny host models: 8 steps saved as ``name``."""
+    from PIL import Image
+
+    train = host.pack_submodule("nodes.renderer_train_node").train_renderer
+    images = torch.stack([torch.from_numpy(np.array(Image.open(photos / p).convert("RGB").resize((48, 48)))).float() / 255
+                          for p in ("astronaut.png", "hopper.png")])
+    return train(testing.tiny_sd(0), testing.tiny_vae(0), testing.tiny_clip(0), testing.tiny_clip_vision(0), images,
+                 ["an astronaut", "a portrait"], face_embedder="clip_vision_crop", steps=8, batch_size=2,
+                 learning_rate=1e-3, augmentations=0, save_name=name, on_step=on_step)
+
+
+def test_ctrl_c_stops_the_training_command_after_a_whole_step_and_the_same_command_continues(host, testing, photos):
+    """``cli/train_renderer.py``'s Ctrl-C (a real SIGINT to this process): during training it stops after the step
+    under way with the state saved, and the next run continues; before training, or a second time, it stops at once."""
+    import os
+    import signal
+    import time
+
+    from moviedreamer_core.renderer.fit_state import state_path
+
+    cli = host.pack_submodule("cli.train_renderer")
+    folder = Path(host.folder_paths.get_folder_paths("moviedreamer")[0])
+    previous = signal.getsignal(signal.SIGINT)
+    with cli.CtrlC() as ctrl_c:
+        def on_step(step, total, loss):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+            ctrl_c.after_step(step)
+
+        with pytest.raises(cli.StoppedByUser) as stopped:
+            _train_eight_steps(host, testing, photos, "ctrl_c", on_step)
+    assert stopped.value.step == 2 and signal.getsignal(signal.SIGINT) is previous
+    assert Path(state_path(str(folder / "ctrl_c.safetensors"))).is_file()
+    steps = []
+    _, _, text = _train_eight_steps(host, testing, photos, "ctrl_c", lambda step, total, loss: steps.append(step))
+    assert steps == [3, 4, 5, 6, 7, 8] and "continued from step 2" in text, text
+
+    with cli.CtrlC() as ctrl_c:  # nothing trained yet: Ctrl-C is the usual KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        ctrl_c.after_step(1)
+        os.kill(os.getpid(), signal.SIGINT)  # the first during training only asks
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the second stops at once
+            time.sleep(5)

@@ -1,0 +1,117 @@
+"""A renderer training interrupted (a Cancel, a crash) is taken up by the next run of the same training and ends with
+exactly the renderer the uninterrupted run makes; another training never takes up its state (``renderer/fit_state``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from moviedreamer_core.renderer import RendererAdapter, RendererConfig
+from moviedreamer_core.renderer.fit import EVAL_SIGMAS, RendererSample, fit_renderer
+from moviedreamer_core.renderer.fit_state import clear_fit_state, state_path
+
+DI, D, C = 8, 4, 16
+STEPS = 12
+
+
+class Cancelled(Exception):
+    pass
+
+
+def fresh_adapter() -> RendererAdapter:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return RendererAdapter(RendererConfig(token_space={"source": "t", "K": 1, "D": D}, context_dim=C, layer_dims=[8],
+                                              context_tokens=2, identity_space={"encoder": "i", "dim": DI}, identity_tokens=2))
+
+
+def samples(shift: float = 0.0) -> list[RendererSample]:
+    g = torch.Generator().manual_seed(1)
+    return [RendererSample(torch.randn(4, 2, 2, generator=g) + shift, torch.randn(1, D, generator=g),
+                           torch.randn(3, C, generator=g), torch.nn.functional.normalize(torch.randn(DI, generator=g), dim=0))
+            for _ in range(5)]
+
+
+def denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx):
+    """A prediction that the adapter's contexts steer (so training moves the weights and the loss)."""
+    return noisy * 0.5 + token_ctx.mean(dim=(1, 2))[:, None, None, None] + identity_ctx.mean(dim=(1, 2))[:, None, None, None]
+
+
+def fit(adapter, data, path, *, steps=STEPS, cancel_at=None, seen=None, **kw):
+    def progress(step, total, loss):
+        if seen is not None:
+            seen.append(step)
+        if step == cancel_at:
+            raise Cancelled()
+
+    return fit_renderer(adapter, data, denoise, steps=steps, batch_size=2, learning_rate=1e-2, seed=3,
+                        progress=progress, resume=path, settings={"model": "tiny"}, **kw)
+
+
+def weights(adapter):
+    return {k: v.clone() for k, v in adapter.state_dict().items()}
+
+
+def test_a_cancelled_training_resumes_where_it_stopped_and_ends_as_the_uninterrupted_one(tmp_path):
+    path = state_path(str(tmp_path / "r.safetensors"))
+    whole = fresh_adapter()
+    reference = fit(whole, samples(), str(tmp_path / "other" / "x.resume"))
+    assert reference.resumed_from == 0
+
+    first = fresh_adapter()
+    with pytest.raises(Cancelled):
+        fit(first, samples(), path, cancel_at=5)
+    assert os.path.isfile(path), "the Cancel left the state of its five steps"
+    second, seen = fresh_adapter(), []
+    result = fit(second, samples(), path, seen=seen)
+    assert result.resumed_from == 5 and seen == list(range(6, STEPS + 1)), seen
+    for k, v in weights(whole).items():
+        assert torch.equal(second.state_dict()[k], v), k
+    assert result.losses == reference.losses and result.eval_before == reference.eval_before
+    assert result.eval_after == reference.eval_after
+    clear_fit_state(str(tmp_path / "r.safetensors"))
+    assert not os.path.exists(path)
+
+
+def test_the_state_is_saved_while_training_so_a_crash_loses_little(tmp_path):
+    """A crash (here: an error inside a step, after the periodic save of the step before) keeps what was saved."""
+    path = str(tmp_path / "r.resume")
+    calls = []
+
+    def failing(noisy, sigmas, token_ctx, identity_ctx, text_ctx):
+        calls.append(1)
+        if len(calls) == EVAL_SIGMAS + 8:  # the evaluation (a call per noise level), then one call a step: the 8th fails
+            raise MemoryError("out of memory")
+        return denoise(noisy, sigmas, token_ctx, identity_ctx, text_ctx)
+
+    with pytest.raises(MemoryError):
+        fit_renderer(fresh_adapter(), samples(), failing, steps=STEPS, batch_size=2, learning_rate=1e-2, seed=3,
+                     resume=path, settings={"model": "tiny"}, save_every=0.0)
+    seen = []
+    result = fit(fresh_adapter(), samples(), path, seen=seen)
+    assert result.resumed_from == 7 and seen[0] == 8
+
+
+def test_another_training_does_not_take_up_the_state(tmp_path):
+    path = str(tmp_path / "r.resume")
+    with pytest.raises(Cancelled):
+        fit(fresh_adapter(), samples(), path, cancel_at=4)
+    for changed in ({"data": samples(shift=0.5)}, {"settings": {"model": "another"}}, {"learning_rate": 2e-2},
+                    {"steps": 3}):  # other samples, another frozen model, another setting, fewer steps than saved
+        data = changed.pop("data", samples())
+        settings = changed.pop("settings", {"model": "tiny"})
+        result = fit_renderer(fresh_adapter(), data, denoise, steps=changed.get("steps", STEPS), batch_size=2,
+                              learning_rate=changed.get("learning_rate", 1e-2), seed=3, resume=path, settings=settings,
+                              save_every=1e9)
+        assert result.resumed_from == 0, changed
+    # none of them wrote over it (they saved nothing); more steps than the interrupted run asked for take it up (the
+    # learning rate is constant, so a longer run's first steps are the shorter run's)
+    assert fit(fresh_adapter(), samples(), path, steps=STEPS + 4).resumed_from == 4
+
+
+def test_an_unreadable_state_file_is_ignored(tmp_path):
+    path = tmp_path / "r.resume"
+    path.write_bytes(b"\x00" * 100)
+    assert fit(fresh_adapter(), samples(), str(path)).resumed_from == 0
