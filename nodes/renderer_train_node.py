@@ -24,7 +24,7 @@ from ..moviedreamer_core.paths import safe_folder_name
 from ..moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_renderer
 from ..moviedreamer_core.data.clustering import DEFAULT_THRESHOLD
 from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
-from ..moviedreamer_core.renderer.fit_state import clear_fit_state, state_path
+from ..moviedreamer_core.renderer.fit_state import clear_fit_state, inputs_fingerprint, state_path
 from ..moviedreamer_core.renderer.identity_banks import attach_identity_banks, character_groups
 from ..moviedreamer_core.renderer.train import augment_images
 from ..moviedreamer_core.renderer_training_ranges import RANGES
@@ -235,6 +235,11 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
     embedder = make_face_embedder(face_embedder, clip_vision)
     layers = discover_cross_attention(model)
     frozen = model_fingerprint(model)  # the frozen model the loss goes through, as given (before training patches it)
+    # what the samples are encoded from (fit_state: an interrupted run of the same training is continued)
+    inputs = inputs_fingerprint({"images": images}, {
+        "captions": list(texts), "characters": characters, "character_threshold": character_threshold,
+        "face_embedder": face_embedder, "token_source": token_source, "augmentations": augmentations, "seed": int(seed),
+        "vae": model_fingerprint(vae), "clip": model_fingerprint(clip), "clip_vision": model_fingerprint(clip_vision)})
     progress = host.Progress(n * (augmentations + 1) + steps)
     # ---- encode every (augmented) image once
     generator = torch.Generator().manual_seed(int(seed))
@@ -283,10 +288,10 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
         sampling = model.get_model_object("model_sampling")
         sigma_range = (float(sampling.sigma_min), float(sampling.sigma_max))
         # an interrupted run of this same training left its state beside the file: continue it (fit_state)
-        settings = {"model": frozen, "config": {k: v for k, v in asdict(adapter.cfg).items() if k != "extra"}}
+        settings = {"model": frozen, "inputs": inputs, "config": {k: v for k, v in asdict(adapter.cfg).items() if k != "extra"}}
         fit = fit_renderer(adapter, samples, denoise, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                            sigma_range=sigma_range, identity_noise=identity_noise, seed=seed, device=device,
-                           progress=step_done, resume=state_path(path), settings=settings)
+                           progress=step_done, resume=state_path(path), settings=settings, fingerprint_samples=False)
     adapter.cpu()
     save_renderer(adapter, path)
     clear_fit_state(path)

@@ -95,14 +95,16 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
                  batch_size: int = 4, learning_rate: float = 1e-4, sigma_range: tuple[float, float] = (0.03, 14.6),
                  identity_noise: float = 0.05, seed: int = 0, device: Optional[torch.device] = None,
                  progress: Optional[Callable[[int, int, float], None]] = None, resume: Optional[str] = None,
-                 settings: Optional[dict] = None, save_every: Optional[float] = None) -> FitResult:
+                 settings: Optional[dict] = None, save_every: Optional[float] = None,
+                 fingerprint_samples: bool = True) -> FitResult:
     """Train ``adapter`` in place for ``steps`` steps on random batches of ``samples``.
 
     ``progress(step, steps, loss)`` is called after every step (it may raise to stop: the host's interrupt).
     ``resume``: a file for the training state (``fit_state``): written every ``save_every`` seconds (default
     ``fit_state.SAVE_EVERY_SECONDS``) and when ``progress`` raises, and continued from when it holds this training's
     state (the samples, the adapter's starting weights, the settings here and ``settings``, e.g. the frozen
-    model's fingerprint). The caller removes it after saving the renderer (``fit_state.clear_fit_state``)."""
+    model's fingerprint; ``fingerprint_samples=False`` when ``settings`` identifies the samples by the inputs they
+    were encoded from). The caller removes it after saving the renderer (``fit_state.clear_fit_state``)."""
     import time
 
     from . import fit_state
@@ -120,7 +122,7 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
     device = device or next(adapter.parameters()).device
     start, losses, before, fingerprint = 0, [], None, ""
     if resume is not None:
-        fingerprint = fit_state.training_fingerprint(samples, adapter, {
+        fingerprint = fit_state.training_fingerprint(samples if fingerprint_samples else None, adapter, {
             "batch_size": batch_size, "learning_rate": learning_rate, "sigma_range": list(sigma_range),
             "identity_noise": identity_noise, "seed": int(seed), **(settings or {})})
         restored = fit_state.load_fit_state(resume, fingerprint=fingerprint, max_step=steps, adapter=adapter,

@@ -47,13 +47,26 @@ def _digest_tensor(h, t: Optional[torch.Tensor]) -> None:
     h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
-def training_fingerprint(samples: Sequence, adapter: torch.nn.Module, settings: dict) -> str:
+def inputs_fingerprint(tensors: dict, values: dict) -> str:
+    """A digest of a training's inputs: ``tensors`` (e.g. the images) by content, ``values`` (JSON-able: captions,
+    model fingerprints, settings) by value. The training node fingerprints what it was given rather than the samples
+    it encodes from it, which a GPU may encode a few bits differently from one run to the next."""
+    h = hashlib.sha256(b"renderer-fit-inputs;")
+    h.update(json.dumps(values, sort_keys=True, default=str).encode())
+    for name in sorted(tensors):
+        h.update(name.encode())
+        _digest_tensor(h, tensors[name])
+    return h.hexdigest()
+
+
+def training_fingerprint(samples: Optional[Sequence], adapter: torch.nn.Module, settings: dict) -> str:
     """What makes two trainings the same one: every encoded sample (latents, tokens, text, identity and its bank,
-    pooled text), the adapter's starting weights and ``settings`` (JSON-able: the hyper-parameters other than the
-    step count, and a fingerprint of the frozen model the loss goes through)."""
+    pooled text; ``None``: ``settings`` identifies them, see ``inputs_fingerprint``), the adapter's starting
+    weights and ``settings`` (JSON-able: the hyper-parameters other than the step count, and a fingerprint of the
+    frozen model the loss goes through)."""
     h = hashlib.sha256(f"renderer-fit/{FORMAT};".encode())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for s in samples:
+    for s in samples or ():
         for t in (s.latents, s.tokens, s.text, s.identity, s.bank, s.pooled):
             _digest_tensor(h, t)
     for name, t in sorted(adapter.state_dict().items()):

@@ -427,8 +427,17 @@ def test_a_cancelled_training_is_continued_by_the_next_run_and_ends_as_the_unint
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert whole.rsplit("evaluation loss ", 1)[1] == text.rsplit("evaluation loss ", 1)[1]
 
+    steps.clear()  # cancelled again; then another training under the same name (one caption changed) starts afresh
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        run("cancelled", cancel_after_three)
+    assert state.is_file()
+    steps.clear()
+    _, _, text = _train_eight_steps(host, testing, photos, "cancelled", lambda step, total, loss: steps.append(step),
+                                    captions=("an astronaut on the moon", "a portrait"))
+    assert steps == list(range(1, 9)) and "continued" not in text and not state.exists()
 
-def _train_eight_steps(host, testing, photos, name, on_step=None):
+
+def _train_eight_steps(host, testing, photos, name, on_step=None, captions=("an astronaut", "a portrait")):
     """The training node's function on two photos and the tiny host models: 8 steps saved as ``name``."""
     from PIL import Image
 
@@ -436,7 +445,7 @@ def _train_eight_steps(host, testing, photos, name, on_step=None):
     images = torch.stack([torch.from_numpy(np.array(Image.open(photos / p).convert("RGB").resize((48, 48)))).float() / 255
                           for p in ("astronaut.png", "hopper.png")])
     return train(testing.tiny_sd(0), testing.tiny_vae(0), testing.tiny_clip(0), testing.tiny_clip_vision(0), images,
-                 ["an astronaut", "a portrait"], face_embedder="clip_vision_crop", steps=8, batch_size=2,
+                 list(captions), face_embedder="clip_vision_crop", steps=8, batch_size=2,
                  learning_rate=1e-3, augmentations=0, save_name=name, on_step=on_step)
 
 
