@@ -32,6 +32,7 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
 
 _types = core_module("argument_types")
 seed, whole_number = _types.seed, _types.whole_number
+MAX_SHOTS = core_module("script/limits").MAX_SHOTS  # a longer story would be refused once written
 
 WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
 #: Shots of a ``--film-seed`` story unless ``--shots`` says.
@@ -45,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     source.add_argument("--script", default=None, help="a toy script file (YAML or JSON; references: [id] index the "
                         "six characters Ava=0 ... Fen=5)")
     source.add_argument("--film-seed", type=seed, default=None, help="write a new story with the toy grammar from this seed")
-    p.add_argument("--shots", type=whole_number(1), default=None, help=f"shots of a --film-seed story (default {DEFAULT_SHOTS})")
+    p.add_argument("--shots", type=whole_number(1, MAX_SHOTS, "the most shots a script may have"), default=None,
+                   help=f"shots of a --film-seed story (default {DEFAULT_SHOTS})")
     p.add_argument("--seed", type=seed, default=None, help="planning and rendering seed (default: the workflow's)")
     p.add_argument("--project", default=None, help="movie project name (default: the workflow's, toy_cinema)")
     p.add_argument("--output-dir", default=None, help="ComfyUI's output folder for this run (default: ComfyUI's own)")
