@@ -108,6 +108,7 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
     import time
 
     from . import fit_state
+
     if not samples:
         raise ValueError("no training samples")
     if steps < 1 or batch_size < 1:
