@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 import yaml
 
+from ..argument_types import SEED_MAX
 from ..planner.config import PlannerConfig
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -259,6 +260,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.eval.every >= 0 and cfg.checkpoint.every >= 0 and cfg.output.log_every >= 0, "every-N settings must be >= 0"),
         (cfg.planner.preset in ("tiny", "small", "paper"), f"planner.preset must be tiny, small or paper, got {cfg.planner.preset!r}"),
         (0 < t.lr < math.inf, f"train.lr must be a positive number, got {t.lr!r}"),
+        (isinstance(t.seed, int) and 0 <= t.seed <= SEED_MAX, f"train.seed must be a whole number from 0 to {SEED_MAX}, "
+         f"got {t.seed!r}"),
         (0 <= t.weight_decay < math.inf and t.warmup_steps >= 0 and 0 <= t.min_lr_ratio <= 1,
          "train.weight_decay and train.warmup_steps must be >= 0, train.min_lr_ratio in [0, 1]"),
     ]

@@ -50,6 +50,8 @@ BAD_MODULE_ARGUMENTS = [
     ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run planner.hidden_size=-1",
      "planner config hidden_size must be a whole number of at least 1, got -1"),
     ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run train.lr=0", "train.lr must be a positive number, got 0"),
+    ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run train.seed=-1",
+     "train.seed must be a whole number from 0 to 18446744073709551615, got -1"),
     ("moviedreamer_core.queue.cli", "w.json --timeout -1", "argument --timeout: must be a number of seconds more than 0"),
     ("moviedreamer_core.script.__main__", "validate s.yaml --input-dir no_such_folder", "--input-dir: no_such_folder is not a folder"),
 ]
