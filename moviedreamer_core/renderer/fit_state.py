@@ -115,16 +115,45 @@ def load_fit_state(path: str, *, fingerprint: str, max_step: int, adapter: torch
         logger.warning("%s cannot be read (%s): starting afresh", name, e)
         return None
     weights = {k.removeprefix("adapter."): v for k, v in tensors.items() if k.startswith("adapter.")}
-    device = next(adapter.parameters()).device
-    adapter.load_state_dict({k: v.to(device) for k, v in weights.items()})
     state: dict = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
             _, index, field = key.split(".", 2)
-            state.setdefault(int(index), {})[field] = value if field == "step" else value.to(device)
+            state.setdefault(int(index), {})[field] = value
+    problem = _mismatch(weights, state, tensors, step, adapter, optimizer, generator)
+    if problem:  # checked before anything is changed: a file that fits nowhere leaves the training as it was
+        logger.warning("%s does not fit this training (%s): starting afresh", name, problem)
+        return None
+    device = next(adapter.parameters()).device
+    adapter.load_state_dict({k: v.to(device) for k, v in weights.items()})
+    state = {i: {f: v if f == "step" else v.to(device) for f, v in fields.items()} for i, fields in state.items()}
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
     generator.set_state(tensors["generator"])
     return {"step": step, "losses": tensors["losses"].tolist(), "eval_before": float(meta["eval_before"])}
+
+
+def _mismatch(weights: dict, state: dict, tensors: dict, step: int, adapter: torch.nn.Module,
+              optimizer: torch.optim.Optimizer, generator: torch.Generator) -> str:
+    """What in a saved state does not fit the training it would be restored into ("" when it all fits)."""
+    own = adapter.state_dict()
+    if weights.keys() != own.keys():
+        return "other adapter weights"
+    bad = [k for k in own if tuple(weights[k].shape) != tuple(own[k].shape)]
+    if bad:
+        return f"weights of other shapes ({bad[0]})"
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, fields in state.items():
+        if not 0 <= index < len(params):
+            return f"optimizer state for parameter {index} of {len(params)}"
+        if any(k != "step" and tuple(v.shape) != tuple(params[index].shape) for k, v in fields.items()):
+            return f"optimizer moments of other shapes (parameter {index})"
+    g = tensors.get("generator")
+    if g is None or g.dtype != torch.uint8 or g.shape != generator.get_state().shape:
+        return "no generator state of this kind"
+    losses = tensors.get("losses")
+    if losses is None or losses.ndim != 1 or losses.numel() != step:
+        return f"{0 if losses is None else losses.numel()} losses for {step} steps"
+    return ""
 
 
 def clear_fit_state(renderer_path: str) -> None:

@@ -115,3 +115,34 @@ def test_an_unreadable_state_file_is_ignored(tmp_path):
     path = tmp_path / "r.resume"
     path.write_bytes(b"\x00" * 100)
     assert fit(fresh_adapter(), samples(), str(path)).resumed_from == 0
+
+
+@pytest.mark.parametrize("tamper", ["weight shape", "moment shape", "losses", "generator"])
+def test_a_state_that_does_not_fit_the_training_is_ignored_before_anything_is_changed(tmp_path, tamper):
+    """A state file with this training's fingerprint whose tensors do not fit (edited, or written by a broken
+    version) is ignored as a whole: the run starts afresh and ends as the uninterrupted run, nothing half-restored."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = str(tmp_path / "r.resume")
+    with pytest.raises(Cancelled):
+        fit(fresh_adapter(), samples(), path, cancel_at=4)
+    with safe_open(path, framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    if tamper == "weight shape":
+        key = next(k for k in tensors if k.startswith("adapter."))
+        tensors[key] = torch.zeros(tensors[key].numel() + 1)
+    elif tamper == "moment shape":
+        key = next(k for k in tensors if k.startswith("optimizer.") and k.endswith("exp_avg"))
+        tensors[key] = torch.zeros(3, 3)
+    elif tamper == "losses":
+        tensors["losses"] = tensors["losses"][:2]
+    else:
+        tensors["generator"] = tensors["generator"][:10]
+    save_file(tensors, path, metadata=meta)
+    whole = fresh_adapter()
+    fit(whole, samples(), str(tmp_path / "whole.resume"))
+    again = fresh_adapter()
+    assert fit(again, samples(), path).resumed_from == 0
+    for k, v in whole.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
