@@ -94,7 +94,8 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
             category=wire_types.CATEGORY + "/training",
             description="Trains a MovieDreamer renderer on your keyframes over your frozen SD1.5/SDXL model: the "
             "renderer learns to rebuild each keyframe from its visual tokens, text and the face identity of who is on "
-            "screen (MovieDreamer sections 3.2, 3.4). Saves models/moviedreamer/<save_name>.safetensors.",
+            "screen (MovieDreamer sections 3.2, 3.4). Saves models/moviedreamer/<save_name>.safetensors. Cancelled "
+            "or crashed, it continues where it stopped when queued again.",
             is_output_node=True,
             inputs=[
                 io.Model.Input("model", tooltip="The SD1.5/SDXL model the renderer is for (frozen; only the renderer trains)."),
@@ -122,7 +123,9 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                 io.Int.Input("identity_tokens", **_bounds("identity_tokens"), tooltip="Context tokens made from a face identity."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of initialisation, batches and noise."),
                 io.String.Input("save_name", default="moviedreamer_renderer",
-                                tooltip="File name in models/moviedreamer (.safetensors is added)."),
+                                tooltip="File name in models/moviedreamer (.safetensors is added). A training of the "
+                                "same inputs that was cancelled or crashed under this name continues where it stopped "
+                                "(its state is kept beside the file as <name>.safetensors.resume until it finishes)."),
                 wire_types.Renderer.Input("init_renderer", optional=True,
                                      tooltip="Optional: continue training this MovieDreamer renderer instead of a new one."),
                 io.String.Input("characters", default="", multiline=True, optional=True,
