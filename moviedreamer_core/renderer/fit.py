@@ -100,8 +100,8 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
     """Train ``adapter`` in place for ``steps`` steps on random batches of ``samples``.
 
     ``progress(step, steps, loss)`` is called after every step (it may raise to stop: the host's interrupt).
-    ``resume``: a file for the training state (``fit_state``): written every ``save_every`` seconds (default
-    ``fit_state.SAVE_EVERY_SECONDS``) and when ``progress`` raises, and continued from when it holds this training's
+    ``resume``: a file for the training state (``fit_state``): written every ``save_every`` seconds (default:
+    ``fit_state.SAVE_EVERY_SECONDS``, longer when saving is slow) and when ``progress`` raises, and continued from when it holds this training's
     state (the samples, the adapter's starting weights, the settings here and ``settings``, e.g. the frozen
     model's fingerprint; ``fingerprint_samples=False`` when ``settings`` identifies the samples by the inputs they
     were encoded from). The caller removes it after saving the renderer (``fit_state.clear_fit_state``)."""
@@ -136,8 +136,12 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
     saved_at = time.monotonic()
 
     def save(done: int) -> None:
+        nonlocal every
+        t0 = time.monotonic()
         fit_state.save_fit_state(resume, fingerprint=fingerprint, step=done, losses=losses, eval_before=before,
                                  adapter=adapter, optimizer=optimizer, generator=generator)
+        if save_every is None:  # a slow save (a large state, a slow disk) is made less often
+            every = max(fit_state.SAVE_EVERY_SECONDS, fit_state.SAVE_COST_FACTOR * (time.monotonic() - t0))
 
     for step in range(start, steps):
         rows = torch.randint(len(samples), (min(batch_size, len(samples)),), generator=generator).tolist()

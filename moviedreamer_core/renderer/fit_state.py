@@ -9,8 +9,9 @@ starting weights, the same settings and the same frozen model) that finds the fi
 exactly the renderer the uninterrupted run makes: the learning rate is constant, so only the step count may differ
 (a run asked for more steps continues a shorter one's state). Any other training ignores the file and overwrites it.
 
-The file is written every ``SAVE_EVERY_SECONDS`` and when the progress callback raises (the host's Cancel), always
-after a whole step; the caller removes it once the finished renderer is saved (``clear_fit_state``).
+The file is written every ``SAVE_EVERY_SECONDS`` (or ``SAVE_COST_FACTOR`` times the last save's time, when longer)
+and when the progress callback raises (the host's Cancel), always after a whole step; the caller removes it once the
+finished renderer is saved (``clear_fit_state``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ logger = logging.getLogger(__name__)
 RESUME_SUFFIX = ".resume"
 METADATA_KEY = "moviedreamer_renderer_fit_state"
 FORMAT = 1
-#: How often a running fit writes its state (a Cancel writes it at once). An SDXL renderer's state is a few hundred
-#: megabytes, so not every step.
+#: How often a running fit writes its state at the least (a Cancel writes it at once). An SDXL renderer's state (728 M
+#: weights and AdamW's two moments, float32) is 8 GB, so a fit also waits ``SAVE_COST_FACTOR`` times as long as the
+#: last save took: saving costs at most 2% of the training however slow the disk.
 SAVE_EVERY_SECONDS = 120.0
+SAVE_COST_FACTOR = 50.0
 
 
 def state_path(renderer_path: str) -> str:
@@ -77,17 +80,18 @@ def training_fingerprint(samples: Optional[Sequence], adapter: torch.nn.Module, 
 
 def save_fit_state(path: str, *, fingerprint: str, step: int, losses: Sequence[float], eval_before: float,
                    adapter: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
-    """Write the state after ``step`` whole steps (atomically: a crash while writing keeps the previous state)."""
-    from ..files import save_safetensors
+    """Write the state after ``step`` whole steps (atomically: a crash while writing keeps the previous state), one
+    tensor at a time from wherever it lives (``safetensors_stream``: an SDXL renderer's state is 8 GB)."""
+    from ..safetensors_stream import save_streaming
 
-    tensors = {f"adapter.{k}": v.detach().to("cpu").contiguous() for k, v in adapter.state_dict().items()}
+    tensors = [(f"adapter.{k}", v) for k, v in adapter.state_dict().items()]
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().to("cpu").contiguous()
-    tensors["generator"] = generator.get_state()
-    tensors["losses"] = torch.tensor([float(x) for x in losses], dtype=torch.float64)
+            tensors.append((f"optimizer.{index}.{key}", torch.as_tensor(value)))
+    tensors.append(("generator", generator.get_state()))
+    tensors.append(("losses", torch.tensor([float(x) for x in losses], dtype=torch.float64)))
     meta = {"format": FORMAT, "fingerprint": fingerprint, "step": int(step), "eval_before": float(eval_before)}
-    save_safetensors(tensors, path, metadata={METADATA_KEY: json.dumps(meta)})
+    save_streaming(tensors, path, metadata={METADATA_KEY: json.dumps(meta)})
 
 
 def load_fit_state(path: str, *, fingerprint: str, max_step: int, adapter: torch.nn.Module,

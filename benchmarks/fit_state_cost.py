@@ -1,0 +1,102 @@
+"""What keeping a renderer training's state costs (``moviedreamer_core/renderer/fit_state.py``), side by side.
+
+The state of an SD1.5-size renderer (the adapter of ``render_overhead.py``'s SD1.5 layout with identity tokens: its
+weights and AdamW's two moments, float32) is saved the way the training saves it, one tensor at a time
+(``safetensors_stream``), and the way ``safetensors.torch.save_file`` would, each in its own process. Printed:
+
+* the extra memory of a save (peak RSS over the process's RSS before it) against the state's size. A training on a
+  GPU holds its state in GPU memory; the library's writer needs every tensor in CPU memory at once, the stream one at a
+  time. Here the tensors are transposed views, which, like GPU tensors, must each be copied before they are written.
+* the time of a save against the interval the training waits between saves (``SAVE_EVERY_SECONDS``, or
+  ``SAVE_COST_FACTOR`` times the save's time when that is longer): the share of training time spent saving
+  (target <= 0.02).
+
+Run: ``python benchmarks/fit_state_cost.py [--sdxl]`` (``--sdxl``: the SDXL layout, an 8 GB state; needs that much
+free disk and about 11 GB of memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+from moviedreamer_core.renderer import RendererAdapter, RendererConfig
+from moviedreamer_core.safetensors_stream import save_streaming
+writer, path, sdxl = sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+if sdxl:
+    dims, context, tokens = [640] * 4 + [1280] * 60 + [640] * 6, 2048, 1280
+else:
+    dims, context, tokens = [320] * 5 + [640] * 5 + [1280] * 6, 768, 1024
+torch.manual_seed(0)
+adapter = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": tokens},
+                                         context_dim=context, layer_dims=dims, context_tokens=4,
+                                         identity_space={"encoder": "insightface_antelopev2", "dim": 512}, identity_tokens=4))
+state = []
+for name, p in adapter.state_dict().items():  # weights, exp_avg, exp_avg_sq: as stored, transposed views of them
+    for part in ("w", "m", "v"):
+        t = p.detach().clone() if p.ndim < 2 else p.detach().t().contiguous().t()
+        state.append((f"{part}.{name}", t))
+size = sum(t.numel() * t.element_size() for _, t in state)
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+import threading
+before = rss()
+peak, done = [before], threading.Event()
+def watch():  # the process's peak RSS during the save (ru_maxrss would include the set-up's own peak)
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+watcher = threading.Thread(target=watch)
+watcher.start()
+t0 = time.perf_counter()
+if writer == "stream":
+    save_streaming(state, path)
+else:
+    from safetensors.torch import save_file
+    save_file({n: t.contiguous() for n, t in state}, path)
+seconds = time.perf_counter() - t0
+done.set()
+watcher.join()
+print(json.dumps({"size": size, "extra": max(peak[0], rss()) - before, "seconds": seconds}))
+"""
+
+
+def measure(writer: str, sdxl: bool) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), writer, str(Path(work) / "state.safetensors"),
+                              "1" if sdxl else "0"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sdxl", action="store_true", help="the SDXL layout (an 8 GB state)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from moviedreamer_core.renderer.fit_state import SAVE_COST_FACTOR, SAVE_EVERY_SECONDS
+
+    stream, library = measure("stream", args.sdxl), measure("library", args.sdxl)
+    mb = 2 ** 20
+    layout = "SDXL" if args.sdxl else "SD1.5"
+    print(f"{layout}-size renderer training state: {stream['size'] / mb:.0f} MB")
+    print(f"extra memory of a save: streamed {stream['extra'] / mb:.0f} MB, safetensors.save_file "
+          f"{library['extra'] / mb:.0f} MB -> {stream['extra'] / max(library['extra'], 1):.3f} "
+          f"(state {stream['size'] / mb:.0f} MB)")
+    interval = max(SAVE_EVERY_SECONDS, SAVE_COST_FACTOR * stream["seconds"])
+    print(f"save {stream['seconds']:.2f} s every {interval:.0f} s of training -> {stream['seconds'] / interval:.4f} "
+          f"of the training time (target <= 0.02; save_file {library['seconds']:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
