@@ -11,8 +11,8 @@ weights and AdamW's two moments, float32) is saved the way the training saves it
   ``SAVE_COST_FACTOR`` times the save's time when that is longer): the share of training time spent saving
   (target <= 0.02).
 
-Run: ``python benchmarks/fit_state_cost.py [--sdxl]`` (``--sdxl``: the SDXL layout, an 8 GB state; needs that much
-free disk and about 11 GB of memory).
+Run: ``python benchmarks/fit_state_cost.py [--layout sd15|sdxl]`` (``sdxl``: an 8.3 GB state; needs that much free disk
+and about 20 GB of memory, for the library's writer).
 """
 
 from __future__ import annotations
@@ -32,11 +32,10 @@ sys.path.insert(0, sys.argv[1])
 import torch
 from moviedreamer_core.renderer import RendererAdapter, RendererConfig
 from moviedreamer_core.safetensors_stream import save_streaming
-writer, path, sdxl = sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-if sdxl:
-    dims, context, tokens = [640] * 4 + [1280] * 60 + [640] * 6, 2048, 1280
-else:
-    dims, context, tokens = [320] * 5 + [640] * 5 + [1280] * 6, 768, 1024
+writer, path, layout = sys.argv[2], sys.argv[3], sys.argv[4]
+dims, context, tokens = {"sdxl": ([640] * 4 + [1280] * 60 + [640] * 6, 2048, 1280),
+                         "sd15": ([320] * 5 + [640] * 5 + [1280] * 6, 768, 1024),
+                         "tiny": ([32] * 4, 64, 32)}[layout]
 torch.manual_seed(0)
 adapter = RendererAdapter(RendererConfig(token_space={"source": "clip_vision.image_embeds", "K": 1, "D": tokens},
                                          context_dim=context, layer_dims=dims, context_tokens=4,
@@ -72,30 +71,32 @@ print(json.dumps({"size": size, "extra": max(peak[0], rss()) - before, "seconds"
 """
 
 
-def measure(writer: str, sdxl: bool) -> dict:
+def measure(writer: str, layout: str) -> dict:
     with tempfile.TemporaryDirectory() as work:
         out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), writer, str(Path(work) / "state.safetensors"),
-                              "1" if sdxl else "0"], capture_output=True, text=True, check=True)
+                              layout], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"the {writer} writer's process failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sdxl", action="store_true", help="the SDXL layout (an 8 GB state)")
+    parser.add_argument("--layout", choices=["sd15", "sdxl", "tiny"], default="sd15",
+                        help="the UNet layout of the renderer: sd15 (a 538 MB state), sdxl (8.3 GB: needs that much free "
+                        "disk and about 20 GB of memory for the library's writer), tiny (a test's)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from moviedreamer_core.renderer.fit_state import SAVE_COST_FACTOR, SAVE_EVERY_SECONDS
 
-    stream, library = measure("stream", args.sdxl), measure("library", args.sdxl)
+    stream, library = measure("stream", args.layout), measure("library", args.layout)
     mb = 2 ** 20
-    layout = "SDXL" if args.sdxl else "SD1.5"
-    print(f"{layout}-size renderer training state: {stream['size'] / mb:.0f} MB")
+    print(f"{args.layout} renderer training state: {stream['size'] / mb:.1f} MB")
     print(f"extra memory of a save: streamed {stream['extra'] / mb:.0f} MB, safetensors.save_file "
-          f"{library['extra'] / mb:.0f} MB -> {stream['extra'] / max(library['extra'], 1):.3f} "
-          f"(state {stream['size'] / mb:.0f} MB)")
+          f"{library['extra'] / mb:.0f} MB -> {stream['extra'] / max(library['extra'], 1):.3f}")
     interval = max(SAVE_EVERY_SECONDS, SAVE_COST_FACTOR * stream["seconds"])
-    print(f"save {stream['seconds']:.2f} s every {interval:.0f} s of training -> {stream['seconds'] / interval:.4f} "
-          f"of the training time (target <= 0.02; save_file {library['seconds']:.2f} s)")
+    print(f"share of the training time spent saving: {stream['seconds'] / interval:.4f} (a save {stream['seconds']:.2f} s "
+          f"every {interval:.0f} s; target <= 0.02; save_file {library['seconds']:.2f} s)")
 
 
 if __name__ == "__main__":
