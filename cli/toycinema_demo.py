@@ -177,7 +177,7 @@ def run(args) -> dict:
     print(file=sys.stderr)
     if printer.errors or not executor.success:
         event, data = printer.errors[0] if printer.errors else ("execution_error", {})
-        raise SystemExit(f"{event}: {data.get('node_type', '')}: {data.get('exception_message', data)}")
+        raise SystemExit(failure_message(event, data, prompt))
     name = next(n["inputs"].get("project_name") for n in prompt.values() if n["class_type"] == "ShotAnimate")
     projects = importlib.import_module(f"{_pack_module()}.moviedreamer_core.project")
     output = folder_paths.get_output_directory()
@@ -189,6 +189,15 @@ def run(args) -> dict:
         if not os.path.isfile(result[key]):
             raise SystemExit(f"the workflow ran but {result[key]} is missing")
     return result
+
+
+def failure_message(event: str, data: dict, prompt: dict) -> str:
+    """What the demo prints when the run stops: the queue command's wording (``queue.messages``), naming the node."""
+    if event == "execution_interrupted":
+        node = data.get("node_id")
+        return f"the run was interrupted in node {node} ({data.get('node_type') or prompt.get(str(node), {}).get('class_type', '?')})"
+    messages = importlib.import_module(f"{_pack_module()}.moviedreamer_core.queue.messages")
+    return messages.format_execution_error(data, prompt)
 
 
 def main(argv=None) -> int:

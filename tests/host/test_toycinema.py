@@ -134,6 +134,22 @@ def test_demo_command_says_why_the_host_refused_a_script_in_words(host, tmp_path
     assert proc.returncode == 1 and f"--output-dir {blocked / 'out'}: cannot be created" in proc.stderr, proc.stderr[-2000:]
 
 
+def test_demo_says_where_a_run_failed_or_was_interrupted_as_the_queue_command_does(host):
+    """The demo's last line when the executor stops: the node's id and class and the error, in the queue command's
+    words (``queue.messages.format_execution_error``: a missing model file also names its folder)."""
+    demo = host.pack_submodule("cli.toycinema_demo")
+    prompt = {"8": {"class_type": "MovieDreamerRendererLoader", "inputs": {}}, "11": {"class_type": "ShotAnimate", "inputs": {}}}
+    failed = demo.failure_message("execution_error", {"node_id": "11", "node_type": "ShotAnimate", "exception_type":
+                                  "RuntimeError", "exception_message": "boom"}, prompt)
+    assert failed == "the run failed in node 11 (ShotAnimate): RuntimeError: boom"
+    missing = demo.failure_message("execution_error", {"node_id": "8", "exception_type": "FileNotFoundError",
+                                   "exception_message": "Model in folder 'moviedreamer' with filename 'x.safetensors' "
+                                   "not found."}, prompt)
+    assert missing.startswith("the run failed in node 8 (MovieDreamerRendererLoader)") and "models/moviedreamer/" in missing
+    assert demo.failure_message("execution_interrupted", {"node_id": "11"}, prompt) == \
+        "the run was interrupted in node 11 (ShotAnimate)"
+
+
 def test_benchmark_command_scores_fresh_films_and_ends_with_a_json_line(host, tmp_path, fresh_python):
     """The README's ``python benchmarks/toycinema.py --films-seed S --films N --skip-ablations`` in a fresh interpreter,
     on one film of a seed nothing else uses (127: two characters with single-character close-ups, so the identity swap
