@@ -7,11 +7,14 @@ resampling when they are small (a 32x32 toy keyframe stays crisp) and Lanczos ot
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence as SequenceABC
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+logger = logging.getLogger(__name__)
 
 BACKGROUND = (24, 24, 24)
 TEXT = (230, 230, 230)
@@ -50,6 +53,10 @@ class ReadOneByOne(SequenceABC):
         return self.read(index)
 
 
+class SheetTooLarge(ValueError):
+    """No cell, however narrow, keeps the sheet within the pixels a sheet may hold."""
+
+
 def sheet_size(n: int, aspect: float, *, columns: int, cell: int, text_h: int, margin: int) -> tuple[int, int]:
     """``(width, height)`` of the sheet of ``n`` keyframes of ``aspect`` (height / width) in cells ``cell`` wide."""
     columns = min(columns, n)
@@ -60,7 +67,7 @@ def sheet_size(n: int, aspect: float, *, columns: int, cell: int, text_h: int, m
 
 def fitting_cell(n: int, aspect: float, *, columns: int, cell: int, text_h: int = 2 * LINE_HEIGHT, margin: int = 4,
                  max_pixels: int = MAX_SHEET_PIXELS) -> int:
-    """The widest cell, at most ``cell``, whose sheet holds at most ``max_pixels``; ``ValueError`` when not even
+    """The widest cell, at most ``cell``, whose sheet holds at most ``max_pixels``; ``SheetTooLarge`` when not even
     ``MIN_CELL`` does (too many keyframes, or keyframes far taller than wide)."""
     def pixels(c: int) -> int:
         w, h = sheet_size(n, aspect, columns=columns, cell=c, text_h=text_h, margin=margin)
@@ -70,8 +77,8 @@ def fitting_cell(n: int, aspect: float, *, columns: int, cell: int, text_h: int 
         return cell
     if pixels(MIN_CELL) > max_pixels:
         w, h = sheet_size(n, aspect, columns=columns, cell=MIN_CELL, text_h=text_h, margin=margin)
-        raise ValueError(f"a storyboard sheet of {n} keyframes would be {w} x {h} pixels even with {MIN_CELL}-pixel "
-                         f"cells, over the {max_pixels:,} pixels a sheet may hold")
+        raise SheetTooLarge(f"a storyboard sheet of {n} keyframes would be {w} x {h} pixels even with {MIN_CELL}-pixel "
+                            f"cells, over the {max_pixels:,} pixels a sheet may hold")
     lo, hi = MIN_CELL, cell  # pixels(lo) fits, pixels(hi) does not; the sheet grows with the cell
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -83,7 +90,8 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str] = (), *,
                   caption_lines: int = 2, margin: int = 4, max_pixels: int = MAX_SHEET_PIXELS) -> np.ndarray:
     """``uint8 [H, W, 3]``: ``images`` (``uint8 [h, w, 3]`` each) in a grid of ``columns``, each scaled to
     ``cell`` pixels wide and captioned with up to ``caption_lines`` lines of its caption. A sheet that would hold
-    more than ``max_pixels`` gets narrower cells (``fitting_cell``; the sheet's width tells the cell used)."""
+    more than ``max_pixels`` gets narrower cells (``fitting_cell``; a warning is logged), and one that no cell fits is
+    refused (``SheetTooLarge``, naming the keyframes' count and size)."""
     if not len(images):
         raise ValueError("no keyframes to lay out")
     if columns < 1 or cell < MIN_CELL:
@@ -92,7 +100,15 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str] = (), *,
     font = ImageFont.load_default()
     line_h = LINE_HEIGHT
     text_h = caption_lines * line_h if captions else 0
-    cell = fitting_cell(len(images), h0 / w0, columns=columns, cell=cell, text_h=text_h, margin=margin, max_pixels=max_pixels)
+    try:
+        fitted = fitting_cell(len(images), h0 / w0, columns=columns, cell=cell, text_h=text_h, margin=margin,
+                              max_pixels=max_pixels)
+    except SheetTooLarge as e:
+        raise SheetTooLarge(f"{e} (each keyframe {w0} x {h0}); lay out part of the movie") from None
+    if fitted < cell:
+        logger.warning("storyboard sheet: cells %d -> %d pixels wide, so that %d keyframes fit in %s pixels", cell,
+                       fitted, len(images), f"{max_pixels:,}")
+    cell = fitted
     cell_h = max(1, round(cell * h0 / w0))
     columns = min(columns, len(images))
     sheet = Image.new("RGB", sheet_size(len(images), h0 / w0, columns=columns, cell=cell, text_h=text_h, margin=margin),

@@ -7,7 +7,6 @@ and the preview.
 
 from __future__ import annotations
 
-import logging
 import os
 
 import numpy as np
@@ -17,13 +16,12 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.files import atomic_write_bytes
 from ..moviedreamer_core.project import MovieProject
-from ..moviedreamer_core.storyboard_sheet import MAX_SHEET_PIXELS, ReadOneByOne, contact_sheet, fitting_cell
+from ..moviedreamer_core.storyboard_sheet import ReadOneByOne, SheetTooLarge, contact_sheet
 from . import host, wire_types
 from .choices import check_inputs
 from .keyframe_inputs import keyframe_source
 
 SHEET_FILE = "storyboard.png"
-logger = logging.getLogger(__name__)
 
 
 class MovieDreamerStoryboardSheet(io.ComfyNode):
@@ -63,15 +61,10 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
         source = keyframe_source(keyframes, keyframe_set, script_embeds.n_keyframes)
         frames = ReadOneByOne(source.count, source.read)  # pasted one at a time: a long movie's never held together
         captions = [f"{k.shot_id}: {k.action}" for k in script_embeds.keyframes]
-        first = frames[0]
-        try:
-            cell = fitting_cell(len(frames), first.shape[0] / first.shape[1], columns=columns, cell=cell_width)
-        except ValueError as e:
-            raise ValueError(f"keyframes: {e} (each {first.shape[1]} x {first.shape[0]}); lay out part of the movie") from None
-        if cell < cell_width:
-            logger.warning("storyboard sheet: cell_width %d -> %d, so that %d keyframes fit in %s pixels",
-                           cell_width, cell, len(frames), f"{MAX_SHEET_PIXELS:,}")
-        sheet = contact_sheet(frames, captions, columns=columns, cell=cell)
+        try:  # a sheet too large for cell_width gets narrower cells (contact_sheet logs it)
+            sheet = contact_sheet(frames, captions, columns=columns, cell=cell_width)
+        except SheetTooLarge as e:
+            raise ValueError(f"keyframes: {e}") from None
         project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)
         path = project.path(SHEET_FILE)
         from io import BytesIO
