@@ -182,7 +182,7 @@ def run(args) -> dict:
     projects = importlib.import_module(f"{_pack_module()}.moviedreamer_core.project")
     output = folder_paths.get_output_directory()
     folder = projects.MovieProject.folder_for(output, name)  # the nodes' folder, found, not created (MovieProject would)
-    root = os.path.join(output, projects.PROJECTS_DIR, folder)
+    root = projects.MovieProject.root_of(output, folder)
     result = {"movie": os.path.join(root, f"{folder}.mp4"), "storyboard": os.path.join(root, "storyboard.png"),
               "seconds": time.perf_counter() - begun, "loading": loaded - begun, "threads": threads}
     for key in ("movie", "storyboard"):

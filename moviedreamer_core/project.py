@@ -120,7 +120,7 @@ class MovieProject:
 
     def __init__(self, output_dir: str, name: str, writer: Optional[str] = None):
         self.name = self.folder_for(output_dir, name)
-        self.root = resolve_inside(output_dir, f"{PROJECTS_DIR}/{self.name}")
+        self.root = self.root_of(output_dir, self.name)
         os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
         self.manifest_path = os.path.join(self.root, "manifest.json")
         if writer is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", writer):
@@ -149,6 +149,11 @@ class MovieProject:
         """A line for a node's summary about the temporary files an interrupted run left (empty when none)."""
         n = len(self.removed_temp_files)
         return f"\nremoved {n} temporary file{'s' if n != 1 else ''} an interrupted run left" if n else ""
+
+    @staticmethod
+    def root_of(output_dir: str, folder: str) -> str:
+        """The project folder ``folder`` (``folder_for``'s answer) inside ``output_dir``; found, not created."""
+        return resolve_inside(output_dir, f"{PROJECTS_DIR}/{folder}")
 
     @staticmethod
     def folder_for(output_dir: str, name: str) -> str:
