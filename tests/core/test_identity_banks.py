@@ -83,3 +83,12 @@ def test_training_steps_read_identities_from_the_bank_not_the_photo_itself():
             source = next(q for q in range(3) if torch.allclose(row_identity, context_of[q], atol=1e-6))
             drawn[photo].add(source)
     assert drawn == {0: {1}, 1: {0}, 2: {2}}, drawn
+
+
+def test_the_renderer_training_groups_faces_at_the_dataset_builders_distance_by_default():
+    """``renderer_training_ranges`` is read by file before the pack imports (no relative imports), so its default
+    grouping distance is written there again: it must stay the dataset builder's (``data.clustering``)."""
+    from moviedreamer_core.data.clustering import DEFAULT_THRESHOLD
+    from moviedreamer_core.renderer_training_ranges import RANGES
+
+    assert RANGES["character_threshold"].default == DEFAULT_THRESHOLD
