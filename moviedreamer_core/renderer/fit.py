@@ -11,11 +11,13 @@ overfitting a single photo). Augmented variants of an image are separate samples
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from . import fit_state
 from .adapter import RendererAdapter
 from .train import Denoiser, RendererBatch, renderer_loss, train_step
 
@@ -105,10 +107,6 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
     state (the samples, the adapter's starting weights, the settings here and ``settings``, e.g. the frozen
     model's fingerprint; ``fingerprint_samples=False`` when ``settings`` identifies the samples by the inputs they
     were encoded from). The caller removes it after saving the renderer (``fit_state.clear_fit_state``)."""
-    import time
-
-    from . import fit_state
-
     if not samples:
         raise ValueError("no training samples")
     if steps < 1 or batch_size < 1:
