@@ -87,7 +87,7 @@ def main() -> None:
                         "disk and about 20 GB of memory for the library's writer), tiny (a test's)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from moviedreamer_core.renderer.fit_state import SAVE_COST_FACTOR, SAVE_EVERY_SECONDS
+    from moviedreamer_core.training_state import SAVE_COST_FACTOR, SAVE_EVERY_SECONDS
 
     stream, library = measure("stream", args.layout), measure("library", args.layout)
     mb = 2 ** 20

@@ -24,6 +24,10 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
    tokens from the new tokenizer, the cast named per film) and the toy planner (the ``tiny`` preset widened to
    hidden 96 x 3 layers, ``planner_runs.TOY_SETTINGS``) trained on it with the accelerate trainer (about 4 minutes).
 
+The decoder and its tuning phase keep their training state in ``--out`` while they run (``DECODER_STATE``,
+``TUNE_STATE``): after a Ctrl-C (the first stops after the step under way, exit 130), a kill or a crash, the same
+command continues them from there and writes what an uninterrupted run writes.
+
 Measured as one run of the whole command on this release's machine (two cores): 33.1 minutes (probe and identity
 embedder side by side 1.4, decoder 22.2 at 0.20 s a step, its tuning phase 5.6 at 0.17 s a step, planner dataset
 0.5, planner 3.4). The shipped decoder comes from an earlier release's run (37.9 minutes, decoder 33.0 at 0.30 s a
@@ -44,9 +48,11 @@ import tempfile
 import time
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
+    from .ctrl_c import CtrlC, StoppedByUser
     from .host_library import PACK_MODULE, comfyui_folder, core_module, import_host, import_pack
 except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
+    from ctrl_c import CtrlC, StoppedByUser
     from host_library import PACK_MODULE, comfyui_folder, core_module, import_host, import_pack
 
 _types = core_module("argument_types")
@@ -72,6 +78,10 @@ DECODER_STEPS = 6600
 TUNE_STEPS = 2000
 TUNE_LR = 3e-4
 TUNE_PLACE_WEIGHTS = {"city_night": 8.0}
+#: Where the decoder's training and its tuning phase keep their state while they run, in ``--out`` (written every two
+#: minutes and on Ctrl-C, ``moviedreamer_core/training_state.py``): the same command run again continues from it; each
+#: is removed once its stage's files are saved.
+DECODER_STATE, TUNE_STATE = "toycinema_decoder.resume", "toycinema_decoder_tune.resume"
 #: The probe's training films and steps (``toycinema/probe.py``'s ``train_probe`` says why these).
 PROBE_FILMS, PROBE_STEPS = 240, 1200
 #: Fourier frequencies of the pixel's place in the renderer's identity queries (``RendererConfig.identity_positions``).
@@ -164,7 +174,8 @@ def train_decoder(films, identities, out_dir: str, *, steps: int, seed: int = 0,
     patcher = host.managed(adapter)
     denoise = make_denoiser(model, patcher, train_base=True)
     training = ae.AutoencoderTraining(steps=steps, seed=seed, **(training_overrides or {}))
-    losses, seconds = _train(tokenizer, adapter, model, denoise, data, identities, training, "decoder", 20, log)
+    losses, seconds = _train(tokenizer, adapter, model, denoise, data, identities, training, "decoder", 20, log,
+                             resume=os.path.join(out_dir, DECODER_STATE))
     os.makedirs(os.path.join(out_dir, "moviedreamer"), exist_ok=True)
     adapter.cfg.token_space = tokenizer.space.to_dict()
     paths = {"tokenizer": os.path.join(out_dir, toy.TOKENIZER_FILE), "unet": os.path.join(out_dir, toy.UNET_FILE),
@@ -201,30 +212,39 @@ def tune_decoder(films, identities, source: str, out_dir: str, *, steps: int, se
                                       ema_warm_start=False, place_weights=weights, train_tokenizer=False)
     data = ae.keyframe_set(films, 32)
     log(f"decoder tuning: {len(data)} keyframes, {steps} steps, tokenizer frozen, from {source}")
-    losses, seconds = _train(tokenizer, adapter, model, denoise, data, identities, training, "decoder tuning", 10, log)
+    losses, seconds = _train(tokenizer, adapter, model, denoise, data, identities, training, "decoder tuning", 10, log,
+                             resume=os.path.join(out_dir, TUNE_STATE))
     paths = {"unet": os.path.join(out_dir, toy.UNET_FILE), "renderer": os.path.join(out_dir, renderer_file)}
     os.makedirs(os.path.dirname(paths["renderer"]), exist_ok=True)
     toy.save_toy_unet(model, paths["unet"])
     renderer_mod.save_renderer(adapter, paths["renderer"])
+    _pack("moviedreamer_core.training_state").remove_state(os.path.join(out_dir, TUNE_STATE))
     return {"paths": paths, "losses": losses, "seconds": seconds}
 
 
-def _train(tokenizer, adapter, model, denoise, data, identities, training, label: str, reports: int, log) -> tuple[list, float]:
+def _train(tokenizer, adapter, model, denoise, data, identities, training, label: str, reports: int, log, *,
+           resume: str | None = None) -> tuple[list, float]:
     """``autoencoder.train_autoencoder`` on the toy UNet, logging the loss ``reports`` times: the decoder's training
-    and its tuning phase. Returns the losses and the seconds taken."""
+    and its tuning phase. ``resume``: the training's state file (continued when it holds this training's state; a
+    Ctrl-C stops after the step under way with the state saved, ``StoppedByUser``). Returns the losses and the
+    seconds taken."""
     import torch
 
     toy = _pack("nodes.toycinema_models")
     ae = _pack("moviedreamer_core.toycinema.autoencoder")
     started = time.perf_counter()
 
-    def progress(step, total, loss):
-        if step == 1 or step % max(total // reports, 1) == 0 or step == total:
-            log(f"{label} step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
+    with CtrlC() as ctrl_c:
+        def progress(step, total, loss):
+            if not ctrl_c.training and step > 1:
+                log(f"{label}: continued from step {step - 1} ({os.path.basename(resume)})")
+            if step == 1 or step % max(total // reports, 1) == 0 or step == total:
+                log(f"{label} step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
+            ctrl_c.after_step(step)
 
-    with torch.inference_mode(False):
-        losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
-                                      training, progress=progress)
+        with torch.inference_mode(False):
+            losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
+                                          training, progress=progress, resume=resume)
     return losses, time.perf_counter() - started
 
 
@@ -236,6 +256,16 @@ def training_films(n: int):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return _run(args)
+    except StoppedByUser as e:
+        _log(f"stopped after step {e.step}; the stage's training state is kept in the output folder: run the same "
+             "command again to continue from there")
+        return 130
+
+
+def _run(args) -> int:
+    """The stages ``args.stages`` asks for, in order."""
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -291,6 +321,7 @@ def main(argv=None) -> int:
         if identities is not None:
             adapter.cfg.identity_space = embedder().space.to_dict()
         _pack("moviedreamer_core.renderer").save_renderer(adapter, result["paths"]["renderer"])
+        _pack("moviedreamer_core.training_state").remove_state(os.path.join(out, DECODER_STATE))
         _log(f"decoder: {result['seconds']:.0f} s, final loss {sum(result['losses'][-50:]) / 50:.4f}")
     if "decoder_tune" in stages:
         ae = _pack("moviedreamer_core.toycinema.autoencoder")

@@ -21,14 +21,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 from pathlib import Path
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
+    from .ctrl_c import CtrlC, StoppedByUser
     from .host_library import PACK_MODULE, core_module, import_host, import_pack
 except ImportError:  # a script: its folder is on sys.path, except in isolated mode (python -I)
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # appended: it shadows nothing
+    from ctrl_c import CtrlC, StoppedByUser
     from host_library import PACK_MODULE, core_module, import_host, import_pack
 
 _types = core_module("argument_types")
@@ -117,44 +118,6 @@ def _model_path(folder_paths, kind: str, name: str) -> str:
     if path is None:
         raise SystemExit(f'{kind} file "{name}" not found in models/{kind} (or give a path)')
     return path
-
-
-class StoppedByUser(Exception):
-    """Ctrl-C during training: the run stopped after a whole step (``step``), its state saved beside the renderer."""
-
-    def __init__(self, step: int):
-        super().__init__(f"stopped after step {step}")
-        self.step = step
-
-
-class CtrlC:
-    """Ctrl-C while the renderer trains stops it after the step under way, so the training state is saved whole
-    (``renderer/fit_state``) and the same command continues from it; a second Ctrl-C, or one before training has
-    begun (nothing to keep yet), stops at once as usual. ``with CtrlC() as ctrl_c:`` and ``ctrl_c.after_step(step)``
-    from the training's ``on_step``."""
-
-    def __init__(self):
-        self.asked = False
-        self.training = False
-
-    def __enter__(self) -> "CtrlC":
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum, frame) -> None:
-        if self.asked or not self.training:
-            raise KeyboardInterrupt
-        self.asked = True
-        print("Ctrl-C: stopping after this step, keeping the training state (Ctrl-C again: stop at once)",
-              file=sys.stderr, flush=True)
-
-    def after_step(self, step: int) -> None:
-        self.training = True
-        if self.asked:
-            raise StoppedByUser(step)
 
 
 def main(argv=None) -> int:

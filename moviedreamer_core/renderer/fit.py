@@ -11,12 +11,12 @@ overfitting a single photo). Augmented variants of an image are separate samples
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from ..training_state import SaveSchedule
 from . import fit_state
 from .adapter import RendererAdapter
 from .train import Denoiser, RendererBatch, renderer_loss, train_step
@@ -103,7 +103,7 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
 
     ``progress(step, steps, loss)`` is called after every step (it may raise to stop: the host's interrupt).
     ``resume``: a file for the training state (``fit_state``): written every ``save_every`` seconds (default:
-    ``fit_state.SAVE_EVERY_SECONDS``, longer when saving is slow) and when ``progress`` raises, and continued from when it holds this training's
+    ``training_state.SAVE_EVERY_SECONDS``, longer when saving is slow) and when ``progress`` raises, and continued from when it holds this training's
     state (the samples, the adapter's starting weights, the settings here and ``settings``, e.g. the frozen
     model's fingerprint; ``fingerprint_samples=False`` when ``settings`` identifies the samples by the inputs they
     were encoded from). The caller removes it after saving the renderer (``fit_state.clear_fit_state``)."""
@@ -130,17 +130,12 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
             start, losses, before = restored["step"], restored["losses"], restored["eval_before"]
     if before is None:
         before = evaluation_loss(adapter, samples, denoise, sigma_range, device)
-    every = fit_state.SAVE_EVERY_SECONDS if save_every is None else float(save_every)
-    saved_at = time.monotonic()
 
     def save(done: int) -> None:
-        nonlocal every
-        t0 = time.monotonic()
         fit_state.save_fit_state(resume, fingerprint=fingerprint, step=done, losses=losses, eval_before=before,
                                  adapter=adapter, optimizer=optimizer, generator=generator)
-        if save_every is None:  # a slow save (a large state, a slow disk) is made less often
-            every = max(fit_state.SAVE_EVERY_SECONDS, fit_state.SAVE_COST_FACTOR * (time.monotonic() - t0))
 
+    schedule = SaveSchedule(save, save_every)
     for step in range(start, steps):
         rows = torch.randint(len(samples), (min(batch_size, len(samples)),), generator=generator).tolist()
         batch, banks = collate([samples[i] for i in rows], identity_dim)
@@ -150,15 +145,14 @@ def fit_renderer(adapter: RendererAdapter, samples: Sequence[RendererSample], de
         stats = train_step(adapter, batch, denoise, optimizer, sigma_range=sigma_range, identity_noise=identity_noise,
                            identity_banks=banks, generator=generator)
         losses.append(stats["loss"])
-        if resume is not None and time.monotonic() - saved_at >= every:
-            save(step + 1)
-            saved_at = time.monotonic()
+        if resume is not None:
+            schedule.after_step(step + 1)
         if progress is not None:
             try:
                 progress(step + 1, steps, stats["loss"])
             except BaseException:  # a Cancel (the host raises from the progress hook): keep the steps done
                 if resume is not None:
-                    save(step + 1)
+                    schedule.save_now(step + 1)
                 raise
     adapter.eval()
     return FitResult(losses, before, evaluation_loss(adapter, samples, denoise, sigma_range, device), resumed_from=start)

@@ -92,15 +92,19 @@ Steps are the lever, not the weight or the sampling; 2000 of them cost about 6 m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..fingerprint import module_digest, tensor_digest
 from ..renderer.adapter import RendererAdapter
 from ..renderer.train import Denoiser, RendererBatch, randomise_identity, renderer_loss, sample_sigmas, sample_sigmas_log_normal
+from ..training_state import SaveSchedule, load_state, save_state
 from .film import Film
 from .render import figure_boxes
 from .tokenizer import ToyTokenizer, to_pixels
@@ -274,12 +278,21 @@ def place_targets(data: KeyframeSet, rows: np.ndarray, flip: torch.Tensor) -> to
 def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: torch.nn.Module, denoise: Denoiser,
                       data: KeyframeSet, identities: Optional[torch.Tensor], text_context: torch.Tensor,
                       cfg: AutoencoderTraining = AutoencoderTraining(), device=None,
-                      progress: Optional[Callable[[int, int, float], None]] = None) -> list[float]:
+                      progress: Optional[Callable[[int, int, float], None]] = None, resume: Optional[str] = None,
+                      save_every: Optional[float] = None) -> list[float]:
     """Train tokenizer, base UNet and adapter in place; returns the loss of every step.
 
     ``identities`` is ``[n_characters, Di]`` (each character's reference identity) or ``None`` (the renderer
     without identity conditioning). ``text_context`` ``[1, L, C]`` is the fixed text condition the toy world
-    renders with. On return the modules hold the EMA weights when ``cfg.ema`` is set."""
+    renders with. On return the modules hold the EMA weights when ``cfg.ema`` is set.
+
+    ``progress(step, steps, loss)`` is called after every step and may raise to stop (a Ctrl-C). ``resume``: a file
+    for the whole training state (``training_state``: the trained modules, AdamW's moments, the moving average, the
+    generator, the losses), written every ``save_every`` seconds (default: ``training_state.SAVE_EVERY_SECONDS``) and
+    when ``progress`` raises; a run that finds this training's state there (``training_fingerprint``: the same
+    keyframes, identities, text, settings, step count and starting weights) continues from it (its first ``progress``
+    call is the step after the saved one) and ends with the uninterrupted run's weights. The caller removes the file
+    once the trained files are saved (``training_state.remove_state``)."""
     device = device or next(base.parameters()).device
     modules = [tokenizer, adapter, base] if cfg.train_tokenizer else [adapter, base]
     if not cfg.train_tokenizer:
@@ -293,8 +306,19 @@ def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: t
     groups = data.by_count()
     counts = np.asarray([len(g) for g in groups.values()], dtype=np.float64)
     keys = list(groups)
-    losses = []
-    for step in range(cfg.steps):
+    losses, start = [], 0
+    named = dict(zip(("tokenizer", "adapter", "base") if cfg.train_tokenizer else ("adapter", "base"), modules))
+    kept = {f"ema.{i}": t for i, t in enumerate(ema.shadow)} if ema is not None else {}
+    if resume is not None:
+        fingerprint = training_fingerprint(tokenizer, adapter, base, data, identities, text_context, cfg)
+        restored = load_state(resume, metadata_key=STATE_METADATA_KEY, fingerprint=fingerprint, max_step=cfg.steps,
+                              modules=named, optimizer=optimizer, generator=gen, tensors=kept)
+        if restored is not None:
+            start, losses = restored["step"], restored["losses"]
+        schedule = SaveSchedule(lambda done: save_state(
+            resume, metadata_key=STATE_METADATA_KEY, fingerprint=fingerprint, step=done, losses=losses, modules=named,
+            optimizer=optimizer, generator=gen, tensors=kept), save_every)
+    for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
         n = keys[int(torch.multinomial(torch.from_numpy(counts / counts.sum()), 1, generator=gen))]
@@ -314,13 +338,42 @@ def train_autoencoder(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: t
         if ema is not None:
             ema.update(step)
         losses.append(float(loss.detach()))
+        if resume is not None:
+            schedule.after_step(step + 1)
         if progress is not None:
-            progress(step + 1, cfg.steps, losses[-1])
+            try:
+                progress(step + 1, cfg.steps, losses[-1])
+            except BaseException:  # a Ctrl-C or a Cancel from the progress hook: keep the steps done
+                if resume is not None:
+                    schedule.save_now(step + 1)
+                raise
     if ema is not None:
         ema.copy_to_params()
     for m in (tokenizer, adapter, base):
         m.eval().requires_grad_(False)
     return losses
+
+
+#: The metadata key of the decoder training's state files (``training_state``).
+STATE_METADATA_KEY = "moviedreamer_toycinema_autoencoder_state"
+
+
+def training_fingerprint(tokenizer: ToyTokenizer, adapter: RendererAdapter, base: torch.nn.Module, data: KeyframeSet,
+                         identities: Optional[torch.Tensor], text_context: torch.Tensor, cfg: AutoencoderTraining) -> str:
+    """What makes two decoder trainings the same one, so a saved state is continued only by its own training: the
+    keyframes (pixels, labels, casts, figure and hat boxes), the identities, the text condition, every setting (the
+    step count too: the learning rate's cosine runs to the last step) and the three modules' starting weights
+    (sampled, as the nodes tell models apart)."""
+    h = hashlib.sha256(b"toycinema-autoencoder/1;")
+    h.update(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
+    h.update(json.dumps([str(label) for label in data.labels] + [list(c) for c in data.characters]).encode())
+    for array in (data.images, data.figures, data.hats):
+        h.update(b"none;" if array is None else tensor_digest(torch.from_numpy(np.ascontiguousarray(array))))
+    for t in (identities, text_context):
+        h.update(b"none;" if t is None else tensor_digest(t))
+    for m in (tokenizer, adapter, base):
+        h.update(module_digest(m).encode())
+    return h.hexdigest()
 
 
 def reference_identities(embedder, size: int = 64) -> torch.Tensor:

@@ -253,6 +253,37 @@ def test_retraining_one_stage_reads_the_other_files_from_the_shipped_folder(host
         (shipped.hidden_size, shipped.num_layers, shipped.intermediate_size, shipped.inputs) == (96, 3, 192, ["camera", "mentions"])
 
 
+def test_ctrl_c_stops_the_decoder_training_after_a_step_and_the_same_command_continues(host, tmp_path, fresh_python):
+    """``cli/toycinema_train.py --stages decoder`` in a fresh interpreter, a real SIGINT while the decoder trains: it
+    stops after the step under way (exit 130) with the training's state in ``--out``; the same command continues from
+    that step (the tests in tests/core/test_toycinema_autoencoder_resume.py show the weights end as the
+    uninterrupted run's), and removes the state once the stage's files are saved."""
+    import signal
+    import subprocess
+
+    out = tmp_path / "weights"
+    command = ["python", "cli/toycinema_train.py", "--stages", "decoder", "--out", str(out), "--films", "2",
+               "--decoder-steps", "40"]
+    proc = subprocess.Popen(fresh_python.argv(command), cwd=str(PACK_DIR), env=fresh_python.env(_env(host)), stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "decoder step 2/40" in line:  # logged after the step (every step of a 40-step run's twentieths)
+            proc.send_signal(signal.SIGINT)
+            break
+    _, rest = proc.communicate(timeout=300)
+    lines.append(rest)
+    assert proc.returncode == 130, "".join(lines)[-3000:]
+    stopped = int(rest.split("stopped after step ")[1].split(";")[0])
+    assert stopped >= 2 and "run the same command again" in rest
+    assert (out / "toycinema_decoder.resume").is_file() and not (out / "toycinema_unet.safetensors").exists()
+    again = fresh_python.run(command, timeout=300, env=_env(host))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"decoder: continued from step {stopped} (toycinema_decoder.resume)" in again.stderr
+    assert "decoder step 1/40" not in again.stderr and "decoder step 40/40" in again.stderr
+    assert sorted(os.listdir(out)) == ["moviedreamer", "toycinema_tokenizer.safetensors", "toycinema_unet.safetensors"]
+
+
 def test_toy_unet_files_remember_what_the_unet_predicts(host, tmp_path):
     """The prediction type travels in the UNet file's metadata and selects the host's model type (and so the
     way the host turns the network's output into a clean image); a file written before the metadata existed
