@@ -98,3 +98,31 @@ def test_another_training_starts_afresh_and_a_broken_state_is_ignored(data, tmp_
     whole, whole_losses, _ = run(data)
     again, losses, seen = run(data, resume=state)
     assert seen[0] == 1 and losses == whole_losses and same_weights(again, whole)
+
+
+def test_a_state_whose_moving_average_does_not_fit_leaves_the_training_untouched(tmp_path):
+    """``training_state.load_state`` checks every part before restoring any: an extra tensor (the moving average) of
+    another shape leaves the modules, the optimizer and the generator as they were."""
+    from moviedreamer_core.training_state import load_state, save_state
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(net.parameters())
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    gen = torch.Generator().manual_seed(5)
+    path = str(tmp_path / "s.resume")
+    save_state(path, metadata_key="k", fingerprint="f", step=1, losses=[0.5], modules={"net": net}, optimizer=opt,
+               generator=gen, tensors={"ema.0": torch.zeros(4)})
+    fresh = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    fresh_opt, fresh_gen = torch.optim.AdamW(fresh.parameters()), torch.Generator().manual_seed(9)
+    kw = dict(metadata_key="k", fingerprint="f", max_step=5, modules={"net": fresh}, optimizer=fresh_opt, generator=fresh_gen)
+    assert load_state(path, tensors={"ema.0": torch.zeros(5)}, **kw) is None
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items()) and not fresh_opt.state
+    assert torch.equal(fresh_gen.get_state(), torch.Generator().manual_seed(9).get_state())
+    kept = torch.ones(4)
+    assert load_state(path, tensors={"ema.0": kept}, **kw)["step"] == 1 and torch.equal(kept, torch.zeros(4))
+    assert torch.equal(fresh.weight, net.weight) and fresh_opt.state
+    with pytest.raises(ValueError, match="cannot be told apart"):
+        save_state(path, metadata_key="k", fingerprint="f", step=1, losses=[0.5], modules={"optimizer": net},
+                   optimizer=opt, generator=gen)
