@@ -14,6 +14,7 @@ CORE_BENCHMARKS = {
     "python benchmarks/planner_train_step.py --steps 1 --keyframes 4": "batched / row by row:",
     "python benchmarks/manifest_updates.py --sizes 5 10 --updates 5 --rounds 1 --whole-updates 2": "ratio 10 / 5 keyframes:",
     "python benchmarks/fit_state_cost.py --layout tiny": "share of the training time spent saving:",
+    "python benchmarks/sentence_encoding.py --films 2": "shortest first / in script order:",
 }
 
 

@@ -346,6 +346,10 @@ def test_minilm_text_encoder_matches_sentence_transformers():
     enc = resolve_text_encoder("minilm")
     assert enc.space.to_dict() == {"encoder": "transformers.all-MiniLM-L6-v2.mean_normalised", "dim": 384}
     texts = ["Eileen looks at the camera", "", "an empty blue room at night, rain on the window"]
+    # more than one batch, lengths mixed (the encoder batches shortest first and must give each row back in place)
+    words = "the old lighthouse keeper walks slowly along the wet harbour wall while gulls circle overhead".split()
+    texts += [" ".join(words[(7 * i) % len(words):][:1 + (13 * i) % 40]) + f" ({i})" for i in range(70)]
     ours = enc.encode(texts)
     ref = torch.from_numpy(st.SentenceTransformer(str(gt.get_model_path()), device="cpu").encode(texts))
-    assert ours.shape == (3, 384) and (ours - ref).abs().max() < 1e-4
+    assert ours.shape == (len(texts), 384) and (ours - ref).abs().max() < 1e-4
+    assert enc.encode([]).shape == (0, 384)
