@@ -138,3 +138,30 @@ def test_run_reports_validation_and_execution_errors(host):
     result.raise_for_error()
     assert "3" in result.outputs and messages[0][0] == "execution_start"
     assert messages[-1][0] == "execution_success"
+
+
+def test_the_pack_imported_where_the_host_is_importable_but_not_running_starts_nothing(host, tmp_path):
+    """A process with the host's folder on its path that never started the host (the dataset builder's spawned
+    workers import their encoder factory's module through the pack's package; a user's script) imports the pack
+    without importing the host's model management: without the host's command line that looks for a GPU, and on a
+    machine without one the import failed ("Found no NVIDIA driver"), as the data builder's workers did whenever a
+    host test had run first in the same pytest process."""
+    import subprocess
+    import sys
+
+    from .harness import PACK_DIR
+
+    code = (
+        "import importlib.util, sys\n"
+        f"sys.path[:0] = [{str(host.root)!r}]\n"
+        f"spec = importlib.util.spec_from_file_location('md_pack_probe', {str(PACK_DIR / '__init__.py')!r},\n"
+        f"    submodule_search_locations=[{str(PACK_DIR)!r}])\n"
+        "pack = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['md_pack_probe'] = pack\n"
+        "spec.loader.exec_module(pack)\n"
+        "assert importlib.util.find_spec('comfy_api') is not None  # the host is importable\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('comfy', 'md_pack_probe.'))), hasattr(pack, 'comfy_entrypoint'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=str(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[] False", proc.stdout
