@@ -26,7 +26,8 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
 
 The decoder and its tuning phase keep their training state in ``--out`` while they run (``DECODER_STATE``,
 ``TUNE_STATE``): after a Ctrl-C (the first stops after the step under way, exit 130), a kill or a crash, the same
-command continues them from there and writes what an uninterrupted run writes.
+command continues them from there and writes what an uninterrupted run writes. The planner stage keeps its dataset and
+the trainer's checkpoints in ``--out/toycinema_planner.work`` (``planner_work_folder``) and continues from the newest.
 
 Measured as one run of the whole command on this release's machine (two cores): 33.1 minutes (probe and identity
 embedder side by side 1.4, decoder 22.2 at 0.20 s a step, its tuning phase 5.6 at 0.17 s a step, planner dataset
@@ -40,11 +41,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 try:  # a submodule of the pack (tests), or a script run from anywhere
@@ -82,6 +83,9 @@ TUNE_PLACE_WEIGHTS = {"city_night": 8.0}
 #: minutes and on Ctrl-C, ``moviedreamer_core/training_state.py``): the same command run again continues from it; each
 #: is removed once its stage's files are saved.
 DECODER_STATE, TUNE_STATE = "toycinema_decoder.resume", "toycinema_decoder_tune.resume"
+#: The planner stage's folder in ``--out`` while it runs (``planner_work_folder``), and how many resumable checkpoints
+#: its training writes (every 100 of the 1200 steps: a kill loses at most about 20 seconds).
+PLANNER_WORK, PLANNER_CHECKPOINTS = "toycinema_planner.work", 12
 #: The probe's training films and steps (``toycinema/probe.py``'s ``train_probe`` says why these).
 PROBE_FILMS, PROBE_STEPS = 240, 1200
 #: Fourier frequencies of the pixel's place in the renderer's identity queries (``RendererConfig.identity_positions``).
@@ -248,6 +252,26 @@ def _train(tokenizer, adapter, model, denoise, data, identities, training, label
     return losses, time.perf_counter() - started
 
 
+def planner_work_folder(out: str, stage: dict) -> str:
+    """``--out/toycinema_planner.work``: the planner stage's dataset and the trainer's checkpoints, kept until the
+    stage has saved its planner, so a stopped stage continues (the dataset written once, the training from its newest
+    checkpoint). ``stage`` (films, steps, seed and the spaces of the tokens, identities and text) is written beside
+    them; a folder written for another ``stage`` is emptied first."""
+    work = os.path.join(out, PLANNER_WORK)
+    record = os.path.join(work, "stage.json")
+    try:
+        with open(record, encoding="utf-8") as f:
+            same = json.load(f) == json.loads(json.dumps(stage))
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        with open(record, "w", encoding="utf-8") as f:
+            json.dump(stage, f, indent=1)
+    return work
+
+
 def training_films(n: int):
     """The ``n`` training films (``TRAIN_SEED``, training phrasings only): the decoder's, the planner's and the
     benchmark's ablations'."""
@@ -261,6 +285,10 @@ def main(argv=None) -> int:
     except StoppedByUser as e:
         _log(f"stopped after step {e.step}; the stage's training state is kept in the output folder: run the same "
              "command again to continue from there")
+        return 130
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the decoder's steps (the planner stops at once)
+        _log("stopped by Ctrl-C; run the same command again: the decoder stages continue from their last save, the "
+             f"planner stage from its last checkpoint ({PLANNER_WORK}), the probe and identity stages start over")
         return 130
 
 
@@ -334,14 +362,23 @@ def _run(args) -> int:
         text_encoder = _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm")
         planner_data = _pack("moviedreamer_core.toycinema.planner_data")
         runs = _pack("moviedreamer_core.toycinema.planner_runs")
-        with tempfile.TemporaryDirectory(prefix="toycinema_planner_") as work:
+        faces = embedder()
+        stage = {"films": len(films), "held_out": HELD_OUT_SEED, "steps": args.planner_steps or runs.FULL_STEPS,
+                 "seed": args.seed, "tokens": tokenizer.space.to_dict(), "identities": faces.space.to_dict(),
+                 "text": text_encoder.space.to_dict()}
+        work = planner_work_folder(out, stage)
+        data = os.path.join(work, "data")
+        if os.path.isfile(os.path.join(data, planner_data.MANIFEST)):
+            _log(f"planner dataset: the one written before ({data})")
+        else:
             t = time.perf_counter()
-            planner_data.write_planner_dataset(films, os.path.join(work, "data"), text_encoder, embedder(),
-                                               tokenizer.token_encoder(), held_out=held_out)
+            shutil.rmtree(data, ignore_errors=True)  # a dataset whose writing was stopped
+            planner_data.write_planner_dataset(films, data, text_encoder, faces, tokenizer.token_encoder(), held_out=held_out)
             _log(f"planner dataset: {time.perf_counter() - t:.0f} s")
-            path = runs.train_toy_planner(os.path.join(work, "data"), os.path.join(work, "run"), steps=args.planner_steps,
-                                          seed=args.seed, threads=threads, log=_log)
-            shutil.copyfile(path, os.path.join(out, "moviedreamer", toy.PLANNER_FILE))
+        path = runs.train_toy_planner(data, os.path.join(work, "run"), steps=stage["steps"], seed=args.seed, threads=threads,
+                                      log=_log, checkpoint_every=max(1, stage["steps"] // PLANNER_CHECKPOINTS))
+        shutil.copyfile(path, os.path.join(out, "moviedreamer", toy.PLANNER_FILE))
+        shutil.rmtree(work)
     _log(f"done in {time.perf_counter() - started:.0f} s: {out}")
     return 0
 

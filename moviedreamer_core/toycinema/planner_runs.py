@@ -123,16 +123,19 @@ def toy_overrides(dataset_folder: str, out_dir: str, *, variant: str = "full", s
 
 def train_toy_planner(dataset_folder: str, out_dir: str, *, variant: str = "full", steps: Optional[int] = None, seed: int = 0,
                       subset: Optional[int] = None, log: Optional[Callable[[str], None]] = None,
-                      threads: Optional[int] = None, overrides: Sequence[str] = ()) -> str:
+                      threads: Optional[int] = None, overrides: Sequence[str] = (), checkpoint_every: int = 0) -> str:
     """Train one toy planner from scratch with ``moviedreamer_core.train`` (in-process, one CPU process) and
     return the path of its ``planner.safetensors``. ``subset=n``: only the first ``n`` training films.
     ``toy_run.json`` beside it records the variant, the dataset options, the time and the last held-out errors.
-    ``overrides``: more ``section.key=value`` settings, applied last."""
+    ``overrides``: more ``section.key=value`` settings, applied last. ``checkpoint_every=n``: the trainer's resumable
+    checkpoint every ``n`` steps in ``out_dir``, and a run stopped by a kill, a Ctrl-C or a crash continues from the
+    newest one (the trainer's exact resume: the same weights as an uninterrupted run); 0, from scratch every time."""
     from ..train import load_config, run
 
     manifest = read_manifest(dataset_folder)
+    resumable = [f"checkpoint.every={int(checkpoint_every)}", "checkpoint.resume=auto"] if checkpoint_every > 0 else []
     overrides = toy_overrides(dataset_folder, out_dir, variant=variant, steps=steps, seed=seed, subset=subset, threads=threads,
-                              extra=overrides)
+                              extra=[*resumable, *overrides])
     cfg = load_config("tiny", overrides)
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
@@ -142,7 +145,7 @@ def train_toy_planner(dataset_folder: str, out_dir: str, *, variant: str = "full
     last_eval = next((r for r in reversed(history) if "val_mse" in r), {})
     record = {"variant": variant, "dataset": os.path.abspath(dataset_folder), "options": manifest["options"],
               "subset": subset, "steps": cfg.train.steps, "seed": seed, "threads": cfg.train.threads,
-              "seconds": round(seconds, 2), "steps_per_second": round(cfg.train.steps / seconds, 3),
+              "seconds": round(seconds, 2), "steps_per_second": round(len(history) / seconds, 3),  # this invocation's
               "parameters": result.get("parameters"), "final_loss": history[-1]["loss"] if history else None,
               "heldout": {k: v for k, v in last_eval.items() if k.startswith("val")}, "overrides": overrides}
     atomic_write_text(os.path.join(out_dir, RUN_FILE), json.dumps(record, indent=1))

@@ -435,3 +435,48 @@ def test_no_history_plans_each_keyframe_alone(toy, full_planner):
         torch.testing.assert_close(alone[i], want)
     torch.testing.assert_close(alone[0], within[0])  # the first keyframe has no history either way
     assert not torch.allclose(alone[1:], within[1:], atol=1e-4)
+
+
+def test_a_stopped_toy_planner_training_continues_from_its_checkpoint_to_the_same_weights(text, standins, tmp_path):
+    """``train_toy_planner(..., checkpoint_every=n)`` (the retraining command's planner stage): a run stopped in the
+    middle (here a Ctrl-C raised from its log after step 10; checkpoints every 4 steps) continues, called again the same
+    way, from its newest checkpoint (step 8) and ends with the weights of an uninterrupted run, tensor for tensor."""
+    from safetensors.torch import load_file
+
+    tokens, faces = standins
+    data = write_planner_dataset(generate_films(5, 3), str(tmp_path / "data"), text, faces, tokens,
+                                 held_out=generate_films(6, 1), log=None)
+    whole = train_toy_planner(data.folder, str(tmp_path / "whole"), steps=12, checkpoint_every=4)
+
+    def stop_at_step_10(message: str) -> None:
+        if message.startswith("step 10/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_toy_planner(data.folder, str(tmp_path / "stopped"), steps=12, checkpoint_every=4, log=stop_at_step_10)
+    said = []
+    again = train_toy_planner(data.folder, str(tmp_path / "stopped"), steps=12, checkpoint_every=4, log=said.append)
+    assert any(m.startswith("resumed ") and " at step 8 " in m for m in said), said
+    assert not any(m.startswith(("step 1/", "step 8/")) for m in said) and any(m.startswith("step 9/") for m in said), said
+    a, b = load_file(whole), load_file(again)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fresh = train_toy_planner(data.folder, str(tmp_path / "fresh"), steps=12, seed=1)
+    assert not all(torch.equal(a[k], v) for k, v in load_file(fresh).items())  # the comparison can tell two runs apart
+
+
+def test_the_retraining_commands_planner_folder_is_kept_for_the_same_stage_and_emptied_for_another(tmp_path):
+    """``cli/toycinema_train.planner_work_folder``: what a stopped planner stage left (its dataset, its checkpoints)
+    is found again by the same stage (same films, steps, seed and spaces) and thrown away for any other."""
+    from cli.toycinema_train import PLANNER_WORK, planner_work_folder
+
+    stage = {"films": 300, "steps": 1200, "seed": 0, "tokens": {"source": "toycinema.tokenizer.x", "K": 2, "D": 16}}
+    work = planner_work_folder(str(tmp_path), stage)
+    assert work == str(tmp_path / PLANNER_WORK)
+    (tmp_path / PLANNER_WORK / "data").mkdir()
+    assert planner_work_folder(str(tmp_path), dict(stage)) == work and os.path.isdir(os.path.join(work, "data"))
+    planner_work_folder(str(tmp_path), {**stage, "steps": 600})
+    assert os.listdir(work) == ["stage.json"]
+    (tmp_path / PLANNER_WORK / "stage.json").write_text("{not json")  # a record cut short by a kill
+    planner_work_folder(str(tmp_path), stage)
+    assert os.listdir(work) == ["stage.json"]
+    assert json.loads((tmp_path / PLANNER_WORK / "stage.json").read_text()) == json.loads(json.dumps(stage))
