@@ -439,28 +439,27 @@ def test_no_history_plans_each_keyframe_alone(toy, full_planner):
 
 def test_a_stopped_toy_planner_training_continues_from_its_checkpoint_to_the_same_weights(text, standins, tmp_path):
     """``train_toy_planner(..., checkpoint_every=n)`` (the retraining command's planner stage): a run stopped in the
-    middle (here a Ctrl-C raised from its log after step 10; checkpoints every 4 steps) continues, called again the same
-    way, from its newest checkpoint (step 8) and ends with the weights of an uninterrupted run, tensor for tensor."""
+    middle (here a Ctrl-C raised from its log after step 7; checkpoints every 3 steps) continues, called again the same
+    way, from its newest checkpoint (step 6) and ends with the weights of an uninterrupted run, tensor for tensor."""
     from safetensors.torch import load_file
 
     tokens, faces = standins
-    data = write_planner_dataset(generate_films(5, 3), str(tmp_path / "data"), text, faces, tokens,
-                                 held_out=generate_films(6, 1), log=None)
-    whole = train_toy_planner(data.folder, str(tmp_path / "whole"), steps=12, checkpoint_every=4)
+    data = write_planner_dataset(generate_films(5, 2), str(tmp_path / "data"), text, faces, tokens, log=None)
+    whole = train_toy_planner(data.folder, str(tmp_path / "whole"), steps=8, checkpoint_every=3)
 
-    def stop_at_step_10(message: str) -> None:
-        if message.startswith("step 10/"):
+    def stop_at_step_7(message: str) -> None:
+        if message.startswith("step 7/"):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_toy_planner(data.folder, str(tmp_path / "stopped"), steps=12, checkpoint_every=4, log=stop_at_step_10)
+        train_toy_planner(data.folder, str(tmp_path / "stopped"), steps=8, checkpoint_every=3, log=stop_at_step_7)
     said = []
-    again = train_toy_planner(data.folder, str(tmp_path / "stopped"), steps=12, checkpoint_every=4, log=said.append)
-    assert any(m.startswith("resumed ") and " at step 8 " in m for m in said), said
-    assert not any(m.startswith(("step 1/", "step 8/")) for m in said) and any(m.startswith("step 9/") for m in said), said
+    again = train_toy_planner(data.folder, str(tmp_path / "stopped"), steps=8, checkpoint_every=3, log=said.append)
+    assert any(m.startswith("resumed ") and " at step 6 " in m for m in said), said
+    assert not any(m.startswith(("step 1/", "step 6/")) for m in said) and any(m.startswith("step 7/") for m in said), said
     a, b = load_file(whole), load_file(again)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    fresh = train_toy_planner(data.folder, str(tmp_path / "fresh"), steps=12, seed=1)
+    fresh = train_toy_planner(data.folder, str(tmp_path / "fresh"), steps=8, seed=1)
     assert not all(torch.equal(a[k], v) for k, v in load_file(fresh).items())  # the comparison can tell two runs apart
 
 
