@@ -255,7 +255,7 @@ def _train(tokenizer, adapter, model, denoise, data, identities, training, label
 def planner_work_folder(out: str, stage: dict) -> str:
     """``--out/toycinema_planner.work``: the planner stage's dataset and the trainer's checkpoints, kept until the
     stage has saved its planner, so a stopped stage continues (the dataset written once, the training from its newest
-    checkpoint). ``stage`` (films, steps, seed and the spaces of the tokens, identities and text) is written beside
+    checkpoint). ``stage`` (films, steps, seed, the spaces of the tokens, identities and text, the recipe) is written beside
     them; a folder written for another ``stage`` is emptied first."""
     work = os.path.join(out, PLANNER_WORK)
     record = os.path.join(work, "stage.json")
@@ -365,7 +365,7 @@ def _run(args) -> int:
         faces = embedder()
         stage = {"films": len(films), "held_out": HELD_OUT_SEED, "steps": args.planner_steps or runs.FULL_STEPS,
                  "seed": args.seed, "tokens": tokenizer.space.to_dict(), "identities": faces.space.to_dict(),
-                 "text": text_encoder.space.to_dict()}
+                 "text": text_encoder.space.to_dict(), "recipe": list(runs.TOY_SETTINGS)}
         work = planner_work_folder(out, stage)
         data = os.path.join(work, "data")
         if os.path.isfile(os.path.join(data, planner_data.MANIFEST)):
