@@ -133,3 +133,19 @@ def model_dirs(host, testing, patching, tmp_path_factory):
     fp.folder_names_and_paths["moviedreamer"][0].remove(str(md))
     fp.folder_names_and_paths["ipadapter"][0].remove(str(ip))
     fp.filename_list_cache.clear()
+
+
+@pytest.fixture(scope="module")
+def tiny_wan_file(host, tmp_path_factory):
+    """A tiny Wan 2.1 i2v checkpoint in a diffusion_models folder, loaded by the host's own UNETLoader (the Wan tests
+    of test_shot_animate.py and test_signatures.py)."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("diffusion_models")
+    save_file(host.pack_submodule("tests.host.tiny_nodes").tiny_wan_i2v_state_dict(0), str(folder / "tiny_wan_i2v.safetensors"))
+    fp = host.folder_paths
+    fp.add_model_folder_path("diffusion_models", str(folder))
+    fp.filename_list_cache.clear()
+    yield "tiny_wan_i2v.safetensors"
+    fp.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
+    fp.filename_list_cache.clear()

@@ -67,21 +67,6 @@ WAN_SCRIPT_3 = WAN_SCRIPT.replace("title: Wan Test", "title: Wan Three") + """  
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_wan_file(host, tmp_path_factory):
-    """A tiny Wan 2.1 i2v checkpoint in a diffusion_models folder, loaded by the host's own UNETLoader."""
-    from safetensors.torch import save_file
-
-    folder = tmp_path_factory.mktemp("diffusion_models")
-    save_file(host.pack_submodule("tests.host.tiny_nodes").tiny_wan_i2v_state_dict(0), str(folder / "tiny_wan_i2v.safetensors"))
-    fp = host.folder_paths
-    fp.add_model_folder_path("diffusion_models", str(folder))
-    fp.filename_list_cache.clear()
-    yield "tiny_wan_i2v.safetensors"
-    fp.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
-    fp.filename_list_cache.clear()
-
-
 def wan_graph(project: str, with_model: bool = True, script: str = WAN_SCRIPT_3, shots: int = 3) -> dict:
     g = {
         "1": {"class_type": "MovieDreamerTestTinyCLIP", "inputs": {"seed": 0}},

@@ -13,7 +13,7 @@ import torch
 from moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_renderer
 
 from .test_render import graph, previews, script
-from .test_shot_animate import tiny_wan_file, wan_graph  # noqa: F401  (tiny_wan_file: a fixture)
+from .test_shot_animate import wan_graph
 
 
 def keyframe_stamps(host, project: str) -> dict:
