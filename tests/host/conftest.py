@@ -143,9 +143,5 @@ def tiny_wan_file(host, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("diffusion_models")
     save_file(host.pack_submodule("tests.host.tiny_nodes").tiny_wan_i2v_state_dict(0), str(folder / "tiny_wan_i2v.safetensors"))
-    fp = host.folder_paths
-    fp.add_model_folder_path("diffusion_models", str(folder))
-    fp.filename_list_cache.clear()
-    yield "tiny_wan_i2v.safetensors"
-    fp.folder_names_and_paths["diffusion_models"][0].remove(str(folder))
-    fp.filename_list_cache.clear()
+    with host.model_folder("diffusion_models", folder):
+        yield "tiny_wan_i2v.safetensors"

@@ -8,6 +8,7 @@ on 127.0.0.1. Every folder the host writes to (input, output, temp, user) is a t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -251,6 +252,18 @@ class InProcessHost:
         import importlib
 
         return importlib.import_module(f"{pack_module_name()}.{name}")
+
+    @contextlib.contextmanager
+    def model_folder(self, kind: str, folder):
+        """``folder`` listed among the host's ``kind`` model folders (``diffusion_models``, ``loras``, ...) while the
+        block runs, as an extra model path would add it, and taken out again after (a module fixture's files)."""
+        self.folder_paths.add_model_folder_path(kind, str(folder))
+        self.folder_paths.filename_list_cache.clear()
+        try:
+            yield
+        finally:
+            self.folder_paths.folder_names_and_paths[kind][0].remove(str(folder))
+            self.folder_paths.filename_list_cache.clear()
 
     def new_executor(self, cache_type=False):
         """A ``PromptExecutor`` reporting to ``self.server``; reuse one across ``run(..., executor=)`` calls to test

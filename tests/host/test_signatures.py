@@ -79,12 +79,8 @@ def tiny_lora(host, testing, tmp_path_factory) -> str:
         lora[f"{base}.lora_up.weight"] = torch.randn(out_dim, 4, generator=g) * 0.5
         lora[f"{base}.lora_down.weight"] = torch.randn(4, in_dim, generator=g) * 0.5
     save_file(lora, str(folder / "tiny_lora.safetensors"))
-    fp = host.folder_paths
-    fp.add_model_folder_path("loras", str(folder))
-    fp.filename_list_cache.clear()
-    yield "tiny_lora.safetensors"
-    fp.folder_names_and_paths["loras"][0].remove(str(folder))
-    fp.filename_list_cache.clear()
+    with host.model_folder("loras", folder):
+        yield "tiny_lora.safetensors"
 
 
 def test_a_lora_or_a_sampling_patch_on_the_model_renders_every_keyframe_again(host, photos, model_dirs, tiny_lora):
