@@ -35,12 +35,19 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
 _types = core_module("argument_types")
 number, seed, whole_number = _types.number, _types.seed, _types.whole_number
 _RANGES = core_module("renderer_training_ranges").RANGES
+_CHOICES = core_module("renderer_training_ranges").CHOICES
 
 
 def _ranged(name: str) -> dict:
     """``type`` and ``default`` of the flag for the node's input ``name``: the node's range (one table for both)."""
     r = _RANGES[name]
     return {"type": (whole_number if r.whole else number)(r.minimum, r.maximum), "default": r.default}
+
+
+def _chosen(name: str) -> dict:
+    """``choices`` and ``default`` of the flag for the node's combo input ``name`` (the same table as the node's)."""
+    c = _CHOICES[name]
+    return {"choices": list(c.options), "default": c.default}
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
@@ -53,8 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--images", required=True, help="folder of keyframe images (.png/.jpg/.webp), captions in <image>.txt")
     p.add_argument("--caption", default="", help="caption for images without a .txt file")
     p.add_argument("--size", default="512x512", help="WIDTHxHEIGHT the keyframes are cropped and resized to")
-    p.add_argument("--face-embedder", default="dlib", choices=["dlib", "insightface", "clip_vision_crop"])
-    p.add_argument("--token-source", default="image_embeds", choices=["image_embeds", "penultimate_hidden_states"])
+    p.add_argument("--face-embedder", **_chosen("face_embedder"),
+                   help="the identity embedder (the one ScriptEncode will use; default %(default)s)")
+    p.add_argument("--token-source", **_chosen("token_source"), help="the renderer's token input (default %(default)s)")
     p.add_argument("--steps", **_ranged("steps"))
     p.add_argument("--batch-size", **_ranged("batch_size"))
     p.add_argument("--learning-rate", **_ranged("learning_rate"))

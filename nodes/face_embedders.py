@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from ..moviedreamer_core.identity.base import FaceEmbedder
+from ..moviedreamer_core.renderer_training_ranges import CHOICES
 from ..moviedreamer_core.script_encoding import TokenEncoder
 from ..moviedreamer_core.spaces import TokenSpace
 from . import host
 
-FACE_EMBEDDER_CHOICES = ["dlib", "insightface", "clip_vision_crop", "toycinema"]
+FACE_EMBEDDER_CHOICES = list(CHOICES["face_embedder"].options)
 FACE_EMBEDDER_TOOLTIP = (
     "How each character's reference photos become an identity embedding. "
     "dlib: 128-D face recogniser, CPU, installed with the pack (pip packages dlib-bin and "

@@ -31,13 +31,14 @@ from ..moviedreamer_core.distribution.participation import parse_participation
 from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input
 from ..moviedreamer_core.distribution.split import share_of
 from .model_fingerprints import fingerprint
+from ..moviedreamer_core.renderer_training_ranges import CHOICES
 from .storyboard_events import send_keyframe, send_storyboard
 from .keyframe_identity import KeyframeIdentity
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
 from .unconditional_tokens import black_image_tokens, unconditional_features
 
 IPADAPTER_PREFIX = "ipadapter/"
-TOKEN_SOURCES = ["image_embeds", "penultimate_hidden_states"]
+TOKEN_SOURCES = list(CHOICES["token_source"].options)
 #: What the render node's IMAGE and LATENT outputs hold: every keyframe, or a preview of at most
 #: ``PREVIEW_KEYFRAMES`` spread over the movie (memory that does not grow with the movie; ShotAnimate then reads
 #: the keyframes from the project folder through ``keyframe_set``).

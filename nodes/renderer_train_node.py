@@ -27,7 +27,7 @@ from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
 from ..moviedreamer_core.renderer.fit_state import clear_fit_state, inputs_fingerprint, state_path
 from ..moviedreamer_core.renderer.identity_banks import attach_identity_banks, character_groups
 from ..moviedreamer_core.renderer.train import augment_images
-from ..moviedreamer_core.renderer_training_ranges import RANGES
+from ..moviedreamer_core.renderer_training_ranges import CHOICES, RANGES
 from . import host, wire_types
 from .choices import check_inputs
 from .attention_patch import discover_cross_attention
@@ -106,9 +106,10 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                 io.Image.Input("images", tooltip="The training keyframes (any number; more and more varied is better)."),
                 io.String.Input("captions", default="", multiline=True,
                                 tooltip="One caption per line, one line per image (or a single line for all images)."),
-                io.Combo.Input("face_embedder", options=FACE_EMBEDDER_CHOICES, default="dlib", tooltip=FACE_EMBEDDER_TOOLTIP
-                               + " Use the same embedder as ScriptEncode will; images without a face train without identity."),
-                io.Combo.Input("token_source", options=TOKEN_SOURCES, default=TOKEN_SOURCES[0],
+                io.Combo.Input("face_embedder", options=FACE_EMBEDDER_CHOICES, default=CHOICES["face_embedder"].default,
+                               tooltip=FACE_EMBEDDER_TOOLTIP + " Use the same embedder as ScriptEncode will; images without "
+                               "a face train without identity."),
+                io.Combo.Input("token_source", options=TOKEN_SOURCES, default=CHOICES["token_source"].default,
                                tooltip="image_embeds: one pooled token per keyframe (a linear token projector). "
                                "penultimate_hidden_states: every patch feature through a perceiver resampler."),
                 io.Int.Input("steps", **_bounds("steps"), tooltip="Optimisation steps."),

@@ -389,6 +389,24 @@ def test_the_training_command_takes_exactly_the_numbers_the_node_takes(host):
                 cli.parse_args(required + [flag, repr(value)])
 
 
+def test_the_training_command_offers_exactly_the_choices_the_node_offers(host):
+    """Each of the node's combo inputs is a flag of ``cli/train_renderer.py`` with the same options and default (the
+    command once lacked the ``toycinema`` face embedder the node offers); anything else is refused."""
+    cli = host.pack_submodule("cli.train_renderer")
+    schema = host.nodes.NODE_CLASS_MAPPINGS["MovieDreamerTrainRenderer"].GET_SCHEMA()
+    combos = {i.id: i for i in schema.inputs if getattr(i, "options", None)}
+    assert set(combos) == {"face_embedder", "token_source"}
+    required = ["--checkpoint", "c", "--clip-vision", "v", "--images", "."]
+    defaults = cli.parse_args(required)
+    for name, node in combos.items():
+        flag = "--" + name.replace("_", "-")
+        assert getattr(defaults, name) == node.default, name
+        for option in node.options:
+            assert getattr(cli.parse_args(required + [flag, option]), name) == option
+        with pytest.raises(SystemExit):
+            cli.parse_args(required + [flag, "nothing_like_it"])
+
+
 def test_a_cancelled_training_is_continued_by_the_next_run_and_ends_as_the_uninterrupted_one(host, testing, photos):
     """The host's Cancel (``interrupt_current_processing``) stops the training node between two steps; its state is
     kept beside the renderer file (a name no loader lists) and the next run of the same training continues it: the
