@@ -26,6 +26,7 @@ from ..moviedreamer_core.data.clustering import DEFAULT_THRESHOLD
 from ..moviedreamer_core.renderer.fit import RendererSample, fit_renderer
 from ..moviedreamer_core.renderer.fit_state import clear_fit_state, inputs_fingerprint, state_path
 from ..moviedreamer_core.renderer.identity_banks import attach_identity_banks, character_groups
+from ..moviedreamer_core.renderer.sample_cache import clear_samples, load_samples, samples_path, save_samples
 from ..moviedreamer_core.renderer.train import augment_images
 from ..moviedreamer_core.renderer_training_ranges import CHOICES, RANGES
 from . import host, wire_types
@@ -125,8 +126,9 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seed of initialisation, batches and noise."),
                 io.String.Input("save_name", default="moviedreamer_renderer",
                                 tooltip="File name in models/moviedreamer (.safetensors is added). A training of the "
-                                "same inputs that was cancelled or crashed under this name continues where it stopped "
-                                "(its state is kept beside the file as <name>.safetensors.resume until it finishes)."),
+                                "same inputs that was cancelled or crashed under this name continues where it stopped, "
+                                "without encoding the images again (its state and its encoded samples are kept beside "
+                                "the file as <name>.safetensors.resume and .samples until it finishes)."),
                 wire_types.Renderer.Input("init_renderer", optional=True,
                                      tooltip="Optional: continue training this MovieDreamer renderer instead of a new one."),
                 io.String.Input("characters", default="", multiline=True, optional=True,
@@ -177,17 +179,47 @@ def encode_text(clip, text: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
 def encode_training_samples(model, vae, clip, clip_vision, images, texts: list[str], embedder, *,
                             token_source: str = "image_embeds", augmentations: int = 0,
                             generator: Optional[torch.Generator] = None, characters: Optional[list[str]] = None,
-                            character_threshold: float = DEFAULT_THRESHOLD, progress=None) -> tuple[list[RendererSample], dict]:
+                            character_threshold: float = DEFAULT_THRESHOLD, progress=None,
+                            keep: Optional[tuple[str, str]] = None) -> tuple[list[RendererSample], dict]:
     """Every image (and ``augmentations`` augmented copies of it) as a training sample, encoded once: latents by
     the VAE in the scale the MODEL denoises (``training_latents``), tokens by CLIP Vision, the caption as the
     host's text encode gives it, the face identity by ``embedder``; then each sample's identity bank from the
     other photos of its character (``identity_banks``: ``characters`` names, else face clustering at
-    ``character_threshold``). Returns the samples and counts: ``found`` (samples with a face of their own) and
-    those of ``attach_identity_banks``."""
+    ``character_threshold``). Returns the samples and counts: ``found`` (samples with a face of their own),
+    ``reused`` (whether they were read from ``keep``) and those of ``attach_identity_banks``.
+
+    ``keep``: ``(path, fingerprint)`` of the encoded samples of this training (``sample_cache``): when that file
+    holds this training's samples they are read from it (and ``generator`` set to its state after the encoding),
+    else they are encoded and written there."""
+    n = int(images.shape[0])
+    cached = load_samples(keep[0], fingerprint=keep[1]) if keep is not None else None
+    if cached is not None:
+        samples, state, extra = cached
+        found = int(extra["found"])
+        if generator is not None:
+            generator.set_state(state)
+        if progress is not None:
+            progress(len(samples))
+    else:
+        samples, found = _encode(model, vae, clip, clip_vision, images, texts, embedder, token_source=token_source,
+                                 augmentations=augmentations, generator=generator, progress=progress)
+        if keep is not None:
+            save_samples(keep[0], samples, fingerprint=keep[1], extra={"found": found},
+                         generator=generator if generator is not None else torch.Generator())
+    photos = [i for _ in range(augmentations + 1) for i in range(n)]
+    originals = [samples[i].identity for i in range(n)]  # the un-augmented photos' identities
+    groups = character_groups(originals, characters, character_threshold)
+    counts = attach_identity_banks(samples, photos, groups)
+    return samples, dict(counts, found=found, reused=cached is not None)
+
+
+def _encode(model, vae, clip, clip_vision, images, texts: list[str], embedder, *, token_source: str,
+            augmentations: int, generator: Optional[torch.Generator], progress) -> tuple[list[RendererSample], int]:
+    """The samples of ``encode_training_samples`` without banks, encoded; and how many have a face."""
     n = int(images.shape[0])
     variants = [images[:, :, :, :3].float().cpu()]
     variants += [augment_images(variants[0], generator) for _ in range(augmentations)]
-    samples, photos, found, done = [], [], 0, 0
+    samples, found = [], 0
     text_cache = {}
     with torch.no_grad():  # the encoders are frozen: no graph may reach back into them
         for batch in variants:
@@ -206,14 +238,9 @@ def encode_training_samples(model, vae, clip, clip_vision, images, texts: list[s
                 except NoFaceFoundError:
                     pass
                 samples.append(RendererSample(latents, tokens.float().cpu()[0], context, identity, pooled=pooled))
-                photos.append(i)
-                done += 1
                 if progress is not None:
-                    progress(done)
-    originals = [samples[i].identity for i in range(n)]  # the un-augmented photos' identities
-    groups = character_groups(originals, characters, character_threshold)
-    counts = attach_identity_banks(samples, photos, groups)
-    return samples, dict(counts, found=found)
+                    progress(len(samples))
+    return samples, found
 
 
 def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, face_embedder: str = "dlib",
@@ -247,10 +274,12 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
     progress = host.Progress(n * (augmentations + 1) + steps)
     # ---- encode every (augmented) image once
     generator = torch.Generator().manual_seed(int(seed))
+    # an interrupted run of this same training kept them beside its state (sample_cache): read, not encoded again
+    keep = (samples_path(path), inputs_fingerprint({}, {"inputs": inputs, "model": frozen}))
     samples, counts = encode_training_samples(model, vae, clip, clip_vision, images, texts, embedder,
                                               token_source=token_source, augmentations=augmentations, generator=generator,
                                               characters=characters, character_threshold=character_threshold,
-                                              progress=progress)
+                                              progress=progress, keep=keep)
     found, done = counts["found"], len(samples)
     with torch.inference_mode(False), torch.enable_grad():  # the executor runs nodes in inference mode
         # ---- the adapter
@@ -299,13 +328,18 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
     adapter.cpu()
     save_renderer(adapter, path)
     clear_fit_state(path)
+    clear_samples(path)
     losses = fit.losses
     curve = _loss_curve(losses)
     banks = (f"identity from another photo of the character for {counts['banked']} samples "
              f"({counts['characters']} character{'' if counts['characters'] == 1 else 's'}"
              f"{', ' + str(counts['lent']) + ' without a face of their own' if counts['lent'] else ''}); "
              if counts["banked"] else "")
-    resumed = f" (continued from step {fit.resumed_from}, where an interrupted run stopped)" if fit.resumed_from else ""
+    if fit.resumed_from:
+        reused = ", from the samples it encoded" if counts["reused"] else ""
+        resumed = f" (continued from step {fit.resumed_from}, where an interrupted run stopped{reused})"
+    else:
+        resumed = " (from the samples an interrupted run encoded)" if counts["reused"] else ""
     text = (f"{file_name}: {steps} steps{resumed} on {len(samples)} samples ({n} images x {augmentations + 1}); "
             f"{found} with a face; {banks}evaluation loss {fit.eval_before:.4f} -> {fit.eval_after:.4f}")
     return RendererHandle(file_name, host.managed(adapter)), curve, text

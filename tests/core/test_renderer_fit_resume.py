@@ -146,3 +146,74 @@ def test_a_state_that_does_not_fit_the_training_is_ignored_before_anything_is_ch
     assert fit(again, samples(), path).resumed_from == 0
     for k, v in whole.state_dict().items():
         assert torch.equal(again.state_dict()[k], v), k
+
+
+# ------------------------------------------------------------------------------------------ the encoded samples
+
+
+def _encoded() -> list[RendererSample]:
+    """Samples as the training node encodes them: captions shared by tensor, a photo without a face, SDXL's pooled."""
+    g = torch.Generator().manual_seed(2)
+    texts = [(torch.randn(3, C, generator=g), torch.randn(6, generator=g)) for _ in range(2)]
+    out = []
+    for i in range(5):
+        text, pooled = texts[i % 2]
+        identity = None if i == 3 else torch.nn.functional.normalize(torch.randn(DI, generator=g), dim=0)
+        out.append(RendererSample(torch.randn(4, 2, 2, generator=g), torch.randn(1, D, generator=g), text, identity,
+                                  pooled=pooled))
+    return out
+
+
+def test_encoded_samples_are_read_back_as_written_with_the_generator_after_the_encoding(tmp_path):
+    """``sample_cache``: every tensor of every sample back bit for bit (no identity stays none), each caption's
+    encoding stored once and shared again, the generator's state and the extra values returned; nothing for another
+    training's fingerprint or where there is no file."""
+    from safetensors import safe_open
+
+    from moviedreamer_core.renderer.sample_cache import clear_samples, load_samples, samples_path, save_samples
+
+    path = samples_path(str(tmp_path / "r.safetensors"))
+    assert path.endswith("r.safetensors.samples") and load_samples(path, fingerprint="a") is None
+    written, generator = _encoded(), torch.Generator().manual_seed(5)
+    torch.rand(7, generator=generator)
+    save_samples(path, written, fingerprint="a", generator=generator, extra={"found": 4})
+    with safe_open(path, framework="pt") as f:
+        assert sorted(k for k in f.keys() if k.startswith("text.")) == ["text.0", "text.1"]
+    samples, state, extra = load_samples(path, fingerprint="a")
+    assert extra == {"found": 4} and torch.equal(state, generator.get_state())
+    assert len(samples) == len(written)
+    for got, want in zip(samples, written):
+        for name in ("latents", "tokens", "text", "pooled", "identity"):
+            a, b = getattr(got, name), getattr(want, name)
+            assert (a is None and b is None) or torch.equal(a, b), name
+        assert got.bank is None
+    assert samples[0].text is samples[2].text and samples[0].pooled is samples[4].pooled
+    assert load_samples(path, fingerprint="b") is None
+    clear_samples(str(tmp_path / "r.safetensors"))
+    assert not os.path.exists(path)
+    clear_samples(str(tmp_path / "r.safetensors"))  # nothing to remove: no error
+
+
+def test_a_damaged_samples_file_is_ignored_with_a_warning(tmp_path, caplog):
+    """A file cut short or missing a tensor the metadata promises: the training encodes again, it does not fail."""
+    from safetensors.torch import load_file, save_file
+
+    from moviedreamer_core.renderer.sample_cache import load_samples, save_samples
+
+    path = str(tmp_path / "r.safetensors.samples")
+    save_samples(path, _encoded(), fingerprint="a", generator=torch.Generator())
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    assert load_samples(path, fingerprint="a") is None
+    save_samples(path, _encoded(), fingerprint="a", generator=torch.Generator())
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(path)
+    del tensors["4.latents"]
+    save_file(tensors, path, metadata=metadata)
+    assert load_samples(path, fingerprint="a") is None
+    assert "cannot be used" in caplog.text

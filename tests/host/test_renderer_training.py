@@ -328,7 +328,7 @@ def test_training_draws_each_identity_from_another_photo_of_the_character(host, 
     samples, counts = node.encode_training_samples(
         testing.tiny_sd(0), testing.tiny_vae(0, latent_std=5.0), testing.tiny_clip(0), vision, images, ["a portrait"] * 3,
         embedder, augmentations=1, generator=torch.Generator().manual_seed(0), characters=names)
-    assert counts == {"found": 6, "characters": 1, "banked": 4, "lent": 0}
+    assert counts == {"found": 6, "characters": 1, "banked": 4, "lent": 0, "reused": False}
     by_photo = {p: [samples[v * 3 + p] for v in range(2)] for p in range(3)}  # variant-major order
     assert all(s.bank is None for s in by_photo[0]), "Eileen has no other photo"
     for mine, other in ((1, 2), (2, 1)):
@@ -415,11 +415,17 @@ def test_a_cancelled_training_is_continued_by_the_next_run_and_ends_as_the_unint
     from safetensors.torch import load_file
 
     from moviedreamer_core.renderer.fit_state import state_path
+    from moviedreamer_core.renderer.sample_cache import samples_path
 
     folder = Path(host.folder_paths.get_folder_paths("moviedreamer")[0])
+    encodes = []  # CLIP Vision's encodes, counted as they happen: the face embedder's size probe, then each photo's
+    # tokens and its face crop
 
     def run(name, on_step=None):
-        return _train_eight_steps(host, testing, photos, name, on_step)
+        vision = testing.tiny_clip_vision(0)
+        encode = vision.encode_image
+        vision.encode_image = lambda *a, **k: (encodes.append(name), encode(*a, **k))[1]
+        return _train_eight_steps(host, testing, photos, name, on_step, clip_vision=vision)
 
     _, _, whole = run("never_cancelled")
     steps = []
@@ -433,14 +439,16 @@ def test_a_cancelled_training_is_continued_by_the_next_run_and_ends_as_the_unint
         run("cancelled", cancel_after_three)
     assert steps == [1, 2, 3] and not (folder / "cancelled.safetensors").exists()
     state = Path(state_path(str(folder / "cancelled.safetensors")))
-    assert state.is_file()
+    samples = Path(samples_path(str(folder / "cancelled.safetensors")))
+    assert state.is_file() and samples.is_file() and encodes.count("cancelled") == 1 + 2 * 2
     host.folder_paths.filename_list_cache.clear()
     assert not [f for f in host.pack_submodule("nodes.render_nodes").renderer_files() if f.startswith("cancelled")]
 
     steps.clear()
     _, _, text = run("cancelled", lambda step, total, loss: steps.append(step))
-    assert steps == [5, 6, 7, 8] and "8 steps (continued from step 4, where an interrupted run stopped)" in text, text
-    assert not state.exists()
+    assert steps == [5, 6, 7, 8] and "8 steps (continued from step 4, where an interrupted run stopped, from the samples " \
+        "it encoded)" in text, text
+    assert encodes.count("cancelled") == 5 + 1 and not state.exists() and not samples.exists()  # only the probe again
     a, b = load_file(str(folder / "never_cancelled.safetensors")), load_file(str(folder / "cancelled.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert whole.rsplit("evaluation loss ", 1)[1] == text.rsplit("evaluation loss ", 1)[1]
@@ -452,17 +460,20 @@ def test_a_cancelled_training_is_continued_by_the_next_run_and_ends_as_the_unint
     steps.clear()
     _, _, text = _train_eight_steps(host, testing, photos, "cancelled", lambda step, total, loss: steps.append(step),
                                     captions=("an astronaut on the moon", "a portrait"))
-    assert steps == list(range(1, 9)) and "continued" not in text and not state.exists()
+    assert steps == list(range(1, 9)) and "continued" not in text and "samples" not in text.split(" on ")[0]
+    assert not state.exists() and not samples.exists()
 
 
-def _train_eight_steps(host, testing, photos, name, on_step=None, captions=("an astronaut", "a portrait")):
+def _train_eight_steps(host, testing, photos, name, on_step=None, captions=("an astronaut", "a portrait"),
+                       clip_vision=None):
     """The training node's function on two photos and the tiny host models: 8 steps saved as ``name``."""
     from PIL import Image
 
     train = host.pack_submodule("nodes.renderer_train_node").train_renderer
     images = torch.stack([torch.from_numpy(np.array(Image.open(photos / p).convert("RGB").resize((48, 48)))).float() / 255
                           for p in ("astronaut.png", "hopper.png")])
-    return train(testing.tiny_sd(0), testing.tiny_vae(0), testing.tiny_clip(0), testing.tiny_clip_vision(0), images,
+    vision = clip_vision if clip_vision is not None else testing.tiny_clip_vision(0)
+    return train(testing.tiny_sd(0), testing.tiny_vae(0), testing.tiny_clip(0), vision, images,
                  list(captions), face_embedder="clip_vision_crop", steps=8, batch_size=2,
                  learning_rate=1e-3, augmentations=0, save_name=name, on_step=on_step)
 
