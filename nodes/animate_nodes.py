@@ -29,6 +29,8 @@ from .i2v_backends import LANDS_ON_NEXT, make_backend
 from .model_fingerprints import fingerprint
 
 BACKENDS = ["auto", "animatic"]
+#: The inputs only a video model needs: lazy, so a participant that makes no shot never evaluates them.
+VIDEO_MODEL_INPUTS = ("model", "vae", "clip_vision", "positive", "negative")
 
 
 class ShotAnimate(io.ComfyNode):
@@ -69,16 +71,16 @@ class ShotAnimate(io.ComfyNode):
                 io.Float.Input("min_cfg", default=0.0, min=0.0, max=100.0, step=0.1, optional=True,
                                tooltip="SVD only: guidance rising linearly over each clip's frames from min_cfg to cfg "
                                "(the host's VideoLinearCFGGuidance; SVD workflows use 1.0). 0 = constant cfg."),
-                io.Model.Input("model", optional=True,
+                io.Model.Input("model", optional=True, lazy=True,
                                tooltip="An image-to-video model (Wan 2.1/2.2 i2v, SVD, or LTX-Video). Not connected: the "
                                "animatic. With Wan, a shot whose next shot has the 'continuous' transition ends on that "
                                "shot's keyframe (first-last-frame)."),
-                io.Vae.Input("vae", optional=True, tooltip="The video model's VAE."),
-                io.ClipVision.Input("clip_vision", optional=True,
+                io.Vae.Input("vae", optional=True, lazy=True, tooltip="The video model's VAE."),
+                io.ClipVision.Input("clip_vision", optional=True, lazy=True,
                                     tooltip="CLIP Vision for the keyframe's identity anchor, kept fixed across a long "
                                     "shot's chained clips (required by SVD; used by Wan 2.1 i2v)."),
-                io.Conditioning.Input("positive", optional=True, tooltip="The video model's text conditioning (Wan, LTX-Video)."),
-                io.Conditioning.Input("negative", optional=True,
+                io.Conditioning.Input("positive", optional=True, lazy=True, tooltip="The video model's text conditioning (Wan, LTX-Video)."),
+                io.Conditioning.Input("negative", optional=True, lazy=True,
                                       tooltip="The video model's negative conditioning (Wan, LTX-Video)."),
                 wire_types.Keyframes.Input("keyframe_set", optional=True,
                                            tooltip="IdentityDiffusionRender's keyframe_set: the keyframes are read from the "
@@ -102,6 +104,21 @@ class ShotAnimate(io.ComfyNode):
     def validate_inputs(cls, **kwargs):
         checked = check_inputs(cls, kwargs)
         return checked if checked is not True else check_distributed(kwargs)
+
+    @classmethod
+    def check_lazy_status(cls, script=None, distributed=None, **kwargs) -> list[str]:
+        """Which of the video model's inputs (``VIDEO_MODEL_INPUTS``, lazy) the host should evaluate: every connected
+        one, except where no shot is made: a distributed master that only orchestrates (``master_renders`` off) or a
+        participant whose share is empty never needs them, so their loaders never run there (a Wan 14B model and its
+        T5 text encoder are tens of GB the master would otherwise load for nothing)."""
+        wanted = [n for n in VIDEO_MODEL_INPUTS if n in kwargs and kwargs[n] is None]
+        if not wanted or script is None or distributed is None:
+            return wanted
+        try:
+            who = parse_participation(distributed)
+        except ValueError:
+            return wanted  # execute says what is wrong with it
+        return wanted if who is None or share_of(outlines_of_script(script), who).shots else []
 
     @classmethod
     @host.pack_threads

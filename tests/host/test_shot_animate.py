@@ -120,6 +120,33 @@ def test_wan_three_shot_movie_chains_long_shots_and_lands_on_the_next_keyframe(h
     assert video_info(str(folder / "wan.mp4"))["frames"] == 32
 
 
+def test_a_participant_that_makes_no_shot_never_loads_the_video_model(host, photos, tiny_wan_file):
+    """ShotAnimate's video model inputs are lazy: a distributed master that only orchestrates (``master_renders`` off,
+    the workers share every shot) runs it without the host ever executing their loaders (the Wan UNETLoader, the
+    Wan VAE and conditioning), where a Wan 14B and its T5 would be tens of GB loaded for nothing; a participant with
+    shots to make loads them and makes its shots with the model."""
+    from moviedreamer_core.distribution.participation import Participation
+
+    def run(who):
+        g = wan_graph(f"lazy_{who.me}", script=WAN_SCRIPT, shots=2)
+        g["4"]["inputs"]["height"] = 64
+        g["8"]["inputs"]["distributed"] = who.to_json()
+        result = host.run(g)
+        assert result.success, result.error_text()
+        executed = {e["node"] for e in result.events("executing") if e.get("node")}
+        return executed, result.outputs["8"]["text"][0]
+
+    executed, text = run(Participation("job1", "master", ("w1", "w2"), master_renders=False))
+    assert "distributed (master, 2 participants): 0 shots of 2 made here" in text, text
+    assert "8" in executed and not executed & {"6", "7"}, executed
+    executed, text = run(Participation("job1", "w1", ("w1", "w2"), master_renders=False))
+    assert "distributed (w1, 2 participants): 1 shots of 2 made here, 1 this run" in text, text
+    assert {"6", "7", "8"} <= executed, executed
+    journal = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "lazy_w1" / "journals" / "w1.jsonl"
+    shots = [json.loads(line)["value"] for line in journal.read_text().splitlines() if '"shots"' in line]
+    assert [s["backend"] for s in shots] == ["wan"]  # its share made with the model it loaded
+
+
 @pytest.mark.slow
 def test_wan_shot_before_a_continuous_one_ends_on_its_keyframe(host, photos, tiny_wan_file):
     """Shot a is followed by b, whose transition is ``continuous``: a's last frame must be b's keyframe, up to the
