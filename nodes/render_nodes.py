@@ -319,6 +319,14 @@ class IdentityDiffusionRender(io.ComfyNode):
         if not use_tokens and not use_identity and renderer.cfg.source.startswith("ipadapter-faceid"):
             raise ValueError(f"identity_weight is 0 and the renderer {renderer.name} (IP-Adapter FaceID) has no token "
                              "path: it would change nothing. Raise identity_weight, or use the plain sampler.")
+        limit = renderer.adapter.max_characters if use_identity else None
+        if limit is not None:  # found here, not at the keyframe that has them after an hour of sampling
+            for spec in script_embeds.keyframes:
+                shown = sum(1 for c in spec.characters if script_embeds.characters[c].has_identity)
+                if shown > limit:
+                    raise ValueError(f"shots[{spec.shot_index}] ({spec.shot_id}) puts {shown} characters on screen; the "
+                                     f"renderer {renderer.name} draws at most {limit} in one keyframe (its identities "
+                                     f"are bound to {limit} screen places). Split the shot or leave characters out of it.")
         needs_faces = use_identity and renderer.adapter.needs_face_states
         if needs_faces:
             _check_face_states(renderer, script_embeds)

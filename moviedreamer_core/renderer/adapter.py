@@ -246,6 +246,12 @@ class RendererAdapter(nn.Module):
         return out.reshape(B, -1, self.cfg.context_dim)
 
     @property
+    def max_characters(self) -> Optional[int]:
+        """The most characters one keyframe may show (``identity_places``: one per screen place), or ``None``: any
+        number (slots by rank leave the characters past the last slot without a slot embedding)."""
+        return int(self.identity_slot.shape[0]) if self.place_head is not None else None
+
+    @property
     def has_empty_slots(self) -> bool:
         """Whether a keyframe with nobody on screen still gets an identity context (every place "empty")."""
         return self.identity_empty is not None

@@ -102,6 +102,30 @@ def test_a_shorter_script_queued_into_the_same_project_leaves_a_folder_that_agre
     assert len([p for p in stale if p.suffix == ".png"]) == films[0].n_keyframes - n
 
 
+def test_a_shot_with_more_characters_than_the_renderer_has_places_is_refused_before_any_keyframe(host):
+    """The toy renderer binds identities to three screen places: a script whose third shot puts four characters on
+    screen is refused by IdentityDiffusionRender with the shot's place and id, before it samples the first keyframe
+    (it used to fail at that shot's keyframe, after every keyframe before it)."""
+    prompt = json.loads(WORKFLOW.read_text())
+    by_type = {node["class_type"]: node for node in prompt.values()}
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = "four_on_screen"
+    shot = "  - {{id: {id}, scene: a snowy field, action: {action}, characters: [{cast}], duration: 2, camera: wide}}\n"
+    by_type["ScriptEncode"]["inputs"]["script"] = (
+        "title: Four\ncharacters:\n" + "".join(f"  - {{name: {n}, description: {n}, references: [{i}]}}\n"
+                                                for i, n in enumerate(["Ava", "Bo", "Cy", "Dee"]))
+        + "shots:\n" + shot.format(id="a", action="Ava waits.", cast="Ava")
+        + shot.format(id="b", action="Bo and Cy arrive.", cast="Ava, Bo, Cy")
+        + shot.format(id="c", action="Dee joins them.", cast="Ava, Bo, Cy, Dee"))
+    result = host.run(prompt)
+    assert not result.success
+    assert ("shots[2] (c) puts 4 characters on screen; the renderer toycinema_renderer.safetensors draws at most 3 in "
+            "one keyframe") in result.error_text(), result.error_text()
+    project = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "four_on_screen"
+    assert not list(project.glob("keyframes/*.png"))
+
+
 def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_python):
     """The README's ``python cli/toycinema_demo.py --film-seed ...`` from the pack's folder in a fresh interpreter."""
     out = tmp_path / "output"
