@@ -84,16 +84,20 @@ def atomic_path(path: str, *, fsync: bool = True) -> Iterator[str]:
             if os.path.exists(tmp):
                 os.remove(tmp)
         finally:
-            os.close(fd)  # releases the lock
+            if fd is not None:
+                os.close(fd)  # releases the lock
 
 
-def _locked_temp_file(folder: str, suffix: str) -> tuple[int, str]:
+def _locked_temp_file(folder: str, suffix: str) -> tuple[Optional[int], str]:
     """A new temporary file in ``folder`` and an open descriptor holding its exclusive lock (while it is held, no
-    ``remove_stale_temp_files`` takes the file for stale)."""
+    ``remove_stale_temp_files`` takes the file for stale). Without ``flock`` (Windows) there is no lock to hold and
+    the descriptor is closed at once (``None``): Windows refuses to rename or remove a file that has a handle open
+    (``os.replace`` would fail with a sharing violation), and ``mkstemp``'s handle does not share deletion."""
     while True:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=suffix)
         if fcntl is None:
-            return fd, tmp
+            os.close(fd)
+            return None, tmp
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink > 0:
             return fd, tmp

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from moviedreamer_core.animate import animatic_backend, make_movie
 from moviedreamer_core.files import atomic_write_bytes
@@ -155,6 +156,45 @@ def test_files_written_through_the_lock_still_land_whole(tmp_path):
     target = tmp_path / "a" / "b.json"
     atomic_write_bytes(str(target), b"{}")
     assert target.read_bytes() == b"{}" and not list(target.parent.glob(".tmp_*"))
+
+
+def _descriptors_on(path: str) -> list[int]:
+    """This process's open descriptors on ``path`` (Linux: /proc/self/fd)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == path:
+                found.append(int(fd))
+        except OSError:
+            pass
+    return found
+
+
+def test_without_flock_nothing_holds_the_temporary_file_open_when_it_replaces_the_target(tmp_path, monkeypatch):
+    """Windows has no ``flock`` and refuses to rename a file that has a handle open (``mkstemp``'s handle does not
+    share deletion): there ``atomic_path`` must hold no descriptor on its temporary file when ``os.replace`` runs, or
+    every file the pack writes fails with a sharing violation. The same code path runs here with ``flock`` taken away;
+    with ``flock`` the descriptor holds the lock to the end, as the killed-writer test needs."""
+    import moviedreamer_core.files as files
+
+    open_at_replace = []
+    replace = os.replace
+
+    def watching_replace(src, dst):
+        open_at_replace.append(_descriptors_on(os.path.realpath(src)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", watching_replace)
+    atomic_write_bytes(str(tmp_path / "with_flock.json"), b"{}")
+    monkeypatch.setattr(files, "fcntl", None)
+    atomic_write_bytes(str(tmp_path / "without_flock.json"), b"{}")
+    with pytest.raises(RuntimeError):  # a failed write leaves no temporary file behind there either
+        with files.atomic_path(str(tmp_path / "failed.json")) as tmp:
+            Path(tmp).write_bytes(b"{")
+            raise RuntimeError("the writer failed")
+    assert len(open_at_replace) == 2 and len(open_at_replace[0]) == 1 and open_at_replace[1] == []
+    assert (tmp_path / "without_flock.json").read_bytes() == b"{}" and not list(tmp_path.glob(".tmp_*"))
+    assert not (tmp_path / "failed.json").exists()
 
 
 # ------------------------------------------------------------------------------------ project folders
