@@ -316,7 +316,7 @@ def ensure_dataset(bench, folder: Path, **options) -> Path:
     """The planner dataset of the training films in ``folder`` with ``write_planner_dataset``'s ``options``: reused
     when ``folder`` holds one (refused when it was made with other spaces), else written."""
     if (folder / "index.json").is_file():
-        _refuse_stale(folder / "index.json", json.loads((folder / "index.json").read_text()), bench)
+        _refuse_stale(folder / "index.json", json.loads((folder / "index.json").read_text(encoding="utf-8")), bench)
     else:
         _log(f"planner dataset {folder.name}")
         _pack("moviedreamer_core.toycinema.planner_data").write_planner_dataset(

@@ -68,7 +68,7 @@ def transformers_text_encoder(folder: str) -> TextEncoder:
         normalise = False
         modules = os.path.join(folder, "modules.json")
         if os.path.isfile(modules):
-            with open(modules) as f:
+            with open(modules, encoding="utf-8") as f:
                 normalise = any(m.get("type", "").endswith("Normalize") for m in json.load(f))
         kind, dim = "mean" + ("_normalised" if normalise else ""), int(model.config.hidden_size)
         max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)

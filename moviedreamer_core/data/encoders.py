@@ -76,7 +76,7 @@ def clip_vision_token_encoder(folder: str) -> TokenEncoder:
     mean, std = CLIP_MEAN, CLIP_STD
     pre = os.path.join(folder, "preprocessor_config.json")
     if os.path.isfile(pre):
-        with open(pre) as f:
+        with open(pre, encoding="utf-8") as f:
             cfg = json.load(f)
         mean, std = tuple(cfg.get("image_mean", mean)), tuple(cfg.get("image_std", std))
 

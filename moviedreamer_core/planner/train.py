@@ -156,7 +156,7 @@ def write_index(folder: str, movies: list[str], spaces: dict) -> None:
 
 
 def load_dataset(folder: str) -> tuple[list[Story], dict]:
-    with open(os.path.join(folder, "index.json")) as f:
+    with open(os.path.join(folder, "index.json"), encoding="utf-8") as f:
         index = json.load(f)
     stories = [load_movie(os.path.join(folder, m))[0] for m in index["movies"]]
     spaces = {k: index[k] for k in ("text_space", "identity_space", "token_space")}
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
 
     stories, spaces = load_dataset(args.data)
     if os.path.isfile(args.config):
-        with open(args.config) as f:
+        with open(args.config, encoding="utf-8") as f:
             cfg = PlannerConfig.from_dict({**json.load(f), **spaces})
     else:
         cfg = preset(args.config, **spaces)

@@ -227,7 +227,7 @@ def config_from_dict(data: dict) -> TrainConfig:
 
 def load_config(path: str, overrides: Optional[list[str]] = None) -> TrainConfig:
     path = resolve_config_path(path)
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         try:
             data = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:

@@ -71,7 +71,7 @@ def open_dataset(cfg: DataSection, seed: int) -> Dataset:
     index_path = os.path.join(cfg.path, "index.json")
     if not cfg.path or not os.path.isfile(index_path):
         raise ConfigError(f"data.path: no dataset at {cfg.path!r} (expected index.json + movies/, see planner/train.py)")
-    with open(index_path) as f:
+    with open(index_path, encoding="utf-8") as f:
         index = json.load(f)
     missing = [k for k in ("movies", "text_space", "identity_space", "token_space") if k not in index]
     if missing:

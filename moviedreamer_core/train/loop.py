@@ -212,7 +212,7 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
                                            baselines=cfg.eval.baselines))
         history.append(record)
         if main:
-            with open(log_path, "a") as f:
+            with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         if (cfg.output.log_every and state.step % cfg.output.log_every == 0) or last or "val_mse" in record:
             extra = "".join(f" {k} {v:.4f}" for k, v in record.items() if k.startswith("val"))
@@ -238,6 +238,6 @@ def _truncate_log(path: str, step: int) -> None:
     """Keep the log's records up to ``step`` (a resumed run rewrites what came after its checkpoint)."""
     if not os.path.isfile(path):
         return
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
     atomic_write_text(path, "".join(keep), fsync=False)

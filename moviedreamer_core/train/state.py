@@ -64,7 +64,7 @@ def find_resume(cfg: TrainConfig) -> Optional[str]:
     latest = os.path.join(checkpoints_dir(cfg), LATEST)
     if not os.path.isfile(latest):
         return None
-    with open(latest) as f:
+    with open(latest, encoding="utf-8") as f:
         path = os.path.join(checkpoints_dir(cfg), json.load(f)["checkpoint"])
     return path if os.path.isfile(os.path.join(path, STATE_FILE)) else None
 
@@ -105,7 +105,7 @@ def _prune(root: str, keep: int, keep_name: str) -> None:
 
 
 def load_checkpoint(accelerator, path: str, expected: dict) -> TrainerState:
-    with open(os.path.join(path, STATE_FILE)) as f:
+    with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
         state = TrainerState(**json.load(f))
     changed = {k: (state.fingerprint.get(k), v) for k, v in expected.items() if state.fingerprint.get(k) != v}
     if changed:
@@ -153,7 +153,7 @@ def load_rng(folder: str, index: int) -> Optional[int]:
     if not (os.path.isfile(tensors_path) and os.path.isfile(meta_path)):
         return None
     tensors = load_file(tensors_path)
-    with open(meta_path) as f:
+    with open(meta_path, encoding="utf-8") as f:
         meta = json.load(f)
     torch.set_rng_state(tensors["torch"])
     cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_")), key=lambda k: int(k[5:]))]

@@ -128,3 +128,38 @@ def test_files_named_in_docstrings_and_the_readme_exist():
     assert any(path == "nodes/host.py" for _, path in refs), "the scan found no references: it is broken"
     missing = sorted({f"{src}: {path}" for src, path in refs if not (ROOT / path).exists()})
     assert not missing, f"these files are named but not in the repository: {missing}"
+
+
+def _text_opens_without_encoding(path: Path) -> list[int]:
+    """Lines of ``open(...)`` / ``Path.open(...)`` / ``read_text()`` / ``write_text(...)`` calls in text mode (no ``b``
+    in the mode) that do not name their ``encoding``."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        keywords = {k.arg for k in node.keywords}
+        if "encoding" in keywords:
+            continue
+        if name == "open" and isinstance(func, ast.Name) or (name == "open" and isinstance(func, ast.Attribute)
+                                                            and not (isinstance(func.value, ast.Name)
+                                                                     and func.value.id in ("os", "Image", "av", "tarfile",
+                                                                                           "zipfile", "gzip"))):
+            position = 1 if isinstance(func, ast.Name) else 0
+            mode = next((k.value for k in node.keywords if k.arg == "mode"), None)
+            if mode is None and len(node.args) > position:
+                mode = node.args[position]
+            if mode is None or (isinstance(mode, ast.Constant) and isinstance(mode.value, str) and "b" not in mode.value):
+                lines.append(node.lineno)
+        elif name in ("read_text", "write_text") and isinstance(func, ast.Attribute):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_every_text_file_is_opened_with_its_encoding():
+    """Windows reads and writes text in the locale's code page (cp1252) unless told: a script, a config or a caption
+    with an accent would be misread there. Every file the pack opens as text names its encoding (UTF-8)."""
+    found = [f"{rel(p)}:{line}" for p in python_files("nodes", "cli", "moviedreamer_core", "benchmarks") + [ROOT / "__init__.py"]
+             for line in _text_opens_without_encoding(p)]
+    assert not found, found
