@@ -76,9 +76,8 @@ def atomic_path(path: str, *, fsync: bool = True) -> Iterator[str]:
         yield tmp
         os.chmod(tmp, default_file_mode())
         if fsync:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+            _fsync_file(tmp)
+        replace_patiently(tmp, path)
     finally:
         try:
             if os.path.exists(tmp):
@@ -86,6 +85,42 @@ def atomic_path(path: str, *, fsync: bool = True) -> Iterator[str]:
         finally:
             if fd is not None:
                 os.close(fd)  # releases the lock
+
+
+#: Windows refuses to replace a file another program holds open (a video player, Explorer's preview pane, an antivirus
+#: scanning the new file): there a refused replace is tried again for up to ``REPLACE_PATIENCE`` seconds.
+RETRY_REPLACE = os.name == "nt"
+REPLACE_PATIENCE = 5.0
+
+
+def replace_patiently(src: str, path: str) -> None:
+    """``os.replace(src, path)``; where ``RETRY_REPLACE``, a ``PermissionError`` is retried with growing pauses, and
+    the last one names the files and what usually holds them."""
+    delay, waited = 0.05, 0.0
+    while True:
+        try:
+            os.replace(src, path)
+            return
+        except PermissionError as e:
+            if not RETRY_REPLACE:
+                raise
+            if waited >= REPLACE_PATIENCE:
+                raise PermissionError(e.errno, f"{path} cannot be replaced by {os.path.basename(src)}: another program "
+                                      "holds one of them open (a video player, Explorer's preview pane, an antivirus); "
+                                      "close it and queue again") from e
+        time.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 1.0)
+
+
+def _fsync_file(path: str) -> None:
+    """Flush ``path`` to disk through a descriptor open for writing: Windows' ``fsync`` (``_commit``) refuses a
+    read-only one (``Bad file descriptor``), where POSIX takes either."""
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _locked_temp_file(folder: str, suffix: str) -> tuple[Optional[int], str]:

@@ -7,7 +7,7 @@ only ``stat``s each directory and reads again only those that changed (their new
 
 A directory modified within ``RECENT_SECONDS`` of being read is read again next time: a file added in the same
 tick of the filesystem's clock would leave its time unchanged. Like ``os.walk``: hidden folders (``.name``) are
-skipped, links to folders are listed but not followed.
+skipped, links to folders (and Windows junctions) are listed but not followed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,13 @@ import time
 from typing import Optional
 
 RECENT_SECONDS = 2.0
+
+
+def _is_junction(entry: os.DirEntry) -> bool:
+    """A Windows directory junction (not a symbolic link to ``is_symlink``, and one pointing at an ancestor would be
+    walked without end). Python 3.12 tells; before it, no junction is recognised."""
+    is_junction = getattr(entry, "is_junction", None)
+    return bool(is_junction()) if is_junction is not None else False
 
 
 class FolderListing:
@@ -56,7 +63,7 @@ class FolderListing:
                         except OSError:
                             continue
                         if is_dir:
-                            if not entry.name.startswith(".") and not entry.is_symlink():
+                            if not entry.name.startswith(".") and not entry.is_symlink() and not _is_junction(entry):
                                 folders.append(entry.name)
                         elif entry.name.lower().endswith(self.extensions):
                             files.append(f"{rel}/{entry.name}" if rel else entry.name)

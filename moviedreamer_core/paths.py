@@ -56,7 +56,11 @@ def resolve_inside(root: str, name: str) -> str:
         raise UnsafePathError(f'"{name}": "{device}" is a device name on Windows, not a file; rename it')
     real_root = os.path.realpath(root)
     real = os.path.realpath(os.path.join(real_root, normalised))
-    if os.path.commonpath([real_root, real]) != real_root:
+    try:
+        inside = os.path.commonpath([real_root, real]) == real_root
+    except ValueError:  # Windows: a link or junction to another drive ("paths don't have the same drive")
+        inside = False
+    if not inside:
         raise UnsafePathError(f'"{name}" leads outside its folder (through a link)')
     return real
 
@@ -64,10 +68,17 @@ def resolve_inside(root: str, name: str) -> str:
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
+def legacy_folder_name(name: str, max_length: int = 80) -> str:
+    """The folder name earlier versions made of ``name``: cleaned, then cut to length, so that it could end in a space
+    or a dot (``MovieProject.folder_for`` still finds projects filed under it)."""
+    return _UNSAFE_CHARS.sub("_", name or "").strip(" ._")[:max_length]
+
+
 def safe_folder_name(name: str, fallback: str = "untitled", max_length: int = 80) -> str:
-    """Turn a free-text title into one folder name: no separators, no leading dots, bounded length, and never a
+    """Turn a free-text title into one folder name: no separators, no leading dots, bounded length, no trailing space
+    or dot (Windows drops them from a folder it creates, and a path through the folder then fails), and never a
     Windows device name (``CON`` becomes ``CON_``, ``nul.v2`` ``nul_.v2``)."""
-    cleaned = _UNSAFE_CHARS.sub("_", name or "").strip(" ._")[:max_length]
+    cleaned = legacy_folder_name(name, max_length).rstrip(" .")
     if is_windows_device_name(cleaned):
         stem, dot, rest = cleaned.partition(".")
         cleaned = (stem.rstrip(" ") + "_" + dot + rest)[:max_length]

@@ -32,7 +32,7 @@ from typing import Iterable, Optional
 import numpy as np
 from PIL import Image
 
-from .files import atomic_write_bytes, remove_stale_temp_files
+from .files import atomic_write_bytes, remove_stale_temp_files, replace_patiently
 
 #: Windows opens a descriptor in text mode unless told (newlines rewritten, Ctrl-Z read as the end): journals are bytes.
 _BINARY = getattr(os, "O_BINARY", 0)
@@ -41,7 +41,7 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock; distributed participants sharing a folder need a POSIX filesystem
     fcntl = None
-from .paths import resolve_inside, safe_folder_name
+from .paths import legacy_folder_name, resolve_inside, safe_folder_name
 
 PROJECT_FORMAT_VERSION = 1
 PROJECTS_DIR = "moviedreamer"
@@ -160,11 +160,13 @@ class MovieProject:
 
     @staticmethod
     def folder_for(output_dir: str, name: str) -> str:
-        """``project_folder_name(name)``, or the folder an earlier version gave a non-ASCII name (``Am_lie`` for
-        ``Amélie``) when that folder's manifest says it is this project, so it resumes."""
+        """``project_folder_name(name)``, or the folder an earlier version gave it when that folder's manifest says it
+        is this project, so it resumes: a non-ASCII name's cleaned part alone (``Am_lie`` for ``Amélie``), or a long
+        name cut to a trailing space or dot."""
         folder = project_folder_name(name)
-        legacy = safe_folder_name(name, fallback="movie")
-        if folder != legacy:
+        for legacy in dict.fromkeys([safe_folder_name(name, fallback="movie"), legacy_folder_name(name)]):
+            if not legacy or legacy == folder:
+                continue
             try:
                 with open(os.path.join(output_dir, PROJECTS_DIR, legacy, "manifest.json"), encoding="utf-8") as f:
                     data = json.load(f)
@@ -302,7 +304,7 @@ class MovieProject:
         for rel in rels:
             target = os.path.join(dest, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(os.path.join(self.root, rel), target)
+            replace_patiently(os.path.join(self.root, rel), target)  # a player may hold an old shot open (Windows)
         return [f"{STALE_DIR}/{os.path.basename(dest)}/{rel}" for rel in rels]
 
     def _primary_only(self, what: str) -> None:
@@ -477,7 +479,8 @@ class MovieProject:
             with safe_open(os.path.join(self.root, self.latent_file(index)), framework="pt") as f:
                 if (f.metadata() or {}).get("signature") != signature:
                     return None
-                return f.get_tensor("latent")
+                return f.get_tensor("latent").clone()  # not a view of the file's memory map: Windows refuses to
+                # replace a mapped file, and a cached output may hold this latent when its keyframe is made again
         except (OSError, SafetensorError, KeyError):
             return None
 

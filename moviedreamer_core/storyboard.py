@@ -94,8 +94,9 @@ class Storyboard:
             if int(meta.get("format", 1)) > STORYBOARD_FORMAT_VERSION:
                 raise ValueError(f"{os.path.basename(path)}: storyboard format {meta['format']} is newer than this pack "
                                  f"understands ({STORYBOARD_FORMAT_VERSION}); update ComfyUI-MovieDreamer")
-            tokens = f.get_tensor("tokens")
-            null_tokens = f.get_tensor("null_tokens") if "null_tokens" in f.keys() else None
+            # copies, not views of the file's memory map (Windows refuses to replace a file that is still mapped)
+            tokens = f.get_tensor("tokens").clone()
+            null_tokens = f.get_tensor("null_tokens").clone() if "null_tokens" in f.keys() else None
         return cls(
             tokens=tokens, token_space=TokenSpace.from_dict(meta["token_space"]), keyframe_shot=tuple(meta["keyframe_shot"]),
             shot_ids=tuple(meta["shot_ids"]), planner_name=meta["planner_name"], seed=int(meta["seed"]),

@@ -78,7 +78,9 @@ def load_state(path: str, *, metadata_key: str, fingerprint: str, max_step: int,
             if step > max_step:
                 logger.info("%s is at step %d, past the %d asked for: starting afresh", name, step, max_step)
                 return None
-            saved = {k: f.get_tensor(k) for k in f.keys()}
+            # copies, not views of the file's memory map: the optimizer keeps some as they are, and Windows refuses
+            # to replace a file that is still mapped (the next save of this state would fail)
+            saved = {k: f.get_tensor(k).clone() for k in f.keys()}
     except Exception as e:  # a truncated or foreign file: the training starts afresh rather than failing
         logger.warning("%s cannot be read (%s): starting afresh", name, e)
         return None

@@ -63,6 +63,9 @@ def load_samples(path: str, *, fingerprint: str) -> Optional[tuple[list[Renderer
     when there is no such file, it is another training's, or it cannot be read whole (the caller encodes afresh)."""
     from safetensors import safe_open
 
+    def read(name: str) -> torch.Tensor:  # a copy, not a view of the file's memory map (Windows refuses to remove
+        return f.get_tensor(name).clone()  # a mapped file, and the samples live until the training ends)
+
     try:
         with safe_open(path, framework="pt") as f:
             meta = json.loads((f.metadata() or {})[METADATA_KEY])
@@ -72,14 +75,14 @@ def load_samples(path: str, *, fingerprint: str) -> Optional[tuple[list[Renderer
             count, text_of = int(meta["count"]), [int(k) for k in meta["text_of"]]
             if count < 1 or len(text_of) != count:
                 raise ValueError(f"{count} samples, {len(text_of)} caption indices")
-            texts = {k: (f.get_tensor(f"text.{k}"), f.get_tensor(f"pooled.{k}") if f"pooled.{k}" in names else None)
+            texts = {k: (read(f"text.{k}"), read(f"pooled.{k}") if f"pooled.{k}" in names else None)
                      for k in sorted(set(text_of))}
             samples = []
             for i, k in enumerate(text_of):
-                identity = f.get_tensor(f"{i}.identity") if f"{i}.identity" in names else None
-                samples.append(RendererSample(f.get_tensor(f"{i}.latents"), f.get_tensor(f"{i}.tokens"), texts[k][0],
-                                              identity, pooled=texts[k][1]))
-            generator = f.get_tensor("generator")
+                identity = read(f"{i}.identity") if f"{i}.identity" in names else None
+                samples.append(RendererSample(read(f"{i}.latents"), read(f"{i}.tokens"), texts[k][0], identity,
+                                              pooled=texts[k][1]))
+            generator = read("generator")
     except FileNotFoundError:
         return None
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file: encode again rather than fail the training

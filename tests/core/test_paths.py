@@ -45,3 +45,14 @@ def test_folder_and_file_names_made_from_titles_are_never_devices(name, folder):
     assert safe_folder_name(name) == folder and not is_windows_device_name(folder)
     assert project_folder_name(name) == folder
     assert safe_folder_name("CON", max_length=3) == "untitled"  # no room to change it: the fallback
+
+
+def test_a_link_to_another_drive_is_refused_as_leaving_the_folder(tmp_path, monkeypatch):
+    """On Windows ``commonpath`` raises ``ValueError`` for paths on two drives (a reference reached through a link or
+    junction to D:): the script check must report it like any link leaving the folder, not crash."""
+    def other_drive(paths):
+        raise ValueError("Paths don't have the same drive")
+
+    monkeypatch.setattr(os.path, "commonpath", other_drive)
+    with pytest.raises(UnsafePathError, match="leads outside its folder"):
+        resolve_inside(str(tmp_path), "refs/ava.png")

@@ -225,6 +225,20 @@ def test_a_project_an_earlier_version_filed_under_the_plain_name_resumes(tmp_pat
     assert MovieProject(str(tmp_path), "東京物語").manifest["name"] == "東京物語"
 
 
+def test_a_long_title_cut_at_a_space_gets_a_folder_without_it_and_its_earlier_folder_resumes(tmp_path):
+    """A title cut to 80 characters at a space gave a folder ending in a space, which Windows creates without it (so
+    the path to its keyframes/ failed there): the cut is trimmed now, and a project an earlier version filed under
+    the old name keeps it, by its manifest."""
+    title = "x" * 79 + " and the rest of a long title"
+    assert project_folder_name(title) == "x" * 79 and project_folder_name("y" * 79 + ". z") == "y" * 79
+    old = tmp_path / "moviedreamer" / ("x" * 79 + " ")
+    old.mkdir(parents=True)
+    (old / "manifest.json").write_text(json.dumps({"format": 1, "name": title, "keyframes": {}, "shots": {}}))
+    assert MovieProject(str(tmp_path), title).root == str(old.resolve())
+    other = "x" * 79 + " another long title"
+    assert MovieProject(str(tmp_path), other).root == str((tmp_path / "moviedreamer" / ("x" * 79)).resolve())
+
+
 # -------------------------------------------------------------------------------------------- sidecars
 
 
