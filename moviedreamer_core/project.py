@@ -59,6 +59,22 @@ _SHOT_FILE = re.compile(r"^shot_(\d{5,})(?:_.*\.mp4|\.preview\.safetensors)$")
 PREVIEW_JPEG_QUALITY = 75
 
 
+def _name_digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+
+
+def _recorded_name(output_dir: str, folder: str) -> Optional[str]:
+    """The project name ``<output_dir>/moviedreamer/<folder>/manifest.json`` records, or ``None`` (no such folder or
+    manifest, or one that names nobody)."""
+    try:
+        with open(os.path.join(output_dir, PROJECTS_DIR, folder, "manifest.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    recorded = data.get("name", data.get("title")) if isinstance(data, dict) else None
+    return recorded if isinstance(recorded, str) else None
+
+
 def project_folder_name(name: str) -> str:
     """The folder of the project called ``name`` (a project name or a script's title).
 
@@ -71,8 +87,7 @@ def project_folder_name(name: str) -> str:
     cleaned = safe_folder_name(name, fallback="")
     if cleaned and name.isascii():
         return cleaned
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-    return f"{(cleaned or 'movie')[:71]}-{digest}"
+    return f"{(cleaned or 'movie')[:71]}-{_name_digest(name)}"
 
 
 @dataclass(frozen=True)
@@ -165,15 +180,13 @@ class MovieProject:
         name cut to a trailing space or dot."""
         folder = project_folder_name(name)
         for legacy in dict.fromkeys([safe_folder_name(name, fallback="movie"), legacy_folder_name(name)]):
-            if not legacy or legacy == folder:
-                continue
-            try:
-                with open(os.path.join(output_dir, PROJECTS_DIR, legacy, "manifest.json"), encoding="utf-8") as f:
-                    data = json.load(f)
-                if isinstance(data, dict) and data.get("name", data.get("title")) == name:
-                    return legacy
-            except (OSError, ValueError):
-                pass
+            if legacy and legacy != folder and _recorded_name(output_dir, legacy) == name:
+                return legacy
+        owner = _recorded_name(output_dir, folder)
+        if owner is not None and owner != name:
+            # another project's folder: two titles that clean to one name ("Hello, World" and "Hello; World"), or on
+            # Windows, whose folders ignore case, "My Movie" and "my movie": the name's own hashed folder instead
+            return f"{(safe_folder_name(name, fallback='') or 'movie')[:71]}-{_name_digest(name)}"
         return folder
 
     # ------------------------------------------------------------------------------------ manifest

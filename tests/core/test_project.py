@@ -239,6 +239,28 @@ def test_a_long_title_cut_at_a_space_gets_a_folder_without_it_and_its_earlier_fo
     assert MovieProject(str(tmp_path), other).root == str((tmp_path / "moviedreamer" / ("x" * 79)).resolve())
 
 
+def test_two_titles_that_clean_to_one_folder_name_get_a_folder_each(tmp_path):
+    """"Hello, World" and "Hello; World" both clean to ``Hello_ World``: the second no longer moves the first one's
+    keyframes to stale/ (it gets its own hashed folder), and each resumes its own. Windows' folders ignore case, so
+    there "my movie" finds the folder of "My Movie": simulated here by a folder that records another name."""
+    first = MovieProject(str(tmp_path), "Hello, World")
+    first.compact()
+    second = MovieProject(str(tmp_path), "Hello; World")
+    second.compact()
+    assert Path(first.root).name == "Hello_ World" and Path(second.root).name.startswith("Hello_ World-")
+    assert MovieProject(str(tmp_path), "Hello, World").root == first.root
+    assert MovieProject(str(tmp_path), "Hello; World").root == second.root
+    seen_by_windows = tmp_path / "moviedreamer" / "my movie"
+    seen_by_windows.mkdir(parents=True)
+    (seen_by_windows / "manifest.json").write_text(json.dumps({"format": 1, "name": "My Movie", "keyframes": {},
+                                                                "shots": {}}))
+    assert Path(MovieProject(str(tmp_path), "my movie").root).name.startswith("my movie-")
+    unnamed = tmp_path / "moviedreamer" / "Old Project"  # a manifest that names nobody: still shared, as before
+    unnamed.mkdir(parents=True)
+    (unnamed / "manifest.json").write_text(json.dumps({"format": 1, "keyframes": {}, "shots": {}}))
+    assert MovieProject(str(tmp_path), "Old Project").root == str(unnamed.resolve())
+
+
 # -------------------------------------------------------------------------------------------- sidecars
 
 
