@@ -10,6 +10,7 @@ The result is a MovieDreamer renderer file in ``models/moviedreamer`` that the r
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Optional
 
@@ -204,8 +205,12 @@ def encode_training_samples(model, vae, clip, clip_vision, images, texts: list[s
         samples, found = _encode(model, vae, clip, clip_vision, images, texts, embedder, token_source=token_source,
                                  augmentations=augmentations, generator=generator, progress=progress)
         if keep is not None:
-            save_samples(keep[0], samples, fingerprint=keep[1], extra={"found": found},
-                         generator=generator if generator is not None else torch.Generator())
+            try:
+                save_samples(keep[0], samples, fingerprint=keep[1], extra={"found": found},
+                             generator=generator if generator is not None else torch.Generator())
+            except OSError as e:  # a full disk costs a resume its head start, not the training
+                logging.warning("MovieDreamer: the encoded samples could not be kept in %s (%s); a continued "
+                                "training will encode them again", keep[0], e)
     photos = [i for _ in range(augmentations + 1) for i in range(n)]
     originals = [samples[i].identity for i in range(n)]  # the un-augmented photos' identities
     groups = character_groups(originals, characters, character_threshold)

@@ -464,6 +464,22 @@ def test_a_cancelled_training_is_continued_by_the_next_run_and_ends_as_the_unint
     assert not state.exists() and not samples.exists()
 
 
+def test_a_full_disk_when_keeping_the_encoded_samples_does_not_stop_the_training(host, testing, photos, monkeypatch,
+                                                                                   caplog):
+    """The encoded samples are kept only to spare a continued training the encoding: when they cannot be written (a
+    full disk) the training goes on and says so in the log; nothing is left behind."""
+    node = host.pack_submodule("nodes.renderer_train_node")
+
+    def full_disk(path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node, "save_samples", full_disk)
+    _, _, text = _train_eight_steps(host, testing, photos, "full_disk")
+    assert "8 steps on 2 samples" in text and "could not be kept" in caplog.text and "No space left" in caplog.text
+    folder = Path(host.folder_paths.get_folder_paths("moviedreamer")[0])
+    assert (folder / "full_disk.safetensors").is_file() and not list(folder.glob("full_disk.safetensors.*"))
+
+
 def _train_eight_steps(host, testing, photos, name, on_step=None, captions=("an astronaut", "a portrait"),
                        clip_vision=None):
     """The training node's function on two photos and the tiny host models: 8 steps saved as ``name``."""
