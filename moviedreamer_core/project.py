@@ -41,7 +41,7 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock; distributed participants sharing a folder need a POSIX filesystem
     fcntl = None
-from .paths import legacy_folder_name, resolve_inside, safe_folder_name
+from .paths import is_windows_device_name, legacy_folder_name, resolve_inside, safe_folder_name
 
 PROJECT_FORMAT_VERSION = 1
 PROJECTS_DIR = "moviedreamer"
@@ -180,7 +180,8 @@ class MovieProject:
         name cut to a trailing space or dot."""
         folder = project_folder_name(name)
         for legacy in dict.fromkeys([safe_folder_name(name, fallback="movie"), legacy_folder_name(name)]):
-            if legacy and legacy != folder and _recorded_name(output_dir, legacy) == name:
+            if legacy and legacy != folder and not is_windows_device_name(legacy) \
+                    and _recorded_name(output_dir, legacy) == name:
                 return legacy
         owner = _recorded_name(output_dir, folder)
         if owner is not None and owner != name:

@@ -56,3 +56,16 @@ def test_a_link_to_another_drive_is_refused_as_leaving_the_folder(tmp_path, monk
     monkeypatch.setattr(os.path, "commonpath", other_drive)
     with pytest.raises(UnsafePathError, match="leads outside its folder"):
         resolve_inside(str(tmp_path), "refs/ava.png")
+
+
+def test_a_project_an_earlier_version_filed_under_a_device_name_starts_afresh_rather_than_failing(tmp_path):
+    """A Linux project titled ``CON`` lived in ``moviedreamer/CON``; that name is refused now, so the project opens
+    ``CON_`` (afresh) instead of failing on its old folder."""
+    import json
+
+    from moviedreamer_core.project import MovieProject
+
+    old = tmp_path / "moviedreamer" / "CON"
+    old.mkdir(parents=True)
+    (old / "manifest.json").write_text(json.dumps({"format": 1, "name": "CON", "keyframes": {}, "shots": {}}))
+    assert MovieProject(str(tmp_path), "CON").root == str((tmp_path / "moviedreamer" / "CON_").resolve())
