@@ -194,9 +194,11 @@ def encode_training_samples(model, vae, clip, clip_vision, images, texts: list[s
     else they are encoded and written there."""
     n = int(images.shape[0])
     cached = load_samples(keep[0], fingerprint=keep[1]) if keep is not None else None
+    if cached is not None and len(cached[0]) != n * (augmentations + 1):  # not these images' samples after all
+        cached = None
     if cached is not None:
-        samples, state, extra = cached
-        found = int(extra["found"])
+        samples, state, _ = cached
+        found = sum(s.identity is not None for s in samples)  # as encoded: only a found face gives an identity
         if generator is not None:
             generator.set_state(state)
         if progress is not None:
@@ -206,7 +208,7 @@ def encode_training_samples(model, vae, clip, clip_vision, images, texts: list[s
                                  augmentations=augmentations, generator=generator, progress=progress)
         if keep is not None:
             try:
-                save_samples(keep[0], samples, fingerprint=keep[1], extra={"found": found},
+                save_samples(keep[0], samples, fingerprint=keep[1],
                              generator=generator if generator is not None else torch.Generator())
             except OSError as e:  # a full disk costs a resume its head start, not the training
                 logging.warning("MovieDreamer: the encoded samples could not be kept in %s (%s); a continued "
