@@ -63,15 +63,18 @@ def _name_digest(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
 
 
-def _recorded_name(output_dir: str, folder: str) -> Optional[str]:
-    """The project name ``<output_dir>/moviedreamer/<folder>/manifest.json`` records, or ``None`` (no such folder or
-    manifest, or one that names nobody)."""
+def _recorded_name(output_dir: str, folder: str, or_title: bool = False) -> Optional[str]:
+    """The project name ``<output_dir>/moviedreamer/<folder>/manifest.json`` records (``or_title``: else the script
+    title an earlier version recorded, which was the name when no project name was given), or ``None`` (no such
+    folder or manifest, or one that names nobody)."""
     try:
         with open(os.path.join(output_dir, PROJECTS_DIR, folder, "manifest.json"), encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError):
         return None
-    recorded = data.get("name", data.get("title")) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    recorded = data.get("name", data.get("title") if or_title else None)
     return recorded if isinstance(recorded, str) else None
 
 
@@ -181,7 +184,7 @@ class MovieProject:
         folder = project_folder_name(name)
         for legacy in dict.fromkeys([safe_folder_name(name, fallback="movie"), legacy_folder_name(name)]):
             if legacy and legacy != folder and not is_windows_device_name(legacy) \
-                    and _recorded_name(output_dir, legacy) == name:
+                    and _recorded_name(output_dir, legacy, or_title=True) == name:
                 return legacy
         owner = _recorded_name(output_dir, folder)
         if owner is not None and owner != name:

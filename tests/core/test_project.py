@@ -259,6 +259,11 @@ def test_two_titles_that_clean_to_one_folder_name_get_a_folder_each(tmp_path):
     unnamed.mkdir(parents=True)
     (unnamed / "manifest.json").write_text(json.dumps({"format": 1, "keyframes": {}, "shots": {}}))
     assert MovieProject(str(tmp_path), "Old Project").root == str(unnamed.resolve())
+    titled = tmp_path / "moviedreamer" / "lighthouse"  # an earlier version recorded the script's title, not the name
+    titled.mkdir(parents=True)
+    (titled / "manifest.json").write_text(json.dumps({"format": 1, "title": "The Lighthouse", "keyframes": {},
+                                                      "shots": {}}))
+    assert MovieProject(str(tmp_path), "lighthouse").root == str(titled.resolve())
 
 
 # -------------------------------------------------------------------------------------------- sidecars
