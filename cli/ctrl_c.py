@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from typing import Optional
 
 
 class StoppedByUser(Exception):
@@ -44,7 +45,12 @@ class CtrlC:
         print("Ctrl-C: stopping after this step, keeping the training state (Ctrl-C again: stop at once)",
               file=sys.stderr, flush=True)
 
-    def after_step(self, step: int) -> None:
+    def after_step(self, step: int, total: Optional[int] = None) -> None:
+        """Called after each whole step; raises ``StoppedByUser`` when a Ctrl-C asked to stop, except after the last
+        step (``total``): then the training is done, and finishing it (its file saved) beats keeping its state."""
         self.training = True
         if self.asked:
+            if total is not None and step >= total:
+                print("Ctrl-C: that was the last step; finishing", file=sys.stderr, flush=True)
+                return
             raise StoppedByUser(step)

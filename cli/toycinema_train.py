@@ -244,7 +244,7 @@ def _train(tokenizer, adapter, model, denoise, data, identities, training, label
                 log(f"{label}: continued from step {step - 1} ({os.path.basename(resume)})")
             if step == 1 or step % max(total // reports, 1) == 0 or step == total:
                 log(f"{label} step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
-            ctrl_c.after_step(step)
+            ctrl_c.after_step(step, total)
 
         with torch.inference_mode(False):
             losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),

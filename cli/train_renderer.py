@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         def on_step(step, steps, loss):
             if step == 1 or step == steps or step % max(steps // 20, 1) == 0:
                 print(f"step {step}/{steps}  loss {loss:.4f}", file=sys.stderr, flush=True)
-            ctrl_c.after_step(step)
+            ctrl_c.after_step(step, steps)
 
         try:
             _, _, text = train(model, vae, clip, clip_vision, images, captions, face_embedder=args.face_embedder,

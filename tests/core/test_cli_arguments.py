@@ -76,3 +76,24 @@ def test_a_bad_number_given_to_a_module_program_is_refused_by_its_flag(module, a
         code = e.code
     assert code == 2, capsys.readouterr().err[-2000:]
     assert message in capsys.readouterr().err
+
+
+def test_a_ctrl_c_stops_a_training_after_its_step_but_lets_the_last_step_finish_the_training():
+    """``cli/ctrl_c.CtrlC`` (the training commands): after a Ctrl-C, the next whole step stops the run with its state
+    kept (``StoppedByUser``), except when that step was the last: the training then finishes and saves its file
+    rather than leaving a state file that a second run would only turn into it."""
+    import os
+    import signal
+
+    from cli.ctrl_c import CtrlC, StoppedByUser
+
+    for step, total, stops in ((2, 3, True), (3, 3, False), (2, None, True)):
+        with CtrlC() as ctrl_c:
+            ctrl_c.after_step(1, total)  # training has begun: the first Ctrl-C only asks
+            os.kill(os.getpid(), signal.SIGINT)
+            if stops:
+                with pytest.raises(StoppedByUser) as stopped:
+                    ctrl_c.after_step(step, total)
+                assert stopped.value.step == step
+            else:
+                ctrl_c.after_step(step, total)
