@@ -47,7 +47,8 @@ class CtrlC:
 
     def after_step(self, step: int, total: Optional[int] = None) -> None:
         """Called after each whole step; raises ``StoppedByUser`` when a Ctrl-C asked to stop, except after the last
-        step (``total``): then the training is done, and finishing it (its file saved) beats keeping its state."""
+        step when ``total`` is given: then the training is done, and finishing it (its file saved) beats keeping its
+        state. (A command with stages after this one gives no ``total``: the user asked to stop, not to go on.)"""
         self.training = True
         if self.asked:
             if total is not None and step >= total:

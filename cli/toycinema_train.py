@@ -244,7 +244,7 @@ def _train(tokenizer, adapter, model, denoise, data, identities, training, label
                 log(f"{label}: continued from step {step - 1} ({os.path.basename(resume)})")
             if step == 1 or step % max(total // reports, 1) == 0 or step == total:
                 log(f"{label} step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
-            ctrl_c.after_step(step, total)
+            ctrl_c.after_step(step)  # not total: after a stage's last step the next stage would start
 
         with torch.inference_mode(False):
             losses = ae.train_autoencoder(tokenizer, adapter, model.model, denoise, data, identities, toy.text_context(),
