@@ -38,6 +38,9 @@ except ImportError:  # Windows
 TEMP_PREFIX = ".tmp_"
 #: The names ``atomic_path`` gives temporary files (``tempfile.mkstemp``: 8 characters, then the target's suffix).
 TEMP_NAME = re.compile(r"^\.tmp_[a-z0-9_]{8}(\.[A-Za-z0-9]{1,16})?$")
+#: Open a descriptor in binary mode: Windows opens one in text mode unless told (newlines rewritten, Ctrl-Z read as
+#: the end of the file); elsewhere there is no such mode.
+BINARY = getattr(os, "O_BINARY", 0)
 #: Without ``flock``: a temporary file not written for this many seconds is stale.
 STALE_TEMP_SECONDS = 3600
 
@@ -116,7 +119,7 @@ def replace_patiently(src: str, path: str) -> None:
 def _fsync_file(path: str) -> None:
     """Flush ``path`` to disk through a descriptor open for writing: Windows' ``fsync`` (``_commit``) refuses a
     read-only one (``Bad file descriptor``), where POSIX takes either."""
-    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, os.O_RDWR | BINARY)
     try:
         os.fsync(fd)
     finally:

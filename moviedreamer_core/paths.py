@@ -30,10 +30,9 @@ WINDOWS_DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$
 
 def is_windows_device_name(component: str) -> bool:
     """Whether the path component ``component`` (a file or folder name, no separators) is a device on Windows: its
-    part before the first dot, without trailing spaces (and the whole name without trailing dots and spaces), in any
-    case, is one of ``WINDOWS_DEVICE_NAMES``."""
-    return component.partition(".")[0].rstrip(" ").upper() in WINDOWS_DEVICE_NAMES \
-        or component.rstrip(". ").upper() in WINDOWS_DEVICE_NAMES
+    part before the first dot, without trailing spaces, in any case, is one of ``WINDOWS_DEVICE_NAMES`` (which covers
+    ``CON.``, ``CON `` and ``CON .txt`` alike)."""
+    return component.partition(".")[0].rstrip(" ").upper() in WINDOWS_DEVICE_NAMES
 
 
 def resolve_inside(root: str, name: str) -> str:

@@ -32,10 +32,7 @@ from typing import Iterable, Optional
 import numpy as np
 from PIL import Image
 
-from .files import atomic_write_bytes, remove_stale_temp_files, replace_patiently
-
-#: Windows opens a descriptor in text mode unless told (newlines rewritten, Ctrl-Z read as the end): journals are bytes.
-_BINARY = getattr(os, "O_BINARY", 0)
+from .files import BINARY, atomic_write_bytes, remove_stale_temp_files, replace_patiently
 
 try:
     import fcntl
@@ -250,7 +247,7 @@ class MovieProject:
         path = self.writer_journal_path or self.journal_path
         if self.writer_journal_path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _BINARY, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | BINARY, 0o666)
         try:
             if self.writer_journal_path and fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # the gathering master reads and empties it under the same lock
@@ -270,7 +267,7 @@ class MovieProject:
         try:
             for path in self._writer_journals():
                 try:
-                    fd = os.open(path, os.O_RDWR | _BINARY)
+                    fd = os.open(path, os.O_RDWR | BINARY)
                 except OSError:
                     continue
                 held.append(fd)

@@ -37,6 +37,12 @@ from .keyframe_identity import KeyframeIdentity
 from .attention_patch import AdapterState, discover_cross_attention, patch_model
 from .unconditional_tokens import black_image_tokens, unconditional_features
 
+def _identified(script_embeds, spec) -> list[int]:
+    """The characters keyframe ``spec`` shows that have an identity (reference photos with a face): the ones the
+    renderer is given, in the script's order."""
+    return [c for c in spec.characters if script_embeds.characters[c].has_identity]
+
+
 IPADAPTER_PREFIX = "ipadapter/"
 TOKEN_SOURCES = list(CHOICES["token_source"].options)
 #: What the render node's IMAGE and LATENT outputs hold: every keyframe, or a preview of at most
@@ -322,7 +328,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         limit = renderer.adapter.max_characters if use_identity else None
         if limit is not None:  # found here, not at the keyframe that has them after an hour of sampling
             for spec in script_embeds.keyframes:
-                shown = sum(1 for c in spec.characters if script_embeds.characters[c].has_identity)
+                shown = len(_identified(script_embeds, spec))
                 if shown > limit:
                     raise ValueError(f"shots[{spec.shot_index}] ({spec.shot_id}) puts {shown} characters on screen; the "
                                      f"renderer {renderer.name} draws at most {limit} in one keyframe (its identities "
@@ -397,7 +403,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         size = None
         for done, k in enumerate(todo):
             spec = script_embeds.keyframes[k]
-            on_screen = [c for c in spec.characters if script_embeds.characters[c].has_identity]
+            on_screen = _identified(script_embeds, spec)
             identity = means[on_screen] if (use_identity and on_screen) else None
             if use_identity and not spec.characters and adapter.has_empty_slots:
                 identity = means[:0]  # nobody on screen: a renderer with "empty" places is told so (adapter.py)

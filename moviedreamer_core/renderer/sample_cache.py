@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..training_state import remove_state
 from .fit import RendererSample
 
 SAMPLES_SUFFIX = ".samples"
@@ -95,9 +96,4 @@ def load_samples(path: str, *, fingerprint: str) -> Optional[tuple[list[Renderer
 
 def clear_samples(renderer_path: str) -> None:
     """Remove the encoded samples of the renderer at ``renderer_path`` (its training is finished and saved)."""
-    import os
-
-    try:
-        os.remove(samples_path(renderer_path))
-    except FileNotFoundError:
-        pass
+    remove_state(samples_path(renderer_path))
