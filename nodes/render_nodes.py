@@ -43,6 +43,48 @@ def _identified(script_embeds, spec) -> list[int]:
     return [c for c in spec.characters if script_embeds.characters[c].has_identity]
 
 
+#: IdentityDiffusionRender's inputs only sampling needs: lazy, so a distributed participant with no keyframe to make
+#: never evaluates them (``check_lazy_status``).
+SAMPLING_INPUTS = ("model", "vae", "clip", "positive", "negative")
+
+
+def _share(script_embeds, who) -> set[int] | None:
+    """The keyframe indices participant ``who`` of a distributed run makes (``None``: not distributed, all)."""
+    if who is None:
+        return None
+    outlines = script_embeds.shot_outlines
+    if sum(o.n_keyframes for o in outlines) != script_embeds.n_keyframes:
+        raise ValueError("distributed: these script_embeds do not list their shots (made by an older "
+                         "ScriptEncode?): re-run ScriptEncode")
+    return set(share_of(outlines, who).keyframes)
+
+
+def _model_prints(model, vae, renderer, clip, positive, negative, negative_prompt) -> dict:
+    """Everything that determines a keyframe besides its own text, tokens, identities and seed: the models by their
+    weights and patches (model_fingerprints), the conditionings by their contents. Computed once per run."""
+    models = {"model": fingerprint(model), "vae": fingerprint(vae), "renderer": fingerprint((renderer.patcher, renderer.cfg))}
+    clip_print = fingerprint(clip) if clip is not None and (positive is None or negative is None) else None
+    if positive is not None:
+        models["positive"] = fingerprint(positive)
+    else:
+        models["clip"] = clip_print
+    if negative is not None:
+        models["negative"] = fingerprint(negative)
+    elif clip is not None:
+        models["negative"], models["clip"] = negative_prompt, clip_print
+    else:
+        models["negative"] = "the positive zeroed"
+    return models
+
+
+def _blank_latent(model, vae, width: int, height: int) -> torch.Tensor:
+    """A black row of the LATENT output: the model's latent layout, or, on a participant that never loaded the model
+    (nothing to make, ``SAMPLING_INPUTS`` lazy), SD1.5/SDXL's (4 channels, 1/8 the size), the renderer's families."""
+    if model is None:
+        return torch.zeros([1, 4, height // 8, width // 8])
+    return host.empty_latent(model, width, height, downscale=_downscale(vae)).float().cpu()
+
+
 IPADAPTER_PREFIX = "ipadapter/"
 TOKEN_SOURCES = list(CHOICES["token_source"].options)
 #: What the render node's IMAGE and LATENT outputs hold: every keyframe, or a preview of at most
@@ -233,8 +275,8 @@ class IdentityDiffusionRender(io.ComfyNode):
             "the text encoder (MovieDreamer sections 3.2, 3.4). Keyframes are saved to the movie project folder as "
             "they finish, and a rerun skips the ones already rendered.",
             inputs=[
-                io.Model.Input("model", tooltip="Your SD1.5 or SDXL model (from the checkpoint loader)."),
-                io.Vae.Input("vae", tooltip="The VAE that decodes the keyframes."),
+                io.Model.Input("model", lazy=True, tooltip="Your SD1.5 or SDXL model (from the checkpoint loader)."),
+                io.Vae.Input("vae", lazy=True, tooltip="The VAE that decodes the keyframes."),
                 wire_types.Renderer.Input("renderer", tooltip="From Load Identity Renderer."),
                 wire_types.Storyboard.Input("storyboard", tooltip="From AR Keyframe Planner (or Keyframe Encode)."),
                 wire_types.ScriptEmbeds.Input("script_embeds", tooltip="From ScriptEncode: each keyframe's texts and the characters' identities."),
@@ -259,12 +301,12 @@ class IdentityDiffusionRender(io.ComfyNode):
                                 "Finished keyframes there are reused on a rerun."),
                 io.String.Input("negative_prompt", default="blurry, deformed, watermark, text", multiline=True,
                                 tooltip="Negative text for every keyframe (ignored when a negative conditioning is connected)."),
-                io.Clip.Input("clip", optional=True,
+                io.Clip.Input("clip", optional=True, lazy=True,
                               tooltip="Text encoder for each keyframe's description (action, scene, characters, style). "
                               "Needed unless positive is connected."),
-                io.Conditioning.Input("positive", optional=True,
+                io.Conditioning.Input("positive", optional=True, lazy=True,
                                       tooltip="Optional: one positive conditioning for all keyframes instead of their own texts."),
-                io.Conditioning.Input("negative", optional=True,
+                io.Conditioning.Input("negative", optional=True, lazy=True,
                                       tooltip="Optional: the negative conditioning. With positive connected and neither "
                                       "negative nor clip, the negative is the positive zeroed (as ConditioningZeroOut)."),
                 io.Combo.Input("images_output", options=IMAGES_OUTPUT, default=IMAGES_OUTPUT[0], optional=True,
@@ -291,6 +333,21 @@ class IdentityDiffusionRender(io.ComfyNode):
         return checked if checked is not True else check_distributed(kwargs)
 
     @classmethod
+    def check_lazy_status(cls, script_embeds=None, distributed=None, **kwargs) -> list[str]:
+        """Which of the sampling inputs (``SAMPLING_INPUTS``, lazy) the host should evaluate: every connected one,
+        except on a distributed participant with no keyframe to make (a master that only orchestrates, a worker
+        whose share is empty), where the checkpoint loader and the text encoder would load an SDXL model for
+        nothing; that participant only writes its empty share's outputs."""
+        wanted = [n for n in SAMPLING_INPUTS if n in kwargs and kwargs[n] is None]
+        if not wanted or script_embeds is None or distributed is None:
+            return wanted
+        try:
+            share = _share(script_embeds, parse_participation(distributed))
+        except ValueError:
+            return wanted  # execute says what is wrong
+        return [] if share is not None and not share else wanted
+
+    @classmethod
     @host.pack_threads
     def execute(cls, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name, scheduler, width,
                 height, token_weight, identity_weight, start_percent, end_percent, project_name="", negative_prompt="",
@@ -298,13 +355,8 @@ class IdentityDiffusionRender(io.ComfyNode):
                 distributed=None) -> io.NodeOutput:
         n = storyboard.n_keyframes
         who = parse_participation(distributed)
-        share = None
-        if who is not None:
-            outlines = script_embeds.shot_outlines
-            if sum(o.n_keyframes for o in outlines) != script_embeds.n_keyframes:
-                raise ValueError("distributed: these script_embeds do not list their shots (made by an older "
-                                 "ScriptEncode?): re-run ScriptEncode")
-            share = set(share_of(outlines, who).keyframes)
+        share = _share(script_embeds, who)
+        idle = share is not None and not share  # nothing to sample here: the lazy sampling inputs were not evaluated
         images_output = images_output or IMAGES_OUTPUT[0]
         if images_output not in IMAGES_OUTPUT:
             raise ValueError(f"images_output: {images_output!r} is not one of {', '.join(IMAGES_OUTPUT)}")
@@ -336,31 +388,17 @@ class IdentityDiffusionRender(io.ComfyNode):
         needs_faces = use_identity and renderer.adapter.needs_face_states
         if needs_faces:
             _check_face_states(renderer, script_embeds)
-        if positive is None and clip is None:
+        if positive is None and clip is None and not idle:
             raise ValueError("connect a CLIP text encoder (each keyframe's own text) or a positive conditioning")
         if end_percent < start_percent:
             raise ValueError(f"end_percent ({end_percent}) is before start_percent ({start_percent})")
-        layers = discover_cross_attention(model)
+        layers = [] if idle else discover_cross_attention(model)
         dims = [l.inner_dim for l in layers]
-        if dims != list(renderer.cfg.layer_dims) or layers[0].context_dim != renderer.cfg.context_dim:
+        if not idle and (dims != list(renderer.cfg.layer_dims) or layers[0].context_dim != renderer.cfg.context_dim):
             raise ValueError(f"the renderer {renderer.name} was made for a UNet with {len(renderer.cfg.layer_dims)} "
                              f"cross-attention layers (context {renderer.cfg.context_dim}); this MODEL has {len(dims)} "
                              f"(context {layers[0].context_dim}). Use a renderer for this model family (SD1.5 / SDXL).")
-
-        # Everything that determines a keyframe besides its own text, tokens, identities and seed: the models by
-        # their weights and patches (model_fingerprints), the conditionings by their contents. Computed once.
-        models = {"model": fingerprint(model), "vae": fingerprint(vae), "renderer": fingerprint((renderer.patcher, renderer.cfg))}
-        clip_print = fingerprint(clip) if clip is not None and (positive is None or negative is None) else None
-        if positive is not None:
-            models["positive"] = fingerprint(positive)
-        else:
-            models["clip"] = clip_print
-        if negative is not None:
-            models["negative"] = fingerprint(negative)
-        elif clip is not None:
-            models["negative"], models["clip"] = negative_prompt, clip_print
-        else:
-            models["negative"] = "the positive zeroed"
+        models = {} if idle else _model_prints(model, vae, renderer, clip, positive, negative, negative_prompt)
 
         project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title,
                                writer=who.writer if who is not None else None)
@@ -383,18 +421,19 @@ class IdentityDiffusionRender(io.ComfyNode):
         # keyframes past this storyboard's end leave the folder and the manifest (the master's gathering step does
         # this in a distributed run)
         stale = project.retire_keyframes(n) if share is None else []
-        sampling = model.get_model_object("model_sampling")
-        sigma_start, sigma_end = sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)
-        if negative is None:
-            negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_prompt or "")) if clip is not None \
-                else _zeroed(positive)
-        adapter = host.load_managed(renderer.patcher)
-        uncond_tokens = None
-        if use_tokens:
-            with torch.no_grad():
-                uncond_tokens = adapter.project_tokens(unconditional_features(renderer.cfg, storyboard))
-        means = script_embeds.identity_means()
         todo = [k for k in range(n) if share is None or k in share]
+        uncond_tokens = sigma_start = sigma_end = None
+        if todo:  # a participant with nothing to make has no model (its sampling inputs are lazy)
+            sampling = model.get_model_object("model_sampling")
+            sigma_start, sigma_end = sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)
+            if negative is None:
+                negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_prompt or "")) if clip is not None \
+                    else _zeroed(positive)
+            adapter = host.load_managed(renderer.patcher)
+            if use_tokens:
+                with torch.no_grad():
+                    uncond_tokens = adapter.project_tokens(unconditional_features(renderer.cfg, storyboard))
+        means = script_embeds.identity_means()
         progress = host.Progress(len(todo))
         send_storyboard(script_embeds)
         identity_check = KeyframeIdentity(script_embeds)  # each keyframe's faces against the references, once
@@ -462,7 +501,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         blank = next(iter(images.values()), torch.zeros(1, height, width, 3))
         blank_latent = next(iter(latents.values()), None)
         if blank_latent is None:
-            blank_latent = host.empty_latent(model, width, height, downscale=_downscale(vae)).float().cpu()
+            blank_latent = _blank_latent(model, vae, width, height)
         image_rows = [images.get(k, torch.zeros_like(blank)) for k in order]
         latent_rows = [latents.get(k, torch.zeros_like(blank_latent)) for k in order]
         return io.NodeOutput(torch.cat(image_rows), {"samples": torch.cat(latent_rows)}, keyframe_set,

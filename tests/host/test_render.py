@@ -262,6 +262,39 @@ def test_rerun_reuses_finished_keyframes(host, photos, model_dirs):
     assert all(p.stat().st_mtime_ns != stamps[p.name] for p in folder.glob("*.png"))
 
 
+def test_a_participant_with_no_keyframe_to_make_never_loads_the_model(host, photos, model_dirs):
+    """IdentityDiffusionRender's sampling inputs (model, vae, clip, positive, negative) are lazy: a distributed master
+    that only orchestrates (``master_renders`` off, the workers share every keyframe) runs it without the host ever
+    executing the checkpoint loader, where an SDXL checkpoint would be loaded for nothing; a worker with keyframes to
+    make loads it and renders its share. (The tiny model's seed is this test's own, so no earlier prompt's cache
+    stands in for an execution.)"""
+    import json
+
+    from moviedreamer_core.distribution.participation import Participation
+
+    def run(who):
+        g = graph(script(2), project=f"lazy_render_{who.me}")
+        g["9"]["inputs"]["seed"] = 71
+        g["11"]["inputs"]["distributed"] = who.to_json()
+        result = host.run(g)
+        assert result.success, result.error_text()
+        executed = {e["node"] for e in result.events("executing") if e.get("node")}
+        return result, executed
+
+    result, executed = run(Participation("job1", "master", ("w1", "w2"), master_renders=False))
+    assert "11" in executed and "9" not in executed, executed
+    assert "this participant's share: 0 of 2 keyframes" in result.outputs["11"]["text"][0]
+    images = previews(host, result)
+    assert len(images) == 2 and images[0].shape == (64, 64, 3) and not any(im.any() for im in images)
+    result, executed = run(Participation("job1", "w1", ("w1", "w2"), master_renders=False))
+    assert {"9", "11"} <= executed, executed
+    assert "this participant's share: 1 of 2 keyframes" in result.outputs["11"]["text"][0]
+    journal = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "lazy_render_w1" / "journals" / "w1.jsonl"
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    done = [r["key"][1] for r in records if r["key"][0] == "keyframes" and r.get("value", {}).get("status") == "done"]
+    assert len(done) == 1, records  # its one keyframe, rendered with the model it loaded
+
+
 def test_plain_ipadapter_file_renders(host, photos, model_dirs):
     images = previews(host, host.run(graph(script(2), renderer="ipadapter/tiny_ipadapter.safetensors", project="ip")))
     assert len(images) == 2
