@@ -19,7 +19,7 @@ from . import host, wire_types
 from .choices import check_inputs
 from .keyframe_inputs import keyframe_source
 from ..moviedreamer_core.distribution.participation import parse_participation
-from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input
+from .distributed_inputs import check as check_distributed, distributed_input, lazy_inputs_wanted, master_renders_input
 from ..moviedreamer_core.animate.movie import blank_preview_frame
 from ..moviedreamer_core.distribution import payload as payloads
 from ..moviedreamer_core.distribution.results import share_payload
@@ -111,14 +111,8 @@ class ShotAnimate(io.ComfyNode):
         one, except where no shot is made: a distributed master that only orchestrates (``master_renders`` off) or a
         participant whose share is empty never needs them, so their loaders never run there (a Wan 14B model and its
         T5 text encoder are tens of GB the master would otherwise load for nothing)."""
-        wanted = [n for n in VIDEO_MODEL_INPUTS if n in kwargs and kwargs[n] is None]
-        if not wanted or script is None or distributed is None:
-            return wanted
-        try:
-            who = parse_participation(distributed)
-        except ValueError:
-            return wanted  # execute says what is wrong with it
-        return wanted if who is None or share_of(outlines_of_script(script), who).shots else []
+        return lazy_inputs_wanted(VIDEO_MODEL_INPUTS, kwargs, distributed if script is not None else None,
+                                  lambda who: bool(share_of(outlines_of_script(script), who).shots))
 
     @classmethod
     @host.pack_threads

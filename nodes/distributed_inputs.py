@@ -9,6 +9,8 @@ the nodes after its collector, which our gathering step needs).
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 from comfy_api.latest import io
 
 from ..moviedreamer_core.distribution.participation import parse_participation
@@ -39,3 +41,19 @@ def check(kwargs: dict):
     except ValueError as e:
         return str(e)
     return True
+
+
+def lazy_inputs_wanted(names: Sequence[str], kwargs: dict, distributed, has_work: Callable) -> list[str]:
+    """For a sharing node's ``check_lazy_status``: which of its lazy model inputs ``names`` the host should evaluate.
+    Every connected one (in ``kwargs`` and still ``None``), except on a distributed participant for which
+    ``has_work(participation)`` says there is nothing to make (a master that only orchestrates, a worker with an empty
+    share): the loaders that feed them then never run there. A ``distributed`` value that does not parse, or a
+    ``has_work`` that raises ValueError, wants them all: ``execute`` says what is wrong."""
+    wanted = [n for n in names if n in kwargs and kwargs[n] is None]
+    if not wanted or distributed is None:
+        return wanted
+    try:
+        who = parse_participation(distributed)
+        return wanted if who is None or has_work(who) else []
+    except ValueError:
+        return wanted

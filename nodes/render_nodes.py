@@ -28,7 +28,7 @@ from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, wire_types
 from .choices import check_inputs
 from ..moviedreamer_core.distribution.participation import parse_participation
-from .distributed_inputs import check as check_distributed, distributed_input, master_renders_input
+from .distributed_inputs import check as check_distributed, distributed_input, lazy_inputs_wanted, master_renders_input
 from ..moviedreamer_core.distribution.split import share_of
 from .model_fingerprints import fingerprint
 from ..moviedreamer_core.renderer_training_ranges import CHOICES
@@ -338,14 +338,8 @@ class IdentityDiffusionRender(io.ComfyNode):
         except on a distributed participant with no keyframe to make (a master that only orchestrates, a worker
         whose share is empty), where the checkpoint loader and the text encoder would load an SDXL model for
         nothing; that participant only writes its empty share's outputs."""
-        wanted = [n for n in SAMPLING_INPUTS if n in kwargs and kwargs[n] is None]
-        if not wanted or script_embeds is None or distributed is None:
-            return wanted
-        try:
-            share = _share(script_embeds, parse_participation(distributed))
-        except ValueError:
-            return wanted  # execute says what is wrong
-        return [] if share is not None and not share else wanted
+        return lazy_inputs_wanted(SAMPLING_INPUTS, kwargs, distributed if script_embeds is not None else None,
+                                  lambda who: bool(_share(script_embeds, who)))
 
     @classmethod
     @host.pack_threads
