@@ -98,6 +98,7 @@ def concat_videos(paths: list[str], out_path: str) -> None:
         with av.open(tmp, mode="w", format="mp4") as output:
             out_stream = None
             offset = 0
+            last_dts = None
             for path in paths:
                 with av.open(path) as inp:
                     in_stream = inp.streams.video[0]
@@ -110,6 +111,14 @@ def concat_videos(paths: list[str], out_path: str) -> None:
                         last = max(last, packet.pts + (packet.duration or 0), packet.dts + (packet.duration or 0))
                         packet.pts += offset
                         packet.dts += offset
+                        # A shot of one or two frames has no B-frame delay (its decoding times are not before its
+                        # presentation times) while the next shot's first decoding times are: moved by the same
+                        # offset they would go back, which the muxer refuses. Decoding times only order the packets,
+                        # so the few that would go back are moved just after the previous one (never past their
+                        # presentation time, which starts after every earlier shot's decoding times).
+                        if last_dts is not None and packet.dts <= last_dts:
+                            packet.dts = min(last_dts + 1, packet.pts)
+                        last_dts = packet.dts
                         packet.stream = out_stream
                         output.mux(packet)
                     offset += last

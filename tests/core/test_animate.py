@@ -86,6 +86,34 @@ def test_video_files_are_written_whole_and_joined_without_reencoding(tmp_path):
     assert not list(tmp_path.glob(".tmp_*"))
 
 
+@pytest.mark.parametrize("lengths", [(24, 1, 24), (1, 24), (2, 24), (24, 2, 3, 1, 24), (1, 1, 1), (5, 1)])
+def test_shots_of_one_or_two_frames_join_the_movie_frame_for_frame(tmp_path, lengths):
+    """H.264 files of a few frames have a shorter decoding delay than longer ones (their first packet's decoding time
+    is not before its presentation time), so a long shot after a one-frame shot (a 0.1 s ``duration`` at 12 fps) had
+    decoding times going back and the muxer refused the movie. Every shot's frames, decoded from its own file (the
+    oracle), are the movie's frames in order, and the movie's frames follow each other one frame duration apart."""
+    import av
+
+    from moviedreamer_core.video_io import read_frames
+
+    paths = []
+    for i, n in enumerate(lengths):
+        frames = [np.full((48, 64, 3), (37 * (i * 7 + k)) % 256, np.uint8) for k in range(n)]
+        path = str(tmp_path / f"s{i}.mp4")
+        assert write_video(path, frames, 12) == n
+        paths.append(path)
+    movie = str(tmp_path / "movie.mp4")
+    concat_videos(paths, movie)
+    expected = [f for p in paths for f in read_frames(p)]
+    got = read_frames(movie)
+    assert len(got) == sum(lengths) and all(np.array_equal(a, b) for a, b in zip(got, expected))
+    with av.open(movie) as container:
+        stream = container.streams.video[0]
+        pts = sorted(f.pts for f in container.decode(stream))
+        step = round(1 / (12 * stream.time_base))
+    assert pts == [pts[0] + k * step for k in range(len(pts))], "no gap and no overlap between shots"
+
+
 # ------------------------------------------------------------------------------------ movie and resume
 
 
