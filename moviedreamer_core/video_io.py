@@ -90,16 +90,33 @@ def read_frames(path: str, every: int = 1) -> list:
     return [f for i, f in enumerate(iter_frames(path)) if i % every == 0]
 
 
+def _decoding_delay(path: str) -> int:
+    """How far (in the stream's time base) the file's first packet is decoded before it is shown: 0 without
+    B-frames."""
+    import av
+
+    with av.open(path) as inp:
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                return max(0, packet.pts - packet.dts)
+    return 0
+
+
 def concat_videos(paths: list[str], out_path: str) -> None:
     """Join MP4 files with identical encoding settings by copying packets (no re-encoding), atomically."""
     import av
 
+    # H.264 with B-frames decodes a few frames ahead: a file's first decoding time is before its first presentation
+    # time by its delay (two frames for a long shot, none for a shot of one frame). Shifted by the same offset, a long
+    # shot after a one-frame shot would have decoding times going back, which the muxer refuses; every file's
+    # decoding times are therefore moved back to the largest delay, as one long encode would have them.
+    delays = [_decoding_delay(path) for path in paths]
+    most = max(delays, default=0)
     with atomic_path(out_path) as tmp:
         with av.open(tmp, mode="w", format="mp4") as output:
             out_stream = None
             offset = 0
-            last_dts = None
-            for path in paths:
+            for path, delay in zip(paths, delays):
                 with av.open(path) as inp:
                     in_stream = inp.streams.video[0]
                     if out_stream is None:
@@ -110,15 +127,7 @@ def concat_videos(paths: list[str], out_path: str) -> None:
                             continue
                         last = max(last, packet.pts + (packet.duration or 0), packet.dts + (packet.duration or 0))
                         packet.pts += offset
-                        packet.dts += offset
-                        # A shot of one or two frames has no B-frame delay (its decoding times are not before its
-                        # presentation times) while the next shot's first decoding times are: moved by the same
-                        # offset they would go back, which the muxer refuses. Decoding times only order the packets,
-                        # so the few that would go back are moved just after the previous one (never past their
-                        # presentation time, which starts after every earlier shot's decoding times).
-                        if last_dts is not None and packet.dts <= last_dts:
-                            packet.dts = min(last_dts + 1, packet.pts)
-                        last_dts = packet.dts
+                        packet.dts += offset - (most - delay)
                         packet.stream = out_stream
                         output.mux(packet)
                     offset += last

@@ -111,7 +111,9 @@ def test_shots_of_one_or_two_frames_join_the_movie_frame_for_frame(tmp_path, len
         stream = container.streams.video[0]
         pts = sorted(f.pts for f in container.decode(stream))
         step = round(1 / (12 * stream.time_base))
+        duration, rate = stream.duration, stream.average_rate
     assert pts == [pts[0] + k * step for k in range(len(pts))], "no gap and no overlap between shots"
+    assert duration == len(pts) * step and rate == 12, "the movie lasts its frames (players stop at its duration)"
 
 
 # ------------------------------------------------------------------------------------ movie and resume
