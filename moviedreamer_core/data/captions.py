@@ -70,37 +70,82 @@ def parse_srt(text: str) -> list[tuple[float, float, str]]:
     return out
 
 
-def _shot_entry(entry) -> dict:
+#: The largest captions file read (a film's captions are a few hundred KB; a larger file is not captions).
+MAX_SIDECAR_BYTES = 64 * 2**20
+
+
+def _text_of(value, where: str) -> str:
+    """``value`` as text: a string, or ``null`` for nothing said (``""``); anything else is refused at ``where``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: must be text, got {_kind(value)}")
+    return value
+
+
+def _kind(value) -> str:
+    """What a JSON value is, in the words of a captions file's author."""
+    return "null" if value is None else {dict: "an object", list: "a list", bool: "true/false", int: "a number",
+                                         float: "a number", str: "text"}.get(type(value), type(value).__name__)
+
+
+def _shot_entry(entry, where: str) -> dict:
     if isinstance(entry, str):
         return {"action": entry, "scene": ""}
     if not isinstance(entry, dict):
-        raise ValueError(f"a shot entry must be a string or an object, got {type(entry).__name__}")
-    out = {"action": str(entry.get("action", entry.get("text", ""))), "scene": str(entry.get("scene", ""))}
+        raise ValueError(f"{where}: must be text or an object, got {_kind(entry)}")
+    key = "action" if "action" in entry or "text" not in entry else "text"
+    out = {"action": _text_of(entry.get(key, ""), f"{where}.{key}"), "scene": _text_of(entry.get("scene", ""), f"{where}.scene")}
     if "start" in entry:
+        for name in ("start", "end"):
+            if name in entry and (isinstance(entry[name], bool) or not isinstance(entry[name], (int, float))):
+                raise ValueError(f"{where}.{name}: must be seconds (a number), got {_kind(entry[name])}")
         out["start"], out["end"] = float(entry["start"]), float(entry.get("end", float("inf")))
     return out
 
 
+def _read_json_sidecar(path: str) -> Sidecar:
+    """A ``<video>.json`` captions file, every malformed part named (``shots[2].action: must be text, got null``)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if isinstance(data, list):
+        data = {"shots": data}
+    if not isinstance(data, dict):
+        raise ValueError(f"must be a list of shots or an object with style, characters and shots, got {_kind(data)}")
+    characters = data.get("characters") or {}
+    if not isinstance(characters, dict):
+        raise ValueError(f"characters: must be an object {{name: description}}, got {_kind(characters)}")
+    shots = data.get("shots", [])
+    if not isinstance(shots, list):
+        raise ValueError(f"shots: must be a list, got {_kind(shots)}")
+    return Sidecar("json", style=_text_of(data.get("style", ""), "style"),
+                   characters={str(k): _text_of(v, f"characters.{k}") for k, v in characters.items()},
+                   shots=[_shot_entry(e, f"shots[{i}]") for i, e in enumerate(shots)])
+
+
+def _check_size(path: str) -> None:
+    size = os.path.getsize(path)
+    if size > MAX_SIDECAR_BYTES:
+        raise ValueError(f"{size} bytes: captions files are read up to {MAX_SIDECAR_BYTES} bytes")
+
+
 def load_sidecar(video_path: str) -> Sidecar:
-    """The captions beside ``video_path`` (JSON preferred over SRT); ``ValueError`` names a malformed file."""
+    """The captions beside ``video_path`` (JSON preferred over SRT); ``ValueError`` names a malformed file and the
+    part of it that is wrong."""
     stem = os.path.splitext(video_path)[0]
     if os.path.isfile(stem + ".json"):
         try:
-            with open(stem + ".json", encoding="utf-8") as f:
-                data = json.load(f)
-            if isinstance(data, list):
-                data = {"shots": data}
-            return Sidecar("json", style=str(data.get("style", "")),
-                           characters={str(k): str(v) for k, v in (data.get("characters") or {}).items()},
-                           shots=[_shot_entry(e) for e in data.get("shots", [])])
-        except (ValueError, AttributeError, TypeError) as e:
+            _check_size(stem + ".json")
+            return _read_json_sidecar(stem + ".json")
+        except (ValueError, OSError) as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ValueError(f"{stem}.json: {e}") from e
     if os.path.isfile(stem + ".srt"):
-        with open(stem + ".srt", encoding="utf-8", errors="replace") as f:
-            try:
+        try:
+            _check_size(stem + ".srt")
+            with open(stem + ".srt", encoding="utf-8", errors="replace") as f:
                 return Sidecar("srt", subtitles=parse_srt(f.read()))
-            except ValueError as e:
-                raise ValueError(f"{stem}.srt: {e}") from e
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{stem}.srt: {e}") from e
     return Sidecar()
 
 

@@ -320,6 +320,47 @@ def test_pick_keyframes_takes_the_sharpest_frame_near_the_middle():
     assert laplacian_variance(flat) == 0 and laplacian_variance(busy) > 1000
 
 
+@pytest.mark.parametrize("text, message", [
+    ('{"characters": ["Ava"]}', "characters: must be an object {name: description}, got a list"),
+    ('{"characters": {"Ava": 3}}', "characters.Ava: must be text, got a number"),
+    ('{"shots": "one shot"}', "shots: must be a list, got text"),
+    ('{"shots": ["a", 7]}', "shots[1]: must be text or an object, got a number"),
+    ('{"shots": [{"action": ["a", "b"]}]}', "shots[0].action: must be text, got a list"),
+    ('{"shots": [{"text": {"x": 1}}]}', "shots[0].text: must be text, got an object"),
+    ('{"shots": [{"action": "a", "scene": true}]}', "shots[0].scene: must be text, got true/false"),
+    ('{"shots": [{"action": "a", "start": "0:01"}]}', "shots[0].start: must be seconds (a number), got text"),
+    ('{"shots": [{"action": "a", "start": 1, "end": null}]}', "shots[0].end: must be seconds (a number), got null"),
+    ('{"style": 5}', "style: must be text, got a number"),
+    ('"just text"', "must be a list of shots or an object with style, characters and shots, got text"),
+    ('{"shots": [', "Expecting value"),
+])
+def test_a_malformed_captions_file_is_refused_naming_the_part_that_is_wrong(tmp_path, text, message):
+    """Before, a list of characters failed as "'list' object has no attribute 'items'" and an action of ``null``
+    became the sentence "None"; the builder skips such a video and logs this message."""
+    from moviedreamer_core.data.captions import load_sidecar
+
+    (tmp_path / "film.json").write_text(text)
+    with pytest.raises(ValueError) as refused:
+        load_sidecar(str(tmp_path / "film.mp4"))
+    assert str(refused.value).startswith(str(tmp_path / "film.json") + ": ") and message in str(refused.value)
+
+
+def test_captions_say_nothing_with_null_and_oversized_files_are_not_read(tmp_path, monkeypatch):
+    from moviedreamer_core.data import captions
+
+    (tmp_path / "film.json").write_text('{"style": null, "characters": {"Ava": null}, '
+                                        '"shots": [{"action": null, "scene": "a bar"}, {"text": "Ava sits", "start": 2}]}')
+    sidecar = captions.load_sidecar(str(tmp_path / "film.mp4"))
+    assert sidecar.style == "" and sidecar.characters == {"Ava": ""}
+    assert sidecar.shots == [{"action": "", "scene": "a bar"}, {"action": "Ava sits", "scene": "", "start": 2.0, "end": float("inf")}]
+    monkeypatch.setattr(captions, "MAX_SIDECAR_BYTES", 16)
+    for name in ("film.json", "other.srt"):
+        (tmp_path / name).write_text("1\n00:00:00,000 --> 00:00:01,000\nHello there, this is long.\n")
+        with pytest.raises(ValueError, match=r"bytes: captions files are read up to 16 bytes"):
+            captions.load_sidecar(str(tmp_path / name.replace(".json", ".mp4").replace(".srt", ".mkv")))
+        (tmp_path / name).unlink()
+
+
 def test_parse_srt():
     text = "1\r\n00:00:01,000 --> 00:00:02,500\r\nHello\r\n<b>world</b>\r\n\r\n2\r\n00:01:00.250 --> 00:01:01,000\r\n{\\an8}Bye\r\n"
     assert parse_srt(text) == [(1.0, 2.5, "Hello world"), (60.25, 61.0, "Bye")]
