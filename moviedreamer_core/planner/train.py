@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 import random
+import sys
 import time
 from typing import Optional
 
@@ -44,6 +45,7 @@ from ..files import atomic_write_text, save_safetensors
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
 from .inputs import Story
+from .movie_checks import MovieFileError, check_movie, movie_metadata
 from .model import KeyframePlanner
 
 DATASET_FORMAT_VERSION = 1
@@ -86,10 +88,18 @@ def save_movie(path: str, story: Story, spaces: dict, character_names: Optional[
     save_safetensors({k: v.contiguous() for k, v in tensors.items()}, path, metadata={"moviedreamer_movie": json.dumps(meta)})
 
 
-def load_movie(path: str) -> tuple[Story, dict]:
-    with safe_open(path, framework="pt") as f:
-        meta = json.loads((f.metadata() or {})["moviedreamer_movie"])
-        t = {k: f.get_tensor(k) for k in f.keys()}
+def load_movie(path: str, spaces: Optional[dict] = None) -> tuple[Story, dict]:
+    """One dataset movie and its metadata, checked (``movie_checks``: ``MovieFileError`` names the file and the tensor
+    at fault), its sizes against ``spaces`` (the dataset's ``index.json`` spaces) when given."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = movie_metadata(path, f.metadata())
+            t = {k: f.get_tensor(k) for k in f.keys()}
+    except MovieFileError:
+        raise
+    except Exception as e:  # a missing file, or not safetensors (safetensors raises its own error types)
+        raise MovieFileError(f"{path}: cannot be read as a safetensors movie file ({type(e).__name__}: {e})") from e
+    check_movie(path, t, spaces)
     off = t["identity_offsets"].tolist()
     banks = [t["identity_bank"][off[c]:off[c + 1]] for c in range(len(off) - 1)]
     casts = [tuple(int(x) for x in row if x >= 0) for row in t["keyframe_characters"]]
@@ -158,8 +168,8 @@ def write_index(folder: str, movies: list[str], spaces: dict) -> None:
 def load_dataset(folder: str) -> tuple[list[Story], dict]:
     with open(os.path.join(folder, "index.json"), encoding="utf-8") as f:
         index = json.load(f)
-    stories = [load_movie(os.path.join(folder, m))[0] for m in index["movies"]]
     spaces = {k: index[k] for k in ("text_space", "identity_space", "token_space")}
+    stories = [load_movie(os.path.join(folder, m), spaces)[0] for m in index["movies"]]
     return stories, spaces
 
 
@@ -249,7 +259,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=seed, default=0)
     args = parser.parse_args(argv)
 
-    stories, spaces = load_dataset(args.data)
+    try:
+        stories, spaces = load_dataset(args.data)
+    except MovieFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if os.path.isfile(args.config):
         with open(args.config, encoding="utf-8") as f:
             cfg = PlannerConfig.from_dict({**json.load(f), **spaces})

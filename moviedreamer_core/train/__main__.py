@@ -12,6 +12,7 @@ import os
 import sys
 
 from ..argument_types import whole_number
+from ..planner.movie_checks import MovieFileError
 from .config import PLACEHOLDER_SPACES, ConfigError, load_config, micro_batch_size
 
 
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
         from .loop import run
 
         run(cfg)
-    except ConfigError as e:
+    except (ConfigError, MovieFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -38,8 +38,8 @@ def derive(*parts) -> int:
 class MovieSet:
     """Films of a dataset folder, loaded on demand (and kept in memory when ``cache``)."""
 
-    def __init__(self, folder: str, names: list[str], cache: bool = True):
-        self.folder, self.names, self.cache = folder, list(names), cache
+    def __init__(self, folder: str, names: list[str], cache: bool = True, spaces: Optional[dict] = None):
+        self.folder, self.names, self.cache, self.spaces = folder, list(names), cache, spaces
         self._mem: dict[int, Story] = {}
 
     def __len__(self) -> int:
@@ -48,7 +48,7 @@ class MovieSet:
     def __getitem__(self, i: int) -> Story:
         if i in self._mem:
             return self._mem[i]
-        story, _ = load_movie(os.path.join(self.folder, self.names[i]))
+        story, _ = load_movie(os.path.join(self.folder, self.names[i]), self.spaces)
         if story.tokens is None:
             raise ConfigError(f"{self.names[i]}: a training film needs its keyframes' tokens")
         if self.cache:
@@ -91,8 +91,8 @@ def open_dataset(cfg: DataSection, seed: int) -> Dataset:
     train = [m for m in movies if m not in held]
     if not train:
         raise ConfigError(f"data: no training films left in {cfg.path} after holding out the val split")
-    return Dataset(MovieSet(cfg.path, train, cfg.cache), MovieSet(cfg.path, [m for m in movies if m in held], cfg.cache),
-                   spaces)
+    return Dataset(MovieSet(cfg.path, train, cfg.cache, spaces),
+                   MovieSet(cfg.path, [m for m in movies if m in held], cfg.cache, spaces), spaces)
 
 
 class StreamSampler:

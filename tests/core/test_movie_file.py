@@ -1,0 +1,103 @@
+"""A damaged or foreign dataset movie file is refused when it is read, naming the file and the tensor at fault, and
+the training commands say so in one line instead of failing deep inside training."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from moviedreamer_core.planner.inputs import CAMERAS, Story
+from moviedreamer_core.planner.movie_checks import MovieFileError
+from moviedreamer_core.planner.train import load_movie, main as planner_train, save_movie, write_index
+
+SPACES = dict(text_space={"encoder": "synthetic", "dim": 16}, identity_space={"encoder": "synthetic", "dim": 8},
+              token_space={"source": "synthetic", "K": 2, "D": 8})
+
+
+def a_story(n: int = 4) -> Story:
+    g = torch.Generator().manual_seed(0)
+    return Story(style=torch.randn(16, generator=g), descriptions=torch.randn(2, 16, generator=g),
+                 identity_banks=[torch.randn(2, 8, generator=g), torch.randn(1, 8, generator=g)],
+                 keyframe_text=torch.randn(n, 3, 16, generator=g), keyframe_characters=[(i % 2,) for i in range(n)],
+                 tokens=torch.randn(n, 2, 8, generator=g), keyframe_camera=torch.tensor([0, 1, -1, 2])[:n],
+                 reference_tokens=[torch.randn(1, 2, 8, generator=g), torch.zeros(0, 2, 8)])
+
+
+def written(tmp_path, change=None, metadata=True) -> str:
+    """A valid movie file, then ``change(tensors)`` applied and the file written again (its metadata kept)."""
+    path = str(tmp_path / "film.safetensors")
+    save_movie(path, a_story(), SPACES)
+    if change is not None or not metadata:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata()
+            tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
+        if change is not None:
+            change(tensors)
+        save_file(tensors, path, metadata=meta if metadata else None)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.pop("descriptions"), "missing tensors ['descriptions']"),
+    (lambda t: t.update(tokens=torch.zeros(5, 2, 8)), "tokens has 5 keyframes, keyframe_text 4"),
+    (lambda t: t.update(keyframe_characters=torch.tensor([[0], [1], [7], [-1]])), "keyframe_characters names character 7"),
+    (lambda t: t.update(identity_offsets=torch.tensor([0, 3, 2])), "identity_offsets [0, 3, 2] must rise from 0 to 3"),
+    (lambda t: t.update(identity_offsets=torch.tensor([0, 3])), "identity_offsets has shape [2], expected [3]"),
+    (lambda t: t["tokens"].__setitem__((1, 0, 0), float("nan")), "tokens holds NaN or infinite values"),
+    (lambda t: t.update(keyframe_camera=torch.tensor([0, 1, len(CAMERAS), 2])), "keyframe_camera holds values outside"),
+    (lambda t: t.pop("reference_offsets"), "has reference_tokens without reference_offsets"),
+    (lambda t: t.update(reference_tokens=torch.zeros(1, 1, 8)), "reference_tokens are [1, 8] tokens, the keyframes' [2, 8]"),
+    (lambda t: t.update(style=torch.zeros(12)), "text sizes disagree: keyframe_text 16, descriptions 16, style 12"),
+    (lambda t: t.update(keyframe_text=torch.zeros(4, 16)), "keyframe_text has shape [4, 16], expected 3 dimensions"),
+])
+def test_a_damaged_movie_is_refused_naming_the_tensor(tmp_path, change, message):
+    path = written(tmp_path, change)
+    with pytest.raises(MovieFileError) as refused:
+        load_movie(path)
+    assert str(refused.value).startswith(path + ": ") and message in str(refused.value), str(refused.value)
+
+
+def test_a_movie_of_other_spaces_or_no_movie_at_all_is_refused(tmp_path):
+    story, meta = load_movie(written(tmp_path), SPACES)
+    assert story.n_keyframes == 4 and story.n_characters == 2 and meta["token_space"] == SPACES["token_space"]
+    other = {**SPACES, "text_space": {"encoder": "clip", "dim": 768}}
+    with pytest.raises(MovieFileError, match=r"its texts have 16 values, the dataset's text space 768"):
+        load_movie(written(tmp_path), other)
+    with pytest.raises(MovieFileError, match=r"its tokens are \[2, 8\], the dataset's token space \[1, 1024\]"):
+        load_movie(written(tmp_path), {**SPACES, "token_space": {"source": "clip", "K": 1, "D": 1024}})
+    with pytest.raises(MovieFileError, match="not a MovieDreamer movie file"):
+        load_movie(written(tmp_path, metadata=False))
+    (tmp_path / "text.safetensors").write_text("not safetensors")
+    with pytest.raises(MovieFileError, match="cannot be read as a safetensors movie file"):
+        load_movie(str(tmp_path / "text.safetensors"))
+    with pytest.raises(MovieFileError, match="cannot be read as a safetensors movie file"):
+        load_movie(str(tmp_path / "missing.safetensors"))
+
+
+def test_both_training_commands_name_the_damaged_film_and_exit_2(tmp_path, capsys):
+    """``python -m moviedreamer_core.planner.train`` and ``python -m moviedreamer_core.train planner`` (before: a
+    ``KeyError`` traceback, or a shape error at some training step)."""
+    from moviedreamer_core.train.__main__ import main as scale_train
+
+    data = tmp_path / "data"
+    (data / "movies").mkdir(parents=True)
+    for name in ("a", "b"):
+        save_movie(str(data / "movies" / f"{name}.safetensors"), a_story(), SPACES)
+    bad = written(tmp_path, lambda t: t.update(tokens=torch.zeros(4, 2, 9), reference_tokens=torch.zeros(1, 2, 9)))
+    os.replace(bad, data / "movies" / "b.safetensors")
+    write_index(str(data), ["movies/a.safetensors", "movies/b.safetensors"], SPACES)
+    assert planner_train(["--data", str(data), "--out", str(tmp_path / "p.safetensors"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "b.safetensors: its tokens are [2, 9], the dataset's token space [2, 8]" in err, err
+    assert scale_train(["planner", "--config", "tiny", f"data.path={data}", "train.steps=1", "data.val_fraction=0",
+                        f"output.dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "b.safetensors: its tokens are [2, 9], the dataset's token space [2, 8]" in err, err
+    assert not (tmp_path / "p.safetensors").exists()
+    with open(data / "index.json", encoding="utf-8") as f:
+        assert json.load(f)["movies"] == ["movies/a.safetensors", "movies/b.safetensors"]
