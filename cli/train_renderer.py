@@ -33,7 +33,7 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
     from host_library import PACK_MODULE, core_module, import_host, import_pack
 
 _types = core_module("argument_types")
-number, seed, whole_number = _types.number, _types.seed, _types.whole_number
+number, seed, whole_number, frame_size = _types.number, _types.seed, _types.whole_number, _types.frame_size
 _RANGES = core_module("renderer_training_ranges").RANGES
 _CHOICES = core_module("renderer_training_ranges").CHOICES
 
@@ -59,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clip-vision", required=True, help="CLIP Vision file name in models/clip_vision (or a path)")
     p.add_argument("--images", required=True, help="folder of keyframe images (.png/.jpg/.webp), captions in <image>.txt")
     p.add_argument("--caption", default="", help="caption for images without a .txt file")
-    p.add_argument("--size", default="512x512", help="WIDTHxHEIGHT the keyframes are cropped and resized to")
+    p.add_argument("--size", type=frame_size(), default=(512, 512),
+                   help="WIDTHxHEIGHT the keyframes are cropped and resized to (multiples of 8, default 512x512)")
     p.add_argument("--face-embedder", **_chosen("face_embedder"),
                    help="the identity embedder (the one ScriptEncode will use; default %(default)s)")
     p.add_argument("--token-source", **_chosen("token_source"), help="the renderer's token input (default %(default)s)")
@@ -84,6 +85,8 @@ def keyframe_files(folder: str) -> tuple[list[Path], list[str]]:
     """Every image in ``folder`` (sorted) and then in each of its sub-folders (sorted by name), with the character
     each shows: the sub-folder's name, or ``""`` (nobody known) at the top level."""
     root = Path(folder)
+    if not root.is_dir():
+        raise SystemExit(f"--images: {folder} is not a folder")
     images = lambda d: sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # noqa: E731
     files = [(f, "") for f in images(root)]
     for sub in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
@@ -111,12 +114,32 @@ def load_keyframes(folder: str, size: tuple[int, int], default_caption: str = ""
         raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     images, captions = [], []
     for f in files:
-        with Image.open(f) as im:
-            fitted = ImageOps.fit(ImageOps.exif_transpose(im).convert("RGB"), size, Image.LANCZOS)
+        try:
+            with Image.open(f) as im:
+                fitted = ImageOps.fit(ImageOps.exif_transpose(im).convert("RGB"), size, Image.LANCZOS)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:  # damaged, not an image, or too large
+            raise SystemExit(f"{f}: cannot be read as an image ({e}); fix or remove it") from None
         images.append(torch.from_numpy(np.array(fitted)).float().div(255))
-        txt = f.with_suffix(".txt")
-        captions.append(txt.read_text(encoding="utf-8").strip() if txt.is_file() else default_caption)
+        captions.append(_caption(f.with_suffix(".txt"), default_caption))
     return torch.stack(images), captions
+
+
+#: The longest caption file read (the text encoders read 77 tokens; a larger file is not a caption).
+MAX_CAPTION_BYTES = 64 * 1024
+
+
+def _caption(path: Path, default: str) -> str:
+    """The caption in ``path`` (UTF-8 text), or ``default`` when there is none; a caption that is not UTF-8 text or
+    is larger than ``MAX_CAPTION_BYTES`` stops the command naming the file."""
+    if not path.is_file():
+        return default
+    if path.stat().st_size > MAX_CAPTION_BYTES:
+        raise SystemExit(f"{path}: {path.stat().st_size} bytes is not a caption (captions are read up to "
+                         f"{MAX_CAPTION_BYTES} bytes)")
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError as e:
+        raise SystemExit(f"{path}: the caption is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
 
 
 def _model_path(folder_paths, kind: str, name: str) -> str:
@@ -132,10 +155,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.comfyui:
         raise SystemExit("give --comfyui or set COMFYUI_PATH")
-    try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"--size must be WIDTHxHEIGHT, got {args.size!r}")
+    width, height = args.size
     folder_paths = import_host(Path(args.comfyui).expanduser().resolve(), args.cpu)
     nodes = import_pack()
     nodes.host.register_model_folder()

@@ -58,3 +58,23 @@ def number(minimum: float, maximum: float, *, above: bool = False, unit: str = "
 
 #: An ``argparse`` type for seeds: 0 to ``SEED_MAX``.
 seed = whole_number(0, SEED_MAX, "the largest seed ComfyUI takes")
+
+
+def frame_size(minimum: int = 16, maximum: int = 8192, multiple: int = 8) -> Callable[[str], tuple]:
+    """An ``argparse`` type: ``WIDTHxHEIGHT`` in pixels, each side from ``minimum`` to ``maximum`` and a multiple of
+    ``multiple`` (the latent grid of SD1.5/SDXL VAEs; IdentityDiffusionRender's width and height take the same)."""
+
+    def parse(text: str) -> tuple:
+        parts = text.lower().split("x")
+        try:
+            width, height = (int(v) for v in parts)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in pixels (e.g. 1024x576), got {text!r}") from None
+        for name, value in (("width", width), ("height", height)):
+            if not minimum <= value <= maximum or value % multiple:
+                raise argparse.ArgumentTypeError(f"{name} must be a multiple of {multiple} from {minimum} to "
+                                                 f"{maximum}, got {value}")
+        return width, height
+
+    parse.__name__ = "size"
+    return parse
