@@ -64,10 +64,29 @@ def load_references(folder: Optional[str], embedder: FaceEmbedder) -> list[Refer
         if not vectors:
             log.warning("characters/%s: no usable photo, the name is not used", name)
             continue
-        desc_path = os.path.join(sub, "description.txt")
-        description = open(desc_path, encoding="utf-8").read().strip() if os.path.isfile(desc_path) else ""
-        refs.append(Reference(name, l2_normalise(np.mean(vectors, axis=0)), images, description))
+        refs.append(Reference(name, l2_normalise(np.mean(vectors, axis=0)), images, _description(sub, name)))
     return refs
+
+
+#: The longest description.txt read (a description is a sentence or two; the text encoders read 77 tokens).
+MAX_DESCRIPTION_BYTES = 64 * 1024
+
+
+def _description(sub: str, name: str) -> str:
+    """``<sub>/description.txt`` (UTF-8 text), or ``""`` when there is none; one that is not UTF-8 text or is larger
+    than ``MAX_DESCRIPTION_BYTES`` is logged and not used (the character keeps its photos)."""
+    path = os.path.join(sub, "description.txt")
+    if not os.path.isfile(path):
+        return ""
+    if os.path.getsize(path) > MAX_DESCRIPTION_BYTES:
+        log.warning("characters/%s/description.txt: larger than %d bytes, not used", name, MAX_DESCRIPTION_BYTES)
+        return ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except UnicodeDecodeError as e:
+        log.warning("characters/%s/description.txt: not UTF-8 text (%s at byte %d), not used", name, e.reason, e.start)
+        return ""
 
 
 def name_clusters(cluster_means: list[np.ndarray], references: list[Reference],

@@ -394,3 +394,27 @@ def test_minilm_text_encoder_matches_sentence_transformers():
     ref = torch.from_numpy(st.SentenceTransformer(str(gt.get_model_path()), device="cpu").encode(texts))
     assert ours.shape == (len(texts), 384) and (ours - ref).abs().max() < 1e-4
     assert enc.encode([]).shape == (0, 384)
+
+
+def test_a_character_description_in_another_encoding_is_logged_and_not_used(tmp_path, caplog):
+    """``--characters``: a ``description.txt`` saved as Latin-1 (or over 64 KB) used to stop the whole build with a
+    UnicodeDecodeError; now the character keeps its photos and the description is left out, logged by name."""
+    from moviedreamer_core.data.characters import MAX_DESCRIPTION_BYTES, load_references
+    from moviedreamer_core.identity.base import EmbeddingSpace, FaceEmbedder
+
+    class MeanColour(FaceEmbedder):
+        space = EmbeddingSpace("test.mean_colour", 3)
+
+        def _embed(self, image):
+            return image.reshape(-1, 3).mean(0).astype(np.float32) + 1.0
+
+    for name, description in (("Ava", "Caf\xe9".encode("latin-1")), ("Bo", b"x" * (MAX_DESCRIPTION_BYTES + 1)),
+                              ("Cy", "a kid in a yellow coat\n".encode("utf-8"))):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / name / "face.png")
+        (tmp_path / name / "description.txt").write_bytes(description)
+    with caplog.at_level("WARNING", logger="moviedreamer.data"):
+        refs = load_references(str(tmp_path), MeanColour())
+    assert [(r.name, r.description) for r in refs] == [("Ava", ""), ("Bo", ""), ("Cy", "a kid in a yellow coat")]
+    assert "characters/Ava/description.txt: not UTF-8 text" in caplog.text
+    assert "characters/Bo/description.txt: larger than 65536 bytes, not used" in caplog.text
