@@ -40,7 +40,7 @@ def load_workflow(path: str) -> dict:
     if not isinstance(data, dict) or not data or not all(
             isinstance(n, dict) and "class_type" in n and isinstance(n.get("inputs", {}), dict) for n in data.values()):
         raise UsageError(f"{path} is not an API-format workflow (expected {{node_id: {{\"class_type\": ..., "
-                         "\"inputs\": {...}}}}})")
+                         "\"inputs\": {...}}})")
     return data
 
 

@@ -103,8 +103,9 @@ def test_ui_format_and_non_workflows_are_refused(tmp_path):
         q.load_workflow(str(ROOT / "workflows" / "moviedreamer_movie.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{\"1\": {\"inputs\": {}}}")
-    with pytest.raises(q.UsageError, match="not an API-format workflow"):
+    with pytest.raises(q.UsageError, match="not an API-format workflow") as refused:
         q.load_workflow(str(bad))
+    assert str(refused.value).endswith('(expected {node_id: {"class_type": ..., "inputs": {...}}})')  # braces that pair
     bad.write_text("{nope")
     with pytest.raises(q.UsageError, match="not valid JSON"):
         q.load_workflow(str(bad))
