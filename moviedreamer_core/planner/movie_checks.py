@@ -13,6 +13,7 @@ import json
 from typing import Optional
 
 import torch
+from safetensors import safe_open
 
 from .inputs import CAMERAS
 
@@ -46,60 +47,79 @@ def check_movie(path: str, t: dict, spaces: Optional[dict] = None) -> None:
     cast size, offsets into the banks, character indices, camera indices), are not finite, or do not have the sizes
     of ``spaces`` (``{"text_space": {"dim"}, "identity_space": {"dim"}, "token_space": {"K", "D"}}``, the
     dataset's)."""
+    check_movie_shapes(path, {k: (tuple(v.shape), v.is_floating_point()) for k, v in t.items()}, spaces)
+    _check_values(path, t)
+
+
+def check_movie_header(path: str, spaces: Optional[dict] = None) -> None:
+    """``check_movie_shapes`` from the file's header alone (no tensor is read): what a trainer that reads its films
+    on demand checks of every film before its first step."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            movie_metadata(path, f.metadata())
+            shapes = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype() in _FLOAT_DTYPES) for k in f.keys()}
+    except MovieFileError:
+        raise
+    except Exception as e:  # a missing file, or not safetensors (safetensors raises its own error types)
+        raise MovieFileError(f"{path}: cannot be read as a safetensors movie file ({type(e).__name__}: {e})") from e
+    check_movie_shapes(path, shapes, spaces)
+
+
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def check_movie_shapes(path: str, shapes: dict, spaces: Optional[dict] = None) -> None:
+    """The part of ``check_movie`` that needs only each tensor's shape and whether it is floating point
+    (``shapes``: ``{name: (shape, is_float)}``): present tensors, dimensions that agree, the spaces' sizes."""
     def fail(what: str):
         raise MovieFileError(f"{path}: {what}")
 
-    missing = [k for k in REQUIRED if k not in t]
+    missing = [k for k in REQUIRED if k not in shapes]
     if missing:
         fail(f"missing tensors {missing}")
     for a, b in PAIRS:
-        if (a in t) != (b in t):
-            fail(f"has {a if a in t else b} without {b if a in t else a}")
+        if (a in shapes) != (b in shapes):
+            fail(f"has {a if a in shapes else b} without {b if a in shapes else a}")
 
     def shape(name: str, dims: int):
-        s = tuple(t[name].shape)
+        s = shapes[name][0]
         if len(s) != dims:
             fail(f"{name} has shape {list(s)}, expected {dims} dimensions")
         return s
+
+    def offsets(name: str, characters: int):
+        if shape(name, 1)[0] != characters + 1 or shapes[name][1]:
+            fail(f"{name} has shape {list(shapes[name][0])}, expected [{characters + 1}] whole numbers (one more than "
+                 "the cast)")
 
     n, _, dt = shape("keyframe_text", 3)
     (c, dt_desc), (dt_style,) = shape("descriptions", 2), shape("style", 1)
     if dt_desc != dt or dt_style != dt:
         fail(f"text sizes disagree: keyframe_text {dt}, descriptions {dt_desc}, style {dt_style}")
-    rows, di = shape("identity_bank", 2)
-    _offsets(t, "identity_offsets", c, rows, fail)
+    _, di = shape("identity_bank", 2)
+    offsets("identity_offsets", c)
     cast = shape("keyframe_characters", 2)
     if cast[0] != n:
         fail(f"keyframe_characters has {cast[0]} rows for {n} keyframes (keyframe_text)")
-    chars = t["keyframe_characters"]
-    if chars.numel() and (int(chars.min()) < -1 or int(chars.max()) >= c):
-        fail(f"keyframe_characters names character {int(chars.max()) if int(chars.max()) >= c else int(chars.min())}; "
-             f"the film has {c} (descriptions), -1 pads")
     k = d = None
-    if "tokens" in t:
+    if "tokens" in shapes:
         tn, k, d = shape("tokens", 3)
         if tn != n:
             fail(f"tokens has {tn} keyframes, keyframe_text {n}")
-    if "reference_tokens" in t:
-        q, rk, rd = shape("reference_tokens", 3)
+    if "reference_tokens" in shapes:
+        _, rk, rd = shape("reference_tokens", 3)
         if k is not None and (rk, rd) != (k, d):
             fail(f"reference_tokens are [{rk}, {rd}] tokens, the keyframes' [{k}, {d}]")
-        _offsets(t, "reference_offsets", c, q, fail)
-    if "keyframe_camera" in t:
+        offsets("reference_offsets", c)
+    if "keyframe_camera" in shapes:
         (cn,) = shape("keyframe_camera", 1)
-        cam = t["keyframe_camera"]
         if cn != n:
             fail(f"keyframe_camera has {cn} keyframes, keyframe_text {n}")
-        if cam.numel() and (int(cam.min()) < -1 or int(cam.max()) >= len(CAMERAS)):
-            fail(f"keyframe_camera holds values outside -1..{len(CAMERAS) - 1} (the script's cameras)")
-    if "keyframe_mentions" in t:
+    if "keyframe_mentions" in shapes:
         mn, m, mdt = shape("keyframe_mentions", 3)
-        if (mn, mdt) != (n, dt) or tuple(t["mention_present"].shape) != (n, m):
-            fail(f"keyframe_mentions {[mn, m, mdt]} / mention_present {list(t['mention_present'].shape)} do not fit "
+        if (mn, mdt) != (n, dt) or tuple(shapes["mention_present"][0]) != (n, m):
+            fail(f"keyframe_mentions {[mn, m, mdt]} / mention_present {list(shapes['mention_present'][0])} do not fit "
                  f"{n} keyframes of text size {dt}")
-    for name, value in t.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            fail(f"{name} holds NaN or infinite values")
     if spaces:
         want = {"text": (spaces.get("text_space") or {}).get("dim"), "identity": (spaces.get("identity_space") or {}).get("dim")}
         tokens = spaces.get("token_space") or {}
@@ -112,11 +132,29 @@ def check_movie(path: str, t: dict, spaces: Optional[dict] = None) -> None:
                  "(index.json token_space)")
 
 
-def _offsets(t: dict, name: str, characters: int, rows: int, fail) -> None:
-    """``name`` must be ``[characters + 1]`` offsets rising from 0 to ``rows``."""
-    off = t[name]
-    if off.dim() != 1 or off.shape[0] != characters + 1 or off.is_floating_point():
-        fail(f"{name} has shape {list(off.shape)}, expected [{characters + 1}] whole numbers (one more than the cast)")
-    values = off.tolist()
+def _check_values(path: str, t: dict) -> None:
+    """The part of ``check_movie`` that reads the values (shapes already checked): offsets, indices, finiteness."""
+    def fail(what: str):
+        raise MovieFileError(f"{path}: {what}")
+
+    c = t["descriptions"].shape[0]
+    _rising(t, "identity_offsets", t["identity_bank"].shape[0], fail)
+    if "reference_offsets" in t:
+        _rising(t, "reference_offsets", t["reference_tokens"].shape[0], fail)
+    chars = t["keyframe_characters"]
+    if chars.numel() and (int(chars.min()) < -1 or int(chars.max()) >= c):
+        fail(f"keyframe_characters names character {int(chars.max()) if int(chars.max()) >= c else int(chars.min())}; "
+             f"the film has {c} (descriptions), -1 pads")
+    cam = t.get("keyframe_camera")
+    if cam is not None and cam.numel() and (int(cam.min()) < -1 or int(cam.max()) >= len(CAMERAS)):
+        fail(f"keyframe_camera holds values outside -1..{len(CAMERAS) - 1} (the script's cameras)")
+    for name, value in t.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            fail(f"{name} holds NaN or infinite values")
+
+
+def _rising(t: dict, name: str, rows: int, fail) -> None:
+    """Offsets ``name`` must rise from 0 to ``rows``."""
+    values = t[name].tolist()
     if values[0] != 0 or values[-1] != rows or any(b < a for a, b in zip(values, values[1:])):
         fail(f"{name} {values[:8]}{'...' if len(values) > 8 else ''} must rise from 0 to {rows}")

@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 
 from ..planner.inputs import Story
+from ..planner.movie_checks import check_movie_header
 from ..planner.train import load_movie
 from .config import ConfigError, DataSection
 
@@ -88,6 +89,8 @@ def open_dataset(cfg: DataSection, seed: int) -> Dataset:
         held = {movies[int(i)] for i in order[:max(1, round(cfg.val_fraction * len(movies)))]}
     else:
         held = set()
+    for m in movies:  # every film's header before the first step (films are read on demand, maybe hours later)
+        check_movie_header(os.path.join(cfg.path, m), spaces)
     train = [m for m in movies if m not in held]
     if not train:
         raise ConfigError(f"data: no training films left in {cfg.path} after holding out the val split")

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from moviedreamer_core.planner.inputs import CAMERAS, Story
-from moviedreamer_core.planner.movie_checks import MovieFileError
+from moviedreamer_core.planner.movie_checks import MovieFileError, check_movie_header
 from moviedreamer_core.planner.train import load_movie, main as planner_train, save_movie, write_index
 
 SPACES = dict(text_space={"encoder": "synthetic", "dim": 16}, identity_space={"encoder": "synthetic", "dim": 8},
@@ -42,24 +42,36 @@ def written(tmp_path, change=None, metadata=True) -> str:
     return path
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t: t.pop("descriptions"), "missing tensors ['descriptions']"),
-    (lambda t: t.update(tokens=torch.zeros(5, 2, 8)), "tokens has 5 keyframes, keyframe_text 4"),
-    (lambda t: t.update(keyframe_characters=torch.tensor([[0], [1], [7], [-1]])), "keyframe_characters names character 7"),
-    (lambda t: t.update(identity_offsets=torch.tensor([0, 3, 2])), "identity_offsets [0, 3, 2] must rise from 0 to 3"),
-    (lambda t: t.update(identity_offsets=torch.tensor([0, 3])), "identity_offsets has shape [2], expected [3]"),
-    (lambda t: t["tokens"].__setitem__((1, 0, 0), float("nan")), "tokens holds NaN or infinite values"),
-    (lambda t: t.update(keyframe_camera=torch.tensor([0, 1, len(CAMERAS), 2])), "keyframe_camera holds values outside"),
-    (lambda t: t.pop("reference_offsets"), "has reference_tokens without reference_offsets"),
-    (lambda t: t.update(reference_tokens=torch.zeros(1, 1, 8)), "reference_tokens are [1, 8] tokens, the keyframes' [2, 8]"),
-    (lambda t: t.update(style=torch.zeros(12)), "text sizes disagree: keyframe_text 16, descriptions 16, style 12"),
-    (lambda t: t.update(keyframe_text=torch.zeros(4, 16)), "keyframe_text has shape [4, 16], expected 3 dimensions"),
-])
-def test_a_damaged_movie_is_refused_naming_the_tensor(tmp_path, change, message):
+#: (damage, message, found from the header alone: what the scale trainer checks of every film before its first step)
+DAMAGE = [
+    (lambda t: t.pop("descriptions"), "missing tensors ['descriptions']", True),
+    (lambda t: t.update(tokens=torch.zeros(5, 2, 8)), "tokens has 5 keyframes, keyframe_text 4", True),
+    (lambda t: t.update(keyframe_characters=torch.tensor([[0], [1], [7], [-1]])), "keyframe_characters names character 7", False),
+    (lambda t: t.update(identity_offsets=torch.tensor([0, 3, 2])), "identity_offsets [0, 3, 2] must rise from 0 to 3", False),
+    (lambda t: t.update(identity_offsets=torch.tensor([0, 3])), "identity_offsets has shape [2], expected [3]", True),
+    (lambda t: t.update(identity_offsets=torch.tensor([0.0, 2.0, 3.0])), "identity_offsets has shape [3], expected [3] whole", True),
+    (lambda t: t["tokens"].__setitem__((1, 0, 0), float("nan")), "tokens holds NaN or infinite values", False),
+    (lambda t: t.update(keyframe_camera=torch.tensor([0, 1, len(CAMERAS), 2])), "keyframe_camera holds values outside", False),
+    (lambda t: t.pop("reference_offsets"), "has reference_tokens without reference_offsets", True),
+    (lambda t: t.update(reference_tokens=torch.zeros(1, 1, 8)), "reference_tokens are [1, 8] tokens, the keyframes' [2, 8]", True),
+    (lambda t: t.update(reference_offsets=torch.tensor([0, 1, 2])), "reference_offsets [0, 1, 2] must rise from 0 to 1", False),
+    (lambda t: t.update(style=torch.zeros(12)), "text sizes disagree: keyframe_text 16, descriptions 16, style 12", True),
+    (lambda t: t.update(keyframe_text=torch.zeros(4, 16)), "keyframe_text has shape [4, 16], expected 3 dimensions", True),
+]
+
+
+@pytest.mark.parametrize("change, message, in_header", DAMAGE)
+def test_a_damaged_movie_is_refused_naming_the_tensor(tmp_path, change, message, in_header):
     path = written(tmp_path, change)
     with pytest.raises(MovieFileError) as refused:
         load_movie(path)
     assert str(refused.value).startswith(path + ": ") and message in str(refused.value), str(refused.value)
+    if in_header:
+        with pytest.raises(MovieFileError) as refused:
+            check_movie_header(path, SPACES)
+        assert str(refused.value).startswith(path + ": ") and message in str(refused.value), str(refused.value)
+    else:
+        check_movie_header(path, SPACES)  # the values are checked when the film is read
 
 
 def test_a_movie_of_other_spaces_or_no_movie_at_all_is_refused(tmp_path):
@@ -72,6 +84,11 @@ def test_a_movie_of_other_spaces_or_no_movie_at_all_is_refused(tmp_path):
         load_movie(written(tmp_path), {**SPACES, "token_space": {"source": "clip", "K": 1, "D": 1024}})
     with pytest.raises(MovieFileError, match="not a MovieDreamer movie file"):
         load_movie(written(tmp_path, metadata=False))
+    with pytest.raises(MovieFileError, match="not a MovieDreamer movie file"):
+        check_movie_header(written(tmp_path, metadata=False))
+    with pytest.raises(MovieFileError, match=r"its texts have 16 values, the dataset's text space 768"):
+        check_movie_header(written(tmp_path), other)
+    check_movie_header(written(tmp_path), SPACES)
     (tmp_path / "text.safetensors").write_text("not safetensors")
     with pytest.raises(MovieFileError, match="cannot be read as a safetensors movie file"):
         load_movie(str(tmp_path / "text.safetensors"))
