@@ -46,16 +46,16 @@ def parse_args(argv=None):
     p.add_argument("--comfyui", default=None)
     p.add_argument("--films-seed", default="dev", help="dev (the default), test, or any integer seed (as benchmarks/toycinema.py)")
     p.add_argument("--films", type=method.whole_number(1, method.MAX_FILMS), default=None, help="films to score (default: 16 of dev, 32 otherwise)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else one)")
+    p.add_argument("--threads", type=method.whole_number(1, method.MAX_THREADS), default=None, help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else one)")
     p.add_argument("--steps", type=method.whole_number(1), default=20, help="sampling steps per keyframe")
-    p.add_argument("--cfg", type=float, default=2.0)
+    p.add_argument("--cfg", type=method.number(0.0, 100.0), default=2.0, help="guidance scale")
     p.add_argument("--train-references", action="store_true",
                    help="also train (or reuse from --work) a planner on a dataset with reference tokens and score it")
     p.add_argument("--work", default=os.path.expanduser("~/.cache/moviedreamer/identity_report_fewshot"),
                    help="where --train-references writes its dataset and planner")
-    p.add_argument("--train-films", type=int, default=300, help="training films of --train-references (as the shipped planner)")
+    p.add_argument("--train-films", type=method.whole_number(1), default=300, help="training films of --train-references (as the shipped planner)")
     p.add_argument("--planner-steps", type=method.whole_number(1), default=None, help="--train-references: default the shipped planner's budget")
-    p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--json", type=method.output_file, default=None, help="also write the figures here")
     args = p.parse_args(argv)
     # the method benchmark's own argument rules (films seed, film counts) and the fields its Bench reads
     shared = ["--films-seed", str(args.films_seed), "--steps", str(args.steps), "--cfg", str(args.cfg),

@@ -71,7 +71,9 @@ COUNT_COLUMNS = {"exact cast": "exact_cast", "extra figures, wide": "extra_figur
 #: The shipped planner's row, and the rows of the state read from its tokens (``state_from_tokens``).
 SHIPPED_ROW = "planner (shipped: script + identities + history)"
 FREE_RUNNING, TRUE_HISTORY = "planned (each keyframe after its own earlier ones)", "planned from the true keyframes before each"
-whole_number = core_module("argument_types").whole_number
+_types = core_module("argument_types")
+whole_number, number, output_file = _types.whole_number, _types.number, _types.output_file
+MAX_THREADS = core_module("threads").MAX_THREADS
 #: Training films whose true tokens the token readouts are fitted on.
 READOUT_FILMS = 120
 #: Films scored when ``--films`` is not given: the development set as before, 32 for the test set or another seed.
@@ -98,15 +100,15 @@ def parse_args(argv=None):
                    "test (TEST_SEED 40000, the test set, only to report) or any integer seed of fresh films")
     p.add_argument("--films", type=whole_number(1, MAX_FILMS, "a few hours of scoring"), default=None,
                    help=f"films to score (default: {DEV_FILMS} of the development set, {OTHER_FILMS} otherwise)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=whole_number(1, MAX_THREADS), default=None,
                    help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else one: see README, CPU threads)")
     p.add_argument("--train-films", type=whole_number(1), default=300, help="training films (as the shipped models)")
     p.add_argument("--subset", type=whole_number(1), default=24, help="films of the few-data anti-overfitting comparison")
     p.add_argument("--planner-steps", type=whole_number(1), default=None, help="default: the shipped planner's budget")
     p.add_argument("--decoder-steps", type=whole_number(1), default=DECODER_STEPS, help="as the shipped decoder")
     p.add_argument("--steps", type=whole_number(1), default=20, help="sampling steps per keyframe")
-    p.add_argument("--cfg", type=float, default=2.0)
-    p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--cfg", type=number(0.0, 100.0), default=2.0, help="guidance scale")
+    p.add_argument("--json", type=output_file, default=None, help="also write the figures here")
     p.add_argument("--skip-plain-decoder", action="store_true",
                    help="leave out the row of the decoder trained without identity conditioning (it trains a whole "
                    "second decoder, about 15 minutes, unless --work already holds it)")

@@ -11,6 +11,7 @@ inside a library ("expected non-negative integer"), as the host's refusal of a w
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Callable, Optional
 
 #: The largest seed the host's seed inputs take (``0xffffffffffffffff``); the toy grammar takes any of them too.
@@ -78,3 +79,20 @@ def frame_size(minimum: int = 16, maximum: int = 8192, multiple: int = 8) -> Cal
 
     parse.__name__ = "size"
     return parse
+
+
+def output_file(text: str) -> str:
+    """An ``argparse`` type: a file a long run writes at its end (``--json``), checked before the run: its folder must
+    exist and be writable and it must not be a folder (else the figures of an hour's run were lost at the last line)."""
+    path = os.path.abspath(os.path.expanduser(text))
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"{text}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in {folder}")
+    return text
+
+
+output_file.__name__ = "file"

@@ -34,6 +34,12 @@ BAD_ARGUMENTS = [
     ("python benchmarks/toycinema.py --films-seed -7 --films 1", "--films-seed must be dev, test or an integer of at least 0, got -7"),
     ("python benchmarks/toycinema.py --films 100000", "argument --films: must be at most 1,000"),
     ("python benchmarks/toycinema.py --steps 0", "argument --steps: must be at least 1, got 0"),
+    ("python benchmarks/toycinema.py --threads 0", "argument --threads: must be at least 1, got 0"),
+    ("python benchmarks/toycinema.py --cfg nan", "argument --cfg: must be a number from 0 to 100, got nan"),
+    ("python benchmarks/toycinema.py --json no_such_folder/figures.json", "argument --json: no_such_folder/figures.json: the folder"),
+    ("python benchmarks/toycinema.py --json benchmarks", "argument --json: benchmarks is a folder; give a file name"),
+    ("python benchmarks/identity_report_fewshot.py --train-films 0", "argument --train-films: must be at least 1, got 0"),
+    ("python benchmarks/identity_report_fewshot.py --threads 2000", "argument --threads: must be at most 1,024, got 2000"),
     ("python benchmarks/identity_report_fewshot.py --films-seed -2", "--films-seed must be dev, test or an integer of at least 0"),
     ("python benchmarks/identity_report_fewshot.py --films x", "argument --films: must be a whole number, got 'x'"),
 ]
