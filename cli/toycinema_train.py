@@ -57,7 +57,8 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
     from host_library import PACK_MODULE, comfyui_folder, core_module, import_host, import_pack
 
 _types = core_module("argument_types")
-seed, whole_number = _types.seed, _types.whole_number
+seed, whole_number, number, output_folder = _types.seed, _types.whole_number, _types.number, _types.output_folder
+MAX_THREADS = core_module("threads").MAX_THREADS
 
 STAGES = ("probe", "identity", "decoder", "decoder_tune", "planner")
 #: Training films and held-out films come from different seeds of the story grammar. The held-out films of
@@ -95,22 +96,37 @@ IDENTITY_POSITIONS = 3
 TOKEN_POSITIONS = 3
 
 
+def stage_list(text: str) -> str:
+    """``--stages``: a comma-separated, non-empty subset of ``STAGES`` (an empty list used to finish at once, doing
+    nothing, as if it had retrained)."""
+    stages = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise argparse.ArgumentTypeError(f"{'unknown stage(s) ' + str(unknown) if unknown else 'no stage given'}; "
+                                         f"choose from {', '.join(STAGES)}")
+    return text
+
+
+stage_list.__name__ = "stages"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="toycinema_train.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--comfyui", default=None, help="the ComfyUI folder (default: $COMFYUI_PATH or the one around this pack)")
-    p.add_argument("--out", default=None, help="where the files go (default: the pack's shipped weights folder)")
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {', '.join(STAGES)}")
+    p.add_argument("--out", type=output_folder, default=None,
+                   help="the folder the files go to, made when missing (default: the pack's shipped weights folder)")
+    p.add_argument("--stages", type=stage_list, default=",".join(STAGES), help=f"comma-separated subset of {', '.join(STAGES)}")
     p.add_argument("--films", type=whole_number(1), default=300, help="training films for the decoder and the planner")
     p.add_argument("--decoder-steps", type=whole_number(1), default=DECODER_STEPS)
     p.add_argument("--tune-steps", type=whole_number(1), default=TUNE_STEPS, help="steps of the decoder's tuning phase (decoder_tune)")
     p.add_argument("--planner-steps", type=whole_number(1), default=None, help="default: the toy planner's own budget")
     p.add_argument("--probe-steps", type=whole_number(1), default=PROBE_STEPS)
     p.add_argument("--identity-steps", type=whole_number(1), default=None, help="default: the identity embedder's own budget")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: up to 2)")
+    p.add_argument("--threads", type=whole_number(1, MAX_THREADS), default=None, help="torch CPU threads (default: up to 2)")
     p.add_argument("--no-identity", action="store_true", help="decoder without identity conditioning (an ablation)")
     p.add_argument("--prediction", default="v", choices=("v", "eps"),
                    help="what the decoder UNet predicts (v: the shipped choice; eps: the earlier one, for comparison)")
-    p.add_argument("--figure-weight", type=float, default=None,
+    p.add_argument("--figure-weight", type=number(0.0, 1000.0), default=None,
                    help="extra loss weight of the figures' pixels in the decoder's training (default: the shipped recipe's)")
     p.add_argument("--slots-only", action="store_true",
                    help="renderer with identity slots by rank only: no 'nobody here' fillers, no place terms on its "
@@ -294,10 +310,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     """The stages ``args.stages`` asks for, in order."""
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise SystemExit(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    stages = [s.strip() for s in stage_list(args.stages).split(",") if s.strip()]
     import_host(comfyui_folder(args.comfyui))
     import_pack()
     import torch

@@ -96,3 +96,20 @@ def output_file(text: str) -> str:
 
 
 output_file.__name__ = "file"
+
+
+def output_folder(text: str) -> str:
+    """An ``argparse`` type: a folder a program writes into (made when missing), checked before any work: not an
+    existing file, and its nearest existing folder writable."""
+    path = os.path.abspath(os.path.expanduser(text))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in {existing}")
+    return text
+
+
+output_folder.__name__ = "folder"
