@@ -19,11 +19,17 @@ PACK_MODULE = "moviedreamer_pack"
 
 
 def comfyui_folder(given: str | None) -> Path:
-    """The ComfyUI folder: ``given``, else ``$COMFYUI_PATH``, else the folder this pack sits in
-    (``ComfyUI/custom_nodes/<pack>``)."""
-    for candidate in (given, os.environ.get("COMFYUI_PATH"), str(PACK_DIR.parents[1])):
-        if candidate and (Path(candidate).expanduser() / "comfy" / "model_management.py").is_file():
+    """The ComfyUI folder: ``given`` (``--comfyui``), else ``$COMFYUI_PATH``, else the folder this pack sits in
+    (``ComfyUI/custom_nodes/<pack>``). A folder named by the user that is not a ComfyUI folder is refused, never
+    passed over for another ComfyUI (a machine with two would run the wrong one without a word)."""
+    is_comfyui = lambda p: (Path(p).expanduser() / "comfy" / "model_management.py").is_file()  # noqa: E731
+    for name, candidate in (("--comfyui", given), ("COMFYUI_PATH", os.environ.get("COMFYUI_PATH", "").strip() or None)):
+        if candidate:
+            if not is_comfyui(candidate):
+                raise SystemExit(f"{name} {candidate}: not a ComfyUI folder (it has no comfy/model_management.py)")
             return Path(candidate).expanduser().resolve()
+    if is_comfyui(PACK_DIR.parents[1]):
+        return PACK_DIR.parents[1].resolve()
     raise SystemExit("ComfyUI not found: pass --comfyui <folder>, set COMFYUI_PATH, or put this pack in ComfyUI/custom_nodes/")
 
 

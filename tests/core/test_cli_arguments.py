@@ -114,3 +114,18 @@ def test_a_ctrl_c_stops_a_training_after_its_step_but_lets_the_last_step_finish_
                 assert stopped.value.step == step
             else:
                 ctrl_c.after_step(step, total)
+
+
+def test_a_comfyui_folder_the_user_names_is_used_or_refused_never_passed_over(fresh_python, tmp_path):
+    """``--comfyui`` (or ``$COMFYUI_PATH``) naming a folder that is not ComfyUI used to fall through to the next
+    candidate: on a machine with two ComfyUIs the command ran the other one without a word."""
+    other = tmp_path / "OtherComfyUI"
+    (other / "comfy").mkdir(parents=True)
+    (other / "comfy" / "model_management.py").write_text("")  # enough to be found as a ComfyUI folder
+    proc = fresh_python.run(f"python cli/toycinema_demo.py --comfyui {tmp_path / 'typo'}", timeout=120,
+                            env={"COMFYUI_PATH": str(other)})
+    assert proc.returncode == 1 and f"--comfyui {tmp_path / 'typo'}: not a ComfyUI folder" in proc.stderr, proc.stderr[-2000:]
+    proc = fresh_python.run("python cli/toycinema_train.py --stages probe", timeout=120,
+                            env={"COMFYUI_PATH": str(tmp_path / "typo")})
+    assert proc.returncode == 1 and f"COMFYUI_PATH {tmp_path / 'typo'}: not a ComfyUI folder" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
