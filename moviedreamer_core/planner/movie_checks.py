@@ -51,17 +51,23 @@ def check_movie(path: str, t: dict, spaces: Optional[dict] = None) -> None:
     _check_values(path, t)
 
 
-def check_movie_header(path: str, spaces: Optional[dict] = None) -> None:
-    """``check_movie_shapes`` from the file's header alone (no tensor is read): what a trainer that reads its films
-    on demand checks of every film before its first step."""
+def read_movie_file(path: str, read) -> tuple:
+    """``(metadata, read(f))`` of the movie file at ``path`` opened with ``safe_open``; a file that is missing, is not
+    safetensors or has no movie metadata is a ``MovieFileError`` naming it."""
     try:
         with safe_open(path, framework="pt") as f:
-            movie_metadata(path, f.metadata())
-            shapes = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype() in _FLOAT_DTYPES) for k in f.keys()}
+            return movie_metadata(path, f.metadata()), read(f)
     except MovieFileError:
         raise
     except Exception as e:  # a missing file, or not safetensors (safetensors raises its own error types)
         raise MovieFileError(f"{path}: cannot be read as a safetensors movie file ({type(e).__name__}: {e})") from e
+
+
+def check_movie_header(path: str, spaces: Optional[dict] = None) -> None:
+    """``check_movie_shapes`` from the file's header alone (no tensor is read): what a trainer that reads its films
+    on demand checks of every film before its first step."""
+    _, shapes = read_movie_file(path, lambda f: {k: (tuple(f.get_slice(k).get_shape()),
+                                                     f.get_slice(k).get_dtype() in _FLOAT_DTYPES) for k in f.keys()})
     check_movie_shapes(path, shapes, spaces)
 
 

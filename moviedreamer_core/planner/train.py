@@ -45,7 +45,7 @@ from ..files import atomic_write_text, save_safetensors
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
 from .inputs import Story
-from .movie_checks import MovieFileError, check_movie, movie_metadata
+from .movie_checks import MovieFileError, check_movie, read_movie_file
 from .model import KeyframePlanner
 
 DATASET_FORMAT_VERSION = 1
@@ -91,14 +91,7 @@ def save_movie(path: str, story: Story, spaces: dict, character_names: Optional[
 def load_movie(path: str, spaces: Optional[dict] = None) -> tuple[Story, dict]:
     """One dataset movie and its metadata, checked (``movie_checks``: ``MovieFileError`` names the file and the tensor
     at fault), its sizes against ``spaces`` (the dataset's ``index.json`` spaces) when given."""
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = movie_metadata(path, f.metadata())
-            t = {k: f.get_tensor(k) for k in f.keys()}
-    except MovieFileError:
-        raise
-    except Exception as e:  # a missing file, or not safetensors (safetensors raises its own error types)
-        raise MovieFileError(f"{path}: cannot be read as a safetensors movie file ({type(e).__name__}: {e})") from e
+    meta, t = read_movie_file(path, lambda f: {k: f.get_tensor(k) for k in f.keys()})
     check_movie(path, t, spaces)
     off = t["identity_offsets"].tolist()
     banks = [t["identity_bank"][off[c]:off[c + 1]] for c in range(len(off) - 1)]
