@@ -136,7 +136,10 @@ def format_execution_error(data: dict, prompt: Optional[dict] = None) -> str:
     nid = data.get("node_id")
     cls = data.get("node_type") or ((prompt or {}).get(str(nid)) or {}).get("class_type", "?")
     message = str(data.get("exception_message") or "").strip()
-    text = f"the run failed in node {nid} ({cls}): {data.get('exception_type', 'error')}: {message}"
+    # the host names the exception with its module, which for a pack is the folder the host loaded it from
+    # ("/home/me/ComfyUI/custom_nodes/ComfyUI-MovieDreamer.moviedreamer_core.script.problems.ScriptError"): the class
+    kind = str(data.get("exception_type") or "error").rsplit(".", 1)[-1]
+    text = f"the run failed in node {nid} ({cls}): {kind}: {message}"
     missing = _MISSING_MODEL.search(message)
     if missing:
         text += f"\n  model file \"{missing.group(2)}\" is missing: put it in models/{missing.group(1)}/ on the server"

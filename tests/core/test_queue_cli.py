@@ -231,6 +231,11 @@ def test_execution_errors_name_the_node_and_a_missing_model_folder():
         "the run failed in node 8 (MovieDreamerRendererLoader): FileNotFoundError: Model in folder 'moviedreamer' with "
         "filename 'x.safetensors' not found.",
         '  model file "x.safetensors" is missing: put it in models/moviedreamer/ on the server']
+    # the host names a pack's exception with the folder it loaded the pack from: only the class is shown
+    text = q.format_execution_error({"node_id": "2", "node_type": "ScriptEncode", "exception_message": "1 problem",
+                                     "exception_type": "/home/me/ComfyUI/custom_nodes/ComfyUI-MovieDreamer."
+                                                       "moviedreamer_core.script.problems.ScriptError"})
+    assert text == "the run failed in node 2 (ScriptEncode): ScriptError: 1 problem"
 
 
 def test_output_files_and_texts_from_a_history_entry(tmp_path):
