@@ -17,13 +17,25 @@ repeated at the end of the run.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+import os
+import sys
 
-import pytest
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest.ini runs the files in two processes (pytest-xdist, -n 2) on this two-core machine. Each runs torch on one
+    # thread, here and in the programs its tests start: two threads beside another busy process run many times slower
+    # (README, "CPU threads"). Set before torch is imported (OMP_NUM_THREADS is read once); a user's own values win.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MOVIEDREAMER_THREADS", "1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-from .distributed.cluster import distributed_version, find_distributed
-from .host.harness import find_host
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import pytest  # noqa: E402
+
+from .distributed.cluster import distributed_version, find_distributed  # noqa: E402
+from .host.harness import find_host  # noqa: E402
 
 HOST_TESTS_DIR = Path(__file__).resolve().parent / "host"
 DISTRIBUTED_TESTS_DIR = Path(__file__).resolve().parent / "distributed"
