@@ -96,15 +96,15 @@ IDENTITY_POSITIONS = 3
 TOKEN_POSITIONS = 3
 
 
-def stage_list(text: str) -> str:
-    """``--stages``: a comma-separated, non-empty subset of ``STAGES`` (an empty list used to finish at once, doing
-    nothing, as if it had retrained)."""
+def stage_list(text: str) -> list[str]:
+    """``--stages``: a comma-separated, non-empty subset of ``STAGES``, as a list (an empty list used to finish at
+    once, doing nothing, as if it had retrained)."""
     stages = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise argparse.ArgumentTypeError(f"{'unknown stage(s) ' + str(unknown) if unknown else 'no stage given'}; "
                                          f"choose from {', '.join(STAGES)}")
-    return text
+    return stages
 
 
 stage_list.__name__ = "stages"
@@ -309,8 +309,8 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    """The stages ``args.stages`` asks for, in order."""
-    stages = [s.strip() for s in stage_list(args.stages).split(",") if s.strip()]
+    """The stages ``args.stages`` asks for (``stage_list``, parsed with the arguments), in ``STAGES``' order."""
+    stages = args.stages
     import_host(comfyui_folder(args.comfyui))
     import_pack()
     import torch
