@@ -18,11 +18,15 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 PACK_MODULE = "moviedreamer_pack"
 
 
+def is_comfyui(folder) -> bool:
+    """Whether ``folder`` is a ComfyUI checkout (it holds ``comfy/model_management.py``)."""
+    return (Path(folder).expanduser() / "comfy" / "model_management.py").is_file()
+
+
 def comfyui_folder(given: str | None) -> Path:
     """The ComfyUI folder: ``given`` (``--comfyui``), else ``$COMFYUI_PATH``, else the folder this pack sits in
     (``ComfyUI/custom_nodes/<pack>``). A folder named by the user that is not a ComfyUI folder is refused, never
     passed over for another ComfyUI (a machine with two would run the wrong one without a word)."""
-    is_comfyui = lambda p: (Path(p).expanduser() / "comfy" / "model_management.py").is_file()  # noqa: E731
     for name, candidate in (("--comfyui", given), ("COMFYUI_PATH", os.environ.get("COMFYUI_PATH", "").strip() or None)):
         if candidate:
             if not is_comfyui(candidate):
@@ -35,7 +39,7 @@ def comfyui_folder(given: str | None) -> Path:
 
 def import_host(comfyui: Path, cpu: bool = False):
     """The host's modules, set up as ``main.py`` sets them up (folders, extra model paths); returns folder_paths."""
-    if not (comfyui / "comfy" / "model_management.py").is_file():
+    if not is_comfyui(comfyui):
         raise SystemExit(f"{comfyui} is not a ComfyUI folder (set --comfyui or COMFYUI_PATH)")
     if str(comfyui) not in sys.path:
         sys.path.insert(0, str(comfyui))
