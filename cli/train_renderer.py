@@ -33,6 +33,7 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
     from host_library import PACK_MODULE, core_module, import_host, import_pack
 
 _types = core_module("argument_types")
+_text_files = core_module("text_files")
 number, seed, whole_number, frame_size = _types.number, _types.seed, _types.whole_number, _types.frame_size
 _RANGES = core_module("renderer_training_ranges").RANGES
 _CHOICES = core_module("renderer_training_ranges").CHOICES
@@ -129,17 +130,16 @@ MAX_CAPTION_BYTES = 64 * 1024
 
 
 def _caption(path: Path, default: str) -> str:
-    """The caption in ``path`` (UTF-8 text), or ``default`` when there is none; a caption that is not UTF-8 text or
-    is larger than ``MAX_CAPTION_BYTES`` stops the command naming the file."""
+    """The caption in ``path`` (UTF-8 text, ``text_files.read_text_file``), or ``default`` when there is none; a
+    caption that is not UTF-8 text, is larger than ``MAX_CAPTION_BYTES`` or cannot be read stops the command naming
+    the file."""
     if not path.is_file():
         return default
-    if path.stat().st_size > MAX_CAPTION_BYTES:
-        raise SystemExit(f"{path}: {path.stat().st_size} bytes is not a caption (captions are read up to "
-                         f"{MAX_CAPTION_BYTES} bytes)")
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError as e:
-        raise SystemExit(f"{path}: the caption is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+        return _text_files.read_text_file(str(path), MAX_CAPTION_BYTES).strip()
+    except _text_files.TextFileError as e:
+        advice = {"size": "a caption is a sentence or two", "encoding": "save it as UTF-8"}.get(e.kind, "fix or remove it")
+        raise SystemExit(f"{path}: the caption {e.reason}; {advice}") from None
 
 
 def _model_path(folder_paths, kind: str, name: str) -> str:

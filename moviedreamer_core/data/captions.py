@@ -31,6 +31,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..text_files import TextFileError, read_text_file
+
 #: ``caption(image, context) -> str``
 Captioner = Callable[[np.ndarray, dict], str]
 
@@ -106,8 +108,7 @@ def _shot_entry(entry, where: str) -> dict:
 
 def _read_json_sidecar(path: str) -> Sidecar:
     """A ``<video>.json`` captions file, every malformed part named (``shots[2].action: must be text, got null``)."""
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    data = json.loads(read_text_file(path, MAX_SIDECAR_BYTES))
     if isinstance(data, list):
         data = {"shots": data}
     if not isinstance(data, dict):
@@ -123,29 +124,24 @@ def _read_json_sidecar(path: str) -> Sidecar:
                    shots=[_shot_entry(e, f"shots[{i}]") for i, e in enumerate(shots)])
 
 
-def _check_size(path: str) -> None:
-    size = os.path.getsize(path)
-    if size > MAX_SIDECAR_BYTES:
-        raise ValueError(f"{size} bytes: captions files are read up to {MAX_SIDECAR_BYTES} bytes")
-
-
 def load_sidecar(video_path: str) -> Sidecar:
     """The captions beside ``video_path`` (JSON preferred over SRT); ``ValueError`` names a malformed file and the
     part of it that is wrong."""
     stem = os.path.splitext(video_path)[0]
     if os.path.isfile(stem + ".json"):
         try:
-            _check_size(stem + ".json")
             return _read_json_sidecar(stem + ".json")
-        except (ValueError, OSError) as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        except TextFileError as e:
+            raise ValueError(f"{stem}.json {e}") from e
+        except ValueError as e:  # json.JSONDecodeError and text_files.TextFileError are ValueErrors
             raise ValueError(f"{stem}.json: {e}") from e
+        except RecursionError:
+            raise ValueError(f"{stem}.json: nested too deeply to be a captions file") from None
     if os.path.isfile(stem + ".srt"):
-        try:
-            _check_size(stem + ".srt")
-            with open(stem + ".srt", encoding="utf-8", errors="replace") as f:
-                return Sidecar("srt", subtitles=parse_srt(f.read()))
-        except (ValueError, OSError) as e:
-            raise ValueError(f"{stem}.srt: {e}") from e
+        try:  # subtitles in another encoding are read with U+FFFD for what is not UTF-8
+            return Sidecar("srt", subtitles=parse_srt(read_text_file(stem + ".srt", MAX_SIDECAR_BYTES, errors="replace")))
+        except TextFileError as e:
+            raise ValueError(f"{stem}.srt {e}") from e
     return Sidecar()
 
 

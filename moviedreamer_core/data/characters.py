@@ -21,6 +21,7 @@ import numpy as np
 
 from ..identity.base import FaceEmbedder, NoFaceFoundError, l2_normalise
 from ..script.references import load_image_file
+from ..text_files import TextFileError, read_text_file
 
 log = logging.getLogger("moviedreamer.data")
 
@@ -73,19 +74,15 @@ MAX_DESCRIPTION_BYTES = 64 * 1024
 
 
 def _description(sub: str, name: str) -> str:
-    """``<sub>/description.txt`` (UTF-8 text), or ``""`` when there is none; one that is not UTF-8 text or is larger
-    than ``MAX_DESCRIPTION_BYTES`` is logged and not used (the character keeps its photos)."""
+    """``<sub>/description.txt`` (UTF-8 text), or ``""`` when there is none; one that is not UTF-8 text, is larger
+    than ``MAX_DESCRIPTION_BYTES`` or cannot be read is logged and not used (the character keeps its photos)."""
     path = os.path.join(sub, "description.txt")
     if not os.path.isfile(path):
         return ""
-    if os.path.getsize(path) > MAX_DESCRIPTION_BYTES:
-        log.warning("characters/%s/description.txt: larger than %d bytes, not used", name, MAX_DESCRIPTION_BYTES)
-        return ""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except UnicodeDecodeError as e:
-        log.warning("characters/%s/description.txt: not UTF-8 text (%s at byte %d), not used", name, e.reason, e.start)
+        return read_text_file(path, MAX_DESCRIPTION_BYTES).strip()
+    except TextFileError as e:
+        log.warning("characters/%s/description.txt %s, not used", name, e)
         return ""
 
 

@@ -42,6 +42,7 @@ from safetensors import safe_open
 
 from ..argument_types import number, seed, whole_number
 from ..files import atomic_write_text, save_safetensors
+from ..text_files import TextFileError, read_text_file
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
 from .inputs import Story
@@ -240,6 +241,31 @@ def evaluate(model: KeyframePlanner, stories: list[Story], *, history: bool = Tr
 # ---------------------------------------------------------------------------------------- command line
 
 
+#: The largest ``--config`` JSON file read (a config is a few dozen fields).
+MAX_CONFIG_BYTES = 2**20
+
+
+def config_file_fields(name: str) -> Optional[dict]:
+    """The ``PlannerConfig`` fields of the ``--config`` JSON file ``name``, or ``None`` when there is no such file
+    (``name`` is then a preset's); ``ValueError`` names the file and what is wrong with it."""
+    if not os.path.isfile(name):
+        if name.lower().endswith(".json") or "/" in name or os.sep in name:
+            raise ValueError(f"--config {name}: no such file (--config is a preset name, tiny, small or paper, or a "
+                             "JSON file)")
+        return None
+    try:
+        fields = json.loads(read_text_file(name, MAX_CONFIG_BYTES))
+    except TextFileError as e:
+        raise ValueError(f"--config {name} {e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--config {name}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise ValueError(f"--config {name}: nested too deeply to be a planner config") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"--config {name}: must be a JSON object of PlannerConfig fields, got {type(fields).__name__}")
+    return fields
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m moviedreamer_core.planner.train", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="dataset folder (index.json + movies/)")
@@ -253,15 +279,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        fields = config_file_fields(args.config)
         stories, spaces = load_dataset(args.data)
-    except MovieFileError as e:
+        try:
+            cfg = (PlannerConfig.from_dict({**fields, **spaces}) if fields is not None
+                   else preset(args.config, **spaces))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"--config {args.config}: {e}") from None
+    except (MovieFileError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if os.path.isfile(args.config):
-        with open(args.config, encoding="utf-8") as f:
-            cfg = PlannerConfig.from_dict({**json.load(f), **spaces})
-    else:
-        cfg = preset(args.config, **spaces)
     kept, dropped = learnable_inputs(cfg.inputs, (story_inputs(st) for st in stories))
     if dropped:
         print(dropped_inputs_message(dropped, kept))

@@ -9,6 +9,8 @@ import urllib.parse
 import uuid
 
 from ..argument_types import number
+from ..script.limits import MAX_SCRIPT_FILE_BYTES
+from ..text_files import TextFileError, read_text_file
 from .client import Client, ServerUnreachable, fetch_object_info
 from .messages import check_choices, format_execution_error, format_refusal, unreachable_message
 from .outputs import history_error, history_interrupted, output_files, output_texts
@@ -66,13 +68,10 @@ def main(argv=None) -> int:
         prompt = load_workflow(args.workflow)
         if args.script is not None:
             try:
-                with open(args.script, encoding="utf-8") as f:
-                    text = f.read()
-            except OSError as e:
-                raise UsageError(f"cannot read the script {args.script}: {e.strerror or e}")
-            except UnicodeDecodeError as e:
-                raise UsageError(f"the script {args.script} is not UTF-8 text (byte at offset {e.start:,}); a script "
-                                 "file is YAML or JSON saved as UTF-8")
+                text = read_text_file(args.script, MAX_SCRIPT_FILE_BYTES)
+            except TextFileError as e:
+                advice = "; a script file is YAML or JSON saved as UTF-8" if e.kind == "encoding" else ""
+                raise UsageError(f"the script {args.script} {e.reason}{advice}")
             inject_script(prompt, text)
         apply_overrides(prompt, args.overrides)
         if args.project is not None:

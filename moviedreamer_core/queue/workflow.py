@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+from ..text_files import TextFileError, read_text_file
 from .messages import _id_key
+
+#: The largest workflow file read: an API-format workflow is a few kilobytes of node inputs (a script written into
+#: ScriptEncode's text is at most about 1 MB); anything larger is not one.
+MAX_WORKFLOW_BYTES = 64 * 2**20
 
 
 #: node ids (class_type) whose ``script`` input receives the script; the first is the pack's ScriptEncode
@@ -21,13 +26,10 @@ class UsageError(Exception):
 def load_workflow(path: str) -> dict:
     """The API-format workflow in ``path`` (``{node_id: {"class_type", "inputs"}}``); UI format is refused."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise UsageError(f"cannot read the workflow {path}: {e.strerror or e}")
-    except UnicodeDecodeError as e:
-        raise UsageError(f"the workflow {path} is not UTF-8 text (byte at offset {e.start:,}); export it from ComfyUI "
-                         "(Workflow > Export (API))")
+        data = json.loads(read_text_file(path, MAX_WORKFLOW_BYTES))
+    except TextFileError as e:
+        advice = "; export it from ComfyUI (Workflow > Export (API))" if e.kind == "encoding" else ""
+        raise UsageError(f"the workflow {path} {e.reason}{advice}")
     except json.JSONDecodeError as e:
         raise UsageError(f"the workflow {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")
     except RecursionError:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import re
 from typing import Any, Optional
 
@@ -39,6 +38,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from .limits import LIST_LIMITS, MAX_DEPTH, MAX_NUMBER_CHARS, MAX_SCRIPT_CHARS, MAX_SCRIPT_FILE_BYTES, MAX_VALUES
+from ..text_files import TextFileError, read_text_file
 from .gc_pause import collector_paused
 from .problems import Problems, ScriptError, ScriptIssue, format_path, shown
 
@@ -60,25 +60,24 @@ def parse_script_text(text: str) -> Any:
 
 
 def read_script_file(path: str, name: str, where: str = "script_file") -> str:
-    """The text of a script file, refused by its size before it is read, and refused unless it is UTF-8.
+    """The text of a script file, refused by its size before it is read (and never read past the limit), and refused
+    unless it is UTF-8 (``text_files.read_text_file``).
 
     ``name`` is the file as the user wrote it; ``where`` the place problems are reported at."""
     try:
-        size = os.stat(path).st_size
-        if size > MAX_SCRIPT_FILE_BYTES:
-            raise ScriptError([ScriptIssue(where, f'"{shown(name)}" is {size:,} bytes, more than the limit of '
-                                           f"{MAX_SCRIPT_FILE_BYTES:,} bytes for a script file")])
-        with open(path, "rb") as f:
-            data = f.read(MAX_SCRIPT_FILE_BYTES + 1)
-    except OSError as e:
-        raise ScriptError([ScriptIssue(where, f'"{shown(name)}" cannot be read ({type(e).__name__}: {shown(e.strerror or str(e))})')])
-    if len(data) > MAX_SCRIPT_FILE_BYTES:  # it grew since stat()
-        raise ScriptError([ScriptIssue(where, f'"{shown(name)}" is more than {MAX_SCRIPT_FILE_BYTES:,} bytes, the limit for a script file')])
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ScriptError([ScriptIssue(where, f'"{shown(name)}" is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start:,}); '
-                                       "a script file is YAML or JSON saved as UTF-8")])
+        return read_text_file(path, MAX_SCRIPT_FILE_BYTES)
+    except TextFileError as e:
+        if e.kind == "size" and e.size is not None:
+            message = (f'"{shown(name)}" is {e.size:,} bytes, more than the limit of {MAX_SCRIPT_FILE_BYTES:,} bytes '
+                       "for a script file")
+        elif e.kind == "size":  # it grew since stat(), or a pipe or device
+            message = f'"{shown(name)}" is more than {MAX_SCRIPT_FILE_BYTES:,} bytes, the limit for a script file'
+        elif e.kind == "encoding":
+            message = (f'"{shown(name)}" is not UTF-8 text (byte 0x{e.byte:02x} at offset {e.offset:,}); '
+                       "a script file is YAML or JSON saved as UTF-8")
+        else:
+            message = f'"{shown(name)}" {shown(e.reason)}'
+        raise ScriptError([ScriptIssue(where, message)]) from None
 
 
 #: What stands for a list item that was counted but not composed (``compose_sequence_node``): a null.

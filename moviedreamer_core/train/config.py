@@ -23,6 +23,7 @@ from typing import Any, Optional
 import yaml
 
 from ..argument_types import SEED_MAX
+from ..text_files import TextFileError, read_text_file
 from ..planner.config import PlannerConfig
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -205,6 +206,10 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+#: The largest config file read (a config is a few dozen lines).
+MAX_CONFIG_BYTES = 2**20
+
+
 def resolve_config_path(name: str) -> str:
     """A YAML path, or the name of a shipped config (``tiny``, ``small``, ``paper``)."""
     if os.path.isfile(name):
@@ -227,11 +232,15 @@ def config_from_dict(data: dict) -> TrainConfig:
 
 def load_config(path: str, overrides: Optional[list[str]] = None) -> TrainConfig:
     path = resolve_config_path(path)
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    try:
+        data = yaml.safe_load(read_text_file(path, MAX_CONFIG_BYTES)) or {}
+    except TextFileError as e:
+        raise ConfigError(f"{path} {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections (planner, data, train, ...), got "
+                          f"{type(data).__name__}")
     try:
         return config_from_dict(_merge(data, parse_overrides(overrides or [])))
     except ConfigError as e:

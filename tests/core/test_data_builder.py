@@ -356,7 +356,7 @@ def test_captions_say_nothing_with_null_and_oversized_files_are_not_read(tmp_pat
     monkeypatch.setattr(captions, "MAX_SIDECAR_BYTES", 16)
     for name in ("film.json", "other.srt"):
         (tmp_path / name).write_text("1\n00:00:00,000 --> 00:00:01,000\nHello there, this is long.\n")
-        with pytest.raises(ValueError, match=r"bytes: captions files are read up to 16 bytes"):
+        with pytest.raises(ValueError, match=r"\.(json|srt) is \d+ bytes, more than the limit of 16 bytes"):
             captions.load_sidecar(str(tmp_path / name.replace(".json", ".mp4").replace(".srt", ".mkv")))
         (tmp_path / name).unlink()
 
@@ -416,5 +416,5 @@ def test_a_character_description_in_another_encoding_is_logged_and_not_used(tmp_
     with caplog.at_level("WARNING", logger="moviedreamer.data"):
         refs = load_references(str(tmp_path), MeanColour())
     assert [(r.name, r.description) for r in refs] == [("Ava", ""), ("Bo", ""), ("Cy", "a kid in a yellow coat")]
-    assert "characters/Ava/description.txt: not UTF-8 text" in caplog.text
-    assert "characters/Bo/description.txt: larger than 65536 bytes, not used" in caplog.text
+    assert "characters/Ava/description.txt is not UTF-8 text (byte 0xe9 at offset 3), not used" in caplog.text
+    assert "characters/Bo/description.txt is 65,537 bytes, more than the limit of 65,536 bytes, not used" in caplog.text

@@ -118,3 +118,56 @@ def test_both_training_commands_name_the_damaged_film_and_exit_2(tmp_path, capsy
     assert not (tmp_path / "p.safetensors").exists()
     with open(data / "index.json", encoding="utf-8") as f:
         assert json.load(f)["movies"] == ["movies/a.safetensors", "movies/b.safetensors"]
+
+
+@pytest.mark.parametrize("config, message", [
+    ('{"hidden_size": ', "c.json: not valid JSON (line 1, column 17: Expecting value)"),
+    ("[64, 2]", "c.json: must be a JSON object of PlannerConfig fields, got list"),
+    ('{"hiden_size": 8}', "c.json: unknown planner config fields: ['hiden_size']"),
+    ('{"num_layers": 0}', "c.json: planner config num_layers must be a whole number of at least 1, got 0"),
+    (b'{"hidden_size": "caf\xe9"}', "c.json is not UTF-8 text (byte 0xe9 at offset 20)"),
+    (None, "--config tinyy: unknown planner preset 'tinyy' (choices: tiny, small, paper)"),
+    (False, "none.json: no such file (--config is a preset name, tiny, small or paper, or a JSON file)"),
+])
+def test_a_bad_planner_config_is_one_line_and_exit_2(tmp_path, capsys, config, message):
+    """``python -m moviedreamer_core.planner.train --config FILE``: a config that is not JSON, not an object, has an
+    unknown or out-of-range field, or is not UTF-8 used to end in a traceback (``JSONDecodeError``, ``TypeError:
+    'list' object is not a mapping``); a misspelt file name was called an unknown preset."""
+    data = tmp_path / "data"
+    (data / "movies").mkdir(parents=True)
+    save_movie(str(data / "movies" / "a.safetensors"), a_story(), SPACES)
+    write_index(str(data), ["movies/a.safetensors"], SPACES)
+    name = {None: "tinyy", False: str(tmp_path / "none.json")}.get(config, str(tmp_path / "c.json"))
+    if isinstance(config, (str, bytes)):
+        (tmp_path / "c.json").write_bytes(config.encode() if isinstance(config, str) else config)
+    assert planner_train(["--data", str(data), "--out", str(tmp_path / "p.safetensors"), "--config", name,
+                          "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --config ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "p.safetensors").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"train:\n  steps: caf\xe9\n", "c.yaml is not UTF-8 text (byte 0xe9 at offset 19)"),
+    (b"- 1\n- 2\n", "c.yaml: a config is a mapping of sections (planner, data, train, ...), got list"),
+    (b"train: [1,\n", "c.yaml: not valid YAML"),
+])
+def test_a_bad_scale_training_config_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+    """``python -m moviedreamer_core.train planner --config FILE``: a YAML config in another encoding or that is a
+    list used to end in a ``UnicodeDecodeError`` or ``TypeError`` traceback."""
+    from moviedreamer_core.train.__main__ import main as scale_train
+
+    (tmp_path / "c.yaml").write_bytes(text)
+    assert scale_train(["planner", "--config", str(tmp_path / "c.yaml"), f"output.dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path):
+    from moviedreamer_core.planner.train import config_file_fields
+    from moviedreamer_core.train.config import load_config
+
+    (tmp_path / "c.json").write_text('{"hidden_size": 32}', encoding="utf-8-sig")
+    assert config_file_fields(str(tmp_path / "c.json")) == {"hidden_size": 32}
+    (tmp_path / "c.yaml").write_text("train:\n  steps: 7\n", encoding="utf-8-sig")
+    assert load_config(str(tmp_path / "c.yaml")).train.steps == 7

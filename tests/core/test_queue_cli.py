@@ -109,7 +109,7 @@ def test_ui_format_and_non_workflows_are_refused(tmp_path):
     bad.write_text("{nope")
     with pytest.raises(q.UsageError, match="not valid JSON"):
         q.load_workflow(str(bad))
-    with pytest.raises(q.UsageError, match="cannot read the workflow"):
+    with pytest.raises(q.UsageError, match="the workflow .* cannot be read"):
         q.load_workflow(str(tmp_path / "missing.json"))
 
 
@@ -273,7 +273,7 @@ def test_script_errors_are_exit_2_before_any_connection(tmp_path, capsys):
     assert q.main([str(TINY_API), "--script", str(script), "--server", f"http://127.0.0.1:{port}"]) == 2
     assert "problem in the script" in capsys.readouterr().err
     assert q.main([str(TINY_API), "--script", str(tmp_path / "none.yaml")]) == 2
-    assert "cannot read the script" in capsys.readouterr().err
+    assert f"the script {tmp_path / 'none.yaml'} cannot be read (FileNotFoundError" in capsys.readouterr().err
 
 
 def test_a_valid_scripts_notes_are_printed_before_queueing(tmp_path, capsys):
@@ -315,9 +315,9 @@ def test_unreadable_workflows_and_scripts_are_usage_errors_not_tracebacks(tmp_pa
     binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(128, 256)))
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100000)
-    for args, message in (([str(binary)], f"the workflow {binary} is not UTF-8 text (byte at offset 8)"),
+    for args, message in (([str(binary)], f"the workflow {binary} is not UTF-8 text (byte 0x80 at offset 8); export it"),
                           ([str(deep)], f"the workflow {deep} is nested too deeply to be a workflow"),
-                          ([str(TINY_API), "--script", str(binary)], f"the script {binary} is not UTF-8 text (byte at offset 8)")):
+                          ([str(TINY_API), "--script", str(binary)], f"the script {binary} is not UTF-8 text (byte 0x80 at offset 8); a script file is YAML")):
         proc = run_cli(*args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 

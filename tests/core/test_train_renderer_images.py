@@ -25,11 +25,18 @@ def test_images_of_any_mode_are_read_at_the_size_with_their_captions(tmp_path):
     assert captions == ["Ava at the window", "a keyframe", "a keyframe"]
 
 
+def test_a_caption_saved_with_a_byte_order_mark_reads_without_it(tmp_path):
+    """Windows Notepad saves UTF-8 with a byte-order mark; it used to start the caption the text encoder read."""
+    (folder(tmp_path) / "b.txt").write_text("Bo on the stairs", encoding="utf-8-sig")
+    assert load_keyframes(str(tmp_path), (32, 16), "a keyframe")[1] == ["Ava at the window", "Bo on the stairs", "a keyframe"]
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "d.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10), "d.png: cannot be read as an image"),
     (lambda d: (d / "e.jpg").write_text("not a picture"), "e.jpg: cannot be read as an image"),
     (lambda d: (d / "a.txt").write_bytes("Caf\xe9".encode("latin-1")), "a.txt: the caption is not UTF-8 text"),
-    (lambda d: (d / "a.txt").write_text("x" * (MAX_CAPTION_BYTES + 1)), "a.txt: 65537 bytes is not a caption"),
+    (lambda d: (d / "a.txt").write_text("x" * (MAX_CAPTION_BYTES + 1)),
+     "a.txt: the caption is 65,537 bytes, more than the limit of 65,536 bytes; a caption is a sentence or two"),
 ])
 def test_a_damaged_image_or_caption_stops_the_command_naming_it(tmp_path, damage, message):
     damage(folder(tmp_path))

@@ -1,0 +1,68 @@
+"""Reading the small text files users write: scripts, captions, character descriptions, workflows, configs.
+
+Every such file is read the same way, so three rules hold everywhere:
+
+* **Bounded.** At most ``limit`` + 1 bytes are ever read, whatever the file claims: a file that grows while it is
+  read, a named pipe, or a device such as ``/dev/zero`` given by mistake is refused for its size instead of filling
+  memory (``os.stat`` alone cannot promise that: a device reports size 0).
+* **UTF-8, a byte-order mark allowed.** Windows Notepad and Excel save UTF-8 with a leading byte-order mark; it is
+  dropped instead of reaching a caption's text or making ``json.loads`` fail with "Unexpected UTF-8 BOM".
+* **One kind of error.** ``TextFileError`` (a ``ValueError``) says what is wrong in words that follow the file's
+  name as the caller shows it (``f"{name} {error}"``: "is not UTF-8 text (...)", "cannot be read (...)"); ``kind`` tells
+  the caller which case it met (``"size"``, ``"encoding"``, ``"unreadable"``), for messages that advise per case.
+
+This module imports nothing of the pack, so the command-line programs can load it before the pack is importable
+(``cli/host_library.core_module``).
+"""
+
+from __future__ import annotations
+
+import os
+from stat import S_ISREG
+from typing import Optional
+
+#: The byte-order mark some editors put before UTF-8 text.
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class TextFileError(ValueError):
+    """A file that could not be read as UTF-8 text of at most ``limit`` bytes.
+
+    ``kind`` is ``"size"`` (larger than ``limit``: ``size`` is its size when the file system knew it before the read,
+    else ``None``), ``"encoding"`` (not UTF-8: ``byte`` at ``offset``) or ``"unreadable"`` (an ``OSError``: ``reason``
+    names it)."""
+
+    def __init__(self, kind: str, reason: str, *, limit: int, size: Optional[int] = None,
+                 byte: Optional[int] = None, offset: Optional[int] = None):
+        super().__init__(reason)
+        self.kind, self.reason, self.limit = kind, reason, limit
+        self.size, self.byte, self.offset = size, byte, offset
+
+
+def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:
+    """The text of ``path``: UTF-8 with an optional byte-order mark dropped, at most ``limit`` bytes.
+
+    ``errors="replace"`` reads text of unknown encoding (subtitles saved in Latin-1) with U+FFFD for bytes that are
+    not UTF-8 instead of refusing it. Raises ``TextFileError``; the file is never read past ``limit`` + 1 bytes."""
+    known = None
+    try:
+        info = os.stat(path)
+        if S_ISREG(info.st_mode) and info.st_size > limit:  # refused before any read: a regular file's size is known
+            known = info.st_size
+        else:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+    except OSError as e:
+        raise TextFileError("unreadable", f"cannot be read ({type(e).__name__}: {e.strerror or e})",
+                            limit=limit) from None
+    if known is not None:
+        raise TextFileError("size", f"is {known:,} bytes, more than the limit of {limit:,} bytes", limit=limit, size=known)
+    if len(data) > limit:  # it grew since stat(), or it is a pipe or a device
+        raise TextFileError("size", f"is larger than the limit of {limit:,} bytes", limit=limit)
+    skip = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
+    try:
+        return data[skip:].decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        offset = skip + e.start  # in the file, as a hex editor shows it
+        raise TextFileError("encoding", f"is not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset:,})",
+                            limit=limit, byte=data[offset], offset=offset) from None

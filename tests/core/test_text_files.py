@@ -1,0 +1,102 @@
+"""``text_files.read_text_file``: every small text file a user writes (scripts, captions, character descriptions,
+workflows given to the queue command) is read bounded, as UTF-8 with a byte-order mark allowed, with one error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from moviedreamer_core.text_files import TextFileError, read_text_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_text_with_or_without_a_byte_order_mark(tmp_path):
+    (tmp_path / "a.txt").write_text("Ava at the window\n", encoding="utf-8-sig")
+    (tmp_path / "b.txt").write_text("\ufeffkept: a mark that is not the first character is text", encoding="utf-8")
+    assert read_text_file(str(tmp_path / "a.txt"), 100) == "Ava at the window\n"
+    assert read_text_file(str(tmp_path / "b.txt"), 100).startswith("kept")  # only one leading mark is dropped
+    (tmp_path / "c.txt").write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfx")
+    assert read_text_file(str(tmp_path / "c.txt"), 100) == "\ufeffx"
+
+
+@pytest.mark.parametrize("data, kind, message", [
+    (b"x" * 11, "size", "is 11 bytes, more than the limit of 10 bytes"),
+    ("Caf\xe9".encode("latin-1"), "encoding", "is not UTF-8 text (byte 0xe9 at offset 3)"),
+    (b"\xef\xbb\xbfCaf\xe9", "encoding", "is not UTF-8 text (byte 0xe9 at offset 6)"),  # offsets in the file
+])
+def test_refusals_say_why(tmp_path, data, kind, message):
+    (tmp_path / "f").write_bytes(data)
+    with pytest.raises(TextFileError) as refused:
+        read_text_file(str(tmp_path / "f"), 10)
+    assert refused.value.kind == kind and str(refused.value) == message and isinstance(refused.value, ValueError)
+
+
+def test_a_missing_file_or_a_folder_cannot_be_read(tmp_path):
+    for path, name in ((tmp_path / "none.txt", "FileNotFoundError"), (tmp_path, "IsADirectoryError")):
+        with pytest.raises(TextFileError, match=f"^cannot be read \\({name}: ") as refused:
+            read_text_file(str(path), 10)
+        assert refused.value.kind == "unreadable"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero here")
+def test_a_device_is_read_no_further_than_the_limit():
+    """``/dev/zero`` reports size 0 and never ends: read to the limit and refused, not read until memory runs out."""
+    with pytest.raises(TextFileError, match="^is larger than the limit of 1,000 bytes$") as refused:
+        read_text_file("/dev/zero", 1000)
+    assert refused.value.kind == "size" and refused.value.size is None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_is_read_bounded(tmp_path):
+    fifo = str(tmp_path / "pipe")
+    os.mkfifo(fifo)
+
+    def write(data: bytes):
+        with open(fifo, "wb") as f:
+            try:
+                f.write(data)
+            except BrokenPipeError:  # the reader stopped at its limit
+                pass
+
+    for data, expected in ((b"title: from a pipe\n", "title: from a pipe\n"), (b"y" * 100_000, None)):
+        writer = threading.Thread(target=write, args=(data,))
+        writer.start()
+        if expected is None:
+            with pytest.raises(TextFileError, match="larger than the limit"):
+                read_text_file(fifo, 1000)
+        else:
+            assert read_text_file(fifo, 1000) == expected
+        writer.join(10)
+        assert not writer.is_alive()
+
+
+def test_captions_saved_with_a_byte_order_mark_are_read(tmp_path):
+    """``json.loads`` refuses a leading byte-order mark ("Unexpected UTF-8 BOM"): a captions file saved by Notepad
+    used to be refused by the dataset builder."""
+    from moviedreamer_core.data.captions import load_sidecar
+
+    (tmp_path / "film.json").write_text(json.dumps({"style": "noir", "shots": [{"action": "Ava sits"}]}),
+                                        encoding="utf-8-sig")
+    sidecar = load_sidecar(str(tmp_path / "film.mp4"))
+    assert sidecar.style == "noir" and sidecar.shots == [{"action": "Ava sits", "scene": ""}]
+    (tmp_path / "film.json").unlink()
+    (tmp_path / "film.srt").write_bytes(b"\xef\xbb\xbf1\n00:00:00,000 --> 00:00:01,000\nCaf\xe9 au lait\n")  # Latin-1 text
+    assert load_sidecar(str(tmp_path / "film.mp4")).subtitles == [(0.0, 1.0, "Caf\ufffd au lait")]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero here")
+def test_the_queue_command_refuses_a_device_given_as_the_workflow_or_the_script(tmp_path):
+    """``python -m moviedreamer_core.queue /dev/zero`` (or ``--script /dev/zero``) read until memory ran out; now
+    both stop at their limit with exit 2 before any connection."""
+    workflow = os.path.join(REPO, "workflows", "api", "moviedreamer_toycinema_api.json")
+    for args, message in ((["/dev/zero"], "the workflow /dev/zero is larger than the limit of 67,108,864 bytes"),
+                          ([workflow, "--script", "/dev/zero"], "the script /dev/zero is larger than the limit of")):
+        done = subprocess.run([sys.executable, "-m", "moviedreamer_core.queue", *args, "--server", "http://127.0.0.1:9"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
