@@ -23,20 +23,23 @@ from typing import Optional
 
 #: The byte-order mark some editors put before UTF-8 text.
 UTF8_BOM = b"\xef\xbb\xbf"
+#: The byte-order marks of UTF-16 (little- and big-endian): text saved in the wrong encoding, named as such.
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class TextFileError(ValueError):
     """A file that could not be read as UTF-8 text of at most ``limit`` bytes.
 
     ``kind`` is ``"size"`` (larger than ``limit``: ``size`` is its size when the file system knew it before the read,
-    else ``None``), ``"encoding"`` (not UTF-8: ``byte`` at ``offset``) or ``"unreadable"`` (an ``OSError``: ``reason``
+    else ``None``), ``"encoding"`` (not UTF-8: ``byte`` at ``offset``; ``found`` "UTF-16" for UTF-16 text) or ``"unreadable"`` (an ``OSError``: ``reason``
     names it)."""
 
     def __init__(self, kind: str, reason: str, *, limit: int, size: Optional[int] = None,
-                 byte: Optional[int] = None, offset: Optional[int] = None):
+                 byte: Optional[int] = None, offset: Optional[int] = None, found: Optional[str] = None):
         super().__init__(reason)
         self.kind, self.reason, self.limit = kind, reason, limit
         self.size, self.byte, self.offset = size, byte, offset
+        self.found = found  # the encoding the text is in, where it says so itself ("UTF-16": its byte-order mark)
 
 
 def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:
@@ -59,6 +62,9 @@ def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:
         raise TextFileError("size", f"is {known:,} bytes, more than the limit of {limit:,} bytes", limit=limit, size=known)
     if len(data) > limit:  # it grew since stat(), or it is a pipe or a device
         raise TextFileError("size", f"is larger than the limit of {limit:,} bytes", limit=limit)
+    if data.startswith(UTF16_BOMS) and errors == "strict":
+        raise TextFileError("encoding", "is UTF-16 text, not UTF-8 (Windows PowerShell 5 writes UTF-16 with `>`; save "
+                            "it as UTF-8)", limit=limit, byte=data[0], offset=0, found="UTF-16")
     skip = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
     try:
         return data[skip:].decode("utf-8", errors=errors)

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
             try:
                 text = read_text_file(args.script, MAX_SCRIPT_FILE_BYTES)
             except TextFileError as e:
-                advice = "; a script file is YAML or JSON saved as UTF-8" if e.kind == "encoding" else ""
+                advice = "; a script file is YAML or JSON saved as UTF-8" if e.kind == "encoding" and not e.found else ""
                 raise UsageError(f"the script {args.script} {e.reason}{advice}")
             inject_script(prompt, text)
         apply_overrides(prompt, args.overrides)

@@ -72,6 +72,8 @@ def read_script_file(path: str, name: str, where: str = "script_file") -> str:
                        "for a script file")
         elif e.kind == "size":  # it grew since stat(), or a pipe or device
             message = f'"{shown(name)}" is more than {MAX_SCRIPT_FILE_BYTES:,} bytes, the limit for a script file'
+        elif e.found:
+            message = f'"{shown(name)}" {e.reason}'
         elif e.kind == "encoding":
             message = (f'"{shown(name)}" is not UTF-8 text (byte 0x{e.byte:02x} at offset {e.offset:,}); '
                        "a script file is YAML or JSON saved as UTF-8")
@@ -452,6 +454,12 @@ if CParser is not None:
 YAML_LOADERS = ([_LibyamlLoader] if CParser is not None else []) + [_PythonLoader]
 
 
+def _char_at(text: str, line: int, column: int) -> str:
+    """The character at 0-based ``line`` and ``column`` of ``text`` ("" past the end); splits no more lines than it needs."""
+    lines = text.split("\n", line + 1)
+    return lines[line][column:column + 1] if line < len(lines) else ""
+
+
 def _parse_yaml(text: str, loader_class=None) -> Any:
     bad = _NON_PRINTABLE.search(text)
     if bad:
@@ -471,6 +479,8 @@ def _parse_yaml(text: str, loader_class=None) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
+        if mark is not None and "tab" not in problem and _char_at(text, mark.line, mark.column) == "\t":
+            problem += " (a tab: YAML is indented with spaces, not tabs)"
         raise ScriptError([ScriptIssue("script", f"invalid YAML{where}: {shown(problem, 200)}")])
     finally:
         loader.dispose()

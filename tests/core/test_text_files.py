@@ -100,3 +100,26 @@ def test_the_queue_command_refuses_a_device_given_as_the_workflow_or_the_script(
         done = subprocess.run([sys.executable, "-m", "moviedreamer_core.queue", *args, "--server", "http://127.0.0.1:9"],
                               cwd=REPO, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_utf16_text_is_named_as_such(tmp_path):
+    """Windows PowerShell 5 writes UTF-16 with ``>``: said so, with the fix, instead of "byte 0xff at offset 0"."""
+    from moviedreamer_core.script import ScriptError
+    from moviedreamer_core.script.parsing import read_script_file
+
+    for encoding in ("utf-16", "utf-16-be"):
+        path = tmp_path / f"{encoding}.yaml"
+        path.write_bytes("\ufefftitle: T\n".encode(encoding))
+        with pytest.raises(TextFileError) as refused:
+            read_text_file(str(path), 100)
+        assert refused.value.found == "UTF-16" and refused.value.kind == "encoding"
+        assert str(refused.value).startswith("is UTF-16 text, not UTF-8 (Windows PowerShell 5")
+        with pytest.raises(ScriptError, match=f'"{encoding}.yaml" is UTF-16 text, not UTF-8 .*save it as UTF-8'):
+            read_script_file(str(path), f"{encoding}.yaml")
+
+
+def test_a_tab_that_breaks_the_yaml_is_named():
+    from moviedreamer_core.script import ScriptError, load_script
+
+    with pytest.raises(ScriptError, match=r"line 3, column 1: .*\(a tab: YAML is indented with spaces, not tabs\)"):
+        load_script("title: T\nshots:\n\t- id: s1\n")
