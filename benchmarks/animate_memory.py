@@ -20,6 +20,8 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import number, whole_number  # noqa: E402
 
 CHILD = textwrap.dedent("""
     import json, resource, sys
@@ -48,9 +50,9 @@ CHILD = textwrap.dedent("""
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shots", type=int, nargs="+", default=[3, 12, 24, 48])
+    parser.add_argument("--shots", type=whole_number(1), nargs="+", default=[3, 12, 24, 48])
     parser.add_argument("--size", default="320x192")
-    parser.add_argument("--fps", type=float, default=24.0)
+    parser.add_argument("--fps", type=number(0.0, 1000.0, above=True, unit="frames per second"), default=24.0)
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     rows = []

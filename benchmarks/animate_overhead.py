@@ -17,15 +17,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 from benchmarks.host_session import host_or_skip  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--frames", type=int, default=17, help="frames of the shot (one clip: 4k+1)")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--frames", type=whole_number(1), default=17, help="frames of the shot (one clip: 4k+1)")
+    parser.add_argument("--size", type=whole_number(1), default=64)
+    parser.add_argument("--steps", type=whole_number(1), default=4)
     args = parser.parse_args()
     with host_or_skip() as host:
         if host is None:

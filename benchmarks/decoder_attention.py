@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 sys.path.insert(0, str(ROOT / "cli"))
 
 from host_library import comfyui_folder, import_host, import_pack  # noqa: E402
@@ -32,9 +34,9 @@ from host_library import comfyui_folder, import_host, import_pack  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20, help="decoder training steps per run")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=whole_number(1), default=20, help="decoder training steps per run")
+    p.add_argument("--rounds", type=whole_number(1), default=3)
+    p.add_argument("--threads", type=whole_number(1), default=2)
     p.add_argument("--comfyui", default=None)
     return p.parse_args(argv)
 

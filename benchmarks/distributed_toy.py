@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 from moviedreamer_core.toycinema import generate_film  # noqa: E402
 from moviedreamer_core.toycinema.film_script import script_text  # noqa: E402
@@ -93,8 +94,8 @@ def timed_distributed(cluster: Cluster, prompt: dict) -> tuple[float, list]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shots", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--shots", type=whole_number(1), default=40)
+    parser.add_argument("--seed", type=whole_number(0), default=7)
     parser.add_argument("--comfyui", default=None)
     args = parser.parse_args()
     if args.comfyui:

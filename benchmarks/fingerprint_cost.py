@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 from benchmarks.host_session import host_or_skip  # noqa: E402
 from benchmarks.render_overhead import sd15_size_model  # noqa: E402
@@ -32,9 +33,9 @@ from benchmarks.render_overhead import sd15_size_model  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=whole_number(1), default=256)
+    parser.add_argument("--steps", type=whole_number(1), default=4)
+    parser.add_argument("--repeats", type=whole_number(1), default=3)
     args = parser.parse_args()
     with host_or_skip() as host:
         if host is None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 from moviedreamer_core.files import atomic_write_bytes  # noqa: E402
 from moviedreamer_core.project import MovieProject  # noqa: E402
@@ -68,10 +69,10 @@ def per_update_whole(project: MovieProject, n: int, updates: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 500, 5000])
-    parser.add_argument("--updates", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--whole-updates", type=int, default=20, help="updates timed with the previous scheme")
+    parser.add_argument("--sizes", type=whole_number(1), nargs="+", default=[50, 500, 5000])
+    parser.add_argument("--updates", type=whole_number(1), default=200)
+    parser.add_argument("--rounds", type=whole_number(1), default=5)
+    parser.add_argument("--whole-updates", type=whole_number(1), default=20, help="updates timed with the previous scheme")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -19,13 +19,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--keyframes", type=int, default=20)
+    parser.add_argument("--steps", type=whole_number(1), default=30)
+    parser.add_argument("--threads", type=whole_number(1), default=1)
+    parser.add_argument("--keyframes", type=whole_number(1), default=20)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import torch

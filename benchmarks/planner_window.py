@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 
 def worker(n: int, naive: bool, window: int) -> dict:
@@ -61,9 +63,9 @@ def run(n: int, naive: bool, window: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--naive-max", type=int, default=300, help="largest story planned naively (it grows quadratically)")
-    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--sizes", type=whole_number(1), nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--naive-max", type=whole_number(0), default=300, help="largest story planned naively (it grows quadratically)")
+    parser.add_argument("--window", type=whole_number(1), default=16)
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

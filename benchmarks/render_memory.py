@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 CHILD = r"""
 import json, os, resource, sys, time
@@ -83,7 +85,7 @@ print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--counts", type=int, nargs="+", default=[50, 1000])
+    parser.add_argument("--counts", type=whole_number(1), nargs="+", default=[50, 1000])
     parser.add_argument("--size", default="832x480")
     parser.add_argument("--images-output", choices=["preview", "all"], default="preview")
     args = parser.parse_args()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 from benchmarks.host_session import host_or_skip  # noqa: E402
 
@@ -42,9 +43,9 @@ def sd15_size_model(host, init=None):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--size", type=whole_number(1), default=256)
+    parser.add_argument("--steps", type=whole_number(1), default=4)
+    parser.add_argument("--repeats", type=whole_number(1), default=2)
     args = parser.parse_args()
     with host_or_skip() as host:
         if host is None:

@@ -21,6 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 from benchmarks.host_session import host_or_skip  # noqa: E402
 from moviedreamer_core.identity.cache import IdentityCache  # noqa: E402
@@ -83,8 +84,8 @@ def bench_text(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sentences", type=int, default=64)
-    parser.add_argument("--photos", type=int, default=8)
+    parser.add_argument("--sentences", type=whole_number(1), default=64)
+    parser.add_argument("--photos", type=whole_number(1), default=8)
     args = parser.parse_args()
     bench_identity(args.photos)
     bench_text(args.sentences)

@@ -19,12 +19,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--films", type=int, default=68, help="toy films whose distinct sentences are encoded")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--films", type=whole_number(1), default=68, help="toy films whose distinct sentences are encoded")
+    p.add_argument("--threads", type=whole_number(1), default=1, help="torch CPU threads")
     args = p.parse_args(argv)
 
     import torch

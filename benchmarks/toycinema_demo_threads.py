@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from moviedreamer_core.argument_types import whole_number  # noqa: E402
 SPIN = "import time\nend = time.time() + 1800\nwhile time.time() < end:\n    pass\n"
 
 
@@ -50,7 +52,7 @@ def measure(threads: int, loaded: bool, repeats: int, comfyui: str | None) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=1, help="runs per setting (the median is reported)")
+    parser.add_argument("--repeats", type=whole_number(1), default=1, help="runs per setting (the median is reported)")
     parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="the ComfyUI folder")
     args = parser.parse_args()
     results = {}

@@ -47,6 +47,21 @@ BAD_ARGUMENTS = [
     ("python benchmarks/identity_report_fewshot.py --threads 2000", "argument --threads: must be at most 1,024, got 2000"),
     ("python benchmarks/identity_report_fewshot.py --films-seed -2", "--films-seed must be dev, test or an integer of at least 0"),
     ("python benchmarks/identity_report_fewshot.py --films x", "argument --films: must be a whole number, got 'x'"),
+    # the developers' benchmarks (README, Benchmarks): a negative count was a traceback at some later line
+    ("python benchmarks/animate_memory.py --fps 0", "argument --fps: must be a number of frames per second more than 0 and at most 1000, got 0"),
+    ("python benchmarks/animate_memory.py --shots 3 -1", "argument --shots: must be at least 1, got -1"),
+    ("python benchmarks/animate_overhead.py --frames 0", "argument --frames: must be at least 1, got 0"),
+    ("python benchmarks/decoder_attention.py --threads 0", "argument --threads: must be at least 1, got 0"),
+    ("python benchmarks/distributed_toy.py --seed -1", "argument --seed: must be at least 0, got -1"),
+    ("python benchmarks/fingerprint_cost.py --repeats 0", "argument --repeats: must be at least 1, got 0"),
+    ("python benchmarks/manifest_updates.py --sizes 50 -5", "argument --sizes: must be at least 1, got -5"),
+    ("python benchmarks/planner_train_step.py --keyframes 0", "argument --keyframes: must be at least 1, got 0"),
+    ("python benchmarks/planner_window.py --window 0", "argument --window: must be at least 1, got 0"),
+    ("python benchmarks/render_memory.py --counts -50", "argument --counts: must be at least 1, got -50"),
+    ("python benchmarks/render_overhead.py --steps 0", "argument --steps: must be at least 1, got 0"),
+    ("python benchmarks/script_encode.py --photos 0", "argument --photos: must be at least 1, got 0"),
+    ("python benchmarks/sentence_encoding.py --films 0", "argument --films: must be at least 1, got 0"),
+    ("python benchmarks/toycinema_demo_threads.py --repeats 0", "argument --repeats: must be at least 1, got 0"),
 ]
 
 
