@@ -123,6 +123,9 @@ class ARKeyframePlanner(io.ComfyNode):
         send_storyboard(script_embeds)
         text = (f"{board.n_keyframes} keyframes planned by {board.planner_name} in {board.token_space.describe()} "
                 f"(seed {seed}, temperature {temperature}, guidance {guidance})")
+        if getattr(getattr(model, "cfg", None), "fixed_style", False):
+            text += ("\nplanned in the one style its training films had (the planner does not read the script's "
+                     "style; the renderer's prompt does)")
         return io.NodeOutput(board, ui=ui.PreviewText(text))
 
 

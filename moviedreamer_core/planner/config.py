@@ -51,6 +51,9 @@ class PlannerConfig:
     # per-keyframe script fields the planner reads (``KNOWN_INPUTS``); a file saved before this field existed
     # has none in its metadata and loads with ``[]`` (reads no camera, as it was trained): checkpoint.read_planner_config
     inputs: list = field(default_factory=lambda: ["camera", "mentions"])
+    # every training film had one style: the planner keeps its embedding (tensor ``fixed_style``) and plans every
+    # script in it, as it was trained, instead of reading a style it never saw (``KeyframePlanner.planning_story``)
+    fixed_style: bool = False
 
     # --- output head: Gaussian mixture per visual token (GIVT-style, diagonal covariance)
     mixture_components: int = 8

@@ -128,6 +128,7 @@ def plan_tokens(model: KeyframePlanner, story: Story, *, seed: int, temperature:
     ``stats`` (a dict, optional) receives the work done per keyframe: ``processed`` (sequence elements run
     through the backbone, window rebuilds included) and ``context`` (elements in context after the keyframe),
     which the tests and the benchmark read to show that the work stays flat."""
+    story = model.planning_story(story)
     was_training = model.training
     model.eval()
     try:
@@ -175,6 +176,7 @@ def plan_given_history(model: KeyframePlanner, story: Story) -> torch.Tensor:
     films of a few dozen keyframes."""
     if story.tokens is None:
         raise ValueError("plan_given_history needs the story's true tokens (story_from_embeds(..., tokens=...))")
+    story = model.planning_story(story)
     was_training = model.training
     model.eval()
     try:

@@ -35,6 +35,7 @@ during training, sampling at generation, see ``generate.py``). Tokens are modell
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -42,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..embeds import SEGMENTS
 from .config import PlannerConfig
 from .inputs import CAMERAS, Story, collate
 from .mixture import Mixture, MixtureHead, mixture_loss
@@ -111,6 +113,21 @@ class KeyframePlanner(nn.Module):
         # last, so a planner without it draws every other initial weight from the seed exactly as before it existed
         self.mention_in = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, H)) \
             if cfg.reads("mentions") else None
+        if cfg.fixed_style:  # the one style of every training film (``planning_story``); a buffer, saved in the file
+            self.register_buffer("fixed_style", torch.zeros(cfg.text_dim))
+
+    def planning_story(self, story: Story) -> Story:
+        """``story`` as this planner plans it. A planner whose training films all had one style (``cfg.fixed_style``)
+        learnt nothing from the style but that one value: any other one, or none, is an input it never saw, and
+        the toy cinema's planner drew a one-character shot with two or three figures when a script left out the
+        toy style or wrote its own. Such a planner plans every script in its training style (the header's style and
+        every keyframe's style segment); the script's style still reaches the renderer's prompt."""
+        if not self.cfg.fixed_style:
+            return story
+        style = self.fixed_style.to(story.style.device, story.style.dtype)
+        text = story.keyframe_text.clone()
+        text[:, SEGMENTS.index("style")] = style
+        return dataclasses.replace(story, style=style, keyframe_text=text)
 
     # ------------------------------------------------------------------------------------ token space
 

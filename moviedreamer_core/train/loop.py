@@ -32,7 +32,8 @@ from ..planner.checkpoint import save_planner_state
 from ..threads import torch_threads
 from ..planner.config import preset
 from ..planner.model import KeyframePlanner
-from ..planner.train import dropped_inputs_message, learnable_inputs, movie_inputs
+from ..planner.train import (FIXED_STYLE_MESSAGE, dropped_inputs_message, learnable_inputs, movie_inputs, movie_style,
+                             shared_style)
 from .config import ConfigError, TrainConfig, micro_batch_size
 from .data import StreamSampler, eval_windows, open_dataset, stats_from_moments, token_moments
 from .evaluation import PlannerObjective, evaluate_heldout
@@ -70,11 +71,13 @@ def build_accelerator(cfg: TrainConfig):
     return Accelerator(**kwargs)
 
 
-def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True, carriers=None,
+def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True, carriers=None, styles=None,
                   log: Callable[[str], None] = lambda s: None) -> tuple[KeyframePlanner, bool]:
     """The planner to train and whether it sits on the meta device (FSDP ranks > 0 with rank-0-only
     loading: FSDP fills them from rank 0 with ``sync_module_states``). ``carriers``: each training film's optional
-    inputs (``planner.train.movie_inputs``); the planner reads only those some film gives (``learnable_inputs``)."""
+    inputs (``planner.train.movie_inputs``); the planner reads only those some film gives (``learnable_inputs``).
+    ``styles``: each training film's style embedding (``planner.train.movie_style``); when all are one, the planner
+    keeps it (``planner.train.shared_style``, ``PlannerConfig.fixed_style``)."""
     overrides = cfg.planner_overrides(spaces)
     folder = cfg.planner.init_from_llama
     if folder and not os.path.isfile(os.path.join(folder, "config.json")):
@@ -86,12 +89,22 @@ def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True, carri
         if dropped:
             log(dropped_inputs_message(dropped, kept))
             overrides["inputs"] = kept
+    style = shared_style(styles) if styles is not None else None
+    if style is not None:
+        log(FIXED_STYLE_MESSAGE)
+        overrides["fixed_style"] = True
     if folder:
         if cfg.train.fsdp.enabled and cfg.train.fsdp.cpu_ram_efficient_loading and not is_main:
             with torch.device("meta"):
                 return KeyframePlanner(KeyframePlanner.config_from_llama(folder, **overrides)), True
-        return KeyframePlanner.from_pretrained_llama(folder, **overrides), False
-    return KeyframePlanner(preset(cfg.planner.preset, **overrides)), False
+        return _with_style(KeyframePlanner.from_pretrained_llama(folder, **overrides), style), False
+    return _with_style(KeyframePlanner(preset(cfg.planner.preset, **overrides)), style), False
+
+
+def _with_style(planner: KeyframePlanner, style) -> KeyframePlanner:
+    if style is not None:
+        planner.fixed_style.copy_(style)
+    return planner
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -141,7 +154,8 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
     resume = find_resume(cfg)
 
     carriers = (movie_inputs(os.path.join(data.train.folder, name)) for name in data.train.names)
-    planner, on_meta = build_planner(cfg, data.spaces, is_main=main, carriers=carriers, log=log)
+    styles = (movie_style(os.path.join(data.train.folder, name)) for name in data.train.names)
+    planner, on_meta = build_planner(cfg, data.spaces, is_main=main, carriers=carriers, styles=styles, log=log)
     planner_cfg = planner.cfg
     if resume is None:
         moments = accelerator.reduce(token_moments(data.train, rank, procs).to(accelerator.device), "sum").cpu()

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors import safe_open
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "moviedreamer_core" / "toycinema" / "weights"
@@ -47,3 +48,16 @@ def test_planner_and_renderer_were_trained_in_the_shipped_tokenizer_and_identity
     assert "minilm" in planner.cfg.text_space["encoder"].lower()  # ScriptEncode's built-in text encoder
     assert planner.cfg.inputs == ["camera", "mentions"] and planner.camera_emb is not None  # the shot's camera reaches it
     assert planner.mention_in is not None  # and what each action says of each character on screen
+
+
+def test_the_planner_plans_in_the_toy_style_it_was_trained_on():
+    """Every toy film has one style sentence (``film_script.STYLE``): the shipped planner keeps its embedding
+    (``PlannerConfig.fixed_style``) and plans every script in it, whatever style the script writes."""
+    from moviedreamer_core.planner.checkpoint import load_planner
+    from moviedreamer_core.sentence_encoders import transformers_text_encoder
+    from moviedreamer_core.toycinema.film_script import STYLE
+
+    planner = load_planner(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors"))
+    assert planner.cfg.fixed_style
+    style = transformers_text_encoder("minilm").encode([STYLE])[0].float()
+    assert torch.allclose(planner.fixed_style, style, atol=1e-4)

@@ -244,6 +244,8 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path, fre
             shipped.identity_places) == recipe
     assert planner.token_space == tokens.to_dict() and planner.identity_space == identity.to_dict()
     assert planner.inputs == ["camera", "mentions"]  # the shot's camera and what each action says of each character
+    # every toy film has one style sentence: the retrained planner keeps it, as the shipped one does
+    assert planner.fixed_style and read_planner_config(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors")).fixed_style
     toy = host.pack_submodule("nodes.toycinema_models")
     model = toy.load_toy_unet(str(out / "toycinema_unet.safetensors"))
     assert model.model.latent_format.latent_channels == 3 and toy.prediction_of(model) == "v"
@@ -401,3 +403,53 @@ def test_renderer_training_brings_renders_of_a_trained_identity_closer_to_it(hos
     after, margin_after = similarity()
     assert after > before + 0.2, (before, after)
     assert margin_after > 0 > margin_before or margin_after > margin_before + 0.3, (margin_before, margin_after)
+
+
+#: One-shot scripts as a user writes them: no ``style`` (or another one), a description and an action of their own,
+#: no camera, or the cast of a few characters with one on screen.
+HAND_WRITTEN = {
+    "no style, no camera": ("", "Ava", "a girl in red", "Ava waves.", None, ["Ava"]),
+    "no style, medium": ("", "Ava", "a small figure with a round red body, brown hair and a round face",
+                         "Ava stands on the beach.", "medium", ["Ava"]),
+    "another style, wide": ("style: cartoon\n", "Bo", "a boy", "Bo looks at the sea.", "wide", ["Bo"]),
+    "watercolour, close-up": ("style: hand-painted watercolour, soft morning light\n", "Cy", "a kid", "Cy smiles.",
+                              "close_up", ["Cy"]),
+    "no style, two on screen": ("", "Dee", "a girl", "Dee and Eli talk.", "medium", ["Dee", "Eli"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HAND_WRITTEN))
+def test_a_hand_written_script_without_the_toy_style_shows_each_character_once(host, case):
+    """The toy planner was trained on films of one style sentence; a script without it (or with its own) was an input
+    it never saw, and it planned two or three figures for a one-character shot (the renderer then drew the one
+    character at every place: "Ava doubled (3 faces)"). The planner keeps its training style
+    (``PlannerConfig.fixed_style``): counted place by place, the keyframe shows the script's characters, each once."""
+    from moviedreamer_core.toycinema.counting import PlaceCounter
+    from moviedreamer_core.toycinema.identity import ToyIdentityEmbedder
+    from moviedreamer_core.toycinema.world import CHARACTERS, camera_id, character_id
+
+    style, name, description, action, camera, on_screen = HAND_WRITTEN[case]
+    cast = [name] + [c for c in on_screen if c != name]
+    characters = "".join(f"  - name: {c}\n    description: {description if c == name else 'a friend'}\n"
+                         f"    references: [{character_id(c)}]\n" for c in cast)
+    script = (f"title: Hand written\n{style}characters:\n{characters}shots:\n  - id: s1\n    scene: a sandy beach\n"
+              f"    action: {action}\n    characters: [{', '.join(on_screen)}]\n    duration: 2\n"
+              + (f"    camera: {camera}\n" if camera else ""))
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["2"]["inputs"]["script"] = script
+    project = f"hand_written_{sorted(HAND_WRITTEN).index(case)}"
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = project
+    host.run(prompt).raise_for_error()
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project
+    frames = _keyframes(folder)
+    assert len(frames) == 1
+    # the pack's own identity report (what the storyboard panel shows): nobody missing, doubled or extra
+    report = json.loads((folder / "manifest.json").read_text())["keyframes"]["0"]["identity"]
+    assert report["flags"] == [], report["flags"]
+    if camera:  # and a viewer's count, place by place at the script's framing
+        counter = PlaceCounter(ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")))
+        reading = counter.read(frames, [camera_id(camera)])[0]
+        assert sorted(c for c, _ in reading.on_screen) == sorted(character_id(c) for c in on_screen), \
+            [CHARACTERS[c].name for c, _ in reading.on_screen]
