@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Optional
@@ -116,7 +117,16 @@ def load_checkpoint(accelerator, path: str, expected: dict) -> TrainerState:
     if os.path.exists(pickled):
         raise ConfigError(f"{pickled}: a pickled random state; this trainer never loads pickles (checkpoints it writes "
                           "hold rng_<i>.safetensors instead)")
-    accelerator.load_state(path)
+    try:
+        accelerator.load_state(path)
+    except RuntimeError as e:  # a model whose tensors the checkpoint lacks: written by an earlier release
+        if "Missing key" not in str(e):
+            raise
+        missing = ", ".join(sorted(set(re.findall(r'"([^"]+)"', str(e).split("Missing key", 1)[1].split("\n")[0]))))
+        why = (" (fixed_style: the planner now keeps the one style of its training films)"
+               if "fixed_style" in missing else "")
+        raise ConfigError(f"cannot resume {path}: it lacks the model's {missing or 'tensors'}, written by an earlier "
+                          f"release{why}; set checkpoint.resume=none to start afresh or use a new output.dir") from None
     step = load_rng(path, accelerator.process_index)
     if step is not None and hasattr(accelerator, "step"):
         accelerator.step = step

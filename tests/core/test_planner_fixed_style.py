@@ -102,3 +102,26 @@ def test_both_trainers_keep_the_style_of_films_that_share_one(tmp_path, capsys):
         model = load_planner(str(tmp_path / data.name / "planner.safetensors"))
         assert model.cfg.fixed_style is fixed and (not fixed or torch.equal(model.fixed_style, one))
         assert (FIXED_STYLE_MESSAGE in logged) is fixed, logged
+
+
+def test_a_checkpoint_from_before_the_style_was_kept_is_refused_in_words(tmp_path):
+    """A scale-training checkpoint written by an earlier release has no ``fixed_style`` tensor: resuming it was a
+    ``RuntimeError: Missing key(s) in state_dict`` traceback from accelerate; now a line saying what to do."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from moviedreamer_core.train import load_config, run
+    from moviedreamer_core.train.config import ConfigError
+
+    one = torch.randn(16, generator=torch.Generator().manual_seed(7))
+    data = _dataset(tmp_path / "same", [one, one])
+    settings = [f"data.path={data}", "data.val_fraction=0", f"output.dir={tmp_path / 'run'}", "train.batch_size=2",
+                "checkpoint.every=1", "eval.every=0"]
+    run(load_config("tiny", settings + ["train.steps=2"]), log=None)
+    weights = tmp_path / "run" / "checkpoints" / "step_00000001" / "model.safetensors"  # the last one kept
+    with safe_open(str(weights), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if not k.endswith("fixed_style")}
+    save_file(tensors, str(weights), metadata=meta)  # as an earlier release wrote it
+    with pytest.raises(ConfigError, match=r"cannot resume .*step_00000001: it lacks the model's planner\.fixed_style, "
+                                          r"written by an earlier release .*checkpoint\.resume=none"):
+        run(load_config("tiny", settings + ["train.steps=3"]), log=None)
