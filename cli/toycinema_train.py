@@ -87,6 +87,9 @@ DECODER_STATE, TUNE_STATE = "toycinema_decoder.resume", "toycinema_decoder_tune.
 #: The planner stage's folder in ``--out`` while it runs (``planner_work_folder``), and how many resumable checkpoints
 #: its training writes (every 100 of the 1200 steps: a kill loses at most about 20 seconds).
 PLANNER_WORK, PLANNER_CHECKPOINTS = "toycinema_planner.work", 12
+#: The planner stage's record format (``stage["format"]``): 2 since planners keep the one style of their training
+#: films (``fixed_style``); a folder an earlier release left holds checkpoints without it, so it starts afresh.
+PLANNER_STAGE_FORMAT = 2
 #: The probe's training films and steps (``toycinema/probe.py``'s ``train_probe`` says why these).
 PROBE_FILMS, PROBE_STEPS = 240, 1200
 #: Fourier frequencies of the pixel's place in the renderer's identity queries (``RendererConfig.identity_positions``).
@@ -376,7 +379,7 @@ def _run(args) -> int:
         planner_data = _pack("moviedreamer_core.toycinema.planner_data")
         runs = _pack("moviedreamer_core.toycinema.planner_runs")
         faces = embedder()
-        stage = {"films": len(films), "held_out": HELD_OUT_SEED, "steps": args.planner_steps or runs.FULL_STEPS,
+        stage = {"format": PLANNER_STAGE_FORMAT, "films": len(films), "held_out": HELD_OUT_SEED, "steps": args.planner_steps or runs.FULL_STEPS,
                  "seed": args.seed, "tokens": tokenizer.space.to_dict(), "identities": faces.space.to_dict(),
                  "text": text_encoder.space.to_dict(), "recipe": list(runs.TOY_SETTINGS)}
         work = planner_work_folder(out, stage)
