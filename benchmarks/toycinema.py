@@ -31,7 +31,7 @@ true tokens under ``true_tokens`` and for the ground truth under ``ground_truth`
 * decoded from true tokens (the tokenizer's two tokens of each true keyframe, drawn by the renderer): with the
   renderer's identity conditioning, with it switched off (identity_weight 0), and a renderer trained without
   identity conditioning (paper section 3.4: identities repair what two tokens lose);
-* planned, then decoded: the shipped planner (script + identities + history); planners trained the same way
+* planned, then decoded: the shipped planner (script + camera + mentions + identities + history); planners trained the same way
   without identity embeddings, without history (each keyframe planned alone), and the training-free zero-shot
   prior (paper section 3.3);
 * anti-overfitting: the same planner with and without its regularisers (dropout, token masking, identity
@@ -69,7 +69,7 @@ COLUMNS = ("location", "location, background", "camera", "character F1", "exact 
 COUNT_COLUMNS = {"exact cast": "exact_cast", "extra figures, wide": "extra_figures_wide",
                  "missing figures": "missing_figures", "drawn twice": "doubled"}
 #: The shipped planner's row, and the rows of the state read from its tokens (``state_from_tokens``).
-SHIPPED_ROW = "planner (shipped: script + identities + history)"
+SHIPPED_ROW = "planner (shipped: script + camera + mentions + identities + history)"
 FREE_RUNNING, TRUE_HISTORY = "planned (each keyframe after its own earlier ones)", "planned from the true keyframes before each"
 _types = core_module("argument_types")
 whole_number, number, output_file = _types.whole_number, _types.number, _types.output_file
