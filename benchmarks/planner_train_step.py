@@ -29,7 +29,6 @@ def main() -> None:
     parser.add_argument("--threads", type=whole_number(1), default=1)
     parser.add_argument("--keyframes", type=whole_number(1), default=20)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     import torch
 
     from moviedreamer_core.planner import KeyframePlanner, preset

@@ -27,7 +27,6 @@ from moviedreamer_core.argument_types import whole_number  # noqa: E402
 
 
 def worker(n: int, naive: bool, window: int) -> dict:
-    sys.path.insert(0, str(ROOT))
     import torch
 
     from moviedreamer_core.planner import KeyframePlanner, plan_tokens, preset

@@ -379,8 +379,8 @@ def _run(args) -> int:
         planner_data = _pack("moviedreamer_core.toycinema.planner_data")
         runs = _pack("moviedreamer_core.toycinema.planner_runs")
         faces = embedder()
-        stage = {"format": PLANNER_STAGE_FORMAT, "films": len(films), "held_out": HELD_OUT_SEED, "steps": args.planner_steps or runs.FULL_STEPS,
-                 "seed": args.seed, "tokens": tokenizer.space.to_dict(), "identities": faces.space.to_dict(),
+        stage = {"format": PLANNER_STAGE_FORMAT, "films": len(films), "held_out": HELD_OUT_SEED,
+                 "steps": args.planner_steps or runs.FULL_STEPS, "seed": args.seed, "tokens": tokenizer.space.to_dict(), "identities": faces.space.to_dict(),
                  "text": text_encoder.space.to_dict(), "recipe": list(runs.TOY_SETTINGS)}
         work = planner_work_folder(out, stage)
         data = os.path.join(work, "data")

@@ -138,8 +138,8 @@ def _caption(path: Path, default: str) -> str:
     try:
         return _text_files.read_text_file(str(path), MAX_CAPTION_BYTES).strip()
     except _text_files.TextFileError as e:
-        advice = {"size": "; a caption is a sentence or two", "encoding": "; save it as UTF-8"}.get(e.kind, "; fix or remove it")
-        raise SystemExit(f"{path}: the caption {e.reason}{advice if not e.found else ''}") from None
+        advice = {"size": "; a caption is a sentence or two", "encoding": "; save it as UTF-8", "unreadable": "; fix or remove it"}
+        raise SystemExit(f"{path}: the caption {e.said_with(advice)}") from None
 
 
 def _model_path(folder_paths, kind: str, name: str) -> str:

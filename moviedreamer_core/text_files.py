@@ -9,7 +9,8 @@ Every such file is read the same way, so three rules hold everywhere:
   dropped instead of reaching a caption's text or making ``json.loads`` fail with "Unexpected UTF-8 BOM".
 * **One kind of error.** ``TextFileError`` (a ``ValueError``) says what is wrong in words that follow the file's
   name as the caller shows it (``f"{name} {error}"``: "is not UTF-8 text (...)", "cannot be read (...)"); ``kind`` tells
-  the caller which case it met (``"size"``, ``"encoding"``, ``"unreadable"``), for messages that advise per case.
+  the caller which case it met (``"size"``, ``"encoding"``, ``"unreadable"``), and ``said_with`` adds the caller's
+  advice for that case.
 
 This module imports nothing of the pack, so the command-line programs can load it before the pack is importable
 (``cli/host_library.core_module``).
@@ -40,6 +41,11 @@ class TextFileError(ValueError):
         self.kind, self.reason, self.limit = kind, reason, limit
         self.size, self.byte, self.offset = size, byte, offset
         self.found = found  # the encoding the text is in, where it says so itself ("UTF-16": its byte-order mark)
+
+    def said_with(self, advice: dict) -> str:
+        """``reason`` and then the caller's advice for this ``kind`` (``{"encoding": "; save it as UTF-8"}``), except
+        where the reason already says what to do (UTF-16 text)."""
+        return self.reason + ("" if self.found else advice.get(self.kind, ""))
 
 
 def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:

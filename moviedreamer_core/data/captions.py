@@ -133,7 +133,7 @@ def load_sidecar(video_path: str) -> Sidecar:
             return _read_json_sidecar(stem + ".json")
         except TextFileError as e:
             raise ValueError(f"{stem}.json {e}") from e
-        except ValueError as e:  # json.JSONDecodeError and text_files.TextFileError are ValueErrors
+        except ValueError as e:  # json.JSONDecodeError, and the malformed parts _read_json_sidecar names
             raise ValueError(f"{stem}.json: {e}") from e
         except RecursionError:
             raise ValueError(f"{stem}.json: nested too deeply to be a captions file") from None

@@ -70,8 +70,8 @@ def main(argv=None) -> int:
             try:
                 text = read_text_file(args.script, MAX_SCRIPT_FILE_BYTES)
             except TextFileError as e:
-                advice = "; a script file is YAML or JSON saved as UTF-8" if e.kind == "encoding" and not e.found else ""
-                raise UsageError(f"the script {args.script} {e.reason}{advice}")
+                raise UsageError(f"the script {args.script} "
+                                 f"{e.said_with({'encoding': '; a script file is YAML or JSON saved as UTF-8'})}")
             inject_script(prompt, text)
         apply_overrides(prompt, args.overrides)
         if args.project is not None:

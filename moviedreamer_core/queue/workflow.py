@@ -28,8 +28,7 @@ def load_workflow(path: str) -> dict:
     try:
         data = json.loads(read_text_file(path, MAX_WORKFLOW_BYTES))
     except TextFileError as e:
-        advice = "; export it from ComfyUI (Workflow > Export (API))" if e.kind == "encoding" and not e.found else ""
-        raise UsageError(f"the workflow {path} {e.reason}{advice}")
+        raise UsageError(f"the workflow {path} {e.said_with({'encoding': '; export it from ComfyUI (Workflow > Export (API))'})}")
     except json.JSONDecodeError as e:
         raise UsageError(f"the workflow {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")
     except RecursionError:

@@ -67,19 +67,8 @@ def read_script_file(path: str, name: str, where: str = "script_file") -> str:
     try:
         return read_text_file(path, MAX_SCRIPT_FILE_BYTES)
     except TextFileError as e:
-        if e.kind == "size" and e.size is not None:
-            message = (f'"{shown(name)}" is {e.size:,} bytes, more than the limit of {MAX_SCRIPT_FILE_BYTES:,} bytes '
-                       "for a script file")
-        elif e.kind == "size":  # it grew since stat(), or a pipe or device
-            message = f'"{shown(name)}" is more than {MAX_SCRIPT_FILE_BYTES:,} bytes, the limit for a script file'
-        elif e.found:
-            message = f'"{shown(name)}" {e.reason}'
-        elif e.kind == "encoding":
-            message = (f'"{shown(name)}" is not UTF-8 text (byte 0x{e.byte:02x} at offset {e.offset:,}); '
-                       "a script file is YAML or JSON saved as UTF-8")
-        else:
-            message = f'"{shown(name)}" {shown(e.reason)}'
-        raise ScriptError([ScriptIssue(where, message)]) from None
+        said = e.said_with({"size": " for a script file", "encoding": "; a script file is YAML or JSON saved as UTF-8"})
+        raise ScriptError([ScriptIssue(where, f'"{shown(name)}" {shown(said, 400)}')]) from None
 
 
 #: What stands for a list item that was counted but not composed (``compose_sequence_node``): a null.
