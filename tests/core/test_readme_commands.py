@@ -211,3 +211,49 @@ def test_program_help_starts_in_a_fresh_interpreter(fresh_python, tmp_path, scri
         proc = fresh_python.run(f"{python} {path} --help", cwd=cwd, timeout=120)
         assert proc.returncode == 0, f"{python} {path} --help from {cwd or ROOT}: {proc.stderr[-3000:]}"
         assert "usage:" in proc.stdout
+
+
+def readme_test_commands() -> list[str]:
+    """The two command lines of the README's "Tests" section (install, run)."""
+    section = README.read_text(encoding="utf-8").split("\n## Tests\n", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_exactly_the_readmes_two_commands():
+    """``.ci/run`` is what CI runs, the README is what a user runs: the same two commands (CI only quieter)."""
+    quiet = {"--quiet", "--silent"}
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip().startswith(("python ", "npm "))]
+    readme = readme_test_commands()
+    assert len(readme) == 2 and readme[0].startswith("python -m pip install") and readme[1] == "python -m pytest", readme
+    assert [[w for w in line.split() if w not in quiet] for line in ci] == [line.split() for line in readme], (ci, readme)
+    assert " -e . " in f" {readme[0]} ", "the install command no longer installs the pack (python -I -m ... needs it)"
+
+
+def test_installed_pack_runs_its_module_commands_from_any_folder_in_isolated_mode(tmp_path):
+    """After the README's install (``pip install -e .``; here without its dependencies and offline), ``python -I -m
+    moviedreamer_core....`` works from a folder that is not the pack's, and the install exposes ``moviedreamer_core``
+    alone: the pack's ``nodes/`` must never shadow ComfyUI's ``nodes.py``, nor ``cli/`` or ``tests/`` anything else."""
+    from tests.fresh_python import FreshPython
+
+    python = FreshPython(tmp_path / "venv")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = elsewhere / "my_script.yaml"
+    script.write_text("title: T\ncharacters: []\nshots:\n  - {id: 1, scene: a room, action: Nothing happens., duration: 2}\n")
+    before = python.run(f"python -I -m moviedreamer_core.script validate {script}", cwd=elsewhere, timeout=120)
+    assert before.returncode != 0 and "No module named" in before.stderr, "the test venv already finds the pack"
+    install = python.run(["python", "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-e", str(ROOT)],
+                         cwd=elsewhere, timeout=300)
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-3000:]
+    ok = python.run(f"python -I -m moviedreamer_core.script validate {script}", cwd=elsewhere, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: 1 shots, 1 keyframes"), (ok.stdout, ok.stderr)
+    schema = python.run("python -I -m moviedreamer_core.script schema", cwd=elsewhere, timeout=120)
+    assert schema.returncode == 0 and json.loads(schema.stdout)["title"], schema.stderr  # data files found in place
+    found = python.run(["python", "-I", "-c", "import moviedreamer_core, sys; print(moviedreamer_core.__file__)"],
+                       cwd=elsewhere, timeout=120)
+    assert found.stdout.strip() == str(ROOT / "moviedreamer_core" / "__init__.py"), found
+    for name in ("nodes", "cli", "tests", "benchmarks"):
+        proc = python.run(["python", "-I", "-c", f"import {name}"], cwd=elsewhere, timeout=120)
+        assert proc.returncode != 0 and f"No module named '{name}'" in proc.stderr, f"the install exposes {name}/"
