@@ -2,6 +2,7 @@
 
 import sys
 
+from ..closed_stdout import exit_status
 from .cli import main
 
-sys.exit(main())
+sys.exit(exit_status(main))

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from ..closed_stdout import exit_status
 from . import ScriptError, json_schema, load_script, script_hash
 from .parsing import read_script_file
 
@@ -43,4 +44,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))
