@@ -38,7 +38,7 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock; distributed participants sharing a folder need a POSIX filesystem
     fcntl = None
-from .paths import is_windows_device_name, legacy_folder_name, resolve_inside, safe_folder_name
+from .paths import UnsafePathError, is_windows_device_name, legacy_folder_name, resolve_inside, safe_folder_name
 
 PROJECT_FORMAT_VERSION = 1
 PROJECTS_DIR = "moviedreamer"
@@ -50,6 +50,8 @@ JOURNAL_FILE = "manifest.journal"
 WRITER_JOURNALS_DIR = "journals"
 #: Folders of the project whose temporary files a new run may remove (``files.remove_stale_temp_files``).
 TEMP_FOLDERS = ("", "keyframes", "shots")
+#: Every folder a project writes into below its own: each must stay inside the project folder (``_check_subfolders``).
+SUBFOLDERS = ("keyframes", "shots", STALE_DIR, WRITER_JOURNALS_DIR)
 _KEYFRAME_FILE = re.compile(r"^keyframe_(\d{5,})\.(?:png|latent\.safetensors)$")
 _SHOT_FILE = re.compile(r"^shot_(\d{5,})(?:_.*\.mp4|\.preview\.safetensors)$")
 #: Preview frames in a shot's sidecar are JPEG files of this quality (``save_shot_sidecar``).
@@ -139,6 +141,7 @@ class MovieProject:
     def __init__(self, output_dir: str, name: str, writer: Optional[str] = None):
         self.name = self.folder_for(output_dir, name)
         self.root = self.root_of(output_dir, self.name)
+        self._check_subfolders()
         os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
         self.manifest_path = os.path.join(self.root, "manifest.json")
         if writer is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", writer):
@@ -162,6 +165,18 @@ class MovieProject:
             self.compact()
         if self.manifest.get("name") != name:
             self._set(("name",), name)
+
+    def _check_subfolders(self) -> None:
+        """Refuse a project whose ``keyframes/``, ``shots/``, ``stale/`` or ``journals/`` is a link that leads out of
+        the project folder: every file is written through them (a temporary file, then renamed), so such a link would
+        put keyframes, shots and moved-aside movies wherever it points. (``root_of`` refuses a linked project folder;
+        a linked *file* is replaced by the rename, never written through.)"""
+        for folder in SUBFOLDERS:
+            try:
+                resolve_inside(self.root, folder)
+            except UnsafePathError:
+                raise UnsafePathError(f'the project folder {self.root}: its "{folder}" folder is a link that leads '
+                                      "outside it; remove the link (or use another project name)") from None
 
     def removed_temp_files_note(self) -> str:
         """A line for a node's summary about the temporary files an interrupted run left (empty when none)."""

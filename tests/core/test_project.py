@@ -320,3 +320,26 @@ def test_a_shot_made_after_a_kept_one_still_dissolves_from_its_last_frame(tmp_pa
     Path(first.shot_files[1]).unlink()
     again = movie()
     assert again.rendered == [1] and np.array_equal(seen[0], last_of_shot_0)
+
+
+@pytest.mark.parametrize("folder", ["keyframes", "shots", "stale", "journals"])
+def test_a_project_whose_subfolder_links_outside_it_is_refused(tmp_path, folder):
+    """A link at ``keyframes/`` (or ``shots/``, ``stale/``, ``journals/``) of a project folder that leads out of it would
+    have every keyframe, shot or moved-aside movie written wherever it points (found by queueing the toy workflow
+    with such a link planted in ``output/``): the project is refused, naming the folder, before anything is written."""
+    from moviedreamer_core.paths import UnsafePathError
+
+    output, outside = tmp_path / "output", tmp_path / "outside"
+    outside.mkdir()
+    root = Path(MovieProject(str(output), "linked").root)
+    (root / folder).mkdir(exist_ok=True)
+    os.rmdir(root / folder)
+    os.symlink(outside, root / folder)
+    with pytest.raises(UnsafePathError, match=f'its "{folder}" folder is a link that leads outside it'):
+        MovieProject(str(output), "linked")
+    assert list(outside.iterdir()) == []
+    # a link that stays inside the project folder is the user's own business
+    os.unlink(root / folder)
+    (root / "elsewhere").mkdir()
+    os.symlink(root / "elsewhere", root / folder)
+    MovieProject(str(output), "linked")
