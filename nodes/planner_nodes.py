@@ -13,6 +13,7 @@ from typing import Any, Optional
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.planner import ZeroShotPrior, generate_storyboard, load_planner
+from ..moviedreamer_core.planner.scene_bank import SCENE, unseen_scenes
 from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
 from . import host, wire_types
@@ -126,6 +127,12 @@ class ARKeyframePlanner(io.ComfyNode):
         if getattr(getattr(model, "cfg", None), "fixed_style", False):
             text += ("\nplanned in the one style its training films had (the planner does not read the script's "
                      "style; the renderer's prompt does)")
+        if getattr(getattr(model, "cfg", None), "scene_bank", 0):
+            scenes = script_embeds.keyframe_text[:, SCENE]
+            unseen = unseen_scenes(scenes, model.scene_bank)
+            text += (f"\n{unseen} of {scenes.shape[0]} keyframes have a scene sentence its training films never had: "
+                     f"planned as the nearest of the {model.cfg.scene_bank} it knows (the renderer's prompt keeps the "
+                     "script's)" if unseen else "")
         return io.NodeOutput(board, ui=ui.PreviewText(text))
 
 

@@ -54,6 +54,11 @@ class PlannerConfig:
     # every training film had one style: the planner keeps its embedding (tensor ``fixed_style``) and plans every
     # script in it, as it was trained, instead of reading a style it never saw (``KeyframePlanner.planning_story``)
     fixed_style: bool = False
+    # plan each script's scene sentence as the nearest of the training films' distinct scene sentences (tensor
+    # ``scene_bank``, ``scene_bank`` rows, filled by the trainers): for closed worlds, where a new phrasing of a trained
+    # place was planned as another place (``planner/scene_bank.py``). ``scene_bank`` 0: nothing kept (off)
+    snap_scenes: bool = False
+    scene_bank: int = 0
 
     # --- output head: Gaussian mixture per visual token (GIVT-style, diagonal covariance)
     mixture_components: int = 8
@@ -103,6 +108,8 @@ class PlannerConfig:
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError(f"planner config hidden_size ({self.hidden_size}) must be a multiple of num_heads "
                              f"({self.num_heads}), and num_heads of num_kv_heads ({self.num_kv_heads})")
+        if isinstance(self.scene_bank, bool) or not isinstance(self.scene_bank, int) or self.scene_bank < 0:
+            raise ValueError(f"planner config scene_bank must be a whole number of at least 0, got {self.scene_bank!r}")
         for name, low, high in _NUMBER_RANGES:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:

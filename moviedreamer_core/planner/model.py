@@ -47,6 +47,7 @@ from ..embeds import SEGMENTS
 from .config import PlannerConfig
 from .inputs import CAMERAS, Story, collate
 from .mixture import Mixture, MixtureHead, mixture_loss
+from .scene_bank import snap_to_bank
 
 # Element types of the sequence. The keyframe text segments (action, scene, style) follow as types
 # N_TYPES .. N_TYPES+S-1, one embedding each.
@@ -115,18 +116,28 @@ class KeyframePlanner(nn.Module):
             if cfg.reads("mentions") else None
         if cfg.fixed_style:  # the one style of every training film (``planning_story``); a buffer, saved in the file
             self.register_buffer("fixed_style", torch.zeros(cfg.text_dim))
+        if cfg.scene_bank:  # the training films' distinct scene sentences (``planning_story``, ``planner/scene_bank.py``)
+            self.register_buffer("scene_bank", torch.zeros(cfg.scene_bank, cfg.text_dim))
 
     def planning_story(self, story: Story) -> Story:
         """``story`` as this planner plans it. A planner whose training films all had one style (``cfg.fixed_style``)
         learnt nothing from the style but that one value: any other one, or none, is an input it never saw, and
         the toy cinema's planner drew a one-character shot with two or three figures when a script left out the
         toy style or wrote its own. Such a planner plans every script in its training style (the header's style and
-        every keyframe's style segment); the script's style still reaches the renderer's prompt."""
-        if not self.cfg.fixed_style:
+        every keyframe's style segment); the script's style still reaches the renderer's prompt.
+
+        A planner that keeps its training films' scene sentences (``cfg.scene_bank``) plans each keyframe's scene as
+        the nearest of them (``planner/scene_bank.py``: a new phrasing of a place it trained on, not another place)."""
+        if not self.cfg.fixed_style and not self.cfg.scene_bank:
             return story
-        style = self.fixed_style.to(story.style.device, story.style.dtype)
         text = story.keyframe_text.clone()
-        text[:, SEGMENTS.index("style")] = style
+        style = story.style
+        if self.cfg.fixed_style:
+            style = self.fixed_style.to(story.style.device, story.style.dtype)
+            text[:, SEGMENTS.index("style")] = style
+        if self.cfg.scene_bank:
+            scene = SEGMENTS.index("scene")
+            text[:, scene] = snap_to_bank(text[:, scene], self.scene_bank)
         return dataclasses.replace(story, style=style, keyframe_text=text)
 
     # ------------------------------------------------------------------------------------ token space

@@ -48,6 +48,7 @@ from .config import PlannerConfig, preset
 from .inputs import Story
 from .movie_checks import MovieFileError, check_movie, read_movie_file
 from .model import KeyframePlanner
+from .scene_bank import SCENE, SNAP_SCENES_MESSAGE, TooManyScenes, distinct_scenes
 
 DATASET_FORMAT_VERSION = 1
 
@@ -327,9 +328,20 @@ def main(argv=None) -> int:
     if style is not None:
         print(FIXED_STYLE_MESSAGE)
         cfg = dataclasses.replace(cfg, fixed_style=True)
+    bank = None
+    if cfg.snap_scenes:
+        try:
+            bank = distinct_scenes(st.keyframe_text[:, SCENE] for st in stories)
+        except TooManyScenes as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(SNAP_SCENES_MESSAGE.format(n=len(bank)))
+    cfg = dataclasses.replace(cfg, scene_bank=0 if bank is None else len(bank))
     model = KeyframePlanner(cfg)
     if style is not None:
         model.fixed_style.copy_(style)
+    if bank is not None:
+        model.scene_bank.copy_(bank)
     print(f"{len(stories)} movies, {sum(s.n_keyframes for s in stories)} keyframes; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     train(model, stories, steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_keyframes=args.max_keyframes,

@@ -123,8 +123,9 @@ def load_checkpoint(accelerator, path: str, expected: dict) -> TrainerState:
         if "Missing key" not in str(e):
             raise
         missing = ", ".join(sorted(set(re.findall(r'"([^"]+)"', str(e).split("Missing key", 1)[1].split("\n")[0]))))
-        why = (" (fixed_style: the planner now keeps the one style of its training films)"
-               if "fixed_style" in missing else "")
+        why = "".join(f" ({name}: the planner now keeps {what})" for name, what in (
+            ("fixed_style", "the one style of its training films"),
+            ("scene_bank", "the scene sentences of its training films")) if name in missing)
         raise ConfigError(f"cannot resume {path}: it lacks the model's {missing or 'tensors'}, written by an earlier "
                           f"release{why}; set checkpoint.resume=none to start afresh or use a new output.dir") from None
     step = load_rng(path, accelerator.process_index)

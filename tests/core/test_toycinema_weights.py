@@ -61,3 +61,37 @@ def test_the_planner_plans_in_the_toy_style_it_was_trained_on():
     assert planner.cfg.fixed_style
     style = transformers_text_encoder("minilm").encode([STYLE])[0].float()
     assert torch.allclose(planner.fixed_style, style, atol=1e-4)
+
+
+def test_the_planner_plans_each_scene_as_a_training_sentence_of_the_same_place():
+    """The shipped planner keeps the distinct scene sentences of its 300 training films (``PlannerConfig.snap_scenes``,
+    ``planner/scene_bank.py``): every one of them is in its bank, and every scene sentence of the development films,
+    held-out phrasings included, is planned as a training sentence of its own place (checked against the films'
+    ground truth, not the planner's reading)."""
+    from moviedreamer_core.planner.checkpoint import load_planner
+    from moviedreamer_core.planner.scene_bank import snap_to_bank, unseen_scenes
+    from moviedreamer_core.sentence_encoders import transformers_text_encoder
+    from moviedreamer_core.toycinema import grammar
+
+    planner = load_planner(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors"))
+    assert planner.cfg.snap_scenes and planner.cfg.scene_bank == 84 and planner.scene_bank.shape == (84, 384)
+    text = transformers_text_encoder("minilm")
+
+    def scenes(films) -> dict:
+        return {shot.scene: shot.location for film in films for shot in film.shots}
+
+    trained = scenes(grammar.generate_films(1000, 300, phrasings="train"))  # cli/toycinema_train.py's TRAIN_SEED
+    assert len(trained) == 84
+    trained_rows = text.encode(list(trained)).float()
+    assert unseen_scenes(trained_rows, planner.scene_bank) == 0
+    place_of_row = {}
+    for row, place in zip(trained_rows, trained.values()):
+        place_of_row[int((planner.scene_bank - row).abs().amax(-1).argmin())] = place
+    development = scenes(grammar.generate_films(9000, 32))  # HELD_OUT_SEED
+    new = [s for s in development if s not in trained]
+    assert len(new) >= 20, "the development films use held-out phrasings"
+    rows = text.encode(list(development)).float()
+    snapped = snap_to_bank(rows, planner.scene_bank)
+    wrong = [s for s, row, place in zip(development, snapped, development.values())
+             if place_of_row[int((planner.scene_bank - row).abs().amax(-1).argmin())] != place]
+    assert not wrong, wrong

@@ -245,7 +245,10 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path, fre
     assert planner.token_space == tokens.to_dict() and planner.identity_space == identity.to_dict()
     assert planner.inputs == ["camera", "mentions"]  # the shot's camera and what each action says of each character
     # every toy film has one style sentence: the retrained planner keeps it, as the shipped one does
-    assert planner.fixed_style and read_planner_config(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors")).fixed_style
+    shipped_planner = read_planner_config(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors"))
+    assert planner.fixed_style and shipped_planner.fixed_style
+    # and the scene sentences of its training films (planner.snap_scenes): a few films' worth here, 84 shipped
+    assert planner.snap_scenes and 0 < planner.scene_bank < 84 and shipped_planner.scene_bank == 84
     toy = host.pack_submodule("nodes.toycinema_models")
     model = toy.load_toy_unet(str(out / "toycinema_unet.safetensors"))
     assert model.model.latent_format.latent_channels == 3 and toy.prediction_of(model) == "v"
@@ -453,3 +456,34 @@ def test_a_hand_written_script_without_the_toy_style_shows_each_character_once(h
         reading = counter.read(frames, [camera_id(camera)])[0]
         assert sorted(c for c, _ in reading.on_screen) == sorted(character_id(c) for c in on_screen), \
             [CHARACTERS[c].name for c, _ in reading.on_screen]
+
+
+#: Each toy place in words of my own (no toy film, training or held-out, uses them), with its ``world.LOCATIONS`` name.
+PLACES_IN_NEW_WORDS = (("the seaside, small waves on the sand", "beach"), ("woods full of tall dark pines", "forest"),
+                       ("a hot desert with big sand dunes", "desert"), ("a town plaza late at night", "city_night"),
+                       ("a wide plain covered in snow", "snowfield"), ("a field of grass with little white flowers", "meadow"))
+
+
+def test_scenes_written_in_new_words_are_planned_at_their_places(host):
+    """A user writes the toy places in words of their own. The planner keeps its training films' scene sentences and
+    plans each scene as the nearest of them (``PlannerConfig.snap_scenes``); the label probe reads each keyframe at
+    the place the user wrote, and the planner's summary says how many scenes were new to it."""
+    from moviedreamer_core.toycinema.probe import Probe
+    from moviedreamer_core.toycinema.world import LOCATIONS
+
+    shots = "".join(f"  - id: s{i + 1}\n    scene: {scene}\n    action: Ava stands here.\n    characters: [Ava]\n"
+                    f"    camera: wide\n    duration: 2\n" for i, (scene, _) in enumerate(PLACES_IN_NEW_WORDS))
+    script = ("title: New words\ncharacters:\n  - name: Ava\n    description: a small figure with a round red body\n"
+              f"    references: [0]\nshots:\n{shots}")
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["2"]["inputs"]["script"] = script
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = "places_in_new_words"
+    result = host.run(prompt)
+    result.raise_for_error()
+    frames = _keyframes(Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "places_in_new_words")
+    read = [LOCATIONS[label.location].name for label in Probe.load(str(WEIGHTS / "toycinema_probe.safetensors")).predict(np.stack(frames))]
+    assert read == [place for _, place in PLACES_IN_NEW_WORDS]
+    summary = result.outputs["4"]["text"][0]
+    assert "6 of 6 keyframes have a scene sentence its training films never had: planned as the nearest of the 84" in summary

@@ -1,0 +1,153 @@
+"""A planner can keep its training films' scene sentences and plan each script's scene as the nearest of them
+(``PlannerConfig.snap_scenes`` / ``scene_bank``, ``planner/scene_bank.py``, ``KeyframePlanner.planning_story``).
+
+Why: the toy cinema's planner planned a held-out phrasing of a place ("a stretch of shore by the sea") as another place
+in about one keyframe in twenty, although the sentence encoder puts it nearest a training sentence of its own place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from moviedreamer_core.embeds import SEGMENTS
+from moviedreamer_core.planner import load_planner, plan_given_history, plan_tokens, read_planner_config, save_planner
+from moviedreamer_core.planner.config import PlannerConfig, preset
+from moviedreamer_core.planner.scene_bank import (MAX_SCENE_BANK, SNAP_SCENES_MESSAGE, TooManyScenes, distinct_scenes,
+                                                  movie_scenes, snap_to_bank, unseen_scenes)
+from moviedreamer_core.planner.train import main as train_main, save_movie, write_index
+
+from .test_planner import SPACES, random_model
+from .test_planner_fixed_style import stories
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SCENE = SEGMENTS.index("scene")
+
+
+def with_scenes(story, scenes: torch.Tensor):
+    text = story.keyframe_text.clone()
+    text[:, SCENE] = scenes
+    return dataclasses.replace(story, keyframe_text=text)
+
+
+def test_distinct_scenes_keeps_each_sentence_once_in_order_and_refuses_an_open_world():
+    a, b, c = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    bank = distinct_scenes([torch.stack([a, b, a + 1e-6]), torch.stack([b, c])])  # one sentence from another batch
+    assert torch.equal(bank, torch.stack([a, b, c]))
+    with pytest.raises(TooManyScenes, match=r"planner\.snap_scenes: .* more than 2 different scene sentences.*snap_scenes=false"):
+        distinct_scenes([torch.stack([a, b, c])], limit=2)
+    with pytest.raises(TooManyScenes, match="no keyframes"):
+        distinct_scenes([torch.zeros(0, 16)])
+    assert MAX_SCENE_BANK >= 84  # the toy world's
+
+
+def test_snap_to_bank_is_the_nearest_row_by_cosine_and_counts_the_new_ones():
+    bank = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    scenes = torch.tensor([[3.0, 0.2], [0.1, 0.5], [-0.2, -0.3], [0.0, 1.0]])
+    assert torch.equal(snap_to_bank(scenes, bank), bank[[0, 1, 2, 1]])
+    assert torch.equal(snap_to_bank(bank, bank), bank)  # a trained sentence is its own nearest
+    assert unseen_scenes(scenes, bank) == 3 and unseen_scenes(bank, bank) == 0
+    assert snap_to_bank(torch.zeros(0, 2), bank).shape == (0, 2)
+
+
+def test_a_planner_with_a_scene_bank_plans_a_new_phrasing_as_the_sentence_it_trained_on(tmp_path):
+    story = stories(1)[0]
+    trained = story.keyframe_text[:, SCENE].clone()
+    bank = distinct_scenes([trained])
+    reworded = trained + 0.3 * torch.randn(trained.shape, generator=torch.Generator().manual_seed(4)) * trained.std()
+    assert unseen_scenes(reworded, bank) == trained.shape[0]
+    assert torch.equal(snap_to_bank(reworded, bank), trained)  # near enough to be read as its own sentence
+    model = random_model(snap_scenes=True, scene_bank=len(bank))
+    model.scene_bank.copy_(bank)
+    own = plan_tokens(model, story, seed=3)
+    assert torch.equal(plan_tokens(model, with_scenes(story, reworded), seed=3), own)
+    story.tokens = own
+    assert torch.equal(plan_given_history(model, with_scenes(story, reworded)), plan_given_history(model, story))
+    # the bank is in the file (a tensor and the config's size) and comes back
+    save_planner(model, str(tmp_path / "p.safetensors"))
+    assert read_planner_config(str(tmp_path / "p.safetensors")).scene_bank == len(bank)
+    loaded = load_planner(str(tmp_path / "p.safetensors"))
+    assert torch.equal(loaded.scene_bank, bank)
+    assert torch.equal(plan_tokens(loaded, with_scenes(story, reworded), seed=3), own)
+    # a planner without one reads the script's scene as written (the test can fail: the rewording moves the plan)
+    free = random_model()
+    assert not free.cfg.scene_bank and not hasattr(free, "scene_bank")
+    assert not torch.equal(plan_tokens(free, with_scenes(story, reworded), seed=3), plan_tokens(free, story, seed=3))
+
+
+def test_scene_bank_size_is_checked_by_name():
+    with pytest.raises(ValueError, match="scene_bank must be a whole number of at least 0, got -1"):
+        preset("tiny", **SPACES, scene_bank=-1)
+    assert PlannerConfig.from_dict({**SPACES, "snap_scenes": True, "scene_bank": 3}).scene_bank == 3
+
+
+def _dataset(folder, scenes_per_film):
+    (folder / "movies").mkdir(parents=True)
+    names = []
+    for i, (story, scenes) in enumerate(zip(stories(len(scenes_per_film)), scenes_per_film)):
+        names.append(f"movies/m{i}.safetensors")
+        save_movie(str(folder / names[-1]), with_scenes(story, scenes(story)), SPACES)
+    write_index(str(folder), names, SPACES)
+    return folder, names
+
+
+def _places(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def test_both_trainers_keep_the_training_films_scenes_when_asked_and_never_the_validation_films(tmp_path, capsys):
+    from moviedreamer_core.train import load_config, run
+
+    places = _places(3, 11)
+    unseen = _places(1, 12)[0]  # only in the validation film
+
+    def cycle(story):
+        return places[torch.arange(story.n_keyframes) % 3]
+
+    data, names = _dataset(tmp_path / "data", [cycle, cycle, lambda st: unseen.expand(st.n_keyframes, 16)])
+    assert torch.equal(movie_scenes(str(data / names[0])), cycle(stories(1)[0]))
+    config = tmp_path / "snap.json"
+    config.write_text(json.dumps({**dataclasses.asdict(preset("tiny", **SPACES)), "snap_scenes": True}))
+    for asked in (True, False):
+        out = tmp_path / f"simple_{asked}.safetensors"
+        assert train_main(["--data", str(data), "--out", str(out), "--steps", "2", "--batch-size", "2",
+                           "--max-keyframes", "4"] + (["--config", str(config)] if asked else [])) == 0
+        printed = capsys.readouterr().out
+        model = load_planner(str(out))
+        if asked:  # this trainer trains on every film of the dataset
+            assert SNAP_SCENES_MESSAGE.format(n=4) in printed
+            assert model.cfg.snap_scenes and torch.equal(model.scene_bank, torch.cat([places, unseen[None]]))
+        else:
+            assert model.cfg.scene_bank == 0 and not hasattr(model, "scene_bank")
+        logged = []
+        settings = [f"data.path={data}", f"data.val_movies={json.dumps([names[2]])}", "data.val_fraction=0",
+                    f"output.dir={tmp_path / f'scale_{asked}'}", "train.steps=2", "train.batch_size=2",
+                    "checkpoint.every=0", "eval.every=0", f"planner.snap_scenes={str(asked).lower()}"]
+        run(load_config("tiny", settings), log=logged.append)
+        model = load_planner(str(tmp_path / f"scale_{asked}" / "planner.safetensors"))
+        if asked:  # the validation film's scene is not kept: it is what the planner is measured on
+            assert SNAP_SCENES_MESSAGE.format(n=3) in logged, logged
+            assert torch.equal(model.scene_bank, places)
+        else:
+            assert model.cfg.scene_bank == 0 and not any("snap_scenes" in line for line in logged)
+
+
+def test_an_open_world_dataset_is_refused_by_the_field_name(tmp_path, capsys, monkeypatch):
+    from moviedreamer_core.planner import scene_bank
+    from moviedreamer_core.train import load_config, run
+    from moviedreamer_core.train.config import ConfigError
+
+    data, _ = _dataset(tmp_path / "data", [lambda st: _places(st.n_keyframes, 1), lambda st: _places(st.n_keyframes, 2)])
+    monkeypatch.setattr(scene_bank, "MAX_SCENE_BANK", 4)  # every keyframe a sentence of its own, more than 4
+    monkeypatch.setattr(scene_bank.distinct_scenes, "__defaults__", (4,))
+    config = tmp_path / "snap.json"
+    config.write_text(json.dumps({**dataclasses.asdict(preset("tiny", **SPACES)), "snap_scenes": True}))
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "p.safetensors"), "--config", str(config),
+                       "--steps", "1"]) == 2
+    assert "error: planner.snap_scenes: the training films have more than 4 different scene sentences" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="planner.snap_scenes: the training films have more than 4"):
+        run(load_config("tiny", [f"data.path={data}", "data.val_fraction=0", f"output.dir={tmp_path / 'run'}",
+                                 "train.steps=1", "checkpoint.every=0", "eval.every=0", "planner.snap_scenes=true"]), log=None)
