@@ -9,6 +9,8 @@ at once with a node error naming the input, the value and what is allowed.
 
 from __future__ import annotations
 
+import math
+
 #: Choices listed in the message before "(+N more)".
 SHOWN = 12
 
@@ -28,6 +30,11 @@ def check_inputs(node_cls, values: dict):
             return f'{spec.id}: "{value}" is not one of the choices: {shown}'
         low, high = getattr(spec, "min", None), getattr(spec, "max", None)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and math.isnan(value):  # passes every comparison: a black keyframe, or a
+                return f"{spec.id}: {value} is not a number"    # crash that names no field, far into the run
+            step = getattr(spec, "step", None)
+            if isinstance(value, int) and isinstance(step, int) and step > 1 and value % step:
+                return f"{spec.id}: {value} is not a multiple of {step}"
             if low is not None and value < low:
                 return f"{spec.id}: {value} is smaller than the minimum {low}"
             if high is not None and value > high:

@@ -17,6 +17,7 @@ from ..moviedreamer_core.planner.scene_bank import SCENE, unseen_scenes
 from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
 from . import host, wire_types
+from .choices import check_inputs
 from .storyboard_events import send_storyboard
 
 ZERO_SHOT = "(zero-shot prior: no planner file)"
@@ -105,6 +106,10 @@ class ARKeyframePlanner(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **kwargs):
+        return check_inputs(cls, kwargs)
+
+    @classmethod
     @host.pack_threads
     def execute(cls, planner, script_embeds, seed, temperature, guidance, context_window, few_shot_references=True) -> io.NodeOutput:
         progress = host.Progress(script_embeds.n_keyframes)
@@ -152,6 +157,10 @@ class MovieDreamerStoryboardInfo(io.ComfyNode):
             ],
             outputs=[io.String.Output("report", display_name="report", tooltip="The same report as text.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs):
+        return check_inputs(cls, kwargs)
 
     @classmethod
     def execute(cls, storyboard, max_keyframes=200) -> io.NodeOutput:

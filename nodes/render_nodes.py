@@ -330,6 +330,9 @@ class IdentityDiffusionRender(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **kwargs):
         checked = check_inputs(cls, kwargs)
+        start, end = kwargs.get("start_percent"), kwargs.get("end_percent")
+        if checked is True and isinstance(start, (int, float)) and isinstance(end, (int, float)) and end < start:
+            checked = f"end_percent ({end}) is before start_percent ({start})"  # else found after the planner has run
         return checked if checked is not True else check_distributed(kwargs)
 
     @classmethod

@@ -6,6 +6,7 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.script_report import script_report
 from . import wire_types
+from .choices import check_inputs
 
 
 class MovieDreamerScriptInfo(io.ComfyNode):
@@ -25,6 +26,10 @@ class MovieDreamerScriptInfo(io.ComfyNode):
             ],
             outputs=[io.String.Output("report", display_name="report", tooltip="The same report as text.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **kwargs):
+        return check_inputs(cls, kwargs)
 
     @classmethod
     def execute(cls, script_embeds, max_keyframes=200) -> io.NodeOutput:

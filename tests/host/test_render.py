@@ -419,3 +419,28 @@ def test_bad_choices_and_out_of_range_numbers_are_refused_at_prompt_time(host, p
     assert 'face_embedder: "arcface" is not one of the choices: dlib, insightface, clip_vision_crop' in \
         result.input_errors("2")["face_embedder"]
     assert "fps: 0.0 is smaller than the minimum 1.0" in result.input_errors("13")["fps"]
+
+
+def test_not_a_number_a_width_off_the_grid_and_a_reversed_range_are_refused_at_prompt_time(host, photos, model_dirs):
+    """NaN passes every min/max comparison: a renderer cfg or token weight of NaN rendered black keyframes marked done,
+    a planner temperature of NaN failed deep in sampling naming no field, a NaN fps only after every keyframe. A width
+    of 17 (the declared step is 8) was rendered as given; end_percent before start_percent was found after the planner
+    had run. All are refused when the prompt is queued, naming the input."""
+    g = graph(script(1), project="nan")
+    g["7"]["inputs"]["temperature"] = float("nan")
+    g["11"]["inputs"]["cfg"] = float("nan")
+    g["13"] = {"class_type": "ShotAnimate", "inputs": {"keyframes": ["11", 0], "script": ["2", 0], "backend": "animatic",
+                                                       "fps": float("nan"), "frames_per_clip": 25, "project_name": "nan",
+                                                       "seed": 0, "steps": 2, "cfg": 3.0, "sampler_name": "euler",
+                                                       "scheduler": "simple"}}
+    result = host.run(g)
+    assert not result.valid
+    assert "temperature: nan is not a number" in str(result.input_errors("7")), result.input_errors("7")
+    assert "cfg: nan is not a number" in str(result.input_errors("11")), result.input_errors("11")
+    assert "fps: nan is not a number" in str(result.input_errors("13")), result.input_errors("13")
+    g = graph(script(1), project="nan")
+    g["11"]["inputs"]["width"] = 17
+    assert "width: 17 is not a multiple of 8" in str(host.run(g).input_errors("11"))
+    g = graph(script(1), project="nan")
+    g["11"]["inputs"].update(start_percent=0.9, end_percent=0.1)
+    assert "end_percent (0.1) is before start_percent (0.9)" in str(host.run(g).input_errors("11"))
