@@ -31,6 +31,9 @@ from .spaces import EmbeddingSpace, TokenSpace
 
 #: ``progress(done, total)``; may raise to interrupt (the host's cancel).
 ProgressFn = Callable[[int, int], None]
+#: Sentences per text encoder call (a multiple of the encoders' own batches, 64 and 32: a script of fewer sentences
+#: is encoded exactly as in one call); progress, and so the host's cancel, is reported between calls.
+TEXT_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -157,12 +160,20 @@ def encode_script(
     ``face_encoder`` (optional) encodes each reference's face crop (``face_embedder.face_crop``) into
     ``CharacterEmbeds.face_states``, for FaceID-plus renderers.
 
-    Progress counts one step per reference image plus one for the text pass (and one per character's
+    Progress counts one step per reference image plus one per ``TEXT_CHUNK`` sentences of the text pass (and one per character's
     reference tokens when a token encoder is given).
     """
     refs = gather_references(script, input_dir, batch)
+    keyframes = script.keyframes()
+    sentences = [k.action for k in keyframes] + [k.scene for k in keyframes] + [script.style]
+    sentences += [c.description for c in script.characters]
+    names = [c.name for c in script.characters]
+    mentions = [keyframe_mentions(k.action, names, k.characters) for k in keyframes]
+    sentences += [m for ms in mentions for m in ms if m is not None]
+    unique = list(dict.fromkeys(sentences))
+    chunks = [unique[i:i + TEXT_CHUNK] for i in range(0, len(unique), TEXT_CHUNK)] or [[]]
     n_token_steps = len(script.characters) * ((token_encoder is not None) + (face_encoder is not None))
-    total = len(refs) + 1 + n_token_steps
+    total = len(refs) + len(chunks) + n_token_steps
     report = (lambda done: progress(done, total)) if progress is not None else (lambda done: None)
 
     # --- identity (first: it is where user errors show up, before the batched text pass)
@@ -173,15 +184,15 @@ def encode_script(
         banks[ref.character].append(vec)
         labels[ref.character].append(ref.label)
 
-    # --- text: every distinct sentence once, one batched call
-    keyframes = script.keyframes()
-    sentences = [k.action for k in keyframes] + [k.scene for k in keyframes] + [script.style]
-    sentences += [c.description for c in script.characters]
-    names = [c.name for c in script.characters]
-    mentions = [keyframe_mentions(k.action, names, k.characters) for k in keyframes]
-    sentences += [m for ms in mentions for m in ms if m is not None]
-    unique = list(dict.fromkeys(sentences))
-    vectors = text_encoder.encode(unique).detach().to("cpu", torch.float32)
+    # --- text: every distinct sentence once, in batched calls of TEXT_CHUNK sentences, progress (and so the host's
+    # cancel) between them: a script of 20,000 keyframes kept the built-in encoder busy a minute, deaf to Cancel
+    parts = []
+    for c, chunk in enumerate(chunks):
+        if chunk:
+            parts.append(text_encoder.encode(chunk).detach().to("cpu", torch.float32))
+        if c < len(chunks) - 1:
+            report(len(refs) + c + 1)
+    vectors = torch.cat(parts) if parts else torch.zeros(0, text_encoder.space.dim)
     if vectors.ndim != 2 or vectors.shape[0] != len(unique) or vectors.shape[1] != text_encoder.space.dim:
         raise RuntimeError(
             f"text encoder returned shape {tuple(vectors.shape)}, expected [{len(unique)}, {text_encoder.space.dim}]"
@@ -196,7 +207,7 @@ def encode_script(
     ) if keyframes else torch.zeros(0, len(SEGMENTS), text_encoder.space.dim)
     description_embeds = embed([c.description for c in script.characters]) if script.characters else torch.zeros(0, text_encoder.space.dim)
     mention_text, mention_present = mention_tensors(mentions, embed, text_encoder.space.dim)
-    done = len(refs) + 1
+    done = len(refs) + len(chunks)
     report(done)
 
     # --- optional reference tokens (the character's photos in the keyframe token space)

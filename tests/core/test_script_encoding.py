@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,39 @@ def test_report_flags_confusable_characters(input_dir, batch):
                          batch=batch)
     assert "#0 shot s1.0 [wide] Ava: Ava climbs to Bo.  <- names Bo, not on screen\n" in script_report(away, max_keyframes=2)
     assert "... 1 more keyframes" in report
+
+
+def test_a_long_script_is_encoded_in_chunks_and_a_cancel_between_them_stops_it():
+    """A script of thousands of distinct sentences kept the text encoder busy a minute in one call, deaf to the host's
+    Cancel (which ``progress`` raises). It is encoded ``TEXT_CHUNK`` sentences at a time with progress between, so a
+    cancel stops it after the chunk under way; the vectors are the ones one call gives."""
+    from moviedreamer_core.script_encoding import TEXT_CHUNK
+
+    shots = [{"id": i, "scene": f"place {i}", "action": [f"Sentence {i}-{j}." for j in range(4)], "duration": 2}
+             for i in range(300)]  # 1200 actions + 300 scenes + the style: three chunks
+    script = load_script(json.dumps({"title": "Long", "characters": [], "shots": shots}))
+    calls = []
+    model = ByteBagText()
+
+    def encode(texts):
+        calls.append(len(texts))
+        return model(texts)
+
+    text = TextEncoder(encode, EmbeddingSpace("bytes", 16))
+    seen = []
+    embeds = encode_script(script, text, MeanColourFace(), progress=lambda d, t: seen.append((d, t)))
+    assert calls == [TEXT_CHUNK, TEXT_CHUNK, 1501 - 2 * TEXT_CHUNK]
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    one_call = model([f"Sentence {i}-{j}." for i in range(300) for j in range(4)])
+    assert torch.equal(embeds.keyframe_text[:, SEGMENTS.index("action")], one_call)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Cancelled
+
+    calls.clear()
+    with pytest.raises(Cancelled):
+        encode_script(script, text, MeanColourFace(), progress=cancel)
+    assert calls == [TEXT_CHUNK]
