@@ -38,6 +38,8 @@ every problem in one pass; this module only describes the shape of a valid scrip
 
 from __future__ import annotations
 
+import re
+
 from enum import Enum
 from typing import Annotated, Optional, Union
 
@@ -215,9 +217,24 @@ class KeyframeSpec(BaseModel):
     characters: tuple[int, ...]
 
 
+def spelling_pattern(choice: str) -> str:
+    """A JSON Schema ``pattern`` (ECMA 262) of the spellings ``_normalise_choice`` reads as ``choice``: any case,
+    ``-``, space or ``_`` between words, blanks around ("Close-Up", "close up", " CLOSE_UP ")."""
+    letters = "".join(f"[{c.upper()}{c}]" if c.isalpha() else "[-_ ]" if c == "_" else re.escape(c) for c in choice)
+    return rf"^\s*{letters}\s*$"
+
+
 def json_schema() -> dict:
-    """The JSON Schema of the script format, for editors (VS Code's yaml/json schema settings)."""
+    """The JSON Schema of the script format, for editors (VS Code's yaml/json schema settings). A choice field
+    (camera, transition) offers its canonical names and accepts the spellings the validator reads as them, so an
+    editor checking against the schema does not flag "Close-Up" the validator takes."""
     schema = Script.model_json_schema()
+    for enum in (Camera, Transition):
+        node = schema["$defs"][enum.__name__]
+        choices = node.pop("enum")
+        node.pop("type", None)
+        node["anyOf"] = [{"type": "string", "enum": choices},
+                         {"type": "string", "pattern": "|".join(spelling_pattern(c) for c in choices)}]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "MovieDreamer script"
     return schema
