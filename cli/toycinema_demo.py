@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--project", default=None, help="movie project name (default: the workflow's, toy_cinema)")
     p.add_argument("--output-dir", default=None, help="ComfyUI's output folder for this run (default: ComfyUI's own)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else 1: "
-                   "a second thread saves the toy models about a tenth, and a busy machine makes it many times slower)")
+                   "a second thread saves the toy models next to nothing, and a busy machine makes it many times slower)")
     args = p.parse_args(argv)
     if args.shots is not None and args.film_seed is None:
         p.error("--shots sets the length of a --film-seed story: give --film-seed too")

@@ -2,7 +2,7 @@
 
 On a CPU, torch runs each operation on as many threads as the machine has cores. For the small models of the
 toy cinema (a 1.5 M-parameter UNet at 32x32, a 0.1 M-parameter planner) more threads help little (two threads made
-the toy demo's movie about a tenth faster on an idle two-core machine), and on a busy machine they hurt badly:
+the toy demo's movie in 6.7 s against 6.9 s on an idle two-core machine), and on a busy machine they hurt badly:
 OpenMP's threads wait for each other by spinning, so when another process holds one of two cores, every operation
 waits for a time slice. Measured on two cores with a second CPU-bound process
 running: one toy keyframe took 7.0 s with torch's default two threads against 0.7 s with one

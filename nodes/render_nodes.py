@@ -311,7 +311,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                                       "negative nor clip, the negative is the positive zeroed (as ConditioningZeroOut)."),
                 io.Combo.Input("images_output", options=IMAGES_OUTPUT, default=IMAGES_OUTPUT[0], optional=True,
                                tooltip=f"all: the keyframes output holds every keyframe (memory grows with the movie: "
-                               f"1000 keyframes at 832x480 are 4.5 GB). preview: at most {PREVIEW_KEYFRAMES} keyframes "
+                               f"1000 keyframes at 832x480 are 4.8 GB). preview: at most {PREVIEW_KEYFRAMES} keyframes "
                                "spread over the movie, for a look; connect keyframe_set to ShotAnimate, which then reads "
                                "the keyframes from the project folder shot by shot (long movies)."),
                 master_renders_input(),
