@@ -23,6 +23,8 @@ CLASS_MODEL_FOLDERS = {("CLIPVisionLoader", "clip_name"): "clip_vision", ("CLIPL
                        ("unCLIPCheckpointLoader", "ckpt_name"): "checkpoints"}
 
 INPUT_FOLDER_INPUTS = {"image", "video", "audio", "file", "script_file"}
+#: How the renderer loader's choice names a file of ``models/ipadapter`` (the nodes' ``IPADAPTER_PREFIX``).
+IPADAPTER_CHOICE = "ipadapter/"
 
 
 def node_label(prompt: dict, node_id: Any) -> str:
@@ -42,12 +44,19 @@ def model_folder(class_type: str, input_name: str) -> Optional[str]:
     return CLASS_MODEL_FOLDERS.get((class_type, input_name)) or MODEL_FOLDERS.get(input_name)
 
 
-def _choices_preview(config: Any, limit: int = 6) -> str:
+def _choices_preview(config: Any, limit: int = 6, folder_prefix: Optional[str] = None) -> str:
+    """``; the server has: a, b (+3 more)``. ``folder_prefix``: the renderer loader lists two folders in one choice
+    (``ipadapter/<file>`` beside the files of ``models/moviedreamer``): ``"ipadapter/"`` lists only the first, without
+    the prefix; ``""`` only the others."""
     options = None
     if isinstance(config, list) and config:
         options = config[0] if isinstance(config[0], list) else (config[1] or {}).get("options") if len(config) > 1 and isinstance(config[1], dict) else None
     if not isinstance(options, list):
         return ""
+    if folder_prefix:
+        options = [str(o)[len(folder_prefix):] for o in options if str(o).startswith(folder_prefix)]
+    elif folder_prefix == "":
+        options = [o for o in options if not str(o).startswith(IPADAPTER_CHOICE)]
     if not options:
         return "; the server has none there"
     shown = ", ".join(str(o) for o in options[:limit])
@@ -62,10 +71,13 @@ def format_node_error(node_id: str, class_type: str, err: dict) -> str:
     kind = err.get("type", "")
     if kind == "value_not_in_list" and name:
         value = extra.get("received_value")
-        preview = _choices_preview(extra.get("input_config"))
+        renderer = name.startswith("renderer_name")
+        ipadapter = renderer and isinstance(value, str) and value.startswith(IPADAPTER_CHOICE)
+        preview = _choices_preview(extra.get("input_config"),
+                                   folder_prefix=IPADAPTER_CHOICE if ipadapter else "" if renderer else None)
         value_text = value if isinstance(value, str) else json.dumps(value)
-        if name.startswith("renderer_name") and isinstance(value, str) and value.startswith("ipadapter/"):
-            return (f"{where}: model file \"{value[len('ipadapter/'):]}\" not found: put it in models/ipadapter/ "
+        if ipadapter:
+            return (f"{where}: model file \"{value[len(IPADAPTER_CHOICE):]}\" not found: put it in models/ipadapter/ "
                     f"on the server (or a folder extra_model_paths.yaml adds){preview}")
         folder = model_folder(class_type, name)
         if folder:

@@ -198,10 +198,16 @@ def test_other_refusals_and_unreadable_bodies():
     assert q.format_refusal("<html>500</html>") == "the server refused the prompt: <html>500</html>"
     ipa = {"type": "value_not_in_list", "message": "Value not in list", "details": "",
            "extra_info": {"input_name": "renderer_name", "received_value": "ipadapter/ip-adapter_sd15.safetensors",
-                          "input_config": ["COMBO", {"options": ["tiny.safetensors"]}]}}
+                          "input_config": ["COMBO", {"options": ["tiny.safetensors", "ipadapter/ip-adapter_sdxl.safetensors"]}]}}
     assert q.format_node_error("7", "MovieDreamerRendererLoader", ipa) == (
         'node 7 (MovieDreamerRendererLoader) input renderer_name: model file "ip-adapter_sd15.safetensors" not found: put it '
-        "in models/ipadapter/ on the server (or a folder extra_model_paths.yaml adds); the server has: tiny.safetensors")
+        "in models/ipadapter/ on the server (or a folder extra_model_paths.yaml adds); the server has: ip-adapter_sdxl.safetensors")
+    # each folder lists its own files: the renderer loader's one choice holds both (a README audit found them mixed)
+    mine = {**ipa, "extra_info": {**ipa["extra_info"], "received_value": "mine.safetensors"}}
+    assert q.format_node_error("7", "MovieDreamerRendererLoader", mine).endswith(
+        "put it in models/moviedreamer/ on the server (or a folder extra_model_paths.yaml adds); the server has: tiny.safetensors")
+    only_mine = {**ipa, "extra_info": {**ipa["extra_info"], "input_config": ["COMBO", {"options": ["tiny.safetensors"]}]}}
+    assert q.format_node_error("7", "MovieDreamerRendererLoader", only_mine).endswith("; the server has none there")
 
 
 def test_choices_are_checked_against_object_info_before_queueing():
