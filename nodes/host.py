@@ -15,6 +15,8 @@ import folder_paths
 import comfy.model_management as mm
 import comfy.utils
 
+from ..moviedreamer_core.file_kinds import file_kind, listed_for
+
 #: The models folder name our loaders list files from (``models/moviedreamer``).
 MODEL_FOLDER = "moviedreamer"
 #: Weights load from safetensors only: no pickle anywhere in the pack.
@@ -65,9 +67,18 @@ def model_path(folder: str, file_name: str) -> str:
     return folder_paths.get_full_path_or_raise(folder, file_name)
 
 
-def model_files() -> list[str]:
-    """The planner/renderer files a loader can offer (relative names, as the host lists them)."""
-    return folder_paths.get_filename_list(MODEL_FOLDER)
+def model_files(kind: Optional[str] = None) -> list[str]:
+    """The planner/renderer files a loader can offer (relative names, as the host lists them); with ``kind``
+    (``file_kinds.PLANNER`` / ``RENDERER``) only that kind's and files of no known kind (``file_kinds``)."""
+    names = folder_paths.get_filename_list(MODEL_FOLDER)
+    if kind is None:
+        return names
+    return [n for n in names if listed_for(kind, file_kind(folder_paths.get_full_path(MODEL_FOLDER, n) or ""))]
+
+
+def model_file_kind(name: str) -> Optional[str]:
+    """What a file of ``models/moviedreamer`` is (``file_kinds.file_kind``), by its listed name."""
+    return file_kind(folder_paths.get_full_path(MODEL_FOLDER, name) or "")
 
 
 def model_save_path(file_name: str) -> str:

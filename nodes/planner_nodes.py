@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from comfy_api.latest import io, ui
 
+from ..moviedreamer_core.file_kinds import PLANNER
 from ..moviedreamer_core.planner import ZeroShotPrior, generate_storyboard, load_planner
 from ..moviedreamer_core.planner.scene_bank import SCENE, unseen_scenes
 from ..moviedreamer_core.spaces import SpaceMismatchError
@@ -47,7 +48,7 @@ class MovieDreamerPlannerLoader(io.ComfyNode):
             "public IP-Adapter-family decoders today.",
             inputs=[
                 io.Combo.Input(
-                    "planner_name", options=[ZERO_SHOT] + host.model_files(), default=ZERO_SHOT,
+                    "planner_name", options=[ZERO_SHOT] + host.model_files(PLANNER), default=ZERO_SHOT,
                     tooltip="A planner file in models/moviedreamer, or the zero-shot prior (needs a CLIP Vision model "
                     "and reference photos in ScriptEncode).",
                 ),
@@ -58,8 +59,10 @@ class MovieDreamerPlannerLoader(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, planner_name=None, **kwargs):
         """Prompt-time check of the file choice (this host does not check V3 combo values itself)."""
-        if planner_name is None or planner_name == ZERO_SHOT or planner_name in host.model_files():
+        if planner_name is None or planner_name == ZERO_SHOT or planner_name in host.model_files(PLANNER):
             return True
+        if planner_name in host.model_files():
+            return f'"{planner_name}" is a MovieDreamer {host.model_file_kind(planner_name)} file, not a planner'
         return f'planner file "{planner_name}" not found in models/moviedreamer (put the .safetensors file there)'
 
     @classmethod

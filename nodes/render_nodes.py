@@ -20,6 +20,7 @@ from PIL import Image
 
 from comfy_api.latest import io, ui
 
+from ..moviedreamer_core.file_kinds import RENDERER
 from ..moviedreamer_core.project import KeyframeSet, MovieProject
 from ..moviedreamer_core.renderer import RendererAdapter, load_renderer
 from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
@@ -118,7 +119,10 @@ class RendererHandle:
 
 
 def renderer_files() -> list[str]:
-    return host.safetensors_files(host.MODEL_FOLDER) + [IPADAPTER_PREFIX + f for f in host.safetensors_files("ipadapter")]
+    """MovieDreamer renderer files (not the planners beside them: ``file_kinds``), then IP-Adapter files."""
+    ours = set(host.model_files(RENDERER))
+    return [f for f in host.safetensors_files(host.MODEL_FOLDER) if f in ours] + \
+        [IPADAPTER_PREFIX + f for f in host.safetensors_files("ipadapter")]
 
 
 class MovieDreamerRendererLoader(io.ComfyNode):
@@ -145,6 +149,8 @@ class MovieDreamerRendererLoader(io.ComfyNode):
         """Prompt-time check of the file choice (this host does not check V3 combo values itself)."""
         if renderer_name is None or renderer_name in renderer_files():
             return True
+        if renderer_name in host.model_files():
+            return f'"{renderer_name}" is a MovieDreamer {host.model_file_kind(renderer_name)} file, not a renderer'
         folder = "models/ipadapter" if renderer_name.startswith(IPADAPTER_PREFIX) else "models/moviedreamer"
         return f'renderer file "{renderer_name.removeprefix(IPADAPTER_PREFIX)}" not found in {folder} (put the .safetensors file there)'
 

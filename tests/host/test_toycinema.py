@@ -489,3 +489,18 @@ def test_scenes_written_in_new_words_are_planned_at_their_places(host):
     assert read == [place for _, place in PLACES_IN_NEW_WORDS]
     summary = result.outputs["4"]["text"][0]
     assert "6 of 6 keyframes have a scene sentence its training films never had: planned as the nearest of the 84" in summary
+
+
+def test_each_loader_lists_its_own_kind_of_file(host):
+    """Planners and renderers share ``models/moviedreamer``; each loader listed the other's files too, and a renderer
+    picked as the planner failed only when the prompt ran. Each lists its own kind (read from the file's header), and
+    a file of the other kind is refused at prompt time, saying what it is."""
+    mappings = host.nodes.NODE_CLASS_MAPPINGS
+    planners = next(i for i in mappings["MovieDreamerPlannerLoader"].define_schema().inputs if i.id == "planner_name").options
+    renderers = next(i for i in mappings["MovieDreamerRendererLoader"].define_schema().inputs if i.id == "renderer_name").options
+    assert "toycinema_planner.safetensors" in planners and "toycinema_renderer.safetensors" not in planners
+    assert "toycinema_renderer.safetensors" in renderers and "toycinema_planner.safetensors" not in renderers
+    assert mappings["MovieDreamerPlannerLoader"].validate_inputs(planner_name="toycinema_renderer.safetensors") == \
+        '"toycinema_renderer.safetensors" is a MovieDreamer renderer file, not a planner'
+    assert mappings["MovieDreamerRendererLoader"].validate_inputs(renderer_name="toycinema_planner.safetensors") == \
+        '"toycinema_planner.safetensors" is a MovieDreamer planner file, not a renderer'
