@@ -13,6 +13,8 @@ raw data so that it still reports what it can when the structure is partly broke
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Optional
 
 from pydantic import ValidationError
@@ -51,6 +53,10 @@ _TYPE_WORDS = {
     "model_attributes_type": "a mapping",
 }
 
+#: A number with an exponent (``1e3``, ``-2.5E-1``), which YAML 1.1 reads as text unless written ``1.0e+3``.
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _type_name(value: Any) -> str:
     return {bool: "true/false", str: "text", int: "a whole number", float: "a number", list: "a list",
             dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
@@ -64,7 +70,12 @@ def _friendly(err: dict, loc: tuple) -> str:
     field = fields[-1] if fields else ""
     value = err.get("input")
     if kind in _TYPE_WORDS:
-        return f"expected {_TYPE_WORDS[kind]}, got {_type_name(value)}"
+        said = f"expected {_TYPE_WORDS[kind]}, got {_type_name(value)}"
+        if kind == "float_type" and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            # YAML 1.1 reads 1e3, 1.5e1 and 1e+3 as text: an exponent needs a decimal point and a sign (1.0e+3)
+            said += (f" ('{shown(value)}': YAML reads a number with an exponent as text unless it has a decimal point "
+                     "and a sign, 1.0e+3; or write the number out)")
+        return said
     if kind == "enum":
         return f"'{shown(value)}' is not one of: {ctx.get('expected', '').replace(chr(39), '')}"
     if kind == "missing":

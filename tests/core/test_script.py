@@ -342,3 +342,16 @@ def test_an_editor_checking_the_schema_accepts_the_spellings_the_validator_accep
             accepted = False
         errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
         assert (not errors) == accepted, (field, value, accepted, [e.message for e in errors])
+
+
+@pytest.mark.parametrize("written", ["1e3", "1e+3", "1.5e1", "-2E-1"])
+def test_a_number_yaml_reads_as_text_is_explained(written):
+    """YAML 1.1 reads ``1e3`` (an exponent without a decimal point and a sign) as text: the bare "expected a number,
+    got text" left a user puzzled; the message says how to write it. A JSON script reads 1.5e1 as a number."""
+    with pytest.raises(ScriptError) as err:
+        load_script(f"title: T\nshots:\n  - {{id: 1, scene: a room, action: A., duration: {written}}}\n")
+    assert f"expected a number, got text ('{written}': YAML reads a number with an exponent as text unless it has a " \
+           "decimal point and a sign, 1.0e+3; or write the number out)" in str(err.value)
+    assert load_script(json.dumps({"title": "T", "shots": [{"id": 1, "scene": "a", "action": "A.", "duration": 1.5e1}]}))
+    with pytest.raises(ScriptError, match=r"duration: expected a number, got text$"):
+        load_script("title: T\nshots:\n  - {id: 1, scene: a room, action: A., duration: soon}\n")
