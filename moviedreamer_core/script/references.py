@@ -42,7 +42,8 @@ def _open_header(path: str, name: str):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ReferenceTooLargeError(f'image "{shown(name)}" is too large to decode safely ({shown(str(e), 120)})') from e
+        raise ReferenceTooLargeError(f'image "{shown(name)}" is more than the limit of {MAX_REFERENCE_PIXELS / 1e6:.0f} '
+                                     f"megapixels for a reference photo ({shown(str(e), 120)}); use a smaller copy") from e
     width, height = img.size
     if width * height > MAX_REFERENCE_PIXELS:
         img.close()
