@@ -45,6 +45,20 @@ class FolderListing:
             del self._folders[gone]
         return sorted(found)
 
+    def _offered(self, entry: os.DirEntry) -> bool:
+        """A regular file (a pipe or a device would be refused once chosen, or block whoever reads it), and for a
+        link, one whose file stays inside ``root`` (the pack refuses a link that leads outside when it is chosen:
+        listing it would only offer a refusal)."""
+        try:
+            if not entry.is_file():
+                return False
+            if not entry.is_symlink():
+                return True
+            root = os.path.realpath(self.root)
+            return os.path.commonpath([root, os.path.realpath(entry.path)]) == root
+        except (OSError, ValueError):  # ValueError: Windows, a link to another drive
+            return False
+
     def _visit(self, rel: str, found: list, seen: set, now: float) -> None:
         path = os.path.join(self.root, rel) if rel else self.root
         try:
@@ -65,7 +79,7 @@ class FolderListing:
                         if is_dir:
                             if not entry.name.startswith(".") and not entry.is_symlink() and not _is_junction(entry):
                                 folders.append(entry.name)
-                        elif entry.name.lower().endswith(self.extensions):
+                        elif entry.name.lower().endswith(self.extensions) and self._offered(entry):
                             files.append(f"{rel}/{entry.name}" if rel else entry.name)
             except OSError:
                 return

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from moviedreamer_core.folder_listing import FolderListing
 
 
@@ -56,3 +58,18 @@ def test_a_folder_changed_just_now_is_read_again(tmp_path):
     (tmp_path / "b.yaml").write_text("")
     os.utime(tmp_path, ns=(stamp, stamp))  # as if within the same clock tick
     assert listing.files() == ["a.yaml", "b.yaml"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_only_regular_files_inside_the_folder_are_offered(tmp_path):
+    """A named pipe or a link that leads out of the input folder was offered in ``script_file`` and refused once
+    chosen (a pipe as "not found"); neither is offered now. A link to a file inside the folder is."""
+    root, outside = tmp_path / "input", tmp_path / "outside.yaml"
+    (root / "sub").mkdir(parents=True)
+    outside.write_text("title: t\n")
+    (root / "real.yaml").write_text("title: t\n")
+    os.mkfifo(root / "pipe.yaml")
+    os.symlink(outside, root / "out.yaml")
+    os.symlink(root / "real.yaml", root / "sub" / "in.yaml")
+    os.symlink(tmp_path / "missing.yaml", root / "dangling.yaml")
+    assert FolderListing(str(root), (".yaml",)).files() == ["real.yaml", "sub/in.yaml"]
