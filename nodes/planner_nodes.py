@@ -139,7 +139,7 @@ class ARKeyframePlanner(io.ComfyNode):
             scenes = script_embeds.keyframe_text[:, SCENE]
             unseen = unseen_scenes(scenes, model.scene_bank)
             text += (f"\n{unseen} of {scenes.shape[0]} keyframes have a scene sentence its training films never had: "
-                     f"planned as the nearest of the {model.cfg.scene_bank} it knows (the renderer's prompt keeps the "
+                     f"each planned close to the nearest of the {model.cfg.scene_bank} it knows (the renderer's prompt keeps the "
                      "script's)" if unseen else "")
         return io.NodeOutput(board, ui=ui.PreviewText(text))
 

@@ -25,7 +25,7 @@ _POSITIVE_SIZES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "in
 #: Fields that are shares (probabilities, ratios) or spreads, with the range each may take.
 _NUMBER_RANGES = (("dropout", 0.0, 1.0), ("attention_dropout", 0.0, 1.0), ("history_mask_ratio", 0.0, 1.0),
                   ("scheduled_sampling", 0.0, 1.0), ("condition_dropout", 0.0, 1.0), ("history_noise", 0.0, 1e3),
-                  ("text_noise", 0.0, 1e3), ("identity_noise", 0.0, 1e3), ("min_sigma", 1e-9, 1e3),
+                  ("text_noise", 0.0, 1e3), ("snap_keep", 0.0, 1.0), ("identity_noise", 0.0, 1e3), ("min_sigma", 1e-9, 1e3),
                   ("rope_theta", 1e-9, 1e12), ("nll_weight", 0.0, 1e6), ("l2_weight", 0.0, 1e6), ("cosine_weight", 0.0, 1e6))
 
 
@@ -59,6 +59,7 @@ class PlannerConfig:
     # place was planned as another place (``planner/scene_bank.py``). ``scene_bank`` 0: nothing kept (off)
     snap_scenes: bool = False
     scene_bank: int = 0
+    snap_keep: float = 0.5  # share of a new scene sentence's own difference from its nearest training one kept
 
     # --- output head: Gaussian mixture per visual token (GIVT-style, diagonal covariance)
     mixture_components: int = 8

@@ -137,7 +137,7 @@ class KeyframePlanner(nn.Module):
             text[:, SEGMENTS.index("style")] = style
         if self.cfg.scene_bank:
             scene = SEGMENTS.index("scene")
-            text[:, scene] = snap_to_bank(text[:, scene], self.scene_bank)
+            text[:, scene] = snap_to_bank(text[:, scene], self.scene_bank, self.cfg.snap_keep)
         return dataclasses.replace(story, style=style, keyframe_text=text)
 
     # ------------------------------------------------------------------------------------ token space

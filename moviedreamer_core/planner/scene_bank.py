@@ -6,8 +6,9 @@ development and test films, and most of the misses were held-out phrasings ("a s
 as the meadow), although the sentence encoder puts each held-out phrasing nearest a training sentence of its own
 place: the planner's reading of the embedding is brittle where the encoder's geometry is not. A planner with
 ``PlannerConfig.snap_scenes`` keeps the distinct scene embeddings of its training films (tensor ``scene_bank``,
-``PlannerConfig.scene_bank`` rows) and plans each keyframe's scene segment as the nearest of them by cosine
-(``snap_to_bank``): a new phrasing of a trained place becomes a sentence the planner read in training. A trained
+``PlannerConfig.scene_bank`` rows) and plans each keyframe's scene segment as the nearest of them by cosine, keeping
+``PlannerConfig.snap_keep`` of the sentence's own difference from it (``snap_to_bank``): a new phrasing of a trained
+place becomes (nearly) a sentence the planner read in training. A trained
 sentence is its own nearest, so planning the training films is unchanged. The script's own scene sentence still
 reaches the renderer's prompt. This is for closed worlds: a dataset whose films describe their scenes freely has as
 many scene sentences as shots, and more than ``MAX_SCENE_BANK`` distinct ones is refused with the field's name.
@@ -61,13 +62,25 @@ def movie_scenes(path: str) -> torch.Tensor:
         return f.get_slice("keyframe_text")[:, SCENE:SCENE + 1][:, 0].clone()
 
 
-def snap_to_bank(scenes: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-    """Each row of ``scenes [n, Dt]`` replaced by the row of ``bank [m, Dt]`` nearest by cosine."""
+def nearest_in_bank(scenes: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """For each row of ``scenes [n, Dt]``, the row of ``bank [m, Dt]`` nearest by cosine."""
     if scenes.shape[0] == 0:
         return scenes
     bank = bank.to(scenes.device, scenes.dtype)
     cosine = torch.nn.functional.normalize(scenes, dim=-1) @ torch.nn.functional.normalize(bank, dim=-1).T
     return bank[cosine.argmax(-1)]
+
+
+def snap_to_bank(scenes: torch.Tensor, bank: torch.Tensor, keep: float = 0.0) -> torch.Tensor:
+    """Each row of ``scenes`` moved to its nearest row of ``bank``, keeping ``keep`` of its own difference from it
+    (``PlannerConfig.snap_keep``: 0 is the trained sentence itself; a trained sentence stays itself whatever ``keep``).
+    Why keep some: a new phrasing of a place *and* of its light ("..., in the warm glow of dusk") is nearest the
+    training sentence of that place in another light in about one stated light in thirteen (the place dominates the
+    sentence's embedding); half of the sentence's own difference kept the light more often (toy cinema, development
+    films and two fresh sets: unscripted state 0.744 / 0.673 / 0.675 against 0.746 / 0.664 / 0.668 for the trained
+    sentence itself, place from the planned tokens the same, 0.983-0.993)."""
+    nearest = nearest_in_bank(scenes, bank)
+    return nearest + keep * (scenes - nearest) if keep else nearest
 
 
 def unseen_scenes(scenes: torch.Tensor, bank: torch.Tensor) -> int:
@@ -78,5 +91,5 @@ def unseen_scenes(scenes: torch.Tensor, bank: torch.Tensor) -> int:
     return int((diff.amin(-1) > SAME_SENTENCE).sum())
 
 
-__all__ = ["MAX_SCENE_BANK", "SNAP_SCENES_MESSAGE", "TooManyScenes", "distinct_scenes", "movie_scenes", "snap_to_bank",
-           "unseen_scenes"]
+__all__ = ["MAX_SCENE_BANK", "SNAP_SCENES_MESSAGE", "TooManyScenes", "distinct_scenes", "movie_scenes", "nearest_in_bank",
+           "snap_to_bank", "unseen_scenes"]

@@ -51,6 +51,7 @@ def test_snap_to_bank_is_the_nearest_row_by_cosine_and_counts_the_new_ones():
     assert torch.equal(snap_to_bank(bank, bank), bank)  # a trained sentence is its own nearest
     assert unseen_scenes(scenes, bank) == 3 and unseen_scenes(bank, bank) == 0
     assert snap_to_bank(torch.zeros(0, 2), bank).shape == (0, 2)
+    assert torch.allclose(snap_to_bank(scenes, bank, keep=0.5), bank[[0, 1, 2, 1]] + 0.5 * (scenes - bank[[0, 1, 2, 1]]))
 
 
 def test_a_planner_with_a_scene_bank_plans_a_new_phrasing_as_the_sentence_it_trained_on(tmp_path):
@@ -60,7 +61,7 @@ def test_a_planner_with_a_scene_bank_plans_a_new_phrasing_as_the_sentence_it_tra
     reworded = trained + 0.3 * torch.randn(trained.shape, generator=torch.Generator().manual_seed(4)) * trained.std()
     assert unseen_scenes(reworded, bank) == trained.shape[0]
     assert torch.equal(snap_to_bank(reworded, bank), trained)  # near enough to be read as its own sentence
-    model = random_model(snap_scenes=True, scene_bank=len(bank))
+    model = random_model(snap_scenes=True, scene_bank=len(bank), snap_keep=0.0)
     model.scene_bank.copy_(bank)
     own = plan_tokens(model, story, seed=3)
     assert torch.equal(plan_tokens(model, with_scenes(story, reworded), seed=3), own)
@@ -72,6 +73,13 @@ def test_a_planner_with_a_scene_bank_plans_a_new_phrasing_as_the_sentence_it_tra
     loaded = load_planner(str(tmp_path / "p.safetensors"))
     assert torch.equal(loaded.scene_bank, bank)
     assert torch.equal(plan_tokens(loaded, with_scenes(story, reworded), seed=3), own)
+    # by default half of a new sentence's own difference from the trained one is kept (``snap_keep``)
+    halfway = random_model(snap_scenes=True, scene_bank=len(bank))
+    halfway.scene_bank.copy_(bank)
+    assert halfway.cfg.snap_keep == 0.5
+    planned = halfway.planning_story(with_scenes(story, reworded)).keyframe_text[:, SCENE]
+    assert torch.allclose(planned, trained + 0.5 * (reworded - trained))
+    assert torch.equal(halfway.planning_story(story).keyframe_text[:, SCENE], trained)  # a trained sentence stays itself
     # a planner without one reads the script's scene as written (the test can fail: the rewording moves the plan)
     free = random_model()
     assert not free.cfg.scene_bank and not hasattr(free, "scene_bank")
@@ -81,6 +89,8 @@ def test_a_planner_with_a_scene_bank_plans_a_new_phrasing_as_the_sentence_it_tra
 def test_scene_bank_size_is_checked_by_name():
     with pytest.raises(ValueError, match="scene_bank must be a whole number of at least 0, got -1"):
         preset("tiny", **SPACES, scene_bank=-1)
+    with pytest.raises(ValueError, match="snap_keep must be a number from 0 to 1, got 1.5"):
+        preset("tiny", **SPACES, snap_keep=1.5)
     assert PlannerConfig.from_dict({**SPACES, "snap_scenes": True, "scene_bank": 3}).scene_bank == 3
 
 

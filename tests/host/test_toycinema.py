@@ -488,7 +488,8 @@ def test_scenes_written_in_new_words_are_planned_at_their_places(host):
     read = [LOCATIONS[label.location].name for label in Probe.load(str(WEIGHTS / "toycinema_probe.safetensors")).predict(np.stack(frames))]
     assert read == [place for _, place in PLACES_IN_NEW_WORDS]
     summary = result.outputs["4"]["text"][0]
-    assert "6 of 6 keyframes have a scene sentence its training films never had: planned as the nearest of the 84" in summary
+    assert "6 of 6 keyframes have a scene sentence its training films never had: each planned close to the nearest of the 84" \
+        in summary
 
 
 def test_each_loader_lists_its_own_kind_of_file(host):
