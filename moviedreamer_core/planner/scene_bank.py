@@ -43,7 +43,10 @@ def distinct_scenes(per_film: Iterable[torch.Tensor], limit: int = MAX_SCENE_BAN
     first seen; rows within ``SAME_SENTENCE`` of a kept one are the same sentence. ``TooManyScenes`` past ``limit``."""
     kept = None
     for rows in per_film:
-        for row in rows.detach().float().cpu().reshape(-1, rows.shape[-1]):
+        rows = rows.detach().float().cpu().reshape(-1, rows.shape[-1])
+        if kept is not None and len(rows):  # a film's sentences the bank holds already, all at once (most of them)
+            rows = rows[torch.cdist(rows, kept, p=float("inf")).amin(-1) > SAME_SENTENCE]
+        for row in rows:
             if kept is not None and bool(((kept - row).abs().amax(-1) <= SAME_SENTENCE).any()):
                 continue
             if kept is not None and len(kept) >= limit:
@@ -87,8 +90,8 @@ def unseen_scenes(scenes: torch.Tensor, bank: torch.Tensor) -> int:
     """How many rows of ``scenes [n, Dt]`` are no sentence of ``bank`` (the ones ``snap_to_bank`` moves)."""
     if scenes.shape[0] == 0:
         return 0
-    diff = (scenes.detach().float().cpu()[:, None] - bank.detach().float().cpu()[None]).abs().amax(-1)
-    return int((diff.amin(-1) > SAME_SENTENCE).sum())
+    nearest = torch.cdist(scenes.detach().float().cpu(), bank.detach().float().cpu(), p=float("inf")).amin(-1)
+    return int((nearest > SAME_SENTENCE).sum())  # cdist: [n, m] distances, never an [n, m, Dt] difference
 
 
 __all__ = ["MAX_SCENE_BANK", "SNAP_SCENES_MESSAGE", "TooManyScenes", "distinct_scenes", "movie_scenes", "nearest_in_bank",
