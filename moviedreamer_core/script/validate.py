@@ -100,6 +100,18 @@ def _friendly(err: dict, loc: tuple) -> str:
     return msg[0].lower() + msg[1:] if msg else kind
 
 
+def _written(raw: Any, loc: tuple) -> Any:
+    """The value at ``loc`` (field names and list indices) of the script as written, or ``None``."""
+    for part in loc:
+        if isinstance(part, int) and isinstance(raw, list) and 0 <= part < len(raw):
+            raw = raw[part]
+        elif isinstance(part, str) and isinstance(raw, dict):
+            raw = raw.get(part)
+        else:
+            return None
+    return raw
+
+
 def _structural_pass(raw: dict, problems: Problems) -> Optional[Script]:
     """The ``Script`` when the shape is right, else ``None`` with the problems added; pydantic runs once."""
     try:
@@ -129,7 +141,11 @@ def _structural_pass(raw: dict, problems: Problems) -> Optional[Script]:
             specific = [x for x in errs if not x["type"].endswith("_type") and x["type"] != "int_parsing"]
             message = _friendly(specific[0], loc) if specific else _UNION_HINTS.get(field, _friendly(errs[0], loc))
         else:
-            message = _friendly(errs[0], loc)
+            err = errs[0]
+            if err["type"] == "enum":  # pydantic holds the value as normalised ("pov" for POV): quote what was written
+                written = _written(raw, loc)
+                err = {**err, "input": written} if isinstance(written, str) else err
+            message = _friendly(err, loc)
             if errs[0]["type"] == "extra_forbidden":
                 parent = next((p for p in reversed(loc[:-1]) if isinstance(p, str)), "")
                 allowed = ", ".join(_FIELDS_OF.get(parent, Script).model_fields)

@@ -355,3 +355,13 @@ def test_a_number_yaml_reads_as_text_is_explained(written):
     assert load_script(json.dumps({"title": "T", "shots": [{"id": 1, "scene": "a", "action": "A.", "duration": 1.5e1}]}))
     with pytest.raises(ScriptError, match=r"duration: expected a number, got text$"):
         load_script("title: T\nshots:\n  - {id: 1, scene: a room, action: A., duration: soon}\n")
+
+
+def test_an_unknown_camera_is_quoted_as_written_not_as_normalised():
+    """The validator reads spellings of a choice alike ("Close-Up" is close_up), so pydantic saw "pov" for POV and the
+    message quoted that; it quotes what the user wrote."""
+    with pytest.raises(ScriptError) as err:
+        load_script("title: T\nshots:\n  - {id: 1, scene: a room, action: A., duration: 2, camera: POV}\n"
+                    "  - {id: 2, scene: a room, action: A., duration: 2, transition: Slide Left}\n")
+    assert "shots[0].camera: 'POV' is not one of: extreme_wide" in str(err.value)
+    assert "shots[1].transition: 'Slide Left' is not one of: cut" in str(err.value)
