@@ -395,6 +395,11 @@ class IdentityDiffusionRender(io.ComfyNode):
             raise ValueError("connect a CLIP text encoder (each keyframe's own text) or a positive conditioning")
         if end_percent < start_percent:
             raise ValueError(f"end_percent ({end_percent}) is before start_percent ({start_percent})")
+        native = getattr(getattr(getattr(model, "model", None), "model_config", None), "native_size", None)
+        if native and (int(width), int(height)) != (native, native):
+            # the toy UNet at 768x768 took 266 s a keyframe at one step and drew nothing the toy world knows
+            raise ValueError(f"the toy cinema's UNet draws {native}x{native} keyframes, not {width}x{height}: set width and "
+                             f"height to {native} and scale the keyframes afterwards (the toy workflow's ImageScale)")
         layers = [] if idle else discover_cross_attention(model)
         dims = [l.inner_dim for l in layers]
         if not idle and (dims != list(renderer.cfg.layer_dims) or layers[0].context_dim != renderer.cfg.context_dim):

@@ -91,6 +91,7 @@ def build_toy_unet(unet_config: dict | None = None, state: dict | None = None, s
         raise ValueError(f"prediction must be one of {sorted(PREDICTIONS)}, got {prediction!r}")
     config = dict(unet_config or TOY_UNET, dtype=torch.float32)
     model = comfy.model_base.BaseModel(ToyPixelModel(config), model_type=PREDICTIONS[prediction], device="cpu")
+    model.model_config.native_size = int(config["image_size"])  # IdentityDiffusionRender refuses other sizes
     if state is None:
         torch.manual_seed(seed)
         init_from_scratch_(model)

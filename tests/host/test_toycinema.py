@@ -505,3 +505,17 @@ def test_each_loader_lists_its_own_kind_of_file(host):
         '"toycinema_renderer.safetensors" is a MovieDreamer renderer file, not a planner'
     assert mappings["MovieDreamerRendererLoader"].validate_inputs(renderer_name="toycinema_planner.safetensors") == \
         '"toycinema_planner.safetensors" is a MovieDreamer planner file, not a renderer'
+
+
+def test_the_toy_unet_is_refused_at_a_size_it_does_not_draw(host):
+    """The toy UNet draws 32x32 keyframes; asked for 768x768 it took 266 s a keyframe at one step (a hostile-input
+    audit) and drew nothing the toy world knows. Any other size is refused before sampling, saying what to set."""
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["6"]["inputs"].update(width=64, height=48)
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = "toy_wrong_size"
+    result = host.run(prompt)
+    assert "the toy cinema's UNet draws 32x32 keyframes, not 64x48: set width and height to 32" in result.error_text()
+    keyframes = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "toy_wrong_size" / "keyframes"
+    assert not list(keyframes.glob("*.png"))  # refused before any keyframe was sampled
