@@ -16,9 +16,12 @@ from typing import Optional
 
 from safetensors import safe_open
 
+from .planner.checkpoint import METADATA_KEY as PLANNER_KEY
+from .renderer.adapter import METADATA_KEY as RENDERER_KEY
+
 PLANNER, RENDERER = "planner", "renderer"
-#: The metadata key each kind's files carry (the planner's and renderer's ``METADATA_KEY``).
-KIND_KEYS = {"moviedreamer_planner": PLANNER, "moviedreamer_renderer": RENDERER}
+#: The metadata key each kind's files carry.
+KIND_KEYS = {PLANNER_KEY: PLANNER, RENDERER_KEY: RENDERER}
 
 
 def file_kind(path: str) -> Optional[str]:

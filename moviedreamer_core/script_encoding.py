@@ -171,7 +171,7 @@ def encode_script(
     mentions = [keyframe_mentions(k.action, names, k.characters) for k in keyframes]
     sentences += [m for ms in mentions for m in ms if m is not None]
     unique = list(dict.fromkeys(sentences))
-    chunks = [unique[i:i + TEXT_CHUNK] for i in range(0, len(unique), TEXT_CHUNK)] or [[]]
+    chunks = [unique[i:i + TEXT_CHUNK] for i in range(0, len(unique), TEXT_CHUNK)]  # never none: the style is one
     n_token_steps = len(script.characters) * ((token_encoder is not None) + (face_encoder is not None))
     total = len(refs) + len(chunks) + n_token_steps
     report = (lambda done: progress(done, total)) if progress is not None else (lambda done: None)
@@ -188,11 +188,10 @@ def encode_script(
     # cancel) between them: a script of 20,000 keyframes kept the built-in encoder busy a minute, deaf to Cancel
     parts = []
     for c, chunk in enumerate(chunks):
-        if chunk:
-            parts.append(text_encoder.encode(chunk).detach().to("cpu", torch.float32))
+        parts.append(text_encoder.encode(chunk).detach().to("cpu", torch.float32))
         if c < len(chunks) - 1:
             report(len(refs) + c + 1)
-    vectors = torch.cat(parts) if parts else torch.zeros(0, text_encoder.space.dim)
+    vectors = torch.cat(parts)
     if vectors.ndim != 2 or vectors.shape[0] != len(unique) or vectors.shape[1] != text_encoder.space.dim:
         raise RuntimeError(
             f"text encoder returned shape {tuple(vectors.shape)}, expected [{len(unique)}, {text_encoder.space.dim}]"

@@ -120,9 +120,7 @@ class RendererHandle:
 
 def renderer_files() -> list[str]:
     """MovieDreamer renderer files (not the planners beside them: ``file_kinds``), then IP-Adapter files."""
-    ours = set(host.model_files(RENDERER))
-    return [f for f in host.safetensors_files(host.MODEL_FOLDER) if f in ours] + \
-        [IPADAPTER_PREFIX + f for f in host.safetensors_files("ipadapter")]
+    return host.model_files(RENDERER) + [IPADAPTER_PREFIX + f for f in host.safetensors_files("ipadapter")]
 
 
 class MovieDreamerRendererLoader(io.ComfyNode):

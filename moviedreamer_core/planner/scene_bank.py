@@ -45,9 +45,9 @@ def distinct_scenes(per_film: Iterable[torch.Tensor], limit: int = MAX_SCENE_BAN
     for rows in per_film:
         rows = rows.detach().float().cpu().reshape(-1, rows.shape[-1])
         if kept is not None and len(rows):  # a film's sentences the bank holds already, all at once (most of them)
-            rows = rows[torch.cdist(rows, kept, p=float("inf")).amin(-1) > SAME_SENTENCE]
+            rows = rows[_distance_to_bank(rows, kept) > SAME_SENTENCE]
         for row in rows:
-            if kept is not None and bool(((kept - row).abs().amax(-1) <= SAME_SENTENCE).any()):
+            if kept is not None and float(_distance_to_bank(row[None], kept)[0]) <= SAME_SENTENCE:
                 continue
             if kept is not None and len(kept) >= limit:
                 raise TooManyScenes(f"planner.snap_scenes: the training films have more than {limit} different scene "
@@ -90,8 +90,13 @@ def unseen_scenes(scenes: torch.Tensor, bank: torch.Tensor) -> int:
     """How many rows of ``scenes [n, Dt]`` are no sentence of ``bank`` (the ones ``snap_to_bank`` moves)."""
     if scenes.shape[0] == 0:
         return 0
-    nearest = torch.cdist(scenes.detach().float().cpu(), bank.detach().float().cpu(), p=float("inf")).amin(-1)
-    return int((nearest > SAME_SENTENCE).sum())  # cdist: [n, m] distances, never an [n, m, Dt] difference
+    return int((_distance_to_bank(scenes, bank) > SAME_SENTENCE).sum())
+
+
+def _distance_to_bank(rows: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """``[n]``: each row's largest coordinate difference from its nearest bank row (``SAME_SENTENCE``'s measure),
+    through ``cdist``: ``[n, m]`` distances, never an ``[n, m, Dt]`` difference."""
+    return torch.cdist(rows.detach().float().cpu(), bank.detach().float().cpu(), p=float("inf")).amin(-1)
 
 
 __all__ = ["MAX_SCENE_BANK", "SNAP_SCENES_MESSAGE", "TooManyScenes", "distinct_scenes", "movie_scenes", "nearest_in_bank",
