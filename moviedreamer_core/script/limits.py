@@ -22,6 +22,8 @@ MAX_SHOT_DURATION_S = 600.0
 MAX_SHOTS = 5000
 #: Keyframes in one script.
 MAX_TOTAL_KEYFRAMES = 20000
+#: Seconds of the whole movie (four hours; 5000 shots of 600 s would ask for 833 hours of video).
+MAX_TOTAL_DURATION_S = 4 * 3600
 #: Characters in one script's cast.
 MAX_CHARACTERS = 256
 #: Characters on screen in one shot.

@@ -13,6 +13,7 @@ raw data so that it still reports what it can when the structure is partly broke
 
 from __future__ import annotations
 
+import math
 import re
 
 from typing import Any, Optional
@@ -20,7 +21,8 @@ from typing import Any, Optional
 from pydantic import ValidationError
 
 from .gc_pause import collector_paused
-from .limits import LIST_LIMITS, MAX_COLLECTED_PROBLEMS, MAX_FILE_NAME_LENGTH, MAX_TEXT_LENGTH, MAX_TOTAL_KEYFRAMES, list_limit
+from .limits import (LIST_LIMITS, MAX_COLLECTED_PROBLEMS, MAX_FILE_NAME_LENGTH, MAX_SHOT_DURATION_S, MAX_TEXT_LENGTH,
+                     MAX_TOTAL_DURATION_S, MAX_TOTAL_KEYFRAMES, list_limit)
 from .parsing import parse_script_text
 from .problems import Problems, ScriptError, ScriptIssue, format_path, hidden_character, listed, name_key, shown
 from .references import check_reference_file
@@ -209,12 +211,17 @@ class _CrossFieldPass:
         for i, ch in enumerate(_as_list(self.raw.get("characters"))[:list_limit("characters")]):
             _guarded(self.problems, f"characters[{i}]", self.character, i, ch)
         self.known_text = listed([n for n in self.names if n is not None]) or "none: the script has no characters"
-        total = 0
+        total, seconds = 0, 0.0
         for s, shot in enumerate(_as_list(self.raw.get("shots"))[:list_limit("shots")]):
             _guarded(self.problems, f"shots[{s}]", self.shot, s, shot)
             total += _planned_keyframes(shot)
+            seconds += _stated_seconds(shot)
         if total > MAX_TOTAL_KEYFRAMES:
             self.add("shots", f"the script plans {total} keyframes, more than the limit of {MAX_TOTAL_KEYFRAMES}")
+        if seconds > MAX_TOTAL_DURATION_S:
+            self.add("shots", f"the shots' durations add up to {seconds:,.0f} seconds ({seconds / 3600:.1f} hours), more "
+                     f"than the limit of {MAX_TOTAL_DURATION_S:,.0f} seconds ({MAX_TOTAL_DURATION_S / 3600:.0f} hours) "
+                     "for one movie; split it into several scripts")
 
     # Characters: unique names (after Unicode normalisation and case folding, since a script is written by
     # hand and look-alike names would confuse every reader), visible names, usable references.
@@ -311,6 +318,15 @@ def _planned_keyframes(shot: Any) -> int:
     if isinstance(action, list):
         return max(len(action), 1)
     return 1
+
+
+def _stated_seconds(shot: Any) -> float:
+    """A shot's duration as far as its raw data tells (for the movie's total): a usable number, else 0 (the
+    structural pass reports a missing or wrong duration; one past the per-shot limit counts as the limit)."""
+    value = shot.get("duration") if isinstance(shot, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return 0.0
+    return min(float(value), MAX_SHOT_DURATION_S)
 
 
 def _cross_field_pass(raw: dict, input_dir: Optional[str], image_count: Optional[int], problems: Problems) -> None:

@@ -365,3 +365,15 @@ def test_an_unknown_camera_is_quoted_as_written_not_as_normalised():
                     "  - {id: 2, scene: a room, action: A., duration: 2, transition: Slide Left}\n")
     assert "shots[0].camera: 'POV' is not one of: extreme_wide" in str(err.value)
     assert "shots[1].transition: 'Slide Left' is not one of: cut" in str(err.value)
+
+
+def test_too_long_a_movie_in_total():
+    """Every shot may last 600 s, but 5000 of them would ask for 833 hours of video: the movie's total is held to
+    four hours, and the refusal says how long the script's movie is."""
+    data = base_script()
+    data["shots"] = [{"id": i, "scene": "a room", "action": "nothing happens", "duration": 600} for i in range(24)]
+    load_script(as_text(data, "json"))  # exactly four hours
+    data["shots"].append({"id": "one more", "scene": "a room", "action": "nothing happens", "duration": 60})
+    with pytest.raises(ScriptError, match=r"shots: the shots' durations add up to 14,460 seconds \(4\.0 hours\), more "
+                                          r"than the limit of 14,400 seconds \(4 hours\) for one movie"):
+        load_script(as_text(data, "json"))

@@ -503,7 +503,7 @@ def test_the_garbage_collector_is_paused_while_a_script_is_read_and_left_as_it_w
 
 def test_the_largest_valid_scripts_are_accepted_within_the_bound():
     cast = "".join(f"  - {{name: c{i}, description: a person with a hat}}\n" for i in range(MAX_CHARACTERS))
-    shot = "  - {{id: s{i}, scene: a corridor at night, duration: 4, characters: [c{a}, c{b}], action: [c{a} walks., c{b} looks back.]}}\n"
+    shot = "  - {{id: s{i}, scene: a corridor at night, duration: 2, characters: [c{a}, c{b}], action: [c{a} walks., c{b} looks back.]}}\n"
     shots = "".join(shot.format(i=i, a=i % MAX_CHARACTERS, b=(i + 1) % MAX_CHARACTERS) for i in range(5000))
     text = "title: t\ncharacters:\n" + cast + "shots:\n" + shots
     assert len(text) <= MAX_SCRIPT_CHARS
