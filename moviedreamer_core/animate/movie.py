@@ -23,6 +23,12 @@ from ..script.schema import Script
 from ..video_io import concat_videos, iter_frames, video_info, write_video
 from .timing import plan_shots
 
+#: Transitions whose shot starts from the previous shot's last frame (the animatic blends from it for ``dissolve``,
+#: ``wipe`` and ``continuous`` alike), so the previous shot's signature enters theirs: a changed shot is made again
+#: with the shot that blends from it. The same transitions join shots into chains in a distributed run
+#: (``distribution.split.JOINING``).
+FROM_PREVIOUS = frozenset({"dissolve", "wipe", "continuous"})
+
 #: ``backend(shot_timing, shot, keyframe_images, previous_last_frame) -> iterator of uint8 frames``; a backend
 #: that can land a shot on a given last frame (``lands_on_next=True``) also takes ``next_keyframe=`` (or None).
 Backend = Callable[..., Iterator[np.ndarray]]
@@ -152,7 +158,7 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
         shot = script.shots[timing.shot_index]
         images = [keyframe(k) for k in timing.keyframes]
         transition = shot.transition.value if timing.shot_index else "cut"
-        needs_previous = transition in ("dissolve", "wipe")
+        needs_previous = transition in FROM_PREVIOUS
         following = script.shots[timing.shot_index + 1] if timing.shot_index + 1 < len(script.shots) else None
         landing = None
         if lands_on_next and following is not None and following.transition.value == "continuous":

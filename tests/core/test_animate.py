@@ -177,6 +177,32 @@ def test_a_changed_shot_is_made_again_with_the_shots_it_dissolves_into(tmp_path)
     assert video_info(result.movie_file)["frames"] == 15 + 18 + 24
 
 
+def test_a_continuous_shot_is_made_again_when_the_shot_it_blends_from_changes(tmp_path):
+    """The animatic blends a ``continuous`` shot from the previous shot's last frame, as it does a dissolve; its
+    signature left the previous shot out, so a changed shot 0 left shot 1 blending from the old last frame (found by
+    an audit: a rerun's movie differed from a fresh project's in 24 of 60 frames)."""
+    text = script_text(3).replace("transition: dissolve", "transition: continuous")  # shot 1 starts continuous
+
+    def movie(text, name):
+        script = load_script(text)
+        kf = keyframe_images(script.n_keyframes)
+        return make_movie(MovieProject(str(tmp_path), name), script, lambda i: kf[i], fps=12, frames_per_clip=25,
+                          size=(64, 48), backend=animatic_backend(12, (64, 48)), backend_name="animatic")
+
+    assert movie(text, "continuous").rendered == [0, 1, 2]
+    changed = text.replace("duration: 1.0", "duration: 1.25")
+    rerun = movie(changed, "continuous")
+    assert rerun.rendered == [0, 1], "shot 1 blends from the changed shot 0; shot 2 fades in from black and is kept"
+    fresh = movie(changed, "fresh")
+    assert [f for f in iter_all(rerun.movie_file)] == [f for f in iter_all(fresh.movie_file)]
+
+
+def iter_all(path: str) -> list:
+    from moviedreamer_core.video_io import iter_frames
+
+    return [frame.tobytes() for frame in iter_frames(path)]
+
+
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_shots(tmp_path):
     """Peak RSS for 24 shots at most 1.2 times that for 3 shots (each run in its own process)."""
