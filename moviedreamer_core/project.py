@@ -530,3 +530,34 @@ def _listdir(folder: str) -> list[str]:
         return sorted(os.listdir(folder))
     except OSError:
         return []
+
+
+def folder_state(output_dir: str, name: str, *, listed: Iterable[str] = (), sized: Iterable[str] = (),
+                 movie: bool = False) -> str:
+    """A digest of what project ``name``'s folder holds now, for a node's fingerprint on the host (so that a server
+    that kept a node's outputs runs it again when its files changed on disk: a keyframe or shot deleted or
+    replaced, the folder removed). ``listed``: subfolders whose every file counts by name, size and modification
+    time; ``sized``: files of the folder that count only by size (ones a node writes again on every run with the same
+    bytes, such as the storyboard sheet: their times would make every run look changed); ``movie``: the assembled
+    movie (``<folder>.mp4``) counts by size too. Reads, never creates."""
+    h = hashlib.sha256()
+    try:
+        folder = MovieProject.folder_for(output_dir, name)
+        root = MovieProject.root_of(output_dir, folder)
+    except (UnsafePathError, OSError, ValueError) as e:
+        return f"unusable: {e}"
+    sized = [*sized, *([f"{folder}.mp4"] if movie else [])]
+    for sub in listed:
+        try:
+            with os.scandir(os.path.join(root, sub)) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    st = entry.stat(follow_symlinks=False)
+                    h.update(f"{sub}/{entry.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{sub}: none\n".encode())
+    for rel in sized:
+        try:
+            h.update(f"{rel}:{os.stat(os.path.join(root, rel)).st_size}\n".encode())
+        except OSError:
+            h.update(f"{rel}: none\n".encode())
+    return h.hexdigest()

@@ -115,6 +115,12 @@ class ShotAnimate(io.ComfyNode):
                                   lambda who: bool(share_of(outlines_of_script(script), who).shots))
 
     @classmethod
+    def fingerprint_inputs(cls, project_name="", **kwargs):
+        """The project's shots and movie on disk: a server that kept this node's output makes a deleted shot or movie
+        again instead of reporting the old file (``host.project_state``)."""
+        return host.project_state(project_name, listed=("shots",), movie=True)
+
+    @classmethod
     @host.pack_threads
     def execute(cls, script, backend, fps, frames_per_clip, keyframes=None, project_name="", seed=0, steps=20, cfg=5.0,
                 sampler_name="euler", scheduler="simple", min_cfg=0.0, model=None, vae=None, clip_vision=None,

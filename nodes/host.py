@@ -67,6 +67,29 @@ def model_path(folder: str, file_name: str) -> str:
     return folder_paths.get_full_path_or_raise(folder, file_name)
 
 
+def model_file_state(folder: str, file_name: str) -> str:
+    """What a loader's fingerprint on the host reads of its file (size and modification time, or why there is none):
+    a file replaced under the same name (a renderer retrained with the same ``save_name``) is loaded again rather than
+    served from the host's cache of the old one."""
+    path = folder_paths.get_full_path(folder, file_name) if file_name else None
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        st = None
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}" if st else f"{folder}/{file_name}: none"
+
+
+def project_state(project_name: Optional[str], **parts):
+    """A node's fingerprint on the host from its movie project's folder (``project.folder_state``: ``parts`` says which
+    files count), so a kept output is not served when the files behind it changed on disk. A project named after the
+    script's title (``project_name`` empty) cannot be found from the node's own inputs: NaN, so the node runs again
+    every time (it resumes, making only what is missing)."""
+    from ..moviedreamer_core.project import folder_state
+
+    name = (project_name or "").strip()
+    return folder_state(output_directory(), name, **parts) if name else float("nan")
+
+
 def model_files(kind: Optional[str] = None) -> list[str]:
     """The planner/renderer files a loader can offer (relative names, as the host lists them); with ``kind``
     (``file_kinds.PLANNER`` / ``RENDERER``) only that kind's and files of no known kind (``file_kinds``)."""

@@ -66,6 +66,11 @@ class MovieDreamerPlannerLoader(io.ComfyNode):
         return f'planner file "{planner_name}" not found in models/moviedreamer (put the .safetensors file there)'
 
     @classmethod
+    def fingerprint_inputs(cls, planner_name=None, **kwargs):
+        """The file on disk, not only its name: a planner retrained under the same name is loaded again."""
+        return "zero-shot" if planner_name == ZERO_SHOT else host.model_file_state(host.MODEL_FOLDER, planner_name)
+
+    @classmethod
     def execute(cls, planner_name) -> io.NodeOutput:
         if planner_name == ZERO_SHOT:
             return io.NodeOutput(PlannerHandle(name=ZeroShotPrior.name, prior=ZeroShotPrior()))

@@ -153,6 +153,13 @@ class MovieDreamerRendererLoader(io.ComfyNode):
         return f'renderer file "{renderer_name.removeprefix(IPADAPTER_PREFIX)}" not found in {folder} (put the .safetensors file there)'
 
     @classmethod
+    def fingerprint_inputs(cls, renderer_name=None, **kwargs):
+        """The file on disk, not only its name: a renderer retrained under the same name is loaded again."""
+        if renderer_name and renderer_name.startswith(IPADAPTER_PREFIX):
+            return host.model_file_state("ipadapter", renderer_name[len(IPADAPTER_PREFIX):])
+        return host.model_file_state(host.MODEL_FOLDER, renderer_name)
+
+    @classmethod
     def execute(cls, renderer_name) -> io.NodeOutput:
         if renderer_name.startswith(IPADAPTER_PREFIX):
             path = host.model_path("ipadapter", renderer_name[len(IPADAPTER_PREFIX):])
@@ -347,6 +354,12 @@ class IdentityDiffusionRender(io.ComfyNode):
         nothing; that participant only writes its empty share's outputs."""
         return lazy_inputs_wanted(SAMPLING_INPUTS, kwargs, distributed if script_embeds is not None else None,
                                   lambda who: bool(_share(script_embeds, who)))
+
+    @classmethod
+    def fingerprint_inputs(cls, project_name="", **kwargs):
+        """The project's keyframes on disk: a server that kept this node's output makes a deleted or replaced keyframe
+        again instead of serving the old one (``host.project_state``)."""
+        return host.project_state(project_name, listed=("keyframes",))
 
     @classmethod
     @host.pack_threads

@@ -57,6 +57,11 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
         return check_inputs(cls, kwargs)
 
     @classmethod
+    def fingerprint_inputs(cls, project_name="", **kwargs):
+        """The sheet on disk: a deleted ``storyboard.png`` is drawn again (``host.project_state``)."""
+        return host.project_state(project_name, sized=(SHEET_FILE,))
+
+    @classmethod
     def execute(cls, script_embeds, columns, cell_width, project_name="", keyframes=None, keyframe_set=None) -> io.NodeOutput:
         source = keyframe_source(keyframes, keyframe_set, script_embeds.n_keyframes)
         frames = ReadOneByOne(source.count, source.read)  # pasted one at a time: a long movie's never held together

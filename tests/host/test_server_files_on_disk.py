@@ -1,0 +1,81 @@
+"""A server keeps node outputs between prompts; what the pack's nodes made lives on disk, where a user may change it.
+
+Found by an audit: on a running server a renderer retrained under the same name was served from the host's cache
+(every keyframe "cached (unchanged since the last run)"), and a deleted shot and movie were reported as made, the
+movie's path printed though it no longer existed. The loaders fingerprint their file and the project nodes their
+project's files (``host.model_file_state``, ``host.project_state``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .harness import PACK_DIR
+
+WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
+TOY_RENDERER = PACK_DIR / "moviedreamer_core" / "toycinema" / "weights" / "moviedreamer" / "toycinema_renderer.safetensors"
+SCRIPT = """title: On disk
+characters:
+  - {name: Ava, description: a small figure with a round red body, references: [0]}
+  - {name: Bo, description: a small figure with a square blue body, references: [1]}
+shots:
+  - {id: s1, scene: a sandy beach, action: Ava stands on the beach., characters: [Ava], camera: wide, duration: 2}
+  - {id: s2, scene: a sandy beach, action: Bo arrives., characters: [Ava, Bo], camera: medium, duration: 2}
+"""
+
+
+def _prompt(project: str, renderer: str) -> dict:
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["2"]["inputs"]["script"] = SCRIPT
+    prompt["5"]["inputs"]["renderer_name"] = renderer
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = project
+    return prompt
+
+
+def _run(server, prompt) -> list[str]:
+    """Queue and wait; the node ids the server served from its cache."""
+    history, messages = server.run(prompt)
+    assert history["status"]["status_str"] == "success", (history["status"], server.log_tail())
+    cached = [m["data"]["nodes"] for m in messages if m.get("type") == "execution_cached"]
+    return [n for nodes in cached for n in nodes]
+
+
+def test_a_renderer_replaced_under_its_name_and_deleted_files_are_made_again(server):
+    models = server.models_dir / "moviedreamer"
+    shutil.copy(TOY_RENDERER, models / "ondisk_renderer.safetensors")
+    project = server.dirs["output"] / "moviedreamer" / "on_disk"
+    prompt = _prompt("on_disk", "ondisk_renderer.safetensors")
+    _run(server, prompt)
+    keyframe = project / "keyframes" / "keyframe_00000.png"
+    first = keyframe.read_bytes()
+    _run(server, prompt)  # the nodes' own writes of the first run: checked once more
+    assert {"5", "6", "8"} <= set(_run(server, prompt)), "an unchanged project and file: served from the cache"
+
+    # the renderer retrained under the same name: loaded again, every keyframe rendered again
+    with safe_open(str(models / "ondisk_renderer.safetensors"), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    gen = torch.Generator().manual_seed(0)
+    tensors = {k: v + 0.2 * v.std().nan_to_num(0.0) * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+               for k, v in tensors.items()}
+    save_file(tensors, str(models / "ondisk_renderer.safetensors"), metadata=metadata)
+    cached = _run(server, prompt)
+    assert "5" not in cached and "6" not in cached, cached
+    assert keyframe.read_bytes() != first, "the keyframe was not rendered again with the new renderer"
+
+    # a shot and the movie deleted: made again, not reported from the cache
+    movie = project / "on_disk.mp4"
+    shot = sorted((project / "shots").glob("shot_*.mp4"))[1]
+    movie.unlink()
+    shot.unlink()
+    sheet = project / "storyboard.png"
+    sheet.unlink()
+    cached = _run(server, prompt)
+    assert "8" not in cached and "9" not in cached, cached
+    assert movie.is_file() and shot.is_file() and sheet.is_file()
