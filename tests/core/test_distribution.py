@@ -311,3 +311,32 @@ def test_a_participant_delivers_only_its_own_share(tmp_path):
                        split_shots(outlines(SHOTS), 1)[0], True)
     accepted, notes = check_payloads(_decoded([empty, everything]), "job1", alone)
     assert len(accepted) == 2 and not notes
+
+
+@pytest.mark.parametrize("value", [0, 1, "false", "true", None, ["7", 0]])
+def test_a_master_renders_that_is_not_a_boolean_refuses_the_distributed_run(value):
+    """The host reads a BOOLEAN as ``bool(value)`` (0 off, "false" on): the on-prompt step takes no guess, and the
+    nodes' validation refuses the prompt naming master_renders."""
+    for is_worker in (False, True):
+        prompt = annotate_prompt(_prompt(is_worker, master_renders=value))
+        for node in ("2", "3", "10"):
+            with pytest.raises(ValueError, match=r"distributed: master_renders of node 2 \(IdentityDiffusionRender\) "
+                                                 r"must be true or false"):
+                parse_participation(prompt[node]["inputs"]["distributed"])
+
+
+def test_a_worker_named_like_the_master_refuses_the_distributed_run():
+    """A worker whose ComfyUI-Distributed id is "master" would take the master's share into the master's journal
+    (both render everything, the run never finishes): refused on the master and on that worker, naming the id."""
+    master = _prompt(False)
+    master["9"]["inputs"]["enabled_worker_ids"] = json.dumps(["w1", "master"])
+    worker = _prompt(True)
+    worker["9"]["inputs"].update(enabled_worker_ids=json.dumps(["w1", "master"]), worker_id="master")
+    for prompt in (master, worker):
+        value = annotate_prompt(prompt)["3"]["inputs"]["distributed"]
+        with pytest.raises(ValueError, match=r"distributed: .*worker 'master' another id"):
+            parse_participation(value)
+    for people, renders in ((["master", "w1", "master"], True), (["w1", "master"], False)):
+        with pytest.raises(ValueError, match=r"a worker's id is 'master'"):
+            parse_participation(json.dumps({"format": 1, "job": "j", "me": "w1", "participants": people,
+                                            "master_renders": renders}))

@@ -192,3 +192,30 @@ def test_gather_movie_refuses_another_projects_results_before_writing(cluster, r
     message = json.dumps(entry["status"].get("messages"))
     assert entry["status"]["status_str"] == "error" and "project_name" in message, message
     assert not project(cluster, "toy_not_this_one_either").exists()
+
+
+def test_a_master_renders_that_is_not_a_boolean_is_refused_at_queue_time(cluster):
+    prompt = toy_prompt("toy_renders_zero")
+    for class_type in ("IdentityDiffusionRender", "ShotAnimate"):
+        prompt[node_of(prompt, class_type)]["inputs"]["master_renders"] = 0
+    with pytest.raises(GraphError, match="master_renders of node"):
+        cluster.queue(prompt)
+    assert not project(cluster, "toy_renders_zero").exists()
+
+
+def test_a_worker_named_master_is_refused_at_queue_time(cluster):
+    """ComfyUI-Distributed lets a worker's id be "master": the master and that worker would both make the master's
+    share into journals/master.jsonl and the run would never finish. Refused when queued, naming the id."""
+    config = cluster.config()
+    renamed = json.loads(json.dumps(config))
+    renamed["workers"][0]["id"] = "master"
+    cluster.write_config(renamed)
+    try:
+        with pytest.raises(GraphError, match="give worker 'master' another id"):
+            cluster.queue(toy_prompt("toy_worker_named_master"), enabled_worker_ids=["master", cluster.worker_ids[1]])
+        time.sleep(2)  # what the workers got was refused too: nothing is made
+        assert not (project(cluster, "toy_worker_named_master") / "keyframes").exists() or \
+            not list((project(cluster, "toy_worker_named_master") / "keyframes").iterdir())
+    finally:
+        cluster.write_config(config)
+        time.sleep(0.01)
