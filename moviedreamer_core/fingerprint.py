@@ -118,7 +118,7 @@ def module_digest(module: torch.nn.Module, substitutes: Optional[dict] = None, s
     hit = cache.get(key)
     if hit is not None and hit[0] == probe:
         return hit[1]
-    h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    h = hashlib.sha256(_qualname(module).encode())
     with torch.no_grad():
         for name, t in tensors:
             h.update(name.encode() + b"\x00")
@@ -130,9 +130,25 @@ def module_digest(module: torch.nn.Module, substitutes: Optional[dict] = None, s
     return digest
 
 
+#: The pack's own module names start with this prefix when the host loads the pack as a custom node: it imports the
+#: pack's folder under a module name made of its full path (the host's ``nodes.py``: ``module_path.replace(".",
+#: "_x_")``), so ``<that path>.moviedreamer_core.x``. Empty when the pack's folder is on ``sys.path`` (tests, CLI).
+_PACK_PREFIX = __name__[: -len("moviedreamer_core.fingerprint")] if __name__.endswith(".moviedreamer_core.fingerprint") else ""
+
+
+def module_name(module: Optional[str]) -> str:
+    """A module's name as it enters a fingerprint: the pack's own modules without the prefix of the folder the pack
+    is installed in (``nodes.x``, ``moviedreamer_core.x`` wherever the pack sits, so instances installed at other
+    paths, e.g. a distributed run's workers, sign keyframes alike); every other module's name as it is."""
+    module = module or ""
+    if _PACK_PREFIX and module.startswith(_PACK_PREFIX):
+        return module[len(_PACK_PREFIX):]
+    return module
+
+
 def _qualname(obj) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{module_name(cls.__module__)}.{cls.__qualname__}"
 
 
 def class_path(obj) -> str:
@@ -211,8 +227,10 @@ class Fingerprinter:
                 self._walk(value.__self__, h, depth + 1, weights)
             elif isinstance(value, types.FunctionType):
                 self._function(value, h, depth, weights)
-            elif isinstance(value, (types.BuiltinFunctionType, type, types.ModuleType)):
-                update(f"F{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', getattr(value, '__name__', ''))};".encode())
+            elif isinstance(value, types.ModuleType):
+                update(f"F.{module_name(value.__name__)};".encode())
+            elif isinstance(value, (types.BuiltinFunctionType, type)):
+                update(f"F{module_name(getattr(value, '__module__', ''))}.{getattr(value, '__qualname__', getattr(value, '__name__', ''))};".encode())
             elif dataclasses.is_dataclass(value):
                 update(f"C{_qualname(value)}".encode())
                 self._walk({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, h, depth + 1, weights)
@@ -227,7 +245,7 @@ class Fingerprinter:
 
     def _function(self, fn: types.FunctionType, h, depth: int, weights: bool) -> None:
         code = fn.__code__
-        h.update(f"f{fn.__module__}.{fn.__qualname__}".encode())
+        h.update(f"f{module_name(fn.__module__)}.{fn.__qualname__}".encode())
         h.update(hashlib.sha256(code.co_code + repr(_constants(code)).encode()).digest())
         self._walk((fn.__defaults__, fn.__kwdefaults__), h, depth + 1, weights)
         cells = []

@@ -23,6 +23,7 @@ from .distributed_inputs import check as check_distributed, distributed_input, l
 from ..moviedreamer_core.animate.movie import blank_preview_frame
 from ..moviedreamer_core.distribution import payload as payloads
 from ..moviedreamer_core.distribution.results import share_payload
+from ..moviedreamer_core.script import script_hash
 from ..moviedreamer_core.distribution.shared_folder import shares_master_folder
 from ..moviedreamer_core.distribution.split import Share, outlines_of_script, share_of
 from .i2v_backends import LANDS_ON_NEXT, make_backend
@@ -167,7 +168,9 @@ class ShotAnimate(io.ComfyNode):
         # one instance: the gathering step reads the manifest itself, so the payload names nobody's files
         send = who is not None and not who.is_master and not shares_master_folder(host.output_directory(), who.job)
         data = payloads.encode(share_payload(project, who, share if share is not None else Share((), ()), send_files=send,
-                                             seconds={"animate": round(time.perf_counter() - started, 3)}, fps=fps))
+                                             seconds={"animate": round(time.perf_counter() - started, 3)}, fps=fps,
+                                             project_name=project_name.strip() or script.title,
+                                             script_hash=script_hash(script)))
         results = {"waveform": torch.from_numpy(payloads.to_waveform(data)), "sample_rate": payloads.SAMPLE_RATE}
         if share is not None:
             text = (f"distributed ({who.me}, {len(who.participants)} participants): {len(result.shot_files)} shots of "

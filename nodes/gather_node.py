@@ -21,7 +21,9 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.animate.movie import assemble_movie
 from ..moviedreamer_core.distribution import payload as payloads
-from ..moviedreamer_core.distribution.results import SINGLE, gather, missing_work
+from ..moviedreamer_core.distribution.participation import MASTER
+from ..moviedreamer_core.distribution.results import SINGLE, check_payloads, expected_of, gather, missing_work
+from ..moviedreamer_core.script import script_hash
 from ..moviedreamer_core.distribution.split import outlines_of_script
 from ..moviedreamer_core.project import KeyframeSet, MovieProject
 from . import host, wire_types
@@ -78,22 +80,28 @@ class MovieDreamerGather(io.ComfyNode):
         if not found:
             raise ValueError("results: no MovieDreamer results in this audio (connect ShotAnimate's results to the "
                              "collector's audio input, and the collector's audio output here)")
-        project = MovieProject(host.output_directory(), project_name.strip() or script.title)
+        name = project_name.strip() or script.title
+        expected = expected_of(name, script_hash(script), outlines_of_script(script), who)
+        job = who.job if who is not None else None
+        accepted, _ = check_payloads(found, job, expected)  # refuses before the project folder is opened or written
+        project = MovieProject(host.output_directory(), name)
         try:
-            return cls._gather(project, found, script, who)
+            return cls._gather(project, found, script, who, expected, accepted)
         finally:
             project.compact()  # folds the participants' journals into manifest.json, also on failure
 
     @classmethod
-    def _gather(cls, project, found, script, who) -> io.NodeOutput:
+    def _gather(cls, project, found, script, who, expected, accepted) -> io.NodeOutput:
         single = who is None and all(p.header.get("participant") == SINGLE for p in found)
-        got = gather(project, found, who.job if who is not None else None)
+        got = gather(project, found, who.job if who is not None else None, expected)
         if who is not None:
             missing = missing_work(outlines_of_script(script), who, got)
             if missing:
                 raise RuntimeError("the distributed run is incomplete:\n" + "\n".join(missing + got.problems)
                                    + "\nQueue again: finished keyframes and shots are kept, only the rest is made.")
-        fps = max((float(p.header.get("fps") or 0) for p in found), default=0.0) or 12.0
+        # the master's own fps (check_payloads holds every participant to it)
+        masters = [p for p in accepted if p.header["participant"] in (MASTER, SINGLE)] or accepted
+        fps = (float(masters[0].header["fps"]) if masters else 0.0) or 12.0
         files = []
         for i, shot in enumerate(script.shots):
             entry = project.manifest["shots"].get(str(i))

@@ -79,16 +79,22 @@ def parse_participation(text: Optional[str]) -> Optional[Participation]:
         raise ValueError(f"distributed: not JSON ({e}); leave the input unconnected") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"distributed: expected an object of format {FORMAT}")
+    if "refused" in data:  # the on-prompt step found the run must not start (prompt.py: Refused)
+        raise ValueError(f"distributed: {str(data['refused'])[:1000]}")
     people = data.get("participants")
     if not isinstance(people, list) or not 1 <= len(people) <= MAX_PARTICIPANTS:
         raise ValueError(f"distributed: participants must list 1 to {MAX_PARTICIPANTS} ids")
     people = tuple(_check_id(p, "participants") for p in people)
-    if len(set(people)) != len(people):
-        raise ValueError("distributed: participants lists an id twice")
-    me = _check_id(data.get("me"), "me")
     master_renders = data.get("master_renders", True)
     if not isinstance(master_renders, bool):
         raise ValueError("distributed: master_renders must be true or false")
+    workers = people[1:] if master_renders and people[0] == MASTER else people
+    if MASTER in workers:
+        raise ValueError(f"distributed: a worker's id is {MASTER!r}, the master's own name: give that worker another "
+                         "id in ComfyUI-Distributed's panel (its gpu_config.json)")
+    if len(set(people)) != len(people):
+        raise ValueError("distributed: participants lists an id twice")
+    me = _check_id(data.get("me"), "me")
     second_cost = data.get("second_cost", 1.0)
     if isinstance(second_cost, bool) or not isinstance(second_cost, (int, float)) or not 0 <= second_cost <= 1000:
         raise ValueError("distributed: second_cost must be a number from 0 to 1000")

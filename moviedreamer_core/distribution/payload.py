@@ -59,38 +59,76 @@ def encode(payload: Payload) -> bytes:
     return b"".join([MAGIC, struct.pack("<Q", len(header)), header, *blobs])
 
 
+def _refuse(index: int, what: str) -> ValueError:
+    return ValueError(f"results: payload {index + 1} {what}")
+
+
+def _file_entries(header, index: int) -> list[dict]:
+    """The header's ``files`` list, every entry checked: a project's keyframe or shot file, a size, a SHA-256 and
+    whether its bytes follow; each name once."""
+    entries = header.get("files", [])
+    if not isinstance(entries, list):
+        raise _refuse(index, f"has a header whose files field is not a list ({type(entries).__name__})")
+    if len(entries) > MAX_FILES:
+        raise _refuse(index, f"lists more than {MAX_FILES} files")
+    seen = set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise _refuse(index, f"has a files[{i}] that is not an object ({str(entry)[:40]!r})")
+        name, size, digest, sent = entry.get("name"), entry.get("size"), entry.get("sha256"), entry.get("sent", False)
+        if not isinstance(name, str) or not FILE_NAME.match(name):
+            raise _refuse(index, f"files[{i}]: {str(name)[:80]!r} is not a keyframe or shot file of a project")
+        if name in seen:
+            raise _refuse(index, f"files[{i}]: {name} is listed twice")
+        seen.add(name)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or size > MAX_TOTAL_BYTES:
+            raise _refuse(index, f"files[{i}]: {name} has a bad size ({str(size)[:40]!r})")
+        if not isinstance(digest, str) or len(digest) > 128:
+            raise _refuse(index, f"files[{i}]: {name} has a bad sha256 ({str(digest)[:80]!r})")
+        if not isinstance(sent, bool):
+            raise _refuse(index, f"files[{i}]: {name} has a sent field that is not true or false")
+    return entries
+
+
 def decode_all(data: bytes) -> list[Payload]:
-    """Every payload in ``data`` (several concatenated, each padded to a multiple of three bytes)."""
+    """Every payload in ``data`` (several concatenated, each padded to a multiple of three bytes). The framing and
+    the files list are checked here (every message names the ``results`` input); ``results.check_payloads`` checks
+    the rest of a header before anything is written."""
     out, pos = [], 0
     if len(data) > MAX_TOTAL_BYTES + 64:
-        raise ValueError(f"gathered results of {len(data)} bytes exceed the limit of {MAX_TOTAL_BYTES}")
+        raise ValueError(f"results: gathered results of {len(data)} bytes exceed the limit of {MAX_TOTAL_BYTES}")
     while pos < len(data):
+        index = len(out)
         if data[pos:pos + len(MAGIC)] != MAGIC:
             if not any(data[pos:]):  # padding, or a participant that sent silence
                 break
-            raise ValueError(f"gathered results: no MovieDreamer payload at byte {pos} (was the collector's audio "
+            raise ValueError(f"results: no MovieDreamer payload at byte {pos} (was the collector's audio "
                              "input connected to ShotAnimate's results?)")
+        start = pos + len(MAGIC) + 8
+        if start > len(data):
+            raise _refuse(index, f"is cut short after its magic (at byte {pos}: no header length)")
         (n,) = struct.unpack_from("<Q", data, pos + len(MAGIC))
         if n > MAX_HEADER_BYTES:
-            raise ValueError(f"gathered results: a header of {n} bytes exceeds {MAX_HEADER_BYTES}")
-        start = pos + len(MAGIC) + 8
-        header = json.loads(data[start:start + n].decode("utf-8"))
-        if not isinstance(header, dict) or not isinstance(header.get("files", []), list):
-            raise ValueError("gathered results: a payload header is not an object with a files list")
-        if len(header.get("files", [])) > MAX_FILES:
-            raise ValueError(f"gathered results: more than {MAX_FILES} files in one payload")
+            raise _refuse(index, f"declares a header of {n} bytes, more than {MAX_HEADER_BYTES}")
+        if start + n > len(data):
+            raise _refuse(index, f"declares a header of {n} bytes, but only {len(data) - start} bytes follow")
+        try:
+            header = json.loads(data[start:start + n].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _refuse(index, "has a header that is not UTF-8 text") from None
+        except ValueError as e:
+            raise _refuse(index, f"has a header that is not JSON ({str(e)[:80]})") from None
+        if not isinstance(header, dict):
+            raise _refuse(index, f"has a header that is not an object ({type(header).__name__})")
+        entries = _file_entries(header, index)
         pos = start + n
         files = {}
-        for entry in header.get("files", []):
-            name, size = entry.get("name"), entry.get("size")
-            if not isinstance(name, str) or not FILE_NAME.match(name):
-                raise ValueError(f"gathered results: {str(name)[:80]!r} is not a keyframe or shot file of a project")
-            if not isinstance(size, int) or size < 0 or size > MAX_TOTAL_BYTES:
-                raise ValueError(f"gathered results: {name} has a bad size")
+        for entry in entries:
+            name, size = entry["name"], entry["size"]
             if entry.get("sent"):
                 blob = data[pos:pos + size]
-                if len(blob) != size or sha256(blob) != entry.get("sha256"):
-                    raise ValueError(f"gathered results: {name} arrived damaged (size or SHA-256 differ)")
+                if len(blob) != size or sha256(blob) != entry["sha256"]:
+                    raise _refuse(index, f"files: {name} arrived damaged (size or SHA-256 differ)")
                 files[name] = blob
                 pos += size
         out.append(Payload(header, files))
@@ -110,7 +148,7 @@ def from_waveform(waveform) -> bytes:
     """The bytes ``to_waveform`` packed (concatenated waveforms give concatenated payloads)."""
     values = np.asarray(waveform, dtype=np.float32).reshape(-1)
     if values.size and (values.min() < 0 or values.max() >= 1 << 24 or not np.all(values == np.floor(values))):
-        raise ValueError("gathered results: the audio does not hold MovieDreamer payloads (values are not bytes)")
+        raise ValueError("results: the audio does not hold MovieDreamer payloads (values are not bytes)")
     ints = values.astype(np.uint32)
     triples = np.stack([ints & 0xFF, (ints >> 8) & 0xFF, (ints >> 16) & 0xFF], axis=1).astype(np.uint8)
     return triples.tobytes()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from .participation import MASTER, MAX_PARTICIPANTS, Participation
+from .participation import FORMAT, MASTER, MAX_PARTICIPANTS, Participation
 from .split import ANIMATIC_SECOND_COST, VIDEO_MODEL_SECOND_COST
 
 COLLECTOR = "DistributedCollector"
@@ -50,18 +50,29 @@ def participation_for(prompt: dict) -> Participation | None:
     except (TypeError, ValueError):
         enabled = []
     workers = []
-    for w in enabled if isinstance(enabled, list) else []:
-        w = str(w)
-        if w not in workers and w != MASTER:
-            workers.append(w)
-    workers = workers[:MAX_PARTICIPANTS - 1]
     is_worker = inputs.get("is_worker") is True
     me = str(inputs.get("worker_id") or "") if is_worker else MASTER
-    master_renders = all(
-        (node.get("inputs") or {}).get("master_renders", True) is not False
-        for node in prompt.values()
-        if isinstance(node, dict) and node.get("class_type") in SHARING_NODES
-    )
+    for w in enabled if isinstance(enabled, list) else []:
+        w = str(w)
+        if w == MASTER:
+            raise Refused(f"a worker's id is {MASTER!r}, the master's own name (both would make the master's share "
+                          f"into one journal): give worker {w!r} another id in ComfyUI-Distributed's panel "
+                          "(its gpu_config.json)")
+        if w not in workers:
+            workers.append(w)
+    if is_worker and me == MASTER:
+        raise Refused(f"this worker's id is {MASTER!r}, the master's own name: give worker {me!r} another id in "
+                      "ComfyUI-Distributed's panel (its gpu_config.json)")
+    workers = workers[:MAX_PARTICIPANTS - 1]
+    master_renders = True
+    for node_id, node in prompt.items():
+        if not isinstance(node, dict) or node.get("class_type") not in SHARING_NODES:
+            continue
+        value = (node.get("inputs") or {}).get("master_renders", True)
+        if not isinstance(value, bool):  # the host would read 0 as off and "false" as on: neither is taken
+            raise Refused(f"master_renders of node {str(node_id)[:20]} ({node['class_type']}) must be true or false, "
+                          f"got {json.dumps(value)[:40]}")
+        master_renders = master_renders and value
     if not workers:  # nobody else answered: the master makes everything
         master_renders = True
     participants = ([MASTER] if master_renders else []) + workers
@@ -78,6 +89,12 @@ def participation_for(prompt: dict) -> Participation | None:
                          VIDEO_MODEL_SECOND_COST if video_model else ANIMATIC_SECOND_COST)
 
 
+class Refused(ValueError):
+    """A distributed run that must not start (a worker named like the master, a ``master_renders`` that is not a
+    boolean): ``annotate`` writes the message into ``distributed``, and the nodes' validation refuses the prompt
+    with it."""
+
+
 def annotate_prompt(prompt: dict) -> dict:
     """Write (or remove) the ``distributed`` input of our nodes in ``prompt``, in place; returns it."""
     annotate(prompt)
@@ -88,11 +105,14 @@ def annotate(prompt: dict) -> Participation | None:
     """``annotate_prompt``, returning the participation it wrote (``None``: not a distributed run)."""
     if not isinstance(prompt, dict):
         return None
+    refused = None
     try:
         who = participation_for(prompt)
+    except Refused as e:
+        who, refused = None, json.dumps({"format": FORMAT, "refused": str(e)[:1000]}, sort_keys=True)
     except Exception:  # a malformed prompt: validation reports it, this step stays out of the way
         who = None
-    value = who.to_json() if who is not None else None
+    value = refused if refused is not None else who.to_json() if who is not None else None
     for node in prompt.values():
         if not isinstance(node, dict) or node.get("class_type") not in (*SHARING_NODES, GATHER_NODE):
             continue

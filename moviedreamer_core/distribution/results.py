@@ -12,16 +12,19 @@ that was to make it, so the user knows what a rerun will make.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from ..files import atomic_write_bytes
 from ..project import MovieProject
-from .participation import Participation
+from .participation import MASTER, Participation
 from .payload import Payload, sha256
 from .split import Share, ShotOutline, split_shots
 
-FORMAT = 1
+#: 2: the header names the project and the script's hash (1 named neither).
+FORMAT = 2
 
 
 def _file_entry(project: MovieProject, rel: str, send: bool, files: dict) -> Optional[dict]:
@@ -40,10 +43,13 @@ SINGLE = "this instance"
 
 
 def share_payload(project: MovieProject, who: Optional[Participation], share: Share, *, send_files: bool,
-                  seconds: Optional[dict] = None, fps: float = 0.0) -> Payload:
+                  seconds: Optional[dict] = None, fps: float = 0.0, project_name: str = "",
+                  script_hash: str = "") -> Payload:
     """The payload of ``share`` as recorded in ``project`` (this participant's view of the folder); ``who`` is
-    ``None`` on one instance (then ``share`` is everything and no file is sent)."""
+    ``None`` on one instance (then ``share`` is everything and no file is sent). ``project_name`` and
+    ``script_hash`` say which movie it belongs to (Gather Movie refuses another's)."""
     header = {"format": FORMAT, "job": who.job if who else "", "participant": who.me if who else SINGLE,
+              "project": project_name, "script": script_hash,
               "keyframes": {}, "shots": {}, "files": [],
               "seconds": seconds or {}, "fps": fps}
     files: dict = {}
@@ -88,49 +94,168 @@ def _has(project: MovieProject, rel: str, digest: str) -> bool:
         return False
 
 
-def gather(project: MovieProject, payloads: Sequence[Payload], job: Optional[str]) -> Gathered:
-    """Write every payload of ``job`` (``None``: accept any, the single-instance case) into ``project``."""
-    out = Gathered()
+@dataclass(frozen=True)
+class Expected:
+    """What the master expects of the payloads of its run (``check_payloads``): the project name and script hash
+    of its own Gather Movie, the script's keyframe and shot counts and, in a distributed run, every participant's
+    share (``None``: one instance, any index of the script)."""
+
+    project_name: str
+    script_hash: str
+    n_keyframes: int
+    n_shots: int
+    shares: Optional[dict] = None  # participant -> Share
+
+
+def expected_of(project_name: str, script_hash: str, outlines: Sequence[ShotOutline],
+                who: Optional[Participation]) -> Expected:
+    """The ``Expected`` of a run: the shares are computed with the same split every participant uses."""
+    shares = None
+    if who is not None:
+        shares = dict(zip(who.participants, split_shots(outlines, len(who.participants), who.second_cost)))
+        shares.setdefault(MASTER, Share((), ()))  # a master that only orchestrates sends an empty payload
+    return Expected(project_name, script_hash, sum(o.n_keyframes for o in outlines), len(outlines), shares)
+
+
+_INDEXED_FILE = re.compile(r"^(keyframes/keyframe_|shots/shot_)(\d+)")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_header(h: dict, name: str) -> None:
+    """The fields of a header of this format that ``gather`` reads, by type (the files list was checked when the
+    payload was read); a message names the ``results`` input, the participant and the field."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"results: participant {name}'s payload: {what}")
+
+    for key in ("job", "participant", "project", "script"):
+        if not isinstance(h.get(key), str) or len(h[key]) > 1024:
+            raise bad(f"{key} is not a text of at most 1024 characters ({str(h.get(key))[:40]!r})")
+    if not _is_number(h.get("fps")) or not 0 <= h["fps"] <= 1000:
+        raise bad(f"fps is not a number from 0 to 1000 ({str(h.get('fps'))[:40]!r})")
+    seconds = h.get("seconds")
+    if not isinstance(seconds, dict) or len(seconds) > 16 or not all(
+            isinstance(k, str) and len(k) <= 64 and _is_number(v) and v >= 0 for k, v in seconds.items()):
+        raise bad("seconds is not an object of at most 16 names and non-negative numbers")
+    for kind in ("keyframes", "shots"):
+        entries = h.get(kind)
+        if not isinstance(entries, dict):
+            raise bad(f"{kind} is not an object")
+        for key, entry in entries.items():
+            if not (isinstance(key, str) and key.isdigit() and key.isascii() and len(key) <= 9):
+                raise bad(f"{kind}: {str(key)[:40]!r} is not an index")
+            if not isinstance(entry, dict):
+                raise bad(f"{kind}[{key}] is not an object")
+            texts = ("signature", "sha256") + (("file", "shot", "backend") if kind == "shots" else ())
+            for field_name in texts:
+                if field_name in ("shot", "backend") and field_name not in entry:
+                    continue
+                if not isinstance(entry.get(field_name), str) or len(entry[field_name]) > 1024:
+                    raise bad(f"{kind}[{key}].{field_name} is not a text ({str(entry.get(field_name))[:40]!r})")
+            frames = entry.get("frames", 0)
+            if kind == "shots" and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 0):
+                raise bad(f"shots[{key}].frames is not a count of frames ({str(frames)[:40]!r})")
+
+
+def check_payloads(payloads: Sequence[Payload], job: Optional[str], expected: Optional[Expected] = None
+                   ) -> tuple[list[Payload], list[str]]:
+    """The payloads ``gather`` takes (this run's, of this format) and notes on those it leaves out; raises
+    ValueError, naming the ``results`` input, the participant and what is wrong, for a payload that is malformed,
+    of another project or script, of a participant this run does not have (or twice), at another fps than the
+    master's, or with a file or manifest entry outside its sender's share. Writes nothing: the gathering node calls
+    it before it opens the project folder."""
+    accepted, notes, seen = [], [], set()
     for p in payloads:
         h = p.header
         who = str(h.get("participant", "?"))[:128]
         if h.get("format") != FORMAT:
-            out.problems.append(f"{who}: a payload of format {h.get('format')!r}, expected {FORMAT} (same pack version everywhere?)")
+            notes.append(f"{who}: a payload of format {str(h.get('format'))[:20]!r}, expected {FORMAT} (same pack version everywhere?)")
             continue
-        if job is not None and h.get("job") != job:
-            out.problems.append(f"{who}: results of another run ({h.get('job')}) ignored")
+        _check_header(h, who)
+        if job is not None and h["job"] != job:
+            notes.append(f"{who}: results of another run ({h['job'][:128]}) ignored")
             continue
+        if who in seen:
+            raise ValueError(f"results: participant {who} sent two payloads")
+        seen.add(who)
+        if expected is None:
+            accepted.append(p)
+            continue
+        if h["project"] != expected.project_name:
+            raise ValueError(f"results: participant {who} made project {h['project'][:200]!r} (its ShotAnimate's "
+                             f"project_name), this Gather Movie's project_name makes {expected.project_name[:200]!r}: "
+                             "give ShotAnimate and Gather Movie the same project_name")
+        if h["script"] != expected.script_hash:
+            raise ValueError(f"results: participant {who} made another script (hash {h['script'][:16]}, this Gather "
+                             f"Movie's is {expected.script_hash[:16]}): connect the same ScriptEncode to ShotAnimate "
+                             "and Gather Movie")
+        if expected.shares is None:
+            keyframes, shots = range(expected.n_keyframes), range(expected.n_shots)
+        elif who in expected.shares:
+            keyframes, shots = expected.shares[who].keyframes, expected.shares[who].shots
+        else:
+            raise ValueError(f"results: participant {who} is not a participant of this run "
+                             f"({', '.join(expected.shares)[:300]})")
+        mine = {"keyframes/keyframe_": set(keyframes), "shots/shot_": set(shots)}
+        for entry in h["files"]:
+            found = _INDEXED_FILE.match(entry["name"])
+            if found is None or int(found.group(2)) not in mine[found.group(1)]:
+                raise ValueError(f"results: participant {who} sent {entry['name']}, which is not in its share "
+                                 "(a participant delivers only the keyframes and shots it was given)")
+        for kind, prefix in (("keyframes", "keyframes/keyframe_"), ("shots", "shots/shot_")):
+            for key in h[kind]:
+                if int(key) not in mine[prefix]:
+                    raise ValueError(f"results: participant {who} sent the manifest entry of {kind[:-1]} {key}, "
+                                     "which is not in its share")
+        accepted.append(p)
+    if accepted:
+        master = [p for p in accepted if p.header["participant"] in (MASTER, SINGLE)]
+        fps = (master or accepted)[0].header["fps"]
+        for p in accepted:
+            if p.header["fps"] != fps:
+                raise ValueError(f"results: participant {p.header['participant'][:128]} made its shots at "
+                                 f"{p.header['fps']} fps, the master at {fps}: give every ShotAnimate the same fps")
+    return accepted, notes
+
+
+def gather(project: MovieProject, payloads: Sequence[Payload], job: Optional[str],
+           expected: Optional[Expected] = None) -> Gathered:
+    """Write every payload of ``job`` (``None``: accept any, the single-instance case) into ``project``, once all of
+    them passed ``check_payloads`` (a refused one stops it before anything is written)."""
+    out = Gathered()
+    accepted, out.problems = check_payloads(payloads, job, expected)
+    for p in accepted:
+        h = p.header
+        who = h["participant"][:128]
         digests = {}
-        for entry in h.get("files", []):
+        for entry in h["files"]:
             name = entry["name"]
             if entry.get("sent"):
                 atomic_write_bytes(project.path(name), p.files[name])
                 out.written.append(name)
                 digests[name] = entry["sha256"]
-            elif _has(project, name, entry.get("sha256", "")):
+            elif _has(project, name, entry["sha256"]):
                 digests[name] = entry["sha256"]
             else:
                 out.problems.append(f"{who}: {name} is not in this folder as that participant wrote it (the folder is "
                                     "not shared, or it changed since)")
-        count = out.by_participant.setdefault(who, {"keyframes": 0, "shots": 0, "seconds": h.get("seconds", {})})
-        for key, entry in (h.get("keyframes") or {}).items():
-            if not str(key).isdigit() or not isinstance(entry, dict):
-                continue
+        count = out.by_participant.setdefault(who, {"keyframes": 0, "shots": 0, "seconds": h["seconds"]})
+        for key, entry in h["keyframes"].items():
             k = int(key)
-            if digests.get(project.keyframe_file(k)) != entry.get("sha256"):
+            if digests.get(project.keyframe_file(k)) != entry["sha256"]:
                 continue
             info = {n: v for n, v in entry.items() if n not in ("status", "file", "signature", "sha256")}
-            project.record_keyframe(k, str(entry.get("signature", "")), info)
+            project.record_keyframe(k, entry["signature"], info)
             out.keyframes.add(k)
             count["keyframes"] += 1
-        for key, entry in (h.get("shots") or {}).items():
-            if not str(key).isdigit() or not isinstance(entry, dict):
-                continue
-            s, rel = int(key), entry.get("file")
-            if not isinstance(rel, str) or not rel.startswith(f"shots/shot_{s:05d}_") or digests.get(rel) != entry.get("sha256"):
+        for key, entry in h["shots"].items():
+            s, rel = int(key), entry["file"]
+            if not rel.startswith(f"shots/shot_{s:05d}_") or digests.get(rel) != entry["sha256"]:
                 continue
             info = {n: v for n, v in entry.items() if n in ("shot", "frames", "backend")}
-            project.record_shot(s, rel, str(entry.get("signature", "")), info)
+            project.record_shot(s, rel, entry["signature"], info)
             out.shots.add(s)
             count["shots"] += 1
     return out

@@ -157,3 +157,186 @@ def test_gather_writes_sent_files_and_names_what_did_not_arrive(tmp_path):
     assert any(line.startswith("master:") for line in lines) and any(line.startswith("w1:") and "1 of its 4 keyframes" in line for line in lines)
     other = gather(master, pl.decode_all(pl.encode(sent)), "another job")
     assert not other.keyframes and other.problems
+
+
+# --------------------------------------------------------------------------- what Gather Movie accepts (an audit's)
+
+from moviedreamer_core.distribution.participation import MASTER  # noqa: E402
+from moviedreamer_core.distribution.results import check_payloads, expected_of  # noqa: E402
+
+SHOTS = "c c c c"  # four one-shot chains: master gets shots 0-1, w1 shots 2-3
+
+
+def _made(tmp_path, who: Participation, share, sent: bool, project_name="film", script="script-hash", fps=12.0):
+    """A participant's real payload: its share's keyframes saved in its own folder, then packed as ShotAnimate does."""
+    folder = MovieProject(str(tmp_path / ("gathered" if who.is_master else who.me)), "film", writer=who.writer)
+    for k in share.keyframes:
+        folder.save_keyframe(k, np.full((4, 4, 3), k, np.uint8), f"sig{k}", {})
+    return share_payload(folder, who, share, send_files=sent, seconds={"animate": 1.5}, fps=fps,
+                         project_name=project_name, script_hash=script)
+
+
+def _run(tmp_path, **worker):
+    """The master's and w1's payloads (w1 sends its files) as the collector concatenates them, and what the master
+    expects; ``worker`` changes w1's payload (``project_name``, ``script``, ``fps``)."""
+    who = Participation("job1", MASTER, (MASTER, "w1"))
+    shares = split_shots(outlines(SHOTS), 2)
+    master = _made(tmp_path, who, shares[0], False)
+    w1 = _made(tmp_path, Participation("job1", "w1", who.participants), shares[1], True, **worker)
+    return [master, w1], expected_of("film", "script-hash", outlines(SHOTS), who), shares
+
+
+def _decoded(payloads) -> list:
+    return pl.decode_all(pl.from_waveform(np.concatenate([pl.to_waveform(pl.encode(p)) for p in payloads], axis=-1)))
+
+
+def _nothing_written(tmp_path) -> bool:
+    """None of w1's keyframes (4-7) is in the master's folder (the master's own, 0-3, are)."""
+    return not any((tmp_path / "gathered").rglob("keyframe_0000[4-7].png"))
+
+
+def test_gather_accepts_a_run_that_is_what_it_expects(tmp_path):
+    payloads, expected, shares = _run(tmp_path)
+    master = MovieProject(str(tmp_path / "gathered"), "film")
+    got = gather(master, _decoded(payloads), "job1", expected)
+    assert got.keyframes == set(shares[0].keyframes + shares[1].keyframes) == set(range(8)) and not got.problems, got.problems
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(project_name="another"), r"results: participant w1 made project 'another'.*project_name makes 'film'.*same project_name"),
+    (dict(script="another-hash"), r"results: participant w1 made another script.*same ScriptEncode"),
+])
+def test_gather_refuses_results_of_another_project_or_script_before_writing(tmp_path, change, message):
+    payloads, expected, _ = _run(tmp_path, **change)
+    found = _decoded(payloads)
+    with pytest.raises(ValueError, match=message):
+        check_payloads(found, "job1", expected)
+    master = MovieProject(str(tmp_path / "gathered"), "film")
+    with pytest.raises(ValueError, match=message):
+        gather(master, found, "job1", expected)
+    assert _nothing_written(tmp_path), "nothing of the refused results was written"
+
+
+def _header_bytes(header: dict) -> bytes:
+    raw = json.dumps(header).encode()
+    return pl.MAGIC + len(raw).to_bytes(8, "little") + raw
+
+
+@pytest.mark.parametrize("data, message", [
+    (pl.MAGIC, r"results: payload 1 is cut short"),
+    (pl.MAGIC + (100).to_bytes(8, "little") + b"{}", r"results: payload 1 declares a header of 100 bytes, but only 2"),
+    (pl.MAGIC + (2).to_bytes(8, "little") + b"\xff\xfe", r"results: payload 1 has a header that is not UTF-8"),
+    (pl.MAGIC + (5).to_bytes(8, "little") + b"{nope", r"results: payload 1 has a header that is not JSON"),
+    (_header_bytes([1, 2]), r"results: payload 1 has a header that is not an object"),
+    (_header_bytes({"files": ["x"]}), r"results: payload 1 has a files\[0\] that is not an object"),
+    (_header_bytes({"files": {"a": 1}}), r"results: payload 1 has a header whose files field is not a list"),
+    (_header_bytes({"files": [{"name": "keyframes/keyframe_00000.png", "size": True, "sha256": "x"}]}), r"files\[0\].*bad size"),
+    (_header_bytes({"files": [{"name": "keyframes/keyframe_00000.png", "size": 1, "sha256": 5}]}), r"files\[0\].*bad sha256"),
+    (_header_bytes({"files": [{"name": "keyframes/keyframe_00000.png", "size": 0, "sha256": "x", "sent": "yes"}]}),
+     r"files\[0\].*sent field"),
+])
+def test_malformed_results_are_refused_naming_the_input_and_the_field(data, message):
+    with pytest.raises(ValueError, match=message):
+        pl.decode_all(data)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("seconds", {"animate": "x"}, r"participant w1's payload: seconds"),
+    ("seconds", [], r"participant w1's payload: seconds"),
+    ("fps", "12", r"participant w1's payload: fps"),
+    ("fps", float("nan"), r"participant w1's payload: fps"),
+    ("keyframes", {"x": {}}, r"participant w1's payload: keyframes: 'x' is not an index"),
+    ("keyframes", {"4": "done"}, r"participant w1's payload: keyframes\[4\] is not an object"),
+    ("keyframes", {"4": {"signature": 1, "sha256": "x"}}, r"keyframes\[4\].signature is not a text"),
+    ("shots", {"2": {"signature": "s", "sha256": "x", "file": 3}}, r"shots\[2\].file is not a text"),
+    ("shots", {"2": {"signature": "s", "sha256": "x", "file": "f", "frames": "9"}}, r"shots\[2\].frames"),
+    ("participant", 7, r"participant is not a text"),
+    ("project", None, r"project is not a text"),
+])
+def test_malformed_headers_are_refused_before_anything_is_written(tmp_path, field, value, message):
+    payloads, expected, _ = _run(tmp_path)
+    payloads[1].header[field] = value
+    found = _decoded(payloads)
+    master = MovieProject(str(tmp_path / "gathered"), "film")
+    for attempt in (lambda: check_payloads(found, "job1", expected), lambda: gather(master, found, "job1", expected),
+                    lambda: gather(master, found, None)):
+        with pytest.raises(ValueError, match=r"results: " if field == "participant" else message):
+            attempt()
+    assert _nothing_written(tmp_path)
+
+
+def test_a_participant_must_make_its_shots_at_the_masters_fps(tmp_path):
+    payloads, expected, _ = _run(tmp_path, fps=100000.0)
+    with pytest.raises(ValueError, match=r"results: participant w1's payload: fps"):
+        check_payloads(_decoded(payloads), "job1", expected)
+    payloads, expected, _ = _run(tmp_path / "again", fps=24.0)
+    with pytest.raises(ValueError, match=r"results: participant w1 made its shots at 24.0 fps, the master at 12.0"):
+        check_payloads(_decoded(payloads), "job1", expected)
+    # the master's payload sets the fps even when it comes last
+    with pytest.raises(ValueError, match=r"participant w1 made its shots at 24.0 fps, the master at 12.0"):
+        check_payloads(_decoded(payloads[::-1]), "job1", expected)
+
+
+def test_a_participant_delivers_only_its_own_share(tmp_path):
+    """w1 also sends keyframe 0 (the master's) with a manifest entry signed "evil": refused, and the master's own
+    keyframe 0 is not touched. So are a manifest entry alone outside its share, a participant that is not in the run,
+    and a participant that sends twice."""
+    payloads, expected, shares = _run(tmp_path)
+    gathered = MovieProject(str(tmp_path / "gathered"), "film")
+    gathered.save_keyframe(0, np.full((4, 4, 3), 200, np.uint8), "mine", {})
+    before = (tmp_path / "gathered" / "moviedreamer" / "film" / "keyframes" / "keyframe_00000.png").read_bytes()
+    evil = b"not the master's keyframe"
+    bad = pl.Payload(dict(payloads[1].header, files=payloads[1].header["files"] + [
+        {"name": "keyframes/keyframe_00000.png", "size": len(evil), "sha256": pl.sha256(evil), "sent": True}],
+        keyframes={**payloads[1].header["keyframes"], "0": {"signature": "evil", "sha256": pl.sha256(evil)}}),
+        {**payloads[1].files, "keyframes/keyframe_00000.png": evil})
+    with pytest.raises(ValueError, match=r"results: participant w1 sent keyframes/keyframe_00000.png, which is not in its share"):
+        gather(gathered, _decoded([payloads[0], bad]), "job1", expected)
+    assert (tmp_path / "gathered" / "moviedreamer" / "film" / "keyframes" / "keyframe_00000.png").read_bytes() == before
+    assert MovieProject(str(tmp_path / "gathered"), "film").keyframe_done(0, "mine")
+    entry_only = pl.Payload(dict(payloads[1].header, shots={"0": {"signature": "evil", "sha256": "x", "file": "shots/shot_00000_s1.mp4"}}),
+                            payloads[1].files)
+    with pytest.raises(ValueError, match=r"participant w1 sent the manifest entry of shot 0, which is not in its share"):
+        check_payloads(_decoded([payloads[0], entry_only]), "job1", expected)
+    stranger = pl.Payload(dict(payloads[1].header, participant="w9"), payloads[1].files)
+    with pytest.raises(ValueError, match=r"participant w9 is not a participant of this run"):
+        check_payloads(_decoded([payloads[0], stranger]), "job1", expected)
+    with pytest.raises(ValueError, match=r"participant w1 sent two payloads"):
+        check_payloads(_decoded([payloads[0], payloads[1], payloads[1]]), "job1", expected)
+    # a master that only orchestrates sends an empty payload, and may
+    orchestrating = Participation("job1", MASTER, ("w1",), master_renders=False)
+    alone = expected_of("film", "script-hash", outlines(SHOTS), orchestrating)
+    empty = pl.Payload(dict(payloads[0].header, keyframes={}, files=[]), {})
+    everything = _made(tmp_path / "alone", Participation("job1", "w1", ("w1",), master_renders=False),
+                       split_shots(outlines(SHOTS), 1)[0], True)
+    accepted, notes = check_payloads(_decoded([empty, everything]), "job1", alone)
+    assert len(accepted) == 2 and not notes
+
+
+@pytest.mark.parametrize("value", [0, 1, "false", "true", None, ["7", 0]])
+def test_a_master_renders_that_is_not_a_boolean_refuses_the_distributed_run(value):
+    """The host reads a BOOLEAN as ``bool(value)`` (0 off, "false" on): the on-prompt step takes no guess, and the
+    nodes' validation refuses the prompt naming master_renders."""
+    for is_worker in (False, True):
+        prompt = annotate_prompt(_prompt(is_worker, master_renders=value))
+        for node in ("2", "3", "10"):
+            with pytest.raises(ValueError, match=r"distributed: master_renders of node 2 \(IdentityDiffusionRender\) "
+                                                 r"must be true or false"):
+                parse_participation(prompt[node]["inputs"]["distributed"])
+
+
+def test_a_worker_named_like_the_master_refuses_the_distributed_run():
+    """A worker whose ComfyUI-Distributed id is "master" would take the master's share into the master's journal
+    (both render everything, the run never finishes): refused on the master and on that worker, naming the id."""
+    master = _prompt(False)
+    master["9"]["inputs"]["enabled_worker_ids"] = json.dumps(["w1", "master"])
+    worker = _prompt(True)
+    worker["9"]["inputs"].update(enabled_worker_ids=json.dumps(["w1", "master"]), worker_id="master")
+    for prompt in (master, worker):
+        value = annotate_prompt(prompt)["3"]["inputs"]["distributed"]
+        with pytest.raises(ValueError, match=r"distributed: .*worker 'master' another id"):
+            parse_participation(value)
+    for people, renders in ((["master", "w1", "master"], True), (["w1", "master"], False)):
+        with pytest.raises(ValueError, match=r"a worker's id is 'master'"):
+            parse_participation(json.dumps({"format": 1, "job": "j", "me": "w1", "participants": people,
+                                            "master_renders": renders}))

@@ -12,6 +12,10 @@ group, its own input, temp and user folders). Every instance loads exactly two c
   ``custom_nodes/ComfyUI-Distributed`` (the host loads every whitelisted name from every custom_nodes folder);
 - a symlink to this pack (``PACK_DIR``), unless the pack already sits in the host's own ``custom_nodes/``.
 
+The last worker (of two or more) loads the same two from another folder, ``installed_elsewhere/custom_nodes/`` (links
+to the pack and to the copy): the host names a custom node's modules after its path, so there the pack's classes
+have other module names, as on a worker that has the pack installed at another path (``elsewhere``).
+
 Workers run with ``COMFYUI_IS_WORKER=1`` (as ComfyUI-Distributed's own launcher starts them: no signal handlers, no
 auto-launch of further workers) and every participant with ``MOVIEDREAMER_THREADS`` (default one torch thread:
 bit-identical results need the same thread count everywhere).
@@ -28,14 +32,13 @@ import ast
 import json
 import os
 import shutil
-import socket
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..host.harness import MODEL_FOLDERS as HOST_MODEL_FOLDERS
-from ..host.harness import PACK_DIR, SERVER_TIMEOUT_ENV, GraphError, ServerHost, find_host
+from ..host.harness import PACK_DIR, SERVER_TIMEOUT_ENV, GraphError, ServerHost, find_host, free_ports
 
 DISTRIBUTED_ENV = "COMFYUI_DISTRIBUTED_PATH"
 DISTRIBUTED_NAME = "ComfyUI-Distributed"  # its folder name in ComfyUI/custom_nodes/
@@ -103,20 +106,6 @@ def default_config(distributed: Path) -> dict:
             if returned:
                 return ast.literal_eval(returned[0].value)
     raise RuntimeError(f"{distributed}/utils/config.py has no get_default_config() returning a literal")
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (all sockets held open together, so none is handed out twice)."""
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def collector_job_ids(prompt: dict) -> set[str]:
@@ -189,6 +178,15 @@ class Cluster:
             self.pack_link = self.custom_nodes / PACK_DIR.name
             self.pack_link.symlink_to(PACK_DIR, target_is_directory=True)
         # else the host loads the pack from its own custom_nodes/, under the same whitelisted name
+        # The last worker (of two or more) loads both packs from another custom_nodes/ folder: the host imports a
+        # custom node under a module name made of its path, so the pack's classes have other module names there,
+        # as on a worker installed elsewhere; keyframe and shot signatures must not depend on it.
+        self.elsewhere: Optional[Path] = None
+        if self.pack_link is not None and self.n_workers >= 2:
+            self.elsewhere = self.workdir / "installed_elsewhere" / "custom_nodes"
+            self.elsewhere.mkdir(parents=True, exist_ok=True)
+            (self.elsewhere / PACK_DIR.name).symlink_to(PACK_DIR, target_is_directory=True)
+            (self.elsewhere / COPY_NAME).symlink_to(self.distributed, target_is_directory=True)
 
         self.ports = free_ports(1 + self.n_workers)
         self.output_dir = self.workdir / "shared_output" if shared_output else None
@@ -230,7 +228,9 @@ class Cluster:
         if worker:
             env["COMFYUI_IS_WORKER"] = "1"
         whitelist = [PACK_DIR.name, COPY_NAME]
-        return ServerHost(self.root, self.workdir / name, port=port, custom_nodes=[self.custom_nodes],
+        custom_nodes = self.elsewhere if worker and self.elsewhere is not None and name == f"worker{self.worker_ids[-1]}" \
+            else self.custom_nodes
+        return ServerHost(self.root, self.workdir / name, port=port, custom_nodes=[custom_nodes],
                           whitelist=whitelist, output_dir=self.output_dir, models_dir=self.models_dir,
                           model_folders=MODEL_FOLDERS, env=env,
                           name=f"{name} (port {port})", timeout=self.timeout, wait=False)

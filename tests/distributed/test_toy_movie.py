@@ -24,7 +24,7 @@ from moviedreamer_core.video_io import iter_frames
 
 from .cluster import Cluster, find_distributed
 from .toy_prompts import WORKFLOW, node_of, toy_prompt
-from ..host.harness import find_host
+from ..host.harness import GraphError, find_host
 
 
 def project(cluster, name: str) -> Path:
@@ -174,3 +174,48 @@ def test_a_worker_killed_mid_movie_loses_only_its_unfinished_work(cluster):
         cluster.update_settings(worker_timeout_seconds=20)
         if not cluster.workers[0].running():
             cluster.restart_worker(0)
+
+
+def test_gather_movie_refuses_another_projects_results_before_writing(cluster, reference):
+    """Gather Movie with another project_name than ShotAnimate's: refused naming project_name, on one instance and
+    in a distributed run, before anything is written into (or retired from) its project folder."""
+    single = toy_prompt("toy_single", collector=False)
+    single[node_of(single, "MovieDreamerGather")]["inputs"]["project_name"] = "toy_not_this_one"
+    entry, _ = cluster.master.run(single, timeout=300)
+    message = json.dumps(entry["status"].get("messages"))
+    assert entry["status"]["status_str"] == "error" and "project_name" in message and "results" in message, message
+    assert not project(cluster, "toy_not_this_one").exists()
+    assert (project(cluster, "toy_single") / "toy_single.mp4").is_file()
+    dist = toy_prompt("toy_dist")
+    dist[node_of(dist, "MovieDreamerGather")]["inputs"]["project_name"] = "toy_not_this_one_either"
+    entry = cluster.wait(cluster.queue(dist), timeout=300)
+    message = json.dumps(entry["status"].get("messages"))
+    assert entry["status"]["status_str"] == "error" and "project_name" in message, message
+    assert not project(cluster, "toy_not_this_one_either").exists()
+
+
+def test_a_master_renders_that_is_not_a_boolean_is_refused_at_queue_time(cluster):
+    prompt = toy_prompt("toy_renders_zero")
+    for class_type in ("IdentityDiffusionRender", "ShotAnimate"):
+        prompt[node_of(prompt, class_type)]["inputs"]["master_renders"] = 0
+    with pytest.raises(GraphError, match="master_renders of node"):
+        cluster.queue(prompt)
+    assert not project(cluster, "toy_renders_zero").exists()
+
+
+def test_a_worker_named_master_is_refused_at_queue_time(cluster):
+    """ComfyUI-Distributed lets a worker's id be "master": the master and that worker would both make the master's
+    share into journals/master.jsonl and the run would never finish. Refused when queued, naming the id."""
+    config = cluster.config()
+    renamed = json.loads(json.dumps(config))
+    renamed["workers"][0]["id"] = "master"
+    cluster.write_config(renamed)
+    try:
+        with pytest.raises(GraphError, match="give worker 'master' another id"):
+            cluster.queue(toy_prompt("toy_worker_named_master"), enabled_worker_ids=["master", cluster.worker_ids[1]])
+        time.sleep(2)  # what the workers got was refused too: nothing is made
+        assert not (project(cluster, "toy_worker_named_master") / "keyframes").exists() or \
+            not list((project(cluster, "toy_worker_named_master") / "keyframes").iterdir())
+    finally:
+        cluster.write_config(config)
+        time.sleep(0.01)

@@ -312,10 +312,41 @@ class InProcessHost:
 # ------------------------------------------------------------------------------------------------ server
 
 
+#: ``8261-8270``: the test servers take their ports from this range only (machines where only some ports may be
+#: used); unset, any free port.
+PORTS_ENV = "MOVIEDREAMER_TEST_PORTS"
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all sockets held open together, so none is handed out twice), from
+    ``$MOVIEDREAMER_TEST_PORTS`` when it is set."""
+    wanted = os.environ.get(PORTS_ENV, "").strip()
+    candidates = [0] * n
+    if wanted:
+        low, _, high = wanted.partition("-")
+        candidates = list(range(int(low), int(high or low) + 1))
+    sockets = []
+    try:
+        for port in candidates:
+            if len(sockets) == n:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+        if len(sockets) < n:
+            raise RuntimeError(f"{n} free ports wanted, {len(sockets)} free in {PORTS_ENV}={wanted}")
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class WebSocketListener:
