@@ -68,6 +68,12 @@ class MovieDreamerGather(io.ComfyNode):
         return check_distributed(kwargs)
 
     @classmethod
+    def fingerprint_inputs(cls, project_name="", **kwargs):
+        """The project's keyframes, shots and movie on disk: a deleted movie is assembled again rather than reported
+        from the host's cache (``host.project_state``)."""
+        return host.project_state(project_name, listed=("keyframes", "shots"), movie=True)
+
+    @classmethod
     def execute(cls, results, script, project_name="", distributed=None) -> io.NodeOutput:
         who = parse_participation(distributed)
         if who is not None and not who.is_master:
