@@ -453,15 +453,24 @@ class MovieProject:
         return (self.manifest["keyframes"].get(str(index)) or {}).get("signature")
 
     def keyframe_done(self, index: int, signature: str) -> bool:
+        """Keyframe ``index`` is made for ``signature``: its entry says so and its file is whole and, when the entry
+        records the file's SHA-256 (keyframes saved by this version), holds those very bytes: a keyframe changed on
+        disk (edited, replaced, damaged to another valid picture) is made again, not reused or sent on."""
         entry = self.manifest["keyframes"].get(str(index))
         if not entry or entry.get("signature") != signature or entry.get("status") != "done":
             return False
-        return self.load_keyframe(index) is not None
+        return self.load_keyframe(index, sha256=entry.get("sha256")) is not None
 
-    def load_keyframe(self, index: int) -> Optional[np.ndarray]:
+    def load_keyframe(self, index: int, sha256: Optional[str] = None) -> Optional[np.ndarray]:
+        """Keyframe ``index``'s picture, or ``None`` when its file is missing, unreadable or (with ``sha256``) not
+        the bytes that were saved."""
         path = os.path.join(self.root, self.keyframe_file(index))
         try:
-            with Image.open(path) as img:
+            with open(path, "rb") as f:
+                data = f.read()
+            if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+                return None
+            with Image.open(io.BytesIO(data)) as img:
                 return np.asarray(img.convert("RGB")).copy()
         except (OSError, ValueError):
             return None
@@ -478,7 +487,7 @@ class MovieProject:
             atomic_write_bytes(os.path.join(self.root, self.latent_file(index)),
                                save({"latent": latent.detach().float().cpu().contiguous()}, {"signature": signature}))
         atomic_write_bytes(os.path.join(self.root, rel), buf.getvalue())
-        self.record_keyframe(index, signature, info)
+        self.record_keyframe(index, signature, {**info, "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
         return rel
 
     def record_keyframe(self, index: int, signature: str, info: dict) -> None:

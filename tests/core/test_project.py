@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from moviedreamer_core.animate import animatic_backend, make_movie
 from moviedreamer_core.files import atomic_write_bytes
@@ -343,3 +344,23 @@ def test_a_project_whose_subfolder_links_outside_it_is_refused(tmp_path, folder)
     (root / "elsewhere").mkdir()
     os.symlink(root / "elsewhere", root / folder)
     MovieProject(str(output), "linked")
+
+
+def test_a_keyframe_changed_on_disk_is_not_taken_as_made(tmp_path):
+    """The manifest records each keyframe file's SHA-256: a picture edited or replaced on disk (still a valid PNG, the
+    same size) is made again rather than reused, and in a distributed run sent to the master (found by an audit: a
+    worker's tampered keyframe went into the master's movie). Entries written before the hash was recorded are read as
+    before."""
+    project = MovieProject(str(tmp_path), "hashes")
+    image = np.zeros((8, 8, 3), np.uint8)
+    for k in range(3):
+        project.save_keyframe(k, image + k, f"sig{k}", {})
+    path = tmp_path / "moviedreamer" / "hashes" / project.keyframe_file(1)
+    Image.fromarray(255 - image).save(path)  # another picture, a valid PNG
+    older = project.keyframe_entry(2)
+    project.record_keyframe(2, "sig2", {k: v for k, v in older.items() if k not in ("status", "file", "signature", "sha256")})
+    again = MovieProject(str(tmp_path), "hashes")
+    assert again.keyframe_done(0, "sig0")
+    assert not again.keyframe_done(1, "sig1")
+    assert again.keyframe_done(2, "sig2"), "an entry without a hash (an earlier version's) is taken as before"
+    assert "sha256" in again.keyframe_entry(0)
