@@ -173,6 +173,7 @@ class Bench:
             _pack("moviedreamer_core.sentence_encoders").transformers_text_encoder("minilm"))
         held_out_seed = _pack("cli.toycinema_train").HELD_OUT_SEED
         self.train_films = _pack("cli.toycinema_train").training_films(args.train_films)
+        self.planner_films = _pack("cli.toycinema_train").planner_training_films(args.train_films)  # the ablations' data
         self.films = self.grammar.generate_films(args.films_seed, args.films)
         # the ablations' planner trainer watches development films, whichever films are scored
         self.watched_films = self.grammar.generate_films(held_out_seed, 4)
@@ -322,7 +323,7 @@ def ensure_dataset(bench, folder: Path, **options) -> Path:
     else:
         _log(f"planner dataset {folder.name}")
         _pack("moviedreamer_core.toycinema.planner_data").write_planner_dataset(
-            bench.train_films, str(folder), bench.text, bench.embedder, bench.tokenizer.token_encoder(),
+            bench.planner_films, str(folder), bench.text, bench.embedder, bench.tokenizer.token_encoder(),
             held_out=bench.watched_films, **options)
     return folder
 

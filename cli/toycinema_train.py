@@ -21,7 +21,8 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
    tunes the decoder in ``--out`` (the one stage 3 wrote) or else the shipped one. The tokens do not change, so a
    planner trained on them stays valid.
 5. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
-   tokens from the new tokenizer, the cast named per film) and the toy planner (the ``tiny`` preset widened to
+   tokens from the new tokenizer, the cast named per film; ``planner_runs.UNSAID_PLACES`` of the films' scripts never
+   say where a character stands, as users' scripts do not) and the toy planner (the ``tiny`` preset widened to
    hidden 96 x 3 layers, ``planner_runs.TOY_SETTINGS``) trained on it with the accelerate trainer (about 4 minutes).
 
 The decoder and its tuning phase keep their training state in ``--out`` while they run (``DECODER_STATE``,
@@ -32,8 +33,9 @@ the trainer's checkpoints in ``--out/toycinema_planner.work`` (``planner_work_fo
 Measured as one run of the whole command on this release's machine (two cores): 33.1 minutes (probe and identity
 embedder side by side 1.4, decoder 22.2 at 0.20 s a step, its tuning phase 5.6 at 0.17 s a step, planner dataset
 0.5, planner 3.4). The shipped decoder comes from an earlier release's run (37.9 minutes, decoder 33.0 at 0.30 s a
-step) tuned by a ``--stages decoder_tune`` run of this release (6.1 minutes), the shipped planner from a
-``--stages planner`` run of an earlier release (4.6 minutes). Machines of the same kind have differed by up to 2x in
+step) tuned by a ``--stages decoder_tune`` run of an earlier release (6.1 minutes), the shipped planner from a
+``--stages planner`` run of this release (15.4 minutes on one thread beside other jobs; an earlier release's took 4.6
+on an idle machine). Machines of the same kind have differed by up to 2x in
 speed between sessions (0.52, 0.26, 0.29, 0.21, 0.30, 0.23 and, this release, 0.20 s per decoder step).
 """
 
@@ -291,10 +293,17 @@ def planner_work_folder(out: str, stage: dict) -> str:
     return work
 
 
-def training_films(n: int):
+def training_films(n: int, *, unsaid_places: float = 0.0):
     """The ``n`` training films (``TRAIN_SEED``, training phrasings only): the decoder's, the planner's and the
-    benchmark's ablations'."""
-    return _pack("moviedreamer_core.toycinema.grammar").generate_films(TRAIN_SEED, n, phrasings=TRAIN_PHRASINGS)
+    benchmark's ablations'. ``unsaid_places``: the share whose scripts never say where a character stands (the
+    planner's, ``planner_runs.UNSAID_PLACES``; the same pictures, so the decoder's films need not say)."""
+    return _pack("moviedreamer_core.toycinema.grammar").generate_films(TRAIN_SEED, n, phrasings=TRAIN_PHRASINGS,
+                                                                       unsaid_places=unsaid_places)
+
+
+def planner_training_films(n: int):
+    """The planner's ``n`` training films: ``training_films`` with ``planner_runs.UNSAID_PLACES`` of them unsaid."""
+    return training_films(n, unsaid_places=_pack("moviedreamer_core.toycinema.planner_runs").UNSAID_PLACES)
 
 
 def main(argv=None) -> int:
@@ -381,7 +390,7 @@ def _run(args) -> int:
         faces = embedder()
         stage = {"format": PLANNER_STAGE_FORMAT, "films": len(films), "held_out": HELD_OUT_SEED,
                  "steps": args.planner_steps or runs.FULL_STEPS, "seed": args.seed, "tokens": tokenizer.space.to_dict(), "identities": faces.space.to_dict(),
-                 "text": text_encoder.space.to_dict(), "recipe": list(runs.TOY_SETTINGS)}
+                 "text": text_encoder.space.to_dict(), "recipe": list(runs.TOY_SETTINGS), "unsaid_places": runs.UNSAID_PLACES}
         work = planner_work_folder(out, stage)
         data = os.path.join(work, "data")
         if os.path.isfile(os.path.join(data, planner_data.MANIFEST)):
@@ -389,7 +398,8 @@ def _run(args) -> int:
         else:
             t = time.perf_counter()
             shutil.rmtree(data, ignore_errors=True)  # a dataset whose writing was stopped
-            planner_data.write_planner_dataset(films, data, text_encoder, faces, tokenizer.token_encoder(), held_out=held_out)
+            planner_data.write_planner_dataset(planner_training_films(args.films), data, text_encoder, faces,
+                                               tokenizer.token_encoder(), held_out=held_out)
             _log(f"planner dataset: {time.perf_counter() - t:.0f} s")
         path = runs.train_toy_planner(data, os.path.join(work, "run"), steps=stage["steps"], seed=args.seed, threads=threads,
                                       log=_log, checkpoint_every=max(1, stage["steps"] // PLANNER_CHECKPOINTS))

@@ -37,7 +37,8 @@ and kept for the rest of the visit: later wide shots show it there and their scr
 whom they show left to right, so a stage place said there would contradict the picture; they never say one. Without this, the first
 wide shot of four in ten visits put a character at a place no script or keyframe could tell (measured on the test
 films: 0.60 of wide keyframes had every figure's place shown earlier in the visit), so no planner could draw the
-exact cast; now a planner that reads its history can.
+exact cast; now a planner that reads its history can. Users do not write stage places, so the planner also trains on a share of films
+whose scripts never say them (``generate_film(say_places=False)``, ``planner_runs.UNSAID_PLACES``).
 
 **Phrasings.** Every sentence has several phrasings; the last of each is held out: ``phrasings="train"`` (the
 training films) never uses it, ``phrasings="all"`` (the default: development and test films) draws among all of
@@ -216,8 +217,9 @@ class _Story:
     """The grammar's state while one film is written."""
 
     def __init__(self, rng: np.random.Generator, cast_size: int, max_keyframes: int, seed: int = 0,
-                 phrasings: str = "all"):
+                 phrasings: str = "all", say_places: bool = True):
         self.rng = rng
+        self.say_places = say_places
         # the per-film state and the phrasings have streams of their own (the story is the same whatever they draw)
         state = np.random.default_rng([int(seed), 1])
         self.looks = {loc: int(state.integers(N_PLACE_LOOKS)) for loc in range(N_LOCATIONS)}
@@ -373,7 +375,11 @@ class _Story:
         if states_places:  # a stage place, said once: in the first wide shot that shows the character there
             self.places_stated.update(states_places)
             placed = tuple((c, self.present[c]) for c in states_places)
-            actions[0] = _state_places(actions[0], placed, self.words, self.phrasings)
+            said = _state_places(actions[0], placed, self.words, self.phrasings)  # drawn either way: same later words
+            if self.say_places:
+                actions[0] = said
+            else:
+                states_places = ()
         first_shot = not self.shots
         transition = "cut" if first_shot or not scene_start else str(rng.choice(["dissolve", "fade", "cut"]))
         self.shots.append(
@@ -399,17 +405,19 @@ class _Story:
 
 
 def generate_film(seed: int, n_shots: int = DEFAULT_SHOTS, max_keyframes_per_shot: int = 3, cast_size: int | None = None,
-                  phrasings: str = "all") -> Film:
+                  phrasings: str = "all", say_places: bool = True) -> Film:
     """Write and stage one toy film from ``seed`` (same seed, same film). ``cast_size`` defaults to a random
     3 to 5 of the ``world.CHARACTERS``; only the ones who appear end up in ``Film.cast``. ``phrasings``: ``"train"``
-    leaves out every sentence's held-out phrasing (the training films), ``"all"`` draws among all of them."""
+    leaves out every sentence's held-out phrasing (the training films), ``"all"`` draws among all of them.
+    ``say_places=False``: the script never says where a character stands (the pictures, and every other word, are
+    the film's with them): scripts as users write them, which the planner trains on too (``planner_runs``)."""
     if n_shots < 1:
         raise ValueError("a film needs at least one shot")
     if phrasings not in PHRASINGS:
         raise ValueError(f"phrasings must be one of {PHRASINGS}, got {phrasings!r}")
     rng = np.random.default_rng(seed)
     size = int(rng.integers(3, 6)) if cast_size is None else int(cast_size)
-    story = _Story(rng, min(max(size, 1), N_CHARACTERS), max(1, int(max_keyframes_per_shot)), seed, phrasings)
+    story = _Story(rng, min(max(size, 1), N_CHARACTERS), max(1, int(max_keyframes_per_shot)), seed, phrasings, say_places)
     while len(story.shots) < n_shots:
         remaining = n_shots - len(story.shots)
         length = min(int(rng.integers(MIN_SCENE_SHOTS, MAX_SCENE_SHOTS + 1)), remaining)
@@ -430,7 +438,12 @@ def generate_film(seed: int, n_shots: int = DEFAULT_SHOTS, max_keyframes_per_sho
                 hats={c: story.hats[c] for c in cast})
 
 
-def generate_films(seed: int, n_films: int, **kwargs) -> list[Film]:
-    """``n_films`` films whose seeds are drawn from ``seed`` (the same list every time)."""
+def generate_films(seed: int, n_films: int, *, unsaid_places: float = 0.0, **kwargs) -> list[Film]:
+    """``n_films`` films whose seeds are drawn from ``seed`` (the same list every time). ``unsaid_places``: the share
+    of them, drawn from ``seed`` too (the first ``n`` films are the same whatever ``n_films``), whose scripts never say
+    where a character stands (``generate_film``'s ``say_places=False``)."""
+    if not 0.0 <= unsaid_places <= 1.0:
+        raise ValueError(f"unsaid_places is a share from 0 to 1, got {unsaid_places!r}")
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_films)
-    return [generate_film(int(s), **kwargs) for s in seeds]
+    unsaid = np.random.default_rng([int(seed), 3]).random(n_films) < unsaid_places
+    return [generate_film(int(s), say_places=not u, **kwargs) for s, u in zip(seeds, unsaid)]

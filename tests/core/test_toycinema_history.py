@@ -244,3 +244,35 @@ def test_each_hat_is_in_the_mention_of_its_own_character_and_of_nobody_else():
                 assert said == ([film.hats[c]] if c in shot.states_hats else []), (film.seed, k.action, mention)
             shared += bool(shot.states_hats) and len(shot.characters) > 1
     assert shared >= len(FILMS), "most films state a hat in a shot that shows two or three characters"
+
+
+def test_a_film_can_leave_its_stage_places_unsaid_and_is_otherwise_the_same_film():
+    """Users do not say where each character stands, so the planner also trains on films whose scripts never say it
+    (``say_places=False``): the same pictures, hats, looks and every other word, only the stage-place sentences gone;
+    ``generate_films(unsaid_places=q)`` leaves them out of a share q of its films, the same ones whatever the count."""
+    removed = 0
+    for seed in range(30):
+        said, unsaid = generate_film(seed, phrasings="train"), generate_film(seed, phrasings="train", say_places=False)
+        assert [s.keyframes for s in said.shots] == [s.keyframes for s in unsaid.shots]
+        assert (said.place_looks, said.hats, said.cast) == (unsaid.place_looks, unsaid.hats, unsaid.cast)
+        assert [s.scene for s in said.shots] == [s.scene for s in unsaid.shots]
+        for a, b in zip(said.shots, unsaid.shots):
+            assert b.states_places == () and (a.states_hats, a.states_look) == (b.states_hats, b.states_look)
+            assert a.actions[1:] == b.actions[1:]
+            if a.states_places:
+                assert a.actions[0].startswith(b.actions[0] + " ") and a.actions[0] != b.actions[0]
+                removed += 1
+            else:
+                assert a.actions[0] == b.actions[0]
+            for c, _, _ in b.keyframes[0].figures:
+                assert _places_said(b.actions[0], CHARACTERS[c].name) == [], b.actions[0]
+    assert removed > 60
+    films = generate_films(5, 200, unsaid_places=0.3)
+    share = sum(all(not s.states_places for s in f.shots) for f in films) / len(films)
+    assert 0.2 < share < 0.4, share
+    assert [s.actions for f in generate_films(5, 20, unsaid_places=0.3) for s in f.shots] == \
+        [s.actions for f in films[:20] for s in f.shots]
+    assert [s.actions for f in generate_films(5, 20) for s in f.shots] == \
+        [s.actions for f in generate_films(5, 20, unsaid_places=0.0) for s in f.shots]
+    with pytest.raises(ValueError, match="unsaid_places"):
+        generate_films(5, 2, unsaid_places=1.5)
