@@ -441,6 +441,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         # this in a distributed run)
         stale = project.retire_keyframes(n) if share is None else []
         todo = [k for k in range(n) if share is None or k in share]
+        models_digest = _signature({"models": models})  # in each keyframe's entry: Gather Movie compares participants
         uncond_tokens = sigma_start = sigma_end = None
         if todo:  # a participant with nothing to make has no model (its sampling inputs are lazy)
             sampling = model.get_model_object("model_sampling")
@@ -502,8 +503,8 @@ class IdentityDiffusionRender(io.ComfyNode):
                     image = image.reshape(-1, *image.shape[-3:])
                 image = image[:1].float().cpu()
                 pixels = _to_uint8(image[0])
-                project.save_keyframe(k, pixels, signature, {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt},
-                                      latent=latent)
+                project.save_keyframe(k, pixels, signature, {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt,
+                                                             "models": models_digest}, latent=latent)
             size = (int(pixels.shape[1]), int(pixels.shape[0]))
             if k in kept:
                 images[k] = torch.from_numpy(pixels).float().div(255)[None]

@@ -217,7 +217,30 @@ def check_payloads(payloads: Sequence[Payload], job: Optional[str], expected: Op
             if p.header["fps"] != fps:
                 raise ValueError(f"results: participant {p.header['participant'][:128]} made its shots at "
                                  f"{p.header['fps']} fps, the master at {fps}: give every ShotAnimate the same fps")
+        _check_same_models(accepted)
     return accepted, notes
+
+
+def _check_same_models(payloads: Sequence[Payload]) -> None:
+    """Every keyframe of the run made with the same models: each keyframe's entry carries a digest of the model files
+    it was rendered with (IdentityDiffusionRender's ``models``; entries of earlier versions have none). A worker with
+    another file under the same name (a retrained renderer, another checkpoint) drew its share differently, and its
+    keyframes would otherwise go into the movie unnoticed."""
+    made_with: dict = {}  # models digest -> participants
+    for p in payloads:
+        for key, entry in p.header["keyframes"].items():
+            models = entry.get("models") if isinstance(entry, dict) else None
+            if models is None:
+                continue
+            if not isinstance(models, str) or len(models) > 128:
+                raise ValueError(f"results: participant {p.header['participant'][:128]}'s payload: keyframe {key}'s "
+                                 "models is not a digest")
+            made_with.setdefault(models, set()).add(p.header["participant"][:128])
+    if len(made_with) > 1:
+        groups = "; ".join(f"{', '.join(sorted(who))} with models {digest[:12]}" for digest, who in made_with.items())
+        raise ValueError(f"results: the participants rendered their keyframes with different models ({groups}): give "
+                         "every instance the same model files under the same names (checkpoint, VAE, text encoder, "
+                         "renderer) and queue again")
 
 
 def gather(project: MovieProject, payloads: Sequence[Payload], job: Optional[str],

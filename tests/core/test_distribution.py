@@ -340,3 +340,31 @@ def test_a_worker_named_like_the_master_refuses_the_distributed_run():
         with pytest.raises(ValueError, match=r"a worker's id is 'master'"):
             parse_participation(json.dumps({"format": 1, "job": "j", "me": "w1", "participants": people,
                                             "master_renders": renders}))
+
+
+def test_participants_that_rendered_with_other_models_are_refused(tmp_path):
+    """Each keyframe's entry carries a digest of the models it was rendered with (IdentityDiffusionRender); a worker with
+    another file under the same name drew its share differently (found by an audit: the movie came out different and
+    nothing said so). Entries without a digest (earlier versions) are not compared."""
+    def with_models(tmp, master_models, worker_models):
+        who = Participation("job1", MASTER, (MASTER, "w1"))
+        shares = split_shots(outlines(SHOTS), 2)
+        made = []
+        for me, share, models in ((who, shares[0], master_models), (Participation("job1", "w1", who.participants),
+                                                                      shares[1], worker_models)):
+            folder = MovieProject(str(tmp / ("gathered" if me.is_master else me.me)), "film", writer=me.writer)
+            for k in share.keyframes:
+                folder.save_keyframe(k, np.full((4, 4, 3), k, np.uint8), f"sig{k}", {} if models is None else {"models": models})
+            made.append(share_payload(folder, me, share, send_files=not me.is_master, seconds={}, fps=12.0,
+                                      project_name="film", script_hash="script-hash"))
+        return _decoded(made), expected_of("film", "script-hash", outlines(SHOTS), who)
+
+    payloads, expected = with_models(tmp_path / "same", "a" * 64, "a" * 64)
+    assert len(check_payloads(payloads, "job1", expected)[0]) == 2
+    payloads, expected = with_models(tmp_path / "older", "a" * 64, None)
+    assert len(check_payloads(payloads, "job1", expected)[0]) == 2
+    payloads, expected = with_models(tmp_path / "other", "a" * 64, "b" * 64)
+    with pytest.raises(ValueError, match=r"results: the participants rendered their keyframes with different models "
+                                         r"\(master with models aaaaaaaaaaaa; w1 with models bbbbbbbbbbbb\)"):
+        check_payloads(payloads, "job1", expected)
+    assert not (tmp_path / "other" / "gathered" / "moviedreamer" / "film" / "keyframes" / "keyframe_00004.png").exists()
