@@ -452,14 +452,19 @@ class MovieProject:
         """The signature keyframe ``index`` was recorded with, or ``None``."""
         return (self.manifest["keyframes"].get(str(index)) or {}).get("signature")
 
-    def keyframe_done(self, index: int, signature: str) -> bool:
-        """Keyframe ``index`` is made for ``signature``: its entry says so and its file is whole and, when the entry
-        records the file's SHA-256 (keyframes saved by this version), holds those very bytes: a keyframe changed on
-        disk (edited, replaced, damaged to another valid picture) is made again, not reused or sent on."""
+    def done_keyframe(self, index: int, signature: str) -> Optional[np.ndarray]:
+        """Keyframe ``index``'s picture when it is made for ``signature`` (else ``None``): its entry says so and its
+        file is whole and, when the entry records the file's SHA-256 (keyframes saved by this version), holds those
+        very bytes: a keyframe changed on disk (edited, replaced, damaged to another valid picture) is made again, not
+        reused or sent on. The file is read once, for the check and the picture."""
         entry = self.manifest["keyframes"].get(str(index))
         if not entry or entry.get("signature") != signature or entry.get("status") != "done":
-            return False
-        return self.load_keyframe(index, sha256=entry.get("sha256")) is not None
+            return None
+        return self.load_keyframe(index, sha256=entry.get("sha256"))
+
+    def keyframe_done(self, index: int, signature: str) -> bool:
+        """``done_keyframe`` as a yes or no."""
+        return self.done_keyframe(index, signature) is not None
 
     def load_keyframe(self, index: int, sha256: Optional[str] = None) -> Optional[np.ndarray]:
         """Keyframe ``index``'s picture, or ``None`` when its file is missing, unreadable or (with ``sha256``) not

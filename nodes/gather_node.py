@@ -21,8 +21,7 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.animate.movie import assemble_movie
 from ..moviedreamer_core.distribution import payload as payloads
-from ..moviedreamer_core.distribution.participation import MASTER
-from ..moviedreamer_core.distribution.results import SINGLE, check_payloads, expected_of, gather, missing_work
+from ..moviedreamer_core.distribution.results import SINGLE, check_payloads, expected_of, gather, missing_work, run_fps
 from ..moviedreamer_core.script import script_hash
 from ..moviedreamer_core.distribution.split import outlines_of_script
 from ..moviedreamer_core.project import KeyframeSet, MovieProject
@@ -105,9 +104,7 @@ class MovieDreamerGather(io.ComfyNode):
             if missing:
                 raise RuntimeError("the distributed run is incomplete:\n" + "\n".join(missing + got.problems)
                                    + "\nQueue again: finished keyframes and shots are kept, only the rest is made.")
-        # the master's own fps (check_payloads holds every participant to it)
-        masters = [p for p in accepted if p.header["participant"] in (MASTER, SINGLE)] or accepted
-        fps = (float(masters[0].header["fps"]) if masters else 0.0) or 12.0
+        fps = float(run_fps(accepted)) or 12.0  # the master's own (check_payloads holds every participant to it)
         files = []
         for i, shot in enumerate(script.shots):
             entry = project.manifest["shots"].get(str(i))

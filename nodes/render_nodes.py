@@ -476,8 +476,8 @@ class IdentityDiffusionRender(io.ComfyNode):
                                     "range": [start_percent, end_percent], "token_path": use_tokens, "models": models},
                                    storyboard.tokens[k] if use_tokens else None, identity, faces)
             latent = None
-            if project.keyframe_done(k, signature):
-                pixels = project.load_keyframe(k)
+            pixels = project.done_keyframe(k, signature)  # read once: checked against its hash and kept
+            if pixels is not None:
                 if k in kept:
                     image = torch.from_numpy(pixels).float().div(255)[None]
                     latent = project.load_keyframe_latent(k, signature)

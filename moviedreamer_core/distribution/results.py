@@ -211,14 +211,20 @@ def check_payloads(payloads: Sequence[Payload], job: Optional[str], expected: Op
                                      "which is not in its share")
         accepted.append(p)
     if accepted:
-        master = [p for p in accepted if p.header["participant"] in (MASTER, SINGLE)]
-        fps = (master or accepted)[0].header["fps"]
+        fps = run_fps(accepted)
         for p in accepted:
             if p.header["fps"] != fps:
                 raise ValueError(f"results: participant {p.header['participant'][:128]} made its shots at "
                                  f"{p.header['fps']} fps, the master at {fps}: give every ShotAnimate the same fps")
         _check_same_models(accepted)
     return accepted, notes
+
+
+def run_fps(accepted: Sequence[Payload]) -> float:
+    """The run's fps: the master's own (or this instance's), else the first payload's; ``check_payloads`` holds every
+    participant to it. 0 when nothing was accepted."""
+    master = [p for p in accepted if p.header["participant"] in (MASTER, SINGLE)] or list(accepted)
+    return master[0].header["fps"] if master else 0.0
 
 
 def _check_same_models(payloads: Sequence[Payload]) -> None:
