@@ -487,10 +487,7 @@ class MovieProject:
         buf = io.BytesIO()
         Image.fromarray(image).save(buf, format="PNG")
         if latent is not None:
-            from safetensors.torch import save
-
-            atomic_write_bytes(os.path.join(self.root, self.latent_file(index)),
-                               save({"latent": latent.detach().float().cpu().contiguous()}, {"signature": signature}))
+            self.save_keyframe_latent(index, latent, signature)
         atomic_write_bytes(os.path.join(self.root, rel), buf.getvalue())
         self.record_keyframe(index, signature, {**info, "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
         return rel
@@ -513,6 +510,15 @@ class MovieProject:
 
     def latent_file(self, index: int) -> str:
         return f"keyframes/keyframe_{index:05d}.latent.safetensors"
+
+    def save_keyframe_latent(self, index: int, latent, signature: str) -> None:
+        """Keep keyframe ``index``'s latent for ``signature`` beside its image: written with the keyframe, and again
+        when a rerun had to encode the image because the file was missing or damaged (else it would encode it on
+        every rerun)."""
+        from safetensors.torch import save
+
+        atomic_write_bytes(os.path.join(self.root, self.latent_file(index)),
+                           save({"latent": latent.detach().float().cpu().contiguous()}, {"signature": signature}))
 
     def load_keyframe_latent(self, index: int, signature: str):
         """The latent saved with keyframe ``index`` if it was saved for this ``signature``, else ``None``."""

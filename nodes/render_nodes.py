@@ -481,8 +481,9 @@ class IdentityDiffusionRender(io.ComfyNode):
                 if k in kept:
                     image = torch.from_numpy(pixels).float().div(255)[None]
                     latent = project.load_keyframe_latent(k, signature)
-                    if latent is None:  # a project from before latents were kept
+                    if latent is None:  # a project from before latents were kept, or the file is damaged
                         latent = vae.encode(image)
+                        project.save_keyframe_latent(k, latent, signature)
             else:
                 with torch.no_grad():
                     adapter = host.load_managed(renderer.patcher)

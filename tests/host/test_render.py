@@ -257,6 +257,14 @@ def test_rerun_reuses_finished_keyframes(host, photos, model_dirs):
     previews(host, again)
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")} == stamps
     assert len(list(folder.glob("*.latent.safetensors"))) == 3, "reused keyframes bring their latents, not a VAE pass"
+    damaged = folder / "keyframe_00001.latent.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    previews(host, host.run(graph(script(3), project="resume")))
+    from safetensors import safe_open
+
+    with safe_open(str(damaged), framework="pt") as f:  # encoded again from the image once, and kept
+        assert f.get_tensor("latent").shape[0] == 1
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")} == stamps, "the images are not made again"
     changed = host.run(graph(script(3), project="resume", render_seed=5))
     previews(host, changed)
     assert all(p.stat().st_mtime_ns != stamps[p.name] for p in folder.glob("*.png"))
