@@ -21,6 +21,7 @@ when it has not been written for ``STALE_TEMP_SECONDS``.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -73,21 +74,55 @@ def atomic_path(path: str, *, fsync: bool = True) -> Iterator[str]:
     """Yield a temporary path beside ``path`` to write to; when the block ends normally, the file gets ordinary
     permissions, is flushed to disk (``fsync``) and replaces ``path``. Its folder is created when missing."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = _locked_temp_file(folder, os.path.splitext(path)[1])
+    tmp = None
+    fd = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = _locked_temp_file(folder, os.path.splitext(path)[1])
         yield tmp
         os.chmod(tmp, default_file_mode())
         if fsync:
             _fsync_file(tmp)
         replace_patiently(tmp, path)
+    except OSError as e:
+        said = write_error(e, path)
+        if said is None:
+            raise
+        raise said from e
     finally:
         try:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.remove(tmp)
         finally:
             if fd is not None:
                 os.close(fd)  # releases the lock
+
+
+#: What a write that fails for the disk or the folder's permissions says, after the file it was writing.
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def write_error(e: OSError, path: str) -> Optional[OSError]:
+    """An ``OSError`` of the same kind that names ``path`` (not the temporary file beside it, which is what the system
+    reports) and what to do, for a full disk or a folder that cannot be written; ``None`` for any other error, or one
+    about another file (the block may read files of its own)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    named = e.filename if isinstance(getattr(e, "filename", None), str) else None
+    if named is not None:
+        named = os.path.abspath(named)
+        if not (os.path.dirname(named) == folder or folder == named or folder.startswith(named.rstrip(os.sep) + os.sep)):
+            return None  # not the file being written, nor its folder or one above it
+    reason = e.strerror or str(e)
+    if e.errno in _DISK_FULL:
+        text = (f"{path} cannot be written: the disk is full ({reason}). Free some space and queue again; what is "
+                "finished is kept")
+    elif e.errno in _NOT_WRITABLE:
+        text = (f"{path} cannot be written: its folder {folder} is not writable by this process ({reason}). Make it "
+                "writable (or choose another output folder) and queue again")
+    else:
+        return None
+    return OSError(e.errno, text)
 
 
 #: Windows refuses to replace a file another program holds open (a video player, Explorer's preview pane, an antivirus
@@ -182,10 +217,35 @@ def remove_stale_temp_files(folder: str) -> list[str]:
     return removed
 
 
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes (hex), read in pieces: a shot of a real movie is tens of megabytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
     with atomic_path(path, fsync=fsync) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
+
+
+def write_if_changed(path: str, data: bytes) -> bool:
+    """``atomic_write_bytes`` unless ``path`` already holds exactly ``data`` (then nothing is written: a rerun that
+    draws the same picture leaves a read-only folder, and the file's time, alone). Returns whether it wrote."""
+    try:
+        if os.path.getsize(path) == len(data):
+            with open(path, "rb") as f:
+                if f.read(len(data) + 1) == data:
+                    return False
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+    return True
 
 
 def atomic_write_text(path: str, text: str, *, fsync: bool = True) -> None:

@@ -23,22 +23,26 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 from PIL import Image
 
-from .files import BINARY, atomic_write_bytes, remove_stale_temp_files, replace_patiently
+from .files import BINARY, atomic_write_bytes, file_sha256, remove_stale_temp_files, replace_patiently, write_error
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; distributed participants sharing a folder need a POSIX filesystem
     fcntl = None
 from .paths import UnsafePathError, is_windows_device_name, legacy_folder_name, resolve_inside, safe_folder_name
+
+log = logging.getLogger(__name__)
 
 PROJECT_FORMAT_VERSION = 1
 PROJECTS_DIR = "moviedreamer"
@@ -262,15 +266,21 @@ class MovieProject:
         path = self.writer_journal_path or self.journal_path
         if self.writer_journal_path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | BINARY, 0o666)
         try:
-            if self.writer_journal_path and fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # the gathering master reads and empties it under the same lock
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | BINARY, 0o666)
+            try:
+                if self.writer_journal_path and fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # the gathering master reads and empties it under the same lock
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        except OSError as e:
+            said = write_error(e, path)
+            if said is None:
+                raise
+            raise said from e
 
     def compact(self) -> None:
         """Write the whole manifest to ``manifest.json`` (atomically, fsynced) and remove the journal; the writers'
@@ -280,6 +290,7 @@ class MovieProject:
             return
         held = []
         try:
+            folded = False
             for path in self._writer_journals():
                 try:
                     fd = os.open(path, os.O_RDWR | BINARY)
@@ -289,7 +300,11 @@ class MovieProject:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 with os.fdopen(os.dup(fd), "rb") as f:
-                    self._replay_journal(path, f.read())
+                    data = f.read()
+                folded = folded or bool(data)
+                self._replay_journal(path, data)
+            if not folded and not os.path.exists(self.journal_path):
+                return  # nothing changed since manifest.json was written: a finished project may be read-only
             self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1, sort_keys=True).encode("utf-8"))
             for fd in held:
@@ -304,6 +319,22 @@ class MovieProject:
 
     #: The name earlier versions used for ``compact``.
     save_manifest = compact
+
+    @contextmanager
+    def compacting(self) -> Iterator["MovieProject"]:
+        """``compact`` when the block ends, also when it fails or is cancelled. When it fails, the block's error is
+        the one raised: a ``compact`` that fails as well (the same full disk, the same read-only folder) is logged,
+        not chained in its place, so the user reads what went wrong first and where."""
+        try:
+            yield self
+        except BaseException:
+            try:
+                self.compact()
+            except OSError:
+                log.warning("MovieDreamer: the manifest of %s could not be compacted after the error below", self.root,
+                            exc_info=True)
+            raise
+        self.compact()
 
     def set_script(self, script_hash: str, title: str) -> None:
         """Record which script this project renders. Entries of an earlier version of the script stay: each one's
@@ -392,23 +423,38 @@ class MovieProject:
             return None
         return entry
 
-    def record_shot(self, index: int, rel: str, signature: str, info: dict) -> None:
-        """Record a finished shot, with its file's size and modification time (``shot_unchanged``)."""
-        st = os.stat(os.path.join(self.root, rel))
+    def record_shot(self, index: int, rel: str, signature: str, info: dict, sha256: Optional[str] = None) -> None:
+        """Record a finished shot, with its file's size and modification time (``shot_check``) and the SHA-256 of
+        its bytes (``sha256`` when the caller knows it, else read from the file): a shot file replaced by another of
+        the same length is found by its bytes, not taken for this shot."""
+        path = os.path.join(self.root, rel)
+        st = os.stat(path)
         self._set(("shots", str(index)), {"status": "done", "file": rel, "signature": signature,
-                                          "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, **info})
+                                          "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                          "sha256": sha256 or file_sha256(path), **info})
 
-    def shot_unchanged(self, index: int, signature: str) -> bool:
-        """Recorded with this signature and its file untouched since (same size and modification time): the
-        cheap check a rerun makes before trusting a shot without decoding it (``shot_done`` decodes)."""
+    def shot_check(self, index: int, signature: str) -> Optional[str]:
+        """Whether shot ``index``, if recorded with this signature, may be reused: ``None`` (no such entry),
+        ``"unchanged"`` (its file is what was written: the same size and modification time, read no further; or,
+        where only the time changed, as when a project is copied or restored, the same SHA-256, and the new time is
+        recorded so that the next rerun need not read it), ``"replaced"`` (other bytes, or no file: make it again) or
+        ``"unverified"`` (touched, and an entry of an earlier version that kept no SHA-256: the caller decodes it)."""
         entry = self.shot_entry(index, signature)
-        if entry is None or "bytes" not in entry:
-            return False
+        if entry is None:
+            return None
+        path = os.path.join(self.root, entry["file"])
         try:
-            st = os.stat(os.path.join(self.root, entry["file"]))
+            st = os.stat(path)
+            if "bytes" in entry and st.st_size == entry["bytes"] and st.st_mtime_ns == entry["mtime_ns"]:
+                return "unchanged"
+            if "sha256" not in entry:
+                return "unverified"
+            if st.st_size != entry.get("bytes") or file_sha256(path) != entry["sha256"]:
+                return "replaced"
         except OSError:
-            return False
-        return st.st_size == entry["bytes"] and st.st_mtime_ns == entry["mtime_ns"]
+            return "replaced"
+        self._set(("shots", str(index)), {**entry, "mtime_ns": st.st_mtime_ns})
+        return "unchanged"
 
     def sidecar_file(self, index: int) -> str:
         return f"shots/shot_{index:05d}.preview.safetensors"

@@ -8,6 +8,8 @@ their compressed packets (no re-encoding, so no quality loss and little time).
 
 from __future__ import annotations
 
+import functools
+import sys
 from fractions import Fraction
 from typing import Iterable, Optional
 
@@ -18,6 +20,48 @@ from .files import atomic_path
 
 def _even(x: int) -> int:
     return x - (x % 2)
+
+
+#: The x86 instruction sets x264 may use where the CPU has AVX-512: all of them but AVX-512. x264's AVX-512 code
+#: encodes the same frames to other bytes from one encode to the next (it depends on what the process's memory held
+#: before: about one encode in ten of a fading 320x180 or 64x48 shot, decoded pixels up to 35 levels apart; found when
+#: a rerun's movie differed from a fresh one's). Without it every encode gives the bytes most encodes gave, so a shot
+#: made again, or by another participant of a distributed run, is the same file. Any CPU with AVX-512 has the rest.
+X264_WITHOUT_AVX512 = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2,LZCNT,AVX,FMA3,BMI1,BMI2,AVX2"
+
+
+@functools.lru_cache(maxsize=1)
+def _x264_params() -> dict:
+    """``{"x264-params": ...}`` keeping x264 off AVX-512 where the CPU has it (``X264_WITHOUT_AVX512``), else ``{}``."""
+    return {"x264-params": "asm=" + X264_WITHOUT_AVX512} if _has_avx512() else {}
+
+
+def _has_avx512() -> bool:
+    """Whether this x86 CPU has AVX-512 (Linux: ``/proc/cpuinfo``; Windows: ``IsProcessorFeaturePresent``; macOS:
+    ``hw.optional.avx512f``); ``False`` elsewhere (ARM, or when it cannot be told)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    try:
+        if sys.platform.startswith("linux"):
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                return any(line.startswith("flags") and " avx512f" in line for line in f)
+        if sys.platform == "win32":
+            import ctypes
+
+            return bool(ctypes.windll.kernel32.IsProcessorFeaturePresent(41))  # PF_AVX512F_INSTRUCTIONS_AVAILABLE
+        if sys.platform == "darwin":
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+            value, size = ctypes.c_int(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_int))
+            found = libc.sysctlbyname(b"hw.optional.avx512f", ctypes.byref(value), ctypes.byref(size), None, 0) == 0
+            return found and value.value == 1
+    except (OSError, AttributeError, ValueError):
+        pass
+    return False
 
 
 def _encoder_threads() -> dict:
@@ -45,7 +89,8 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float, crf: int = 
                     h, w = _even(frame.shape[0]), _even(frame.shape[1])
                     stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    stream.options = {"crf": str(crf), "preset": "veryfast", **_encoder_threads()}
+                    stream.options = {"crf": str(crf), "preset": "veryfast", **_x264_params(),
+                                      **_encoder_threads()}
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w, :3]), format="rgb24")
                 for packet in stream.encode(vf):
                     container.mux(packet)

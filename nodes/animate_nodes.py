@@ -154,13 +154,11 @@ class ShotAnimate(io.ComfyNode):
         share = share_of(outlines_of_script(script), who) if who is not None else None
         progress = host.Progress(len(share.shots) if share is not None else len(script.shots))
 
-        try:
+        with project.compacting():  # the manifest's journal into manifest.json, also when cancelled
             result = make_movie(project, script, source.read, fps=fps, frames_per_clip=frames_per_clip, size=size,
                                 backend=frames_fn, backend_name=backend, backend_params=params, progress=progress,
                                 check_interrupt=host.check_interrupt, lands_on_next=backend in LANDS_ON_NEXT,
                                 only_shots=share.shots if share is not None else None)
-        finally:
-            project.compact()  # the manifest's journal into manifest.json, also when cancelled
         if result.preview:
             preview = torch.from_numpy(np.stack(result.preview)).float().div(255)
         else:  # never zero rows (a collector waits for a participant that sends none); the size every share has

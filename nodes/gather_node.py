@@ -90,10 +90,8 @@ class MovieDreamerGather(io.ComfyNode):
         job = who.job if who is not None else None
         accepted, _ = check_payloads(found, job, expected)  # refuses before the project folder is opened or written
         project = MovieProject(host.output_directory(), name)
-        try:
+        with project.compacting():  # folds the participants' journals into manifest.json, also on failure
             return cls._gather(project, found, script, who, expected, accepted)
-        finally:
-            project.compact()  # folds the participants' journals into manifest.json, also on failure
 
     @classmethod
     def _gather(cls, project, found, script, who, expected, accepted) -> io.NodeOutput:

@@ -421,13 +421,11 @@ class IdentityDiffusionRender(io.ComfyNode):
 
         project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title,
                                writer=who.writer if who is not None else None)
-        try:
+        with project.compacting():  # the manifest's journal into manifest.json, also when cancelled
             return cls._render(project, n, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name,
                                scheduler, width, height, token_weight, identity_weight, start_percent, end_percent,
                                negative_prompt, clip, positive, negative, images_output, models, use_tokens, use_identity,
                                needs_faces, layers, share)
-        finally:
-            project.compact()  # the manifest's journal into manifest.json, also when cancelled
 
     @classmethod
     def _render(cls, project, n, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name,

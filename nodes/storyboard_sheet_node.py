@@ -14,7 +14,7 @@ import torch
 
 from comfy_api.latest import io, ui
 
-from ..moviedreamer_core.files import atomic_write_bytes
+from ..moviedreamer_core.files import write_if_changed
 from ..moviedreamer_core.project import MovieProject
 from ..moviedreamer_core.storyboard_sheet import ReadOneByOne, SheetTooLarge, contact_sheet
 from . import host, wire_types
@@ -78,7 +78,7 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
 
         buffer = BytesIO()
         Image.fromarray(sheet).save(buffer, format="PNG")
-        atomic_write_bytes(path, buffer.getvalue())
+        write_if_changed(path, buffer.getvalue())  # the same sheet again: nothing written
         ref = host.view_reference(path)
         image = torch.from_numpy(np.ascontiguousarray(sheet)).float().div(255)[None]
         shown = ui.SavedImages([ui.SavedResult(ref["filename"], ref["subfolder"], io.FolderType.output)]) if ref else None

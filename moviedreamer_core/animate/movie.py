@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -170,9 +171,12 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
         extra = {"next_keyframe": landing} if lands_on_next else {}
         rel = project.shot_file(timing.shot_index, timing.shot_id)
         entry = project.shot_entry(timing.shot_index, sig)
-        kept = project.shot_sidecar(timing.shot_index, sig) if project.shot_unchanged(timing.shot_index, sig) else None
-        # touched since it was written: one decoding pass checks it is whole and gives its preview and last frame
-        decoded = _decode_for_preview(project.path(entry["file"]), every) if entry is not None and kept is None else None
+        check = project.shot_check(timing.shot_index, sig)  # a replaced file (other bytes) is made again
+        kept = project.shot_sidecar(timing.shot_index, sig) if check == "unchanged" else None
+        # a whole file without its kept preview, or one of an earlier version touched since: one decoding pass checks
+        # it is whole and gives its preview and last frame
+        decoded = (_decode_for_preview(project.path(entry["file"]), every)
+                   if check in ("unchanged", "unverified") and kept is None else None)
         if kept is not None:  # the file is as it was written: its kept preview frames, no decoding
             rel = entry["file"]
             preview.add_sampled(kept["preview"], every, timing.frames)
@@ -213,12 +217,39 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
 
 def assemble_movie(project: MovieProject, files: list, fps: float, backend_name: str, preview: list,
                    rendered: list, stale: list) -> MovieResult:
-    """Join the shot files (relative names, in order) into the project's movie and record it."""
+    """Join the shot files (relative names, in order) into the project's movie and record it. A movie already joined
+    from these very shots (their recorded SHA-256s, in order) at this fps, its file as it was written, is kept as it
+    is: a rerun with nothing new writes nothing (a finished project may sit on read-only storage)."""
     movie_rel = f"{project.name}.mp4"
-    concat_videos([project.path(f) for f in files], project.path(movie_rel))
-    info = video_info(project.path(movie_rel))
-    project.set_movie({"file": movie_rel, "frames": info["frames"] if info else 0, "fps": fps, "shots": files,
-                       "backend": backend_name})
+    joined = _joined_from(project, files, fps)
+    entry = project.manifest.get("movie")
+    if not (joined is not None and isinstance(entry, dict) and entry.get("joined") == joined
+            and entry.get("file") == movie_rel and _unchanged(project.path(movie_rel), entry)):
+        concat_videos([project.path(f) for f in files], project.path(movie_rel))
+        info = video_info(project.path(movie_rel))
+        st = os.stat(project.path(movie_rel))
+        entry = {"file": movie_rel, "frames": info["frames"] if info else 0, "fps": fps, "shots": files,
+                 "backend": backend_name, "joined": joined, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        project.set_movie(entry)
     project.compact()
     return MovieResult(project.root, project.path(movie_rel), [project.path(f) for f in files], rendered,
-                       info["frames"] if info else 0, fps, preview, stale)
+                       entry["frames"], fps, preview, stale)
+
+
+def _joined_from(project: MovieProject, files: list, fps: float) -> Optional[str]:
+    """What a movie joined from ``files`` holds: a digest of the fps and each shot's recorded SHA-256, or ``None``
+    when a shot's entry has none (recorded by an earlier version)."""
+    recorded = {e.get("file"): e.get("sha256") for e in project.manifest["shots"].values() if isinstance(e, dict)}
+    hashes = [recorded.get(f) for f in files]
+    if not hashes or not all(isinstance(h, str) for h in hashes):
+        return None
+    return hashlib.sha256(json.dumps([repr(float(fps)), hashes]).encode()).hexdigest()
+
+
+def _unchanged(path: str, entry: dict) -> bool:
+    """The file has the size and modification time ``entry`` recorded when it was written."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns")

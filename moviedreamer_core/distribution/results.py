@@ -284,7 +284,7 @@ def gather(project: MovieProject, payloads: Sequence[Payload], job: Optional[str
             if not rel.startswith(f"shots/shot_{s:05d}_") or digests.get(rel) != entry["sha256"]:
                 continue
             info = {n: v for n, v in entry.items() if n in ("shot", "frames", "backend")}
-            project.record_shot(s, rel, entry["signature"], info)
+            project.record_shot(s, rel, entry["signature"], info, sha256=entry["sha256"])
             out.shots.add(s)
             count["shots"] += 1
     return out

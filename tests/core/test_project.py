@@ -364,3 +364,53 @@ def test_a_keyframe_changed_on_disk_is_not_taken_as_made(tmp_path):
     assert not again.keyframe_done(1, "sig1")
     assert again.keyframe_done(2, "sig2"), "an entry without a hash (an earlier version's) is taken as before"
     assert "sha256" in again.keyframe_entry(0)
+
+
+def test_a_failed_run_shows_its_own_error_not_the_manifests(tmp_path, caplog):
+    """A run that fails (a full disk, a read-only folder) ends by compacting the manifest, which then fails the same
+    way; that second error used to replace the first, so the user read about a temporary ``.json`` file instead of
+    what went wrong (found by an audit). ``compacting`` raises the block's error and logs the other."""
+    project = MovieProject(str(tmp_path), "failing")
+    project.set_script("hash", "Failing")
+    manifest = Path(project.manifest_path)
+    manifest.mkdir()  # manifest.json cannot be replaced: compact fails
+    (manifest / "x").write_text("x")
+    with pytest.raises(ValueError, match="^the first error$"):
+        with project.compacting():
+            raise ValueError("the first error")
+    assert "could not be compacted" in caplog.text
+    with pytest.raises(OSError):  # no error of the block: compact's own is raised
+        with project.compacting():
+            pass
+
+
+@pytest.mark.parametrize("code, words", [(28, "the disk is full"), (13, "is not writable by this process")])
+def test_a_write_that_fails_names_the_file_it_was_writing_and_what_to_do(tmp_path, code, words):
+    """The system names the temporary file beside the target (``.tmp_n16r7zip.safetensors``); the error says which
+    file was being written and what to do, keeping its kind (``PermissionError`` stays one)."""
+    from moviedreamer_core.files import atomic_path
+
+    target = tmp_path / "keyframes" / "keyframe_00003.png"
+    with pytest.raises(OSError) as failed:
+        with atomic_path(str(target)) as tmp:
+            raise OSError(code, os.strerror(code), tmp)
+    assert failed.value.errno == code and str(target) in str(failed.value) and words in str(failed.value)
+    assert ".tmp" not in str(failed.value) and not list(target.parent.iterdir()), "no temporary file is left"
+    assert isinstance(failed.value, PermissionError) == (code == 13)
+    with pytest.raises(OSError) as other:  # an error about another file is the block's own: left as it is
+        with atomic_path(str(target)):
+            raise OSError(13, "Permission denied", str(tmp_path.parent / "elsewhere.png"))
+    assert "elsewhere.png" in str(other.value) and "not writable" not in str(other.value)
+
+
+def test_opening_and_compacting_a_finished_project_writes_nothing(tmp_path):
+    """A finished project is read, not rewritten, so it can sit on read-only storage and still be queued."""
+    project = MovieProject(str(tmp_path), "finished")
+    project.set_script("hash", "Finished")
+    project.compact()
+    folder = Path(project.root)
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    again = MovieProject(str(tmp_path), "finished")
+    again.set_script("hash", "Finished")
+    again.compact()
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == stamps

@@ -79,3 +79,24 @@ def test_a_renderer_replaced_under_its_name_and_deleted_files_are_made_again(ser
     cached = _run(server, prompt)
     assert "8" not in cached and "9" not in cached, cached
     assert movie.is_file() and shot.is_file() and sheet.is_file()
+
+
+def test_a_finished_project_queued_again_writes_nothing(server):
+    """With an empty project_name (the folder is named after the script's title) the project nodes run on every
+    queue; a finished project then rewrote its manifest, joined its movie again and drew its storyboard.png again,
+    so one on read-only storage could not be queued (found by an audit). Queued again, no file of the project
+    changes, and a shot file replaced by another shot's bytes is made again (the manifest keeps each shot's SHA-256)."""
+    prompt = _prompt("", "toycinema_renderer.safetensors")
+    _run(server, prompt)
+    project = server.dirs["output"] / "moviedreamer" / "On disk"
+    files = [p for p in project.rglob("*") if p.is_file()]
+    assert {"manifest.json", "On disk.mp4", "storyboard.png"} <= {p.name for p in files}
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    cached = _run(server, prompt)
+    assert "6" not in cached and "8" not in cached, "the project nodes ran (an empty project_name)"
+    assert {p: p.stat().st_mtime_ns for p in project.rglob("*") if p.is_file()} == stamps
+    first, second = sorted((project / "shots").glob("shot_*.mp4"))
+    kept = second.read_bytes()
+    second.write_bytes(first.read_bytes())
+    _run(server, prompt)
+    assert second.read_bytes() == kept, "the replaced shot was made again"
