@@ -190,9 +190,37 @@ def write_index(folder: str, movies: list[str], spaces: dict) -> None:
     atomic_write_text(os.path.join(folder, "index.json"), json.dumps(index, indent=1))
 
 
+#: The largest ``index.json`` read (a list of film names and three spaces: a million films fit).
+MAX_INDEX_BYTES = 64 * 2**20
+#: The keys every dataset's ``index.json`` has.
+INDEX_KEYS = ("movies", "text_space", "identity_space", "token_space")
+
+
+def read_index(folder: str) -> dict:
+    """A dataset folder's ``index.json``, checked to have ``INDEX_KEYS`` (``movies`` a list of names). Raises a
+    ``ValueError`` that names the folder or file and what is wrong: no dataset there, not JSON, a key missing."""
+    path = os.path.join(folder, "index.json")
+    if not folder or not os.path.isfile(path):
+        raise ValueError(f"no dataset at {folder!r} (expected index.json and movies/, as "
+                         "python -m moviedreamer_core.data build writes)")
+    try:
+        index = json.loads(read_text_file(path, MAX_INDEX_BYTES))
+    except TextFileError as e:
+        raise ValueError(f"{path} {e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON ({e})") from None
+    if not isinstance(index, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    missing = [k for k in INDEX_KEYS if k not in index]
+    if missing:
+        raise ValueError(f"{path}: missing {missing}")
+    if not isinstance(index["movies"], list) or not all(isinstance(m, str) for m in index["movies"]):
+        raise ValueError(f"{path}: movies must be a list of file names")
+    return index
+
+
 def load_dataset(folder: str) -> tuple[list[Story], dict]:
-    with open(os.path.join(folder, "index.json"), encoding="utf-8") as f:
-        index = json.load(f)
+    index = read_index(folder)
     spaces = {k: index[k] for k in ("text_space", "identity_space", "token_space")}
     stories = [load_movie(os.path.join(folder, m), spaces)[0] for m in index["movies"]]
     return stories, spaces
@@ -311,7 +339,10 @@ def main(argv=None) -> int:
 
     try:
         fields = config_file_fields(args.config)
-        stories, spaces = load_dataset(args.data)
+        try:
+            stories, spaces = load_dataset(args.data)
+        except ValueError as e:
+            raise ValueError(f"--data: {e}") from None
         try:
             cfg = (PlannerConfig.from_dict({**fields, **spaces}) if fields is not None
                    else preset(args.config, **spaces))

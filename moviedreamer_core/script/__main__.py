@@ -13,6 +13,7 @@ import sys
 
 from ..closed_stdout import exit_status
 from . import ScriptError, json_schema, load_script, script_hash
+from .check import off_screen_names
 from .parsing import read_script_file
 
 
@@ -40,6 +41,8 @@ def main(argv=None) -> int:
         return 1
     print(f"ok: {len(script.shots)} shots, {script.n_keyframes} keyframes, {len(script.characters)} characters")
     print(f"hash: {script_hash(script)}")
+    for note in off_screen_names(script):  # the notes the queue command and ScriptEncode give (not problems)
+        print(f"note: {note['path']}: {note['message']}", file=sys.stderr)
     return 0
 
 

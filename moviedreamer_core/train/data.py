@@ -15,7 +15,6 @@ its position alone, so:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from safetensors import safe_open
 
 from ..planner.inputs import Story
 from ..planner.movie_checks import check_movie_header
-from ..planner.train import load_movie
+from ..planner.train import load_movie, read_index
 from .config import ConfigError, DataSection
 
 
@@ -70,13 +69,10 @@ class Dataset:
 def open_dataset(cfg: DataSection, seed: int) -> Dataset:
     """Read ``index.json`` and split it: ``val_movies`` (names as in the index) or a seeded ``val_fraction``."""
     index_path = os.path.join(cfg.path, "index.json")
-    if not cfg.path or not os.path.isfile(index_path):
-        raise ConfigError(f"data.path: no dataset at {cfg.path!r} (expected index.json + movies/, see planner/train.py)")
-    with open(index_path, encoding="utf-8") as f:
-        index = json.load(f)
-    missing = [k for k in ("movies", "text_space", "identity_space", "token_space") if k not in index]
-    if missing:
-        raise ConfigError(f"{index_path}: missing {missing}")
+    try:
+        index = read_index(cfg.path)
+    except ValueError as e:
+        raise ConfigError(f"data.path: {e}") from None
     movies = list(index["movies"])
     spaces = {k: index[k] for k in ("text_space", "identity_space", "token_space")}
     if cfg.val_movies:

@@ -102,6 +102,12 @@ def test_script_schema_and_validate_commands(fresh_python, tmp_path):
     script.write_text("title: T\ncharacters: []\nshots:\n  - {id: 1, scene: a room, action: Nothing happens., duration: 2}\n")
     ok = fresh_python.run(f"python -m moviedreamer_core.script validate {script}", timeout=120)
     assert ok.returncode == 0 and ok.stdout.startswith("ok: 1 shots, 1 keyframes"), (ok.stdout, ok.stderr)
+    # a note (not a problem) is printed as the queue command prints it: it was left out here (found by an audit)
+    script.write_text("title: T\ncharacters: [{name: Ava, description: d}, {name: Bo, description: d}]\n"
+                      "shots:\n  - {id: 1, scene: a room, action: Ava hands Bo a lantern., duration: 2, characters: [Ava]}\n")
+    noted = fresh_python.run(f"python -m moviedreamer_core.script validate {script}", timeout=120)
+    assert noted.returncode == 0 and noted.stdout.startswith("ok: 1 shots"), (noted.stdout, noted.stderr)
+    assert noted.stderr.startswith("note: shots[0].action: names Bo, who is not in this shot's characters"), noted.stderr
     script.write_text("title: T\nshots:\n  - {id: 1, scene: a room, action: x, duration: 0}\n")
     bad = fresh_python.run(f"python -m moviedreamer_core.script validate {script}", timeout=120)
     assert bad.returncode == 1 and "shots[0].duration" in bad.stderr, (bad.stdout, bad.stderr)
@@ -118,6 +124,22 @@ def test_planner_training_command_makes_its_output_folder(fresh_python, syntheti
     from moviedreamer_core.planner import load_planner
 
     assert load_planner(str(out)) is not None
+
+
+def test_both_planner_trainers_name_a_missing_or_broken_dataset(fresh_python, tmp_path):
+    """Without a dataset the README's command printed a traceback (``FileNotFoundError: my_dataset/index.json``,
+    found by an audit) where the scale trainer printed an error: both now say what is wrong, with exit status 2."""
+    out = tmp_path / "p.safetensors"
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "index.json").write_text('{"movies": []}')
+    for data, words in ((tmp_path / "my_dataset", "no dataset at"), (tmp_path / "broken", "missing ['text_space'")):
+        small = fresh_python.run(f"python -m moviedreamer_core.planner.train --data {data} --out {out} --steps 2",
+                                 timeout=300)
+        assert small.returncode == 2 and small.stderr.startswith(f"error: --data: ") and words in small.stderr, small.stderr
+        scale = fresh_python.run(f"python -m moviedreamer_core.train planner --config tiny data.path={data}",
+                                 f"output.dir={tmp_path / 'run'}", timeout=300)
+        assert scale.returncode == 2 and "data.path: " in scale.stderr and words in scale.stderr, scale.stderr
+        assert "Traceback" not in small.stderr + scale.stderr and not out.exists()
 
 
 def test_scale_training_commands(fresh_python, synthetic_films, tmp_path):
