@@ -135,7 +135,7 @@ def test_both_planner_trainers_name_a_missing_or_broken_dataset(fresh_python, tm
     for data, words in ((tmp_path / "my_dataset", "no dataset at"), (tmp_path / "broken", "missing ['text_space'")):
         small = fresh_python.run(f"python -m moviedreamer_core.planner.train --data {data} --out {out} --steps 2",
                                  timeout=300)
-        assert small.returncode == 2 and small.stderr.startswith(f"error: --data: ") and words in small.stderr, small.stderr
+        assert small.returncode == 2 and small.stderr.startswith("error: --data: ") and words in small.stderr, small.stderr
         scale = fresh_python.run(f"python -m moviedreamer_core.train planner --config tiny data.path={data}",
                                  f"output.dir={tmp_path / 'run'}", timeout=300)
         assert scale.returncode == 2 and "data.path: " in scale.stderr and words in scale.stderr, scale.stderr
