@@ -14,6 +14,7 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.file_kinds import PLANNER
 from ..moviedreamer_core.planner import ZeroShotPrior, generate_storyboard, load_planner
+from ..moviedreamer_core.planner.inputs import cameras_planned_as
 from ..moviedreamer_core.planner.scene_bank import SCENE, unseen_scenes
 from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
@@ -140,6 +141,12 @@ class ARKeyframePlanner(io.ComfyNode):
         if getattr(getattr(model, "cfg", None), "fixed_style", False):
             text += ("\nplanned in the one style its training films had (the planner does not read the script's "
                      "style; the renderer's prompt does)")
+        cfg = getattr(model, "cfg", None)
+        if hasattr(cfg, "reads") and cfg.reads("camera"):
+            mapped = cameras_planned_as((k.camera for k in script_embeds.keyframes), cfg.cameras)
+            if mapped:
+                text += ("\ncameras its training films never had, planned as the nearest it knows (the renderer's prompt "
+                         "keeps the script's): " + ", ".join(f"{a} as {b}" for a, b in mapped.items()))
         if getattr(getattr(model, "cfg", None), "scene_bank", 0):
             scenes = script_embeds.keyframe_text[:, SCENE]
             unseen = unseen_scenes(scenes, model.scene_bank)

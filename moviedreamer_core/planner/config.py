@@ -54,6 +54,10 @@ class PlannerConfig:
     # every training film had one style: the planner keeps its embedding (tensor ``fixed_style``) and plans every
     # script in it, as it was trained, instead of reading a style it never saw (``KeyframePlanner.planning_story``)
     fixed_style: bool = False
+    # the camera values the training films state (``inputs.CAMERAS`` names), filled by the trainers when the planner
+    # reads the camera and the films state only some values: a script's other values are planned as the nearest of
+    # these (``inputs.nearest_camera``), not through embedding rows that never trained. Empty: every value
+    cameras: list = field(default_factory=list)
     # plan each script's scene sentence as the nearest of the training films' distinct scene sentences (tensor
     # ``scene_bank``, ``scene_bank`` rows, filled by the trainers): for closed worlds, where a new phrasing of a trained
     # place was planned as another place (``planner/scene_bank.py``). ``scene_bank`` 0: nothing kept (off)
@@ -98,6 +102,12 @@ class PlannerConfig:
             raise ValueError(f"the planner reads input(s) {unknown} that this pack does not know (known: "
                              f"{list(KNOWN_INPUTS)}); a planner file that needs them: update ComfyUI-MovieDreamer")
         self._check_numbers()
+        from .inputs import CAMERAS
+
+        if not isinstance(self.cameras, (list, tuple)) or any(c not in CAMERAS for c in self.cameras):
+            raise ValueError(f"planner config cameras must be a list of camera values ({', '.join(CAMERAS)}), got "
+                             f"{str(self.cameras)[:200]}")
+        self.cameras = list(self.cameras)
 
     def _check_numbers(self) -> None:
         """Sizes positive, shares within 0..1, spreads not negative: a bad override (``planner.hidden_size=-1``) or

@@ -23,6 +23,36 @@ CAMERAS = ("extreme_wide", "wide", "full", "medium", "medium_close_up", "close_u
            "over_the_shoulder", "point_of_view", "aerial")
 
 
+#: How much of the scene each camera value frames, widest first: where a planner was trained on films that state only
+#: some camera values, a script's other values are planned as the nearest value it knows (``nearest_cameras``). No two
+#: values are equally far from a third: a full shot is nearer a wide one than a medium one, a medium close-up nearer a
+#: close-up, an over-the-shoulder shot and a point of view are medium shots, an aerial one is wide.
+CAMERA_SIZE = {"extreme_wide": 0.0, "aerial": 0.1, "wide": 1.0, "full": 1.4, "over_the_shoulder": 2.9, "medium": 3.0,
+               "point_of_view": 3.1, "medium_close_up": 4.6, "close_up": 5.0, "extreme_close_up": 6.0}
+
+
+def nearest_camera(camera: str, known) -> str:
+    """The value of ``known`` (camera names) that frames the scene most like ``camera`` (``CAMERA_SIZE``); ``camera``
+    itself when it is known or nothing is."""
+    known = [k for k in known if k in CAMERA_SIZE]
+    if camera in known or not known or camera not in CAMERA_SIZE:
+        return camera
+    return min(known, key=lambda k: (abs(CAMERA_SIZE[k] - CAMERA_SIZE[camera]), CAMERA_SIZE[k]))
+
+
+def nearest_cameras(known) -> list[int]:
+    """For each ``CAMERAS`` index, the index of the nearest camera in ``known`` (names; empty: every value is known,
+    as for planner files that do not say which they were trained on)."""
+    return [CAMERAS.index(nearest_camera(c, known)) for c in CAMERAS]
+
+
+def cameras_planned_as(cameras, known) -> dict[str, str]:
+    """Of the camera values ``cameras`` (a script's, per keyframe; ``None`` for not stated), those outside ``known``
+    mapped to the value a planner that knows only ``known`` plans them as (``{}`` when ``known`` is empty: all)."""
+    return {c: nearest_camera(c, known) for c in dict.fromkeys(str(c) for c in cameras if c is not None)
+            if known and c in CAMERA_SIZE and c not in known}
+
+
 def camera_index(camera) -> int:
     """``CAMERAS`` index of a ``script.Camera`` value (or its string); -1 for None or an unknown value."""
     if camera is None:

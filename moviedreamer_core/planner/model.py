@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from ..embeds import SEGMENTS
 from .config import PlannerConfig
-from .inputs import CAMERAS, Story, collate
+from .inputs import CAMERAS, Story, collate, nearest_cameras
 from .mixture import Mixture, MixtureHead, mixture_loss
 from .scene_bank import snap_to_bank
 
@@ -102,6 +102,8 @@ class KeyframePlanner(nn.Module):
         self.mask_embedding = nn.Parameter(torch.zeros(H))
         # the shot's camera (inputs.CAMERAS + 1 rows; row 0: not stated / script dropped), only when declared
         self.camera_emb = nn.Embedding(len(CAMERAS) + 1, H) if cfg.reads("camera") else None
+        # a camera value no training film stated is read at the nearest one they did (its row never trained)
+        self.camera_rows = [0] + [i + 1 for i in nearest_cameras(cfg.cameras)]  # a list: no tensor in the state
         self.drop = nn.Dropout(cfg.dropout)
         self.backbone = LlamaModel(_llama_config(cfg))
         self.head = MixtureHead(H, cfg.D, cfg.mixture_components, cfg.min_sigma)
@@ -181,7 +183,8 @@ class KeyframePlanner(nn.Module):
         boi = self.type_emb.weight[BOI].expand(ids.shape[0], -1)
         if self.camera_emb is None:
             return boi
-        rows = (ids + 1).clamp_min(0) if ctx.cond else torch.zeros_like(ids)
+        rows = (torch.tensor(self.camera_rows, device=ids.device)[(ids + 1).clamp_min(0)] if ctx.cond
+                else torch.zeros_like(ids))
         return boi + self.camera_emb(rows.to(self.param_device))
 
     def _mentions(self, story: Story, at: list) -> torch.Tensor:

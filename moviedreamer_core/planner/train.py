@@ -45,7 +45,7 @@ from ..files import atomic_write_text, save_safetensors
 from ..text_files import TextFileError, read_text_file
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
-from .inputs import Story
+from .inputs import CAMERAS, Story
 from .movie_checks import MovieFileError, check_movie, read_movie_file
 from .model import KeyframePlanner
 from .scene_bank import SCENE, SNAP_SCENES_MESSAGE, TooManyScenes, distinct_scenes
@@ -125,28 +125,45 @@ def story_inputs(story: Story) -> set[str]:
 
 
 def _inputs_given(camera: Optional[torch.Tensor], mention_present: Optional[torch.Tensor]) -> set[str]:
+    """The inputs given, and ``"camera=<value>"`` for each camera value stated."""
     found = set()
     if camera is not None and bool((camera >= 0).any()):
         found.add("camera")
+        found |= {f"camera={CAMERAS[int(i)]}" for i in torch.unique(camera) if 0 <= int(i) < len(CAMERAS)}
     if mention_present is not None and bool(mention_present.any()):
         found.add("mentions")
     return found
 
 
-def learnable_inputs(requested: list, carriers) -> tuple[list, list]:
-    """``(kept, dropped)``: the inputs of ``requested`` that some training film carries, and the others.
-    ``carriers`` yields each film's ``movie_inputs`` / ``story_inputs`` (stopped early once every input is found).
+def learnable_inputs(requested: list, carriers) -> tuple[list, list, list]:
+    """``(kept, dropped, cameras)``: the inputs of ``requested`` that some training film carries, the others, and
+    the camera values the films state (``inputs.CAMERAS`` order; empty when they state every value or the camera is
+    not kept). ``carriers`` yields each film's ``movie_inputs`` / ``story_inputs`` (stopped early once every input
+    and every camera value is found).
 
     Why: a planner that declares an input no training film gave it has that input's projection at its random
     initialisation, and at generation every script that states it would add those untrained weights to the plan
     (a dataset built from captions that never name the characters has no mentions, a real film no scripted camera).
-    So it is trained without them, and its file says so."""
+    So it is trained without them, and its file says so. Likewise a camera value no film states (the toy cinema's
+    films have wide, medium and close-up shots only): its embedding row never trains, so the planner file lists the
+    values it knows (``PlannerConfig.cameras``) and a script's other values are planned as the nearest of them."""
+    everything = set(requested) | ({f"camera={c}" for c in CAMERAS} if "camera" in requested else set())
     found: set = set()
     for carried in carriers:
         found |= carried
-        if found >= set(requested):
+        if found >= everything:
             break
-    return [i for i in requested if i in found], [i for i in requested if i not in found]
+    kept = [i for i in requested if i in found]
+    cameras = [c for c in CAMERAS if f"camera={c}" in found]
+    if "camera" not in kept or len(cameras) == len(CAMERAS):
+        cameras = []
+    return kept, [i for i in requested if i not in found], cameras
+
+
+def cameras_message(cameras: list) -> str:
+    """What both trainers say when the films state only some camera values (``learnable_inputs``)."""
+    return (f"planner.cameras: the training films state only the camera values {', '.join(cameras)}; the planner "
+            "plans a script's other values as the nearest of these (their embedding rows would never train)")
 
 
 def dropped_inputs_message(dropped: list, kept: list) -> str:
@@ -351,10 +368,13 @@ def main(argv=None) -> int:
     except (MovieFileError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    kept, dropped = learnable_inputs(cfg.inputs, (story_inputs(st) for st in stories))
+    kept, dropped, cameras = learnable_inputs(cfg.inputs, (story_inputs(st) for st in stories))
     if dropped:
         print(dropped_inputs_message(dropped, kept))
         cfg = dataclasses.replace(cfg, inputs=kept)
+    if cameras:
+        print(cameras_message(cameras))
+        cfg = dataclasses.replace(cfg, cameras=cameras)
     style = shared_style(st.style for st in stories)
     if style is not None:
         print(FIXED_STYLE_MESSAGE)

@@ -20,13 +20,16 @@ from typing import Optional
 import numpy as np
 
 from ..identity.base import MAX_FACES, Face, check_rgb_uint8
+from ..planner.inputs import CAMERAS as PLANNER_CAMERAS
+from ..planner.inputs import nearest_camera
 from .counting import NOBODY, PlaceCounter, place_plan
 from .identity import crop_boxes
 from .world import CAMERAS, camera_id
 
-#: Script cameras the toy world does not stage, read at the toy size nearest to them.
-NEAREST_CAMERA = {"extreme_wide": "wide", "full": "wide", "aerial": "wide", "over_the_shoulder": "medium",
-                  "point_of_view": "medium", "medium_close_up": "close_up", "extreme_close_up": "close_up"}
+#: Script cameras the toy world does not stage, read at the toy size nearest to them: the one the toy planner plans
+#: them at (``planner.inputs.nearest_camera``; its file lists the toy's three, ``PlannerConfig.cameras``).
+NEAREST_CAMERA = {c: nearest_camera(c, [t.name for t in CAMERAS]) for c in PLANNER_CAMERAS
+                  if c not in {t.name for t in CAMERAS}}
 #: A keyframe whose camera is not given is read as a wide shot (every place on its own).
 DEFAULT_CAMERA = "wide"
 

@@ -33,8 +33,8 @@ from ..threads import torch_threads
 from ..planner.config import preset
 from ..planner.model import KeyframePlanner
 from ..planner.scene_bank import SNAP_SCENES_MESSAGE, TooManyScenes, distinct_scenes, movie_scenes
-from ..planner.train import (FIXED_STYLE_MESSAGE, dropped_inputs_message, learnable_inputs, movie_inputs, movie_style,
-                             shared_style)
+from ..planner.train import (FIXED_STYLE_MESSAGE, cameras_message, dropped_inputs_message, learnable_inputs,
+                             movie_inputs, movie_style, shared_style)
 from .config import ConfigError, TrainConfig, micro_batch_size
 from .data import StreamSampler, eval_windows, open_dataset, stats_from_moments, token_moments
 from .evaluation import PlannerObjective, evaluate_heldout
@@ -88,10 +88,13 @@ def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True, carri
     if carriers is not None:
         requested = (KeyframePlanner.config_from_llama(folder, **overrides) if folder
                      else preset(cfg.planner.preset, **overrides)).inputs
-        kept, dropped = learnable_inputs(list(requested), carriers)
+        kept, dropped, cameras = learnable_inputs(list(requested), carriers)
         if dropped:
             log(dropped_inputs_message(dropped, kept))
             overrides["inputs"] = kept
+        if cameras:
+            log(cameras_message(cameras))
+        overrides["cameras"] = cameras  # the trainer's to fill, never a user's
     style = shared_style(styles) if styles is not None else None
     if style is not None:
         log(FIXED_STYLE_MESSAGE)

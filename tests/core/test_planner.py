@@ -489,6 +489,50 @@ def test_camera_rows_are_frozen_and_cover_the_script_schema():
     assert camera_index(Camera.aerial) == len(CAMERAS) - 1 and camera_index(None) == camera_index("dolly") == -1
 
 
+def test_a_camera_no_training_film_stated_is_planned_as_the_nearest_one_they_did(tmp_path, story):
+    """The toy films state only wide, medium and close-up shots: the other seven camera rows never trained, and a
+    script's ``extreme_wide``, ``full`` or ``medium_close_up`` planned ghosted frames through them (found by an
+    audit). The trainer records the values its films state (``PlannerConfig.cameras``) and says so; the planner reads
+    any other value at the nearest of them; a file without the field reads every value at its own row."""
+    from moviedreamer_core.planner.inputs import CAMERAS, cameras_planned_as, nearest_camera
+    from moviedreamer_core.planner.train import learnable_inputs, story_inputs
+
+    assert {c: nearest_camera(c, ["wide", "medium", "close_up"]) for c in CAMERAS} == {
+        "extreme_wide": "wide", "wide": "wide", "full": "wide", "medium": "medium", "medium_close_up": "close_up",
+        "close_up": "close_up", "extreme_close_up": "close_up", "over_the_shoulder": "medium",
+        "point_of_view": "medium", "aerial": "wide"}
+    assert nearest_camera("aerial", []) == "aerial" and nearest_camera("full", ["close_up"]) == "close_up"
+    n = story.n_keyframes
+    shown = [dataclasses.replace(story, keyframe_camera=torch.tensor([(1, 3, 5)[i % 3] for i in range(n)])),
+             dataclasses.replace(story, keyframe_camera=torch.full((n,), -1))]
+    kept, dropped, cameras = learnable_inputs(["camera", "mentions"], (story_inputs(s) for s in shown))
+    assert kept == ["camera"] and dropped == ["mentions"] and cameras == ["wide", "medium", "close_up"]
+    every = dataclasses.replace(long_story(len(CAMERAS)), keyframe_camera=torch.arange(len(CAMERAS)))
+    assert learnable_inputs(["camera"], [story_inputs(every)])[2] == [], "every value stated: nothing to record"
+    assert cameras_planned_as(["full", None, "wide", "full", "aerial"], cameras) == {"full": "wide", "aerial": "wide"}
+
+    model = random_model()
+    model.cfg.cameras = cameras
+    path = tmp_path / "p.safetensors"
+    save_planner(model, str(path))
+    loaded = load_planner(str(path))
+    assert loaded.cfg.cameras == cameras
+    full = dataclasses.replace(story, keyframe_camera=torch.full((n,), CAMERAS.index("full")))
+    wide = dataclasses.replace(story, keyframe_camera=torch.full((n,), CAMERAS.index("wide")))
+    assert torch.equal(plan_tokens(loaded, full, seed=1), plan_tokens(loaded, wide, seed=1))
+    model.cfg.cameras = []
+    save_planner(model, str(path))
+    every_row = load_planner(str(path))
+    assert not torch.allclose(plan_tokens(every_row, full, seed=1), plan_tokens(every_row, wide, seed=1))
+
+
+def test_the_shipped_toy_planner_knows_the_toy_cameras_only():
+    from moviedreamer_core.planner.checkpoint import read_planner_config
+
+    path = Path(__file__).resolve().parents[2] / "moviedreamer_core/toycinema/weights/moviedreamer/toycinema_planner.safetensors"
+    assert read_planner_config(str(path)).cameras == ["wide", "medium", "close_up"]
+
+
 def test_a_file_that_is_not_a_planner_is_refused(tmp_path):
     from safetensors.torch import save_file
 

@@ -458,6 +458,44 @@ def test_a_hand_written_script_without_the_toy_style_shows_each_character_once(h
             [CHARACTERS[c].name for c, _ in reading.on_screen]
 
 
+OTHER_CAMERAS = ("extreme_wide", "full", "medium_close_up", "extreme_close_up", "over_the_shoulder", "point_of_view",
+                 "aerial")
+
+
+@pytest.mark.parametrize("camera", OTHER_CAMERAS)
+def test_a_camera_the_toy_world_does_not_stage_is_planned_as_the_nearest_toy_camera(host, camera):
+    """The toy films have wide, medium and close-up shots only. A script's other camera values went through planner
+    rows that never trained: blurred keyframes with faint doubles, and identity reports that flagged a character
+    drawn right (found by an audit: ``medium_close_up`` flagged at both seeds tried). The toy planner's file lists the
+    three it knows (``PlannerConfig.cameras``) and plans any other at the nearest (``planner.inputs.nearest_camera``):
+    Ava alone, counted place by place at that framing, is there once, and the planner's summary says so."""
+    from moviedreamer_core.toycinema.counting import PlaceCounter
+    from moviedreamer_core.toycinema.faces import NEAREST_CAMERA
+    from moviedreamer_core.toycinema.identity import ToyIdentityEmbedder
+    from moviedreamer_core.toycinema.world import CHARACTERS, camera_id, character_id
+
+    script = ("title: Other cameras\ncharacters:\n  - {name: Ava, description: a girl in red, references: [0]}\n"
+              f"shots:\n  - {{id: s1, scene: a sandy beach, action: Ava waits., characters: [Ava], camera: {camera}, "
+              "duration: 2}\n")
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["2"]["inputs"]["script"] = script
+    project = f"other_camera_{camera}"
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = project
+    result = host.run(prompt)
+    result.raise_for_error()
+    toy = NEAREST_CAMERA[camera]
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project
+    frames = _keyframes(folder)
+    report = json.loads((folder / "manifest.json").read_text())["keyframes"]["0"]["identity"]
+    assert report["flags"] == [], report["flags"]
+    counter = PlaceCounter(ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")))
+    reading = counter.read(frames, [camera_id(toy)])[0]
+    assert [c for c, _ in reading.on_screen] == [character_id("Ava")], [CHARACTERS[c].name for c, _ in reading.on_screen]
+    assert f"{camera} as {toy}" in "\n".join(result.outputs["4"]["text"])
+
+
 #: Each toy place in words of my own (no toy film, training or held-out, uses them), with its ``world.LOCATIONS`` name.
 PLACES_IN_NEW_WORDS = (("the seaside, small waves on the sand", "beach"), ("woods full of tall dark pines", "forest"),
                        ("a hot desert with big sand dunes", "desert"), ("a town plaza late at night", "city_night"),
