@@ -249,6 +249,8 @@ def test_retraining_command_writes_a_consistent_set_of_files(host, tmp_path, fre
     assert planner.fixed_style and shipped_planner.fixed_style
     # and the scene sentences of its training films (planner.snap_scenes): a few films' worth here, 84 shipped
     assert planner.snap_scenes and 0 < planner.scene_bank < 84 and shipped_planner.scene_bank == 84
+    # the toy films' three camera sizes (planner.cameras): any other script camera is planned at the nearest
+    assert planner.cameras == shipped_planner.cameras == ["wide", "medium", "close_up"]
     toy = host.pack_submodule("nodes.toycinema_models")
     model = toy.load_toy_unet(str(out / "toycinema_unet.safetensors"))
     assert model.model.latent_format.latent_channels == 3 and toy.prediction_of(model) == "v"
