@@ -7,6 +7,8 @@ resampling when they are small (a 32x32 toy keyframe stays crisp) and Lanczos ot
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from collections.abc import Sequence as SequenceABC
 from typing import Callable, Sequence
@@ -24,6 +26,43 @@ TEXT = (230, 230, 230)
 MAX_SHEET_PIXELS = 8192 * 4096
 MIN_CELL = 8
 LINE_HEIGHT = 12
+
+
+#: Caption size in points (Pillow's own font is drawn at 10 unless told otherwise).
+FONT_SIZE = 10
+#: Fonts tried for captions, in order, by file name (Pillow looks in the system's font folders): Pillow's own font
+#: draws no letter outside ASCII ("Zoë", "Ólafur" and "李雷" came out as boxes), so a caption is drawn in the first of
+#: these that has every one of its letters, else in the first found (Linux: DejaVu, Noto; Windows: Segoe UI, Arial,
+#: Microsoft YaHei; macOS: Arial Unicode, PingFang).
+CAPTION_FONTS = ("DejaVuSans.ttf", "NotoSans-Regular.ttf", "segoeui.ttf", "arial.ttf", "Arial Unicode.ttf",
+                 "NotoSansCJK-Regular.ttc", "msyh.ttc", "PingFang.ttc", "wqy-zenhei.ttc", "DroidSansFallbackFull.ttf")
+
+
+@functools.lru_cache(maxsize=1)
+def _fonts() -> tuple:
+    """The caption fonts this system has (``CAPTION_FONTS``), then Pillow's own."""
+    found = []
+    for name in CAPTION_FONTS:
+        try:
+            found.append(ImageFont.truetype(name, FONT_SIZE))
+        except OSError:
+            continue
+    return (*found, ImageFont.load_default(FONT_SIZE))
+
+
+def _draws(font, text: str) -> bool:
+    """Whether ``font`` has a glyph for every letter of ``text`` (a missing one is drawn as the font's box, the
+    glyph of a private-use character no font defines)."""
+    box = bytes(font.getmask("\U000F0000"))
+    return all(bytes(font.getmask(ch)) != box for ch in set(text) if not ch.isspace())
+
+
+def caption_font(text: str):
+    """The first caption font that draws every letter of ``text`` (``CAPTION_FONTS``), else the first there is."""
+    fonts = _fonts()
+    if text.isascii():
+        return fonts[0]
+    return next((f for f in fonts if _draws(f, text)), fonts[0])
 
 
 def _fit(text: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
@@ -97,7 +136,6 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str] = (), *,
     if columns < 1 or cell < MIN_CELL:
         raise ValueError(f"columns must be at least 1 and cell at least {MIN_CELL} pixels (got {columns}, {cell})")
     h0, w0 = images[0].shape[:2]
-    font = ImageFont.load_default()
     line_h = LINE_HEIGHT
     text_h = caption_lines * line_h if captions else 0
     try:
@@ -121,6 +159,7 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str] = (), *,
         resample = Image.NEAREST if im.width <= cell // 2 else Image.LANCZOS
         sheet.paste(im.resize((cell, cell_h), resample), (x, y))
         if captions:
+            font = caption_font(str(captions[i]))
             words, lines = str(captions[i]).split(), []
             while words and len(lines) < caption_lines:
                 line = words.pop(0)
