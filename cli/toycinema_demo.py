@@ -3,7 +3,7 @@
 It runs the toy cinema workflow (``workflows/api/moviedreamer_toycinema_api.json``) with ComfyUI's own validator
 and executor in this process, so the movie goes through exactly the nodes a user's graph runs: ScriptEncode
 (MiniLM sentences, toy identities) -> the toy planner -> IdentityDiffusionRender on the toy UNet -> ShotAnimate
-(animatic) and the storyboard sheet. It writes ``output/moviedreamer/<project>/movie.mp4`` and
+(animatic) and the storyboard sheet. It writes ``output/moviedreamer/<project>/<project>.mp4`` and
 ``storyboard.png`` in ComfyUI's output folder (or ``--output-dir``) and prints both paths.
 
     python cli/toycinema_demo.py                       # the workflow's own script
