@@ -453,8 +453,17 @@ class MovieProject:
                 return "replaced"
         except OSError:
             return "replaced"
-        self._set(("shots", str(index)), {**entry, "mtime_ns": st.st_mtime_ns})
+        self.remember_stat(("shots", str(index)), entry, st)
         return "unchanged"
+
+    def remember_stat(self, key: tuple, entry: dict, st: os.stat_result) -> None:
+        """Record a file's new modification time in its entry (its bytes were checked by SHA-256), so the next rerun
+        need not read it again; best effort: a project on read-only storage (copied or restored there) is read, not
+        written, and is checked by SHA-256 again next time."""
+        try:
+            self._set(key, {**entry, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
+        except OSError as e:
+            log.info("MovieDreamer: %s: the new time of a checked file is not recorded (%s)", self.root, e)
 
     def sidecar_file(self, index: int) -> str:
         return f"shots/shot_{index:05d}.preview.safetensors"

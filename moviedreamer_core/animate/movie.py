@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from ..files import file_sha256
 from ..project import MovieProject
 from ..script.hashing import script_hash
 from ..script.schema import Script
@@ -181,6 +182,9 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
             rel = entry["file"]
             preview.add_sampled(kept["preview"], every, timing.frames)
             previous_last, previous_file = None, project.path(rel)
+            if "sha256" not in entry:  # recorded by an earlier version: its SHA-256 once, so the movie need not be
+                project.record_shot(timing.shot_index, rel, sig,  # joined again on every rerun
+                                    {k: v for k, v in entry.items() if k in ("shot", "frames", "backend")})
         elif decoded is not None and decoded[2] == timing.frames:
             rel = entry["file"]
             smalls, previous_last, _ = decoded
@@ -224,12 +228,13 @@ def assemble_movie(project: MovieProject, files: list, fps: float, backend_name:
     joined = _joined_from(project, files, fps)
     entry = project.manifest.get("movie")
     if not (joined is not None and isinstance(entry, dict) and entry.get("joined") == joined
-            and entry.get("file") == movie_rel and _unchanged(project.path(movie_rel), entry)):
+            and entry.get("file") == movie_rel and _as_written(project, entry)):
         concat_videos([project.path(f) for f in files], project.path(movie_rel))
         info = video_info(project.path(movie_rel))
         st = os.stat(project.path(movie_rel))
         entry = {"file": movie_rel, "frames": info["frames"] if info else 0, "fps": fps, "shots": files,
-                 "backend": backend_name, "joined": joined, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+                 "backend": backend_name, "joined": joined, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                 "sha256": file_sha256(project.path(movie_rel))}
         project.set_movie(entry)
     project.compact()
     return MovieResult(project.root, project.path(movie_rel), [project.path(f) for f in files], rendered,
@@ -246,10 +251,17 @@ def _joined_from(project: MovieProject, files: list, fps: float) -> Optional[str
     return hashlib.sha256(json.dumps([repr(float(fps)), hashes]).encode()).hexdigest()
 
 
-def _unchanged(path: str, entry: dict) -> bool:
-    """The file has the size and modification time ``entry`` recorded when it was written."""
+def _as_written(project: MovieProject, entry: dict) -> bool:
+    """The movie file holds what was joined: the size and modification time recorded, or (touched since: a copied or
+    restored project) the SHA-256 recorded, and then the new time is recorded where the folder can be written."""
+    path = project.path(entry["file"])
     try:
         st = os.stat(path)
+        if st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns"):
+            return True
+        if st.st_size != entry.get("bytes") or "sha256" not in entry or file_sha256(path) != entry["sha256"]:
+            return False
     except OSError:
         return False
-    return st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns")
+    project.remember_stat(("movie",), entry, st)
+    return True

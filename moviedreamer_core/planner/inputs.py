@@ -49,8 +49,8 @@ def nearest_cameras(known) -> list[int]:
 def cameras_planned_as(cameras, known) -> dict[str, str]:
     """Of the camera values ``cameras`` (a script's, per keyframe; ``None`` for not stated), those outside ``known``
     mapped to the value a planner that knows only ``known`` plans them as (``{}`` when ``known`` is empty: all)."""
-    return {c: nearest_camera(c, known) for c in dict.fromkeys(str(c) for c in cameras if c is not None)
-            if known and c in CAMERA_SIZE and c not in known}
+    named = dict.fromkeys(str(getattr(c, "value", c)) for c in cameras if c is not None)  # ``Camera`` or its value
+    return {c: nearest_camera(c, known) for c in named if known and c in CAMERA_SIZE and c not in known}
 
 
 def camera_index(camera) -> int:

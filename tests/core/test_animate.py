@@ -310,6 +310,40 @@ def test_a_rerun_trusts_untouched_shots_without_decoding_them(tmp_path, monkeypa
     assert entry["mtime_ns"] == 1, "the new time is recorded: the next rerun reads nothing"
 
 
+def test_a_copied_project_and_one_of_an_earlier_version_settle_into_writing_nothing(tmp_path):
+    """Found by a review audit. A project copied or restored (every file's time new) re-joined its movie on every
+    rerun, and could not be queued from read-only storage: the movie is checked by its SHA-256 too, and the new
+    times are recorded only where the folder can be written. A project of an earlier version (shots without a
+    SHA-256) joined its movie on every rerun: each kept shot's SHA-256 is recorded once."""
+    import shutil
+
+    first, project = run(tmp_path / "a")
+    folder = Path(project.root)
+    copy = tmp_path / "b" / "moviedreamer" / folder.name
+    shutil.copytree(folder, copy, copy_function=shutil.copy)  # new modification times, the same bytes
+    (copy / "manifest.journal").symlink_to(tmp_path / "nowhere" / "journal")  # cannot be written, as if read-only
+    stamps = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
+    again, _ = run(tmp_path / "b")
+    assert again.rendered == [] and again.frames == first.frames
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()} == stamps, "nothing written"
+    (copy / "manifest.journal").unlink()
+    run(tmp_path / "b")  # writable again: the new times are recorded ...
+    stamps = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
+    run(tmp_path / "b")  # ... and the next rerun reads and writes nothing
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()} == stamps
+
+    manifest = json.loads(Path(project.manifest_path).read_text())  # as an earlier version wrote it
+    for entry in manifest["shots"].values():
+        del entry["sha256"]
+    del manifest["movie"]["joined"], manifest["movie"]["sha256"]
+    Path(project.manifest_path).write_text(json.dumps(manifest))
+    old, _ = run(tmp_path / "a")
+    assert old.rendered == [] and all("sha256" in e for e in json.loads(Path(project.manifest_path).read_text())["shots"].values())
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    run(tmp_path / "a")
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamps
+
+
 def test_a_shot_file_replaced_by_another_of_the_same_length_is_made_again(tmp_path):
     """A shot's file swapped for another shot of the same frame count (a copy over it, a file from another project)
     was taken for the shot and joined into the movie: only the frame count was checked (found by an audit). The

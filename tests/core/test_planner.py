@@ -510,6 +510,9 @@ def test_a_camera_no_training_film_stated_is_planned_as_the_nearest_one_they_did
     every = dataclasses.replace(long_story(len(CAMERAS)), keyframe_camera=torch.arange(len(CAMERAS)))
     assert learnable_inputs(["camera"], [story_inputs(every)])[2] == [], "every value stated: nothing to record"
     assert cameras_planned_as(["full", None, "wide", "full", "aerial"], cameras) == {"full": "wide", "aerial": "wide"}
+    from moviedreamer_core.script.schema import Camera
+
+    assert cameras_planned_as([Camera.point_of_view, Camera.wide], cameras) == {"point_of_view": "medium"}
 
     model = random_model()
     model.cfg.cameras = cameras
