@@ -220,14 +220,7 @@ def read_index(folder: str) -> dict:
     if not folder or not os.path.isfile(path):
         raise ValueError(f"no dataset at {folder!r} (expected index.json and movies/, as "
                          "python -m moviedreamer_core.data build writes)")
-    try:
-        index = json.loads(read_text_file(path, MAX_INDEX_BYTES))
-    except TextFileError as e:
-        raise ValueError(f"{path} {e}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not JSON ({e})") from None
-    if not isinstance(index, dict):
-        raise ValueError(f"{path}: not a JSON object")
+    index = _json_object(path, MAX_INDEX_BYTES, path, "a dataset index")
     missing = [k for k in INDEX_KEYS if k not in index]
     if missing:
         raise ValueError(f"{path}: missing {missing}")
@@ -329,17 +322,24 @@ def config_file_fields(name: str) -> Optional[dict]:
             raise ValueError(f"--config {name}: no such file (--config is a preset name, tiny, small or paper, or a "
                              "JSON file)")
         return None
+    return _json_object(name, MAX_CONFIG_BYTES, f"--config {name}", "a planner config", "PlannerConfig fields")
+
+
+def _json_object(path: str, limit: int, shown: str, what: str, of: str = "") -> dict:
+    """The JSON object in ``path`` (read bounded, ``text_files``); a ``ValueError`` that begins with ``shown`` and
+    says what is wrong: unreadable, too large, not valid JSON (where), nested too deeply to be ``what``, not an
+    object (``of``: what its keys are)."""
     try:
-        fields = json.loads(read_text_file(name, MAX_CONFIG_BYTES))
+        value = json.loads(read_text_file(path, limit))
     except TextFileError as e:
-        raise ValueError(f"--config {name} {e}") from None
+        raise ValueError(f"{shown} {e}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"--config {name}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise ValueError(f"{shown}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except RecursionError:
-        raise ValueError(f"--config {name}: nested too deeply to be a planner config") from None
-    if not isinstance(fields, dict):
-        raise ValueError(f"--config {name}: must be a JSON object of PlannerConfig fields, got {type(fields).__name__}")
-    return fields
+        raise ValueError(f"{shown}: nested too deeply to be {what}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{shown}: must be a JSON object{' of ' + of if of else ''}, got {type(value).__name__}")
+    return value
 
 
 def main(argv=None) -> int:
