@@ -36,6 +36,24 @@ def keyframes(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(Image.open(p).convert("RGB")) for p in sorted((folder / "keyframes").glob("keyframe_*.png"))}
 
 
+def recorded_keyframes(folder: Path) -> set[str]:
+    """The keyframes a project has recorded, read as they are on disk (manifest.json and every journal), without
+    opening the project (which would fold the journals of a run under way)."""
+    manifest = folder / "manifest.json"
+    found = set(json.loads(manifest.read_text()).get("keyframes", {})) if manifest.is_file() else set()
+    for journal in [folder / "manifest.journal", *folder.glob("journals/*.jsonl")]:
+        lines = journal.read_bytes().split(b"\n") if journal.is_file() else []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            key = record.get("key") if isinstance(record, dict) else None
+            if isinstance(key, list) and len(key) == 2 and key[0] == "keyframes" and "value" in record:
+                found.add(str(key[1]))
+    return found
+
+
 def frames(path: Path) -> np.ndarray:
     return np.stack(list(iter_frames(str(path))))
 
@@ -157,7 +175,11 @@ def test_a_worker_killed_mid_movie_loses_only_its_unfinished_work(cluster):
             assert time.time() < deadline, cluster.log_tails(30)
             time.sleep(0.05)
         cluster.kill_worker(0)
-        finished = {p.name: p.stat().st_mtime_ns for p in mine if p.exists()}
+        # finished: recorded in the project (a keyframe whose file landed just before the kill, its record not, is
+        # made again, as it should be: it is the one being recorded)
+        recorded = recorded_keyframes(folder)
+        finished = {p.name: p.stat().st_mtime_ns for k, p in zip(share.keyframes, mine)
+                    if p.exists() and str(k) in recorded}
         entry = cluster.wait(prompt_id, timeout=300)
         assert entry["status"]["status_str"] == "error"
         message = json.dumps(entry["status"]["messages"])
