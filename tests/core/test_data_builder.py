@@ -412,6 +412,8 @@ def test_a_sentence_encoded_alone_does_not_move_when_another_sentence_is_edited(
     assert torch.equal(alone.encode(texts + texts[:1])[3], a[0]), "a sentence given twice gets one vector"
     assert (a - batched.encode(texts)).abs().max() < 1e-5 and alone.space == batched.space
     assert alone.encode([]).shape == (0, 384)
+    fresh = transformers_text_encoder(MINILM, alone=True)  # nothing kept: the same vectors as the one that kept them
+    assert torch.equal(fresh.encode(edited[::-1]), b.flip(0))
 
 
 def test_a_character_description_in_another_encoding_is_logged_and_not_used(tmp_path, caplog):
