@@ -293,17 +293,21 @@ def planner_work_folder(out: str, stage: dict) -> str:
     return work
 
 
-def training_films(n: int, *, unsaid_places: float = 0.0):
+def training_films(n: int, *, unsaid_places: float = 0.0, other_words: float = 0.0):
     """The ``n`` training films (``TRAIN_SEED``, training phrasings only): the decoder's, the planner's and the
     benchmark's ablations'. ``unsaid_places``: the share whose scripts never say where a character stands (the
-    planner's, ``planner_runs.UNSAID_PLACES``; the same pictures, so the decoder's films need not say)."""
+    planner's, ``planner_runs.UNSAID_PLACES``; the same pictures, so the decoder's films need not say).
+    ``other_words``: the share of action sentences in a user's own words (``planner_runs.OTHER_WORDS``)."""
     return _pack("moviedreamer_core.toycinema.grammar").generate_films(TRAIN_SEED, n, phrasings=TRAIN_PHRASINGS,
-                                                                       unsaid_places=unsaid_places)
+                                                                       unsaid_places=unsaid_places,
+                                                                       other_words=other_words)
 
 
 def planner_training_films(n: int):
-    """The planner's ``n`` training films: ``training_films`` with ``planner_runs.UNSAID_PLACES`` of them unsaid."""
-    return training_films(n, unsaid_places=_pack("moviedreamer_core.toycinema.planner_runs").UNSAID_PLACES)
+    """The planner's ``n`` training films: ``training_films`` with ``planner_runs.UNSAID_PLACES`` of them unsaid and
+    ``planner_runs.OTHER_WORDS`` of their action sentences in a user's own words."""
+    runs = _pack("moviedreamer_core.toycinema.planner_runs")
+    return training_films(n, unsaid_places=runs.UNSAID_PLACES, other_words=runs.OTHER_WORDS)
 
 
 def main(argv=None) -> int:

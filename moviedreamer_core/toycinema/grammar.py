@@ -38,7 +38,9 @@ whom they show left to right, so a stage place said there would contradict the p
 wide shot of four in ten visits put a character at a place no script or keyframe could tell (measured on the test
 films: 0.60 of wide keyframes had every figure's place shown earlier in the visit), so no planner could draw the
 exact cast; now a planner that reads its history can. Users do not write stage places, so the planner also trains on a share of films
-whose scripts never say them (``generate_film(say_places=False)``, ``planner_runs.UNSAID_PLACES``).
+whose scripts never say them (``generate_film(say_places=False)``, ``planner_runs.UNSAID_PLACES``). Users also write
+actions of their own ("Dee points the way.", "Ava wait."), where every toy sentence names its event: the planner
+trains on a share of action sentences in such words too (``in_other_words``, ``planner_runs.OTHER_WORDS``).
 
 **Phrasings.** Every sentence has several phrasings; the last of each is held out: ``phrasings="train"`` (the
 training films) never uses it, ``phrasings="all"`` (the default: development and test films) draws among all of
@@ -47,6 +49,8 @@ whichever phrasings it is written in.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -438,12 +442,48 @@ def generate_film(seed: int, n_shots: int = DEFAULT_SHOTS, max_keyframes_per_sho
                 hats={c: story.hats[c] for c in cast})
 
 
-def generate_films(seed: int, n_films: int, *, unsaid_places: float = 0.0, **kwargs) -> list[Film]:
+#: Actions of a user's own words (``in_other_words``): a verb in its singular and plural forms. Users write them
+#: with either form whatever the count ("Ava wait."), so the form is drawn at random: the count is the script's
+#: ``characters``, not the grammar of its sentence.
+OTHER_WORDS = (("smiles", "smile"), ("waits", "wait"), ("nods", "nod"), ("frowns", "frown"), ("laughs", "laugh"),
+               ("points the way", "point the way"), ("listens", "listen"), ("looks up", "look up"), ("sighs", "sigh"),
+               ("thinks it over", "think it over"), ("whispers", "whisper"), ("shouts", "shout"), ("eats", "eat"),
+               ("closes the eyes", "close the eyes"), ("reads a letter", "read a letter"), ("sits down", "sit down"))
+
+
+def in_other_words(film: Film, share: float, seed: int) -> Film:
+    """``film`` with a ``share`` of its action sentences, drawn from ``seed``, in a user's own words: "<names> <verb>."
+    (``OTHER_WORDS``, either verb form), saying nothing of the event the grammar chose. A sentence that states a hat
+    or a stage place is kept (it carries what history must keep). The pictures are the film's: a planner trained on
+    such films reads how many are on screen, and who, from the script's characters rather than from the event its
+    sentences name (the toy planner drew a lone character's close-up twice after "Dee points the way.", or for "Ava
+    wait.", sentences no toy film has)."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share is from 0 to 1, got {share!r}")
+    if share == 0.0:
+        return film
+    rng = np.random.default_rng([int(seed), 5])
+    shots = []
+    for shot in film.shots:
+        actions = list(shot.actions)
+        for i in range(len(actions)):
+            keep = i == 0 and (shot.states_hats or shot.states_places)
+            if rng.random() < share and not keep and shot.characters:
+                verb = OTHER_WORDS[int(rng.integers(len(OTHER_WORDS)))][int(rng.integers(2))]
+                actions[i] = f"{_names(shot.characters)} {verb}."
+        shots.append(dataclasses.replace(shot, actions=tuple(actions)))
+    return dataclasses.replace(film, shots=tuple(shots))
+
+
+def generate_films(seed: int, n_films: int, *, unsaid_places: float = 0.0, other_words: float = 0.0,
+                   **kwargs) -> list[Film]:
     """``n_films`` films whose seeds are drawn from ``seed`` (the same list every time). ``unsaid_places``: the share
     of them, drawn from ``seed`` too (the first ``n`` films are the same whatever ``n_films``), whose scripts never say
-    where a character stands (``generate_film``'s ``say_places=False``)."""
+    where a character stands (``generate_film``'s ``say_places=False``). ``other_words``: the share of each film's
+    action sentences written in a user's own words (``in_other_words``)."""
     if not 0.0 <= unsaid_places <= 1.0:
         raise ValueError(f"unsaid_places is a share from 0 to 1, got {unsaid_places!r}")
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_films)
     unsaid = np.random.default_rng([int(seed), 3]).random(n_films) < unsaid_places
-    return [generate_film(int(s), say_places=not u, **kwargs) for s, u in zip(seeds, unsaid)]
+    return [in_other_words(generate_film(int(s), say_places=not u, **kwargs), other_words, int(s))
+            for s, u in zip(seeds, unsaid)]

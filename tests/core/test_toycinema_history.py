@@ -276,3 +276,33 @@ def test_a_film_can_leave_its_stage_places_unsaid_and_is_otherwise_the_same_film
         [s.actions for f in generate_films(5, 20, unsaid_places=0.0) for s in f.shots]
     with pytest.raises(ValueError, match="unsaid_places"):
         generate_films(5, 2, unsaid_places=1.5)
+
+
+def test_some_action_sentences_can_be_in_a_users_own_words_and_the_film_is_otherwise_the_same():
+    """Users write actions of their own ("Dee points the way.", "Ava wait."): the planner also trains on films with a
+    share of action sentences as "<names> <verb>." with either verb form (``grammar.in_other_words``), saying nothing
+    of the event; the pictures and every sentence that states a hat or a stage place are the film's."""
+    from moviedreamer_core.toycinema.grammar import OTHER_WORDS
+
+    verbs = {v for pair in OTHER_WORDS for v in pair}
+    changed = total = 0
+    plain, other = generate_films(7, 40, phrasings="train"), generate_films(7, 40, phrasings="train", other_words=0.3)
+    for a, b in zip(plain, other):
+        assert [s.keyframes for s in a.shots] == [s.keyframes for s in b.shots] and a.hats == b.hats
+        assert [s.scene for s in a.shots] == [s.scene for s in b.shots]
+        for x, y in zip(a.shots, b.shots):
+            for i, (s, t) in enumerate(zip(x.actions, y.actions)):
+                total += 1
+                if s != t:
+                    changed += 1
+                    assert not (i == 0 and (x.states_hats or x.states_places)), "a stated hat or place is kept"
+                    names, verb = t[:-1], None
+                    for v in verbs:
+                        if t.endswith(f" {v}."):
+                            names, verb = t[: -len(v) - 2], v
+                    assert verb is not None and all(CHARACTERS[c].name in names for c in x.characters), t
+    assert 0.2 < changed / total < 0.35, changed / total
+    assert [s.actions for f in generate_films(7, 10, phrasings="train", other_words=0.3) for s in f.shots] == \
+        [s.actions for f in other[:10] for s in f.shots], "the same films whatever the count"
+    with pytest.raises(ValueError, match="share"):
+        generate_films(7, 2, other_words=-0.1)

@@ -460,6 +460,42 @@ def test_a_hand_written_script_without_the_toy_style_shows_each_character_once(h
             [CHARACTERS[c].name for c, _ in reading.on_screen]
 
 
+#: Actions in a user's own words that the planner trained only on the toy grammar's sentences drew with a figure too
+#: many (one-shot scripts of Ava alone, three seeds each: every one of these, every seed).
+OWN_WORDS = (("close_up", "Ava wait."), ("medium", "Ava reads a letter."), ("close_up", "Ava reads a letter."),
+             ("medium", "Ava and the wind."))
+
+
+@pytest.mark.parametrize("camera, action", OWN_WORDS)
+def test_actions_in_a_users_own_words_show_each_character_once(host, camera, action):
+    """The toy planner learnt the count from the event its sentences named as much as from the script's characters:
+    a lone character's "Ava wait." (a plural verb) or "Ava reads a letter." (no toy event) came out with two figures
+    (found by an audit: 24 of 54 one-shot keyframes of such actions). It now also trains on actions in a user's words
+    (``grammar.in_other_words``): the keyframe shows Ava once, counted place by place, and the report flags nothing."""
+    from moviedreamer_core.toycinema.counting import PlaceCounter
+    from moviedreamer_core.toycinema.identity import ToyIdentityEmbedder
+    from moviedreamer_core.toycinema.world import CHARACTERS, camera_id, character_id
+
+    cast = "".join(f"  - {{name: {n}, description: a small figure, references: [{i}]}}\n"
+                   for i, n in enumerate(["Ava", "Bo", "Cy"]))
+    script = (f"title: Own words\ncharacters:\n{cast}shots:\n  - {{id: s1, scene: a sandy beach, action: {action}, "
+              f"characters: [Ava], camera: {camera}, duration: 2}}\n")
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["2"]["inputs"]["script"] = script
+    project = f"own_words_{OWN_WORDS.index((camera, action))}"
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = project
+    host.run(prompt).raise_for_error()
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project
+    frames = _keyframes(folder)
+    report = json.loads((folder / "manifest.json").read_text())["keyframes"]["0"]["identity"]
+    assert report["flags"] == [], report["flags"]
+    counter = PlaceCounter(ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")))
+    reading = counter.read(frames, [camera_id(camera)])[0]
+    assert [c for c, _ in reading.on_screen] == [character_id("Ava")], [CHARACTERS[c].name for c, _ in reading.on_screen]
+
+
 OTHER_CAMERAS = ("extreme_wide", "full", "medium_close_up", "extreme_close_up", "over_the_shoulder", "point_of_view",
                  "aerial")
 
