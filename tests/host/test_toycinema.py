@@ -410,6 +410,22 @@ def test_renderer_training_brings_renders_of_a_trained_identity_closer_to_it(hos
     assert margin_after > 0 > margin_before or margin_after > margin_before + 0.3, (margin_before, margin_after)
 
 
+def _one_keyframe_movie(host, script: str, project: str):
+    """The toy workflow run on a one-keyframe ``script`` into ``project``: its keyframe (``[1, H, W, 3]``), the
+    keyframe's identity report as the manifest keeps it, and the run's result."""
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["2"]["inputs"]["script"] = script
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = project
+    result = host.run(prompt)
+    result.raise_for_error()
+    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project
+    frames = _keyframes(folder)
+    assert len(frames) == 1
+    return frames, json.loads((folder / "manifest.json").read_text())["keyframes"]["0"]["identity"], result
+
+
 #: One-shot scripts as a user writes them: no ``style`` (or another one), a description and an action of their own,
 #: no camera, or the cast of a few characters with one on screen.
 HAND_WRITTEN = {
@@ -440,18 +456,8 @@ def test_a_hand_written_script_without_the_toy_style_shows_each_character_once(h
     script = (f"title: Hand written\n{style}characters:\n{characters}shots:\n  - id: s1\n    scene: a sandy beach\n"
               f"    action: {action}\n    characters: [{', '.join(on_screen)}]\n    duration: 2\n"
               + (f"    camera: {camera}\n" if camera else ""))
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = script
-    project = f"hand_written_{sorted(HAND_WRITTEN).index(case)}"
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = project
-    host.run(prompt).raise_for_error()
-    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project
-    frames = _keyframes(folder)
-    assert len(frames) == 1
+    frames, report, _ = _one_keyframe_movie(host, script, f"hand_written_{sorted(HAND_WRITTEN).index(case)}")
     # the pack's own identity report (what the storyboard panel shows): nobody missing, doubled or extra
-    report = json.loads((folder / "manifest.json").read_text())["keyframes"]["0"]["identity"]
     assert report["flags"] == [], report["flags"]
     if camera:  # and a viewer's count, place by place at the script's framing
         counter = PlaceCounter(ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")))
@@ -480,16 +486,7 @@ def test_actions_in_a_users_own_words_show_each_character_once(host, camera, act
                    for i, n in enumerate(["Ava", "Bo", "Cy"]))
     script = (f"title: Own words\ncharacters:\n{cast}shots:\n  - {{id: s1, scene: a sandy beach, action: {action}, "
               f"characters: [Ava], camera: {camera}, duration: 2}}\n")
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = script
-    project = f"own_words_{OWN_WORDS.index((camera, action))}"
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = project
-    host.run(prompt).raise_for_error()
-    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project
-    frames = _keyframes(folder)
-    report = json.loads((folder / "manifest.json").read_text())["keyframes"]["0"]["identity"]
+    frames, report, _ = _one_keyframe_movie(host, script, f"own_words_{OWN_WORDS.index((camera, action))}")
     assert report["flags"] == [], report["flags"]
     counter = PlaceCounter(ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")))
     reading = counter.read(frames, [camera_id(camera)])[0]
@@ -515,18 +512,8 @@ def test_a_camera_the_toy_world_does_not_stage_is_planned_as_the_nearest_toy_cam
     script = ("title: Other cameras\ncharacters:\n  - {name: Ava, description: a girl in red, references: [0]}\n"
               f"shots:\n  - {{id: s1, scene: a sandy beach, action: Ava waits., characters: [Ava], camera: {camera}, "
               "duration: 2}\n")
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = script
-    project = f"other_camera_{camera}"
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = project
-    result = host.run(prompt)
-    result.raise_for_error()
+    frames, report, result = _one_keyframe_movie(host, script, f"other_camera_{camera}")
     toy = NEAREST_CAMERA[camera]
-    folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project
-    frames = _keyframes(folder)
-    report = json.loads((folder / "manifest.json").read_text())["keyframes"]["0"]["identity"]
     assert report["flags"] == [], report["flags"]
     counter = PlaceCounter(ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")))
     reading = counter.read(frames, [camera_id(toy)])[0]
