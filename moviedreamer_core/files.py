@@ -22,6 +22,7 @@ when it has not been written for ``STALE_TEMP_SECONDS``.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import tempfile
@@ -77,18 +78,14 @@ def atomic_path(path: str, *, fsync: bool = True) -> Iterator[str]:
     tmp = None
     fd = None
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = _locked_temp_file(folder, os.path.splitext(path)[1])
-        yield tmp
-        os.chmod(tmp, default_file_mode())
-        if fsync:
-            _fsync_file(tmp)
-        replace_patiently(tmp, path)
-    except OSError as e:
-        said = write_error(e, path)
-        if said is None:
-            raise
-        raise said from e
+        with write_errors_named(path):
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = _locked_temp_file(folder, os.path.splitext(path)[1])
+            yield tmp
+            os.chmod(tmp, default_file_mode())
+            if fsync:
+                _fsync_file(tmp)
+            replace_patiently(tmp, path)
     finally:
         try:
             if tmp is not None and os.path.exists(tmp):
@@ -101,6 +98,19 @@ def atomic_path(path: str, *, fsync: bool = True) -> Iterator[str]:
 #: What a write that fails for the disk or the folder's permissions says, after the file it was writing.
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+@contextmanager
+def write_errors_named(path: str) -> Iterator[None]:
+    """Writing ``path`` in the block: a full disk or a folder that cannot be written is raised as ``write_error``
+    says it (naming ``path`` and what to do); every other error as it is."""
+    try:
+        yield
+    except OSError as e:
+        said = write_error(e, path)
+        if said is None:
+            raise
+        raise said from e
 
 
 def write_error(e: OSError, path: str) -> Optional[OSError]:
@@ -219,8 +229,6 @@ def remove_stale_temp_files(folder: str) -> list[str]:
 
 def file_sha256(path: str) -> str:
     """The SHA-256 of a file's bytes (hex), read in pieces: a shot of a real movie is tens of megabytes."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -34,7 +34,7 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 from PIL import Image
 
-from .files import BINARY, atomic_write_bytes, file_sha256, remove_stale_temp_files, replace_patiently, write_error
+from .files import BINARY, atomic_write_bytes, file_sha256, remove_stale_temp_files, replace_patiently, write_errors_named
 
 try:
     import fcntl
@@ -266,7 +266,7 @@ class MovieProject:
         path = self.writer_journal_path or self.journal_path
         if self.writer_journal_path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
+        with write_errors_named(path):
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | BINARY, 0o666)
             try:
                 if self.writer_journal_path and fcntl is not None:
@@ -276,11 +276,6 @@ class MovieProject:
                     view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
-        except OSError as e:
-            said = write_error(e, path)
-            if said is None:
-                raise
-            raise said from e
 
     def compact(self) -> None:
         """Write the whole manifest to ``manifest.json`` (atomically, fsynced) and remove the journal; the writers'
@@ -434,18 +429,21 @@ class MovieProject:
                                           "sha256": sha256 or file_sha256(path), **info})
 
     def shot_check(self, index: int, signature: str) -> Optional[str]:
-        """Whether shot ``index``, if recorded with this signature, may be reused: ``None`` (no such entry),
-        ``"unchanged"`` (its file is what was written: the same size and modification time, read no further; or,
-        where only the time changed, as when a project is copied or restored, the same SHA-256, and the new time is
-        recorded so that the next rerun need not read it), ``"replaced"`` (other bytes, or no file: make it again) or
-        ``"unverified"`` (touched, and an entry of an earlier version that kept no SHA-256: the caller decodes it)."""
+        """Whether shot ``index``, if recorded with this signature, may be reused: ``None`` (no such entry), else its
+        file's ``file_check``."""
         entry = self.shot_entry(index, signature)
-        if entry is None:
-            return None
+        return None if entry is None else self.file_check(("shots", str(index)), entry)
+
+    def file_check(self, key: tuple, entry: dict) -> str:
+        """Whether the file of the manifest entry at ``key`` (a shot's, the movie's) is what was written:
+        ``"unchanged"`` (the same size and modification time, read no further; or, where only the time changed, as when
+        a project is copied or restored, the same SHA-256, and the new time is recorded so that the next rerun need
+        not read it), ``"replaced"`` (other bytes, or no file) or ``"unverified"`` (touched, and an entry of an
+        earlier version that kept no SHA-256: the caller checks it otherwise)."""
         path = os.path.join(self.root, entry["file"])
         try:
             st = os.stat(path)
-            if "bytes" in entry and st.st_size == entry["bytes"] and st.st_mtime_ns == entry["mtime_ns"]:
+            if st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns"):
                 return "unchanged"
             if "sha256" not in entry:
                 return "unverified"
@@ -453,10 +451,10 @@ class MovieProject:
                 return "replaced"
         except OSError:
             return "replaced"
-        self.remember_stat(("shots", str(index)), entry, st)
+        self._remember_stat(key, entry, st)
         return "unchanged"
 
-    def remember_stat(self, key: tuple, entry: dict, st: os.stat_result) -> None:
+    def _remember_stat(self, key: tuple, entry: dict, st: os.stat_result) -> None:
         """Record a file's new modification time in its entry (its bytes were checked by SHA-256), so the next rerun
         need not read it again; best effort: a project on read-only storage (copied or restored there) is read, not
         written, and is checked by SHA-256 again next time."""

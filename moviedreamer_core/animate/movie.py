@@ -228,7 +228,7 @@ def assemble_movie(project: MovieProject, files: list, fps: float, backend_name:
     joined = _joined_from(project, files, fps)
     entry = project.manifest.get("movie")
     if not (joined is not None and isinstance(entry, dict) and entry.get("joined") == joined
-            and entry.get("file") == movie_rel and _as_written(project, entry)):
+            and entry.get("file") == movie_rel and project.file_check(("movie",), entry) == "unchanged"):
         concat_videos([project.path(f) for f in files], project.path(movie_rel))
         info = video_info(project.path(movie_rel))
         st = os.stat(project.path(movie_rel))
@@ -250,18 +250,3 @@ def _joined_from(project: MovieProject, files: list, fps: float) -> Optional[str
         return None
     return hashlib.sha256(json.dumps([repr(float(fps)), hashes]).encode()).hexdigest()
 
-
-def _as_written(project: MovieProject, entry: dict) -> bool:
-    """The movie file holds what was joined: the size and modification time recorded, or (touched since: a copied or
-    restored project) the SHA-256 recorded, and then the new time is recorded where the folder can be written."""
-    path = project.path(entry["file"])
-    try:
-        st = os.stat(path)
-        if st.st_size == entry.get("bytes") and st.st_mtime_ns == entry.get("mtime_ns"):
-            return True
-        if st.st_size != entry.get("bytes") or "sha256" not in entry or file_sha256(path) != entry["sha256"]:
-            return False
-    except OSError:
-        return False
-    project.remember_stat(("movie",), entry, st)
-    return True
