@@ -21,10 +21,11 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.animate.movie import assemble_movie
 from ..moviedreamer_core.distribution import payload as payloads
-from ..moviedreamer_core.distribution.results import SINGLE, check_payloads, expected_of, gather, missing_work, run_fps
-from ..moviedreamer_core.script import script_hash
+from ..moviedreamer_core.distribution.results import (SINGLE, check_payloads, expected_of, missing_work, run_fps,
+                                                      write_checked)
 from ..moviedreamer_core.distribution.split import outlines_of_script
 from ..moviedreamer_core.project import KeyframeSet, MovieProject
+from ..moviedreamer_core.script import script_hash
 from . import host, wire_types
 from ..moviedreamer_core.distribution.participation import parse_participation
 from .distributed_inputs import check as check_distributed, distributed_input
@@ -88,15 +89,15 @@ class MovieDreamerGather(io.ComfyNode):
         name = project_name.strip() or script.title
         expected = expected_of(name, script_hash(script), outlines_of_script(script), who)
         job = who.job if who is not None else None
-        accepted, _ = check_payloads(found, job, expected)  # refuses before the project folder is opened or written
+        accepted, notes = check_payloads(found, job, expected)  # refuses before the project folder is opened or written
         project = MovieProject(host.output_directory(), name)
         with project.compacting():  # folds the participants' journals into manifest.json, also on failure
-            return cls._gather(project, found, script, who, expected, accepted)
+            return cls._gather(project, found, script, who, accepted, notes)
 
     @classmethod
-    def _gather(cls, project, found, script, who, expected, accepted) -> io.NodeOutput:
+    def _gather(cls, project, found, script, who, accepted, notes) -> io.NodeOutput:
         single = who is None and all(p.header.get("participant") == SINGLE for p in found)
-        got = gather(project, found, who.job if who is not None else None, expected)
+        got = write_checked(project, accepted, notes)
         if who is not None:
             missing = missing_work(outlines_of_script(script), who, got)
             if missing:

@@ -253,8 +253,14 @@ def gather(project: MovieProject, payloads: Sequence[Payload], job: Optional[str
            expected: Optional[Expected] = None) -> Gathered:
     """Write every payload of ``job`` (``None``: accept any, the single-instance case) into ``project``, once all of
     them passed ``check_payloads`` (a refused one stops it before anything is written)."""
+    return write_checked(project, *check_payloads(payloads, job, expected))
+
+
+def write_checked(project: MovieProject, accepted: Sequence[Payload], notes: Sequence[str]) -> Gathered:
+    """``gather`` for payloads ``check_payloads`` accepted (with its ``notes`` on the others): their files and
+    manifest entries written into ``project``."""
     out = Gathered()
-    accepted, out.problems = check_payloads(payloads, job, expected)
+    out.problems = list(notes)
     for p in accepted:
         h = p.header
         who = h["participant"][:128]
