@@ -22,7 +22,8 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
    planner trained on them stays valid.
 5. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
    tokens from the new tokenizer, the cast named per film; ``planner_runs.UNSAID_PLACES`` of the films' scripts never
-   say where a character stands, as users' scripts do not) and the toy planner (the ``tiny`` preset widened to
+   say where a character stands, as users' scripts do not, and ``planner_runs.OTHER_WORDS`` of the action sentences
+   are in a user's own words) and the toy planner (the ``tiny`` preset widened to
    hidden 96 x 3 layers, ``planner_runs.TOY_SETTINGS``) trained on it with the accelerate trainer (about 4 minutes).
 
 The decoder and its tuning phase keep their training state in ``--out`` while they run (``DECODER_STATE``,
@@ -34,8 +35,8 @@ Measured as one run of the whole command on this release's machine (two cores): 
 embedder side by side 1.4, decoder 22.2 at 0.20 s a step, its tuning phase 5.6 at 0.17 s a step, planner dataset
 0.5, planner 3.4). The shipped decoder comes from an earlier release's run (37.9 minutes, decoder 33.0 at 0.30 s a
 step) tuned by a ``--stages decoder_tune`` run of an earlier release (6.1 minutes), the shipped planner from a
-``--stages planner`` run of this release (15.4 minutes on one thread beside other jobs; an earlier release's took 4.6
-on an idle machine). Machines of the same kind have differed by up to 2x in
+``--stages planner`` run of this release (5.1 minutes on one thread of an idle machine; the previous release's took
+15.4 on one thread beside other jobs). Machines of the same kind have differed by up to 2x in
 speed between sessions (0.52, 0.26, 0.29, 0.21, 0.30, 0.23 and, this release, 0.20 s per decoder step).
 """
 
@@ -394,7 +395,8 @@ def _run(args) -> int:
         faces = embedder()
         stage = {"format": PLANNER_STAGE_FORMAT, "films": len(films), "held_out": HELD_OUT_SEED,
                  "steps": args.planner_steps or runs.FULL_STEPS, "seed": args.seed, "tokens": tokenizer.space.to_dict(), "identities": faces.space.to_dict(),
-                 "text": text_encoder.space.to_dict(), "recipe": list(runs.TOY_SETTINGS), "unsaid_places": runs.UNSAID_PLACES}
+                 "text": text_encoder.space.to_dict(), "recipe": list(runs.TOY_SETTINGS), "unsaid_places": runs.UNSAID_PLACES,
+                 "other_words": runs.OTHER_WORDS}  # the films' words: a dataset of another recipe is not resumed
         work = planner_work_folder(out, stage)
         data = os.path.join(work, "data")
         if os.path.isfile(os.path.join(data, planner_data.MANIFEST)):
