@@ -8,7 +8,6 @@ resampling when they are small (a 32x32 toy keyframe stays crisp) and Lanczos ot
 from __future__ import annotations
 
 import functools
-
 import logging
 from collections.abc import Sequence as SequenceABC
 from typing import Callable, Sequence
@@ -51,10 +50,21 @@ def _fonts() -> tuple:
 
 
 def _draws(font, text: str) -> bool:
-    """Whether ``font`` has a glyph for every letter of ``text`` (a missing one is drawn as the font's box, the
-    glyph of a private-use character no font defines)."""
-    box = bytes(font.getmask("\U000F0000"))
-    return all(bytes(font.getmask(ch)) != box for ch in set(text) if not ch.isspace())
+    """Whether ``font`` (one of ``_fonts()``) has a glyph for every letter of ``text``."""
+    i = _fonts().index(font)
+    return all(_has_glyph(i, ch) for ch in set(text) if not ch.isspace())
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_glyph(font: int, ch: str) -> bool:
+    """Whether caption font ``font`` (an index of ``_fonts()``) draws ``ch`` as a letter, not as its missing-letter
+    box (the glyph of a private-use character no font defines). Kept: a long movie's captions share their letters."""
+    return bytes(_fonts()[font].getmask(ch)) != _box(font)
+
+
+@functools.lru_cache(maxsize=None)
+def _box(font: int) -> bytes:
+    return bytes(_fonts()[font].getmask("\U000F0000"))
 
 
 def caption_font(text: str):
