@@ -610,8 +610,8 @@ def folder_state(output_dir: str, name: str, *, listed: Iterable[str] = (), size
     """A digest of what project ``name``'s folder holds now, for a node's fingerprint on the host (so that a server
     that kept a node's outputs runs it again when its files changed on disk: a keyframe or shot deleted or
     replaced, the folder removed). ``listed``: subfolders whose every file counts by name, size and modification
-    time; ``sized``: files of the folder that count only by size (ones a node writes again on every run with the same
-    bytes, such as the storyboard sheet: their times would make every run look changed); ``movie``: the assembled
+    time; ``sized``: files of the folder that count only by size (such as the storyboard sheet, whose time an
+    earlier version changed on every run with the same bytes); ``movie``: the assembled
     movie (``<folder>.mp4``) counts by size too. Reads, never creates."""
     h = hashlib.sha256()
     try:
