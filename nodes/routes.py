@@ -6,8 +6,8 @@ problems and the character list while the user types. A ``script_file`` is resol
 and refused otherwise, exactly as ScriptEncode does.
 
 The route never stalls the server and never answers 500. A body over ``MAX_REQUEST_BYTES`` is refused from
-its declared length, or as soon as that much has arrived, before it is read whole; the check itself runs in
-a worker thread (``script_encode_node.off_the_loop``), at most ``MAX_PENDING`` at a time. Answers:
+its declared length, or as soon as that much has arrived, before it is read whole; the body is parsed and the
+script checked in a worker thread (``script_encode_node.off_the_loop``), at most ``MAX_PENDING`` at a time. Answers:
 
 - 200: the script was checked (``{"ok", "issues", "problems", "characters", ...}``; ``issues`` lists at most
   50 problems, ``problems`` counts them all);
@@ -37,11 +37,14 @@ _pending = 0
 _USAGE = 'send JSON: {"script": "<text>", "script_file": "<file in the input folder or empty>"}'
 
 
-def _answer(status: int, path: str, message: str, **extra):
+def _refusal(path: str, message: str) -> dict:
+    return {"ok": False, "issues": [{"path": path, "message": message}], "problems": 1, "characters": []}
+
+
+def _answer(status: int, path: str, message: str):
     from aiohttp import web
 
-    return web.json_response({"ok": False, "issues": [{"path": path, "message": message}], "problems": 1,
-                              "characters": [], **extra}, status=status)
+    return web.json_response(_refusal(path, message), status=status)
 
 
 async def _read_body(request):
@@ -78,10 +81,15 @@ def _parse_body(text: str):
     return script, script_file
 
 
-def _check(script: str, script_file: str):
-    """In a worker thread: ``(status, answer)``."""
+def _check(body_text: str):
+    """In a worker thread (the body is parsed there too: a body of megabytes takes a while to scan, and the event loop
+    must stay free meanwhile): ``(status, answer)``."""
     from .script_encode_node import NO_FILE, _script_text
 
+    body = _parse_body(body_text)
+    if body is None:
+        return 400, _refusal("request", _USAGE)
+    script, script_file = body
     try:
         text, source = _script_text(script, script_file or NO_FILE)
     except ScriptError as e:
@@ -104,14 +112,11 @@ async def validate_script(request):
     text, refusal = await _read_body(request)
     if refusal is not None:
         return refusal
-    body = _parse_body(text)
-    if body is None:
-        return _answer(400, "request", _USAGE)
     if _pending >= MAX_PENDING:
         return _answer(503, "request", "the server is busy checking other scripts; try again in a moment")
     _pending += 1
     try:
-        status, result = await off_the_loop(_check, *body)
+        status, result = await off_the_loop(_check, text)
     finally:
         _pending -= 1
     return web.json_response(result, status=status)

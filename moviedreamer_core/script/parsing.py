@@ -123,8 +123,11 @@ def _long_number(length: int) -> str:
 
 # ------------------------------------------------------------------------------------------------- JSON
 
-#: A JSON string, a structural character, or a number too long to be converted.
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]|-?[0-9][0-9.eE+-]{%d,}' % MAX_NUMBER_CHARS, re.DOTALL)
+#: A JSON string, a structural character, or a number too long to be converted. A string's closing quote is optional:
+#: an unterminated string then runs to the end of the text in one match (the text is invalid JSON, which ``json.loads``
+#: reports). Were the quote required, every quote inside it (``{"\"\"\"...``) would start another scan to the end:
+#: quadratic, minutes for a megabyte.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{},:]|-?[0-9][0-9.eE+-]{%d,}' % MAX_NUMBER_CHARS, re.DOTALL)
 
 
 def _parse_json(text: str) -> Any:

@@ -445,6 +445,10 @@ def _worst_cases() -> dict[str, str]:
         "yaml: over the value limit": "title: [" + ",".join(["a"] * 400000) + "]\n",
         "json: 200,000 tiny values": '{"title": [' + ",".join(["1"] * n) + "]}",
         "json: 160,000 duplicate keys": "{" + ",".join(['"a":1'] * 160000) + "}",
+        # Unterminated strings full of quotes: each quote once started a scan to the end of the text (quadratic).
+        "json: an unterminated string of escaped quotes": '{"' + '\\"' * 499990,
+        "json: an unterminated key after another": '{"a' + '"a' * 499990,
+        "json: 999,990 quotes": "{" + '"' * 999990,
         "yaml: 5000 shots of unknown characters": "title: t\nshots:\n" + shots[:MAX_SCRIPT_CHARS - 100],
         "yaml: one number of a million digits": "title: " + "1" * (MAX_SCRIPT_CHARS - 10) + "\n",
         "yaml: 150,000 aliases": "title: t\nx: [&a 1, " + ",".join(["*a"] * 150000) + "]\n",

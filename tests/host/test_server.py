@@ -262,6 +262,35 @@ def test_the_server_answers_while_scripts_are_being_checked(server):
     assert max(latencies) < busy / 3, f"{max(latencies):.2f} s for /system_stats during {busy:.2f} s of checks"
 
 
+def test_bodies_of_the_largest_size_full_of_quotes_are_refused_while_the_server_answers(server):
+    """A request body is scanned before ``json.loads`` (depth, size); an unterminated string of escaped quotes once
+    made that scan quadratic (a 90 KB body held the event loop for 25 s: the scan ran on it). Now each body of the
+    largest size is refused within seconds, and /system_stats answers meanwhile."""
+    import threading
+
+    from moviedreamer_core.script.limits import MAX_REQUEST_BYTES
+
+    bodies = ['{"script": "' + '\\"' * (MAX_REQUEST_BYTES // 2 - 20),
+              '{"script": ' + '""' * (MAX_REQUEST_BYTES // 2 - 20)]
+    answers = []
+    workers = [threading.Thread(target=lambda b=b: answers.append(server.post(ROUTE, data=b.encode())))
+               for b in bodies]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    latencies = []
+    while any(w.is_alive() for w in workers):
+        t = time.perf_counter()
+        assert server.get("/system_stats").status_code == 200
+        latencies.append(time.perf_counter() - t)
+        time.sleep(0.05)
+    busy = time.perf_counter() - start
+    assert [a.status_code for a in answers] == [400, 400]
+    assert all(a.json()["issues"][0]["path"] == "request" for a in answers)
+    assert busy < 20, f"{busy:.1f} s to refuse two bodies of {MAX_REQUEST_BYTES:,} bytes"
+    assert max(latencies, default=0) < 1.0, f"/system_stats took {max(latencies):.2f} s while the bodies were scanned"
+
+
 def test_prompt_answer_and_log_stay_small_for_a_script_naming_100000_characters(server, object_info):
     require_nodes(object_info, "ScriptEncode", "MovieDreamerScriptInfo")
     crowd = ",".join(f"n{i}" for i in range(100000))
