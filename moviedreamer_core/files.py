@@ -25,6 +25,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -225,6 +226,35 @@ def remove_stale_temp_files(folder: str) -> list[str]:
         finally:
             os.close(fd)
     return removed
+
+
+#: Open without following a link at the last step, and without waiting for a writer (a named pipe); ``0`` where the
+#: system has no such flag (Windows).
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def open_regular(path: str, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
+    """A descriptor on ``path`` opened with ``flags``, only if it is a regular file and not a link; ``OSError``
+    otherwise (``ELOOP`` for a link, ``EINVAL`` for a pipe, a device or a folder).
+
+    For the files a project keeps (its manifest and journals): a link planted there would have a journal emptied or
+    appended to wherever it points, ``/dev/zero`` read until memory runs out, and a named pipe block the reader for
+    ever. (``O_NONBLOCK`` changes nothing for a regular file's reads and writes.)"""
+    fd = os.open(path, flags | BINARY | NOFOLLOW | NONBLOCK, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str) -> bytes:
+    """The bytes of ``path`` (``open_regular``'s rules: a regular file, not a link)."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        return f.read()
 
 
 def file_sha256(path: str) -> str:

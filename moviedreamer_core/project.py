@@ -34,7 +34,8 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 from PIL import Image
 
-from .files import BINARY, atomic_write_bytes, file_sha256, remove_stale_temp_files, replace_patiently, write_errors_named
+from .files import (BINARY, atomic_write_bytes, file_sha256, open_regular, read_regular, remove_stale_temp_files,
+                    replace_patiently, write_errors_named)
 
 try:
     import fcntl
@@ -71,8 +72,7 @@ def _recorded_name(output_dir: str, folder: str, or_title: bool = False) -> Opti
     title an earlier version recorded, which was the name when no project name was given), or ``None`` (no such
     folder or manifest, or one that names nobody)."""
     try:
-        with open(os.path.join(output_dir, PROJECTS_DIR, folder, "manifest.json"), encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(read_regular(os.path.join(output_dir, PROJECTS_DIR, folder, "manifest.json")))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):
@@ -145,7 +145,7 @@ class MovieProject:
     def __init__(self, output_dir: str, name: str, writer: Optional[str] = None):
         self.name = self.folder_for(output_dir, name)
         self.root = self.root_of(output_dir, self.name)
-        self._check_subfolders()
+        self._check_links()
         os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
         self.manifest_path = os.path.join(self.root, "manifest.json")
         if writer is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", writer):
@@ -170,17 +170,41 @@ class MovieProject:
         if self.manifest.get("name") != name:
             self._set(("name",), name)
 
-    def _check_subfolders(self) -> None:
+    def _check_links(self) -> None:
         """Refuse a project whose ``keyframes/``, ``shots/``, ``stale/`` or ``journals/`` is a link that leads out of
         the project folder: every file is written through them (a temporary file, then renamed), so such a link would
-        put keyframes, shots and moved-aside movies wherever it points. (``root_of`` refuses a linked project folder;
-        a linked *file* is replaced by the rename, never written through.)"""
+        put keyframes, shots and moved-aside movies wherever it points. (``root_of`` refuses a linked project folder.)
+
+        Refuse as well a project holding, in its folder or those four, a link that leads out of it, or something that
+        is neither a file nor a folder (a named pipe, a device): a file is replaced by a rename when written, but read
+        through the link first (a shot's SHA-256, the manifest), and a journal is appended to and emptied in place (a
+        link planted as ``journals/x.jsonl`` had a file outside the output folder emptied by an ordinary run; a pipe as
+        ``manifest.json`` blocked the server's queue for ever). ``open_regular`` guards the journals' own opens."""
         for folder in SUBFOLDERS:
             try:
                 resolve_inside(self.root, folder)
             except UnsafePathError:
                 raise UnsafePathError(f'the project folder {self.root}: its "{folder}" folder is a link that leads '
                                       "outside it; remove the link (or use another project name)") from None
+        for folder in ("",) + SUBFOLDERS:
+            try:
+                entries = list(os.scandir(os.path.join(self.root, folder)))
+            except OSError:
+                continue
+            for entry in entries:  # the entry's type comes with the listing: a movie's 10000 keyframes cost no stat
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                try:
+                    if entry.is_symlink():
+                        resolve_inside(self.root, rel)
+                    plain = entry.is_file() or entry.is_dir()
+                except UnsafePathError:
+                    raise UnsafePathError(f'the project folder {self.root}: "{rel}" is a link that leads outside it; '
+                                          "remove it (or use another project name)") from None
+                except OSError:
+                    continue  # removed meanwhile
+                if not plain and os.path.exists(entry.path):
+                    raise UnsafePathError(f'the project folder {self.root}: "{rel}" is neither a file nor a folder (a '
+                                          "named pipe or a device); remove it (or use another project name)")
 
     def removed_temp_files_note(self) -> str:
         """A line for a node's summary about the temporary files an interrupted run left (empty when none)."""
@@ -213,8 +237,7 @@ class MovieProject:
 
     def _read_manifest(self) -> dict:
         try:
-            with open(self.manifest_path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = json.loads(read_regular(self.manifest_path))
             if isinstance(data, dict) and data.get("format") == PROJECT_FORMAT_VERSION:
                 data.setdefault("keyframes", {})
                 data.setdefault("shots", {})
@@ -232,8 +255,7 @@ class MovieProject:
         anything else that does not parse) is skipped."""
         if data is None:
             try:
-                with open(path, "rb") as f:
-                    data = f.read()
+                data = read_regular(path)
             except OSError:
                 return
         for line in data.split(b"\n"):
@@ -267,7 +289,7 @@ class MovieProject:
         if self.writer_journal_path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with write_errors_named(path):
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | BINARY, 0o666)
+            fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             try:
                 if self.writer_journal_path and fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)  # the gathering master reads and empties it under the same lock
@@ -288,7 +310,7 @@ class MovieProject:
             folded = False
             for path in self._writer_journals():
                 try:
-                    fd = os.open(path, os.O_RDWR | BINARY)
+                    fd = open_regular(path, os.O_RDWR)
                 except OSError:
                     continue
                 held.append(fd)

@@ -321,7 +321,7 @@ def test_a_copied_project_and_one_of_an_earlier_version_settle_into_writing_noth
     folder = Path(project.root)
     copy = tmp_path / "b" / "moviedreamer" / folder.name
     shutil.copytree(folder, copy, copy_function=shutil.copy)  # new modification times, the same bytes
-    (copy / "manifest.journal").symlink_to(tmp_path / "nowhere" / "journal")  # cannot be written, as if read-only
+    (copy / "manifest.journal").symlink_to(copy / "nowhere" / "journal")  # cannot be written, as if read-only
     stamps = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
     again, _ = run(tmp_path / "b")
     assert again.rendered == [] and again.frames == first.frames

@@ -346,6 +346,65 @@ def test_a_project_whose_subfolder_links_outside_it_is_refused(tmp_path, folder)
     MovieProject(str(output), "linked")
 
 
+@pytest.mark.parametrize("rel", ["journals/x.jsonl", "manifest.journal", "manifest.json", "keyframes/kf_00001.png",
+                                 "shots/shot_00001_a.mp4", "movie.mp4"])
+def test_a_project_holding_a_link_to_a_file_outside_it_is_refused_and_the_file_left_alone(tmp_path, rel):
+    """Found by an audit: a link planted as ``journals/x.jsonl`` had an ordinary run empty the file it led to, outside
+    the output folder (the master folds writers' journals in and empties them in place), and read its lines into the
+    manifest. A project holding a link that leads outside it is refused, naming the file, and nothing is written."""
+    from moviedreamer_core.paths import UnsafePathError
+
+    output, victim = tmp_path / "output", tmp_path / "victim.txt"
+    victim.write_text('{"key": ["title"], "value": "planted"}\n')
+    project = MovieProject(str(output), "linked")
+    project.save_keyframe(0, np.zeros((8, 8, 3), np.uint8), "sig", {})
+    project.compact()
+    root = Path(project.root)
+    (root / rel).parent.mkdir(exist_ok=True)
+    if (root / rel).exists():
+        (root / rel).unlink()
+    os.symlink(victim, root / rel)
+    with pytest.raises(UnsafePathError, match=f'"{rel}" is a link that leads outside it'):
+        MovieProject(str(output), "linked")
+    assert victim.read_text() == '{"key": ["title"], "value": "planted"}\n'
+    # a link that stays inside the project folder is the user's own business
+    os.unlink(root / rel)
+    (root / "mine.txt").write_text("")
+    os.symlink(root / "mine.txt", root / rel)
+    MovieProject(str(output), "linked")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+@pytest.mark.parametrize("rel", ["manifest.json", "journals/x.jsonl", "keyframes/kf_00000.png"])
+def test_a_named_pipe_in_a_project_is_refused_at_once(tmp_path, rel):
+    """A named pipe as ``manifest.json`` blocked the server's queue for ever (opening it waits for a writer): the
+    project is refused at once, naming it (``folder_for``, which reads the folder's manifest to see whose it is before
+    the project is opened, does not wait on it either)."""
+    import threading
+
+    from moviedreamer_core.paths import UnsafePathError
+
+    output = tmp_path / "output"
+    root = Path(MovieProject(str(output), "piped").root)
+    (root / rel).parent.mkdir(exist_ok=True)
+    os.mkfifo(root / rel)
+    outcome = []
+
+    def open_it():
+        try:
+            MovieProject(str(output), "piped")
+        except UnsafePathError as e:
+            outcome.append(str(e))
+    worker = threading.Thread(target=open_it, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # let the blocked open go, then fail
+        with open(root / rel, "wb"):
+            pass
+        pytest.fail("opening the project waited on the pipe")
+    assert f'"{rel}" is neither a file nor a folder' in outcome[0]
+
+
 def test_a_keyframe_changed_on_disk_is_not_taken_as_made(tmp_path):
     """The manifest records each keyframe file's SHA-256: a picture edited or replaced on disk (still a valid PNG, the
     same size) is made again rather than reused, and in a distributed run sent to the master (found by an audit: a
