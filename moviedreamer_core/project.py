@@ -34,7 +34,7 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 from PIL import Image
 
-from .files import (BINARY, atomic_write_bytes, file_sha256, open_regular, read_regular, remove_stale_temp_files,
+from .files import (atomic_write_bytes, file_sha256, open_regular, read_regular, remove_stale_temp_files,
                     replace_patiently, write_errors_named)
 
 try:
