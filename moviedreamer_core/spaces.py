@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .identity.base import EmbeddingSpace
+from .identity.base import EmbeddingSpace, space_size, space_text
+
+#: The most visual tokens a keyframe may have in a declared token space.
+MAX_TOKENS = 4096
 
 
 class SpaceMismatchError(ValueError):
@@ -41,7 +44,9 @@ class TokenSpace:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TokenSpace":
-        return cls(source=str(d["source"]), K=int(d["K"]), D=int(d["D"]))
+        """The space a file or dataset declares; ``ValueError`` naming the field when it is not one (K 0 means any;
+        K and D 0 with source "none": a renderer that reads no tokens, an IP-Adapter FaceID file)."""
+        return cls(source=space_text(d, "source"), K=space_size(d, "K", 0, MAX_TOKENS), D=space_size(d, "D", 0))
 
 
 def require_token_space(decoder: "TokenSpace", tokens: "TokenSpace", decoder_from: str, tokens_from: str) -> None:

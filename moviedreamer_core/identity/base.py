@@ -41,7 +41,29 @@ class EmbeddingSpace:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EmbeddingSpace":
-        return cls(encoder=str(d["encoder"]), dim=int(d["dim"]))
+        """The space a file or dataset declares; ``ValueError`` naming the field when it is not one (a dimension of
+        10^12 would have a trainer ask for terabytes, a list instead of an object fail deep inside)."""
+        return cls(encoder=space_text(d, "encoder"), dim=space_size(d, "dim", 1))
+
+
+#: The largest vector width a declared space may have (the widest encoders in use are a few thousand).
+MAX_SPACE_WIDTH = 1 << 16
+
+
+def space_text(d, key: str) -> str:
+    """``d[key]`` of a declared space as text (see ``EmbeddingSpace.from_dict``)."""
+    if not isinstance(d, dict) or key not in d:
+        raise ValueError(f"a space must be an object with {key!r}, got {str(d)[:100]}")
+    return str(d[key])[:200]
+
+
+def space_size(d, key: str, low: int, high: int = MAX_SPACE_WIDTH) -> int:
+    """``d[key]`` of a declared space as a whole number from ``low`` to ``high`` (see ``EmbeddingSpace.from_dict``)."""
+    space_text(d, key)
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"a space's {key} must be a whole number from {low} to {high:,}, got {str(value)[:100]}")
+    return value
 
 
 class NoFaceFoundError(ValueError):

@@ -45,6 +45,8 @@ def read_planner_config(path: str) -> PlannerConfig:
         raise ValueError(f"{os.path.basename(path)} is not a MovieDreamer planner file (no '{METADATA_KEY}' metadata)")
     try:
         d = json.loads(meta[METADATA_KEY])
+        if not isinstance(d, dict):
+            raise ValueError("its configuration is not a JSON object")
         d.setdefault("inputs", [])  # written before planner files declared their inputs: it reads none of them
         return PlannerConfig.from_dict(d)
     except ValueError as e:

@@ -22,11 +22,25 @@ KNOWN_INPUTS = ("camera", "mentions")
 #: Fields that count something (sizes, lengths, components): whole numbers of at least 1.
 _POSITIVE_SIZES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_positions",
                    "max_characters", "text_segments", "mixture_components")
+#: The largest value each size may take: far above any planner trained (the paper's is a 7B LLaMA: hidden 4096, 32
+#: layers), and low enough that a file claiming them is refused within a second (the model is built from its
+#: configuration, on the meta device, before its tensors are compared: 20000 layers took 40 s and 1.7 GB).
+_SIZE_LIMITS = {"hidden_size": 1 << 16, "num_layers": 1024, "num_heads": 1024, "num_kv_heads": 1024,
+                "intermediate_size": 1 << 18, "max_positions": 1 << 20, "max_characters": 1024, "text_segments": 64,
+                "mixture_components": 4096, "scene_bank": 1 << 20}
 #: Fields that are shares (probabilities, ratios) or spreads, with the range each may take.
 _NUMBER_RANGES = (("dropout", 0.0, 1.0), ("attention_dropout", 0.0, 1.0), ("history_mask_ratio", 0.0, 1.0),
                   ("scheduled_sampling", 0.0, 1.0), ("condition_dropout", 0.0, 1.0), ("history_noise", 0.0, 1e3),
                   ("text_noise", 0.0, 1e3), ("snap_keep", 0.0, 1.0), ("identity_noise", 0.0, 1e3), ("min_sigma", 1e-9, 1e3),
                   ("rope_theta", 1e-9, 1e12), ("nll_weight", 0.0, 1e6), ("l2_weight", 0.0, 1e6), ("cosine_weight", 0.0, 1e6))
+
+
+def _described(value) -> str:
+    """A value of a config as a message shows it, in bounded time: a YAML alias can make a small file's list hold
+    millions of items, so a list or an object is described by its size, not written out."""
+    if isinstance(value, (list, tuple, dict)):
+        return f"{type(value).__name__} of {len(value):,} items"
+    return repr(value if not isinstance(value, str) else value[:100])[:100]
 
 
 @dataclass
@@ -97,30 +111,42 @@ class PlannerConfig:
     name: str = "moviedreamer-planner"
 
     def __post_init__(self):
-        unknown = [x for x in self.inputs if x not in KNOWN_INPUTS]
+        if not isinstance(self.inputs, (list, tuple)) or any(not isinstance(x, str) for x in self.inputs):
+            raise ValueError(f"planner config inputs must be a list of input names, got {_described(self.inputs)}")
+        unknown = [x[:40] for x in self.inputs if x not in KNOWN_INPUTS]
         if unknown:
-            raise ValueError(f"the planner reads input(s) {unknown} that this pack does not know (known: "
+            raise ValueError(f"the planner reads input(s) {unknown[:5]} that this pack does not know (known: "
                              f"{list(KNOWN_INPUTS)}); a planner file that needs them: update ComfyUI-MovieDreamer")
         self._check_numbers()
         from .inputs import CAMERAS
 
-        if not isinstance(self.cameras, (list, tuple)) or any(c not in CAMERAS for c in self.cameras):
+        if (not isinstance(self.cameras, (list, tuple)) or len(self.cameras) > len(CAMERAS)
+                or any(not isinstance(c, str) or c not in CAMERAS for c in self.cameras)):
             raise ValueError(f"planner config cameras must be a list of camera values ({', '.join(CAMERAS)}), got "
-                             f"{str(self.cameras)[:200]}")
+                             f"{_described(self.cameras)}")
         self.cameras = list(self.cameras)
 
     def _check_numbers(self) -> None:
         """Sizes positive, shares within 0..1, spreads not negative: a bad override (``planner.hidden_size=-1``) or
         file is refused here, by the field's name, not deep inside torch."""
+        from ..spaces import EmbeddingSpace, TokenSpace
+
         for name in _POSITIVE_SIZES:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"planner config {name} must be a whole number of at least 1, got {value!r}")
+            value, high = getattr(self, name), _SIZE_LIMITS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ValueError(f"planner config {name} must be a whole number from 1 to {high:,}, got {str(value)[:100]}")
+        for name, space in (("text_space", EmbeddingSpace), ("identity_space", EmbeddingSpace), ("token_space", TokenSpace)):
+            try:
+                space.from_dict(getattr(self, name))
+            except ValueError as e:
+                raise ValueError(f"planner config {name}: {e}") from None
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError(f"planner config hidden_size ({self.hidden_size}) must be a multiple of num_heads "
                              f"({self.num_heads}), and num_heads of num_kv_heads ({self.num_kv_heads})")
-        if isinstance(self.scene_bank, bool) or not isinstance(self.scene_bank, int) or self.scene_bank < 0:
-            raise ValueError(f"planner config scene_bank must be a whole number of at least 0, got {self.scene_bank!r}")
+        if (isinstance(self.scene_bank, bool) or not isinstance(self.scene_bank, int)
+                or not 0 <= self.scene_bank <= _SIZE_LIMITS["scene_bank"]):
+            raise ValueError(f"planner config scene_bank must be a whole number from 0 to {_SIZE_LIMITS['scene_bank']:,}, "
+                             f"got {str(self.scene_bank)[:100]}")
         for name, low, high in _NUMBER_RANGES:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
@@ -150,18 +176,23 @@ class PlannerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PlannerConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"a planner config must be an object of fields, got {_described(d)}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown planner config fields: {sorted(unknown)}")
-        if int(d.get("version", PLANNER_FORMAT_VERSION)) > PLANNER_FORMAT_VERSION:
+            raise ValueError(f"unknown planner config fields: {[str(k)[:40] for k in sorted(unknown, key=str)[:10]]}")
+        version = d.get("version", PLANNER_FORMAT_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ValueError(f"planner config version must be a whole number, got {_described(version)}")
+        if version > PLANNER_FORMAT_VERSION:
             raise ValueError(f"planner format version {d['version']} is newer than this pack understands "
                              f"({PLANNER_FORMAT_VERSION}); update ComfyUI-MovieDreamer")
         d = dict(d)
         if "inputs" not in d:
             return cls(**d)  # the default inputs (a planner *file* without the field: see checkpoint.read_planner_config)
         if not isinstance(d["inputs"], (list, tuple)):
-            raise ValueError(f"planner config 'inputs' must be a list of input names, got {d['inputs']!r}")
+            raise ValueError(f"planner config 'inputs' must be a list of input names, got {_described(d['inputs'])}")
         d["inputs"] = [str(x) for x in d["inputs"]]
         return cls(**d)  # __post_init__ refuses unknown inputs
 

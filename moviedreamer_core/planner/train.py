@@ -42,6 +42,7 @@ from safetensors import safe_open
 
 from ..argument_types import number, seed, whole_number
 from ..files import atomic_write_text, save_safetensors
+from ..spaces import EmbeddingSpace, TokenSpace
 from ..text_files import TextFileError, read_text_file
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
@@ -226,6 +227,16 @@ def read_index(folder: str) -> dict:
         raise ValueError(f"{path}: missing {missing}")
     if not isinstance(index["movies"], list) or not all(isinstance(m, str) for m in index["movies"]):
         raise ValueError(f"{path}: movies must be a list of file names")
+    if not index["movies"]:
+        raise ValueError(f"{path}: movies is empty; a dataset needs at least one movie")
+    for m in index["movies"]:  # inside the folder as written (a link there is the user's own: shared storage)
+        if not m or os.path.isabs(m) or ".." in m.replace("\\", "/").split("/") or "\0" in m:
+            raise ValueError(f"{path}: movies: {m[:200]!r} is not a file name inside the dataset folder")
+    for key, space in (("text_space", EmbeddingSpace), ("identity_space", EmbeddingSpace), ("token_space", TokenSpace)):
+        try:
+            space.from_dict(index[key])
+        except ValueError as e:
+            raise ValueError(f"{path}: {key}: {e}") from None
     return index
 
 

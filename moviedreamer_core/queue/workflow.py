@@ -31,6 +31,8 @@ def load_workflow(path: str) -> dict:
         raise UsageError(f"the workflow {path} {e.said_with({'encoding': '; export it from ComfyUI (Workflow > Export (API))'})}")
     except json.JSONDecodeError as e:
         raise UsageError(f"the workflow {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")
+    except ValueError as e:  # a number of more digits than Python converts
+        raise UsageError(f"the workflow {path} cannot be read: {str(e)[:200]}")
     except RecursionError:
         raise UsageError(f"the workflow {path} is nested too deeply to be a workflow")
     if isinstance(data, dict) and "prompt" in data and isinstance(data["prompt"], dict) and "nodes" not in data:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 import torch
@@ -56,6 +56,15 @@ from .faceid import IdentityProjector
 
 RENDERER_FORMAT_VERSION = 1
 METADATA_KEY = "moviedreamer_renderer"
+
+
+#: The most cross-attention layers a renderer may patch (SDXL has 70) and the widest of them.
+MAX_LAYERS = 1024
+MAX_WIDTH = 1 << 16
+#: Whole-number fields of a renderer config and their ranges (``RendererConfig.from_dict``).
+_WHOLE_NUMBERS = {"context_dim": (1, MAX_WIDTH), "context_tokens": (1, 1024), "identity_tokens": (1, 1024),
+                  "identity_slots": (0, 1024), "identity_positions": (0, 1024), "token_positions": (0, 1024),
+                  "version": (0, 1 << 20)}
 
 
 @dataclass
@@ -82,6 +91,45 @@ class RendererConfig:
     @property
     def tokens(self) -> TokenSpace:
         return TokenSpace.from_dict(self.token_space)
+
+    @classmethod
+    def from_dict(cls, d) -> "RendererConfig":
+        """The configuration a renderer file's metadata holds; ``ValueError`` naming the field when it is not one (a
+        hand-edited or hostile file: a list, an unknown field, a negative width, 200000 layers)."""
+        if not isinstance(d, dict):
+            raise ValueError("its configuration is not a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted((str(k)[:40] for k in d if k not in known))
+        if unknown:
+            raise ValueError(f"unknown renderer config fields: {unknown[:10]}")
+        missing = [k for k in ("token_space", "context_dim", "layer_dims") if k not in d]
+        if missing:
+            raise ValueError(f"renderer config fields missing: {missing}")
+        for name, (low, high) in _WHOLE_NUMBERS.items():
+            value = d.get(name, low)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"renderer config {name} must be a whole number from {low} to {high:,}, "
+                                 f"got {str(value)[:100]}")
+        dims = d["layer_dims"]
+        if (not isinstance(dims, list) or len(dims) > MAX_LAYERS
+                or any(isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= MAX_WIDTH for x in dims)):
+            raise ValueError(f"renderer config layer_dims must be a list of at most {MAX_LAYERS} whole numbers from 1 to "
+                             f"{MAX_WIDTH:,}" + (f", got a list of {len(dims):,}" if isinstance(dims, list) else ""))
+        for name in ("token_norm", "token_path", "identity_empty_slots", "identity_places"):
+            if not isinstance(d.get(name, False), bool):
+                raise ValueError(f"renderer config {name} must be true or false, got {str(d[name])[:100]}")
+        for name in ("resampler", "identity_projector", "extra"):
+            if d.get(name) is not None and not isinstance(d[name], dict):
+                raise ValueError(f"renderer config {name} must be an object, got {str(d[name])[:100]}")
+        if not isinstance(d.get("source", ""), str):
+            raise ValueError("renderer config source must be text")
+        try:
+            TokenSpace.from_dict(d["token_space"])
+            if d.get("identity_space") is not None:
+                EmbeddingSpace.from_dict(d["identity_space"])
+        except ValueError as e:
+            raise ValueError(f"renderer config: {e}") from None
+        return cls(**d)
 
     @property
     def identity(self) -> Optional[EmbeddingSpace]:
@@ -315,10 +363,14 @@ def read_renderer_config(path: str) -> Optional[RendererConfig]:
         meta = f.metadata() or {}
     if METADATA_KEY not in meta:
         return None
-    d = json.loads(meta[METADATA_KEY])
-    if int(d.get("version", 1)) > RENDERER_FORMAT_VERSION:
-        raise ValueError(f"{os.path.basename(path)}: renderer format {d['version']} is newer than this pack understands")
-    return RendererConfig(**d)
+    name = os.path.basename(path)
+    try:
+        cfg = RendererConfig.from_dict(json.loads(meta[METADATA_KEY]))
+    except ValueError as e:  # json's own errors too
+        raise ValueError(f"renderer file {name}: {e}") from None
+    if cfg.version > RENDERER_FORMAT_VERSION:
+        raise ValueError(f"{name}: renderer format {cfg.version} is newer than this pack understands")
+    return cfg
 
 
 def load_renderer(path: str) -> RendererAdapter:

@@ -76,6 +76,8 @@ def open_dataset(cfg: DataSection, seed: int) -> Dataset:
     movies = list(index["movies"])
     spaces = {k: index[k] for k in ("text_space", "identity_space", "token_space")}
     if cfg.val_movies:
+        if not all(isinstance(m, str) for m in cfg.val_movies):
+            raise ConfigError("data.val_movies: must be a list of movie names as index.json lists them")
         unknown = sorted(set(cfg.val_movies) - set(movies))
         if unknown:
             raise ConfigError(f"data.val_movies: not in {index_path}: {unknown[:5]}")

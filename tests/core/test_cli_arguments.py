@@ -80,7 +80,7 @@ BAD_MODULE_ARGUMENTS = [
     ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run --processes 0",
      "argument --processes: must be at least 1, got 0"),
     ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run planner.hidden_size=-1",
-     "planner config hidden_size must be a whole number of at least 1, got -1"),
+     "planner config hidden_size must be a whole number from 1 to 65,536, got -1"),
     ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run train.lr=0", "train.lr must be a positive number, got 0"),
     ("moviedreamer_core.train.__main__", "planner --config tiny --dry-run train.seed=-1",
      "train.seed must be a whole number from 0 to 18446744073709551615, got -1"),

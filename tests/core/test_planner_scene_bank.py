@@ -87,7 +87,7 @@ def test_a_planner_with_a_scene_bank_plans_a_new_phrasing_as_the_sentence_it_tra
 
 
 def test_scene_bank_size_is_checked_by_name():
-    with pytest.raises(ValueError, match="scene_bank must be a whole number of at least 0, got -1"):
+    with pytest.raises(ValueError, match="scene_bank must be a whole number from 0 to 1,048,576, got -1"):
         preset("tiny", **SPACES, scene_bank=-1)
     with pytest.raises(ValueError, match="snap_keep must be a number from 0 to 1, got 1.5"):
         preset("tiny", **SPACES, snap_keep=1.5)

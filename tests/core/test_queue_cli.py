@@ -111,6 +111,9 @@ def test_ui_format_and_non_workflows_are_refused(tmp_path):
         q.load_workflow(str(bad))
     with pytest.raises(q.UsageError, match="the workflow .* cannot be read"):
         q.load_workflow(str(tmp_path / "missing.json"))
+    bad.write_text('{"1": {"class_type": "X", "inputs": {"seed": ' + "9" * 5000 + "}}}")  # a traceback (audit)
+    with pytest.raises(q.UsageError, match="the workflow .* cannot be read: .*digits"):
+        q.load_workflow(str(bad))
 
 
 # ------------------------------------------------------------------------------------------ messages

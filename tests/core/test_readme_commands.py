@@ -130,9 +130,16 @@ def test_both_planner_trainers_name_a_missing_or_broken_dataset(fresh_python, tm
     """Without a dataset the README's command printed a traceback (``FileNotFoundError: my_dataset/index.json``,
     found by an audit) where the scale trainer printed an error: both now say what is wrong, with exit status 2."""
     out = tmp_path / "p.safetensors"
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "index.json").write_text('{"movies": []}')
-    for data, words in ((tmp_path / "my_dataset", "no dataset at"), (tmp_path / "broken", "missing ['text_space'")):
+    spaces = {"text_space": {"encoder": "t", "dim": 8}, "identity_space": {"encoder": "i", "dim": 4},
+              "token_space": {"source": "s", "K": 2, "D": 8}}
+    broken = {"broken": {"movies": []}, "empty": {"movies": [], **spaces},  # an empty list: a torch.cat traceback
+              "huge": {"movies": ["movies/a.safetensors"], **spaces, "text_space": {"encoder": "t", "dim": 10 ** 12}}}
+    for name, index in broken.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "index.json").write_text(json.dumps(index))
+    for data, words in ((tmp_path / "my_dataset", "no dataset at"), (tmp_path / "broken", "missing ['text_space'"),
+                        (tmp_path / "empty", "movies is empty"),
+                        (tmp_path / "huge", "text_space: a space's dim must be a whole number from 1 to 65,536")):
         small = fresh_python.run(f"python -m moviedreamer_core.planner.train --data {data} --out {out} --steps 2",
                                  timeout=300)
         assert small.returncode == 2 and small.stderr.startswith("error: --data: ") and words in small.stderr, small.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -31,8 +32,9 @@ def make(identity=True) -> RendererAdapter:
 
 
 def test_a_renderer_file_claiming_other_sizes_than_its_weights_is_refused_before_allocating(tmp_path):
-    """As for planner files: a configuration claiming a context of 2**20 channels over weights of 32 is refused by
-    tensor from the file's header, not built (that adapter alone would take gigabytes)."""
+    """As for planner files: a configuration claiming a context of 65536 channels over weights of 32 is refused by
+    tensor from the file's header, not built (that adapter alone would take gigabytes). (Wider ones are refused by
+    the configuration's own limits: ``test_a_hostile_renderer_configuration_is_refused_at_once_naming_its_field``.)"""
     from safetensors import safe_open
 
     save_renderer(make(), str(tmp_path / "r.safetensors"))
@@ -40,11 +42,52 @@ def test_a_renderer_file_claiming_other_sizes_than_its_weights_is_refused_before
         meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     key = next(k for k in meta if "renderer" in k)
     claimed = json.loads(meta[key])
-    claimed["context_dim"] = 1 << 20
+    claimed["context_dim"] = 1 << 16
     save_file(state, str(tmp_path / "claims.safetensors"), metadata={**meta, key: json.dumps(claimed)})
     with pytest.raises(ValueError, match=r"claims.safetensors does not match its own configuration: tensors of other "
-                                         r"shapes: .*\(its configuration makes \[.*1048576"):
+                                         r"shapes: .*\(its configuration makes \[.*65536"):
         load_renderer(str(tmp_path / "claims.safetensors"))
+
+
+def _claiming(tmp_path, change) -> str:
+    """The ``make()`` renderer's file with its configuration's JSON text replaced by ``change(config)``."""
+    from safetensors import safe_open
+
+    save_renderer(make(), str(tmp_path / "r.safetensors"))
+    with safe_open(str(tmp_path / "r.safetensors"), framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    key = next(k for k in meta if "renderer" in k)
+    save_file(state, str(tmp_path / "claims.safetensors"), metadata={**meta, key: change(json.loads(meta[key]))})
+    return str(tmp_path / "claims.safetensors")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: "[1, 2]", "its configuration is not a JSON object"),
+    (lambda c: "{not json", "Expecting property name"),
+    (lambda c: json.dumps({**c, "context_dim": -5}), "context_dim must be a whole number from 1 to 65,536, got -5"),
+    (lambda c: json.dumps({**c, "context_dim": "32"}), "context_dim must be a whole number"),
+    (lambda c: json.dumps({**c, "colour": 1}), r"unknown renderer config fields: \['colour'\]"),
+    (lambda c: json.dumps({k: v for k, v in c.items() if k != "layer_dims"}), r"fields missing: \['layer_dims'\]"),
+    (lambda c: json.dumps({**c, "layer_dims": [8] * 200000}), "layer_dims must be a list of at most 1024 whole "
+                                                              "numbers from 1 to 65,536, got a list of 200,000"),
+    (lambda c: json.dumps({**c, "token_space": "abc"}), "a space must be an object with 'source'"),
+    (lambda c: json.dumps({**c, "identity_space": {"encoder": "x", "dim": 10 ** 12}}), "dim must be a whole number"),
+    (lambda c: json.dumps({**c, "token_path": "yes"}), "token_path must be true or false"),
+    (lambda c: json.dumps({**c, "resampler": {"dim": 8, "depth": 100000, "dim_head": 4, "heads": 2, "embedding_dim": 16,
+                                               "output_dim": 32, "num_queries": 4}}),
+     "the configuration makes more tensors than the"),
+    (lambda c: json.dumps({**c, "resampler": {"depth": 2}}), "its configuration describes no model this pack can build"),
+])
+def test_a_hostile_renderer_configuration_is_refused_at_once_naming_its_field(tmp_path, change, message):
+    """Found by an audit: a renderer file's configuration was taken as written (``RendererConfig(**d)``): a list gave an
+    AttributeError, a negative width a torch error, 200000 layers took 4 minutes and 6.4 GB of the server to refuse.
+    Each is refused within a second, by a message naming the file and the field."""
+    path = _claiming(tmp_path, change)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message) as err:
+        load_renderer(path)
+    assert time.perf_counter() - start < 1.0
+    assert "claims.safetensors" in str(err.value)
 
 
 def test_renderer_file_round_trip(tmp_path):

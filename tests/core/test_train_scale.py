@@ -121,6 +121,10 @@ def test_config_errors_name_the_key(synthetic_films):
         run(load_config("tiny", ["data.path=/nonexistent"]), log=None)
     with pytest.raises(ConfigError, match="data.val_movies"):
         run(load_config("tiny", ["data.path=" + folder, "data.val_movies=[movies/nope.safetensors]"]), log=None)
+    with pytest.raises(ConfigError, match="data.val_movies: must be a list of movie names"):  # a TypeError (audit)
+        run(load_config("tiny", ["data.path=" + folder, "data.val_movies=[[a, b]]"]), log=None)
+    with pytest.raises(ConfigError, match="planner config cameras must be a list .* got list of 100 items"):  # YAML aliases nested: 17 s, 1.9 GB to refuse
+        load_config("tiny", ["planner.cameras=" + json.dumps([["wide"] * 100] * 100)])
     assert sorted(f for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml")) == ["paper.yaml", "small.yaml", "tiny.yaml"]
 
 
