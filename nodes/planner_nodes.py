@@ -15,7 +15,7 @@ from comfy_api.latest import io, ui
 from ..moviedreamer_core.file_kinds import PLANNER
 from ..moviedreamer_core.planner import ZeroShotPrior, generate_storyboard, load_planner
 from ..moviedreamer_core.planner.inputs import cameras_planned_as
-from ..moviedreamer_core.planner.scene_bank import SCENE, unseen_scenes
+from ..moviedreamer_core.planner.scene_bank import FAR_COSINE, SCENE, far_scenes, unseen_scenes
 from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
 from . import host, wire_types
@@ -153,6 +153,12 @@ class ARKeyframePlanner(io.ComfyNode):
             text += (f"\n{unseen} of {scenes.shape[0]} keyframes have a scene sentence its training films never had: "
                      f"each planned close to the nearest of the {model.cfg.scene_bank} it knows (the renderer's prompt keeps the "
                      "script's)" if unseen else "")
+            far = far_scenes(scenes, model.scene_bank)
+            if far:
+                shots = list(dict.fromkeys(script_embeds.keyframes[i].shot_id for i in far))
+                text += (f"\nWARNING: the scene of shot{'s' if len(shots) > 1 else ''} {', '.join(shots[:10])}"
+                         f"{' ...' if len(shots) > 10 else ''} is like no place its training films showed (cosine below "
+                         f"{FAR_COSINE} to every scene it knows): drawn as the nearest place it knows, not as written")
         return io.NodeOutput(board, ui=ui.PreviewText(text))
 
 

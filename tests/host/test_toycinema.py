@@ -553,6 +553,27 @@ def test_scenes_written_in_new_words_are_planned_at_their_places(host):
     summary = result.outputs["4"]["text"][0]
     assert "6 of 6 keyframes have a scene sentence its training films never had: each planned close to the nearest of the 84" \
         in summary
+    assert "WARNING" not in summary, summary
+
+
+def test_a_scene_unlike_every_toy_place_is_named_in_the_planners_summary(host):
+    """Found by an audit: a kitchen, a spaceship corridor, a French beach were drawn as some toy place, and the only
+    word was the count of new scene sentences, the same as for a new phrasing of a toy place. The summary names the
+    shots whose scene is like no place the training films showed."""
+    scenes = ("a sandy beach, waves rolling in", "a kitchen with a red table", "inside a spaceship corridor",
+              "a wide plain covered in snow")
+    shots = "".join(f"  - {{id: s{i + 1}, scene: \"{scene}\", action: Ava stands here., characters: [Ava], camera: wide, "
+                    f"duration: 2}}\n" for i, scene in enumerate(scenes))
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["2"]["inputs"]["script"] = ("title: Far\ncharacters:\n  - {name: Ava, description: a small figure, "
+                                       f"references: [0]}}\nshots:\n{shots}")
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = "far_scenes"
+    result = host.run(prompt)
+    result.raise_for_error()
+    summary = result.outputs["4"]["text"][0]
+    assert "WARNING: the scene of shots s2, s3 is like no place its training films showed" in summary, summary
 
 
 def test_each_loader_lists_its_own_kind_of_file(host):
