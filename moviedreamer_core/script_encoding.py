@@ -72,6 +72,8 @@ def gather_references(script: Script, input_dir: Optional[str], batch: Optional[
     reported the same way.
     """
     out: list[ReferenceImage] = []
+    decoded: dict[str, np.ndarray] = {}  # each file once, however many references name it (the script's total pixels
+    # were checked against MAX_TOTAL_REFERENCE_PIXELS file by file)
     for c, ch in enumerate(script.characters):
         for j, ref in enumerate(ch.references):
             if isinstance(ref, int):
@@ -83,7 +85,7 @@ def gather_references(script: Script, input_dir: Optional[str], batch: Optional[
                     raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] names a file but no input folder was given')
                 path = resolve_inside(input_dir, ref)
                 try:
-                    image = load_image_file(path)
+                    image = decoded[path] if path in decoded else decoded.setdefault(path, load_image_file(path))
                 except (OSError, ValueError) as e:
                     raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] ({ref}) cannot be read: {e}') from e
                 out.append(ReferenceImage(c, j, f"file:{ref}", image))

@@ -56,26 +56,32 @@ def check_reference_file(input_dir: str, name: str) -> tuple[str | None, str | N
 
     The problem text is phrased to follow the script location, e.g. ``references[0]: <problem>``.
     """
+    path, problem, _ = check_reference_file_pixels(input_dir, name)
+    return path, problem
+
+
+def check_reference_file_pixels(input_dir: str, name: str) -> tuple[str | None, str | None, int]:
+    """``check_reference_file`` and the image's pixels (width x height, from its header; 0 when refused)."""
     try:
         path = resolve_inside(input_dir, name)
     except UnsafePathError as e:
-        return None, f"{shown(str(e), 160)}; reference images must be inside the input folder"
+        return None, f"{shown(str(e), 160)}; reference images must be inside the input folder", 0
     if not os.path.exists(path):
-        return None, f'file "{shown(name)}" not found in the input folder'
+        return None, f'file "{shown(name)}" not found in the input folder', 0
     if not os.path.isfile(path):
-        return None, f'"{shown(name)}" is not a file'
+        return None, f'"{shown(name)}" is not a file', 0
     if os.path.getsize(path) == 0:
-        return None, f'file "{shown(name)}" is empty'
+        return None, f'file "{shown(name)}" is empty', 0
     try:
         with _open_header(path, name) as img:
             width, height = img.size
     except ReferenceTooLargeError as e:
-        return None, str(e)
+        return None, str(e), 0
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        return None, f'file "{shown(name)}" is not a readable image ({type(e).__name__}: {shown(str(e), 120)})'
+        return None, f'file "{shown(name)}" is not a readable image ({type(e).__name__}: {shown(str(e), 120)})', 0
     if min(width, height) < MIN_REFERENCE_SIDE:
-        return None, f'image "{shown(name)}" is too small ({width}x{height}; at least {MIN_REFERENCE_SIDE} px a side)'
-    return path, None
+        return None, f'image "{shown(name)}" is too small ({width}x{height}; at least {MIN_REFERENCE_SIDE} px a side)', 0
+    return path, None, width * height
 
 
 def load_image_file(path: str) -> np.ndarray:

@@ -22,10 +22,10 @@ from pydantic import ValidationError
 
 from .gc_pause import collector_paused
 from .limits import (LIST_LIMITS, MAX_COLLECTED_PROBLEMS, MAX_FILE_NAME_LENGTH, MAX_SHOT_DURATION_S, MAX_TEXT_LENGTH,
-                     MAX_TOTAL_DURATION_S, MAX_TOTAL_KEYFRAMES, list_limit)
+                     MAX_TOTAL_DURATION_S, MAX_TOTAL_KEYFRAMES, MAX_TOTAL_REFERENCE_PIXELS, list_limit)
 from .parsing import parse_script_text
 from .problems import Problems, ScriptError, ScriptIssue, format_path, hidden_character, listed, name_key, shown
-from .references import check_reference_file
+from .references import check_reference_file_pixels
 from .schema import Character, Script, Shot
 
 __all__ = ["ScriptError", "ScriptIssue", "format_path", "parse_script_text", "validate_script", "load_script"]
@@ -195,6 +195,7 @@ class _CrossFieldPass:
         self.known: dict[str, int] = {}  # name_key -> index in characters
         self.names: list[str] = []  # the names as written, by index (None when missing)
         self.files: dict[str, Optional[str]] = {}  # reference file -> its problem, each file checked once
+        self.pixels: dict[str, int] = {}  # resolved reference file -> its pixels (a file named two ways counts once)
         self.seen_ids: dict[str, int] = {}  # shot id -> index in shots
         self.known_text = ""  # "Ava, Bo, ..." for messages about unknown names
 
@@ -211,6 +212,11 @@ class _CrossFieldPass:
         for i, ch in enumerate(_as_list(self.raw.get("characters"))[:list_limit("characters")]):
             _guarded(self.problems, f"characters[{i}]", self.character, i, ch)
         self.known_text = listed([n for n in self.names if n is not None]) or "none: the script has no characters"
+        pixels = sum(self.pixels.values())
+        if pixels > MAX_TOTAL_REFERENCE_PIXELS:
+            self.add("characters", f"the reference photos ({len(self.pixels)} files) hold {pixels / 1e6:,.0f} megapixels "
+                     f"in all, more than the limit of {MAX_TOTAL_REFERENCE_PIXELS / 1e6:,.0f} megapixels for one script; "
+                     "use smaller copies (a face needs far fewer pixels)")
         total, seconds = 0, 0.0
         for s, shot in enumerate(_as_list(self.raw.get("shots"))[:list_limit("shots")]):
             _guarded(self.problems, f"shots[{s}]", self.shot, s, shot)
@@ -260,7 +266,9 @@ class _CrossFieldPass:
         elif isinstance(ref, str) and 0 < len(ref.strip()) <= MAX_FILE_NAME_LENGTH and self.input_dir is not None:
             name = ref.strip()
             if name not in self.files:
-                self.files[name] = check_reference_file(self.input_dir, name)[1]
+                path, self.files[name], pixels = check_reference_file_pixels(self.input_dir, name)
+                if path is not None:
+                    self.pixels[path] = pixels
             return self.files[name]
         return None
 

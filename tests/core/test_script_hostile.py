@@ -154,6 +154,33 @@ def test_a_reference_over_the_pixel_limit_but_under_pillows_is_refused_by_its_he
     assert 'character "Bo"' in message
 
 
+def test_the_reference_files_of_a_script_are_held_to_a_total_of_pixels_each_file_counted_once(tmp_path):
+    """Found by an audit: a 291-byte script naming one 63-megapixel file ten times had the server decode it ten times
+    and hold them all (21 s, 2 GB); the limits allowed 4096 such references. Each distinct file is decoded once, and
+    a script's distinct files together are held to ``MAX_TOTAL_REFERENCE_PIXELS``, refused from their headers."""
+    from moviedreamer_core.script.limits import MAX_TOTAL_REFERENCE_PIXELS
+    from moviedreamer_core.script_encoding import gather_references
+
+    side = int(MAX_REFERENCE_PIXELS ** 0.5) - 100
+    files = MAX_TOTAL_REFERENCE_PIXELS // (side * side) + 1
+    for k in range(files):
+        (tmp_path / f"big{k}.png").write_bytes(png_claiming(side, side))
+    one_file = ", ".join(["big0.png"] * 10)
+    load_script(f"title: t\ncharacters:\n  - {{name: Ava, description: d, references: [{one_file}]}}\n" + SHOT,
+                input_dir=str(tmp_path))  # one file, named ten times: counted once
+    many = ", ".join(f"big{k}.png" for k in range(files))
+    err = refused(f"title: t\ncharacters:\n  - {{name: Ava, description: d, references: [{many}]}}\n" + SHOT,
+                  input_dir=str(tmp_path))
+    assert problems(err)["characters"].startswith(f"the reference photos ({files} files) hold ")
+    assert f"more than the limit of {MAX_TOTAL_REFERENCE_PIXELS // 1_000_000:,} megapixels for one script" in \
+        problems(err)["characters"]
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "ok.png")
+    script = load_script("title: t\ncharacters:\n  - {name: Ava, description: d, references: [ok.png, ok.png, ok.png]}\n"
+                         + SHOT, input_dir=str(tmp_path))
+    images = [r.image for r in gather_references(script, str(tmp_path))]
+    assert len(images) == 3 and images[0] is images[1] is images[2], "decoded once"
+
+
 def test_loading_a_bomb_at_run_time_is_a_reference_error_naming_the_character(tmp_path):
     from moviedreamer_core.script.references import ReferenceTooLargeError, load_image_file
     from moviedreamer_core.script_encoding import ReferenceImageError, gather_references
