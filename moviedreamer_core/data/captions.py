@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -102,7 +103,14 @@ def _shot_entry(entry, where: str) -> dict:
         for name in ("start", "end"):
             if name in entry and (isinstance(entry[name], bool) or not isinstance(entry[name], (int, float))):
                 raise ValueError(f"{where}.{name}: must be seconds (a number), got {_kind(entry[name])}")
-        out["start"], out["end"] = float(entry["start"]), float(entry.get("end", float("inf")))
+        try:
+            start, end = float(entry["start"]), float(entry.get("end", float("inf")))
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError(f"{where}: start and end must be seconds a float can hold") from None
+        if not math.isfinite(start) or start < 0 or math.isnan(end) or end < start:
+            raise ValueError(f"{where}: start must be a number of seconds of at least 0 and end one after it (or left "
+                             f"out: to the video's end), got start {start!r}, end {end!r}")
+        out["start"], out["end"] = start, end
     return out
 
 
