@@ -143,7 +143,9 @@ def main(argv=None) -> int:
               "on the server)", file=err)
         return EXIT_FAILED
     except ServerUnreachable as e:
-        print(f"error: lost the server while waiting for prompt {prompt_id}: {e}", file=err)
+        print(f"error: lost the server while waiting for prompt {prompt_id}: {e}\nThe server stopped answering (it was "
+              "stopped, killed or crashed: its console says which). Start it again and queue the same command: finished "
+              "keyframes and shots stay in the movie project folder and the rerun resumes from them", file=err)
         return EXIT_FAILED
     except KeyboardInterrupt:
         cancel(client, prompt_id)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -155,7 +156,6 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server, fresh_python):
     """Ctrl-C while following: the command interrupts its own prompt on the server and says how to resume."""
     import re
     import signal
-    import time
 
     def terminal_sigint():
         # Ctrl-C reaches a command started from a terminal; a test run started in the background (``cmd &``
@@ -190,3 +190,28 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server, fresh_python):
         if tiny_server.get("/queue").json()["queue_running"]:
             tiny_server.interrupt()
     assert tiny_server.get("/queue").json()["queue_running"] == []
+
+
+def test_a_server_killed_mid_run_is_named_with_what_to_do(tiny_server, fresh_python):
+    """The queue command said only "lost the server ...: [Errno 104] Connection reset by peer" when the server was
+    killed under it (an audit). It now says the server stopped answering and how to resume, exit status 5."""
+    proc = subprocess.Popen(fresh_python.argv("python -m moviedreamer_core.queue") + [str(TINY_API), "--server", tiny_server.url,
+                             "--set", "9.steps=10000", "--project", "killed"], cwd=str(PACK_DIR), env=fresh_python.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the renderer is sampling
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "IdentityDiffusionRender" in line or not line:
+                break
+        tiny_server.kill()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        tiny_server.restart()
+    assert proc.returncode == 5, ("".join(lines), out, err)
+    assert "error: lost the server while waiting for prompt" in err, err
+    assert "The server stopped answering (it was stopped, killed or crashed" in err and "resumes from them" in err, err
