@@ -152,6 +152,23 @@ def test_cli_says_when_no_server_answers(tmp_path, fresh_python):
     assert f"no ComfyUI server at URL: http://127.0.0.1:{port}" in proc.stderr and "python main.py" in proc.stderr
 
 
+def _long_render_started(server, fresh_python, project: str, **popen) -> tuple[subprocess.Popen, list[str]]:
+    """The queue command following the tiny movie with a render of 10000 steps (still sampling a second later on a
+    fast machine: 400 steps of the tiny model can finish within it), once the renderer has started; and the lines it
+    printed until then."""
+    proc = subprocess.Popen(fresh_python.argv("python -m moviedreamer_core.queue") + [str(TINY_API), "--server", server.url,
+                             "--set", "9.steps=10000", "--project", project], cwd=str(PACK_DIR), env=fresh_python.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    lines = []
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the renderer is sampling
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "IdentityDiffusionRender" in line or not line:
+            break
+    return proc, lines
+
+
 def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server, fresh_python):
     """Ctrl-C while following: the command interrupts its own prompt on the server and says how to resume."""
     import re
@@ -162,19 +179,8 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server, fresh_python):
         # in a script) hands SIGINT down ignored, and Python then never raises KeyboardInterrupt
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    proc = subprocess.Popen(fresh_python.argv("python -m moviedreamer_core.queue") + [str(TINY_API), "--server", tiny_server.url,
-                             # steps enough that the render is still sampling when Ctrl-C arrives on a fast
-                             # machine (400 steps of the tiny model can finish within the second below)
-                             "--set", "9.steps=10000", "--project", "ctrl_c"], cwd=str(PACK_DIR), env=fresh_python.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint)
+    proc, lines = _long_render_started(tiny_server, fresh_python, "ctrl_c", preexec_fn=terminal_sigint)
     try:
-        lines = []
-        deadline = time.time() + 120
-        while time.time() < deadline:  # wait until the renderer is sampling
-            line = proc.stderr.readline()
-            lines.append(line)
-            if "IdentityDiffusionRender" in line or not line:
-                break
         prompt_id = re.search(r"queued prompt (\S+)", "".join(lines)).group(1)
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
@@ -195,17 +201,8 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server, fresh_python):
 def test_a_server_killed_mid_run_is_named_with_what_to_do(tiny_server, fresh_python):
     """The queue command said only "lost the server ...: [Errno 104] Connection reset by peer" when the server was
     killed under it (an audit). It now says the server stopped answering and how to resume, exit status 5."""
-    proc = subprocess.Popen(fresh_python.argv("python -m moviedreamer_core.queue") + [str(TINY_API), "--server", tiny_server.url,
-                             "--set", "9.steps=10000", "--project", "killed"], cwd=str(PACK_DIR), env=fresh_python.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, lines = _long_render_started(tiny_server, fresh_python, "killed")
     try:
-        lines = []
-        deadline = time.time() + 120
-        while time.time() < deadline:  # wait until the renderer is sampling
-            line = proc.stderr.readline()
-            lines.append(line)
-            if "IdentityDiffusionRender" in line or not line:
-                break
         tiny_server.kill()
         out, err = proc.communicate(timeout=120)
     finally:

@@ -229,6 +229,24 @@ def test_route_lists_fifty_problems_and_counts_the_rest(server):
     assert answer["issues"][-1] == {"path": "script", "message": "... and 79950 more problems (fix the ones above first)"}
 
 
+def _answering_while(server, workers, settle: float = 0.0) -> tuple[float, list[float]]:
+    """Start the ``workers`` (threads sending requests) and ask /system_stats every 50 ms until they are done: the
+    seconds they took, and each /system_stats answer's time (each must be a 200)."""
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    time.sleep(settle)
+    latencies = []
+    while any(w.is_alive() for w in workers):
+        t = time.perf_counter()
+        assert server.get("/system_stats").status_code == 200
+        latencies.append(time.perf_counter() - t)
+        time.sleep(0.05)
+    for w in workers:
+        w.join()
+    return time.perf_counter() - start, latencies
+
+
 def test_the_server_answers_while_scripts_are_being_checked(server):
     """Checks run off the event loop: while several large scripts are being checked (through the route and
     through /prompt), another request is answered long before they are all done. (On the event loop, that
@@ -244,19 +262,7 @@ def test_the_server_answers_while_scripts_are_being_checked(server):
     workers = [threading.Thread(target=lambda: statuses.append(server.post(ROUTE, json={"script": heavy}).status_code))
                for _ in range(3)]
     workers.append(threading.Thread(target=lambda: statuses.append(server.post_prompt(prompt).status_code)))
-    start = time.perf_counter()
-    for w in workers:
-        w.start()
-    time.sleep(0.1)
-    latencies = []
-    while any(w.is_alive() for w in workers):
-        t = time.perf_counter()
-        assert server.get("/system_stats").status_code == 200
-        latencies.append(time.perf_counter() - t)
-        time.sleep(0.05)
-    for w in workers:
-        w.join()
-    busy = time.perf_counter() - start
+    busy, latencies = _answering_while(server, workers, settle=0.1)
     assert sorted(statuses) == [200, 200, 200, 400], statuses
     assert busy > 1.5 and len(latencies) >= 5, (busy, latencies)
     assert max(latencies) < busy / 3, f"{max(latencies):.2f} s for /system_stats during {busy:.2f} s of checks"
@@ -275,16 +281,7 @@ def test_bodies_of_the_largest_size_full_of_quotes_are_refused_while_the_server_
     answers = []
     workers = [threading.Thread(target=lambda b=b: answers.append(server.post(ROUTE, data=b.encode())))
                for b in bodies]
-    start = time.perf_counter()
-    for w in workers:
-        w.start()
-    latencies = []
-    while any(w.is_alive() for w in workers):
-        t = time.perf_counter()
-        assert server.get("/system_stats").status_code == 200
-        latencies.append(time.perf_counter() - t)
-        time.sleep(0.05)
-    busy = time.perf_counter() - start
+    busy, latencies = _answering_while(server, workers)
     assert [a.status_code for a in answers] == [400, 400]
     assert all(a.json()["issues"][0]["path"] == "request" for a in answers)
     assert busy < 20, f"{busy:.1f} s to refuse two bodies of {MAX_REQUEST_BYTES:,} bytes"
