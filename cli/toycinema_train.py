@@ -294,21 +294,27 @@ def planner_work_folder(out: str, stage: dict) -> str:
     return work
 
 
-def training_films(n: int, *, unsaid_places: float = 0.0, other_words: float = 0.0):
+def training_films(n: int, *, unsaid_places: float = 0.0, other_words: float = 0.0, cut_in: float = 0.0,
+                   empty_cut_in: float = 0.0):
     """The ``n`` training films (``TRAIN_SEED``, training phrasings only): the decoder's, the planner's and the
     benchmark's ablations'. ``unsaid_places``: the share whose scripts never say where a character stands (the
     planner's, ``planner_runs.UNSAID_PLACES``; the same pictures, so the decoder's films need not say).
-    ``other_words``: the share of action sentences in a user's own words (``planner_runs.OTHER_WORDS``)."""
+    ``other_words``: the share of action sentences in a user's own words (``planner_runs.OTHER_WORDS``). ``cut_in``:
+    the share of scenes that open closer than wide (``planner_runs.CUT_IN``; other pictures, so the planner's own);
+    ``empty_cut_in``: of those that open with nobody there (``planner_runs.EMPTY_CUT_IN``)."""
     return _pack("moviedreamer_core.toycinema.grammar").generate_films(TRAIN_SEED, n, phrasings=TRAIN_PHRASINGS,
                                                                        unsaid_places=unsaid_places,
-                                                                       other_words=other_words)
+                                                                       other_words=other_words, cut_in=cut_in,
+                                                                       empty_cut_in=empty_cut_in)
 
 
 def planner_training_films(n: int):
-    """The planner's ``n`` training films: ``training_films`` with ``planner_runs.UNSAID_PLACES`` of them unsaid and
-    ``planner_runs.OTHER_WORDS`` of their action sentences in a user's own words."""
+    """The planner's ``n`` training films: ``training_films`` with ``planner_runs.UNSAID_PLACES`` of them unsaid,
+    ``planner_runs.OTHER_WORDS`` of their action sentences in a user's own words and ``planner_runs.CUT_IN`` of their
+    scenes opening closer than wide (``planner_runs.EMPTY_CUT_IN`` of those with nobody there)."""
     runs = _pack("moviedreamer_core.toycinema.planner_runs")
-    return training_films(n, unsaid_places=runs.UNSAID_PLACES, other_words=runs.OTHER_WORDS)
+    return training_films(n, unsaid_places=runs.UNSAID_PLACES, other_words=runs.OTHER_WORDS, cut_in=runs.CUT_IN,
+                          empty_cut_in=runs.EMPTY_CUT_IN)
 
 
 def main(argv=None) -> int:
@@ -396,7 +402,8 @@ def _run(args) -> int:
         stage = {"format": PLANNER_STAGE_FORMAT, "films": len(films), "held_out": HELD_OUT_SEED,
                  "steps": args.planner_steps or runs.FULL_STEPS, "seed": args.seed, "tokens": tokenizer.space.to_dict(), "identities": faces.space.to_dict(),
                  "text": text_encoder.space.to_dict(), "recipe": list(runs.TOY_SETTINGS), "unsaid_places": runs.UNSAID_PLACES,
-                 "other_words": runs.OTHER_WORDS}  # the films' words: a dataset of another recipe is not resumed
+                 "other_words": runs.OTHER_WORDS, "cut_in": runs.CUT_IN,
+                 "empty_cut_in": runs.EMPTY_CUT_IN}  # a dataset of other films is not resumed
         work = planner_work_folder(out, stage)
         data = os.path.join(work, "data")
         if os.path.isfile(os.path.join(data, planner_data.MANIFEST)):

@@ -40,7 +40,9 @@ films: 0.60 of wide keyframes had every figure's place shown earlier in the visi
 exact cast; now a planner that reads its history can. Users do not write stage places, so the planner also trains on a share of films
 whose scripts never say them (``generate_film(say_places=False)``, ``planner_runs.UNSAID_PLACES``). Users also write
 actions of their own ("Dee points the way.", "Ava wait."), where every toy sentence names its event: the planner
-trains on a share of action sentences in such words too (``in_other_words``, ``planner_runs.OTHER_WORDS``).
+trains on a share of action sentences in such words too (``in_other_words``, ``planner_runs.OTHER_WORDS``). And users
+cut into a new place on a closer shot, with or without anybody there: the planner trains on films a share of whose
+scenes open on a medium shot or a close-up (``generate_film(cut_in=, empty_cut_in=)``, ``planner_runs.CUT_IN``).
 
 **Phrasings.** Every sentence has several phrasings; the last of each is held out: ``phrasings="train"`` (the
 training films) never uses it, ``phrasings="all"`` (the default: development and test films) draws among all of
@@ -51,6 +53,7 @@ whichever phrasings it is written in.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -221,9 +224,11 @@ class _Story:
     """The grammar's state while one film is written."""
 
     def __init__(self, rng: np.random.Generator, cast_size: int, max_keyframes: int, seed: int = 0,
-                 phrasings: str = "all", say_places: bool = True):
+                 phrasings: str = "all", say_places: bool = True, cut_in: float = 0.0, empty_cut_in: float = 0.0):
         self.rng = rng
         self.say_places = say_places
+        # closer openings have a stream of their own, drawn only when asked for: films without them are unchanged
+        self.cut_in, self.empty_cut_in, self.cuts = cut_in, empty_cut_in, np.random.default_rng([int(seed), 4])
         # the per-film state and the phrasings have streams of their own (the story is the same whatever they draw)
         state = np.random.default_rng([int(seed), 1])
         self.looks = {loc: int(state.integers(N_PLACE_LOOKS)) for loc in range(N_LOCATIONS)}
@@ -336,6 +341,9 @@ class _Story:
             here = list(self.present)
         if event in ("establish", "empty"):
             camera, shown = WIDE, here
+            share = self.cut_in if here else self.empty_cut_in
+            if share and self.cuts.random() < share:  # the scene opens closer (cut_in, empty_cut_in)
+                camera = MEDIUM if len(here) > MAX_ON_SCREEN[CLOSE_UP] or self.cuts.random() < 0.5 else CLOSE_UP
         elif event in ("enter", "return", "leave", "together"):
             camera, shown = (WIDE if rng.random() < 0.5 else MEDIUM), here
         elif event == "talk":
@@ -409,19 +417,31 @@ class _Story:
 
 
 def generate_film(seed: int, n_shots: int = DEFAULT_SHOTS, max_keyframes_per_shot: int = 3, cast_size: int | None = None,
-                  phrasings: str = "all", say_places: bool = True) -> Film:
+                  phrasings: str = "all", say_places: bool = True, cut_in: float = 0.0,
+                  empty_cut_in: Optional[float] = None) -> Film:
     """Write and stage one toy film from ``seed`` (same seed, same film). ``cast_size`` defaults to a random
     3 to 5 of the ``world.CHARACTERS``; only the ones who appear end up in ``Film.cast``. ``phrasings``: ``"train"``
     leaves out every sentence's held-out phrasing (the training films), ``"all"`` draws among all of them.
     ``say_places=False``: the script never says where a character stands (the pictures, and every other word, are
-    the film's with them): scripts as users write them, which the planner trains on too (``planner_runs``)."""
+    the film's with them): scripts as users write them, which the planner trains on too (``planner_runs``).
+    ``cut_in``: the share of scenes (and of empty shots) that open on a medium shot or a close-up instead of a wide one,
+    as users' scripts often do: a planner that only saw places change on wide shots drew a closer shot at a new place
+    at the previous place (22 of 30 medium shots, 20 of 30 close-ups, found by an audit), and an empty closer shot
+    with a figure. The shots after it, and every other film, are the same whatever ``cut_in`` (a stream of its own).
+    ``empty_cut_in``: the same share for the shots where nobody is there (default: ``cut_in``); they are few, so a
+    planner needs a larger share of them to learn that an empty closer shot shows nobody."""
+    empty_cut_in = cut_in if empty_cut_in is None else empty_cut_in
+    for name, share in (("cut_in", cut_in), ("empty_cut_in", empty_cut_in)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} is a share from 0 to 1, got {share!r}")
     if n_shots < 1:
         raise ValueError("a film needs at least one shot")
     if phrasings not in PHRASINGS:
         raise ValueError(f"phrasings must be one of {PHRASINGS}, got {phrasings!r}")
     rng = np.random.default_rng(seed)
     size = int(rng.integers(3, 6)) if cast_size is None else int(cast_size)
-    story = _Story(rng, min(max(size, 1), N_CHARACTERS), max(1, int(max_keyframes_per_shot)), seed, phrasings, say_places)
+    story = _Story(rng, min(max(size, 1), N_CHARACTERS), max(1, int(max_keyframes_per_shot)), seed, phrasings, say_places,
+                   cut_in, empty_cut_in)
     while len(story.shots) < n_shots:
         remaining = n_shots - len(story.shots)
         length = min(int(rng.integers(MIN_SCENE_SHOTS, MAX_SCENE_SHOTS + 1)), remaining)

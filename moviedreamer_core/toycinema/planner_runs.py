@@ -85,6 +85,13 @@ UNSAID_PLACES = 0.3
 #: shot 6 of 160 wrong -> 0, one-shot scripts 24 of 54 -> 9; development films 0 of 827 either way. 0.3 fixed the same
 #: slips but read the held-out "A smile from Fen." close-up as a two-character one (9 development keyframes).
 OTHER_WORDS = 0.15
+#: Share of the toy planner's training films' scenes (and empty shots) that open on a medium shot or a close-up rather
+#: than a wide one (``grammar.generate_film(cut_in=...)``). Users' scripts often cut straight into a new place closer;
+#: a planner that only ever saw places change on wide shots drew such a shot at the previous place.
+CUT_IN = 0.1
+#: The same for the scenes that open with nobody there (few: about one in eight), so that the planner sees enough empty
+#: closer shots to draw them empty.
+EMPTY_CUT_IN = 0.6
 
 VARIANTS: dict[str, list[str]] = {
     "full": [],

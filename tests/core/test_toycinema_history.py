@@ -306,3 +306,40 @@ def test_some_action_sentences_can_be_in_a_users_own_words_and_the_film_is_other
         [s.actions for f in other[:10] for s in f.shots], "the same films whatever the count"
     with pytest.raises(ValueError, match="share"):
         generate_films(7, 2, other_words=-0.1)
+
+
+def test_a_share_of_scenes_can_open_closer_and_the_films_are_otherwise_the_same():
+    """Users cut straight into a new place on a medium shot or a close-up; the toy films always opened a scene wide, and
+    the planner drew such a shot at the previous place (and an empty closer shot with a figure). The planner also trains
+    on films a share of whose scenes open closer (``generate_film(cut_in=...)``, ``empty_cut_in`` for those that open
+    with nobody there): the same story, cast and places, every other shot's
+    pictures the same, only those openings framed closer (close-ups hold at most two figures; a stage place is then said
+    in the next wide shot, so later words may differ); without the share the films are the ones they were."""
+    from moviedreamer_core.toycinema.world import MAX_ON_SCREEN, camera_id
+
+    wide, close_up = camera_id("wide"), camera_id("close_up")
+    plain, cut = generate_films(11, 60, phrasings="train"), generate_films(11, 60, phrasings="train", cut_in=0.3)
+    assert [[s.keyframes for s in f.shots] for f in generate_films(11, 60, phrasings="train", cut_in=0.0)] == \
+        [[s.keyframes for s in f.shots] for f in plain]
+    opened = closer = 0
+    for a, b in zip(plain, cut):
+        assert [(s.event, s.location, s.transition) for s in a.shots] == [(s.event, s.location, s.transition) for s in b.shots]
+        for x, y in zip(a.shots, b.shots):
+            if x.event not in ("establish", "empty"):
+                assert x.keyframes == y.keyframes and x.characters == y.characters
+                continue
+            opened += 1
+            assert x.camera == wide
+            if y.camera != wide:
+                closer += 1
+                assert len(y.characters) <= MAX_ON_SCREEN[y.camera]
+                assert set(y.characters) <= set(x.characters) and all(k.camera == y.camera for k in y.keyframes)
+                assert y.camera != close_up or len(x.characters) <= MAX_ON_SCREEN[close_up]
+    assert 0.2 < closer / opened < 0.4, closer / opened
+    empty = [s.camera != wide for f in generate_films(11, 200, phrasings="train", cut_in=0.1, empty_cut_in=0.6)
+             for s in f.shots if s.event in ("establish", "empty") and not s.characters]  # few: a share of their own
+    assert len(empty) > 50 and 0.45 < sum(empty) / len(empty) < 0.75, (len(empty), sum(empty))
+    with pytest.raises(ValueError, match="cut_in"):
+        generate_films(7, 2, cut_in=1.5)
+    with pytest.raises(ValueError, match="empty_cut_in"):
+        generate_films(7, 2, cut_in=0.1, empty_cut_in=-1)
