@@ -729,7 +729,7 @@ def test_a_planner_config_with_an_impossible_number_is_refused_by_the_fields_nam
 @pytest.mark.parametrize("change, message", [
     (lambda c: "[1]", "its configuration is not a JSON object"),
     (lambda c: json.dumps({**c, "num_layers": 20000}), "num_layers must be a whole number from 1 to 1,024, got 20000"),
-    (lambda c: json.dumps({**c, "num_layers": 1000}), "the configuration makes more tensors than the"),
+    (lambda c: json.dumps({**c, "num_layers": 1000}), "the configuration describes a far larger model than the"),
     (lambda c: json.dumps({**c, "text_space": "abc"}), "text_space: a space must be an object with 'encoder'"),
     (lambda c: json.dumps({**c, "token_space": {"source": "s", "K": -1, "D": 8}}), "K must be a whole number from 0"),
     (lambda c: json.dumps({**c, "cameras": [["wide"]] * 100}), "cameras must be a list of camera values"),
@@ -756,6 +756,34 @@ def test_a_hostile_planner_configuration_is_refused_at_once_naming_its_field(tmp
         load_planner(str(tmp_path / "claims.safetensors"))
     assert time.perf_counter() - start < 1.0
     assert "claims.safetensors" in str(err.value)
+
+
+def test_checking_a_weights_file_changes_nothing_other_threads_see(tmp_path):
+    """The check that stops a configuration describing a huge model (``state_shapes``) first added a global torch
+    parameter-registration hook while it built: a model built in another thread meanwhile could fail ("OrderedDict
+    mutated during iteration", with some library's own global hook), and two checks at once refused a good file (a
+    review audit). Its budget is a torch function mode now, which belongs to its thread: torch's global hooks are the
+    same during the build as before it, and another thread's build is not counted."""
+    import threading
+
+    import torch.nn.modules.module as torch_module
+    from safetensors.torch import save_file
+
+    from moviedreamer_core.state_shapes import require_matching_shapes
+
+    path = str(tmp_path / "linear.safetensors")
+    save_file(torch.nn.Linear(2, 2).state_dict(), path)
+    before = dict(torch_module._global_parameter_registration_hooks)
+    seen, other = [], []
+
+    def build():
+        seen.append(dict(torch_module._global_parameter_registration_hooks))
+        worker = threading.Thread(target=lambda: other.append(torch.nn.Sequential(*[torch.nn.Linear(8, 8)] * 2000)))
+        worker.start()  # 2000 layers in another thread, within the check: not the check's budget
+        worker.join()
+        return torch.nn.Linear(2, 2)
+    require_matching_shapes(build, path)
+    assert seen == [before] and len(other) == 1
 
 
 def test_a_planner_file_claiming_other_sizes_than_its_weights_is_refused_before_allocating(tmp_path):

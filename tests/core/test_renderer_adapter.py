@@ -75,7 +75,7 @@ def _claiming(tmp_path, change) -> str:
     (lambda c: json.dumps({**c, "token_path": "yes"}), "token_path must be true or false"),
     (lambda c: json.dumps({**c, "resampler": {"dim": 8, "depth": 100000, "dim_head": 4, "heads": 2, "embedding_dim": 16,
                                                "output_dim": 32, "num_queries": 4}}),
-     "the configuration makes more tensors than the"),
+     "the configuration describes a far larger model than the"),
     (lambda c: json.dumps({**c, "resampler": {"depth": 2}}), "its configuration describes no model this pack can build"),
 ])
 def test_a_hostile_renderer_configuration_is_refused_at_once_naming_its_field(tmp_path, change, message):
