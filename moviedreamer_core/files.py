@@ -234,13 +234,19 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
-def open_regular(path: str, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
-    """A descriptor on ``path`` opened with ``flags``, only if it is a regular file and not a link; ``OSError``
-    otherwise (``ELOOP`` for a link, ``EINVAL`` for a pipe, a device or a folder).
+def open_regular(path: str, flags: int = os.O_RDONLY, mode: int = 0o666, *, inside: Optional[str] = None) -> int:
+    """A descriptor on ``path`` opened with ``flags``, only if it is a regular file; ``OSError`` otherwise (``ELOOP``
+    for a link, ``EINVAL`` for a pipe, a device or a folder). A link is followed only when ``inside`` is given and it
+    leads to a place inside that folder (a project's own link, as ``MovieProject`` allows).
 
     For the files a project keeps (its manifest and journals): a link planted there would have a journal emptied or
     appended to wherever it points, ``/dev/zero`` read until memory runs out, and a named pipe block the reader for
     ever. (``O_NONBLOCK`` changes nothing for a regular file's reads and writes.)"""
+    if inside is not None and os.path.islink(path):
+        real, root = os.path.realpath(path), os.path.realpath(inside)
+        if os.path.commonpath([real, root]) != root:
+            raise OSError(errno.ELOOP, "a link that leads outside its folder", path)
+        path = real
     fd = os.open(path, flags | BINARY | NOFOLLOW | NONBLOCK, mode)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -251,9 +257,9 @@ def open_regular(path: str, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
     return fd
 
 
-def read_regular(path: str) -> bytes:
-    """The bytes of ``path`` (``open_regular``'s rules: a regular file, not a link)."""
-    with os.fdopen(open_regular(path), "rb") as f:
+def read_regular(path: str, *, inside: Optional[str] = None) -> bytes:
+    """The bytes of ``path`` (``open_regular``'s rules: a regular file, a link only inside ``inside``)."""
+    with os.fdopen(open_regular(path, inside=inside), "rb") as f:
         return f.read()
 
 

@@ -72,7 +72,8 @@ def _recorded_name(output_dir: str, folder: str, or_title: bool = False) -> Opti
     title an earlier version recorded, which was the name when no project name was given), or ``None`` (no such
     folder or manifest, or one that names nobody)."""
     try:
-        data = json.loads(read_regular(os.path.join(output_dir, PROJECTS_DIR, folder, "manifest.json")))
+        project = os.path.join(output_dir, PROJECTS_DIR, folder)
+        data = json.loads(read_regular(os.path.join(project, "manifest.json"), inside=project))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):
@@ -237,7 +238,7 @@ class MovieProject:
 
     def _read_manifest(self) -> dict:
         try:
-            data = json.loads(read_regular(self.manifest_path))
+            data = json.loads(read_regular(self.manifest_path, inside=self.root))
             if isinstance(data, dict) and data.get("format") == PROJECT_FORMAT_VERSION:
                 data.setdefault("keyframes", {})
                 data.setdefault("shots", {})
@@ -255,7 +256,7 @@ class MovieProject:
         anything else that does not parse) is skipped."""
         if data is None:
             try:
-                data = read_regular(path)
+                data = read_regular(path, inside=self.root)
             except OSError:
                 return
         for line in data.split(b"\n"):
@@ -289,7 +290,7 @@ class MovieProject:
         if self.writer_journal_path:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with write_errors_named(path):
-            fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, inside=self.root)
             try:
                 if self.writer_journal_path and fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)  # the gathering master reads and empties it under the same lock
@@ -310,7 +311,7 @@ class MovieProject:
             folded = False
             for path in self._writer_journals():
                 try:
-                    fd = open_regular(path, os.O_RDWR)
+                    fd = open_regular(path, os.O_RDWR, inside=self.root)
                 except OSError:
                     continue
                 held.append(fd)

@@ -374,6 +374,25 @@ def test_a_project_holding_a_link_to_a_file_outside_it_is_refused_and_the_file_l
     MovieProject(str(output), "linked")
 
 
+def test_a_manifest_and_a_journal_linked_inside_the_project_are_read_through_their_links(tmp_path):
+    """Links that stay inside the project folder are the user's own (``_check_links``); the manifest and the journals
+    are read and written through them (a review audit: opened without following links, a manifest linked inside was
+    taken for none and every finished keyframe would have been made again)."""
+    project = MovieProject(str(tmp_path), "inside")
+    project.save_keyframe(0, np.zeros((8, 8, 3), np.uint8), "sig", {})
+    project.compact()
+    root = Path(project.root)
+    os.replace(root / "manifest.json", root / "manifest_real.json")
+    os.symlink("manifest_real.json", root / "manifest.json")
+    again = MovieProject(str(tmp_path), "inside")
+    assert again.keyframe_entry(0) is not None
+    again.save_keyframe(1, np.zeros((8, 8, 3), np.uint8), "sig1", {})  # to the journal, then compacted
+    os.replace(root / "manifest.journal", root / "journal_real")
+    os.symlink("journal_real", root / "manifest.journal")
+    third = MovieProject(str(tmp_path), "inside")
+    assert third.keyframe_entry(1) is not None
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 @pytest.mark.parametrize("rel", ["manifest.json", "journals/x.jsonl", "keyframes/kf_00000.png"])
 def test_a_named_pipe_in_a_project_is_refused_at_once(tmp_path, rel):
