@@ -26,7 +26,7 @@ _POSITIVE_SIZES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "in
 #: layers), and low enough that a file claiming them is refused within a second (the model is built from its
 #: configuration, on the meta device, before its tensors are compared: 20000 layers took 40 s and 1.7 GB).
 _SIZE_LIMITS = {"hidden_size": 1 << 16, "num_layers": 1024, "num_heads": 1024, "num_kv_heads": 1024,
-                "intermediate_size": 1 << 18, "max_positions": 1 << 20, "max_characters": 1024, "text_segments": 64,
+                "intermediate_size": 1 << 18, "max_positions": 1 << 24, "max_characters": 1024, "text_segments": 64,
                 "mixture_components": 4096, "scene_bank": 1 << 20}
 #: Fields that are shares (probabilities, ratios) or spreads, with the range each may take.
 _NUMBER_RANGES = (("dropout", 0.0, 1.0), ("attention_dropout", 0.0, 1.0), ("history_mask_ratio", 0.0, 1.0),

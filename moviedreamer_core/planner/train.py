@@ -229,9 +229,9 @@ def read_index(folder: str) -> dict:
         raise ValueError(f"{path}: movies must be a list of file names")
     if not index["movies"]:
         raise ValueError(f"{path}: movies is empty; a dataset needs at least one movie")
-    for m in index["movies"]:  # inside the folder as written (a link there is the user's own: shared storage)
-        if not m or os.path.isabs(m) or ".." in m.replace("\\", "/").split("/") or "\0" in m:
-            raise ValueError(f"{path}: movies: {m[:200]!r} is not a file name inside the dataset folder")
+    for m in index["movies"]:  # relative to the folder, or absolute (the user's own files: a command-line trainer)
+        if not m.strip() or "\0" in m:
+            raise ValueError(f"{path}: movies: {m[:200]!r} is not a file name")
     for key, space in (("text_space", EmbeddingSpace), ("identity_space", EmbeddingSpace), ("token_space", TokenSpace)):
         try:
             space.from_dict(index[key])

@@ -144,8 +144,10 @@ def main(argv=None) -> int:
         return EXIT_FAILED
     except ServerUnreachable as e:
         print(f"error: lost the server while waiting for prompt {prompt_id}: {e}\nThe server stopped answering (it was "
-              "stopped, killed or crashed: its console says which). Start it again and queue the same command: finished "
-              "keyframes and shots stay in the movie project folder and the rerun resumes from them", file=err)
+              "stopped, killed or crashed, or it is too busy or too far to answer: its console says which). If it is "
+              "still running, so may the prompt be: look at its queue before queueing again. Otherwise start it again "
+              "and queue the same command: finished keyframes and shots stay in the movie project folder and the rerun "
+              "resumes from them", file=err)
         return EXIT_FAILED
     except KeyboardInterrupt:
         cancel(client, prompt_id)

@@ -98,6 +98,10 @@ class RendererConfig:
         hand-edited or hostile file: a list, an unknown field, a negative width, 200000 layers)."""
         if not isinstance(d, dict):
             raise ValueError("its configuration is not a JSON object")
+        version = d.get("version", RENDERER_FORMAT_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool) and version > RENDERER_FORMAT_VERSION:
+            raise ValueError(f"renderer format {version} is newer than this pack understands "
+                             f"({RENDERER_FORMAT_VERSION}); update ComfyUI-MovieDreamer")  # before its new fields
         known = {f.name for f in fields(cls)}
         unknown = sorted((str(k)[:40] for k in d if k not in known))
         if unknown:
@@ -109,7 +113,7 @@ class RendererConfig:
             value = d.get(name, low)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"renderer config {name} must be a whole number from {low} to {high:,}, "
-                                 f"got {str(value)[:100]}")
+                                 f"got {repr(value)[:100]}")
         dims = d["layer_dims"]
         if (not isinstance(dims, list) or len(dims) > MAX_LAYERS
                 or any(isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= MAX_WIDTH for x in dims)):

@@ -38,10 +38,10 @@ MAX_TEXT_LENGTH = 2000
 #: Pixels (width x height) of one reference photo, read from the file's header before anything is decoded.
 MAX_REFERENCE_PIXELS = 64_000_000
 #: Pixels of all of a script's distinct reference files together (each is decoded once, and all are held while the
-#: script is encoded: 1.5 GB at the limit, about forty 12-megapixel phone photos). Without it, a few-KB script naming
-#: 4096 large files would have the server decode them all at once (an audit: ten names of one 63-megapixel file took
-#: 21 s and 2 GB).
-MAX_TOTAL_REFERENCE_PIXELS = 512_000_000
+#: script is encoded: 6 GB at the limit, eighty 24-megapixel phone photos). Without it, a few-KB script naming 4096
+#: large files would have the server decode them all at once (an audit: ten names of one 63-megapixel file took 21 s
+#: and 2 GB; a review: 512 megapixels refused 24 photos of a current phone's default size).
+MAX_TOTAL_REFERENCE_PIXELS = 2_000_000_000
 
 
 

@@ -67,6 +67,8 @@ def _claiming(tmp_path, change) -> str:
     (lambda c: json.dumps({**c, "context_dim": -5}), "context_dim must be a whole number from 1 to 65,536, got -5"),
     (lambda c: json.dumps({**c, "context_dim": "32"}), "context_dim must be a whole number"),
     (lambda c: json.dumps({**c, "colour": 1}), r"unknown renderer config fields: \['colour'\]"),
+    (lambda c: json.dumps({**c, "version": 2, "field_of_v2": 1}), "renderer format 2 is newer than this pack understands"),
+    (lambda c: json.dumps({**c, "version": "1"}), "version must be a whole number from 0 to 1,048,576, got '1'"),
     (lambda c: json.dumps({k: v for k, v in c.items() if k != "layer_dims"}), r"fields missing: \['layer_dims'\]"),
     (lambda c: json.dumps({**c, "layer_dims": [8] * 200000}), "layer_dims must be a list of at most 1024 whole "
                                                               "numbers from 1 to 65,536, got a list of 200,000"),

@@ -285,7 +285,7 @@ def test_bodies_of_the_largest_size_full_of_quotes_are_refused_while_the_server_
     assert [a.status_code for a in answers] == [400, 400]
     assert all(a.json()["issues"][0]["path"] == "request" for a in answers)
     assert busy < 20, f"{busy:.1f} s to refuse two bodies of {MAX_REQUEST_BYTES:,} bytes"
-    assert max(latencies, default=0) < 1.0, f"/system_stats took {max(latencies):.2f} s while the bodies were scanned"
+    assert latencies and max(latencies) < 1.0, f"/system_stats took {max(latencies):.2f} s while the bodies were scanned"
 
 
 def test_prompt_answer_and_log_stay_small_for_a_script_naming_100000_characters(server, object_info):
