@@ -426,6 +426,18 @@ def _one_keyframe_movie(host, script: str, project: str):
     return frames, json.loads((folder / "manifest.json").read_text())["keyframes"]["0"]["identity"], result
 
 
+def _toy_movie_keyframes(host, script: str, project: str, planner_seed: int = 0) -> list:
+    """The toy workflow run on ``script`` into ``project`` with the planner's ``planner_seed``: its keyframes."""
+    prompt = json.loads(WORKFLOW.read_text())
+    prompt["2"]["inputs"]["script"] = script
+    prompt["4"]["inputs"]["seed"] = planner_seed
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = project
+    host.run(prompt).raise_for_error()
+    return _keyframes(Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project)
+
+
 #: A script that changes place at every shot and never opens a place on a wide shot (each toy place twice, after each
 #: of two others), as users write them: the toy films always opened a scene wide.
 CUT_IN_PLACES = ("forest", "desert", "snowfield", "meadow", "city_night", "beach", "desert", "meadow", "beach", "snowfield",
@@ -455,14 +467,7 @@ def test_a_new_place_opened_on_a_medium_shot_or_a_close_up_is_drawn_at_that_plac
     probe = Probe.load(str(WEIGHTS / "toycinema_probe.safetensors"))
     wrong = []
     for seed in range(3):
-        prompt = json.loads(WORKFLOW.read_text())
-        prompt["2"]["inputs"]["script"] = script
-        prompt["4"]["inputs"]["seed"] = seed
-        for node in prompt.values():
-            if "project_name" in node["inputs"]:
-                node["inputs"]["project_name"] = f"cut_in_{seed}"
-        host.run(prompt).raise_for_error()
-        frames = _keyframes(Path(host.folder_paths.get_output_directory()) / "moviedreamer" / f"cut_in_{seed}")
+        frames = _toy_movie_keyframes(host, script, f"cut_in_{seed}", seed)
         read = [LOCATIONS[label.location].name for label in probe.predict(np.stack(frames))]
         assert read[0] == "beach"
         wrong += [(seed, i + 1, want, got) for i, (want, got) in enumerate(zip(CUT_IN_PLACES, read[1:])) if want != got]
@@ -492,14 +497,7 @@ def test_an_empty_medium_shot_or_close_up_shows_nobody(host):
     counter = PlaceCounter(ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")))
     drawn = []
     for seed in range(2):
-        prompt = json.loads(WORKFLOW.read_text())
-        prompt["2"]["inputs"]["script"] = script
-        prompt["4"]["inputs"]["seed"] = seed
-        for node in prompt.values():
-            if "project_name" in node["inputs"]:
-                node["inputs"]["project_name"] = f"empty_closer_{seed}"
-        host.run(prompt).raise_for_error()
-        frames = _keyframes(Path(host.folder_paths.get_output_directory()) / "moviedreamer" / f"empty_closer_{seed}")
+        frames = _toy_movie_keyframes(host, script, f"empty_closer_{seed}", seed)
         readings = counter.read(np.stack(frames), [c for c, _ in cameras])
         drawn += [(seed, k, [CHARACTERS[c].name for c, _ in r.on_screen])
                   for k, (r, (_, empty)) in enumerate(zip(readings, cameras)) if empty and r.on_screen]
