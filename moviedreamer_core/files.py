@@ -32,6 +32,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
+from .paths import UnsafePathError, resolve_inside
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -243,10 +245,10 @@ def open_regular(path: str, flags: int = os.O_RDONLY, mode: int = 0o666, *, insi
     appended to wherever it points, ``/dev/zero`` read until memory runs out, and a named pipe block the reader for
     ever. (``O_NONBLOCK`` changes nothing for a regular file's reads and writes.)"""
     if inside is not None and os.path.islink(path):
-        real, root = os.path.realpath(path), os.path.realpath(inside)
-        if os.path.commonpath([real, root]) != root:
-            raise OSError(errno.ELOOP, "a link that leads outside its folder", path)
-        path = real
+        try:
+            path = resolve_inside(inside, os.path.relpath(path, inside))
+        except UnsafePathError:
+            raise OSError(errno.ELOOP, "a link that leads outside its folder", path) from None
     fd = os.open(path, flags | BINARY | NOFOLLOW | NONBLOCK, mode)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

@@ -85,10 +85,11 @@ def gather_references(script: Script, input_dir: Optional[str], batch: Optional[
                     raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] names a file but no input folder was given')
                 path = resolve_inside(input_dir, ref)
                 try:
-                    image = decoded[path] if path in decoded else decoded.setdefault(path, load_image_file(path))
+                    if path not in decoded:
+                        decoded[path] = load_image_file(path)
                 except (OSError, ValueError) as e:
                     raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] ({ref}) cannot be read: {e}') from e
-                out.append(ReferenceImage(c, j, f"file:{ref}", image))
+                out.append(ReferenceImage(c, j, f"file:{ref}", decoded[path]))
     return out
 
 

@@ -69,4 +69,20 @@ def require_same_space(kind: str, expected, got, expected_from: str, got_from: s
         )
 
 
-__all__ = ["EmbeddingSpace", "TokenSpace", "SpaceMismatchError", "require_same_space", "require_token_space"]
+#: The spaces a planner file and a planner dataset declare, under these keys.
+DECLARED_SPACES = (("text_space", EmbeddingSpace), ("identity_space", EmbeddingSpace), ("token_space", TokenSpace))
+SPACE_KEYS = tuple(key for key, _ in DECLARED_SPACES)
+
+
+def check_declared_spaces(declared: dict) -> None:
+    """``ValueError`` ("token_space: a space's K must be ...") unless ``declared`` holds each of ``DECLARED_SPACES``
+    as its ``from_dict`` reads it."""
+    for key, space in DECLARED_SPACES:
+        try:
+            space.from_dict(declared.get(key))
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from None
+
+
+__all__ = ["DECLARED_SPACES", "EmbeddingSpace", "SPACE_KEYS", "TokenSpace", "SpaceMismatchError", "check_declared_spaces",
+           "require_same_space", "require_token_space"]

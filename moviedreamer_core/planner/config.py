@@ -129,17 +129,16 @@ class PlannerConfig:
     def _check_numbers(self) -> None:
         """Sizes positive, shares within 0..1, spreads not negative: a bad override (``planner.hidden_size=-1``) or
         file is refused here, by the field's name, not deep inside torch."""
-        from ..spaces import EmbeddingSpace, TokenSpace
+        from ..spaces import SPACE_KEYS, check_declared_spaces
 
         for name in _POSITIVE_SIZES:
             value, high = getattr(self, name), _SIZE_LIMITS[name]
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
                 raise ValueError(f"planner config {name} must be a whole number from 1 to {high:,}, got {str(value)[:100]}")
-        for name, space in (("text_space", EmbeddingSpace), ("identity_space", EmbeddingSpace), ("token_space", TokenSpace)):
-            try:
-                space.from_dict(getattr(self, name))
-            except ValueError as e:
-                raise ValueError(f"planner config {name}: {e}") from None
+        try:
+            check_declared_spaces({key: getattr(self, key) for key in SPACE_KEYS})
+        except ValueError as e:
+            raise ValueError(f"planner config {e}") from None
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError(f"planner config hidden_size ({self.hidden_size}) must be a multiple of num_heads "
                              f"({self.num_heads}), and num_heads of num_kv_heads ({self.num_kv_heads})")

@@ -70,8 +70,12 @@ def nearest_in_bank(scenes: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     if scenes.shape[0] == 0:
         return scenes
     bank = bank.to(scenes.device, scenes.dtype)
-    cosine = torch.nn.functional.normalize(scenes, dim=-1) @ torch.nn.functional.normalize(bank, dim=-1).T
-    return bank[cosine.argmax(-1)]
+    return bank[_cosines(scenes, bank).argmax(-1)]
+
+
+def _cosines(scenes: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """``[n, m]``: the cosine of each row of ``scenes`` to each row of ``bank``."""
+    return torch.nn.functional.normalize(scenes, dim=-1) @ torch.nn.functional.normalize(bank, dim=-1).T
 
 
 def snap_to_bank(scenes: torch.Tensor, bank: torch.Tensor, keep: float = 0.0) -> torch.Tensor:
@@ -104,9 +108,8 @@ def far_scenes(scenes: torch.Tensor, bank: torch.Tensor, below: float = FAR_COSI
     planner never saw, which it plans as the nearest one it knows."""
     if scenes.shape[0] == 0:
         return []
-    a = torch.nn.functional.normalize(scenes.detach().float().cpu(), dim=-1)
-    b = torch.nn.functional.normalize(bank.detach().float().cpu(), dim=-1)
-    return [int(i) for i in torch.nonzero((a @ b.T).amax(-1) < below).flatten()]
+    best = _cosines(scenes.detach().float().cpu(), bank.detach().float().cpu()).amax(-1)
+    return [int(i) for i in torch.nonzero(best < below).flatten()]
 
 
 def _distance_to_bank(rows: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:

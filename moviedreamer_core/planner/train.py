@@ -42,7 +42,7 @@ from safetensors import safe_open
 
 from ..argument_types import number, seed, whole_number
 from ..files import atomic_write_text, save_safetensors
-from ..spaces import EmbeddingSpace, TokenSpace
+from ..spaces import SPACE_KEYS, check_declared_spaces
 from ..text_files import TextFileError, read_text_file
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
@@ -211,7 +211,7 @@ def write_index(folder: str, movies: list[str], spaces: dict) -> None:
 #: The largest ``index.json`` read (a list of film names and three spaces: a million films fit).
 MAX_INDEX_BYTES = 64 * 2**20
 #: The keys every dataset's ``index.json`` has.
-INDEX_KEYS = ("movies", "text_space", "identity_space", "token_space")
+INDEX_KEYS = ("movies",) + SPACE_KEYS
 
 
 def read_index(folder: str) -> dict:
@@ -232,17 +232,16 @@ def read_index(folder: str) -> dict:
     for m in index["movies"]:  # relative to the folder, or absolute (the user's own files: a command-line trainer)
         if not m.strip() or "\0" in m:
             raise ValueError(f"{path}: movies: {m[:200]!r} is not a file name")
-    for key, space in (("text_space", EmbeddingSpace), ("identity_space", EmbeddingSpace), ("token_space", TokenSpace)):
-        try:
-            space.from_dict(index[key])
-        except ValueError as e:
-            raise ValueError(f"{path}: {key}: {e}") from None
+    try:
+        check_declared_spaces(index)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     return index
 
 
 def load_dataset(folder: str) -> tuple[list[Story], dict]:
     index = read_index(folder)
-    spaces = {k: index[k] for k in ("text_space", "identity_space", "token_space")}
+    spaces = {k: index[k] for k in SPACE_KEYS}
     stories = [load_movie(os.path.join(folder, m), spaces)[0] for m in index["movies"]]
     return stories, spaces
 

@@ -367,14 +367,10 @@ def read_renderer_config(path: str) -> Optional[RendererConfig]:
         meta = f.metadata() or {}
     if METADATA_KEY not in meta:
         return None
-    name = os.path.basename(path)
     try:
-        cfg = RendererConfig.from_dict(json.loads(meta[METADATA_KEY]))
+        return RendererConfig.from_dict(json.loads(meta[METADATA_KEY]))
     except ValueError as e:  # json's own errors too
-        raise ValueError(f"renderer file {name}: {e}") from None
-    if cfg.version > RENDERER_FORMAT_VERSION:
-        raise ValueError(f"{name}: renderer format {cfg.version} is newer than this pack understands")
-    return cfg
+        raise ValueError(f"renderer file {os.path.basename(path)}: {e}") from None
 
 
 def load_renderer(path: str) -> RendererAdapter:

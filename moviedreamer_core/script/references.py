@@ -51,17 +51,12 @@ def _open_header(path: str, name: str):
     return img
 
 
-def check_reference_file(input_dir: str, name: str) -> tuple[str | None, str | None]:
-    """Return ``(resolved_path, None)`` for a usable reference file, or ``(None, problem)``.
+def check_reference_file(input_dir: str, name: str) -> tuple[str | None, str | None, int]:
+    """Return ``(resolved_path, None, pixels)`` for a usable reference file (its width x height, from its header), or
+    ``(None, problem, 0)``.
 
     The problem text is phrased to follow the script location, e.g. ``references[0]: <problem>``.
     """
-    path, problem, _ = check_reference_file_pixels(input_dir, name)
-    return path, problem
-
-
-def check_reference_file_pixels(input_dir: str, name: str) -> tuple[str | None, str | None, int]:
-    """``check_reference_file`` and the image's pixels (width x height, from its header; 0 when refused)."""
     try:
         path = resolve_inside(input_dir, name)
     except UnsafePathError as e:

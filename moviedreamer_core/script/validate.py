@@ -25,7 +25,7 @@ from .limits import (LIST_LIMITS, MAX_COLLECTED_PROBLEMS, MAX_FILE_NAME_LENGTH, 
                      MAX_TOTAL_DURATION_S, MAX_TOTAL_KEYFRAMES, MAX_TOTAL_REFERENCE_PIXELS, list_limit)
 from .parsing import parse_script_text
 from .problems import Problems, ScriptError, ScriptIssue, format_path, hidden_character, listed, name_key, shown
-from .references import check_reference_file_pixels
+from .references import check_reference_file
 from .schema import Character, Script, Shot
 
 __all__ = ["ScriptError", "ScriptIssue", "format_path", "parse_script_text", "validate_script", "load_script"]
@@ -266,7 +266,7 @@ class _CrossFieldPass:
         elif isinstance(ref, str) and 0 < len(ref.strip()) <= MAX_FILE_NAME_LENGTH and self.input_dir is not None:
             name = ref.strip()
             if name not in self.files:
-                path, self.files[name], pixels = check_reference_file_pixels(self.input_dir, name)
+                path, self.files[name], pixels = check_reference_file(self.input_dir, name)
                 if path is not None:
                     self.pixels[path] = pixels
             return self.files[name]

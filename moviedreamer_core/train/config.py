@@ -25,6 +25,7 @@ import yaml
 from ..argument_types import SEED_MAX
 from ..text_files import TextFileError, read_text_file
 from ..planner.config import PlannerConfig
+from ..spaces import SPACE_KEYS
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -172,7 +173,7 @@ def _planner_section(data: Any) -> PlannerSection:
         raise ConfigError("planner: expected a mapping")
     data = dict(data)
     section = _build(PlannerSection, {k: data.pop(k) for k in ("preset", "init_from_llama") if k in data}, "planner")
-    known = {f.name for f in dataclasses.fields(PlannerConfig)} - {"text_space", "identity_space", "token_space", "version"}
+    known = {f.name for f in dataclasses.fields(PlannerConfig)} - {*SPACE_KEYS, "version"}
     for key in data:
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)

@@ -26,6 +26,7 @@ from safetensors import safe_open
 from ..planner.inputs import Story
 from ..planner.movie_checks import check_movie_header
 from ..planner.train import load_movie, read_index
+from ..spaces import SPACE_KEYS
 from .config import ConfigError, DataSection
 
 
@@ -74,7 +75,7 @@ def open_dataset(cfg: DataSection, seed: int) -> Dataset:
     except ValueError as e:
         raise ConfigError(f"data.path: {e}") from None
     movies = list(index["movies"])
-    spaces = {k: index[k] for k in ("text_space", "identity_space", "token_space")}
+    spaces = {k: index[k] for k in SPACE_KEYS}
     if cfg.val_movies:
         if not all(isinstance(m, str) for m in cfg.val_movies):
             raise ConfigError("data.val_movies: must be a list of movie names as index.json lists them")
