@@ -59,6 +59,22 @@ def pack_module_name() -> str:
     return str(PACK_DIR).replace(".", "_x_")
 
 
+#: The toy cinema's API-format workflow.
+TOY_WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
+
+
+def toy_prompt(project: str, script: Optional[str] = None) -> dict:
+    """The toy workflow as a prompt, every node that keeps a movie project writing to ``project`` (and ScriptEncode
+    given ``script``, when one is given)."""
+    prompt = json.loads(TOY_WORKFLOW.read_text())
+    if script is not None:
+        prompt["2"]["inputs"]["script"] = script
+    for node in prompt.values():
+        if "project_name" in node["inputs"]:
+            node["inputs"]["project_name"] = project
+    return prompt
+
+
 def require_nodes(available, *node_ids: str) -> None:
     """Skip the calling test, naming what is missing, unless every node id is registered (``available``: the
     in-process ``host.nodes.NODE_CLASS_MAPPINGS`` or the server's ``/object_info``)."""

@@ -7,16 +7,14 @@ project's files (``host.model_file_state``, ``host.project_state``)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .harness import PACK_DIR
+from .harness import PACK_DIR, toy_prompt
 
-WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
 TOY_RENDERER = PACK_DIR / "moviedreamer_core" / "toycinema" / "weights" / "moviedreamer" / "toycinema_renderer.safetensors"
 SCRIPT = """title: On disk
 characters:
@@ -29,12 +27,8 @@ shots:
 
 
 def _prompt(project: str, renderer: str) -> dict:
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = SCRIPT
+    prompt = toy_prompt(project, SCRIPT)
     prompt["5"]["inputs"]["renderer_name"] = renderer
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = project
     return prompt
 
 

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .harness import PACK_DIR
+from .harness import PACK_DIR, TOY_WORKFLOW, toy_prompt
 
-WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
 WEIGHTS = PACK_DIR / "moviedreamer_core" / "toycinema" / "weights"
 #: The story of the toy workflow's script (``film_script.script_text(generate_film(9001, n_shots=8), "world")``).
 WORKFLOW_FILM = dict(seed=9001, n_shots=8)
@@ -47,7 +46,7 @@ def test_toy_workflow_makes_a_movie_whose_keyframes_follow_the_script(host):
     from moviedreamer_core.toycinema.probe import Probe
     from moviedreamer_core.toycinema.scores import score_labels
 
-    prompt = json.loads(WORKFLOW.read_text())
+    prompt = json.loads(TOY_WORKFLOW.read_text())
     result = host.run(prompt)
     result.raise_for_error()
     project = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "toy_cinema"
@@ -78,11 +77,8 @@ def test_a_shorter_script_queued_into_the_same_project_leaves_a_folder_that_agre
     from moviedreamer_core.toycinema.grammar import generate_film
     from moviedreamer_core.video_io import video_info
 
-    prompt = json.loads(WORKFLOW.read_text())
+    prompt = toy_prompt("follows_the_script")
     by_type = {node["class_type"]: node for node in prompt.values()}
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = "follows_the_script"
     films = [generate_film(77, n_shots=5), generate_film(78, n_shots=2)]
     assert films[0].n_keyframes > films[1].n_keyframes
     for film in films:
@@ -106,11 +102,8 @@ def test_a_shot_with_more_characters_than_the_renderer_has_places_is_refused_bef
     """The toy renderer binds identities to three screen places: a script whose third shot puts four characters on
     screen is refused by IdentityDiffusionRender with the shot's place and id, before it samples the first keyframe
     (it used to fail at that shot's keyframe, after every keyframe before it)."""
-    prompt = json.loads(WORKFLOW.read_text())
+    prompt = toy_prompt("four_on_screen")
     by_type = {node["class_type"]: node for node in prompt.values()}
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = "four_on_screen"
     shot = "  - {{id: {id}, scene: a snowy field, action: {action}, characters: [{cast}], duration: 2, camera: wide}}\n"
     by_type["ScriptEncode"]["inputs"]["script"] = (
         "title: Four\ncharacters:\n" + "".join(f"  - {{name: {n}, description: {n}, references: [{i}]}}\n"
@@ -413,12 +406,7 @@ def test_renderer_training_brings_renders_of_a_trained_identity_closer_to_it(hos
 def _one_keyframe_movie(host, script: str, project: str):
     """The toy workflow run on a one-keyframe ``script`` into ``project``: its keyframe (``[1, H, W, 3]``), the
     keyframe's identity report as the manifest keeps it, and the run's result."""
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = script
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = project
-    result = host.run(prompt)
+    result = host.run(toy_prompt(project, script))
     result.raise_for_error()
     folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project
     frames = _keyframes(folder)
@@ -428,12 +416,8 @@ def _one_keyframe_movie(host, script: str, project: str):
 
 def _toy_movie_keyframes(host, script: str, project: str, planner_seed: int = 0) -> list:
     """The toy workflow run on ``script`` into ``project`` with the planner's ``planner_seed``: its keyframes."""
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = script
+    prompt = toy_prompt(project, script)
     prompt["4"]["inputs"]["seed"] = planner_seed
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = project
     host.run(prompt).raise_for_error()
     return _keyframes(Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project)
 
@@ -618,12 +602,7 @@ def test_scenes_written_in_new_words_are_planned_at_their_places(host):
                     f"    camera: wide\n    duration: 2\n" for i, (scene, _) in enumerate(PLACES_IN_NEW_WORDS))
     script = ("title: New words\ncharacters:\n  - name: Ava\n    description: a small figure with a round red body\n"
               f"    references: [0]\nshots:\n{shots}")
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = script
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = "places_in_new_words"
-    result = host.run(prompt)
+    result = host.run(toy_prompt("places_in_new_words", script))
     result.raise_for_error()
     frames = _keyframes(Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "places_in_new_words")
     read = [LOCATIONS[label.location].name for label in Probe.load(str(WEIGHTS / "toycinema_probe.safetensors")).predict(np.stack(frames))]
@@ -642,13 +621,8 @@ def test_a_scene_unlike_every_toy_place_is_named_in_the_planners_summary(host):
               "a wide plain covered in snow")
     shots = "".join(f"  - {{id: s{i + 1}, scene: \"{scene}\", action: Ava stands here., characters: [Ava], camera: wide, "
                     f"duration: 2}}\n" for i, scene in enumerate(scenes))
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = ("title: Far\ncharacters:\n  - {name: Ava, description: a small figure, "
-                                       f"references: [0]}}\nshots:\n{shots}")
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = "far_scenes"
-    result = host.run(prompt)
+    result = host.run(toy_prompt("far_scenes", "title: Far\ncharacters:\n  - {name: Ava, description: a small figure, "
+                                            f"references: [0]}}\nshots:\n{shots}"))
     result.raise_for_error()
     summary = result.outputs["4"]["text"][0]
     assert "WARNING: the scene of shots s2, s3 is like no place its training films showed" in summary, summary
@@ -672,11 +646,8 @@ def test_each_loader_lists_its_own_kind_of_file(host):
 def test_the_toy_unet_is_refused_at_a_size_it_does_not_draw(host):
     """The toy UNet draws 32x32 keyframes; asked for 768x768 it took 266 s a keyframe at one step (a hostile-input
     audit) and drew nothing the toy world knows. Any other size is refused before sampling, saying what to set."""
-    prompt = json.loads(WORKFLOW.read_text())
+    prompt = toy_prompt("toy_wrong_size")
     prompt["6"]["inputs"].update(width=64, height=48)
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = "toy_wrong_size"
     result = host.run(prompt)
     assert "the toy cinema's UNet draws 32x32 keyframes, not 64x48: set width and height to 32" in result.error_text()
     keyframes = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / "toy_wrong_size" / "keyframes"
@@ -734,12 +705,7 @@ def test_longer_scripts_in_words_of_their_own_show_each_character_once_in_every_
     script = LONGER_SCRIPTS[name]
     shots = yaml.safe_load(script)["shots"]
     ids = {c["name"]: c["references"][0] for c in yaml.safe_load(script)["characters"]}
-    prompt = json.loads(WORKFLOW.read_text())
-    prompt["2"]["inputs"]["script"] = script
-    for node in prompt.values():
-        if "project_name" in node["inputs"]:
-            node["inputs"]["project_name"] = f"longer_{name}"
-    host.run(prompt).raise_for_error()
+    host.run(toy_prompt(f"longer_{name}", script)).raise_for_error()
     folder = Path(host.folder_paths.get_output_directory()) / "moviedreamer" / f"longer_{name}"
     frames = _keyframes(folder)
     assert len(frames) == len(shots)
