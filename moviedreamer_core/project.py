@@ -27,9 +27,10 @@ import logging
 import os
 import re
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 from PIL import Image
@@ -42,6 +43,7 @@ try:
 except ImportError:  # Windows: no flock; distributed participants sharing a folder need a POSIX filesystem
     fcntl = None
 from .paths import UnsafePathError, is_windows_device_name, legacy_folder_name, resolve_inside, safe_folder_name
+from .project_lock import ProjectLock
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +143,14 @@ class MovieProject:
     ``manifest.json``, the main journal and every writer's journal; the one project without a writer name (the
     master's gathering step, or an ordinary run) folds the writers' journals into ``manifest.json`` when it
     compacts, taking each journal's lock while it reads and empties it.
+
+    A run (``exclusive=True``: every node that writes a project) holds the project's lock from its opening to the end
+    of ``compacting`` (``project_lock``): a second process's run of the same project waits for it, then reads what the
+    first finished and reuses it, instead of doing all the work again.
     """
 
-    def __init__(self, output_dir: str, name: str, writer: Optional[str] = None):
+    def __init__(self, output_dir: str, name: str, writer: Optional[str] = None, *, exclusive: bool = False,
+                 wait: Optional[Callable[[str], None]] = None):
         self.name = self.folder_for(output_dir, name)
         self.root = self.root_of(output_dir, self.name)
         self._check_links()
@@ -152,9 +159,22 @@ class MovieProject:
         if writer is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", writer):
             raise ValueError(f"writer name {writer!r}: letters, digits and _.- only")
         self.writer = writer
+        #: A run (``exclusive``: the nodes' openings without a writer name) holds the project's lock (``project_lock``)
+        #: until ``close`` or the end of ``compacting``: one process at a time makes a project, and another process's
+        #: run waits here, calling ``wait(message)`` between tries. Openings that only read do not take it.
+        self._lock = ProjectLock(self.root, wait) if exclusive and writer is None else None
+        if self._lock is not None:
+            weakref.finalize(self, self._lock.release)  # a project dropped without ``close`` lets go when collected
+        try:
+            self._open(name)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name: str) -> None:
         self.journal_path = os.path.join(self.root, JOURNAL_FILE)
-        self.writer_journal_path = (os.path.join(self.root, WRITER_JOURNALS_DIR, f"{writer}.jsonl")
-                                    if writer else None)
+        self.writer_journal_path = (os.path.join(self.root, WRITER_JOURNALS_DIR, f"{self.writer}.jsonl")
+                                    if self.writer else None)
         #: Temporary files of an interrupted run that this opening removed (``files.remove_stale_temp_files``).
         self.removed_temp_files = [os.path.relpath(p, self.root).replace(os.sep, "/")
                                    for folder in TEMP_FOLDERS
@@ -166,10 +186,27 @@ class MovieProject:
         for path in self._writer_journals():
             self._replay_journal(path)
             journals = True
-        if journals and writer is None:
+        if journals and self.writer is None:
             self.compact()
         if self.manifest.get("name") != name:
             self._set(("name",), name)
+
+    @property
+    def waited(self) -> float:
+        """Seconds this opening waited for another process to let go of the project (0 when it did not)."""
+        return self._lock.waited if self._lock is not None else 0.0
+
+    def close(self) -> None:
+        """Let go of the project (``project_lock``) for another process; the object still reads and writes, unguarded.
+        ``compacting`` ends with it; ``with MovieProject(...) as project:`` too."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> "MovieProject":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _check_links(self) -> None:
         """Refuse a project whose ``keyframes/``, ``shots/``, ``stale/`` or ``journals/`` is a link that leads out of
@@ -340,19 +377,27 @@ class MovieProject:
 
     @contextmanager
     def compacting(self) -> Iterator["MovieProject"]:
-        """``compact`` when the block ends, also when it fails or is cancelled. When it fails, the block's error is
-        the one raised: a ``compact`` that fails as well (the same full disk, the same read-only folder) is logged,
-        not chained in its place, so the user reads what went wrong first and where."""
+        """``compact`` when the block ends, also when it fails or is cancelled, then ``close``. When it fails, the
+        block's error is the one raised: a ``compact`` that fails as well (the same full disk, the same read-only
+        folder) is logged, not chained in its place, so the user reads what went wrong first and where."""
         try:
-            yield self
-        except BaseException:
             try:
-                self.compact()
-            except OSError:
-                log.warning("MovieDreamer: the manifest of %s could not be compacted after the error below", self.root,
-                            exc_info=True)
-            raise
-        self.compact()
+                yield self
+            except BaseException:
+                try:
+                    self.compact()
+                except OSError:
+                    log.warning("MovieDreamer: the manifest of %s could not be compacted after the error below",
+                                self.root, exc_info=True)
+                raise
+            self.compact()
+        finally:
+            self.close()
+
+    def waited_note(self) -> str:
+        """A line for a node's summary when this opening waited for another process (empty when it did not)."""
+        return (f"\nwaited {self.waited:.0f} s for another process that was making this project" if self.waited >= 1
+                else "")
 
     def set_script(self, script_hash: str, title: str) -> None:
         """Record which script this project renders. Entries of an earlier version of the script stay: each one's

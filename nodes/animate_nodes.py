@@ -149,10 +149,10 @@ class ShotAnimate(io.ComfyNode):
                 ("clip_vision", clip_vision))}
         else:
             backend, frames_fn = "animatic", animatic_backend(fps, size)
-        project = MovieProject(host.output_directory(), project_name.strip() or script.title,
-                               writer=who.writer if who is not None else None)
         share = share_of(outlines_of_script(script), who) if who is not None else None
         progress = host.Progress(len(share.shots) if share is not None else len(script.shots))
+        project = MovieProject(host.output_directory(), project_name.strip() or script.title,
+                               writer=who.writer if who is not None else None, exclusive=True, wait=host.wait_for_project)
 
         with project.compacting():  # the manifest's journal into manifest.json, also when cancelled
             result = make_movie(project, script, source.read, fps=fps, frames_per_clip=frames_per_clip, size=size,
@@ -179,5 +179,5 @@ class ShotAnimate(io.ComfyNode):
                 f"{len(result.rendered)} made this run: {result.movie_file}")
         if result.stale:
             text += f"\n{len(result.stale)} files of shots the script no longer has moved to {project.root}/stale/"
-        text += project.removed_temp_files_note()
+        text += project.removed_temp_files_note() + project.waited_note()
         return io.NodeOutput(result, result.movie_file, preview, results, ui=ui.PreviewText(text))

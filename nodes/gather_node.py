@@ -90,7 +90,7 @@ class MovieDreamerGather(io.ComfyNode):
         expected = expected_of(name, script_hash(script), outlines_of_script(script), who)
         job = who.job if who is not None else None
         accepted, notes = check_payloads(found, job, expected)  # refuses before the project folder is opened or written
-        project = MovieProject(host.output_directory(), name)
+        project = MovieProject(host.output_directory(), name, exclusive=True, wait=host.wait_for_project)
         with project.compacting():  # folds the participants' journals into manifest.json, also on failure
             return cls._gather(project, found, script, who, accepted, notes)
 

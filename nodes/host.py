@@ -182,6 +182,12 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
+def wait_for_project(message: str) -> None:
+    """Called every half second while another process holds the movie project a node opens
+    (``moviedreamer_core.project_lock``, which logs ``message`` once): the user's Cancel stops the wait."""
+    check_interrupt()
+
+
 class Progress:
     """Progress reported to the host (websocket bar and previews) that also honours its interrupt.
 

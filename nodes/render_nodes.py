@@ -420,7 +420,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         models = {} if idle else _model_prints(model, vae, renderer, clip, positive, negative, negative_prompt)
 
         project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title,
-                               writer=who.writer if who is not None else None)
+                               writer=who.writer if who is not None else None, exclusive=True, wait=host.wait_for_project)
         with project.compacting():  # the manifest's journal into manifest.json, also when cancelled
             return cls._render(project, n, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name,
                                scheduler, width, height, token_weight, identity_weight, start_percent, end_percent,
@@ -458,6 +458,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         kept = set(range(n)) if images_output == "all" else set(preview_indices(n))
         images, latents = {}, {}
         size = None
+        made = 0
         for done, k in enumerate(todo):
             spec = script_embeds.keyframes[k]
             on_screen = _identified(script_embeds, spec)
@@ -504,6 +505,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                 pixels = _to_uint8(image[0])
                 project.save_keyframe(k, pixels, signature, {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt,
                                                              "models": models_digest}, latent=latent)
+                made += 1
             size = (int(pixels.shape[1]), int(pixels.shape[0]))
             if k in kept:
                 images[k] = torch.from_numpy(pixels).float().div(255)[None]
@@ -524,6 +526,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         image_rows = [images.get(k, torch.zeros_like(blank)) for k in order]
         latent_rows = [latents.get(k, torch.zeros_like(blank_latent)) for k in order]
         return io.NodeOutput(torch.cat(image_rows), {"samples": torch.cat(latent_rows)}, keyframe_set,
-                             ui=ui.PreviewText(f"{n} keyframes in {project.root}{shown}" + (
+                             ui=ui.PreviewText(f"{n} keyframes in {project.root}{shown}, {made} made this run" + (
                                  f"\n{len(stale)} files of keyframes the storyboard no longer has moved to stale/"
-                                 if stale else "") + project.removed_temp_files_note() + identity_check.note()))
+                                 if stale else "") + project.removed_temp_files_note() + project.waited_note()
+                                 + identity_check.note()))

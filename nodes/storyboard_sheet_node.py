@@ -64,22 +64,24 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
     @classmethod
     def execute(cls, script_embeds, columns, cell_width, project_name="", keyframes=None, keyframe_set=None) -> io.NodeOutput:
         source = keyframe_source(keyframes, keyframe_set, script_embeds.n_keyframes)
-        frames = ReadOneByOne(source.count, source.read)  # pasted one at a time: a long movie's never held together
-        captions = [f"{k.shot_id}: {k.action}" for k in script_embeds.keyframes]
-        try:  # a sheet too large for cell_width gets narrower cells (contact_sheet logs it)
-            sheet = contact_sheet(frames, captions, columns=columns, cell=cell_width)
-        except SheetTooLarge as e:
-            raise ValueError(f"keyframes: {e}") from None
-        project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title)
-        path = project.path(SHEET_FILE)
-        from io import BytesIO
+        # the keyframes are read and the sheet written while no other process makes this project (project_lock)
+        with MovieProject(host.output_directory(), project_name.strip() or script_embeds.title,
+                          exclusive=True, wait=host.wait_for_project) as project:
+            frames = ReadOneByOne(source.count, source.read)  # pasted one at a time: a long movie's never held together
+            captions = [f"{k.shot_id}: {k.action}" for k in script_embeds.keyframes]
+            try:  # a sheet too large for cell_width gets narrower cells (contact_sheet logs it)
+                sheet = contact_sheet(frames, captions, columns=columns, cell=cell_width)
+            except SheetTooLarge as e:
+                raise ValueError(f"keyframes: {e}") from None
+            path = project.path(SHEET_FILE)
+            from io import BytesIO
 
-        from PIL import Image
+            from PIL import Image
 
-        buffer = BytesIO()
-        Image.fromarray(sheet).save(buffer, format="PNG")
-        write_if_changed(path, buffer.getvalue())  # the same sheet again: nothing written
-        ref = host.view_reference(path)
-        image = torch.from_numpy(np.ascontiguousarray(sheet)).float().div(255)[None]
-        shown = ui.SavedImages([ui.SavedResult(ref["filename"], ref["subfolder"], io.FolderType.output)]) if ref else None
+            buffer = BytesIO()
+            Image.fromarray(sheet).save(buffer, format="PNG")
+            write_if_changed(path, buffer.getvalue())  # the same sheet again: nothing written
+            ref = host.view_reference(path)
+            image = torch.from_numpy(np.ascontiguousarray(sheet)).float().div(255)[None]
+            shown = ui.SavedImages([ui.SavedResult(ref["filename"], ref["subfolder"], io.FolderType.output)]) if ref else None
         return io.NodeOutput(image, ui=shown or ui.PreviewText(f"saved {os.path.basename(path)}"))

@@ -483,12 +483,104 @@ def test_a_write_that_fails_names_the_file_it_was_writing_and_what_to_do(tmp_pat
 
 def test_opening_and_compacting_a_finished_project_writes_nothing(tmp_path):
     """A finished project is read, not rewritten, so it can sit on read-only storage and still be queued."""
-    project = MovieProject(str(tmp_path), "finished")
-    project.set_script("hash", "Finished")
-    project.compact()
+    project = MovieProject(str(tmp_path), "finished", exclusive=True)
+    with project.compacting():
+        project.set_script("hash", "Finished")
     folder = Path(project.root)
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
-    again = MovieProject(str(tmp_path), "finished")
-    again.set_script("hash", "Finished")
-    again.compact()
+    again = MovieProject(str(tmp_path), "finished", exclusive=True)
+    with again.compacting():  # a run: its lock file is opened, not written
+        again.set_script("hash", "Finished")
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == stamps
+
+
+# ------------------------------------------------------------------------------------ one process at a time
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from moviedreamer_core.project import MovieProject
+    project = MovieProject(sys.argv[2], "shared", exclusive=True)
+    with project.compacting():
+        project.record_keyframe(0, "sig0", {"shot": "s0"})
+        print("holding", flush=True)
+        time.sleep(float(sys.argv[3]))
+        project.record_keyframe(1, "sig1", {"shot": "s1"})
+    print("released", flush=True)
+    time.sleep(60)
+""")
+
+
+def _holder(tmp_path, seconds):
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(ROOT), str(tmp_path), str(seconds)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "holding"
+    return child
+
+
+def test_a_second_process_run_of_a_project_waits_for_the_first_and_reads_what_it_finished(tmp_path):
+    """Two servers on one output folder: the second run of the same project waits until the first has finished its
+    node (not merely opened the project), then sees both of the first's keyframes rather than doing them again."""
+    child = _holder(tmp_path, 2.0)
+    try:
+        messages = []
+        started = time.monotonic()
+        project = MovieProject(str(tmp_path), "shared", exclusive=True, wait=messages.append)
+        with project.compacting():
+            waited = time.monotonic() - started
+            assert project.keyframe_entry_signature(1) == "sig1", "the first run's last update is read"
+        assert waited > 1.0 and project.waited > 1.0, waited
+        assert messages and "in use by another process" in messages[0] and str(Path(project.root)) in messages[0]
+        assert "waited" in project.waited_note()
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
+def test_a_wait_for_a_project_can_be_cancelled_and_a_killed_holder_leaves_no_lock(tmp_path):
+    child = _holder(tmp_path, 120)
+    try:
+        class Cancelled(Exception):
+            pass
+
+        calls = []
+
+        def cancel(message):
+            calls.append(message)
+            if len(calls) == 3:
+                raise Cancelled
+
+        with pytest.raises(Cancelled):
+            MovieProject(str(tmp_path), "shared", exclusive=True, wait=cancel)
+        assert len(calls) == 3
+    finally:
+        child.kill()  # kill -9 inside its run: the kernel lets go of the lock
+        child.wait()
+        child.stdout.close()
+    started = time.monotonic()
+    project = MovieProject(str(tmp_path), "shared", exclusive=True, wait=lambda m: pytest.fail(m))
+    assert time.monotonic() - started < 5 and project.waited == 0
+    assert project.keyframe_entry_signature(0) == "sig0" and project.keyframe_entry_signature(1) is None
+    project.close()
+
+
+def test_openings_of_one_process_and_readers_never_wait(tmp_path):
+    """A process does not wait for itself (a node opening a project it holds), openings that only read and the
+    participants of a distributed run (writer names) take no lock."""
+    first = MovieProject(str(tmp_path), "own", exclusive=True, wait=lambda m: pytest.fail(m))
+    second = MovieProject(str(tmp_path), "own", exclusive=True, wait=lambda m: pytest.fail(m))
+    second.close()
+    child = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        from moviedreamer_core.project import MovieProject
+        MovieProject(sys.argv[2], "own")  # reads
+        w = MovieProject(sys.argv[2], "own", writer="worker1", exclusive=True)  # a participant: no lock
+        w.record_keyframe(3, "w3", {})
+        print("done")
+    """), str(ROOT), str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert child.stdout.strip() == "done", child.stderr
+    first.close()
+    first.close()  # idempotent

@@ -94,3 +94,38 @@ def test_a_finished_project_queued_again_writes_nothing(server):
     second.write_bytes(first.read_bytes())
     _run(server, prompt)
     assert second.read_bytes() == kept, "the replaced shot was made again"
+
+
+def test_two_servers_on_one_output_folder_make_a_project_once(server, tmp_path):
+    """Two servers sharing an output folder, the same project queued on both: each did all the work and the last to
+    write won (an audit). The second server's run now waits until the first has finished each node, then reuses
+    what it made: no keyframe or shot is made twice, and its summaries say it waited."""
+    from .conftest import HOST_ROOT
+    from .harness import ServerHost
+
+    second = ServerHost(HOST_ROOT, tmp_path / "second", output_dir=server.dirs["output"])
+    try:
+        prompt = _prompt("two_servers", "toycinema_renderer.safetensors")
+        prompt["6"]["inputs"]["steps"] = 400  # a few seconds a keyframe: the second server queues mid-render
+        project = server.dirs["output"] / "moviedreamer" / "two_servers"
+        first_id = server.post_prompt(prompt).json()["prompt_id"]
+        import time
+
+        deadline = time.time() + 120
+        while not (project / "keyframes").exists():  # the render node has opened the project
+            assert time.time() < deadline, server.log_tail()
+            time.sleep(0.1)
+        second_id = second.post_prompt(prompt).json()["prompt_id"]
+        first = server.wait_history(first_id)
+        files = {p: p.stat().st_ino for p in project.rglob("*") if p.is_file() and p.name != "manifest.json"}
+        latest = second.wait_history(second_id)
+        for entry, who in ((first, server), (latest, second)):
+            assert entry["status"]["status_str"] == "success", (entry["status"], who.log_tail())
+        render_text = latest["outputs"]["6"]["text"][0]
+        assert "0 made this run" in render_text and "waited" in render_text, render_text
+        assert "2 made this run" in first["outputs"]["6"]["text"][0]
+        assert "0 made this run" in latest["outputs"]["8"]["text"][0], latest["outputs"]["8"]["text"][0]
+        assert {p: p.stat().st_ino for p in project.rglob("*") if p.is_file() and p.name != "manifest.json"} == files, \
+            "the second server rewrote files the first had made"
+    finally:
+        second.stop()
