@@ -102,6 +102,9 @@ class ScriptEmbeds:
     #: with this very embedder (``identity_report.py``). Its space is ``identity_space`` (hashed); the object is not
     #: part of the content hash, nor of equality. ``None`` for embeddings made without one.
     face_embedder: Optional[object] = field(default=None, compare=False, repr=False)
+    #: What the face embedder found wrong with the references (``reference_problems``, where it has one: the toy
+    #: cinema's): shown by ScriptEncode and logged. Derived from the references, so not part of equality.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def n_keyframes(self) -> int:

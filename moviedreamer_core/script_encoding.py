@@ -186,6 +186,9 @@ def encode_script(
     for ref, vec in zip(refs, bank_all):
         banks[ref.character].append(vec)
         labels[ref.character].append(ref.label)
+    check = getattr(face_embedder, "reference_problems", None)  # an embedder that knows its characters (the toy's)
+    warnings = tuple(w for c, ch in enumerate(script.characters) if check is not None and banks[c]
+                     for w in check(ch.name, np.stack(banks[c]), labels[c]))
 
     # --- text: every distinct sentence once, in batched calls of TEXT_CHUNK sentences, progress (and so the host's
     # cancel) between them: a script of 20,000 keyframes kept the built-in encoder busy a minute, deaf to Cancel
@@ -266,4 +269,5 @@ def encode_script(
         shot_outlines=tuple(outlines_of_script(script)),
         face_state_space=face_encoder.space if face_encoder is not None else None,
         face_embedder=face_embedder,
+        warnings=warnings,
     )

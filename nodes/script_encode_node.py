@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,6 +32,8 @@ from .choices import check_inputs
 from .face_embedders import (FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, clip_vision_face_encoder,
                              clip_vision_token_encoder, make_face_embedder)
 from .text_encoding import CONNECTED_CLIP, TEXT_ENCODER_CHOICES, builtin_text_encoder, host_text_encoder
+
+log = logging.getLogger(__name__)
 
 NO_FILE = "(none: use the text above)"
 SCRIPT_EXTENSIONS = (".yaml", ".yml", ".json")
@@ -202,7 +205,10 @@ class ScriptEncode(io.ComfyNode):
             )
         except (ReferenceImageError, NoFaceFoundError) as e:
             raise ValueError(f"ScriptEncode ({source}): {e}") from e
-        return io.NodeOutput(parsed, embeds, ui=ui.PreviewText(embeds.summary()))
+        for warning in embeds.warnings:
+            log.warning("MovieDreamer ScriptEncode: %s", warning)
+        return io.NodeOutput(parsed, embeds, ui=ui.PreviewText(
+            embeds.summary() + "".join(f"\nWARNING: {w}" for w in embeds.warnings)))
 
 
 def _prompt_time_check(cls, inputs: dict):

@@ -83,6 +83,9 @@ CROP_SIDE = CAMERAS[-1].width
 CROP_TOP_ABOVE_FEET = FEET_Y - CAMERAS[-1].y0
 #: Training crops are cut this much wider than the crop window, so random shifts and zooms show real pixels.
 CONTEXT = 1.5
+#: A reference whose embedding is further than this from all six toy portraits (cosine) is no toy character: the
+#: portraits themselves read 1.00 and the next portrait at most 0.09; real photos, noise and plain colours 0.00-0.36.
+TOY_REFERENCE_COSINE = 0.8
 CONTEXT_SIZE = int(INPUT_SIZE * CONTEXT)
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in continuous pixel units: pixel i covers [i, i + 1)
@@ -329,6 +332,25 @@ class ToyIdentityEmbedder(FaceEmbedder):
         if allow_nobody:
             pred[pred == len(refs) - 1] = -1
         return pred
+
+    def reference_problems(self, name: str, embeddings: np.ndarray, labels: Sequence[str]) -> list[str]:
+        """What is wrong with one character's reference embeddings for the toy models, in words (none: ``[]``).
+
+        The toy planner and renderer draw the six toy characters only, and this embedder puts any picture somewhere
+        in their space: a photo, or a portrait of another toy character among a character's references, was
+        drawn as some toy character (or a blend of two) with no word (an audit). ScriptEncode shows these."""
+        if not len(embeddings):
+            return []
+        cos = np.asarray(embeddings, np.float32) @ self.reference_embeddings().T
+        nearest, best = cos.argmax(1), cos.max(1)
+        out = [f"{name}: reference {label} looks like none of the toy cinema's six characters (nearest: portrait "
+               f"[{int(k)}], cosine {b:.2f}); the toy models draw only those six (references: [0] ... [5])"
+               for label, k, b in zip(labels, nearest, best) if b < TOY_REFERENCE_COSINE]
+        portraits = sorted({int(k) for k, b in zip(nearest, best) if b >= TOY_REFERENCE_COSINE})
+        if len(portraits) > 1:
+            out.append(f"{name}: its references are different toy characters (portraits "
+                       f"{', '.join(f'[{k}]' for k in portraits)}); it is drawn as a blend of them")
+        return out
 
     def save(self, path: str) -> None:
         """Write weights, configuration and training record as one ``.safetensors`` file."""

@@ -628,6 +628,28 @@ def test_a_scene_unlike_every_toy_place_is_named_in_the_planners_summary(host):
     assert "WARNING: the scene of shots s2, s3 is like no place its training films showed" in summary, summary
 
 
+def test_references_that_are_no_toy_character_are_named_by_script_encode(host, photos):
+    """Found by an audit: a photo as a toy character's reference, or two different toy portraits for one character,
+    were drawn as some toy character or a blend with no word. ScriptEncode's summary names them; the toy portraits
+    alone give no warning."""
+    script = ("title: Strangers\ncharacters:\n  - {name: Ava, description: a small figure, references: [0]}\n"
+              "  - {name: Bo, description: a small figure, references: [astronaut.png]}\n"
+              "  - {name: Cy, description: a small figure, references: [1, 2]}\n"
+              "shots:\n  - {id: s1, scene: a sandy beach, action: Ava waves., characters: [Ava], camera: wide, duration: 2}\n")
+    result = host.run(toy_prompt("strangers", script))
+    result.raise_for_error()
+    summary = result.outputs["2"]["text"][0]
+    warnings = [line for line in summary.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 2, summary
+    assert warnings[0].startswith("WARNING: Bo: reference file:astronaut.png looks like none of the toy cinema's six "
+                                  "characters"), summary
+    assert warnings[1] == ("WARNING: Cy: its references are different toy characters (portraits [1], [2]); it is "
+                           "drawn as a blend of them"), summary
+    plain = host.run(toy_prompt("no_strangers"))
+    plain.raise_for_error()
+    assert "WARNING" not in plain.outputs["2"]["text"][0], plain.outputs["2"]["text"][0]
+
+
 def test_each_loader_lists_its_own_kind_of_file(host):
     """Planners and renderers share ``models/moviedreamer``; each loader listed the other's files too, and a renderer
     picked as the planner failed only when the prompt ran. Each lists its own kind (read from the file's header), and
