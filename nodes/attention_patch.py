@@ -102,14 +102,17 @@ class AdapterAttention:
     """The ``attn2`` replacement for one layer. Deep copies return the same object: the host clones
     ``model_options`` with every ModelPatcher clone, which must not duplicate adapter weights."""
 
-    def __init__(self, state: AdapterState, layer: int):
-        self.state, self.layer = state, layer
+    def __init__(self, state: AdapterState, layer: int, inner=None):
+        #: ``inner``: the ``attn2`` replacement the MODEL already had at this layer (another IP-Adapter-style node of
+        #: the user's graph): it computes the layer's own attention here, so what it adds is kept, not dropped.
+        self.state, self.layer, self.inner = state, layer, inner
 
     def __deepcopy__(self, memo):
         return self
 
     def models(self):
-        return [self.state.adapter_patcher]
+        inner = self.inner.models() if callable(getattr(self.inner, "models", None)) else []
+        return [self.state.adapter_patcher, *inner]
 
     def _context(self, chunk_kinds: list, batch: int, which: str) -> Optional[torch.Tensor]:
         st = self.state
@@ -141,7 +144,10 @@ class AdapterAttention:
 
     def __call__(self, q, k, v, extra):
         heads = extra["n_heads"]
-        out = optimized_attention(q, k, v, heads, attn_precision=extra.get("attn_precision"), transformer_options=extra)
+        if self.inner is not None:
+            out = self.inner(q, k, v, extra)
+        else:
+            out = optimized_attention(q, k, v, heads, attn_precision=extra.get("attn_precision"), transformer_options=extra)
         st = self.state
         if not st.active(extra) or (st.token_weight == 0 and st.identity_weight == 0):
             return out
@@ -175,9 +181,16 @@ class AdapterAttention:
 
 
 def patch_model(model, state: AdapterState):
-    """A clone of the host MODEL with every discovered cross-attention layer patched exactly once."""
+    """A clone of the host MODEL with every discovered cross-attention layer patched exactly once.
+
+    A layer that already has an ``attn2`` replacement (IP-Adapter Plus and packs like it put one on every layer)
+    keeps it, inside the adapter's: the host looks a layer up by ``(block, number, index)`` first and then by
+    ``(block, number)``, and so is the replacement found here. Before, the adapter's took its place and the
+    user's IP-Adapter did nothing, without a word (an audit)."""
     patched = model.clone()
+    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
     for i, layer in enumerate(state.layers):
         block, number, index = layer.key
-        patched.set_model_attn2_replace(AdapterAttention(state, i), block, number, index)
+        inner = existing.get((block, number, index), existing.get((block, number)))
+        patched.set_model_attn2_replace(AdapterAttention(state, i, inner=inner), block, number, index)
     return patched

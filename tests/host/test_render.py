@@ -130,6 +130,60 @@ def test_zero_weights_reproduce_the_plain_sampler_exactly(host, testing, patchin
     assert torch.equal(run(outside), plain), "outside its sigma range the adapter does nothing"
 
 
+class _UsersReplacement:
+    """An ``attn2`` replacement of the kind IP-Adapter Plus puts on every layer: the layer's attention plus half of an
+    attention to a context of its own."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+        self.calls = 0
+
+    def __call__(self, q, k, v, extra):
+        from comfy.ldm.modules.attention import optimized_attention
+
+        self.calls += 1
+        out = optimized_attention(q, k, v, extra["n_heads"])
+        return out + self.scale * optimized_attention(q, k.flip(1), v.flip(1) * 2.0, extra["n_heads"])
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+@pytest.mark.parametrize("key_form", ["block, number, index", "block, number"])
+def test_a_cross_attention_replacement_already_on_the_model_is_kept(host, testing, patching, key_form):
+    """Found by an audit: an IP-Adapter-style ``attn2`` replacement the user's graph put on the MODEL was overwritten by
+    the renderer's, so it did nothing. With the renderer's weights at 0 the keyframe now samples exactly as the host's
+    sampler on the MODEL as given, the user's replacement included, under either key form the host reads."""
+    hostmod = host.pack_submodule("nodes.host")
+    model = testing.tiny_sd(1)
+    layers = patching.discover_cross_attention(model)
+    users = model.clone()
+    mine = _UsersReplacement(0.5)
+    for layer in layers:
+        block, number, index = layer.key
+        users.set_model_attn2_replace(mine, block, number, *([index] if key_form == "block, number, index" else []))
+    adapter = RendererAdapter(RendererConfig(token_space={"source": "t", "K": 1, "D": 8}, context_dim=64,
+                                             layer_dims=[l.inner_dim for l in layers]))
+    managed = hostmod.managed(adapter)
+    tokens = adapter.project_tokens(torch.randn(1, 1, 8)).detach()
+    cond = [[torch.randn(1, 12, 64, generator=torch.Generator().manual_seed(0)), {}]]
+    uncond = [[torch.zeros(1, 12, 64), {}]]
+
+    def run(m):
+        return hostmod.sample_latent(m, 42, 3, 5.0, "euler", "normal", cond, uncond, torch.zeros(1, 4, 8, 8))
+
+    with_users = run(users)
+    assert mine.calls and not torch.allclose(with_users, run(model)), "the replacement changes the picture"
+    off = patching.patch_model(users, patching.AdapterState(managed, layers, tokens, tokens * 0, None, 0.0, 0.0, 1e9, 0.0))
+    mine.calls = 0
+    assert torch.equal(run(off), with_users)
+    assert mine.calls, "the user's replacement ran inside the renderer's"
+    on = patching.patch_model(users, patching.AdapterState(managed, layers, tokens, tokens * 0, None, 1.0, 0.0, 1e9, 0.0))
+    plain_on = patching.patch_model(model, patching.AdapterState(managed, layers, tokens, tokens * 0, None, 1.0, 0.0, 1e9,
+                                                                   0.0))
+    assert not torch.allclose(run(on), run(plain_on)), "with the renderer on, the user's replacement still counts"
+
+
 def test_the_identity_place_term_reaches_every_layer_on_its_own_grid(host, testing, patching):
     """``identity_positions``: every patched layer finds its grid in the host's ``activations_shape`` (the same
     number of cells as queries), a zero-initialised term samples exactly as the renderer without it, a trained one
