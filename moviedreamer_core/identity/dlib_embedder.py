@@ -28,8 +28,13 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom
 MIN_FACE_SCORE = 0.5
 #: ``detect_faces`` also reads an image whose longer side is below this upsampled once (HOG finds faces down to
 #: about 80 px, 40 px after one upsampling): faces down to about 8% of the frame's width are found at every size,
-#: and a 1024 px keyframe costs one pass, about 0.1 s, instead of 0.5 s.
+#: and a 1024 px keyframe costs one pass, about 0.1 s, instead of 0.5 s. A larger image in which the first pass
+#: finds no face is read upsampled as well: every SDXL size is 1024 px or more, and a wide shot's faces of 36-70 px
+#: were not found there, so its characters were flagged missing (an audit); a frame with a face found costs one pass.
 UPSAMPLE_BELOW = 1024
+#: ... up to this longer side (keyframe sizes: 1920x1088 costs about 2 s more when no face is found); a larger photo is
+#: read once (a faceless 63-megapixel reference upsampled would cost seconds and a gigabyte for nothing).
+UPSAMPLE_WHEN_NONE_BELOW = 2049
 #: Two detections overlapping more than this (intersection over union) are one face.
 SAME_FACE_IOU = 0.3
 
@@ -99,14 +104,17 @@ def _iou(a: Box, b: Box) -> float:
 def detect_faces(image: np.ndarray, limit: int = MAX_FACES, min_score: float = MIN_FACE_SCORE) -> list:
     """Every face in a ``uint8 [H, W, 3]`` RGB image: ``(dlib rectangle, box, score)``, the most face-like first
     (``choose_face``'s weight: area times confidence), at most ``limit``. The detector runs on the image as it is
-    and, when the image is small (``UPSAMPLE_BELOW``), upsampled once; a face both passes find keeps the first
-    pass's box, the one ``detect_largest_face`` (hence ``embed``) uses. Detections scoring below ``min_score`` are
-    left out, and of two overlapping ones (``SAME_FACE_IOU``) the first."""
+    and, when the image is small (``UPSAMPLE_BELOW``), or keyframe-sized and the first pass found none
+    (``UPSAMPLE_WHEN_NONE_BELOW``), upsampled once; a face both passes find keeps the first pass's box, the one
+    ``detect_largest_face`` (hence ``embed``) uses. Detections scoring below ``min_score`` are left out, and of two
+    overlapping ones (``SAME_FACE_IOU``) the first."""
     image = np.ascontiguousarray(image)
     h, w = image.shape[:2]
     detector = _models()["detector"]
     found: list = []
-    for upsample in ((0, 1) if max(h, w) < UPSAMPLE_BELOW else (0,)):
+    for upsample in (0, 1):
+        if upsample and max(h, w) >= UPSAMPLE_BELOW and (found or max(h, w) >= UPSAMPLE_WHEN_NONE_BELOW):
+            break
         rects, scores, _ = detector.run(image, upsample, 0.0)
         for r, s in zip(rects, scores):
             box = (max(r.left(), 0), max(r.top(), 0), min(r.right(), w), min(r.bottom(), h))

@@ -247,6 +247,19 @@ def test_dlib_no_face_and_a_character_without_photos(dlib_checker, astronaut, ho
     assert [r["faces"][i]["nearest"] for i in r["extra"]] == ["Grace"], "Grace is not in this shot"
 
 
+@pytest.mark.parametrize("size", [(1024, 576), (1344, 768), (1920, 1088)])
+def test_dlib_a_small_face_in_a_keyframe_of_an_sdxl_size_is_found(dlib_checker, astronaut, size):
+    """Found by an audit: at 1024 px and more the detector ran once, without upsampling, and a wide shot's face of
+    36-70 px was not found, so the character was flagged missing at every SDXL size (found at 1000 px)."""
+    w, h = size
+    frame = np.full((h, w, 3), 120, np.uint8)
+    face = np.asarray(Image.fromarray(another_photo(astronaut)).resize((250, 250)))  # a face about 45 px wide
+    frame[h // 2 - 125:h // 2 + 125, w // 3 - 125:w // 3 + 125] = face
+    r = dlib_checker.report(1, frame)
+    assert flags(r) == {"Eileen": []} and r["characters"][0]["similarity"] > 0.91, r
+    assert 30 <= r["characters"][0]["box"][2] - r["characters"][0]["box"][0] <= 70
+
+
 def test_stored_reports_are_reused_only_for_the_same_references(dlib_checker, astronaut, hopper):
     image = keyframe(another_photo(astronaut), another_photo(hopper))
     r = dlib_checker.report(0, image)
