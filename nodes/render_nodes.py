@@ -27,7 +27,7 @@ from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
 from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, wire_types
-from .choices import check_inputs
+from .choices import check_inputs, reported_under
 from ..moviedreamer_core.distribution.participation import parse_participation
 from .distributed_inputs import check as check_distributed, distributed_input, lazy_inputs_wanted, master_renders_input
 from ..moviedreamer_core.distribution.split import share_of
@@ -343,7 +343,8 @@ class IdentityDiffusionRender(io.ComfyNode):
         checked = check_inputs(cls, kwargs)
         start, end = kwargs.get("start_percent"), kwargs.get("end_percent")
         if checked is True and isinstance(start, (int, float)) and isinstance(end, (int, float)) and end < start:
-            checked = f"end_percent ({end}) is before start_percent ({start})"  # else found after the planner has run
+            # else found after the planner has run
+            checked = reported_under(kwargs, "end_percent", f"end_percent ({end}) is before start_percent ({start})")
         return checked if checked is not True else check_distributed(kwargs)
 
     @classmethod

@@ -25,10 +25,10 @@ from ..moviedreamer_core.identity.base import NoFaceFoundError
 from ..moviedreamer_core.paths import UnsafePathError, resolve_inside
 from ..moviedreamer_core.script import ScriptError, ScriptIssue, load_script, parse_script_text
 from ..moviedreamer_core.script.parsing import read_script_file
-from ..moviedreamer_core.script.problems import REPORT_POINTER, shown
+from ..moviedreamer_core.script.problems import shown
 from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_script
 from . import host, wire_types
-from .choices import check_inputs
+from .choices import ReportedOnce, first_problem
 from .face_embedders import (FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, clip_vision_face_encoder,
                              clip_vision_token_encoder, make_face_embedder)
 from .text_encoding import CONNECTED_CLIP, TEXT_ENCODER_CHOICES, builtin_text_encoder, host_text_encoder
@@ -213,9 +213,9 @@ class ScriptEncode(io.ComfyNode):
 
 def _prompt_time_check(cls, inputs: dict):
     """``True``, or ``(input name, report)`` for the first input that is wrong."""
-    choices = check_inputs(cls, {k: v for k, v in inputs.items() if k != "script_file"})
+    choices = first_problem(cls, {k: v for k, v in inputs.items() if k != "script_file"})
     if choices is not True:
-        return choices.split(":", 1)[0], shown(choices, 400)  # check_inputs starts its message with the input's name
+        return choices[0], shown(choices[1], 400)
     script, script_file = inputs.get("script"), inputs.get("script_file")
     if script is None and script_file in (None, NO_FILE):
         return True  # the script arrives through a link; checked when the node runs
@@ -225,29 +225,6 @@ def _prompt_time_check(cls, inputs: dict):
     except ScriptError as e:
         return ("script_file" if all(i.path == "script_file" for i in e.issues) else "script"), str(e)
     return True
-
-
-class ReportedOnce(str):
-    """A ``validate_inputs`` answer that the host shows under one input of the node, not under each.
-
-    The host (``execution.validate_inputs``) turns a failed ``validate_inputs`` into one node error per input
-    it passed to the function, in the order it passed them, each error carrying ``str(answer)``. A report of
-    50 script problems would so be sent (and logged) once per input of ScriptEncode. This string spells the
-    report out when the host formats it for the input ``place``, and points there from the other inputs.
-    """
-
-    def __new__(cls, text: str, order: list[str], place: str):
-        self = super().__new__(cls, text)
-        self._order = order
-        self._place = place if place in order else (order[0] if order else place)
-        self._formatted = 0
-        return self
-
-    def __str__(self) -> str:
-        n, self._formatted = self._formatted, self._formatted + 1
-        if n < len(self._order) and self._order[n] != self._place:
-            return f"{REPORT_POINTER}{self._place}"
-        return str.__str__(self)
 
 
 #: Script checks run here, off the server's event loop, one at a time: a check is pure Python, so a second
