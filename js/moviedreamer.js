@@ -1,12 +1,14 @@
 // ComfyUI-MovieDreamer front-end.
 //
-// 1. Summaries: each node's one-line result text (ScriptEncode's "3 keyframes, 2 characters ...") under the node.
+// 1. Summaries: each node's result text (ScriptEncode's "3 keyframes, 2 characters ...", warnings, the info nodes'
+//    reports) under the node, every line, read-only and scrollable.
 // 2. Storyboard panel on ARKeyframePlanner and IdentityDiffusionRender: one card per keyframe, labelled with its
 //    shot id and action; the renderer's cards fill with thumbnails as keyframes finish. It listens to the pack's
 //    websocket messages "moviedreamer.storyboard" (the labelled keyframe list) and "moviedreamer.keyframe" (one
 //    saved keyframe image, with its identity report when there is one: a line under the card, green when every
 //    character on screen was found, red with the flags otherwise, the details in its tooltip), both sent by the
-//    nodes while they run (nodes/storyboard_events.py, moviedreamer_core/identity_report.py).
+//    nodes while they run (nodes/storyboard_events.py, moviedreamer_core/identity_report.py). A run stopped by
+//    Cancel or an error puts a status line at the top of the renderer's panel (the host's execution_* messages).
 // 3. Script helper on ScriptEncode: the script is validated as you type through POST
 //    /moviedreamer/validate_script (the same validator the node runs) and the problems or the character list
 //    are shown under the script box.
@@ -18,6 +20,7 @@ const SUMMARY_NODES = new Set(["ScriptEncode", "MovieDreamerScriptInfo", "ARKeyf
 const PANEL_NODES = new Set(["ARKeyframePlanner", "IdentityDiffusionRender"]);
 const STYLE = `
 .moviedreamer-panel { display: grid; grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)); gap: 4px;
+  grid-auto-rows: max-content; align-content: start;
   overflow-y: auto; font: 10px sans-serif; color: var(--input-text, #ddd); padding: 2px; box-sizing: border-box; }
 .moviedreamer-card { background: rgba(0,0,0,0.25); border-radius: 4px; padding: 2px; min-height: 40px; }
 .moviedreamer-card img { width: 100%; display: block; border-radius: 3px; }
@@ -28,6 +31,9 @@ const STYLE = `
   margin-top: 1px; font-size: 9px; }
 .moviedreamer-card .md-identity.ok { color: #8c8; } .moviedreamer-card .md-identity.flagged { color: #e88; }
 .moviedreamer-card[data-identity="flagged"] { box-shadow: inset 0 0 0 1px #e88; }
+.moviedreamer-panel .md-status { grid-column: 1 / -1; color: #e8b86c; font-size: 11px; }
+.moviedreamer-summary { font: 11px sans-serif; padding: 4px; white-space: pre-wrap; overflow-y: auto; box-sizing: border-box;
+  color: var(--input-text, #ddd); user-select: text; }
 .moviedreamer-check { font: 11px sans-serif; padding: 4px; white-space: pre-wrap; overflow-y: auto; box-sizing: border-box; }
 .moviedreamer-check.ok { color: #8c8; } .moviedreamer-check.bad { color: #e88; }
 `;
@@ -91,6 +97,12 @@ function setKeyframe(node, detail) {
     setStoryboard(node, Array.from({ length: detail.total }, (_, i) => ({ index: i, shot: i === detail.index ? detail.shot : "", action: i === detail.index ? detail.action : "" })));
     card = panel.cards[detail.index];
   }
+  const label = card.querySelector(".md-label");
+  if (label && !label.textContent.trim().replace("·", "").trim() && (detail.shot || detail.action)) {
+    // a card made by a keyframe message before the list (a page reloaded mid-run): label it from this message
+    label.textContent = `${detail.shot} · ${detail.action}`;
+    label.title = `${detail.shot} (keyframe ${detail.index + 1})\n${detail.action}`;
+  }
   setIdentity(card, detail.identity);
   if (!detail.image) return;
   const params = new URLSearchParams({ ...detail.image, rand: String(Math.random()).slice(2) });
@@ -129,6 +141,35 @@ function setIdentity(card, identity) {
   card.appendChild(line);
 }
 
+// A run stopped by Cancel or by an error: the panel says so, or it looked like a render still under way.
+function setStatus(node, text) {
+  const panel = node.moviedreamerPanel;
+  if (!panel) return;
+  panel.element.querySelector(".md-status")?.remove();
+  if (!text) return;
+  const status = document.createElement("div");
+  status.className = "md-status";
+  status.textContent = text;
+  panel.element.prepend(status);
+  node.setDirtyCanvas?.(true, true);
+}
+
+function stoppedPanels(why) {
+  for (const node of app.graph?.nodes ?? []) {  // the renderer's panel: the planner's cards never get thumbnails
+    const panel = node.moviedreamerPanel;
+    if (!panel || (node.comfyClass ?? node.type) !== "IdentityDiffusionRender") continue;
+    const done = panel.element.querySelectorAll(".moviedreamer-card.done").length;
+    const total = panel.cards.length;
+    if (done < total) setStatus(node, `${why} after ${done} of ${total} keyframes: the finished ones are kept in the `
+      + "project folder; queue again to make the rest.");
+  }
+}
+
+api.addEventListener("execution_start", () => {
+  for (const node of app.graph?.nodes ?? []) setStatus(node, "");
+});
+api.addEventListener("execution_interrupted", () => stoppedPanels("Cancelled"));
+api.addEventListener("execution_error", () => stoppedPanels("Stopped by an error"));
 api.addEventListener("moviedreamer.storyboard", ({ detail }) => {
   const node = nodeFor(detail);
   if (node && PANEL_NODES.has(node.comfyClass ?? node.type)) setStoryboard(node, detail.keyframes ?? []);
@@ -206,12 +247,26 @@ app.registerExtension({
         onExecuted?.apply(this, arguments);
         const text = Array.isArray(message?.text) ? message.text.join("\n") : message?.text;
         if (!text) return;
+        // every line of it, read-only: a one-line text box showed the first line cut, and hid the warnings on the
+        // lines after it (the planner's scene WARNING, Script Info's whole report)
         let widget = this.widgets?.find((w) => w.name === "moviedreamer_summary");
         if (!widget) {
-          widget = this.addWidget("text", "moviedreamer_summary", "", () => {}, { serialize: false });
+          addStyle();
+          const element = document.createElement("div");
+          element.className = "moviedreamer-summary";
+          widget = this.addDOMWidget("moviedreamer_summary", "moviedreamer_summary", element, {
+            // one widget row at least, as the text box it replaces (the workflows are laid out for it); a taller node
+            // shows more lines, and the box scrolls
+            serialize: false, hideOnZoom: false, getMinHeight: () => 20,
+            getValue: () => element.textContent, setValue: (v) => { element.textContent = v; },
+          });
           widget.serialize = false;
         }
         widget.value = text;
+        if (widget.element) {
+          widget.element.textContent = text;
+          widget.element.title = text;  // hovering shows it whole too
+        }
         this.setDirtyCanvas?.(true, true);
       };
     }

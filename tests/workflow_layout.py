@@ -28,7 +28,7 @@ NODE_TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT
 DEFAULT_GROUP_FONT = 24  # LiteGraph.DEFAULT_GROUP_FONT
 MARGIN = 10  # free space kept between two nodes, and between a node and its group's edges and title strip
 NODE_SLOT_HEIGHT, NODE_WIDGET_HEIGHT = 20, 20  # LiteGraph's; a widget row takes its height + 4
-# What a run adds to a node in js/moviedreamer.js: a summary text widget (one widget row) under these nodes, and
+# What a run adds to a node in js/moviedreamer.js: a summary box (a DOM widget of one widget row at least) under these nodes, and
 # the storyboard panel on the planner and the renderer (a DOM widget of minimum height 120, plus 120 more).
 SUMMARY_NODES = {"ScriptEncode", "MovieDreamerScriptInfo", "ARKeyframePlanner", "MovieDreamerStoryboardInfo",
                  "IdentityDiffusionRender", "ShotAnimate", "MovieDreamerGather"}

@@ -8,7 +8,9 @@
 // group's bounding, font size and title height; a screenshot of the whole workflow fitted to the window
 // (<screenshot dir>/<workflow name>.png). Then what a run adds (js/moviedreamer.js: a summary line under the nodes
 // that report one, the storyboard panel on the planner and the renderer, the renderer's identity report lines),
-// simulated through the pack's own front-end code: every node's size after it (afterRun) and a second screenshot (<workflow name>_after_run.png).
+// simulated through the pack's own front-end code (thumbnails of <server input>/moviedreamer_layout_card.png, then a
+// Cancel): every node's size after it (afterRun), the panels' card rectangles (cards) and status lines (status), and a
+// second screenshot (<workflow name>_after_run.png).
 // Prints one JSON line {"workflows": {<path as given>: {nodes, groups}}, pageErrors, consoleErrors}; exits 1 on a
 // timeout or another error of this script.
 import fs from "node:fs";
@@ -73,18 +75,40 @@ await runOnComfyUI(url, { width: 1920, height: 1080 }, report, async (page) => {
         if (panelNodes.includes(n.type)) {
           api.dispatchCustomEvent("moviedreamer.storyboard", { node: String(n.id), display_node: String(n.id), keyframes });
           // the renderer's identity report lines under two cards, one of them flagged
-          for (const k of n.type === "IdentityDiffusionRender" ? keyframes.slice(0, 2) : []) {
-            const identity = { ok: k.index === 0, flags: k.index === 0 ? [] : ["Ava missing (no face)"],
+          // and four finished keyframes with their thumbnails (a square picture in the server's input folder, as the
+          // toy cinema's keyframes are), two of them with an identity report line
+          for (const k of n.type === "IdentityDiffusionRender" ? keyframes.slice(0, 4) : []) {
+            const identity = k.index > 1 ? null : { ok: k.index === 0, flags: k.index === 0 ? [] : ["Ava missing (no face)"],
               characters: [{ name: "Ava", similarity: k.index === 0 ? 0.97 : null, flags: k.index === 0 ? [] : ["missing"] }] };
             api.dispatchCustomEvent("moviedreamer.keyframe", { node: String(n.id), display_node: String(n.id), index: k.index,
-              total: keyframes.length, shot: k.shot, action: k.action, image: null, identity });
+              total: keyframes.length, shot: k.shot, action: k.action, identity,
+              image: { filename: "moviedreamer_layout_card.png", subfolder: "", type: "input" } });
           }
         }
       }
+      await Promise.all([...document.querySelectorAll(".moviedreamer-card img")].map((img) => img.complete ? null
+        : new Promise((r) => { img.onload = r; img.onerror = r; })));
+      // and the run cancelled before the last two keyframes: the renderer's panel says so
+      api.dispatchCustomEvent("execution_interrupted", { prompt_id: "simulated", node_id: "0", node_type: "", executed: [] });
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-      return Object.fromEntries(app.graph.nodes.map((n) => [String(n.id), [...n.size]]));
+      const status = Object.fromEntries(app.graph.nodes.filter((n) => n.moviedreamerPanel).map((n) =>
+        [String(n.id), n.moviedreamerPanel.element.querySelector(".md-status")?.textContent ?? null]));
+      // each card as drawn, with what it shows (thumbnail, label, identity line): the box of the card and the box of
+      // its contents together, in page pixels
+      const box = (r) => [r.left, r.top, r.right, r.bottom];
+      const cards = Object.fromEntries(app.graph.nodes.filter((n) => n.moviedreamerPanel).map((n) =>
+        [String(n.id), [...n.moviedreamerPanel.element.querySelectorAll(".moviedreamer-card")].map((c) => {
+          const parts = [c, ...c.children].map((e) => box(e.getBoundingClientRect()));
+          return [Math.min(...parts.map((p) => p[0])), Math.min(...parts.map((p) => p[1])),
+            Math.max(...parts.map((p) => p[2])), Math.max(...parts.map((p) => p[3]))];
+        })]));
+      return { sizes: Object.fromEntries(app.graph.nodes.map((n) => [String(n.id), [...n.size]])), status, cards };
     }, PANEL_NODES);
-    for (const n of drawn.nodes) n.afterRun = afterRun[String(n.id)];
+    for (const n of drawn.nodes) {
+      n.afterRun = afterRun.sizes[String(n.id)];
+      n.status = afterRun.status[String(n.id)] ?? null;
+      n.cards = afterRun.cards[String(n.id)] ?? null;
+    }
     await fitToWindow(page);
     await page.screenshot({ path: path.join(outDir, `${name}_after_run.png`) });
     report.workflows[file] = drawn;

@@ -60,5 +60,22 @@ await runOnComfyUI(url, { width: 1600, height: 1000 }, report, async (page) => {
       identity: c.dataset.identity ?? null, identityText: c.querySelector(".md-identity")?.textContent ?? null,
       identityTitle: c.querySelector(".md-identity")?.title ?? null }));
   }, renderId);
+  // the cards as drawn: none over another (the grid's rows were shorter than the cards, so the thumbnails covered
+  // each other's labels and identity lines: an audit)
+  report.cardRects = await page.evaluate((id) => {
+    const panel = window.app.graph.getNodeById(Number(id)).moviedreamerPanel;
+    return [...panel.element.querySelectorAll(".moviedreamer-card")].map((c) => {
+      const r = c.getBoundingClientRect();
+      return [r.left, r.top, r.right, r.bottom];
+    });
+  }, renderId);
+  // every node's summary as the page holds it (the whole text, not a one-line box cut at its first line)
+  await page.waitForFunction((id) => window.app.graph.getNodeById(Number(id))?.widgets?.some(
+    (w) => w.name === "moviedreamer_summary"), { timeout: 60000 }, renderId);
+  report.summaries = await page.evaluate(() => Object.fromEntries(window.app.graph.nodes.map((n) => {
+    const w = n.widgets?.find((w) => w.name === "moviedreamer_summary");
+    return [n.type, w ? { text: w.element?.textContent ?? null, value: w.value, editable: !!w.element?.isContentEditable
+      || w.element?.tagName === "TEXTAREA" || w.element?.tagName === "INPUT" || w.type === "text" } : null];
+  })));
   await page.screenshot({ path: path.join(outDir, "storyboard_panel.png") });
 });

@@ -59,6 +59,10 @@ def drawn_layout_problems(server, files: list[Path], tmp_path: Path) -> list[str
     to enlarge or move, every node type it does not know. Screenshots go to ``tmp_path`` (``<workflow>.png`` and
     ``<workflow>_after_run.png``); ``MOVIEDREAMER_SCREENSHOTS=<folder>`` keeps a copy. Fails on errors thrown by
     the pack's front-end code."""
+    from PIL import Image
+
+    # the simulated run's thumbnails: square, as the toy cinema's keyframes
+    Image.new("RGB", (256, 256), (90, 140, 200)).save(server.dirs["input"] / "moviedreamer_layout_card.png")
     report = run_browser_script(server, "layout_check.mjs", str(tmp_path), *map(str, files))
     ours = [e for e in report["pageErrors"] + report["consoleErrors"] if f"/extensions/{server.pack_name}/" in e]
     assert not ours, ours
@@ -85,6 +89,17 @@ def drawn_layout_problems(server, files: list[Path], tmp_path: Path) -> list[str
                          if any(d > s + 0.5 for d, s in zip(n[state], saved[n["id"]]["size"]))]
         problems += [f"{name}: the front-end moved #{n['id']} {n['type']} to {n['pos']}" for n in drawn["nodes"]
                      if any(abs(d - s) > 0.5 for d, s in zip(n["pos"], saved[n["id"]]["pos"]))]
+        # no card over another: the panel's grid rows were shorter than its cards, so thumbnails covered each other's
+        # labels and identity lines at the workflows' saved sizes (an audit)
+        for n in drawn["nodes"]:
+            cards = n.get("cards") or []
+            if any(min(a[2], b[2]) - max(a[0], b[0]) > 0.5 and min(a[3], b[3]) - max(a[1], b[1]) > 0.5
+                   for i, a in enumerate(cards) for b in cards[i + 1:]):
+                problems.append(f"{name}: cards of the storyboard panel of #{n['id']} {n['type']} overlap: {cards}")
+        # a cancelled run: the renderer's panel says what is kept (it looked like a render still under way)
+        expected = "Cancelled after 4 of 6 keyframes: the finished ones are kept in the project folder; queue again to make the rest."
+        problems += [f"{name}: after a cancel the panel of #{n['id']} {n['type']} says {n['status']!r}" for n in drawn["nodes"]
+                     if n["type"] == "IdentityDiffusionRender" and n["status"] != expected]
     shots = os.environ.get("MOVIEDREAMER_SCREENSHOTS")
     if shots:
         Path(shots).mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,14 @@ def test_workflow_loads_and_the_storyboard_panel_fills_in_a_headless_browser(ser
                                                      "s2 · Ava lights the lamp.", "s2 · Ava looks out over the sea."]
     assert all(c["image"] == 64 for c in report["panel"]), report["panel"]
     assert all(c["identity"] in ("ok", "flagged") and c["identityText"] for c in report["panel"]), report["panel"]
+    rects = report["cardRects"]
+    overlapping = [(a, b) for i, a in enumerate(rects) for b in rects[i + 1:]
+                   if min(a[2], b[2]) - max(a[0], b[0]) > 0.5 and min(a[3], b[3]) - max(a[1], b[1]) > 0.5]
+    assert len(rects) == 3 and not overlapping, rects
+    # the renderer's summary whole (its identity report is its second line), read-only
+    render = report["summaries"]["IdentityDiffusionRender"]
+    assert render and render["text"] and "\n" in render["text"] and "identity report" in render["text"], report["summaries"]
+    assert not render["editable"], render
     # errors thrown by this pack's front-end code (the host's own bundle logs unrelated ones in a headless page)
     ours = [e for e in report["pageErrors"] + report["consoleErrors"] if f"/extensions/{server.pack_name}/" in e]
     assert not ours, ours
