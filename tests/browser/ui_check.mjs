@@ -78,4 +78,20 @@ await runOnComfyUI(url, { width: 1600, height: 1000 }, report, async (page) => {
       || w.element?.tagName === "TEXTAREA" || w.element?.tagName === "INPUT" || w.type === "text" } : null];
   })));
   await page.screenshot({ path: path.join(outDir, "storyboard_panel.png") });
+
+  // a page reloaded mid-run: the renderer's panel is new and the storyboard list was sent before the reload, so
+  // keyframe messages arrive for cards nobody labelled (all but the first were left blank: an audit)
+  report.afterReload = await page.evaluate(async (id) => {
+    const { api } = await import("/scripts/api.js");
+    const node = window.app.graph.getNodeById(Number(id));
+    const old = node.moviedreamerPanel;
+    node.widgets.splice(node.widgets.indexOf(old.widget), 1);
+    old.element.remove();
+    delete node.moviedreamerPanel;
+    for (const index of [1, 2]) {
+      api.dispatchCustomEvent("moviedreamer.keyframe", { node: id, display_node: id, index, total: 3, shot: `r${index}`,
+        action: `after the reload ${index}`, image: null, identity: null });
+    }
+    return [...node.moviedreamerPanel.element.querySelectorAll(".md-label")].map((l) => l.textContent);
+  }, renderId);
 });

@@ -53,6 +53,7 @@ def test_workflow_loads_and_the_storyboard_panel_fills_in_a_headless_browser(ser
     render = report["summaries"]["IdentityDiffusionRender"]
     assert render and render["text"] and "\n" in render["text"] and "identity report" in render["text"], report["summaries"]
     assert not render["editable"], render
+    assert report["afterReload"] == [" · ", "r1 · after the reload 1", "r2 · after the reload 2"], report["afterReload"]
     # errors thrown by this pack's front-end code (the host's own bundle logs unrelated ones in a headless page)
     ours = [e for e in report["pageErrors"] + report["consoleErrors"] if f"/extensions/{server.pack_name}/" in e]
     assert not ours, ours
