@@ -16,7 +16,7 @@ from comfy_api.latest import io, ui
 from ..moviedreamer_core.animate import animatic_backend, make_movie
 from ..moviedreamer_core.project import MovieProject
 from . import host, wire_types
-from .choices import check_inputs
+from .choices import check_inputs, validated_widgets_only
 from .keyframe_inputs import keyframe_source
 from ..moviedreamer_core.distribution.participation import parse_participation
 from .distributed_inputs import check as check_distributed, distributed_input, lazy_inputs_wanted, master_renders_input
@@ -34,6 +34,7 @@ BACKENDS = ["auto", "animatic"]
 VIDEO_MODEL_INPUTS = ("model", "vae", "clip_vision", "positive", "negative")
 
 
+@validated_widgets_only
 class ShotAnimate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

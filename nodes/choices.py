@@ -10,7 +10,10 @@ at once with a node error naming the input, the value and what is allowed, shown
 
 from __future__ import annotations
 
+import inspect
 import math
+
+from comfy_api.latest import io
 
 from ..moviedreamer_core.script.problems import REPORT_POINTER
 
@@ -77,3 +80,21 @@ class ReportedOnce(str):
         if n < len(self._order) and self._order[n] != self._place:
             return f"{REPORT_POINTER}{self._place}"
         return str.__str__(self)
+
+
+def validated_widgets_only(node_cls):
+    """Class decorator: the node's ``validate_inputs(cls, **kwargs)`` is declared to take the node's widget inputs
+    (numbers, texts, choices, switches) and nothing else.
+
+    The host reads the function's parameters (``inspect.getfullargspec``): with ``**kwargs`` it passes every input and
+    puts a refusal under each of them, so the window circled the node's linked sockets (model, vae, storyboard, ...)
+    in red for a wrong ``end_percent`` (an audit), and the error list named every input. Declared this way, the host
+    passes and marks only the widgets (``ReportedOnce`` then shows the message under the wrong one and points there
+    from the others), and still checks the sockets' types itself. The function itself is unchanged."""
+    function = node_cls.__dict__["validate_inputs"].__func__
+    names = [spec.id for spec in node_cls.define_schema().inputs if isinstance(spec, io.WidgetInput)]
+    plain = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    function.__signature__ = inspect.Signature([inspect.Parameter("cls", plain)]
+                                               + [inspect.Parameter(n, plain, default=None) for n in names])
+    return node_cls
+

@@ -28,9 +28,11 @@ from ..moviedreamer_core.project import KeyframeSet, MovieProject
 from ..moviedreamer_core.script import script_hash
 from . import host, wire_types
 from ..moviedreamer_core.distribution.participation import parse_participation
+from .choices import validated_widgets_only
 from .distributed_inputs import check as check_distributed, distributed_input
 
 
+@validated_widgets_only
 class MovieDreamerGather(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

@@ -19,7 +19,7 @@ from ..moviedreamer_core.planner.scene_bank import FAR_COSINE, SCENE, far_scenes
 from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
 from . import host, wire_types
-from .choices import check_inputs
+from .choices import check_inputs, validated_widgets_only
 from .storyboard_events import send_storyboard
 
 ZERO_SHOT = "(zero-shot prior: no planner file)"
@@ -37,6 +37,7 @@ class PlannerHandle:
         return self.prior if self.prior is not None else host.load_managed(self.patcher)
 
 
+@validated_widgets_only
 class MovieDreamerPlannerLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -80,6 +81,7 @@ class MovieDreamerPlannerLoader(io.ComfyNode):
         return io.NodeOutput(PlannerHandle(name=os.path.basename(planner_name), patcher=host.managed(model)))
 
 
+@validated_widgets_only
 class ARKeyframePlanner(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -162,6 +164,7 @@ class ARKeyframePlanner(io.ComfyNode):
         return io.NodeOutput(board, ui=ui.PreviewText(text))
 
 
+@validated_widgets_only
 class MovieDreamerStoryboardInfo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

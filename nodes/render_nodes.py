@@ -27,7 +27,7 @@ from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
 from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
 from ..moviedreamer_core.storyboard import Storyboard, derive_seed
 from . import host, wire_types
-from .choices import check_inputs, reported_under
+from .choices import check_inputs, reported_under, validated_widgets_only
 from ..moviedreamer_core.distribution.participation import parse_participation
 from .distributed_inputs import check as check_distributed, distributed_input, lazy_inputs_wanted, master_renders_input
 from ..moviedreamer_core.distribution.split import share_of
@@ -123,6 +123,7 @@ def renderer_files() -> list[str]:
     return host.model_files(RENDERER) + [IPADAPTER_PREFIX + f for f in host.safetensors_files("ipadapter")]
 
 
+@validated_widgets_only
 class MovieDreamerRendererLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -187,6 +188,7 @@ def _places(cfg) -> str:
     return f" (characters bound to {cfg.identity_slots} places, left to right" + "".join(", " + e for e in extras) + ")"
 
 
+@validated_widgets_only
 class MovieDreamerKeyframeEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -274,6 +276,7 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
+@validated_widgets_only
 class IdentityDiffusionRender(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

@@ -31,7 +31,7 @@ from ..moviedreamer_core.renderer.sample_cache import clear_samples, load_sample
 from ..moviedreamer_core.renderer.train import augment_images
 from ..moviedreamer_core.renderer_training_ranges import CHOICES, RANGES
 from . import host, wire_types
-from .choices import check_inputs
+from .choices import check_inputs, validated_widgets_only
 from .attention_patch import discover_cross_attention
 from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder
 from .model_fingerprints import fingerprint as model_fingerprint
@@ -87,6 +87,7 @@ def _loss_curve(losses: list[float], size=(320, 160)) -> torch.Tensor:
     return torch.from_numpy(np.array(img)).float().div(255)[None]
 
 
+@validated_widgets_only
 class MovieDreamerTrainRenderer(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

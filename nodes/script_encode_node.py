@@ -28,7 +28,7 @@ from ..moviedreamer_core.script.parsing import read_script_file
 from ..moviedreamer_core.script.problems import shown
 from ..moviedreamer_core.script_encoding import ReferenceImageError, encode_script
 from . import host, wire_types
-from .choices import ReportedOnce, first_problem
+from .choices import ReportedOnce, first_problem, validated_widgets_only
 from .face_embedders import (FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, clip_vision_face_encoder,
                              clip_vision_token_encoder, make_face_embedder)
 from .text_encoding import CONNECTED_CLIP, TEXT_ENCODER_CHOICES, builtin_text_encoder, host_text_encoder
@@ -79,6 +79,7 @@ def script_files() -> list[str]:
     return [NO_FILE] + listing.files()
 
 
+@validated_widgets_only
 class ScriptEncode(io.ComfyNode):
     """Parse, validate and encode a movie script (paper section 3.2)."""
 

@@ -6,9 +6,10 @@ from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.script_report import script_report
 from . import wire_types
-from .choices import check_inputs
+from .choices import check_inputs, validated_widgets_only
 
 
+@validated_widgets_only
 class MovieDreamerScriptInfo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

@@ -18,12 +18,13 @@ from ..moviedreamer_core.files import write_if_changed
 from ..moviedreamer_core.project import MovieProject
 from ..moviedreamer_core.storyboard_sheet import ReadOneByOne, SheetTooLarge, contact_sheet
 from . import host, wire_types
-from .choices import check_inputs
+from .choices import check_inputs, validated_widgets_only
 from .keyframe_inputs import keyframe_source
 
 SHEET_FILE = "storyboard.png"
 
 
+@validated_widgets_only
 class MovieDreamerStoryboardSheet(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:

@@ -481,12 +481,15 @@ def test_bad_choices_and_out_of_range_numbers_are_refused_at_prompt_time(host, p
     assert 'face_embedder: "arcface" is not one of the choices: dlib, insightface, clip_vision_crop' in \
         result.input_errors("2")["face_embedder"]
     assert "fps: 0.0 is smaller than the minimum 1.0" in result.input_errors("13")["fps"]
-    # under that input alone: the host puts a validate_inputs answer under every input of the node (an audit found
-    # "steps: 0 is smaller than the minimum 1" under model, vae, clip, ...); the others point to it
+    # under that input alone: the host puts a validate_inputs answer under every input it passed (an audit found
+    # "steps: 0 is smaller than the minimum 1" under model, vae, clip, ... and those sockets circled in red): the
+    # node's other widgets point to it, and no linked socket is named
     errors = result.input_errors("11")
     assert [name for name, text in errors.items() if "is not one of the choices" in text] == ["sampler_name"], errors
     assert all(text.endswith("see the problems listed under sampler_name") for name, text in errors.items()
                if name != "sampler_name") and len(errors) > 5, errors
+    assert not set(errors) & {"model", "vae", "renderer", "storyboard", "script_embeds", "clip"}, errors
+    assert not set(result.input_errors("2")) & {"images", "clip", "clip_vision"}, result.input_errors("2")
 
 
 def test_not_a_number_a_width_off_the_grid_and_a_reversed_range_are_refused_at_prompt_time(host, photos, model_dirs):
@@ -514,3 +517,4 @@ def test_not_a_number_a_width_off_the_grid_and_a_reversed_range_are_refused_at_p
     errors = host.run(g).input_errors("11")
     assert "end_percent (0.1) is before start_percent (0.9)" in errors["end_percent"], errors
     assert [name for name, text in errors.items() if "is before" in text] == ["end_percent"], errors
+    assert "model" not in errors and "storyboard" not in errors, errors
