@@ -98,7 +98,7 @@ class ShotAnimate(io.ComfyNode):
                 io.Audio.Output("results", display_name="results",
                                 tooltip="This participant's keyframes and shots as data, for ComfyUI-Distributed: connect "
                                 "it to a DistributedCollector's audio input (and preview to its images), then the "
-                                "collector's audio to MovieDreamer Gather on the master."),
+                                "collector's audio to Gather Movie (MovieDreamer) on the master."),
             ],
         )
 

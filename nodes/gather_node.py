@@ -79,7 +79,7 @@ class MovieDreamerGather(io.ComfyNode):
     def execute(cls, results, script, project_name="", distributed=None) -> io.NodeOutput:
         who = parse_participation(distributed)
         if who is not None and not who.is_master:
-            raise ValueError("MovieDreamer Gather runs on the master only (put it after the DistributedCollector)")
+            raise ValueError("Gather Movie (MovieDreamer) runs on the master only (put it after the DistributedCollector)")
         waveform = results.get("waveform") if isinstance(results, dict) else None
         if waveform is None:
             raise ValueError("results: expected the AUDIO of a DistributedCollector or of ShotAnimate's results")
