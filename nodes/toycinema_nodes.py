@@ -22,8 +22,8 @@ class MovieDreamerToyCinemaLoader(io.ComfyNode):
             description="The toy cinema's decoder: a small pixel-space diffusion UNet trained with the pack's own "
             "trainers on a procedural cartoon world (32x32 keyframes, CPU-friendly). Use it with the renderer "
             "toycinema_renderer and the planner toycinema_planner, the text encoder all-MiniLM-L6-v2 (built-in) and "
-            "the face embedder toycinema in ScriptEncode. Its text condition is fixed (empty): connect positive and negative to "
-            "the render node.",
+            "the face embedder toycinema in ScriptEncode. Its text condition is fixed (empty): connect positive and "
+            "negative to the render node.",
             inputs=[],
             outputs=[io.Model.Output("model", display_name="MODEL", tooltip="The toy diffusion UNet (pixel space)."),
                      io.Vae.Output("vae", display_name="VAE", tooltip="The host's pixel-space VAE (pixels are the latents)."),
