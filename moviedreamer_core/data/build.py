@@ -28,7 +28,8 @@ from .characters import load_references
 from .encoders import resolve_text_encoder, resolve_token_encoder
 from .movie import MovieSettings, build_movie
 from .progress import Progress
-from .store import DatasetSpaceError, check_spaces, is_finished, movie_name, source_stamp, update_index, write_movie
+from .store import (check_spaces, is_finished, movie_name, movie_names, recorded_spaces, source_stamp, update_index,
+                    write_movie)
 from .video import VIDEO_EXTENSIONS, VideoReadError
 
 log = logging.getLogger("moviedreamer.data")
@@ -89,15 +90,36 @@ _WORKER: dict = {}
 
 
 def _init(options: BuildOptions, threads: int = 0) -> None:
-    if threads:
+    if threads:  # a worker process
+        import signal
+
         import torch
 
         torch.set_num_threads(threads)
+        # Ctrl-C reaches the whole process group: the parent stops the build (it cancels the videos not begun and ends
+        # the workers); a worker that took it went on with the next video, so the build ran on (an audit)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _leave_with_parent()
     embedder = _resolve_face_embedder(options.face_embedder)
     _WORKER.update(
         options=options, text=resolve_text_encoder(options.text_encoder), token=resolve_token_encoder(options.token_encoder),
         embedder=embedder, references=load_references(options.characters, embedder), captioner=load_captioner(options.captioner),
     )
+
+
+def _leave_with_parent() -> None:
+    """End this worker when the build's process is gone: after a ``kill -9`` of the build its workers went on with the
+    videos already handed to them, racing a rerun, then waited for ever holding their encoders (an audit)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="moviedreamer-parent-watch", daemon=True).start()
 
 
 def spaces_of(text, token, embedder) -> dict:
@@ -127,15 +149,32 @@ def _process(path: str, rel: str, name: str, out: str, stamp: dict) -> tuple:
 # ------------------------------------------------------------------------------------- the build
 
 
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End a build's workers at once: the videos not begun are cancelled and the workers terminated (a video being
+    encoded is lost; its movie is written only when whole, so a rerun makes it). Waiting for the pool instead ran every
+    video already handed out, and a second Ctrl-C then hung in its join (an audit)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)
+
+
 def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None) -> BuildResult:
     """Build (or continue building) the dataset in ``out`` from the videos in ``videos``."""
     options = options or BuildOptions()
     result = BuildResult()
     os.makedirs(out, exist_ok=True)
     jobs = []
-    for rel in find_videos(videos):
+    found = find_videos(videos)
+    names = movie_names(found, out)
+    for rel in found:
+        if names[rel] != movie_name(rel):
+            log.warning("%s is built as %s: another video's name cleans to %s too", rel, names[rel], movie_name(rel))
+    for rel in found:
         path = os.path.join(videos, rel)
-        name, stamp = movie_name(rel), source_stamp(path)
+        name, stamp = names[rel], source_stamp(path)
         if is_finished(out, name, stamp):
             result.skipped.append(name)
         else:
@@ -175,15 +214,19 @@ def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None)
                 collect(_process(*job))
         else:
             threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init, initargs=(options, threads)) as pool:
-                futures = [pool.submit(_process, *job) for job in jobs]
-                try:
-                    for fut in as_completed(futures):
-                        collect(fut.result())
-                except DatasetSpaceError:
-                    for f in futures:
-                        f.cancel()
-                    raise
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init, initargs=(options, threads))
+            futures = [pool.submit(_process, *job) for job in jobs]
+            try:
+                for fut in as_completed(futures):
+                    collect(fut.result())
+            except BaseException:  # Ctrl-C, another dataset's spaces: stop now, not after every video handed out
+                _stop(pool)
+                raise
+            pool.shutdown(wait=True)
+    if spaces is None:  # nothing built now: the index still lists every finished movie (a killed run's last ones too)
+        spaces = recorded_spaces(out)
+        if spaces is not None:
+            update_index(out, spaces)
     if spaces is None and not os.path.isfile(os.path.join(out, "index.json")):
         log.warning("no movie could be built: no index written")
     result.movies = len(result.built) + len(result.skipped)

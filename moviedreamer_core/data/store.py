@@ -9,12 +9,14 @@
                                    source's size and modification time; written last, it marks the
                                    video as finished, so a rerun skips it
 
-``<name>`` is the video's path relative to the input folder, without extension, ``/`` replaced by ``__``.
+``<name>`` is the video's path relative to the input folder, without extension, ``/`` replaced by ``__`` (and a
+digest of the path when two videos would share a name: ``movie_names``).
 An interrupted build leaves at most temporary files (``movies/.tmp_*``) beside whole ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -33,6 +35,32 @@ class DatasetSpaceError(ValueError):
 def movie_name(relpath: str) -> str:
     stem = os.path.splitext(relpath)[0].replace(os.sep, "/")
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem.replace("/", "__")).strip("._") or "movie"
+
+
+def movie_names(relpaths: list[str], out: str) -> dict[str, str]:
+    """Each video's movie name: ``movie_name``, unless two videos clean to one name (``my film.mp4`` and
+    ``my_film.mp4``, ``a.mp4`` and ``a.mkv``, two names of other scripts only, or names differing in case, which are
+    one file on Windows and macOS): then the video an earlier build made that movie from keeps it (else the first in
+    order) and each other one gets the name plus 8 hex digits of its path's hash. Before, such videos overwrote each
+    other's movie on every build, without a word (an audit)."""
+    groups: dict[str, list[str]] = {}
+    for rel in relpaths:
+        groups.setdefault(movie_name(rel).casefold(), []).append(rel)
+    names = {}
+    for members in groups.values():
+        owner = next((m for m in members if _recorded_source(out, movie_name(m)) == m.replace(os.sep, "/")), members[0])
+        for rel in members:
+            names[rel] = movie_name(rel) if rel == owner else \
+                f"{movie_name(rel)}-{hashlib.sha256(rel.replace(os.sep, '/').encode('utf-8')).hexdigest()[:8]}"
+    return names
+
+
+def _recorded_source(out: str, name: str):
+    try:
+        with open(_record_path(out, name), encoding="utf-8") as f:
+            return json.load(f).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def source_stamp(path: str) -> dict:
@@ -95,6 +123,22 @@ def check_spaces(out: str, spaces: dict) -> None:
         if key in index and index[key] != value and index.get("movies"):
             raise DatasetSpaceError(f"{out} was built with {key} {index[key]}, but this run's encoder gives {value}: "
                                     "use a new output folder or the same encoders")
+
+
+def recorded_spaces(out: str):
+    """The three spaces a finished movie of ``out`` was encoded in (its file's metadata), or ``None``: what a rerun
+    with nothing left to build writes the index with."""
+    from ..planner.movie_checks import MovieFileError, read_movie_file
+    from ..spaces import SPACE_KEYS
+
+    for rel in finished_movies(out):
+        try:
+            meta, _ = read_movie_file(os.path.join(out, rel), lambda f: None)
+        except MovieFileError:
+            continue
+        if all(isinstance(meta.get(k), dict) for k in SPACE_KEYS):
+            return {k: meta[k] for k in SPACE_KEYS}
+    return None
 
 
 def update_index(out: str, spaces: dict) -> int:

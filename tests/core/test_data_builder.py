@@ -442,3 +442,145 @@ def test_a_character_description_in_another_encoding_is_logged_and_not_used(tmp_
     assert [(r.name, r.description) for r in refs] == [("Ava", ""), ("Bo", ""), ("Cy", "a kid in a yellow coat")]
     assert "characters/Ava/description.txt is not UTF-8 text (byte 0xe9 at offset 3), not used" in caplog.text
     assert "characters/Bo/description.txt is 65,537 bytes, more than the limit of 65,536 bytes, not used" in caplog.text
+
+
+# --------------------------------------------------------------------------- names, interruptions, the index
+
+
+def test_videos_whose_names_clean_to_one_are_built_apart_and_stay_so(corpus, tmp_path, caplog):
+    """Found by an audit: "my film.mp4" and "my_film.mp4" (or a.mp4 and a.mkv, two names in another script, names
+    differing in case) were built into one movie, each over the other, on every rerun, without a word. The video an
+    earlier build made the movie from keeps its name, the other gets a digest of its path, and a rerun builds nothing."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    film = (corpus["videos"] / "film_b.mp4").read_bytes()
+    (videos / "my film.mp4").write_bytes(film)
+    out = tmp_path / "out"
+    assert build_dataset(str(videos), str(out), _options()).built == ["my_film"]
+    for name in ("my_film.mp4", "a.mp4", "a.mkv", "映画.mp4", "ビデオ.mp4", "Shot.mp4", "shot.mp4"):
+        (videos / name).write_bytes(film)
+    with caplog.at_level(logging.WARNING, logger="moviedreamer.data"):
+        result = build_dataset(str(videos), str(out), _options())
+    assert result.skipped == ["my_film"] and not result.failed, (result.built, result.failed)
+    assert len(result.built) == 7 and len(set(result.built) | {"my_film"}) == 8, result.built
+    assert _record(out, "my_film")["source"] == "my film.mp4", "the movie an earlier build made keeps its name"
+    sources = {_record(out, n)["source"] for n in result.built}
+    assert sources == {"my_film.mp4", "a.mp4", "a.mkv", "映画.mp4", "ビデオ.mp4", "Shot.mp4", "shot.mp4"}
+    assert len({n.casefold() for n in result.built + ["my_film"]}) == 8, "one file each, on a case-blind disk too"
+    assert any("my_film.mp4 is built as my_film-" in r.getMessage() for r in caplog.records), caplog.text
+    again = build_dataset(str(videos), str(out), _options())
+    assert again.built == [] and len(again.skipped) == 8 and again.movies == 8
+
+
+def test_a_rerun_with_nothing_left_to_build_writes_the_index(corpus, tmp_path):
+    """An index lost to a kill between a movie and its listing was never written again: a rerun with nothing to build
+    said "6 movies" and left no index.json, so training said there was no dataset (an audit)."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "one.mp4").write_bytes((corpus["videos"] / "film_b.mp4").read_bytes())
+    out = tmp_path / "out"
+    build_dataset(str(videos), str(out), _options())
+    index = json.loads((out / "index.json").read_text())
+    (out / "index.json").unlink()
+    again = build_dataset(str(videos), str(out), _options())
+    assert again.built == [] and again.movies == 1
+    assert json.loads((out / "index.json").read_text()) == index
+
+
+# the encoders of this module, imported by the command's workers from the pack folder
+BUILD_COMMAND = ["-m", "moviedreamer_core.data", "build", "--workers", "2", "--quiet",
+                 "--clip-vision", "tests.core.test_data_builder:colour_token_encoder",
+                 "--text-encoder", "tests.core.test_data_builder:hash_text_encoder"]
+
+
+def _build_process(videos, out, **popen):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, *BUILD_COMMAND, str(videos), str(out)], cwd=str(Path(__file__).parents[2]),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **popen)
+
+
+def _many_videos(corpus, tmp_path, n: int) -> Path:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    film = (corpus["videos"] / "film_a.mp4").read_bytes()
+    for i in range(n):
+        (videos / f"film_{i:02d}.mp4").write_bytes(film)
+    return videos
+
+
+def _workers_of(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _wait_for_movies(out: Path, n: int, proc, timeout: float = 180.0) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while len(list((out / "movies").glob("*.json"))) < n:
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else ""
+        time.sleep(0.1)
+
+
+def test_ctrl_c_stops_a_build_with_workers_at_once_and_the_index_lists_what_is_finished(corpus, tmp_path):
+    """Found by an audit: Ctrl-C (to the whole process group, as a terminal sends it) during a build with two workers
+    printed a traceback and went on building every video already handed out, 17 of 18, while index.json listed 4; a
+    second Ctrl-C hung the command for ever. Now it stops within seconds, its workers end, and the index lists every
+    finished movie (a rerun builds the rest)."""
+    import os
+    import signal
+    import time
+
+    videos = _many_videos(corpus, tmp_path, 12)
+    out = tmp_path / "out"
+    proc = _build_process(videos, out)
+    try:
+        _wait_for_movies(out, 1, proc)
+        workers = _workers_of(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        started = time.time()
+        output, _ = proc.communicate(timeout=60)
+        took = time.time() - started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0 and took < 20, (took, output[-2000:])
+    finished = sorted(p.stem for p in (out / "movies").glob("*.json"))
+    assert len(finished) < 12, "the build went on after Ctrl-C"
+    assert json.loads((out / "index.json").read_text())["movies"] == [f"movies/{n}.safetensors" for n in finished]
+    time.sleep(1.0)
+    assert not [w for w in workers if w.is_running() and w.status() != "zombie"], "its workers are gone"
+
+
+def test_a_killed_build_leaves_no_worker_behind(corpus, tmp_path):
+    """Found by an audit: after a kill -9 of the build, its two workers went on with the videos handed to them, then
+    waited for ever (a gigabyte each). They now end within seconds of their parent."""
+    import os
+    import signal
+    import time
+
+    videos = _many_videos(corpus, tmp_path, 12)
+    out = tmp_path / "out"
+    proc = _build_process(videos, out)
+    try:
+        _wait_for_movies(out, 1, proc)
+        workers = [w for w in _workers_of(proc.pid) if "spawn_main" in " ".join(w.cmdline())]
+        assert len(workers) == 2, [w.cmdline() for w in _workers_of(proc.pid)]
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 15
+        while any(w.is_running() and w.status() != "zombie" for w in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        left = [w.pid for w in workers if w.is_running() and w.status() != "zombie"]
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, "workers of a killed build are still running"
