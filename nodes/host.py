@@ -35,11 +35,23 @@ def register_ipadapter_folder() -> None:
     folder_paths.folder_names_and_paths["ipadapter"] = (paths, set(exts) or set(MODEL_EXTENSIONS))
 
 
+def listed_files(folder: str) -> list[str]:
+    """``folder_paths.get_filename_list``, also after one of the folder's paths was removed while the server runs: the
+    host's cached listing then raises FileNotFoundError (it reads each cached path's time), and every loader of the
+    pack failed at validation with "[Errno 2] No such file or directory: .../models/moviedreamer". The listing is
+    made afresh instead."""
+    try:
+        return folder_paths.get_filename_list(folder)
+    except FileNotFoundError:
+        folder_paths.filename_list_cache.pop(folder, None)
+        return folder_paths.get_filename_list(folder)
+
+
 def safetensors_files(folder: str) -> list[str]:
     """Files of a models folder that we may load (safetensors only, whatever the folder allows)."""
     if folder not in folder_paths.folder_names_and_paths:
         return []
-    return [f for f in folder_paths.get_filename_list(folder) if f.lower().endswith(tuple(MODEL_EXTENSIONS))]
+    return [f for f in listed_files(folder) if f.lower().endswith(tuple(MODEL_EXTENSIONS))]
 
 
 def register_model_folder(extra_last: Optional[str] = None) -> None:
@@ -93,7 +105,7 @@ def project_state(project_name: Optional[str], **parts):
 def model_files(kind: Optional[str] = None) -> list[str]:
     """The planner/renderer files a loader can offer (relative names, as the host lists them); with ``kind``
     (``file_kinds.PLANNER`` / ``RENDERER``) only that kind's and files of no known kind (``file_kinds``)."""
-    names = folder_paths.get_filename_list(MODEL_FOLDER)
+    names = listed_files(MODEL_FOLDER)
     if kind is None:
         return names
     return [n for n in names if listed_for(kind, file_kind(folder_paths.get_full_path(MODEL_FOLDER, n) or ""))]

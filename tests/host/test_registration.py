@@ -165,3 +165,24 @@ def test_the_pack_imported_where_the_host_is_importable_but_not_running_starts_n
     proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=str(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "[] False", proc.stdout
+
+
+def test_a_model_folder_removed_while_the_server_runs_does_not_break_the_loaders(host, tmp_path):
+    """Found while an audit ran beside the tests: a ``models/moviedreamer`` folder listed once and then removed made the
+    host's cached listing raise (it reads each cached folder's time), and every planner and renderer loader failed at
+    validation with "[Errno 2] No such file or directory". The listing is made afresh."""
+    import shutil
+
+    import folder_paths
+
+    hostmod = host.pack_submodule("nodes.host")
+    folder = tmp_path / "moviedreamer_removed"
+    folder.mkdir()
+    with host.model_folder(hostmod.MODEL_FOLDER, folder):
+        hostmod.model_files()  # listed (and cached) with the folder there
+        assert str(folder) in folder_paths.filename_list_cache[hostmod.MODEL_FOLDER][1]
+        shutil.rmtree(folder)
+        before = hostmod.model_files()
+        assert isinstance(before, list)
+        loader = host.nodes.NODE_CLASS_MAPPINGS["MovieDreamerPlannerLoader"]
+        assert loader.validate_inputs(planner_name="toycinema_planner.safetensors") is True
