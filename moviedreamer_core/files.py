@@ -265,6 +265,22 @@ def read_regular(path: str, *, inside: Optional[str] = None) -> bytes:
         return f.read()
 
 
+def output_file_problem(path: str, suffix: str = ".safetensors") -> Optional[str]:
+    """Why a file cannot be written at ``path`` (``None`` when it can): checked before a training run, which found out
+    only after its last step that its output was a folder or lay under a file (an audit), or wrote a planner under a
+    name the loaders never list."""
+    if os.path.isdir(path):
+        return f"{path} is a folder: name the file to write"
+    if not path.lower().endswith(suffix):
+        return f"{path}: the file name must end in {suffix} (the loaders list {suffix} files only)"
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        return f"{path}: {parent} is a file, not a folder"
+    return None
+
+
 def file_sha256(path: str) -> str:
     """The SHA-256 of a file's bytes (hex), read in pieces: a shot of a real movie is tens of megabytes."""
     h = hashlib.sha256()

@@ -41,7 +41,7 @@ import torch
 from safetensors import safe_open
 
 from ..argument_types import number, seed, whole_number
-from ..files import atomic_write_text, save_safetensors
+from ..files import atomic_write_text, output_file_problem, save_safetensors
 from ..spaces import SPACE_KEYS, check_declared_spaces
 from ..text_files import TextFileError, read_text_file
 from .checkpoint import save_planner
@@ -364,6 +364,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=seed, default=0)
     args = parser.parse_args(argv)
 
+    problem = output_file_problem(args.out)
+    if problem:
+        print(f"error: --out {problem}", file=sys.stderr)
+        return 2
     try:
         fields = config_file_fields(args.config)
         try:

@@ -12,6 +12,7 @@ import os
 import sys
 
 from ..argument_types import whole_number
+from ..files import output_file_problem
 from ..planner.movie_checks import MovieFileError
 from .config import PLACEHOLDER_SPACES, ConfigError, load_config, micro_batch_size
 
@@ -50,6 +51,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
+        problem = output_file_problem(cfg.planner_file)
+        if problem:  # found before the training, not after its last step
+            raise ConfigError(f"output.planner: {problem}")
         if args.dry_run:
             print(describe(cfg, args.processes))
             return 0

@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -28,6 +29,20 @@ from ..planner.config import PlannerConfig
 from ..spaces import SPACE_KEYS
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-5`` as the number it is. PyYAML follows YAML 1.1, where a float needs a dot
+    (``1.0e-5``), so ``lr: 1e-4`` in a config file or ``train.lr=1e-5`` on the command line was the text "1e-5" and
+    refused as "expected float" (an audit); YAML 1.2 and every other reader take it as a float."""
+
+
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_ConfigLoader)
 
 
 class ConfigError(ValueError):
@@ -196,7 +211,7 @@ def parse_overrides(items: list[str]) -> dict:
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[parts[-1]] = _yaml(raw) if raw.strip() else None
     return out
 
 
@@ -234,7 +249,7 @@ def config_from_dict(data: dict) -> TrainConfig:
 def load_config(path: str, overrides: Optional[list[str]] = None) -> TrainConfig:
     path = resolve_config_path(path)
     try:
-        data = yaml.safe_load(read_text_file(path, MAX_CONFIG_BYTES)) or {}
+        data = _yaml(read_text_file(path, MAX_CONFIG_BYTES)) or {}
     except TextFileError as e:
         raise ConfigError(f"{path} {e}") from None
     except yaml.YAMLError as e:
@@ -242,10 +257,14 @@ def load_config(path: str, overrides: Optional[list[str]] = None) -> TrainConfig
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a mapping of sections (planner, data, train, ...), got "
                           f"{type(data).__name__}")
+    given = parse_overrides(overrides or [])
     try:
-        return config_from_dict(_merge(data, parse_overrides(overrides or [])))
+        return config_from_dict(_merge(data, given))
     except ConfigError as e:
-        raise ConfigError(f"{os.path.basename(path)}: {e}") from None
+        # a value given on the command line is named as the override it came from, not as the file's
+        key = str(e).split(":", 1)[0].split(" ", 1)[0]
+        said = next((item for item in overrides or [] if item.split("=", 1)[0].strip() == key), None)
+        raise ConfigError(f"override {said}: {e}" if said else f"{os.path.basename(path)}: {e}") from None
 
 
 #: Spaces standing in for the dataset's while the planner's fields are checked (``validate``): sizes only.
@@ -268,6 +287,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.data.max_keyframes > 0, "data.max_keyframes must be positive"),
         (t.fsdp.version in (1, 2), "train.fsdp.version must be 1 or 2"),
         (cfg.eval.every >= 0 and cfg.checkpoint.every >= 0 and cfg.output.log_every >= 0, "every-N settings must be >= 0"),
+        (cfg.eval.batch_size > 0, f"eval.batch_size must be positive, got {cfg.eval.batch_size}"),
         (cfg.planner.preset in ("tiny", "small", "paper"), f"planner.preset must be tiny, small or paper, got {cfg.planner.preset!r}"),
         (0 < t.lr < math.inf, f"train.lr must be a positive number, got {t.lr!r}"),
         (isinstance(t.seed, int) and 0 <= t.seed <= SEED_MAX, f"train.seed must be a whole number from 0 to {SEED_MAX}, "

@@ -92,7 +92,10 @@ def open_dataset(cfg: DataSection, seed: int) -> Dataset:
         check_movie_header(os.path.join(cfg.path, m), spaces)
     train = [m for m in movies if m not in held]
     if not train:
-        raise ConfigError(f"data: no training films left in {cfg.path} after holding out the val split")
+        how = ("data.val_movies names every film" if cfg.val_movies else
+               f"data.val_fraction {cfg.val_fraction} holds out at least one film")
+        raise ConfigError(f"data: no training films left in {cfg.path} ({len(movies)} film{'s' if len(movies) != 1 else ''}): "
+                          f"{how}; set data.val_fraction=0 (no validation) or add films")
     return Dataset(MovieSet(cfg.path, train, cfg.cache, spaces),
                    MovieSet(cfg.path, [m for m in movies if m in held], cfg.cache, spaces), spaces)
 

@@ -43,10 +43,34 @@ def write_json_atomic(path: str, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
+#: The optimisation a checkpoint's optimiser and scheduler states belong to. A resume restores those states, so a
+#: changed learning rate was ignored while config.json and the planner file recorded the new one, and another planner
+#: section (preset, inputs) failed with a torch size mismatch (an audit): a resume with any of these changed is refused,
+#: naming it. ``train.steps`` may change.
+RESUME_TRAIN_KEYS = ("gradient_accumulation_steps", "lr", "weight_decay", "betas", "warmup_steps", "min_lr_ratio",
+                     "grad_clip", "mixed_precision")
+
+
 def fingerprint(cfg: TrainConfig, train_films: str, num_processes: int) -> dict:
-    """What an exact resume needs unchanged."""
+    """What an exact resume needs unchanged (a checkpoint of an earlier release lacks the last two keys: not compared)."""
+    d = cfg.to_dict()
     return {"batch_size": cfg.train.batch_size, "seed": cfg.train.seed, "train_films": train_films,
-            "max_keyframes": cfg.data.max_keyframes, "num_processes": num_processes}
+            "max_keyframes": cfg.data.max_keyframes, "num_processes": num_processes,
+            "train": {k: d["train"][k] for k in RESUME_TRAIN_KEYS}, "planner": d["planner"]}
+
+
+def _changes(saved: dict, expected: dict) -> list[str]:
+    """``key: old -> new`` for every setting that differs (inside the ``train`` and ``planner`` groups, by setting)."""
+    out = []
+    for k, v in expected.items():
+        if k not in saved:
+            continue
+        if isinstance(v, dict) and isinstance(saved[k], dict):
+            out += [f"{k}.{sub}: {saved[k].get(sub)!r} -> {v.get(sub)!r}" for sub in sorted(set(v) | set(saved[k]))
+                    if saved[k].get(sub) != v.get(sub)]
+        elif saved[k] != v:
+            out.append(f"{k}: {saved[k]!r} -> {v!r}")
+    return out
 
 
 def checkpoints_dir(cfg: TrainConfig) -> str:
@@ -108,9 +132,9 @@ def _prune(root: str, keep: int, keep_name: str) -> None:
 def load_checkpoint(accelerator, path: str, expected: dict) -> TrainerState:
     with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
         state = TrainerState(**json.load(f))
-    changed = {k: (state.fingerprint.get(k), v) for k, v in expected.items() if state.fingerprint.get(k) != v}
+    changed = _changes(state.fingerprint, json.loads(json.dumps(expected)))  # as saved: tuples are lists
     if changed:
-        what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        what = ", ".join(changed)
         raise ConfigError(f"cannot resume {path} exactly, the run changed ({what}); set checkpoint.resume=none "
                           f"to start afresh or use a new output.dir")
     pickled = os.path.join(path, ACCELERATE_RNG.format(accelerator.process_index))

@@ -89,6 +89,17 @@ def test_resume_continues_the_same_trajectory(synthetic_films, tmp_path):
 
     with pytest.raises(ConfigError, match="cannot resume"):
         run(load_config("tiny", short_run(folder, val, tmp_path / "killed", "train.batch_size=4")), log=None)
+    # the optimisation and the planner the checkpoint's states belong to (an audit: a new learning rate was ignored
+    # while config.json recorded it; another preset failed with a torch size mismatch)
+    with pytest.raises(ConfigError, match=r"cannot resume .*train\.lr: 0\.003 -> 1e-05"):
+        run(load_config("tiny", short_run(folder, val, tmp_path / "killed", "train.lr=1e-5")), log=None)
+    with pytest.raises(ConfigError, match=r"cannot resume .*planner\.preset: 'tiny' -> 'small'"):
+        run(load_config("tiny", short_run(folder, val, tmp_path / "killed", "planner.preset=small")), log=None)
+    with pytest.raises(ConfigError, match=r"cannot resume .*planner\.dropout: .* -> 0\.3"):
+        run(load_config("tiny", short_run(folder, val, tmp_path / "killed", "planner.dropout=0.3")), log=None)
+    # a longer run continues (from the newest checkpoint: the last step writes none)
+    longer = run(load_config("tiny", short_run(folder, val, tmp_path / "killed", "train.steps=7")), log=None)
+    assert [r["step"] for r in longer["history"]] == [4, 5, 6, 7]
 
 
 def test_tiny_config_learns_the_story_world(tiny_planner_run):
@@ -111,8 +122,12 @@ def test_config_errors_name_the_key(synthetic_films):
         load_config("tiny", ["train.stepz=3"])
     with pytest.raises(ConfigError, match=r"planner\.dropuot: unknown key; did you mean 'dropout'"):
         load_config("tiny", ["planner.dropuot=0.1"])
-    with pytest.raises(ConfigError, match=r"train\.lr: expected float"):
+    with pytest.raises(ConfigError, match=r"override train\.lr=fast: train\.lr: expected float"):
         load_config("tiny", ["train.lr=fast"])
+    # 1e-5 is a number, in an override and in a config file (PyYAML reads YAML 1.1, where it was the text "1e-5")
+    assert load_config("tiny", ["train.lr=1e-5", "planner.dropout=1e-1"]).train.lr == 1e-5
+    with pytest.raises(ConfigError, match=r"override eval\.batch_size=0: eval\.batch_size must be positive"):
+        load_config("tiny", ["eval.batch_size=0"])
     with pytest.raises(ConfigError, match=r"train\.fsdp\.sharding: unknown key"):
         load_config("paper", ["train.fsdp.sharding=FULL"])
     with pytest.raises(ConfigError, match="multiple of processes x gradient_accumulation_steps"):
@@ -174,3 +189,35 @@ def test_shipped_configs_and_the_paper_code_path():
     torch.testing.assert_close(checkpointed[0], plain[0])
     for a, b in zip(plain[1], checkpointed[1]):
         torch.testing.assert_close(b, a)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_first_step(synthetic_films, tmp_path, capsys):
+    """Found by an audit: a planner file named as an existing folder (or under a file) failed only after every
+    training step, with a traceback; a name not ending in .safetensors was written where no loader lists it."""
+    from moviedreamer_core.planner.train import main as planner_main
+    from moviedreamer_core.train.__main__ import main as scale_main
+
+    folder, _, _ = synthetic_films
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    for out, said in ((tmp_path / "a_folder", "is a folder"), (tmp_path / "a_file" / "p.safetensors", "is a file"),
+                      (tmp_path / "p.pt", "must end in .safetensors")):
+        assert planner_main(["--data", folder, "--out", str(out), "--steps", "100000"]) == 2
+        assert f"error: --out {out}" in capsys.readouterr().err
+        assert scale_main(["planner", "--config", "tiny", f"data.path={folder}", f"output.dir={tmp_path / 'run'}",
+                           f"output.planner={out}"]) == 2
+        err = capsys.readouterr().err
+        assert "error: output.planner: " in err and said in err, err
+        assert not (tmp_path / "run").exists(), "refused before any work"
+
+
+def test_a_dataset_too_small_for_its_validation_split_says_how_to_train(synthetic_films, tmp_path):
+    folder, _, _ = synthetic_films
+    one = tmp_path / "one"
+    (one / "movies").mkdir(parents=True)
+    index = json.loads(open(os.path.join(folder, "index.json")).read())
+    shutil.copy(os.path.join(folder, index["movies"][0]), one / "movies" / "only.safetensors")
+    (one / "index.json").write_text(json.dumps({**index, "movies": ["movies/only.safetensors"]}))
+    with pytest.raises(ConfigError, match=r"\(1 film\): data\.val_fraction 0\.05 holds out at least one film; set "
+                                          r"data\.val_fraction=0"):
+        run(load_config("tiny", [f"data.path={one}", "data.val_fraction=0.05", f"output.dir={tmp_path / 'r'}"]), log=None)
