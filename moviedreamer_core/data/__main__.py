@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     if not (result.built or result.skipped or result.failed):
         print(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {args.videos} or its sub-folders", file=sys.stderr)
     print(f"{len(result.built)} built, {len(result.skipped)} already there, {len(result.failed)} failed; "
-          f"{result.movies} movies in {args.out}/index.json")
+          f"{result.movies} movies in {os.path.join(args.out, 'index.json')}")
     return 0 if result.movies else 1
 
 
