@@ -92,6 +92,7 @@ function setStoryboard(node, keyframes) {
 
 function setKeyframe(node, detail) {
   const panel = panelOf(node);
+  panel.ran = true;  // a page reloaded mid-run knows the renderer from its messages
   let card = panel.cards[detail.index];
   if (!card) {  // a keyframe before (or without) the list: make its card
     setStoryboard(node, Array.from({ length: detail.total }, (_, i) => ({ index: i, shot: i === detail.index ? detail.shot : "", action: i === detail.index ? detail.action : "" })));
@@ -154,19 +155,37 @@ function setStatus(node, text) {
   node.setDirtyCanvas?.(true, true);
 }
 
+// Only a renderer that started in this run and did not finish says it stopped: a distributed master's panel holds its
+// own share, and a renderer that finished (or did not run) is not what a later node's error stopped.
 function stoppedPanels(why) {
   for (const node of app.graph?.nodes ?? []) {  // the renderer's panel: the planner's cards never get thumbnails
     const panel = node.moviedreamerPanel;
-    if (!panel || (node.comfyClass ?? node.type) !== "IdentityDiffusionRender") continue;
+    if (!panel || (node.comfyClass ?? node.type) !== "IdentityDiffusionRender" || !panel.ran || panel.finished) continue;
     const done = panel.element.querySelectorAll(".moviedreamer-card.done").length;
     const total = panel.cards.length;
-    if (done < total) setStatus(node, `${why} after ${done} of ${total} keyframes: the finished ones are kept in the `
+    setStatus(node, `${why} after ${done} of ${total} keyframes: the finished ones are kept in the `
       + "project folder; queue again to make the rest.");
   }
 }
 
+function panelOfEvent(detail) {  // "executing" and "executed" carry a node id, or an object with one
+  const node = nodeFor(detail && typeof detail === "object" ? detail : { node: detail });
+  return node?.moviedreamerPanel ?? null;
+}
+
 api.addEventListener("execution_start", () => {
-  for (const node of app.graph?.nodes ?? []) setStatus(node, "");
+  for (const node of app.graph?.nodes ?? []) {
+    setStatus(node, "");
+    if (node.moviedreamerPanel) Object.assign(node.moviedreamerPanel, { ran: false, finished: false });
+  }
+});
+api.addEventListener("executing", ({ detail }) => {
+  const panel = panelOfEvent(detail);
+  if (panel) panel.ran = true;
+});
+api.addEventListener("executed", ({ detail }) => {
+  const panel = panelOfEvent(detail);
+  if (panel) panel.finished = true;
 });
 api.addEventListener("execution_interrupted", () => stoppedPanels("Cancelled"));
 api.addEventListener("execution_error", () => stoppedPanels("Stopped by an error"));

@@ -13,8 +13,9 @@ time, and a second opening of a project this process already holds (a node openi
 than waiting for itself. The participants of a distributed run (``MovieProject(writer=...)``) do not take it: they
 write only their own journals, and the master's gathering step, which takes it, folds them in.
 
-Without ``flock`` (Windows), or in a folder where the lock file can be neither made nor opened (a finished project on
-a read-only disk, which can still be queued), there is no lock and runs behave as before.
+Without ``flock`` (Windows), on a filesystem that refuses the lock, or in a folder where the lock file can be neither
+made nor opened (a finished project on a read-only disk, which can still be queued), there is no lock and runs behave
+as before. The first run of a project after this release adds the (empty) ``.lock`` file to its folder.
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ LOCK_FILE = ".lock"
 POLL_SECONDS = 0.5
 
 _held: dict[str, list] = {}  # the project folder's real path -> [file descriptor, openings of this process]
-_guard = threading.Lock()
+_guard = threading.RLock()  # re-entrant: a project collected while this thread holds it releases in place
 
 
 def _open(path: str) -> Optional[int]:
+    """The lock file, opened for writing where it can be (NFS and SMB emulate ``flock`` with byte-range locks, which
+    refuse an exclusive lock on a descriptor opened read-only: EBADF), else read-only (a read-only folder); opening
+    writes nothing, so a finished project queued again keeps every file's time."""
     flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    for mode in (os.O_RDONLY, os.O_RDONLY | os.O_CREAT):  # an existing lock file is opened as it is (no write)
+    for mode in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
         try:
             return os.open(path, mode | flags, 0o644)
         except OSError:
@@ -83,6 +87,10 @@ class ProjectLock:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
                         pass
+                    except OSError as e:  # a filesystem without such locks (ENOLCK, EOPNOTSUPP, EBADF): no lock
+                        log.warning("MovieDreamer: the movie project %s cannot be locked here (%s); two processes "
+                                    "running it at once would both do the work", root, e)
+                        return
                     else:
                         _held[self.key] = [fd, 1]
                         fd = None  # kept in _held

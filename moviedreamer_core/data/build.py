@@ -89,7 +89,7 @@ def _resolve_face_embedder(spec):
 _WORKER: dict = {}
 
 
-def _init(options: BuildOptions, threads: int = 0) -> None:
+def _init(options: BuildOptions, threads: int = 0, parent: int = 0) -> None:
     if threads:  # a worker process
         import signal
 
@@ -99,7 +99,7 @@ def _init(options: BuildOptions, threads: int = 0) -> None:
         # Ctrl-C reaches the whole process group: the parent stops the build (it cancels the videos not begun and ends
         # the workers); a worker that took it went on with the next video, so the build ran on (an audit)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _leave_with_parent()
+        _leave_with_parent(parent)
     embedder = _resolve_face_embedder(options.face_embedder)
     _WORKER.update(
         options=options, text=resolve_text_encoder(options.text_encoder), token=resolve_token_encoder(options.token_encoder),
@@ -107,12 +107,11 @@ def _init(options: BuildOptions, threads: int = 0) -> None:
     )
 
 
-def _leave_with_parent() -> None:
-    """End this worker when the build's process is gone: after a ``kill -9`` of the build its workers went on with the
-    videos already handed to them, racing a rerun, then waited for ever holding their encoders (an audit)."""
+def _leave_with_parent(parent: int) -> None:
+    """End this worker when the build's process (``parent``, its id as the build knew it: one that died before the
+    worker started is seen too) is gone: after a ``kill -9`` of the build its workers went on with the videos already
+    handed to them, racing a rerun, then waited for ever holding their encoders (an audit)."""
     import threading
-
-    parent = os.getppid()
 
     def watch():
         while os.getppid() == parent:
@@ -214,9 +213,10 @@ def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None)
                 collect(_process(*job))
         else:
             threads = max(1, (os.cpu_count() or 1) // workers)
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init, initargs=(options, threads))
-            futures = [pool.submit(_process, *job) for job in jobs]
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init,
+                                       initargs=(options, threads, os.getpid()))
             try:
+                futures = [pool.submit(_process, *job) for job in jobs]  # a Ctrl-C while they start is stopped too
                 for fut in as_completed(futures):
                     collect(fut.result())
             except BaseException:  # Ctrl-C, another dataset's spaces: stop now, not after every video handed out
@@ -226,7 +226,10 @@ def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None)
     if spaces is None:  # nothing built now: the index still lists every finished movie (a killed run's last ones too)
         spaces = recorded_spaces(out)
         if spaces is not None:
-            update_index(out, spaces)
+            try:
+                update_index(out, spaces)
+            except OSError as e:  # a finished dataset on read-only storage, whose index is out of date
+                log.warning("index.json of %s could not be written again: %s", out, e)
     if spaces is None and not os.path.isfile(os.path.join(out, "index.json")):
         log.warning("no movie could be built: no index written")
     result.movies = len(result.built) + len(result.skipped)

@@ -20,6 +20,8 @@ import hashlib
 import json
 import os
 import re
+import sys
+import tempfile
 
 from ..files import atomic_write_text
 from ..planner.inputs import Story
@@ -43,16 +45,38 @@ def movie_names(relpaths: list[str], out: str) -> dict[str, str]:
     one file on Windows and macOS): then the video an earlier build made that movie from keeps it (else the first in
     order) and each other one gets the name plus 8 hex digits of its path's hash. Before, such videos overwrote each
     other's movie on every build, without a word (an audit)."""
+    fold = str.casefold if _case_blind(os.path.join(out, MOVIES)) else str
     groups: dict[str, list[str]] = {}
     for rel in relpaths:
-        groups.setdefault(movie_name(rel).casefold(), []).append(rel)
+        groups.setdefault(fold(movie_name(rel)), []).append(rel)
     names = {}
     for members in groups.values():
-        owner = next((m for m in members if _recorded_source(out, movie_name(m)) == m.replace(os.sep, "/")), members[0])
+        owner = next((m for m in members if _slashed(_recorded_source(out, movie_name(m))) == _slashed(m)), members[0])
         for rel in members:
             names[rel] = movie_name(rel) if rel == owner else \
-                f"{movie_name(rel)}-{hashlib.sha256(rel.replace(os.sep, '/').encode('utf-8')).hexdigest()[:8]}"
+                f"{movie_name(rel)}-{hashlib.sha256(_slashed(rel).encode('utf-8')).hexdigest()[:8]}"
     return names
+
+
+def _slashed(rel) -> str:
+    """A relative path with ``/`` between its parts, as records written on any system are compared."""
+    return str(rel or "").replace("\\", "/").replace(os.sep, "/")
+
+
+def _case_blind(folder: str) -> bool:
+    """Whether ``folder``'s disk takes ``A`` and ``a`` for one name (Windows, macOS): names differing in case collide
+    there only (elsewhere an earlier build made them two movies, which keep their names)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".case_probe_", dir=folder)
+    except OSError:  # read-only storage: what its system's disks usually do
+        return sys.platform in ("win32", "darwin")
+    os.close(fd)
+    try:
+        twin = os.path.join(folder, os.path.basename(probe).upper())
+        return twin != probe and os.path.exists(twin)
+    finally:
+        os.remove(probe)
 
 
 def _recorded_source(out: str, name: str):
@@ -142,8 +166,16 @@ def recorded_spaces(out: str):
 
 
 def update_index(out: str, spaces: dict) -> int:
-    """Rewrite ``index.json`` (atomically) listing every finished movie; returns how many."""
+    """Rewrite ``index.json`` (atomically) listing every finished movie, unless it lists them already (a rerun with
+    nothing to build writes nothing, so a finished dataset may sit on read-only storage); returns how many."""
     movies = finished_movies(out)
+    try:
+        with open(os.path.join(out, "index.json"), encoding="utf-8") as f:
+            index = json.load(f)
+        if index.get("movies") == movies and all(index.get(k) == v for k, v in spaces.items()):
+            return len(movies)
+    except (OSError, ValueError, AttributeError):
+        pass
     os.makedirs(out, exist_ok=True)
     write_index(out, movies, spaces)
     return len(movies)

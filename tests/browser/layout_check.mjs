@@ -93,6 +93,16 @@ await runOnComfyUI(url, { width: 1920, height: 1080 }, report, async (page) => {
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
       const status = Object.fromEntries(app.graph.nodes.filter((n) => n.moviedreamerPanel).map((n) =>
         [String(n.id), n.moviedreamerPanel.element.querySelector(".md-status")?.textContent ?? null]));
+      // a run whose renderer finished (a distributed master's share, say) and a later node failed: no status line
+      api.dispatchCustomEvent("execution_start", { prompt_id: "simulated2" });
+      for (const n of app.graph.nodes.filter((n) => n.type === "IdentityDiffusionRender")) {
+        api.dispatchCustomEvent("executing", { node: String(n.id), display_node: String(n.id), prompt_id: "simulated2" });
+        api.dispatchCustomEvent("executed", { node: String(n.id), display_node: String(n.id), output: {}, prompt_id: "simulated2" });
+      }
+      api.dispatchCustomEvent("execution_error", { prompt_id: "simulated2", node_id: "0", node_type: "ShotAnimate",
+        exception_message: "simulated", exception_type: "ValueError", traceback: [], executed: [] });
+      const statusAfterFinished = Object.fromEntries(app.graph.nodes.filter((n) => n.moviedreamerPanel).map((n) =>
+        [String(n.id), n.moviedreamerPanel.element.querySelector(".md-status")?.textContent ?? null]));
       // each card as drawn, with what it shows (thumbnail, label, identity line): the box of the card and the box of
       // its contents together, in page pixels
       const box = (r) => [r.left, r.top, r.right, r.bottom];
@@ -102,12 +112,14 @@ await runOnComfyUI(url, { width: 1920, height: 1080 }, report, async (page) => {
           return [Math.min(...parts.map((p) => p[0])), Math.min(...parts.map((p) => p[1])),
             Math.max(...parts.map((p) => p[2])), Math.max(...parts.map((p) => p[3]))];
         })]));
-      return { sizes: Object.fromEntries(app.graph.nodes.map((n) => [String(n.id), [...n.size]])), status, cards };
+      return { sizes: Object.fromEntries(app.graph.nodes.map((n) => [String(n.id), [...n.size]])), status, cards,
+        statusAfterFinished };
     }, PANEL_NODES);
     for (const n of drawn.nodes) {
       n.afterRun = afterRun.sizes[String(n.id)];
       n.status = afterRun.status[String(n.id)] ?? null;
       n.cards = afterRun.cards[String(n.id)] ?? null;
+      n.statusAfterFinished = afterRun.statusAfterFinished[String(n.id)] ?? null;
     }
     await fitToWindow(page);
     await page.screenshot({ path: path.join(outDir, `${name}_after_run.png`) });

@@ -584,3 +584,28 @@ def test_openings_of_one_process_and_readers_never_wait(tmp_path):
     assert child.stdout.strip() == "done", child.stderr
     first.close()
     first.close()  # idempotent
+
+
+def test_a_filesystem_that_refuses_the_lock_leaves_the_project_unlocked_not_broken(tmp_path, monkeypatch, caplog):
+    """NFS and SMB emulate flock with byte-range locks, which refuse some descriptors (EBADF) or have none (ENOLCK):
+    every node that writes a project failed there with "[Errno 9] Bad file descriptor" (a review). It goes on without
+    the lock, and says so."""
+    import errno
+    import logging
+
+    from moviedreamer_core import project_lock
+
+    real_flock = project_lock.fcntl.flock
+
+    def refused(fd, operation):  # the project's lock file only: temporary files are opened for writing, and lock
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("/.lock"):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(project_lock.fcntl, "flock", refused)
+    with caplog.at_level(logging.WARNING, logger="moviedreamer_core.project_lock"):
+        project = MovieProject(str(tmp_path), "nfs", exclusive=True, wait=lambda m: pytest.fail(m))
+    with project.compacting():
+        project.record_keyframe(0, "sig0", {})
+    assert MovieProject(str(tmp_path), "nfs").keyframe_entry_signature(0) == "sig0"
+    assert "cannot be locked here" in caplog.text

@@ -100,6 +100,8 @@ def drawn_layout_problems(server, files: list[Path], tmp_path: Path) -> list[str
         expected = "Cancelled after 4 of 6 keyframes: the finished ones are kept in the project folder; queue again to make the rest."
         problems += [f"{name}: after a cancel the panel of #{n['id']} {n['type']} says {n['status']!r}" for n in drawn["nodes"]
                      if n["type"] == "IdentityDiffusionRender" and n["status"] != expected]
+        problems += [f"{name}: a renderer that finished says {n['statusAfterFinished']!r} after a later node's error"
+                     for n in drawn["nodes"] if n["type"] == "IdentityDiffusionRender" and n["statusAfterFinished"]]
     shots = os.environ.get("MOVIEDREAMER_SCREENSHOTS")
     if shots:
         Path(shots).mkdir(parents=True, exist_ok=True)
