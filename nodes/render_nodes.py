@@ -232,6 +232,18 @@ class MovieDreamerKeyframeEncode(io.ComfyNode):
         return io.NodeOutput(board)
 
 
+def _unused_identities_note(renderer, identity_weight: float, script_embeds) -> str:
+    """A line for the summary when the script's characters have reference photos that this render does not use: a
+    renderer trained without an identity path (trained on pictures where no face was found, say) rendered such a
+    script without a word (an audit)."""
+    if identity_weight == 0 or renderer.cfg.identity is not None:
+        return ""
+    if not any(c.has_identity for c in script_embeds.characters):
+        return ""
+    return (f"\nthe renderer {renderer.name} has no identity path: the characters' reference photos do not steer these "
+            "keyframes (its training found no faces, or it was trained without them)")
+
+
 def _zeroed(conditioning) -> list:
     """The conditioning with every tensor zeroed, as the host's ConditioningZeroOut makes it: the negative when only
     a positive conditioning is connected (no negative, no CLIP to encode ``negative_prompt``)."""
@@ -533,4 +545,5 @@ class IdentityDiffusionRender(io.ComfyNode):
                              ui=ui.PreviewText(f"{n} keyframes in {project.root}{shown}, {made} made this run" + (
                                  f"\n{len(stale)} files of keyframes the storyboard no longer has moved to stale/"
                                  if stale else "") + project.removed_temp_files_note() + project.waited_note()
+                                 + _unused_identities_note(renderer, identity_weight, script_embeds)
                                  + identity_check.note()))

@@ -358,8 +358,13 @@ def test_a_participant_with_no_keyframe_to_make_never_loads_the_model(host, phot
 
 
 def test_plain_ipadapter_file_renders(host, photos, model_dirs):
-    images = previews(host, host.run(graph(script(2), renderer="ipadapter/tiny_ipadapter.safetensors", project="ip")))
+    result = host.run(graph(script(2), renderer="ipadapter/tiny_ipadapter.safetensors", project="ip"))
+    images = previews(host, result)
     assert len(images) == 2
+    # a renderer without an identity path says that the characters' photos do not steer it (an audit: silent)
+    assert "has no identity path: the characters' reference photos do not steer" in result.outputs["11"]["text"][0]
+    with_identity = host.run(graph(script(2), project="ip_identity"))
+    assert "no identity path" not in with_identity.outputs["11"]["text"][0]
 
 
 def test_plus_ipadapter_renders_penultimate_tokens_and_plain_refuses_them(host, photos, model_dirs):
