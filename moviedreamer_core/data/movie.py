@@ -112,17 +112,17 @@ def build_movie(path: str, *, text_encoder: TextEncoder, token_encoder: TokenEnc
     keyframe_records, actions, scenes = [], [], []
     for k, (s, f) in enumerate(picks):
         on_screen = list(dict.fromkeys(face_owner[(k, j)] for j in range(len(faces[k])) if (k, j) in face_owner))
-        span = (shots[s][0] / fps, shots[s][1] / fps)
-        entry = sidecar_text(sidecar, s, span, f / fps)
+        span = (info.time(shots[s][0]), info.time(shots[s][1]))  # the frames' own times (variable frame rates)
+        entry = sidecar_text(sidecar, s, span, info.time(f))
         source = sidecar.kind if entry is not None else "none"
         if entry is None and captioner is not None:
-            context = {"video": path, "shot": s, "keyframe": k, "time": f / fps,
+            context = {"video": path, "shot": s, "keyframe": k, "time": info.time(f),
                        "characters": [character_names[c] for c in on_screen], "subtitle": None}
             entry, source = {"action": str(captioner(images[k], context)), "scene": ""}, "captioner"
         entry = entry or {"action": "", "scene": ""}
         actions.append(entry["action"])
         scenes.append(entry["scene"])
-        keyframe_records.append({"shot": s, "frame": f, "time": round(f / fps, 3), "action": entry["action"],
+        keyframe_records.append({"shot": s, "frame": f, "time": round(info.time(f), 3), "action": entry["action"],
                                  "scene": entry["scene"], "caption_source": source,
                                  "characters": [character_names[c] for c in on_screen],
                                  "faces": [{"box": list(fc.box), "score": round(fc.score, 3),

@@ -9,7 +9,7 @@ decode raises ``VideoReadError`` with the reason, so the builder can skip it and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 
@@ -27,6 +27,18 @@ class VideoInfo:
     fps: float
     width: int
     height: int
+    #: Each frame's presentation time in seconds from the first frame's (``None``: frame index / ``fps``). A video of
+    #: variable frame rate shows frame 20 at 2.86 s where 20 / its average rate says 2.5 s, and captions with start and
+    #: end times (``.srt`` subtitles, sidecar ``start``/``end``) landed on the wrong keyframe (an audit).
+    times: Optional[tuple] = None
+
+    def time(self, frame: int) -> float:
+        """Seconds of frame ``frame`` (``frames`` for the end of the last one)."""
+        if self.times and 0 <= frame < len(self.times):
+            return self.times[frame]
+        if self.times and frame >= len(self.times):
+            return self.times[-1] + 1.0 / self.fps
+        return frame / self.fps
 
 
 def _scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:
@@ -45,11 +57,12 @@ def scan(path: str, on_frame: Callable[[int, np.ndarray], None], scan_size: int 
                 raise VideoReadError("no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-            n, size, full = 0, None, (0, 0)
+            n, size, full, times = 0, None, (0, 0), []
             for frame in container.decode(stream):
                 if size is None:
                     full = (frame.width, frame.height)
                     size = _scaled_size(frame.width, frame.height, scan_size)
+                times.append(frame.time)
                 on_frame(n, frame.reformat(width=size[0], height=size[1], format="bgr24").to_ndarray())
                 n += 1
     except VideoReadError:
@@ -58,7 +71,10 @@ def scan(path: str, on_frame: Callable[[int, np.ndarray], None], scan_size: int 
         raise VideoReadError(f"{type(e).__name__}: {e}") from e
     if n == 0:
         raise VideoReadError("no decodable frames")
-    return VideoInfo(frames=n, fps=fps, width=full[0], height=full[1])
+    known = None
+    if all(t is not None for t in times) and all(b >= a for a, b in zip(times, times[1:])):
+        known = tuple(round(float(t) - float(times[0]), 6) for t in times)  # from the first frame; else index / fps
+    return VideoInfo(frames=n, fps=fps, width=full[0], height=full[1], times=known)
 
 
 def grab(path: str, indices: Iterable[int]) -> dict[int, np.ndarray]:

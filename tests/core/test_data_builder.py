@@ -589,3 +589,34 @@ def test_a_killed_build_leaves_no_worker_behind(corpus, tmp_path):
         except ProcessLookupError:
             pass
     assert not left, "workers of a killed build are still running"
+
+
+def test_a_video_of_variable_frame_rate_gets_its_frames_own_times(tmp_path):
+    """Found by an audit: keyframe times were frame index / average rate, so in a video of variable frame rate frame
+    20 was put at 2.5 s instead of 2.86 s, and captions with start and end times landed on the wrong keyframe. The
+    scan keeps each frame's presentation time (from the first frame's)."""
+    from fractions import Fraction
+
+    import av
+
+    from moviedreamer_core.data import video
+
+    path = tmp_path / "vfr.mkv"
+    steps = [250 if i % 2 == 0 else 40 for i in range(24)]  # ms between frames: 4 frames a second, then 25
+    expected = [sum(steps[:i]) / 1000 for i in range(24)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i in range(24):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 10, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = sum(steps[:i]), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = video.scan(str(path), lambda i, image: None)
+    assert info.frames == 24 and info.times is not None
+    assert [round(info.time(i), 3) for i in range(24)] == [round(t, 3) for t in expected]
+    assert abs(info.time(20) - 20 / info.fps) > 0.3, "the average rate's guess is far off here"
+    assert info.time(24) > info.time(23)
