@@ -47,6 +47,7 @@ saved in the movie project's manifest (the keyframe's ``identity`` entry) and sh
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -180,6 +181,10 @@ class KeyframeChecker:
         if self.threshold is None:
             self.threshold = default_threshold(self.embedder.space.encoder)
         self.names = [c.name for c in self.embeds.characters]
+        try:  # a user's embedder written for an earlier release takes no ``expected``
+            self._takes_expected = "expected" in inspect.signature(self.embedder.faces).parameters
+        except (TypeError, ValueError):
+            self._takes_expected = False
         self.banks = [c.bank.detach().cpu().float().numpy() if c.has_identity else None for c in self.embeds.characters]
         h = hashlib.sha256(f"{REPORT_VERSION}|{self.embedder.cache_tag}|{self.threshold!r}|{MAX_FACES}".encode())
         for name, bank in zip(self.names, self.banks):
@@ -196,7 +201,8 @@ class KeyframeChecker:
     def report(self, k: int, image: np.ndarray) -> dict:
         """Keyframe ``k``'s report on its rendered ``uint8 [H, W, 3]`` image, with its ``key`` and the identity space."""
         spec = self.embeds.keyframes[k]
-        faces = self.embedder.faces(image, camera=spec.camera, limit=MAX_FACES)
+        hint = {"expected": len(spec.characters)} if self._takes_expected else {}
+        faces = self.embedder.faces(image, camera=spec.camera, limit=MAX_FACES, **hint)
         out = identity_report(faces, list(spec.characters), self.names, self.banks, self.threshold)
         return {**out, "space": self.embedder.space.encoder, "key": self.key(k)}
 

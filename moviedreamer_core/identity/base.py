@@ -116,10 +116,13 @@ class FaceEmbedder(ABC):
             return np.zeros((0, self.space.dim), dtype=np.float32)
         return np.stack([self.embed(im) for im in images])
 
-    def faces(self, image: np.ndarray, camera: Optional[str] = None, limit: int = MAX_FACES) -> list[Face]:
+    def faces(self, image: np.ndarray, camera: Optional[str] = None, limit: int = MAX_FACES,
+              expected: int = 0) -> list[Face]:
         """Every face in ``image`` (at most ``limit``, the most face-like first), each embedded as ``embed`` embeds a
         reference photo. ``camera`` is the shot's size as the script names it (``"wide"``, ``"close_up"``, ...): a
-        hint an embedder may use to know where faces can be (the toy cinema's does), others ignore it.
+        hint an embedder may use to know where faces can be (the toy cinema's does), others ignore it. ``expected``,
+        the shot's number of characters, another hint: dlib looks harder when it found fewer (an embedder of earlier
+        releases without the argument is called without it: ``identity_report``).
 
         Default, for embedders that see one face per image: the whole image's embedding as one face (none when
         ``embed`` finds no face). Embedders with a detector that finds several faces override this."""

@@ -86,7 +86,7 @@ class CropEncoderEmbedder(FaceEmbedder):
     def _embed(self, image: np.ndarray) -> np.ndarray:
         return self._encode([self.crop(image)])[0]
 
-    def faces(self, image: np.ndarray, camera=None, limit: int = MAX_FACES) -> list[Face]:
+    def faces(self, image: np.ndarray, camera=None, limit: int = MAX_FACES, expected: int = 0) -> list[Face]:
         """Each face dlib finds (``dlib_embedder.detect_faces``), cropped as ``crop`` crops the main one, all
         through the encoder in one batch; with no face found (or ``detect=False``), the centre crop as one face, as
         ``embed`` falls back to it (its box is the centre square)."""
@@ -97,7 +97,7 @@ class CropEncoderEmbedder(FaceEmbedder):
         if self.detect:
             from .dlib_embedder import detect_faces
 
-            found = [(box, score) for _, box, score in detect_faces(image, limit)]
+            found = [(box, score) for _, box, score in detect_faces(image, limit, expected=expected)]
         boxes = [square_crop_box(image.shape[:2], box, self.margin) for box, _ in found]
         if not found:
             boxes = [square_crop_box(image.shape[:2], None)]

@@ -101,11 +101,14 @@ def _iou(a: Box, b: Box) -> float:
     return w * h / union if union > 0 else 0.0
 
 
-def detect_faces(image: np.ndarray, limit: int = MAX_FACES, min_score: float = MIN_FACE_SCORE) -> list:
+def detect_faces(image: np.ndarray, limit: int = MAX_FACES, min_score: float = MIN_FACE_SCORE,
+                 expected: int = 0) -> list:
     """Every face in a ``uint8 [H, W, 3]`` RGB image: ``(dlib rectangle, box, score)``, the most face-like first
     (``choose_face``'s weight: area times confidence), at most ``limit``. The detector runs on the image as it is
     and, when the image is small (``UPSAMPLE_BELOW``), or keyframe-sized and the first pass found none
-    (``UPSAMPLE_WHEN_NONE_BELOW``), upsampled once; a face both passes find keeps the first pass's box, the one
+    (``UPSAMPLE_WHEN_NONE_BELOW``) and the first pass found none, or fewer than the ``expected`` faces (the shot's
+    characters: a two-shot's large face found, its small one not), upsampled once; a face both passes find keeps the
+    first pass's box, the one
     ``detect_largest_face`` (hence ``embed``) uses. Detections scoring below ``min_score`` are left out, and of two
     overlapping ones (``SAME_FACE_IOU``) the first."""
     image = np.ascontiguousarray(image)
@@ -113,7 +116,8 @@ def detect_faces(image: np.ndarray, limit: int = MAX_FACES, min_score: float = M
     detector = _models()["detector"]
     found: list = []
     for upsample in (0, 1):
-        if upsample and max(h, w) >= UPSAMPLE_BELOW and (found or max(h, w) >= UPSAMPLE_WHEN_NONE_BELOW):
+        if upsample and max(h, w) >= UPSAMPLE_BELOW and (len(found) >= max(expected, 1)
+                                                         or max(h, w) >= UPSAMPLE_WHEN_NONE_BELOW):
             break
         rects, scores, _ = detector.run(image, upsample, 0.0)
         for r, s in zip(rects, scores):
@@ -144,10 +148,11 @@ class DlibFaceEmbedder(FaceEmbedder):
             vec = models["recogniser"].compute_face_descriptor(image, shape, self.num_jitters)
         return np.asarray(vec, dtype=np.float32)
 
-    def faces(self, image: np.ndarray, camera=None, limit: int = MAX_FACES) -> list[Face]:
-        """Every face ``detect_faces`` finds, each through the landmarks and the ResNet descriptor as ``embed``."""
+    def faces(self, image: np.ndarray, camera=None, limit: int = MAX_FACES, expected: int = 0) -> list[Face]:
+        """Every face ``detect_faces`` finds (looking harder when fewer than ``expected``), each through the landmarks
+        and the ResNet descriptor as ``embed``."""
         image = check_rgb_uint8(image)
-        found = detect_faces(image, limit) if limit > 0 else []
+        found = detect_faces(image, limit, expected=expected) if limit > 0 else []
         if not found:
             return []
         models = _models()

@@ -88,7 +88,7 @@ class InsightFaceEmbedder(FaceEmbedder):
     def _embed(self, image: np.ndarray) -> np.ndarray:
         return np.asarray(self._main_face(image).normed_embedding, dtype=np.float32)
 
-    def faces(self, image: np.ndarray, camera=None, limit: int = MAX_FACES) -> list[Face]:
+    def faces(self, image: np.ndarray, camera=None, limit: int = MAX_FACES, expected: int = 0) -> list[Face]:
         """Every face the detector finds (the largest first, at most ``limit``), with its ArcFace embedding."""
         image = check_rgb_uint8(image)
         if limit < 1:

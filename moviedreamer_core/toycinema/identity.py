@@ -298,7 +298,7 @@ class ToyIdentityEmbedder(FaceEmbedder):
         """All images through the net in one batch (each checked like ``embed`` does)."""
         return self.embed_crops([check_rgb_uint8(im) for im in images])
 
-    def faces(self, image: np.ndarray, camera: Optional[str] = None, limit: int = MAX_FACES) -> list:
+    def faces(self, image: np.ndarray, camera: Optional[str] = None, limit: int = MAX_FACES, expected: int = 0) -> list:
         """The figures at the keyframe's screen places, read at the shot's ``camera`` size (``toycinema/faces.py``)."""
         from .faces import toy_faces
 

@@ -260,6 +260,18 @@ def test_dlib_a_small_face_in_a_keyframe_of_an_sdxl_size_is_found(dlib_checker, 
     assert 30 <= r["characters"][0]["box"][2] - r["characters"][0]["box"][0] <= 70
 
 
+def test_dlib_a_small_face_beside_a_large_one_in_an_sdxl_keyframe_is_found(dlib_checker, astronaut, hopper):
+    """A review: the upsampled pass ran only when no face at all was found, so in a 1344x768 two-shot with one large
+    face and one of about 45 px the small one was not seen and its character flagged missing. The report tells the
+    detector how many characters the shot has; with fewer faces found it looks again, upsampled."""
+    frame = np.full((768, 1344, 3), 120, np.uint8)
+    frame[100:612, 700:1212] = np.asarray(Image.fromarray(another_photo(hopper)).resize((512, 512)))
+    frame[300:550, 100:350] = np.asarray(Image.fromarray(another_photo(astronaut)).resize((250, 250)))
+    assert len(dlib_checker.embedder.faces(frame)) == 1, "without the hint: the large face only"
+    r = dlib_checker.report(0, frame)  # keyframe 0 shows Grace and Eileen
+    assert flags(r) == {"Eileen": [], "Grace": []}, r
+
+
 def test_stored_reports_are_reused_only_for_the_same_references(dlib_checker, astronaut, hopper):
     image = keyframe(another_photo(astronaut), another_photo(hopper))
     r = dlib_checker.report(0, image)
