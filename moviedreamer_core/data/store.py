@@ -51,10 +51,15 @@ def movie_names(relpaths: list[str], out: str) -> dict[str, str]:
         groups.setdefault(fold(movie_name(rel)), []).append(rel)
     names = {}
     for members in groups.values():
-        owner = next((m for m in members if _slashed(_recorded_source(out, movie_name(m))) == _slashed(m)), members[0])
+        hashed = {m: f"{movie_name(m)}-{hashlib.sha256(_slashed(m).encode('utf-8')).hexdigest()[:8]}" for m in members}
+        # a video an earlier build filed under its hashed name keeps it (when the other video is gone, too: taking the
+        # plain name back would build it again and list it twice)
+        kept = {m for m in members if _slashed(_recorded_source(out, hashed[m])) == _slashed(m)}
+        rest = [m for m in members if m not in kept]
+        owner = next((m for m in rest if _slashed(_recorded_source(out, movie_name(m))) == _slashed(m)),
+                     rest[0] if rest else None)
         for rel in members:
-            names[rel] = movie_name(rel) if rel == owner else \
-                f"{movie_name(rel)}-{hashlib.sha256(_slashed(rel).encode('utf-8')).hexdigest()[:8]}"
+            names[rel] = movie_name(rel) if rel == owner else hashed[rel]
     return names
 
 
