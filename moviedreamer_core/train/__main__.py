@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--processes", type=whole_number(1), default=1, help="with --dry-run: the number of processes to plan for")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.steps=100 data.path=my_dataset")
     args = parser.parse_args(argv)
+    cfg = None
     try:
         cfg = load_config(args.config, args.overrides)
         problem = output_file_problem(cfg.planner_file)
@@ -63,7 +64,24 @@ def main(argv=None) -> int:
     except (ConfigError, MovieFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a traceback said nothing of what was kept (an audit)
+        print(interrupted_message(cfg), file=sys.stderr)
+        return 130
     return 0
+
+
+def interrupted_message(cfg) -> str:
+    """What a Ctrl-C kept: the newest checkpoint a rerun of the same command resumes from, or none."""
+    from .state import find_resume
+
+    try:
+        newest = find_resume(cfg) if cfg is not None and cfg.checkpoint.resume == "auto" else None
+    except (ConfigError, OSError, ValueError):
+        newest = None
+    if newest:
+        return (f"stopped (Ctrl-C): run the same command again to resume from {newest} (the steps after it are made "
+                "again)")
+    return "stopped (Ctrl-C) before the first checkpoint: run the same command again to start afresh"
 
 
 if __name__ == "__main__":
