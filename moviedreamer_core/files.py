@@ -274,9 +274,9 @@ def output_file_problem(path: str, suffix: str = ".safetensors") -> Optional[str
     if not path.lower().endswith(suffix):
         return f"{path}: the file name must end in {suffix} (the loaders list {suffix} files only)"
     parent = os.path.dirname(os.path.abspath(path))
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
-    if parent and not os.path.isdir(parent):
+    while not os.path.exists(parent):  # the folders still to be made; the filesystem's root always exists
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
         return f"{path}: {parent} is a file, not a folder"
     return None
 

@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Callable, Optional
 
+from .files import open_regular
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -43,13 +45,13 @@ _guard = threading.RLock()  # re-entrant: a project collected while this thread 
 
 
 def _open(path: str) -> Optional[int]:
-    """The lock file, opened for writing where it can be (NFS and SMB emulate ``flock`` with byte-range locks, which
-    refuse an exclusive lock on a descriptor opened read-only: EBADF), else read-only (a read-only folder); opening
-    writes nothing, so a finished project queued again keeps every file's time."""
-    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    """The lock file (``files.open_regular``: a regular file, not a link or a pipe), opened for writing where it can be
+    (NFS and SMB emulate ``flock`` with byte-range locks, which refuse an exclusive lock on a descriptor opened
+    read-only: EBADF), else read-only (a read-only folder); opening writes nothing, so a finished project queued again
+    keeps every file's time."""
     for mode in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
         try:
-            return os.open(path, mode | flags, 0o644)
+            return open_regular(path, mode, 0o644)
         except OSError:
             continue
     return None  # a read-only folder without one

@@ -97,4 +97,3 @@ def validated_widgets_only(node_cls):
     function.__signature__ = inspect.Signature([inspect.Parameter("cls", plain)]
                                                + [inspect.Parameter(n, plain, default=None) for n in names])
     return node_cls
-

@@ -169,11 +169,10 @@ def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None)
     found = find_videos(videos)
     names = movie_names(found, out)
     for rel in found:
-        if names[rel] != movie_name(rel):
-            log.warning("%s is built as %s: another video's name cleans to %s too", rel, names[rel], movie_name(rel))
-    for rel in found:
         path = os.path.join(videos, rel)
         name, stamp = names[rel], source_stamp(path)
+        if name != movie_name(rel):
+            log.warning("%s is built as %s: another video's name cleans to %s too", rel, name, movie_name(rel))
         if is_finished(out, name, stamp):
             result.skipped.append(name)
         else:

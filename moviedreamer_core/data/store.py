@@ -45,21 +45,23 @@ def movie_names(relpaths: list[str], out: str) -> dict[str, str]:
     one file on Windows and macOS): then the video an earlier build made that movie from keeps it (else the first in
     order) and each other one gets the name plus 8 hex digits of its path's hash. Before, such videos overwrote each
     other's movie on every build, without a word (an audit)."""
-    fold = str.casefold if _case_blind(os.path.join(out, MOVIES)) else str
+    plain = {rel: movie_name(rel) for rel in relpaths}
+    case_twins = len({n.casefold() for n in plain.values()}) < len(set(plain.values()))
+    fold = str.casefold if case_twins and _case_blind(os.path.join(out, MOVIES)) else str  # probed only when it matters
     groups: dict[str, list[str]] = {}
     for rel in relpaths:
-        groups.setdefault(fold(movie_name(rel)), []).append(rel)
+        groups.setdefault(fold(plain[rel]), []).append(rel)
     names = {}
     for members in groups.values():
-        hashed = {m: f"{movie_name(m)}-{hashlib.sha256(_slashed(m).encode('utf-8')).hexdigest()[:8]}" for m in members}
+        hashed = {m: f"{plain[m]}-{hashlib.sha256(_slashed(m).encode('utf-8')).hexdigest()[:8]}" for m in members}
         # a video an earlier build filed under its hashed name keeps it (when the other video is gone, too: taking the
         # plain name back would build it again and list it twice)
         kept = {m for m in members if _slashed(_recorded_source(out, hashed[m])) == _slashed(m)}
         rest = [m for m in members if m not in kept]
-        owner = next((m for m in rest if _slashed(_recorded_source(out, movie_name(m))) == _slashed(m)),
+        owner = next((m for m in rest if _slashed(_recorded_source(out, plain[m])) == _slashed(m)),
                      rest[0] if rest else None)
         for rel in members:
-            names[rel] = movie_name(rel) if rel == owner else hashed[rel]
+            names[rel] = plain[rel] if rel == owner else hashed[rel]
     return names
 
 

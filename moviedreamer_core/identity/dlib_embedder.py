@@ -29,8 +29,9 @@ MIN_FACE_SCORE = 0.5
 #: ``detect_faces`` also reads an image whose longer side is below this upsampled once (HOG finds faces down to
 #: about 80 px, 40 px after one upsampling): faces down to about 8% of the frame's width are found at every size,
 #: and a 1024 px keyframe costs one pass, about 0.1 s, instead of 0.5 s. A larger image in which the first pass
-#: finds no face is read upsampled as well: every SDXL size is 1024 px or more, and a wide shot's faces of 36-70 px
-#: were not found there, so its characters were flagged missing (an audit); a frame with a face found costs one pass.
+#: finds fewer faces than expected (none, or fewer than the shot's characters) is read upsampled as well: every SDXL
+#: size is 1024 px or more, and a wide shot's faces of 36-70 px were not found there, so its characters were flagged
+#: missing (an audit); a frame whose faces were all found costs one pass.
 UPSAMPLE_BELOW = 1024
 #: ... up to this longer side (keyframe sizes: 1920x1088 costs about 2 s more when no face is found); a larger photo is
 #: read once (a faceless 63-megapixel reference upsampled would cost seconds and a gigabyte for nothing).
@@ -105,12 +106,11 @@ def detect_faces(image: np.ndarray, limit: int = MAX_FACES, min_score: float = M
                  expected: int = 0) -> list:
     """Every face in a ``uint8 [H, W, 3]`` RGB image: ``(dlib rectangle, box, score)``, the most face-like first
     (``choose_face``'s weight: area times confidence), at most ``limit``. The detector runs on the image as it is
-    and, when the image is small (``UPSAMPLE_BELOW``), or keyframe-sized and the first pass found none
-    (``UPSAMPLE_WHEN_NONE_BELOW``) and the first pass found none, or fewer than the ``expected`` faces (the shot's
-    characters: a two-shot's large face found, its small one not), upsampled once; a face both passes find keeps the
-    first pass's box, the one
-    ``detect_largest_face`` (hence ``embed``) uses. Detections scoring below ``min_score`` are left out, and of two
-    overlapping ones (``SAME_FACE_IOU``) the first."""
+    and upsampled once when the image is small (``UPSAMPLE_BELOW``), or keyframe-sized (``UPSAMPLE_WHEN_NONE_BELOW``)
+    and the first pass found none or fewer than the ``expected`` faces (the shot's characters: a two-shot's large face
+    found, its small one not); a face both passes find keeps the first pass's box, the one ``detect_largest_face``
+    (hence ``embed``) uses. Detections scoring below ``min_score`` are left out, and of two overlapping ones
+    (``SAME_FACE_IOU``) the first."""
     image = np.ascontiguousarray(image)
     h, w = image.shape[:2]
     detector = _models()["detector"]

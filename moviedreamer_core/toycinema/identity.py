@@ -83,10 +83,10 @@ CROP_SIDE = CAMERAS[-1].width
 CROP_TOP_ABOVE_FEET = FEET_Y - CAMERAS[-1].y0
 #: Training crops are cut this much wider than the crop window, so random shifts and zooms show real pixels.
 CONTEXT = 1.5
+CONTEXT_SIZE = int(INPUT_SIZE * CONTEXT)
 #: A reference whose embedding is further than this from all six toy portraits (cosine) is no toy character: the
 #: portraits themselves read 1.00 and the next portrait at most 0.09; real photos, noise and plain colours 0.00-0.36.
 TOY_REFERENCE_COSINE = 0.8
-CONTEXT_SIZE = int(INPUT_SIZE * CONTEXT)
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in continuous pixel units: pixel i covers [i, i + 1)
 

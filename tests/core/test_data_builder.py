@@ -493,8 +493,11 @@ def test_a_rerun_with_nothing_left_to_build_writes_the_index(corpus, tmp_path):
     assert json.loads((out / "index.json").read_text()) == index
     # and an index that lists them already is left as it is (a finished dataset may be read-only)
     written = (out / "index.json").stat().st_mtime_ns
+    folder = (out / "movies").stat().st_mtime_ns
     build_dataset(str(videos), str(out), _options())
     assert (out / "index.json").stat().st_mtime_ns == written
+    # no file made or removed there: the case probe runs only for names that differ in case alone
+    assert (out / "movies").stat().st_mtime_ns == folder
 
 
 # the encoders of this module, imported by the command's workers from the pack folder
