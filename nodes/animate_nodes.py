@@ -14,7 +14,6 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.animate import animatic_backend, make_movie
-from ..moviedreamer_core.project import MovieProject
 from . import host, wire_types
 from .choices import check_inputs, validated_widgets_only
 from .keyframe_inputs import keyframe_source
@@ -152,8 +151,7 @@ class ShotAnimate(io.ComfyNode):
             backend, frames_fn = "animatic", animatic_backend(fps, size)
         share = share_of(outlines_of_script(script), who) if who is not None else None
         progress = host.Progress(len(share.shots) if share is not None else len(script.shots))
-        project = MovieProject(host.output_directory(), project_name.strip() or script.title,
-                               writer=who.writer if who is not None else None, exclusive=True, wait=host.wait_for_project)
+        project = host.open_project(project_name.strip() or script.title, who.writer if who is not None else None)
 
         with project.compacting():  # the manifest's journal into manifest.json, also when cancelled
             result = make_movie(project, script, source.read, fps=fps, frames_per_clip=frames_per_clip, size=size,

@@ -24,7 +24,7 @@ from ..moviedreamer_core.distribution import payload as payloads
 from ..moviedreamer_core.distribution.results import (SINGLE, check_payloads, expected_of, missing_work, run_fps,
                                                       write_checked)
 from ..moviedreamer_core.distribution.split import outlines_of_script
-from ..moviedreamer_core.project import KeyframeSet, MovieProject
+from ..moviedreamer_core.project import KeyframeSet
 from ..moviedreamer_core.script import script_hash
 from . import host, wire_types
 from ..moviedreamer_core.distribution.participation import parse_participation
@@ -92,7 +92,7 @@ class MovieDreamerGather(io.ComfyNode):
         expected = expected_of(name, script_hash(script), outlines_of_script(script), who)
         job = who.job if who is not None else None
         accepted, notes = check_payloads(found, job, expected)  # refuses before the project folder is opened or written
-        project = MovieProject(host.output_directory(), name, exclusive=True, wait=host.wait_for_project)
+        project = host.open_project(name)
         with project.compacting():  # folds the participants' journals into manifest.json, also on failure
             return cls._gather(project, found, script, who, accepted, notes)
 

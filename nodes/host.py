@@ -16,6 +16,7 @@ import comfy.model_management as mm
 import comfy.utils
 
 from ..moviedreamer_core.file_kinds import file_kind, listed_for
+from ..moviedreamer_core.project import MovieProject
 
 #: The models folder name our loaders list files from (``models/moviedreamer``).
 MODEL_FOLDER = "moviedreamer"
@@ -198,6 +199,13 @@ def wait_for_project(message: str) -> None:
     """Called every half second while another process holds the movie project a node opens
     (``moviedreamer_core.project_lock``, which logs ``message`` once): the user's Cancel stops the wait."""
     check_interrupt()
+
+
+def open_project(name: str, writer: Optional[str] = None):
+    """The movie project ``name`` in the host's output folder, opened for a node's run that writes it: held against
+    other processes until the run's ``compacting()`` (or ``with``) ends, waiting (Cancel stops it) while another
+    process holds it (``moviedreamer_core.project_lock``). ``writer`` names a participant of a distributed run."""
+    return MovieProject(output_directory(), name, writer=writer, exclusive=True, wait=wait_for_project)
 
 
 class Progress:

@@ -21,7 +21,7 @@ from PIL import Image
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.file_kinds import RENDERER
-from ..moviedreamer_core.project import KeyframeSet, MovieProject
+from ..moviedreamer_core.project import KeyframeSet
 from ..moviedreamer_core.renderer import RendererAdapter, load_renderer
 from ..moviedreamer_core.renderer.faceid import FACE_STATES_SOURCE
 from ..moviedreamer_core.spaces import TokenSpace, require_same_space, require_token_space
@@ -435,8 +435,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                              f"(context {layers[0].context_dim}). Use a renderer for this model family (SD1.5 / SDXL).")
         models = {} if idle else _model_prints(model, vae, renderer, clip, positive, negative, negative_prompt)
 
-        project = MovieProject(host.output_directory(), project_name.strip() or script_embeds.title,
-                               writer=who.writer if who is not None else None, exclusive=True, wait=host.wait_for_project)
+        project = host.open_project(project_name.strip() or script_embeds.title, who.writer if who is not None else None)
         with project.compacting():  # the manifest's journal into manifest.json, also when cancelled
             return cls._render(project, n, model, vae, renderer, storyboard, script_embeds, seed, steps, cfg, sampler_name,
                                scheduler, width, height, token_weight, identity_weight, start_percent, end_percent,

@@ -15,7 +15,6 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.files import write_if_changed
-from ..moviedreamer_core.project import MovieProject
 from ..moviedreamer_core.storyboard_sheet import ReadOneByOne, SheetTooLarge, contact_sheet
 from . import host, wire_types
 from .choices import check_inputs, validated_widgets_only
@@ -66,8 +65,7 @@ class MovieDreamerStoryboardSheet(io.ComfyNode):
     def execute(cls, script_embeds, columns, cell_width, project_name="", keyframes=None, keyframe_set=None) -> io.NodeOutput:
         source = keyframe_source(keyframes, keyframe_set, script_embeds.n_keyframes)
         # the keyframes are read and the sheet written while no other process makes this project (project_lock)
-        with MovieProject(host.output_directory(), project_name.strip() or script_embeds.title,
-                          exclusive=True, wait=host.wait_for_project) as project:
+        with host.open_project(project_name.strip() or script_embeds.title) as project:
             frames = ReadOneByOne(source.count, source.read)  # pasted one at a time: a long movie's never held together
             captions = [f"{k.shot_id}: {k.action}" for k in script_embeds.keyframes]
             try:  # a sheet too large for cell_width gets narrower cells (contact_sheet logs it)
