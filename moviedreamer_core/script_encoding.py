@@ -24,6 +24,7 @@ from .embeds import SEGMENTS, CharacterEmbeds, ScriptEmbeds
 from .identity.base import FaceEmbedder, NoFaceFoundError, l2_normalise
 from .paths import resolve_inside
 from .script.hashing import script_hash
+from .script.limits import MAX_REFERENCE_PIXELS
 from .script.mentions import keyframe_mentions
 from .script.references import image_tensor_to_uint8, load_image_file
 from .script.schema import Script
@@ -34,6 +35,10 @@ ProgressFn = Callable[[int, int], None]
 #: Sentences per text encoder call (a multiple of the encoders' own batches, 64 and 32: a script of fewer sentences
 #: is encoded exactly as in one call); progress, and so the host's cancel, is reported between calls.
 TEXT_CHUNK = 512
+#: Sentences per call to an encoder that encodes each sentence by itself (``TextEncoder.per_sentence``: its vectors do
+#: not depend on how the sentences are split into calls). The built-in MiniLM takes some 20 ms a sentence on one idle
+#: thread, and 512 a call kept Cancel waiting 48 s on a busy machine (an audit); 32 a call answers within a second or two.
+SENTENCE_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,9 @@ class TextEncoder:
 
     encode: Callable[[list[str]], torch.Tensor]
     space: EmbeddingSpace
+    #: Each sentence is encoded by itself, so splitting the sentences into smaller calls changes no vector
+    #: (``sentence_encoders.transformers_text_encoder(alone=True)``): called ``SENTENCE_CHUNK`` at a time.
+    per_sentence: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,12 +82,21 @@ def gather_references(script: Script, input_dir: Optional[str], batch: Optional[
     out: list[ReferenceImage] = []
     decoded: dict[str, np.ndarray] = {}  # each file once, however many references name it (the script's total pixels
     # were checked against MAX_TOTAL_REFERENCE_PIXELS file by file)
+    converted: dict[int, np.ndarray] = {}  # each image of the batch once, however many references name it: 256
+    # characters x 16 references of [0] converted the same image 4096 times (1.5 GB for a 512 px image: an audit)
     for c, ch in enumerate(script.characters):
         for j, ref in enumerate(ch.references):
             if isinstance(ref, int):
                 if batch is None or ref >= len(batch):
                     raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] is image {ref}, but the IMAGE batch has {0 if batch is None else len(batch)}')
-                out.append(ReferenceImage(c, j, f"batch:{ref}", image_tensor_to_uint8(batch[ref])))
+                if ref not in converted:
+                    height, width = int(batch[ref].shape[0]), int(batch[ref].shape[1])
+                    if height * width > MAX_REFERENCE_PIXELS:  # the same limit as a file's
+                        raise ReferenceImageError(
+                            f'characters[{c}] "{ch.name}": references[{j}] is image {ref} of the IMAGE batch, {width}x{height} '
+                            f"pixels: more than {MAX_REFERENCE_PIXELS // 1_000_000} megapixels, the limit of a reference photo")
+                    converted[ref] = image_tensor_to_uint8(batch[ref])
+                out.append(ReferenceImage(c, j, f"batch:{ref}", converted[ref]))
             else:
                 if input_dir is None:
                     raise ReferenceImageError(f'characters[{c}] "{ch.name}": references[{j}] names a file but no input folder was given')
@@ -100,10 +117,17 @@ def _embed_identities(script: Script, refs: list[ReferenceImage], embedder: Face
         return np.zeros((0, embedder.space.dim), dtype=np.float32)
     embed_one = (lambda im: cache.get_or_compute(embedder, im)) if cache is not None else embedder.embed
     vectors, failures = [], []
+    known: dict[int, Optional[np.ndarray]] = {}  # each picture (gather_references: one array a file or batch image)
+    # embedded once, however many references name it (None: no face found in it)
     for i, ref in enumerate(refs):
-        try:
-            vectors.append(np.asarray(embed_one(ref.image), dtype=np.float32))
-        except NoFaceFoundError:
+        if id(ref.image) not in known:
+            try:
+                known[id(ref.image)] = np.asarray(embed_one(ref.image), dtype=np.float32)
+            except NoFaceFoundError:
+                known[id(ref.image)] = None
+        if known[id(ref.image)] is not None:
+            vectors.append(known[id(ref.image)])
+        else:
             name = script.characters[ref.character].name
             failures.append(f'character "{name}" (characters[{ref.character}]), reference {ref.position} ({ref.label}): no face found')
         if progress is not None:
@@ -163,7 +187,7 @@ def encode_script(
     ``face_encoder`` (optional) encodes each reference's face crop (``face_embedder.face_crop``) into
     ``CharacterEmbeds.face_states``, for FaceID-plus renderers.
 
-    Progress counts one step per reference image plus one per ``TEXT_CHUNK`` sentences of the text pass (and one per character's
+    Progress counts one step per reference image plus one per ``TEXT_CHUNK`` (``SENTENCE_CHUNK``) sentences of the text pass (and one per character's
     reference tokens when a token encoder is given).
     """
     refs = gather_references(script, input_dir, batch)
@@ -174,7 +198,8 @@ def encode_script(
     mentions = [keyframe_mentions(k.action, names, k.characters) for k in keyframes]
     sentences += [m for ms in mentions for m in ms if m is not None]
     unique = list(dict.fromkeys(sentences))
-    chunks = [unique[i:i + TEXT_CHUNK] for i in range(0, len(unique), TEXT_CHUNK)]  # never none: the style is one
+    size = SENTENCE_CHUNK if text_encoder.per_sentence else TEXT_CHUNK
+    chunks = [unique[i:i + size] for i in range(0, len(unique), size)]  # never none: the style is one
     n_token_steps = len(script.characters) * ((token_encoder is not None) + (face_encoder is not None))
     total = len(refs) + len(chunks) + n_token_steps
     report = (lambda done: progress(done, total)) if progress is not None else (lambda done: None)

@@ -114,4 +114,4 @@ def transformers_text_encoder(folder: str, *, alone: bool = False) -> TextEncode
             out[rows] = run(batch).float()
         return out
 
-    return TextEncoder(encode=encode, space=EmbeddingSpace(f"transformers.{label}.{kind}", dim))
+    return TextEncoder(encode=encode, space=EmbeddingSpace(f"transformers.{label}.{kind}", dim), per_sentence=alone)

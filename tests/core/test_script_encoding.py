@@ -273,3 +273,72 @@ def test_a_long_script_is_encoded_in_chunks_and_a_cancel_between_them_stops_it()
     with pytest.raises(Cancelled):
         encode_script(script, text, MeanColourFace(), progress=cancel)
     assert calls == [TEXT_CHUNK]
+
+
+def test_an_encoder_of_sentences_one_by_one_is_called_a_few_at_a_time_so_cancel_answers_soon():
+    """The built-in MiniLM encodes each sentence by itself (``per_sentence``), some 20 ms each: 512 a call kept the
+    host's Cancel waiting 48 s on a busy machine (an audit). Such an encoder is called ``SENTENCE_CHUNK`` sentences at
+    a time (its vectors the same however they are split); a batched encoder still gets ``TEXT_CHUNK``."""
+    from moviedreamer_core.script_encoding import SENTENCE_CHUNK, TEXT_CHUNK
+
+    assert SENTENCE_CHUNK <= 32 < TEXT_CHUNK
+    shots = [{"id": i, "scene": "the harbour", "action": [f"Sentence {i}-{j}." for j in range(4)], "duration": 2}
+             for i in range(50)]  # 200 actions + 1 scene + the style: 202 sentences
+    script = load_script(json.dumps({"title": "Long", "characters": [], "shots": shots}))
+    calls = []
+    model = ByteBagText()
+
+    def encode(texts):
+        calls.append(len(texts))
+        return model(texts)
+
+    one_by_one = TextEncoder(encode, EmbeddingSpace("bytes", 16), per_sentence=True)
+    embeds = encode_script(script, one_by_one, MeanColourFace())
+    assert calls == [SENTENCE_CHUNK] * (202 // SENTENCE_CHUNK) + [202 % SENTENCE_CHUNK]
+    assert torch.equal(embeds.keyframe_text[:, SEGMENTS.index("action")],
+                       model([f"Sentence {i}-{j}." for i in range(50) for j in range(4)]))
+    calls.clear()
+    encode_script(script, TextEncoder(encode, EmbeddingSpace("bytes", 16)), MeanColourFace())
+    assert calls == [202]
+
+
+def test_the_built_in_sentence_encoder_says_it_encodes_sentences_one_by_one():
+    """ScriptEncode's built-in MiniLM (``alone=True``) is the encoder called a few sentences at a time; batched it is
+    not (its vectors move in their last bits with the call's other sentences)."""
+    from moviedreamer_core.sentence_encoders import minilm_folder, transformers_text_encoder
+
+    alone = transformers_text_encoder(minilm_folder(), alone=True)
+    assert alone.per_sentence and not transformers_text_encoder(minilm_folder()).per_sentence
+    sentences = [f"Ava walks to the harbour {i}." for i in range(40)]
+    assert torch.equal(alone.encode(sentences), torch.cat([alone.encode(sentences[:7]), alone.encode(sentences[7:])]))
+
+
+def test_references_naming_one_batch_image_many_times_convert_and_embed_it_once(batch):
+    """``references: [0]`` is accepted 16 times for each of 256 characters: the batch image was converted (and
+    embedded) once per reference, 1.5 GB and 45 s for a 512 px image (an audit). Each batch image is now converted once
+    and each picture embedded once; the characters' banks are as before."""
+    from moviedreamer_core.script_encoding import gather_references
+
+    characters = [{"name": f"C{c}", "description": "a sailor", "references": [0] * 16} for c in range(40)]
+    shots = [{"id": 1, "scene": "the harbour", "action": "C0 waits.", "characters": ["C0"], "duration": 2}]
+    script = load_script(json.dumps({"title": "Many", "characters": characters, "shots": shots}), image_count=2)
+    refs = gather_references(script, None, batch)
+    assert len(refs) == 640 and len({id(r.image) for r in refs}) == 1
+    face = MeanColourFace()
+    embeds = encode_script(script, TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)), face, batch=batch)
+    assert face.calls == 1
+    assert all(ch.bank.shape == (16, 12) for ch in embeds.characters)
+    assert torch.equal(embeds.characters[39].bank[15], embeds.characters[0].bank[0])
+
+
+def test_a_batch_image_larger_than_a_reference_photo_may_be_is_refused(batch, monkeypatch):
+    """A reference file is refused above ``MAX_REFERENCE_PIXELS``; an image of the IMAGE batch was not checked at all."""
+    from moviedreamer_core import script_encoding
+
+    monkeypatch.setattr(script_encoding, "MAX_REFERENCE_PIXELS", 40 * 40 - 1)
+    shots = [{"id": 1, "scene": "the harbour", "action": "Ava waits.", "characters": ["Ava"], "duration": 2}]
+    script = load_script(json.dumps({"title": "Big", "characters": [{"name": "Ava", "description": "a sailor", "references": [1]}], "shots": shots}),
+                         image_count=2)
+    with pytest.raises(ReferenceImageError, match=r'characters\[0\] "Ava": references\[0\] is image 1 of the IMAGE batch, '
+                                                  r"40x40 pixels: more than 0 megapixels"):
+        script_encoding.gather_references(script, None, batch)
