@@ -66,7 +66,8 @@ PREVIEW_JPEG_QUALITY = 75
 
 
 def _name_digest(name: str) -> str:
-    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    # "surrogatepass": a lone surrogate (JSON lets a /prompt body carry "\udcff") is hashed like any other character
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def _recorded_name(output_dir: str, folder: str, or_title: bool = False) -> Optional[str]:

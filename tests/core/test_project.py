@@ -212,6 +212,21 @@ def test_distinct_titles_in_any_script_get_distinct_folders(tmp_path):
     assert len(roots) == len(titles)
 
 
+def test_a_name_with_a_lone_surrogate_gets_a_folder_and_its_work_is_kept(tmp_path):
+    """A /prompt body is JSON, which may carry a lone surrogate ("\\udcff") in project_name: hashing the name for the
+    folder raised UnicodeEncodeError deep in the run (after the planner had run; an audit)."""
+    names = ["\udcff", "take\ud800 2", "take\udc00 2"]
+    roots = set()
+    for name in names:
+        project = MovieProject(str(tmp_path), name, exclusive=True)
+        with project.compacting():
+            project.record_keyframe(0, "sig", {"shot": "s1"})
+        roots.add(project.root)
+        again = MovieProject(str(tmp_path), name)
+        assert again.root == project.root and again.manifest["keyframes"]["0"]["signature"] == "sig"
+    assert len(roots) == len(names)
+
+
 def test_a_project_an_earlier_version_filed_under_the_plain_name_resumes(tmp_path):
     """Before, every title without ASCII letters went to ``movie/``: the project whose title that folder records
     keeps it; another such title gets its own folder."""
