@@ -19,9 +19,11 @@ This module imports nothing of the pack, so the command-line programs can load i
 from __future__ import annotations
 
 import os
-from stat import S_ISREG
+from stat import S_ISFIFO, S_ISREG
 from typing import Optional
 
+#: Seconds a named pipe that no program writes to is waited for (``_writer_came``) before it is refused.
+PIPE_WRITER_WAIT_S = 5
 #: The byte-order mark some editors put before UTF-8 text.
 UTF8_BOM = b"\xef\xbb\xbf"
 #: The byte-order marks of UTF-16 (little- and big-endian): text saved in the wrong encoding, named as such.
@@ -48,6 +50,18 @@ class TextFileError(ValueError):
         return self.reason + ("" if self.found else advice.get(self.kind, ""))
 
 
+def _writer_came(fd: int) -> bool:
+    """A named pipe read at once (no writer had it open) is given ``PIPE_WRITER_WAIT_S`` for one to come: a writer
+    started beside the reader (``cat s.yaml > pipe &``) may open it a moment later."""
+    import select
+
+    if not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(PIPE_WRITER_WAIT_S * 1000))
+
+
 def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:
     """The text of ``path``: UTF-8 with an optional byte-order mark dropped, at most ``limit`` bytes.
 
@@ -59,8 +73,22 @@ def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:
         if S_ISREG(info.st_mode) and info.st_size > limit:  # refused before any read: a regular file's size is known
             known = info.st_size
         else:
-            with open(path, "rb") as f:
+            # Opened without waiting: a named pipe nobody writes to blocked the open for ever (`script validate`,
+            # `queue --script`: an audit); then read waiting as usual, so a pipe whose writer is there
+            # (`--script <(...)`, /dev/stdin) is read whole. A regular file's reads ignore the flag.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+            try:
+                if hasattr(os, "set_blocking"):
+                    os.set_blocking(fd, True)
+            except OSError:
+                os.close(fd)
+                raise
+            with os.fdopen(fd, "rb") as f:
                 data = f.read(limit + 1)
+                if not data and S_ISFIFO(info.st_mode) and not _writer_came(f.fileno()):
+                    raise TextFileError("unreadable", f"is a named pipe that nothing wrote to within {PIPE_WRITER_WAIT_S} s",
+                                        limit=limit)
+                data = data or f.read(limit + 1)
     except OSError as e:
         raise TextFileError("unreadable", f"cannot be read ({type(e).__name__}: {e.strerror or e})",
                             limit=limit) from None

@@ -76,6 +76,50 @@ def test_a_pipe_is_read_bounded(tmp_path):
         assert not writer.is_alive()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_nobody_writes_to_is_refused_after_a_bounded_wait_and_a_late_writer_is_read(tmp_path):
+    """``mkfifo s.yaml; python -m moviedreamer_core.script validate s.yaml`` waited for ever in the open (an audit).
+    A pipe is opened without waiting; one no program writes to is refused after ``PIPE_WRITER_WAIT_S``, and a writer
+    that opens it a moment after the reader is still read."""
+    import time
+
+    from moviedreamer_core.text_files import PIPE_WRITER_WAIT_S
+
+    fifo = str(tmp_path / "s.yaml")
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(TextFileError, match=f"is a named pipe that nothing wrote to within {PIPE_WRITER_WAIT_S} s"):
+        read_text_file(fifo, 1000)
+    assert time.monotonic() - started < PIPE_WRITER_WAIT_S + 5
+
+    def late(delay):
+        time.sleep(delay)
+        with open(fifo, "wb") as f:
+            f.write(b"title: late\n")
+
+    writer = threading.Thread(target=late, args=(1.0,))
+    writer.start()
+    assert read_text_file(fifo, 1000) == "title: late\n"
+    writer.join(10)
+    done = subprocess.run([sys.executable, "-I", "-m", "moviedreamer_core.script", "validate", fifo], cwd=REPO,
+                          capture_output=True, text=True, timeout=PIPE_WRITER_WAIT_S + 60)
+    assert done.returncode != 0 and "is a named pipe that nothing wrote to" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/bash"), reason="no bash here")
+def test_a_script_given_through_process_substitution_is_read_whole_however_slow_its_writer(tmp_path):
+    """``validate <(cmd)``: the pipe's writer is there from the start, so the read waits for it (here 2 s before the
+    first byte, longer than a writer-less pipe is waited for would not matter)."""
+    script = tmp_path / "s.yaml"
+    script.write_text("title: T\nstyle: s\ncharacters: []\nshots:\n  - id: s1\n    scene: a beach\n"
+                      "    action: The sea.\n    duration: 2\n", encoding="utf-8")
+    done = subprocess.run(["/bin/bash", "-c", f'"{sys.executable}" -I -m moviedreamer_core.script validate '
+                                              f'<(sleep 2; cat "{script}")'], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_captions_saved_with_a_byte_order_mark_are_read(tmp_path):
     """``json.loads`` refuses a leading byte-order mark ("Unexpected UTF-8 BOM"): a captions file saved by Notepad
     used to be refused by the dataset builder."""
