@@ -117,14 +117,32 @@ def model_file_kind(name: str) -> Optional[str]:
     return file_kind(folder_paths.get_full_path(MODEL_FOLDER, name) or "")
 
 
-def model_save_path(file_name: str) -> str:
+def model_save_path(file_name: str, *, make: bool = True) -> str:
     """Where a new planner/renderer file is written: the first ``models/moviedreamer`` folder (a user's
-    extra_model_paths entry comes first); the name is kept inside it."""
+    extra_model_paths entry comes first, made when ``make``); the name is kept inside it."""
     from ..moviedreamer_core.paths import resolve_inside
 
     folder = folder_paths.get_folder_paths(MODEL_FOLDER)[0]
-    os.makedirs(folder, exist_ok=True)
+    if make:
+        os.makedirs(folder, exist_ok=True)
     return resolve_inside(folder, file_name)
+
+
+def model_save_problem(file_name: str, kind: str) -> Optional[str]:
+    """Why a ``kind`` file (``file_kinds.RENDERER``) may not be saved as ``file_name`` in ``models/moviedreamer``, or
+    ``None``. Saving over a file of that kind (a training run again) is what the name is for; a training's
+    save_name replaced a planner without a word, and one named like a file of another models folder (the toy
+    cinema's planner) hid it from the loaders for every later prompt (an audit)."""
+    path = model_save_path(file_name, make=False)
+    listed = folder_paths.get_full_path(MODEL_FOLDER, file_name)
+    if listed is not None and os.path.realpath(listed) != os.path.realpath(path):
+        return (f'"{file_name}" is the name of {listed}: saved in {os.path.dirname(path)} (where new files go) it would '
+                "hide that file from the loaders. Choose another save_name.")
+    if os.path.lexists(path) and file_kind(path) != kind:
+        found = file_kind(path)
+        what = f"a MovieDreamer {found} file" if found else f"a file that is not a MovieDreamer {kind}"
+        return f'"{file_name}" in {os.path.dirname(path)} is {what}: saving would replace it. Choose another save_name.'
+    return None
 
 
 def load_for_training(*patchers) -> None:

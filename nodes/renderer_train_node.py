@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from comfy_api.latest import io, ui
 
+from ..moviedreamer_core.file_kinds import RENDERER
 from ..moviedreamer_core.identity.base import NoFaceFoundError
 from ..moviedreamer_core.paths import safe_folder_name
 from ..moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_renderer
@@ -31,7 +32,7 @@ from ..moviedreamer_core.renderer.sample_cache import clear_samples, load_sample
 from ..moviedreamer_core.renderer.train import augment_images
 from ..moviedreamer_core.renderer_training_ranges import CHOICES, RANGES
 from . import host, wire_types
-from .choices import check_inputs, validated_widgets_only
+from .choices import check_inputs, reported_under, validated_widgets_only
 from .attention_patch import discover_cross_attention
 from .face_embedders import FACE_EMBEDDER_CHOICES, FACE_EMBEDDER_TOOLTIP, make_face_embedder
 from .model_fingerprints import fingerprint as model_fingerprint
@@ -154,7 +155,12 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **kwargs):
-        return check_inputs(cls, kwargs)
+        found = check_inputs(cls, kwargs)
+        if found is True and isinstance(kwargs.get("save_name"), str):  # refused before a step is trained
+            problem = host.model_save_problem(renderer_file_name(kwargs["save_name"]), RENDERER)
+            if problem is not None:
+                return reported_under(kwargs, "save_name", f"save_name: {problem}")
+        return found
 
     @classmethod
     def execute(cls, model, vae, clip, clip_vision, images, captions, face_embedder, token_source, steps, batch_size,
@@ -168,6 +174,11 @@ class MovieDreamerTrainRenderer(io.ComfyNode):
             identity_noise=identity_noise, context_tokens=context_tokens, identity_tokens=identity_tokens, seed=seed,
             save_name=save_name, init_renderer=init_renderer, characters=names, character_threshold=character_threshold)
         return io.NodeOutput(handle, curve, ui=ui.PreviewText(text))
+
+
+def renderer_file_name(save_name: str) -> str:
+    """The file a ``save_name`` is saved as in ``models/moviedreamer``: cleaned to a plain file name, ``.safetensors``."""
+    return safe_folder_name(save_name.removesuffix(".safetensors"), "moviedreamer_renderer") + ".safetensors"
 
 
 def encode_text(clip, text: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -269,7 +280,10 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
         raise ValueError(f"{len(texts)} captions for {n} images")
     if characters is not None and len(characters) != n:
         raise ValueError(f"{len(characters)} character names for {n} images")
-    file_name = safe_folder_name(save_name.removesuffix(".safetensors"), "moviedreamer_renderer") + ".safetensors"
+    file_name = renderer_file_name(save_name)
+    problem = host.model_save_problem(file_name, RENDERER)
+    if problem is not None:
+        raise ValueError(f"save_name: {problem}")
     path = host.model_save_path(file_name)
     embedder = make_face_embedder(face_embedder, clip_vision)
     layers = discover_cross_attention(model)

@@ -221,6 +221,44 @@ def test_training_node_learns_and_saves_a_renderer_the_loader_lists(host, photos
     assert escaped.success and "escape.safetensors" in escaped.outputs["30"]["text"][0]  # the name is made safe
 
 
+def test_a_save_name_that_would_replace_or_hide_another_file_is_refused_before_training(host, testing, photos, tmp_path):
+    """A training's save_name replaced a planner of models/moviedreamer without a word, and one named like a file of
+    another models/moviedreamer folder (the toy cinema's planner) was saved in the first folder, where it hid that
+    file from the loaders for every later prompt (an audit). Both are refused when the prompt is validated (and by the
+    training function the command uses); saving over a renderer of the same name, a training run again, is not."""
+    from safetensors.torch import save_file
+
+    from moviedreamer_core.planner import KeyframePlanner, preset, save_planner
+
+    first = Path(host.folder_paths.get_folder_paths("moviedreamer")[0])
+    first.mkdir(parents=True, exist_ok=True)
+    other = tmp_path / "other_models"
+    other.mkdir()
+    planner = first / "md_test_planner.safetensors"
+    save_planner(KeyframePlanner(preset("tiny")), str(planner))
+    save_file({"x": torch.zeros(2)}, str(first / "md_test_other.safetensors"))
+    save_file({"x": torch.zeros(2)}, str(other / "md_test_elsewhere.safetensors"))
+    before = planner.read_bytes()
+    try:
+        with host.model_folder("moviedreamer", other):
+            for name, words in (("md_test_planner", "is a MovieDreamer planner file: saving would replace it"),
+                                ("md_test_other.safetensors", "is a file that is not a MovieDreamer renderer"),
+                                ("md_test_elsewhere", f"is the name of {other / 'md_test_elsewhere.safetensors'}: saved in "
+                                                      f"{first} (where new files go) it would hide that file")):
+                refused = host.run(train_graph(name, steps=1))
+                assert not refused.valid and "30" in refused.node_errors, refused.error_text()
+                assert "save_name: " in refused.error_text() and words in refused.error_text(), refused.error_text()
+                with pytest.raises(ValueError, match="save_name: .*" + words.split(":")[0].replace(".", r"\.")):
+                    _train_eight_steps(host, testing, photos, name)
+            assert planner.read_bytes() == before and not (first / "md_test_elsewhere.safetensors").exists()
+            _train_eight_steps(host, testing, photos, "md_test_renderer")
+            _train_eight_steps(host, testing, photos, "md_test_renderer")  # a renderer trained again under its name
+    finally:
+        for leftover in first.glob("md_test_*"):
+            leftover.unlink()
+        host.folder_paths.filename_list_cache.clear()
+
+
 def test_training_script_imports_the_host_as_a_library(host, photos, tmp_path, fresh_python):
     """The script's own steps: the keyframe folder (captions from .txt files) and the node's training function
     on the tiny host models; then the script itself, in a fresh process, bootstrapping ComfyUI from its folder."""
