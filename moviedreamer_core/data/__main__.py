@@ -9,7 +9,7 @@ import sys
 
 from ..argument_types import number, whole_number
 from ..script.limits import MAX_KEYFRAMES_PER_SHOT, MAX_REFERENCES_PER_CHARACTER
-from .build import BuildOptions, build_dataset
+from .build import BuildOptionError, BuildOptions, build_dataset
 from .movie import MovieSettings
 from .video import VIDEO_EXTENSIONS
 
@@ -49,7 +49,10 @@ def main(argv=None) -> int:
     options = BuildOptions(text_encoder=args.text_encoder, token_encoder=args.clip_vision, face_embedder=args.face_embedder,
                            characters=args.characters, captioner=args.captioner, workers=args.workers, settings=settings,
                            progress=not args.quiet)
-    result = build_dataset(args.videos, args.out, options)
+    try:
+        result = build_dataset(args.videos, args.out, options)
+    except BuildOptionError as e:
+        b.error(str(e))
     if not (result.built or result.skipped or result.failed):
         print(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {args.videos} or its sub-folders", file=sys.stderr)
     print(f"{len(result.built)} built, {len(result.skipped)} already there, {len(result.failed)} failed; "

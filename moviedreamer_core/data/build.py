@@ -47,6 +47,51 @@ class BuildOptions:
     progress: bool = True
 
 
+class BuildOptionError(ValueError):
+    """An option of the build that cannot be used (a folder that is not there, a module:function whose module is not
+    found); the message names the command's option. A traceback said it before (an audit), with workers a
+    ``BrokenProcessPool`` that said nothing of the cause."""
+
+
+def _factory_problem(flag: str, spec: str) -> Optional[str]:
+    from importlib.util import find_spec
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        return f"{flag} {spec!r}: expected module:function"
+    try:
+        found = find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else f"{flag} {spec!r}: no module {module!r} to import (module:function)"
+
+
+def check_options(options: "BuildOptions") -> None:
+    """Raise ``BuildOptionError`` for the first option given as text that cannot be used, before anything is built
+    or a worker started (encoders given as objects or callables are the caller's)."""
+    from .encoders import _is_factory_spec
+
+    for flag, spec, named in (("--text-encoder", options.text_encoder, ("minilm",)),
+                              ("--clip-vision", options.token_encoder, ())):
+        if isinstance(spec, str):
+            if _is_factory_spec(spec):
+                problem = _factory_problem(flag, spec)
+                if problem:
+                    raise BuildOptionError(problem)
+            elif spec not in named and not os.path.isdir(spec):
+                raise BuildOptionError(f"{flag} {spec!r}: no such folder")
+    if isinstance(options.characters, str) and options.characters and not os.path.isdir(options.characters):
+        raise BuildOptionError(f"--characters {options.characters!r}: no such folder")
+    if isinstance(options.captioner, str):
+        problem = _factory_problem("--captioner", options.captioner)
+        if problem:
+            raise BuildOptionError(problem)
+    if isinstance(options.face_embedder, str) and options.face_embedder != "dlib":
+        problem = _factory_problem("--face-embedder", options.face_embedder)
+        if problem:
+            raise BuildOptionError(problem.replace("module:function", "'dlib' or module:function"))
+
+
 @dataclass
 class BuildResult:
     built: list = field(default_factory=list)  # names built in this run
@@ -163,6 +208,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None) -> BuildResult:
     """Build (or continue building) the dataset in ``out`` from the videos in ``videos``."""
     options = options or BuildOptions()
+    check_options(options)
     result = BuildResult()
     os.makedirs(out, exist_ok=True)
     jobs = []

@@ -110,6 +110,31 @@ def test_a_bad_number_given_to_a_module_program_is_refused_by_its_flag(module, a
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args,message", [
+    ("--clip-vision nothere/ --text-encoder minilm", "--clip-vision 'nothere/': no such folder"),
+    ("--clip-vision clip --text-encoder nothere", "--text-encoder 'nothere': no such folder"),
+    ("--clip-vision clip --text-encoder no_such_module:make", "--text-encoder 'no_such_module:make': no module 'no_such_module'"),
+    ("--clip-vision clip --text-encoder minilm --characters nothere/", "--characters 'nothere/': no such folder"),
+    ("--clip-vision clip --text-encoder minilm --characters nothere/ --workers 2", "--characters 'nothere/': no such folder"),
+    ("--clip-vision clip --text-encoder minilm --captioner blip", "--captioner 'blip': expected module:function"),
+    ("--clip-vision clip --text-encoder minilm --face-embedder insightface", "--face-embedder 'insightface': expected 'dlib' or"),
+])
+def test_the_dataset_builder_names_an_option_it_cannot_use_before_building(args, message, capsys, tmp_path, monkeypatch):
+    """A missing --characters or --clip-vision folder ended the build in a traceback, with --workers 2 in a
+    BrokenProcessPool that did not say why (an audit). Refused as a usage error naming the option; nothing made."""
+    from moviedreamer_core.data.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "film.mp4").write_bytes(b"not read")
+    (tmp_path / "clip").mkdir()
+    with pytest.raises(SystemExit) as refused:
+        main(["build", "videos", "out", *args.split()])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_ctrl_c_stops_a_training_after_its_step_but_lets_the_last_step_finish_the_training():
     """``cli/ctrl_c.CtrlC`` (the training commands): after a Ctrl-C, the next whole step stops the run with its state
     kept (``StoppedByUser``), except when that step was the last: the training then finishes and saves its file
