@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import urllib.parse
 import uuid
@@ -16,19 +17,36 @@ from .messages import check_choices, format_execution_error, format_refusal, unr
 from .outputs import history_error, history_interrupted, output_files, output_texts
 from .progress import ProgressPrinter, _close, follow
 from .websocket import WebSocket, websocket_url
-from .workflow import UsageError, apply_overrides, apply_project, check_scripts, inject_script, load_workflow
+from .workflow import (UsageError, apply_overrides, apply_project, check_scripts, inject_script, load_workflow,
+                       unknown_inputs)
 
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4, 5
 
 
 def cancel(client: Client, prompt_id: str) -> None:
-    """Ctrl-C: take this prompt (and only it) off the server, whether it is waiting or running."""
-    for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
-        try:
-            client.request(path, body)
-        except ServerUnreachable:
-            return
+    """Ctrl-C: take this prompt (and only it) off the server, whether it is waiting or running (out of the queue
+    first, then interrupted: a prompt that starts between the two is still stopped). A second Ctrl-C while this runs
+    is ignored: pressed at once, it cut the first request short, the interrupt was never sent and the prompt went on
+    rendering on the server (an audit)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to hold off
+        previous = None
+    try:
+        for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
+            try:
+                client.request(path, body)
+            except ServerUnreachable:
+                return
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def cancelled_message(prompt_id: str) -> str:
+    return (f"cancelled: prompt {prompt_id} was removed from the queue or interrupted; finished keyframes and shots "
+            "stay in the movie project folder and a rerun resumes from them")
 
 
 def _check_server(url: str) -> None:
@@ -73,7 +91,7 @@ def main(argv=None) -> int:
                 raise UsageError(f"the script {args.script} "
                                  f"{e.said_with({'encoding': '; a script file is YAML or JSON saved as UTF-8'})}")
             inject_script(prompt, text)
-        apply_overrides(prompt, args.overrides)
+        set_inputs = apply_overrides(prompt, args.overrides)
         if args.project is not None:
             apply_project(prompt, args.project)
         if args.input_dir is not None and not os.path.isdir(args.input_dir):
@@ -97,6 +115,10 @@ def main(argv=None) -> int:
         print(f"error: the server has no node type {', '.join(missing_types)}: install the custom node pack that "
               "provides it (the test nodes need MOVIEDREAMER_TEST_NODES=1 when ComfyUI starts)", file=err)
         return EXIT_REFUSED
+    unknown = unknown_inputs(set_inputs, prompt, object_info)
+    if unknown:
+        print(f"error: {unknown}", file=err)
+        return EXIT_USAGE
     refused = check_choices(prompt, object_info)
     if refused:
         body = {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation"},
@@ -109,12 +131,20 @@ def main(argv=None) -> int:
         ws = WebSocket(websocket_url(client.url, client_id), timeout=10.0)
     except (OSError, ConnectionError, ValueError):
         ws = None  # no websocket: progress comes from polling /history
+    # the prompt's id is chosen here and sent with it (the host takes "prompt_id"), so a Ctrl-C while the server is
+    # still answering the POST can take off a prompt it has queued already
+    prompt_id = str(uuid.uuid4())
     try:
-        status, body = client.request("/prompt", {"prompt": prompt, "client_id": client_id})
+        status, body = client.request("/prompt", {"prompt": prompt, "client_id": client_id, "prompt_id": prompt_id})
     except ServerUnreachable as e:
         print(f"error: {unreachable_message(client.url, e)}", file=err)
         _close(ws)
         return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        cancel(client, prompt_id)
+        _close(ws)
+        print(cancelled_message(prompt_id), file=err)
+        return EXIT_FAILED
     if status == 400:
         print(f"error: {format_refusal(body, prompt)}", file=err)
         _close(ws)
@@ -151,8 +181,7 @@ def main(argv=None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         cancel(client, prompt_id)
-        print(f"cancelled: prompt {prompt_id} was removed from the queue or interrupted; finished keyframes and shots "
-              "stay in the movie project folder and a rerun resumes from them", file=err)
+        print(cancelled_message(prompt_id), file=err)
         return EXIT_FAILED
     finally:
         _close(ws)

@@ -74,8 +74,10 @@ def parse_value(text: str) -> Any:
         raise UsageError(f"the value {text[:40]!r}... is nested too deeply to be an input's value")
 
 
-def apply_overrides(prompt: dict, overrides: list[str]) -> None:
-    """``NODE_ID.input=value`` each; the node must exist (the input may be new, e.g. an optional one)."""
+def apply_overrides(prompt: dict, overrides: list[str]) -> list[tuple[str, str, str]]:
+    """``NODE_ID.input=value`` each; the node must exist (the input may be new, e.g. an optional one: that its node
+    type has it is checked against the server, ``unknown_inputs``). Returns ``(item, node id, input)`` of each."""
+    done = []
     for item in overrides:
         key, sep, value = item.partition("=")
         node_id, dot, name = key.partition(".")
@@ -85,6 +87,23 @@ def apply_overrides(prompt: dict, overrides: list[str]) -> None:
         if node_id not in prompt:
             raise UsageError(f"--set {item!r}: the workflow has no node {node_id!r} (nodes: {', '.join(sorted(prompt, key=_id_key))})")
         prompt[node_id].setdefault("inputs", {})[name] = parse_value(value)
+        done.append((item, node_id, name))
+    return done
+
+
+def unknown_inputs(set_inputs: list[tuple[str, str, str]], prompt: dict, object_info: dict) -> Optional[str]:
+    """The first ``--set`` naming an input its node type does not have on the server (``/object_info``), in words, or
+    ``None``: the host ignores an input it does not know, so ``--set 6.step=2`` (for ``steps``) rendered with the
+    workflow's 20 steps and exited 0 (an audit)."""
+    for item, node_id, name in set_inputs:
+        info = object_info.get(prompt[node_id].get("class_type"))
+        if not isinstance(info, dict):
+            continue  # a node type the server lacks is named on its own
+        known = [n for part in ("required", "optional", "hidden") for n in ((info.get("input") or {}).get(part) or {})]
+        if name not in known:
+            return (f"--set {item!r}: node {node_id} ({prompt[node_id].get('class_type')}) has no input {name!r} "
+                    f"(its inputs: {', '.join(known)})")
+    return None
 
 
 def apply_project(prompt: dict, project: str) -> list[str]:

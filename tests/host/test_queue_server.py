@@ -118,6 +118,18 @@ def test_cli_names_a_missing_model_file_and_its_folder_before_queueing(tiny_serv
     assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
 
 
+def test_cli_refuses_an_input_its_node_type_does_not_have_before_queueing(tiny_server, fresh_python):
+    """The host ignores an input a node does not know: ``--set 9.step=2`` (for ``steps``) rendered with the workflow's
+    steps and exited 0 (an audit). The name is checked against the server's node types: a usage error, nothing
+    queued; an optional input the node has but the workflow leaves out is still taken."""
+    before = tiny_server.get("/history").json()
+    proc = run_cli(fresh_python, str(TINY_API), "--server", tiny_server.url, "--set", "9.step=2")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "error: --set '9.step=2': node 9 (IdentityDiffusionRender) has no input 'step' (its inputs: " in proc.stderr
+    assert "steps" in proc.stderr and "Traceback" not in proc.stderr
+    assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
+
+
 def test_cli_makes_the_servers_validation_refusal_readable(tiny_server, fresh_python):
     proc = run_cli(fresh_python, str(TINY_API), "--server", tiny_server.url, "--set", "9.steps=0", "--set", "4.width=0",
                    "--set", '7.script_embeds=["1", 0]')
@@ -191,6 +203,32 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server, fresh_python):
         assert entry["status"]["status_str"] == "error"
         assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
     finally:  # on failure, leave no 10000-step render behind on the shared server
+        if proc.poll() is None:
+            proc.kill()
+        if tiny_server.get("/queue").json()["queue_running"]:
+            tiny_server.interrupt()
+    assert tiny_server.get("/queue").json()["queue_running"] == []
+
+
+def test_two_ctrl_c_at_once_still_take_the_prompt_off_the_server(tiny_server, fresh_python):
+    """A second Ctrl-C pressed right after the first cut the cancel's first request short: the interrupt was never
+    sent, the command died in a traceback and the prompt went on rendering on the server (an audit)."""
+    import re
+    import signal
+
+    proc, lines = _long_render_started(tiny_server, fresh_python, "ctrl_c_twice",
+                                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        prompt_id = re.search(r"queued prompt (\S+)", "".join(lines)).group(1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 5 and f"cancelled: prompt {prompt_id}" in err and "Traceback" not in err, (out, err)
+        entry = tiny_server.wait_history(prompt_id, timeout=120)
+        assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
+    finally:
         if proc.poll() is None:
             proc.kill()
         if tiny_server.get("/queue").json()["queue_running"]:
