@@ -53,11 +53,27 @@ def main(argv=None) -> int:
         result = build_dataset(args.videos, args.out, options)
     except BuildOptionError as e:
         b.error(str(e))
+    except KeyboardInterrupt:  # the build has stopped its workers (build._stop); a traceback said nothing of what was kept
+        print(f"stopped: {_kept(args.out)} movies finished in {os.path.join(args.out, 'index.json')}; run the same "
+              "command again to build the rest (finished movies are skipped)", file=sys.stderr)
+        return 130
     if not (result.built or result.skipped or result.failed):
         print(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) in {args.videos} or its sub-folders", file=sys.stderr)
     print(f"{len(result.built)} built, {len(result.skipped)} already there, {len(result.failed)} failed; "
           f"{result.movies} movies in {os.path.join(args.out, 'index.json')}")
     return 0 if result.movies else 1
+
+
+def _kept(out: str) -> int:
+    """How many movies a stopped build has finished in ``out``, its index brought up to date with them (a movie
+    finished between its file and the index is listed too)."""
+    from .store import finished_movies, recorded_spaces, update_index
+
+    try:
+        spaces = recorded_spaces(out)
+        return update_index(out, spaces) if spaces is not None else len(finished_movies(out))
+    except (OSError, ValueError):
+        return len(finished_movies(out)) if os.path.isdir(out) else 0
 
 
 if __name__ == "__main__":
