@@ -409,8 +409,13 @@ def main(argv=None) -> int:
         model.scene_bank.copy_(bank)
     print(f"{len(stories)} movies, {sum(s.n_keyframes for s in stories)} keyframes; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    train(model, stories, steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_keyframes=args.max_keyframes,
-          seed=args.seed, log_every=max(1, args.steps // 20))
+    try:
+        train(model, stories, steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_keyframes=args.max_keyframes,
+              seed=args.seed, log_every=max(1, args.steps // 20))
+    except KeyboardInterrupt:  # a traceback said nothing of what was kept (an audit)
+        print(f"stopped: nothing saved ({args.out} is written when all {args.steps} steps are done; this quick trainer "
+              "keeps no checkpoint: python -m moviedreamer_core.train planner saves them and resumes)", file=sys.stderr)
+        return 130
     save_planner(model, args.out, extra={"steps": args.steps, "movies": len(stories)})
     print(f"saved {args.out}")
     return 0
