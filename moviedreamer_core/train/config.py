@@ -263,7 +263,7 @@ def load_config(path: str, overrides: Optional[list[str]] = None) -> TrainConfig
     except ConfigError as e:
         # a value given on the command line is named as the override it came from, not as the file's
         key = str(e).split(":", 1)[0].split(" ", 1)[0]
-        said = next((item for item in overrides or [] if item.split("=", 1)[0].strip() == key), None)
+        said = next((item for item in overrides or [] if (item.split("=", 1)[0].strip() + ".").startswith(key + ".")), None)
         raise ConfigError(f"override {said}: {e}" if said else f"{os.path.basename(path)}: {e}") from None
 
 

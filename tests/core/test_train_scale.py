@@ -130,6 +130,9 @@ def test_config_errors_name_the_key(synthetic_films):
         load_config("tiny", ["eval.batch_size=0"])
     with pytest.raises(ConfigError, match=r"train\.fsdp\.sharding: unknown key"):
         load_config("paper", ["train.fsdp.sharding=FULL"])
+    # an unknown section of an override was blamed on the shipped file ("tiny.yaml: bogus: unknown key": an audit)
+    with pytest.raises(ConfigError, match=r"^override bogus\.key=1: bogus: unknown key"):
+        load_config("tiny", ["bogus.key=1"])
     with pytest.raises(ConfigError, match="multiple of processes x gradient_accumulation_steps"):
         micro_batch_size(load_config("tiny", ["train.batch_size=6"]), 4)
     with pytest.raises(ConfigError, match="data.path"):
