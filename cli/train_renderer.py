@@ -151,6 +151,19 @@ def _model_path(folder_paths, kind: str, name: str) -> str:
     return path
 
 
+def _stopped_at_once(samples: str, training: bool) -> str:
+    """What a Ctrl-C that stopped the command at once kept: the encoded samples (``samples``, the
+    ``<name>.safetensors.samples`` file written when the encoding ends) and, once training had begun, the last
+    periodic state."""
+    if training:
+        return ("stopped at once, in the middle of a step: the training state saved last (every two minutes) is kept "
+                "beside the renderer file; run the same command again to continue from there")
+    if os.path.isfile(samples):
+        return (f"stopped before training began: the encoded images are kept in {samples}; run the same command "
+                "again to train without encoding them again")
+    return "stopped before training began, while the images were encoded: nothing is kept; run the same command to start again"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.comfyui:
@@ -171,7 +184,9 @@ def main(argv=None) -> int:
     model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
         checkpoint, output_vae=True, output_clip=True, embedding_directory=folder_paths.get_folder_paths("embeddings"))
     clip_vision = comfy.clip_vision.load(clip_vision_path)
-    train = importlib.import_module(f"{PACK_MODULE}.nodes.renderer_train_node").train_renderer
+    train_node = importlib.import_module(f"{PACK_MODULE}.nodes.renderer_train_node")
+    train = train_node.train_renderer
+    samples = train_node.samples_path(nodes.host.model_save_path(train_node.renderer_file_name(args.save_name), make=False))
 
     with CtrlC() as ctrl_c:
         def on_step(step, steps, loss):
@@ -191,6 +206,12 @@ def main(argv=None) -> int:
             print(f"stopped after step {e.step} of {args.steps}; the training state is kept beside the renderer file: "
                   "run the same command again to continue from there", file=sys.stderr)
             return 130
+        except KeyboardInterrupt:  # before the first step (the images' encoding) or a second Ctrl-C: a traceback
+            print(_stopped_at_once(samples, ctrl_c.training), file=sys.stderr)  # said nothing (an audit)
+            return 130
+        except ValueError as e:  # the inputs: a save_name that would replace another file, captions for other images
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     print(text)
     print(nodes.host.model_save_path(text.split(":", 1)[0]))
     return 0

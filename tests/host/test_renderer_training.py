@@ -532,6 +532,23 @@ def _train_eight_steps(host, testing, photos, name, on_step=None, captions=("an 
                  learning_rate=1e-3, augmentations=0, save_name=name, on_step=on_step)
 
 
+def test_a_ctrl_c_that_stops_the_training_command_at_once_says_what_is_kept(host):
+    """A Ctrl-C while the images were encoded (minutes on a real model), or a second one, ended the command in a
+    traceback that did not say whether the encoded samples were kept (an audit)."""
+    cli = host.pack_submodule("cli.train_renderer")
+    samples = Path(host.folder_paths.get_folder_paths("moviedreamer")[0]) / "md_early.safetensors.samples"
+    assert cli._stopped_at_once(str(samples), False).endswith("nothing is kept; run the same command to start again")
+    samples.parent.mkdir(parents=True, exist_ok=True)
+    samples.write_bytes(b"")
+    try:
+        said = cli._stopped_at_once(str(samples), False)
+        assert said == (f"stopped before training began: the encoded images are kept in {samples}; run the same "
+                        "command again to train without encoding them again"), said
+        assert cli._stopped_at_once(str(samples), True).startswith("stopped at once, in the middle of a step")
+    finally:
+        samples.unlink()
+
+
 def test_ctrl_c_stops_the_training_command_after_a_whole_step_and_the_same_command_continues(host, testing, photos):
     """``cli/train_renderer.py``'s Ctrl-C (a real SIGINT to this process): during training it stops after the step
     under way with the state saved, and the next run continues; before training, or a second time, it stops at once."""
