@@ -26,22 +26,38 @@ EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REFUSED, EXIT_FAILED = 0, 2, 3, 4, 5
 
 def cancel(client: Client, prompt_id: str) -> None:
     """Ctrl-C: take this prompt (and only it) off the server, whether it is waiting or running (out of the queue
-    first, then interrupted: a prompt that starts between the two is still stopped). A second Ctrl-C while this runs
-    is ignored: pressed at once, it cut the first request short, the interrupt was never sent and the prompt went on
-    rendering on the server (an audit)."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: nothing to hold off
-        previous = None
-    try:
-        for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
-            try:
-                client.request(path, body)
-            except ServerUnreachable:
-                return
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    first, then interrupted: a prompt that starts between the two is still stopped)."""
+    for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
+        try:
+            client.request(path, body)
+        except ServerUnreachable:
+            return
+
+
+class OneCtrlC:
+    """While the command runs, the first Ctrl-C raises ``KeyboardInterrupt`` (the command then cancels its prompt)
+    and any later one does nothing: a second Ctrl-C pressed at once cut the cancel's first request short, the
+    interrupt was never sent and the prompt went on rendering on the server (an audit). Only in the main thread."""
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if not self.pressed:
+            self.pressed = True
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "OneCtrlC":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:  # after a Ctrl-C the command is ending: a late second one must not kill it
+            signal.signal(signal.SIGINT, signal.SIG_IGN if self.pressed else self._previous)
 
 
 def cancelled_message(prompt_id: str) -> str:
@@ -80,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)  # argparse exits with 2 on usage errors
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: no Ctrl-C to take
+        return _run(args)
+    with OneCtrlC():
+        return _run(args)
+
+
+def _run(args) -> int:
     err = sys.stderr
     try:
         _check_server(args.server)
