@@ -18,7 +18,8 @@ _TEXT_PATH = re.compile(r"((?:[A-Za-z]:)?[\\/][^\n]*?\.(?:%s))(?=$|\s|[,;)\]])" 
 
 def output_files(entry: dict, output_dir: Optional[str] = None) -> list[str]:
     """Files named by the run's outputs: ``output/<subfolder>/<name>`` (absolute under ``output_dir`` when
-    given) for images/gifs/videos/audio entries, then absolute media paths named in the nodes' texts."""
+    given) for images/gifs/videos/audio entries (previews in the server's temp folder left out), then absolute media
+    paths named in the nodes' texts."""
     files: list[str] = []
     outputs = entry.get("outputs") or {}
     for nid in sorted(outputs, key=_id_key):
@@ -28,6 +29,8 @@ def output_files(entry: dict, output_dir: Optional[str] = None) -> list[str]:
                 if not isinstance(item, dict) or not item.get("filename"):
                     continue
                 kind = item.get("type") or "output"
+                if kind == "temp":  # a Preview Image's copy, gone when the server starts again: not a file the run made
+                    continue
                 rel = "/".join(p for p in (item.get("subfolder") or "", item["filename"]) if p)
                 if kind == "output" and output_dir:
                     path = os.path.join(output_dir, *rel.split("/"))

@@ -256,10 +256,11 @@ def test_output_files_and_texts_from_a_history_entry(tmp_path):
         "2": {"gifs": [{"filename": "anim.mp4", "subfolder": "video", "type": "output", "format": "video/h264-mp4"}]},
         "4": {"text": ["3 keyframes in /srv/out/moviedreamer/x"]},
     }, "status": {"status_str": "success", "completed": True, "messages": []}}
+    # a Preview Image's copy in the server's temp folder is no file of the run (gone when the server starts again)
     assert q.output_files(entry) == ["output/video/anim.mp4", "output/moviedreamer/kf_00001_.png", "output/kf_00002_.png",
-                                     "/srv/out/moviedreamer/The Keepers/The Keepers.mp4", "temp/p_00001_.png"]
+                                     "/srv/out/moviedreamer/The Keepers/The Keepers.mp4"]
     absolute = q.output_files(entry, str(tmp_path))
-    assert absolute[0] == str(tmp_path / "video" / "anim.mp4") and absolute[-1] == "temp/p_00001_.png"
+    assert absolute[0] == str(tmp_path / "video" / "anim.mp4") and absolute[1] == str(tmp_path / "moviedreamer" / "kf_00001_.png")
     texts = q.output_texts(entry, {"11": {"class_type": "ShotAnimate", "inputs": {}}})
     assert texts[-1].startswith("# node 11 ShotAnimate: 38 frames")
     assert q.history_error(entry) is None and not q.history_interrupted(entry)

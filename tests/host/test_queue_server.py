@@ -79,11 +79,13 @@ def test_cli_queues_the_tiny_movie_and_prints_progress_and_files(tiny_server, tm
     assert "[1/11]" in err and "done: prompt" in err, err
     paths = [line for line in proc.stdout.splitlines() if line and not line.startswith("#")]
     movies = [p for p in paths if p.endswith(".mp4")]
-    keyframes = [p for p in paths if p.endswith(".png")]
     assert len(movies) == 1 and Path(movies[0]).name == "queue_cli.mp4", proc.stdout
-    assert len(keyframes) == 3, proc.stdout
-    for p in movies + keyframes:
+    assert not [p for p in paths if p.endswith(".png")], "a Preview Image's temporary copies are not listed"
+    for p in movies:
         assert Path(p).is_file() and Path(p).stat().st_size > 0, p
+    # the keyframes are the project's; no copy of them is written beside it on every run (a Save Image did)
+    assert not list((tiny_server.dirs["output"] / "moviedreamer").glob("*.png"))
+    assert any(line.startswith("# node 9 IdentityDiffusionRender: 3 keyframes in ") for line in proc.stdout.splitlines())
     assert Path(movies[0]).resolve().is_relative_to((tiny_server.dirs["output"] / "moviedreamer" / "queue_cli").resolve())
     assert any(line.startswith("# node 11 ShotAnimate: ") and "in 2 shots" in line for line in proc.stdout.splitlines()), proc.stdout
     # the script went in through the CLI: the manifest holds its title's shots a and b
