@@ -281,7 +281,9 @@ def write_checked(project: MovieProject, accepted: Sequence[Payload], notes: Seq
             k = int(key)
             if digests.get(project.keyframe_file(k)) != entry["sha256"]:
                 continue
-            info = {n: v for n, v in entry.items() if n not in ("status", "file", "signature", "sha256")}
+            # the file's SHA-256 stays in the entry (checked above against the file): without it a keyframe replaced
+            # on disk after a distributed run was reused, and its shots animated from the wrong picture (an audit)
+            info = {n: v for n, v in entry.items() if n not in ("status", "file", "signature")}
             project.record_keyframe(k, entry["signature"], info)
             out.keyframes.add(k)
             count["keyframes"] += 1

@@ -4,6 +4,7 @@ and several writers sharing one project folder."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,19 @@ def test_gather_accepts_a_run_that_is_what_it_expects(tmp_path):
     master = MovieProject(str(tmp_path / "gathered"), "film")
     got = gather(master, _decoded(payloads), "job1", expected)
     assert got.keyframes == set(shares[0].keyframes + shares[1].keyframes) == set(range(8)) and not got.problems, got.problems
+    # every gathered keyframe keeps its file's SHA-256, so one replaced on disk later is made again, as after a run
+    # of one instance (the entries lost it: a keyframe replaced after a distributed run was reused; an audit)
+    with master.compacting():
+        pass
+    again = MovieProject(str(tmp_path / "gathered"), "film")
+    assert all(again.keyframe_entry(k).get("sha256") for k in range(8))
+    assert again.keyframe_done(0, "sig0") and again.keyframe_done(5, "sig5")
+    for k in (0, 5):  # the master's own keyframe and a worker's
+        other = MovieProject(str(tmp_path / "elsewhere"), "film")
+        other.save_keyframe(k, np.full((4, 4, 3), 99, np.uint8), "x", {})
+        (Path(again.root) / again.keyframe_file(k)).write_bytes((Path(other.root) / other.keyframe_file(k)).read_bytes())
+    again = MovieProject(str(tmp_path / "gathered"), "film")
+    assert not again.keyframe_done(0, "sig0") and not again.keyframe_done(5, "sig5") and again.keyframe_done(4, "sig4")
 
 
 @pytest.mark.parametrize("change, message", [
