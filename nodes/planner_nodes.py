@@ -6,6 +6,7 @@ the host's model management (so the host can offload it), and turns progress and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -20,6 +21,7 @@ from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
 from . import host, wire_types
 from .choices import check_inputs, validated_widgets_only
+from .model_fingerprints import fingerprint
 from .storyboard_events import send_storyboard
 
 ZERO_SHOT = "(zero-shot prior: no planner file)"
@@ -137,6 +139,12 @@ class ARKeyframePlanner(io.ComfyNode):
             hint = (" Turn off few_shot_references, or connect the CLIP Vision model the planner was trained with."
                     if "reference tokens" in str(e) else "")
             raise SpaceMismatchError(f"{e}.{hint}") from e
+        # which planner made it, by its weights: the participants of a distributed run must plan with the same one
+        # (IdentityDiffusionRender puts it in each keyframe's entry, Gather Movie compares them; a worker with another
+        # planner file under the same name had its share drawn from another plan without a word: an audit)
+        planner_print = fingerprint(planner.patcher) if planner.patcher is not None else planner.name
+        board = dataclasses.replace(board, params={**board.params, "planner": planner_print,
+                                                   "few_shot_references": bool(few_shot_references)})
         send_storyboard(script_embeds)
         text = (f"{board.n_keyframes} keyframes planned by {board.planner_name} in {board.token_space.describe()} "
                 f"(seed {seed}, temperature {temperature}, guidance {guidance})")

@@ -455,6 +455,10 @@ class IdentityDiffusionRender(io.ComfyNode):
         stale = project.retire_keyframes(n) if share is None else []
         todo = [k for k in range(n) if share is None or k in share]
         models_digest = _signature({"models": models})  # in each keyframe's entry: Gather Movie compares participants
+        # ... and so it does the plan's makers: the planner (by its weights), the script and the encoders' spaces
+        plan_digest = _signature({"planner": storyboard.params.get("planner"), "script": script_embeds.script_hash,
+                                  "few_shot": storyboard.params.get("few_shot_references"),
+                                  "spaces": [script_embeds.text_space.describe(), script_embeds.identity_space.describe()]})
         uncond_tokens = sigma_start = sigma_end = None
         if todo:  # a participant with nothing to make has no model (its sampling inputs are lazy)
             sampling = model.get_model_object("model_sampling")
@@ -519,7 +523,7 @@ class IdentityDiffusionRender(io.ComfyNode):
                 image = image[:1].float().cpu()
                 pixels = _to_uint8(image[0])
                 project.save_keyframe(k, pixels, signature, {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt,
-                                                             "models": models_digest}, latent=latent)
+                                                             "models": models_digest, "plan": plan_digest}, latent=latent)
                 made += 1
             size = (int(pixels.shape[1]), int(pixels.shape[0]))
             if k in kept:

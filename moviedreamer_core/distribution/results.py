@@ -227,26 +227,38 @@ def run_fps(accepted: Sequence[Payload]) -> float:
     return master[0].header["fps"] if master else 0.0
 
 
+#: What every participant of a distributed run must have made its share with, per kind of entry: the entry's key
+#: (a digest IdentityDiffusionRender or ShotAnimate put there; entries of earlier versions have none) and, in words,
+#: what differed and what to do about it.
+SAME_FOR_ALL = (
+    ("keyframes", "models", "rendered their keyframes with different models",
+     "give every instance the same model files under the same names (checkpoint, VAE, text encoder, renderer)"),
+    ("keyframes", "plan", "planned the movie differently",
+     "give every instance the same planner file, text encoder and face embedder (and the same few_shot_references)"),
+    ("shots", "models", "animated their shots with different video models",
+     "give every instance the same video model files under the same names"),
+)
+
+
 def _check_same_models(payloads: Sequence[Payload]) -> None:
-    """Every keyframe of the run made with the same models: each keyframe's entry carries a digest of the model files
-    it was rendered with (IdentityDiffusionRender's ``models``; entries of earlier versions have none). A worker with
-    another file under the same name (a retrained renderer, another checkpoint) drew its share differently, and its
-    keyframes would otherwise go into the movie unnoticed."""
-    made_with: dict = {}  # models digest -> participants
-    for p in payloads:
-        for key, entry in p.header["keyframes"].items():
-            models = entry.get("models") if isinstance(entry, dict) else None
-            if models is None:
-                continue
-            if not isinstance(models, str) or len(models) > 128:
-                raise ValueError(f"results: participant {p.header['participant'][:128]}'s payload: keyframe {key}'s "
-                                 "models is not a digest")
-            made_with.setdefault(models, set()).add(p.header["participant"][:128])
-    if len(made_with) > 1:
-        groups = "; ".join(f"{', '.join(sorted(who))} with models {digest[:12]}" for digest, who in made_with.items())
-        raise ValueError(f"results: the participants rendered their keyframes with different models ({groups}): give "
-                         "every instance the same model files under the same names (checkpoint, VAE, text encoder, "
-                         "renderer) and queue again")
+    """Every keyframe of the run made with the same models and from the same plan, every shot with the same video
+    models (``SAME_FOR_ALL``). A worker with another file under the same name (a retrained renderer, another
+    checkpoint, another planner or video model) made its share differently, and it would otherwise go into the movie
+    unnoticed."""
+    for kind, key, what, advice in SAME_FOR_ALL:
+        made_with: dict = {}  # digest -> participants
+        for p in payloads:
+            for index, entry in p.header[kind].items():
+                digest = entry.get(key) if isinstance(entry, dict) else None
+                if digest is None:
+                    continue
+                if not isinstance(digest, str) or len(digest) > 128:
+                    raise ValueError(f"results: participant {p.header['participant'][:128]}'s payload: "
+                                     f"{kind[:-1]} {index}'s {key} is not a digest")
+                made_with.setdefault(digest, set()).add(p.header["participant"][:128])
+        if len(made_with) > 1:
+            groups = "; ".join(f"{', '.join(sorted(who))} with {key} {digest[:12]}" for digest, who in made_with.items())
+            raise ValueError(f"results: the participants {what} ({groups}): {advice}, and queue again")
 
 
 def gather(project: MovieProject, payloads: Sequence[Payload], job: Optional[str],
@@ -291,7 +303,7 @@ def write_checked(project: MovieProject, accepted: Sequence[Payload], notes: Seq
             s, rel = int(key), entry["file"]
             if not rel.startswith(f"shots/shot_{s:05d}_") or digests.get(rel) != entry["sha256"]:
                 continue
-            info = {n: v for n, v in entry.items() if n in ("shot", "frames", "backend")}
+            info = {n: v for n, v in entry.items() if n in ("shot", "frames", "backend", "models")}
             project.record_shot(s, rel, entry["signature"], info, sha256=entry["sha256"])
             out.shots.add(s)
             count["shots"] += 1

@@ -382,3 +382,43 @@ def test_participants_that_rendered_with_other_models_are_refused(tmp_path):
                                          r"\(master with models aaaaaaaaaaaa; w1 with models bbbbbbbbbbbb\)"):
         check_payloads(payloads, "job1", expected)
     assert not (tmp_path / "other" / "gathered" / "moviedreamer" / "film" / "keyframes" / "keyframe_00004.png").exists()
+
+
+@pytest.mark.parametrize("kind, key, words", [
+    ("keyframes", "plan", r"planned the movie differently \(master with plan aaaaaaaaaaaa; w1 with plan bbbbbbbbbbbb\): "
+                          r"give every instance the same planner file"),
+    ("shots", "models", r"animated their shots with different video models \(master with models aaaaaaaaaaaa; w1 with "
+                        r"models bbbbbbbbbbbb\): give every instance the same video model files"),
+])
+def test_participants_that_planned_or_animated_differently_are_refused(tmp_path, kind, key, words):
+    """A worker with another planner file (or pack, or text encoder) planned another movie, and one with another video
+    model animated its shots differently: both went into the movie without a word (an audit). Each keyframe's entry
+    carries a digest of its plan's makers and each shot's of its video models; Gather Movie compares them."""
+    def made(tmp, master_digest, worker_digest):
+        who = Participation("job1", MASTER, (MASTER, "w1"))
+        shares = split_shots(outlines(SHOTS), 2)
+        out = []
+        for me, share, digest in ((who, shares[0], master_digest), (Participation("job1", "w1", who.participants),
+                                                                     shares[1], worker_digest)):
+            folder = MovieProject(str(tmp / ("gathered" if me.is_master else me.me)), "film", writer=me.writer)
+            extra = {} if digest is None else {key: digest}
+            for k in share.keyframes:
+                folder.save_keyframe(k, np.full((4, 4, 3), k, np.uint8), f"sig{k}", extra if kind == "keyframes" else {})
+            for s in share.shots:
+                rel = folder.shot_file(s, f"s{s}")
+                Path(folder.path(rel)).parent.mkdir(parents=True, exist_ok=True)
+                Path(folder.path(rel)).write_bytes(b"shot %d" % s)
+                folder.save_shot_sidecar(s, f"shot{s}", [])
+                folder.record_shot(s, rel, f"shot{s}", {"shot": f"s{s}", "frames": 24, "backend": "animatic",
+                                                        **(extra if kind == "shots" else {})})
+            out.append(share_payload(folder, me, share, send_files=not me.is_master, seconds={}, fps=12.0,
+                                     project_name="film", script_hash="script-hash"))
+        return _decoded(out), expected_of("film", "script-hash", outlines(SHOTS), who)
+
+    payloads, expected = made(tmp_path / "same", "a" * 64, "a" * 64)
+    assert len(check_payloads(payloads, "job1", expected)[0]) == 2
+    payloads, expected = made(tmp_path / "older", "a" * 64, None)  # entries of earlier versions: not compared
+    assert len(check_payloads(payloads, "job1", expected)[0]) == 2
+    payloads, expected = made(tmp_path / "other", "a" * 64, "b" * 64)
+    with pytest.raises(ValueError, match=r"results: the participants " + words):
+        check_payloads(payloads, "job1", expected)

@@ -98,6 +98,11 @@ def test_the_distributed_toy_movie_is_the_single_instance_movie(cluster, referen
     reports = [{k: e["identity"] for k, e in json.loads((project(cluster, name) / "manifest.json").read_text())["keyframes"].items()}
                for name in ("toy_single", "toy_dist")]
     assert reports[0] and reports[0] == reports[1]
+    # every gathered keyframe keeps its file's SHA-256 (a keyframe replaced on disk is made again) and the digest of
+    # its plan's makers, which Gather Movie found the same for every participant
+    entries = json.loads((project(cluster, "toy_dist") / "manifest.json").read_text())["keyframes"].values()
+    assert all(e.get("sha256") for e in entries) and len({e.get("plan") for e in entries}) == 1 and None not in {
+        e.get("plan") for e in entries}
     # the storyboard sheet after Gather Movie reads the gathered keyframe_set: every keyframe, the one instance's sheet
     sheets = [np.asarray(Image.open(project(cluster, name) / "storyboard.png")) for name in ("toy_single", "toy_dist")]
     assert sheets[0].shape == sheets[1].shape and np.array_equal(sheets[0], sheets[1])
