@@ -107,6 +107,27 @@ def test_payloads_survive_the_waveform_and_concatenation():
     assert back[1].files == {"shots/shot_00002_s03.mp4": blob} and back[0].files["keyframes/keyframe_00001.png"] == b"hello"
 
 
+def test_the_gathered_results_are_unpacked_in_little_more_than_their_own_size():
+    """Unpacking took about 9 times the results' size at once (whole-array temporaries), some 19 GB for the 2 GB a
+    run may gather (an audit); chunk by chunk it holds the results' bytes and one copy."""
+    import os
+    import tracemalloc
+
+    data = os.urandom(12_000_000)  # four chunks of samples
+    waveform = pl.to_waveform(data)
+    tracemalloc.start()
+    try:
+        back = pl.from_waveform(waveform)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert back == data and peak < 2.5 * len(data), peak / len(data)
+    bad = waveform.copy()
+    bad[0, 0, -5] = 0.5  # not a byte triple, in the last chunk
+    with pytest.raises(ValueError, match="values are not bytes"):
+        pl.from_waveform(bad)
+
+
 @pytest.mark.parametrize("name", ["../escape.png", "keyframes/../../x.png", "/etc/passwd", "shots/shot_1.mp4", "manifest.json"])
 def test_payload_file_names_stay_in_the_project(name):
     bad = pl.Payload({"files": [{"name": name, "size": 1, "sha256": pl.sha256(b"x"), "sent": True}]}, {name: b"x"})
