@@ -29,8 +29,11 @@ MAX_HEADER_BYTES = 32 << 20
 MAX_FILES = 200_000
 SAMPLE_RATE = 44100
 #: The files a payload may carry: a project's keyframes, their latents, shots and their preview sidecars.
-FILE_NAME = re.compile(r"^(keyframes/keyframe_\d{5,}\.(png|latent\.safetensors)|"
-                       r"shots/shot_\d{5,}(_[A-Za-z0-9_.-]{1,60}\.mp4|\.preview\.safetensors))$")
+FILE_NAME = re.compile(r"^(keyframes/keyframe_(0[0-9]{4}|[1-9][0-9]{4,7})\.(png|latent\.safetensors)|"
+                       r"shots/shot_(0[0-9]{4}|[1-9][0-9]{4,7})(_[A-Za-z0-9_.-]{1,60}\.mp4|\.preview\.safetensors))$")
+# ASCII digits only, as the project names its files (f"{index:05d}"): "keyframe_000002.png" or Arabic-Indic digits
+# passed, were written into the folder and never recorded, and a 300-digit name failed only while being written,
+# after earlier files were (an audit)
 
 
 @dataclass
