@@ -49,9 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shots", type=whole_number(1, MAX_SHOTS, "the most shots a script may have"), default=None,
                    help=f"shots of a --film-seed story (default {DEFAULT_SHOTS})")
     p.add_argument("--seed", type=seed, default=None, help="planning and rendering seed (default: the workflow's)")
-    p.add_argument("--project", default=None, help="movie project name (default: the workflow's, toy_cinema)")
+    p.add_argument("--project", default=None, help="movie project name (default: the workflow's, toy_cinema; with "
+                   "--film-seed S toy_film_S, with --script the script's title)")
     p.add_argument("--output-dir", default=None, help="ComfyUI's output folder for this run (default: ComfyUI's own)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else 1: "
+    p.add_argument("--threads", type=whole_number(1, core_module("threads").MAX_THREADS), default=None, help="torch CPU threads (default: $MOVIEDREAMER_THREADS, else 1: "
                    "a second thread saves the toy models next to nothing, and a busy machine makes it many times slower)")
     args = p.parse_args(argv)
     if args.shots is not None and args.film_seed is None:
@@ -61,6 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--script: no such file: {args.script}")
     if args.project is not None and not args.project.strip():
         p.error("--project must name the movie project (leave it out for the workflow's own name)")
+    if args.project is None and args.film_seed is not None:
+        # each story its own project: a --film-seed movie went into toy_cinema/, replacing the workflow's movie (and
+        # the previous seed's) without a word (an audit)
+        args.project = f"toy_film_{args.film_seed}"
+    elif args.project is None and args.script is not None:
+        args.project = ""  # the script's title, as the nodes name a project when project_name is empty
     return args
 
 

@@ -17,6 +17,7 @@ BAD_ARGUMENTS = [
     ("python cli/toycinema_demo.py --film-seed 3 --shots 0", "argument --shots: must be at least 1, got 0"),
     ("python cli/toycinema_demo.py --film-seed 3 --shots 6000", "argument --shots: must be at most 5,000 (the most shots a script may have)"),
     ("python cli/toycinema_demo.py --shots 4", "--shots sets the length of a --film-seed story"),
+    ("python cli/toycinema_demo.py --threads 0", "argument --threads: must be at least 1, got 0"),
     ("python cli/toycinema_demo.py --script no_such_script.yaml", "--script: no such file: no_such_script.yaml"),
     ("python cli/toycinema_demo.py --project ' '", "--project must name the movie project"),
     ("python cli/toycinema_train.py --films 0", "argument --films: must be at least 1, got 0"),

@@ -123,10 +123,12 @@ def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_
     """The README's ``python cli/toycinema_demo.py --film-seed ...`` from the pack's folder in a fresh interpreter."""
     out = tmp_path / "output"
     proc = fresh_python.run("python cli/toycinema_demo.py --film-seed 4242", "--shots", "4", "--output-dir", str(out),
-                            "--project", "demo", timeout=600, env=_env(host))
+                            timeout=600, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    movie = out / "moviedreamer" / "demo" / "demo.mp4"
-    assert movie.stat().st_size > 1000 and (out / "moviedreamer" / "demo" / "storyboard.png").is_file()
+    # a story of its own gets a project of its own (it went into toy_cinema/, replacing that movie: an audit)
+    movie = out / "moviedreamer" / "toy_film_4242" / "toy_film_4242.mp4"
+    assert movie.stat().st_size > 1000 and (out / "moviedreamer" / "toy_film_4242" / "storyboard.png").is_file()
+    assert not (out / "moviedreamer" / "toy_cinema").exists()
     assert str(movie) in proc.stdout
     assert "1 thread)" in proc.stdout  # the toy models' deliberate default (moviedreamer_core/threads.py)
 
@@ -144,7 +146,7 @@ def test_demo_command_says_why_the_host_refused_a_script_in_words(host, tmp_path
     assert "script: expected a mapping with title, style, characters and shots; got text" in tail
     assert tail.count("expected a mapping") == 1 and "custom_validation_failed" not in tail and "see the problems" not in tail, tail
     threads = fresh_python.run("python cli/toycinema_demo.py --threads 100000", timeout=300, env=_env(host))
-    assert threads.returncode == 1 and "--threads must be from 1 to 1024, got 100000" in threads.stderr, threads.stderr[-2000:]
+    assert threads.returncode == 2 and "argument --threads: must be at most 1,024, got 100000" in threads.stderr, threads.stderr[-2000:]
     blocked = tmp_path / "a_file"
     blocked.write_text("")
     proc = fresh_python.run("python cli/toycinema_demo.py --output-dir", str(blocked / "out"), timeout=300, env=_env(host))
