@@ -31,7 +31,11 @@ from moviedreamer_core.identity.dlib_embedder import DlibFaceEmbedder  # noqa: E
 def photos(n: int) -> list[np.ndarray]:
     """``n`` distinct real-face photos: the astronaut, slightly rescaled each time (distinct pixels)."""
     from PIL import Image
-    from skimage import data
+    try:
+        from skimage import data
+    except ImportError:  # a test tool (tests/requirements.txt), not one of the pack's requirements
+        raise SystemExit("this benchmark takes its photos from scikit-image: install the test tools first "
+                         "(python -m pip install -r tests/requirements.txt, README: Tests)") from None
 
     base = Image.fromarray(data.astronaut())
     return [np.asarray(base.resize((400 + 8 * i, 400 + 8 * i))) for i in range(n)]

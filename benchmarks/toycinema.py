@@ -435,9 +435,12 @@ def main(argv=None) -> int:
     for row, s in results.items():
         print(f"| {row} | " + " | ".join(_cell(s[c]) for c in COLUMNS) + " |")
     print_count_table(results)
-    print(f"\nIdentity swap (two characters' reference portraits exchanged per film; {identity_swap['close_ups']} "
-          f"single-character close-ups of them): the figure drawn is the portrait's character in "
-          f"{identity_swap['moved_with_portrait']:.2f}, the script's own in {identity_swap['kept_script_character']:.2f}")
+    if identity_swap["close_ups"]:
+        print(f"\nIdentity swap (two characters' reference portraits exchanged per film; {identity_swap['close_ups']} "
+              f"single-character close-ups of them): the figure drawn is the portrait's character in "
+              f"{identity_swap['moved_with_portrait']:.2f}, the script's own in {identity_swap['kept_script_character']:.2f}")
+    else:  # a few films may have none to score (it printed "in nan")
+        print("\nIdentity swap: these films have no single-character close-up of the two characters to score (null)")
     print("\nPlanned tokens read directly (a readout fitted on true tokens of training films):\n")
     keys = list(next(iter(readouts.values())).keys())
     print("| tokens | " + " | ".join(keys) + " |")
