@@ -155,7 +155,8 @@ class MovieProject:
         self.name = self.folder_for(output_dir, name)
         self.root = self.root_of(output_dir, self.name)
         self._check_links()
-        os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
+        with write_errors_named(os.path.join(self.root, "keyframes")):  # a new project on read-only storage: said so
+            os.makedirs(os.path.join(self.root, "keyframes"), exist_ok=True)
         self.manifest_path = os.path.join(self.root, "manifest.json")
         if writer is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", writer):
             raise ValueError(f"writer name {writer!r}: letters, digits and _.- only")

@@ -496,6 +496,25 @@ def test_a_write_that_fails_names_the_file_it_was_writing_and_what_to_do(tmp_pat
     assert "elsewhere.png" in str(other.value) and "not writable" not in str(other.value)
 
 
+def test_a_new_project_on_read_only_storage_is_named_with_what_to_do(tmp_path, monkeypatch):
+    """A new project on read-only storage said only "[Errno 30] Read-only file system: '.../brand_new'" (an audit; the
+    read-only file system is simulated: the tests run as root, whom permissions do not stop)."""
+    import errno
+
+    real = os.makedirs
+
+    def read_only(path, *args, **kwargs):
+        if "brand_new" in str(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "moviedreamer" / "brand_new"))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", read_only)
+    with pytest.raises(OSError) as refused:
+        MovieProject(str(tmp_path), "brand_new")
+    assert "brand_new" in str(refused.value) and "is not writable by this process" in str(refused.value)
+    assert "queue again" in str(refused.value)
+
+
 def test_opening_and_compacting_a_finished_project_writes_nothing(tmp_path):
     """A finished project is read, not rewritten, so it can sit on read-only storage and still be queued."""
     project = MovieProject(str(tmp_path), "finished", exclusive=True)
