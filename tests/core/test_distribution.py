@@ -380,69 +380,48 @@ def test_a_worker_named_like_the_master_refuses_the_distributed_run():
                                             "master_renders": renders}))
 
 
-def test_participants_that_rendered_with_other_models_are_refused(tmp_path):
-    """Each keyframe's entry carries a digest of the models it was rendered with (IdentityDiffusionRender); a worker with
-    another file under the same name drew its share differently (found by an audit: the movie came out different and
-    nothing said so). Entries without a digest (earlier versions) are not compared."""
-    def with_models(tmp, master_models, worker_models):
-        who = Participation("job1", MASTER, (MASTER, "w1"))
-        shares = split_shots(outlines(SHOTS), 2)
-        made = []
-        for me, share, models in ((who, shares[0], master_models), (Participation("job1", "w1", who.participants),
-                                                                      shares[1], worker_models)):
-            folder = MovieProject(str(tmp / ("gathered" if me.is_master else me.me)), "film", writer=me.writer)
-            for k in share.keyframes:
-                folder.save_keyframe(k, np.full((4, 4, 3), k, np.uint8), f"sig{k}", {} if models is None else {"models": models})
-            made.append(share_payload(folder, me, share, send_files=not me.is_master, seconds={}, fps=12.0,
-                                      project_name="film", script_hash="script-hash"))
-        return _decoded(made), expected_of("film", "script-hash", outlines(SHOTS), who)
-
-    payloads, expected = with_models(tmp_path / "same", "a" * 64, "a" * 64)
-    assert len(check_payloads(payloads, "job1", expected)[0]) == 2
-    payloads, expected = with_models(tmp_path / "older", "a" * 64, None)
-    assert len(check_payloads(payloads, "job1", expected)[0]) == 2
-    payloads, expected = with_models(tmp_path / "other", "a" * 64, "b" * 64)
-    with pytest.raises(ValueError, match=r"results: the participants rendered their keyframes with different models "
-                                         r"\(master with models aaaaaaaaaaaa; w1 with models bbbbbbbbbbbb\)"):
-        check_payloads(payloads, "job1", expected)
-    assert not (tmp_path / "other" / "gathered" / "moviedreamer" / "film" / "keyframes" / "keyframe_00004.png").exists()
-
-
-@pytest.mark.parametrize("kind, key, words", [
-    ("keyframes", "plan", r"planned the movie differently \(master with plan aaaaaaaaaaaa; w1 with plan bbbbbbbbbbbb\): "
-                          r"give every instance the same planner file"),
-    ("shots", "models", r"animated their shots with different video models \(master with models aaaaaaaaaaaa; w1 with "
-                        r"models bbbbbbbbbbbb\): give every instance the same video model files"),
-])
-def test_participants_that_planned_or_animated_differently_are_refused(tmp_path, kind, key, words):
-    """A worker with another planner file (or pack, or text encoder) planned another movie, and one with another video
-    model animated its shots differently: both went into the movie without a word (an audit). Each keyframe's entry
-    carries a digest of its plan's makers and each shot's of its video models; Gather Movie compares them."""
-    def made(tmp, master_digest, worker_digest):
-        who = Participation("job1", MASTER, (MASTER, "w1"))
-        shares = split_shots(outlines(SHOTS), 2)
-        out = []
-        for me, share, digest in ((who, shares[0], master_digest), (Participation("job1", "w1", who.participants),
-                                                                     shares[1], worker_digest)):
-            folder = MovieProject(str(tmp / ("gathered" if me.is_master else me.me)), "film", writer=me.writer)
-            extra = {} if digest is None else {key: digest}
-            for k in share.keyframes:
-                folder.save_keyframe(k, np.full((4, 4, 3), k, np.uint8), f"sig{k}", extra if kind == "keyframes" else {})
+def _made_with(tmp, kind: str, key: str, master_digest, worker_digest):
+    """The master's and w1's payloads, each entry of ``kind`` (keyframes or shots) carrying ``key`` (a digest the
+    nodes put there: ``models``, ``plan``) as given (``None``: no such key, as entries of earlier versions)."""
+    who = Participation("job1", MASTER, (MASTER, "w1"))
+    shares = split_shots(outlines(SHOTS), 2)
+    out = []
+    for me, share, digest in ((who, shares[0], master_digest), (Participation("job1", "w1", who.participants),
+                                                                 shares[1], worker_digest)):
+        folder = MovieProject(str(tmp / ("gathered" if me.is_master else me.me)), "film", writer=me.writer)
+        extra = {} if digest is None else {key: digest}
+        for k in share.keyframes:
+            folder.save_keyframe(k, np.full((4, 4, 3), k, np.uint8), f"sig{k}", extra if kind == "keyframes" else {})
+        if kind == "shots":
             for s in share.shots:
                 rel = folder.shot_file(s, f"s{s}")
                 Path(folder.path(rel)).parent.mkdir(parents=True, exist_ok=True)
                 Path(folder.path(rel)).write_bytes(b"shot %d" % s)
                 folder.save_shot_sidecar(s, f"shot{s}", [])
-                folder.record_shot(s, rel, f"shot{s}", {"shot": f"s{s}", "frames": 24, "backend": "animatic",
-                                                        **(extra if kind == "shots" else {})})
-            out.append(share_payload(folder, me, share, send_files=not me.is_master, seconds={}, fps=12.0,
-                                     project_name="film", script_hash="script-hash"))
-        return _decoded(out), expected_of("film", "script-hash", outlines(SHOTS), who)
+                folder.record_shot(s, rel, f"shot{s}", {"shot": f"s{s}", "frames": 24, "backend": "animatic", **extra})
+        out.append(share_payload(folder, me, share, send_files=not me.is_master, seconds={}, fps=12.0,
+                                 project_name="film", script_hash="script-hash"))
+    return _decoded(out), expected_of("film", "script-hash", outlines(SHOTS), who)
 
-    payloads, expected = made(tmp_path / "same", "a" * 64, "a" * 64)
+
+@pytest.mark.parametrize("kind, key, words", [
+    ("keyframes", "models", r"rendered their keyframes with different models \(master with models aaaaaaaaaaaa; w1 with "
+                            r"models bbbbbbbbbbbb\): give every instance the same model files"),
+    ("keyframes", "plan", r"planned the movie differently \(master with plan aaaaaaaaaaaa; w1 with plan bbbbbbbbbbbb\): "
+                          r"give every instance the same planner file"),
+    ("shots", "models", r"animated their shots with different video models \(master with models aaaaaaaaaaaa; w1 with "
+                        r"models bbbbbbbbbbbb\): give every instance the same video model files"),
+])
+def test_participants_that_made_their_share_differently_are_refused(tmp_path, kind, key, words):
+    """Each keyframe's entry carries a digest of the models it was rendered with and one of its plan's makers (the
+    planner file, script, encoders), each shot's one of its video models. A worker with another file under the same
+    name made its share differently (audits: the movie came out different and nothing said so; another planner file or
+    video model the same). Entries without a digest (earlier versions) are not compared; nothing is written."""
+    payloads, expected = _made_with(tmp_path / "same", kind, key, "a" * 64, "a" * 64)
     assert len(check_payloads(payloads, "job1", expected)[0]) == 2
-    payloads, expected = made(tmp_path / "older", "a" * 64, None)  # entries of earlier versions: not compared
+    payloads, expected = _made_with(tmp_path / "older", kind, key, "a" * 64, None)
     assert len(check_payloads(payloads, "job1", expected)[0]) == 2
-    payloads, expected = made(tmp_path / "other", "a" * 64, "b" * 64)
+    payloads, expected = _made_with(tmp_path / "other", kind, key, "a" * 64, "b" * 64)
     with pytest.raises(ValueError, match=r"results: the participants " + words):
         check_payloads(payloads, "job1", expected)
+    assert not (tmp_path / "other" / "gathered" / "moviedreamer" / "film" / "keyframes" / "keyframe_00004.png").exists()
