@@ -76,9 +76,10 @@ def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:
             # Opened without waiting: a named pipe nobody writes to blocked the open for ever (`script validate`,
             # `queue --script`: an audit); then read waiting as usual, so a pipe whose writer is there
             # (`--script <(...)`, /dev/stdin) is read whole. A regular file's reads ignore the flag.
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+            nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no named pipes of this kind
+            fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_BINARY", 0))
             try:
-                if hasattr(os, "set_blocking"):
+                if nonblocking:  # (Windows's set_blocking, Python 3.12+, refuses an ordinary file)
                     os.set_blocking(fd, True)
             except OSError:
                 os.close(fd)

@@ -79,7 +79,7 @@ def _file_entries(header, index: int) -> list[dict]:
         if not isinstance(entry, dict):
             raise _refuse(index, f"has a files[{i}] that is not an object ({str(entry)[:40]!r})")
         name, size, digest, sent = entry.get("name"), entry.get("size"), entry.get("sha256"), entry.get("sent", False)
-        if not isinstance(name, str) or not FILE_NAME.match(name):
+        if not isinstance(name, str) or not FILE_NAME.fullmatch(name):  # (match's $ also passes a final newline)
             raise _refuse(index, f"files[{i}]: {str(name)[:80]!r} is not a keyframe or shot file of a project")
         if name in seen:
             raise _refuse(index, f"files[{i}]: {name} is listed twice")

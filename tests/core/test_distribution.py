@@ -131,7 +131,7 @@ def test_the_gathered_results_are_unpacked_in_little_more_than_their_own_size():
 @pytest.mark.parametrize("name", ["../escape.png", "keyframes/../../x.png", "/etc/passwd", "shots/shot_1.mp4", "manifest.json",
                                   # names the project never gives (an audit): written, never recorded or moved aside
                                   "keyframes/keyframe_000002.png", "keyframes/keyframe_\u0660\u0660\u0660\u0660\u0662.png",
-                                  "keyframes/keyframe_" + "1" * 300 + ".png"])
+                                  "keyframes/keyframe_" + "1" * 300 + ".png", "keyframes/keyframe_00001.png\n"])
 def test_payload_file_names_stay_in_the_project(name):
     bad = pl.Payload({"files": [{"name": name, "size": 1, "sha256": pl.sha256(b"x"), "sent": True}]}, {name: b"x"})
     with pytest.raises(ValueError, match="not a keyframe or shot file"):
