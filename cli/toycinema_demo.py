@@ -186,6 +186,10 @@ def run(args) -> dict:
         event, data = printer.errors[0] if printer.errors else ("execution_error", {})
         raise SystemExit(failure_message(event, data, prompt))
     name = next(n["inputs"].get("project_name") for n in prompt.values() if n["class_type"] == "ShotAnimate")
+    if not (name or "").strip():  # as the nodes name it: project_name.strip() or the script's title (--script)
+        script_module = importlib.import_module(f"{_pack_module()}.moviedreamer_core.script")
+        text = next(n["inputs"]["script"] for n in prompt.values() if n["class_type"] == "ScriptEncode")
+        name = script_module.load_script(text).title
     projects = importlib.import_module(f"{_pack_module()}.moviedreamer_core.project")
     output = folder_paths.get_output_directory()
     folder = projects.MovieProject.folder_for(output, name)  # the nodes' folder, found, not created (MovieProject would)

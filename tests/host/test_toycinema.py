@@ -133,6 +133,23 @@ def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_
     assert "1 thread)" in proc.stdout  # the toy models' deliberate default (moviedreamer_core/threads.py)
 
 
+def test_demo_command_puts_a_scripts_movie_in_its_titles_project(host, tmp_path, fresh_python):
+    """``--script`` without ``--project``: the movie goes to the project the nodes name after the script's title (the
+    demo then looked for it in the folder of an empty name and failed after the whole run: a review)."""
+    import re
+
+    prompt = json.loads(TOY_WORKFLOW.read_text())
+    text = next(n["inputs"]["script"] for n in prompt.values() if n["class_type"] == "ScriptEncode")
+    script = tmp_path / "mine.yaml"
+    script.write_text(re.sub(r"(?m)^title: .*$", "title: Review Toy", text, count=1), encoding="utf-8")
+    out = tmp_path / "output"
+    proc = fresh_python.run("python cli/toycinema_demo.py --script", str(script), "--output-dir", str(out),
+                            timeout=600, env=_env(host))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    movie = out / "moviedreamer" / "Review Toy" / "Review Toy.mp4"
+    assert movie.stat().st_size > 1000 and str(movie) in proc.stdout
+
+
 def test_demo_command_says_why_the_host_refused_a_script_in_words(host, tmp_path, fresh_python):
     """A ``--script`` the validator refuses: the command ends with the refused node and the validator's report,
     once, not the JSON of the host's node errors (every ScriptEncode input pointing at the script's problems)."""
