@@ -5,4 +5,4 @@ import sys
 from ..closed_stdout import exit_status
 from .cli import main
 
-sys.exit(exit_status(main))
+sys.exit(exit_status(lambda: main(exiting=True)))

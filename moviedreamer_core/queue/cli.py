@@ -39,8 +39,9 @@ class OneCtrlC:
     and any later one does nothing: a second Ctrl-C pressed at once cut the cancel's first request short, the
     interrupt was never sent and the prompt went on rendering on the server (an audit). Only in the main thread."""
 
-    def __init__(self):
+    def __init__(self, ignore_after: bool = False):
         self.pressed = False
+        self.ignore_after = ignore_after  # the program ends after: a Ctrl-C still on its way must not kill it
         self._previous = None
 
     def _handle(self, signum, frame) -> None:
@@ -56,8 +57,8 @@ class OneCtrlC:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:  # after a Ctrl-C the command is ending: a late second one must not kill it
-            signal.signal(signal.SIGINT, signal.SIG_IGN if self.pressed else self._previous)
+        if self._previous is not None:  # after a Ctrl-C the program is ending: a late second one must not kill it
+            signal.signal(signal.SIGINT, signal.SIG_IGN if self.pressed and self.ignore_after else self._previous)
 
 
 def cancelled_message(prompt_id: str) -> str:
@@ -94,12 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, exiting: bool = False) -> int:
+    """The command (``exiting``: run as the program, which ends right after: a Ctrl-C that came late stays ignored)."""
     args = build_parser().parse_args(argv)  # argparse exits with 2 on usage errors
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: no Ctrl-C to take
         return _run(args)
-    with OneCtrlC():
-        return _run(args)
+    with OneCtrlC(ignore_after=exiting):
+        try:
+            return _run(args)
+        except KeyboardInterrupt:  # before the prompt was sent (reading a script from a pipe, asking the server for
+            print("stopped: nothing was queued", file=sys.stderr)  # its nodes): a traceback said nothing (a review)
+            return 130
 
 
 def _run(args) -> int:

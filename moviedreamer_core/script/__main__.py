@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     except ScriptError as e:
         print(e, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # e.g. while it waits for a named pipe's writer (text_files.PIPE_WRITER_WAIT_S)
+        print("stopped", file=sys.stderr)
+        return 130
     print(f"ok: {len(script.shots)} shots, {script.n_keyframes} keyframes, {len(script.characters)} characters")
     print(f"hash: {script_hash(script)}")
     for note in off_screen_names(script):  # the notes the queue command and ScriptEncode give (not problems)

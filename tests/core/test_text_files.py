@@ -107,6 +107,32 @@ def test_a_pipe_nobody_writes_to_is_refused_after_a_bounded_wait_and_a_late_writ
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+@pytest.mark.parametrize("command, said", [
+    (["moviedreamer_core.script", "validate"], "stopped"),
+    (["moviedreamer_core.queue", os.path.join("workflows", "api", "moviedreamer_toycinema_api.json"), "--server",
+      "http://127.0.0.1:9", "--script"], "stopped: nothing was queued"),
+])
+def test_ctrl_c_while_a_command_waits_for_a_pipes_writer_stops_it_in_words(tmp_path, command, said):
+    """A Ctrl-C during the wait for a named pipe's writer (or while the queue command asks the server for its nodes)
+    ended in a traceback (a review)."""
+    import signal
+    import time
+
+    fifo = str(tmp_path / "s.yaml")
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-I", "-m", *command, fifo], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(3.0)  # imported and waiting (PIPE_WRITER_WAIT_S is 5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and said in err and "Traceback" not in err, (proc.returncode, err[-2000:])
+
+
 @pytest.mark.skipif(not os.path.exists("/bin/bash"), reason="no bash here")
 def test_a_script_given_through_process_substitution_is_read_whole_however_slow_its_writer(tmp_path):
     """``validate <(cmd)``: the pipe's writer is there from the start, so the read waits for it (here 2 s before the
