@@ -93,9 +93,12 @@ def apply_overrides(prompt: dict, overrides: list[str]) -> list[tuple[str, str, 
 
 def unknown_inputs(set_inputs: list[tuple[str, str, str]], prompt: dict, object_info: dict) -> Optional[str]:
     """The first ``--set`` naming an input its node type does not have on the server (``/object_info``), in words, or
-    ``None``: the host ignores an input it does not know, so ``--set 6.step=2`` (for ``steps``) rendered with the
-    workflow's 20 steps and exited 0 (an audit)."""
+    ``None``: the host drops a value given to an input its node does not declare, so ``--set 6.step=2`` (for
+    ``steps``) rendered with the workflow's 20 steps and exited 0 (an audit). Links are left alone: the host passes
+    those on (nodes with inputs of their own making take them)."""
     for item, node_id, name in set_inputs:
+        if isinstance(prompt[node_id].get("inputs", {}).get(name), list):
+            continue  # a link: the host passes a linked input its node does not declare (nodes with dynamic inputs)
         info = object_info.get(prompt[node_id].get("class_type"))
         if not isinstance(info, dict):
             continue  # a node type the server lacks is named on its own

@@ -400,3 +400,19 @@ def test_the_websocket_client_reads_text_fragments_and_large_frames_skips_binary
 def test_websocket_url_follows_the_server_url():
     assert q.websocket_url("http://127.0.0.1:8188", "c1") == "ws://127.0.0.1:8188/ws?clientId=c1"
     assert q.websocket_url("https://box.example/comfy/", "c1") == "wss://box.example/comfy/ws?clientId=c1"
+
+
+def test_a_set_input_its_node_does_not_declare_is_refused_unless_it_is_a_link():
+    """The host drops a value given to an input its node does not declare (``--set 9.step=2`` rendered with the
+    workflow's steps: an audit) but passes a link on (nodes whose inputs grow as they are linked), so only values are
+    refused, naming the inputs the node has."""
+    from moviedreamer_core.queue.workflow import apply_overrides, unknown_inputs
+
+    info = {"KSampler": {"input": {"required": {"steps": ["INT", {}], "seed": ["INT", {}]}, "optional": {},
+                                   "hidden": {"prompt": "PROMPT"}}}}
+    prompt = {"9": {"class_type": "KSampler", "inputs": {"steps": 20}}, "3": {"class_type": "Other", "inputs": {}}}
+    said = apply_overrides(prompt, ["9.step=2", "9.image_2=[\"3\", 0]", "3.anything=1"])
+    assert said[0] == ("9.step=2", "9", "step")
+    assert unknown_inputs(said, prompt, info) == ("--set '9.step=2': node 9 (KSampler) has no input 'step' (its inputs: "
+                                                  "steps, seed, prompt)")
+    assert unknown_inputs(said[1:], prompt, info) is None  # a link, and a node type the server lacks (named elsewhere)
