@@ -455,10 +455,13 @@ class IdentityDiffusionRender(io.ComfyNode):
         stale = project.retire_keyframes(n) if share is None else []
         todo = [k for k in range(n) if share is None or k in share]
         models_digest = _signature({"models": models})  # in each keyframe's entry: Gather Movie compares participants
-        # ... and so it does the plan's makers: the planner (by its weights), the script and the encoders' spaces
-        plan_digest = _signature({"planner": storyboard.params.get("planner"), "script": script_embeds.script_hash,
+        # ... and so it does the plan's makers where the plan is drawn (the token path): the planner (by its weights),
+        # its few-shot choice and the encoders' spaces (the script is compared on its own). They are not in the
+        # signature, so a keyframe reused with an older digest gets this run's (its tokens, in the signature, are these)
+        plan_digest = _signature({"planner": storyboard.params.get("planner"),
                                   "few_shot": storyboard.params.get("few_shot_references"),
-                                  "spaces": [script_embeds.text_space.describe(), script_embeds.identity_space.describe()]})
+                                  "spaces": [script_embeds.text_space.describe(), script_embeds.identity_space.describe()]}
+                                 ) if use_tokens else None
         uncond_tokens = sigma_start = sigma_end = None
         if todo:  # a participant with nothing to make has no model (its sampling inputs are lazy)
             sampling = model.get_model_object("model_sampling")
@@ -496,6 +499,11 @@ class IdentityDiffusionRender(io.ComfyNode):
             latent = None
             pixels = project.done_keyframe(k, signature)  # read once: checked against its hash and kept
             if pixels is not None:
+                entry = project.keyframe_entry(k)
+                if entry.get("plan") not in (None, plan_digest):  # written only when it differs (read-only projects)
+                    project.record_keyframe(k, signature, {**{n: v for n, v in entry.items()
+                                                              if n not in ("status", "file", "signature", "plan")},
+                                                           **({"plan": plan_digest} if plan_digest else {})})
                 if k in kept:
                     image = torch.from_numpy(pixels).float().div(255)[None]
                     latent = project.load_keyframe_latent(k, signature)
@@ -523,7 +531,8 @@ class IdentityDiffusionRender(io.ComfyNode):
                 image = image[:1].float().cpu()
                 pixels = _to_uint8(image[0])
                 project.save_keyframe(k, pixels, signature, {"shot": spec.shot_id, "seed": str(kseed), "prompt": prompt,
-                                                             "models": models_digest, "plan": plan_digest}, latent=latent)
+                                                             "models": models_digest,
+                                                             **({"plan": plan_digest} if plan_digest else {})}, latent=latent)
                 made += 1
             size = (int(pixels.shape[1]), int(pixels.shape[0]))
             if k in kept:

@@ -319,6 +319,23 @@ def test_rerun_reuses_finished_keyframes(host, photos, model_dirs):
     with safe_open(str(damaged), framework="pt") as f:  # encoded again from the image once, and kept
         assert f.get_tensor("latent").shape[0] == 1
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")} == stamps, "the images are not made again"
+    # each entry names its plan's makers (Gather Movie compares participants): a keyframe reused under an older digest
+    # gets this run's, or an edited script's rerun refused its own reused keyframes as "planned differently"
+    import json
+
+    from moviedreamer_core.project import MovieProject
+
+    def plans():
+        return {k: e.get("plan") for k, e in MovieProject(host.folder_paths.get_output_directory(), "resume")
+                .manifest["keyframes"].items()}
+
+    current = plans()
+    assert len(set(current.values())) == 1 and None not in current.values(), current
+    manifest = json.loads((folder.parent / "manifest.json").read_text())
+    manifest["keyframes"]["1"]["plan"] = "an older digest"
+    (folder.parent / "manifest.json").write_text(json.dumps(manifest))
+    previews(host, host.run(graph(script(3), project="resume")))
+    assert plans() == current and {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")} == stamps
     changed = host.run(graph(script(3), project="resume", render_seed=5))
     previews(host, changed)
     assert all(p.stat().st_mtime_ns != stamps[p.name] for p in folder.glob("*.png"))
