@@ -243,14 +243,22 @@ def encode_script(
     # --- optional reference tokens (the character's photos in the keyframe token space)
     characters = []
     dim = face_embedder.space.dim
+    # characters whose references are the very same pictures (gather_references: one array a file or batch image)
+    # share one encoding: 256 characters x 16 references of [0] ran CLIP Vision and the face crop 4096 times on one
+    # picture (a review). Keyed by the whole list, so every other character is encoded exactly as before.
+    token_done: dict[tuple, torch.Tensor] = {}
+    face_done: dict[tuple, torch.Tensor] = {}
     for c, ch in enumerate(script.characters):
         bank = torch.from_numpy(np.stack(banks[c])) if banks[c] else torch.zeros(0, dim)
         mean = torch.from_numpy(l2_normalise(bank.mean(0).numpy())) if banks[c] else torch.zeros(dim)
         tokens = None
+        pictures = tuple(id(r.image) for r in refs if r.character == c)
         if token_encoder is not None:
             images = [r.image for r in refs if r.character == c]
             if images:
-                tokens = token_encoder.encode(images).detach().to("cpu", torch.float32)
+                if pictures not in token_done:
+                    token_done[pictures] = token_encoder.encode(images).detach().to("cpu", torch.float32)
+                tokens = token_done[pictures]
                 expected = (len(images), token_encoder.space.K, token_encoder.space.D)
                 if tuple(tokens.shape) != expected:
                     raise RuntimeError(f"token encoder returned shape {tuple(tokens.shape)}, expected {list(expected)}")
@@ -258,11 +266,13 @@ def encode_script(
             report(done)
         face_states = None
         if face_encoder is not None:
-            crops = [face_embedder.face_crop(r.image) for r in refs if r.character == c]
-            face_states = face_encoder.encode(crops).detach().to("cpu", torch.float32) if crops else \
-                torch.zeros(0, face_encoder.space.K, face_encoder.space.D)
-            if face_states.ndim != 3 or face_states.shape[0] != len(crops) or face_states.shape[2] != face_encoder.space.D:
-                raise RuntimeError(f"face encoder returned shape {tuple(face_states.shape)}, expected [{len(crops)}, L, {face_encoder.space.D}]")
+            if pictures not in face_done:
+                crops = [face_embedder.face_crop(r.image) for r in refs if r.character == c]
+                face_done[pictures] = face_encoder.encode(crops).detach().to("cpu", torch.float32) if crops else \
+                    torch.zeros(0, face_encoder.space.K, face_encoder.space.D)
+            face_states = face_done[pictures]
+            if face_states.ndim != 3 or face_states.shape[0] != len(pictures) or face_states.shape[2] != face_encoder.space.D:
+                raise RuntimeError(f"face encoder returned shape {tuple(face_states.shape)}, expected [{len(pictures)}, L, {face_encoder.space.D}]")
             done += 1
             report(done)
         characters.append(CharacterEmbeds(ch.name, ch.description, bank, mean, tuple(labels[c]), tokens, face_states))

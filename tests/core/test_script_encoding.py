@@ -325,10 +325,20 @@ def test_references_naming_one_batch_image_many_times_convert_and_embed_it_once(
     refs = gather_references(script, None, batch)
     assert len(refs) == 640 and len({id(r.image) for r in refs}) == 1
     face = MeanColourFace()
-    embeds = encode_script(script, TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)), face, batch=batch)
+    token_calls = []
+
+    def tokens(images):
+        token_calls.append(len(images))
+        return torch.stack([torch.full((1, 4), float(im.mean())) for im in images])
+
+    embeds = encode_script(script, TextEncoder(ByteBagText(), EmbeddingSpace("bytes", 16)), face, batch=batch,
+                           token_encoder=TokenEncoder(tokens, TokenSpace("mean", 1, 4)))
     assert face.calls == 1
     assert all(ch.bank.shape == (16, 12) for ch in embeds.characters)
     assert torch.equal(embeds.characters[39].bank[15], embeds.characters[0].bank[0])
+    # the reference tokens too: characters with the very same pictures share one encoding (4096 before; a review)
+    assert token_calls == [16] and all(torch.equal(ch.reference_tokens, embeds.characters[0].reference_tokens)
+                                       for ch in embeds.characters)
 
 
 def test_a_batch_image_larger_than_a_reference_photo_may_be_is_refused(batch, monkeypatch):
