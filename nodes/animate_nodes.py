@@ -172,7 +172,8 @@ class ShotAnimate(io.ComfyNode):
         if share is not None:
             text = (f"distributed ({who.me}, {len(who.participants)} participants): {len(result.shot_files)} shots of "
                     f"{len(script.shots)} made here, {len(result.rendered)} this run; "
-                    + ("files sent to the master" if send else "files left in the shared project folder"))
+                    + ("files sent to the master" if send else "files kept in the master's project folder"
+                       if who.is_master else "files left in the shared project folder"))
             return io.NodeOutput(result, "", preview, results, ui=ui.PreviewText(text))
         text = (f"{result.frames} frames ({result.frames / fps:.1f} s) in {len(result.shot_files)} shots, "
                 f"{len(result.rendered)} made this run: {result.movie_file}")

@@ -119,6 +119,8 @@ def test_the_distributed_toy_movie_is_the_single_instance_movie(cluster, referen
         share = shares[i + 1]
         assert f"this participant's share: {len(share.keyframes)} of {script.n_keyframes} keyframes" in render, render
         assert "files left in the shared project folder" in texts(worker)[node_of(prompt, "ShotAnimate")]
+    # the master's own share stays where Gather Movie gathers (it said "the shared folder" with unshared workers too)
+    assert "files kept in the master's project folder" in texts(entry)[node_of(prompt, "ShotAnimate")]
 
 
 def test_one_instance_resumes_a_distributed_movie_and_makes_its_storyboard_sheet(cluster):
