@@ -239,6 +239,17 @@ def test_report_flags_confusable_characters(input_dir, batch):
     assert "... 1 more keyframes" in report
 
 
+def _counted(model):
+    """``(calls, encode)``: ``encode`` runs ``model`` and appends how many sentences each call had to ``calls``."""
+    calls = []
+
+    def encode(texts):
+        calls.append(len(texts))
+        return model(texts)
+
+    return calls, encode
+
+
 def test_a_long_script_is_encoded_in_chunks_and_a_cancel_between_them_stops_it():
     """A script of thousands of distinct sentences kept the text encoder busy a minute in one call, deaf to the host's
     Cancel (which ``progress`` raises). It is encoded ``TEXT_CHUNK`` sentences at a time with progress between, so a
@@ -248,12 +259,8 @@ def test_a_long_script_is_encoded_in_chunks_and_a_cancel_between_them_stops_it()
     shots = [{"id": i, "scene": f"place {i}", "action": [f"Sentence {i}-{j}." for j in range(4)], "duration": 2}
              for i in range(300)]  # 1200 actions + 300 scenes + the style: three chunks
     script = load_script(json.dumps({"title": "Long", "characters": [], "shots": shots}))
-    calls = []
     model = ByteBagText()
-
-    def encode(texts):
-        calls.append(len(texts))
-        return model(texts)
+    calls, encode = _counted(model)
 
     text = TextEncoder(encode, EmbeddingSpace("bytes", 16))
     seen = []
@@ -285,12 +292,8 @@ def test_an_encoder_of_sentences_one_by_one_is_called_a_few_at_a_time_so_cancel_
     shots = [{"id": i, "scene": "the harbour", "action": [f"Sentence {i}-{j}." for j in range(4)], "duration": 2}
              for i in range(50)]  # 200 actions + 1 scene + the style: 202 sentences
     script = load_script(json.dumps({"title": "Long", "characters": [], "shots": shots}))
-    calls = []
     model = ByteBagText()
-
-    def encode(texts):
-        calls.append(len(texts))
-        return model(texts)
+    calls, encode = _counted(model)
 
     one_by_one = TextEncoder(encode, EmbeddingSpace("bytes", 16), per_sentence=True)
     embeds = encode_script(script, one_by_one, MeanColourFace())
