@@ -42,6 +42,10 @@ def main(argv=None) -> int:
         b.error(f"videos: {args.videos} is not a folder")
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    if args.quiet:  # transformers' "Loading weights" bars too, here and in the workers (they inherit the variable)
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:  # it reads the variable when imported
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
     settings = MovieSettings(keyframes_per_shot=args.keyframes_per_shot, shot_threshold=args.shot_threshold,
                              min_shot_seconds=args.min_shot_seconds, cluster_threshold=args.cluster_threshold,
                              name_threshold=args.name_threshold, min_appearances=args.min_appearances,

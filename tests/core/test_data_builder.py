@@ -630,3 +630,21 @@ def test_a_video_of_variable_frame_rate_gets_its_frames_own_times(tmp_path):
     assert [round(info.time(i), 3) for i in range(24)] == [round(t, 3) for t in expected]
     assert abs(info.time(20) - 20 / info.fps) > 0.3, "the average rate's guess is far off here"
     assert info.time(24) > info.time(23)
+
+
+def test_quiet_builds_show_no_progress_bars_of_the_text_encoders_loading(corpus, tmp_path):
+    """``--quiet`` still printed transformers' "Loading weights" bar (a note of an earlier audit): the hub's variable
+    turns it off here and in the workers."""
+    import os
+    import subprocess
+    import sys
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "plain.mp4").write_bytes((corpus["videos"] / "film_b.mp4").read_bytes())
+    done = subprocess.run([sys.executable, "-m", "moviedreamer_core.data", "build", str(videos), str(tmp_path / "out"),
+                           "--clip-vision", "tests.core.test_data_builder:colour_token_encoder", "--text-encoder", "minilm",
+                           "--quiet"], cwd=str(Path(__file__).parents[2]), capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading weights" not in done.stderr and "it/s]" not in done.stderr, done.stderr[-2000:]
