@@ -61,6 +61,9 @@ TEMP_FOLDERS = ("", "keyframes", "shots")
 SUBFOLDERS = ("keyframes", "shots", STALE_DIR, WRITER_JOURNALS_DIR)
 _KEYFRAME_FILE = re.compile(r"^keyframe_(\d{5,})\.(?:png|latent\.safetensors)$")
 _SHOT_FILE = re.compile(r"^shot_(\d{5,})(?:_.*\.mp4|\.preview\.safetensors)$")
+#: A shot entry's info besides what ``record_shot`` writes itself: its shot id, frames, backend and the digest of its
+#: video models (``animate.movie``; Gather Movie compares it between participants).
+SHOT_INFO_KEYS = ("shot", "frames", "backend", "models")
 #: Preview frames in a shot's sidecar are JPEG files of this quality (``save_shot_sidecar``).
 PREVIEW_JPEG_QUALITY = 75
 
@@ -487,6 +490,12 @@ class MovieProject:
         if not entry or entry.get("signature") != signature or entry.get("status") != "done":
             return None
         return entry
+
+    @staticmethod
+    def shot_info(entry: dict) -> dict:
+        """What of a shot's entry (``record_shot``'s, or a participant's) is its info (``SHOT_INFO_KEYS``): what a
+        shot recorded again keeps."""
+        return {k: v for k, v in entry.items() if k in SHOT_INFO_KEYS}
 
     def record_shot(self, index: int, rel: str, signature: str, info: dict, sha256: Optional[str] = None) -> None:
         """Record a finished shot, with its file's size and modification time (``shot_check``) and the SHA-256 of

@@ -112,8 +112,7 @@ def gather_references(script: Script, input_dir: Optional[str], batch: Optional[
 
 def _embed_identities(script: Script, refs: list[ReferenceImage], embedder: FaceEmbedder, cache, progress) -> np.ndarray:
     """Embed every reference; collect *all* faceless references into one error before giving up."""
-    images = [r.image for r in refs]
-    if not images:
+    if not refs:
         return np.zeros((0, embedder.space.dim), dtype=np.float32)
     embed_one = (lambda im: cache.get_or_compute(embedder, im)) if cache is not None else embedder.embed
     vectors, failures = [], []

@@ -126,10 +126,6 @@ def _signature(parts: dict, keyframes: list) -> str:
     return h.hexdigest()
 
 
-#: The keys of a shot's manifest entry besides those ``record_shot`` writes: kept when a shot is recorded again.
-ENTRY_KEYS = ("shot", "frames", "backend", "models")
-
-
 def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], np.ndarray], *, fps: float,
                frames_per_clip: int, size: tuple[int, int], backend: Backend, backend_name: str,
                backend_params: Optional[dict] = None, progress: Optional[Callable[[int, int], None]] = None,
@@ -148,7 +144,8 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
     fps = float(fps)
     # a digest of the video model files (ShotAnimate's backend_params["models"]) in each new shot's entry: Gather
     # Movie refuses a distributed run whose participants animated with different ones (they were mixed: an audit)
-    models = _signature({"models": (backend_params or {}).get("models")}, []) if (backend_params or {}).get("models") else None
+    video_models = (backend_params or {}).get("models")
+    models = _signature({"models": video_models}, []) if video_models else None
     project.set_script(script_hash(script), script.title)
     timings = plan_shots(script, fps, frames_per_clip)
     share = None if only_shots is None else set(only_shots)
@@ -191,12 +188,12 @@ def make_movie(project: MovieProject, script: Script, keyframe: Callable[[int], 
             previous_last, previous_file = None, project.path(rel)
             if "sha256" not in entry:  # recorded by an earlier version: its SHA-256 once, so the movie need not be
                 project.record_shot(timing.shot_index, rel, sig,  # joined again on every rerun
-                                    {k: v for k, v in entry.items() if k in ENTRY_KEYS})
+                                    project.shot_info(entry))
         elif decoded is not None and decoded[2] == timing.frames:
             rel = entry["file"]
             smalls, previous_last, _ = decoded
             preview.add_sampled(project.save_shot_sidecar(timing.shot_index, sig, smalls), every, timing.frames)
-            project.record_shot(timing.shot_index, rel, sig, {k: v for k, v in entry.items() if k in ENTRY_KEYS})
+            project.record_shot(timing.shot_index, rel, sig, project.shot_info(entry))
         else:
             if previous_last is None and previous_file is not None:
                 previous_last = _last_frame(previous_file)

@@ -303,8 +303,7 @@ def write_checked(project: MovieProject, accepted: Sequence[Payload], notes: Seq
             s, rel = int(key), entry["file"]
             if not rel.startswith(f"shots/shot_{s:05d}_") or digests.get(rel) != entry["sha256"]:
                 continue
-            info = {n: v for n, v in entry.items() if n in ("shot", "frames", "backend", "models")}
-            project.record_shot(s, rel, entry["signature"], info, sha256=entry["sha256"])
+            project.record_shot(s, rel, entry["signature"], project.shot_info(entry), sha256=entry["sha256"])
             out.shots.add(s)
             count["shots"] += 1
     return out
