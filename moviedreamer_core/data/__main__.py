@@ -11,6 +11,7 @@ from ..argument_types import number, whole_number
 from ..script.limits import MAX_KEYFRAMES_PER_SHOT, MAX_REFERENCES_PER_CHARACTER
 from .build import BuildOptionError, BuildOptions, build_dataset
 from .movie import MovieSettings
+from .store import DatasetSpaceError
 from .video import VIDEO_EXTENSIONS
 
 
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
                            progress=not args.quiet)
     try:
         result = build_dataset(args.videos, args.out, options)
-    except BuildOptionError as e:
+    except (BuildOptionError, DatasetSpaceError) as e:  # OUT holds another dataset's encoders, or is not a dataset
         b.error(str(e))
     except KeyboardInterrupt:  # the build has stopped its workers (build._stop); a traceback said nothing of what was kept
         print(f"stopped: {_kept(args.out)} movies finished in {os.path.join(args.out, 'index.json')}; run the same "

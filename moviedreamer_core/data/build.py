@@ -28,7 +28,7 @@ from .characters import load_references
 from .encoders import resolve_text_encoder, resolve_token_encoder
 from .movie import MovieSettings, build_movie
 from .progress import Progress
-from .store import (check_spaces, is_finished, movie_name, movie_names, recorded_spaces, source_stamp, update_index,
+from .store import (check_spaces, existing_index, is_finished, movie_name, movie_names, recorded_spaces, source_stamp, update_index,
                     write_movie)
 from .video import VIDEO_EXTENSIONS, VideoReadError
 
@@ -209,6 +209,7 @@ def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None)
     """Build (or continue building) the dataset in ``out`` from the videos in ``videos``."""
     options = options or BuildOptions()
     check_options(options)
+    existing_index(out)  # another program's index.json there: refused before anything is built
     result = BuildResult()
     os.makedirs(out, exist_ok=True)
     jobs = []
@@ -277,12 +278,8 @@ def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None)
                 log.warning("index.json of %s could not be written again: %s", out, e)
     if spaces is None and not os.path.isfile(os.path.join(out, "index.json")):
         log.warning("no movie could be built: no index written")
-    result.movies = len(result.built) + len(result.skipped)
-    if os.path.isfile(os.path.join(out, "index.json")):
-        import json
-
-        with open(os.path.join(out, "index.json"), encoding="utf-8") as f:
-            result.movies = len(json.load(f)["movies"])
+    index = existing_index(out)
+    result.movies = len(index["movies"]) if index is not None else len(result.built) + len(result.skipped)
     log.info("%d built, %d already there, %d failed in %.0f s; %d movies in %s",
              len(result.built), len(result.skipped), len(result.failed), time.time() - t0, result.movies, out)
     return result

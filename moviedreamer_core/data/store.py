@@ -25,7 +25,7 @@ import tempfile
 
 from ..files import atomic_write_text
 from ..planner.inputs import Story
-from ..planner.train import save_movie, write_index
+from ..planner.train import MAX_INDEX_BYTES, read_json_object, save_movie, write_index
 
 MOVIES = "movies"
 
@@ -143,13 +143,29 @@ def finished_movies(out: str) -> list[str]:
     return rels
 
 
-def check_spaces(out: str, spaces: dict) -> None:
-    """Refuse to add movies encoded with other encoders to an existing dataset (the planner reads one space)."""
+def existing_index(out: str):
+    """``OUT/index.json`` as this command writes it, or ``None`` when there is none. Read bounded
+    (``MAX_INDEX_BYTES``); a ``DatasetSpaceError`` naming the file when it is not a dataset index (not JSON, not an
+    object, ``movies`` not a list of names): OUT is another program's folder, which a build must not overwrite."""
     path = os.path.join(out, "index.json")
     if not os.path.isfile(path):
+        return None
+    try:
+        index = read_json_object(path, MAX_INDEX_BYTES, path, "a dataset index")
+    except ValueError as e:
+        raise DatasetSpaceError(f"{e}; {out} is not a dataset folder: use a new output folder") from None
+    movies = index.get("movies")
+    if not isinstance(movies, list) or not all(isinstance(m, str) for m in movies):
+        raise DatasetSpaceError(f"{path}: movies must be a list of file names; {out} is not a dataset folder: use a "
+                                "new output folder")
+    return index
+
+
+def check_spaces(out: str, spaces: dict) -> None:
+    """Refuse to add movies encoded with other encoders to an existing dataset (the planner reads one space)."""
+    index = existing_index(out)
+    if index is None:
         return
-    with open(path, encoding="utf-8") as f:
-        index = json.load(f)
     for key, value in spaces.items():
         if key in index and index[key] != value and index.get("movies"):
             raise DatasetSpaceError(f"{out} was built with {key} {index[key]}, but this run's encoder gives {value}: "
@@ -177,12 +193,11 @@ def update_index(out: str, spaces: dict) -> int:
     nothing to build writes nothing, so a finished dataset may sit on read-only storage); returns how many."""
     movies = finished_movies(out)
     try:
-        with open(os.path.join(out, "index.json"), encoding="utf-8") as f:
-            index = json.load(f)
-        if index.get("movies") == movies and all(index.get(k) == v for k, v in spaces.items()):
-            return len(movies)
-    except (OSError, ValueError, AttributeError):
-        pass
+        index = existing_index(out)
+    except DatasetSpaceError:  # checked before the build began (build_dataset); written over as the build's own
+        index = None
+    if index is not None and index.get("movies") == movies and all(index.get(k) == v for k, v in spaces.items()):
+        return len(movies)
     os.makedirs(out, exist_ok=True)
     write_index(out, movies, spaces)
     return len(movies)

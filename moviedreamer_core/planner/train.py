@@ -221,7 +221,7 @@ def read_index(folder: str) -> dict:
     if not folder or not os.path.isfile(path):
         raise ValueError(f"no dataset at {folder!r} (expected index.json and movies/, as "
                          "python -m moviedreamer_core.data build writes)")
-    index = _json_object(path, MAX_INDEX_BYTES, path, "a dataset index")
+    index = read_json_object(path, MAX_INDEX_BYTES, path, "a dataset index")
     missing = [k for k in INDEX_KEYS if k not in index]
     if missing:
         raise ValueError(f"{path}: missing {missing}")
@@ -332,10 +332,10 @@ def config_file_fields(name: str) -> Optional[dict]:
             raise ValueError(f"--config {name}: no such file (--config is a preset name, tiny, small or paper, or a "
                              "JSON file)")
         return None
-    return _json_object(name, MAX_CONFIG_BYTES, f"--config {name}", "a planner config", "PlannerConfig fields")
+    return read_json_object(name, MAX_CONFIG_BYTES, f"--config {name}", "a planner config", "PlannerConfig fields")
 
 
-def _json_object(path: str, limit: int, shown: str, what: str, of: str = "") -> dict:
+def read_json_object(path: str, limit: int, shown: str, what: str, of: str = "") -> dict:
     """The JSON object in ``path`` (read bounded, ``text_files``); a ``ValueError`` that begins with ``shown`` and
     says what is wrong: unreadable, too large, not valid JSON (where), nested too deeply to be ``what``, not an
     object (``of``: what its keys are)."""

@@ -648,3 +648,42 @@ def test_quiet_builds_show_no_progress_bars_of_the_text_encoders_loading(corpus,
                           env={k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Loading weights" not in done.stderr and "it/s]" not in done.stderr, done.stderr[-2000:]
+
+
+def other_text_encoder() -> TextEncoder:
+    """The hash encoder under another space name: a dataset built with it is in another text space."""
+    enc = hash_text_encoder()
+    return TextEncoder(encode=enc.encode, space=EmbeddingSpace("test.other_hash", 16))
+
+
+def test_a_build_into_another_datasets_folder_or_a_foreign_index_is_a_usage_error_naming_why(corpus, tmp_path, capsys):
+    """Adding movies encoded with other encoders to a dataset, or building into a folder whose index.json another
+    program wrote, exits 2 with the reason (both were tracebacks: the space check raised out of the command, and a
+    foreign index.json was read unbounded and indexed blindly)."""
+    from moviedreamer_core.data.__main__ import main
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "one.mp4").write_bytes((corpus["videos"] / "film_b.mp4").read_bytes())
+    out = tmp_path / "out"
+    args = ["--clip-vision", f"{__name__}:colour_token_encoder", "--keyframes-per-shot", "1", "--quiet"]
+    assert main(["build", str(videos), str(out), "--text-encoder", f"{__name__}:hash_text_encoder", *args]) == 0
+    index_before = (out / "index.json").read_bytes()
+    (videos / "two.mp4").write_bytes((corpus["videos"] / "film_b.mp4").read_bytes())
+    with pytest.raises(SystemExit) as stop:
+        main(["build", str(videos), str(out), "--text-encoder", f"{__name__}:other_text_encoder", *args])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "text_space" in err and "use a new output folder or the same encoders" in err and "Traceback" not in err
+    assert (out / "index.json").read_bytes() == index_before and not (out / "movies" / "two.json").exists()
+
+    for foreign in ('[1, 2]', '{"movies": 3}', '{"name": "my notes"}', "not json {"):
+        other = tmp_path / f"foreign_{len(foreign)}"
+        other.mkdir()
+        (other / "index.json").write_text(foreign)
+        with pytest.raises(SystemExit) as stop:
+            main(["build", str(videos), str(other), "--text-encoder", f"{__name__}:hash_text_encoder", *args])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert "index.json" in err and "is not a dataset folder" in err, err
+        assert (other / "index.json").read_text() == foreign and not (other / "movies").exists()
