@@ -64,6 +64,8 @@ _SHOT_FILE = re.compile(r"^shot_(\d{5,})(?:_.*\.mp4|\.preview\.safetensors)$")
 #: A shot entry's info besides what ``record_shot`` writes itself: its shot id, frames, backend and the digest of its
 #: video models (``animate.movie``; Gather Movie compares it between participants).
 SHOT_INFO_KEYS = ("shot", "frames", "backend", "models")
+#: What ``record_keyframe`` writes in a keyframe's entry itself; the rest is the keyframe's info (``keyframe_info``).
+KEYFRAME_RECORD_KEYS = ("status", "file", "signature")
 #: Preview frames in a shot's sidecar are JPEG files of this quality (``save_shot_sidecar``).
 PREVIEW_JPEG_QUALITY = 75
 
@@ -628,6 +630,12 @@ class MovieProject:
         """The manifest entry of keyframe ``index``, whose image (``keyframe_file``) is written."""
         self._set(("keyframes", str(index)), {"status": "done", "file": self.keyframe_file(index),
                                               "signature": signature, **info})
+
+    @staticmethod
+    def keyframe_info(entry: dict) -> dict:
+        """What of a keyframe's entry (``record_keyframe``'s, or a participant's) is its info: all but what
+        ``record_keyframe`` writes itself (``KEYFRAME_RECORD_KEYS``); what a keyframe recorded again keeps."""
+        return {k: v for k, v in entry.items() if k not in KEYFRAME_RECORD_KEYS}
 
     def keyframe_entry(self, index: int) -> Optional[dict]:
         """Keyframe ``index``'s manifest entry, or ``None``."""

@@ -501,9 +501,8 @@ class IdentityDiffusionRender(io.ComfyNode):
             if pixels is not None:
                 entry = project.keyframe_entry(k)
                 if entry.get("plan") not in (None, plan_digest):  # written only when it differs (read-only projects)
-                    project.record_keyframe(k, signature, {**{n: v for n, v in entry.items()
-                                                              if n not in ("status", "file", "signature", "plan")},
-                                                           **({"plan": plan_digest} if plan_digest else {})})
+                    info = {n: v for n, v in project.keyframe_info(entry).items() if n != "plan"}
+                    project.record_keyframe(k, signature, {**info, **({"plan": plan_digest} if plan_digest else {})})
                 if k in kept:
                     image = torch.from_numpy(pixels).float().div(255)[None]
                     latent = project.load_keyframe_latent(k, signature)

@@ -295,8 +295,7 @@ def write_checked(project: MovieProject, accepted: Sequence[Payload], notes: Seq
                 continue
             # the file's SHA-256 stays in the entry (checked above against the file): without it a keyframe replaced
             # on disk after a distributed run was reused, and its shots animated from the wrong picture (an audit)
-            info = {n: v for n, v in entry.items() if n not in ("status", "file", "signature")}
-            project.record_keyframe(k, entry["signature"], info)
+            project.record_keyframe(k, entry["signature"], project.keyframe_info(entry))
             out.keyframes.add(k)
             count["keyframes"] += 1
         for key, entry in h["shots"].items():
