@@ -82,7 +82,7 @@ def _recorded_name(output_dir: str, folder: str, or_title: bool = False) -> Opti
     try:
         project = os.path.join(output_dir, PROJECTS_DIR, folder)
         data = json.loads(read_regular(os.path.join(project, "manifest.json"), inside=project))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return None
     if not isinstance(data, dict):
         return None
@@ -193,6 +193,10 @@ class MovieProject:
         for path in self._writer_journals():
             self._replay_journal(path)
             journals = True
+        self.dropped_entries = _drop_unusable_entries(self.manifest)
+        if self.dropped_entries:
+            log.warning("MovieDreamer: %s: manifest entries left out (not what this pack writes): %s", self.root,
+                        "; ".join(self.dropped_entries[:10]))
         if journals and self.writer is None:
             self.compact()
         if self.manifest.get("name") != name:
@@ -287,7 +291,7 @@ class MovieProject:
                 data.setdefault("keyframes", {})
                 data.setdefault("shots", {})
                 return data
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             pass
         return {"format": PROJECT_FORMAT_VERSION, "project": self.name, "keyframes": {}, "shots": {}}
 
@@ -306,7 +310,7 @@ class MovieProject:
         for line in data.split(b"\n"):
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(record, dict) and isinstance(record.get("key"), list) and record["key"]:
                 self._apply(tuple(record["key"]), record.get("value"), "value" in record)
@@ -672,6 +676,41 @@ class MovieProject:
                 # replace a mapped file, and a cached output may hold this latent when its keyframe is made again
         except (OSError, SafetensorError, KeyError):
             return None
+
+
+#: The file a manifest entry may name: a keyframe's or a shot's, in the project's own subfolder (what ``keyframe_file``,
+#: ``shot_file`` and ``sidecar_file`` make), or the movie, directly in the project folder.
+_ENTRY_FILE = {"keyframes": re.compile(r"^keyframes/keyframe_\d{5,}\.png$"),
+               "shots": re.compile(r"^shots/shot_\d{5,}_[A-Za-z0-9._ -]{1,80}\.mp4$")}
+_MOVIE_FILE = re.compile(r"^[A-Za-z0-9._ -]{1,200}\.mp4$")
+
+
+def _drop_unusable_entries(manifest: dict) -> list[str]:
+    """Remove from ``manifest`` (read from a folder edited by hand or made elsewhere) what no version of the pack
+    writes and the nodes would trip over or follow out of the folder: a ``keyframes``/``shots`` table that is not an
+    object, an entry that is not an object or is keyed by no index, a ``file`` that is not the project's own name
+    for it (``../../x``, an absolute path: moved aside or read wherever it pointed), a ``movie`` entry likewise.
+    Returns what was dropped, in words. Dropped work is simply made again."""
+    dropped = []
+    for kind in ("keyframes", "shots"):
+        table = manifest.get(kind)
+        if not isinstance(table, dict):
+            dropped.append(f"{kind} (not an object)")
+            manifest[kind] = {}
+            continue
+        for key in list(table):
+            entry = table[key]
+            file = entry.get("file") if isinstance(entry, dict) else None
+            if not (key.isascii() and key.isdigit() and isinstance(entry, dict)
+                    and (file is None or (isinstance(file, str) and _ENTRY_FILE[kind].fullmatch(file)))):
+                dropped.append(f"{kind}[{key[:20]!r}]")
+                del table[key]
+    movie = manifest.get("movie")
+    if movie is not None and not (isinstance(movie, dict) and isinstance(movie.get("file"), str)
+                                  and _MOVIE_FILE.fullmatch(movie["file"]) and not is_windows_device_name(movie["file"])):
+        dropped.append("movie")
+        del manifest["movie"]
+    return dropped
 
 
 def _jpeg(frame: np.ndarray) -> bytes:
