@@ -85,7 +85,28 @@ def load_image_file(path: str) -> np.ndarray:
     The pixel limit is checked on the header first (``ReferenceTooLargeError``, a ``ValueError``)."""
     with _open_header(path, os.path.basename(path)) as img:
         img = ImageOps.exif_transpose(img)
+        if img.mode in WIDE_GREY_MODES:
+            return _wide_grey_to_rgb(img)
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+#: Pillow's modes of one channel wider than 8 bits (a 16-bit greyscale PNG or TIFF opens as ``I;16``, some as ``I``; a
+#: floating-point TIFF as ``F``). ``convert("RGB")`` clips their values to 0..255: a 16-bit portrait came out nearly
+#: all white (99.6 % of its pixels 255), and a float one in 0..1 all black, and was embedded so.
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _wide_grey_to_rgb(img) -> np.ndarray:
+    """A wide greyscale image as ``uint8 [H, W, 3]``: 16-bit integers scaled from 0..65535 (``I`` images holding
+    only 0..255 are taken as 8-bit), floats from 0..1 (or 0..255 when larger values occur)."""
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        finite = values[np.isfinite(values)]
+        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
+    else:
+        scale = 1.0 / 257.0 if img.mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
+    grey = np.clip(np.rint(np.nan_to_num(values) * scale), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def image_tensor_to_uint8(image) -> np.ndarray:
