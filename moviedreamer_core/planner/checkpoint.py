@@ -37,14 +37,29 @@ def save_planner_state(state_dict: dict, cfg: PlannerConfig, path: str, extra: O
     save_safetensors(state, path, metadata=meta)
 
 
+def read_metadata(path: str, what: str) -> dict:
+    """The metadata of the safetensors file ``path``; a file that is not one (a download cut short, a damaged copy,
+    offsets that overlap) is a ``ValueError`` naming it, not the library's bare "Error while deserializing header"."""
+    from safetensors import SafetensorError
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return f.metadata() or {}
+    except SafetensorError as e:
+        raise ValueError(f"the {what} file {os.path.basename(path)} is not a whole safetensors file ({e}): a download "
+                         "cut short or a damaged copy? Download or copy it again") from None
+
+
 def read_planner_config(path: str) -> PlannerConfig:
     """The configuration of a planner file, without loading its weights."""
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = read_metadata(path, "planner")
     if METADATA_KEY not in meta:
         raise ValueError(f"{os.path.basename(path)} is not a MovieDreamer planner file (no '{METADATA_KEY}' metadata)")
     try:
-        d = json.loads(meta[METADATA_KEY])
+        try:
+            d = json.loads(meta[METADATA_KEY])
+        except RecursionError:  # "[[[[...": json's parser recurses once a level
+            raise ValueError("its configuration is not a JSON object (nested too deeply)") from None
         if not isinstance(d, dict):
             raise ValueError("its configuration is not a JSON object")
         d.setdefault("inputs", [])  # written before planner files declared their inputs: it reads none of them

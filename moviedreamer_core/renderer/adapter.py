@@ -361,16 +361,18 @@ def save_renderer(adapter: RendererAdapter, path: str) -> None:
 
 def read_renderer_config(path: str) -> Optional[RendererConfig]:
     """The config of a MovieDreamer renderer file, or ``None`` when the file is not one (e.g. an IP-Adapter)."""
-    from safetensors import safe_open
+    from ..planner.checkpoint import read_metadata
 
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = read_metadata(path, "renderer")
     if METADATA_KEY not in meta:
         return None
     try:
         return RendererConfig.from_dict(json.loads(meta[METADATA_KEY]))
     except ValueError as e:  # json's own errors too
         raise ValueError(f"renderer file {os.path.basename(path)}: {e}") from None
+    except RecursionError:  # "[[[[...": json's parser recurses once a level
+        raise ValueError(f"renderer file {os.path.basename(path)}: its configuration is not a JSON object (nested too "
+                         "deeply)") from None
 
 
 def load_renderer(path: str) -> RendererAdapter:
@@ -385,7 +387,14 @@ def load_renderer(path: str) -> RendererAdapter:
     if cfg is None:
         from .ipadapter import adapter_from_ipadapter
 
-        return adapter_from_ipadapter(state, name=os.path.basename(path))
+        name = os.path.basename(path)
+        try:
+            return adapter_from_ipadapter(state, name=name)
+        except (KeyError, IndexError, ZeroDivisionError, RuntimeError) as e:  # a tensor missing or of another shape
+            raise ValueError(f"{name}: an IP-Adapter layout this pack does not know, or a damaged file "
+                             f"({type(e).__name__}: {str(e)[:200]})") from None
+        except ValueError as e:
+            raise ValueError(str(e) if name in str(e) else f"{name}: {str(e)[:300]}") from None
     adapter = RendererAdapter(cfg)
     adapter.load_state_dict(state, strict=True)
     return adapter.eval()
