@@ -59,12 +59,20 @@ class FolderListing:
         except (OSError, ValueError):  # ValueError: Windows, a link to another drive
             return False
 
-    def _visit(self, rel: str, found: list, seen: set, now: float) -> None:
+    def _visit(self, top: str, found: list, seen: set, now: float) -> None:
+        """Every folder from ``top`` down, with a stack of its own: a tree a thousand folders deep (a recursive copy
+        gone wrong) reached Python's recursion limit, and ScriptEncode vanished from the node list."""
+        pending = [top]
+        while pending:
+            pending.extend(reversed(self._visit_one(pending.pop(), found, seen, now)))
+
+    def _visit_one(self, rel: str, found: list, seen: set, now: float) -> list[str]:
+        """List folder ``rel``'s files into ``found``; returns its subfolders (relative names) to visit."""
         path = os.path.join(self.root, rel) if rel else self.root
         try:
             mtime = os.stat(path).st_mtime_ns
         except OSError:
-            return
+            return []
         seen.add(rel)
         known = self._folders.get(rel)
         if known is None or known[0] is None or known[0] != mtime:
@@ -82,11 +90,10 @@ class FolderListing:
                         elif entry.name.lower().endswith(self.extensions) and self._offered(entry):
                             files.append(f"{rel}/{entry.name}" if rel else entry.name)
             except OSError:
-                return
+                return []
             self.reads += 1
             recent = now - mtime / 1e9 < RECENT_SECONDS
             known = (None if recent else mtime, files, folders)
             self._folders[rel] = known
         found.extend(known[1])
-        for name in known[2]:
-            self._visit(f"{rel}/{name}" if rel else name, found, seen, now)
+        return [f"{rel}/{name}" if rel else name for name in known[2]]
