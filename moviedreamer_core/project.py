@@ -127,7 +127,7 @@ class KeyframeSet:
         try:
             with Image.open(self.path(index)) as img:
                 return np.asarray(img.convert("RGB")).copy()
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise ValueError(f"keyframe {index} of the movie project {self.root} can not be read ({e}): queue the "
                              "render again") from e
 
@@ -615,7 +615,7 @@ class MovieProject:
                 return None
             with Image.open(io.BytesIO(data)) as img:
                 return np.asarray(img.convert("RGB")).copy()
-        except (OSError, ValueError):
+        except (OSError, ValueError, Image.DecompressionBombError):  # a file put there since: made again
             return None
 
     def save_keyframe(self, index: int, image: np.ndarray, signature: str, info: dict, latent=None) -> str:

@@ -459,6 +459,21 @@ def test_a_keyframe_changed_on_disk_is_not_taken_as_made(tmp_path):
     assert "sha256" in again.keyframe_entry(0)
 
 
+def test_a_keyframe_file_replaced_by_a_decompression_bomb_is_made_again(tmp_path):
+    """A keyframe PNG over Pillow's bomb limit put in a project's folder (an entry of an earlier version keeps no
+    SHA-256, so the picture is opened): made again, not a DecompressionBombError out of the render (an audit)."""
+    from moviedreamer_core.project import KeyframeSet
+
+    project = MovieProject(str(tmp_path), "bomb")
+    project.record_keyframe(0, "sig0", {})  # an earlier version's entry: no sha256
+    path = tmp_path / "moviedreamer" / "bomb" / project.keyframe_file(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("1", (14000, 13000)).save(path)  # 182 megapixels in a few kB
+    assert project.load_keyframe(0) is None and not project.keyframe_done(0, "sig0")
+    with pytest.raises(ValueError, match="can not be read"):
+        KeyframeSet(str(path.parents[1]), 1, 8, 8).load(0)
+
+
 def test_a_failed_run_shows_its_own_error_not_the_manifests(tmp_path, caplog):
     """A run that fails (a full disk, a read-only folder) ends by compacting the manifest, which then fails the same
     way; that second error used to replace the first, so the user read about a temporary ``.json`` file instead of
