@@ -34,13 +34,24 @@ def _too_many_pixels(name: str, width: int, height: int) -> str:
             f"limit of {MAX_REFERENCE_PIXELS / 1e6:.0f} megapixels for a reference photo; use a smaller copy")
 
 
+#: Formats Pillow opens that a reference photo is never in and that run another program to decode: EPS is rendered
+#: by Ghostscript (whatever the file's name says), a program with a history of flaws a crafted file exploits.
+REFUSED_IMAGE_FORMATS = frozenset({"EPS"})
+
+
+def _photo_formats() -> list[str]:
+    Image.init()
+    return [f for f in Image.OPEN if f not in REFUSED_IMAGE_FORMATS]
+
+
 def _open_header(path: str, name: str):
     """``Image.open`` (header only) with Pillow's decompression-bomb error and warning turned into
-    ``ReferenceTooLargeError``, and our own pixel limit applied."""
+    ``ReferenceTooLargeError``, and our own pixel limit applied; formats in ``REFUSED_IMAGE_FORMATS`` are not
+    opened (an ``UnidentifiedImageError``, an unreadable image)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path, formats=_photo_formats())
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ReferenceTooLargeError(f'image "{shown(name)}" is more than the limit of {MAX_REFERENCE_PIXELS / 1e6:.0f} '
                                      f"megapixels for a reference photo ({shown(str(e), 120)}); use a smaller copy") from e
