@@ -484,6 +484,13 @@ class IdentityDiffusionRender(io.ComfyNode):
         for done, k in enumerate(todo):
             spec = script_embeds.keyframes[k]
             on_screen = _identified(script_embeds, spec)
+            if (on_screen and not needs_faces and getattr(renderer.cfg, "identity_places", False)
+                    and len(on_screen) < len(spec.characters)):
+                # a renderer whose slots are screen places must be told every figure on screen: given only the
+                # characters with references, it put "nobody here" at the others' places and drew one of the
+                # identified characters there too ("Ava doubled"; an audit). A character without references stands
+                # at its place with a zero identity (``identity_means``).
+                on_screen = list(spec.characters)
             identity = means[on_screen] if (use_identity and on_screen) else None
             if use_identity and not spec.characters and adapter.has_empty_slots:
                 identity = means[:0]  # nobody on screen: a renderer with "empty" places is told so (adapter.py)

@@ -507,6 +507,30 @@ def test_an_empty_medium_shot_or_close_up_shows_nobody(host):
     assert drawn == [], f"figures drawn in empty closer shots: {drawn}"
 
 
+@pytest.mark.parametrize("camera, on_screen", [("wide", "[Ava, Mo]"), ("medium", "[Ava, Mo]"), ("wide", "[Mo, Ava, Bo]")])
+def test_a_character_without_references_beside_others_does_not_double_them(host, camera, on_screen):
+    """Found by an audit: a cast member without references (no identity) on screen beside characters with portraits
+    made the renderer draw one of those twice ("Ava doubled (2 faces)", 3 of 3): it was given only the identified
+    characters, and its place head put "nobody here" at the other figure's place. Each identified character is now drawn
+    once, counted place by place, and the identity report names nobody doubled."""
+    from moviedreamer_core.toycinema.counting import PlaceCounter
+    from moviedreamer_core.toycinema.identity import ToyIdentityEmbedder
+    from moviedreamer_core.toycinema.world import camera_id
+
+    script = ("title: No portrait\ncharacters:\n  - {name: Ava, description: a girl, references: [0]}\n"
+              "  - {name: Bo, description: a boy, references: [1]}\n"
+              "  - {name: Mo, description: a stranger without a photo}\nshots:\n"
+              "  - {id: 1, scene: a sandy beach, action: Ava and Bo walk in., characters: [Ava, Bo], camera: wide, duration: 2}\n"
+              f"  - {{id: 2, scene: a sandy beach, action: Mo arrives., characters: {on_screen}, camera: {camera}, duration: 2}}\n")
+    project = f"no_portrait_{camera}_{on_screen.count(',')}"
+    frames = _toy_movie_keyframes(host, script, project)
+    counter = PlaceCounter(ToyIdentityEmbedder.load(str(WEIGHTS / "toycinema_identity.safetensors")))
+    reading = counter.read(np.stack(frames[1:]), [camera_id(camera)])[0]
+    assert reading.doubled == (), reading.occupants
+    manifest = json.loads((Path(host.folder_paths.get_output_directory()) / "moviedreamer" / project / "manifest.json").read_text())
+    assert not [f for f in manifest["keyframes"]["1"]["identity"]["flags"] if "doubled" in f]
+
+
 #: One-shot scripts as a user writes them: no ``style`` (or another one), a description and an action of their own,
 #: no camera, or the cast of a few characters with one on screen.
 HAND_WRITTEN = {
