@@ -92,6 +92,9 @@ def _friendly(err: dict, loc: tuple) -> str:
         return limit.too_many(count) if limit else f"{count} items is too many (at most {ctx.get('max_length')})"
     if kind == "string_too_long":
         return f"{len(value) if isinstance(value, str) else '?'} characters is too long (at most {ctx.get('max_length')} characters)"
+    if field == "duration" and isinstance(value, float) and math.isnan(value):
+        # NaN fails every comparison: it was told it was "too long for one shot (at most 600.0)" (an audit)
+        return "must be a positive number of seconds, got nan"
     if kind in ("greater_than", "greater_than_equal") and field == "duration":
         return f"must be a positive number of seconds, got {shown(value)}"
     if kind == "less_than_equal" and field == "keyframes":

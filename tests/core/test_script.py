@@ -152,6 +152,8 @@ CASES = {
     "zero duration": (_set(("shots", 0, "duration"), 0), "shots[0].duration", "positive number of seconds"),
     "negative duration": (_set(("shots", 0, "duration"), -2.5), "shots[0].duration", "positive number of seconds"),
     "endless shot": (_set(("shots", 0, "duration"), 100000), "shots[0].duration", "too long for one shot"),
+    # NaN fails every comparison: it was refused as "too long for one shot" (an audit)
+    "nan duration": (_set(("shots", 0, "duration"), float("nan")), "shots[0].duration", "positive number of seconds, got nan"),
     "absurd keyframes": (_set(("shots", 0, "keyframes"), 500), "shots[0].keyframes", "too many"),
     "zero keyframes": (_set(("shots", 0, "keyframes"), 0), "shots[0].keyframes", "greater than or equal to 1"),
     "keyframes vs actions": (_set(("shots", 1, "keyframes"), 3), "shots[1].keyframes", "action lists 2 sentences"),
