@@ -32,7 +32,13 @@ except ImportError:  # a script: its folder is on sys.path, except in isolated m
 
 _types = core_module("argument_types")
 seed, whole_number = _types.seed, _types.whole_number
-MAX_SHOTS = core_module("script/limits").MAX_SHOTS  # a longer story would be refused once written
+_limits = core_module("script/limits")
+#: The longest ``--film-seed`` story: every one of its shots (up to 3 keyframes of up to 2.5 s, ``grammar.add_shot``)
+#: must fit the movie's duration limit as well as the script's shot limit. ``MAX_SHOTS`` (5,000) alone let ``--shots``
+#: ask for stories of about 16,500 s, which ScriptEncode refused after ComfyUI had loaded ("split it into several
+#: scripts", which the demo's user cannot do; an audit).
+LONGEST_TOY_SHOT_S = 3 * 2.5
+MAX_SHOTS = min(_limits.MAX_SHOTS, int(_limits.MAX_TOTAL_DURATION_S // LONGEST_TOY_SHOT_S))
 
 WORKFLOW = PACK_DIR / "workflows" / "api" / "moviedreamer_toycinema_api.json"
 #: Shots of a ``--film-seed`` story unless ``--shots`` says.
@@ -46,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     source.add_argument("--script", default=None, help="a toy script file (YAML or JSON; references: [id] index the "
                         "six characters Ava=0 ... Fen=5)")
     source.add_argument("--film-seed", type=seed, default=None, help="write a new story with the toy grammar from this seed")
-    p.add_argument("--shots", type=whole_number(1, MAX_SHOTS, "the most shots a script may have"), default=None,
+    p.add_argument("--shots", type=whole_number(1, MAX_SHOTS, "a toy story that long always fits a movie's 4 hours"), default=None,
                    help=f"shots of a --film-seed story (default {DEFAULT_SHOTS})")
     p.add_argument("--seed", type=seed, default=None, help="planning and rendering seed (default: the workflow's)")
     p.add_argument("--project", default=None, help="movie project name (default: the workflow's, toy_cinema; with "
@@ -199,7 +205,25 @@ def run(args) -> dict:
     for key in ("movie", "storyboard"):
         if not os.path.isfile(result[key]):
             raise SystemExit(f"the workflow ran but {result[key]} is missing")
+    result["flagged"] = identity_flags(os.path.join(root, "manifest.json"))
     return result
+
+
+def identity_flags(manifest_path: str) -> list[tuple[int, str, list]]:
+    """``(keyframe, shot id, flags)`` of each keyframe the identity report flagged (a character missing or doubled, a
+    face nobody in the shot: what the storyboard panel marks), from the project's manifest; the panel is not there
+    when the demo runs from a terminal."""
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            entries = json.load(f).get("keyframes", {})
+    except (OSError, ValueError):
+        return []
+    out = []
+    for key, entry in entries.items():
+        flags = ((entry or {}).get("identity") or {}).get("flags") or []
+        if flags and str(key).isdigit():
+            out.append((int(key), str(entry.get("shot", "?")), list(flags)))
+    return sorted(out)
 
 
 def failure_message(event: str, data: dict, prompt: dict) -> str:
@@ -216,6 +240,13 @@ def main(argv=None) -> int:
     print(f"movie:      {result['movie']}\nstoryboard: {result['storyboard']}\n"
           f"({result['seconds']:.1f} s, {result['loading']:.1f} s of it loading ComfyUI and the pack; "
           f"{result['threads']} thread{'s' * (result['threads'] > 1)})")
+    flagged = result.get("flagged") or []
+    if flagged:
+        print(f"identity report: {len(flagged)} keyframe{'s' * (len(flagged) > 1)} flagged", file=sys.stderr)
+        for k, shot, flags in flagged[:10]:
+            print(f"  keyframe {k} (shot {shot}): {'; '.join(flags)}", file=sys.stderr)
+        if len(flagged) > 10:
+            print(f"  ... and {len(flagged) - 10} more (manifest.json, keyframes[].identity)", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,45 @@
+"""The toy demo command: its ``--shots`` maximum makes a story the script validator accepts (found by an audit: the 5,000 shots
+``--shots`` allowed made a story of about 16,500 s, over a movie's 4 hours, refused only after ComfyUI had loaded)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from moviedreamer_core.script import load_script
+from moviedreamer_core.toycinema.film_script import script_text
+from moviedreamer_core.toycinema.grammar import generate_film
+
+DEMO = Path(__file__).resolve().parents[2] / "cli" / "toycinema_demo.py"
+
+
+def _demo():
+    spec = importlib.util.spec_from_file_location("_toycinema_demo_for_test", DEMO)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("seed", [0, 3, 777001])
+def test_the_longest_story_the_demo_allows_is_a_valid_script(seed):
+    demo = _demo()
+    script = load_script(script_text(generate_film(seed, n_shots=demo.MAX_SHOTS), "world"))
+    assert len(script.shots) == demo.MAX_SHOTS
+
+
+def test_the_demo_lists_the_keyframes_the_identity_report_flagged(tmp_path):
+    """From a terminal there is no storyboard panel: the demo printed only the paths, also when keyframes showed a
+    character twice or a figure nobody wrote (an audit). It now reads the flags from the project's manifest."""
+    import json
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"keyframes": {
+        "0": {"shot": "s1", "identity": {"flags": []}},
+        "1": {"shot": "s2", "identity": {"flags": ["Ava doubled (2 faces)"]}},
+        "10": {"shot": "s9", "identity": {"flags": ["extra face (nobody known)"]}},
+        "2": {"shot": "s3"}}}))
+    demo = _demo()
+    assert demo.identity_flags(str(manifest)) == [(1, "s2", ["Ava doubled (2 faces)"]), (10, "s9", ["extra face (nobody known)"])]
+    assert demo.identity_flags(str(tmp_path / "missing.json")) == []
