@@ -37,12 +37,18 @@ def cancel(client: Client, prompt_id: str) -> None:
 class OneCtrlC:
     """While the command runs, the first Ctrl-C raises ``KeyboardInterrupt`` (the command then cancels its prompt)
     and any later one does nothing: a second Ctrl-C pressed at once cut the cancel's first request short, the
-    interrupt was never sent and the prompt went on rendering on the server (an audit). Only in the main thread."""
+    interrupt was never sent and the prompt went on rendering on the server (an audit). Only in the main thread.
 
-    def __init__(self, ignore_after: bool = False):
+    SIGTERM and SIGHUP (``kill PID``, ``timeout``, a process manager stopping the job, the terminal closed) are taken
+    the same way: they ended the command at once, silently, and its prompt went on rendering on the server (an audit).
+    ``ctrl_c=False``: SIGINT is left alone (a command started in the background, which the shell hands SIGINT ignored)."""
+
+    def __init__(self, ignore_after: bool = False, ctrl_c: bool = True):
         self.pressed = False
         self.ignore_after = ignore_after  # the program ends after: a Ctrl-C still on its way must not kill it
-        self._previous = None
+        self.signals = ([signal.SIGINT] if ctrl_c else []) + [getattr(signal, n) for n in ("SIGTERM", "SIGHUP")
+                                                               if hasattr(signal, n)]
+        self._previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
         if not self.pressed:
@@ -50,15 +56,19 @@ class OneCtrlC:
             raise KeyboardInterrupt
 
     def __enter__(self) -> "OneCtrlC":
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._previous = None
+        for sig in self.signals:
+            try:
+                if sig != signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # nohup: the user asked for the command to outlive the terminal
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                break
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:  # after a Ctrl-C the program is ending: a late second one must not kill it
-            signal.signal(signal.SIGINT, signal.SIG_IGN if self.pressed and self.ignore_after else self._previous)
+        # after a Ctrl-C the program is ending: a late second one must not kill it
+        for sig, previous in self._previous.items():
+            signal.signal(sig, signal.SIG_IGN if self.pressed and self.ignore_after else previous)
 
 
 def cancelled_message(prompt_id: str) -> str:
@@ -98,9 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None, *, exiting: bool = False) -> int:
     """The command (``exiting``: run as the program, which ends right after: a Ctrl-C that came late stays ignored)."""
     args = build_parser().parse_args(argv)  # argparse exits with 2 on usage errors
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: no Ctrl-C to take
-        return _run(args)
-    with OneCtrlC(ignore_after=exiting):
+    # started in the background: no Ctrl-C to take (SIGTERM and SIGHUP still cancel the prompt)
+    with OneCtrlC(ignore_after=exiting, ctrl_c=signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
         try:
             return _run(args)
         except KeyboardInterrupt:  # before the prompt was sent (reading a script from a pipe, asking the server for

@@ -238,6 +238,32 @@ def test_two_ctrl_c_at_once_still_take_the_prompt_off_the_server(tiny_server, fr
     assert tiny_server.get("/queue").json()["queue_running"] == []
 
 
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_take_the_prompt_off_the_server(tiny_server, fresh_python, signame):
+    """``kill PID``, ``timeout``, a process manager or a closed terminal: the command died at once, silently (exit
+    143), and its prompt went on rendering on the server (an audit). Now it cancels its prompt as Ctrl-C does, also
+    when started in the background (SIGINT ignored)."""
+    import re
+    import signal
+
+    proc, lines = _long_render_started(tiny_server, fresh_python, f"killed_{signame.lower()}",
+                                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        prompt_id = re.search(r"queued prompt (\S+)", "".join(lines)).group(1)
+        time.sleep(1.0)
+        proc.send_signal(getattr(signal, signame))
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 5 and f"cancelled: prompt {prompt_id}" in err, (proc.returncode, out, err)
+        entry = tiny_server.wait_history(prompt_id, timeout=120)
+        assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if tiny_server.get("/queue").json()["queue_running"]:
+            tiny_server.interrupt()
+    assert tiny_server.get("/queue").json()["queue_running"] == []
+
+
 def test_a_server_killed_mid_run_is_named_with_what_to_do(tiny_server, fresh_python):
     """The queue command said only "lost the server ...: [Errno 104] Connection reset by peer" when the server was
     killed under it (an audit). It now says the server stopped answering and how to resume, exit status 5."""
