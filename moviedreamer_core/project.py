@@ -116,6 +116,11 @@ class KeyframeSet:
     count: int
     width: int
     height: int
+    #: Each keyframe file's SHA-256 when the set was made ("" or missing: not checked). The project's lock is held
+    #: per node, not per prompt: another server (or command) running the same project with another script may make
+    #: keyframes again between IdentityDiffusionRender and the node that reads this set, whose movie then showed the
+    #: other script's keyframes (an audit). A keyframe whose bytes changed since is refused, not used.
+    sha256: tuple = ()
 
     def path(self, index: int) -> str:
         return os.path.join(self.root, "keyframes", f"keyframe_{index:05d}.png")
@@ -125,11 +130,23 @@ class KeyframeSet:
         if not 0 <= index < self.count:
             raise IndexError(f"keyframe {index} of {self.count}")
         try:
-            with Image.open(self.path(index)) as img:
+            with open(self.path(index), "rb") as f:
+                data = f.read()
+            expected = self.sha256[index] if index < len(self.sha256) else ""
+            if expected and hashlib.sha256(data).hexdigest() != expected:
+                raise RuntimeError(f"keyframe {index} of the movie project {self.root} changed on disk after it was "
+                                   "rendered in this run (another ComfyUI server or command is making this project, "
+                                   "perhaps with another script): queue again, and give each script its own project_name")
+            with Image.open(io.BytesIO(data)) as img:
                 return np.asarray(img.convert("RGB")).copy()
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise ValueError(f"keyframe {index} of the movie project {self.root} can not be read ({e}): queue the "
                              "render again") from e
+
+    @staticmethod
+    def recorded_sha256(project: "MovieProject", count: int) -> tuple:
+        """The SHA-256 each of the first ``count`` keyframes' manifest entries records ("" where none does)."""
+        return tuple(str((project.keyframe_entry(k) or {}).get("sha256") or "") for k in range(count))
 
 
 class MovieProject:

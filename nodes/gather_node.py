@@ -126,7 +126,8 @@ class MovieDreamerGather(io.ComfyNode):
         result = assemble_movie(project, files, fps, backend, preview, sorted(got.shots), stale)
         first = project.load_keyframe(0)
         height, width = (first.shape[:2] if first is not None else (8, 8))
-        keyframe_set = KeyframeSet(project.root, script.n_keyframes, int(width), int(height))
+        keyframe_set = KeyframeSet(project.root, script.n_keyframes, int(width), int(height),
+                                   sha256=KeyframeSet.recorded_sha256(project, script.n_keyframes))
         image = torch.from_numpy(np.stack(preview)).float().div(255) if preview else torch.zeros(1, 8, 8, 3)
         lines = [f"{result.frames} frames ({result.frames / fps:.1f} s) in {len(files)} shots: {result.movie_file}"]
         for name, count in got.by_participant.items():

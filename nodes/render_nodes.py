@@ -548,7 +548,9 @@ class IdentityDiffusionRender(io.ComfyNode):
             send_keyframe(k, n, project.path(project.keyframe_file(k)), spec, identity=identity_check.panel(report))
             progress(done + 1, len(todo), preview=Image.fromarray(pixels))
             del latent
-        keyframe_set = KeyframeSet(project.root, n, *(size or (width, height)))
+        keyframe_set = KeyframeSet(project.root, n, *(size or (width, height)),
+                                   sha256=tuple(h if share is None or k in share else "" for k, h in
+                                                enumerate(KeyframeSet.recorded_sha256(project, n))))
         shown = "" if images_output == "all" else f" (keyframes output: {len(images)} of them, spread over the movie)"
         if share is not None:
             shown += f"; this participant's share: {len(todo)} of {n} keyframes (the others' rows are black)"
