@@ -32,9 +32,15 @@ from . import host
 
 
 def detect_backend(model) -> str:
-    """``"wan"``, ``"svd"`` or ``"ltxv"`` from the MODEL; a clear error for anything that cannot animate an image."""
+    """``"wan"``, ``"wan22"`` (Wan 2.2 TI2V 5B), ``"svd"`` or ``"ltxv"`` from the MODEL; a clear error for anything
+    that cannot animate an image."""
     base = model.model
-    if isinstance(base, comfy.model_base.WAN21) and getattr(base, "image_to_video", False):
+    if isinstance(base, comfy.model_base.WAN22) and getattr(base, "image_to_video", False):
+        # Wan 2.2 TI2V 5B: 48-channel latents at 1/16 with the Wan 2.2 VAE, no image channels in its input: the start
+        # image is the first latent frame, kept by a noise mask (the host's Wan22ImageToVideoLatent), not
+        # WanImageToVideo's concat (which this model never reads)
+        return "wan22"
+    if isinstance(base, comfy.model_base.WAN21) and (getattr(base, "image_to_video", False) or _reads_start_image(base)):
         return "wan"
     if isinstance(base, comfy.model_base.SVD_img2vid):
         return "svd"
@@ -46,6 +52,22 @@ def detect_backend(model) -> str:
                          "(e.g. wan2.1_i2v_480p)")
     raise ValueError(f"this MODEL ({name}) cannot animate an image: connect a Wan or LTX-Video image-to-video model or "
                      "SVD, or choose the animatic backend")
+
+
+def _reads_start_image(base) -> bool:
+    """A plain Wan model whose input holds the image channels WanImageToVideo fills (the latent's channels plus the
+    4 of the mask: 36 for Wan's 16), though the host built it as text-to-video: Wan 2.2 I2V A14B has no CLIP image
+    embedding (no ``img_emb``), so the host's detection names it ``t2v`` (``image_to_video`` False), and yet its
+    ``concat_cond`` reads the start image as for Wan 2.1 i2v (the host's own Wan 2.2 14B i2v template uses
+    WanImageToVideo). Subclasses (camera, VACE, HuMo...) take other conditioning."""
+    if type(base) is not comfy.model_base.WAN21:
+        return False
+    try:
+        in_channels = int(base.diffusion_model.patch_embedding.weight.shape[1])
+    except AttributeError:
+        return False
+    latent = int(base.latent_format.latent_channels)
+    return in_channels == 2 * latent + 4
 
 
 def wan_length(n: int) -> int:
@@ -151,6 +173,30 @@ def ltxv_backend(model, vae, positive, negative, *, steps: int, cfg: float, samp
     return backend
 
 
+def wan22_backend(model, vae, positive, negative, *, steps: int, cfg: float, sampler_name: str, scheduler: str,
+                  seed: int, size: tuple[int, int]):
+    """A ``make_movie`` backend with Wan 2.2 TI2V 5B through the host's ``Wan22ImageToVideoLatent``: the start
+    image's latent frame is written into the latent and kept there by the node's noise mask while sampling."""
+    from comfy_extras.nodes_wan import Wan22ImageToVideoLatent
+
+    width, height = size
+
+    def backend(timing, shot, keyframes, previous_last) -> Iterator[np.ndarray]:
+        start = _to_tensor(keyframes[0])
+        for c, clip in enumerate(timing.clips):
+            latent = Wan22ImageToVideoLatent.execute(vae, width, height, wan_length(clip.length), 1,
+                                                     start_image=start).args[0]
+            samples = host.sample_latent(model, derive_seed(seed, timing.shot_index * 1000 + c, "animate"), steps, cfg,
+                                         sampler_name, scheduler, positive, negative, latent["samples"],
+                                         noise_mask=latent["noise_mask"])
+            frames = vae.decode(samples).reshape(-1, height, width, 3)[:clip.length].float().cpu()
+            for frame in _to_uint8(frames[0 if c == 0 else 1:]):
+                yield frame
+            start = frames[-1:]
+
+    return backend
+
+
 def svd_guided_model(model, min_cfg: float):
     """The SVD MODEL with the host's ``VideoLinearCFGGuidance`` when ``min_cfg > 0`` (a clone), else itself."""
     if min_cfg <= 0:
@@ -196,8 +242,8 @@ def svd_backend(model, vae, clip_vision, *, steps: int, cfg: float, sampler_name
 
 
 #: What each backend needs connected, and the multiple its frame width and height must be.
-NEEDS = {"wan": ("vae", "positive", "negative"), "svd": ("vae", "clip_vision"), "ltxv": ("vae", "positive", "negative")}
-SIZE_MULTIPLE = {"wan": 16, "svd": 8, "ltxv": 32}
+NEEDS = {"wan": ("vae", "positive", "negative"), "wan22": ("vae", "positive", "negative"), "svd": ("vae", "clip_vision"), "ltxv": ("vae", "positive", "negative")}
+SIZE_MULTIPLE = {"wan": 16, "wan22": 32, "svd": 8, "ltxv": 32}
 #: Backends that can end a shot on a given frame (the ``continuous`` transition).
 LANDS_ON_NEXT = {"wan"}
 
@@ -209,6 +255,11 @@ def make_backend(model, vae, positive, negative, clip_vision, fps: float, min_cf
     missing = [name for name in NEEDS[kind] if given[name] is None]
     if missing:
         raise ValueError(f"the {kind} image-to-video backend needs {', '.join(missing)} connected")
+    wanted = model.get_model_object("latent_format").latent_channels
+    if getattr(vae, "latent_channels", wanted) != wanted:
+        raise ValueError(f"the VAE makes {vae.latent_channels}-channel latents but this {kind} model denoises "
+                         f"{wanted}-channel ones: connect the video model's own VAE (Wan 2.1 and Wan 2.2 14B: "
+                         "wan_2.1_vae; Wan 2.2 TI2V 5B: wan2.2_vae)")
     multiple = SIZE_MULTIPLE[kind]
     if settings["size"][0] % multiple or settings["size"][1] % multiple:
         raise ValueError(f"{kind} needs keyframes whose width and height are multiples of {multiple}; got "
@@ -219,4 +270,6 @@ def make_backend(model, vae, positive, negative, clip_vision, fps: float, min_cf
         return kind, svd_backend(model, vae, clip_vision, fps=fps, min_cfg=min_cfg, **settings)
     if kind == "ltxv":
         return kind, ltxv_backend(model, vae, positive, negative, fps=fps, **settings)
+    if kind == "wan22":
+        return kind, wan22_backend(model, vae, positive, negative, **settings)
     return kind, wan_backend(model, vae, positive, negative, clip_vision=clip_vision, **settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import torch
@@ -273,3 +274,86 @@ def test_svd_linear_guidance_reaches_the_sampler(host, testing):
     plain, rising = sample(model), sample(backends.svd_guided_model(model, 1.0))
     assert torch.equal(sample(model), plain)
     assert (plain - rising).abs().mean() > 1e-3 * plain.abs().mean(), "min_cfg reaches the sampler"
+
+
+@pytest.mark.slow
+def test_wan22_ti2v_5b_starts_from_the_keyframe_as_the_hosts_wan22_latent_node(host, tmp_path):
+    """Wan 2.2 TI2V 5B (``model_base.WAN22``: 48-channel latents at 1/16, no image channels) animates through the
+    host's ``Wan22ImageToVideoLatent``: the shot equals that node + KSampler + VAEDecode with the clip's seed, and
+    another keyframe gives another shot. Through ``WanImageToVideo`` the keyframe never reached the model (two
+    keyframes gave the same movie) and the 16-channel latent at 1/8 decoded at twice the size, cut into strips."""
+    from safetensors.torch import save_file
+
+    testing = host.pack_submodule("tests.host.tiny_nodes")
+    backends = host.pack_submodule("nodes.i2v_backends")
+    timing_mod = host.pack_submodule("moviedreamer_core.animate.timing")
+    derive_seed = host.pack_submodule("moviedreamer_core.storyboard").derive_seed
+    from comfy_extras.nodes_wan import Wan22ImageToVideoLatent
+
+    save_file(testing.tiny_wan22_ti2v_state_dict(0), str(tmp_path / "tiny_wan22.safetensors"))
+    with host.model_folder("diffusion_models", tmp_path):
+        model = host.nodes.NODE_CLASS_MAPPINGS["UNETLoader"]().load_unet("tiny_wan22.safetensors", "default")[0]
+    vae = testing.tiny_wan22_vae(0)
+    g = torch.Generator().manual_seed(0)
+    pos, neg = [[torch.randn(1, 8, 4096, generator=g) * 0.1, {}]], [[torch.zeros(1, 8, 4096), {}]]
+    settings = dict(fps=5.0, steps=2, cfg=3.0, sampler_name="euler", scheduler="simple", seed=0, size=(64, 64))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        backends.make_backend(model, vae, pos, neg, None, **{**settings, "size": (48, 64)})
+    with pytest.raises(ValueError, match="16-channel latents but this wan22 model denoises 48-channel"):
+        backends.make_backend(model, testing.tiny_wan_vae(0), pos, neg, None, **settings)
+    kind, backend = backends.make_backend(model, vae, pos, neg, None, **settings)
+    assert kind == "wan22"
+    timing = timing_mod.ShotTiming(0, "a", 5, (0,), timing_mod.split_into_clips(5, 5))
+    keyframes = [(np.random.RandomState(s).rand(64, 64, 3) * 255).astype(np.uint8) for s in (1, 2)]
+    shots = [np.stack(list(backend(timing, None, [kf], None))) for kf in keyframes]
+    assert shots[0].shape == (5, 64, 64, 3)
+    assert not np.array_equal(shots[0], shots[1]), "the keyframe reaches the model"
+    latent = Wan22ImageToVideoLatent.execute(vae, 64, 64, 5, 1, start_image=torch.from_numpy(keyframes[0]).float().div(255)[None]).args[0]
+    with torch.no_grad():
+        sampled = host.nodes.NODE_CLASS_MAPPINGS["KSampler"]().sample(model, derive_seed(0, 0, "animate"), 2, 3.0, "euler",
+                                                                      "simple", pos, neg, latent)[0]
+        frames = vae.decode(sampled["samples"]).reshape(-1, 64, 64, 3)[:5]
+    assert np.array_equal(shots[0], (frames.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+
+
+@pytest.mark.slow
+def test_wan22_i2v_a14b_layout_animates_as_the_hosts_wan_image_to_video_and_t2v_is_still_refused(host, tmp_path):
+    """Wan 2.2 I2V A14B has no CLIP image embedding (no ``img_emb``): the host's loader detects it as ``WAN21_T2V``
+    (``image_to_video`` False) although its 36 input channels read WanImageToVideo's start image (the host's own Wan
+    2.2 14B i2v template). ShotAnimate refused it as "text-to-video"; it animates it as the host's nodes do. A real
+    text-to-video Wan (16 input channels) is still refused."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    from safetensors.torch import save_file
+    from comfy_extras.nodes_wan import WanImageToVideo
+
+    testing = host.pack_submodule("tests.host.tiny_nodes")
+    backends = host.pack_submodule("nodes.i2v_backends")
+    timing_mod = host.pack_submodule("moviedreamer_core.animate.timing")
+    derive_seed = host.pack_submodule("moviedreamer_core.storyboard").derive_seed
+    for name, in_dim in (("a14b_layout.safetensors", 36), ("t2v.safetensors", 16)):
+        wan = comfy.ldm.wan.model.WanModel(model_type="t2v", in_dim=in_dim, dim=128, ffn_dim=256, num_heads=1,
+                                           num_layers=1, text_dim=4096, out_dim=16, operations=comfy.ops.disable_weight_init)
+        testing.reinit_(wan, 0)
+        save_file({k: v.contiguous() for k, v in wan.state_dict().items()}, str(tmp_path / name))
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UNETLoader"]()
+    with host.model_folder("diffusion_models", tmp_path):
+        a14b = loader.load_unet("a14b_layout.safetensors", "default")[0]
+        t2v = loader.load_unet("t2v.safetensors", "default")[0]
+    assert not a14b.model.image_to_video  # how the host builds it
+    vae, pos, neg = testing.MovieDreamerTestTinyWanExtras.execute(0).args
+    settings = dict(fps=8.0, steps=2, cfg=3.0, sampler_name="euler", scheduler="simple", seed=0, size=(64, 64))
+    with pytest.raises(ValueError, match="text-to-video"):
+        backends.make_backend(t2v, vae, pos, neg, None, **settings)
+    kind, backend = backends.make_backend(a14b, vae, pos, neg, None, **settings)
+    assert kind == "wan"
+    keyframe = (np.random.RandomState(3).rand(64, 64, 3) * 255).astype(np.uint8)
+    shot = np.stack(list(backend(timing_mod.ShotTiming(0, "a", 5, (0,), timing_mod.split_into_clips(5, 5)), None,
+                                 [keyframe], None)))
+    with torch.no_grad():
+        p, n, latent = WanImageToVideo.execute(pos, neg, vae, 64, 64, 5, 1,
+                                               start_image=torch.from_numpy(keyframe).float().div(255)[None]).args
+        sampled = host.nodes.NODE_CLASS_MAPPINGS["KSampler"]().sample(a14b, derive_seed(0, 0, "animate"), 2, 3.0, "euler",
+                                                                      "simple", p, n, latent)[0]
+        frames = vae.decode(sampled["samples"]).reshape(-1, 64, 64, 3)[:5]
+    assert np.array_equal(shot, (frames.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy())

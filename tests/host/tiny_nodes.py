@@ -314,6 +314,32 @@ def tiny_wan_vae(seed: int = 0) -> comfy.sd.VAE:
     return comfy.sd.VAE(sd=vae.state_dict())
 
 
+def tiny_wan22_ti2v_state_dict(seed: int = 0) -> dict:
+    """Weights of a tiny Wan 2.2 TI2V (5B layout: 48 input and output channels, no image channels, no ``img_emb``),
+    which the host's loader detects as ``WAN22_T2V`` (``model_base.WAN22``, image-to-video)."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+
+    model = comfy.ldm.wan.model.WanModel(model_type="t2v", in_dim=48, dim=128, ffn_dim=256, num_heads=1, num_layers=1,
+                                         text_dim=4096, out_dim=48, operations=comfy.ops.disable_weight_init)
+    reinit_(model, seed)
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def tiny_wan22_vae(seed: int = 0) -> comfy.sd.VAE:
+    """The host's Wan 2.2 VAE (48 latent channels, 16x spatial compression; its size is fixed) with random weights."""
+    import comfy.ldm.wan.vae2_2
+
+    vae = comfy.ldm.wan.vae2_2.WanVAE(dim=160, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                      temperal_downsample=[False, True, True])
+    reinit_(vae, seed, std=0.05)
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(1.0)
+    return comfy.sd.VAE(sd=vae.state_dict())
+
+
 class MovieDreamerTestTinyWanExtras(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
