@@ -44,6 +44,18 @@ def _identified(script_embeds, spec) -> list[int]:
     return [c for c in spec.characters if script_embeds.characters[c].has_identity]
 
 
+def _told(script_embeds, spec, places: int | None) -> list[int]:
+    """The characters the renderer is given for keyframe ``spec``: the identified ones (``_identified``); with a
+    renderer whose slots are screen places (``places``: their number, else ``None``), every figure on screen as soon as
+    one is identified, a character without references standing at its place with a zero identity (given only the
+    identified ones, it put "nobody here" at the others' places and drew an identified character twice: "Ava
+    doubled"; an audit). More figures than places: the identified ones, as before (the renderer takes no more)."""
+    on_screen = _identified(script_embeds, spec)
+    if places is not None and on_screen and len(on_screen) < len(spec.characters) <= places:
+        return list(spec.characters)
+    return on_screen
+
+
 #: IdentityDiffusionRender's inputs only sampling needs: lazy, so a distributed participant with no keyframe to make
 #: never evaluates them (``check_lazy_status``).
 SAMPLING_INPUTS = ("model", "vae", "clip", "positive", "negative")
@@ -474,6 +486,8 @@ class IdentityDiffusionRender(io.ComfyNode):
                 with torch.no_grad():
                     uncond_tokens = adapter.project_tokens(unconditional_features(renderer.cfg, storyboard))
         means = script_embeds.identity_means()
+        places = (renderer.adapter.max_characters if use_identity and not needs_faces
+                  and getattr(renderer.cfg, "identity_places", False) else None)
         progress = host.Progress(len(todo))
         send_storyboard(script_embeds)
         identity_check = KeyframeIdentity(script_embeds)  # each keyframe's faces against the references, once
@@ -483,14 +497,7 @@ class IdentityDiffusionRender(io.ComfyNode):
         made = 0
         for done, k in enumerate(todo):
             spec = script_embeds.keyframes[k]
-            on_screen = _identified(script_embeds, spec)
-            if (on_screen and not needs_faces and getattr(renderer.cfg, "identity_places", False)
-                    and len(on_screen) < len(spec.characters)):
-                # a renderer whose slots are screen places must be told every figure on screen: given only the
-                # characters with references, it put "nobody here" at the others' places and drew one of the
-                # identified characters there too ("Ava doubled"; an audit). A character without references stands
-                # at its place with a zero identity (``identity_means``).
-                on_screen = list(spec.characters)
+            on_screen = _told(script_embeds, spec, places)
             identity = means[on_screen] if (use_identity and on_screen) else None
             if use_identity and not spec.characters and adapter.has_empty_slots:
                 identity = means[:0]  # nobody on screen: a renderer with "empty" places is told so (adapter.py)

@@ -566,6 +566,21 @@ def test_a_character_without_references_beside_others_does_not_double_them(host,
     assert not [f for f in manifest["keyframes"]["1"]["identity"]["flags"] if "doubled" in f]
 
 
+def test_more_figures_than_screen_places_one_without_references_still_renders(host):
+    """A review: four figures on screen, one of them without references, with the toy renderer's three screen places.
+    The renderer draws the three identified ones as before; telling it every figure (the fix for "Ava doubled") made it
+    raise "this renderer binds identities to 3 places; a keyframe has 4 characters" mid-render, at that keyframe, after
+    the up-front check (which counts the identified characters) had let the script through."""
+    script = ("title: Four on screen\ncharacters:\n  - {name: Ava, description: a girl, references: [0]}\n"
+              "  - {name: Bo, description: a boy, references: [1]}\n"
+              "  - {name: Cy, description: a man, references: [2]}\n"
+              "  - {name: Mo, description: a stranger without a photo}\nshots:\n"
+              "  - {id: 1, scene: a sandy beach, action: They all walk in., characters: [Ava, Bo, Cy, Mo], camera: wide, "
+              "duration: 2}\n")
+    frames = _toy_movie_keyframes(host, script, "four_on_screen")
+    assert len(frames) == 1
+
+
 #: One-shot scripts as a user writes them: no ``style`` (or another one), a description and an action of their own,
 #: no camera, or the cast of a few characters with one on screen.
 HAND_WRITTEN = {
@@ -820,3 +835,32 @@ def test_longer_scripts_in_words_of_their_own_show_each_character_once_in_every_
         if seen != want or flags:
             wrong.append((shot["id"], shot["action"], seen, want, flags))
     assert not wrong, wrong
+
+
+def test_shot_animate_refuses_a_keyframe_made_again_between_the_render_and_it(host):
+    """A review: the render node's keyframe_set carries each keyframe's recorded SHA-256 (the fix for two servers
+    running one project with two scripts), tested through the nodes: keyframe 0 made again by "another server" just
+    before ShotAnimate runs (the project's lock is per node) is refused, not animated into this prompt's movie. The
+    unit test built the KeyframeSet itself, so a render node that passed no hashes still passed it."""
+    from moviedreamer_core.project import MovieProject
+
+    prompt = toy_prompt("keyframe_race")
+    prompt["8"]["inputs"].pop("keyframes")
+    prompt["8"]["inputs"]["keyframe_set"] = ["6", 2]
+    output = host.folder_paths.get_output_directory()
+    send = host.server.send_sync
+
+    def meddle(event, data, sid=None):
+        if event == "executing" and isinstance(data, dict) and data.get("node") == "8":
+            with MovieProject(output, "keyframe_race", exclusive=True) as other:
+                size = other.load_keyframe(0).shape
+                other.save_keyframe(0, np.full(size, 99, np.uint8), "another script's", {})
+                other.compact()
+        return send(event, data, sid)
+
+    host.server.send_sync = meddle
+    try:
+        result = host.run(prompt)
+    finally:
+        host.server.send_sync = send
+    assert not result.success and "changed on disk after it was rendered" in result.error_text(), result.error_text()
