@@ -244,6 +244,9 @@ def svd_backend(model, vae, clip_vision, *, steps: int, cfg: float, sampler_name
 #: What each backend needs connected, and the multiple its frame width and height must be.
 NEEDS = {"wan": ("vae", "positive", "negative"), "wan22": ("vae", "positive", "negative"), "svd": ("vae", "clip_vision"), "ltxv": ("vae", "positive", "negative")}
 SIZE_MULTIPLE = {"wan": 16, "wan22": 32, "svd": 8, "ltxv": 32}
+#: Which VAE file goes with a backend's model, for the message that refuses another one.
+OWN_VAE = {"wan": " (Wan 2.1 and Wan 2.2 14B: wan_2.1_vae)", "wan22": " (Wan 2.2 TI2V 5B: wan2.2_vae)",
+           "svd": " (the one in the SVD checkpoint)", "ltxv": " (the one in the LTX-Video checkpoint)"}
 #: Backends that can end a shot on a given frame (the ``continuous`` transition).
 LANDS_ON_NEXT = {"wan"}
 
@@ -258,8 +261,7 @@ def make_backend(model, vae, positive, negative, clip_vision, fps: float, min_cf
     wanted = model.get_model_object("latent_format").latent_channels
     if getattr(vae, "latent_channels", wanted) != wanted:
         raise ValueError(f"the VAE makes {vae.latent_channels}-channel latents but this {kind} model denoises "
-                         f"{wanted}-channel ones: connect the video model's own VAE (Wan 2.1 and Wan 2.2 14B: "
-                         "wan_2.1_vae; Wan 2.2 TI2V 5B: wan2.2_vae)")
+                         f"{wanted}-channel ones: connect the video model's own VAE{OWN_VAE.get(kind, '')}")
     multiple = SIZE_MULTIPLE[kind]
     if settings["size"][0] % multiple or settings["size"][1] % multiple:
         raise ValueError(f"{kind} needs keyframes whose width and height are multiples of {multiple}; got "

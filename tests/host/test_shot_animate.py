@@ -299,7 +299,8 @@ def test_wan22_ti2v_5b_starts_from_the_keyframe_as_the_hosts_wan22_latent_node(h
     settings = dict(fps=5.0, steps=2, cfg=3.0, sampler_name="euler", scheduler="simple", seed=0, size=(64, 64))
     with pytest.raises(ValueError, match="multiples of 32"):
         backends.make_backend(model, vae, pos, neg, None, **{**settings, "size": (48, 64)})
-    with pytest.raises(ValueError, match="16-channel latents but this wan22 model denoises 48-channel"):
+    with pytest.raises(ValueError, match=r"16-channel latents but this wan22 model denoises 48-channel ones: connect the "
+                                         r"video model's own VAE \(Wan 2.2 TI2V 5B: wan2.2_vae\)$"):
         backends.make_backend(model, testing.tiny_wan_vae(0), pos, neg, None, **settings)
     kind, backend = backends.make_backend(model, vae, pos, neg, None, **settings)
     assert kind == "wan22"
@@ -357,3 +358,17 @@ def test_wan22_i2v_a14b_layout_animates_as_the_hosts_wan_image_to_video_and_t2v_
                                                                       "simple", p, n, latent)[0]
         frames = vae.decode(sampled["samples"]).reshape(-1, 64, 64, 3)[:5]
     assert np.array_equal(shot, (frames.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+
+
+def test_an_ltxv_model_given_another_vae_is_told_of_its_own_not_of_wan_files(host, tiny_ltxv_file):
+    """A review: the VAE refusal named the Wan VAE files whatever the model ("connect the video model's own VAE (Wan
+    2.1 and Wan 2.2 14B: wan_2.1_vae; Wan 2.2 TI2V 5B: wan2.2_vae)" for an LTX-Video model)."""
+    testing = host.pack_submodule("tests.host.tiny_nodes")
+    backends = host.pack_submodule("nodes.i2v_backends")
+    model = host.nodes.NODE_CLASS_MAPPINGS["UNETLoader"]().load_unet(tiny_ltxv_file, "default")[0]
+    _, pos, neg = testing.MovieDreamerTestTinyLTXVExtras.execute(0).args
+    settings = dict(fps=8.0, steps=2, cfg=3.0, sampler_name="euler", scheduler="simple", seed=0, size=(64, 64))
+    with pytest.raises(ValueError) as refused:
+        backends.make_backend(model, testing.tiny_wan_vae(0), pos, neg, None, **settings)
+    assert "16-channel latents but this ltxv model denoises 128-channel" in str(refused.value)
+    assert "wan" not in str(refused.value).lower(), str(refused.value)
