@@ -39,15 +39,16 @@ class OneCtrlC:
     and any later one does nothing: a second Ctrl-C pressed at once cut the cancel's first request short, the
     interrupt was never sent and the prompt went on rendering on the server (an audit). Only in the main thread.
 
-    SIGTERM and SIGHUP (``kill PID``, ``timeout``, a process manager stopping the job, the terminal closed) are taken
-    the same way: they ended the command at once, silently, and its prompt went on rendering on the server (an audit).
-    ``ctrl_c=False``: SIGINT is left alone (a command started in the background, which the shell hands SIGINT ignored)."""
+    SIGTERM (``kill PID``, ``timeout``, a process manager stopping the job) is taken the same way: it ended the command
+    at once, silently, and its prompt went on rendering on the server (an audit). SIGHUP (the terminal closed, an SSH
+    connection dropped) is not: nobody asked for the render to stop, and a long one would be lost to a network blip; the
+    command ends and the prompt renders on (the same command run again resumes from what is finished). ``ctrl_c=False``:
+    SIGINT is left alone (a command started in the background, which the shell hands SIGINT ignored)."""
 
     def __init__(self, ignore_after: bool = False, ctrl_c: bool = True):
         self.pressed = False
         self.ignore_after = ignore_after  # the program ends after: a Ctrl-C still on its way must not kill it
-        self.signals = ([signal.SIGINT] if ctrl_c else []) + [getattr(signal, n) for n in ("SIGTERM", "SIGHUP")
-                                                               if hasattr(signal, n)]
+        self.signals = ([signal.SIGINT] if ctrl_c else []) + [signal.SIGTERM]
         self._previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
@@ -59,7 +60,7 @@ class OneCtrlC:
         for sig in self.signals:
             try:
                 if sig != signal.SIGINT and signal.getsignal(sig) is signal.SIG_IGN:
-                    continue  # nohup: the user asked for the command to outlive the terminal
+                    continue  # ignored by whoever started the command: left so
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
                 break
