@@ -157,20 +157,12 @@ def ltxv_backend(model, vae, positive, negative, *, steps: int, cfg: float, samp
     positive = node_helpers.conditioning_set_values(positive, {"frame_rate": float(fps)})
     negative = node_helpers.conditioning_set_values(negative, {"frame_rate": float(fps)})
 
-    def backend(timing, shot, keyframes, previous_last) -> Iterator[np.ndarray]:
-        start = _to_tensor(keyframes[0])
-        for c, clip in enumerate(timing.clips):
-            pos, neg, latent = LTXVImgToVideo.execute(positive, negative, start, vae, width, height,
-                                                      ltxv_length(clip.length), 1, 1.0).args
-            samples = host.sample_latent(model, derive_seed(seed, timing.shot_index * 1000 + c, "animate"), steps, cfg,
-                                         sampler_name, scheduler, pos, neg, latent["samples"],
-                                         noise_mask=latent["noise_mask"])
-            frames = vae.decode(samples).reshape(-1, height, width, 3)[:clip.length].float().cpu()
-            for frame in _to_uint8(frames[0 if c == 0 else 1:]):
-                yield frame
-            start = frames[-1:]
+    def conditioned(start, clip):
+        return LTXVImgToVideo.execute(positive, negative, start, vae, width, height, ltxv_length(clip.length), 1,
+                                      1.0).args
 
-    return backend
+    return _masked_start_backend(model, vae, conditioned, steps=steps, cfg=cfg, sampler_name=sampler_name,
+                                 scheduler=scheduler, seed=seed, size=size)
 
 
 def wan22_backend(model, vae, positive, negative, *, steps: int, cfg: float, sampler_name: str, scheduler: str,
@@ -181,13 +173,28 @@ def wan22_backend(model, vae, positive, negative, *, steps: int, cfg: float, sam
 
     width, height = size
 
+    def conditioned(start, clip):
+        latent = Wan22ImageToVideoLatent.execute(vae, width, height, wan_length(clip.length), 1,
+                                                 start_image=start).args[0]
+        return positive, negative, latent
+
+    return _masked_start_backend(model, vae, conditioned, steps=steps, cfg=cfg, sampler_name=sampler_name,
+                                 scheduler=scheduler, seed=seed, size=size)
+
+
+def _masked_start_backend(model, vae, conditioned, *, steps: int, cfg: float, sampler_name: str, scheduler: str,
+                          seed: int, size: tuple[int, int]):
+    """The clip loop of the backends whose host node writes the start image into the latent and keeps it there with a
+    noise mask (LTX-Video, Wan 2.2 TI2V 5B): ``conditioned(start, clip)`` gives ``(positive, negative, latent)`` for
+    a clip; each clip after the first starts from the previous one's last frame, which it repeats (dropped)."""
+    width, height = size
+
     def backend(timing, shot, keyframes, previous_last) -> Iterator[np.ndarray]:
         start = _to_tensor(keyframes[0])
         for c, clip in enumerate(timing.clips):
-            latent = Wan22ImageToVideoLatent.execute(vae, width, height, wan_length(clip.length), 1,
-                                                     start_image=start).args[0]
+            pos, neg, latent = conditioned(start, clip)
             samples = host.sample_latent(model, derive_seed(seed, timing.shot_index * 1000 + c, "animate"), steps, cfg,
-                                         sampler_name, scheduler, positive, negative, latent["samples"],
+                                         sampler_name, scheduler, pos, neg, latent["samples"],
                                          noise_mask=latent["noise_mask"])
             frames = vae.decode(samples).reshape(-1, height, width, 3)[:clip.length].float().cpu()
             for frame in _to_uint8(frames[0 if c == 0 else 1:]):
