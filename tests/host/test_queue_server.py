@@ -212,48 +212,32 @@ def test_ctrl_c_takes_the_prompt_off_the_server(tiny_server, fresh_python):
     assert tiny_server.get("/queue").json()["queue_running"] == []
 
 
-def test_two_ctrl_c_at_once_still_take_the_prompt_off_the_server(tiny_server, fresh_python):
-    """A second Ctrl-C pressed right after the first cut the cancel's first request short: the interrupt was never
-    sent, the command died in a traceback and the prompt went on rendering on the server (an audit)."""
+@pytest.mark.parametrize("how", ["two Ctrl-C at once", "SIGTERM in the background"])
+def test_ctrl_c_twice_or_sigterm_take_the_prompt_off_the_server(tiny_server, fresh_python, how):
+    """Two Ctrl-C: a second one pressed right after the first cut the cancel's first request short: the interrupt was
+    never sent, the command died in a traceback and the prompt went on rendering on the server (an audit). SIGTERM
+    (``kill PID``, ``timeout``, a process manager): the command died at once, silently (exit 143), the prompt rendering
+    on (an audit); it now cancels as Ctrl-C does, also when started in the background (SIGINT ignored). (SIGHUP, a
+    dropped connection, leaves the render running: ``OneCtrlC``.)"""
     import re
     import signal
 
-    proc, lines = _long_render_started(tiny_server, fresh_python, "ctrl_c_twice",
-                                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    twice = how == "two Ctrl-C at once"
+    proc, lines = _long_render_started(tiny_server, fresh_python, "ctrl_c_twice" if twice else "killed_sigterm",
+                                       preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                        signal.SIG_DFL if twice else signal.SIG_IGN))
     try:
         prompt_id = re.search(r"queued prompt (\S+)", "".join(lines)).group(1)
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.002)
-        proc.send_signal(signal.SIGINT)
+        if twice:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.002)
+            proc.send_signal(signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 5 and f"cancelled: prompt {prompt_id}" in err and "Traceback" not in err, (out, err)
-        entry = tiny_server.wait_history(prompt_id, timeout=120)
-        assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if tiny_server.get("/queue").json()["queue_running"]:
-            tiny_server.interrupt()
-    assert tiny_server.get("/queue").json()["queue_running"] == []
-
-
-@pytest.mark.parametrize("signame", ["SIGTERM"])
-def test_sigterm_takes_the_prompt_off_the_server(tiny_server, fresh_python, signame):
-    """``kill PID``, ``timeout``, a process manager: the command died at once, silently (exit 143), and its prompt went
-    on rendering on the server (an audit). Now it cancels its prompt as Ctrl-C does, also when started in the
-    background (SIGINT ignored). (SIGHUP, a dropped connection, leaves the render running: ``OneCtrlC``.)"""
-    import re
-    import signal
-
-    proc, lines = _long_render_started(tiny_server, fresh_python, f"killed_{signame.lower()}",
-                                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
-        prompt_id = re.search(r"queued prompt (\S+)", "".join(lines)).group(1)
-        time.sleep(1.0)
-        proc.send_signal(getattr(signal, signame))
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 5 and f"cancelled: prompt {prompt_id}" in err, (proc.returncode, out, err)
+        assert proc.returncode == 5 and f"cancelled: prompt {prompt_id}" in err and "Traceback" not in err, (
+            proc.returncode, out, err)
         entry = tiny_server.wait_history(prompt_id, timeout=120)
         assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
     finally:

@@ -323,8 +323,6 @@ def test_wan22_i2v_a14b_layout_animates_as_the_hosts_wan_image_to_video_and_t2v_
     (``image_to_video`` False) although its 36 input channels read WanImageToVideo's start image (the host's own Wan
     2.2 14B i2v template). ShotAnimate refused it as "text-to-video"; it animates it as the host's nodes do. A real
     text-to-video Wan (16 input channels) is still refused."""
-    import comfy.ldm.wan.model
-    import comfy.ops
     from safetensors.torch import save_file
     from comfy_extras.nodes_wan import WanImageToVideo
 
@@ -333,10 +331,7 @@ def test_wan22_i2v_a14b_layout_animates_as_the_hosts_wan_image_to_video_and_t2v_
     timing_mod = host.pack_submodule("moviedreamer_core.animate.timing")
     derive_seed = host.pack_submodule("moviedreamer_core.storyboard").derive_seed
     for name, in_dim in (("a14b_layout.safetensors", 36), ("t2v.safetensors", 16)):
-        wan = comfy.ldm.wan.model.WanModel(model_type="t2v", in_dim=in_dim, dim=128, ffn_dim=256, num_heads=1,
-                                           num_layers=1, text_dim=4096, out_dim=16, operations=comfy.ops.disable_weight_init)
-        testing.reinit_(wan, 0)
-        save_file({k: v.contiguous() for k, v in wan.state_dict().items()}, str(tmp_path / name))
+        save_file(testing.tiny_wan_state_dict(0, model_type="t2v", in_dim=in_dim), str(tmp_path / name))
     loader = host.nodes.NODE_CLASS_MAPPINGS["UNETLoader"]()
     with host.model_folder("diffusion_models", tmp_path):
         a14b = loader.load_unet("a14b_layout.safetensors", "default")[0]

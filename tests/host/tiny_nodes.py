@@ -288,56 +288,53 @@ class MovieDreamerTestTinySVD(io.ComfyNode):
         return io.NodeOutput(tiny_svd(seed))
 
 
-def tiny_wan_i2v_state_dict(seed: int = 0) -> dict:
-    """Weights of a tiny Wan 2.1 image-to-video model (about 2.8 M parameters) in the layout the host's loader
-    detects (``head.modulation``; ``img_emb`` for i2v; width a multiple of 128)."""
+def tiny_wan_state_dict(seed: int = 0, *, model_type: str = "i2v", in_dim: int = 36, out_dim: int = 16) -> dict:
+    """Weights of a tiny Wan model (about 2.8 M parameters) in the layout the host's loader detects
+    (``head.modulation``; ``img_emb`` for ``model_type`` i2v; width a multiple of 128)."""
     import comfy.ldm.wan.model
     import comfy.ops
 
-    model = comfy.ldm.wan.model.WanModel(model_type="i2v", in_dim=36, dim=128, ffn_dim=256, num_heads=1, num_layers=1,
-                                         text_dim=4096, out_dim=16, operations=comfy.ops.disable_weight_init)
+    model = comfy.ldm.wan.model.WanModel(model_type=model_type, in_dim=in_dim, dim=128, ffn_dim=256, num_heads=1,
+                                         num_layers=1, text_dim=4096, out_dim=out_dim,
+                                         operations=comfy.ops.disable_weight_init)
     reinit_(model, seed)
     return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def tiny_wan_i2v_state_dict(seed: int = 0) -> dict:
+    """A tiny Wan 2.1 image-to-video model (36 input channels: the latent, the start image's and the mask's)."""
+    return tiny_wan_state_dict(seed)
+
+
+def tiny_wan22_ti2v_state_dict(seed: int = 0) -> dict:
+    """A tiny Wan 2.2 TI2V (5B layout: 48 input and output channels, no image channels, no ``img_emb``), which the
+    host's loader detects as ``WAN22_T2V`` (``model_base.WAN22``, image-to-video)."""
+    return tiny_wan_state_dict(seed, model_type="t2v", in_dim=48, out_dim=48)
+
+
+def _random_wan_vae(vae_class, dim: int, z_dim: int, seed: int) -> comfy.sd.VAE:
+    vae = vae_class(dim=dim, z_dim=z_dim, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                    temperal_downsample=[False, True, True])
+    reinit_(vae, seed, std=0.05)
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(1.0)
+    return comfy.sd.VAE(sd=vae.state_dict())
 
 
 def tiny_wan_vae(seed: int = 0) -> comfy.sd.VAE:
     """The host's Wan 2.1 VAE (its size is fixed: 127 M parameters) with random weights."""
     import comfy.ldm.wan.vae
 
-    vae = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                                   temperal_downsample=[False, True, True])
-    reinit_(vae, seed, std=0.05)
-    with torch.no_grad():
-        for name, p in vae.named_parameters():
-            if name.endswith("gamma"):
-                p.fill_(1.0)
-    return comfy.sd.VAE(sd=vae.state_dict())
-
-
-def tiny_wan22_ti2v_state_dict(seed: int = 0) -> dict:
-    """Weights of a tiny Wan 2.2 TI2V (5B layout: 48 input and output channels, no image channels, no ``img_emb``),
-    which the host's loader detects as ``WAN22_T2V`` (``model_base.WAN22``, image-to-video)."""
-    import comfy.ldm.wan.model
-    import comfy.ops
-
-    model = comfy.ldm.wan.model.WanModel(model_type="t2v", in_dim=48, dim=128, ffn_dim=256, num_heads=1, num_layers=1,
-                                         text_dim=4096, out_dim=48, operations=comfy.ops.disable_weight_init)
-    reinit_(model, seed)
-    return {k: v.contiguous() for k, v in model.state_dict().items()}
+    return _random_wan_vae(comfy.ldm.wan.vae.WanVAE, 96, 16, seed)
 
 
 def tiny_wan22_vae(seed: int = 0) -> comfy.sd.VAE:
     """The host's Wan 2.2 VAE (48 latent channels, 16x spatial compression; its size is fixed) with random weights."""
     import comfy.ldm.wan.vae2_2
 
-    vae = comfy.ldm.wan.vae2_2.WanVAE(dim=160, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                                      temperal_downsample=[False, True, True])
-    reinit_(vae, seed, std=0.05)
-    with torch.no_grad():
-        for name, p in vae.named_parameters():
-            if name.endswith("gamma"):
-                p.fill_(1.0)
-    return comfy.sd.VAE(sd=vae.state_dict())
+    return _random_wan_vae(comfy.ldm.wan.vae2_2.WanVAE, 160, 48, seed)
 
 
 class MovieDreamerTestTinyWanExtras(io.ComfyNode):
