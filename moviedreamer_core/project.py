@@ -105,6 +105,30 @@ def project_folder_name(name: str) -> str:
     return f"{(cleaned or 'movie')[:71]}-{_name_digest(name)}"
 
 
+def keyframe_file(index: int) -> str:
+    """Keyframe ``index``'s file, relative to its project folder."""
+    return f"keyframes/keyframe_{index:05d}.png"
+
+
+class KeyframeChanged(Exception):
+    """A keyframe file whose bytes are not the ones recorded (``read_keyframe``)."""
+
+
+#: What reading a keyframe file raises when it is missing, not an image, or a decompression bomb put in its place.
+UNREADABLE_IMAGE = (OSError, ValueError, Image.DecompressionBombError)
+
+
+def read_keyframe(path: str, sha256: Optional[str] = None) -> np.ndarray:
+    """The keyframe picture in ``path`` as ``uint8 [H, W, 3]``, read once and, with ``sha256``, checked against it
+    (``KeyframeChanged``) before it is decoded; ``UNREADABLE_IMAGE`` when it cannot be read."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise KeyframeChanged(path)
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB")).copy()
+
+
 @dataclass(frozen=True)
 class KeyframeSet:
     """``MD_KEYFRAMES``: the keyframes of a movie as files in its project folder, read one at a time.
@@ -123,23 +147,20 @@ class KeyframeSet:
     sha256: tuple = ()
 
     def path(self, index: int) -> str:
-        return os.path.join(self.root, "keyframes", f"keyframe_{index:05d}.png")
+        return os.path.join(self.root, keyframe_file(index))
 
     def load(self, index: int) -> np.ndarray:
         """Keyframe ``index`` as ``uint8 [H, W, 3]``."""
         if not 0 <= index < self.count:
             raise IndexError(f"keyframe {index} of {self.count}")
         try:
-            with open(self.path(index), "rb") as f:
-                data = f.read()
-            expected = self.sha256[index] if index < len(self.sha256) else ""
-            if expected and hashlib.sha256(data).hexdigest() != expected:
-                raise RuntimeError(f"keyframe {index} of the movie project {self.root} changed on disk after it was "
-                                   "rendered in this run (another ComfyUI server or command is making this project, "
-                                   "perhaps with another script): queue again, and give each script its own project_name")
-            with Image.open(io.BytesIO(data)) as img:
-                return np.asarray(img.convert("RGB")).copy()
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            return read_keyframe(self.path(index), self.sha256[index] if index < len(self.sha256) else "")
+        except KeyframeChanged:
+            raise RuntimeError(f"keyframe {index} of the movie project {self.root} changed on disk after it was "
+                               "rendered in this run (another ComfyUI server or command is making this project, "
+                               "perhaps with another script): queue again, and give each script its own "
+                               "project_name") from None
+        except UNREADABLE_IMAGE as e:
             raise ValueError(f"keyframe {index} of the movie project {self.root} can not be read ({e}): queue the "
                              "render again") from e
 
@@ -601,7 +622,7 @@ class MovieProject:
         return os.path.join(self.root, rel)
 
     def keyframe_file(self, index: int) -> str:
-        return f"keyframes/keyframe_{index:05d}.png"
+        return keyframe_file(index)
 
     def keyframe_entry_signature(self, index: int) -> Optional[str]:
         """The signature keyframe ``index`` was recorded with, or ``None``."""
@@ -624,15 +645,9 @@ class MovieProject:
     def load_keyframe(self, index: int, sha256: Optional[str] = None) -> Optional[np.ndarray]:
         """Keyframe ``index``'s picture, or ``None`` when its file is missing, unreadable or (with ``sha256``) not
         the bytes that were saved."""
-        path = os.path.join(self.root, self.keyframe_file(index))
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-            if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-                return None
-            with Image.open(io.BytesIO(data)) as img:
-                return np.asarray(img.convert("RGB")).copy()
-        except (OSError, ValueError, Image.DecompressionBombError):  # a file put there since: made again
+            return read_keyframe(os.path.join(self.root, self.keyframe_file(index)), sha256)
+        except (KeyframeChanged, *UNREADABLE_IMAGE):  # a file put there since: made again
             return None
 
     def save_keyframe(self, index: int, image: np.ndarray, signature: str, info: dict, latent=None) -> str:
