@@ -70,3 +70,23 @@ class FreshPython:
         """Run ``command`` (as printed in the README) plus ``extra_args`` from ``cwd`` (the pack's folder)."""
         return subprocess.run(self.argv(command) + list(extra_args), cwd=str(cwd or PACK_DIR), env=self.env(env),
                               capture_output=True, text=True, timeout=timeout, **kwargs)
+
+    def ctrl_c(self, command: Union[str, Sequence[str]], ready, *, cwd: Optional[Path] = None,
+               env: Optional[dict] = None, timeout: float = 120) -> tuple[int, str]:
+        """Start ``command`` as ``run`` does (stdout and stderr piped, SIGINT at its default in the child however
+        this process treats it), call ``ready(proc)`` until it returns (it waits for the program to be where the
+        test wants it: a line on stdout, a file written), press Ctrl-C once (SIGINT) and return the exit status and
+        stderr. The program is killed if anything fails on the way, so none is left behind."""
+        import signal
+
+        proc = subprocess.Popen(self.argv(command), cwd=str(cwd or PACK_DIR), env=self.env(env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            ready(proc)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return proc.returncode, err

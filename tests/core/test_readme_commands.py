@@ -129,26 +129,20 @@ def test_planner_training_command_makes_its_output_folder(fresh_python, syntheti
 def test_ctrl_c_stops_the_planner_training_command_saying_nothing_was_saved(fresh_python, synthetic_films, tmp_path):
     """Ctrl-C in the README's quick trainer printed a traceback and said nothing of the training (an audit): it exits
     130 saying that nothing was saved and which trainer keeps checkpoints."""
-    import signal
     import time
 
     folder, _, _ = synthetic_films
     out = tmp_path / "my_planner.safetensors"
-    proc = subprocess.Popen(fresh_python.argv(f"python -m moviedreamer_core.planner.train --data {folder} --out {out} "
-                                              "--config tiny --steps 1000000"), cwd=str(ROOT), env=fresh_python.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
+
+    def training(proc):
         for line in proc.stdout:  # "600 movies, ... keyframes; ... M parameters": training starts
             if "M parameters" in line:
                 break
         time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err[-3000:]
+
+    status, err = fresh_python.ctrl_c(f"python -m moviedreamer_core.planner.train --data {folder} --out {out} "
+                                      "--config tiny --steps 1000000", training, cwd=ROOT)
+    assert status == 130, err[-3000:]
     assert err.startswith("stopped: nothing saved") and "python -m moviedreamer_core.train planner" in err, err[-3000:]
     assert "Traceback" not in err and not out.exists()
 

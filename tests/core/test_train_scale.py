@@ -229,8 +229,6 @@ def test_a_dataset_too_small_for_its_validation_split_says_how_to_train(syntheti
 def test_ctrl_c_says_what_a_rerun_resumes_from(synthetic_films, tmp_path, fresh_python):
     """Found by an audit: Ctrl-C during `python -m moviedreamer_core.train planner` printed a traceback that said
     nothing of what was kept. It exits 130 naming the checkpoint the same command resumes from."""
-    import signal
-    import subprocess
     import time
 
     folder, _, val = synthetic_films
@@ -238,17 +236,13 @@ def test_ctrl_c_says_what_a_rerun_resumes_from(synthetic_films, tmp_path, fresh_
     cmd = ["python", "-m", "moviedreamer_core.train", "planner", "--config", "tiny",
            *short_run(folder, val, out, "train.steps=100000", "checkpoint.every=2", "eval.every=0")]
     pack = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.Popen(fresh_python.argv(cmd), cwd=pack, env=fresh_python.env({"OMP_NUM_THREADS": "1"}),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def checkpointed(proc):
         deadline = time.time() + 240
         while not (out / "checkpoints" / "latest.json").is_file():
             assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err[-2000:]
+
+    status, err = fresh_python.ctrl_c(cmd, checkpointed, cwd=pack, env={"OMP_NUM_THREADS": "1"})
+    assert status == 130, err[-2000:]
     assert "stopped (Ctrl-C): run the same command again to resume from" in err and "Traceback" not in err, err[-2000:]
