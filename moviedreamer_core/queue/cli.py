@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None, *, exiting: bool = False) -> int:
     """The command (``exiting``: run as the program, which ends right after: a Ctrl-C that came late stays ignored)."""
     args = build_parser().parse_args(argv)  # argparse exits with 2 on usage errors
-    # started in the background: no Ctrl-C to take (SIGTERM and SIGHUP still cancel the prompt)
+    # started in the background: no Ctrl-C to take (SIGTERM still cancels the prompt; SIGHUP never does: OneCtrlC)
     with OneCtrlC(ignore_after=exiting, ctrl_c=signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
         try:
             return _run(args)
