@@ -27,7 +27,7 @@ _POSITIVE_SIZES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "in
 #: configuration, on the meta device, before its tensors are compared: 20000 layers took 40 s and 1.7 GB).
 _SIZE_LIMITS = {"hidden_size": 1 << 16, "num_layers": 1024, "num_heads": 1024, "num_kv_heads": 1024,
                 "intermediate_size": 1 << 18, "max_positions": 1 << 24, "max_characters": 1024, "text_segments": 64,
-                "mixture_components": 4096, "scene_bank": 1 << 20}
+                "mixture_components": 4096, "scene_bank": 1 << 20, "empty_bank": 1 << 20}
 #: Fields that are shares (probabilities, ratios) or spreads, with the range each may take.
 _NUMBER_RANGES = (("dropout", 0.0, 1.0), ("attention_dropout", 0.0, 1.0), ("history_mask_ratio", 0.0, 1.0),
                   ("scheduled_sampling", 0.0, 1.0), ("condition_dropout", 0.0, 1.0), ("history_noise", 0.0, 1e3),
@@ -78,6 +78,12 @@ class PlannerConfig:
     snap_scenes: bool = False
     scene_bank: int = 0
     snap_keep: float = 0.5  # share of a new scene sentence's own difference from its nearest training one kept
+    # plan the action of each keyframe with nobody on screen as the one of the training films' distinct actions of
+    # such keyframes nearest its action and scene (tensor ``empty_bank``, ``empty_bank`` rows, filled by the trainers):
+    # for closed worlds, whose empty shots all say so in a few words, where a user's "Morning comes." was drawn with a
+    # figure (``planner/scene_bank.py``, ``snap_empty_actions``). ``empty_bank`` 0: nothing kept (off)
+    snap_empty: bool = False
+    empty_bank: int = 0
 
     # --- output head: Gaussian mixture per visual token (GIVT-style, diagonal covariance)
     mixture_components: int = 8
@@ -142,10 +148,10 @@ class PlannerConfig:
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError(f"planner config hidden_size ({self.hidden_size}) must be a multiple of num_heads "
                              f"({self.num_heads}), and num_heads of num_kv_heads ({self.num_kv_heads})")
-        if (isinstance(self.scene_bank, bool) or not isinstance(self.scene_bank, int)
-                or not 0 <= self.scene_bank <= _SIZE_LIMITS["scene_bank"]):
-            raise ValueError(f"planner config scene_bank must be a whole number from 0 to {_SIZE_LIMITS['scene_bank']:,}, "
-                             f"got {str(self.scene_bank)[:100]}")
+        for name in ("scene_bank", "empty_bank"):  # rows of a kept bank; 0: none kept
+            value, high = getattr(self, name), _SIZE_LIMITS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+                raise ValueError(f"planner config {name} must be a whole number from 0 to {high:,}, got {str(value)[:100]}")
         for name, low, high in _NUMBER_RANGES:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:

@@ -47,7 +47,7 @@ from ..embeds import SEGMENTS
 from .config import PlannerConfig
 from .inputs import CAMERAS, Story, collate, nearest_cameras
 from .mixture import Mixture, MixtureHead, mixture_loss
-from .scene_bank import snap_to_bank
+from .scene_bank import snap_empty_actions, snap_to_bank
 
 # Element types of the sequence. The keyframe text segments (action, scene, style) follow as types
 # N_TYPES .. N_TYPES+S-1, one embedding each.
@@ -120,6 +120,8 @@ class KeyframePlanner(nn.Module):
             self.register_buffer("fixed_style", torch.zeros(cfg.text_dim))
         if cfg.scene_bank:  # the training films' distinct scene sentences (``planning_story``, ``planner/scene_bank.py``)
             self.register_buffer("scene_bank", torch.zeros(cfg.scene_bank, cfg.text_dim))
+        if cfg.empty_bank:  # the actions of the training films' keyframes with nobody on screen (``planning_story``)
+            self.register_buffer("empty_bank", torch.zeros(cfg.empty_bank, cfg.text_dim))
 
     def planning_story(self, story: Story) -> Story:
         """``story`` as this planner plans it. A planner whose training films all had one style (``cfg.fixed_style``)
@@ -129,8 +131,11 @@ class KeyframePlanner(nn.Module):
         every keyframe's style segment); the script's style still reaches the renderer's prompt.
 
         A planner that keeps its training films' scene sentences (``cfg.scene_bank``) plans each keyframe's scene as
-        the nearest of them (``planner/scene_bank.py``: a new phrasing of a place it trained on, not another place)."""
-        if not self.cfg.fixed_style and not self.cfg.scene_bank:
+        the nearest of them (``planner/scene_bank.py``: a new phrasing of a place it trained on, not another place), and
+        one that keeps the actions of its training films' empty keyframes (``cfg.empty_bank``) plans the action of each
+        keyframe with nobody on screen as the one of those nearest its action and scene (``snap_empty_actions``: "Morning comes." with nobody
+        there was drawn with a figure by a planner whose empty training shots all said "nobody")."""
+        if not self.cfg.fixed_style and not self.cfg.scene_bank and not self.cfg.empty_bank:
             return story
         text = story.keyframe_text.clone()
         style = story.style
@@ -140,6 +145,8 @@ class KeyframePlanner(nn.Module):
         if self.cfg.scene_bank:
             scene = SEGMENTS.index("scene")
             text[:, scene] = snap_to_bank(text[:, scene], self.scene_bank, self.cfg.snap_keep)
+        if self.cfg.empty_bank:
+            text = snap_empty_actions(text, story.keyframe_characters, self.empty_bank)
         return dataclasses.replace(story, style=style, keyframe_text=text)
 
     # ------------------------------------------------------------------------------------ token space

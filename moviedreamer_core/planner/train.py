@@ -49,7 +49,8 @@ from .config import PlannerConfig, preset
 from .inputs import CAMERAS, Story
 from .movie_checks import MovieFileError, check_movie, read_movie_file
 from .model import KeyframePlanner
-from .scene_bank import SCENE, SNAP_SCENES_MESSAGE, TooManyScenes, distinct_scenes
+from .scene_bank import (KEPT_BANKS, NO_EMPTY_MESSAGE, SCENE, SNAP_EMPTY_MESSAGE, SNAP_SCENES_MESSAGE, TooManyScenes,
+                         distinct_empty_actions, distinct_scenes, empty_actions, keep_banks)
 
 DATASET_FORMAT_VERSION = 1
 
@@ -393,20 +394,23 @@ def main(argv=None) -> int:
     if style is not None:
         print(FIXED_STYLE_MESSAGE)
         cfg = dataclasses.replace(cfg, fixed_style=True)
-    bank = None
-    if cfg.snap_scenes:
-        try:
-            bank = distinct_scenes(st.keyframe_text[:, SCENE] for st in stories)
-        except TooManyScenes as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(SNAP_SCENES_MESSAGE.format(n=len(bank)))
-    cfg = dataclasses.replace(cfg, scene_bank=0 if bank is None else len(bank))
+    banks = {}
+    try:
+        if cfg.snap_scenes:
+            banks["scene_bank"] = distinct_scenes(st.keyframe_text[:, SCENE] for st in stories)
+            print(SNAP_SCENES_MESSAGE.format(n=len(banks["scene_bank"])))
+        if cfg.snap_empty:
+            banks["empty_bank"] = distinct_empty_actions(empty_actions(st.keyframe_text, st.keyframe_characters)
+                                                         for st in stories)
+            print(SNAP_EMPTY_MESSAGE.format(n=len(banks["empty_bank"])) if len(banks["empty_bank"]) else NO_EMPTY_MESSAGE)
+    except TooManyScenes as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg = dataclasses.replace(cfg, **{name: len(banks[name]) if name in banks else 0 for name in KEPT_BANKS})
     model = KeyframePlanner(cfg)
     if style is not None:
         model.fixed_style.copy_(style)
-    if bank is not None:
-        model.scene_bank.copy_(bank)
+    keep_banks(model, banks)
     print(f"{len(stories)} movies, {sum(s.n_keyframes for s in stories)} keyframes; "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     try:

@@ -32,7 +32,8 @@ from ..planner.checkpoint import save_planner_state
 from ..threads import torch_threads
 from ..planner.config import preset
 from ..planner.model import KeyframePlanner
-from ..planner.scene_bank import SNAP_SCENES_MESSAGE, TooManyScenes, distinct_scenes, movie_scenes
+from ..planner.scene_bank import (KEPT_BANKS, NO_EMPTY_MESSAGE, SNAP_EMPTY_MESSAGE, SNAP_SCENES_MESSAGE, TooManyScenes,
+                                  distinct_empty_actions, distinct_scenes, keep_banks, movie_empty_actions, movie_scenes)
 from ..planner.train import (FIXED_STYLE_MESSAGE, cameras_message, dropped_inputs_message, learnable_inputs,
                              movie_inputs, movie_style, shared_style)
 from .config import ConfigError, TrainConfig, micro_batch_size
@@ -73,14 +74,16 @@ def build_accelerator(cfg: TrainConfig):
 
 
 def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True, carriers=None, styles=None, scenes=None,
-                  log: Callable[[str], None] = lambda s: None) -> tuple[KeyframePlanner, bool]:
+                  empty=None, log: Callable[[str], None] = lambda s: None) -> tuple[KeyframePlanner, bool]:
     """The planner to train and whether it sits on the meta device (FSDP ranks > 0 with rank-0-only
     loading: FSDP fills them from rank 0 with ``sync_module_states``). ``carriers``: each training film's optional
     inputs (``planner.train.movie_inputs``); the planner reads only those some film gives (``learnable_inputs``).
     ``styles``: each training film's style embedding (``planner.train.movie_style``); when all are one, the planner
     keeps it (``planner.train.shared_style``, ``PlannerConfig.fixed_style``). ``scenes``: each training film's scene
     embeddings (``planner.scene_bank.movie_scenes``), read only when ``planner.snap_scenes`` asks the planner to keep
-    their distinct rows (``PlannerConfig.scene_bank``)."""
+    their distinct rows (``PlannerConfig.scene_bank``); ``empty``: each training film's actions of keyframes with
+    nobody on screen (``planner.scene_bank.movie_empty_actions``), read only for ``planner.snap_empty``
+    (``PlannerConfig.empty_bank``)."""
     overrides = cfg.planner_overrides(spaces)
     folder = cfg.planner.init_from_llama
     if folder and not os.path.isfile(os.path.join(folder, "config.json")):
@@ -99,30 +102,31 @@ def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True, carri
     if style is not None:
         log(FIXED_STYLE_MESSAGE)
         overrides["fixed_style"] = True
-    bank = None
-    overrides["scene_bank"] = 0  # the trainer's to fill, never a user's
-    if overrides.get("snap_scenes") and scenes is not None:
-        try:
-            bank = distinct_scenes(scenes)
-        except TooManyScenes as e:
-            raise ConfigError(str(e)) from None
-        log(SNAP_SCENES_MESSAGE.format(n=len(bank)))
-        overrides["scene_bank"] = len(bank)
+    banks = {}
+    overrides.update({name: 0 for name in KEPT_BANKS})  # the trainer's to fill, never a user's
+    try:
+        if overrides.get("snap_scenes") and scenes is not None:
+            banks["scene_bank"] = distinct_scenes(scenes)
+            log(SNAP_SCENES_MESSAGE.format(n=len(banks["scene_bank"])))
+        if overrides.get("snap_empty") and empty is not None:
+            banks["empty_bank"] = distinct_empty_actions(empty)
+            log(SNAP_EMPTY_MESSAGE.format(n=len(banks["empty_bank"])) if len(banks["empty_bank"]) else NO_EMPTY_MESSAGE)
+    except TooManyScenes as e:
+        raise ConfigError(str(e)) from None
+    overrides.update({name: len(rows) for name, rows in banks.items()})
     if folder:
         if cfg.train.fsdp.enabled and cfg.train.fsdp.cpu_ram_efficient_loading and not is_main:
             with torch.device("meta"):
                 return KeyframePlanner(KeyframePlanner.config_from_llama(folder, **overrides)), True
-        return _with_kept(KeyframePlanner.from_pretrained_llama(folder, **overrides), style, bank), False
-    return _with_kept(KeyframePlanner(preset(cfg.planner.preset, **overrides)), style, bank), False
+        return _with_kept(KeyframePlanner.from_pretrained_llama(folder, **overrides), style, banks), False
+    return _with_kept(KeyframePlanner(preset(cfg.planner.preset, **overrides)), style, banks), False
 
 
-def _with_kept(planner: KeyframePlanner, style, bank) -> KeyframePlanner:
-    """The planner with the training films' style and scene bank it keeps (when it keeps them)."""
+def _with_kept(planner: KeyframePlanner, style, banks: dict) -> KeyframePlanner:
+    """The planner with the training films' style and banks it keeps (when it keeps them)."""
     if style is not None:
         planner.fixed_style.copy_(style)
-    if bank is not None:
-        planner.scene_bank.copy_(bank)
-    return planner
+    return keep_banks(planner, banks)
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -174,8 +178,9 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
     carriers = (movie_inputs(os.path.join(data.train.folder, name)) for name in data.train.names)
     styles = (movie_style(os.path.join(data.train.folder, name)) for name in data.train.names)
     scenes = (movie_scenes(os.path.join(data.train.folder, name)) for name in data.train.names)
+    empty = (movie_empty_actions(os.path.join(data.train.folder, name)) for name in data.train.names)
     planner, on_meta = build_planner(cfg, data.spaces, is_main=main, carriers=carriers, styles=styles, scenes=scenes,
-                                     log=log)
+                                     empty=empty, log=log)
     planner_cfg = planner.cfg
     if resume is None:
         moments = accelerator.reduce(token_moments(data.train, rank, procs).to(accelerator.device), "sum").cpu()

@@ -149,7 +149,8 @@ def load_checkpoint(accelerator, path: str, expected: dict) -> TrainerState:
         missing = ", ".join(sorted(set(re.findall(r'"([^"]+)"', str(e).split("Missing key", 1)[1].split("\n")[0]))))
         why = "".join(f" ({name}: the planner now keeps {what})" for name, what in (
             ("fixed_style", "the one style of its training films"),
-            ("scene_bank", "the scene sentences of its training films")) if name in missing)
+            ("scene_bank", "the scene sentences of its training films"),
+            ("empty_bank", "the actions of its training films' shots with nobody on screen")) if name in missing)
         raise ConfigError(f"cannot resume {path}: it lacks the model's {missing or 'tensors'}, written by an earlier "
                           f"release{why}; set checkpoint.resume=none to start afresh or use a new output.dir") from None
     step = load_rng(path, accelerator.process_index)

@@ -16,8 +16,10 @@ import torch
 from moviedreamer_core.embeds import SEGMENTS
 from moviedreamer_core.planner import load_planner, plan_given_history, plan_tokens, read_planner_config, save_planner
 from moviedreamer_core.planner.config import PlannerConfig, preset
-from moviedreamer_core.planner.scene_bank import (MAX_SCENE_BANK, SNAP_SCENES_MESSAGE, TooManyScenes, distinct_scenes,
-                                                  movie_scenes, snap_to_bank, unseen_scenes)
+from moviedreamer_core.planner.scene_bank import (MAX_SCENE_BANK, NO_EMPTY_MESSAGE, SNAP_EMPTY_MESSAGE,
+                                                  SNAP_SCENES_MESSAGE, TooManyScenes, distinct_empty_actions,
+                                                  distinct_scenes, empty_actions, movie_empty_actions, movie_scenes,
+                                                  snap_empty_actions, snap_to_bank, unseen_scenes)
 from moviedreamer_core.planner.train import main as train_main, save_movie, write_index
 
 from .test_planner import SPACES, random_model
@@ -25,6 +27,7 @@ from .test_planner_fixed_style import stories
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SCENE = SEGMENTS.index("scene")
+ACTION = SEGMENTS.index("action")
 
 
 def with_scenes(story, scenes: torch.Tensor):
@@ -86,7 +89,137 @@ def test_a_planner_with_a_scene_bank_plans_a_new_phrasing_as_the_sentence_it_tra
     assert not torch.equal(plan_tokens(free, with_scenes(story, reworded), seed=3), plan_tokens(free, story, seed=3))
 
 
+def with_casts(story, casts: list, empty_action: torch.Tensor = None):
+    """``story`` with these on-screen casts, and ``empty_action`` as the action of every keyframe with nobody there."""
+    text = story.keyframe_text.clone()
+    if empty_action is not None:
+        for k, cast in enumerate(casts):
+            if not cast:
+                text[k, ACTION] = empty_action
+    return dataclasses.replace(story.window(0, len(casts)), keyframe_text=text[:len(casts)],
+                               keyframe_characters=list(casts))
+
+
+def test_empty_actions_are_those_of_keyframes_with_nobody_on_screen_and_snap_to_the_nearest():
+    text = torch.randn(4, 3, 16, generator=torch.Generator().manual_seed(0))
+    casts = [(0,), (), (0, 1), ()]
+    assert torch.equal(empty_actions(text, casts), text[[1, 3], ACTION])
+    assert empty_actions(text, [(0,)] * 4).shape == (0, 16)
+    nobody, empty_field = torch.randn(2, 16, generator=torch.Generator().manual_seed(1))
+    bank = distinct_empty_actions([torch.stack([nobody, nobody + 1e-6]), torch.zeros(0, 16), empty_field[None]])
+    assert torch.equal(bank, torch.stack([nobody, empty_field]))
+    assert distinct_empty_actions([torch.zeros(0, 16)]).shape[0] == 0  # no empty keyframe: an empty bank, not an error
+    with pytest.raises(TooManyScenes, match=r"planner\.snap_empty: .* more than 1 different actions of shots with "
+                                            r"nobody on screen.*snap_empty=false"):
+        distinct_empty_actions([bank], limit=1)
+    text[3, ACTION] = 2.0 * empty_field + 0.1 * nobody  # a new sentence, nearer one of the bank's
+    text[3, SCENE] = 0.0  # ... at a scene like neither: the nearer by the action
+    snapped = snap_empty_actions(text, casts, bank)
+    assert torch.equal(snapped[3, ACTION], empty_field)
+    text[1, ACTION] = nobody + 0.2 * empty_field  # a new sentence nearest ``nobody`` by itself,
+    text[1, SCENE] = 3.0 * empty_field  # at a place like ``empty_field``: nearest by action and scene together
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(text[1, ACTION], nobody, dim=0) > cos(text[1, ACTION], empty_field, dim=0)
+    assert torch.equal(snap_empty_actions(text, casts, bank)[1, ACTION], empty_field)
+    text[1, ACTION] = nobody  # a sentence of the bank stays itself, whatever its scene
+    snapped = snap_empty_actions(text, casts, bank)
+    assert torch.equal(snapped[1, ACTION], nobody)
+    keep = [0, 2]  # keyframes with someone on screen, and every other segment, are as written
+    assert torch.equal(snapped[keep], text[keep]) and torch.equal(snapped[:, 1:], text[:, 1:])
+    assert snap_empty_actions(text, [(0,)] * 4, bank) is text and snap_empty_actions(text, casts, bank[:0]) is text
+
+
+def test_a_planner_with_an_empty_bank_plans_an_empty_shot_in_new_words_as_the_empty_shot_it_trained_on(tmp_path):
+    story = stories(1)[0]
+    casts = [(0,), (), (0, 1), (), (1,)][:story.n_keyframes]
+    assert story.n_keyframes >= 5
+    nobody = torch.randn(16, generator=torch.Generator().manual_seed(6))  # the training films' one empty-shot action
+    trained = with_casts(story, casts, nobody)
+    new_words = with_casts(story, casts, torch.randn(16, generator=torch.Generator().manual_seed(7)))
+    bank = distinct_empty_actions([empty_actions(trained.keyframe_text, casts)])
+    assert bank.shape == (1, 16)
+    model = random_model(snap_empty=True, empty_bank=1)
+    model.empty_bank.copy_(bank)
+    own = plan_tokens(model, trained, seed=3)
+    assert torch.equal(plan_tokens(model, new_words, seed=3), own)
+    trained.tokens = new_words.tokens = own
+    assert torch.equal(plan_given_history(model, new_words), plan_given_history(model, trained))
+    # a keyframe with someone on screen keeps its own action: the bank is for empty shots only
+    someone = with_casts(story, casts)
+    text = someone.keyframe_text.clone()
+    text[0, ACTION] = nobody
+    assert torch.equal(model.planning_story(dataclasses.replace(someone, keyframe_text=text)).keyframe_text[0], text[0])
+    # the bank is in the file and comes back
+    save_planner(model, str(tmp_path / "p.safetensors"))
+    assert read_planner_config(str(tmp_path / "p.safetensors")).empty_bank == 1
+    loaded = load_planner(str(tmp_path / "p.safetensors"))
+    assert torch.equal(loaded.empty_bank, bank)
+    assert torch.equal(plan_tokens(loaded, new_words, seed=3), own)
+    # a planner without one reads the empty shot's action as written (the test can fail: the words move the plan)
+    free = random_model()
+    assert not free.cfg.empty_bank and not hasattr(free, "empty_bank")
+    assert not torch.equal(plan_tokens(free, new_words, seed=3), plan_tokens(free, trained, seed=3))
+
+
+def test_both_trainers_keep_the_training_films_empty_shot_actions_when_asked(tmp_path, capsys):
+    from moviedreamer_core.train import load_config, run
+
+    nobody, empty_field, validation_only = _places(3, 21)
+    films = [(lambda n: [(0,) if k % 2 else () for k in range(n)], nobody),  # every other keyframe empty
+             (lambda n: [() if k == 1 else (0,) for k in range(n)], empty_field),
+             (lambda n: [()] * n, validation_only)]
+    (tmp_path / "data" / "movies").mkdir(parents=True)
+    names, lengths = [], []
+    for i, ((casts, action), story) in enumerate(zip(films, stories(3))):
+        names.append(f"movies/m{i}.safetensors")
+        lengths.append(story.n_keyframes)
+        save_movie(str(tmp_path / "data" / names[-1]), with_casts(story, casts(story.n_keyframes), action), SPACES)
+    write_index(str(tmp_path / "data"), names, SPACES)
+    data = tmp_path / "data"
+    assert torch.equal(movie_empty_actions(str(data / names[0])), nobody.expand((lengths[0] + 1) // 2, 16))
+    assert torch.equal(movie_empty_actions(str(data / names[2])), validation_only.expand(lengths[2], 16))
+    config = tmp_path / "snap.json"
+    config.write_text(json.dumps({**dataclasses.asdict(preset("tiny", **SPACES)), "snap_empty": True}))
+    out = tmp_path / "simple.safetensors"
+    assert train_main(["--data", str(data), "--out", str(out), "--steps", "2", "--batch-size", "2",
+                       "--max-keyframes", "4", "--config", str(config)]) == 0
+    assert SNAP_EMPTY_MESSAGE.format(n=3) in capsys.readouterr().out  # this trainer trains on every film
+    model = load_planner(str(out))
+    assert model.cfg.snap_empty and torch.equal(model.empty_bank, torch.stack([nobody, empty_field, validation_only]))
+    for asked in (True, False):
+        logged = []
+        settings = [f"data.path={data}", f"data.val_movies={json.dumps([names[2]])}", "data.val_fraction=0",
+                    f"output.dir={tmp_path / f'scale_{asked}'}", "train.steps=2", "train.batch_size=2",
+                    "checkpoint.every=0", "eval.every=0", f"planner.snap_empty={str(asked).lower()}"]
+        run(load_config("tiny", settings), log=logged.append)
+        model = load_planner(str(tmp_path / f"scale_{asked}" / "planner.safetensors"))
+        if asked:  # the validation film's empty action is not kept
+            assert SNAP_EMPTY_MESSAGE.format(n=2) in logged, logged
+            assert torch.equal(model.empty_bank, torch.stack([nobody, empty_field]))
+        else:
+            assert model.cfg.empty_bank == 0 and not any("snap_empty" in line for line in logged)
+
+
+def test_a_training_set_without_empty_shots_keeps_no_empty_bank(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "movies").mkdir(parents=True)
+    names = [f"movies/m{i}.safetensors" for i in range(2)]
+    for name, story in zip(names, stories(2)):
+        save_movie(str(data / name), with_casts(story, [(0,)] * story.n_keyframes), SPACES)
+    write_index(str(data), names, SPACES)
+    config = tmp_path / "snap.json"
+    config.write_text(json.dumps({**dataclasses.asdict(preset("tiny", **SPACES)), "snap_empty": True}))
+    out = tmp_path / "p.safetensors"
+    assert train_main(["--data", str(data), "--out", str(out), "--config", str(config), "--steps", "1",
+                       "--batch-size", "2", "--max-keyframes", "4"]) == 0
+    assert NO_EMPTY_MESSAGE in capsys.readouterr().out
+    model = load_planner(str(out))
+    assert model.cfg.snap_empty and model.cfg.empty_bank == 0 and not hasattr(model, "empty_bank")
+
+
 def test_scene_bank_size_is_checked_by_name():
+    with pytest.raises(ValueError, match="empty_bank must be a whole number from 0 to 1,048,576, got True"):
+        preset("tiny", **SPACES, empty_bank=True)
     with pytest.raises(ValueError, match="scene_bank must be a whole number from 0 to 1,048,576, got -1"):
         preset("tiny", **SPACES, scene_bank=-1)
     with pytest.raises(ValueError, match="snap_keep must be a number from 0 to 1, got 1.5"):
