@@ -69,9 +69,11 @@ RUN_FILE = "toy_run.json"
 #: hats 0.61 / 0.59 against 0.59 / 0.54; about 1.6x tiny's training time (see the README's toy cinema section).
 #: ``snap_scenes``: scenes planned close to the nearest of the training films' 84 scene sentences
 #: (``planner/scene_bank.py``): place read from the planned tokens 0.944 -> 0.986 (development films), 0.955 -> 0.992
-#: (test films); rendered, test films: 0.89 -> 0.95 by the probe.
+#: (test films); rendered, test films: 0.89 -> 0.95 by the probe. ``snap_empty``: a keyframe with nobody on screen
+#: planned with the action of the training films' empty keyframes nearest its action and scene (they all say "nobody"
+#: in a few words; a user's "Morning comes." was drawn with a figure: ``planner/scene_bank.py``).
 TOY_SETTINGS: list[str] = ["planner.hidden_size=96", "planner.num_layers=3", "planner.intermediate_size=192",
-                           "planner.snap_scenes=true"]
+                           "planner.snap_scenes=true", "planner.snap_empty=true"]
 #: Share of the toy planner's training films whose scripts never say where a character stands
 #: (``grammar.generate_films(unsaid_places=...)``; the pictures are the same). Planned from scripts in words of their
 #: own, which never say it either, the planner trained only on films that always did drew a one-character shot with

@@ -294,7 +294,7 @@ def test_variants_are_the_tiny_config_with_their_overrides(toy, tmp_path):
     base = load_config("tiny")
     full = load_config("tiny", toy_overrides(folder, str(tmp_path)))
     toy_size = {"hidden_size": 96, "num_layers": 3, "intermediate_size": 192,  # TOY_SETTINGS: where the toy recipe departs
-                "snap_scenes": True}
+                "snap_scenes": True, "snap_empty": True}
     assert full.planner.preset == "tiny" and full.planner.fields == {**base.planner.fields, **toy_size}  # tiny.yaml's regularisers
     assert full.train.steps == FULL_STEPS and full.train.batch_size == base.train.batch_size
     assert full.data.max_keyframes == base.data.max_keyframes and full.train.threads == 1

@@ -95,3 +95,40 @@ def test_the_planner_plans_each_scene_as_a_training_sentence_of_the_same_place()
     wrong = [s for s, row, place in zip(development, snapped, development.values())
              if place_of_row[int((planner.scene_bank - row).abs().amax(-1).argmin())] != place]
     assert not wrong, wrong
+
+
+def test_the_planner_plans_each_empty_shot_with_an_empty_shot_action_of_its_training_films():
+    """The shipped planner keeps the distinct actions of its training films' keyframes with nobody on screen
+    (``PlannerConfig.snap_empty``, ``planner/scene_bank.py``): each is in its bank, every one of them says nobody is
+    there, and a user's empty shot in other words is planned with one of them naming the keyframe's own place or none
+    (by action and scene together; by the action alone, "The shadows grow longer." in the desert took the forest's)."""
+    from moviedreamer_core.planner.checkpoint import load_planner
+    from moviedreamer_core.planner.scene_bank import ACTION, SCENE, snap_empty_actions, unseen_scenes
+    from moviedreamer_core.sentence_encoders import transformers_text_encoder
+    from moviedreamer_core.toycinema import grammar
+
+    planner = load_planner(str(WEIGHTS / "moviedreamer" / "toycinema_planner.safetensors"))
+    assert planner.cfg.snap_empty and planner.cfg.empty_bank == 16 and planner.empty_bank.shape == (16, 384)
+    text = transformers_text_encoder("minilm")
+    films = grammar.generate_films(1000, 300, phrasings="train")  # cli/toycinema_train.py's TRAIN_SEED
+    empty = sorted({a for film in films for shot in film.shots if not shot.characters for a in shot.actions})
+    assert len(empty) == 16
+    bank_rows = text.encode(empty).float()
+    assert unseen_scenes(bank_rows, planner.empty_bank) == 0 and unseen_scenes(planner.empty_bank, bank_rows) == 0
+    said = {int((planner.empty_bank - row).abs().amax(-1).argmin()): sentence for row, sentence in zip(bank_rows, empty)}
+    places = {"beach": "a sandy beach", "forest": "a dense forest", "desert": "a hot desert", "snowfield": "a snowy field",
+              "meadow": "a green meadow", "city square": "a city square at night"}
+    users = ["Morning comes.", "The shadows grow longer.", "It starts to rain.", "Waves roll in and out.",
+             "Dawn breaks over the land.", "A bird flies past.", "The city sleeps.", "Leaves drift down slowly."]
+    rows = text.encode(users + list(places.values())).float()
+    wrong = []
+    for p, (place, scene) in enumerate(places.items()):
+        story = torch.zeros(len(users), 3, 384)
+        story[:, ACTION] = rows[:len(users)]
+        story[:, SCENE] = rows[len(users) + p]
+        snapped = snap_empty_actions(story, [()] * len(users), planner.empty_bank)[:, ACTION]
+        for user, row in zip(users, snapped):
+            sentence = said[int((planner.empty_bank - row).abs().amax(-1).argmin())]
+            if any(other in sentence for other in places if other != place):
+                wrong.append((scene, user, sentence))
+    assert not wrong, wrong
