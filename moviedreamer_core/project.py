@@ -59,8 +59,6 @@ WRITER_JOURNALS_DIR = "journals"
 TEMP_FOLDERS = ("", "keyframes", "shots")
 #: Every folder a project writes into below its own: each must stay inside the project folder (``_check_subfolders``).
 SUBFOLDERS = ("keyframes", "shots", STALE_DIR, WRITER_JOURNALS_DIR)
-_KEYFRAME_FILE = re.compile(r"^keyframe_(\d{5,})\.(?:png|latent\.safetensors)$")
-_SHOT_FILE = re.compile(r"^shot_(\d{5,})(?:_.*\.mp4|\.preview\.safetensors)$")
 #: A shot entry's info besides what ``record_shot`` writes itself: its shot id, frames, backend and the digest of its
 #: video models (``animate.movie``; Gather Movie compares it between participants).
 SHOT_INFO_KEYS = ("shot", "frames", "backend", "models")
@@ -108,6 +106,60 @@ def project_folder_name(name: str) -> str:
 def keyframe_file(index: int) -> str:
     """Keyframe ``index``'s file, relative to its project folder."""
     return f"keyframes/keyframe_{index:05d}.png"
+
+
+#: The most characters of a shot's id in its file name (``shot_file``; ``safe_folder_name``'s ``max_length``).
+SHOT_ID_LENGTH = 40
+
+
+def shot_file(index: int, shot_id: str) -> str:
+    """Shot ``index``'s video, relative to its project folder, named after its id as ``safe_folder_name`` cleans it
+    (``shots/shot_00000_opening shot.mp4``; ``Amélie (1)`` is ``Am_lie _1``, an id with nothing left ``shot``)."""
+    return f"shots/shot_{index:05d}_{safe_folder_name(shot_id, fallback='shot', max_length=SHOT_ID_LENGTH)}.mp4"
+
+
+# ------------------------------------------------------------------------------ the project's own file names
+# One definition of what a project's keyframe, shot and movie files are called, read by every check of a name made
+# elsewhere: a manifest entry's file (``_drop_unusable_entries``), the files ``retire_keyframes`` and ``retire_shots``
+# move aside, and the files a participant's payload may carry (``distribution.payload``). They were four patterns
+# that drifted apart: the payload's allowed no space, so a worker's shot with the id ``opening shot`` was refused by
+# the master and the distributed run failed; the manifest's took any Unicode digit and 80 characters of id.
+
+#: A keyframe's or shot's index as its file names write it (``f"{index:05d}"``): ASCII digits, five to eight (a script
+#: has at most 5000 shots of 32 keyframes: six digits); never a longer zero-padded form.
+_INDEX = r"(0[0-9]{4}|[1-9][0-9]{4,7})"
+#: The shot id's part of a shot file name: what ``safe_folder_name`` makes of any id in every release (ASCII letters,
+#: digits, ``.``, ``_``, ``-`` and the space, every other character made ``_``; earlier releases cut it after cleaning,
+#: so it could end in a space or a dot). No separator, so it never leaves ``shots/``; bounded.
+_SHOT_ID_PART = rf"[A-Za-z0-9._ -]{{1,{SHOT_ID_LENGTH}}}"
+#: Every file a project writes for a keyframe or a shot (``keyframe_file``, ``latent_file``, ``shot_file``,
+#: ``sidecar_file``), relative to its folder, by kind: patterns for ``fullmatch`` (``$`` would pass a final newline),
+#: whose group 1 is the index.
+PROJECT_FILES = {
+    "keyframe": re.compile(rf"keyframes/keyframe_{_INDEX}\.png"),
+    "latent": re.compile(rf"keyframes/keyframe_{_INDEX}\.latent\.safetensors"),
+    "shot": re.compile(rf"shots/shot_{_INDEX}_{_SHOT_ID_PART}\.mp4"),
+    "sidecar": re.compile(rf"shots/shot_{_INDEX}\.preview\.safetensors"),
+}
+#: The assembled movie, directly in the project folder: ``<project folder>.mp4`` (``project_folder_name``, or the
+#: folder an earlier version gave the project: the same characters, at most 80); never a Windows device name.
+_MOVIE_FILE = re.compile(r"[A-Za-z0-9._ -]{1,200}\.mp4")
+
+
+def project_file(rel: str) -> Optional[tuple[str, int]]:
+    """``(kind, index)`` when ``rel`` (relative to the project folder, ``/`` between folders) is the name the project
+    gives a keyframe's or a shot's file (``PROJECT_FILES``), else ``None``."""
+    if isinstance(rel, str):
+        for kind, pattern in PROJECT_FILES.items():
+            found = pattern.fullmatch(rel)
+            if found:
+                return kind, int(found.group(1))
+    return None
+
+
+def is_movie_file(rel: str) -> bool:
+    """Whether ``rel`` is a name the project gives its assembled movie (``_MOVIE_FILE``)."""
+    return isinstance(rel, str) and bool(_MOVIE_FILE.fullmatch(rel)) and not is_windows_device_name(rel)
 
 
 class KeyframeChanged(Exception):
@@ -490,8 +542,8 @@ class MovieProject:
         gone = [k for k in self.manifest["keyframes"] if not k.isdigit() or int(k) >= count]
         files = []
         for name in _listdir(os.path.join(self.root, "keyframes")):
-            found = _KEYFRAME_FILE.match(name)
-            if found and int(found.group(1)) >= count:
+            found = project_file(f"keyframes/{name}")
+            if found and found[1] >= count:
                 files.append(f"keyframes/{name}")
         for k in gone:
             self._set(("keyframes", k), present=False)
@@ -510,7 +562,7 @@ class MovieProject:
                 files += [entry.get("file", ""), self.sidecar_file(index)]
         expected = set(shot_files.values()) | {self.sidecar_file(i) for i in shot_files}
         for name in _listdir(os.path.join(self.root, "shots")):
-            if _SHOT_FILE.match(name) and f"shots/{name}" not in expected:
+            if project_file(f"shots/{name}") and f"shots/{name}" not in expected:
                 files.append(f"shots/{name}")
         for key in gone:
             self._set(("shots", key), present=False)
@@ -526,7 +578,7 @@ class MovieProject:
     # --------------------------------------------------------------------------------------- shots
 
     def shot_file(self, index: int, shot_id: str) -> str:
-        return f"shots/shot_{index:05d}_{safe_folder_name(shot_id, fallback='shot', max_length=40)}.mp4"
+        return shot_file(index, shot_id)
 
     def shot_entry(self, index: int, signature: str) -> Optional[dict]:
         """The manifest entry of a shot finished with this signature (its file is not checked here), or ``None``."""
@@ -710,11 +762,14 @@ class MovieProject:
             return None
 
 
-#: The file a manifest entry may name: a keyframe's or a shot's, in the project's own subfolder (what ``keyframe_file``,
-#: ``shot_file`` and ``sidecar_file`` make), or the movie, directly in the project folder.
-_ENTRY_FILE = {"keyframes": re.compile(r"^keyframes/keyframe_\d{5,}\.png$"),
-               "shots": re.compile(r"^shots/shot_\d{5,}_[A-Za-z0-9._ -]{1,80}\.mp4$")}
-_MOVIE_FILE = re.compile(r"^[A-Za-z0-9._ -]{1,200}\.mp4$")
+#: The kind of file a manifest entry of each table may name (``PROJECT_FILES``): a keyframe's image, a shot's video.
+_ENTRY_FILE = {"keyframes": "keyframe", "shots": "shot"}
+
+
+def _is_entry_file(table: str, file) -> bool:
+    """Whether ``file`` is a name an entry of ``table`` (``keyframes``, ``shots``) may hold (``_ENTRY_FILE``)."""
+    found = project_file(file)
+    return found is not None and found[0] == _ENTRY_FILE[table]
 
 
 def _drop_unusable_entries(manifest: dict) -> list[str]:
@@ -734,12 +789,11 @@ def _drop_unusable_entries(manifest: dict) -> list[str]:
             entry = table[key]
             file = entry.get("file") if isinstance(entry, dict) else None
             if not (key.isascii() and key.isdigit() and isinstance(entry, dict)
-                    and (file is None or (isinstance(file, str) and _ENTRY_FILE[kind].fullmatch(file)))):
+                    and (file is None or _is_entry_file(kind, file))):
                 dropped.append(f"{kind}[{key[:20]!r}]")
                 del table[key]
     movie = manifest.get("movie")
-    if movie is not None and not (isinstance(movie, dict) and isinstance(movie.get("file"), str)
-                                  and _MOVIE_FILE.fullmatch(movie["file"]) and not is_windows_device_name(movie["file"])):
+    if movie is not None and not (isinstance(movie, dict) and is_movie_file(movie.get("file"))):
         dropped.append("movie")
         del manifest["movie"]
     return dropped

@@ -22,15 +22,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..project import PROJECT_FILES
+
 MAGIC = b"MDPAYLD1"
 #: Most bytes one run gathers (the collector's own audio limit is 256 MiB of float32 per participant).
 MAX_TOTAL_BYTES = 1 << 31
 MAX_HEADER_BYTES = 32 << 20
 MAX_FILES = 200_000
 SAMPLE_RATE = 44100
-#: The files a payload may carry: a project's keyframes, their latents, shots and their preview sidecars.
-FILE_NAME = re.compile(r"^(keyframes/keyframe_(0[0-9]{4}|[1-9][0-9]{4,7})\.(png|latent\.safetensors)|"
-                       r"shots/shot_(0[0-9]{4}|[1-9][0-9]{4,7})(_[A-Za-z0-9_.-]{1,60}\.mp4|\.preview\.safetensors))$")
+#: The files a payload may carry: a project's keyframes, their latents, shots and their preview sidecars, named as the
+#: project names them (``project.PROJECT_FILES``, for ``fullmatch``). The payload had a pattern of its own: it allowed
+#: no space in a shot's id, so a worker's ``shots/shot_00004_opening shot.mp4`` was refused and the run failed.
+FILE_NAME = re.compile("|".join(f"(?:{pattern.pattern})" for pattern in PROJECT_FILES.values()))
 # ASCII digits only, as the project names its files (f"{index:05d}"): "keyframe_000002.png" or Arabic-Indic digits
 # passed, were written into the folder and never recorded, and a 300-digit name failed only while being written,
 # after earlier files were (an audit)
