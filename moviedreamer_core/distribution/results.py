@@ -13,12 +13,11 @@ that was to make it, so the user knows what a rerun will make.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from ..files import atomic_write_bytes
-from ..project import MovieProject
+from ..project import MovieProject, project_file
 from .participation import MASTER, Participation
 from .payload import Payload, sha256
 from .split import Share, ShotOutline, split_shots
@@ -117,9 +116,6 @@ def expected_of(project_name: str, script_hash: str, outlines: Sequence[ShotOutl
     return Expected(project_name, script_hash, sum(o.n_keyframes for o in outlines), len(outlines), shares)
 
 
-_INDEXED_FILE = re.compile(r"^(keyframes/keyframe_|shots/shot_)(\d+)")
-
-
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -198,15 +194,15 @@ def check_payloads(payloads: Sequence[Payload], job: Optional[str], expected: Op
         else:
             raise ValueError(f"results: participant {who} is not a participant of this run "
                              f"({', '.join(expected.shares)[:300]})")
-        mine = {"keyframes/keyframe_": set(keyframes), "shots/shot_": set(shots)}
+        mine = {"keyframes": set(keyframes), "shots": set(shots)}
         for entry in h["files"]:
-            found = _INDEXED_FILE.match(entry["name"])
-            if found is None or int(found.group(2)) not in mine[found.group(1)]:
+            found = project_file(entry["name"])  # (every name is one: payload.decode_all checked them)
+            if found is None or found[1] not in mine[entry["name"].partition("/")[0]]:
                 raise ValueError(f"results: participant {who} sent {entry['name']}, which is not in its share "
                                  "(a participant delivers only the keyframes and shots it was given)")
-        for kind, prefix in (("keyframes", "keyframes/keyframe_"), ("shots", "shots/shot_")):
+        for kind in ("keyframes", "shots"):
             for key in h[kind]:
-                if int(key) not in mine[prefix]:
+                if int(key) not in mine[kind]:
                     raise ValueError(f"results: participant {who} sent the manifest entry of {kind[:-1]} {key}, "
                                      "which is not in its share")
         accepted.append(p)
