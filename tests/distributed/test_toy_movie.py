@@ -9,6 +9,7 @@ and queuing again completes the movie.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -152,21 +153,6 @@ def test_a_master_that_only_orchestrates(cluster, reference):
     assert_same_movie(project(cluster, "toy_single"), project(cluster, "toy_workers_only"), "toy_single", "toy_workers_only")
 
 
-def test_workers_with_their_own_folders_send_their_files(tmp_path_factory, cluster, reference):
-    root, _ = find_host()
-    distributed, _ = find_distributed(root)
-    with Cluster(tmp_path_factory.mktemp("own_folders"), workers=2, root=root, distributed_path=distributed,
-                 shared_output=False) as separate:
-        prompt = toy_prompt("toy_sent")
-        entry = separate.run(prompt, timeout=300)
-        gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
-        assert "files received from participants that do not share this folder" in gathered, gathered
-        assert_same_movie(project(cluster, "toy_single"), project(separate, "toy_sent"), "toy_single", "toy_sent")
-        for i in range(2):
-            worker = separate.wait_worker(i, separate.last_queue["prompt_id"])
-            assert "files sent to the master" in texts(worker)[node_of(prompt, "ShotAnimate")]
-
-
 def test_a_worker_killed_mid_movie_loses_only_its_unfinished_work(cluster):
     script = long_script(4242, 30)
     prompt = toy_prompt("toy_killed", script=script)
@@ -248,3 +234,55 @@ def test_a_worker_named_master_is_refused_at_queue_time(cluster):
     finally:
         cluster.write_config(config)
         time.sleep(0.01)
+
+
+# ------------------------------------------------- workers with their own folders (a second cluster, started last)
+
+@pytest.fixture(scope="module")
+def separate(tmp_path_factory):
+    """A second cluster whose master and workers each have their own output folder: workers send their files."""
+    root, reason = find_host()
+    if root is None:
+        pytest.skip(reason)
+    distributed, reason = find_distributed(root)
+    if distributed is None:
+        pytest.skip(reason)
+    with Cluster(tmp_path_factory.mktemp("own_folders"), workers=2, root=root, distributed_path=distributed,
+                 shared_output=False) as running:
+        yield running
+
+
+def test_workers_with_their_own_folders_send_their_files(separate, cluster, reference):
+    prompt = toy_prompt("toy_sent")
+    entry = separate.run(prompt, timeout=300)
+    gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
+    assert "files received from participants that do not share this folder" in gathered, gathered
+    assert_same_movie(project(cluster, "toy_single"), project(separate, "toy_sent"), "toy_single", "toy_sent")
+    for i in range(2):
+        worker = separate.wait_worker(i, separate.last_queue["prompt_id"])
+        assert "files sent to the master" in texts(worker)[node_of(prompt, "ShotAnimate")]
+
+
+def test_shots_whose_ids_hold_spaces_are_sent_and_gathered(separate):
+    """A shot's file is named after its id with the spaces kept (``shots/shot_00004_shot 05_ sc_ne _5.mp4``): Gather
+    Movie refused a worker's payload carrying such a name ("is not a keyframe or shot file of a project") and the
+    distributed run failed. Every shot id here holds spaces, a comma, brackets and a letter of another alphabet."""
+    base = toy_prompt("toy_spaced")
+    script = re.sub(r"(?m)^- id: s0*(\d+)$", lambda m: f'- id: "shot {int(m.group(1)):02d}, scène ({m.group(1)})"',
+                    base[node_of(base, "ScriptEncode")]["inputs"]["script"])
+    prompt = toy_prompt("toy_spaced", script=script)
+    parsed = load_script(script, image_count=6)
+    shares = split_shots(outlines_of_script(parsed), 3, ANIMATIC_SECOND_COST)
+    assert shares[1].shots and shares[2].shots, "each worker animates shots"
+    entry = separate.run(prompt, timeout=300)
+    gathered = texts(entry)[node_of(prompt, "MovieDreamerGather")]
+    assert "files received from participants that do not share this folder" in gathered, gathered
+    for who, share in zip(["master", *separate.worker_ids], shares):
+        assert f"{who}: {len(share.keyframes)} keyframes, {len(share.shots)} shots" in gathered, gathered
+    folder = project(separate, "toy_spaced")
+    recorded = json.loads((folder / "manifest.json").read_text())["shots"]
+    files = {int(i): e["file"] for i, e in recorded.items()}
+    assert set(files) == set(range(len(parsed.shots))) and all(" " in rel for rel in files.values()), files
+    for s in shares[1].shots + shares[2].shots:  # the workers' shots, named as the project names them
+        assert files[s] == f"shots/shot_{s:05d}_shot {s + 1:02d}_ sc_ne _{s + 1}.mp4", files[s]
+    assert all((folder / rel).is_file() for rel in files.values()) and (folder / "toy_spaced.mp4").is_file()
