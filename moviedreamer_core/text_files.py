@@ -12,12 +12,18 @@ Every such file is read the same way, so three rules hold everywhere:
   the caller which case it met (``"size"``, ``"encoding"``, ``"unreadable"``), and ``said_with`` adds the caller's
   advice for that case.
 
+``loads_json`` parses JSON that arrives from outside (a file's text, a safetensors file's metadata, a prompt input, a
+worker's payload header, a server's message) so that text nested thousands deep is a ``ValueError`` like any other
+malformed JSON: Python's parser recurses once a level and raises ``RecursionError``, which a reader catching
+``ValueError`` let through as a traceback.
+
 This module imports nothing of the pack, so the command-line programs can load it before the pack is importable
 (``cli/host_library.core_module``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from stat import S_ISFIFO, S_ISREG
 from typing import Optional
@@ -107,3 +113,13 @@ def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:
         offset = skip + e.start  # in the file, as a hex editor shows it
         raise TextFileError("encoding", f"is not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset:,})",
                             limit=limit, byte=data[offset], offset=offset) from None
+
+
+def loads_json(text: str | bytes):
+    """``json.loads(text)``; JSON nested too deeply for Python's parser ("[[[[..." a few thousand levels) is a
+    ``ValueError`` ("nested too deeply"), so a reader's own handling of malformed JSON (``except ValueError``) covers
+    it too and says it in that reader's words."""
+    try:
+        return json.loads(text)
+    except RecursionError:  # json's parser recurses once a level; RecursionError is not a ValueError
+        raise ValueError("nested too deeply") from None
