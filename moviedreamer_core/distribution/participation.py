@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from ..text_files import loads_json
+
 FORMAT = 1
 MASTER = "master"
 #: At most this many participants (master and workers) in one run.
@@ -74,7 +76,7 @@ def parse_participation(text: Optional[str]) -> Optional[Participation]:
         raise ValueError(f"distributed: expected a JSON string of at most {MAX_JSON_LENGTH} characters (it is "
                          "filled in by ComfyUI-Distributed's queue; leave the input unconnected)")
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError as e:
         raise ValueError(f"distributed: not JSON ({e}); leave the input unconnected") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

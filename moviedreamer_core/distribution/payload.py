@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..project import PROJECT_FILES
+from ..text_files import loads_json
 
 MAGIC = b"MDPAYLD1"
 #: Most bytes one run gathers (the collector's own audio limit is 256 MiB of float32 per participant).
@@ -119,7 +120,7 @@ def decode_all(data: bytes) -> list[Payload]:
         if start + n > len(data):
             raise _refuse(index, f"declares a header of {n} bytes, but only {len(data) - start} bytes follow")
         try:
-            header = json.loads(data[start:start + n].decode("utf-8"))
+            header = loads_json(data[start:start + n].decode("utf-8"))
         except UnicodeDecodeError:
             raise _refuse(index, "has a header that is not UTF-8 text") from None
         except ValueError as e:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 
+from ..text_files import loads_json
 from .participation import FORMAT, MASTER, MAX_PARTICIPANTS, Participation
 from .split import ANIMATIC_SECOND_COST, VIDEO_MODEL_SECOND_COST
 
@@ -46,7 +47,7 @@ def participation_for(prompt: dict) -> Participation | None:
     if inputs is None:
         return None
     try:
-        enabled = json.loads(inputs.get("enabled_worker_ids") or "[]")
+        enabled = loads_json(inputs.get("enabled_worker_ids") or "[]")
     except (TypeError, ValueError):
         enabled = []
     workers = []

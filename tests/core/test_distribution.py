@@ -61,6 +61,8 @@ def test_participation_round_trip_and_refusals():
                 json.dumps({"format": 1, "job": "j", "me": "master", "participants": ["w"] * 100}), "x" * 20000]:
         with pytest.raises(ValueError, match="distributed"):
             parse_participation(bad)
+    with pytest.raises(ValueError, match=r"distributed: not JSON \(nested too deeply\)"):  # not a RecursionError
+        parse_participation("[" * 5000 + "]" * 5000)
 
 
 def _prompt(is_worker: bool, master_renders=True) -> dict:
@@ -87,6 +89,16 @@ def test_the_on_prompt_step_reads_the_collector():
     with_model["3"]["inputs"].update(backend="auto", model=["7", 0])
     assert parse_participation(annotate_prompt(with_model)["3"]["inputs"]["distributed"]).second_cost == 8.0, \
         "a video model's seconds cost more than keyframes"
+    # enabled_worker_ids nested thousands deep is read as a malformed one is (no workers: a worker's nodes then refuse
+    # the run); its RecursionError made the step leave the prompt undistributed, and a worker made every shot alone
+    for is_worker in (False, True):
+        deep, malformed = _prompt(is_worker), _prompt(is_worker)
+        deep["9"]["inputs"]["enabled_worker_ids"] = "[" * 100_000 + "]" * 100_000
+        malformed["9"]["inputs"]["enabled_worker_ids"] = "[nope"
+        annotate_prompt(deep), annotate_prompt(malformed)
+        for node in ("2", "3", "10"):
+            assert "distributed" in deep[node]["inputs"]
+            assert deep[node]["inputs"]["distributed"] == malformed[node]["inputs"]["distributed"]
     plain = _prompt(False)
     plain["9"]["inputs"]["multi_job_id"] = ""
     plain["3"]["inputs"]["distributed"] = "stale"
@@ -265,6 +277,8 @@ def _header_bytes(header: dict) -> bytes:
     (pl.MAGIC + (100).to_bytes(8, "little") + b"{}", r"results: payload 1 declares a header of 100 bytes, but only 2"),
     (pl.MAGIC + (2).to_bytes(8, "little") + b"\xff\xfe", r"results: payload 1 has a header that is not UTF-8"),
     (pl.MAGIC + (5).to_bytes(8, "little") + b"{nope", r"results: payload 1 has a header that is not JSON"),
+    pytest.param(pl.MAGIC + (20000).to_bytes(8, "little") + b"[" * 10000 + b"]" * 10000,
+                 r"results: payload 1 has a header that is not JSON \(nested too deeply\)", id="header nested too deeply"),
     (_header_bytes([1, 2]), r"results: payload 1 has a header that is not an object"),
     (_header_bytes({"files": ["x"]}), r"results: payload 1 has a files\[0\] that is not an object"),
     (_header_bytes({"files": {"a": 1}}), r"results: payload 1 has a header whose files field is not a list"),
