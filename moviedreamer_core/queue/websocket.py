@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import socket
 import ssl
@@ -11,6 +10,8 @@ import struct
 import time
 import urllib.parse
 from typing import Any, Optional
+
+from ..text_files import loads_json
 
 
 class WebSocket:
@@ -122,8 +123,8 @@ class WebSocket:
                 if getattr(self, "_kind", 0x1) != 0x1:
                     continue  # binary: preview images
                 try:
-                    return json.loads(data.decode("utf-8"))
-                except ValueError:
+                    return loads_json(data.decode("utf-8"))
+                except ValueError:  # not JSON, or nested too deeply to read: not a message of ComfyUI's
                     continue
 
     def close(self) -> None:

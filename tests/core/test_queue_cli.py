@@ -397,6 +397,21 @@ def test_the_websocket_client_reads_text_fragments_and_large_frames_skips_binary
     assert bytes(b ^ reply[2 + i % 4] for i, b in enumerate(reply[6:8])) == b"hi"
 
 
+def test_a_websocket_message_nested_too_deeply_is_skipped_as_one_that_is_not_json():
+    """A server's text message nested thousands deep is passed over like any message that is not JSON (before: a
+    RecursionError out of ``receive``, and the queue command ended in a traceback)."""
+    frames = [_frame(0x1, b"[" * 100_000 + b"]" * 100_000), _frame(0x1, b"{nope"),
+              _frame(0x1, b'{"type": "status", "data": {}}')]
+    srv, thread, _ = _ws_server(frames)
+    try:
+        ws = q.WebSocket(f"ws://127.0.0.1:{srv.getsockname()[1]}/ws?clientId=abc", timeout=5)
+        assert ws.receive(5) == {"type": "status", "data": {}}
+        ws.close()
+    finally:
+        thread.join(5)
+        srv.close()
+
+
 def test_websocket_url_follows_the_server_url():
     assert q.websocket_url("http://127.0.0.1:8188", "c1") == "ws://127.0.0.1:8188/ws?clientId=c1"
     assert q.websocket_url("https://box.example/comfy/", "c1") == "wss://box.example/comfy/ws?clientId=c1"
