@@ -26,6 +26,7 @@ import tempfile
 from ..files import atomic_write_text
 from ..planner.inputs import Story
 from ..planner.train import MAX_INDEX_BYTES, read_json_object, save_movie, write_index
+from ..text_files import loads_json
 
 MOVIES = "movies"
 
@@ -86,12 +87,19 @@ def _case_blind(folder: str) -> bool:
         os.remove(probe)
 
 
-def _recorded_source(out: str, name: str):
+def _record(path: str) -> dict:
+    """A movie's record (``movies/<name>.json``), or ``{}`` when it cannot be read, is not JSON (cut short by a kill,
+    nested thousands deep) or is not an object: a damaged record is no record, and the movie is built again."""
     try:
-        with open(_record_path(out, name), encoding="utf-8") as f:
-            return json.load(f).get("source")
-    except (OSError, ValueError, AttributeError):
-        return None
+        with open(path, encoding="utf-8") as f:
+            record = loads_json(f.read())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _recorded_source(out: str, name: str):
+    return _record(_record_path(out, name)).get("source")
 
 
 def source_stamp(path: str) -> dict:
@@ -105,11 +113,7 @@ def _record_path(out: str, name: str) -> str:
 
 def is_finished(out: str, name: str, stamp: dict) -> bool:
     """Whether ``name`` was built from this very file (same size and modification time) and is complete."""
-    try:
-        with open(_record_path(out, name), encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return False
+    record = _record(_record_path(out, name))
     return record.get("stamp") == stamp and os.path.isfile(os.path.join(out, record.get("movie", "")))
 
 
@@ -133,11 +137,7 @@ def finished_movies(out: str) -> list[str]:
     rels = []
     for file in sorted(os.listdir(folder)):
         if file.endswith(".json") and not file.startswith("."):
-            try:
-                with open(os.path.join(folder, file), encoding="utf-8") as f:
-                    rel = json.load(f).get("movie", "")
-            except (OSError, ValueError):
-                continue
+            rel = _record(os.path.join(folder, file)).get("movie", "")
             if rel and os.path.isfile(os.path.join(out, rel)):
                 rels.append(rel)
     return rels

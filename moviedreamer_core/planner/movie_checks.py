@@ -9,12 +9,12 @@ refused when read, naming the file and the tensor at fault, and its sizes are ch
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import torch
 from safetensors import safe_open
 
+from ..text_files import loads_json
 from .inputs import CAMERAS
 
 #: Tensors every movie file has (``save_movie``); ``tokens`` is required for training and checked there.
@@ -34,7 +34,7 @@ def movie_metadata(path: str, metadata: Optional[dict]) -> dict:
         raise MovieFileError(f"{path}: not a MovieDreamer movie file (no 'moviedreamer_movie' metadata; dataset "
                              "movies are written by python -m moviedreamer_core.data build)")
     try:
-        meta = json.loads(raw)
+        meta = loads_json(raw)
     except ValueError as e:
         raise MovieFileError(f"{path}: its 'moviedreamer_movie' metadata is not JSON ({e})") from e
     if not isinstance(meta, dict):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 #: Far past Python's recursion limit (1,000 by default), as the other hostile-input tests nest.
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -28,3 +30,55 @@ def test_loads_json_makes_deep_nesting_a_value_error_and_reads_the_rest_as_json_
         loads_json("{nope")
     for text in ('{"a": [1, 2.5, null, "\\u00e9"]}', b'[true]', "[" * 100 + "]" * 100):
         assert loads_json(text) == json.loads(text)
+
+
+# ------------------------------------------------------------------------------------------ dataset folders
+
+
+def _dataset_with_records(tmp_path, records: dict) -> str:
+    """A dataset folder whose ``movies/`` holds one good film and its record, and the given extra records."""
+    from moviedreamer_core.data.store import MOVIES
+
+    out = tmp_path / "data"
+    (out / MOVIES).mkdir(parents=True)
+    save_file({"x": torch.zeros(1)}, str(out / MOVIES / "good.safetensors"))
+    (out / MOVIES / "good.json").write_text(json.dumps({"movie": f"{MOVIES}/good.safetensors", "source": "good.mp4",
+                                                        "stamp": {"size": 1, "mtime_ns": 2}}))
+    for name, text in records.items():
+        (out / MOVIES / f"{name}.json").write_text(text)
+    return str(out)
+
+
+@pytest.mark.parametrize("text", [DEEP, '{"movie": ' + DEEP + "}", "{cut short by a kill", "[]"],
+                         ids=["deep", "deep inside", "cut short", "a list"])
+def test_a_movie_record_nested_too_deeply_or_not_an_object_is_no_record(tmp_path, text):
+    """``data build`` reads a dataset folder's ``movies/<name>.json`` records to skip finished films, list them in the
+    index and keep names: a damaged record is no record (the film is built again), nested thousands deep as well
+    (before: RecursionError, the build stopped with a traceback), and one that is not an object too (before:
+    ``AttributeError: 'list' object has no attribute 'get'``)."""
+    from moviedreamer_core.data.store import finished_movies, is_finished, movie_names
+
+    out = _dataset_with_records(tmp_path, {"bad": text})
+    assert finished_movies(out) == ["movies/good.safetensors"]
+    assert not is_finished(out, "bad", {"size": 1, "mtime_ns": 2})
+    assert is_finished(out, "good", {"size": 1, "mtime_ns": 2})
+    assert movie_names(["bad.mp4", "bad.mkv"], out) == {"bad.mp4": "bad", "bad.mkv": "bad-" + _digest("bad.mkv")}
+
+
+def _digest(rel: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(rel.encode("utf-8")).hexdigest()[:8]
+
+
+def test_a_dataset_film_whose_metadata_is_nested_too_deeply_is_refused_as_malformed_metadata(tmp_path):
+    """A film's ``moviedreamer_movie`` metadata nested thousands deep is "not JSON", as malformed metadata is; before,
+    the RecursionError was reported as "cannot be read as a safetensors movie file", which it is."""
+    from moviedreamer_core.planner.movie_checks import MovieFileError, check_movie_header
+
+    for name, meta in (("deep", DEEP), ("malformed", "{nope")):
+        path = str(tmp_path / f"{name}.safetensors")
+        save_file({"x": torch.zeros(1)}, path, metadata={"moviedreamer_movie": meta})
+        with pytest.raises(MovieFileError) as refused:
+            check_movie_header(path)
+        assert str(refused.value).startswith(f"{path}: its 'moviedreamer_movie' metadata is not JSON ("), str(refused.value)
