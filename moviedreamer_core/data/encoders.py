@@ -22,7 +22,6 @@ Nothing is downloaded: loading uses ``local_files_only=True``.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from typing import Callable, Union
 
@@ -32,6 +31,7 @@ import torch
 from ..script_encoding import TextEncoder, TokenEncoder
 from ..sentence_encoders import minilm_folder, transformers_text_encoder  # noqa: F401  (re-exported)
 from ..spaces import TokenSpace
+from ..text_files import loads_json
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -77,7 +77,7 @@ def clip_vision_token_encoder(folder: str) -> TokenEncoder:
     pre = os.path.join(folder, "preprocessor_config.json")
     if os.path.isfile(pre):
         with open(pre, encoding="utf-8") as f:
-            cfg = json.load(f)
+            cfg = loads_json(f.read())
         mean, std = tuple(cfg.get("image_mean", mean)), tuple(cfg.get("image_std", std))
 
     @torch.no_grad()

@@ -10,10 +10,11 @@ are those that did not catch it (planner and renderer files: ``test_model_metada
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 #: Far past Python's recursion limit (1,000 by default), as the other hostile-input tests nest.
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -82,3 +83,68 @@ def test_a_dataset_film_whose_metadata_is_nested_too_deeply_is_refused_as_malfor
         with pytest.raises(MovieFileError) as refused:
             check_movie_header(path)
         assert str(refused.value).startswith(f"{path}: its 'moviedreamer_movie' metadata is not JSON ("), str(refused.value)
+
+
+# ------------------------------------------------------------------------------------------ model files
+
+
+def test_a_storyboard_file_whose_metadata_is_nested_too_deeply_is_a_value_error(tmp_path):
+    from moviedreamer_core.storyboard import METADATA_KEY, Storyboard
+
+    path = str(tmp_path / "board.safetensors")
+    save_file({"tokens": torch.zeros(1, 1, 4)}, path, metadata={METADATA_KEY: DEEP})
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Storyboard.from_safetensors(path)
+
+
+def test_toy_cinema_files_whose_metadata_is_nested_too_deeply_are_value_errors(tmp_path):
+    """The toy tokenizer, identity embedder and probe (their files' JSON metadata: configuration, training info)."""
+    from moviedreamer_core.toycinema import identity, probe
+    from moviedreamer_core.toycinema.tokenizer import METADATA_KEY, ToyTokenizer
+
+    path = str(tmp_path / "toy.safetensors")
+    save_file({"x": torch.zeros(1)}, path, metadata={METADATA_KEY: DEEP})
+    with pytest.raises(ValueError, match="nested too deeply"):
+        ToyTokenizer.load(path)
+    save_file({"x": torch.zeros(1)}, path, metadata={"format": probe.FORMAT, "info": DEEP})
+    with pytest.raises(ValueError, match="nested too deeply"):
+        probe.Probe.load(path)
+    save_file({"x": torch.zeros(1)}, path, metadata={"format": identity.FORMAT, "format_version": "1", "config": DEEP})
+    with pytest.raises(ValueError, match="nested too deeply"):
+        identity.ToyIdentityEmbedder.load(path)
+    torch.manual_seed(0)
+    identity.ToyIdentityEmbedder(identity.ToyIdentityNet(identity.IdentityConfig()), {"seed": 0}).save(path)
+    assert identity.ToyIdentityEmbedder.load(path).info == {"seed": 0}
+    save_file(load_file(path), path, metadata={"format": identity.FORMAT, "format_version": "1",
+                                               "config": json.dumps(vars(identity.IdentityConfig())), "info": DEEP})
+    with pytest.raises(ValueError, match="nested too deeply"):
+        identity.ToyIdentityEmbedder.load(path)
+
+
+def test_encoder_folders_whose_json_is_nested_too_deeply_are_value_errors(tmp_path):
+    """``data build --clip-vision DIR --text-encoder DIR``: the folders' ``preprocessor_config.json`` and
+    ``modules.json`` (a malformed one is json's ValueError; one nested too deeply was a RecursionError)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from moviedreamer_core.data.encoders import clip_vision_token_encoder
+    from moviedreamer_core.sentence_encoders import minilm_folder, transformers_text_encoder
+
+    vision = tmp_path / "clip_vision"
+    torch.manual_seed(0)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                                   num_attention_heads=2, image_size=32, patch_size=8,
+                                                   projection_dim=16)).save_pretrained(str(vision))
+    (vision / "preprocessor_config.json").write_text('{"image_mean": ' + DEEP + "}")
+    with pytest.raises(ValueError, match="nested too deeply"):
+        clip_vision_token_encoder(str(vision))
+    text = tmp_path / "minilm"
+    text.mkdir()
+    for name in os.listdir(minilm_folder()):  # the shipped MiniLM folder, but for its modules.json
+        if name != "modules.json":
+            os.symlink(os.path.join(minilm_folder(), name), text / name)
+    (text / "modules.json").write_text(DEEP)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        transformers_text_encoder(str(text))
+    os.remove(text / "modules.json")
+    os.symlink(os.path.join(minilm_folder(), "modules.json"), text / "modules.json")
+    assert transformers_text_encoder(str(text)).space.encoder.endswith(".mean_normalised"), "the folder as shipped"

@@ -362,6 +362,19 @@ def test_toy_unet_files_remember_what_the_unet_predicts(host, tmp_path):
         toy.build_toy_unet(prediction="x0")
 
 
+def test_a_toy_unet_file_whose_configuration_is_nested_too_deeply_is_a_value_error(host, tmp_path):
+    """Its configuration metadata nested thousands deep fails as malformed JSON does (a ValueError), not with
+    Python's RecursionError (``tests/core/test_json_nested.py`` has the pack's other readers)."""
+    import torch
+    from safetensors.torch import save_file
+
+    toy = host.pack_submodule("nodes.toycinema_models")
+    path = str(tmp_path / "deep.safetensors")
+    save_file({"x": torch.zeros(1)}, path, metadata={toy.METADATA_KEY: "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(ValueError, match="nested too deeply"):
+        toy.load_toy_unet(path)
+
+
 def test_renderer_training_brings_renders_of_a_trained_identity_closer_to_it(host):
     """The renderer trainer's learning check (issue 7) on a trained base model, the toy UNet: a new adapter is
     fitted with the trainer's own loop (``fit_renderer`` over the frozen UNet, identity randomisation) on
