@@ -283,8 +283,8 @@ def planner_work_folder(out: str, stage: dict) -> str:
     record = os.path.join(work, "stage.json")
     try:
         with open(record, encoding="utf-8") as f:
-            same = json.load(f) == json.loads(json.dumps(stage))
-    except (OSError, ValueError):
+            same = core_module("text_files").loads_json(f.read()) == json.loads(json.dumps(stage))
+    except (OSError, ValueError):  # cut short by a kill, or nested too deeply to read: another stage's
         same = False
     if not same:
         shutil.rmtree(work, ignore_errors=True)

@@ -148,3 +148,20 @@ def test_encoder_folders_whose_json_is_nested_too_deeply_are_value_errors(tmp_pa
     os.remove(text / "modules.json")
     os.symlink(os.path.join(minilm_folder(), "modules.json"), text / "modules.json")
     assert transformers_text_encoder(str(text)).space.encoder.endswith(".mean_normalised"), "the folder as shipped"
+
+
+# ------------------------------------------------------------------------------------------ the toy trainer's work folder
+
+
+def test_the_toy_planner_stages_record_nested_too_deeply_is_a_damaged_record(tmp_path):
+    """``cli/toycinema_train.planner_work_folder`` empties a work folder whose ``stage.json`` does not parse (cut short
+    by a kill); one nested thousands deep too (before: RecursionError, the command stopped with a traceback)."""
+    from cli.toycinema_train import PLANNER_WORK, planner_work_folder
+
+    stage = {"films": 3, "steps": 2, "seed": 0}
+    work = planner_work_folder(str(tmp_path), stage)
+    (tmp_path / PLANNER_WORK / "data").mkdir()
+    (tmp_path / PLANNER_WORK / "stage.json").write_text(DEEP)
+    assert planner_work_folder(str(tmp_path), stage) == work
+    assert os.listdir(work) == ["stage.json"]
+    assert json.loads((tmp_path / PLANNER_WORK / "stage.json").read_text()) == stage
