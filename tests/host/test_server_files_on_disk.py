@@ -7,6 +7,7 @@ project's files (``host.model_file_state``, ``host.project_state``)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import torch
@@ -124,7 +125,11 @@ def test_two_servers_on_one_output_folder_make_a_project_once(server, tmp_path):
         render_text = latest["outputs"]["6"]["text"][0]
         assert "0 made this run" in render_text and "waited" in render_text, render_text
         assert "2 made this run" in first["outputs"]["6"]["text"][0]
-        assert "0 made this run" in latest["outputs"]["8"]["text"][0], latest["outputs"]["8"]["text"][0]
+        # each shot made once, by whichever server's ShotAnimate takes the project first: the first server's render
+        # node lets go of it before its ShotAnimate takes it, and on a busy machine the second server's (its render
+        # having made nothing) may come in between (the assertion that the second made none failed under load)
+        made = [int(re.search(r"(\d+) made this run", entry["outputs"]["8"]["text"][0]).group(1)) for entry in (first, latest)]
+        assert sorted(made) == [0, 2], [entry["outputs"]["8"]["text"][0] for entry in (first, latest)]
         assert {p: p.stat().st_ino for p in project.rglob("*") if p.is_file() and p.name != "manifest.json"} == files, \
             "the second server rewrote files the first had made"
     finally:
