@@ -89,13 +89,18 @@ def _case_blind(folder: str) -> bool:
 
 def _record(path: str) -> dict:
     """A movie's record (``movies/<name>.json``), or ``{}`` when it cannot be read, is not JSON (cut short by a kill,
-    nested thousands deep) or is not an object: a damaged record is no record, and the movie is built again."""
+    nested thousands deep) or is not an object: a damaged record is no record, and the movie is built again; its
+    ``movie`` and ``source`` only when they are text."""
     try:
         with open(path, encoding="utf-8") as f:
             record = loads_json(f.read())
     except (OSError, ValueError):
         return {}
-    return record if isinstance(record, dict) else {}
+    if not isinstance(record, dict):
+        return {}
+    # a movie or source that is not text is not said (a hand-edited record's ``"movie": 5`` made ``is_finished`` and
+    # ``finished_movies`` stop with a TypeError)
+    return {key: value for key, value in record.items() if key not in ("movie", "source") or isinstance(value, str)}
 
 
 def _recorded_source(out: str, name: str):

@@ -50,8 +50,9 @@ def _dataset_with_records(tmp_path, records: dict) -> str:
     return str(out)
 
 
-@pytest.mark.parametrize("text", [DEEP, '{"movie": ' + DEEP + "}", "{cut short by a kill", "[]"],
-                         ids=["deep", "deep inside", "cut short", "a list"])
+@pytest.mark.parametrize("text", [DEEP, '{"movie": ' + DEEP + "}", "{cut short by a kill", "[]",
+                                  '{"movie": 5, "source": ["bad.mp4"], "stamp": {"size": 1, "mtime_ns": 2}}'],
+                         ids=["deep", "deep inside", "cut short", "a list", "movie and source not text"])
 def test_a_movie_record_nested_too_deeply_or_not_an_object_is_no_record(tmp_path, text):
     """``data build`` reads a dataset folder's ``movies/<name>.json`` records to skip finished films, list them in the
     index and keep names: a damaged record is no record (the film is built again), nested thousands deep as well
