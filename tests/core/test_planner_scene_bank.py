@@ -162,8 +162,6 @@ def test_a_planner_with_an_empty_bank_plans_an_empty_shot_in_new_words_as_the_em
 
 
 def test_both_trainers_keep_the_training_films_empty_shot_actions_when_asked(tmp_path, capsys):
-    from moviedreamer_core.train import load_config, run
-
     nobody, empty_field, validation_only = _places(3, 21)
     films = [(lambda n: [(0,) if k % 2 else () for k in range(n)], nobody),  # every other keyframe empty
              (lambda n: [() if k == 1 else (0,) for k in range(n)], empty_field),
@@ -187,12 +185,7 @@ def test_both_trainers_keep_the_training_films_empty_shot_actions_when_asked(tmp
     model = load_planner(str(out))
     assert model.cfg.snap_empty and torch.equal(model.empty_bank, torch.stack([nobody, empty_field, validation_only]))
     for asked in (True, False):
-        logged = []
-        settings = [f"data.path={data}", f"data.val_movies={json.dumps([names[2]])}", "data.val_fraction=0",
-                    f"output.dir={tmp_path / f'scale_{asked}'}", "train.steps=2", "train.batch_size=2",
-                    "checkpoint.every=0", "eval.every=0", f"planner.snap_empty={str(asked).lower()}"]
-        run(load_config("tiny", settings), log=logged.append)
-        model = load_planner(str(tmp_path / f"scale_{asked}" / "planner.safetensors"))
+        model, logged = _scale_trained(data, names[2], tmp_path / f"scale_{asked}", "snap_empty", asked)
         if asked:  # the validation film's empty action is not kept
             assert SNAP_EMPTY_MESSAGE.format(n=2) in logged, logged
             assert torch.equal(model.empty_bank, torch.stack([nobody, empty_field]))
@@ -241,9 +234,20 @@ def _places(n: int, seed: int) -> torch.Tensor:
     return torch.randn(n, 16, generator=torch.Generator().manual_seed(seed))
 
 
-def test_both_trainers_keep_the_training_films_scenes_when_asked_and_never_the_validation_films(tmp_path, capsys):
+def _scale_trained(data, validation: str, out, flag: str, asked: bool):
+    """The scale trainer's planner (two steps) on ``data`` with the film ``validation`` held out and ``planner.<flag>``
+    set to ``asked``, and what it logged."""
     from moviedreamer_core.train import load_config, run
 
+    logged = []
+    settings = [f"data.path={data}", f"data.val_movies={json.dumps([validation])}", "data.val_fraction=0",
+                f"output.dir={out}", "train.steps=2", "train.batch_size=2", "checkpoint.every=0", "eval.every=0",
+                f"planner.{flag}={str(asked).lower()}"]
+    run(load_config("tiny", settings), log=logged.append)
+    return load_planner(str(out / "planner.safetensors")), logged
+
+
+def test_both_trainers_keep_the_training_films_scenes_when_asked_and_never_the_validation_films(tmp_path, capsys):
     places = _places(3, 11)
     unseen = _places(1, 12)[0]  # only in the validation film
 
@@ -265,12 +269,7 @@ def test_both_trainers_keep_the_training_films_scenes_when_asked_and_never_the_v
             assert model.cfg.snap_scenes and torch.equal(model.scene_bank, torch.cat([places, unseen[None]]))
         else:
             assert model.cfg.scene_bank == 0 and not hasattr(model, "scene_bank")
-        logged = []
-        settings = [f"data.path={data}", f"data.val_movies={json.dumps([names[2]])}", "data.val_fraction=0",
-                    f"output.dir={tmp_path / f'scale_{asked}'}", "train.steps=2", "train.batch_size=2",
-                    "checkpoint.every=0", "eval.every=0", f"planner.snap_scenes={str(asked).lower()}"]
-        run(load_config("tiny", settings), log=logged.append)
-        model = load_planner(str(tmp_path / f"scale_{asked}" / "planner.safetensors"))
+        model, logged = _scale_trained(data, names[2], tmp_path / f"scale_{asked}", "snap_scenes", asked)
         if asked:  # the validation film's scene is not kept: it is what the planner is measured on
             assert SNAP_SCENES_MESSAGE.format(n=3) in logged, logged
             assert torch.equal(model.scene_bank, places)

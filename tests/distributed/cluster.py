@@ -74,6 +74,23 @@ def distributed_version(path: Path) -> str:
     return found.group(1) if found else "?"
 
 
+def running_cluster(tmp_path_factory, folder: str, *, shared_output: bool):
+    """A fixture's body (``yield from``): a master and two workers on 127.0.0.1 in a new temporary ``folder``, whose
+    output folder is one for all (``shared_output``) or each their own; skipped, naming why, without a host or
+    ComfyUI-Distributed."""
+    import pytest
+
+    root, reason = find_host()
+    if root is None:
+        pytest.skip(reason)
+    distributed, reason = find_distributed(root)
+    if distributed is None:
+        pytest.skip(reason)
+    with Cluster(tmp_path_factory.mktemp(folder), workers=2, root=root, distributed_path=distributed,
+                 shared_output=shared_output) as running:
+        yield running
+
+
 def find_distributed(host_root: Optional[Path] = None) -> tuple[Optional[Path], str]:
     """ComfyUI-Distributed's folder, or ``None`` and the reason it was not found (the distributed tests' skip reason).
 

@@ -11,19 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from ..host.harness import find_host
-from .cluster import Cluster, find_distributed
+from .cluster import running_cluster
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     """Master + 2 workers on 127.0.0.1 sharing one output folder; started once (about 15 s), stopped at the end."""
-    root, reason = find_host()
-    if root is None:
-        pytest.skip(reason)
-    distributed, reason = find_distributed(root)
-    if distributed is None:
-        pytest.skip(reason)
-    with Cluster(tmp_path_factory.mktemp("cluster"), workers=2, root=root, distributed_path=distributed,
-                 shared_output=True) as running:
-        yield running
+    yield from running_cluster(tmp_path_factory, "cluster", shared_output=True)

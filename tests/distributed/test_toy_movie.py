@@ -23,9 +23,9 @@ from moviedreamer_core.toycinema import generate_film
 from moviedreamer_core.toycinema.film_script import script_text
 from moviedreamer_core.video_io import iter_frames
 
-from .cluster import Cluster, find_distributed
+from .cluster import running_cluster
 from .toy_prompts import WORKFLOW, node_of, toy_prompt
-from ..host.harness import GraphError, find_host
+from ..host.harness import GraphError
 
 
 def project(cluster, name: str) -> Path:
@@ -241,15 +241,7 @@ def test_a_worker_named_master_is_refused_at_queue_time(cluster):
 @pytest.fixture(scope="module")
 def separate(tmp_path_factory):
     """A second cluster whose master and workers each have their own output folder: workers send their files."""
-    root, reason = find_host()
-    if root is None:
-        pytest.skip(reason)
-    distributed, reason = find_distributed(root)
-    if distributed is None:
-        pytest.skip(reason)
-    with Cluster(tmp_path_factory.mktemp("own_folders"), workers=2, root=root, distributed_path=distributed,
-                 shared_output=False) as running:
-        yield running
+    yield from running_cluster(tmp_path_factory, "own_folders", shared_output=False)
 
 
 def test_workers_with_their_own_folders_send_their_files(separate, cluster, reference):
