@@ -148,6 +148,10 @@ class PlannerConfig:
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError(f"planner config hidden_size ({self.hidden_size}) must be a multiple of num_heads "
                              f"({self.num_heads}), and num_heads of num_kv_heads ({self.num_kv_heads})")
+        for f in fields(self):  # a switch is true or false: a --config file's "snap_empty": "false" is text, which
+            value = getattr(self, f.name)  # Python reads as true (the quick trainer kept the bank it was told not to)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ValueError(f"planner config {f.name} must be true or false, got {_described(value)}")
         for name in ("scene_bank", "empty_bank"):  # rows of a kept bank; 0: none kept
             value, high = getattr(self, name), _SIZE_LIMITS[name]
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:

@@ -220,6 +220,25 @@ def test_scene_bank_size_is_checked_by_name():
     assert PlannerConfig.from_dict({**SPACES, "snap_scenes": True, "scene_bank": 3}).scene_bank == 3
 
 
+def test_a_switch_that_is_not_true_or_false_is_refused_by_name(tmp_path, capsys):
+    """A ``--config`` file's ``"snap_empty": "false"`` (text, which Python reads as true) made the quick trainer keep
+    the empty-shot bank it was told not to keep; now it is refused, naming the field, as a bad size is."""
+    with pytest.raises(ValueError, match="planner config snap_scenes must be true or false, got 1"):
+        preset("tiny", **SPACES, snap_scenes=1)
+    data = tmp_path / "data"
+    (data / "movies").mkdir(parents=True)
+    story = stories(1)[0]
+    save_movie(str(data / "movies" / "m.safetensors"), with_casts(story, [()] * story.n_keyframes), SPACES)
+    write_index(str(data), ["movies/m.safetensors"], SPACES)
+    config = tmp_path / "snap.json"
+    config.write_text(json.dumps({**dataclasses.asdict(preset("tiny", **SPACES)), "snap_empty": "false"}))
+    out = tmp_path / "p.safetensors"
+    assert train_main(["--data", str(data), "--out", str(out), "--config", str(config), "--steps", "1"]) == 2
+    printed = capsys.readouterr()
+    assert "planner config snap_empty must be true or false, got 'false'" in printed.err, printed
+    assert SNAP_EMPTY_MESSAGE.format(n=1) not in printed.out and not out.exists()
+
+
 def _dataset(folder, scenes_per_film):
     (folder / "movies").mkdir(parents=True)
     names = []
