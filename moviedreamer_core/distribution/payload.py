@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..project import PROJECT_FILES
+from ..project import project_file
 from ..text_files import loads_json
 
 MAGIC = b"MDPAYLD1"
@@ -31,13 +30,6 @@ MAX_TOTAL_BYTES = 1 << 31
 MAX_HEADER_BYTES = 32 << 20
 MAX_FILES = 200_000
 SAMPLE_RATE = 44100
-#: The files a payload may carry: a project's keyframes, their latents, shots and their preview sidecars, named as the
-#: project names them (``project.PROJECT_FILES``, for ``fullmatch``). The payload had a pattern of its own: it allowed
-#: no space in a shot's id, so a worker's ``shots/shot_00004_opening shot.mp4`` was refused and the run failed.
-FILE_NAME = re.compile("|".join(f"(?:{pattern.pattern})" for pattern in PROJECT_FILES.values()))
-# ASCII digits only, as the project names its files (f"{index:05d}"): "keyframe_000002.png" or Arabic-Indic digits
-# passed, were written into the folder and never recorded, and a 300-digit name failed only while being written,
-# after earlier files were (an audit)
 
 
 @dataclass
@@ -83,7 +75,10 @@ def _file_entries(header, index: int) -> list[dict]:
         if not isinstance(entry, dict):
             raise _refuse(index, f"has a files[{i}] that is not an object ({str(entry)[:40]!r})")
         name, size, digest, sent = entry.get("name"), entry.get("size"), entry.get("sha256"), entry.get("sent", False)
-        if not isinstance(name, str) or not FILE_NAME.fullmatch(name):  # (match's $ also passes a final newline)
+        # the files a payload may carry are a project's keyframes, their latents, shots and their preview sidecars,
+        # named as the project names them; the payload had a pattern of its own, which allowed no space in a shot's id,
+        # so a worker's shots/shot_00004_opening shot.mp4 was refused and the run failed
+        if project_file(name) is None:
             raise _refuse(index, f"files[{i}]: {str(name)[:80]!r} is not a keyframe or shot file of a project")
         if name in seen:
             raise _refuse(index, f"files[{i}]: {name} is listed twice")
