@@ -16,7 +16,7 @@ from comfy_api.latest import io, ui
 from ..moviedreamer_core.file_kinds import PLANNER
 from ..moviedreamer_core.planner import ZeroShotPrior, generate_storyboard, load_planner
 from ..moviedreamer_core.planner.inputs import cameras_planned_as
-from ..moviedreamer_core.planner.scene_bank import ACTION, FAR_COSINE, SCENE, far_scenes, unseen_scenes
+from ..moviedreamer_core.planner.scene_bank import FAR_COSINE, SCENE, empty_actions, far_scenes, unseen_scenes
 from ..moviedreamer_core.spaces import SpaceMismatchError
 from ..moviedreamer_core.storyboard import storyboard_report
 from . import host, wire_types
@@ -170,10 +170,9 @@ class ARKeyframePlanner(io.ComfyNode):
                          f"{' ...' if len(shots) > 10 else ''} is like no place its training films showed (cosine below "
                          f"{FAR_COSINE} to every scene it knows): drawn as the nearest place it knows, not as written")
         if getattr(cfg, "empty_bank", 0):
-            empty = [k for k in script_embeds.keyframes if not k.characters]
-            actions = script_embeds.keyframe_text[[k.index for k in empty], ACTION] if empty else None
-            unseen = unseen_scenes(actions, model.empty_bank) if empty else 0
-            text += (f"\n{unseen} of {len(empty)} keyframes with nobody on screen have an action its training films' empty "
+            actions = empty_actions(script_embeds.keyframe_text, [k.characters for k in script_embeds.keyframes])
+            unseen = unseen_scenes(actions, model.empty_bank)
+            text += (f"\n{unseen} of {len(actions)} keyframes with nobody on screen have an action its training films' empty "
                      "shots never had: each planned as the empty shot it knows nearest its action and scene (the renderer's "
                      "prompt keeps the script's)" if unseen else "")
         return io.NodeOutput(board, ui=ui.PreviewText(text))
