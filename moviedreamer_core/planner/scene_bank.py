@@ -25,7 +25,7 @@ what an empty shot's action says beyond "nobody" is nothing the planner learnt t
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional
 
 import torch
 from safetensors import safe_open
@@ -87,8 +87,12 @@ def distinct_scenes(per_film: Iterable[torch.Tensor], limit: int = MAX_SCENE_BAN
 def empty_actions(keyframe_text: torch.Tensor, casts) -> torch.Tensor:
     """``[n, Dt]``: the action embeddings of a film's keyframes with nobody on screen (``casts``: per keyframe, the
     characters on screen; ``keyframe_text [N, S, Dt]``)."""
-    rows = [k for k, cast in enumerate(casts) if len(cast) == 0]
-    return keyframe_text[torch.tensor(rows, dtype=torch.long), ACTION] if rows else keyframe_text[:0, ACTION]
+    return keyframe_text[_empty_rows(casts), ACTION]
+
+
+def _empty_rows(casts) -> torch.Tensor:
+    """``[n]`` long: the keyframes whose cast (``casts``: per keyframe, the characters on screen) is empty."""
+    return torch.tensor([k for k, cast in enumerate(casts) if len(cast) == 0], dtype=torch.long)
 
 
 def distinct_empty_actions(per_film: Iterable[torch.Tensor], limit: int = MAX_SCENE_BANK) -> torch.Tensor:
@@ -104,6 +108,22 @@ def movie_empty_actions(path: str) -> torch.Tensor:
         cast = f.get_tensor("keyframe_characters")
         empty = torch.nonzero((cast < 0).all(-1)).flatten()  # -1 pads; a row of pads only: nobody on screen
         return f.get_slice("keyframe_text")[:, ACTION:ACTION + 1][:, 0][empty].clone()
+
+
+def training_banks(scenes: Optional[Iterable[torch.Tensor]], empty: Optional[Iterable[torch.Tensor]]):
+    """``(banks, messages)``: the banks a planner keeps from its training films, ``{name in KEPT_BANKS: rows}``, and
+    what the trainer says of each. ``scenes``: each film's scene embeddings (``snap_scenes``), ``empty``: each film's
+    ``empty_actions`` (``snap_empty``); ``None`` where the planner keeps no such bank. ``TooManyScenes`` past the
+    limit (each trainer reports it in its own way)."""
+    banks, messages = {}, []
+    if scenes is not None:
+        banks["scene_bank"] = distinct_scenes(scenes)
+        messages.append(SNAP_SCENES_MESSAGE.format(n=len(banks["scene_bank"])))
+    if empty is not None:
+        banks["empty_bank"] = distinct_empty_actions(empty)
+        n = len(banks["empty_bank"])
+        messages.append(SNAP_EMPTY_MESSAGE.format(n=n) if n else NO_EMPTY_MESSAGE)
+    return banks, messages
 
 
 def keep_banks(planner, banks: dict):
@@ -125,11 +145,10 @@ def snap_empty_actions(text: torch.Tensor, casts, bank: torch.Tensor) -> torch.T
     (20 sentences x 7 toy scenes) named another place than the scene, and the planner drew a figure for "The shadows
     grow longer." in the desert, snapped to the forest's sentence (2 of 2 seeds), where "Nothing moves." was drawn
     empty; by action and scene, 1 of 140."""
-    rows = [k for k, cast in enumerate(casts) if len(cast) == 0]
-    if not rows or bank.shape[0] == 0:
+    at = _empty_rows(casts)
+    if not len(at) or bank.shape[0] == 0:
         return text
     text = text.clone()
-    at = torch.tensor(rows, dtype=torch.long)
     actions, bank = text[at, ACTION], bank.to(text.device, text.dtype)
     nearest = bank[(_cosines(actions, bank) + _cosines(text[at, SCENE], bank)).argmax(-1)]
     known = (_distance_to_bank(actions, bank) <= SAME_SENTENCE).to(text.device)
@@ -198,4 +217,4 @@ def _distance_to_bank(rows: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
 
 __all__ = ["FAR_COSINE", "KEPT_BANKS", "MAX_SCENE_BANK", "NO_EMPTY_MESSAGE", "SNAP_EMPTY_MESSAGE", "SNAP_SCENES_MESSAGE", "TooManyScenes",
            "distinct_empty_actions", "distinct_scenes", "empty_actions", "far_scenes", "keep_banks", "movie_empty_actions",
-           "movie_scenes", "nearest_in_bank", "snap_empty_actions", "snap_to_bank", "unseen_scenes"]
+           "movie_scenes", "nearest_in_bank", "snap_empty_actions", "snap_to_bank", "training_banks", "unseen_scenes"]

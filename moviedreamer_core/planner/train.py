@@ -49,8 +49,7 @@ from .config import PlannerConfig, preset
 from .inputs import CAMERAS, Story
 from .movie_checks import MovieFileError, check_movie, read_movie_file
 from .model import KeyframePlanner
-from .scene_bank import (KEPT_BANKS, NO_EMPTY_MESSAGE, SCENE, SNAP_EMPTY_MESSAGE, SNAP_SCENES_MESSAGE, TooManyScenes,
-                         distinct_empty_actions, distinct_scenes, empty_actions, keep_banks)
+from .scene_bank import KEPT_BANKS, SCENE, TooManyScenes, empty_actions, keep_banks, training_banks
 
 DATASET_FORMAT_VERSION = 1
 
@@ -394,18 +393,15 @@ def main(argv=None) -> int:
     if style is not None:
         print(FIXED_STYLE_MESSAGE)
         cfg = dataclasses.replace(cfg, fixed_style=True)
-    banks = {}
     try:
-        if cfg.snap_scenes:
-            banks["scene_bank"] = distinct_scenes(st.keyframe_text[:, SCENE] for st in stories)
-            print(SNAP_SCENES_MESSAGE.format(n=len(banks["scene_bank"])))
-        if cfg.snap_empty:
-            banks["empty_bank"] = distinct_empty_actions(empty_actions(st.keyframe_text, st.keyframe_characters)
-                                                         for st in stories)
-            print(SNAP_EMPTY_MESSAGE.format(n=len(banks["empty_bank"])) if len(banks["empty_bank"]) else NO_EMPTY_MESSAGE)
+        banks, messages = training_banks(
+            (st.keyframe_text[:, SCENE] for st in stories) if cfg.snap_scenes else None,
+            (empty_actions(st.keyframe_text, st.keyframe_characters) for st in stories) if cfg.snap_empty else None)
     except TooManyScenes as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for line in messages:
+        print(line)
     cfg = dataclasses.replace(cfg, **{name: len(banks[name]) if name in banks else 0 for name in KEPT_BANKS})
     model = KeyframePlanner(cfg)
     if style is not None:

@@ -32,8 +32,8 @@ from ..planner.checkpoint import save_planner_state
 from ..threads import torch_threads
 from ..planner.config import preset
 from ..planner.model import KeyframePlanner
-from ..planner.scene_bank import (KEPT_BANKS, NO_EMPTY_MESSAGE, SNAP_EMPTY_MESSAGE, SNAP_SCENES_MESSAGE, TooManyScenes,
-                                  distinct_empty_actions, distinct_scenes, keep_banks, movie_empty_actions, movie_scenes)
+from ..planner.scene_bank import (KEPT_BANKS, TooManyScenes, keep_banks, movie_empty_actions, movie_scenes,
+                                  training_banks)
 from ..planner.train import (FIXED_STYLE_MESSAGE, cameras_message, dropped_inputs_message, learnable_inputs,
                              movie_inputs, movie_style, shared_style)
 from .config import ConfigError, TrainConfig, micro_batch_size
@@ -102,17 +102,14 @@ def build_planner(cfg: TrainConfig, spaces: dict, *, is_main: bool = True, carri
     if style is not None:
         log(FIXED_STYLE_MESSAGE)
         overrides["fixed_style"] = True
-    banks = {}
     overrides.update({name: 0 for name in KEPT_BANKS})  # the trainer's to fill, never a user's
     try:
-        if overrides.get("snap_scenes") and scenes is not None:
-            banks["scene_bank"] = distinct_scenes(scenes)
-            log(SNAP_SCENES_MESSAGE.format(n=len(banks["scene_bank"])))
-        if overrides.get("snap_empty") and empty is not None:
-            banks["empty_bank"] = distinct_empty_actions(empty)
-            log(SNAP_EMPTY_MESSAGE.format(n=len(banks["empty_bank"])) if len(banks["empty_bank"]) else NO_EMPTY_MESSAGE)
+        banks, messages = training_banks(scenes if overrides.get("snap_scenes") else None,
+                                         empty if overrides.get("snap_empty") else None)
     except TooManyScenes as e:
         raise ConfigError(str(e)) from None
+    for line in messages:
+        log(line)
     overrides.update({name: len(rows) for name, rows in banks.items()})
     if folder:
         if cfg.train.fsdp.enabled and cfg.train.fsdp.cpu_ram_efficient_loading and not is_main:
