@@ -312,3 +312,28 @@ def test_an_open_world_dataset_is_refused_by_the_field_name(tmp_path, capsys, mo
     with pytest.raises(ConfigError, match="planner.snap_scenes: the training films have more than 4"):
         run(load_config("tiny", [f"data.path={data}", "data.val_fraction=0", f"output.dir={tmp_path / 'run'}",
                                  "train.steps=1", "checkpoint.every=0", "eval.every=0", "planner.snap_scenes=true"]), log=None)
+
+
+def test_a_checkpoint_from_before_the_empty_shots_were_kept_is_refused_in_words(tmp_path):
+    """A scale-training checkpoint of a run asking for ``snap_empty`` but written without the ``empty_bank`` tensor (an
+    earlier release's) is refused with a line that says what the planner now keeps and what to do, not accelerate's
+    ``Missing key(s) in state_dict`` traceback."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from moviedreamer_core.train import load_config, run
+    from moviedreamer_core.train.config import ConfigError
+
+    data, _ = _dataset(tmp_path / "data", [lambda st: _places(st.n_keyframes, 1)] * 2)  # stories() have empty shots
+    settings = [f"data.path={data}", "data.val_fraction=0", f"output.dir={tmp_path / 'run'}", "train.batch_size=2",
+                "checkpoint.every=1", "eval.every=0", "planner.snap_empty=true"]
+    run(load_config("tiny", settings + ["train.steps=2"]), log=None)
+    weights = tmp_path / "run" / "checkpoints" / "step_00000001" / "model.safetensors"  # the last one kept
+    with safe_open(str(weights), framework="pt") as f:
+        assert any(k.endswith("empty_bank") for k in f.keys())
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if not k.endswith("empty_bank")}
+    save_file(tensors, str(weights), metadata=meta)
+    with pytest.raises(ConfigError, match=r"cannot resume .*step_00000001: it lacks the model's planner\.empty_bank, "
+                                          r"written by an earlier release \(empty_bank: the planner now keeps the actions "
+                                          r"of its training films' shots with nobody on screen\).*checkpoint\.resume=none"):
+        run(load_config("tiny", settings + ["train.steps=3"]), log=None)
