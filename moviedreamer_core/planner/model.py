@@ -133,8 +133,9 @@ class KeyframePlanner(nn.Module):
         A planner that keeps its training films' scene sentences (``cfg.scene_bank``) plans each keyframe's scene as
         the nearest of them (``planner/scene_bank.py``: a new phrasing of a place it trained on, not another place), and
         one that keeps the actions of its training films' empty keyframes (``cfg.empty_bank``) plans the action of each
-        keyframe with nobody on screen as the one of those nearest its action and scene (``snap_empty_actions``: "Morning comes." with nobody
-        there was drawn with a figure by a planner whose empty training shots all said "nobody")."""
+        keyframe with nobody on screen as the one of those nearest its action and scene (``snap_empty_actions``:
+        "Morning comes." with nobody there was drawn with a figure by a planner whose empty training shots all said
+        "nobody")."""
         if not self.cfg.fixed_style and not self.cfg.scene_bank and not self.cfg.empty_bank:
             return story
         text = story.keyframe_text.clone()

@@ -14,13 +14,14 @@ reaches the renderer's prompt. This is for closed worlds: a dataset whose films 
 many scene sentences as shots, and more than ``MAX_SCENE_BANK`` distinct ones is refused with the field's name.
 
 Empty shots the same way (``PlannerConfig.snap_empty``, tensor ``empty_bank``): every empty shot of the toy films says
-so ("Nobody is here.", "The place is empty."), and the planner learnt the empty shot from those words rather than from
-the script's empty cast (the sequence has no KIDENT element then, but the words predicted it as well in every training
-film): a user's "Morning comes." or "A bird flies past." with nobody on screen was drawn with a figure, 12 of 12
-keyframes (an audit), and training on 144 other nameless sentences still left 2 of 12. A planner that keeps the
-distinct actions of its training films' empty keyframes plans the action of every keyframe with nobody on screen as
-the one of them nearest its action and scene together (``snap_empty_actions``, nothing of the sentence's own kept:
-what an empty shot's action says beyond "nobody" is nothing the planner learnt to draw). The script's own action still reaches the renderer's prompt.
+so ("Nobody is in the desert; the wind blows.", "Nothing moves."), and the planner learnt the empty shot from those
+words rather than from the script's empty cast (the sequence has no KIDENT element then, but the words predicted it as
+well in every training film): a user's "Morning comes." or "A bird flies past." with nobody on screen was drawn with a
+figure, 12 of 12 keyframes (an audit), and training on 144 other nameless sentences still drew 10 of 12 with one. A
+planner that keeps the distinct actions of its training films' empty keyframes plans the action of every keyframe with
+nobody on screen as the one of them nearest its action and scene together (``snap_empty_actions``, nothing of the
+sentence's own kept: what an empty shot's action says beyond "nobody" is nothing the planner learnt to draw). The
+script's own action still reaches the renderer's prompt.
 """
 
 from __future__ import annotations
