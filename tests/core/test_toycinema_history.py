@@ -343,3 +343,54 @@ def test_a_share_of_scenes_can_open_closer_and_the_films_are_otherwise_the_same(
         generate_films(7, 2, cut_in=1.5)
     with pytest.raises(ValueError, match="empty_cut_in"):
         generate_films(7, 2, cut_in=0.1, empty_cut_in=-1)
+
+
+def test_the_place_can_be_shown_empty_after_its_last_character_walks_away():
+    """Found by an audit: a user's empty medium shot or close-up after everyone walked away ("Nothing moves.") was drawn
+    wide (0 of 48 keyframes at the script's camera) and often at another place: the grammar writes an ``empty`` event
+    only when nobody can come in, which never happened in the 300 training films. ``empty_after_leave`` shows the
+    place left empty right after its last character walks away, in the scene's place and light, framed closer at the
+    ``empty_cut_in`` share; without it the films are the ones they were."""
+    from moviedreamer_core.toycinema.world import camera_id
+
+    wide = camera_id("wide")
+    plain = generate_films(11, 200, phrasings="train", cut_in=0.1, empty_cut_in=0.6)
+    again = generate_films(11, 200, phrasings="train", cut_in=0.1, empty_cut_in=0.6, empty_after_leave=0.0)
+    assert [[s.keyframes for s in f.shots] for f in again] == [[s.keyframes for s in f.shots] for f in plain]
+    natural = [s for f in plain for s in f.shots if s.event == "empty"]  # nobody here, and nobody can come in
+    assert len(natural) < 5, f"the grammar alone writes almost none: {len(natural)} of {16 * len(plain)} shots"
+    lingering = generate_films(11, 200, phrasings="train", cut_in=0.1, empty_cut_in=0.6, empty_after_leave=1.0)
+    after = closer = moments = 0
+    for film in lingering:
+        assert len(film.shots) == 16
+        for before, shot in zip(film.shots, film.shots[1:]):
+            if before.event == "leave" and len(before.characters) == 1 and shot.location == before.location \
+                    and shot.event != "establish" and not _still_here(film, before):
+                moments += 1
+                assert shot.event == "empty", (film.seed, before.index, shot.event)
+            if shot.event != "empty":
+                continue
+            if not before.characters:  # nobody there before either, and nobody can come in yet (the grammar's own)
+                continue
+            after += 1
+            assert before.characters and before.event == "leave" and shot.location == before.location
+            assert shot.characters == () and all(k.figures == () and k.look == before.keyframes[0].look
+                                                 and k.location == before.location for k in shot.keyframes)
+            assert shot.scene and not shot.states_look and not shot.states_hats
+            closer += shot.camera != wide
+    assert moments == after and after > 25, (moments, after)
+    assert 0.4 < closer / after < 0.8, (closer, after)
+    with pytest.raises(ValueError, match="empty_after_leave"):
+        generate_films(7, 2, empty_after_leave=1.5)
+
+
+def _still_here(film, leave_shot) -> bool:
+    """Whether anyone is still at the place after ``leave_shot`` (a character on screen before it who did not leave)."""
+    present: set = set()
+    for shot in film.shots[: leave_shot.index + 1]:
+        if shot.event == "establish":
+            present = set(shot.characters)
+        present |= set(shot.characters)
+        if shot.event == "leave":
+            present.discard(shot.subject)
+    return bool(present)
