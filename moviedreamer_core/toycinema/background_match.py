@@ -9,6 +9,12 @@ camera and the plan's pan) are compared with the ground-truth background of ever
 the nearest one (mean squared difference) is the reading. It reads 1.00 of places on ground-truth keyframes
 (``tests/core/test_toycinema_background_match.py``). It is not a viewer either: it knows where the plan puts the
 figures and the camera, and a keyframe of the right place drawn in the wrong light can sit nearer to another place.
+
+``empty_framing`` reads a keyframe that should show nobody without being told its camera: the nearest empty
+ground-truth background over places, lights, cameras and pans. The probe cannot do this: it learnt the camera from
+the figures' size, and reads every empty ground-truth keyframe as a wide shot (54 of 54 at every camera), so a
+closer empty shot drawn wide looked right to it. The decoder drew empty medium shots and close-ups wide even from
+their true tokens until its tuning phase showed it some (``cli/toycinema_train.py``, ``TUNE_EMPTY_AFTER_LEAVE``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ import numpy as np
 
 from .film import KeyframePlan
 from .render import figure_boxes, render_keyframe
-from .world import N_LOCATIONS, N_PLACE_LOOKS
+from .world import CAMERAS, N_CAMERAS, N_LOCATIONS, N_PLACE_LOOKS
+
+#: Pans of the empty backgrounds ``empty_framing`` compares with, as shares of the camera's width: the grammar's pans
+#: lie within +-0.03 of it.
+FRAMING_PANS = (-0.03, -0.015, 0.0, 0.015, 0.03)
 
 
 def background_reading(image: np.ndarray, plan: KeyframePlan) -> tuple[int, int]:
@@ -41,6 +51,25 @@ def _backgrounds(camera: int, pan: float, size: int) -> np.ndarray:
     Cached (55 KB each at 32 px): the benchmark reads the same keyframes' plans for every row it scores."""
     return np.stack([render_keyframe(KeyframePlan(location, camera, (), pan, look), size)
                      for location in range(N_LOCATIONS) for look in range(N_PLACE_LOOKS)])
+
+
+def empty_framing(image: np.ndarray) -> tuple[int, int]:
+    """``(camera, location)`` of the empty ground-truth background nearest to ``image`` (``uint8 [S, S, 3]``, all its
+    pixels; mean squared difference) over every camera, place, light and pan (``FRAMING_PANS``): where and how close a
+    keyframe that should show nobody was drawn, read without a learned model and without being told the camera."""
+    size = int(image.shape[0])
+    bank = _framing_bank(size)
+    d = ((bank.astype(np.float32) - np.asarray(image, np.float32)) ** 2).reshape(len(bank), -1).mean(-1)
+    camera, rest = divmod(int(d.argmin()), N_LOCATIONS * N_PLACE_LOOKS * len(FRAMING_PANS))
+    return camera, rest // (N_PLACE_LOOKS * len(FRAMING_PANS))
+
+
+@lru_cache(maxsize=4)
+def _framing_bank(size: int) -> np.ndarray:
+    """``uint8 [cameras * places * lights * pans, size, size, 3]``: every empty background ``empty_framing`` reads."""
+    return np.stack([render_keyframe(KeyframePlan(location, camera, (), pan * CAMERAS[camera].width, look), size)
+                     for camera in range(N_CAMERAS) for location in range(N_LOCATIONS)
+                     for look in range(N_PLACE_LOOKS) for pan in FRAMING_PANS])
 
 
 def background_scores(images: Sequence[np.ndarray], plans: Sequence[KeyframePlan]) -> dict:

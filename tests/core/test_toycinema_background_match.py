@@ -36,3 +36,22 @@ def test_it_reads_what_is_drawn_not_what_the_plan_says():
     assert moved == 24
     with pytest.raises(ValueError, match="images for"):
         background_scores([], [films[0].keyframes[0]])
+
+
+def test_an_empty_keyframe_is_read_at_its_camera_and_place_without_being_told_them():
+    """The probe reads every empty ground-truth keyframe as a wide shot (it learnt the camera from the figures' size),
+    so an empty close-up drawn wide looked right to it. ``empty_framing`` reads the camera and the place of a keyframe
+    that shows nobody: on ground truth at every camera, place and light, at pans between the grammar's, it is right
+    every time, and a close-up drawn wide reads as wide."""
+    from moviedreamer_core.toycinema.background_match import empty_framing
+    from moviedreamer_core.toycinema.film import KeyframePlan
+    from moviedreamer_core.toycinema.world import CAMERAS, N_CAMERAS, N_PLACE_LOOKS
+
+    rng = np.random.default_rng(7)
+    plans = [KeyframePlan(location, camera, (), float(rng.uniform(-0.03, 0.03)) * CAMERAS[camera].width, look)
+             for camera in range(N_CAMERAS) for location in range(N_LOCATIONS) for look in range(N_PLACE_LOOKS)]
+    images = [render_keyframe(plan, 32) for plan in plans]
+    readings = [empty_framing(image) for image in images]
+    assert readings == [(plan.camera, plan.location) for plan in plans]
+    wide = [empty_framing(render_keyframe(dataclasses.replace(plan, camera=0, pan=0.0), 32)) for plan in plans[-6:]]
+    assert wide == [(0, plan.location) for plan in plans[-6:]]
