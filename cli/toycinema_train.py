@@ -17,7 +17,8 @@ trainers, not of an unpublished script. Stages, in order (each can be run alone 
    queries (``RendererConfig``: ``identity_places``, ``identity_empty_slots``, ``identity_positions``,
    ``token_positions``); the figures' and hats' pixels weigh more in the loss.
 4. ``decoder_tune``: the decoder's tuning phase (``tune_decoder``): the UNet and the renderer trained on for
-   ``TUNE_STEPS`` with the tokenizer frozen, the city square's background weighted (``TUNE_PLACE_WEIGHTS``); it
+   ``TUNE_STEPS`` with the tokenizer frozen, the city square's background weighted (``TUNE_PLACE_WEIGHTS``), on films
+   that also show empty places in closer shots (``tuning_films``, ``TUNE_EMPTY_AFTER_LEAVE``); it
    tunes the decoder in ``--out`` (the one stage 3 wrote) or else the shipped one. The tokens do not change, so a
    planner trained on them stays valid.
 5. ``planner``: the planner dataset (MiniLM sentence embeddings, identities from the reference portraits,
@@ -83,6 +84,19 @@ DECODER_STEPS = 6600
 TUNE_STEPS = 2000
 TUNE_LR = 3e-4
 TUNE_PLACE_WEIGHTS = {"city_night": 8.0}
+#: The tuning phase's films also show what users' scripts ask for and the decoder's first training never drew: places
+#: left empty in a medium shot or a close-up (at scene openings, ``planner_runs.EMPTY_CUT_IN``, and right after the last
+#: character walks away, ``grammar.generate_film(empty_after_leave=...)``), and scenes opening closer
+#: (``planner_runs.CUT_IN``). From its true tokens the decoder tuned on the plain films drew an empty medium shot or
+#: close-up wide: framed at the tokens' camera 4 of 18 and 3 of 18 (every place under every light; read by the nearest
+#: ground-truth empty background over places, lights and cameras), although the tokens carry the framing.
+TUNE_EMPTY_AFTER_LEAVE = 1.0
+#: ... and, as a share of the films' keyframes, keyframes of empty places framed medium or close-up
+#: (``autoencoder.empty_closer_keyframes``): the films alone have too few (1.6% of their keyframes). Framed at the true
+#: tokens' camera (medium / close-up, of 18 each), 2000 tuning steps from the shipped decoder: films alone 7 / 5; with
+#: 0.1 of such keyframes 15 / 8, 0.25 15 / 9, 0.5 15 / 8 (a close-up drawn too wide is mostly drawn medium), every
+#: place right from 0.1 on; on the development films every other figure as before or better (README, toy cinema).
+TUNE_EMPTY_CLOSER = 0.25
 #: Where the decoder's training and its tuning phase keep their state while they run, in ``--out`` (written every two
 #: minutes and on Ctrl-C, ``moviedreamer_core/training_state.py``): the same command run again continues from it; each
 #: is removed once its stage's files are saved.
@@ -216,8 +230,9 @@ def tune_decoder(films, identities, source: str, out_dir: str, *, steps: int, se
     """The decoder's tuning phase: the tokenizer, UNet and renderer in ``source`` (a folder laid out as the shipped
     one; ``identities`` as ``train_decoder``'s, unused when the renderer has no identity path), the UNet and the
     renderer trained ``steps`` more with the tokenizer frozen, at ``TUNE_LR``, averaged from the first step, each
-    place's background weighted by ``TUNE_PLACE_WEIGHTS``; writes the UNet and the renderer into ``out_dir`` (the
-    tokenizer is unchanged: a planner trained on its tokens stays valid). Returns the paths and the loss curve."""
+    place's background weighted by ``TUNE_PLACE_WEIGHTS``, on the keyframes of ``films`` (``tuning_films``) and
+    ``TUNE_EMPTY_CLOSER`` as many again of empty places framed closer; writes the UNet and the renderer into ``out_dir``
+    (the tokenizer is unchanged: a planner trained on its tokens stays valid). Returns the paths and the loss curve."""
     toy = _pack("nodes.toycinema_models")
     host = _pack("nodes.host")
     renderer_mod = _pack("moviedreamer_core.renderer")
@@ -237,7 +252,9 @@ def tune_decoder(films, identities, source: str, out_dir: str, *, steps: int, se
     training = ae.AutoencoderTraining(steps=steps, seed=seed + 1, lr=TUNE_LR, warmup_steps=min(50, steps),
                                       ema_warm_start=False, place_weights=weights, train_tokenizer=False)
     data = ae.keyframe_set(films, 32)
-    log(f"decoder tuning: {len(data)} keyframes, {steps} steps, tokenizer frozen, from {source}")
+    data = ae.joined(data, ae.empty_closer_keyframes(round(TUNE_EMPTY_CLOSER * len(data)), seed))
+    log(f"decoder tuning: {len(data)} keyframes ({round(TUNE_EMPTY_CLOSER * 100)}% of an empty place framed closer), "
+        f"{steps} steps, tokenizer frozen, from {source}")
     losses, seconds = _train(tokenizer, adapter, model, denoise, data, identities, training, "decoder tuning", 10, log,
                              resume=os.path.join(out_dir, TUNE_STATE))
     paths = {"unet": os.path.join(out_dir, toy.UNET_FILE), "renderer": os.path.join(out_dir, renderer_file)}
@@ -295,17 +312,28 @@ def planner_work_folder(out: str, stage: dict) -> str:
 
 
 def training_films(n: int, *, unsaid_places: float = 0.0, other_words: float = 0.0, cut_in: float = 0.0,
-                   empty_cut_in: float = 0.0):
+                   empty_cut_in: float = 0.0, empty_after_leave: float = 0.0):
     """The ``n`` training films (``TRAIN_SEED``, training phrasings only): the decoder's, the planner's and the
     benchmark's ablations'. ``unsaid_places``: the share whose scripts never say where a character stands (the
     planner's, ``planner_runs.UNSAID_PLACES``; the same pictures, so the decoder's films need not say).
     ``other_words``: the share of action sentences in a user's own words (``planner_runs.OTHER_WORDS``). ``cut_in``:
     the share of scenes that open closer than wide (``planner_runs.CUT_IN``; other pictures, so the planner's own);
-    ``empty_cut_in``: of those that open with nobody there (``planner_runs.EMPTY_CUT_IN``)."""
+    ``empty_cut_in``: of those that open with nobody there (``planner_runs.EMPTY_CUT_IN``); ``empty_after_leave``: the
+    share of the moments the last character walks away after which the place is shown empty (the decoder's tuning
+    films, ``TUNE_EMPTY_AFTER_LEAVE``)."""
     return _pack("moviedreamer_core.toycinema.grammar").generate_films(TRAIN_SEED, n, phrasings=TRAIN_PHRASINGS,
                                                                        unsaid_places=unsaid_places,
                                                                        other_words=other_words, cut_in=cut_in,
-                                                                       empty_cut_in=empty_cut_in)
+                                                                       empty_cut_in=empty_cut_in,
+                                                                       empty_after_leave=empty_after_leave)
+
+
+def tuning_films(n: int):
+    """The decoder tuning phase's ``n`` films: ``training_films`` with the planner's closer openings
+    (``planner_runs.CUT_IN``, ``planner_runs.EMPTY_CUT_IN``) and the place shown empty after its last character walks
+    away (``TUNE_EMPTY_AFTER_LEAVE``): the same pictures the planner plans, and empty closer shots."""
+    runs = _pack("moviedreamer_core.toycinema.planner_runs")
+    return training_films(n, cut_in=runs.CUT_IN, empty_cut_in=runs.EMPTY_CUT_IN, empty_after_leave=TUNE_EMPTY_AFTER_LEAVE)
 
 
 def planner_training_films(n: int):
@@ -391,7 +419,7 @@ def _run(args) -> int:
         ae = _pack("moviedreamer_core.toycinema.autoencoder")
         source = out if os.path.isfile(os.path.join(out, toy.UNET_FILE)) else toy.WEIGHTS_DIR
         identities = ae.reference_identities(embedder())
-        result = tune_decoder(films, identities, source, out, steps=args.tune_steps, seed=args.seed)
+        result = tune_decoder(tuning_films(args.films), identities, source, out, steps=args.tune_steps, seed=args.seed)
         _log(f"decoder tuning: {result['seconds']:.0f} s, final loss {sum(result['losses'][-50:]) / min(50, len(result['losses'])):.4f}")
     if "planner" in stages:
         tokenizer = _pack("moviedreamer_core.toycinema.tokenizer").ToyTokenizer.load(trained(toy.TOKENIZER_FILE))

@@ -334,3 +334,27 @@ def test_an_empty_shot_trains_with_every_place_empty_when_the_renderer_has_fille
     dropout = make_batch(data, rows, tok, filled, torch.randn(6, 8), AutoencoderTraining(uncond_prob=0.0, no_identity_prob=1.0),
                          torch.Generator().manual_seed(3), torch.zeros(1, 1, C), "cpu")
     assert dropout.identities is None  # the identity dropout stays what it was
+
+
+def test_the_tuning_phase_can_add_keyframes_of_empty_places_framed_closer():
+    """The decoder drew a place with nobody there as a wide shot whatever the tokens' camera: every keyframe without a
+    figure in its training films was wide. Its tuning phase adds keyframes of empty places framed medium or close-up
+    (``empty_closer_keyframes``), every place and light alike, joined to the films' keyframes (``joined``): no figure,
+    and each framed as its label says (read without being told, ``background_match.empty_framing``)."""
+    from moviedreamer_core.toycinema.autoencoder import empty_closer_keyframes, joined
+    from moviedreamer_core.toycinema.background_match import empty_framing
+    from moviedreamer_core.toycinema.world import camera_id
+
+    extra = empty_closer_keyframes(60, seed=3)
+    assert len(extra) == 60 and extra.images.shape == (60, 32, 32, 3)
+    assert all(chars == () and label.on_screen == () for chars, label in zip(extra.characters, extra.labels))
+    assert not extra.figures.any() and not extra.hats.any()
+    assert {label.camera for label in extra.labels} == {camera_id("medium"), camera_id("close_up")}
+    assert len({label.location for label in extra.labels}) == 6
+    assert [empty_framing(image) for image in extra.images] == [(label.camera, label.location) for label in extra.labels]
+    assert empty_closer_keyframes(60, seed=3).labels == extra.labels
+    films = keyframe_set(generate_films(6, 2, n_shots=4), 32)
+    both = joined(films, extra)
+    assert len(both) == len(films) + 60 and both.labels[len(films):] == extra.labels
+    assert (both.images[:len(films)] == films.images).all() and both.hats.shape == (len(both), 32, 32)
+    assert len(both.by_count()[0]) == len(films.by_count().get(0, ())) + 60
