@@ -13,7 +13,7 @@ leave      a character on screen walks away (shown leaving, gone afterwards)   w
 talk       two characters talk (with three there, often all three seen)        medium or close_up
 look       one character looks around                                          close_up
 together   everybody there, seen together                                      wide or medium
-empty      nobody is there                                                     wide
+empty      nobody is there (or all just left: ``empty_after_leave``)           wide (or closer)
 =========  ==================================================================  ==================
 
 When the location changes, each character present goes along with probability ``FOLLOW_P``, the others stay
@@ -438,10 +438,11 @@ def generate_film(seed: int, n_shots: int = DEFAULT_SHOTS, max_keyframes_per_sho
     planner needs a larger share of them to learn that an empty closer shot shows nobody.
     ``empty_after_leave``: the share of the moments when the last character on screen has just walked away that the
     next shot shows the place left empty (an ``empty`` event, framed closer than wide at the ``empty_cut_in`` share).
-    The grammar alone almost never writes one (in 300 training films, none: somebody else walks in first), so a
-    planner that never saw the place after its cast had gone drew such a medium shot or close-up wide, and often at
-    another place (an audit: 0 of 48 keyframes at the script's camera, 21 of 48 at another place). Films with the share
-    0 are the ones they were (a stream of its own); with it, the story after such a shot differs."""
+    The grammar alone almost never writes one (in 300 training films, none: somebody else walks in first), and a
+    user's empty medium shot or close-up after everyone left was drawn wide (an audit: 0 of 48 keyframes at the
+    script's camera). The cause was the decoder, which had never drawn a place empty in a closer shot: its tuning phase
+    trains on films with this share (``cli/toycinema_train.py``, ``TUNE_EMPTY_AFTER_LEAVE``). Films with the share 0
+    are the ones they were (a stream of its own); with it, the story after such a shot differs."""
     empty_cut_in = cut_in if empty_cut_in is None else empty_cut_in
     for name, share in (("cut_in", cut_in), ("empty_cut_in", empty_cut_in), ("empty_after_leave", empty_after_leave)):
         if not 0.0 <= share <= 1.0:
