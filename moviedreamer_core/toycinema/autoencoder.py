@@ -106,6 +106,7 @@ from ..renderer.adapter import RendererAdapter
 from ..renderer.train import Denoiser, RendererBatch, randomise_identity, renderer_loss, sample_sigmas, sample_sigmas_log_normal
 from ..training_state import SaveSchedule, load_state, save_state
 from .film import Film, KeyframePlan
+from .grammar import PAN
 from .render import figure_boxes, render_keyframe
 from .tokenizer import ToyTokenizer, to_pixels
 from .world import CAMERAS, N_LOCATIONS, N_PLACE_LOOKS, N_POSITIONS
@@ -158,7 +159,7 @@ def empty_closer_keyframes(n: int, seed: int, size: int = 32) -> KeyframeSet:
     for _ in range(int(n)):
         camera = int(rng.choice(cameras))
         plans.append(KeyframePlan(int(rng.integers(N_LOCATIONS)), camera, (),
-                                  round(float(rng.uniform(-0.03, 0.03)) * CAMERAS[camera].width, 5),
+                                  round(float(rng.uniform(-PAN, PAN)) * CAMERAS[camera].width, 5),
                                   int(rng.integers(N_PLACE_LOOKS))))
     images = np.stack([render_keyframe(p, size) for p in plans]) if plans else np.zeros((0, size, size, 3), np.uint8)
     return KeyframeSet(images, [p.label for p in plans], [() for _ in plans], np.zeros((len(plans), size, size), bool),

@@ -25,12 +25,13 @@ from typing import Sequence
 import numpy as np
 
 from .film import KeyframePlan
+from .grammar import PAN
 from .render import figure_boxes, render_keyframe
 from .world import CAMERAS, N_CAMERAS, N_LOCATIONS, N_PLACE_LOOKS
 
 #: Pans of the empty backgrounds ``empty_framing`` compares with, as shares of the camera's width: the grammar's pans
-#: lie within +-0.03 of it.
-FRAMING_PANS = (-0.03, -0.015, 0.0, 0.015, 0.03)
+#: lie within +-``grammar.PAN`` of it.
+FRAMING_PANS = (-PAN, -PAN / 2, 0.0, PAN / 2, PAN)
 
 
 def background_reading(image: np.ndarray, plan: KeyframePlan) -> tuple[int, int]:
@@ -57,19 +58,18 @@ def empty_framing(image: np.ndarray) -> tuple[int, int]:
     """``(camera, location)`` of the empty ground-truth background nearest to ``image`` (``uint8 [S, S, 3]``, all its
     pixels; mean squared difference) over every camera, place, light and pan (``FRAMING_PANS``): where and how close a
     keyframe that should show nobody was drawn, read without a learned model and without being told the camera."""
-    size = int(image.shape[0])
-    bank = _framing_bank(size)
-    d = ((bank.astype(np.float32) - np.asarray(image, np.float32)) ** 2).reshape(len(bank), -1).mean(-1)
-    camera, rest = divmod(int(d.argmin()), N_LOCATIONS * N_PLACE_LOOKS * len(FRAMING_PANS))
-    return camera, rest // (N_PLACE_LOOKS * len(FRAMING_PANS))
+    bank = _framing_bank(int(image.shape[0]))
+    d = ((bank - np.asarray(image, np.float32)) ** 2).reshape(len(bank), -1).mean(-1)
+    camera, rest = divmod(int(d.argmin()), len(FRAMING_PANS) * N_LOCATIONS * N_PLACE_LOOKS)
+    return camera, rest % (N_LOCATIONS * N_PLACE_LOOKS) // N_PLACE_LOOKS
 
 
 @lru_cache(maxsize=4)
 def _framing_bank(size: int) -> np.ndarray:
-    """``uint8 [cameras * places * lights * pans, size, size, 3]``: every empty background ``empty_framing`` reads."""
-    return np.stack([render_keyframe(KeyframePlan(location, camera, (), pan * CAMERAS[camera].width, look), size)
-                     for camera in range(N_CAMERAS) for location in range(N_LOCATIONS)
-                     for look in range(N_PLACE_LOOKS) for pan in FRAMING_PANS])
+    """``float32 [cameras * pans * places * lights, size, size, 3]``: every empty background ``empty_framing`` reads,
+    ``_backgrounds`` of every camera and pan (kept as floats: each reading compares with all of them)."""
+    return np.concatenate([_backgrounds(camera, pan * CAMERAS[camera].width, size)
+                           for camera in range(N_CAMERAS) for pan in FRAMING_PANS]).astype(np.float32)
 
 
 def background_scores(images: Sequence[np.ndarray], plans: Sequence[KeyframePlan]) -> dict:

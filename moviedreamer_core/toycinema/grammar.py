@@ -78,6 +78,8 @@ FOLLOW_P = 0.6
 JOIN_P = 0.35
 #: Probability that a new scene goes back to a place the film has already shown (when there is one).
 REVISIT_P = 0.6
+#: A keyframe's pan is drawn within +-PAN of its camera's width.
+PAN = 0.03
 #: Films are this many shots long by default (four or five scenes: places and characters come back).
 DEFAULT_SHOTS = 16
 PHRASINGS = ("train", "all")
@@ -371,7 +373,7 @@ class _Story:
                 location=self.location,
                 camera=camera,
                 figures=tuple((c, p, round(float(rng.uniform(-0.04, 0.04)), 4)) for c, p in on_screen),
-                pan=round(float(rng.uniform(-0.03, 0.03)) * width, 5),
+                pan=round(float(rng.uniform(-PAN, PAN)) * width, 5),
                 look=self.looks[self.location],
                 hats=tuple(self.hats[c] for c, _ in on_screen),
             )
