@@ -241,6 +241,26 @@ def test_probe_reads_held_out_films(probe):
                 assert got[key] >= chance[key] + 0.3, (size, key, got, chance)
 
 
+def test_probe_reads_an_empty_keyframe_by_its_background_at_every_camera(probe):
+    """The network learns the camera from the figures' size (the shipped one reads every empty ground-truth keyframe as
+    a wide shot), so a picture that shows nobody is read as a viewer reads it, by its background
+    (``background_match.empty_framing``): every camera, place and light, at pans within the grammar's, at 32 and 64 px.
+    Keyframes with figures read as the network reads them."""
+    from moviedreamer_core.toycinema.film import KeyframePlan
+    from moviedreamer_core.toycinema.grammar import PAN
+    from moviedreamer_core.toycinema.world import CAMERAS, N_CAMERAS, N_LOCATIONS, N_PLACE_LOOKS
+
+    rng = np.random.default_rng(11)
+    plans = [KeyframePlan(location, camera, (), float(rng.uniform(-PAN, PAN)) * CAMERAS[camera].width, look)
+             for camera in range(N_CAMERAS) for location in range(N_LOCATIONS) for look in range(N_PLACE_LOOKS)]
+    for size in (32, 64):
+        read = probe.predict(np.stack([render_keyframe(plan, size) for plan in plans]))
+        assert [(r.camera, r.location, r.on_screen) for r in read] == [(p.camera, p.location, ()) for p in plans], size
+    images = FILMS[2].images(32)
+    with_figures = [i for i, label in enumerate(FILMS[2].labels()) if label.on_screen]
+    assert probe.predict(images[with_figures]) == probe.predict(images[with_figures], frame_empty=False)
+
+
 def test_probe_reads_each_films_looks_and_hats(probe):
     """The per-film state (issue #21): the place's look on every keyframe, the hat at each figure's place in medium and
     close-up keyframes (a wide shot's hat is a pixel or two), on films of another seed, at 32 and 64 px. Measured with
