@@ -26,9 +26,14 @@ import tempfile
 from ..files import atomic_write_text
 from ..planner.inputs import Story
 from ..planner.train import MAX_INDEX_BYTES, read_json_object, save_movie, write_index
-from ..text_files import loads_json
+from ..text_files import loads_json, read_text_file
 
 MOVIES = "movies"
+#: The largest movie record (``movies/<name>.json``) read. A record lists a film's shots and keyframes with their texts,
+#: a few hundred bytes a keyframe: a feature film with thousands of keyframes is a few MB, and even captions as large
+#: as a sidecar may be (``captions.MAX_SIDECAR_BYTES``, 64 MB) fit twice. A larger file is not a record the builder
+#: wrote; it is no record (the film is built again) and is never read into memory whole (``/dev/zero`` linked in).
+MAX_RECORD_BYTES = 128 * 2**20
 
 
 class DatasetSpaceError(ValueError):
@@ -88,13 +93,12 @@ def _case_blind(folder: str) -> bool:
 
 
 def _record(path: str) -> dict:
-    """A movie's record (``movies/<name>.json``), or ``{}`` when it cannot be read, is not JSON (cut short by a kill,
-    nested thousands deep) or is not an object: a damaged record is no record, and the movie is built again; its
-    ``movie`` and ``source`` only when they are text."""
+    """A movie's record (``movies/<name>.json``), or ``{}`` when it cannot be read, is larger than ``MAX_RECORD_BYTES``,
+    is not JSON (cut short by a kill, nested thousands deep) or is not an object: a damaged record is no record, and the
+    movie is built again; its ``movie`` and ``source`` only when they are text."""
     try:
-        with open(path, encoding="utf-8") as f:
-            record = loads_json(f.read())
-    except (OSError, ValueError):
+        record = loads_json(read_text_file(path, MAX_RECORD_BYTES))  # bounded: it was read whole, whatever its size
+    except (OSError, ValueError):  # text_files.TextFileError (unreadable, too large, not UTF-8) is a ValueError
         return {}
     if not isinstance(record, dict):
         return {}
