@@ -95,16 +95,20 @@ def _case_blind(folder: str) -> bool:
 def _record(path: str) -> dict:
     """A movie's record (``movies/<name>.json``), or ``{}`` when it cannot be read, is larger than ``MAX_RECORD_BYTES``,
     is not JSON (cut short by a kill, nested thousands deep) or is not an object: a damaged record is no record, and the
-    movie is built again; its ``movie`` and ``source`` only when they are text."""
+    movie is built again; its ``source`` only when it is text, its ``movie`` only when it is this record's own movie
+    file (``movies/<name>.safetensors``, the only one ``write_movie`` writes there)."""
     try:
         record = loads_json(read_text_file(path, MAX_RECORD_BYTES))  # bounded: it was read whole, whatever its size
     except (OSError, ValueError):  # text_files.TextFileError (unreadable, too large, not UTF-8) is a ValueError
         return {}
     if not isinstance(record, dict):
         return {}
-    # a movie or source that is not text is not said (a hand-edited record's ``"movie": 5`` made ``is_finished`` and
-    # ``finished_movies`` stop with a TypeError)
-    return {key: value for key, value in record.items() if key not in ("movie", "source") or isinstance(value, str)}
+    # a source that is not text is not said (a hand-edited record's ``"movie": 5`` made ``is_finished`` and
+    # ``finished_movies`` stop with a TypeError); nor a movie that is not this record's own file: any file's path there
+    # ("/etc/hostname", "../x", another film's file) was counted finished and listed in index.json as a movie
+    own = f"{MOVIES}/{os.path.basename(path)[:-len('.json')]}.safetensors"
+    return {key: value for key, value in record.items()
+            if (key != "source" or isinstance(value, str)) and (key != "movie" or value == own)}
 
 
 def _recorded_source(out: str, name: str):

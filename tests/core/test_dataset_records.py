@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -71,3 +72,22 @@ def test_the_record_bound_is_generous_for_a_long_film():
                 "characters": ["char_00", "char_01", "char_02"], "caption_source": "sidecar", "faces": 3}
     record = {"shots": [{"start": 1, "end": 2}] * 5000, "keyframes": [keyframe] * 10_000}
     assert len(json.dumps(record, indent=1)) * 10 < MAX_RECORD_BYTES
+
+
+@pytest.mark.parametrize("movie", ["{elsewhere}/good.safetensors", "../elsewhere/good.safetensors",
+                                   "movies/good.safetensors", "movies/other.safetensors", "movies"])
+def test_a_record_whose_movie_is_not_its_own_file_is_not_finished(tmp_path, movie):
+    """The builder writes ``movies/<name>.safetensors`` into ``<name>.json``, nothing else. A record naming another file
+    (a path outside the dataset, another film's file) is a damaged record: its film is built again and the file is not
+    listed in the index. Before, any file's absolute path was counted finished and went into ``index.json`` as a movie,
+    and another film's file was listed twice."""
+    from moviedreamer_core.data.store import MOVIES, finished_movies, is_finished
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    save_file({"x": torch.zeros(1)}, str(elsewhere / "good.safetensors"))
+    movie = movie.format(elsewhere=elsewhere)
+    out = _dataset(tmp_path, {"bad": json.dumps({"movie": movie, "source": "bad.mp4", "stamp": STAMP})})
+    save_file({"x": torch.zeros(1)}, os.path.join(out, MOVIES, "other.safetensors"))
+    assert not is_finished(out, "bad", STAMP)
+    assert finished_movies(out) == ["movies/good.safetensors"]
