@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 
 from .spaces import TokenSpace
-from .text_files import loads_json
+from .text_files import loads_json_object
 
 STORYBOARD_FORMAT_VERSION = 1
 METADATA_KEY = "moviedreamer_storyboard"
@@ -91,7 +91,7 @@ class Storyboard:
             meta = f.metadata() or {}
             if METADATA_KEY not in meta:
                 raise ValueError(f"{os.path.basename(path)} is not a MovieDreamer storyboard file (no '{METADATA_KEY}' metadata)")
-            meta = loads_json(meta[METADATA_KEY])
+            meta = loads_json_object(meta[METADATA_KEY], f"{path}: its '{METADATA_KEY}' metadata")  # names the file
             if int(meta.get("format", 1)) > STORYBOARD_FORMAT_VERSION:
                 raise ValueError(f"{os.path.basename(path)}: storyboard format {meta['format']} is newer than this pack "
                                  f"understands ({STORYBOARD_FORMAT_VERSION}); update ComfyUI-MovieDreamer")

@@ -139,6 +139,16 @@ def loads_json_named(text: str | bytes, shown: str):
         raise ValueError(f"{shown} is not valid JSON ({e})") from None
 
 
+def loads_json_object(text: str | bytes, shown: str) -> dict:
+    """``loads_json_named(text, shown)`` that must be a JSON object (a configuration read as keyword arguments): a
+    ``ValueError`` "``shown`` is not a JSON object (got list)" otherwise, where a ``TypeError`` or ``AttributeError``
+    naming no file came later."""
+    value = loads_json_named(text, shown)
+    if not isinstance(value, dict):
+        raise ValueError(f"{shown} is not a JSON object (got {type(value).__name__})")
+    return value
+
+
 def read_json_file(path: str, limit: int, shown: Optional[str] = None):
     """The JSON value in the file ``path``, read bounded (``read_text_file``: at most ``limit`` + 1 bytes, so a huge file
     or a device never fills memory); any problem is a ``ValueError`` that begins with ``shown`` (default ``path``):

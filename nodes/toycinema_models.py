@@ -28,7 +28,7 @@ import comfy.latent_formats
 import comfy.model_base
 import comfy.sd
 import comfy.supported_models_base
-from ..moviedreamer_core.text_files import loads_json
+from ..moviedreamer_core.text_files import loads_json_object
 from . import host
 
 METADATA_KEY = "moviedreamer_toy_unet"
@@ -124,7 +124,8 @@ def load_toy_unet(path: str):
         if METADATA_KEY not in meta:
             raise ValueError(f"{os.path.basename(path)} is not a toy cinema UNet file (no {METADATA_KEY} metadata)")
         state = {k: f.get_tensor(k) for k in f.keys()}
-    return build_toy_unet(loads_json(meta[METADATA_KEY]), state, prediction=meta.get(PREDICTION_KEY, "eps"))
+    config = loads_json_object(meta[METADATA_KEY], f"{path}: its '{METADATA_KEY}' metadata")  # names the file
+    return build_toy_unet(config, state, prediction=meta.get(PREDICTION_KEY, "eps"))
 
 
 def pixel_vae() -> comfy.sd.VAE:

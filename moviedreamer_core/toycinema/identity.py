@@ -60,7 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..identity.base import MAX_FACES, EmbeddingSpace, FaceEmbedder, check_rgb_uint8
-from ..text_files import loads_json
+from ..text_files import loads_json_object
 from .film import Film, KeyframePlan
 from .grammar import generate_films
 from .render import FIGURE_TOP, camera_window, render_keyframe, render_reference
@@ -377,9 +377,9 @@ class ToyIdentityEmbedder(FaceEmbedder):
             raise ValueError(f"{path} is not a toy cinema identity net (format {meta.get('format')!r})")
         if int(meta.get("format_version", "0")) > FORMAT_VERSION:
             raise ValueError(f"{path} has format version {meta['format_version']}, newer than this code reads")
-        net = ToyIdentityNet(IdentityConfig(**loads_json(meta["config"])))
+        net = ToyIdentityNet(IdentityConfig(**loads_json_object(meta["config"], f"{path}: its 'config' metadata")))
         net.load_state_dict(load_file(path))
-        return cls(net, loads_json(meta.get("info", "{}")))
+        return cls(net, loads_json_object(meta.get("info", "{}"), f"{path}: its 'info' metadata"))
 
 
 # ------------------------------------------------------------------------------------------- scoring

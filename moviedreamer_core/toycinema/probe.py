@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..text_files import loads_json
+from ..text_files import loads_json_object
 from .film import FrameLabel, KeyframePlan
 from .grammar import generate_films
 from .world import N_CAMERAS, N_CHARACTERS, N_HATS, N_LOCATIONS, N_PLACE_LOOKS, N_POSITIONS, camera_id
@@ -188,7 +188,7 @@ class Probe:
             meta = f.metadata() or {}
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path} is not a toy cinema probe (format {meta.get('format')!r})")
-        info = loads_json(meta["info"])
+        info = loads_json_object(meta["info"], f"{path}: its 'info' metadata")
         net = ProbeNet(**info["config"])
         net.load_state_dict(load_file(path))
         net.eval()

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..spaces import TokenSpace
-from ..text_files import loads_json
+from ..text_files import loads_json_object
 
 METADATA_KEY = "moviedreamer_toy_tokenizer"
 
@@ -102,7 +102,7 @@ class ToyTokenizer(nn.Module):
             meta = f.metadata() or {}
             if METADATA_KEY not in meta:
                 raise ValueError(f"{path} is not a toy cinema tokenizer file (no {METADATA_KEY} metadata)")
-            model = cls(TokenizerConfig(**loads_json(meta[METADATA_KEY])))
+            model = cls(TokenizerConfig(**loads_json_object(meta[METADATA_KEY], f"{path}: its '{METADATA_KEY}' metadata")))
             model.load_state_dict({k: f.get_tensor(k) for k in f.keys()}, strict=True)
         return model.eval()
 

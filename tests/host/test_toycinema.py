@@ -376,6 +376,24 @@ def test_a_toy_unet_file_whose_configuration_is_nested_too_deeply_is_a_value_err
         toy.load_toy_unet(path)
 
 
+def test_a_toy_unet_file_whose_configuration_is_not_a_json_object_names_the_file(host, tmp_path):
+    """json's own message ("Expecting value: line 1 column 1 (char 0)") named no file, and a configuration that is a
+    list failed building the UNet; both name the file and its metadata key now (``tests/core/test_json_file_names.py``
+    has the pack's other files)."""
+    import torch
+    from safetensors.torch import save_file
+
+    toy = host.pack_submodule("nodes.toycinema_models")
+    path = str(tmp_path / "unet.safetensors")
+    for text, words in (("", "is not valid JSON (line 1, column 1: Expecting value)"),
+                        ("[" * 100_000 + "]" * 100_000, "is not valid JSON (nested too deeply)"),
+                        ("[]", "is not a JSON object (got list)")):
+        save_file({"x": torch.zeros(1)}, path, metadata={toy.METADATA_KEY: text})
+        with pytest.raises(ValueError) as refused:
+            toy.load_toy_unet(path)
+        assert str(refused.value) == f"{path}: its '{toy.METADATA_KEY}' metadata {words}", str(refused.value)
+
+
 def test_renderer_training_brings_renders_of_a_trained_identity_closer_to_it(host):
     """The renderer trainer's learning check (issue 7) on a trained base model, the toy UNet: a new adapter is
     fitted with the trainer's own loop (``fit_renderer`` over the frozen UNet, identity randomisation) on
