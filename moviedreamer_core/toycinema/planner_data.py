@@ -45,7 +45,7 @@ from ..embeds import ScriptEmbeds
 from ..files import atomic_write_text
 from ..identity.base import FaceEmbedder
 from ..planner.inputs import Story, story_from_embeds
-from ..planner.train import save_movie, write_index
+from ..planner.train import read_json_object, save_movie, write_index
 from ..script import validate_script
 from ..script_encoding import TextEncoder, TokenEncoder, encode_script
 from .film import Film
@@ -55,6 +55,10 @@ from .world import CHARACTERS
 
 #: The manifest a toy dataset folder holds next to ``index.json``.
 MANIFEST = "toycinema.json"
+#: The largest ``toycinema.json`` (or ``planner_runs.RUN_FILE``) read: a manifest lists a toy dataset's film files (tens
+#: of kB for a thousand films), a run record is a few hundred bytes, so 16 MB is generous; a damaged or foreign file is
+#: refused naming it instead of being read whole.
+MAX_TOY_JSON_BYTES = 16 * 2**20
 
 
 # ------------------------------------------------------------------------------------------ sentences
@@ -240,9 +244,11 @@ class ToyDataset:
 
 
 def read_manifest(folder: str) -> dict:
-    """``toycinema.json`` of a toy dataset folder (``{"train": [...], "val": [...], "options": {...}, ...}``)."""
-    with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
-        return json.load(f)
+    """``toycinema.json`` of a toy dataset folder (``{"train": [...], "val": [...], "options": {...}, ...}``), read
+    bounded; a ``ValueError`` naming the file when it cannot be read or is not a JSON object (json's own message, or a
+    RecursionError, named none)."""
+    path = os.path.join(folder, MANIFEST)
+    return read_json_object(path, MAX_TOY_JSON_BYTES, path, "a toy dataset manifest")
 
 
 def write_planner_dataset(films: Sequence[Film], out_folder: str, text_encoder: TextEncoder, face_embedder: FaceEmbedder,

@@ -49,10 +49,11 @@ import torch
 from ..files import atomic_write_text
 from ..identity.base import FaceEmbedder
 from ..planner import KeyframePlanner, ZeroShotPrior, generate_storyboard, load_planner, plan_given_history, story_from_embeds
+from ..planner.train import read_json_object
 from ..script_encoding import TextEncoder, TokenEncoder
 from ..storyboard import derive_seed
 from .film import Film, FrameLabel
-from .planner_data import MANIFEST, cached_text_encoder, film_embeds, keyframe_tokens, read_manifest
+from .planner_data import MANIFEST, MAX_TOY_JSON_BYTES, cached_text_encoder, film_embeds, keyframe_tokens, read_manifest
 from .scores import location_accuracy, score_labels, unscripted_scores
 from .world import N_CAMERAS, N_CHARACTERS, N_HATS, N_LOCATIONS, N_PLACE_LOOKS, N_POSITIONS
 
@@ -179,12 +180,12 @@ def train_toy_planner(dataset_folder: str, out_dir: str, *, variant: str = "full
 
 
 def read_run(planner_path: str) -> dict:
-    """``toy_run.json`` beside a planner file ({} when there is none)."""
+    """``toy_run.json`` beside a planner file ({} when there is none), read bounded; a ``ValueError`` naming the file
+    when it is not a JSON object."""
     path = os.path.join(os.path.dirname(os.path.abspath(planner_path)), RUN_FILE)
     if not os.path.isfile(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json_object(path, MAX_TOY_JSON_BYTES, path, "a toy run record")
 
 
 # ------------------------------------------------------------------------------------------ planning

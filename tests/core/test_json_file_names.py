@@ -71,3 +71,24 @@ def test_read_json_file_says_which_file_and_what_is_wrong(tmp_path):
         read_json_file(str(path), 10**6, "settings.json")
     with pytest.raises(ValueError, match=r"cannot be read"):
         read_json_file(str(tmp_path / "missing.json"), 1000)
+
+
+@pytest.mark.parametrize("text, words", [("{nope", ": not valid JSON (line 1, column 2: Expecting property name"),
+                                         (DEEP, ": nested too deeply to be a toy"), ("[]", ": must be a JSON object, got list")],
+                         ids=["malformed", "deep", "a list"])
+def test_a_toy_dataset_manifest_or_run_record_that_is_not_a_json_object_names_the_file(tmp_path, text, words):
+    """``toycinema.json`` (a toy planner dataset's manifest) and ``toy_run.json`` (beside a toy planner) were read whole
+    with ``json.load``: json's message named no file, one nested too deeply was a RecursionError."""
+    from moviedreamer_core.toycinema.planner_data import MANIFEST, read_manifest
+    from moviedreamer_core.toycinema.planner_runs import RUN_FILE, read_run
+
+    (tmp_path / MANIFEST).write_text(text)
+    (tmp_path / RUN_FILE).write_text(text)
+    for read, path, arg in ((read_manifest, tmp_path / MANIFEST, str(tmp_path)),
+                            (read_run, tmp_path / RUN_FILE, str(tmp_path / "planner.safetensors"))):
+        with pytest.raises(ValueError) as refused:
+            read(arg)
+        assert str(refused.value).startswith(f"{path}{words}"), str(refused.value)
+    (tmp_path / RUN_FILE).write_text('{"variant": "full"}')
+    assert read_run(str(tmp_path / "planner.safetensors")) == {"variant": "full"}
+    assert read_run(str(tmp_path / "elsewhere" / "planner.safetensors")) == {}
