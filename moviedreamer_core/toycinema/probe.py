@@ -139,7 +139,9 @@ class Probe:
         shot, and misplaces some empty close-ups (0.83 of their places right). A viewer reads a picture that shows
         nobody by its background, and so does this reading (``frame_empty``): where the network finds nobody, the
         camera and the place are those of the nearest empty ground-truth background
-        (``background_match.empty_framing``, exact on ground truth), from the image at the probe's input size."""
+        (``background_match.empty_framing``, exact on ground truth), from the image at the probe's input size, unless
+        the picture is far from every empty background (``EMPTY_DISTANCE``: a figure the network missed, as in a
+        decoded close-up of the test films)."""
         x = to_input(images)
         with torch.no_grad():
             out = self._logits(x)
@@ -150,11 +152,13 @@ class Probe:
         present = (torch.sigmoid(out["presence"]) > threshold).numpy()
         pos = out["position"].argmax(2).numpy()
         if frame_empty:
-            from .background_match import empty_framing
+            from .background_match import EMPTY_DISTANCE, nearest_empty
 
             pixels = ((x.permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
             for i in np.flatnonzero(~present.any(1)):
-                cam[i], loc[i] = empty_framing(pixels[i])
+                camera, location, distance = nearest_empty(pixels[i])
+                if distance <= EMPTY_DISTANCE:  # a figure the network missed is no empty place to frame
+                    cam[i], loc[i] = camera, location
         return [
             FrameLabel(loc[i], cam[i], tuple((int(c), int(pos[i, c])) for c in np.flatnonzero(present[i])))
             for i in range(len(loc))

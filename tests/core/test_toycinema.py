@@ -259,6 +259,11 @@ def test_probe_reads_an_empty_keyframe_by_its_background_at_every_camera(probe):
     images = FILMS[2].images(32)
     with_figures = [i for i, label in enumerate(FILMS[2].labels()) if label.on_screen]
     assert probe.predict(images[with_figures]) == probe.predict(images[with_figures], frame_empty=False)
+    # a figure the network misses (here every figure: no presence passes a threshold above 1) is no empty place: a
+    # medium shot or close-up keeps the network's camera and place rather than the nearest empty background's
+    closer = [i for i in with_figures if FILMS[2].keyframes[i].camera != camera_id("wide")]
+    assert closer and probe.predict(images[closer], threshold=1.01) == probe.predict(images[closer], threshold=1.01,
+                                                                                       frame_empty=False)
 
 
 def test_probe_reads_each_films_looks_and_hats(probe):

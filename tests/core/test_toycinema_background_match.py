@@ -55,3 +55,24 @@ def test_an_empty_keyframe_is_read_at_its_camera_and_place_without_being_told_th
     assert readings == [(plan.camera, plan.location) for plan in plans]
     wide = [empty_framing(render_keyframe(dataclasses.replace(plan, camera=0, pan=0.0), 32)) for plan in plans[-6:]]
     assert wide == [(0, plan.location) for plan in plans[-6:]]
+
+
+def test_a_picture_with_a_figure_closer_than_wide_is_far_from_every_empty_background():
+    """``nearest_empty``'s distance tells a place from a place with someone in it (the probe frames only pictures within
+    ``EMPTY_DISTANCE`` of an empty background by it): every ground-truth medium shot and close-up with figures of a few
+    films lies beyond it, every empty keyframe at any camera within it (exactly on a background of the bank or between
+    two of its pans)."""
+    from moviedreamer_core.toycinema.background_match import EMPTY_DISTANCE, nearest_empty
+    from moviedreamer_core.toycinema.film import KeyframePlan
+    from moviedreamer_core.toycinema.world import CAMERAS, N_CAMERAS
+
+    films = generate_films(31, 6)
+    closer = [(plan, image) for film in films for plan, image in zip(film.keyframes, film.images(32))
+              if plan.figures and plan.camera != 0]
+    assert len(closer) > 40
+    assert min(nearest_empty(image)[2] for _, image in closer) > EMPTY_DISTANCE
+    rng = np.random.default_rng(3)
+    empty = [render_keyframe(KeyframePlan(location, camera, (), float(rng.uniform(-0.03, 0.03)) * CAMERAS[camera].width,
+                                          look), 32) for camera in range(N_CAMERAS) for location in range(N_LOCATIONS)
+             for look in (0, 2)]
+    assert max(nearest_empty(image)[2] for image in empty) < EMPTY_DISTANCE / 5
