@@ -153,6 +153,18 @@ def _init(options: BuildOptions, threads: int = 0, parent: int = 0) -> None:
         # the workers); a worker that took it went on with the next video, so the build ran on (an audit)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _leave_with_parent(parent)
+        try:
+            _load(options)
+        except (EncoderFolderError, BuildOptionError) as e:
+            # said by the first video handed to this worker (``_process``): an initializer's exception breaks the pool,
+            # and the build stopped with a ``BrokenProcessPool`` that named neither the option nor the file (an audit)
+            _WORKER["refused"] = str(e)
+        return
+    _load(options)
+
+
+def _load(options: BuildOptions) -> None:
+    """The encoders, references and captioner of ``options``, into this process's ``_WORKER``."""
     embedder = _resolve_face_embedder(options.face_embedder)
     _WORKER.update(
         options=options, text=resolve_text_encoder(options.text_encoder), token=resolve_token_encoder(options.token_encoder),
@@ -181,6 +193,8 @@ def spaces_of(text, token, embedder) -> dict:
 def _process(path: str, rel: str, name: str, out: str, stamp: dict) -> tuple:
     """``("ok", name, summary, spaces)`` or ``("failed", rel, reason, None)``; ``DatasetSpaceError`` propagates."""
     w = _WORKER
+    if "refused" in w:  # an option this worker could not load (``_init``); the build stops naming it
+        raise BuildOptionError(w["refused"])
     spaces = spaces_of(w["text"], w["token"], w["embedder"])
     check_spaces(out, spaces)
     try:

@@ -179,6 +179,17 @@ def test_a_folder_that_only_loading_finds_wrong_is_a_usage_error_naming_the_opti
     assert f"error: --text-encoder '{vision_folder}': cannot be loaded (" in err, err
 
 
+def test_a_folder_that_only_loading_finds_wrong_is_named_with_worker_processes_too(vision_folder, tmp_path, capsys):
+    """With ``--workers 2`` the encoders are loaded in the worker processes: an exception there broke the pool, and the
+    build stopped with a ``BrokenProcessPool`` traceback that named neither the option nor the file. The same one line
+    as with one process, exit 2."""
+    damaged = _copy_vision(vision_folder, tmp_path)
+    (damaged / "model.safetensors").write_bytes(b"\xff" * 64)
+    (_videos(tmp_path) / "second.mp4").write_bytes(b"not a video either")  # two videos: two workers
+    err = _refused(capsys, tmp_path, ["--clip-vision", str(damaged), "--text-encoder", TEXT_STAND_IN, "--workers", "2"])
+    assert f"error: --clip-vision '{damaged}': cannot be loaded (" in err and "BrokenProcessPool" not in err, err
+
+
 def test_the_folders_as_they_are_meant_to_be_are_used(vision_folder, tmp_path):
     """The checks refuse nothing a working folder has: the tiny CLIP vision folder's mean and std are read, MiniLM's
     modules.json still makes its vectors normalised."""
