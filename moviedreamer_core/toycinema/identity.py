@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from ..identity.base import MAX_FACES, EmbeddingSpace, FaceEmbedder, check_rgb_uint8
 from ..text_files import loads_json_object
 from .film import Film, KeyframePlan
-from .grammar import generate_films
+from .grammar import PAN, generate_films
 from .render import FIGURE_TOP, camera_window, render_keyframe, render_reference
 from .world import CAMERAS, FEET_Y, N_CAMERAS, N_CHARACTERS, N_LOCATIONS, N_POSITIONS, NEUTRAL, POSITION_U
 
@@ -441,7 +441,7 @@ def _empty_windows(films: Sequence[Film], sizes: Sequence[int]) -> torch.Tensor:
     for size in sizes:
         for loc in range(N_LOCATIONS):
             for cam in range(N_CAMERAS):
-                for pan in (-0.03, 0.0, 0.03):
+                for pan in (-PAN, 0.0, PAN):  # the grammar's pan range
                     pan *= CAMERAS[cam].width
                     image = render_keyframe(KeyframePlan(loc, cam, (), pan), size)
                     ghosts = KeyframePlan(loc, cam, tuple((0, p, 0.0) for p in range(N_POSITIONS)), pan)
