@@ -139,13 +139,16 @@ def loads_json_named(text: str | bytes, shown: str):
         raise ValueError(f"{shown} is not valid JSON ({e})") from None
 
 
-def loads_json_object(text: str | bytes, shown: str) -> dict:
+def loads_json_object(text: str | bytes, shown: str, of: str = "") -> dict:
     """``loads_json_named(text, shown)`` that must be a JSON object (a configuration read as keyword arguments): a
-    ``ValueError`` "``shown`` is not a JSON object (got list)" otherwise, where a ``TypeError`` or ``AttributeError``
-    naming no file came later."""
-    value = loads_json_named(text, shown)
+    ``ValueError`` "``shown`` is not a JSON object (got list)" otherwise (``of``: what its keys are, "... of
+    PlannerConfig fields (got list)"), where a ``TypeError`` or ``AttributeError`` naming no file came later."""
+    return _json_object(loads_json_named(text, shown), shown, of)
+
+
+def _json_object(value, shown: str, of: str) -> dict:
     if not isinstance(value, dict):
-        raise ValueError(f"{shown} is not a JSON object (got {type(value).__name__})")
+        raise ValueError(f"{shown} is not a JSON object{' of ' + of if of else ''} (got {type(value).__name__})")
     return value
 
 
@@ -159,3 +162,10 @@ def read_json_file(path: str, limit: int, shown: Optional[str] = None):
     except TextFileError as e:
         raise ValueError(f"{shown} {e}") from None
     return loads_json_named(text, shown)
+
+
+def read_json_object(path: str, limit: int, shown: Optional[str] = None, of: str = "") -> dict:
+    """``read_json_file`` that must be a JSON object (an index, a manifest, a configuration, a trainer's state): a
+    ``ValueError`` "``shown`` is not a JSON object[ of ``of``] (got list)" otherwise."""
+    shown = path if shown is None else shown
+    return _json_object(read_json_file(path, limit, shown), shown, of)

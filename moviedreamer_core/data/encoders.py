@@ -34,7 +34,7 @@ import torch
 from ..script_encoding import TextEncoder, TokenEncoder
 from ..sentence_encoders import MAX_ENCODER_JSON_BYTES, lists_normalize, minilm_folder, transformers_text_encoder  # noqa: F401
 from ..spaces import TokenSpace
-from ..text_files import read_json_file
+from ..text_files import read_json_object
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -110,9 +110,7 @@ def preprocessor_mean_std(path: str) -> tuple:
     bounded (``MAX_ENCODER_JSON_BYTES``); a ``ValueError`` naming the file when it is not a JSON object or a mean or
     std is not three numbers (std above 0): a string there became a tensor error at the first keyframe, a zero std
     infinite tokens."""
-    cfg = read_json_file(path, MAX_ENCODER_JSON_BYTES)
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: must be a JSON object, got {type(cfg).__name__}")
+    cfg = read_json_object(path, MAX_ENCODER_JSON_BYTES)
     found = []
     for key, default in (("image_mean", CLIP_MEAN), ("image_std", CLIP_STD)):
         value = cfg.get(key, default)
@@ -140,9 +138,7 @@ def check_encoder_folder(flag: str, folder: str, kind: str) -> None:
     if not os.path.exists(config):  # exists: a device or pipe there is refused by its size, not called missing
         refuse("no config.json in it: not a transformers model folder")
     try:
-        value = read_json_file(config, MAX_ENCODER_JSON_BYTES)
-        if not isinstance(value, dict):
-            raise ValueError(f"{config}: must be a JSON object, got {type(value).__name__}")
+        read_json_object(config, MAX_ENCODER_JSON_BYTES)
         if kind == "vision" and os.path.exists(os.path.join(folder, "preprocessor_config.json")):
             preprocessor_mean_std(os.path.join(folder, "preprocessor_config.json"))
         if kind == "text" and os.path.exists(os.path.join(folder, "modules.json")):

@@ -25,8 +25,8 @@ import tempfile
 
 from ..files import atomic_write_text
 from ..planner.inputs import Story
-from ..planner.train import MAX_INDEX_BYTES, read_json_object, save_movie, write_index
-from ..text_files import loads_json, read_text_file
+from ..planner.train import MAX_INDEX_BYTES, save_movie, write_index
+from ..text_files import loads_json, read_json_object, read_text_file
 
 MOVIES = "movies"
 #: The largest movie record (``movies/<name>.json``) read. A record lists a film's shots and keyframes with their texts,
@@ -164,7 +164,7 @@ def existing_index(out: str):
     if not os.path.isfile(path):
         return None
     try:
-        index = read_json_object(path, MAX_INDEX_BYTES, path, "a dataset index")
+        index = read_json_object(path, MAX_INDEX_BYTES)
     except ValueError as e:
         raise DatasetSpaceError(f"{e}; {out} is not a dataset folder: use a new output folder") from None
     movies = index.get("movies")

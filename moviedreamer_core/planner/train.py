@@ -43,7 +43,7 @@ from safetensors import safe_open
 from ..argument_types import number, seed, whole_number
 from ..files import atomic_write_text, output_file_problem, save_safetensors
 from ..spaces import SPACE_KEYS, check_declared_spaces
-from ..text_files import TextFileError, read_text_file
+from ..text_files import read_json_object
 from .checkpoint import save_planner
 from .config import PlannerConfig, preset
 from .inputs import CAMERAS, Story
@@ -221,7 +221,7 @@ def read_index(folder: str) -> dict:
     if not folder or not os.path.isfile(path):
         raise ValueError(f"no dataset at {folder!r} (expected index.json and movies/, as "
                          "python -m moviedreamer_core.data build writes)")
-    index = read_json_object(path, MAX_INDEX_BYTES, path, "a dataset index")
+    index = read_json_object(path, MAX_INDEX_BYTES)
     missing = [k for k in INDEX_KEYS if k not in index]
     if missing:
         raise ValueError(f"{path}: missing {missing}")
@@ -332,24 +332,7 @@ def config_file_fields(name: str) -> Optional[dict]:
             raise ValueError(f"--config {name}: no such file (--config is a preset name, tiny, small or paper, or a "
                              "JSON file)")
         return None
-    return read_json_object(name, MAX_CONFIG_BYTES, f"--config {name}", "a planner config", "PlannerConfig fields")
-
-
-def read_json_object(path: str, limit: int, shown: str, what: str, of: str = "") -> dict:
-    """The JSON object in ``path`` (read bounded, ``text_files``); a ``ValueError`` that begins with ``shown`` and
-    says what is wrong: unreadable, too large, not valid JSON (where), nested too deeply to be ``what``, not an
-    object (``of``: what its keys are)."""
-    try:
-        value = json.loads(read_text_file(path, limit))
-    except TextFileError as e:
-        raise ValueError(f"{shown} {e}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{shown}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    except RecursionError:
-        raise ValueError(f"{shown}: nested too deeply to be {what}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{shown}: must be a JSON object{' of ' + of if of else ''}, got {type(value).__name__}")
-    return value
+    return read_json_object(name, MAX_CONFIG_BYTES, f"--config {name}", "PlannerConfig fields")
 
 
 def main(argv=None) -> int:

@@ -45,9 +45,10 @@ from ..embeds import ScriptEmbeds
 from ..files import atomic_write_text
 from ..identity.base import FaceEmbedder
 from ..planner.inputs import Story, story_from_embeds
-from ..planner.train import read_json_object, save_movie, write_index
+from ..planner.train import save_movie, write_index
 from ..script import validate_script
 from ..script_encoding import TextEncoder, TokenEncoder, encode_script
+from ..text_files import read_json_object
 from .film import Film
 from .film_script import REFERENCE_SIZE, script_data
 from .render import render_reference
@@ -248,7 +249,7 @@ def read_manifest(folder: str) -> dict:
     bounded; a ``ValueError`` naming the file when it cannot be read or is not a JSON object (json's own message, or a
     RecursionError, named none)."""
     path = os.path.join(folder, MANIFEST)
-    return read_json_object(path, MAX_TOY_JSON_BYTES, path, "a toy dataset manifest")
+    return read_json_object(path, MAX_TOY_JSON_BYTES)
 
 
 def write_planner_dataset(films: Sequence[Film], out_folder: str, text_encoder: TextEncoder, face_embedder: FaceEmbedder,

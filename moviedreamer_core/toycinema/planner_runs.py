@@ -49,9 +49,9 @@ import torch
 from ..files import atomic_write_text
 from ..identity.base import FaceEmbedder
 from ..planner import KeyframePlanner, ZeroShotPrior, generate_storyboard, load_planner, plan_given_history, story_from_embeds
-from ..planner.train import read_json_object
 from ..script_encoding import TextEncoder, TokenEncoder
 from ..storyboard import derive_seed
+from ..text_files import read_json_object
 from .film import Film, FrameLabel
 from .planner_data import MANIFEST, MAX_TOY_JSON_BYTES, cached_text_encoder, film_embeds, keyframe_tokens, read_manifest
 from .scores import location_accuracy, score_labels, unscripted_scores
@@ -185,7 +185,7 @@ def read_run(planner_path: str) -> dict:
     path = os.path.join(os.path.dirname(os.path.abspath(planner_path)), RUN_FILE)
     if not os.path.isfile(path):
         return {}
-    return read_json_object(path, MAX_TOY_JSON_BYTES, path, "a toy run record")
+    return read_json_object(path, MAX_TOY_JSON_BYTES)
 
 
 # ------------------------------------------------------------------------------------------ planning

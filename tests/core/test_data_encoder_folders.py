@@ -94,7 +94,7 @@ VISION_DAMAGES = {
     "config.json nested too deeply": (lambda f: _write(f / "config.json", DEEP),
                                       "{f}/config.json is not valid JSON (nested too deeply)"),
     "config.json huge": (lambda f: _huge(f / "config.json"), "{f}/config.json is 16,777,217 bytes, more than the limit"),
-    "config.json a list": (lambda f: _write(f / "config.json", "[]"), "{f}/config.json: must be a JSON object, got list"),
+    "config.json a list": (lambda f: _write(f / "config.json", "[]"), "{f}/config.json is not a JSON object (got list)"),
     "no safetensors weights": (lambda f: (f / "model.safetensors").unlink(),
                                "no model.safetensors in it (weights are read from safetensors files only)"),
     "preprocessor_config.json not JSON": (lambda f: _write(f / "preprocessor_config.json", "image_mean: [1, 2, 3]"),

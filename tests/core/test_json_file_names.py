@@ -73,8 +73,9 @@ def test_read_json_file_says_which_file_and_what_is_wrong(tmp_path):
         read_json_file(str(tmp_path / "missing.json"), 1000)
 
 
-@pytest.mark.parametrize("text, words", [("{nope", ": not valid JSON (line 1, column 2: Expecting property name"),
-                                         (DEEP, ": nested too deeply to be a toy"), ("[]", ": must be a JSON object, got list")],
+@pytest.mark.parametrize("text, words", [("{nope", " is not valid JSON (line 1, column 2: Expecting property name"),
+                                         (DEEP, " is not valid JSON (nested too deeply)"),
+                                         ("[]", " is not a JSON object (got list)")],
                          ids=["malformed", "deep", "a list"])
 def test_a_toy_dataset_manifest_or_run_record_that_is_not_a_json_object_names_the_file(tmp_path, text, words):
     """``toycinema.json`` (a toy planner dataset's manifest) and ``toy_run.json`` (beside a toy planner) were read whole

@@ -121,8 +121,8 @@ def test_both_training_commands_name_the_damaged_film_and_exit_2(tmp_path, capsy
 
 
 @pytest.mark.parametrize("config, message", [
-    ('{"hidden_size": ', "c.json: not valid JSON (line 1, column 17: Expecting value)"),
-    ("[64, 2]", "c.json: must be a JSON object of PlannerConfig fields, got list"),
+    ('{"hidden_size": ', "c.json is not valid JSON (line 1, column 17: Expecting value)"),
+    ("[64, 2]", "c.json is not a JSON object of PlannerConfig fields (got list)"),
     ('{"hiden_size": 8}', "c.json: unknown planner config fields: ['hiden_size']"),
     ('{"num_layers": 0}', "c.json: planner config num_layers must be a whole number from 1 to 1,024, got 0"),
     (b'{"hidden_size": "caf\xe9"}', "c.json is not UTF-8 text (byte 0xe9 at offset 20)"),
