@@ -27,8 +27,9 @@ from typing import Callable, Optional
 
 import torch
 
-from ..files import atomic_write_text
+from ..files import atomic_path
 from ..planner.checkpoint import save_planner_state
+from ..text_files import loads_json
 from ..threads import torch_threads
 from ..planner.config import preset
 from ..planner.model import KeyframePlanner
@@ -270,10 +271,45 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
     return {"history": history, "planner": path, "checkpoints": saved, "parameters": n_params}
 
 
+#: The largest training log a resume reads (``log.jsonl``): a record is a few hundred bytes a step (under 1 KB with the
+#: held-out errors), so 1 GiB is millions of steps, far past any run of this trainer; a larger file (a sparse file, a
+#: foreign one) is refused by its size rather than read for minutes.
+MAX_LOG_BYTES = 2**30
+#: The longest log line a resume keeps: a record is under 1 KB; a longer line (a damaged file) is dropped, read in
+#: pieces of this size, so no line is ever held whole in memory.
+MAX_LOG_LINE_BYTES = 2**20
+
+
 def _truncate_log(path: str, step: int) -> None:
-    """Keep the log's records up to ``step`` (a resumed run rewrites what came after its checkpoint)."""
+    """Keep the log's records up to ``step`` (a resumed run rewrites what came after its checkpoint). A line that is not
+    a record, such as the last one cut short by a kill while it was written, nested too deeply, not an object, without
+    a whole-number ``step`` or longer than ``MAX_LOG_LINE_BYTES``, is dropped with the records after the checkpoint:
+    before, it stopped the resume with a traceback (``JSONDecodeError``, ``KeyError``). The log is read a line at a
+    time and written again atomically; one past ``MAX_LOG_BYTES`` is a ``ConfigError`` naming it."""
     if not os.path.isfile(path):
         return
-    with open(path, encoding="utf-8") as f:
-        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    atomic_write_text(path, "".join(keep), fsync=False)
+    size = os.path.getsize(path)
+    if size > MAX_LOG_BYTES:
+        raise ConfigError(f"{path} is {size:,} bytes, more than the limit of {MAX_LOG_BYTES:,} bytes for a training log; "
+                          "move it away to resume")
+    with open(path, "rb") as src, atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as out:
+        left = MAX_LOG_BYTES + 1  # it may grow while it is read: never past the limit
+        while left > 0:
+            line = src.readline(min(MAX_LOG_LINE_BYTES + 1, left))
+            if not line:
+                break
+            left -= len(line)
+            if len(line) > MAX_LOG_LINE_BYTES:  # not a record: skip the rest of it, a piece at a time
+                while left > 0 and not line.endswith(b"\n"):
+                    line = src.readline(min(MAX_LOG_LINE_BYTES, left))
+                    left -= len(line)
+                    if not line:
+                        break
+                continue
+            try:
+                record = loads_json(line)
+            except ValueError:  # cut short, damaged, not UTF-8, nested too deeply
+                continue
+            if (isinstance(record, dict) and isinstance(record.get("step"), int)
+                    and not isinstance(record["step"], bool) and record["step"] <= step):
+                out.write(line.rstrip(b"\r\n") + b"\n")  # a last line that lost its newline ends one again

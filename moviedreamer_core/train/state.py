@@ -17,10 +17,11 @@ import json
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 from ..files import atomic_write_text, save_safetensors
+from ..text_files import read_json_object
 from .config import ConfigError, TrainConfig
 
 #: accelerate's own (pickled) random-state file, replaced by ``rng_<i>.safetensors`` + ``rng_<i>.json``.
@@ -28,6 +29,24 @@ ACCELERATE_RNG = "random_states_{}.pkl"
 
 STATE_FILE = "trainer_state.json"
 LATEST = "latest.json"
+#: The largest checkpoint JSON file a resume reads (``latest.json``, ``trainer_state.json``, ``rng_<i>.json``). Those
+#: this trainer writes are a few kilobytes (a name and a step; the LR scheduler's state and the run's fingerprint with
+#: its planner section; python's 625-number random state), so 16 MiB is thousands of times what a real one needs, and a
+#: damaged or foreign file (a sparse file, a huge copy) is refused by its size instead of being read into memory.
+MAX_CHECKPOINT_JSON_BYTES = 16 * 2**20
+#: What a resume that cannot read a checkpoint's files says to do.
+DAMAGED_ADVICE = ("set checkpoint.resume to an older checkpoint folder beside it, or checkpoint.resume=none to start "
+                  "afresh")
+
+
+def read_checkpoint_json(path: str) -> dict:
+    """The JSON object in the checkpoint file ``path``, read bounded (``MAX_CHECKPOINT_JSON_BYTES``); a ``ConfigError``
+    (the command's one-line error) naming the file when it cannot be read, is too large, is not JSON (a damaged disk, an
+    edit) or is not an object. Before, ``json.load`` read it whole and its errors were tracebacks naming no file."""
+    try:
+        return read_json_object(path, MAX_CHECKPOINT_JSON_BYTES)
+    except ValueError as e:
+        raise ConfigError(f"{e}; {DAMAGED_ADVICE}") from None
 
 
 @dataclass
@@ -89,8 +108,10 @@ def find_resume(cfg: TrainConfig) -> Optional[str]:
     latest = os.path.join(checkpoints_dir(cfg), LATEST)
     if not os.path.isfile(latest):
         return None
-    with open(latest, encoding="utf-8") as f:
-        path = os.path.join(checkpoints_dir(cfg), json.load(f)["checkpoint"])
+    name = read_checkpoint_json(latest).get("checkpoint")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{latest}: 'checkpoint' must name a checkpoint folder, got {str(name)[:80]}; {DAMAGED_ADVICE}")
+    path = os.path.join(checkpoints_dir(cfg), name)
     return path if os.path.isfile(os.path.join(path, STATE_FILE)) else None
 
 
@@ -129,9 +150,24 @@ def _prune(root: str, keep: int, keep_name: str) -> None:
             shutil.rmtree(os.path.join(root, d), ignore_errors=True)
 
 
+def read_trainer_state(path: str) -> TrainerState:
+    """The ``trainer_state.json`` of the checkpoint folder ``path``: every field ``save_checkpoint`` writes, of its
+    type, or a ``ConfigError`` naming the file (a list or an unknown field was a ``TypeError``, a step in words a
+    failure somewhere later)."""
+    file = os.path.join(path, STATE_FILE)
+    d = read_checkpoint_json(file)
+    kinds = {f.name: dict if f.name in ("scheduler", "fingerprint") else int for f in fields(TrainerState)}
+    wrong = sorted(set(kinds) ^ set(d))
+    wrong += [k for k, kind in kinds.items() if k in d and not (isinstance(d[k], kind) and not isinstance(d[k], bool)
+                                                               and (kind is dict or d[k] >= 0))]
+    if wrong:
+        raise ConfigError(f"{file}: not a trainer state this trainer writes (fields missing, unknown or of another type: "
+                          f"{', '.join(w[:40] for w in wrong[:8])}); {DAMAGED_ADVICE}")
+    return TrainerState(**d)
+
+
 def load_checkpoint(accelerator, path: str, expected: dict) -> TrainerState:
-    with open(os.path.join(path, STATE_FILE), encoding="utf-8") as f:
-        state = TrainerState(**json.load(f))
+    state = read_trainer_state(path)
     changed = _changes(state.fingerprint, json.loads(json.dumps(expected)))  # as saved: tuples are lists
     if changed:
         what = ", ".join(changed)
@@ -183,20 +219,27 @@ def load_rng(folder: str, index: int) -> Optional[int]:
 
     import numpy as np
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     tensors_path, meta_path = os.path.join(folder, f"rng_{index}.safetensors"), os.path.join(folder, f"rng_{index}.json")
     if not (os.path.isfile(tensors_path) and os.path.isfile(meta_path)):
         return None
-    tensors = load_file(tensors_path)
-    with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
-    torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_")), key=lambda k: int(k[5:]))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    name, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state((name, tensors["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = meta["python"]
-    random.setstate((version, tuple(internal), gauss))
-    return int(meta.get("accelerate_step", 0))
+    meta = read_checkpoint_json(meta_path)
+    try:  # a damaged or edited pair: a KeyError, an unpacking or a size error naming neither file (a traceback) before
+        tensors = load_file(tensors_path)
+        name, pos, has_gauss, cached = meta["numpy"]
+        version, internal, gauss = meta["python"]
+        step = meta.get("accelerate_step", 0)
+        if not isinstance(internal, list) or not isinstance(step, int):
+            raise TypeError("python's state must be a list of numbers and accelerate's step a whole number")
+        torch.set_rng_state(tensors["torch"])
+        cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda_")), key=lambda k: int(k[5:]))]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda)
+        np.random.set_state((name, tensors["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+        random.setstate((version, tuple(internal), gauss))
+    except (SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"{tensors_path} and {meta_path}: not the random states this trainer writes "
+                          f"({type(e).__name__}: {str(e)[:200]}); {DAMAGED_ADVICE}") from None
+    return step

@@ -1,0 +1,160 @@
+"""The trainers' own files, read again when a run resumes or a file is loaded: a damaged, truncated, deeply nested
+("[" * 100000), huge (a sparse file past the bound) or wrong-shaped one is a clear error naming the file, or, where a
+damaged file is documented to count as absent (a log line cut short by a kill, a training state or encoded samples
+that do not read), is dropped bounded with a warning that says which file and what is wrong.
+
+Before: ``python -m moviedreamer_core.train planner`` read ``latest.json``, ``trainer_state.json``, ``rng_<i>.json``
+and ``log.jsonl`` whole with ``json.load``: their errors were tracebacks naming no file (``JSONDecodeError``,
+``KeyError``, ``TypeError``, ``RecursionError``), and one log line cut short stopped every resume. The planner's and
+renderer's metadata, the training state and the encoded samples said json's bare words ("Expecting value: line 1
+column 1 (char 0)", "maximum recursion depth exceeded", "'list' object has no attribute 'get'")."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+DEEP = "[" * 100_000 + "]" * 100_000
+#: file text -> what the error says after the file's name
+BAD = {'{"checkpoint": "step_0000': "is not valid JSON (line 1, column 16: Unterminated string starting at",
+       DEEP: "is not valid JSON (nested too deeply)",
+       "[1, 2]": "is not a JSON object (got list)",
+       "": "is not valid JSON (line 1, column 1: Expecting value)"}
+IDS = ["cut short", "deep", "a list", "empty"]
+
+
+def _huge(path) -> None:
+    """A file one byte past the checkpoint bound (sparse: nothing is written to disk)."""
+    from moviedreamer_core.train.state import MAX_CHECKPOINT_JSON_BYTES
+
+    with open(path, "wb") as f:
+        f.truncate(MAX_CHECKPOINT_JSON_BYTES + 1)
+
+
+def _config(tmp_path):
+    from moviedreamer_core.train import load_config
+
+    return load_config("tiny", [f"output.dir={tmp_path / 'run'}"])
+
+
+# ------------------------------------------------------------------------------ python -m moviedreamer_core.train
+
+
+@pytest.mark.parametrize("text", list(BAD) + ["huge", '{"checkpoint": ["step_00000003"]}'],
+                         ids=IDS + ["huge", "checkpoint not a name"])
+def test_a_damaged_latest_pointer_is_a_config_error_naming_it(tmp_path, text):
+    """``checkpoints/latest.json`` names the checkpoint a rerun resumes from (``checkpoint.resume=auto``)."""
+    from moviedreamer_core.train import ConfigError
+    from moviedreamer_core.train.state import LATEST, checkpoints_dir, find_resume
+
+    cfg = _config(tmp_path)
+    os.makedirs(checkpoints_dir(cfg))
+    latest = os.path.join(checkpoints_dir(cfg), LATEST)
+    if text == "huge":
+        _huge(latest)
+        words = "is 16,777,217 bytes, more than the limit of 16,777,216 bytes"
+    else:
+        with open(latest, "w") as f:
+            f.write(text)
+        words = BAD.get(text, ": 'checkpoint' must name a checkpoint folder, got ['step_00000003']")
+    with pytest.raises(ConfigError) as refused:
+        find_resume(cfg)
+    said = str(refused.value)
+    assert said.startswith(latest + ("" if words.startswith(":") else " ") + words), said
+    assert "checkpoint.resume=none" in said, said
+
+
+def _state() -> dict:
+    from moviedreamer_core.train.state import TrainerState
+
+    return asdict(TrainerState(step=3, samples_seen=24, epoch=0, scheduler={"last_epoch": 3}, fingerprint={"seed": 0}))
+
+
+@pytest.mark.parametrize("text", list(BAD) + ["huge", json.dumps({**_state(), "step": "3"}),
+                                              json.dumps({k: v for k, v in _state().items() if k != "epoch"}),
+                                              json.dumps({**_state(), "steps": 3})],
+                         ids=IDS + ["huge", "step in words", "epoch missing", "unknown field"])
+def test_a_damaged_trainer_state_is_a_config_error_naming_it(tmp_path, text):
+    """``step_X/trainer_state.json``: step, samples, epoch, the scheduler's state and the run's fingerprint."""
+    from moviedreamer_core.train import ConfigError
+    from moviedreamer_core.train.state import STATE_FILE, TrainerState, read_trainer_state
+
+    path = tmp_path / STATE_FILE
+    path.write_text(json.dumps(_state()))
+    assert read_trainer_state(str(tmp_path)) == TrainerState(**_state())
+    if text == "huge":
+        _huge(path)
+    else:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        read_trainer_state(str(tmp_path))
+    said = str(refused.value)
+    assert said.startswith(str(path)), said
+    if text in BAD:
+        assert said.startswith(f"{path} {BAD[text]}"), said
+    elif text != "huge":
+        assert "not a trainer state this trainer writes" in said and said.count("\n") == 0, said
+
+
+@pytest.mark.parametrize("change", ["cut short", "deep", "python not a list", "numpy missing", "tensors damaged"])
+def test_damaged_random_states_are_a_config_error_naming_the_files(tmp_path, change):
+    """``step_X/rng_<i>.json`` and ``rng_<i>.safetensors``: python's, numpy's and torch's states and accelerate's step."""
+    from moviedreamer_core.train import ConfigError
+    from moviedreamer_core.train.state import load_rng, save_rng
+
+    save_rng(str(tmp_path), 0, 7)
+    assert load_rng(str(tmp_path), 0) == 7
+    meta_path, tensors_path = tmp_path / "rng_0.json", tmp_path / "rng_0.safetensors"
+    meta = json.loads(meta_path.read_text())
+    if change == "cut short":
+        meta_path.write_text(json.dumps(meta)[:100])
+    elif change == "deep":
+        meta_path.write_text(DEEP)
+    elif change == "python not a list":
+        meta_path.write_text(json.dumps({**meta, "python": 5}))
+    elif change == "numpy missing":
+        meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "numpy"}))
+    else:
+        tensors_path.write_bytes(tensors_path.read_bytes()[:40])
+    with pytest.raises(ConfigError) as refused:
+        load_rng(str(tmp_path), 0)
+    said = str(refused.value)
+    assert str(meta_path) in said and "checkpoint.resume=none" in said, said
+    if change in ("cut short", "deep"):
+        assert said.startswith(f"{meta_path} is not valid JSON ("), said
+    else:
+        assert said.startswith(f"{tensors_path} and {meta_path}: not the random states this trainer writes"), said
+
+
+def test_a_log_line_cut_short_or_not_a_record_is_dropped_when_a_run_resumes(tmp_path):
+    """``log.jsonl`` is appended to a line a step, so a kill can cut its last line short; a resume keeps the records up
+    to its checkpoint and drops what is not a record (before: ``JSONDecodeError``, ``KeyError`` or ``TypeError``, and
+    the run could not resume at all)."""
+    from moviedreamer_core.train.loop import MAX_LOG_LINE_BYTES, _truncate_log
+
+    records = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 2, 3, 4)]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join([records[0], "[1, 2]", '{"loss": 0.5}', '{"step": true}', DEEP, records[1],
+                              "x" * (MAX_LOG_LINE_BYTES * 3), records[2], records[3], '{"step": 5, "lo']))
+    _truncate_log(str(log), 3)
+    assert log.read_text() == "".join(r + "\n" for r in records[:3])
+    log.write_text(records[0] + "\n" + records[1])  # killed before the newline: the next record must not join it
+    _truncate_log(str(log), 3)
+    assert log.read_text() == records[0] + "\n" + records[1] + "\n"
+
+
+def test_a_log_past_its_bound_is_a_config_error_naming_it(tmp_path):
+    from moviedreamer_core.train import ConfigError
+    from moviedreamer_core.train.loop import MAX_LOG_BYTES, _truncate_log
+
+    log = tmp_path / "log.jsonl"
+    with open(log, "wb") as f:
+        f.truncate(MAX_LOG_BYTES + 1)  # sparse
+    with pytest.raises(ConfigError, match=rf"^{log} is 1,073,741,825 bytes, more than the limit of 1,073,741,824 "):
+        _truncate_log(str(log), 3)
