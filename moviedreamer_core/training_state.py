@@ -24,6 +24,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from .text_files import loads_json_object
+
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -70,7 +72,7 @@ def load_state(path: str, *, metadata_key: str, fingerprint: str, max_step: int,
     name = os.path.basename(path)
     try:
         with safe_open(path, framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get(metadata_key, "{}"))
+            meta = loads_json_object((f.metadata() or {}).get(metadata_key, "{}"), f"its '{metadata_key}' metadata")
             if meta.get("format") != FORMAT or meta.get("fingerprint") != fingerprint:
                 logger.info("%s is another training's state: starting afresh", name)
                 return None

@@ -17,6 +17,7 @@ from safetensors import safe_open
 from ..files import save_safetensors
 from ..spaces import EmbeddingSpace, TokenSpace, require_same_space
 from ..state_shapes import require_matching_shapes
+from ..text_files import loads_json_object
 from .config import PlannerConfig
 from .model import KeyframePlanner
 
@@ -56,12 +57,7 @@ def read_planner_config(path: str) -> PlannerConfig:
     if METADATA_KEY not in meta:
         raise ValueError(f"{os.path.basename(path)} is not a MovieDreamer planner file (no '{METADATA_KEY}' metadata)")
     try:
-        try:
-            d = json.loads(meta[METADATA_KEY])
-        except RecursionError:  # "[[[[...": json's parser recurses once a level
-            raise ValueError("its configuration is not a JSON object (nested too deeply)") from None
-        if not isinstance(d, dict):
-            raise ValueError("its configuration is not a JSON object")
+        d = loads_json_object(meta[METADATA_KEY], f"its configuration ('{METADATA_KEY}' metadata)")
         d.setdefault("inputs", [])  # written before planner files declared their inputs: it reads none of them
         return PlannerConfig.from_dict(d)
     except ValueError as e:

@@ -52,6 +52,7 @@ import torch.nn as nn
 
 from ..spaces import EmbeddingSpace, TokenSpace
 from ..state_shapes import require_matching_shapes
+from ..text_files import loads_json_object
 from .faceid import IdentityProjector
 
 RENDERER_FORMAT_VERSION = 1
@@ -367,12 +368,10 @@ def read_renderer_config(path: str) -> Optional[RendererConfig]:
     if METADATA_KEY not in meta:
         return None
     try:
-        return RendererConfig.from_dict(json.loads(meta[METADATA_KEY]))
-    except ValueError as e:  # json's own errors too
+        return RendererConfig.from_dict(loads_json_object(meta[METADATA_KEY], f"its configuration ('{METADATA_KEY}' "
+                                                                              "metadata)"))
+    except ValueError as e:  # not JSON, nested too deeply, not an object: named by loads_json_object
         raise ValueError(f"renderer file {os.path.basename(path)}: {e}") from None
-    except RecursionError:  # "[[[[...": json's parser recurses once a level
-        raise ValueError(f"renderer file {os.path.basename(path)}: its configuration is not a JSON object (nested too "
-                         "deeply)") from None
 
 
 def load_renderer(path: str) -> RendererAdapter:

@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..text_files import loads_json_object
 from ..training_state import remove_state
 from .fit import RendererSample
 
@@ -69,7 +70,7 @@ def load_samples(path: str, *, fingerprint: str) -> Optional[tuple[list[Renderer
 
     try:
         with safe_open(path, framework="pt") as f:
-            meta = json.loads((f.metadata() or {})[METADATA_KEY])
+            meta = loads_json_object((f.metadata() or {})[METADATA_KEY], f"its '{METADATA_KEY}' metadata")
             if meta.get("format") != FORMAT or meta.get("fingerprint") != fingerprint:
                 return None
             names = set(f.keys())

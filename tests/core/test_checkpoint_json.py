@@ -158,3 +158,56 @@ def test_a_log_past_its_bound_is_a_config_error_naming_it(tmp_path):
         f.truncate(MAX_LOG_BYTES + 1)  # sparse
     with pytest.raises(ConfigError, match=rf"^{log} is 1,073,741,825 bytes, more than the limit of 1,073,741,824 "):
         _truncate_log(str(log), 3)
+
+
+# ------------------------------------------------------------------ the renderer's and toy decoder's training state
+
+
+@pytest.mark.parametrize("text, words", [("{nope", "is not valid JSON (line 1, column 2: Expecting property name"),
+                                         (DEEP, "is not valid JSON (nested too deeply)"),
+                                         ("[1, 2]", "is not a JSON object (got list)")], ids=IDS[:3])
+def test_a_training_state_whose_metadata_is_not_an_object_is_ignored_saying_which(tmp_path, caplog, text, words):
+    """``training_state.load_state`` (the renderer training, the toy decoder): the training starts afresh, as for any
+    file that does not read, and the warning names the file and its metadata key."""
+    from moviedreamer_core.training_state import load_state
+
+    path = tmp_path / "decoder.resume"
+    save_file({"generator": torch.Generator().get_state()}, str(path), metadata={"toy_state": text})
+    net = torch.nn.Linear(2, 2)
+    with caplog.at_level(logging.WARNING, logger="moviedreamer_core.training_state"):
+        assert load_state(str(path), metadata_key="toy_state", fingerprint="f", max_step=5, modules={"net": net},
+                          optimizer=torch.optim.AdamW(net.parameters()), generator=torch.Generator()) is None
+    assert f"decoder.resume cannot be read (its 'toy_state' metadata {words}" in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("text, words", [("{nope", "is not valid JSON (line 1, column 2: Expecting property name"),
+                                         (DEEP, "is not valid JSON (nested too deeply)"),
+                                         ("[1, 2]", "is not a JSON object (got list)")], ids=IDS[:3])
+def test_encoded_samples_whose_metadata_is_not_an_object_are_encoded_again_saying_which(tmp_path, caplog, text, words):
+    from moviedreamer_core.renderer.sample_cache import METADATA_KEY, load_samples
+
+    path = tmp_path / "r.safetensors.samples"
+    save_file({"generator": torch.Generator().get_state()}, str(path), metadata={METADATA_KEY: text})
+    with caplog.at_level(logging.WARNING):
+        assert load_samples(str(path), fingerprint="a") is None
+    assert f"{path} cannot be used (ValueError: its '{METADATA_KEY}' metadata {words}" in caplog.text, caplog.text
+
+
+# --------------------------------------------------------------------------------- planner and renderer files
+
+
+@pytest.mark.parametrize("what", ["planner", "renderer"])
+def test_a_model_file_whose_configuration_is_not_json_names_the_file_and_its_metadata(tmp_path, what):
+    """A planner or renderer file loaded by a node: json's bare "Expecting property name ..." named no metadata."""
+    from moviedreamer_core.planner.checkpoint import METADATA_KEY as PLANNER_KEY, read_planner_config
+    from moviedreamer_core.renderer.adapter import METADATA_KEY as RENDERER_KEY, read_renderer_config
+
+    key, read = (PLANNER_KEY, read_planner_config) if what == "planner" else (RENDERER_KEY, read_renderer_config)
+    path = tmp_path / "damaged.safetensors"
+    for text, words in (("{nope", "is not valid JSON (line 1, column 2: Expecting property name"),
+                        (DEEP, "is not valid JSON (nested too deeply)")):
+        save_file({"w": torch.zeros(1)}, str(path), metadata={key: text})
+        with pytest.raises(ValueError) as refused:
+            read(str(path))
+        said = str(refused.value)
+        assert said.startswith(f"{what} file damaged.safetensors: its configuration ('{key}' metadata) {words}"), said

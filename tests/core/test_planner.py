@@ -727,7 +727,7 @@ def test_a_planner_config_with_an_impossible_number_is_refused_by_the_fields_nam
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: "[1]", "its configuration is not a JSON object"),
+    (lambda c: "[1]", r"its configuration \('moviedreamer_planner' metadata\) is not a JSON object \(got list\)"),
     (lambda c: json.dumps({**c, "num_layers": 20000}), "num_layers must be a whole number from 1 to 1,024, got 20000"),
     (lambda c: json.dumps({**c, "num_layers": 1000}), "the configuration describes a far larger model than the"),
     (lambda c: json.dumps({**c, "text_space": "abc"}), "text_space: a space must be an object with 'encoder'"),

@@ -62,7 +62,7 @@ def _claiming(tmp_path, change) -> str:
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: "[1, 2]", "its configuration is not a JSON object"),
+    (lambda c: "[1, 2]", r"its configuration \('moviedreamer_renderer' metadata\) is not a JSON object \(got list\)"),
     (lambda c: "{not json", "Expecting property name"),
     (lambda c: json.dumps({**c, "context_dim": -5}), "context_dim must be a whole number from 1 to 65,536, got -5"),
     (lambda c: json.dumps({**c, "context_dim": "32"}), "context_dim must be a whole number"),
