@@ -104,6 +104,9 @@ DECODER_STATE, TUNE_STATE = "toycinema_decoder.resume", "toycinema_decoder_tune.
 #: The planner stage's folder in ``--out`` while it runs (``planner_work_folder``), and how many resumable checkpoints
 #: its training writes (every 100 of the 1200 steps: a kill loses at most about 20 seconds).
 PLANNER_WORK, PLANNER_CHECKPOINTS = "toycinema_planner.work", 12
+#: The largest ``stage.json`` of the planner's work folder read: it holds a few hundred bytes (films, steps, seed, the
+#: spaces, the recipe), so 1 MiB is thousands of times that; a larger one is another stage's (the folder is emptied).
+MAX_STAGE_BYTES = 2**20
 #: The planner stage's record format (``stage["format"]``): 2 since planners keep the one style of their training
 #: films (``fixed_style``); a folder an earlier release left holds checkpoints without it, so it starts afresh.
 PLANNER_STAGE_FORMAT = 2
@@ -298,10 +301,9 @@ def planner_work_folder(out: str, stage: dict) -> str:
     them; a folder written for another ``stage`` is emptied first."""
     work = os.path.join(out, PLANNER_WORK)
     record = os.path.join(work, "stage.json")
-    try:
-        with open(record, encoding="utf-8") as f:
-            same = core_module("text_files").loads_json(f.read()) == json.loads(json.dumps(stage))
-    except (OSError, ValueError):  # cut short by a kill, or nested too deeply to read: another stage's
+    try:  # bounded: a stage.json that is huge or a device (/dev/zero linked in) was read whole, without end
+        same = core_module("text_files").read_json_file(record, MAX_STAGE_BYTES) == json.loads(json.dumps(stage))
+    except ValueError:  # missing, cut short by a kill, nested too deeply, too large: another stage's
         same = False
     if not same:
         shutil.rmtree(work, ignore_errors=True)

@@ -166,3 +166,20 @@ def test_the_toy_planner_stages_record_nested_too_deeply_is_a_damaged_record(tmp
     assert planner_work_folder(str(tmp_path), stage) == work
     assert os.listdir(work) == ["stage.json"]
     assert json.loads((tmp_path / PLANNER_WORK / "stage.json").read_text()) == stage
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_the_toy_planner_stages_record_is_read_bounded(tmp_path):
+    """A ``stage.json`` that is /dev/zero linked in (or any file past ``MAX_STAGE_BYTES``) is another stage's record:
+    the folder is emptied and the stage starts afresh. Before, ``f.read()`` read the device without end."""
+    from cli.toycinema_train import MAX_STAGE_BYTES, PLANNER_WORK, planner_work_folder
+
+    stage = {"films": 3, "steps": 2, "seed": 0}
+    work = planner_work_folder(str(tmp_path), stage)
+    for make in (lambda p: os.symlink("/dev/zero", p), lambda p: open(p, "wb").truncate(MAX_STAGE_BYTES + 1)):
+        (tmp_path / PLANNER_WORK / "data").mkdir()
+        os.remove(tmp_path / PLANNER_WORK / "stage.json")
+        make(tmp_path / PLANNER_WORK / "stage.json")
+        assert planner_work_folder(str(tmp_path), stage) == work
+        assert os.listdir(work) == ["stage.json"] and not os.path.islink(tmp_path / PLANNER_WORK / "stage.json")
+        assert json.loads((tmp_path / PLANNER_WORK / "stage.json").read_text()) == stage
