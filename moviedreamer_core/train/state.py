@@ -35,8 +35,8 @@ LATEST = "latest.json"
 #: damaged or foreign file (a sparse file, a huge copy) is refused by its size instead of being read into memory.
 MAX_CHECKPOINT_JSON_BYTES = 16 * 2**20
 #: What a resume that cannot read a checkpoint's files says to do.
-DAMAGED_ADVICE = ("set checkpoint.resume to an older checkpoint folder beside it, or checkpoint.resume=none to start "
-                  "afresh")
+DAMAGED_ADVICE = ("set checkpoint.resume to another of the run's checkpoint folders (checkpoints/step_*), or "
+                  "checkpoint.resume=none to start afresh")
 
 
 def read_checkpoint_json(path: str) -> dict:
