@@ -41,6 +41,12 @@ RUN_BY = {
 }
 #: The README's install and test commands: CI runs them (``.ci/run``), a test does not.
 NOT_PROGRAMS = ("pip", "pytest")
+#: Each ``python`` block the README prints (a program a user saves and runs), by the route it posts to -> its test.
+PYTHON_BLOCKS_RUN_BY = {
+    "/prompt": "tests/host/test_queue_server.py::test_readme_prompt_program_prints_the_answer_or_the_refusal",
+    "/distributed/queue":
+        "tests/distributed/test_toy_movie.py::test_readme_distributed_queue_program_prints_the_answer_or_the_refusal",
+}
 
 
 def readme_commands() -> list[str]:
@@ -84,6 +90,24 @@ def test_every_program_the_readme_prints_is_run_by_a_test():
         body = source[source.index(f"def {name}("):]
         body = body[:body.find("\ndef ", 1) if "\ndef " in body[1:] else len(body)]
         assert "fresh_python" in body, f"{program}: {test} does not run it in a fresh interpreter"
+
+
+def test_every_python_program_the_readme_prints_is_run_by_a_test():
+    """The README's ``python`` blocks (the programs that queue a workflow over HTTP) are run as printed too: the
+    distributed one printed a traceback for every refused prompt (HTTP 500 from ComfyUI-Distributed) and no test ran it."""
+    from tests.readme_blocks import posts_to, readme_python_blocks
+
+    routes = [posts_to(block) for block in readme_python_blocks()]
+    assert routes, "README parsing is broken"
+    assert sorted(routes) == sorted(PYTHON_BLOCKS_RUN_BY), f"README python blocks post to {routes}; tests: {sorted(PYTHON_BLOCKS_RUN_BY)}"
+    for route, test in PYTHON_BLOCKS_RUN_BY.items():
+        file, name = test.split("::")
+        source = (ROOT / file).read_text(encoding="utf-8")
+        assert re.search(rf"^def {name}\(", source, re.M), f"{route}: {test} does not exist"
+        body = source[source.index(f"def {name}("):]
+        body = body[:body.find("\ndef ", 1) if "\ndef " in body[1:] else len(body)]
+        assert "fresh_python" in body and f'readme_python_program("{route}"' in body, \
+            f"{route}: {test} does not run the README's block in a fresh interpreter"
 
 
 def assert_ordinary_file(path: Path) -> None:

@@ -25,7 +25,7 @@ from moviedreamer_core.video_io import iter_frames
 
 from .cluster import running_cluster
 from .toy_prompts import WORKFLOW, node_of, toy_prompt
-from ..host.harness import GraphError
+from ..host.harness import PACK_DIR, GraphError
 
 
 def project(cluster, name: str) -> Path:
@@ -278,3 +278,43 @@ def test_shots_whose_ids_hold_spaces_are_sent_and_gathered(separate):
     for s in shares[1].shots + shares[2].shots:  # the workers' shots, named as the project names them
         assert files[s] == f"shots/shot_{s:05d}_shot {s + 1:02d}_ sc_ne _{s + 1}.mp4", files[s]
     assert all((folder / rel).is_file() for rel in files.values()) and (folder / "toy_spaced.mp4").is_file()
+
+
+README_TOY_SCRIPT = """title: README Distributed Program
+characters:
+  - {name: Ava, description: a girl, references: [0]}
+  - {name: Bo, description: a boy, references: [1]}
+shots:
+  - {id: s1, scene: a sandy beach, action: Ava walks along the beach., characters: [Ava], camera: wide, duration: 1}
+  - {id: s2, scene: a snowfield, action: Bo waves., characters: [Bo], camera: medium, duration: 1}
+"""
+
+
+def test_readme_distributed_queue_program_prints_the_answer_or_the_refusal(cluster, tmp_path, fresh_python):
+    """The README's program that POSTs to ``/distributed/queue``, saved as a file and run as printed (its server swapped
+    for the master's) from a folder holding the pack's ``workflows/`` and ``my_script.yaml``. A refused prompt is
+    HTTP 500 from ComfyUI-Distributed 1.4.4: the program printed a bare ``HTTPError`` traceback (found running the
+    README's commands); it prints the refusal, which names the node, the input and each problem."""
+    import ast
+
+    from tests.readme_blocks import readme_python_program
+
+    program = readme_python_program("/distributed/queue", cluster.master.url)
+    (tmp_path / "workflows").symlink_to(PACK_DIR / "workflows", target_is_directory=True)
+    (tmp_path / "my_program.py").write_text(program, encoding="utf-8")
+    readme = (PACK_DIR / "README.md").read_text(encoding="utf-8")
+    (tmp_path / "my_script.yaml").write_text(re.findall(r"```yaml\n(.*?)```", readme, re.S)[0], encoding="utf-8")
+    refused = fresh_python.run("python -I my_program.py", cwd=tmp_path, timeout=120)
+    assert refused.returncode == 0 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert refused.stdout.startswith("Invalid prompt:"), refused.stdout[-3000:]
+    assert "ScriptEncode#3" in refused.stdout and 'file "ava_front.png" not found' in refused.stdout, refused.stdout[-3000:]
+    # queued: the toy cinema's distributed twin (its ScriptEncode is node 2), on the master and both workers
+    (tmp_path / "my_program.py").write_text(
+        program.replace("moviedreamer_movie_distributed_api.json", "moviedreamer_toycinema_distributed_api.json"), encoding="utf-8")
+    (tmp_path / "my_script.yaml").write_text(README_TOY_SCRIPT, encoding="utf-8")
+    queued = fresh_python.run("python -I my_program.py", cwd=tmp_path, timeout=120)
+    assert queued.returncode == 0 and "Traceback" not in queued.stderr, queued.stderr[-3000:]
+    answer = ast.literal_eval(queued.stdout.strip())
+    assert answer["worker_count"] == 2, answer
+    entry = cluster.wait(answer["prompt_id"], timeout=300)
+    assert entry["status"].get("status_str") == "success", entry["status"]

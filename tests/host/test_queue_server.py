@@ -4,6 +4,7 @@ animatic) run as a subprocess exactly as a user runs it."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import shutil
@@ -262,3 +263,46 @@ def test_a_server_killed_mid_run_is_named_with_what_to_do(tiny_server, fresh_pyt
     assert proc.returncode == 5, ("".join(lines), out, err)
     assert "error: lost the server while waiting for prompt" in err, err
     assert "The server stopped answering (it was stopped, killed or crashed" in err and "resumes from them" in err, err
+
+
+TOY_SCRIPT = """title: README Program
+characters:
+  - {name: Ava, description: a girl, references: [0]}
+shots:
+  - {id: s1, scene: a sandy beach, action: Ava walks along the beach., characters: [Ava], camera: wide, duration: 1}
+"""
+
+
+def readme_example_script() -> str:
+    """The script the README prints under "The script format" (its reference files are the user's: none here)."""
+    import re
+
+    return re.findall(r"```yaml\n(.*?)```", (PACK_DIR / "README.md").read_text(encoding="utf-8"), re.S)[0]
+
+
+def test_readme_prompt_program_prints_the_answer_or_the_refusal(server, tmp_path, fresh_python):
+    """The README's program that POSTs the API twin to ``/prompt``, saved as a file and run as printed (its server
+    swapped for the test's) from a folder that holds the pack's ``workflows/`` and the user's ``my_script.yaml``."""
+    from tests.readme_blocks import readme_python_program
+
+    program = readme_python_program("/prompt", server.url)
+    (tmp_path / "workflows").symlink_to(PACK_DIR / "workflows", target_is_directory=True)
+    (tmp_path / "my_program.py").write_text(program, encoding="utf-8")
+    # refused: the README's own example script names reference photos the input folder lacks, and no model file is there
+    (tmp_path / "my_script.yaml").write_text(readme_example_script(), encoding="utf-8")
+    refused = fresh_python.run("python -I my_program.py", cwd=tmp_path, timeout=120)
+    assert refused.returncode == 0 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    answer = json.loads(refused.stdout)
+    assert answer["error"]["type"] == "prompt_outputs_failed_validation", answer
+    script_errors = [e for e in answer["node_errors"]["3"]["errors"] if e["extra_info"].get("input_name") == "script"]
+    assert script_errors and 'file "ava_front.png" not found' in script_errors[0]["details"], answer["node_errors"]["3"]
+    assert "ckpt_name" in json.dumps(answer["node_errors"]["1"]), answer["node_errors"]
+    # queued: the toy cinema's twin (its ScriptEncode is node 2) needs no model file
+    (tmp_path / "my_program.py").write_text(program.replace("moviedreamer_movie_api.json", "moviedreamer_toycinema_api.json"),
+                                            encoding="utf-8")
+    (tmp_path / "my_script.yaml").write_text(TOY_SCRIPT, encoding="utf-8")
+    queued = fresh_python.run("python -I my_program.py", cwd=tmp_path, timeout=120)
+    assert queued.returncode == 0 and "Traceback" not in queued.stderr, queued.stderr[-3000:]
+    prompt_id = ast.literal_eval(queued.stdout.strip())["prompt_id"]
+    entry = server.wait_history(prompt_id, timeout=300)
+    assert entry["status"].get("status_str") == "success", entry["status"]
