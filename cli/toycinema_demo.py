@@ -150,6 +150,14 @@ def toy_prompt(args) -> dict:
     return prompt
 
 
+def _quiet_transformers() -> None:
+    """The demo shows one line per node; transformers' own "Loading weights" bar (ScriptEncode's MiniLM encoder,
+    transformers 5) broke ScriptEncode's line. ``HF_HUB_DISABLE_PROGRESS_BARS=0`` keeps it. transformers reads the
+    variable when it is imported; when the host imported it already, its switch is turned too."""
+    if os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1") == "1" and "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
 def run(args) -> dict:
     """Load the host and this pack, run the toy workflow; returns ``{"movie": path, "storyboard": path, "seconds":
     the whole run (after the interpreter started), "loading": the part spent loading ComfyUI and the pack,
@@ -176,6 +184,7 @@ def run(args) -> dict:
     if not asyncio.run(nodes.load_custom_node(str(PACK_DIR), ignore=set(nodes.NODE_CLASS_MAPPINGS), module_parent="custom_nodes")):
         raise SystemExit("ComfyUI could not load this pack (see the log above)")
     comfy.utils.set_progress_bar_global_hook(_progress_hook)
+    _quiet_transformers()
     loaded = time.perf_counter()
     prompt = toy_prompt(args)
     prompt_id = str(uuid.uuid4())

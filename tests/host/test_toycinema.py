@@ -131,6 +131,9 @@ def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_
     assert not (out / "moviedreamer" / "toy_cinema").exists()
     assert str(movie) in proc.stdout
     assert "1 thread)" in proc.stdout  # the toy models' deliberate default (moviedreamer_core/threads.py)
+    # one line per node on stderr: transformers' "Loading weights" bar (MiniLM) broke ScriptEncode's (found running
+    # the README's commands)
+    assert "Loading weights" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_demo_command_puts_a_scripts_movie_in_its_titles_project(host, tmp_path, fresh_python):
