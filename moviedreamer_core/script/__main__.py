@@ -38,6 +38,11 @@ def main(argv=None) -> int:
         script = load_script(text, input_dir=input_dir)
     except ScriptError as e:
         print(e, file=sys.stderr)
+        if any(".references[" in issue.path and "input folder" in issue.message for issue in e.issues):
+            # "not found in the input folder" did not say which folder: without --input-dir it is the script's own,
+            # not ComfyUI's input/ (found running the README's example script through the README's command)
+            print(f"reference files were looked up in {input_dir}" + ("" if args.input_dir else
+                  " (the script's own folder; --input-dir names ComfyUI's input/ folder)"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # e.g. while it waits for a named pipe's writer (text_files.PIPE_WRITER_WAIT_S)
         print("stopped", file=sys.stderr)

@@ -137,6 +137,26 @@ def test_script_schema_and_validate_commands(fresh_python, tmp_path):
     assert bad.returncode == 1 and "shots[0].duration" in bad.stderr, (bad.stdout, bad.stderr)
 
 
+def test_the_readmes_example_script_through_the_readmes_validate_command_says_where_references_were_looked_up(
+        fresh_python, tmp_path):
+    """The README's example script, saved as ``my_script.yaml`` and checked with the README's command: its photos are
+    the user's, so both files are reported missing "in the input folder", which did not say which folder that was
+    (the script's own, not ComfyUI's ``input/``): the report now ends with the folder (found running the README)."""
+    example = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)[0]
+    (tmp_path / "my_script.yaml").write_text(example, encoding="utf-8")
+    proc = fresh_python.run(f"python -m moviedreamer_core.script validate {tmp_path / 'my_script.yaml'}", timeout=120)
+    assert proc.returncode == 1 and proc.stderr.startswith("2 problems in the script:\n"), proc.stderr
+    assert 'characters[0].references[0]: file "ava_front.png" not found in the input folder' in proc.stderr, proc.stderr
+    assert proc.stderr.endswith(f"reference files were looked up in {tmp_path} (the script's own folder; --input-dir "
+                                "names ComfyUI's input/ folder)\n"), proc.stderr
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "ava_front.png").write_bytes(b"")  # found, but empty: not a problem of where
+    given = fresh_python.run(f"python -m moviedreamer_core.script validate {tmp_path / 'my_script.yaml'} --input-dir "
+                             f"{tmp_path / 'input'}", timeout=120)
+    assert given.returncode == 1 and given.stderr.endswith(f"reference files were looked up in {tmp_path / 'input'}\n"), \
+        given.stderr
+
+
 def test_planner_training_command_makes_its_output_folder(fresh_python, synthetic_films, tmp_path):
     """The README's command with ``--steps 3``; ``--out`` names a folder that does not exist yet."""
     folder, _, _ = synthetic_films
