@@ -95,7 +95,7 @@ def test_every_program_the_readme_prints_is_run_by_a_test():
 def test_every_python_program_the_readme_prints_is_run_by_a_test():
     """The README's ``python`` blocks (the programs that queue a workflow over HTTP) are run as printed too: the
     distributed one printed a traceback for every refused prompt (HTTP 500 from ComfyUI-Distributed) and no test ran it."""
-    from tests.readme_blocks import posts_to, readme_python_blocks
+    from ..readme_blocks import posts_to, readme_python_blocks
 
     routes = [posts_to(block) for block in readme_python_blocks()]
     assert routes, "README parsing is broken"

@@ -297,7 +297,7 @@ def test_readme_distributed_queue_program_prints_the_answer_or_the_refusal(clust
     README's commands); it prints the refusal, which names the node, the input and each problem."""
     import ast
 
-    from tests.readme_blocks import readme_python_program
+    from ..readme_blocks import readme_python_program
 
     program = readme_python_program("/distributed/queue", cluster.master.url)
     (tmp_path / "workflows").symlink_to(PACK_DIR / "workflows", target_is_directory=True)

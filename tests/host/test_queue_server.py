@@ -283,7 +283,7 @@ def readme_example_script() -> str:
 def test_readme_prompt_program_prints_the_answer_or_the_refusal(server, tmp_path, fresh_python):
     """The README's program that POSTs the API twin to ``/prompt``, saved as a file and run as printed (its server
     swapped for the test's) from a folder that holds the pack's ``workflows/`` and the user's ``my_script.yaml``."""
-    from tests.readme_blocks import readme_python_program
+    from ..readme_blocks import readme_python_program
 
     program = readme_python_program("/prompt", server.url)
     (tmp_path / "workflows").symlink_to(PACK_DIR / "workflows", target_is_directory=True)
