@@ -535,5 +535,17 @@ def summary_line(results: dict, args, bench, seconds: float, identity_swap: dict
     return summary
 
 
+def stopped(argv=None) -> int:
+    """``main``; a Ctrl-C says what is kept instead of a traceback (exit 130, as a shell reports a SIGINT): the ablations
+    already trained stay in ``--work`` and are reused by the next run; the scores of this run are lost (it prints them
+    only at its end)."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("stopped: nothing scored yet is kept; the planner ablations already trained stay in --work and the next "
+              "run reuses them", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stopped())

@@ -158,7 +158,10 @@ def _init(options: BuildOptions, threads: int = 0, parent: int = 0) -> None:
         except (EncoderFolderError, BuildOptionError) as e:
             # said by the first video handed to this worker (``_process``): an initializer's exception breaks the pool,
             # and the build stopped with a ``BrokenProcessPool`` that named neither the option nor the file (an audit)
-            _WORKER["refused"] = str(e)
+            _WORKER["refused"] = BuildOptionError(str(e))
+        except Exception as e:  # anything else a worker cannot load (a factory's module not importable there): named too
+            _WORKER["refused"] = RuntimeError(f"a worker process could not load the build's encoders: "
+                                              f"{type(e).__name__}: {e}")
         return
     _load(options)
 
@@ -193,8 +196,8 @@ def spaces_of(text, token, embedder) -> dict:
 def _process(path: str, rel: str, name: str, out: str, stamp: dict) -> tuple:
     """``("ok", name, summary, spaces)`` or ``("failed", rel, reason, None)``; ``DatasetSpaceError`` propagates."""
     w = _WORKER
-    if "refused" in w:  # an option this worker could not load (``_init``); the build stops naming it
-        raise BuildOptionError(w["refused"])
+    if "refused" in w:  # what this worker could not load (``_init``); the build stops naming it
+        raise w["refused"]
     spaces = spaces_of(w["text"], w["token"], w["embedder"])
     check_spaces(out, spaces)
     try:

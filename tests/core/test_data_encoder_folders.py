@@ -186,7 +186,9 @@ def test_a_folder_that_only_loading_finds_wrong_is_named_with_worker_processes_t
     damaged = _copy_vision(vision_folder, tmp_path)
     (damaged / "model.safetensors").write_bytes(b"\xff" * 64)
     (_videos(tmp_path) / "second.mp4").write_bytes(b"not a video either")  # two videos: two workers
-    err = _refused(capsys, tmp_path, ["--clip-vision", str(damaged), "--text-encoder", TEXT_STAND_IN, "--workers", "2"])
+    # the text encoder is MiniLM: a factory of this test module is not importable in a worker of a test session whose
+    # in-process host put its own ``tests`` package first
+    err = _refused(capsys, tmp_path, ["--clip-vision", str(damaged), "--text-encoder", "minilm", "--workers", "2"])
     assert f"error: --clip-vision '{damaged}': cannot be loaded (" in err and "BrokenProcessPool" not in err, err
 
 
