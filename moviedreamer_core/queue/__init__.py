@@ -30,8 +30,8 @@ Modules: ``workflow`` (load, inject, overrides, the local script check), ``clien
 
 from .cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
 from .client import Client, ServerUnreachable, fetch_object_info
-from .messages import (check_choices, combo_options, format_execution_error, format_node_error, format_refusal, model_folder,
-                       node_label, unreachable_message)
+from .messages import (check_choices, combo_options, format_execution_error, format_node_error, format_not_sent,
+                       format_refusal, model_folder, node_label, unreachable_message)
 from .outputs import history_error, history_interrupted, output_files, output_texts
 from .progress import ProgressPrinter, follow
 from .websocket import WebSocket, websocket_url
@@ -40,7 +40,7 @@ from .workflow import (NO_SCRIPT_FILE, SCRIPT_NODE_TYPES, UsageError, apply_over
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_parser", "main", "Client",
            "ServerUnreachable", "fetch_object_info", "check_choices", "combo_options", "format_execution_error",
-           "format_node_error", "format_refusal", "model_folder", "node_label", "unreachable_message", "history_error",
+           "format_node_error", "format_not_sent", "format_refusal", "model_folder", "node_label", "unreachable_message", "history_error",
            "history_interrupted", "output_files", "output_texts", "ProgressPrinter", "follow", "WebSocket", "websocket_url",
            "NO_SCRIPT_FILE", "SCRIPT_NODE_TYPES", "UsageError", "apply_overrides", "apply_project", "check_scripts",
            "inject_script", "load_workflow", "parse_value", "script_nodes"]

@@ -13,7 +13,8 @@ from ..argument_types import number
 from ..script.limits import MAX_SCRIPT_FILE_BYTES
 from ..text_files import TextFileError, read_text_file
 from .client import Client, ServerUnreachable, fetch_object_info
-from .messages import check_choices, format_execution_error, format_refusal, unreachable_message
+from .messages import (check_choices, format_execution_error, format_not_sent, format_refusal,
+                       unreachable_message)
 from .outputs import history_error, history_interrupted, output_files, output_texts
 from .progress import ProgressPrinter, _close, follow
 from .websocket import WebSocket, websocket_url
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m moviedreamer_core.queue",
         description="Queue an API-format MovieDreamer workflow on a running ComfyUI server, with your script, "
         "and print the files it wrote. Exit codes: 0 ok, 2 usage/script error, 3 no server, 4 prompt refused "
-        "(bad input, missing model file), 5 the run failed.")
+        "by the server (bad input) or not sent (a model file or choice the server lacks), 5 the run failed.")
     p.add_argument("workflow", help="API-format workflow JSON (e.g. workflows/api/moviedreamer_movie_api.json)")
     p.add_argument("--script", help="script file (.yaml/.yml/.json) put into every ScriptEncode node "
                    "(default: the script already in the workflow)")
@@ -136,7 +137,7 @@ def _run(args) -> int:
         if args.input_dir is not None and not os.path.isdir(args.input_dir):
             raise UsageError(f"--input-dir {args.input_dir}: not a folder")
         notes: list = []
-        check_scripts(prompt, args.input_dir, notes)
+        scripts = check_scripts(prompt, args.input_dir, notes)
         for note in notes:
             print(f"note: {note}", file=err)
     except UsageError as e:
@@ -159,10 +160,8 @@ def _run(args) -> int:
         print(f"error: {unknown}", file=err)
         return EXIT_USAGE
     refused = check_choices(prompt, object_info)
-    if refused:
-        body = {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation"},
-                "node_errors": refused}
-        print(f"error: {format_refusal(body, prompt)}", file=err)
+    if refused:  # found here, not by the server: said so, and nothing is sent (format_not_sent says why)
+        print(f"error: {format_not_sent(refused, prompt, input_dir_hint=scripts > 0 and args.input_dir is None)}", file=err)
         return EXIT_REFUSED
     client_id = uuid.uuid4().hex
     ws = None

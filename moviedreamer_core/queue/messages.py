@@ -140,6 +140,28 @@ def format_refusal(body: Any, prompt: Optional[dict] = None, refused: str = "the
             lines.extend("    " + r.strip() for r in rest if r.strip())
     return "\n".join(lines)
 
+def format_not_sent(node_errors: dict, prompt: dict, input_dir_hint: bool = False) -> str:
+    """What the check before sending (``check_choices``) found, said as what happened: the prompt was *not sent*, and
+    not "the server refused the prompt", which it never saw (a review). One line per input names the missing file and
+    the server folder it is looked up in (``format_node_error``). The command does not post a prompt it knows to be
+    broken to let the server list everything at once: the host queues a prompt whose outputs validate only in part
+    (the failed ones are dropped) and does not check a V3 ``COMBO``'s value at all, so such a prompt may run, for
+    hours, until the node with the missing file fails. So the message says that the server's own validation, which
+    covers the rest (such as the script's reference images in its input folder), comes when these are fixed, and how
+    to check the reference files here now (``input_dir_hint``: ``--input-dir`` was not given and the workflow holds a
+    script the command reads, ``workflow.check_scripts``)."""
+    n = sum(len((entry or {}).get("errors") or []) for entry in node_errors.values())
+    head = (f"not queued: checked before sending against the server's node list (/object_info), {n} "
+            f"input{'s' if n != 1 else ''} name{'s' if n == 1 else ''} a model file or choice the server does not have "
+            "(the prompt was not sent)")
+    text = format_refusal({"node_errors": node_errors}, prompt, refused=head)
+    tail = ("The server has not validated the rest of the prompt yet: once these are fixed, it may refuse it for "
+            "other problems (such as the script's reference images missing from its input folder)")
+    if input_dir_hint:
+        tail += "; --input-dir <ComfyUI>/input checks the script's reference files now"
+    return f"{text}\n{tail}."
+
+
 _MISSING_MODEL = re.compile(r"Model in folder '([^']+)' with filename '([^']+)' not found")
 
 

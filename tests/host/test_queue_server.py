@@ -112,12 +112,49 @@ def test_cli_names_a_missing_model_file_and_its_folder_before_queueing(tiny_serv
                    "--set", "5.face_embedder=arcface")
     assert proc.returncode == 4, (proc.stdout, proc.stderr)
     err = proc.stderr
-    assert "the server refused the prompt" in err, err
+    # found by the command, not the server, which never saw the prompt (a review: it said "the server refused")
+    assert err.splitlines()[0] == ("error: not queued: checked before sending against the server's node list "
+                                   "(/object_info), 2 inputs name a model file or choice the server does not have "
+                                   "(the prompt was not sent)"), err
+    assert "refused" not in err, err
     assert ('node 8 (MovieDreamerRendererLoader) input renderer_name: model file "story_renderer.safetensors" not found: '
             "put it in models/moviedreamer/") in err, err
     assert "tiny_renderer.safetensors" in err, "the files the server does have are listed"
     assert 'node 5 (ScriptEncode) input face_embedder: "arcface" is not one of the allowed values' in err, err
     assert "Traceback" not in err
+    assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
+
+
+def test_cli_says_what_else_may_follow_a_missing_model_file(tiny_server, tmp_path, fresh_python):
+    """A review: with a model file missing, the command's check before sending said "the server refused the prompt" and
+    nothing of the script's reference images the server would refuse next, so a user who added the model file was
+    refused a second time. The prompt is still not sent (the host queues a prompt whose outputs validate in part and
+    leaves V3 choices unchecked: it could run until the missing file fails), but the message says that the server's own
+    check is still to come, and how to check the reference files now; both later refusals say what they name."""
+    script = tmp_path / "refs.yaml"
+    script.write_text(SCRIPT.replace("references: [0]", "references: [ava_front.png]"))
+    before = tiny_server.get("/history").json()
+    common = (str(TINY_API), "--script", str(script), "--server", tiny_server.url)
+    first = run_cli(fresh_python, *common, "--set", "8.renderer_name=story_renderer.safetensors")
+    assert first.returncode == 4, (first.stdout, first.stderr)
+    lines = first.stderr.splitlines()
+    assert lines[0].startswith("error: not queued: checked before sending") and "1 input names a model file" in lines[0], lines
+    assert lines[1].startswith('  node 8 (MovieDreamerRendererLoader) input renderer_name: model file '
+                               '"story_renderer.safetensors" not found: put it in models/moviedreamer/ on the server'), lines
+    assert lines[2:] == ["The server has not validated the rest of the prompt yet: once these are fixed, it may refuse it "
+                         "for other problems (such as the script's reference images missing from its input folder); "
+                         "--input-dir <ComfyUI>/input checks the script's reference files now."], lines
+    assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
+    # what the hint says: the reference files checked here, before the server is asked anything (exit 2)
+    local = run_cli(fresh_python, *common, "--set", "8.renderer_name=story_renderer.safetensors",
+                    "--input-dir", str(tiny_server.dirs["input"]))
+    assert local.returncode == 2, (local.stdout, local.stderr)
+    assert '"ava_front.png"' in local.stderr and "not found" in local.stderr, local.stderr
+    # the model file in place: the server's own validation, which the first message said was still to come
+    second = run_cli(fresh_python, *common)
+    assert second.returncode == 4, (second.stdout, second.stderr)
+    assert second.stderr.startswith("error: the server refused the prompt"), second.stderr
+    assert 'file "ava_front.png" not found' in second.stderr, second.stderr
     assert tiny_server.get("/history").json().keys() == before.keys(), "nothing may be queued"
 
 
