@@ -171,7 +171,7 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
             pass
     set_seed(t.seed, device_specific=True)  # the global RNGs (dropout): different per process, saved per process
     data = open_dataset(cfg.data, t.seed)
-    resume = find_resume(cfg)
+    resume = find_resume(cfg, log)
 
     carriers = (movie_inputs(os.path.join(data.train.folder, name)) for name in data.train.names)
     styles = (movie_style(os.path.join(data.train.folder, name)) for name in data.train.names)
@@ -205,7 +205,12 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
     os.makedirs(cfg.output.dir, exist_ok=True)
     log_path = os.path.join(cfg.output.dir, "log.jsonl")
     if main:
-        _truncate_log(log_path, state.step)
+        if resume is not None:
+            _truncate_log(log_path, state.step)
+        else:
+            kept = keep_earlier_log(log_path)
+            if kept:
+                log(f"starting afresh: the earlier training log {log_path} is kept as {kept}")
         write_json_atomic(os.path.join(cfg.output.dir, "config.json"), cfg.to_dict())
     log(f"{len(data.train)} training films, {len(data.val)} held out; {n_params / 1e6:.2f} M parameters; "
         f"{procs} process(es) x {t.gradient_accumulation_steps} micro-step(s) x {micro} = global batch {t.batch_size}")
@@ -278,6 +283,23 @@ MAX_LOG_BYTES = 2**30
 #: The longest log line a resume keeps: a record is under 1 KB; a longer line (a damaged file) is dropped, read in
 #: pieces of this size, so no line is ever held whole in memory.
 MAX_LOG_LINE_BYTES = 2**20
+
+
+def keep_earlier_log(path: str) -> Optional[str]:
+    """A run that starts afresh (no checkpoint to resume: ``checkpoint.resume=none``, or ``auto`` with none there) in
+    a folder that already holds a training log moves that log aside to the first free ``log.<n>.jsonl`` beside it
+    and returns that path (None when there was no log, or an empty one). Before, a fresh start cut the log to step 0
+    (``_truncate_log``, meant for a resume), so a resume whose checkpoint had gone lost the run's whole history (a
+    review); appending instead would mix two runs' step numbers in one file."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None
+    stem, ext = os.path.splitext(path)
+    n = 1
+    while os.path.lexists(f"{stem}.{n}{ext}"):
+        n += 1
+    kept = f"{stem}.{n}{ext}"
+    os.rename(path, kept)
+    return kept
 
 
 def _truncate_log(path: str, step: int) -> None:

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
-from typing import Optional
+from typing import Callable, Optional
 
 from ..files import atomic_write_text, save_safetensors
 from ..text_files import read_json_object
@@ -96,8 +96,44 @@ def checkpoints_dir(cfg: TrainConfig) -> str:
     return os.path.join(cfg.output.dir, "checkpoints")
 
 
-def find_resume(cfg: TrainConfig) -> Optional[str]:
-    """The checkpoint folder to resume from, or None (``checkpoint.resume``: auto | none | a folder)."""
+#: A checkpoint folder's name as ``save_checkpoint`` writes it (``.partial`` ones are unfinished).
+CHECKPOINT_NAME = re.compile(r"step_\d{8}")
+
+
+def latest_checkpoint_name(latest: str) -> str:
+    """The folder ``checkpoints/latest.json`` (the file ``latest``) names: one plain name inside ``checkpoints/``, as
+    ``save_checkpoint`` writes it. An absolute path, ``..`` or a path separator would point the resume (and its
+    ``accelerator.load_state``, which loads that folder's optimiser state) outside the run's checkpoints: refused as a
+    damaged file, naming it, like the other checkpoint files a resume reads (``read_checkpoint_json``)."""
+    name = read_checkpoint_json(latest).get("checkpoint")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{latest}: 'checkpoint' must name a checkpoint folder, got {str(name)[:80]}; {DAMAGED_ADVICE}")
+    separators = {"/", "\\", os.sep, os.altsep} - {None}
+    if os.path.isabs(name) or name == "." or ".." in name or any(c in name for c in separators):
+        raise ConfigError(f"{latest}: 'checkpoint' must be the name of a folder inside {os.path.dirname(latest)} "
+                          f"(such as step_00000003), got {name[:80]!r}; {DAMAGED_ADVICE}")
+    return name
+
+
+def complete_checkpoints(root: str) -> list[str]:
+    """The checkpoint folders under ``root`` that hold a complete state (their ``trainer_state.json``, which
+    ``save_checkpoint`` writes last, before the folder is renamed into place), newest first."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    done = [n for n in names if CHECKPOINT_NAME.fullmatch(n) and os.path.isfile(os.path.join(root, n, STATE_FILE))]
+    return [os.path.join(root, n) for n in sorted(done, reverse=True)]
+
+
+def find_resume(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None) -> Optional[str]:
+    """The checkpoint folder to resume from, or None (``checkpoint.resume``: auto | none | a folder).
+
+    ``auto`` follows ``checkpoints/latest.json``. When it names a folder that is gone or incomplete (deleted by hand,
+    a disk cleaned up, a copy of the run without it), or is missing while checkpoint folders are there, the newest
+    complete ``checkpoints/step_*`` folder is taken instead and ``log`` says so: before, the run started afresh
+    silently, ignoring the older checkpoints, and its log was cut to step 0 (a review). With none, ``log`` warns,
+    naming ``latest.json``, and the run starts afresh (its earlier log is kept: ``loop.keep_earlier_log``)."""
     how = cfg.checkpoint.resume
     if how in ("none", "", None):
         return None
@@ -105,14 +141,24 @@ def find_resume(cfg: TrainConfig) -> Optional[str]:
         if not os.path.isfile(os.path.join(how, STATE_FILE)):
             raise ConfigError(f"checkpoint.resume: {how!r} is not a complete checkpoint (no {STATE_FILE})")
         return how
-    latest = os.path.join(checkpoints_dir(cfg), LATEST)
-    if not os.path.isfile(latest):
+    root = checkpoints_dir(cfg)
+    latest = os.path.join(root, LATEST)
+    if os.path.isfile(latest):
+        path = os.path.join(root, latest_checkpoint_name(latest))
+        if os.path.isfile(os.path.join(path, STATE_FILE)):
+            return path
+        why = f"{latest} names {path}, which is not a complete checkpoint (no {STATE_FILE})"
+    elif not os.path.isdir(root):
         return None
-    name = read_checkpoint_json(latest).get("checkpoint")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{latest}: 'checkpoint' must name a checkpoint folder, got {str(name)[:80]}; {DAMAGED_ADVICE}")
-    path = os.path.join(checkpoints_dir(cfg), name)
-    return path if os.path.isfile(os.path.join(path, STATE_FILE)) else None
+    else:
+        why = f"{latest} is missing"
+    found = complete_checkpoints(root)
+    if found:
+        log(f"warning: {why}; resuming from the newest complete checkpoint folder there, {found[0]}")
+        return found[0]
+    if os.path.isfile(latest):
+        log(f"warning: {why}, and {root} holds no other complete checkpoint (step_*/{STATE_FILE}): starting afresh")
+    return None
 
 
 def save_checkpoint(accelerator, cfg: TrainConfig, state: TrainerState) -> str:

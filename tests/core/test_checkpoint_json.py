@@ -70,6 +70,72 @@ def test_a_damaged_latest_pointer_is_a_config_error_naming_it(tmp_path, text):
     assert "checkpoint.resume=none" in said, said
 
 
+@pytest.mark.parametrize("name", ["absolute", "../elsewhere/step_00000003", "..", "sub/step_00000003",
+                                  "sub\\step_00000003", "."])
+def test_a_latest_pointer_outside_the_checkpoints_folder_is_refused_naming_it(tmp_path, name):
+    """Found by a review: ``os.path.join(checkpoints, name)`` with an absolute name or one with ``..`` resumed
+    (loading the optimiser state of) whatever complete checkpoint it pointed to outside the run's ``checkpoints/``.
+    ``save_checkpoint`` writes one plain folder name there: anything else is a damaged file, refused as such."""
+    from moviedreamer_core.train import ConfigError
+    from moviedreamer_core.train.state import LATEST, STATE_FILE, checkpoints_dir, find_resume
+
+    cfg = _config(tmp_path)
+    root = checkpoints_dir(cfg)
+    outside = tmp_path / "run" / "elsewhere" / "step_00000003"  # a complete checkpoint the pointer reaches
+    for folder in (outside, os.path.join(root, "sub", "step_00000003"), os.path.join(root, "sub\\step_00000003")):
+        os.makedirs(folder)
+        with open(os.path.join(folder, STATE_FILE), "w") as f:
+            json.dump(_state(), f)
+    for folder in (tmp_path / "run", root):
+        with open(os.path.join(folder, STATE_FILE), "w") as f:
+            json.dump(_state(), f)
+    latest = os.path.join(root, LATEST)
+    with open(latest, "w") as f:
+        json.dump({"checkpoint": str(outside) if name == "absolute" else name, "step": 3}, f)
+    with pytest.raises(ConfigError) as refused:
+        find_resume(cfg)
+    said = str(refused.value)
+    assert said.startswith(f"{latest}: 'checkpoint' must be the name of a folder inside {root}"), said
+    assert "checkpoint.resume=none" in said, said
+
+
+def test_a_latest_pointer_to_a_folder_that_is_gone_falls_back_to_the_newest_complete_one(tmp_path):
+    """The folder ``latest.json`` names was deleted: the newest ``step_*`` folder with its ``trainer_state.json`` is
+    resumed (a ``.partial`` one, or one without the state, is not complete), and the log says so; with none, the
+    warning names ``latest.json`` and the run starts afresh."""
+    from moviedreamer_core.train.state import LATEST, STATE_FILE, checkpoints_dir, find_resume
+
+    cfg = _config(tmp_path)
+    root = checkpoints_dir(cfg)
+    for name, complete in (("step_00000002", True), ("step_00000004", True), ("step_00000006", False),
+                           ("step_00000008.partial", True)):
+        os.makedirs(os.path.join(root, name))
+        if complete:
+            with open(os.path.join(root, name, STATE_FILE), "w") as f:
+                json.dump(_state(), f)
+    latest = os.path.join(root, LATEST)
+    with open(latest, "w") as f:
+        json.dump({"checkpoint": "step_00000010", "step": 10}, f)
+    said = []
+    assert find_resume(cfg, said.append) == os.path.join(root, "step_00000004")
+    assert said == [f"warning: {latest} names {os.path.join(root, 'step_00000010')}, which is not a complete checkpoint "
+                    f"(no {STATE_FILE}); resuming from the newest complete checkpoint folder there, "
+                    f"{os.path.join(root, 'step_00000004')}"], said
+    os.remove(latest)  # a pointer lost (a kill between the folder's rename and the pointer's write): the same
+    said = []
+    assert find_resume(cfg, said.append) == os.path.join(root, "step_00000004")
+    assert said and said[0].startswith(f"warning: {latest} is missing; resuming from"), said
+    with open(latest, "w") as f:
+        json.dump({"checkpoint": "step_00000010", "step": 10}, f)
+    for name in ("step_00000002", "step_00000004"):
+        os.remove(os.path.join(root, name, STATE_FILE))
+    said = []
+    assert find_resume(cfg, said.append) is None
+    assert said == [f"warning: {latest} names {os.path.join(root, 'step_00000010')}, which is not a complete checkpoint "
+                    f"(no {STATE_FILE}), and {root} holds no other complete checkpoint (step_*/{STATE_FILE}): "
+                    "starting afresh"], said
+
+
 def _state() -> dict:
     from moviedreamer_core.train.state import TrainerState
 

@@ -102,6 +102,40 @@ def test_resume_continues_the_same_trajectory(synthetic_films, tmp_path):
     assert [r["step"] for r in longer["history"]] == [4, 5, 6, 7]
 
 
+def test_a_resume_whose_latest_checkpoint_is_gone_loses_no_history(synthetic_films, tmp_path):
+    """Found by a review: ``checkpoints/latest.json`` naming a folder that no longer exists made ``resume=auto`` start
+    afresh silently, ignoring the older ``step_*`` checkpoint beside it, and cut ``log.jsonl`` to step 0. Now the
+    newest complete checkpoint is resumed, saying so; with none left the run starts afresh with a warning naming
+    ``latest.json``, and the earlier log is moved aside to ``log.1.jsonl``, not cut."""
+    folder, _, val = synthetic_films
+    out = tmp_path / "run"
+    whole = run(load_config("tiny", short_run(folder, val, out)), log=None)  # a checkpoint at step 3 only
+    latest = out / "checkpoints" / "latest.json"
+    assert json.loads(latest.read_text())["checkpoint"] == "step_00000003"
+    # latest.json names a step-5 checkpoint deleted since (by hand, a clean-up): step 3 is still there
+    latest.write_text(json.dumps({"checkpoint": "step_00000005", "step": 5}))
+    said = []
+    resumed = run(load_config("tiny", short_run(folder, val, out)), log=said.append)
+    assert [r["step"] for r in resumed["history"]] == [4, 5, 6], said
+    assert any(line.startswith(f"warning: {latest} names ") and "step_00000005" in line
+               and line.endswith(f"resuming from the newest complete checkpoint folder there, "
+                                 f"{out / 'checkpoints' / 'step_00000003'}") for line in said), said
+    assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(whole["history"][3:], resumed["history"]):
+        assert a["loss"] == b["loss"], (a, b)
+
+    # no checkpoint left at all: a fresh start, said, and the run's log kept whole beside the new one
+    shutil.rmtree(out / "checkpoints" / "step_00000003")
+    before = (out / "log.jsonl").read_text()
+    said = []
+    fresh = run(load_config("tiny", short_run(folder, val, out, "checkpoint.every=0")), log=said.append)
+    assert [r["step"] for r in fresh["history"]] == [1, 2, 3, 4, 5, 6]
+    assert any(line.startswith(f"warning: {latest} names ") and line.endswith("starting afresh") for line in said), said
+    assert (out / "log.1.jsonl").read_text() == before
+    assert any(str(out / "log.1.jsonl") in line for line in said), said
+    assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4, 5, 6]
+
+
 def test_tiny_config_learns_the_story_world(tiny_planner_run):
     """The shipped tiny config (500 steps of 16 stories, seed 0) trained by the scale trainer on the dataset
     folder (``tiny_planner_run``, tests/core/conftest.py): it runs its whole budget, its periodic held-out
