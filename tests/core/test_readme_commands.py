@@ -84,12 +84,16 @@ def test_every_program_the_readme_prints_is_run_by_a_test():
     stale = sorted(set(RUN_BY) - programs)
     assert not stale, f"RUN_BY names programs the README no longer prints: {stale}"
     for program, test in RUN_BY.items():
-        file, name = test.split("::")
-        source = (ROOT / file).read_text(encoding="utf-8")
-        assert re.search(rf"^def {name}\(", source, re.M), f"{program}: {test} does not exist"
-        body = source[source.index(f"def {name}("):]
-        body = body[:body.find("\ndef ", 1) if "\ndef " in body[1:] else len(body)]
-        assert "fresh_python" in body, f"{program}: {test} does not run it in a fresh interpreter"
+        assert "fresh_python" in _test_body(test), f"{program}: {test} does not run it in a fresh interpreter"
+
+
+def _test_body(test: str) -> str:
+    """The source of the test function ``file::name`` (which must exist), up to the next top-level ``def``."""
+    file, name = test.split("::")
+    source = (ROOT / file).read_text(encoding="utf-8")
+    assert re.search(rf"^def {name}\(", source, re.M), f"{test} does not exist"
+    body = source[source.index(f"def {name}("):]
+    return body[:body.find("\ndef ", 1) if "\ndef " in body[1:] else len(body)]
 
 
 def test_every_python_program_the_readme_prints_is_run_by_a_test():
@@ -101,11 +105,7 @@ def test_every_python_program_the_readme_prints_is_run_by_a_test():
     assert routes, "README parsing is broken"
     assert sorted(routes) == sorted(PYTHON_BLOCKS_RUN_BY), f"README python blocks post to {routes}; tests: {sorted(PYTHON_BLOCKS_RUN_BY)}"
     for route, test in PYTHON_BLOCKS_RUN_BY.items():
-        file, name = test.split("::")
-        source = (ROOT / file).read_text(encoding="utf-8")
-        assert re.search(rf"^def {name}\(", source, re.M), f"{route}: {test} does not exist"
-        body = source[source.index(f"def {name}("):]
-        body = body[:body.find("\ndef ", 1) if "\ndef " in body[1:] else len(body)]
+        body = _test_body(test)
         assert "fresh_python" in body and f'readme_python_program("{route}"' in body, \
             f"{route}: {test} does not run the README's block in a fresh interpreter"
 
