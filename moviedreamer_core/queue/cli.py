@@ -192,6 +192,12 @@ def _run(args) -> int:
         _close(ws)
         return EXIT_UNREACHABLE if status == 404 else EXIT_FAILED
     prompt_id = body["prompt_id"]
+    if isinstance(body.get("node_errors"), dict) and body["node_errors"]:
+        # the host queues a prompt when at least one output validates and drops the others; its 200 answer lists why:
+        # said (even with --quiet), or part of the workflow silently did not run (a review)
+        print("warning: " + format_refusal({"node_errors": body["node_errors"]}, prompt,
+                                           refused="the server queued the prompt but will not run the outputs these "
+                                                   "inputs feed"), file=err)
     printer = ProgressPrinter(prompt, err)
     if not args.quiet:
         printer.line(f"queued prompt {prompt_id} on {client.url} ({len(prompt)} nodes"

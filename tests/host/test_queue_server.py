@@ -182,6 +182,19 @@ def test_cli_makes_the_servers_validation_refusal_readable(tiny_server, fresh_py
     assert any(l.startswith("  node 7 (ARKeyframePlanner) input script_embeds: Return type mismatch") for l in lines), lines
 
 
+def test_cli_warns_when_the_server_runs_only_part_of_the_prompt(tiny_server, fresh_python):
+    """The host queues a prompt when at least one of its outputs validates and drops the others, answering 200 with
+    their ``node_errors``: the command said nothing of them, so part of the workflow silently did not run. Here the
+    animation (output 11) links its model to a node the prompt does not have; the keyframes (output 10) still run."""
+    proc = run_cli(fresh_python, str(TINY_API), "--server", tiny_server.url, "--project", "queue_cli_partial",
+                   "--set", '11.model=["999", 0]', "--quiet")
+    assert proc.returncode == 0, (proc.stdout, proc.stderr, tiny_server.log_tail())
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "warning: the server queued the prompt but will not run the outputs these inputs feed", lines
+    assert any(l.startswith("  node 11 (ShotAnimate)") for l in lines), lines
+    assert not list((tiny_server.dirs["output"] / "moviedreamer" / "queue_cli_partial").glob("*.mp4"))
+
+
 def test_cli_reports_an_execution_error_with_its_node(tiny_server, tmp_path, fresh_python):
     # ShotAnimate with an image-to-video "model" that is the tiny SD1.5 UNet: refused when the node runs
     proc = run_cli(fresh_python, str(TINY_API), "--server", tiny_server.url, "--project", "queue_cli_error", "--set", "11.backend=auto",
