@@ -155,10 +155,10 @@ def _init(options: BuildOptions, threads: int = 0, parent: int = 0) -> None:
         _leave_with_parent(parent)
         try:
             _load(options)
-        except (EncoderFolderError, BuildOptionError) as e:
+        except BuildOptionError as e:
             # said by the first video handed to this worker (``_process``): an initializer's exception breaks the pool,
             # and the build stopped with a ``BrokenProcessPool`` that named neither the option nor the file (an audit)
-            _WORKER["refused"] = BuildOptionError(str(e))
+            _WORKER["refused"] = e
         except Exception as e:  # anything else a worker cannot load (a factory's module not importable there): named too
             _WORKER["refused"] = RuntimeError(f"a worker process could not load the build's encoders: "
                                               f"{type(e).__name__}: {e}")
@@ -167,10 +167,15 @@ def _init(options: BuildOptions, threads: int = 0, parent: int = 0) -> None:
 
 
 def _load(options: BuildOptions) -> None:
-    """The encoders, references and captioner of ``options``, into this process's ``_WORKER``."""
+    """The encoders, references and captioner of ``options``, into this process's ``_WORKER``; an encoder folder
+    transformers cannot load (``check_options`` read what it could) is a ``BuildOptionError``."""
     embedder = _resolve_face_embedder(options.face_embedder)
+    try:
+        text, token = resolve_text_encoder(options.text_encoder), resolve_token_encoder(options.token_encoder)
+    except EncoderFolderError as e:
+        raise BuildOptionError(str(e)) from None
     _WORKER.update(
-        options=options, text=resolve_text_encoder(options.text_encoder), token=resolve_token_encoder(options.token_encoder),
+        options=options, text=text, token=token,
         embedder=embedder, references=load_references(options.characters, embedder), captioner=load_captioner(options.captioner),
     )
 
@@ -279,10 +284,7 @@ def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None)
 
         if workers == 1:
             if jobs:
-                try:
-                    _init(options)
-                except EncoderFolderError as e:  # a folder transformers cannot load (check_options read what it could)
-                    raise BuildOptionError(str(e)) from None
+                _init(options)
             for job in jobs:
                 collect(_process(*job))
         else:
