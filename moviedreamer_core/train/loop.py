@@ -40,7 +40,7 @@ from ..planner.train import (FIXED_STYLE_MESSAGE, cameras_message, dropped_input
 from .config import ConfigError, TrainConfig, micro_batch_size
 from .data import StreamSampler, eval_windows, open_dataset, stats_from_moments, token_moments
 from .evaluation import PlannerObjective, evaluate_heldout
-from .state import TrainerState, find_resume, fingerprint, load_checkpoint, save_checkpoint, write_json_atomic
+from .state import TrainerState, checkpoints_dir, find_resume, fingerprint, load_checkpoint, save_checkpoint, write_json_atomic
 
 LOSS_TERMS = ("loss", "nll", "l2", "cosine")
 
@@ -208,9 +208,10 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
         if resume is not None:
             _truncate_log(log_path, state.step)
         else:
-            kept = keep_earlier_log(log_path)
-            if kept:
-                log(f"starting afresh: the earlier training log {log_path} is kept as {kept}")
+            for before, kept in keep_earlier_run(log_path, checkpoints_dir(cfg)):
+                log(f"starting afresh: the earlier training log {before} is kept as {kept}" if before == log_path else
+                    f"starting afresh: the earlier run's checkpoints {before} are kept as {kept} (never resumed from "
+                    f"there by checkpoint.resume=auto)")
         write_json_atomic(os.path.join(cfg.output.dir, "config.json"), cfg.to_dict())
     log(f"{len(data.train)} training films, {len(data.val)} held out; {n_params / 1e6:.2f} M parameters; "
         f"{procs} process(es) x {t.gradient_accumulation_steps} micro-step(s) x {micro} = global batch {t.batch_size}")
@@ -285,21 +286,32 @@ MAX_LOG_BYTES = 2**30
 MAX_LOG_LINE_BYTES = 2**20
 
 
-def keep_earlier_log(path: str) -> Optional[str]:
+def keep_earlier_run(log_path: str, checkpoints: str) -> list[tuple[str, str]]:
     """A run that starts afresh (no checkpoint to resume: ``checkpoint.resume=none``, or ``auto`` with none there) in
-    a folder that already holds a training log moves that log aside to the first free ``log.<n>.jsonl`` beside it
-    and returns that path (None when there was no log, or an empty one). Before, a fresh start cut the log to step 0
-    (``_truncate_log``, meant for a resume), so a resume whose checkpoint had gone lost the run's whole history (a
-    review); appending instead would mix two runs' step numbers in one file."""
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        return None
-    stem, ext = os.path.splitext(path)
+    a folder an earlier run used moves that run's training log ``log_path`` aside to ``log.<n>.jsonl`` and its
+    ``checkpoints`` folder to ``checkpoints.<n>`` beside them, one ``<n>`` for both (the first free for both), and
+    returns the ``(path, kept as)`` pairs it moved (none for an empty log or checkpoints folder, or none there).
+
+    Before, a fresh start cut the log to step 0 (``_truncate_log``, meant for a resume), so a resume whose checkpoint
+    had gone lost the run's whole history (a review); appending instead would mix two runs' step numbers in one file.
+    And the new run wrote its checkpoints over the earlier run's folders of the same steps and its ``latest.json``
+    (and ``checkpoint.keep`` pruned the rest among its own), so ``resume=none`` silently lost the earlier run's
+    checkpoints (an audit). Moved aside, they are never resumed by ``auto``, which reads ``checkpoints/`` only."""
+    moves = [p for p in (log_path, checkpoints) if (os.path.isfile(p) and os.path.getsize(p) > 0)
+             or (os.path.isdir(p) and os.listdir(p))]
+    if not moves:
+        return []
+
+    def kept_as(path: str, n: int) -> str:
+        stem, ext = os.path.splitext(path) if path == log_path else (path, "")
+        return f"{stem}.{n}{ext}"
+
     n = 1
-    while os.path.lexists(f"{stem}.{n}{ext}"):
+    while any(os.path.lexists(kept_as(p, n)) for p in (log_path, checkpoints)):
         n += 1
-    kept = f"{stem}.{n}{ext}"
-    os.rename(path, kept)
-    return kept
+    for path in moves:
+        os.rename(path, kept_as(path, n))
+    return [(path, kept_as(path, n)) for path in moves]
 
 
 def _truncate_log(path: str, step: int) -> None:

@@ -132,8 +132,10 @@ def find_resume(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None) -
     ``auto`` follows ``checkpoints/latest.json``. When it names a folder that is gone or incomplete (deleted by hand,
     a disk cleaned up, a copy of the run without it), or is missing while checkpoint folders are there, the newest
     complete ``checkpoints/step_*`` folder is taken instead and ``log`` says so: before, the run started afresh
-    silently, ignoring the older checkpoints, and its log was cut to step 0 (a review). With none, ``log`` warns,
-    naming ``latest.json``, and the run starts afresh (its earlier log is kept: ``loop.keep_earlier_log``)."""
+    silently, ignoring the older checkpoints, and its log was cut to step 0 (a review). With none there, ``log`` warns,
+    naming ``latest.json``, and the run starts afresh. A fresh start (this, or ``checkpoint.resume=none``) moves the
+    earlier run's log and ``checkpoints/`` aside (``loop.keep_earlier_run``), so ``auto`` only ever resumes from
+    ``checkpoints/``: the newest run's."""
     how = cfg.checkpoint.resume
     if how in ("none", "", None):
         return None

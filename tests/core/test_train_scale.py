@@ -136,6 +136,49 @@ def test_a_resume_whose_latest_checkpoint_is_gone_loses_no_history(synthetic_fil
     assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4, 5, 6]
 
 
+def _files(folder) -> dict:
+    """Every file under ``folder`` (relative path -> bytes)."""
+    out = {}
+    for d, _, names in os.walk(folder):
+        for n in names:
+            with open(os.path.join(d, n), "rb") as f:
+                out[os.path.relpath(os.path.join(d, n), folder)] = f.read()
+    return out
+
+
+def test_a_fresh_start_in_a_used_folder_keeps_the_earlier_checkpoints(synthetic_films, tmp_path):
+    """Found by an audit: ``checkpoint.resume=none`` in a folder an earlier run used wrote the new run's checkpoints
+    over the earlier run's ``checkpoints/step_*`` of the same steps and its ``latest.json`` (only the log was kept).
+    Now ``checkpoints/`` is moved aside to ``checkpoints.1/`` (the log's number), said in one line, and a later
+    ``resume=auto`` resumes the new run's checkpoints, never the moved ones."""
+    folder, _, val = synthetic_films
+    out = tmp_path / "run"
+    run(load_config("tiny", short_run(folder, val, out, "checkpoint.every=2")), log=None)  # checkpoints at steps 2, 4
+    earlier = _files(out / "checkpoints")
+    assert {"latest.json", os.path.join("step_00000002", "model.safetensors"),
+            os.path.join("step_00000004", "model.safetensors")} <= set(earlier), sorted(earlier)
+    said = []
+    fresh = run(load_config("tiny", short_run(folder, val, out, "checkpoint.every=2", "checkpoint.resume=none",
+                                              "train.seed=1")), log=said.append)
+    assert [r["step"] for r in fresh["history"]] == [1, 2, 3, 4, 5, 6]
+    assert _files(out / "checkpoints.1") == earlier
+    assert (f"starting afresh: the earlier run's checkpoints {out / 'checkpoints'} are kept as {out / 'checkpoints.1'} "
+            "(never resumed from there by checkpoint.resume=auto)") in said, said
+    assert any(line.endswith(f"kept as {out / 'log.1.jsonl'}") for line in said), said
+    assert json.loads((out / "checkpoints" / "latest.json").read_text())["checkpoint"] == "step_00000004"
+    assert _files(out / "checkpoints") != earlier
+
+    # auto resumes the new run's newest checkpoint (seed 1: the earlier run's, seed 0, would be refused) exactly
+    said = []
+    resumed = run(load_config("tiny", short_run(folder, val, out, "checkpoint.every=2", "train.seed=1")), log=said.append)
+    assert [r["step"] for r in resumed["history"]] == [5, 6], said
+    assert any(line.startswith(f"resumed {out / 'checkpoints' / 'step_00000004'} at step 4") for line in said), said
+    for a, b in zip(fresh["history"][4:], resumed["history"]):
+        assert a["loss"] == b["loss"], (a, b)
+    assert _files(out / "checkpoints.1") == earlier
+    assert not (out / "checkpoints.2").exists() and not (out / "log.2.jsonl").exists()
+
+
 def test_tiny_config_learns_the_story_world(tiny_planner_run):
     """The shipped tiny config (500 steps of 16 stories, seed 0) trained by the scale trainer on the dataset
     folder (``tiny_planner_run``, tests/core/conftest.py): it runs its whole budget, its periodic held-out
