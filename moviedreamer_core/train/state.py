@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Optional
 
@@ -261,8 +262,25 @@ def save_rng(folder: str, index: int, accelerate_step: int) -> None:
         "accelerate_step": accelerate_step})
 
 
+def _not_a_file(path: str, other: str) -> Optional[str]:
+    """What is wrong with ``path``, one of a checkpoint's pair of random-state files (``other`` the second), when it is
+    not a regular file: missing beside ``other``, a folder, a named pipe, a device (None when it is one)."""
+    if os.path.isfile(path):
+        return None
+    if not os.path.exists(path):
+        return f"is missing (or a broken link) while {os.path.basename(other)} is there"
+    mode = os.stat(path).st_mode
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "not a regular file")
+    return f"is {kind}"
+
+
 def load_rng(folder: str, index: int) -> Optional[int]:
-    """Restore what ``save_rng`` wrote (``None`` when the checkpoint has no such files); returns accelerate's step."""
+    """Restore what ``save_rng`` wrote; returns accelerate's step. ``None`` when the checkpoint has neither file (an
+    earlier release's); a ``ConfigError`` naming the file when one is missing, a folder, a named pipe or a device (before,
+    any of these was taken for a checkpoint without the files, and the resume went on with the RNGs unrestored: no
+    longer exact, silently; an audit), or when they do not read as ``save_rng`` writes them."""
     import random
 
     import numpy as np
@@ -271,8 +289,12 @@ def load_rng(folder: str, index: int) -> Optional[int]:
     from safetensors.torch import load_file
 
     tensors_path, meta_path = os.path.join(folder, f"rng_{index}.safetensors"), os.path.join(folder, f"rng_{index}.json")
-    if not (os.path.isfile(tensors_path) and os.path.isfile(meta_path)):
-        return None
+    if not (os.path.lexists(tensors_path) or os.path.lexists(meta_path)):
+        return None  # a checkpoint of a release that left them to accelerate (its pickle is refused before this)
+    for path, other in ((tensors_path, meta_path), (meta_path, tensors_path)):
+        problem = _not_a_file(path, other)
+        if problem:
+            raise ConfigError(f"{path} {problem}, not the random states this trainer writes; {DAMAGED_ADVICE}")
     meta = read_checkpoint_json(meta_path)
     try:  # a damaged or edited pair: a KeyError, an unpacking or a size error naming neither file (a traceback) before
         tensors = load_file(tensors_path)

@@ -198,6 +198,37 @@ def test_damaged_random_states_are_a_config_error_naming_the_files(tmp_path, cha
         assert said.startswith(f"{tensors_path} and {meta_path}: not the random states this trainer writes"), said
 
 
+@pytest.mark.parametrize("which", ["rng_0.json", "rng_0.safetensors"])
+@pytest.mark.parametrize("kind", ["a named pipe", "a folder", "a device", "missing"])
+def test_random_state_files_that_are_not_files_are_a_config_error_naming_them(tmp_path, which, kind):
+    """Found by an audit: a named pipe, a folder or a device in place of ``rng_<i>.json`` (or its ``.safetensors``), or
+    one of the pair missing, was taken for an earlier release's checkpoint without them: ``load_rng`` returned None and
+    the resume went on with the random states unrestored (no longer exact, silently). A checkpoint with neither file
+    is still such a checkpoint."""
+    from moviedreamer_core.train import ConfigError
+    from moviedreamer_core.train.state import load_rng, save_rng
+
+    assert load_rng(str(tmp_path), 0) is None  # neither file: an earlier release's checkpoint
+    save_rng(str(tmp_path), 0, 7)
+    path = tmp_path / which
+    path.unlink()
+    if kind in ("a named pipe", "a device") and os.name != "posix":
+        pytest.skip("named pipes and /dev/zero are POSIX things")
+    if kind == "a named pipe":
+        os.mkfifo(path)
+    elif kind == "a folder":
+        path.mkdir()
+    elif kind == "a device":
+        os.symlink("/dev/zero", path)
+    with pytest.raises(ConfigError) as refused:
+        load_rng(str(tmp_path), 0)
+    said = str(refused.value)
+    other = "rng_0.safetensors" if which == "rng_0.json" else "rng_0.json"
+    words = f"is missing (or a broken link) while {other} is there" if kind == "missing" else f"is {kind}"
+    assert said.startswith(f"{path} {words}, not the random states this trainer writes; "), said
+    assert "checkpoint.resume=none" in said and said.count("\n") == 0, said
+
+
 def test_a_log_line_cut_short_or_not_a_record_is_dropped_when_a_run_resumes(tmp_path):
     """``log.jsonl`` is appended to a line a step, so a kill can cut its last line short; a resume keeps the records up
     to its checkpoint and drops what is not a record (before: ``JSONDecodeError``, ``KeyError`` or ``TypeError``, and
