@@ -236,12 +236,55 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 def build_dataset(videos: str, out: str, options: Optional[BuildOptions] = None) -> BuildResult:
-    """Build (or continue building) the dataset in ``out`` from the videos in ``videos``."""
+    """Build (or continue building) the dataset in ``out`` from the videos in ``videos``.
+
+    A build that fails (its encoders cannot be loaded, a Ctrl-C) removes the folders it created for ``out`` while they
+    are still empty: before, a refused first build left an empty ``out`` behind (an audit). A folder that was there
+    before, or one holding anything, is never removed (``_remove_empty``)."""
     options = options or BuildOptions()
     check_options(options)
     existing_index(out)  # another program's index.json there: refused before anything is built
-    result = BuildResult()
+    created = _created_by(out)
     os.makedirs(out, exist_ok=True)
+    try:
+        return _build(videos, out, options)
+    except BaseException:
+        _remove_empty(out, created)
+        raise
+
+
+def _created_by(out: str) -> Optional[str]:
+    """The outermost folder ``os.makedirs(out)`` is about to create (``out`` or a missing parent), None when ``out``
+    is there already."""
+    created, path = None, os.path.abspath(out)
+    while not os.path.lexists(path):
+        created, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return created
+
+
+def _remove_empty(out: str, created: Optional[str]) -> None:
+    """Remove ``out`` and its parents up to ``created`` (the outermost this build created), each only while empty:
+    ``os.rmdir`` refuses a folder that holds anything, so nothing written into them (by this build or anyone else) is
+    ever removed."""
+    if created is None:
+        return
+    path = os.path.abspath(out)
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        if path == created:
+            return
+        path = os.path.dirname(path)
+
+
+def _build(videos: str, out: str, options: BuildOptions) -> BuildResult:
+    """``build_dataset`` once ``out`` is there."""
+    result = BuildResult()
     jobs = []
     found = find_videos(videos)
     names = movie_names(found, out)

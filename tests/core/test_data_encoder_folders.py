@@ -190,6 +190,35 @@ def test_a_folder_that_only_loading_finds_wrong_is_named_with_worker_processes_t
     # in-process host put its own ``tests`` package first
     err = _refused(capsys, tmp_path, ["--clip-vision", str(damaged), "--text-encoder", "minilm", "--workers", "2"])
     assert f"error: --clip-vision '{damaged}': cannot be loaded (" in err and "BrokenProcessPool" not in err, err
+    assert not (tmp_path / "out").exists(), "the empty folder the build made is removed"
+
+
+def test_a_build_refused_when_loading_removes_only_the_empty_folders_it_made(vision_folder, tmp_path, capsys):
+    """Found by an audit: a build refused when its encoders were loaded (after the folder checks passed) left the empty
+    OUT folder it had made (and any parents it had made) behind. Now they are removed; a folder that was there before,
+    and anything in it, is kept."""
+    from moviedreamer_core.data.__main__ import main
+
+    damaged = _copy_vision(vision_folder, tmp_path)
+    (damaged / "model.safetensors").write_bytes(b"\xff" * 64)
+    args = ["--quiet", "--clip-vision", str(damaged), "--text-encoder", TEXT_STAND_IN]
+    videos = _videos(tmp_path)
+    made = tmp_path / "made"
+    for out, before in ((made / "by" / "the build", None), (tmp_path / "empty", "empty"), (tmp_path / "used", "used")):
+        if before:
+            out.mkdir()
+        if before == "used":
+            (out / "notes.txt").write_text("mine")
+        with pytest.raises(SystemExit) as refused:
+            main(["build", str(videos), str(out), *args])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and f"error: --clip-vision '{damaged}': cannot be loaded (" in err, err
+        if before is None:
+            assert not made.exists(), sorted(map(str, made.rglob("*")))
+        else:
+            assert out.is_dir(), before
+            assert sorted(p.name for p in out.iterdir()) == ([] if before == "empty" else ["notes.txt"]), before
+    assert (tmp_path / "used" / "notes.txt").read_text() == "mine"
 
 
 def test_the_folders_as_they_are_meant_to_be_are_used(vision_folder, tmp_path):
