@@ -117,14 +117,20 @@ def read_text_file(path: str, limit: int, *, errors: str = "strict") -> str:
                             limit=limit, byte=data[offset], offset=offset) from None
 
 
+class NestedTooDeeply(ValueError):
+    """JSON nested too deeply for Python's parser (``loads_json``): a ``ValueError``, so a reader's ``except
+    ValueError`` covers it; a reader that says it in words of its own ("nested too deeply to be a workflow") catches
+    this class first instead of matching the message."""
+
+
 def loads_json(text: str | bytes):
     """``json.loads(text)``; JSON nested too deeply for Python's parser ("[[[[..." a few thousand levels) is a
-    ``ValueError`` ("nested too deeply"), so a reader's own handling of malformed JSON (``except ValueError``) covers
-    it too and says it in that reader's words."""
+    ``ValueError`` (``NestedTooDeeply``, "nested too deeply"), so a reader's own handling of malformed JSON
+    (``except ValueError``) covers it too and says it in that reader's words."""
     try:
         return json.loads(text)
     except RecursionError:  # json's parser recurses once a level; RecursionError is not a ValueError
-        raise ValueError("nested too deeply") from None
+        raise NestedTooDeeply("nested too deeply") from None
 
 
 def loads_json_named(text: str | bytes, shown: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from ..text_files import TextFileError, read_text_file
+from ..text_files import NestedTooDeeply, TextFileError, loads_json, read_text_file
 from .messages import _id_key
 
 #: The largest workflow file read: an API-format workflow is a few kilobytes of node inputs (a script written into
@@ -24,17 +24,21 @@ class UsageError(Exception):
 
 
 def load_workflow(path: str) -> dict:
-    """The API-format workflow in ``path`` (``{node_id: {"class_type", "inputs"}}``); UI format is refused."""
+    """The API-format workflow in ``path`` (``{node_id: {"class_type", "inputs"}}``); UI format is refused.
+
+    Read bounded (``text_files``: at most ``MAX_WORKFLOW_BYTES``, so ``/dev/zero`` or a huge file given by mistake is
+    refused for its size) and parsed by ``text_files.loads_json``; every problem is a ``UsageError`` naming the file
+    (exit 2), never a traceback."""
     try:
-        data = json.loads(read_text_file(path, MAX_WORKFLOW_BYTES))
+        data = loads_json(read_text_file(path, MAX_WORKFLOW_BYTES))
     except TextFileError as e:
         raise UsageError(f"the workflow {path} {e.said_with({'encoding': '; export it from ComfyUI (Workflow > Export (API))'})}")
     except json.JSONDecodeError as e:
         raise UsageError(f"the workflow {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")
+    except NestedTooDeeply:
+        raise UsageError(f"the workflow {path} is nested too deeply to be a workflow")
     except ValueError as e:  # a number of more digits than Python converts
         raise UsageError(f"the workflow {path} cannot be read: {str(e)[:200]}")
-    except RecursionError:
-        raise UsageError(f"the workflow {path} is nested too deeply to be a workflow")
     if isinstance(data, dict) and "prompt" in data and isinstance(data["prompt"], dict) and "nodes" not in data:
         data = data["prompt"]  # a saved POST body
     if isinstance(data, dict) and "nodes" in data and "links" in data:
@@ -67,11 +71,11 @@ def inject_script(prompt: dict, text: str) -> list[str]:
 def parse_value(text: str) -> Any:
     """``--set`` values: JSON when they parse as JSON (``30``, ``0.5``, ``true``, ``["4", 0]``), else the text."""
     try:
-        return json.loads(text)
+        return loads_json(text)
+    except NestedTooDeeply:  # JSON, but past Python's parser: refused, not sent on as the text
+        raise UsageError(f"the value {text[:40]!r}... is nested too deeply to be an input's value")
     except ValueError:
         return text
-    except RecursionError:
-        raise UsageError(f"the value {text[:40]!r}... is nested too deeply to be an input's value")
 
 
 def apply_overrides(prompt: dict, overrides: list[str]) -> list[tuple[str, str, str]]:

@@ -21,10 +21,11 @@ DEEP = "[" * 100_000 + "]" * 100_000
 
 
 def test_loads_json_makes_deep_nesting_a_value_error_and_reads_the_rest_as_json_does():
-    from moviedreamer_core.text_files import loads_json
+    from moviedreamer_core.text_files import NestedTooDeeply, loads_json
 
-    with pytest.raises(ValueError, match="nested too deeply"):
+    with pytest.raises(NestedTooDeeply, match="nested too deeply"):  # a ValueError a reader can tell apart
         loads_json(DEEP)
+    assert issubclass(NestedTooDeeply, ValueError)
     with pytest.raises(ValueError, match="nested too deeply"):
         loads_json(('{"a":' * 5000 + "1" + "}" * 5000).encode())
     with pytest.raises(json.JSONDecodeError):

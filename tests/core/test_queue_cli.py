@@ -116,6 +116,49 @@ def test_ui_format_and_non_workflows_are_refused(tmp_path):
         q.load_workflow(str(bad))
 
 
+#: Workflow files made to be refused -> the words after "the workflow <path> " / "<path> " (``load_workflow``).
+HOSTILE_WORKFLOWS = {
+    "truncated": ('{"1": {"class_type": "ScriptEncode", "inputs": {"scr', "the workflow {} is not valid JSON (line 1"),
+    "deep": ("[" * 100_000 + "]" * 100_000, "the workflow {} is nested too deeply to be a workflow"),
+    "deep in a node": ('{"1": {"class_type": "X", "inputs": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}}",
+                       "the workflow {} is nested too deeply to be a workflow"),
+    "a list": ("[]", "{} is not an API-format workflow"),
+    "a node that is text": ('{"1": "ScriptEncode"}', "{} is not an API-format workflow"),
+    "inputs that are a list": ('{"1": {"class_type": "X", "inputs": []}}', "{} is not an API-format workflow"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_WORKFLOWS))
+def test_a_damaged_or_wrong_shaped_workflow_is_a_usage_error_naming_it(tmp_path, name):
+    """``load_workflow`` parses with ``text_files.loads_json``: JSON nested past Python's parser is a ``UsageError``
+    with its own words (before: its own ``except RecursionError``), like a file cut short or of the wrong shape."""
+    text, words = HOSTILE_WORKFLOWS[name]
+    path = tmp_path / "workflow.json"
+    path.write_text(text)
+    with pytest.raises(q.UsageError) as refused:
+        q.load_workflow(str(path))
+    assert str(refused.value).startswith(words.format(path)), str(refused.value)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_workflow_that_is_dev_zero_is_refused_for_its_size(tmp_path):
+    """A device linked (or given) as the workflow is read no further than ``MAX_WORKFLOW_BYTES`` + 1 bytes."""
+    from moviedreamer_core.queue.workflow import MAX_WORKFLOW_BYTES
+
+    path = tmp_path / "workflow.json"
+    path.symlink_to("/dev/zero")
+    with pytest.raises(q.UsageError) as refused:
+        q.load_workflow(str(path))
+    assert str(refused.value) == f"the workflow {path} is larger than the limit of {MAX_WORKFLOW_BYTES:,} bytes"
+
+
+def test_a_set_value_nested_past_the_parser_is_refused_and_others_are_json_or_text():
+    assert q.parse_value("30") == 30 and q.parse_value('["4", 0]') == ["4", 0] and q.parse_value("a cat") == "a cat"
+    assert q.parse_value("{nope") == "{nope"
+    with pytest.raises(q.UsageError, match=r"is nested too deeply to be an input's value$"):
+        q.parse_value("[" * 100_000 + "]" * 100_000)
+
+
 # ------------------------------------------------------------------------------------------ messages
 
 #: a 400 answer of ComfyUI 0.3.x to POST /prompt, as the host builds it
