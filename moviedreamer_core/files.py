@@ -259,10 +259,18 @@ def open_regular(path: str, flags: int = os.O_RDONLY, mode: int = 0o666, *, insi
     return fd
 
 
-def read_regular(path: str, *, inside: Optional[str] = None) -> bytes:
-    """The bytes of ``path`` (``open_regular``'s rules: a regular file, a link only inside ``inside``)."""
+def read_regular(path: str, *, inside: Optional[str] = None, limit: Optional[int] = None) -> bytes:
+    """The bytes of ``path`` (``open_regular``'s rules: a regular file, a link only inside ``inside``). With ``limit``,
+    a file of more bytes is an ``OSError`` (``EFBIG``): refused by its size before any read, and never read past
+    ``limit`` + 1 bytes (it may grow meanwhile)."""
     with os.fdopen(open_regular(path, inside=inside), "rb") as f:
-        return f.read()
+        if limit is None:
+            return f.read()
+        if os.fstat(f.fileno()).st_size <= limit:
+            data = f.read(limit + 1)
+            if len(data) <= limit:
+                return data
+        raise OSError(errno.EFBIG, f"larger than the limit of {limit:,} bytes", path)
 
 
 def output_file_problem(path: str, suffix: str = ".safetensors") -> Optional[str]:

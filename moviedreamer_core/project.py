@@ -44,6 +44,7 @@ except ImportError:  # Windows: no flock; distributed participants sharing a fol
     fcntl = None
 from .paths import UnsafePathError, is_windows_device_name, legacy_folder_name, resolve_inside, safe_folder_name
 from .project_lock import ProjectLock
+from .text_files import loads_json, loads_json_object
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,17 @@ SHOT_INFO_KEYS = ("shot", "frames", "backend", "models")
 KEYFRAME_RECORD_KEYS = ("status", "file", "signature")
 #: Preview frames in a shot's sidecar are JPEG files of this quality (``save_shot_sidecar``).
 PREVIEW_JPEG_QUALITY = 75
+#: The largest ``manifest.json`` read (``read_manifest_file``). A keyframe's entry holds its prompt, seeds, digests and
+#: identity report, a few kB; a movie at the script's limits (20,000 keyframes, 5,000 shots) with prompts of a few
+#: hundred words makes a manifest of about 100 MB. A larger file is no manifest this pack wrote: it is not read whole.
+MAX_MANIFEST_BYTES = 2**30
+
+
+def read_manifest_file(path: str, inside: Optional[str] = None) -> dict:
+    """The JSON object in the manifest ``path``, read bounded: an ``OSError`` when it is missing, not a regular file, a
+    link leading out of ``inside`` (``files.open_regular``) or larger than ``MAX_MANIFEST_BYTES``; a ``ValueError``
+    that begins with ``path`` when it is not JSON, is nested too deeply or is not an object (``text_files``)."""
+    return loads_json_object(read_regular(path, inside=inside, limit=MAX_MANIFEST_BYTES), path)
 
 
 def _name_digest(name: str) -> str:
@@ -79,10 +91,8 @@ def _recorded_name(output_dir: str, folder: str, or_title: bool = False) -> Opti
     folder or manifest, or one that names nobody)."""
     try:
         project = os.path.join(output_dir, PROJECTS_DIR, folder)
-        data = json.loads(read_regular(os.path.join(project, "manifest.json"), inside=project))
-    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-        return None
-    if not isinstance(data, dict):
+        data = read_manifest_file(os.path.join(project, "manifest.json"), inside=project)
+    except (OSError, ValueError):
         return None
     recorded = data.get("name", data.get("title") if or_title else None)
     return recorded if isinstance(recorded, str) else None
@@ -375,14 +385,24 @@ class MovieProject:
     # ------------------------------------------------------------------------------------ manifest
 
     def _read_manifest(self) -> dict:
+        """``manifest.json`` (``read_manifest_file``), or a new, empty manifest when there is none or it cannot be
+        used: then every keyframe and shot is made again, and a manifest that was there but is damaged, too large or
+        of another format is named in the log (before, the project silently started over)."""
         try:
-            data = json.loads(read_regular(self.manifest_path, inside=self.root))
-            if isinstance(data, dict) and data.get("format") == PROJECT_FORMAT_VERSION:
+            data = read_manifest_file(self.manifest_path, inside=self.root)
+            if data.get("format") == PROJECT_FORMAT_VERSION:
                 data.setdefault("keyframes", {})
                 data.setdefault("shots", {})
                 return data
-        except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-            pass
+            problem = f"{self.manifest_path} is of another format ({str(data.get('format'))[:20]!r})"
+        except FileNotFoundError:  # a new project
+            problem = None
+        except OSError as e:
+            problem = f"{self.manifest_path} cannot be read ({e.strerror or e})"
+        except ValueError as e:
+            problem = str(e)[:300]
+        if problem:
+            log.warning("MovieDreamer: %s; the project starts afresh: every keyframe and shot is made again", problem)
         return {"format": PROJECT_FORMAT_VERSION, "project": self.name, "keyframes": {}, "shots": {}}
 
     def _writer_journals(self) -> list[str]:
@@ -399,8 +419,8 @@ class MovieProject:
                 return
         for line in data.split(b"\n"):
             try:
-                record = json.loads(line)
-            except (ValueError, RecursionError):
+                record = loads_json(line)
+            except ValueError:  # cut short, or nested too deeply (text_files.NestedTooDeeply)
                 continue
             if isinstance(record, dict) and isinstance(record.get("key"), list) and record["key"]:
                 self._apply(tuple(record["key"]), record.get("value"), "value" in record)
