@@ -784,20 +784,38 @@ class MovieProject:
 
 #: The kind of file a manifest entry of each table may name (``PROJECT_FILES``): a keyframe's image, a shot's video.
 _ENTRY_FILE = {"keyframes": "keyframe", "shots": "shot"}
+#: A manifest entry's key: its keyframe's or shot's index as ``str(index)`` writes it (ASCII digits, no leading zero,
+#: at most the eight digits a file name's index has), so that ``int(key)`` is bounded and is the index the pack
+#: looks the entry up by (``"03"`` was kept and never found; ``int`` of a 5,000-digit key raised in ``retire_keyframes``).
+_ENTRY_KEY = re.compile(r"0|[1-9][0-9]{0,7}")
 
 
-def _is_entry_file(table: str, file) -> bool:
-    """Whether ``file`` is a name an entry of ``table`` (``keyframes``, ``shots``) may hold (``_ENTRY_FILE``)."""
+def _entry_problem(table: str, key: str, entry) -> Optional[str]:
+    """Why the entry ``key`` of ``table`` (``keyframes``, ``shots``) is not one the pack writes, in words to follow its
+    name ("" when its name says enough), or ``None`` when it is one. Its ``file``, when it has one, must be the project's
+    own name for a file of that table's kind (``_ENTRY_FILE``) and of the entry's own index: an entry of shot 2 naming
+    ``shots/shot_00007_x.mp4`` (a manifest edited, or damaged) put shot 7's video into the movie as shot 2 on a resume,
+    and had ``retire_shots`` move shot 7's good video aside; keyframe 3's naming keyframe 5's file is as damaged."""
+    if not (_ENTRY_KEY.fullmatch(key) and isinstance(entry, dict)):
+        return ""
+    file = entry.get("file")
+    if file is None:  # as the checks before this one let pass: it names no other item's file
+        return None
     found = project_file(file)
-    return found is not None and found[0] == _ENTRY_FILE[table]
+    if found is None or found[0] != _ENTRY_FILE[table]:
+        return ""
+    if found[1] != int(key):
+        return f" (the file of {found[0]} {found[1]})"
+    return None
 
 
 def _drop_unusable_entries(manifest: dict) -> list[str]:
     """Remove from ``manifest`` (read from a folder edited by hand or made elsewhere) what no version of the pack
-    writes and the nodes would trip over or follow out of the folder: a ``keyframes``/``shots`` table that is not an
-    object, an entry that is not an object or is keyed by no index, a ``file`` that is not the project's own name
-    for it (``../../x``, an absolute path: moved aside or read wherever it pointed), a ``movie`` entry likewise.
-    Returns what was dropped, in words. Dropped work is simply made again."""
+    writes and the nodes would trip over or follow out of the folder or to another item's file: a ``keyframes``/
+    ``shots`` table that is not an object, an entry that is not an object or is keyed by no index (``_ENTRY_KEY``), a
+    ``file`` that is not the project's own name for the entry's keyframe or shot (``../../x``, an absolute path: moved
+    aside or read wherever it pointed; another index's file: ``_entry_problem``), a ``movie`` entry likewise.
+    Returns what was dropped, in words (``shots['2'] (the file of shot 7)``). Dropped work is simply made again."""
     dropped = []
     for kind in ("keyframes", "shots"):
         table = manifest.get(kind)
@@ -806,11 +824,9 @@ def _drop_unusable_entries(manifest: dict) -> list[str]:
             manifest[kind] = {}
             continue
         for key in list(table):
-            entry = table[key]
-            file = entry.get("file") if isinstance(entry, dict) else None
-            if not (key.isascii() and key.isdigit() and isinstance(entry, dict)
-                    and (file is None or _is_entry_file(kind, file))):
-                dropped.append(f"{kind}[{key[:20]!r}]")
+            problem = _entry_problem(kind, key, table[key])
+            if problem is not None:
+                dropped.append(f"{kind}[{key[:20]!r}]{problem}")
                 del table[key]
     movie = manifest.get("movie")
     if movie is not None and not (isinstance(movie, dict) and is_movie_file(movie.get("file"))):

@@ -119,3 +119,56 @@ def test_a_new_project_logs_nothing(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="moviedreamer_core.project"):
         MovieProject(str(tmp_path / "output"), "film")
     assert caplog.text == ""
+
+
+def test_an_entry_naming_the_file_of_another_index_is_left_out_and_that_file_stays(tmp_path):
+    """A keyframe's or shot's entry must name its own index's file: shot 2's entry naming shot 7's video (a manifest
+    edited, or damaged) had ``retire_shots`` move shot 7's good video aside; entries keyed as the pack never keys them
+    (``"03"``, never looked up; 5,000 digits, on which ``retire_keyframes``' ``int`` raised) are left out as well."""
+    out = tmp_path / "output"
+    MovieProject(str(out), "film").compact()
+    shots = out / "moviedreamer" / "film" / "shots"
+    shots.mkdir()
+    (shots / "shot_00007_h.mp4").write_bytes(b"shot 7")
+    own = {"status": "done", "file": "keyframes/keyframe_00005.png", "signature": "k5"}
+    project = _plant(tmp_path, {
+        "keyframes": {"3": {**own, "signature": "k3"}, "5": own, "03": {}, "9" * 5000: {}},
+        "shots": {"2": {"status": "done", "file": "shots/shot_00007_h.mp4", "signature": "s2"}}})
+    assert sorted(project.dropped_entries) == sorted([
+        "keyframes['3'] (the file of keyframe 5)", "keyframes['03']", f"keyframes[{'9' * 20!r}]",
+        "shots['2'] (the file of shot 7)"])
+    assert project.manifest["keyframes"] == {"5": own} and project.manifest["shots"] == {}
+    assert project.retire_keyframes(8) == []
+    assert project.retire_shots({i: project.shot_file(i, "abcdefgh"[i]) for i in range(8)}) == []
+    assert (shots / "shot_00007_h.mp4").read_bytes() == b"shot 7"
+
+
+def test_a_resumed_movie_does_not_take_a_shot_from_another_shots_file(tmp_path):
+    """The rerun of a movie whose shot 0 entry was edited to name shot 1's video (its signature and file record as a
+    reusable entry would hold them): shot 0 is made again and shot 1's video is reused where it is. Before, the rerun
+    moved shot 1's video aside as a file of no current shot and made both again."""
+    import numpy as np
+
+    from moviedreamer_core.animate import animatic_backend, make_movie
+    from moviedreamer_core.script import load_script
+
+    script = load_script(json.dumps({"title": "t", "shots": [
+        {"id": f"s{i}", "scene": f"place {i}", "action": f"a {i}", "duration": 1} for i in range(3)]}))
+    pictures = {k: np.full((48, 64, 3), 40 * k, np.uint8) for k in range(script.n_keyframes)}
+
+    def movie(project):
+        return make_movie(project, script, pictures.__getitem__, fps=12, frames_per_clip=25, size=(64, 48),
+                          backend=animatic_backend(12, (64, 48)), backend_name="animatic")
+
+    out = str(tmp_path / "output")
+    with MovieProject(out, "film", exclusive=True).compacting() as project:
+        assert movie(project).rendered == [0, 1, 2]
+    data = json.loads(open(project.manifest_path).read())
+    data["shots"]["0"] = {**data["shots"]["1"], "signature": data["shots"]["0"]["signature"]}
+    with open(project.manifest_path, "w") as f:
+        json.dump(data, f)
+    with MovieProject(out, "film", exclusive=True).compacting() as again:
+        assert again.dropped_entries == ["shots['0'] (the file of shot 1)"]
+        result = movie(again)
+    assert result.rendered == [0] and result.stale == [], (result.rendered, result.stale)
+    assert [p.rsplit("/", 1)[1] for p in result.shot_files] == [f"shot_{i:05d}_s{i}.mp4" for i in range(3)]
