@@ -143,10 +143,9 @@ def test_an_entry_naming_the_file_of_another_index_is_left_out_and_that_file_sta
     assert (shots / "shot_00007_h.mp4").read_bytes() == b"shot 7"
 
 
-def test_a_resumed_movie_does_not_take_a_shot_from_another_shots_file(tmp_path):
-    """The rerun of a movie whose shot 0 entry was edited to name shot 1's video (its signature and file record as a
-    reusable entry would hold them): shot 0 is made again and shot 1's video is reused where it is. Before, the rerun
-    moved shot 1's video aside as a file of no current shot and made both again."""
+def _movie_with_shot_0_naming_shot_1s_file(tmp_path):
+    """A 3-shot animatic movie made once, then its manifest edited so that shot 0's entry names shot 1's video (its
+    signature and file record as a reusable entry would hold them); returns ``(output folder, make the movie)``."""
     import numpy as np
 
     from moviedreamer_core.animate import animatic_backend, make_movie
@@ -156,9 +155,9 @@ def test_a_resumed_movie_does_not_take_a_shot_from_another_shots_file(tmp_path):
         {"id": f"s{i}", "scene": f"place {i}", "action": f"a {i}", "duration": 1} for i in range(3)]}))
     pictures = {k: np.full((48, 64, 3), 40 * k, np.uint8) for k in range(script.n_keyframes)}
 
-    def movie(project):
+    def movie(project, only_shots=None):
         return make_movie(project, script, pictures.__getitem__, fps=12, frames_per_clip=25, size=(64, 48),
-                          backend=animatic_backend(12, (64, 48)), backend_name="animatic")
+                          backend=animatic_backend(12, (64, 48)), backend_name="animatic", only_shots=only_shots)
 
     out = str(tmp_path / "output")
     with MovieProject(out, "film", exclusive=True).compacting() as project:
@@ -167,8 +166,27 @@ def test_a_resumed_movie_does_not_take_a_shot_from_another_shots_file(tmp_path):
     data["shots"]["0"] = {**data["shots"]["1"], "signature": data["shots"]["0"]["signature"]}
     with open(project.manifest_path, "w") as f:
         json.dump(data, f)
+    return out, movie
+
+
+def _names(result) -> list[str]:
+    return [path.rsplit("/", 1)[1] for path in result.shot_files]
+
+
+def test_a_resumed_movie_does_not_take_a_shot_from_another_shots_file(tmp_path):
+    """The rerun of a movie whose shot 0 entry names shot 1's video: shot 0 is made again and shot 1's video is reused
+    where it is. Before, the rerun moved shot 1's video aside as a file of no current shot and made both again."""
+    out, movie = _movie_with_shot_0_naming_shot_1s_file(tmp_path)
     with MovieProject(out, "film", exclusive=True).compacting() as again:
         assert again.dropped_entries == ["shots['0'] (the file of shot 1)"]
         result = movie(again)
     assert result.rendered == [0] and result.stale == [], (result.rendered, result.stale)
-    assert [p.rsplit("/", 1)[1] for p in result.shot_files] == [f"shot_{i:05d}_s{i}.mp4" for i in range(3)]
+    assert _names(result) == [f"shot_{i:05d}_s{i}.mp4" for i in range(3)]
+
+
+def test_a_participants_resume_does_not_take_a_shot_from_another_shots_file(tmp_path):
+    """A participant's share (``only_shots``: nothing is moved aside first) reused shot 1's video as shot 0: the
+    movie's first two shots were one video (an entry's file was not checked against its index)."""
+    out, movie = _movie_with_shot_0_naming_shot_1s_file(tmp_path)
+    result = movie(MovieProject(out, "film", writer="w1"), only_shots=(0, 1, 2))
+    assert result.rendered == [0] and _names(result) == [f"shot_{i:05d}_s{i}.mp4" for i in range(3)], _names(result)
