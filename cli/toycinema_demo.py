@@ -214,24 +214,30 @@ def run(args) -> dict:
     for key in ("movie", "storyboard"):
         if not os.path.isfile(result[key]):
             raise SystemExit(f"the workflow ran but {result[key]} is missing")
-    result["flagged"] = identity_flags(os.path.join(root, "manifest.json"))
+    result["flagged"] = identity_flags(os.path.join(root, "manifest.json"), projects.MAX_MANIFEST_BYTES)
     return result
 
 
-def identity_flags(manifest_path: str) -> list[tuple[int, str, list]]:
+def identity_flags(manifest_path: str, limit: int) -> list[tuple[int, str, list]]:
     """``(keyframe, shot id, flags)`` of each keyframe the identity report flagged (a character missing or doubled, a
     face nobody in the shot: what the storyboard panel marks), from the project's manifest; the panel is not there
-    when the demo runs from a terminal."""
+    when the demo runs from a terminal.
+
+    The manifest is read with the pack's bounded JSON object reader (``text_files.read_json_object``, at most
+    ``limit`` bytes: the project's ``MAX_MANIFEST_BYTES``). The list is an extra after a finished run, so a manifest
+    that is missing, damaged or of another shape, and entries of another shape, give no flags rather than an error;
+    before, ``json.load`` read it whole and one nested too deeply or with a list where an object belongs ended the
+    run that had made the movie with a traceback."""
     try:
-        with open(manifest_path, encoding="utf-8") as f:
-            entries = json.load(f).get("keyframes", {})
-    except (OSError, ValueError):
+        entries = core_module("text_files").read_json_object(manifest_path, limit).get("keyframes")
+    except ValueError:  # missing, unreadable, too large, not JSON, nested too deeply, not an object
         return []
     out = []
-    for key, entry in entries.items():
-        flags = ((entry or {}).get("identity") or {}).get("flags") or []
-        if flags and str(key).isdigit():
-            out.append((int(key), str(entry.get("shot", "?")), list(flags)))
+    for key, entry in (entries.items() if isinstance(entries, dict) else ()):
+        report = entry.get("identity") if isinstance(entry, dict) else None
+        flags = report.get("flags") if isinstance(report, dict) else None
+        if flags and isinstance(flags, list) and key.isascii() and key.isdigit() and len(key) <= 8:
+            out.append((int(key), str(entry.get("shot", "?")), [str(flag) for flag in flags]))
     return sorted(out)
 
 

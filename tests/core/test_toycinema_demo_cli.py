@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from moviedreamer_core.project import MAX_MANIFEST_BYTES
 from moviedreamer_core.script import load_script
 from moviedreamer_core.toycinema.film_script import script_text
 from moviedreamer_core.toycinema.grammar import generate_film
@@ -41,5 +42,45 @@ def test_the_demo_lists_the_keyframes_the_identity_report_flagged(tmp_path):
         "10": {"shot": "s9", "identity": {"flags": ["extra face (nobody known)"]}},
         "2": {"shot": "s3"}}}))
     demo = _demo()
-    assert demo.identity_flags(str(manifest)) == [(1, "s2", ["Ava doubled (2 faces)"]), (10, "s9", ["extra face (nobody known)"])]
-    assert demo.identity_flags(str(tmp_path / "missing.json")) == []
+    assert demo.identity_flags(str(manifest), MAX_MANIFEST_BYTES) == [(1, "s2", ["Ava doubled (2 faces)"]),
+                                                                       (10, "s9", ["extra face (nobody known)"])]
+    assert demo.identity_flags(str(tmp_path / "missing.json"), MAX_MANIFEST_BYTES) == []
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+#: manifests the demo may find after its run (edited, damaged, of another shape): no flags from them, and no traceback
+HOSTILE_MANIFESTS = {
+    "cut short": '{"keyframes": {"1": {"shot": "s2", "identity": {"flags": ["Ava doub',
+    "deep": DEEP,
+    "deep inside": '{"keyframes": ' + DEEP + "}",
+    "a list": "[]",
+    "keyframes a list": '{"keyframes": []}',
+    "an entry that is text": '{"keyframes": {"1": "flagged"}}',
+    "a report that is text": '{"keyframes": {"1": {"identity": "flagged"}}}',
+    "flags that are text": '{"keyframes": {"1": {"identity": {"flags": "abc"}}}}',
+    "a key of 5,000 digits": '{"keyframes": {"' + "9" * 5000 + '": {"identity": {"flags": ["x"]}}}}',
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_MANIFESTS))
+def test_a_damaged_or_wrong_shaped_manifest_gives_no_flags(tmp_path, name):
+    """Before, ``json.load`` read it whole: nested too deeply was a RecursionError, a list where an object belongs an
+    AttributeError, text flags came out one letter each, ending the run that had made the movie with a traceback."""
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(HOSTILE_MANIFESTS[name])
+    assert _demo().identity_flags(str(manifest), MAX_MANIFEST_BYTES) == []
+
+
+def test_flags_of_other_types_are_printed_as_text_and_a_manifest_past_the_limit_is_not_read(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"keyframes": {"4": {"identity": {"flags": [2, null]}}}}')
+    demo = _demo()
+    assert demo.identity_flags(str(manifest), MAX_MANIFEST_BYTES) == [(4, "?", ["2", "None"])]
+    assert demo.identity_flags(str(manifest), 20) == [], "larger than the limit it is given"
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_manifest_that_is_dev_zero_is_read_no_further_than_the_limit(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.symlink_to("/dev/zero")
+    assert _demo().identity_flags(str(manifest), 2**20) == []
