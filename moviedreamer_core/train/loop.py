@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict
 from typing import Callable, Optional
@@ -208,9 +209,14 @@ def _run(cfg: TrainConfig, accelerator, log: Callable[[str], None]) -> dict:
         if resume is not None:
             _truncate_log(log_path, state.step)
         else:
+            config_path = os.path.join(cfg.output.dir, "config.json")
             for before, kept in keep_earlier_run(log_path, checkpoints_dir(cfg)):
-                log(f"starting afresh: the earlier training log {before} is kept as {kept}" if before == log_path else
-                    f"starting afresh: the earlier run's checkpoints {before} are kept as {kept} (never resumed from "
+                if before == log_path:
+                    log(f"starting afresh: the earlier training log {before} is kept as {kept}")
+                    continue
+                if os.path.isfile(config_path):  # the earlier run's settings, which this run's config.json replaces
+                    shutil.copy2(config_path, os.path.join(kept, "config.json"))
+                log(f"starting afresh: the earlier run's checkpoints {before} are kept as {kept} (never resumed from "
                     f"there by checkpoint.resume=auto)")
         write_json_atomic(os.path.join(cfg.output.dir, "config.json"), cfg.to_dict())
     log(f"{len(data.train)} training films, {len(data.val)} held out; {n_params / 1e6:.2f} M parameters; "
@@ -296,7 +302,8 @@ def keep_earlier_run(log_path: str, checkpoints: str) -> list[tuple[str, str]]:
     had gone lost the run's whole history (a review); appending instead would mix two runs' step numbers in one file.
     And the new run wrote its checkpoints over the earlier run's folders of the same steps and its ``latest.json``
     (and ``checkpoint.keep`` pruned the rest among its own), so ``resume=none`` silently lost the earlier run's
-    checkpoints (an audit). Moved aside, they are never resumed by ``auto``, which reads ``checkpoints/`` only."""
+    checkpoints (an audit). Moved aside, they are never resumed by ``auto``, which reads ``checkpoints/`` only. The
+    caller copies the earlier run's ``config.json`` (which the new run's replaces) into the moved checkpoints folder."""
     moves = [p for p in (log_path, checkpoints) if (os.path.isfile(p) and os.path.getsize(p) > 0)
              or (os.path.isdir(p) and os.listdir(p))]
     if not moves:

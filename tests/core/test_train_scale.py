@@ -150,13 +150,16 @@ def test_a_fresh_start_in_a_used_folder_keeps_the_earlier_checkpoints(synthetic_
     """Found by an audit: ``checkpoint.resume=none`` in a folder an earlier run used wrote the new run's checkpoints
     over the earlier run's ``checkpoints/step_*`` of the same steps and its ``latest.json`` (only the log was kept).
     Now ``checkpoints/`` is moved aside to ``checkpoints.1/`` (the log's number), said in one line, and a later
-    ``resume=auto`` resumes the new run's checkpoints, never the moved ones."""
+    ``resume=auto`` resumes the new run's checkpoints, never the moved ones. The earlier run's ``config.json``, which
+    the new run's replaces, goes with its checkpoints."""
     folder, _, val = synthetic_films
     out = tmp_path / "run"
     run(load_config("tiny", short_run(folder, val, out, "checkpoint.every=2")), log=None)  # checkpoints at steps 2, 4
     earlier = _files(out / "checkpoints")
     assert {"latest.json", os.path.join("step_00000002", "model.safetensors"),
             os.path.join("step_00000004", "model.safetensors")} <= set(earlier), sorted(earlier)
+    earlier["config.json"] = (out / "config.json").read_bytes()
+    assert json.loads(earlier["config.json"])["train"]["seed"] == 0
     said = []
     fresh = run(load_config("tiny", short_run(folder, val, out, "checkpoint.every=2", "checkpoint.resume=none",
                                               "train.seed=1")), log=said.append)
@@ -167,6 +170,7 @@ def test_a_fresh_start_in_a_used_folder_keeps_the_earlier_checkpoints(synthetic_
     assert any(line.endswith(f"kept as {out / 'log.1.jsonl'}") for line in said), said
     assert json.loads((out / "checkpoints" / "latest.json").read_text())["checkpoint"] == "step_00000004"
     assert _files(out / "checkpoints") != earlier
+    assert json.loads((out / "config.json").read_text())["train"]["seed"] == 1
 
     # auto resumes the new run's newest checkpoint (seed 1: the earlier run's, seed 0, would be refused) exactly
     said = []
