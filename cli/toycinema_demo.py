@@ -131,11 +131,14 @@ def toy_prompt(args) -> dict:
     prompt = json.loads(WORKFLOW.read_text(encoding="utf-8"))
     by_type = {node["class_type"]: node for node in prompt.values()}
     if args.script:
+        # read as `script validate` and the queue command read scripts: at most MAX_SCRIPT_FILE_BYTES, a named pipe
+        # nobody writes to refused (before: open().read(), so /dev/zero was read until memory ran out and a FIFO hung)
+        text_files = core_module("text_files")
         try:
-            with open(args.script, encoding="utf-8") as f:
-                by_type["ScriptEncode"]["inputs"]["script"] = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            raise SystemExit(f"--script {args.script}: cannot be read as UTF-8 text ({e})")
+            by_type["ScriptEncode"]["inputs"]["script"] = text_files.read_text_file(
+                args.script, _limits.MAX_SCRIPT_FILE_BYTES)
+        except text_files.TextFileError as e:
+            raise SystemExit(f"--script {args.script} {e.said_with({'encoding': '; save it as UTF-8'})}")
     elif args.film_seed is not None:
         toycinema = f"{_pack_module()}.moviedreamer_core.toycinema"
         script_text = importlib.import_module(f"{toycinema}.film_script").script_text

@@ -84,3 +84,36 @@ def test_a_manifest_that_is_dev_zero_is_read_no_further_than_the_limit(tmp_path)
     manifest = tmp_path / "manifest.json"
     manifest.symlink_to("/dev/zero")
     assert _demo().identity_flags(str(manifest), 2**20) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "too_large", "latin1"])
+def test_a_script_file_the_demo_cannot_use_is_refused_naming_it(tmp_path, kind):
+    """``--script`` was read with ``open().read()`` (an audit): /dev/zero was read until memory ran out and a named pipe
+    nobody writes to hung the command. It is read now as ``script validate`` and the queue command read scripts:
+    bounded by ``MAX_SCRIPT_FILE_BYTES``, a silent pipe refused, text that is not UTF-8 named; one line, no traceback."""
+    import argparse
+    import os
+
+    from moviedreamer_core.script.limits import MAX_SCRIPT_FILE_BYTES
+
+    path = tmp_path / "script.yaml"
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no named pipes here")
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path = Path("/dev/zero")
+        if not path.exists():
+            pytest.skip("no /dev/zero here")
+    elif kind == "too_large":
+        with open(path, "wb") as f:
+            f.truncate(MAX_SCRIPT_FILE_BYTES + 1)
+    else:
+        path.write_bytes("title: Caf\u00e9\n".encode("latin-1"))
+    args = argparse.Namespace(script=str(path), film_seed=None, seed=None, project=None)
+    with pytest.raises(SystemExit) as e:
+        _demo().toy_prompt(args)
+    said = str(e.value.code)
+    assert said.startswith(f"--script {path} "), said
+    assert {"fifo": "named pipe", "dev_zero": "larger than the limit", "too_large": "more than the limit",
+            "latin1": "not UTF-8"}[kind] in said, said
