@@ -16,6 +16,7 @@ import comfy.model_management as mm
 import comfy.utils
 
 from ..moviedreamer_core.file_kinds import file_kind, listed_for
+from ..moviedreamer_core.files import TEMP_NAME
 from ..moviedreamer_core.project import MovieProject
 
 #: The models folder name our loaders list files from (``models/moviedreamer``).
@@ -40,12 +41,17 @@ def listed_files(folder: str) -> list[str]:
     """``folder_paths.get_filename_list``, also after one of the folder's paths was removed while the server runs: the
     host's cached listing then raises FileNotFoundError (it reads each cached path's time), and every loader of the
     pack failed at validation with "[Errno 2] No such file or directory: .../models/moviedreamer". The listing is
-    made afresh instead."""
+    made afresh instead.
+
+    The temporary file of a write a kill cut short (``.tmp_xxxxxxxx.safetensors``, ``files.TEMP_NAME``: a renderer
+    training killed while it saved) is left out: it is half a file, or a whole one that never got its name, and the
+    loaders offered it as a model (an audit)."""
     try:
-        return folder_paths.get_filename_list(folder)
+        names = folder_paths.get_filename_list(folder)
     except FileNotFoundError:
         folder_paths.filename_list_cache.pop(folder, None)
-        return folder_paths.get_filename_list(folder)
+        names = folder_paths.get_filename_list(folder)
+    return [n for n in names if not TEMP_NAME.match(os.path.basename(n))]
 
 
 def safetensors_files(folder: str) -> list[str]:
