@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any, Optional
 
+from ..files import remove_stale_temp_files
 from .captions import load_captioner
 from .characters import load_references
 from .encoders import EncoderFolderError, resolve_text_encoder, resolve_token_encoder
 from .movie import MovieSettings, build_movie
 from .progress import Progress
-from .store import (check_spaces, existing_index, is_finished, movie_name, movie_names, recorded_spaces, source_stamp, update_index,
-                    write_movie)
+from .store import (MOVIES, check_spaces, existing_index, is_finished, movie_name, movie_names, recorded_spaces, source_stamp,
+                    update_index, write_movie)
 from .video import VIDEO_EXTENSIONS, VideoReadError
 
 log = logging.getLogger("moviedreamer.data")
@@ -285,6 +286,11 @@ def _remove_empty(out: str, created: Optional[str]) -> None:
 def _build(videos: str, out: str, options: BuildOptions) -> BuildResult:
     """``build_dataset`` once ``out`` is there."""
     result = BuildResult()
+    # a build killed (kill -9, a crash) while it wrote a movie, its record or the index left that write's temporary
+    # file, and the rerun left it for ever (an audit); only names files.atomic_path makes and nobody is writing
+    removed = [p for folder in (out, os.path.join(out, MOVIES)) for p in remove_stale_temp_files(folder)]
+    if removed:
+        log.info("removed %d temporary files a killed build left in %s", len(removed), out)
     jobs = []
     found = find_videos(videos)
     names = movie_names(found, out)

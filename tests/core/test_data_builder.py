@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -600,6 +601,44 @@ def test_a_killed_build_leaves_no_worker_behind(corpus, tmp_path):
             pass
     assert not left, "workers of a killed build are still running"
 
+
+
+def test_a_build_killed_mid_write_is_finished_by_the_same_command_and_leaves_no_temporary_file(corpus, tmp_path):
+    """Found by an audit: a build killed (kill -9) while it wrote a movie, its record or ``index.json`` left the
+    temporary file (``movies/.tmp_xxxxxxxx.safetensors``, ``.json``; ``.tmp_xxxxxxxx.json`` beside the index) for
+    ever: the same command run again finished the dataset and left them there. The build is killed for real after
+    two movies; what a kill inside a write leaves comes from real writers killed there (``killed_writer``). The rerun
+    skips the finished movies (their records untouched), builds the rest and removes the temporary files."""
+    import os
+    import signal
+    import subprocess
+
+    from ..killed_writer import killed_mid_write
+
+    videos = _many_videos(corpus, tmp_path, 6)
+    out = tmp_path / "out"
+    proc = _build_process(videos, out)
+    try:
+        _wait_for_movies(out, 2, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+    records = {p.name: p.stat().st_mtime_ns for p in (out / "movies").glob("*.json")}
+    assert 2 <= len(records) < 6, records
+    left = [killed_mid_write(out / "movies" / "film_05.safetensors"), killed_mid_write(out / "movies" / "film_05.json"),
+            killed_mid_write(out / "index.json")]
+    rerun = subprocess.run([sys.executable, *BUILD_COMMAND, str(videos), str(out)], cwd=str(Path(__file__).parents[2]),
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{6 - len(records)} built, {len(records)} already there, 0 failed; 6 movies in" in rerun.stdout, rerun.stdout
+    assert {n: (out / "movies" / n).stat().st_mtime_ns for n in records} == records, "finished movies were built again"
+    assert len(json.loads((out / "index.json").read_text())["movies"]) == 6
+    assert not [p.name for p in left if p.exists()], "the rerun left the killed build's temporary files"
+    assert not list(out.rglob(".tmp_*"))
 
 def test_a_video_of_variable_frame_rate_gets_its_frames_own_times(tmp_path):
     """Found by an audit: keyframe times were frame index / average rate, so in a video of variable frame rate frame

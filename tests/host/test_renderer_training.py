@@ -586,41 +586,6 @@ def test_ctrl_c_stops_the_training_command_after_a_whole_step_and_the_same_comma
             time.sleep(5)
 
 
-KILLED_WRITER = """
-import sys, time
-sys.path.insert(0, sys.argv[1])
-from moviedreamer_core.files import atomic_path
-with atomic_path(sys.argv[2]) as tmp:
-    with open(tmp, "wb") as f:
-        f.write(b"the first tensors of a training state")
-        f.flush()
-        print(tmp, flush=True)
-        time.sleep(120)
-"""
-
-
-def _killed_mid_write(target: Path) -> Path:
-    """A real process writing ``target`` as the training writes its files (``files.atomic_path``), SIGKILLed in the
-    middle of the write; returns the temporary file the kill left."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(Path(__file__).resolve().parents[2]), str(target)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        tmp = Path(writer.stdout.readline().strip())
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait()
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
-        writer.stdout.close()
-    assert tmp.is_file() and tmp.parent == target.parent and tmp.name.startswith(".tmp_")
-    return tmp
-
 
 def test_temporary_files_of_a_killed_training_are_not_listed_and_the_next_training_removes_them(host, testing, photos):
     """Found by an audit: ``cli/train_renderer.py`` killed (kill -9) while it wrote its encoded samples, its training
@@ -628,9 +593,11 @@ def test_temporary_files_of_a_killed_training_are_not_listed_and_the_next_traini
     file (``.tmp_xxxxxxxx.samples`` / ``.resume`` / ``.safetensors``) in ``models/moviedreamer`` for ever: the same
     command run again left it there, and a half-written ``.tmp_xxxxxxxx.safetensors`` was offered by the renderer and
     planner loaders. The loaders now leave such names out, and a training removes those nobody is writing."""
+    from ..killed_writer import killed_mid_write
+
     folder = Path(host.folder_paths.get_folder_paths("moviedreamer")[0])
     folder.mkdir(parents=True, exist_ok=True)
-    left = [_killed_mid_write(folder / f"killed.safetensors{suffix}") for suffix in ("", ".resume", ".samples")]
+    left = [killed_mid_write(folder / f"killed.safetensors{suffix}") for suffix in ("", ".resume", ".samples")]
     host.folder_paths.filename_list_cache.clear()
     nodes_host = host.pack_submodule("nodes.host")
     offered = host.pack_submodule("nodes.render_nodes").renderer_files() + nodes_host.model_files()
