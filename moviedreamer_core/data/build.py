@@ -290,7 +290,7 @@ def _build(videos: str, out: str, options: BuildOptions) -> BuildResult:
     # file, and the rerun left it for ever (an audit); only names files.atomic_path makes and nobody is writing
     removed = [p for folder in (out, os.path.join(out, MOVIES)) for p in remove_stale_temp_files(folder)]
     if removed:
-        log.info("removed %d temporary files a killed build left in %s", len(removed), out)
+        log.info("removed %d temporary file%s a killed build left in %s", len(removed), "s" * (len(removed) > 1), out)
     jobs = []
     found = find_videos(videos)
     names = movie_names(found, out)
