@@ -279,11 +279,18 @@ def test_retraining_one_stage_reads_the_other_files_from_the_shipped_folder(host
     decoder and writes only the UNet and the renderer (the tokenizer stays the shipped one, so does the renderer's
     token space); the planner's dataset is tokenized by the shipped tokenizer and its identities come from the shipped
     embedder (the files it does not retrain), and the planner is the toy recipe (``planner_runs.TOY_SETTINGS``), as
-    the shipped one."""
+    the shipped one. A run killed while it saved (kill -9) left the write's temporary file in ``--out`` for ever (an
+    audit): the next run removes such files (``files.remove_stale_temp_files``: only those nobody is writing)."""
+    from ..killed_writer import killed_mid_write
+
     out = tmp_path / "planner_only"
+    left = [killed_mid_write(out / "toycinema_decoder_tune.resume"),
+            killed_mid_write(out / "moviedreamer" / "toycinema_renderer.safetensors")]
+    assert all(p.is_file() for p in left)
     proc = fresh_python.run(f"python cli/toycinema_train.py --stages decoder_tune,planner --out {out}", "--films", "4",
                             "--tune-steps", "2", "--planner-steps", "3", timeout=600, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"removed 2 temporary files a killed run left in {out}" in proc.stderr
     assert "(25% of an empty place framed closer)" in proc.stderr  # the tuning phase's own keyframes (TUNE_EMPTY_CLOSER)
     from moviedreamer_core.planner.checkpoint import read_planner_config
     from moviedreamer_core.renderer import read_renderer_config
