@@ -338,6 +338,41 @@ def test_renderer_training_command_trains_on_a_checkpoint_the_host_loads(host, p
     assert config.context_dim == 768  # SD1.5's text width: the renderer is made for this checkpoint's UNet
 
 
+@pytest.mark.slow
+def test_the_training_command_stopped_by_ctrl_c_says_at_once_that_it_continues(host, photos, real_format_models,
+                                                                              tmp_path, fresh_python):
+    """``cli/train_renderer.py`` stopped by a real SIGINT after a step (exit 130, state kept), then the same command:
+    it said that it continued only in its summary at the end, its progress lines simply began at a later step (an
+    audit). It now says so before the first of them."""
+    from PIL import Image
+
+    folder = tmp_path / "my_keyframes"
+    folder.mkdir()
+    Image.open(photos / "astronaut.png").convert("RGB").save(folder / "a.png")
+    Image.open(photos / "hopper.png").convert("RGB").save(folder / "b.jpg")
+    command = ["python", "cli/train_renderer.py", "--comfyui", str(host.root), "--checkpoint",
+               str(real_format_models["checkpoint"]), "--clip-vision", str(real_format_models["clip_vision"]),
+               "--images", f"{folder}/", "--size", "64x64", "--steps", "6", "--batch-size", "2", "--learning-rate",
+               "1e-4", "--save-name", "stopped", "--cpu", "--augmentations", "0", "--save-dir", str(tmp_path / "models")]
+    lines = []
+
+    def ready(proc):  # after the second step's line
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("step 2/6"):
+                return
+        raise AssertionError("".join(lines)[-3000:])
+
+    code, rest = fresh_python.ctrl_c(command, ready, timeout=600)
+    assert code == 130, "".join(lines)[-3000:] + rest[-3000:]
+    stopped = int(rest.split("stopped after step ")[1].split(" ")[0])
+    again = fresh_python.run(command, timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    said = [line for line in again.stderr.splitlines() if line.startswith(("continued", "step "))]
+    assert said[0] == (f"continued from step {stopped}: the state an interrupted run kept beside the renderer file"), said
+    assert said[1].startswith(f"step {stopped + 1}/6") and said[-1].startswith("step 6/6"), said
+
+
 def _photos_64(photos, names) -> torch.Tensor:
     from PIL import Image, ImageOps
 
