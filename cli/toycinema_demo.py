@@ -93,8 +93,21 @@ class _Printer:
         if event == "executing" and isinstance(data, dict) and data.get("node"):
             node = self.prompt.get(str(data["node"]), {})
             print(f"\n  {node.get('class_type', data['node'])}", end="", file=sys.stderr, flush=True)
+        elif event == "executed" and isinstance(data, dict):
+            self._summary(data)
         elif event in ("execution_error", "execution_interrupted"):
             self.errors.append((event, data))
+
+    #: The nodes whose text (``ui.PreviewText``) the demo prints: what was made this run and what was reused, so that
+    #: a run after a kill or a Ctrl-C says what it kept (it only got faster before: an audit).
+    SUMMARISED = ("IdentityDiffusionRender", "ShotAnimate")
+
+    def _summary(self, data: dict) -> None:
+        node = self.prompt.get(str(data.get("node")), {})
+        texts = (data.get("output") or {}).get("text") if node.get("class_type") in self.SUMMARISED else None
+        for text in texts if isinstance(texts, list) else ():
+            for line in str(text).splitlines():
+                print(f"\n    {line}", end="", file=sys.stderr, flush=True)
 
     def queue_updated(self):
         pass

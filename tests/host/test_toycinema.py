@@ -134,6 +134,17 @@ def test_demo_command_writes_the_movie_and_the_storyboard(host, tmp_path, fresh_
     # one line per node on stderr: transformers' "Loading weights" bar (MiniLM) broke ScriptEncode's (found running
     # the README's commands)
     assert "Loading weights" not in proc.stderr, proc.stderr[-3000:]
+    # what the render and animate nodes made: a run after a kill or a Ctrl-C only got faster, it never said what it
+    # kept (an audit); the same command again makes nothing
+    import re
+
+    made = re.search(r"\n    (\d+) keyframes in \S+, (\d+) made this run", proc.stderr)
+    assert made and made[1] == made[2] and "in 4 shots, 4 made this run" in proc.stderr, proc.stderr[-3000:]
+    again = fresh_python.run("python cli/toycinema_demo.py --film-seed 4242", "--shots", "4", "--output-dir", str(out),
+                             timeout=600, env=_env(host))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"\n    {made[1]} keyframes in {movie.parent}, 0 made this run" in again.stderr, again.stderr[-3000:]
+    assert "in 4 shots, 0 made this run" in again.stderr, again.stderr[-3000:]
 
 
 def test_demo_command_puts_a_scripts_movie_in_its_titles_project(host, tmp_path, fresh_python):
