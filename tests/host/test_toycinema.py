@@ -299,7 +299,7 @@ def test_retraining_one_stage_reads_the_other_files_from_the_shipped_folder(host
             killed_mid_write(out / "moviedreamer" / "toycinema_renderer.safetensors")]
     assert all(p.is_file() for p in left)
     proc = fresh_python.run(f"python cli/toycinema_train.py --stages decoder_tune,planner --out {out}", "--films", "4",
-                            "--tune-steps", "2", "--planner-steps", "3", timeout=600, env=_env(host))
+                            "--tune-steps", "2", "--planner-steps", "3", "--threads", "1", timeout=600, env=_env(host))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"removed 2 temporary files a killed run left in {out}" in proc.stderr
     assert "(25% of an empty place framed closer)" in proc.stderr  # the tuning phase's own keyframes (TUNE_EMPTY_CLOSER)
@@ -329,8 +329,9 @@ def test_ctrl_c_stops_the_decoder_training_after_a_step_and_the_same_command_con
     import subprocess
 
     out = tmp_path / "weights"
+    # one torch thread: two beside the suite's other worker are many times slower (README, CPU threads)
     command = ["python", "cli/toycinema_train.py", "--stages", "decoder", "--out", str(out), "--films", "2",
-               "--decoder-steps", "40"]
+               "--decoder-steps", "40", "--threads", "1"]
     proc = subprocess.Popen(fresh_python.argv(command), cwd=str(PACK_DIR), env=fresh_python.env(_env(host)), stderr=subprocess.PIPE, text=True)
     lines = []
     for line in proc.stderr:
