@@ -375,10 +375,10 @@ def _run(args) -> int:
     os.makedirs(os.path.join(out, "moviedreamer"), exist_ok=True)
     # a run killed (kill -9, a crash) while it saved a stage's state (.resume, tens of MB) or a file left the write's
     # temporary file beside it for ever (an audit); only names files.atomic_path makes and nobody is writing
-    removed = [p for folder in (out, os.path.join(out, "moviedreamer"))
-               for p in _pack("moviedreamer_core.files").remove_stale_temp_files(folder)]
+    files = _pack("moviedreamer_core.files")
+    removed = files.remove_stale_temp_files(out, os.path.join(out, "moviedreamer"))
     if removed:
-        _log(f"removed {len(removed)} temporary file{'s' * (len(removed) > 1)} a killed run left in {out}")
+        _log(files.removed_temp_files_text(removed, f"a killed run left in {out}"))
     grammar = _pack("moviedreamer_core.toycinema.grammar")
     identity_mod = _pack("moviedreamer_core.toycinema.identity")
     started = time.perf_counter()

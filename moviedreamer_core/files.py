@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from .paths import UnsafePathError, resolve_inside
 
@@ -190,9 +190,24 @@ def _locked_temp_file(folder: str, suffix: str) -> tuple[Optional[int], str]:
         os.close(fd)  # removed as stale between its creation and our lock: take another
 
 
-def remove_stale_temp_files(folder: str) -> list[str]:
-    """Remove the temporary files (``TEMP_NAME``) directly in ``folder`` that nobody is writing (see the module's
-    docstring); returns their paths. Other files, and temporary files being written, are left alone."""
+def remove_stale_temp_files(*folders: str) -> list[str]:
+    """Remove the temporary files (``TEMP_NAME``) directly in each of ``folders`` that nobody is writing (see the
+    module's docstring); returns their paths. Other files, and temporary files being written, are left alone."""
+    removed = []
+    for folder in folders:
+        removed += _remove_stale_in(folder)
+    return removed
+
+
+def removed_temp_files_text(removed: Sequence, left_by: str) -> str:
+    """``removed N temporary file(s) <left_by>`` for a summary or a log line about ``remove_stale_temp_files``'
+    answer ``removed`` (``left_by``: "a killed build left in OUT"); empty when nothing was removed."""
+    n = len(removed)
+    return f"removed {n} temporary file{'s' if n != 1 else ''} {left_by}" if n else ""
+
+
+def _remove_stale_in(folder: str) -> list[str]:
+    """``remove_stale_temp_files`` for one folder."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .files import (atomic_write_bytes, file_sha256, open_regular, read_regular, remove_stale_temp_files,
-                    replace_patiently, write_errors_named)
+                    removed_temp_files_text, replace_patiently, write_errors_named)
 
 try:
     import fcntl
@@ -283,9 +283,8 @@ class MovieProject:
         self.writer_journal_path = (os.path.join(self.root, WRITER_JOURNALS_DIR, f"{self.writer}.jsonl")
                                     if self.writer else None)
         #: Temporary files of an interrupted run that this opening removed (``files.remove_stale_temp_files``).
-        self.removed_temp_files = [os.path.relpath(p, self.root).replace(os.sep, "/")
-                                   for folder in TEMP_FOLDERS
-                                   for p in remove_stale_temp_files(os.path.join(self.root, folder))]
+        self.removed_temp_files = [os.path.relpath(p, self.root).replace(os.sep, "/") for p in
+                                   remove_stale_temp_files(*(os.path.join(self.root, folder) for folder in TEMP_FOLDERS))]
         self.manifest = self._read_manifest()
         journals = os.path.exists(self.journal_path)
         if journals:
@@ -357,8 +356,8 @@ class MovieProject:
 
     def removed_temp_files_note(self) -> str:
         """A line for a node's summary about the temporary files an interrupted run left (empty when none)."""
-        n = len(self.removed_temp_files)
-        return f"\nremoved {n} temporary file{'s' if n != 1 else ''} an interrupted run left" if n else ""
+        text = removed_temp_files_text(self.removed_temp_files, "an interrupted run left")
+        return f"\n{text}" if text else ""
 
     @staticmethod
     def root_of(output_dir: str, folder: str) -> str:

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from comfy_api.latest import io, ui
 
 from ..moviedreamer_core.file_kinds import RENDERER
-from ..moviedreamer_core.files import remove_stale_temp_files
+from ..moviedreamer_core.files import remove_stale_temp_files, removed_temp_files_text
 from ..moviedreamer_core.identity.base import NoFaceFoundError
 from ..moviedreamer_core.paths import safe_folder_name
 from ..moviedreamer_core.renderer import RendererAdapter, RendererConfig, save_renderer
@@ -292,8 +292,8 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
     # one. Only names files.atomic_path makes and nobody is writing (their writer's flock) are removed.
     removed = remove_stale_temp_files(os.path.dirname(path))
     if removed:
-        logging.info("MovieDreamer: removed %d temporary files a killed training left in %s", len(removed),
-                     os.path.dirname(path))
+        logging.info("MovieDreamer: %s",
+                     removed_temp_files_text(removed, f"a killed training left in {os.path.dirname(path)}"))
     embedder = make_face_embedder(face_embedder, clip_vision)
     layers = discover_cross_attention(model)
     frozen = model_fingerprint(model)  # the frozen model the loss goes through, as given (before training patches it)
@@ -371,8 +371,7 @@ def train_renderer(model, vae, clip, clip_vision, images, texts: list[str], *, f
         resumed = f" (continued from step {fit.resumed_from}, where an interrupted run stopped{reused})"
     else:
         resumed = " (from the samples an interrupted run encoded)" if counts["reused"] else ""
-    cleaned = (f"; removed {len(removed)} temporary file{'s' * (len(removed) > 1)} a killed training left"
-               if removed else "")
+    cleaned = f"; {removed_temp_files_text(removed, 'a killed training left')}" if removed else ""
     text = (f"{file_name}: {steps} steps{resumed} on {len(samples)} samples ({n} images x {augmentations + 1}); "
             f"{found} with a face; {banks}evaluation loss {fit.eval_before:.4f} -> {fit.eval_after:.4f}{cleaned}")
     return RendererHandle(file_name, host.managed(adapter)), curve, text

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any, Optional
 
-from ..files import remove_stale_temp_files
+from ..files import remove_stale_temp_files, removed_temp_files_text
 from .captions import load_captioner
 from .characters import load_references
 from .encoders import EncoderFolderError, resolve_text_encoder, resolve_token_encoder
@@ -288,9 +288,9 @@ def _build(videos: str, out: str, options: BuildOptions) -> BuildResult:
     result = BuildResult()
     # a build killed (kill -9, a crash) while it wrote a movie, its record or the index left that write's temporary
     # file, and the rerun left it for ever (an audit); only names files.atomic_path makes and nobody is writing
-    removed = [p for folder in (out, os.path.join(out, MOVIES)) for p in remove_stale_temp_files(folder)]
+    removed = remove_stale_temp_files(out, os.path.join(out, MOVIES))
     if removed:
-        log.info("removed %d temporary file%s a killed build left in %s", len(removed), "s" * (len(removed) > 1), out)
+        log.info(removed_temp_files_text(removed, f"a killed build left in {out}"))
     jobs = []
     found = find_videos(videos)
     names = movie_names(found, out)
