@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,11 +28,16 @@ with atomic_path(sys.argv[2]) as tmp:
 """
 
 
-def killed_mid_write(target: Path) -> Path:
-    """Write ``target`` in a child process, SIGKILL it mid-write; returns the temporary file the kill left."""
+@contextmanager
+def writing(target: Path) -> Iterator[Path]:
+    """A child process writes ``target`` through ``atomic_path`` and stays in the middle of the write while the block
+    runs (its temporary file, yielded, is one another process is writing); at the end of the block it is SIGKILLed,
+    so the temporary file stays as a kill leaves it."""
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(ROOT), str(target)], stdout=subprocess.PIPE, text=True)
     try:
         tmp = Path(writer.stdout.readline().strip())
+        assert tmp.is_file() and tmp.parent == Path(target).parent and tmp.name.startswith(".tmp_"), tmp
+        yield tmp
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
     finally:
@@ -38,5 +45,11 @@ def killed_mid_write(target: Path) -> Path:
             writer.kill()
             writer.wait()
         writer.stdout.close()
-    assert tmp.is_file() and tmp.parent == Path(target).parent and tmp.name.startswith(".tmp_"), tmp
+
+
+def killed_mid_write(target: Path) -> Path:
+    """Write ``target`` in a child process, SIGKILL it mid-write; returns the temporary file the kill left."""
+    with writing(target) as tmp:
+        pass
+    assert tmp.is_file(), tmp
     return tmp

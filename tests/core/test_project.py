@@ -22,6 +22,8 @@ from moviedreamer_core.files import atomic_write_bytes
 from moviedreamer_core.project import JOURNAL_FILE, MovieProject, project_folder_name
 from moviedreamer_core.script import load_script
 
+from ..killed_writer import writing
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -105,26 +107,10 @@ def test_a_kill_during_updates_leaves_a_readable_project_with_every_finished_upd
 # ------------------------------------------------------------------------------------ temporary files
 
 
-SLOW_WRITER = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, sys.argv[1])
-    from moviedreamer_core.files import atomic_path
-    with atomic_path(sys.argv[2]) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(b"part of a shot")
-            f.flush()
-            print(tmp, flush=True)
-            time.sleep(120)
-""")
-
-
 def test_temp_files_of_a_killed_run_are_removed_by_the_next_and_only_those(tmp_path):
     project = MovieProject(str(tmp_path), "hygiene")
     shots = Path(project.root) / "shots"
-    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(ROOT), str(shots / "shot_00000_a.mp4")],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        tmp = Path(writer.stdout.readline().strip())
+    with writing(shots / "shot_00000_a.mp4") as tmp:
         assert tmp.parent == shots and tmp.name.startswith(".tmp_") and tmp.suffix == ".mp4"
         # not ours to remove: other names, and the project's stale/ folder
         (shots / ".tmp_notmine.mp4").write_bytes(b"x")
@@ -134,13 +120,6 @@ def test_temp_files_of_a_killed_run_are_removed_by_the_next_and_only_those(tmp_p
         # a file another process is writing right now stays, however old it looks
         os.utime(tmp, (time.time() - 86400, time.time() - 86400))
         assert MovieProject(str(tmp_path), "hygiene").removed_temp_files == [] and tmp.exists()
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait()
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
-        writer.stdout.close()
     assert tmp.exists(), "the kill left the partial shot behind"
     # the kill also left a half-written keyframe and manifest in other folders of the project
     (Path(project.root) / "keyframes" / ".tmp_0k1j2h3g.png").write_bytes(b"half a png")
