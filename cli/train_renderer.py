@@ -189,14 +189,11 @@ def main(argv=None) -> int:
     samples = train_node.samples_path(nodes.host.model_save_path(train_node.renderer_file_name(args.save_name), make=False))
 
     with CtrlC() as ctrl_c:
-        first = []
-
         def on_step(step, steps, loss):
-            if not first:  # said at once, not only in the summary at the end (an audit: the lines began at step 780)
-                first.append(step)
-                if step > 1:
-                    print(f"continued from step {step - 1}: the state an interrupted run kept beside the renderer file",
-                          file=sys.stderr, flush=True)
+            if not ctrl_c.training and step > 1:  # the first step of this run (said at once, not only in the summary
+                # at the end: the progress lines began at step 780, an audit); toycinema_train.py says it the same way
+                print(f"continued from step {step - 1}: the state an interrupted run kept beside the renderer file",
+                      file=sys.stderr, flush=True)
             if step == 1 or step == steps or step % max(steps // 20, 1) == 0:
                 print(f"step {step}/{steps}  loss {loss:.4f}", file=sys.stderr, flush=True)
             ctrl_c.after_step(step, steps)
